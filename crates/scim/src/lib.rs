@@ -1,0 +1,14 @@
+//! # rollcall-scim
+//!
+//! The SCIM 2.0 protocol core of Rollcall (RFC 7643 and RFC 7644), with no I/O, no async and no web
+//! framework: schemas and the schema registry, validation and normalisation of resources, the filter
+//! language, PATCH, projection (`attributes`/`excludedAttributes`), sorting, and the SCIM error type.
+//! The accepted dialects of real identity providers (Entra ID, Okta, Google Workspace) are collected
+//! in [`dialect`].
+
+pub mod error;
+pub mod filter;
+pub mod path;
+pub mod schema;
+
+pub use error::{ScimError, ScimResult, ScimType};
