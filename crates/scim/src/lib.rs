@@ -6,9 +6,13 @@
 //! The accepted dialects of real identity providers (Entra ID, Okta, Google Workspace) are collected
 //! in [`dialect`].
 
+pub mod dialect;
 pub mod error;
 pub mod filter;
 pub mod path;
+pub mod projection;
+pub mod resource;
 pub mod schema;
+pub mod sort;
 
 pub use error::{ScimError, ScimResult, ScimType};
