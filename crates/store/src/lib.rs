@@ -1,1 +1,113 @@
-//! placeholder
+//! # rollcall-store
+//!
+//! Everything Rollcall keeps, behind one trait ([`Store`]): organizations, SCIM connections (with
+//! hashed bearer tokens), SCIM resources, group membership as rows, and the event log written in the
+//! same transaction as each change. [`sqlite::SqliteStore`] is the embedded default.
+//!
+//! Resources are kept as their canonical SCIM document plus indexed columns derived from it
+//! (`userName`, `externalId`, `displayName`, `active`, timestamps, e-mail addresses) and a
+//! search copy of the document whose case-insensitive strings are folded in Rust (SQLite's `lower()`
+//! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
+
+pub mod events;
+pub mod index;
+pub mod model;
+pub mod sql;
+pub mod sqlite;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use rollcall_scim::ScimError;
+use rollcall_scim::filter::Filter;
+use rollcall_scim::patch::MemberChange;
+use serde_json::Value;
+
+/// Errors from the store: a SCIM error to answer as-is, or a database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Scim(#[from] ScimError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The SCIM error to answer with. Database failures become 500 with a generic detail
+    /// (the cause is logged, not sent), except lock timeouts, which become 503.
+    pub fn into_scim(self) -> ScimError {
+        match self {
+            StoreError::Scim(e) => e,
+            StoreError::Database(e) => {
+                let busy = e
+                    .as_database_error()
+                    .is_some_and(|d| d.message().contains("locked") || d.message().contains("busy"));
+                tracing::error!(error = %e, "database error");
+                if busy {
+                    ScimError::new(503, None, "the service is busy; retry shortly")
+                } else {
+                    ScimError::internal("internal storage error")
+                }
+            }
+            StoreError::Migrate(e) => {
+                tracing::error!(error = %e, "migration error");
+                ScimError::internal("internal storage error")
+            }
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A change computed from the current document, applied inside the store's write transaction:
+/// given the current document (with `id`, without `meta` and members), it edits the document in
+/// place and returns the membership changes to apply as rows.
+pub type Mutation = Box<dyn FnOnce(&mut Value) -> Result<Vec<MemberChange>, ScimError> + Send>;
+
+/// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- tenancy -----------------------------------------------------------------------------
+    async fn create_organization(&self, name: &str) -> StoreResult<Organization>;
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
+    async fn get_organization(&self, id_or_name: &str) -> StoreResult<Option<Organization>>;
+    async fn count_organizations(&self) -> StoreResult<i64>;
+
+    /// Creates a connection whose bearer token hashes to `token_hash`.
+    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection>;
+    async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>>;
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>>;
+    /// The connection whose token hashes to `token_hash`.
+    async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>>;
+    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool>;
+    /// Deletes a connection with all its users, groups and membership.
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+
+    // --- SCIM resources ------------------------------------------------------------------------
+    /// Inserts a resource (document without `id`/`meta`), with initial members for a group.
+    /// Fails with 409 `uniqueness` when `userName` (users) or `displayName` (groups) is taken, and
+    /// 400 when a member id is unknown.
+    async fn create_resource(&self, ctx: &WriteContext, kind: ResourceKind, doc: Value, members: Vec<rollcall_scim::patch::MemberRef>) -> StoreResult<StoredResource>;
+
+    /// Reads one live resource. `with_members`: whether to read group membership / a user's groups.
+    async fn get_resource(&self, connection_id: &str, kind: ResourceKind, id: &str, with_members: bool) -> StoreResult<Option<StoredResource>>;
+
+    /// Applies `mutation` to the current document in one write transaction, checking `if_match`
+    /// (a version number) first. Returns `None` when the resource does not exist.
+    async fn update_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>, mutation: Mutation) -> StoreResult<Option<StoredResource>>;
+
+    /// Soft-deletes a resource: it leaves the SCIM view and its membership, and the deletion is
+    /// recorded. Returns false when it does not exist.
+    async fn delete_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>) -> StoreResult<bool>;
+
+    /// Lists live resources matching a filter, compiled to SQL.
+    async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page>;
+
+    /// Events recorded after `after` (sequence number), oldest first.
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+}
+
+/// Re-exported so callers can name filters without depending on the core directly.
+pub type ScimFilter = Filter;

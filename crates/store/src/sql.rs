@@ -1,0 +1,730 @@
+//! SCIM filters and `sortBy` compiled to SQL, for SQLite and PostgreSQL.
+//!
+//! The hot attributes of the identity providers' flows (`id`, `externalId`, `userName`,
+//! `displayName`, `active`, `meta.created`, `meta.lastModified`, `emails.value`, `members.value`)
+//! compile to indexed columns and side tables. Everything else compiles to JSON expressions over the
+//! search copy of the document (`doc_ci`), whose case-insensitive strings are already folded, so a
+//! folded literal compares correctly for all of Unicode. The resources table is aliased `r`.
+
+use crate::index::fold;
+use crate::model::ResourceKind;
+use rollcall_scim::dialect::lenient_bool;
+use rollcall_scim::filter::{CompValue, CompareOp, Filter};
+use rollcall_scim::path::AttrPath;
+use rollcall_scim::schema::{AttributeDef, AttributeType, ResourceType, SchemaRegistry};
+use rollcall_scim::sort::SortOrder;
+use rollcall_scim::{ScimError, ScimResult};
+
+/// The SQL dialect to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+    Real(f64),
+    Bool(bool),
+}
+
+/// SQL text with its parameters, numbered for the dialect.
+#[derive(Debug, Clone)]
+pub struct SqlBuilder {
+    pub dialect: Dialect,
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    pub fn new(dialect: Dialect) -> Self {
+        SqlBuilder {
+            dialect,
+            sql: String::new(),
+            binds: Vec::new(),
+        }
+    }
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.sql.push_str(s);
+        self
+    }
+    /// Appends a placeholder for `b`.
+    pub fn bind(&mut self, b: Bind) -> &mut Self {
+        self.binds.push(b);
+        match self.dialect {
+            Dialect::Sqlite => self.sql.push('?'),
+            Dialect::Postgres => {
+                let n = self.binds.len();
+                self.sql.push_str(&format!("${n}"));
+                // Postgres needs to know the type of parameters compared with `->>` text or casts.
+                match self.binds[n - 1] {
+                    Bind::Text(_) => self.sql.push_str("::text"),
+                    Bind::Int(_) => self.sql.push_str("::bigint"),
+                    Bind::Real(_) => self.sql.push_str("::float8"),
+                    Bind::Bool(_) => self.sql.push_str("::boolean"),
+                }
+            }
+        }
+        self
+    }
+    pub fn text(&mut self, s: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Text(s.into()))
+    }
+    fn falsy(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "false",
+        }
+    }
+}
+
+/// Keys are inlined into JSON path expressions; they come from the schema registry, but are checked
+/// all the same so nothing a tenant registers can break out of the literal.
+fn safe_key(k: &str) -> ScimResult<&str> {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '$')) {
+        Ok(k)
+    } else {
+        Err(ScimError::invalid_filter(format!("attribute name \"{k}\" cannot be searched")))
+    }
+}
+
+/// A JSON expression for `keys` under `base` (a JSON column or element), as text/number.
+fn json_path(d: Dialect, base: &str, keys: &[&str]) -> ScimResult<String> {
+    for k in keys {
+        safe_key(k)?;
+    }
+    Ok(match d {
+        Dialect::Sqlite => {
+            let path: String = keys.iter().map(|k| format!(".\"{k}\"")).collect();
+            format!("json_extract({base}, '${path}')")
+        }
+        Dialect::Postgres => {
+            if keys.len() == 1 {
+                format!("({base} ->> '{}')", keys[0])
+            } else {
+                format!("({base} #>> '{{{}}}')", keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(","))
+            }
+        }
+    })
+}
+
+/// A `FROM` item that iterates the elements of the JSON array at `keys`, aliased `alias`, and the
+/// expression for one element.
+fn json_elements(d: Dialect, base: &str, keys: &[&str], alias: &str) -> ScimResult<(String, String)> {
+    for k in keys {
+        safe_key(k)?;
+    }
+    Ok(match d {
+        Dialect::Sqlite => {
+            let path: String = keys.iter().map(|k| format!(".\"{k}\"")).collect();
+            (format!("json_each({base}, '${path}') {alias}"), format!("{alias}.value"))
+        }
+        Dialect::Postgres => {
+            let path = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",");
+            (
+                format!(
+                    "jsonb_array_elements(CASE WHEN jsonb_typeof({base} #> '{{{path}}}') = 'array' THEN {base} #> '{{{path}}}' ELSE '[]'::jsonb END) {alias}(v)"
+                ),
+                format!("{alias}.v"),
+            )
+        }
+    })
+}
+
+/// Where paths resolve while compiling.
+#[derive(Clone)]
+enum Scope<'a> {
+    /// The resource row `r`.
+    Resource,
+    /// One element of a multi-valued attribute (or the value of a complex attribute): `expr` is its
+    /// JSON, `parent` the attribute.
+    Element { expr: String, parent: &'a AttributeDef },
+    /// One member row of a group: `u` is the member's resource row.
+    Member,
+}
+
+/// Compiles `filter` (already validated against the registry) into a boolean SQL expression.
+pub fn compile_filter(
+    b: &mut SqlBuilder,
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    kind: ResourceKind,
+    filter: &Filter,
+) -> ScimResult<()> {
+    let mut c = Compiler {
+        registry,
+        rt,
+        kind,
+        depth: 0,
+    };
+    c.filter(b, filter, &Scope::Resource)
+}
+
+/// Compiles a filter over one member of a group (`value`, `display`, `type`), the member's row
+/// being aliased `u`: used for PATCH `remove` on `members[...]`.
+pub fn compile_member_filter(b: &mut SqlBuilder, registry: &SchemaRegistry, rt: &ResourceType, filter: &Filter) -> ScimResult<()> {
+    let mut c = Compiler {
+        registry,
+        rt,
+        kind: ResourceKind::Group,
+        depth: 0,
+    };
+    c.filter(b, filter, &Scope::Member)
+}
+
+struct Compiler<'a> {
+    registry: &'a SchemaRegistry,
+    rt: &'a ResourceType,
+    kind: ResourceKind,
+    depth: usize,
+}
+
+/// How a comparison's left-hand side is stored.
+enum Lhs<'a> {
+    /// A scalar SQL expression of the attribute `leaf`; `folded` when values are stored folded.
+    Scalar { expr: String, leaf: &'a AttributeDef, folded: bool, micros: bool },
+    /// Any of the elements yielded by `from` (a FROM item), each compared through `expr`.
+    Any { from: String, expr: String, leaf: &'a AttributeDef, folded: bool },
+}
+
+impl<'a> Compiler<'a> {
+    fn filter(&mut self, b: &mut SqlBuilder, f: &Filter, scope: &Scope<'a>) -> ScimResult<()> {
+        match f {
+            Filter::And(l, r) | Filter::Or(l, r) => {
+                let op = if matches!(f, Filter::And(..)) { " AND " } else { " OR " };
+                b.push("(");
+                self.filter(b, l, scope)?;
+                b.push(op);
+                self.filter(b, r, scope)?;
+                b.push(")");
+            }
+            Filter::Not(inner) => {
+                b.push("(NOT COALESCE((");
+                self.filter(b, inner, scope)?;
+                let falsy = b.falsy();
+                b.push(&format!("), {falsy}))"));
+            }
+            Filter::Compare { path, op, value } => {
+                let lhs = self.lhs(b.dialect, path, scope)?;
+                self.compare(b, lhs, *op, Some(value))?;
+            }
+            Filter::Present { path } => {
+                let lhs = self.lhs(b.dialect, path, scope)?;
+                self.compare(b, lhs, CompareOp::Eq, None)?;
+            }
+            Filter::ValuePath { path, filter } => self.value_path(b, path, filter, scope)?,
+        }
+        Ok(())
+    }
+
+    fn resolve_in_scope(&self, path: &AttrPath, scope: &Scope<'a>) -> ScimResult<(&'a AttributeDef, Option<&'a AttributeDef>, Option<&'a str>)> {
+        match scope {
+            Scope::Resource => {
+                let r = self
+                    .registry
+                    .resolve(self.rt, path)
+                    .ok_or_else(|| ScimError::invalid_filter(format!("\"{path}\" is not an attribute of {}", self.rt.name)))?;
+                Ok((r.attr, r.sub, r.extension_urn()))
+            }
+            Scope::Element { parent, .. } => {
+                let sub = parent.sub_attribute(&path.attr).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{}\" is not a sub-attribute of \"{}\"", path.attr, parent.name))
+                })?;
+                Ok((sub, None, None))
+            }
+            Scope::Member => {
+                let members = self
+                    .registry
+                    .find_attribute(self.rt, None, "members")
+                    .ok_or_else(|| ScimError::invalid_filter("members cannot be searched here"))?;
+                let sub = members.attr.sub_attribute(&path.attr).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{}\" is not a sub-attribute of \"members\"", path.attr))
+                })?;
+                Ok((sub, None, None))
+            }
+        }
+    }
+
+    fn lhs(&self, d: Dialect, path: &AttrPath, scope: &Scope<'a>) -> ScimResult<Lhs<'a>> {
+        let (attr, sub, urn) = self.resolve_in_scope(path, scope)?;
+        let leaf = sub.unwrap_or(attr);
+        match scope {
+            Scope::Element { expr, .. } => {
+                return Ok(Lhs::Scalar {
+                    expr: json_path(d, expr, &[&attr.name])?,
+                    leaf,
+                    folded: true,
+                    micros: false,
+                });
+            }
+            Scope::Member => {
+                let expr = match attr.name.as_str() {
+                    "value" => "u.id",
+                    "display" => "u.display_name_ci",
+                    "type" => "u.kind",
+                    _ => {
+                        return Err(ScimError::invalid_filter(format!(
+                            "members cannot be filtered by \"{}\"",
+                            attr.name
+                        )));
+                    }
+                };
+                return Ok(Lhs::Scalar {
+                    expr: expr.to_string(),
+                    leaf,
+                    folded: attr.name == "display",
+                    micros: false,
+                });
+            }
+            Scope::Resource => {}
+        }
+        // Indexed columns.
+        if urn.is_none() {
+            let col = match (attr.name.as_str(), sub.map(|s| s.name.as_str()), self.kind) {
+                ("id", None, _) => Some(("r.id", false, false)),
+                ("externalId", None, _) => Some(("r.external_id", false, false)),
+                ("userName", None, ResourceKind::User) => Some(("r.user_name_ci", true, false)),
+                ("displayName", None, _) => Some(("r.display_name_ci", true, false)),
+                ("active", None, ResourceKind::User) => Some(("r.active", false, false)),
+                ("meta", Some("created"), _) => Some(("r.created_us", false, true)),
+                ("meta", Some("lastModified"), _) => Some(("r.modified_us", false, true)),
+                _ => None,
+            };
+            if let Some((expr, folded, micros)) = col {
+                return Ok(Lhs::Scalar {
+                    expr: expr.to_string(),
+                    leaf,
+                    folded,
+                    micros,
+                });
+            }
+            if self.kind == ResourceKind::User && attr.name == "emails" && sub.is_none_or(|s| s.name == "value") {
+                return Ok(Lhs::Any {
+                    from: "resource_emails x".into(),
+                    expr: "x.value_ci".into(),
+                    leaf: attr.sub_attribute("value").unwrap_or(leaf),
+                    folded: true,
+                });
+            }
+            if self.kind == ResourceKind::Group && attr.name == "members" {
+                let member_leaf = sub.unwrap_or(attr.sub_attribute("value").unwrap_or(leaf));
+                let expr = match member_leaf.name.as_str() {
+                    "value" => "u.id",
+                    "display" => "u.display_name_ci",
+                    "type" => "u.kind",
+                    other => {
+                        return Err(ScimError::invalid_filter(format!("members cannot be filtered by \"{other}\"")));
+                    }
+                };
+                return Ok(Lhs::Any {
+                    from: "group_members m JOIN resources u ON u.pk = m.member_pk".into(),
+                    expr: expr.into(),
+                    leaf: member_leaf,
+                    folded: member_leaf.name == "display",
+                });
+            }
+            if attr.name == "meta" {
+                return Err(ScimError::invalid_filter(format!("\"{path}\" cannot be used in a filter")));
+            }
+        }
+        let mut keys: Vec<&str> = Vec::new();
+        if let Some(u) = urn {
+            keys.push(u);
+        }
+        keys.push(&attr.name);
+        if attr.multi_valued {
+            let (from, elem) = json_elements(d, "r.doc_ci", &keys, "e")?;
+            let (expr, leaf) = match (sub, attr.kind) {
+                (Some(s), _) => (json_path(d, &elem, &[&s.name])?, s),
+                (None, AttributeType::Complex) => match attr.sub_attribute("value") {
+                    Some(v) => (json_path(d, &elem, &[&v.name])?, v),
+                    None => return Err(ScimError::invalid_filter(format!("\"{path}\" needs a sub-attribute"))),
+                },
+                (None, _) => (
+                    match d {
+                        Dialect::Sqlite => elem.clone(),
+                        Dialect::Postgres => format!("({elem} #>> '{{}}')"),
+                    },
+                    attr,
+                ),
+            };
+            return Ok(Lhs::Any {
+                from,
+                expr,
+                leaf,
+                folded: true,
+            });
+        }
+        if let Some(s) = sub {
+            keys.push(&s.name);
+        }
+        Ok(Lhs::Scalar {
+            expr: json_path(d, "r.doc_ci", &keys)?,
+            leaf,
+            folded: true,
+            micros: false,
+        })
+    }
+
+    /// `value == None` means `pr`.
+    fn compare(&self, b: &mut SqlBuilder, lhs: Lhs<'a>, op: CompareOp, value: Option<&CompValue>) -> ScimResult<()> {
+        match lhs {
+            Lhs::Scalar {
+                expr,
+                leaf,
+                folded,
+                micros,
+            } => scalar_compare(b, &expr, leaf, folded, micros, op, value),
+            Lhs::Any {
+                from,
+                expr,
+                leaf,
+                folded,
+            } => {
+                let correlate = if from.starts_with("resource_emails") {
+                    "x.resource_pk = r.pk"
+                } else if from.starts_with("group_members") {
+                    "m.group_pk = r.pk"
+                } else {
+                    "1 = 1"
+                };
+                // `ne` on a multi-valued attribute: no element equals the value.
+                if op == CompareOp::Ne && value.is_some_and(|v| *v != CompValue::Null) {
+                    b.push(&format!("NOT EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
+                    scalar_compare(b, &expr, leaf, folded, false, CompareOp::Eq, value)?;
+                    b.push(")");
+                    return Ok(());
+                }
+                b.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
+                scalar_compare(b, &expr, leaf, folded, false, op, value)?;
+                b.push(")");
+                Ok(())
+            }
+        }
+    }
+
+    fn value_path(&mut self, b: &mut SqlBuilder, path: &AttrPath, inner: &Filter, scope: &Scope<'a>) -> ScimResult<()> {
+        if !matches!(scope, Scope::Resource) {
+            return Err(ScimError::invalid_filter("value paths cannot be nested"));
+        }
+        self.depth += 1;
+        let r = self
+            .registry
+            .resolve(self.rt, path)
+            .ok_or_else(|| ScimError::invalid_filter(format!("\"{path}\" is not an attribute of {}", self.rt.name)))?;
+        if r.attr.kind != AttributeType::Complex {
+            return Err(ScimError::invalid_filter(format!("\"{path}\" is not a complex attribute")));
+        }
+        if self.kind == ResourceKind::Group && r.attr.name == "members" && r.extension_urn().is_none() {
+            b.push("EXISTS (SELECT 1 FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk AND ");
+            self.filter(b, inner, &Scope::Member)?;
+            b.push(")");
+            return Ok(());
+        }
+        let mut keys: Vec<&str> = Vec::new();
+        if let Some(u) = r.extension_urn() {
+            keys.push(u);
+        }
+        keys.push(&r.attr.name);
+        if r.attr.multi_valued {
+            let alias = format!("e{}", self.depth);
+            let (from, elem) = json_elements(b.dialect, "r.doc_ci", &keys, &alias)?;
+            b.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE "));
+            self.filter(
+                b,
+                inner,
+                &Scope::Element {
+                    expr: elem,
+                    parent: r.attr,
+                },
+            )?;
+            b.push(")");
+        } else {
+            let obj = match b.dialect {
+                Dialect::Sqlite => format!("json_extract(r.doc_ci, '${}')", keys.iter().map(|k| format!(".\"{k}\"")).collect::<String>()),
+                Dialect::Postgres => format!("(r.doc_ci #> '{{{}}}')", keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",")),
+            };
+            for k in &keys {
+                safe_key(k)?;
+            }
+            b.push("(");
+            self.filter(b, inner, &Scope::Element { expr: obj, parent: r.attr })?;
+            b.push(")");
+        }
+        Ok(())
+    }
+}
+
+/// Parses an RFC 3339 literal to microseconds since the epoch.
+pub fn micros_of(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+fn scalar_compare(
+    b: &mut SqlBuilder,
+    expr: &str,
+    leaf: &AttributeDef,
+    folded: bool,
+    micros: bool,
+    op: CompareOp,
+    value: Option<&CompValue>,
+) -> ScimResult<()> {
+    let d = b.dialect;
+    let Some(value) = value else {
+        // pr
+        if leaf.kind.is_stringy() && !micros {
+            b.push(&format!("({expr} IS NOT NULL AND {expr} <> '')"));
+        } else {
+            b.push(&format!("({expr} IS NOT NULL)"));
+        }
+        return Ok(());
+    };
+    let sql_op = match op {
+        CompareOp::Eq => "=",
+        CompareOp::Ne => "<>",
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+        _ => "",
+    };
+    let wrap_ne = |b: &mut SqlBuilder, f: &dyn Fn(&mut SqlBuilder)| {
+        if op == CompareOp::Ne {
+            b.push(&format!("({expr} IS NULL OR "));
+            f(b);
+            b.push(")");
+        } else {
+            f(b);
+        }
+    };
+    match value {
+        CompValue::Null => match op {
+            CompareOp::Eq => {
+                b.push(&format!("({expr} IS NULL)"));
+            }
+            CompareOp::Ne => {
+                b.push(&format!("({expr} IS NOT NULL)"));
+            }
+            _ => return Err(ScimError::invalid_filter(format!("\"{}\" cannot be compared with null", op.as_str()))),
+        },
+        CompValue::Bool(v) => {
+            if op != CompareOp::Eq && op != CompareOp::Ne {
+                return Err(ScimError::invalid_filter(format!(
+                    "booleans can only be compared with eq or ne, not {}",
+                    op.as_str()
+                )));
+            }
+            let lhs = match d {
+                Dialect::Sqlite => expr.to_string(),
+                Dialect::Postgres if expr.starts_with("r.") => expr.to_string(),
+                Dialect::Postgres => format!("({expr})::boolean"),
+            };
+            let bind = match d {
+                Dialect::Sqlite => Bind::Int(*v as i64),
+                Dialect::Postgres => Bind::Bool(*v),
+            };
+            wrap_ne(b, &|b: &mut SqlBuilder| {
+                b.push(&format!("{lhs} {sql_op} "));
+                b.bind(bind.clone());
+            });
+        }
+        CompValue::Number(n) => {
+            if op.is_substring() {
+                return Err(ScimError::invalid_filter(format!("\"{}\" needs a string value", op.as_str())));
+            }
+            let lhs = match d {
+                Dialect::Sqlite => expr.to_string(),
+                Dialect::Postgres => format!("({expr})::float8"),
+            };
+            let bind = match n.as_i64() {
+                Some(i) if d == Dialect::Sqlite => Bind::Int(i),
+                _ => Bind::Real(n.as_f64().unwrap_or(0.0)),
+            };
+            wrap_ne(b, &|b: &mut SqlBuilder| {
+                b.push(&format!("{lhs} {sql_op} "));
+                b.bind(bind.clone());
+            });
+        }
+        CompValue::Str(s) => {
+            if leaf.kind == AttributeType::Boolean {
+                // Entra ID writes booleans as strings in filters too: `roles[primary eq "True"]`.
+                let v = lenient_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{}\" is a boolean attribute; \"{s}\" is not a boolean", leaf.name))
+                })?;
+                return scalar_compare(b, expr, leaf, folded, micros, op, Some(&CompValue::Bool(v)));
+            }
+            if micros {
+                let us = micros_of(s).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{s}\" is not an RFC 3339 dateTime such as 2011-05-13T04:42:34Z"))
+                })?;
+                if op.is_substring() {
+                    return Err(ScimError::invalid_filter(format!("\"{}\" cannot be used on a dateTime", op.as_str())));
+                }
+                wrap_ne(b, &|b: &mut SqlBuilder| {
+                    b.push(&format!("{expr} {sql_op} "));
+                    b.bind(Bind::Int(us));
+                });
+                return Ok(());
+            }
+            let lit = if folded && !leaf.case_exact { fold(s) } else { s.clone() };
+            match op {
+                CompareOp::Co | CompareOp::Sw | CompareOp::Ew if lit.is_empty() => {
+                    b.push(&format!("({expr} IS NOT NULL)"));
+                }
+                CompareOp::Co => {
+                    match d {
+                        Dialect::Sqlite => b.push(&format!("instr({expr}, ")),
+                        Dialect::Postgres => b.push(&format!("strpos({expr}, ")),
+                    };
+                    b.text(lit).push(") > 0");
+                }
+                CompareOp::Sw => match d {
+                    Dialect::Sqlite => {
+                        // A range keeps the column's index usable; U+10FFFF sorts after every character.
+                        let upper = format!("{lit}\u{10FFFF}");
+                        b.push(&format!("({expr} >= "));
+                        b.text(lit).push(&format!(" AND {expr} < "));
+                        b.text(upper).push(")");
+                    }
+                    Dialect::Postgres => {
+                        b.push(&format!("starts_with({expr}, "));
+                        b.text(lit).push(")");
+                    }
+                },
+                CompareOp::Ew => {
+                    let n = lit.chars().count() as i64;
+                    match d {
+                        Dialect::Sqlite => {
+                            b.push(&format!("substr({expr}, "));
+                            b.bind(Bind::Int(-n)).push(") = ");
+                        }
+                        Dialect::Postgres => {
+                            b.push(&format!("right({expr}, "));
+                            b.bind(Bind::Int(n)).push("::int) = ");
+                        }
+                    }
+                    b.text(lit);
+                }
+                _ => {
+                    wrap_ne(b, &|b: &mut SqlBuilder| {
+                        b.push(&format!("{expr} {sql_op} "));
+                        b.text(lit.clone());
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `ORDER BY` clause for `sortBy`, ending with the primary key so pages are stable.
+pub fn order_by(
+    d: Dialect,
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    kind: ResourceKind,
+    path: &AttrPath,
+    order: SortOrder,
+) -> ScimResult<String> {
+    let r = registry
+        .resolve(rt, path)
+        .ok_or_else(|| ScimError::invalid_value(format!("sortBy: \"{path}\" is not an attribute of {}", rt.name)))?;
+    let sub = r.sub.map(|s| s.name.as_str());
+    let col = match (r.extension_urn(), r.attr.name.as_str(), sub, kind) {
+        (None, "id", None, _) => Some("r.id"),
+        (None, "externalId", None, _) => Some("r.external_id"),
+        (None, "userName", None, ResourceKind::User) => Some("r.user_name_ci"),
+        (None, "displayName", None, _) => Some("r.display_name_ci"),
+        (None, "active", None, ResourceKind::User) => Some("r.active"),
+        (None, "meta", Some("created"), _) => Some("r.created_us"),
+        (None, "meta", Some("lastModified"), _) => Some("r.modified_us"),
+        (None, "meta", _, _) => Some("r.pk"),
+        _ => None,
+    };
+    let expr = match col {
+        Some(c) => c.to_string(),
+        None => {
+            let mut keys: Vec<&str> = Vec::new();
+            if let Some(u) = r.extension_urn() {
+                keys.push(u);
+            }
+            keys.push(&r.attr.name);
+            if r.attr.multi_valued {
+                let leaf = match (sub, r.attr.kind) {
+                    (Some(s), _) => Some(s),
+                    (None, AttributeType::Complex) => Some("value"),
+                    _ => None,
+                };
+                let (from, elem) = json_elements(d, "r.doc_ci", &keys, "s")?;
+                let val = match leaf {
+                    Some(l) => json_path(d, &elem, &[l])?,
+                    None => elem.clone(),
+                };
+                let primary = match d {
+                    Dialect::Sqlite => json_path(d, &elem, &["primary"])? + " = 1",
+                    Dialect::Postgres => format!("({elem} ->> 'primary') = 'true'"),
+                };
+                format!(
+                    "COALESCE((SELECT {val} FROM {from} WHERE {primary} LIMIT 1), (SELECT {val} FROM {from} LIMIT 1))"
+                )
+            } else {
+                if let Some(s) = sub {
+                    keys.push(s);
+                }
+                json_path(d, "r.doc_ci", &keys)?
+            }
+        }
+    };
+    Ok(match order {
+        SortOrder::Ascending => format!("({expr}) IS NULL, {expr} ASC, r.pk ASC"),
+        SortOrder::Descending => format!("({expr}) IS NOT NULL, {expr} DESC, r.pk DESC"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(d: Dialect, kind: ResourceKind, f: &str) -> SqlBuilder {
+        let reg = SchemaRegistry::standard();
+        let rt = reg.resource_type(kind.as_str()).unwrap().clone();
+        let filter = Filter::parse(f).unwrap();
+        let mut b = SqlBuilder::new(d);
+        compile_filter(&mut b, &reg, &rt, kind, &filter).unwrap();
+        b
+    }
+
+    #[test]
+    fn hot_attributes_use_columns() {
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "userName eq \"ÅSA\"");
+        assert_eq!(b.sql, "r.user_name_ci = ?");
+        assert_eq!(b.binds, vec![Bind::Text("åsa".into())]);
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "externalId eq \"AbC\"");
+        assert_eq!(b.sql, "r.external_id = ?");
+        assert_eq!(b.binds, vec![Bind::Text("AbC".into())]);
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "emails.value eq \"A@B.C\"");
+        assert!(b.sql.contains("resource_emails"), "{}", b.sql);
+        let b = compile(Dialect::Postgres, ResourceKind::Group, "displayName eq \"x\" and id eq \"y\"");
+        assert_eq!(b.sql, "(r.display_name_ci = $1::text AND r.id = $2::text)");
+    }
+
+    #[test]
+    fn generic_attributes_use_json() {
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "name.familyName co \"O'Malley\"");
+        assert_eq!(b.sql, "instr(json_extract(r.doc_ci, '$.\"name\".\"familyName\"'), ?) > 0");
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "emails[type eq \"work\" and value ew \"@x.com\"]");
+        assert!(b.sql.starts_with("EXISTS (SELECT 1 FROM json_each(r.doc_ci, '$.\"emails\"') e1 WHERE"), "{}", b.sql);
+        let b = compile(
+            Dialect::Sqlite,
+            ResourceKind::User,
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"701984\"",
+        );
+        assert!(b.sql.contains("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"), "{}", b.sql);
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "not (title pr)");
+        assert!(b.sql.starts_with("(NOT COALESCE(("), "{}", b.sql);
+    }
+}

@@ -1,0 +1,699 @@
+//! The embedded SQLite store: WAL mode, one writer connection taking `BEGIN IMMEDIATE` transactions,
+//! a pool of reader connections.
+
+use crate::events;
+use crate::index::{IndexFields, search_doc};
+use crate::model::*;
+use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::{Mutation, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use rollcall_scim::ScimError;
+use rollcall_scim::filter::Filter;
+use rollcall_scim::patch::{MemberChange, MemberRef};
+use rollcall_scim::schema::{ResourceType, SchemaRegistry};
+use serde_json::{Value, json};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Arguments, Row, SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Current time in microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+/// SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+    registry: Arc<SchemaRegistry>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path`, `sqlite::memory:`
+    /// or a plain path).
+    pub async fn open(url: &str, registry: Arc<SchemaRegistry>) -> StoreResult<SqliteStore> {
+        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let memory = url.contains(":memory:");
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            // FULL: every acknowledged write is on disk before the response goes out.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(std::thread::available_parallelism().map(|n| n.get() as u32 * 2).unwrap_or(4).max(4))
+                .min_connections(1)
+                .connect_with(opts.read_only(true))
+                .await?
+        };
+        Ok(SqliteStore { reader, writer, registry })
+    }
+
+    fn rt(&self, kind: ResourceKind) -> &ResourceType {
+        self.registry.resource_type(kind.as_str()).expect("standard resource types are registered")
+    }
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn bind_all<'q>(binds: &'q [Bind]) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    for b in binds {
+        let r = match b {
+            Bind::Text(s) => args.add(s.as_str()),
+            Bind::Int(i) => args.add(*i),
+            Bind::Real(f) => args.add(*f),
+            Bind::Bool(v) => args.add(*v),
+        };
+        r.expect("binding a plain value cannot fail");
+    }
+    args
+}
+
+fn org_of(row: &SqliteRow) -> Organization {
+    Organization {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_us: row.get("created_us"),
+    }
+}
+
+fn conn_of(row: &SqliteRow) -> Connection {
+    let hash: Vec<u8> = row.get("token_hash");
+    let mut token_hash = [0u8; 32];
+    if hash.len() == 32 {
+        token_hash.copy_from_slice(&hash);
+    }
+    let idp: String = row.get("idp");
+    Connection {
+        id: row.get("id"),
+        org_id: row.get("org_id"),
+        name: row.get("name"),
+        idp: idp.parse().unwrap_or(IdpKind::Generic),
+        token_prefix: row.get("token_prefix"),
+        token_hash,
+        created_us: row.get("created_us"),
+    }
+}
+
+fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResource> {
+    let doc: String = row.get("doc");
+    let mut doc: Value = serde_json::from_str(&doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
+    let id: String = row.get("id");
+    if let Value::Object(m) = &mut doc {
+        m.insert("id".into(), Value::String(id.clone()));
+    }
+    Ok(StoredResource {
+        id,
+        kind,
+        doc,
+        version: row.get("version"),
+        created_us: row.get("created_us"),
+        modified_us: row.get("modified_us"),
+        related: None,
+    })
+}
+
+const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
+
+/// Maps a unique-index violation on resources to the SCIM 409.
+fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
+    if let Some(db) = e.as_database_error()
+        && db.is_unique_violation()
+    {
+        let detail = match kind {
+            ResourceKind::User => format!(
+                "userName \"{}\" is already taken in this connection",
+                doc.get("userName").and_then(Value::as_str).unwrap_or_default()
+            ),
+            ResourceKind::Group => format!(
+                "a group named \"{}\" already exists in this connection",
+                doc.get("displayName").and_then(Value::as_str).unwrap_or_default()
+            ),
+        };
+        return StoreError::Scim(ScimError::uniqueness(detail));
+    }
+    StoreError::Database(e)
+}
+
+async fn insert_event(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    kind: &str,
+    resource: Option<(ResourceKind, &str)>,
+    data: Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(kind)
+    .bind(Some(ctx.org_id.as_str()).filter(|s| !s.is_empty()))
+    .bind(Some(ctx.connection_id.as_str()).filter(|s| !s.is_empty()))
+    .bind(resource.map(|r| r.0.as_str()))
+    .bind(resource.map(|r| r.1))
+    .bind(data.to_string())
+    .bind(ctx.user_agent.as_deref())
+    .bind(ctx.request_id.as_deref())
+    .bind(now_us())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_emails(tx: &mut SqliteConnection, pk: i64, connection_id: &str, emails: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?").bind(pk).execute(&mut *tx).await?;
+    for e in emails {
+        sqlx::query("INSERT INTO resource_emails (resource_pk, connection_id, value_ci) VALUES (?, ?, ?)")
+            .bind(pk)
+            .bind(connection_id)
+            .bind(e)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Looks up the row of a live member candidate in the connection.
+async fn member_pk(tx: &mut SqliteConnection, connection_id: &str, id: &str) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT pk FROM resources WHERE connection_id = ? AND id = ? AND deleted_us IS NULL")
+        .bind(connection_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?)
+}
+
+fn unknown_member(id: &str) -> StoreError {
+    StoreError::Scim(ScimError::invalid_value(format!(
+        "member \"{id}\" is not a user or group of this SCIM connection"
+    )))
+}
+
+/// Applies membership changes to a group in the open transaction, recording one event per member
+/// added or removed. Returns whether anything changed.
+async fn apply_member_changes(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    registry: &SchemaRegistry,
+    group_pk: i64,
+    group_id: &str,
+    changes: Vec<MemberChange>,
+) -> StoreResult<bool> {
+    let mut changed = false;
+    for change in changes {
+        match change {
+            MemberChange::Add(members) => {
+                for m in members {
+                    changed |= add_member(tx, ctx, group_pk, group_id, &m).await?;
+                }
+            }
+            MemberChange::Remove(ids) => {
+                for id in ids {
+                    let n = sqlx::query(
+                        "DELETE FROM group_members WHERE group_pk = ? AND member_pk =
+                           (SELECT pk FROM resources WHERE connection_id = ? AND id = ?)",
+                    )
+                    .bind(group_pk)
+                    .bind(&ctx.connection_id)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n > 0 {
+                        changed = true;
+                        insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                    }
+                }
+            }
+            MemberChange::RemoveWhere(filter) => {
+                let rt = registry.resource_type("Group").expect("Group is registered");
+                let mut b = SqlBuilder::new(Dialect::Sqlite);
+                b.push("SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ");
+                b.bind(Bind::Int(group_pk));
+                b.push(" AND ");
+                crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
+                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds)).fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let pk: i64 = row.get(0);
+                    let id: String = row.get(1);
+                    sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
+                        .bind(group_pk)
+                        .bind(pk)
+                        .execute(&mut *tx)
+                        .await?;
+                    changed = true;
+                    insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                }
+            }
+            MemberChange::ReplaceAll(members) => {
+                let current: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ?",
+                )
+                .bind(group_pk)
+                .fetch_all(&mut *tx)
+                .await?;
+                let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
+                for (pk, id) in &current {
+                    if !wanted.contains(id.as_str()) {
+                        sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
+                            .bind(group_pk)
+                            .bind(pk)
+                            .execute(&mut *tx)
+                            .await?;
+                        changed = true;
+                        insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                    }
+                }
+                for m in &members {
+                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+async fn add_member(tx: &mut SqliteConnection, ctx: &WriteContext, group_pk: i64, group_id: &str, m: &MemberRef) -> StoreResult<bool> {
+    let Some(pk) = member_pk(tx, &ctx.connection_id, &m.value).await? else {
+        return Err(unknown_member(&m.value));
+    };
+    if pk == group_pk {
+        return Err(StoreError::Scim(ScimError::invalid_value("a group cannot be a member of itself")));
+    }
+    let n = sqlx::query("INSERT OR IGNORE INTO group_members (group_pk, member_pk) VALUES (?, ?)")
+        .bind(group_pk)
+        .bind(pk)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        insert_event(tx, ctx, events::GROUP_MEMBER_ADDED, Some((ResourceKind::Group, group_id)), json!({"member": m.value})).await?;
+    }
+    Ok(n > 0)
+}
+
+impl SqliteStore {
+    async fn related(&self, pk: i64, kind: ResourceKind) -> StoreResult<Vec<MemberView>> {
+        let rows: Vec<(String, String, Option<String>)> = match kind {
+            ResourceKind::Group => {
+                sqlx::query_as(
+                    "SELECT u.id, u.kind, COALESCE(json_extract(u.doc, '$.displayName'), json_extract(u.doc, '$.userName'))
+                     FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                     WHERE m.group_pk = ? ORDER BY m.member_pk",
+                )
+                .bind(pk)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            ResourceKind::User => {
+                sqlx::query_as(
+                    "SELECT g.id, g.kind, json_extract(g.doc, '$.displayName')
+                     FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                     WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY m.group_pk",
+                )
+                .bind(pk)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, display)| MemberView {
+                id,
+                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+                display,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_organization(&self, name: &str) -> StoreResult<Organization> {
+        let org = Organization {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            created_us: now_us(),
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO organizations (id, name, created_us) VALUES (?, ?, ?)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(org.created_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e.as_database_error() {
+                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!("an organization named \"{name}\" already exists"))),
+                _ => StoreError::Database(e),
+            })?;
+        let ctx = WriteContext { org_id: org.id.clone(), ..Default::default() };
+        insert_event(&mut tx, &ctx, events::ORGANIZATION_CREATED, None, json!({"name": name})).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
+        let rows = sqlx::query("SELECT id, name, created_us FROM organizations ORDER BY created_us, id").fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(org_of).collect())
+    }
+
+    async fn get_organization(&self, id_or_name: &str) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = ? OR name = ? LIMIT 1")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(org_of))
+    }
+
+    async fn count_organizations(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.reader).await?)
+    }
+
+    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
+        let c = Connection {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: new.org_id,
+            name: new.name,
+            idp: new.idp,
+            token_prefix: new.token_prefix,
+            token_hash: new.token_hash,
+            created_us: now_us(),
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO scim_connections (id, org_id, name, idp, token_hash, token_prefix, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&c.id)
+            .bind(&c.org_id)
+            .bind(&c.name)
+            .bind(c.idp.as_str())
+            .bind(c.token_hash.as_slice())
+            .bind(&c.token_prefix)
+            .bind(c.created_us)
+            .execute(&mut *tx)
+            .await?;
+        let ctx = WriteContext { org_id: c.org_id.clone(), connection_id: c.id.clone(), ..Default::default() };
+        insert_event(&mut tx, &ctx, events::CONNECTION_CREATED, None, json!({"name": c.name, "idp": c.idp})).await?;
+        tx.commit().await?;
+        Ok(c)
+    }
+
+    async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>> {
+        let rows = sqlx::query("SELECT * FROM scim_connections WHERE (? IS NULL OR org_id = ?) ORDER BY created_us, id")
+            .bind(org_id)
+            .bind(org_id)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(conn_of).collect())
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        Ok(row.as_ref().map(conn_of))
+    }
+
+    async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = ?")
+            .bind(token_hash.as_slice())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(conn_of))
+    }
+
+    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let Some(org_id) = org else { return Ok(false) };
+        sqlx::query("UPDATE scim_connections SET token_hash = ?, token_prefix = ? WHERE id = ?")
+            .bind(token_hash.as_slice())
+            .bind(token_prefix)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let ctx = WriteContext { org_id, connection_id: id.to_string(), ..Default::default() };
+        insert_event(&mut tx, &ctx, events::CONNECTION_TOKEN_ROTATED, None, json!({"token_prefix": token_prefix})).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let Some(org_id) = org else { return Ok(false) };
+        sqlx::query("DELETE FROM scim_connections WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        let ctx = WriteContext { org_id, connection_id: id.to_string(), ..Default::default() };
+        insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_resource(&self, ctx: &WriteContext, kind: ResourceKind, mut doc: Value, members: Vec<MemberRef>) -> StoreResult<StoredResource> {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Value::Object(m) = &mut doc {
+            m.remove("id");
+            m.remove("meta");
+        }
+        let fields = IndexFields::of(kind, &doc);
+        let search = search_doc(&self.registry, self.rt(kind), &doc);
+        let now = now_us();
+        let mut tx = self.begin_write().await?;
+        let pk: i64 = sqlx::query_scalar(
+            "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING pk",
+        )
+        .bind(&ctx.connection_id)
+        .bind(kind.as_str())
+        .bind(&id)
+        .bind(&fields.external_id)
+        .bind(&fields.user_name_ci)
+        .bind(&fields.display_name_ci)
+        .bind(fields.active)
+        .bind(now)
+        .bind(now)
+        .bind(doc.to_string())
+        .bind(search.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| uniqueness(e, kind, &doc))?;
+        write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci).await?;
+        insert_event(&mut tx, ctx, events::created(kind), Some((kind, &id)), json!({"attributes": doc})).await?;
+        if kind == ResourceKind::Group && !members.is_empty() {
+            apply_member_changes(&mut tx, ctx, &self.registry, pk, &id, vec![MemberChange::Add(members)]).await?;
+        }
+        tx.commit().await?;
+        if let Value::Object(m) = &mut doc {
+            m.insert("id".into(), Value::String(id.clone()));
+        }
+        Ok(StoredResource { id, kind, doc, version: 1, created_us: now, modified_us: now, related: None })
+    }
+
+    async fn get_resource(&self, connection_id: &str, kind: ResourceKind, id: &str, with_members: bool) -> StoreResult<Option<StoredResource>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
+        )))
+        .bind(connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut res = resource_of(&row, kind)?;
+        if with_members {
+            res.related = Some(self.related(row.get("pk"), kind).await?);
+        }
+        Ok(Some(res))
+    }
+
+    async fn update_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>, mutation: Mutation) -> StoreResult<Option<StoredResource>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
+        )))
+        .bind(&ctx.connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let pk: i64 = row.get("pk");
+        let current = resource_of(&row, kind)?;
+        if let Some(v) = if_match
+            && v != current.version
+        {
+            return Err(StoreError::Scim(ScimError::precondition_failed(format!(
+                "the resource has changed: its version is W/\"{}\", not W/\"{v}\"",
+                current.version
+            ))));
+        }
+        let before = current.doc.clone();
+        let mut doc = current.doc.clone();
+        let member_changes = mutation(&mut doc)?;
+        if let Value::Object(m) = &mut doc {
+            m.insert("id".into(), Value::String(id.to_string()));
+            m.remove("meta");
+        }
+        let doc_changed = doc != before;
+        let members_changed = if kind == ResourceKind::Group && !member_changes.is_empty() {
+            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
+        } else {
+            false
+        };
+        if !doc_changed && !members_changed {
+            tx.commit().await?;
+            return Ok(Some(current));
+        }
+        let now = now_us();
+        let version = current.version + 1;
+        let mut stored = doc.clone();
+        if let Value::Object(m) = &mut stored {
+            m.remove("id");
+        }
+        if doc_changed {
+            let fields = IndexFields::of(kind, &stored);
+            let search = search_doc(&self.registry, self.rt(kind), &stored);
+            sqlx::query(
+                "UPDATE resources SET external_id = ?, user_name_ci = ?, display_name_ci = ?, active = ?, version = ?, modified_us = ?, doc = ?, doc_ci = ? WHERE pk = ?",
+            )
+            .bind(&fields.external_id)
+            .bind(&fields.user_name_ci)
+            .bind(&fields.display_name_ci)
+            .bind(fields.active)
+            .bind(version)
+            .bind(now)
+            .bind(stored.to_string())
+            .bind(search.to_string())
+            .bind(pk)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| uniqueness(e, kind, &stored))?;
+            write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci).await?;
+            let ev = events::updated(kind, &before, &doc);
+            insert_event(&mut tx, ctx, ev, Some((kind, id)), events::diff(&before, &doc)).await?;
+        } else {
+            sqlx::query("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?").bind(version).bind(now).bind(pk).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(StoredResource { id: id.to_string(), kind, doc, version, created_us: current.created_us, modified_us: now, related: None }))
+    }
+
+    async fn delete_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT pk, version FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL")
+            .bind(&ctx.connection_id)
+            .bind(id)
+            .bind(kind.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((pk, version)) = row else { return Ok(false) };
+        if let Some(v) = if_match
+            && v != version
+        {
+            return Err(StoreError::Scim(ScimError::precondition_failed(format!(
+                "the resource has changed: its version is W/\"{version}\", not W/\"{v}\""
+            ))));
+        }
+        let now = now_us();
+        sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?").bind(now).bind(now).bind(pk).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?").bind(pk).execute(&mut *tx).await?;
+        // Membership goes with the resource; groups the member was in change version.
+        sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
+            .bind(now)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?").bind(pk).bind(pk).execute(&mut *tx).await?;
+        insert_event(&mut tx, ctx, events::deleted(kind), Some((kind, id)), json!({})).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
+        let rt = self.rt(kind);
+        let mut where_ = SqlBuilder::new(Dialect::Sqlite);
+        where_.push("r.connection_id = ").text(connection_id).push(" AND r.kind = ").text(kind.as_str()).push(" AND r.deleted_us IS NULL");
+        if let Some(f) = &query.filter {
+            where_.push(" AND (");
+            compile_filter(&mut where_, &self.registry, rt, kind, f)?;
+            where_.push(")");
+        }
+        let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)), bind_all(&where_.binds))
+            .fetch_one(&self.reader)
+            .await?;
+        let mut sql = where_.clone();
+        let (order, limit, offset) = match &query.paging {
+            Paging::Cursor { after_pk } => {
+                sql.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
+                ("r.pk ASC".to_string(), query.count + 1, 0)
+            }
+            Paging::Index { start_index } => {
+                let order = match &query.sort {
+                    Some(s) => order_by(Dialect::Sqlite, &self.registry, rt, kind, &s.path, s.order)?,
+                    None => "r.pk ASC".to_string(),
+                };
+                (order, query.count, start_index.saturating_sub(1).max(0))
+            }
+        };
+        let full = format!("SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}", sql.sql);
+        let rows = if limit == 0 { Vec::new() } else { sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds)).fetch_all(&self.reader).await? };
+        let mut resources = Vec::with_capacity(rows.len());
+        let mut next_after_pk = None;
+        for (i, row) in rows.iter().enumerate() {
+            if matches!(query.paging, Paging::Cursor { .. }) && i as i64 == query.count {
+                next_after_pk = resources.last().map(|_: &StoredResource| rows[i - 1].get::<i64, _>("pk"));
+                break;
+            }
+            let mut r = resource_of(row, kind)?;
+            if query.with_members {
+                r.related = Some(self.related(row.get("pk"), kind).await?);
+            }
+            resources.push(r);
+        }
+        Ok(Page { total, resources, next_after_pk })
+    }
+
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").bind(after).bind(limit).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.get("data");
+                Ok(Event {
+                    seq: row.get("seq"),
+                    id: row.get("id"),
+                    kind: row.get("type"),
+                    org_id: row.get("org_id"),
+                    connection_id: row.get("connection_id"),
+                    resource_type: row.get("resource_type"),
+                    resource_id: row.get("resource_id"),
+                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    created_us: row.get("created_us"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Validates a filter for a resource type before it is compiled (used by callers that want the
+/// error before any I/O).
+pub fn check_filter(registry: &SchemaRegistry, kind: ResourceKind, filter: &Filter) -> Result<(), ScimError> {
+    let rt = registry.resource_type(kind.as_str()).expect("standard resource types are registered");
+    filter.validate(registry, rt)
+}
