@@ -1,1 +1,397 @@
-fn main() {}
+//! `rollcall`: the service and the operator's command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rollcall_scim::filter::FilterLimits;
+use rollcall_scim::schema::SchemaRegistry;
+use rollcall_server::service::{Scim, ScimConfig};
+use rollcall_server::tokens;
+use rollcall_store::sqlite::SqliteStore;
+use rollcall_store::{IdpKind, NewConnection, Store};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
+struct Cli {
+    /// Database URL: a SQLite file (`sqlite://rollcall.db`, the default).
+    #[arg(long, global = true, env = "ROLLCALL_DATABASE")]
+    database: Option<String>,
+    /// Optional TOML configuration file; flags and ROLLCALL_* variables override it.
+    #[arg(long, global = true, env = "ROLLCALL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "ROLLCALL_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, Serialize, Deserialize, Debug, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage SCIM connections.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ROLLCALL_LISTEN")]
+    listen: Option<String>,
+    /// Public base URL clients reach the service at (used in meta.location); defaults to http://LISTEN.
+    #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Do not create a default organization and connection on an empty database.
+    #[arg(long, env = "ROLLCALL_NO_BOOTSTRAP")]
+    no_bootstrap: bool,
+    /// Largest accepted request body, in bytes (advertised as bulk.maxPayloadSize).
+    #[arg(long, env = "ROLLCALL_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Largest page a list returns (advertised as filter.maxResults).
+    #[arg(long, env = "ROLLCALL_MAX_PAGE_SIZE")]
+    max_page_size: Option<i64>,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List organizations.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ConnectionCommand {
+    /// Create a SCIM connection and print its base URL and token (shown once).
+    Create {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// Identity provider: okta, entra, google, onelogin, jumpcloud, ping, generic.
+        #[arg(long, default_value = "generic")]
+        idp: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Public base URL the service is reached at, to print the SCIM base URL.
+        #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connections.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Issue a new token for a connection; the old one stops working at once.
+    RotateToken {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a connection with all its users and groups.
+    Delete { id: String },
+}
+
+/// Settings from defaults, the TOML file and ROLLCALL_* variables, in that order.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Settings {
+    database: String,
+    listen: String,
+    public_url: Option<String>,
+    log_format: LogFormat,
+    bootstrap: bool,
+    max_body_bytes: usize,
+    default_page_size: i64,
+    max_page_size: i64,
+    bulk_max_operations: usize,
+    filter_max_length: usize,
+    filter_max_depth: usize,
+    filter_max_terms: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let scim = ScimConfig::default();
+        let limits = FilterLimits::default();
+        Settings {
+            database: "sqlite://rollcall.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            log_format: LogFormat::Pretty,
+            bootstrap: true,
+            max_body_bytes: scim.max_body_bytes,
+            default_page_size: scim.default_page_size,
+            max_page_size: scim.max_page_size,
+            bulk_max_operations: scim.bulk_max_operations,
+            filter_max_length: limits.max_length,
+            filter_max_depth: limits.max_depth,
+            filter_max_terms: limits.max_terms,
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> Result<Settings, String> {
+    let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = &cli.config {
+        if !path.exists() {
+            return Err(format!("configuration file {} does not exist", path.display()));
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    let fig = fig.merge(Env::prefixed("ROLLCALL_").ignore(&["config"]));
+    let mut s: Settings = fig.extract().map_err(|e| format!("configuration: {e}"))?;
+    if let Some(d) = &cli.database {
+        s.database = d.clone();
+    }
+    if let Some(f) = cli.log_format {
+        s.log_format = f;
+    }
+    if let Command::Serve(a) = &cli.command {
+        if let Some(l) = &a.listen {
+            s.listen = l.clone();
+        }
+        if a.public_url.is_some() {
+            s.public_url = a.public_url.clone();
+        }
+        if a.no_bootstrap {
+            s.bootstrap = false;
+        }
+        if let Some(v) = a.max_body_bytes {
+            s.max_body_bytes = v;
+        }
+        if let Some(v) = a.max_page_size {
+            s.max_page_size = v;
+        }
+    }
+    Ok(s)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn open_store(database: &str, registry: Arc<SchemaRegistry>) -> Result<Arc<dyn Store>, String> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Err("PostgreSQL support is not built yet: use a sqlite:// database".into());
+    }
+    let store = SqliteStore::open(database, registry)
+        .await
+        .map_err(|e| format!("opening {database}: {e}"))?;
+    Ok(Arc::new(store))
+}
+
+fn scim_base(public_url: &str, connection_id: &str) -> String {
+    format!("{}/scim/v2/{connection_id}", public_url.trim_end_matches('/'))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match load_settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format);
+    match run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, s: Settings) -> Result<(), String> {
+    let registry = Arc::new(SchemaRegistry::standard());
+    let store = open_store(&s.database, registry.clone()).await?;
+    let default_public = format!("http://{}", s.listen);
+    match cli.command {
+        Command::Serve(_) => serve(s, store, registry).await,
+        Command::Org(OrgCommand::Create { name, json }) => {
+            let org = store.create_organization(&name).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&org).unwrap_or_default());
+            } else {
+                println!("organization {} created: {}", org.name, org.id);
+            }
+            Ok(())
+        }
+        Command::Org(OrgCommand::List) => {
+            for o in store.list_organizations().await.map_err(|e| e.to_string())? {
+                println!("{}\t{}", o.id, o.name);
+            }
+            Ok(())
+        }
+        Command::Connection(ConnectionCommand::Create {
+            org,
+            idp,
+            name,
+            public_url,
+            json,
+        }) => {
+            let org = store
+                .get_organization(&org)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no organization \"{org}\""))?;
+            let idp: IdpKind = idp.parse()?;
+            let token = tokens::issue();
+            let c = store
+                .create_connection(NewConnection {
+                    org_id: org.id.clone(),
+                    name: name.unwrap_or_else(|| format!("{idp} connection")),
+                    idp,
+                    token_hash: token.hash,
+                    token_prefix: token.display_prefix.clone(),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = scim_base(public_url.or(s.public_url).as_deref().unwrap_or(&default_public), &c.id);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base, "token": token.secret})
+                );
+            } else {
+                println!("SCIM connection {} created for {}.", c.id, org.name);
+                println!("SCIM base URL: {base}");
+                println!("Bearer token:  {}   (shown once; store it now)", token.secret);
+            }
+            Ok(())
+        }
+        Command::Connection(ConnectionCommand::List { org }) => {
+            let org_id = match org {
+                Some(o) => Some(
+                    store
+                        .get_organization(&o)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("no organization \"{o}\""))?
+                        .id,
+                ),
+                None => None,
+            };
+            for c in store
+                .list_connections(org_id.as_deref())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("{}\t{}\t{}\t{}\t{}…", c.id, c.org_id, c.idp, c.name, c.token_prefix);
+            }
+            Ok(())
+        }
+        Command::Connection(ConnectionCommand::RotateToken { id, json }) => {
+            let token = tokens::issue();
+            if !store
+                .set_connection_token(&id, &token.hash, &token.display_prefix)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no connection \"{id}\""));
+            }
+            if json {
+                println!("{}", serde_json::json!({"id": id, "token": token.secret}));
+            } else {
+                println!(
+                    "New bearer token for {id}: {}   (shown once; the old token no longer works)",
+                    token.secret
+                );
+            }
+            Ok(())
+        }
+        Command::Connection(ConnectionCommand::Delete { id }) => {
+            if store.delete_connection(&id).await.map_err(|e| e.to_string())? {
+                println!("connection {id} deleted with its users and groups");
+                Ok(())
+            } else {
+                Err(format!("no connection \"{id}\""))
+            }
+        }
+    }
+}
+
+async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let public_url = s
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"))
+        .trim_end_matches('/')
+        .to_string();
+    if s.bootstrap && store.count_organizations().await.map_err(|e| e.to_string())? == 0 {
+        let org = store.create_organization("default").await.map_err(|e| e.to_string())?;
+        let token = tokens::issue();
+        let c = store
+            .create_connection(NewConnection {
+                org_id: org.id,
+                name: "default".into(),
+                idp: IdpKind::Generic,
+                token_hash: token.hash,
+                token_prefix: token.display_prefix,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("First start: created organization \"default\" with a SCIM connection.");
+        println!("SCIM base URL: {}", scim_base(&public_url, &c.id));
+        println!("Bearer token:  {}   (shown once; store it now)", token.secret);
+    }
+    let config = ScimConfig {
+        public_url: public_url.clone(),
+        default_page_size: s.default_page_size.min(s.max_page_size),
+        max_page_size: s.max_page_size,
+        max_body_bytes: s.max_body_bytes,
+        bulk_max_operations: s.bulk_max_operations,
+        filter_limits: FilterLimits {
+            max_length: s.filter_max_length,
+            max_depth: s.filter_max_depth,
+            max_terms: s.filter_max_terms,
+        },
+    };
+    let scim = Scim {
+        store,
+        registry,
+        config: Arc::new(config),
+    };
+    tracing::info!(listen = %local, public_url = %public_url, database = %s.database, "rollcall serving");
+    println!("Listening on http://{local}");
+    rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}

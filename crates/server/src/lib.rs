@@ -1,1 +1,141 @@
-//! placeholder
+//! # rollcall-server
+//!
+//! The HTTP layer: per-connection SCIM 2.0 endpoints under `/scim/v2/{connection_id}`, health
+//! checks, and the middleware around them (bearer-token authentication, body limits, request ids).
+//! Handlers are thin: they parse HTTP and call [`service::Scim`].
+
+pub mod auth;
+pub mod bulk;
+pub mod discovery;
+pub mod handlers;
+pub mod response;
+pub mod service;
+pub mod tokens;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{any, get, post};
+use service::Scim;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use service::ScimConfig;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the whole HTTP application.
+pub fn app(scim: Scim) -> Router {
+    let api = Router::new()
+        .route(
+            "/Users",
+            get(handlers::list_users)
+                .post(handlers::create_user)
+                .fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Users/.search",
+            post(handlers::search_users).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Users/{id}",
+            get(handlers::get_user)
+                .put(handlers::put_user)
+                .patch(handlers::patch_user)
+                .delete(handlers::delete_user)
+                .fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Groups",
+            get(handlers::list_groups)
+                .post(handlers::create_group)
+                .fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Groups/.search",
+            post(handlers::search_groups).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Groups/{id}",
+            get(handlers::get_group)
+                .put(handlers::put_group)
+                .patch(handlers::patch_group)
+                .delete(handlers::delete_group)
+                .fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/.search",
+            post(handlers::search_root).fallback(handlers::method_not_allowed),
+        )
+        .route("/Bulk", post(bulk::bulk).fallback(handlers::method_not_allowed))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/ResourceTypes",
+            get(discovery::resource_types).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/ResourceTypes/{id}",
+            get(discovery::resource_type).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Schemas",
+            get(discovery::schemas).fallback(handlers::method_not_allowed),
+        )
+        .route(
+            "/Schemas/{id}",
+            get(discovery::schema).fallback(handlers::method_not_allowed),
+        )
+        .route("/Me", any(handlers::me))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate));
+
+    Router::new()
+        .nest("/scim/v2/{connection_id}", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(handlers::ready))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(scim)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,104 @@
+//! Bearer-token authentication of SCIM requests: the token must belong to the connection named in
+//! the URL. Anything else is a 401 with a SCIM error body, and never reveals whether the
+//! connection exists.
+
+use crate::response::error_response;
+use crate::service::Scim;
+use crate::tokens;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use rollcall_scim::ScimError;
+use rollcall_store::{Connection, WriteContext};
+
+/// Who is calling: the authenticated connection and request metadata.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub connection: Connection,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    pub fn write_context(&self) -> WriteContext {
+        WriteContext {
+            org_id: self.connection.org_id.clone(),
+            connection_id: self.connection.id.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+    pub fn connection_id(&self) -> &str {
+        &self.connection.id
+    }
+}
+
+/// The connection id in a `/scim/v2/{connection_id}/...` path.
+fn connection_in_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/scim/v2/")?
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
+}
+
+pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next) -> Response {
+    let unauthorized = |detail: &str| error_response(&ScimError::unauthorized(detail));
+    let Some(presented) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        })
+    else {
+        return unauthorized("a bearer token is required: send \"Authorization: Bearer <token>\"");
+    };
+    // Inside the nested router the URI has lost its prefix; the original one still has it.
+    let full_path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let Some(conn_id) = connection_in_path(&full_path).map(str::to_string) else {
+        return unauthorized("unknown SCIM base URL");
+    };
+    let hash = tokens::hash(&presented);
+    let connection = match scim.store.connection_by_token_hash(&hash).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
+        Err(e) => return error_response(&e.into_scim()),
+    };
+    if !tokens::matches(&hash, &connection.token_hash) || connection.id != conn_id {
+        return unauthorized("the bearer token is not valid for this SCIM base URL");
+    }
+    let caller = Caller {
+        connection,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_connection_in_path() {
+        assert_eq!(connection_in_path("/scim/v2/abc/Users"), Some("abc"));
+        assert_eq!(connection_in_path("/scim/v2/abc"), Some("abc"));
+        assert_eq!(connection_in_path("/scim/v2//Users"), None);
+        assert_eq!(connection_in_path("/other"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! `/Bulk` (RFC 7644 §3.7): operations run in order, `bulkId` references resolved as resources are
+//! created, `failOnErrors` honoured, and the advertised limits enforced.
+
+use crate::auth::Caller;
+use crate::handlers::ScimBody;
+use crate::response::{ApiError, ApiResult, ScimResponse, etag, parse_etag};
+use crate::service::Scim;
+use axum::Extension;
+use axum::extract::State;
+use rollcall_scim::{ScimError, ScimResult};
+use rollcall_store::ResourceKind;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+
+/// Replaces every `"bulkId:X"` string in `v` with the id created for X.
+fn resolve_refs(v: &mut Value, ids: &HashMap<String, String>) -> ScimResult<()> {
+    match v {
+        Value::String(s) => {
+            if let Some(bulk_id) = s.strip_prefix("bulkId:") {
+                let id = ids.get(bulk_id).ok_or_else(|| {
+                    ScimError::invalid_value(format!(
+                        "bulkId \"{bulk_id}\" does not refer to an earlier successful POST"
+                    ))
+                })?;
+                *s = id.clone();
+            }
+        }
+        Value::Array(a) => {
+            for i in a {
+                resolve_refs(i, ids)?;
+            }
+        }
+        Value::Object(o) => {
+            for (_, i) in o.iter_mut() {
+                resolve_refs(i, ids)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn unapi(e: ApiError) -> ScimError {
+    e.0
+}
+
+fn parse_path(path: &str) -> ScimResult<(ResourceKind, Option<&str>)> {
+    let p = path.trim_start_matches('/');
+    let (endpoint, rest) = p.split_once('/').map(|(a, b)| (a, Some(b))).unwrap_or((p, None));
+    let kind = match endpoint {
+        e if e.eq_ignore_ascii_case("Users") => ResourceKind::User,
+        e if e.eq_ignore_ascii_case("Groups") => ResourceKind::Group,
+        _ => {
+            return Err(ScimError::invalid_path(format!(
+                "\"{path}\" is not a /Users or /Groups path"
+            )));
+        }
+    };
+    Ok((kind, rest.filter(|r| !r.is_empty())))
+}
+
+pub async fn bulk(
+    State(s): State<Scim>,
+    Extension(c): Extension<Caller>,
+    ScimBody(body): ScimBody,
+) -> ApiResult<ScimResponse> {
+    let schemas_ok = body["schemas"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|v| v.as_str().is_some_and(|u| u.eq_ignore_ascii_case(BULK_REQUEST)))
+    });
+    if !schemas_ok {
+        return Err(ScimError::invalid_syntax(format!("\"schemas\" must contain {BULK_REQUEST}")).into());
+    }
+    let ops = body
+        .get("Operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ScimError::invalid_syntax("\"Operations\" must be an array"))?;
+    if ops.len() > s.config.bulk_max_operations {
+        return Err(ScimError::new(
+            413,
+            None,
+            format!(
+                "{} operations exceed the maximum of {}",
+                ops.len(),
+                s.config.bulk_max_operations
+            ),
+        )
+        .into());
+    }
+    let fail_on_errors = body.get("failOnErrors").and_then(Value::as_i64).filter(|n| *n > 0);
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::new();
+    let mut errors = 0i64;
+    let ctx = c.write_context();
+    for op in ops {
+        if fail_on_errors.is_some_and(|max| errors >= max) {
+            break;
+        }
+        let method = op
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let bulk_id = op.get("bulkId").and_then(Value::as_str).map(str::to_string);
+        let path = op.get("path").and_then(Value::as_str).unwrap_or_default().to_string();
+        let outcome: Result<(u16, Option<(ResourceKind, String, i64)>), ScimError> = async {
+            let mut path = Value::String(path.clone());
+            resolve_refs(&mut path, &ids)?;
+            let path = path.as_str().unwrap_or_default().to_string();
+            let (kind, id) = parse_path(&path)?;
+            let mut data = op.get("data").cloned().unwrap_or(Value::Null);
+            resolve_refs(&mut data, &ids)?;
+            let version = match op.get("version").and_then(Value::as_str) {
+                Some(v) => parse_etag(v)?,
+                None => None,
+            };
+            let need_id = || {
+                id.map(str::to_string).ok_or_else(|| {
+                    ScimError::invalid_path(format!("{method} needs a resource path such as /Users/{{id}}"))
+                })
+            };
+            match method.as_str() {
+                "POST" => {
+                    if bulk_id.is_none() {
+                        return Err(ScimError::invalid_syntax("a POST operation needs a bulkId"));
+                    }
+                    let r = s.create(&ctx, kind, &data).await.map_err(unapi)?;
+                    Ok((201, Some((kind, r.id, r.version))))
+                }
+                "PUT" => {
+                    let r = s
+                        .replace(&ctx, kind, &need_id()?, &data, version)
+                        .await
+                        .map_err(unapi)?;
+                    Ok((200, Some((kind, r.id, r.version))))
+                }
+                "PATCH" => {
+                    let r = s.patch(&ctx, kind, &need_id()?, &data, version).await.map_err(unapi)?;
+                    Ok((200, Some((kind, r.id, r.version))))
+                }
+                "DELETE" => {
+                    s.delete(&ctx, kind, &need_id()?, version).await.map_err(unapi)?;
+                    Ok((204, None))
+                }
+                other => Err(ScimError::invalid_syntax(format!(
+                    "unsupported bulk method \"{other}\""
+                ))),
+            }
+        }
+        .await;
+        let mut result = json!({"method": method});
+        if let Some(b) = &bulk_id {
+            result["bulkId"] = json!(b);
+        }
+        match outcome {
+            Ok((status, created)) => {
+                if let Some((kind, id, version)) = created {
+                    if let (Some(b), "POST") = (&bulk_id, method.as_str()) {
+                        ids.insert(b.clone(), id.clone());
+                    }
+                    result["location"] = json!(s.location(c.connection_id(), kind, &id));
+                    result["version"] = json!(etag(version));
+                } else if !path.is_empty() {
+                    if let Ok((kind, Some(id))) = parse_path(&path) {
+                        result["location"] = json!(s.location(c.connection_id(), kind, id));
+                    }
+                }
+                result["status"] = json!(status.to_string());
+            }
+            Err(e) => {
+                errors += 1;
+                result["status"] = json!(e.status.to_string());
+                result["response"] = e.to_json();
+            }
+        }
+        results.push(result);
+    }
+    Ok(ScimResponse::ok(
+        json!({"schemas": [BULK_RESPONSE], "Operations": results}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_ids_resolve() {
+        let mut ids = HashMap::new();
+        ids.insert("u1".to_string(), "abc".to_string());
+        let mut v = json!({"members": [{"value": "bulkId:u1"}]});
+        resolve_refs(&mut v, &ids).unwrap();
+        assert_eq!(v["members"][0]["value"], "abc");
+        let mut bad = json!("bulkId:nope");
+        assert!(resolve_refs(&mut bad, &ids).is_err());
+        assert_eq!(parse_path("/Users/x").unwrap(), (ResourceKind::User, Some("x")));
+        assert!(parse_path("/Things").is_err());
+    }
+}

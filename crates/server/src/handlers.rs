@@ -1,0 +1,381 @@
+//! HTTP handlers for `/Users`, `/Groups`, `/.search` and the error fallbacks.
+
+use crate::auth::Caller;
+use crate::response::{ApiError, ApiResult, ScimResponse, error_response, etag, parse_etag};
+use crate::service::{ListParams, Scim};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rollcall_scim::ScimError;
+use rollcall_scim::projection::Projection;
+use rollcall_store::{ResourceKind, StoredResource};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A JSON request body read under the configured size limit; malformed JSON is `invalidSyntax`,
+/// an oversize body 413, both with SCIM error bodies.
+pub struct ScimBody(pub Value);
+
+impl FromRequest<Scim> for ScimBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Scim) -> Result<Self, Self::Rejection> {
+        let limit = state.config.max_body_bytes;
+        let too_large = || {
+            ApiError(ScimError::payload_too_large(format!(
+                "the request body is larger than the {limit}-byte limit"
+            )))
+        };
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            && len > limit
+        {
+            return Err(too_large());
+        }
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            let ct = ct.to_ascii_lowercase();
+            if !(ct.starts_with("application/scim+json") || ct.starts_with("application/json") || ct.contains("+json"))
+            {
+                return Err(ApiError(ScimError::new(
+                    415,
+                    None,
+                    format!("unsupported content type \"{ct}\": send application/scim+json"),
+                )));
+            }
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError(ScimError::invalid_syntax("the request body is empty")));
+        }
+        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| {
+            ApiError(ScimError::invalid_syntax(format!(
+                "the request body is not valid JSON: {e}"
+            )))
+        })
+    }
+}
+
+fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+    // form_urlencoded decodes `+` as a space, as SCIM clients send it.
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn projection(q: &Option<String>) -> ApiResult<Projection> {
+    Ok(ListParams::from_pairs(query_pairs(q)).projection()?)
+}
+
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(v) => Ok(parse_etag(v)?),
+        None => Ok(None),
+    }
+}
+
+fn resource_response(
+    scim: &Scim,
+    caller: &Caller,
+    status: StatusCode,
+    res: &StoredResource,
+    proj: &Projection,
+) -> Response {
+    let body = scim.render(caller.connection_id(), res, proj);
+    let mut r = ScimResponse::with_status(status, body).header(header::ETAG, &etag(res.version));
+    if status == StatusCode::CREATED {
+        r = r.header(
+            header::LOCATION,
+            &scim.location(caller.connection_id(), res.kind, &res.id),
+        );
+    }
+    r.into_response()
+}
+
+fn id_of(params: &HashMap<String, String>) -> &str {
+    params.get("id").map(String::as_str).unwrap_or_default()
+}
+
+async fn list(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>) -> ApiResult<ScimResponse> {
+    let params = ListParams::from_pairs(query_pairs(&q));
+    Ok(ScimResponse::ok(
+        scim.list(caller.connection_id(), kind, &params).await?,
+    ))
+}
+
+async fn search(scim: Scim, caller: Caller, kind: ResourceKind, body: Value) -> ApiResult<ScimResponse> {
+    let params = ListParams::from_search_body(&body)?;
+    Ok(ScimResponse::ok(
+        scim.list(caller.connection_id(), kind, &params).await?,
+    ))
+}
+
+async fn create(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>, body: Value) -> ApiResult<Response> {
+    let proj = projection(&q)?;
+    let res = scim.create(&caller.write_context(), kind, &body).await?;
+    Ok(resource_response(&scim, &caller, StatusCode::CREATED, &res, &proj))
+}
+
+async fn get_one(
+    scim: Scim,
+    caller: Caller,
+    kind: ResourceKind,
+    id: &str,
+    q: Option<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let proj = projection(&q)?;
+    let res = scim
+        .get(caller.connection_id(), kind, id, scim.wants_related(kind, &proj))
+        .await?;
+    if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let matches = v
+            .split(',')
+            .any(|t| matches!(parse_etag(t), Ok(None)) || parse_etag(t).ok().flatten() == Some(res.version));
+        if matches {
+            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(res.version))]).into_response());
+        }
+    }
+    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+}
+
+async fn replace(
+    scim: Scim,
+    caller: Caller,
+    kind: ResourceKind,
+    id: &str,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Value,
+) -> ApiResult<Response> {
+    let proj = projection(&q)?;
+    let res = scim
+        .replace(&caller.write_context(), kind, id, &body, if_match(&headers)?)
+        .await?;
+    let res = with_related(&scim, &caller, kind, res, &proj).await?;
+    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+}
+
+/// Re-reads membership for a response when the projection wants it.
+async fn with_related(
+    scim: &Scim,
+    caller: &Caller,
+    kind: ResourceKind,
+    res: StoredResource,
+    proj: &Projection,
+) -> ApiResult<StoredResource> {
+    if scim.wants_related(kind, proj) {
+        Ok(scim
+            .get(caller.connection_id(), kind, &res.id, true)
+            .await
+            .unwrap_or(res))
+    } else {
+        Ok(res)
+    }
+}
+
+async fn patch(
+    scim: Scim,
+    caller: Caller,
+    kind: ResourceKind,
+    id: &str,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Value,
+) -> ApiResult<Response> {
+    let pairs = query_pairs(&q);
+    let asked = pairs
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes"));
+    let proj = ListParams::from_pairs(pairs).projection()?;
+    let res = scim
+        .patch(&caller.write_context(), kind, id, &body, if_match(&headers)?)
+        .await?;
+    // A group's members can be very many: unless the client asks for attributes, a group PATCH
+    // answers 204 (RFC 7644 §3.5.2) so that changing one member never reads them all.
+    if kind == ResourceKind::Group && !asked {
+        return Ok(ScimResponse::no_content()
+            .header(header::ETAG, &etag(res.version))
+            .into_response());
+    }
+    let res = with_related(&scim, &caller, kind, res, &proj).await?;
+    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+}
+
+async fn delete(scim: Scim, caller: Caller, kind: ResourceKind, id: &str, headers: HeaderMap) -> ApiResult<StatusCode> {
+    scim.delete(&caller.write_context(), kind, id, if_match(&headers)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+macro_rules! resource_handlers {
+    ($kind:expr, $list:ident, $search:ident, $create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident) => {
+        pub async fn $list(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            RawQuery(q): RawQuery,
+        ) -> ApiResult<ScimResponse> {
+            list(s, c, $kind, q).await
+        }
+        pub async fn $search(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            ScimBody(b): ScimBody,
+        ) -> ApiResult<ScimResponse> {
+            search(s, c, $kind, b).await
+        }
+        pub async fn $create(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            RawQuery(q): RawQuery,
+            ScimBody(b): ScimBody,
+        ) -> ApiResult<Response> {
+            create(s, c, $kind, q, b).await
+        }
+        pub async fn $get(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            Path(p): Path<HashMap<String, String>>,
+            RawQuery(q): RawQuery,
+            h: HeaderMap,
+        ) -> ApiResult<Response> {
+            get_one(s, c, $kind, id_of(&p), q, h).await
+        }
+        pub async fn $put(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            Path(p): Path<HashMap<String, String>>,
+            RawQuery(q): RawQuery,
+            h: HeaderMap,
+            ScimBody(b): ScimBody,
+        ) -> ApiResult<Response> {
+            replace(s, c, $kind, id_of(&p), q, h, b).await
+        }
+        pub async fn $patch(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            Path(p): Path<HashMap<String, String>>,
+            RawQuery(q): RawQuery,
+            h: HeaderMap,
+            ScimBody(b): ScimBody,
+        ) -> ApiResult<Response> {
+            patch(s, c, $kind, id_of(&p), q, h, b).await
+        }
+        pub async fn $delete(
+            State(s): State<Scim>,
+            Extension(c): Extension<Caller>,
+            Path(p): Path<HashMap<String, String>>,
+            h: HeaderMap,
+        ) -> ApiResult<StatusCode> {
+            delete(s, c, $kind, id_of(&p), h).await
+        }
+    };
+}
+
+resource_handlers!(
+    ResourceKind::User,
+    list_users,
+    search_users,
+    create_user,
+    get_user,
+    put_user,
+    patch_user,
+    delete_user
+);
+resource_handlers!(
+    ResourceKind::Group,
+    list_groups,
+    search_groups,
+    create_group,
+    get_group,
+    put_group,
+    patch_group,
+    delete_group
+);
+
+/// `POST /.search` at the root: searches users and groups (users first), honouring `schemas`-less
+/// filters on attributes common to both.
+pub async fn search_root(
+    State(s): State<Scim>,
+    Extension(c): Extension<Caller>,
+    ScimBody(b): ScimBody,
+) -> ApiResult<ScimResponse> {
+    let params = ListParams::from_search_body(&b)?;
+    let mut all: Vec<Value> = Vec::new();
+    let mut total = 0i64;
+    for kind in [ResourceKind::User, ResourceKind::Group] {
+        let mut p = params.clone();
+        p.start_index = None;
+        p.count = Some(s.config.max_page_size.to_string());
+        p.cursor = None;
+        match s.list(c.connection_id(), kind, &p).await {
+            Ok(page) => {
+                total += page["totalResults"].as_i64().unwrap_or(0);
+                if let Some(items) = page["Resources"].as_array() {
+                    all.extend(items.iter().cloned());
+                }
+            }
+            // An attribute of only one resource type: that type simply has no matches.
+            Err(ApiError(e))
+                if e.scim_type == Some(rollcall_scim::ScimType::InvalidFilter)
+                    && e.detail.contains("is not an attribute") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let start = params
+        .start_index
+        .as_deref()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let count = params
+        .count
+        .as_deref()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(s.config.default_page_size)
+        .clamp(0, s.config.max_page_size);
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip((start - 1) as usize)
+        .take(count as usize)
+        .collect();
+    Ok(ScimResponse::ok(serde_json::json!({
+        "schemas": [crate::service::LIST_RESPONSE],
+        "totalResults": total,
+        "itemsPerPage": page.len(),
+        "startIndex": start,
+        "Resources": page,
+    })))
+}
+
+pub async fn me() -> Response {
+    error_response(&ScimError::not_implemented(
+        "/Me is not supported: requests are made by an identity provider, not a user",
+    ))
+}
+
+pub async fn method_not_allowed() -> Response {
+    error_response(&ScimError::method_not_allowed(
+        "this method is not allowed on this endpoint",
+    ))
+}
+
+pub async fn not_found() -> Response {
+    error_response(&ScimError::not_found("no such endpoint"))
+}
+
+pub async fn ready(State(s): State<Scim>) -> Response {
+    match s.store.count_organizations().await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
+
+use crate::response::{ApiError, ApiResult};
+use rollcall_scim::filter::{Filter, FilterLimits};
+use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch};
+use rollcall_scim::projection::Projection;
+use rollcall_scim::resource::{prepare, strip_write_only};
+use rollcall_scim::schema::{ResourceType, SchemaRegistry};
+use rollcall_scim::sort::SortOrder;
+use rollcall_scim::{ScimError, ScimResult};
+use rollcall_store::{ListQuery, Page, Paging, ResourceKind, Sort, Store, StoredResource, WriteContext};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// Limits and addresses of the SCIM API.
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// Public base URL of the service, without a trailing slash (e.g. `https://id.example.com`).
+    pub public_url: String,
+    pub default_page_size: i64,
+    pub max_page_size: i64,
+    pub max_body_bytes: usize,
+    pub bulk_max_operations: usize,
+    pub filter_limits: FilterLimits,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        ScimConfig {
+            public_url: "http://127.0.0.1:8080".into(),
+            default_page_size: 100,
+            max_page_size: 1000,
+            max_body_bytes: 1024 * 1024,
+            bulk_max_operations: 1000,
+            filter_limits: FilterLimits::default(),
+        }
+    }
+}
+
+/// The SCIM service: store, schemas and configuration.
+#[derive(Clone)]
+pub struct Scim {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<SchemaRegistry>,
+    pub config: Arc<ScimConfig>,
+}
+
+/// List parameters as they arrive (query string or `/.search` body).
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    pub start_index: Option<String>,
+    pub count: Option<String>,
+    pub attributes: Option<String>,
+    pub excluded_attributes: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    /// From decoded query pairs; parameter names are matched case-insensitively.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (String, String)>) -> ListParams {
+        let mut p = ListParams::default();
+        for (k, v) in pairs {
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "filter" => &mut p.filter,
+                "sortby" => &mut p.sort_by,
+                "sortorder" => &mut p.sort_order,
+                "startindex" => &mut p.start_index,
+                "count" => &mut p.count,
+                "attributes" => &mut p.attributes,
+                "excludedattributes" => &mut p.excluded_attributes,
+                "cursor" => &mut p.cursor,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        p
+    }
+
+    /// From a `POST /.search` body (RFC 7644 §3.4.3).
+    pub fn from_search_body(body: &Value) -> ScimResult<ListParams> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ScimError::invalid_syntax("the search request must be a JSON object"))?;
+        let mut p = ListParams::default();
+        for (k, v) in obj {
+            let text = |v: &Value| -> Option<String> {
+                match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+                    _ => None,
+                }
+            };
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "filter" => &mut p.filter,
+                "sortby" => &mut p.sort_by,
+                "sortorder" => &mut p.sort_order,
+                "startindex" => &mut p.start_index,
+                "count" => &mut p.count,
+                "attributes" => &mut p.attributes,
+                "excludedattributes" => &mut p.excluded_attributes,
+                "cursor" => &mut p.cursor,
+                _ => continue,
+            };
+            *slot = text(v);
+        }
+        Ok(p)
+    }
+
+    pub fn projection(&self) -> ScimResult<Projection> {
+        Projection::parse(self.attributes.as_deref(), self.excluded_attributes.as_deref())
+    }
+}
+
+/// Formats microseconds since the epoch as RFC 3339.
+pub fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+const CURSOR_PREFIX: &str = "c1.";
+
+fn encode_cursor(pk: i64) -> String {
+    format!("{CURSOR_PREFIX}{pk:x}")
+}
+
+fn decode_cursor(c: &str) -> ScimResult<i64> {
+    c.strip_prefix(CURSOR_PREFIX)
+        .and_then(|h| i64::from_str_radix(h, 16).ok())
+        .filter(|pk| *pk >= 0)
+        .ok_or_else(|| ScimError::invalid_cursor(format!("\"{c}\" is not a cursor this service issued")))
+}
+
+fn parse_int(name: &str, v: Option<&str>) -> ScimResult<Option<i64>> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, not \"{s}\""))),
+    }
+}
+
+/// Takes the `members` out of a prepared group document as member references.
+fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
+    let Some(Value::Array(items)) = doc.remove("members") else {
+        return Vec::new();
+    };
+    let mut out: Vec<MemberRef> = Vec::new();
+    for i in items {
+        let Some(value) = i.get("value").and_then(Value::as_str) else {
+            continue;
+        };
+        if out.iter().any(|m| m.value == value) {
+            continue;
+        }
+        out.push(MemberRef {
+            value: value.to_string(),
+            kind: i.get("type").and_then(Value::as_str).map(str::to_string),
+            display: i.get("display").and_then(Value::as_str).map(str::to_string),
+        });
+    }
+    out
+}
+
+impl Scim {
+    pub fn rt(&self, kind: ResourceKind) -> &ResourceType {
+        self.registry
+            .resource_type(kind.as_str())
+            .expect("standard resource types are registered")
+    }
+
+    /// The SCIM base URL of a connection.
+    pub fn base_url(&self, connection_id: &str) -> String {
+        format!("{}/scim/v2/{connection_id}", self.config.public_url)
+    }
+
+    pub fn location(&self, connection_id: &str, kind: ResourceKind, id: &str) -> String {
+        let endpoint = match kind {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        };
+        format!("{}/{endpoint}/{id}", self.base_url(connection_id))
+    }
+
+    /// The full SCIM representation of a stored resource, projected.
+    pub fn render(&self, connection_id: &str, res: &StoredResource, proj: &Projection) -> Value {
+        let mut doc = res.doc.clone();
+        let location = self.location(connection_id, res.kind, &res.id);
+        if let Value::Object(m) = &mut doc {
+            if let Some(related) = &res.related {
+                let base = self.base_url(connection_id);
+                let items: Vec<Value> = related
+                    .iter()
+                    .map(|r| {
+                        let endpoint = match r.kind {
+                            ResourceKind::User => "Users",
+                            ResourceKind::Group => "Groups",
+                        };
+                        let mut o = json!({
+                            "value": r.id,
+                            "$ref": format!("{base}/{endpoint}/{}", r.id),
+                            "type": r.kind.as_str(),
+                        });
+                        if let Some(d) = &r.display {
+                            o["display"] = Value::String(d.clone());
+                        }
+                        if res.kind == ResourceKind::User {
+                            o["type"] = json!("direct");
+                        }
+                        o
+                    })
+                    .collect();
+                let key = match res.kind {
+                    ResourceKind::Group => "members",
+                    ResourceKind::User => "groups",
+                };
+                if !items.is_empty() {
+                    m.insert(key.into(), Value::Array(items));
+                } else if res.kind == ResourceKind::Group {
+                    m.insert(key.into(), Value::Array(vec![]));
+                }
+            }
+            m.insert(
+                "meta".into(),
+                json!({
+                    "resourceType": res.kind.as_str(),
+                    "created": rfc3339(res.created_us),
+                    "lastModified": rfc3339(res.modified_us),
+                    "location": location,
+                    "version": crate::response::etag(res.version),
+                }),
+            );
+        }
+        proj.apply(&self.registry, self.rt(res.kind), &doc)
+    }
+
+    /// Whether the projection needs membership read (group members, or a user's groups).
+    pub fn wants_related(&self, kind: ResourceKind, proj: &Projection) -> bool {
+        let attr = match kind {
+            ResourceKind::Group => "members",
+            ResourceKind::User => "groups",
+        };
+        proj.wants(&self.registry, self.rt(kind), attr)
+    }
+
+    pub async fn create(&self, ctx: &WriteContext, kind: ResourceKind, body: &Value) -> ApiResult<StoredResource> {
+        let rt = self.rt(kind);
+        let mut doc = prepare(&self.registry, rt, body, None)?;
+        let members = if kind == ResourceKind::Group {
+            take_members(&mut doc)
+        } else {
+            Vec::new()
+        };
+        strip_write_only(&self.registry, rt, &mut doc);
+        let mut res = self
+            .store
+            .create_resource(ctx, kind, Value::Object(doc), members.clone())
+            .await?;
+        if kind == ResourceKind::Group {
+            res = self
+                .store
+                .get_resource(&ctx.connection_id, kind, &res.id, true)
+                .await?
+                .unwrap_or(res);
+        }
+        Ok(res)
+    }
+
+    pub async fn get(
+        &self,
+        connection_id: &str,
+        kind: ResourceKind,
+        id: &str,
+        with_related: bool,
+    ) -> ApiResult<StoredResource> {
+        self.store
+            .get_resource(connection_id, kind, id, with_related)
+            .await?
+            .ok_or_else(|| not_found(kind, id))
+    }
+
+    pub async fn replace(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> ApiResult<StoredResource> {
+        let registry = self.registry.clone();
+        let body = body.clone();
+        let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
+            let rt = registry.resource_type(kind.as_str()).expect("registered");
+            let existing = doc.as_object().cloned().unwrap_or_default();
+            let mut new = prepare(&registry, rt, &body, Some(&existing))?;
+            let changes = if kind == ResourceKind::Group {
+                vec![MemberChange::ReplaceAll(take_members(&mut new))]
+            } else {
+                Vec::new()
+            };
+            strip_write_only(&registry, rt, &mut new);
+            *doc = Value::Object(new);
+            Ok(changes)
+        });
+        self.store
+            .update_resource(ctx, kind, id, if_match, mutation)
+            .await?
+            .ok_or_else(|| not_found(kind, id))
+    }
+
+    pub async fn patch(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> ApiResult<StoredResource> {
+        let request = PatchRequest::from_json(body)?;
+        let registry = self.registry.clone();
+        let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
+            let rt = registry.resource_type(kind.as_str()).expect("registered");
+            let outcome = apply_patch(&registry, rt, doc, &request)?;
+            if let Value::Object(m) = doc {
+                strip_write_only(&registry, rt, m);
+            }
+            Ok(outcome.members)
+        });
+        self.store
+            .update_resource(ctx, kind, id, if_match, mutation)
+            .await?
+            .ok_or_else(|| not_found(kind, id))
+    }
+
+    pub async fn delete(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> ApiResult<()> {
+        if self.store.delete_resource(ctx, kind, id, if_match).await? {
+            Ok(())
+        } else {
+            Err(not_found(kind, id))
+        }
+    }
+
+    /// Runs a list/search and renders the ListResponse.
+    pub async fn list(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Value> {
+        let rt = self.rt(kind);
+        let proj = params.projection()?;
+        let filter = match params.filter.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(f) => {
+                let f = Filter::parse_with(f, &self.config.filter_limits)?;
+                f.validate(&self.registry, rt).map_err(|e| {
+                    if e.scim_type == Some(rollcall_scim::ScimType::InvalidFilter) {
+                        e
+                    } else {
+                        ScimError::invalid_filter(e.detail)
+                    }
+                })?;
+                Some(f)
+            }
+        };
+        let sort = match params.sort_by.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => {
+                let path = rollcall_scim::path::AttrPath::parse(s)
+                    .map_err(|e| ScimError::invalid_value(format!("sortBy: {}", e.detail)))?;
+                if self.registry.resolve(rt, &path).is_none() {
+                    return Err(ScimError::invalid_value(format!(
+                        "sortBy: \"{s}\" is not an attribute of {}",
+                        rt.name
+                    ))
+                    .into());
+                }
+                let order = match params.sort_order.as_deref() {
+                    None | Some("") => SortOrder::Ascending,
+                    Some(o) => SortOrder::parse(o).ok_or_else(|| {
+                        ScimError::invalid_value(format!(
+                            "sortOrder must be \"ascending\" or \"descending\", not \"{o}\""
+                        ))
+                    })?,
+                };
+                Some(Sort { path, order })
+            }
+        };
+        let count = parse_int("count", params.count.as_deref())?
+            .unwrap_or(self.config.default_page_size)
+            .clamp(0, self.config.max_page_size);
+        let start_index = parse_int("startIndex", params.start_index.as_deref())?
+            .unwrap_or(1)
+            .max(1);
+        let paging = match &params.cursor {
+            Some(c) => {
+                if sort.is_some() {
+                    return Err(ScimError::invalid_value("cursor paging cannot be combined with sortBy").into());
+                }
+                let after_pk = if c.trim().is_empty() {
+                    0
+                } else {
+                    decode_cursor(c.trim())?
+                };
+                Paging::Cursor { after_pk }
+            }
+            None => Paging::Index { start_index },
+        };
+        let query = ListQuery {
+            filter,
+            sort,
+            paging: paging.clone(),
+            count,
+            with_members: self.wants_related(kind, &proj),
+        };
+        let Page {
+            total,
+            resources,
+            next_after_pk,
+        } = self.store.list_resources(connection_id, kind, &query).await?;
+        let rendered: Vec<Value> = resources.iter().map(|r| self.render(connection_id, r, &proj)).collect();
+        let mut body = json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": total,
+            "itemsPerPage": rendered.len(),
+        });
+        match paging {
+            Paging::Index { start_index } => {
+                body["startIndex"] = json!(start_index);
+            }
+            Paging::Cursor { .. } => {
+                if let Some(pk) = next_after_pk {
+                    body["nextCursor"] = json!(encode_cursor(pk));
+                }
+            }
+        }
+        body["Resources"] = Value::Array(rendered);
+        Ok(body)
+    }
+}
+
+pub fn not_found(kind: ResourceKind, id: &str) -> ApiError {
+    ApiError(ScimError::not_found(format!("{} \"{id}\" not found", kind.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        assert_eq!(decode_cursor(&encode_cursor(12345)).unwrap(), 12345);
+        assert_eq!(
+            decode_cursor("nope").unwrap_err().scim_type,
+            Some(rollcall_scim::ScimType::InvalidCursor)
+        );
+        assert!(decode_cursor("c1.-5").is_err());
+    }
+
+    #[test]
+    fn list_params_are_case_insensitive() {
+        let p = ListParams::from_pairs(vec![
+            ("STARTINDEX".into(), "3".into()),
+            ("Filter".into(), "userName eq \"a b\"".into()),
+        ]);
+        assert_eq!(p.start_index.as_deref(), Some("3"));
+        assert_eq!(p.filter.as_deref(), Some("userName eq \"a b\""));
+    }
+}
