@@ -93,10 +93,12 @@ impl AttrPath {
 /// Splits a leading schema URN off a path: `urn:a:b:User:name.givenName` → (`urn:a:b:User`, `name.givenName`).
 /// The URN ends at the last colon; URNs may contain dots (`2.0`), attribute names may not contain colons.
 pub fn split_urn(s: &str) -> (Option<&str>, &str) {
-    if s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") {
-        if let Some(i) = s.rfind(':') {
-            return (Some(&s[..i]), &s[i + 1..]);
-        }
+    // Compare bytes, not a `str` slice: `s[..4]` would panic when byte 4 is inside a multi-byte character.
+    if s.len() > 4
+        && s.as_bytes()[..4].eq_ignore_ascii_case(b"urn:")
+        && let Some(i) = s.rfind(':')
+    {
+        return (Some(&s[..i]), &s[i + 1..]);
     }
     (None, s)
 }
@@ -121,6 +123,42 @@ impl fmt::Display for AttrPath {
             write!(f, "{s}:")?;
         }
         f.write_str(&self.attr)?;
+        if let Some(sub) = &self.sub_attr {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A PATCH operation `path` (RFC 7644 §3.5.2): `attrPath`, or `valuePath` with an optional trailing
+/// sub-attribute.
+///
+/// | written as                              | `attr`               | `filter` | `sub_attr` |
+/// |-----------------------------------------|----------------------|----------|------------|
+/// | `name.givenName`                        | `name` / `givenName` | `None`   | `None`     |
+/// | `emails[type eq "work"]`                | `emails`             | `Some`   | `None`     |
+/// | `emails[type eq "work"].value`          | `emails`             | `Some`   | `value`    |
+/// | `urn:…:enterprise:2.0:User:manager.value` | `manager` / `value` (schema set) | `None` | `None` |
+///
+/// A bare schema URN (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`) parses as
+/// `AttrPath { schema: "urn:…:2.0", attr: "User" }`; resolving that against the registry is the
+/// PATCH code's job. Parsing lives in [`PatchPath::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchPath {
+    /// The attribute (for a value path, the multi-valued attribute, with no sub-attribute).
+    pub attr: AttrPath,
+    /// The value filter selecting elements, for `attr[filter]`.
+    pub filter: Option<crate::filter::Filter>,
+    /// The sub-attribute after the closing bracket, for `attr[filter].subAttr`.
+    pub sub_attr: Option<String>,
+}
+
+impl fmt::Display for PatchPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.attr)?;
+        if let Some(filter) = &self.filter {
+            write!(f, "[{filter}]")?;
+        }
         if let Some(sub) = &self.sub_attr {
             write!(f, ".{sub}")?;
         }

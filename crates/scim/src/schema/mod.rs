@@ -344,7 +344,7 @@ impl Schema {
         let id = o
             .get("id")
             .and_then(Value::as_str)
-            .filter(|s| s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:"))
+            .filter(|s| s.len() > 4 && s.as_bytes()[..4].eq_ignore_ascii_case(b"urn:"))
             .ok_or_else(|| ScimError::invalid_value("a schema definition needs an \"id\" that is a URN"))?;
         let mut attributes = Vec::new();
         for a in o.get("attributes").and_then(Value::as_array).into_iter().flatten() {
