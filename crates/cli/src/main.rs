@@ -10,6 +10,7 @@ use rollcall_server::tokens;
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{IdpKind, NewConnection, Store};
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -130,6 +131,10 @@ struct Settings {
     filter_max_length: usize,
     filter_max_depth: usize,
     filter_max_terms: usize,
+    /// Requests per second allowed per SCIM connection; unset means no limit.
+    rate_limit_per_second: Option<u32>,
+    /// Burst allowed above the rate; defaults to one second's worth.
+    rate_limit_burst: Option<u32>,
 }
 
 impl Default for Settings {
@@ -149,6 +154,8 @@ impl Default for Settings {
             filter_max_length: limits.max_length,
             filter_max_depth: limits.max_depth,
             filter_max_terms: limits.max_terms,
+            rate_limit_per_second: None,
+            rate_limit_burst: None,
         }
     }
 }
@@ -383,12 +390,12 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             max_depth: s.filter_max_depth,
             max_terms: s.filter_max_terms,
         },
+        rate_limit: s.rate_limit_per_second.and_then(NonZeroU32::new).map(|per_second| {
+            let burst = s.rate_limit_burst.and_then(NonZeroU32::new).unwrap_or(per_second);
+            (per_second, burst)
+        }),
     };
-    let scim = Scim {
-        store,
-        registry,
-        config: Arc::new(config),
-    };
+    let scim = Scim::new(store, registry, config);
     tracing::info!(listen = %local, public_url = %public_url, database = %s.database, "rollcall serving");
     println!("Listening on http://{local}");
     rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())

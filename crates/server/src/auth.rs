@@ -73,6 +73,18 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
     if !tokens::matches(&hash, &connection.token_hash) || connection.id != conn_id {
         return unauthorized("the bearer token is not valid for this SCIM base URL");
     }
+    if let Some(limiter) = &scim.rate_limiter
+        && let Err(wait) = limiter.check(&connection.id)
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp = error_response(&ScimError::too_many_requests(format!(
+            "too many requests for this SCIM connection; retry in {secs} s"
+        )));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     let caller = Caller {
         connection,
         user_agent: req

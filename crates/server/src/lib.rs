@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bulk;
 pub mod discovery;
 pub mod handlers;
+pub mod ratelimit;
 pub mod response;
 pub mod service;
 pub mod tokens;

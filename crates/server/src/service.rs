@@ -24,6 +24,8 @@ pub struct ScimConfig {
     pub max_body_bytes: usize,
     pub bulk_max_operations: usize,
     pub filter_limits: FilterLimits,
+    /// Per-connection rate limit (requests per second, burst); `None` switches it off.
+    pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
 }
 
 impl Default for ScimConfig {
@@ -35,6 +37,7 @@ impl Default for ScimConfig {
             max_body_bytes: 1024 * 1024,
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
+            rate_limit: None,
         }
     }
 }
@@ -45,6 +48,23 @@ pub struct Scim {
     pub store: Arc<dyn Store>,
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<ScimConfig>,
+    /// Built from `config.rate_limit`.
+    pub rate_limiter: Option<crate::ratelimit::ConnectionRateLimiter>,
+}
+
+impl Scim {
+    /// Assembles the service, building the rate limiter the configuration asks for.
+    pub fn new(store: Arc<dyn Store>, registry: Arc<SchemaRegistry>, config: ScimConfig) -> Scim {
+        let rate_limiter = config
+            .rate_limit
+            .map(|(per_second, burst)| crate::ratelimit::ConnectionRateLimiter::new(per_second, burst));
+        Scim {
+            store,
+            registry,
+            config: Arc::new(config),
+            rate_limiter,
+        }
+    }
 }
 
 /// List parameters as they arrive (query string or `/.search` body).
@@ -239,7 +259,8 @@ impl Scim {
                 }),
             );
         }
-        proj.apply(&self.registry, self.rt(res.kind), &doc)
+        let projected = proj.apply(&self.registry, self.rt(res.kind), &doc);
+        canonical_order(projected)
     }
 
     /// Whether the projection needs membership read (group members, or a user's groups).
@@ -446,6 +467,23 @@ impl Scim {
         body["Resources"] = Value::Array(rendered);
         Ok(body)
     }
+}
+
+/// Puts `schemas`, `id` and `externalId` first and `meta` last, as the RFC's examples do.
+fn canonical_order(v: Value) -> Value {
+    let Value::Object(mut m) = v else { return v };
+    let mut out = Map::with_capacity(m.len());
+    for k in ["schemas", "id", "externalId"] {
+        if let Some(x) = m.shift_remove(k) {
+            out.insert(k.to_string(), x);
+        }
+    }
+    let meta = m.shift_remove("meta");
+    out.extend(m);
+    if let Some(meta) = meta {
+        out.insert("meta".into(), meta);
+    }
+    Value::Object(out)
 }
 
 pub fn not_found(kind: ResourceKind, id: &str) -> ApiError {
