@@ -12,8 +12,11 @@ use rollcall_scim::filter::Filter;
 use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Arguments, Row, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +40,19 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path`, `sqlite::memory:`
     /// or a plain path).
     pub async fn open(url: &str, registry: Arc<SchemaRegistry>) -> StoreResult<SqliteStore> {
-        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let url = if url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            format!("sqlite://{url}")
+        };
         let memory = url.contains(":memory:");
         let opts = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
-            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
             // FULL: every acknowledged write is on disk before the response goes out.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -58,16 +69,27 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
-                .max_connections(std::thread::available_parallelism().map(|n| n.get() as u32 * 2).unwrap_or(4).max(4))
+                .max_connections(
+                    std::thread::available_parallelism()
+                        .map(|n| n.get() as u32 * 2)
+                        .unwrap_or(4)
+                        .max(4),
+                )
                 .min_connections(1)
                 .connect_with(opts.read_only(true))
                 .await?
         };
-        Ok(SqliteStore { reader, writer, registry })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            registry,
+        })
     }
 
     fn rt(&self, kind: ResourceKind) -> &ResourceType {
-        self.registry.resource_type(kind.as_str()).expect("standard resource types are registered")
+        self.registry
+            .resource_type(kind.as_str())
+            .expect("standard resource types are registered")
     }
 
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
@@ -117,7 +139,8 @@ fn conn_of(row: &SqliteRow) -> Connection {
 
 fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResource> {
     let doc: String = row.get("doc");
-    let mut doc: Value = serde_json::from_str(&doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
+    let mut doc: Value =
+        serde_json::from_str(&doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
     let id: String = row.get("id");
     if let Value::Object(m) = &mut doc {
         m.insert("id".into(), Value::String(id.clone()));
@@ -182,7 +205,10 @@ async fn insert_event(
 }
 
 async fn write_emails(tx: &mut SqliteConnection, pk: i64, connection_id: &str, emails: &[String]) -> StoreResult<()> {
-    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?").bind(pk).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
+        .bind(pk)
+        .execute(&mut *tx)
+        .await?;
     for e in emails {
         sqlx::query("INSERT INTO resource_emails (resource_pk, connection_id, value_ci) VALUES (?, ?, ?)")
             .bind(pk)
@@ -196,11 +222,13 @@ async fn write_emails(tx: &mut SqliteConnection, pk: i64, connection_id: &str, e
 
 /// Looks up the row of a live member candidate in the connection.
 async fn member_pk(tx: &mut SqliteConnection, connection_id: &str, id: &str) -> StoreResult<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT pk FROM resources WHERE connection_id = ? AND id = ? AND deleted_us IS NULL")
-        .bind(connection_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT pk FROM resources WHERE connection_id = ? AND id = ? AND deleted_us IS NULL")
+            .bind(connection_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?,
+    )
 }
 
 fn unknown_member(id: &str) -> StoreError {
@@ -241,18 +269,29 @@ async fn apply_member_changes(
                     .rows_affected();
                     if n > 0 {
                         changed = true;
-                        insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                        insert_event(
+                            tx,
+                            ctx,
+                            events::GROUP_MEMBER_REMOVED,
+                            Some((ResourceKind::Group, group_id)),
+                            json!({"member": id}),
+                        )
+                        .await?;
                     }
                 }
             }
             MemberChange::RemoveWhere(filter) => {
                 let rt = registry.resource_type("Group").expect("Group is registered");
                 let mut b = SqlBuilder::new(Dialect::Sqlite);
-                b.push("SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ");
+                b.push(
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ",
+                );
                 b.bind(Bind::Int(group_pk));
                 b.push(" AND ");
                 crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
-                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds)).fetch_all(&mut *tx).await?;
+                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds))
+                    .fetch_all(&mut *tx)
+                    .await?;
                 for row in rows {
                     let pk: i64 = row.get(0);
                     let id: String = row.get(1);
@@ -262,7 +301,14 @@ async fn apply_member_changes(
                         .execute(&mut *tx)
                         .await?;
                     changed = true;
-                    insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                    insert_event(
+                        tx,
+                        ctx,
+                        events::GROUP_MEMBER_REMOVED,
+                        Some((ResourceKind::Group, group_id)),
+                        json!({"member": id}),
+                    )
+                    .await?;
                 }
             }
             MemberChange::ReplaceAll(members) => {
@@ -281,7 +327,14 @@ async fn apply_member_changes(
                             .execute(&mut *tx)
                             .await?;
                         changed = true;
-                        insert_event(tx, ctx, events::GROUP_MEMBER_REMOVED, Some((ResourceKind::Group, group_id)), json!({"member": id})).await?;
+                        insert_event(
+                            tx,
+                            ctx,
+                            events::GROUP_MEMBER_REMOVED,
+                            Some((ResourceKind::Group, group_id)),
+                            json!({"member": id}),
+                        )
+                        .await?;
                     }
                 }
                 for m in &members {
@@ -293,12 +346,20 @@ async fn apply_member_changes(
     Ok(changed)
 }
 
-async fn add_member(tx: &mut SqliteConnection, ctx: &WriteContext, group_pk: i64, group_id: &str, m: &MemberRef) -> StoreResult<bool> {
+async fn add_member(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    group_pk: i64,
+    group_id: &str,
+    m: &MemberRef,
+) -> StoreResult<bool> {
     let Some(pk) = member_pk(tx, &ctx.connection_id, &m.value).await? else {
         return Err(unknown_member(&m.value));
     };
     if pk == group_pk {
-        return Err(StoreError::Scim(ScimError::invalid_value("a group cannot be a member of itself")));
+        return Err(StoreError::Scim(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        )));
     }
     let n = sqlx::query("INSERT OR IGNORE INTO group_members (group_pk, member_pk) VALUES (?, ?)")
         .bind(group_pk)
@@ -307,43 +368,54 @@ async fn add_member(tx: &mut SqliteConnection, ctx: &WriteContext, group_pk: i64
         .await?
         .rows_affected();
     if n > 0 {
-        insert_event(tx, ctx, events::GROUP_MEMBER_ADDED, Some((ResourceKind::Group, group_id)), json!({"member": m.value})).await?;
+        insert_event(
+            tx,
+            ctx,
+            events::GROUP_MEMBER_ADDED,
+            Some((ResourceKind::Group, group_id)),
+            json!({"member": m.value}),
+        )
+        .await?;
     }
     Ok(n > 0)
 }
 
 impl SqliteStore {
     async fn related(&self, pk: i64, kind: ResourceKind) -> StoreResult<Vec<MemberView>> {
-        let rows: Vec<(String, String, Option<String>)> = match kind {
-            ResourceKind::Group => {
-                sqlx::query_as(
-                    "SELECT u.id, u.kind, COALESCE(json_extract(u.doc, '$.displayName'), json_extract(u.doc, '$.userName'))
-                     FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                     WHERE m.group_pk = ? ORDER BY m.member_pk",
-                )
-                .bind(pk)
-                .fetch_all(&self.reader)
-                .await?
-            }
-            ResourceKind::User => {
-                sqlx::query_as(
-                    "SELECT g.id, g.kind, json_extract(g.doc, '$.displayName')
-                     FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                     WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY m.group_pk",
-                )
-                .bind(pk)
-                .fetch_all(&self.reader)
-                .await?
-            }
+        Ok(self.related_many(&[pk], kind).await?.remove(&pk).unwrap_or_default())
+    }
+
+    /// Group members (for groups) or groups (for users) of many resources in one query.
+    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+        let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
+        if pks.is_empty() {
+            return Ok(out);
+        }
+        let placeholders = vec!["?"; pks.len()].join(", ");
+        let sql = match kind {
+            ResourceKind::Group => format!(
+                "SELECT m.group_pk, u.id, u.kind, COALESCE(json_extract(u.doc, '$.displayName'), json_extract(u.doc, '$.userName'))
+                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                 WHERE m.group_pk IN ({placeholders}) ORDER BY m.group_pk, m.member_pk"
+            ),
+            ResourceKind::User => format!(
+                "SELECT m.member_pk, g.id, g.kind, json_extract(g.doc, '$.displayName')
+                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                 WHERE m.member_pk IN ({placeholders}) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
+            ),
         };
-        Ok(rows
-            .into_iter()
-            .map(|(id, kind, display)| MemberView {
+        let mut q = sqlx::query_as::<_, (i64, String, String, Option<String>)>(AssertSqlSafe(sql));
+        for pk in pks {
+            q = q.bind(*pk);
+        }
+        for (owner, id, kind, display) in q.fetch_all(&self.reader).await? {
+            out.entry(owner).or_default().push(MemberView {
                 id,
                 kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
                 display,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -363,17 +435,24 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| match e.as_database_error() {
-                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!("an organization named \"{name}\" already exists"))),
+                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+                    "an organization named \"{name}\" already exists"
+                ))),
                 _ => StoreError::Database(e),
             })?;
-        let ctx = WriteContext { org_id: org.id.clone(), ..Default::default() };
+        let ctx = WriteContext {
+            org_id: org.id.clone(),
+            ..Default::default()
+        };
         insert_event(&mut tx, &ctx, events::ORGANIZATION_CREATED, None, json!({"name": name})).await?;
         tx.commit().await?;
         Ok(org)
     }
 
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
-        let rows = sqlx::query("SELECT id, name, created_us FROM organizations ORDER BY created_us, id").fetch_all(&self.reader).await?;
+        let rows = sqlx::query("SELECT id, name, created_us FROM organizations ORDER BY created_us, id")
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows.iter().map(org_of).collect())
     }
 
@@ -387,7 +466,9 @@ impl Store for SqliteStore {
     }
 
     async fn count_organizations(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
@@ -411,23 +492,38 @@ impl Store for SqliteStore {
             .bind(c.created_us)
             .execute(&mut *tx)
             .await?;
-        let ctx = WriteContext { org_id: c.org_id.clone(), connection_id: c.id.clone(), ..Default::default() };
-        insert_event(&mut tx, &ctx, events::CONNECTION_CREATED, None, json!({"name": c.name, "idp": c.idp})).await?;
+        let ctx = WriteContext {
+            org_id: c.org_id.clone(),
+            connection_id: c.id.clone(),
+            ..Default::default()
+        };
+        insert_event(
+            &mut tx,
+            &ctx,
+            events::CONNECTION_CREATED,
+            None,
+            json!({"name": c.name, "idp": c.idp}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(c)
     }
 
     async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>> {
-        let rows = sqlx::query("SELECT * FROM scim_connections WHERE (? IS NULL OR org_id = ?) ORDER BY created_us, id")
-            .bind(org_id)
-            .bind(org_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM scim_connections WHERE (? IS NULL OR org_id = ?) ORDER BY created_us, id")
+                .bind(org_id)
+                .bind(org_id)
+                .fetch_all(&self.reader)
+                .await?;
         Ok(rows.iter().map(conn_of).collect())
     }
 
     async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
-        let row = sqlx::query("SELECT * FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.as_ref().map(conn_of))
     }
 
@@ -441,7 +537,10 @@ impl Store for SqliteStore {
 
     async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(org_id) = org else { return Ok(false) };
         sqlx::query("UPDATE scim_connections SET token_hash = ?, token_prefix = ? WHERE id = ?")
             .bind(token_hash.as_slice())
@@ -449,24 +548,51 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let ctx = WriteContext { org_id, connection_id: id.to_string(), ..Default::default() };
-        insert_event(&mut tx, &ctx, events::CONNECTION_TOKEN_ROTATED, None, json!({"token_prefix": token_prefix})).await?;
+        let ctx = WriteContext {
+            org_id,
+            connection_id: id.to_string(),
+            ..Default::default()
+        };
+        insert_event(
+            &mut tx,
+            &ctx,
+            events::CONNECTION_TOKEN_ROTATED,
+            None,
+            json!({"token_prefix": token_prefix}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(org_id) = org else { return Ok(false) };
-        sqlx::query("DELETE FROM scim_connections WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        let ctx = WriteContext { org_id, connection_id: id.to_string(), ..Default::default() };
+        sqlx::query("DELETE FROM scim_connections WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let ctx = WriteContext {
+            org_id,
+            connection_id: id.to_string(),
+            ..Default::default()
+        };
         insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn create_resource(&self, ctx: &WriteContext, kind: ResourceKind, mut doc: Value, members: Vec<MemberRef>) -> StoreResult<StoredResource> {
+    async fn create_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        mut doc: Value,
+        members: Vec<MemberRef>,
+    ) -> StoreResult<StoredResource> {
         let id = uuid::Uuid::new_v4().to_string();
         if let Value::Object(m) = &mut doc {
             m.remove("id");
@@ -495,7 +621,14 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| uniqueness(e, kind, &doc))?;
         write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci).await?;
-        insert_event(&mut tx, ctx, events::created(kind), Some((kind, &id)), json!({"attributes": doc})).await?;
+        insert_event(
+            &mut tx,
+            ctx,
+            events::created(kind),
+            Some((kind, &id)),
+            json!({"attributes": doc}),
+        )
+        .await?;
         if kind == ResourceKind::Group && !members.is_empty() {
             apply_member_changes(&mut tx, ctx, &self.registry, pk, &id, vec![MemberChange::Add(members)]).await?;
         }
@@ -503,10 +636,24 @@ impl Store for SqliteStore {
         if let Value::Object(m) = &mut doc {
             m.insert("id".into(), Value::String(id.clone()));
         }
-        Ok(StoredResource { id, kind, doc, version: 1, created_us: now, modified_us: now, related: None })
+        Ok(StoredResource {
+            id,
+            kind,
+            doc,
+            version: 1,
+            created_us: now,
+            modified_us: now,
+            related: None,
+        })
     }
 
-    async fn get_resource(&self, connection_id: &str, kind: ResourceKind, id: &str, with_members: bool) -> StoreResult<Option<StoredResource>> {
+    async fn get_resource(
+        &self,
+        connection_id: &str,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<Option<StoredResource>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
         )))
@@ -523,7 +670,14 @@ impl Store for SqliteStore {
         Ok(Some(res))
     }
 
-    async fn update_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>, mutation: Mutation) -> StoreResult<Option<StoredResource>> {
+    async fn update_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+        mutation: Mutation,
+    ) -> StoreResult<Option<StoredResource>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
@@ -589,20 +743,41 @@ impl Store for SqliteStore {
             let ev = events::updated(kind, &before, &doc);
             insert_event(&mut tx, ctx, ev, Some((kind, id)), events::diff(&before, &doc)).await?;
         } else {
-            sqlx::query("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?").bind(version).bind(now).bind(pk).execute(&mut *tx).await?;
+            sqlx::query("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")
+                .bind(version)
+                .bind(now)
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
-        Ok(Some(StoredResource { id: id.to_string(), kind, doc, version, created_us: current.created_us, modified_us: now, related: None }))
+        Ok(Some(StoredResource {
+            id: id.to_string(),
+            kind,
+            doc,
+            version,
+            created_us: current.created_us,
+            modified_us: now,
+            related: None,
+        }))
     }
 
-    async fn delete_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>) -> StoreResult<bool> {
+    async fn delete_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT pk, version FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL")
-            .bind(&ctx.connection_id)
-            .bind(id)
-            .bind(kind.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT pk, version FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL",
+        )
+        .bind(&ctx.connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some((pk, version)) = row else { return Ok(false) };
         if let Some(v) = if_match
             && v != version
@@ -612,15 +787,27 @@ impl Store for SqliteStore {
             ))));
         }
         let now = now_us();
-        sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?").bind(now).bind(now).bind(pk).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?").bind(pk).execute(&mut *tx).await?;
+        sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")
+            .bind(now)
+            .bind(now)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
         // Membership goes with the resource; groups the member was in change version.
         sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
             .bind(now)
             .bind(pk)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?").bind(pk).bind(pk).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")
+            .bind(pk)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
         insert_event(&mut tx, ctx, events::deleted(kind), Some((kind, id)), json!({})).await?;
         tx.commit().await?;
         Ok(true)
@@ -629,15 +816,23 @@ impl Store for SqliteStore {
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
         let rt = self.rt(kind);
         let mut where_ = SqlBuilder::new(Dialect::Sqlite);
-        where_.push("r.connection_id = ").text(connection_id).push(" AND r.kind = ").text(kind.as_str()).push(" AND r.deleted_us IS NULL");
+        where_
+            .push("r.connection_id = ")
+            .text(connection_id)
+            .push(" AND r.kind = ")
+            .text(kind.as_str())
+            .push(" AND r.deleted_us IS NULL");
         if let Some(f) = &query.filter {
             where_.push(" AND (");
             compile_filter(&mut where_, &self.registry, rt, kind, f)?;
             where_.push(")");
         }
-        let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)), bind_all(&where_.binds))
-            .fetch_one(&self.reader)
-            .await?;
+        let total: i64 = sqlx::query_scalar_with(
+            AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
+            bind_all(&where_.binds),
+        )
+        .fetch_one(&self.reader)
+        .await?;
         let mut sql = where_.clone();
         let (order, limit, offset) = match &query.paging {
             Paging::Cursor { after_pk } => {
@@ -652,26 +847,46 @@ impl Store for SqliteStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
-        let full = format!("SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}", sql.sql);
-        let rows = if limit == 0 { Vec::new() } else { sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds)).fetch_all(&self.reader).await? };
-        let mut resources = Vec::with_capacity(rows.len());
+        let full = format!(
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            sql.sql
+        );
+        let rows = if limit == 0 {
+            Vec::new()
+        } else {
+            sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds))
+                .fetch_all(&self.reader)
+                .await?
+        };
+        let mut rows = rows;
         let mut next_after_pk = None;
-        for (i, row) in rows.iter().enumerate() {
-            if matches!(query.paging, Paging::Cursor { .. }) && i as i64 == query.count {
-                next_after_pk = resources.last().map(|_: &StoredResource| rows[i - 1].get::<i64, _>("pk"));
-                break;
-            }
+        if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
+            rows.truncate(query.count as usize);
+            next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
+        }
+        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
+        let mut related = if query.with_members { self.related_many(&pks, kind).await? } else { HashMap::new() };
+        let mut resources = Vec::with_capacity(rows.len());
+        for (row, pk) in rows.iter().zip(&pks) {
             let mut r = resource_of(row, kind)?;
             if query.with_members {
-                r.related = Some(self.related(row.get("pk"), kind).await?);
+                r.related = Some(related.remove(pk).unwrap_or_default());
             }
             resources.push(r);
         }
-        Ok(Page { total, resources, next_after_pk })
+        Ok(Page {
+            total,
+            resources,
+            next_after_pk,
+        })
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").bind(after).bind(limit).fetch_all(&self.reader).await?;
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|row| {
                 let data: String = row.get("data");
@@ -694,6 +909,8 @@ impl Store for SqliteStore {
 /// Validates a filter for a resource type before it is compiled (used by callers that want the
 /// error before any I/O).
 pub fn check_filter(registry: &SchemaRegistry, kind: ResourceKind, filter: &Filter) -> Result<(), ScimError> {
-    let rt = registry.resource_type(kind.as_str()).expect("standard resource types are registered");
+    let rt = registry
+        .resource_type(kind.as_str())
+        .expect("standard resource types are registered");
     filter.validate(registry, rt)
 }
