@@ -9,6 +9,7 @@
 pub mod dialect;
 pub mod error;
 pub mod filter;
+pub mod patch;
 pub mod path;
 pub mod projection;
 pub mod resource;

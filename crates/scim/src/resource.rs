@@ -55,7 +55,7 @@ fn type_error(name: &str, attr: &AttributeDef, got: &Value) -> ScimError {
     ScimError::invalid_value(format!(
         "attribute \"{name}\" must be {}{}, not {kind}",
         match attr.kind {
-            AttributeType::Integer | AttributeType::Complex => "an ",
+            AttributeType::Integer => "an ",
             _ => "a ",
         },
         attr.kind.as_str()
