@@ -1,1 +1,869 @@
-fn main() {}
+//! `rollcall-bench`: load workloads against a Rollcall server (started here with a temporary
+//! SQLite database, or one already running), next to a trivial axum + SQLite baseline run on
+//! the same machine in the same run, reported as a markdown table and optionally JSON.
+
+mod baseline;
+mod load;
+mod report;
+mod scim;
+mod server;
+mod sync;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use load::{Exchange, Op, Tally, Timing, exchange};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use server::Proc;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "rollcall-bench",
+    version,
+    about = "Load workloads against Rollcall, with a trivial axum + SQLite baseline for ratios",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the trivial baseline (the benchmark spawns this itself as a separate process).
+    BaselineServer {
+        #[arg(long)]
+        port: u16,
+        /// SQLite file for the baseline table.
+        #[arg(long)]
+        db: PathBuf,
+        /// Rows to hold (inserted at start when missing).
+        #[arg(long, default_value_t = 2000)]
+        rows: u64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Workload {
+    Get,
+    Filter,
+    Page,
+    PatchMember,
+    Create,
+    OktaSync,
+    EntraSync,
+}
+
+impl Workload {
+    const ALL: [Workload; 7] = [
+        Workload::Get,
+        Workload::Filter,
+        Workload::Page,
+        Workload::PatchMember,
+        Workload::Create,
+        Workload::OktaSync,
+        Workload::EntraSync,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Get => "get",
+            Workload::Filter => "filter",
+            Workload::Page => "page",
+            Workload::PatchMember => "patch-member",
+            Workload::Create => "create",
+            Workload::OktaSync => "okta-sync",
+            Workload::EntraSync => "entra-sync",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Workload::Get => "GET /Users/{id}",
+            Workload::Filter => "GET /Users?filter=userName eq",
+            Workload::Page => "GET /Users?startIndex=R&count=100",
+            Workload::PatchMember => "PATCH /Groups/{id} remove+add member",
+            Workload::Create => "POST /Users",
+            Workload::OktaSync => "Okta initial sync",
+            Workload::EntraSync => "Entra initial sync",
+        }
+    }
+
+    fn shape(self) -> Shape {
+        match self {
+            Workload::Get | Workload::Filter | Workload::Page => Shape::Read,
+            Workload::PatchMember | Workload::Create => Shape::Write,
+            Workload::OktaSync | Workload::EntraSync => Shape::Mix,
+        }
+    }
+}
+
+/// Which baseline a workload is compared with; `Mix` weighs the read and write baselines by
+/// the workload's own share of reads and writes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Shape {
+    Read,
+    Write,
+    Mix,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum SeedMode {
+    /// `/Bulk` from 10,000 users up, single POSTs below.
+    Auto,
+    Post,
+    Bulk,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// SCIM base URL of a running server (…/scim/v2/{connection}); without it a server is started.
+    #[arg(long, requires = "token")]
+    base_url: Option<String>,
+    /// Bearer token for --base-url.
+    #[arg(long)]
+    token: Option<String>,
+    /// Process id of the --base-url server, to report its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Rollcall binary to start [default: `rollcall` beside this binary, else target/release/rollcall].
+    #[arg(long)]
+    rollcall_bin: Option<PathBuf>,
+    /// Database URL for the started server [default: a SQLite file in a temporary directory].
+    #[arg(long)]
+    database: Option<String>,
+    /// Port for the started server [default: a free one].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Workloads to run, comma-separated [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    workloads: Vec<Workload>,
+    /// Connections, each a task with its own keep-alive HTTP/1.1 connection.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Measured seconds per workload [default: 10; 1 with --smoke].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Warm-up seconds before each measurement [default: 2; 0.5 with --smoke].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Users seeded before the workloads [default: 2000; 50 with --smoke].
+    #[arg(long)]
+    seed_users: Option<usize>,
+    /// Members of the patch-member group, taken from the seeded users [default: all seeded];
+    /// a comma-separated list (e.g. 1000,10000,100000) runs patch-member once per group size.
+    #[arg(long, value_delimiter = ',')]
+    group_members: Vec<usize>,
+    /// Users created by each initial-sync workload [default: 1000; 50 with --smoke].
+    #[arg(long)]
+    sync_users: Option<usize>,
+    /// Groups pushed by each initial-sync workload (users spread over them round-robin).
+    #[arg(long, default_value_t = 10)]
+    sync_groups: usize,
+    /// Members per PATCH when a sync pushes group memberships.
+    #[arg(long, default_value_t = 50)]
+    sync_batch: usize,
+    /// How to seed users.
+    #[arg(long, value_enum, default_value_t = SeedMode::Auto)]
+    seed_mode: SeedMode,
+    /// Operations per /Bulk request when seeding with /Bulk (server maximum: 1000).
+    #[arg(long, default_value_t = 1000)]
+    bulk_ops: usize,
+    /// Largest request body the server accepts, in bytes (Rollcall's default: 1 MiB).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Rounds of every workload; the report shows medians.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Skip the baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Write machine-readable results to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Tiny run for CI: 50 seeded users, 1 s per workload after 0.5 s warm-up, 50 sync users.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// Settings after defaults are applied.
+#[derive(Clone)]
+pub struct Config {
+    pub workloads: Vec<Workload>,
+    pub timing: Timing,
+    pub seed_users: usize,
+    pub group_members: Vec<usize>,
+    pub sync_users: usize,
+    pub sync_groups: usize,
+    pub sync_batch: usize,
+    pub bulk_seed: bool,
+    pub bulk_ops: usize,
+    pub max_body: usize,
+    pub repeat: usize,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<Config, String> {
+        let (duration, warmup, seed, sync) = if self.smoke {
+            (1.0, 0.5, 50, 50)
+        } else {
+            (10.0, 2.0, 2000, 1000)
+        };
+        let seed_users = self.seed_users.unwrap_or(seed);
+        let group_members = if self.group_members.is_empty() {
+            vec![seed_users]
+        } else {
+            self.group_members.clone()
+        };
+        if seed_users == 0 {
+            return Err("--seed-users must be at least 1".into());
+        }
+        if group_members.iter().any(|&m| m == 0 || m > seed_users) {
+            return Err(format!(
+                "--group-members must be between 1 and --seed-users ({seed_users})"
+            ));
+        }
+        if self.concurrency == 0 || self.repeat == 0 || self.sync_batch == 0 || self.bulk_ops == 0 {
+            return Err("--concurrency, --repeat, --sync-batch and --bulk-ops must be at least 1".into());
+        }
+        let secs = |s: f64, what: &str| {
+            Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} must be a number of seconds"))
+        };
+        Ok(Config {
+            workloads: if self.workloads.is_empty() {
+                Workload::ALL.to_vec()
+            } else {
+                self.workloads.clone()
+            },
+            timing: Timing {
+                concurrency: self.concurrency,
+                warmup: secs(self.warmup.unwrap_or(warmup), "warmup")?,
+                duration: secs(self.duration.unwrap_or(duration), "duration")?,
+            },
+            seed_users,
+            group_members,
+            sync_users: self.sync_users.unwrap_or(sync),
+            sync_groups: self.sync_groups.max(1),
+            sync_batch: self.sync_batch,
+            bulk_seed: match self.seed_mode {
+                SeedMode::Bulk => true,
+                SeedMode::Post => false,
+                SeedMode::Auto => seed_users >= 10_000,
+            },
+            bulk_ops: self.bulk_ops,
+            max_body: self.max_body,
+            repeat: self.repeat,
+        })
+    }
+}
+
+/// The server under test.
+pub struct Target {
+    pub base: String,
+    pub headers: HeaderMap,
+    /// Connection used by entra-sync (a separate Entra connection when the server is started here).
+    pub entra_base: String,
+    pub entra_headers: HeaderMap,
+    pub pid: Option<u32>,
+}
+
+/// One measured round of one workload.
+#[derive(Clone, Debug)]
+pub struct Round {
+    pub rps: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub rss_kb: Option<u64>,
+    /// Server CPU time per request (warm-up included), in microseconds.
+    pub server_cpu_us: Option<f64>,
+    /// The load generator's own CPU time per request, in microseconds.
+    pub client_cpu_us: Option<f64>,
+    pub reads: u64,
+    pub writes: u64,
+    pub sync: Option<sync::SyncInfo>,
+}
+
+impl Round {
+    /// Adds CPU per request from CPU times (seconds) taken before the run.
+    pub fn with_cpu(mut self, t: &Tally, before: CpuMark) -> Round {
+        let after = CpuMark::take(before.pid);
+        let n = (t.requests + t.warmup_requests).max(1) as f64;
+        let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / n);
+        self.server_cpu_us = per(before.server, after.server);
+        self.client_cpu_us = per(before.client, after.client);
+        self
+    }
+
+    fn from_tally(t: &Tally, secs: f64, pid: Option<u32>) -> Round {
+        Round {
+            rps: t.requests as f64 / secs,
+            p50_us: t.p50(),
+            p99_us: t.p99(),
+            requests: t.requests,
+            errors: t.errors,
+            error_samples: t.error_samples.clone(),
+            rss_kb: pid.and_then(server::rss_kb),
+            server_cpu_us: None,
+            client_cpu_us: None,
+            reads: 0,
+            writes: 0,
+            sync: None,
+        }
+    }
+}
+
+/// CPU times of the server and of this process at one moment.
+#[derive(Clone, Copy)]
+pub struct CpuMark {
+    pid: Option<u32>,
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+impl CpuMark {
+    pub fn take(pid: Option<u32>) -> CpuMark {
+        CpuMark {
+            pid,
+            server: pid.and_then(server::cpu_secs),
+            client: server::cpu_secs(std::process::id()),
+        }
+    }
+}
+
+/// All rounds of one row of the report.
+pub struct Outcome {
+    pub name: String,
+    pub describe: String,
+    pub shape: Shape,
+    pub baseline: bool,
+    pub rounds: Vec<Round>,
+}
+
+/// What seeding left for the workloads.
+struct Seed {
+    prefix: String,
+    ids: Arc<Vec<String>>,
+    /// Member groups for patch-member, by size: (members, group id).
+    groups: Vec<(usize, String)>,
+}
+
+/// One row of the report: a workload, and for patch-member the group size.
+#[derive(Clone, Copy)]
+struct Job {
+    workload: Workload,
+    members: Option<usize>,
+}
+
+fn jobs(cfg: &Config) -> Vec<Job> {
+    let mut out = Vec::new();
+    for &w in &cfg.workloads {
+        if w == Workload::PatchMember {
+            for &m in &cfg.group_members {
+                out.push(Job {
+                    workload: w,
+                    members: Some(m),
+                });
+            }
+        } else {
+            out.push(Job {
+                workload: w,
+                members: None,
+            });
+        }
+    }
+    out
+}
+
+impl Job {
+    fn name(&self, cfg: &Config) -> String {
+        match self.members {
+            Some(m) if cfg.group_members.len() > 1 => format!("{}@{m}", self.workload.name()),
+            _ => self.workload.name().to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.members {
+            Some(m) => format!("{} ({m} members)", self.workload.describe()),
+            None => self.workload.describe().to_string(),
+        }
+    }
+}
+
+fn run_id() -> String {
+    use rand::Rng;
+    let mut r = rand::rng();
+    format!("{:08x}", r.random::<u32>())
+}
+
+fn fail_with_samples(what: &str, t: &Tally) -> String {
+    format!(
+        "{what}: {} failed requests, e.g.\n  {}",
+        t.errors,
+        t.error_samples.join("\n  ")
+    )
+}
+
+/// Creates the seed users (POSTs or /Bulk) and, for patch-member, the group holding them.
+async fn seed(target: &Target, cfg: &Config, conc: usize) -> Result<Seed, String> {
+    let prefix = format!("seed{}", run_id());
+    let n = cfg.seed_users;
+    let ids: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let started = Instant::now();
+    let tally = if cfg.bulk_seed {
+        let chunk = cfg.bulk_ops;
+        let chunks = n.div_ceil(chunk);
+        let (base, p, ids, max_body) = (target.base.clone(), prefix.clone(), ids.clone(), cfg.max_body);
+        load::pool(chunks, conc.min(4), &target.headers, move |c, j| {
+            let (base, p, ids) = (base.clone(), p.clone(), ids.clone());
+            async move {
+                let range = j * chunk..((j + 1) * chunk).min(n);
+                let ops: Vec<Value> = range
+                    .clone()
+                    .map(|i| {
+                        json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                               "data": scim::plain_user(&p, i as u64)})
+                    })
+                    .collect();
+                let body = json!({"schemas": [scim::BULK_REQUEST], "Operations": ops}).to_string();
+                if body.len() > max_body {
+                    let mut ex = Exchange {
+                        status: 0,
+                        body: Vec::new(),
+                        micros: 0,
+                        failure: None,
+                    };
+                    ex.fail(format!(
+                        "a /Bulk body of {} bytes exceeds --max-body {max_body}: lower --bulk-ops",
+                        body.len()
+                    ));
+                    return vec![ex];
+                }
+                let mut ex = exchange(c.post(format!("{base}/Bulk")).body(body)).await;
+                if ex.ok() {
+                    let results = ex
+                        .json()
+                        .and_then(|v| v["Operations"].as_array().cloned())
+                        .unwrap_or_default();
+                    let mut got = 0;
+                    let mut bad = None;
+                    for r in &results {
+                        let idx = r["bulkId"]
+                            .as_str()
+                            .and_then(|b| b.strip_prefix('u')?.parse::<usize>().ok());
+                        let ok = r["status"].as_str().is_some_and(|s| s.starts_with('2'));
+                        let id = r["location"].as_str().and_then(|l| l.rsplit('/').next());
+                        match (idx, ok, id) {
+                            (Some(i), true, Some(id)) if range.contains(&i) => {
+                                ids.lock().unwrap()[i] = Some(id.to_string());
+                                got += 1;
+                            }
+                            _ => bad = Some(r.to_string()),
+                        }
+                    }
+                    if (j + 1) % 20 == 0 {
+                        eprintln!("  seeding: {} of {n} users", (j + 1) * chunk);
+                    }
+                    if got != range.len() {
+                        ex.fail(format!(
+                            "/Bulk created {got} of {} users; e.g. {}",
+                            range.len(),
+                            bad.unwrap_or_default()
+                        ));
+                    }
+                }
+                vec![ex]
+            }
+        })
+        .await
+    } else {
+        let (base, p, ids) = (target.base.clone(), prefix.clone(), ids.clone());
+        load::pool(n, conc, &target.headers, move |c, i| {
+            let (base, p, ids) = (base.clone(), p.clone(), ids.clone());
+            async move {
+                let body = scim::plain_user(&p, i as u64).to_string();
+                let mut ex = exchange(c.post(format!("{base}/Users")).body(body)).await;
+                if ex.ok() {
+                    match ex.json().and_then(|v| v["id"].as_str().map(str::to_string)) {
+                        Some(id) => ids.lock().unwrap()[i] = Some(id),
+                        None => ex.fail("the created user has no id"),
+                    }
+                }
+                vec![ex]
+            }
+        })
+        .await
+    };
+    if tally.errors > 0 {
+        return Err(fail_with_samples("seeding users", &tally));
+    }
+    let ids: Vec<String> = std::mem::take(&mut *ids.lock().unwrap())
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or("seeding users: some users have no id")?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "seeded {n} users in {secs:.1} s ({:.0} users/s, {})",
+        n as f64 / secs,
+        if cfg.bulk_seed { "/Bulk" } else { "POST /Users" }
+    );
+    let ids = Arc::new(ids);
+    let mut groups = Vec::new();
+    if cfg.workloads.contains(&Workload::PatchMember) {
+        for &m in &cfg.group_members {
+            groups.push((m, member_group(target, cfg, &prefix, &ids, m, conc).await?));
+        }
+    }
+    Ok(Seed { prefix, ids, groups })
+}
+
+/// Creates the patch-member group and adds the first `group_members` seeded users to it
+/// with PATCH add in batches.
+async fn member_group(
+    target: &Target,
+    cfg: &Config,
+    prefix: &str,
+    ids: &Arc<Vec<String>>,
+    members: usize,
+    conc: usize,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let client = load::client(&target.headers);
+    let ex = exchange(
+        client
+            .post(format!("{}/Groups", target.base))
+            .body(scim::group(&format!("{prefix}-members-{members}"), None).to_string()),
+    )
+    .await;
+    let gid = ex
+        .ok()
+        .then(|| ex.json())
+        .flatten()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .ok_or_else(|| format!("creating the member group: {}", ex.describe()))?;
+    // About 50 bytes per member: 1000 per PATCH stays far below the body limit.
+    let batch = 1000.min((cfg.max_body / 80).max(1));
+    let batches = members.div_ceil(batch);
+    let (base, g, ids2) = (target.base.clone(), gid.clone(), ids.clone());
+    let tally = load::pool(batches, conc.min(4), &target.headers, move |c, j| {
+        let (base, g, ids) = (base.clone(), g.clone(), ids2.clone());
+        async move {
+            let slice = &ids[j * batch..((j + 1) * batch).min(members)];
+            let body = scim::add_members("add", slice).to_string();
+            vec![exchange(c.patch(format!("{base}/Groups/{g}")).body(body)).await]
+        }
+    })
+    .await;
+    if tally.errors > 0 {
+        return Err(fail_with_samples("building the member group", &tally));
+    }
+    eprintln!(
+        "built a group of {members} members in {:.1} s ({batches} PATCHes)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(gid)
+}
+
+async fn timed_round(cfg: &Config, headers: &HeaderMap, op: Arc<dyn Op>, pid: Option<u32>) -> Round {
+    let mark = CpuMark::take(pid);
+    let t = load::timed(cfg.timing, headers, op).await;
+    Round::from_tally(&t, cfg.timing.duration.as_secs_f64(), pid).with_cpu(&t, mark)
+}
+
+async fn run_workload(job: Job, target: &Target, seed: &Seed, cfg: &Config, round: usize) -> Round {
+    let w = job.workload;
+    let base = target.base.clone();
+    let users = seed.ids.len() as u64;
+    let op: Arc<dyn Op> = match w {
+        Workload::Get => Arc::new(scim::GetUser {
+            base,
+            ids: seed.ids.clone(),
+        }),
+        Workload::Filter => Arc::new(scim::FilterUser {
+            base,
+            prefix: seed.prefix.clone(),
+            users,
+        }),
+        Workload::Page => Arc::new(scim::PageUsers { base, users }),
+        Workload::PatchMember => {
+            let members = job.members.expect("patch-member has a group size");
+            let (_, gid) = seed
+                .groups
+                .iter()
+                .find(|(m, _)| *m == members)
+                .expect("member group is seeded");
+            Arc::new(scim::PatchMember {
+                base,
+                group_id: gid.clone(),
+                members: seed.ids.clone(),
+                count: members,
+            })
+        }
+        Workload::Create => Arc::new(scim::CreateUser {
+            base,
+            prefix: format!("new{}r{round}", run_id()),
+            counter: AtomicU64::new(0),
+        }),
+        Workload::OktaSync | Workload::EntraSync => {
+            return sync::initial_sync(w == Workload::OktaSync, target, cfg).await;
+        }
+    };
+    let mut r = timed_round(cfg, &target.headers, op, target.pid).await;
+    match w.shape() {
+        Shape::Read => r.reads = r.requests,
+        _ => r.writes = r.requests,
+    }
+    r
+}
+
+async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target, Proc), String> {
+    let bin = args.rollcall_bin.clone().unwrap_or_else(server::default_rollcall_bin);
+    if !bin.is_file() {
+        return Err(format!(
+            "no rollcall binary at {} (build it with `cargo build --release -p rollcall`, or pass --rollcall-bin)",
+            bin.display()
+        ));
+    }
+    let port = match args.port {
+        Some(p) => p,
+        None => server::free_port()?,
+    };
+    let public = format!("http://127.0.0.1:{port}");
+    let database = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", tmp.join("rollcall.db").display()));
+    let org = format!("bench-{}", run_id());
+    server::rollcall_json(&bin, &database, &["org", "create", "--name", &org, "--json"])?;
+    let conn = |idp: &str| {
+        server::rollcall_json(
+            &bin,
+            &database,
+            &[
+                "connection",
+                "create",
+                "--org",
+                &org,
+                "--idp",
+                idp,
+                "--public-url",
+                &public,
+                "--json",
+            ],
+        )
+        .and_then(|v| match (v["base_url"].as_str(), v["token"].as_str()) {
+            (Some(b), Some(t)) => Ok((b.to_string(), t.to_string())),
+            _ => Err(format!("connection create printed {v}")),
+        })
+    };
+    let (okta_base, okta_token) = conn("okta")?;
+    let (entra_base, entra_token) = conn("entra")?;
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.arg("--database")
+        .arg(&database)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
+        .args(["--max-body-bytes", &args.max_body.to_string()]);
+    let log = tmp.join("rollcall.log");
+    let mut p = Proc::spawn("rollcall", cmd, &log)?;
+    server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;
+    eprintln!("rollcall started (pid {}, {database})", p.pid);
+    let target = Target {
+        base: okta_base,
+        headers: load::scim_headers(&okta_token),
+        entra_base,
+        entra_headers: load::scim_headers(&entra_token),
+        pid: Some(p.pid),
+    };
+    Ok((target, p))
+}
+
+async fn start_baseline(tmp: &std::path::Path, rows: usize) -> Result<(String, Proc), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let port = server::free_port()?;
+    let mut cmd = tokio::process::Command::new(me);
+    cmd.arg("baseline-server")
+        .args(["--port", &port.to_string(), "--rows", &rows.to_string()])
+        .arg("--db")
+        .arg(tmp.join("baseline.db"));
+    let log = tmp.join("baseline.log");
+    let mut p = Proc::spawn("baseline-server", cmd, &log)?;
+    let base = format!("http://127.0.0.1:{port}");
+    server::wait_ready(&format!("{base}/healthz"), &mut p, Duration::from_secs(600), &log).await?;
+    eprintln!("baseline started (pid {}, {rows} rows)", p.pid);
+    Ok((base, p))
+}
+
+fn progress(name: &str, round: usize, of: usize, r: &Round) {
+    eprintln!(
+        "[{}/{of}] {name}: {:.0} req/s, p50 {}, p99 {}, {} errors",
+        round + 1,
+        r.rps,
+        report::fmt_us(r.p50_us),
+        report::fmt_us(r.p99_us),
+        r.errors
+    );
+    for s in r.error_samples.iter().take(3) {
+        eprintln!("    {s}");
+    }
+}
+
+async fn run(args: RunArgs) -> Result<bool, String> {
+    let cfg = args.config()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("rollcall-bench-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let mut procs: Vec<Proc> = Vec::new();
+    let result = async {
+        let target = match &args.base_url {
+            Some(b) => {
+                let headers = load::scim_headers(args.token.as_deref().unwrap_or_default());
+                Target {
+                    base: b.trim_end_matches('/').to_string(),
+                    headers: headers.clone(),
+                    entra_base: b.trim_end_matches('/').to_string(),
+                    entra_headers: headers,
+                    pid: args.server_pid,
+                }
+            }
+            None => {
+                let (t, p) = start_rollcall(&args, tmp.path()).await?;
+                procs.push(p);
+                t
+            }
+        };
+        let baseline = if args.no_baseline {
+            None
+        } else {
+            let (b, p) = start_baseline(tmp.path(), cfg.seed_users).await?;
+            let pid = p.pid;
+            procs.push(p);
+            Some((b, pid))
+        };
+        let seed = seed(&target, &cfg, cfg.timing.concurrency).await?;
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        if baseline.is_some() {
+            for (name, describe, shape) in [
+                ("baseline-read", "GET /rows/{id}", Shape::Read),
+                ("baseline-write", "POST /rows", Shape::Write),
+            ] {
+                outcomes.push(Outcome {
+                    name: name.into(),
+                    describe: describe.into(),
+                    shape,
+                    baseline: true,
+                    rounds: Vec::new(),
+                });
+            }
+        }
+        let jobs = jobs(&cfg);
+        for j in &jobs {
+            outcomes.push(Outcome {
+                name: j.name(&cfg),
+                describe: j.describe(),
+                shape: j.workload.shape(),
+                baseline: false,
+                rounds: Vec::new(),
+            });
+        }
+        let plain = load::scim_headers("none");
+        for round in 0..cfg.repeat {
+            let mut k = 0;
+            if let Some((b, pid)) = &baseline {
+                let read: Arc<dyn Op> = Arc::new(baseline::ReadRow {
+                    base: b.clone(),
+                    rows: cfg.seed_users as u64,
+                });
+                let mut r = timed_round(&cfg, &plain, read, Some(*pid)).await;
+                r.reads = r.requests;
+                progress("baseline-read", round, cfg.repeat, &r);
+                outcomes[0].rounds.push(r);
+                let write: Arc<dyn Op> = Arc::new(baseline::InsertRow {
+                    base: b.clone(),
+                    prefix: format!("w{}r{round}", run_id()),
+                    counter: AtomicU64::new(0),
+                });
+                let mut r = timed_round(&cfg, &plain, write, Some(*pid)).await;
+                r.writes = r.requests;
+                progress("baseline-write", round, cfg.repeat, &r);
+                outcomes[1].rounds.push(r);
+                k = 2;
+            }
+            for (i, j) in jobs.iter().enumerate() {
+                let r = run_workload(*j, &target, &seed, &cfg, round).await;
+                progress(&j.name(&cfg), round, cfg.repeat, &r);
+                outcomes[k + i].rounds.push(r);
+            }
+        }
+        let peak = json!({
+            "rollcall_kb": target.pid.and_then(server::peak_rss_kb),
+            "baseline_kb": baseline.as_ref().and_then(|(_, pid)| server::peak_rss_kb(*pid)),
+        });
+        Ok::<_, String>((outcomes, peak))
+    }
+    .await;
+    for p in procs {
+        p.stop().await;
+    }
+    let (outcomes, peak) = result?;
+    let machine = server::machine();
+    let settings = json!({
+        "target": if args.base_url.is_some() { "external" } else { "self-started" },
+        "database": args.database.clone().unwrap_or_else(|| "sqlite (temporary file)".into()),
+        "concurrency": cfg.timing.concurrency,
+        "duration_s": cfg.timing.duration.as_secs_f64(),
+        "warmup_s": cfg.timing.warmup.as_secs_f64(),
+        "seed_users": cfg.seed_users,
+        "group_members": cfg.group_members,
+        "sync_users": cfg.sync_users,
+        "sync_groups": cfg.sync_groups,
+        "sync_batch": cfg.sync_batch,
+        "seed_mode": if cfg.bulk_seed { "bulk" } else { "post" },
+        "repeat": cfg.repeat,
+    });
+    print!("{}", report::markdown(&machine, &settings, &outcomes, &peak));
+    if let Some(path) = &args.json {
+        let doc = report::json(&machine, &settings, &outcomes, &peak);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let errors: u64 = outcomes.iter().flat_map(|o| &o.rounds).map(|r| r.errors).sum();
+    if errors > 0 {
+        eprintln!("rollcall-bench: {errors} requests failed (non-2xx or unexpected answers)");
+    }
+    Ok(errors == 0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match cli.command {
+        Some(Cmd::BaselineServer { port, db, rows }) => match rt.block_on(baseline::serve(port, &db, rows)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baseline-server: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => match rt.block_on(run(cli.run)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("rollcall-bench: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

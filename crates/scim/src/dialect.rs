@@ -18,6 +18,7 @@
 //! | Okta | `"groups": []` on create | readOnly attributes on input are ignored | `resource` |
 //! | Okta, Entra | `id`/`meta` echoed back in PUT bodies and PATCH values | readOnly attributes on input are ignored | `resource`, `patch` |
 //! | Okta, Google | `"$ref": null` in member values | ignored | `patch`, `resource` |
+//! | scim2-tester, some SDKs | a `schemas` key repeated inside an extension object | ignored | `resource`, `patch` |
 //! | several | a single object where a multi-valued attribute expects an array | wrapped into a one-element array | [`as_multi_valued`] |
 //! | several | numbers for string attributes (`"employeeNumber": 701984`) | rendered as the decimal string | [`number_as_string`] |
 

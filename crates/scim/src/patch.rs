@@ -597,6 +597,10 @@ impl<'r> Ctx<'r> {
             ScimError::invalid_value(format!("the value for {urn} must be an object of its attributes"))
         })?;
         for (key, v) in obj {
+            // Some clients repeat `schemas` inside the extension object (see `dialect`).
+            if key.eq_ignore_ascii_case("schemas") {
+                continue;
+            }
             let mut path = AttrPath::parse(key)?;
             if path.schema.is_none() {
                 path.schema = Some(urn.to_string());

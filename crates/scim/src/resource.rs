@@ -199,6 +199,10 @@ pub fn prepare(
                 )));
             };
             for (k, v) in ext_obj {
+                // Some clients repeat `schemas` inside the extension object (see `dialect`).
+                if k.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let r = registry.find_attribute(rt, Some(&ext.id), k).ok_or_else(|| {
                     ScimError::invalid_value(format!("\"{k}\" is not an attribute of the {} schema", ext.id))
                 })?;

@@ -43,6 +43,20 @@ fn resolve_refs(v: &mut Value, ids: &HashMap<String, String>) -> ScimResult<()> 
     Ok(())
 }
 
+/// Resolves `bulkId:X` segments of an operation's path (`/Groups/bulkId:g`).
+fn resolve_path_refs(path: &str, ids: &HashMap<String, String>) -> ScimResult<String> {
+    let mut out = Vec::new();
+    for seg in path.split('/') {
+        let mut v = Value::String(seg.to_string());
+        resolve_refs(&mut v, ids)?;
+        out.push(v.as_str().unwrap_or_default().to_string());
+    }
+    Ok(out.join("/"))
+}
+
+/// Status and, for writes, the resource written.
+type OpOutcome = Result<(u16, Option<(ResourceKind, String, i64)>), ScimError>;
+
 fn unapi(e: ApiError) -> ScimError {
     e.0
 }
@@ -106,10 +120,8 @@ pub async fn bulk(
             .to_ascii_uppercase();
         let bulk_id = op.get("bulkId").and_then(Value::as_str).map(str::to_string);
         let path = op.get("path").and_then(Value::as_str).unwrap_or_default().to_string();
-        let outcome: Result<(u16, Option<(ResourceKind, String, i64)>), ScimError> = async {
-            let mut path = Value::String(path.clone());
-            resolve_refs(&mut path, &ids)?;
-            let path = path.as_str().unwrap_or_default().to_string();
+        let outcome: OpOutcome = async {
+            let path = resolve_path_refs(&path, &ids)?;
             let (kind, id) = parse_path(&path)?;
             let mut data = op.get("data").cloned().unwrap_or(Value::Null);
             resolve_refs(&mut data, &ids)?;
@@ -163,10 +175,8 @@ pub async fn bulk(
                     }
                     result["location"] = json!(s.location(c.connection_id(), kind, &id));
                     result["version"] = json!(etag(version));
-                } else if !path.is_empty() {
-                    if let Ok((kind, Some(id))) = parse_path(&path) {
-                        result["location"] = json!(s.location(c.connection_id(), kind, id));
-                    }
+                } else if let Ok((kind, Some(id))) = parse_path(&path) {
+                    result["location"] = json!(s.location(c.connection_id(), kind, id));
                 }
                 result["status"] = json!(status.to_string());
             }
@@ -196,6 +206,7 @@ mod tests {
         assert_eq!(v["members"][0]["value"], "abc");
         let mut bad = json!("bulkId:nope");
         assert!(resolve_refs(&mut bad, &ids).is_err());
+        assert_eq!(resolve_path_refs("/Users/bulkId:u1", &ids).unwrap(), "/Users/abc");
         assert_eq!(parse_path("/Users/x").unwrap(), (ResourceKind::User, Some("x")));
         assert!(parse_path("/Things").is_err());
     }

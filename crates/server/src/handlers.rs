@@ -309,23 +309,34 @@ pub async fn search_root(
     let params = ListParams::from_search_body(&b)?;
     let mut all: Vec<Value> = Vec::new();
     let mut total = 0i64;
+    // A filter naming attributes of only one resource type searches that type alone; a filter
+    // valid for no type is an error.
+    let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        Some(f) => Some(rollcall_scim::filter::Filter::parse_with(f, &s.config.filter_limits)?),
+        None => None,
+    };
+    let mut kinds = Vec::new();
+    let mut first_error = None;
     for kind in [ResourceKind::User, ResourceKind::Group] {
+        match filter.as_ref().map(|f| f.validate(&s.registry, s.rt(kind))) {
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            _ => kinds.push(kind),
+        }
+    }
+    if kinds.is_empty() {
+        return Err(first_error.unwrap_or_else(|| ScimError::invalid_filter("invalid filter")).into());
+    }
+    for kind in kinds {
         let mut p = params.clone();
         p.start_index = None;
         p.count = Some(s.config.max_page_size.to_string());
         p.cursor = None;
-        match s.list(c.connection_id(), kind, &p).await {
-            Ok(page) => {
-                total += page["totalResults"].as_i64().unwrap_or(0);
-                if let Some(items) = page["Resources"].as_array() {
-                    all.extend(items.iter().cloned());
-                }
-            }
-            // An attribute of only one resource type: that type simply has no matches.
-            Err(ApiError(e))
-                if e.scim_type == Some(rollcall_scim::ScimType::InvalidFilter)
-                    && e.detail.contains("is not an attribute") => {}
-            Err(e) => return Err(e),
+        let page = s.list(c.connection_id(), kind, &p).await?;
+        total += page["totalResults"].as_i64().unwrap_or(0);
+        if let Some(items) = page["Resources"].as_array() {
+            all.extend(items.iter().cloned());
         }
     }
     let start = params

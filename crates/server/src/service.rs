@@ -82,7 +82,7 @@ pub struct ListParams {
 
 impl ListParams {
     /// From decoded query pairs; parameter names are matched case-insensitively.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (String, String)>) -> ListParams {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> ListParams {
         let mut p = ListParams::default();
         for (k, v) in pairs {
             let slot = match k.to_ascii_lowercase().as_str() {

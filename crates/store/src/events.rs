@@ -56,7 +56,10 @@ pub fn diff(before: &Value, after: &Value) -> Value {
     let mut changed = Map::new();
     for (k, v) in a {
         if b.get(k) != Some(v) {
-            changed.insert(k.clone(), json!({"before": b.get(k).cloned().unwrap_or(Value::Null), "after": v}));
+            changed.insert(
+                k.clone(),
+                json!({"before": b.get(k).cloned().unwrap_or(Value::Null), "after": v}),
+            );
         }
     }
     for (k, v) in b {
@@ -78,6 +81,9 @@ mod tests {
         assert_eq!(updated(ResourceKind::User, &a, &b), USER_DEACTIVATED);
         assert_eq!(updated(ResourceKind::User, &b, &a), USER_REACTIVATED);
         assert_eq!(updated(ResourceKind::User, &a, &a), USER_UPDATED);
-        assert_eq!(diff(&a, &b)["changed"]["active"], json!({"before": true, "after": false}));
+        assert_eq!(
+            diff(&a, &b)["changed"]["active"],
+            json!({"before": true, "after": false})
+        );
     }
 }

@@ -27,7 +27,11 @@ impl IndexFields {
         let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
         let display_name = s("displayName");
         IndexFields {
-            user_name_ci: if kind == ResourceKind::User { s("userName").map(|v| fold(&v)) } else { None },
+            user_name_ci: if kind == ResourceKind::User {
+                s("userName").map(|v| fold(&v))
+            } else {
+                None
+            },
             external_id: s("externalId"),
             display_name_ci: display_name.as_deref().map(fold),
             display_name,
@@ -36,8 +40,11 @@ impl IndexFields {
                 .get("emails")
                 .and_then(Value::as_array)
                 .map(|a| {
-                    let mut v: Vec<String> =
-                        a.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(fold).collect();
+                    let mut v: Vec<String> = a
+                        .iter()
+                        .filter_map(|e| e.get("value").and_then(Value::as_str))
+                        .map(fold)
+                        .collect();
                     v.sort();
                     v.dedup();
                     v

@@ -12,6 +12,7 @@
 pub mod events;
 pub mod index;
 pub mod model;
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
@@ -89,18 +90,43 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a resource (document without `id`/`meta`), with initial members for a group.
     /// Fails with 409 `uniqueness` when `userName` (users) or `displayName` (groups) is taken, and
     /// 400 when a member id is unknown.
-    async fn create_resource(&self, ctx: &WriteContext, kind: ResourceKind, doc: Value, members: Vec<rollcall_scim::patch::MemberRef>) -> StoreResult<StoredResource>;
+    async fn create_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        doc: Value,
+        members: Vec<rollcall_scim::patch::MemberRef>,
+    ) -> StoreResult<StoredResource>;
 
     /// Reads one live resource. `with_members`: whether to read group membership / a user's groups.
-    async fn get_resource(&self, connection_id: &str, kind: ResourceKind, id: &str, with_members: bool) -> StoreResult<Option<StoredResource>>;
+    async fn get_resource(
+        &self,
+        connection_id: &str,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<Option<StoredResource>>;
 
     /// Applies `mutation` to the current document in one write transaction, checking `if_match`
     /// (a version number) first. Returns `None` when the resource does not exist.
-    async fn update_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>, mutation: Mutation) -> StoreResult<Option<StoredResource>>;
+    async fn update_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+        mutation: Mutation,
+    ) -> StoreResult<Option<StoredResource>>;
 
     /// Soft-deletes a resource: it leaves the SCIM view and its membership, and the deletion is
     /// recorded. Returns false when it does not exist.
-    async fn delete_resource(&self, ctx: &WriteContext, kind: ResourceKind, id: &str, if_match: Option<i64>) -> StoreResult<bool>;
+    async fn delete_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> StoreResult<bool>;
 
     /// Lists live resources matching a filter, compiled to SQL.
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page>;

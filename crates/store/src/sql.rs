@@ -84,10 +84,15 @@ impl SqlBuilder {
 /// Keys are inlined into JSON path expressions; they come from the schema registry, but are checked
 /// all the same so nothing a tenant registers can break out of the literal.
 fn safe_key(k: &str) -> ScimResult<&str> {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '$')) {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '$'))
+    {
         Ok(k)
     } else {
-        Err(ScimError::invalid_filter(format!("attribute name \"{k}\" cannot be searched")))
+        Err(ScimError::invalid_filter(format!(
+            "attribute name \"{k}\" cannot be searched"
+        )))
     }
 }
 
@@ -105,7 +110,10 @@ fn json_path(d: Dialect, base: &str, keys: &[&str]) -> ScimResult<String> {
             if keys.len() == 1 {
                 format!("({base} ->> '{}')", keys[0])
             } else {
-                format!("({base} #>> '{{{}}}')", keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(","))
+                format!(
+                    "({base} #>> '{{{}}}')",
+                    keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",")
+                )
             }
         }
     })
@@ -120,7 +128,10 @@ fn json_elements(d: Dialect, base: &str, keys: &[&str], alias: &str) -> ScimResu
     Ok(match d {
         Dialect::Sqlite => {
             let path: String = keys.iter().map(|k| format!(".\"{k}\"")).collect();
-            (format!("json_each({base}, '${path}') {alias}"), format!("{alias}.value"))
+            (
+                format!("json_each({base}, '${path}') {alias}"),
+                format!("{alias}.value"),
+            )
         }
         Dialect::Postgres => {
             let path = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",");
@@ -165,7 +176,12 @@ pub fn compile_filter(
 
 /// Compiles a filter over one member of a group (`value`, `display`, `type`), the member's row
 /// being aliased `u`: used for PATCH `remove` on `members[...]`.
-pub fn compile_member_filter(b: &mut SqlBuilder, registry: &SchemaRegistry, rt: &ResourceType, filter: &Filter) -> ScimResult<()> {
+pub fn compile_member_filter(
+    b: &mut SqlBuilder,
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    filter: &Filter,
+) -> ScimResult<()> {
     let mut c = Compiler {
         registry,
         rt,
@@ -185,9 +201,19 @@ struct Compiler<'a> {
 /// How a comparison's left-hand side is stored.
 enum Lhs<'a> {
     /// A scalar SQL expression of the attribute `leaf`; `folded` when values are stored folded.
-    Scalar { expr: String, leaf: &'a AttributeDef, folded: bool, micros: bool },
+    Scalar {
+        expr: String,
+        leaf: &'a AttributeDef,
+        folded: bool,
+        micros: bool,
+    },
     /// Any of the elements yielded by `from` (a FROM item), each compared through `expr`.
-    Any { from: String, expr: String, leaf: &'a AttributeDef, folded: bool },
+    Any {
+        from: String,
+        expr: String,
+        leaf: &'a AttributeDef,
+        folded: bool,
+    },
 }
 
 impl<'a> Compiler<'a> {
@@ -220,18 +246,24 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
-    fn resolve_in_scope(&self, path: &AttrPath, scope: &Scope<'a>) -> ScimResult<(&'a AttributeDef, Option<&'a AttributeDef>, Option<&'a str>)> {
+    fn resolve_in_scope(
+        &self,
+        path: &AttrPath,
+        scope: &Scope<'a>,
+    ) -> ScimResult<(&'a AttributeDef, Option<&'a AttributeDef>, Option<&'a str>)> {
         match scope {
             Scope::Resource => {
-                let r = self
-                    .registry
-                    .resolve(self.rt, path)
-                    .ok_or_else(|| ScimError::invalid_filter(format!("\"{path}\" is not an attribute of {}", self.rt.name)))?;
+                let r = self.registry.resolve(self.rt, path).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{path}\" is not an attribute of {}", self.rt.name))
+                })?;
                 Ok((r.attr, r.sub, r.extension_urn()))
             }
             Scope::Element { parent, .. } => {
                 let sub = parent.sub_attribute(&path.attr).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("\"{}\" is not a sub-attribute of \"{}\"", path.attr, parent.name))
+                    ScimError::invalid_filter(format!(
+                        "\"{}\" is not a sub-attribute of \"{}\"",
+                        path.attr, parent.name
+                    ))
                 })?;
                 Ok((sub, None, None))
             }
@@ -316,7 +348,9 @@ impl<'a> Compiler<'a> {
                     "display" => "u.display_name_ci",
                     "type" => "u.kind",
                     other => {
-                        return Err(ScimError::invalid_filter(format!("members cannot be filtered by \"{other}\"")));
+                        return Err(ScimError::invalid_filter(format!(
+                            "members cannot be filtered by \"{other}\""
+                        )));
                     }
                 };
                 return Ok(Lhs::Any {
@@ -327,7 +361,9 @@ impl<'a> Compiler<'a> {
                 });
             }
             if attr.name == "meta" {
-                return Err(ScimError::invalid_filter(format!("\"{path}\" cannot be used in a filter")));
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{path}\" cannot be used in a filter"
+                )));
             }
         }
         let mut keys: Vec<&str> = Vec::new();
@@ -416,7 +452,9 @@ impl<'a> Compiler<'a> {
             .resolve(self.rt, path)
             .ok_or_else(|| ScimError::invalid_filter(format!("\"{path}\" is not an attribute of {}", self.rt.name)))?;
         if r.attr.kind != AttributeType::Complex {
-            return Err(ScimError::invalid_filter(format!("\"{path}\" is not a complex attribute")));
+            return Err(ScimError::invalid_filter(format!(
+                "\"{path}\" is not a complex attribute"
+            )));
         }
         if self.kind == ResourceKind::Group && r.attr.name == "members" && r.extension_urn().is_none() {
             b.push("EXISTS (SELECT 1 FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk AND ");
@@ -444,14 +482,27 @@ impl<'a> Compiler<'a> {
             b.push(")");
         } else {
             let obj = match b.dialect {
-                Dialect::Sqlite => format!("json_extract(r.doc_ci, '${}')", keys.iter().map(|k| format!(".\"{k}\"")).collect::<String>()),
-                Dialect::Postgres => format!("(r.doc_ci #> '{{{}}}')", keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",")),
+                Dialect::Sqlite => format!(
+                    "json_extract(r.doc_ci, '${}')",
+                    keys.iter().map(|k| format!(".\"{k}\"")).collect::<String>()
+                ),
+                Dialect::Postgres => format!(
+                    "(r.doc_ci #> '{{{}}}')",
+                    keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",")
+                ),
             };
             for k in &keys {
                 safe_key(k)?;
             }
             b.push("(");
-            self.filter(b, inner, &Scope::Element { expr: obj, parent: r.attr })?;
+            self.filter(
+                b,
+                inner,
+                &Scope::Element {
+                    expr: obj,
+                    parent: r.attr,
+                },
+            )?;
             b.push(")");
         }
         Ok(())
@@ -509,7 +560,12 @@ fn scalar_compare(
             CompareOp::Ne => {
                 b.push(&format!("({expr} IS NOT NULL)"));
             }
-            _ => return Err(ScimError::invalid_filter(format!("\"{}\" cannot be compared with null", op.as_str()))),
+            _ => {
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" cannot be compared with null",
+                    op.as_str()
+                )));
+            }
         },
         CompValue::Bool(v) => {
             if op != CompareOp::Eq && op != CompareOp::Ne {
@@ -534,7 +590,10 @@ fn scalar_compare(
         }
         CompValue::Number(n) => {
             if op.is_substring() {
-                return Err(ScimError::invalid_filter(format!("\"{}\" needs a string value", op.as_str())));
+                return Err(ScimError::invalid_filter(format!(
+                    "\"{}\" needs a string value",
+                    op.as_str()
+                )));
             }
             let lhs = match d {
                 Dialect::Sqlite => expr.to_string(),
@@ -553,16 +612,24 @@ fn scalar_compare(
             if leaf.kind == AttributeType::Boolean {
                 // Entra ID writes booleans as strings in filters too: `roles[primary eq "True"]`.
                 let v = lenient_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("\"{}\" is a boolean attribute; \"{s}\" is not a boolean", leaf.name))
+                    ScimError::invalid_filter(format!(
+                        "\"{}\" is a boolean attribute; \"{s}\" is not a boolean",
+                        leaf.name
+                    ))
                 })?;
                 return scalar_compare(b, expr, leaf, folded, micros, op, Some(&CompValue::Bool(v)));
             }
             if micros {
                 let us = micros_of(s).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("\"{s}\" is not an RFC 3339 dateTime such as 2011-05-13T04:42:34Z"))
+                    ScimError::invalid_filter(format!(
+                        "\"{s}\" is not an RFC 3339 dateTime such as 2011-05-13T04:42:34Z"
+                    ))
                 })?;
                 if op.is_substring() {
-                    return Err(ScimError::invalid_filter(format!("\"{}\" cannot be used on a dateTime", op.as_str())));
+                    return Err(ScimError::invalid_filter(format!(
+                        "\"{}\" cannot be used on a dateTime",
+                        op.as_str()
+                    )));
                 }
                 wrap_ne(b, &|b: &mut SqlBuilder| {
                     b.push(&format!("{expr} {sql_op} "));
@@ -708,22 +775,43 @@ mod tests {
         assert_eq!(b.binds, vec![Bind::Text("AbC".into())]);
         let b = compile(Dialect::Sqlite, ResourceKind::User, "emails.value eq \"A@B.C\"");
         assert!(b.sql.contains("resource_emails"), "{}", b.sql);
-        let b = compile(Dialect::Postgres, ResourceKind::Group, "displayName eq \"x\" and id eq \"y\"");
+        let b = compile(
+            Dialect::Postgres,
+            ResourceKind::Group,
+            "displayName eq \"x\" and id eq \"y\"",
+        );
         assert_eq!(b.sql, "(r.display_name_ci = $1::text AND r.id = $2::text)");
     }
 
     #[test]
     fn generic_attributes_use_json() {
         let b = compile(Dialect::Sqlite, ResourceKind::User, "name.familyName co \"O'Malley\"");
-        assert_eq!(b.sql, "instr(json_extract(r.doc_ci, '$.\"name\".\"familyName\"'), ?) > 0");
-        let b = compile(Dialect::Sqlite, ResourceKind::User, "emails[type eq \"work\" and value ew \"@x.com\"]");
-        assert!(b.sql.starts_with("EXISTS (SELECT 1 FROM json_each(r.doc_ci, '$.\"emails\"') e1 WHERE"), "{}", b.sql);
+        assert_eq!(
+            b.sql,
+            "instr(json_extract(r.doc_ci, '$.\"name\".\"familyName\"'), ?) > 0"
+        );
+        let b = compile(
+            Dialect::Sqlite,
+            ResourceKind::User,
+            "emails[type eq \"work\" and value ew \"@x.com\"]",
+        );
+        assert!(
+            b.sql
+                .starts_with("EXISTS (SELECT 1 FROM json_each(r.doc_ci, '$.\"emails\"') e1 WHERE"),
+            "{}",
+            b.sql
+        );
         let b = compile(
             Dialect::Sqlite,
             ResourceKind::User,
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"701984\"",
         );
-        assert!(b.sql.contains("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"), "{}", b.sql);
+        assert!(
+            b.sql
+                .contains("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"),
+            "{}",
+            b.sql
+        );
         let b = compile(Dialect::Sqlite, ResourceKind::User, "not (title pr)");
         assert!(b.sql.starts_with("(NOT COALESCE(("), "{}", b.sql);
     }

@@ -97,7 +97,7 @@ impl SqliteStore {
     }
 }
 
-fn bind_all<'q>(binds: &'q [Bind]) -> SqliteArguments {
+fn bind_all(binds: &[Bind]) -> SqliteArguments {
     let mut args = SqliteArguments::default();
     for b in binds {
         let r = match b {
@@ -361,12 +361,22 @@ async fn add_member(
             "a group cannot be a member of itself",
         )));
     }
-    let n = sqlx::query("INSERT OR IGNORE INTO group_members (group_pk, member_pk) VALUES (?, ?)")
+    let n = sqlx::query("INSERT OR IGNORE INTO group_members (group_pk, member_pk, display) VALUES (?, ?, ?)")
         .bind(group_pk)
         .bind(pk)
+        .bind(m.display.as_deref())
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    if n == 0 && m.display.is_some() {
+        // Already a member: adding is a no-op, but keep the display the client sent last.
+        sqlx::query("UPDATE group_members SET display = ? WHERE group_pk = ? AND member_pk = ?")
+            .bind(m.display.as_deref())
+            .bind(group_pk)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+    }
     if n > 0 {
         insert_event(
             tx,
@@ -394,7 +404,7 @@ impl SqliteStore {
         let placeholders = vec!["?"; pks.len()].join(", ");
         let sql = match kind {
             ResourceKind::Group => format!(
-                "SELECT m.group_pk, u.id, u.kind, COALESCE(json_extract(u.doc, '$.displayName'), json_extract(u.doc, '$.userName'))
+                "SELECT m.group_pk, u.id, u.kind, m.display
                  FROM group_members m JOIN resources u ON u.pk = m.member_pk
                  WHERE m.group_pk IN ({placeholders}) ORDER BY m.group_pk, m.member_pk"
             ),

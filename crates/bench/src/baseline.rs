@@ -1,0 +1,177 @@
+//! The trivial baseline: an axum server over one SQLite table, configured with the same
+//! durability and pool shape as Rollcall's SQLite store (WAL, `synchronous=FULL`, one writer
+//! connection, a read-only reader pool). It runs in its own process (`baseline-server`), so
+//! the load generator competes with it exactly as it competes with Rollcall.
+
+use crate::load::Op;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use rand::Rng;
+use rand::rngs::SmallRng;
+use reqwest::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Clone)]
+struct Db {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+/// A document about the size of a seeded SCIM user.
+pub fn row_doc(user_name: &str, n: u64) -> Value {
+    json!({
+        "userName": user_name,
+        "externalId": format!("ext-{n}"),
+        "name": {"givenName": "Base", "familyName": format!("Line {n}")},
+        "displayName": format!("Base Line {n}"),
+        "emails": [{"value": user_name, "type": "work", "primary": true}],
+        "active": true,
+    })
+}
+
+/// Serves the baseline on 127.0.0.1:`port` with `rows` rows in `db`, until SIGTERM or Ctrl-C.
+pub async fn serve(port: u16, db: &FsPath, rows: u64) -> Result<(), String> {
+    let opts = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-32768")
+        .pragma("temp_store", "memory");
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .connect_with(opts.clone())
+        .await
+        .map_err(|e| format!("opening {}: {e}", db.display()))?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, doc TEXT NOT NULL)")
+        .execute(&writer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rows")
+        .fetch_one(&writer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tx = writer.begin().await.map_err(|e| e.to_string())?;
+    for n in have as u64..rows {
+        let user_name = format!("row-{n}@baseline.example");
+        sqlx::query("INSERT INTO rows (id, user_name, doc) VALUES (?, ?, ?)")
+            .bind((n + 1) as i64)
+            .bind(&user_name)
+            .bind(row_doc(&user_name, n).to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    let readers = std::thread::available_parallelism()
+        .map(|n| n.get() as u32 * 2)
+        .unwrap_or(4)
+        .max(4);
+    let reader = SqlitePoolOptions::new()
+        .max_connections(readers)
+        .min_connections(1)
+        .connect_with(opts.read_only(true))
+        .await
+        .map_err(|e| e.to_string())?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/rows/{id}", get(read_row))
+        .route("/rows", post(insert_row))
+        .with_state(Db { reader, writer });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+type Answer = Result<(StatusCode, Json<Value>), (StatusCode, String)>;
+
+fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn read_row(State(db): State<Db>, Path(id): Path<i64>) -> Answer {
+    let row: Option<(i64, String, String)> = sqlx::query_as("SELECT id, user_name, doc FROM rows WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&db.reader)
+        .await
+        .map_err(internal)?;
+    let (id, user_name, doc) = row.ok_or((StatusCode::NOT_FOUND, "no such row".to_string()))?;
+    let doc: Value = serde_json::from_str(&doc).map_err(internal)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"id": id, "userName": user_name, "doc": doc})),
+    ))
+}
+
+async fn insert_row(State(db): State<Db>, Json(body): Json<Value>) -> Answer {
+    let user_name = body
+        .get("userName")
+        .and_then(Value::as_str)
+        .ok_or((StatusCode::BAD_REQUEST, "userName is required".to_string()))?
+        .to_string();
+    let mut tx = db.writer.begin().await.map_err(internal)?;
+    let id: i64 = sqlx::query_scalar("INSERT INTO rows (user_name, doc) VALUES (?, ?) RETURNING id")
+        .bind(&user_name)
+        .bind(body.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "userName": user_name, "doc": body})),
+    ))
+}
+
+/// `GET /rows/{id}` on a random seeded row.
+pub struct ReadRow {
+    pub base: String,
+    pub rows: u64,
+}
+
+impl Op for ReadRow {
+    fn request(&self, client: &Client, rng: &mut SmallRng) -> RequestBuilder {
+        let id = rng.random_range(1..=self.rows.max(1));
+        client.get(format!("{}/rows/{id}", self.base))
+    }
+}
+
+/// `POST /rows` with a new row.
+pub struct InsertRow {
+    pub base: String,
+    pub prefix: String,
+    pub counter: AtomicU64,
+}
+
+impl Op for InsertRow {
+    fn request(&self, client: &Client, _rng: &mut SmallRng) -> RequestBuilder {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let user_name = format!("{}-{n}@baseline.example", self.prefix);
+        client
+            .post(format!("{}/rows", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(row_doc(&user_name, n).to_string())
+    }
+}

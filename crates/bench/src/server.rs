@@ -1,0 +1,198 @@
+//! Starting and stopping the servers under test, and reading their memory from /proc.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// A child server process; killed if dropped without `stop`.
+pub struct Proc {
+    pub name: &'static str,
+    pub pid: u32,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc, String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let pid = child.id().ok_or_else(|| format!("{name} exited at once"))?;
+        Ok(Proc { name, pid, child })
+    }
+
+    /// Fails if the process has already exited.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("{} exited: {status}", self.name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    pub async fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Polls `url` until it answers 2xx, the process exits, or `limit` passes.
+pub async fn wait_ready(url: &str, proc_: &mut Proc, limit: Duration, log: &Path) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if let Err(e) = proc_.check_alive() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{e}; its output:\n{tail}"));
+        }
+        if start.elapsed() > limit {
+            return Err(format!("{} not ready at {url} after {limit:?}", proc_.name));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a `rollcall` admin command and parses its `--json` output.
+pub fn rollcall_json(bin: &Path, database: &str, args: &[&str]) -> Result<Value, String> {
+    let out = std::process::Command::new(bin)
+        .arg("--database")
+        .arg(database)
+        .args(args)
+        .env("ROLLCALL_LOG", "warn")
+        .output()
+        .map_err(|e| format!("running {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rollcall {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).map_err(|e| format!("rollcall {}: unexpected output {text:?}: {e}", args.join(" ")))
+}
+
+/// The default `rollcall` binary: beside this one (both in target/release), else the path
+/// relative to the workspace root.
+pub fn default_rollcall_bin() -> PathBuf {
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+    {
+        let sibling = dir.join("rollcall");
+        if sibling.is_file() {
+            return sibling;
+        }
+    }
+    PathBuf::from("target/release/rollcall")
+}
+
+fn status_field_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident set size in KiB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    status_field_kb(pid, "VmRSS:")
+}
+
+/// Peak resident set size since the process started, in KiB.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    status_field_kb(pid, "VmHWM:")
+}
+
+/// CPU time (user + system) the process has used, in seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// `nproc`, CPU model and memory of this machine.
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    serde_json::json!({
+        "nproc": nproc,
+        "cpu_model": model,
+        "memory_gib": (mem_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_proc_status() {
+        let me = std::process::id();
+        assert!(rss_kb(me).unwrap() > 0);
+        assert!(peak_rss_kb(me).unwrap() >= rss_kb(me).unwrap() / 2);
+        assert!(cpu_secs(me).unwrap() >= 0.0);
+        assert!(machine()["nproc"].as_u64().unwrap() >= 1);
+    }
+}

@@ -1,0 +1,1141 @@
+//! The PostgreSQL store, for running several Rollcall nodes against one database.
+//!
+//! Same behaviour as [`crate::sqlite::SqliteStore`], with concurrency handled by the database:
+//! transactions run at READ COMMITTED; an update or delete locks its row (`SELECT ... FOR UPDATE`),
+//! a member being added is locked `FOR SHARE` so it cannot be deleted under the new membership row,
+//! and the partial unique indexes decide concurrent creates with the same `userName` (one wins, the
+//! others answer 409 `uniqueness`). Write transactions that fail with a serialization failure or a
+//! deadlock (SQLSTATE 40001, 40P01) are run again, up to [`PgSettings::serialization_retries`] times.
+//!
+//! Events are collected while a transaction runs and inserted just before it commits, under a
+//! transaction-scoped advisory lock: `seq` order is then commit order, as with SQLite's single
+//! writer, so a reader paging through [`Store::events_after`] never skips an event that committed
+//! after a later-numbered one.
+
+use crate::events;
+use crate::index::{IndexFields, search_doc};
+use crate::model::*;
+use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::sqlite::now_us;
+use crate::{Mutation, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use rollcall_scim::ScimError;
+use rollcall_scim::patch::{MemberChange, MemberRef};
+use rollcall_scim::schema::{ResourceType, SchemaRegistry};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Arguments, AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock taken (per transaction) while a transaction's events are numbered.
+const EVENTS_LOCK: i64 = 0x526f_6c6c_6576_0001;
+
+/// Tuning for [`PostgresStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSettings {
+    /// Largest number of connections the pool opens.
+    pub max_connections: u32,
+    /// `statement_timeout` set on every pooled connection, in milliseconds (0: none).
+    pub statement_timeout_ms: u64,
+    /// How many times a write transaction is run again after a serialization failure or deadlock.
+    pub serialization_retries: u32,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_connections: 16,
+            statement_timeout_ms: 15_000,
+            serialization_retries: 5,
+        }
+    }
+}
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    registry: Arc<SchemaRegistry>,
+    settings: PgSettings,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`; the database must exist) and applies
+    /// the migrations. Nodes starting together are safe: sqlx's migrator holds a session advisory
+    /// lock while it migrates, and it runs on a connection of its own that is closed afterwards, so
+    /// the lock cannot outlive a failed migration.
+    pub async fn open(url: &str, registry: Arc<SchemaRegistry>, settings: PgSettings) -> StoreResult<PostgresStore> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let single = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let migrated = MIGRATOR.run(&single).await;
+        single.close().await;
+        migrated?;
+        let timeout = settings.statement_timeout_ms;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if timeout > 0 {
+                        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                            .bind(timeout.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(PostgresStore {
+            pool,
+            registry,
+            settings,
+        })
+    }
+
+    /// The connection pool (for health checks and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn rt(&self, kind: ResourceKind) -> &ResourceType {
+        self.registry
+            .resource_type(kind.as_str())
+            .expect("standard resource types are registered")
+    }
+
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            events: Vec::new(),
+        })
+    }
+
+    /// Runs a write transaction, again after a serialization failure or deadlock.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if is_retryable(&e) && tries < self.settings.serialization_retries => {
+                    tries += 1;
+                    tracing::debug!(error = %e, attempt = tries, "retrying a write transaction");
+                    tokio::time::sleep(backoff(tries)).await;
+                }
+                other => return other.map_err(finish_error),
+            }
+        }
+    }
+}
+
+/// Whether a failed transaction may succeed when run again.
+fn is_retryable(e: &StoreError) -> bool {
+    sqlstate(e).is_some_and(|c| c == "40001" || c == "40P01")
+}
+
+fn sqlstate(e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::Database(e) => e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// A short, jittered, growing pause between attempts.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = (now_us().unsigned_abs() % 7_000) as u64;
+    Duration::from_micros(u64::from(attempt.min(8)) * 5_000 + jitter)
+}
+
+/// The SCIM answer for database failures that are not the client's or the server's fault:
+/// contention that outlasted the retries, lock or statement timeouts → 503; strings PostgreSQL
+/// cannot store (U+0000) → 400.
+fn finish_error(e: StoreError) -> StoreError {
+    match sqlstate(&e).as_deref() {
+        Some("40001" | "40P01" | "55P03" | "57014") => {
+            tracing::warn!(error = %e, "database contention");
+            StoreError::Scim(ScimError::new(503, None, "the service is busy; retry shortly"))
+        }
+        Some("22P05" | "22021") => StoreError::Scim(ScimError::invalid_value(
+            "strings cannot contain the character U+0000",
+        )),
+        _ => e,
+    }
+}
+
+/// A write transaction and the events it will record.
+struct WriteTx {
+    tx: sqlx::Transaction<'static, Postgres>,
+    events: Vec<PendingEvent>,
+}
+
+struct PendingEvent {
+    id: String,
+    kind: &'static str,
+    org_id: Option<String>,
+    connection_id: Option<String>,
+    resource_type: Option<&'static str>,
+    resource_id: Option<String>,
+    data: String,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    created_us: i64,
+}
+
+impl WriteTx {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    fn event(&mut self, ctx: &WriteContext, kind: &'static str, resource: Option<(ResourceKind, &str)>, data: Value) {
+        self.events.push(PendingEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            org_id: Some(ctx.org_id.clone()).filter(|s| !s.is_empty()),
+            connection_id: Some(ctx.connection_id.clone()).filter(|s| !s.is_empty()),
+            resource_type: resource.map(|r| r.0.as_str()),
+            resource_id: resource.map(|r| r.1.to_string()),
+            data: data.to_string(),
+            user_agent: ctx.user_agent.clone(),
+            request_id: ctx.request_id.clone(),
+            created_us: now_us(),
+        });
+    }
+
+    /// Writes the events, numbered under the events lock (held until the commit), and commits.
+    async fn commit(mut self) -> StoreResult<()> {
+        if !self.events.is_empty() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENTS_LOCK)
+                .execute(&mut *self.tx)
+                .await?;
+            let ev = std::mem::take(&mut self.events);
+            sqlx::query(
+                "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us)
+                 SELECT t.id, t.type, t.org_id, t.connection_id, t.resource_type, t.resource_id, t.data::jsonb, t.user_agent, t.request_id, t.created_us
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                      WITH ORDINALITY AS t(id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, n)
+                 ORDER BY t.n",
+            )
+            .bind(ev.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.org_id.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.connection_id.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.resource_type.map(str::to_string)).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.resource_id.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.created_us).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn bind_all(binds: &[Bind]) -> PgArguments {
+    let mut args = PgArguments::default();
+    for b in binds {
+        let r = match b {
+            Bind::Text(s) => args.add(s.as_str()),
+            Bind::Int(i) => args.add(*i),
+            Bind::Real(f) => args.add(*f),
+            Bind::Bool(v) => args.add(*v),
+        };
+        r.expect("binding a plain value cannot fail");
+    }
+    args
+}
+
+fn org_of(row: &PgRow) -> Organization {
+    Organization {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_us: row.get("created_us"),
+    }
+}
+
+fn conn_of(row: &PgRow) -> Connection {
+    let hash: Vec<u8> = row.get("token_hash");
+    let mut token_hash = [0u8; 32];
+    if hash.len() == 32 {
+        token_hash.copy_from_slice(&hash);
+    }
+    let idp: String = row.get("idp");
+    Connection {
+        id: row.get("id"),
+        org_id: row.get("org_id"),
+        name: row.get("name"),
+        idp: idp.parse().unwrap_or(IdpKind::Generic),
+        token_prefix: row.get("token_prefix"),
+        token_hash,
+        created_us: row.get("created_us"),
+    }
+}
+
+fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
+    let Json(mut doc): Json<Value> = row.get("doc");
+    let id: String = row.get("id");
+    if let Value::Object(m) = &mut doc {
+        m.insert("id".into(), Value::String(id.clone()));
+    }
+    StoredResource {
+        id,
+        kind,
+        doc,
+        version: row.get("version"),
+        created_us: row.get("created_us"),
+        modified_us: row.get("modified_us"),
+        related: None,
+    }
+}
+
+const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
+
+/// `kind` as an SQL literal: naming it (rather than binding it) lets the planner use the partial
+/// unique indexes on `userName` and group `displayName` even with a generic plan.
+fn kind_literal(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "'User'",
+        ResourceKind::Group => "'Group'",
+    }
+}
+
+/// Maps a unique-index violation on resources (SQLSTATE 23505) to the SCIM 409.
+fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
+    if let Some(db) = e.as_database_error()
+        && db.is_unique_violation()
+    {
+        let detail = match kind {
+            ResourceKind::User => format!(
+                "userName \"{}\" is already taken in this connection",
+                doc.get("userName").and_then(Value::as_str).unwrap_or_default()
+            ),
+            ResourceKind::Group => format!(
+                "a group named \"{}\" already exists in this connection",
+                doc.get("displayName").and_then(Value::as_str).unwrap_or_default()
+            ),
+        };
+        return StoreError::Scim(ScimError::uniqueness(detail));
+    }
+    StoreError::Database(e)
+}
+
+fn precondition(version: i64, wanted: i64) -> StoreError {
+    StoreError::Scim(ScimError::precondition_failed(format!(
+        "the resource has changed: its version is W/\"{version}\", not W/\"{wanted}\""
+    )))
+}
+
+fn unknown_member(id: &str) -> StoreError {
+    StoreError::Scim(ScimError::invalid_value(format!(
+        "member \"{id}\" is not a user or group of this SCIM connection"
+    )))
+}
+
+async fn write_emails(tx: &mut PgConnection, pk: i64, connection_id: &str, emails: &[String]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
+        .bind(pk)
+        .execute(&mut *tx)
+        .await?;
+    if !emails.is_empty() {
+        sqlx::query(
+            "INSERT INTO resource_emails (resource_pk, connection_id, value_ci) SELECT $1, $2, v FROM UNNEST($3::text[]) v",
+        )
+        .bind(pk)
+        .bind(connection_id)
+        .bind(emails)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Looks up (and share-locks, so it cannot be deleted before this transaction ends) a live member
+/// candidate in the connection.
+async fn member_pk(tx: &mut PgConnection, connection_id: &str, id: &str) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT pk FROM resources WHERE connection_id = $1 AND id = $2 AND deleted_us IS NULL FOR SHARE",
+    )
+    .bind(connection_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+async fn remove_member_pk(tx: &mut PgConnection, group_pk: i64, member_pk: i64) -> StoreResult<bool> {
+    let n = sqlx::query("DELETE FROM group_members WHERE group_pk = $1 AND member_pk = $2")
+        .bind(group_pk)
+        .bind(member_pk)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// Applies membership changes to a group in the open transaction, recording one event per member
+/// added or removed. Returns whether anything changed.
+async fn apply_member_changes(
+    tx: &mut WriteTx,
+    ctx: &WriteContext,
+    registry: &SchemaRegistry,
+    group_pk: i64,
+    group_id: &str,
+    changes: Vec<MemberChange>,
+) -> StoreResult<bool> {
+    let mut changed = false;
+    for change in changes {
+        match change {
+            MemberChange::Add(members) => {
+                for m in &members {
+                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                }
+            }
+            MemberChange::Remove(ids) => {
+                for id in ids {
+                    let n = sqlx::query(
+                        "DELETE FROM group_members WHERE group_pk = $1 AND member_pk =
+                           (SELECT pk FROM resources WHERE connection_id = $2 AND id = $3)",
+                    )
+                    .bind(group_pk)
+                    .bind(&ctx.connection_id)
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?
+                    .rows_affected();
+                    if n > 0 {
+                        changed = true;
+                        tx.event(
+                            ctx,
+                            events::GROUP_MEMBER_REMOVED,
+                            Some((ResourceKind::Group, group_id)),
+                            json!({"member": id}),
+                        );
+                    }
+                }
+            }
+            MemberChange::RemoveWhere(filter) => {
+                let rt = registry.resource_type("Group").expect("Group is registered");
+                let mut b = SqlBuilder::new(Dialect::Postgres);
+                b.push(
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ",
+                );
+                b.bind(Bind::Int(group_pk));
+                b.push(" AND ");
+                crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
+                b.push(" ORDER BY m.member_pk");
+                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds))
+                    .fetch_all(tx.conn())
+                    .await?;
+                for row in rows {
+                    let pk: i64 = row.get(0);
+                    let id: String = row.get(1);
+                    if remove_member_pk(tx.conn(), group_pk, pk).await? {
+                        changed = true;
+                        tx.event(
+                            ctx,
+                            events::GROUP_MEMBER_REMOVED,
+                            Some((ResourceKind::Group, group_id)),
+                            json!({"member": id}),
+                        );
+                    }
+                }
+            }
+            MemberChange::ReplaceAll(members) => {
+                let current: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                     WHERE m.group_pk = $1 ORDER BY m.member_pk",
+                )
+                .bind(group_pk)
+                .fetch_all(tx.conn())
+                .await?;
+                let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
+                for (pk, id) in &current {
+                    if !wanted.contains(id.as_str()) && remove_member_pk(tx.conn(), group_pk, *pk).await? {
+                        changed = true;
+                        tx.event(
+                            ctx,
+                            events::GROUP_MEMBER_REMOVED,
+                            Some((ResourceKind::Group, group_id)),
+                            json!({"member": id}),
+                        );
+                    }
+                }
+                for m in &members {
+                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+async fn add_member(
+    tx: &mut WriteTx,
+    ctx: &WriteContext,
+    group_pk: i64,
+    group_id: &str,
+    m: &MemberRef,
+) -> StoreResult<bool> {
+    let Some(pk) = member_pk(tx.conn(), &ctx.connection_id, &m.value).await? else {
+        return Err(unknown_member(&m.value));
+    };
+    if pk == group_pk {
+        return Err(StoreError::Scim(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        )));
+    }
+    let n = sqlx::query("INSERT INTO group_members (group_pk, member_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(group_pk)
+        .bind(pk)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if n > 0 {
+        tx.event(
+            ctx,
+            events::GROUP_MEMBER_ADDED,
+            Some((ResourceKind::Group, group_id)),
+            json!({"member": m.value}),
+        );
+    }
+    Ok(n > 0)
+}
+
+/// What an update computed from the document, kept so that a retried transaction can reuse it
+/// (the mutation runs once) when the row has not changed in between.
+struct Computed {
+    version: i64,
+    doc: Value,
+    member_changes: Vec<MemberChange>,
+}
+
+impl PostgresStore {
+    async fn related(&self, pk: i64, kind: ResourceKind) -> StoreResult<Vec<MemberView>> {
+        let rows: Vec<(String, String, Option<String>)> = match kind {
+            ResourceKind::Group => {
+                sqlx::query_as(
+                    "SELECT u.id, u.kind, COALESCE(u.doc ->> 'displayName', u.doc ->> 'userName')
+                     FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                     WHERE m.group_pk = $1 ORDER BY m.member_pk",
+                )
+                .bind(pk)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            ResourceKind::User => {
+                sqlx::query_as(
+                    "SELECT g.id, g.kind, g.doc ->> 'displayName'
+                     FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                     WHERE m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY m.group_pk",
+                )
+                .bind(pk)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, display)| MemberView {
+                id,
+                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+                display,
+            })
+            .collect())
+    }
+
+    async fn create_organization_once(&self, org: &Organization) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO organizations (id, name, created_us) VALUES ($1, $2, $3)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(org.created_us)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| match e.as_database_error() {
+                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+                    "an organization named \"{}\" already exists",
+                    org.name
+                ))),
+                _ => StoreError::Database(e),
+            })?;
+        let ctx = WriteContext {
+            org_id: org.id.clone(),
+            ..Default::default()
+        };
+        tx.event(&ctx, events::ORGANIZATION_CREATED, None, json!({"name": org.name}));
+        tx.commit().await
+    }
+
+    async fn create_connection_once(&self, c: &Connection) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO scim_connections (id, org_id, name, idp, token_hash, token_prefix, created_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.id)
+        .bind(&c.org_id)
+        .bind(&c.name)
+        .bind(c.idp.as_str())
+        .bind(c.token_hash.as_slice())
+        .bind(&c.token_prefix)
+        .bind(c.created_us)
+        .execute(tx.conn())
+        .await?;
+        let ctx = WriteContext {
+            org_id: c.org_id.clone(),
+            connection_id: c.id.clone(),
+            ..Default::default()
+        };
+        tx.event(
+            &ctx,
+            events::CONNECTION_CREATED,
+            None,
+            json!({"name": c.name, "idp": c.idp}),
+        );
+        tx.commit().await
+    }
+
+    async fn set_connection_token_once(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(org_id) = org else { return Ok(false) };
+        sqlx::query("UPDATE scim_connections SET token_hash = $1, token_prefix = $2 WHERE id = $3")
+            .bind(token_hash.as_slice())
+            .bind(token_prefix)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        let ctx = WriteContext {
+            org_id,
+            connection_id: id.to_string(),
+            ..Default::default()
+        };
+        tx.event(
+            &ctx,
+            events::CONNECTION_TOKEN_ROTATED,
+            None,
+            json!({"token_prefix": token_prefix}),
+        );
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_connection_once(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(org_id) = org else { return Ok(false) };
+        sqlx::query("DELETE FROM scim_connections WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        let ctx = WriteContext {
+            org_id,
+            connection_id: id.to_string(),
+            ..Default::default()
+        };
+        tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_resource_once(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        doc: &Value,
+        members: &[MemberRef],
+        now: i64,
+    ) -> StoreResult<()> {
+        let fields = IndexFields::of(kind, doc);
+        let search = search_doc(&self.registry, self.rt(kind), doc);
+        let mut tx = self.begin_write().await?;
+        let pk: i64 = sqlx::query_scalar(
+            "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) RETURNING pk",
+        )
+        .bind(&ctx.connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(&fields.external_id)
+        .bind(&fields.user_name_ci)
+        .bind(&fields.display_name_ci)
+        .bind(fields.active)
+        .bind(now)
+        .bind(now)
+        .bind(Json(doc))
+        .bind(Json(&search))
+        .fetch_one(tx.conn())
+        .await
+        .map_err(|e| uniqueness(e, kind, doc))?;
+        write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
+        tx.event(
+            ctx,
+            events::created(kind),
+            Some((kind, id)),
+            json!({"attributes": doc}),
+        );
+        if kind == ResourceKind::Group && !members.is_empty() {
+            apply_member_changes(
+                &mut tx,
+                ctx,
+                &self.registry,
+                pk,
+                id,
+                vec![MemberChange::Add(members.to_vec())],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn update_resource_once(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+        mutation: &mut Option<Mutation>,
+        computed: &mut Option<Computed>,
+    ) -> StoreResult<Option<StoredResource>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RESOURCE_COLS} FROM resources r
+             WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = $3 AND r.deleted_us IS NULL FOR UPDATE"
+        )))
+        .bind(&ctx.connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let pk: i64 = row.get("pk");
+        let current = resource_of(&row, kind);
+        if let Some(v) = if_match
+            && v != current.version
+        {
+            return Err(precondition(current.version, v));
+        }
+        let (doc, member_changes) = match computed.take() {
+            Some(c) if c.version == current.version => (c.doc, c.member_changes),
+            Some(_) => {
+                // A retry found the row changed by another writer since the mutation ran; the
+                // mutation cannot run twice, so the client is asked to try again.
+                return Err(StoreError::Scim(ScimError::new(
+                    503,
+                    None,
+                    "the resource changed concurrently; retry shortly",
+                )));
+            }
+            None => {
+                let mutation = mutation.take().expect("the mutation runs at most once");
+                let mut doc = current.doc.clone();
+                let changes = mutation(&mut doc)?;
+                if let Value::Object(m) = &mut doc {
+                    m.insert("id".into(), Value::String(id.to_string()));
+                    m.remove("meta");
+                }
+                (doc, changes)
+            }
+        };
+        *computed = Some(Computed {
+            version: current.version,
+            doc: doc.clone(),
+            member_changes: member_changes.clone(),
+        });
+        let before = &current.doc;
+        let doc_changed = doc != *before;
+        let members_changed = if kind == ResourceKind::Group && !member_changes.is_empty() {
+            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
+        } else {
+            false
+        };
+        if !doc_changed && !members_changed {
+            tx.commit().await?;
+            return Ok(Some(current));
+        }
+        let now = now_us();
+        let version = current.version + 1;
+        let mut stored = doc.clone();
+        if let Value::Object(m) = &mut stored {
+            m.remove("id");
+        }
+        if doc_changed {
+            let fields = IndexFields::of(kind, &stored);
+            let search = search_doc(&self.registry, self.rt(kind), &stored);
+            sqlx::query(
+                "UPDATE resources SET external_id = $1, user_name_ci = $2, display_name_ci = $3, active = $4, version = $5,
+                    modified_us = $6, doc = $7, doc_ci = $8 WHERE pk = $9",
+            )
+            .bind(&fields.external_id)
+            .bind(&fields.user_name_ci)
+            .bind(&fields.display_name_ci)
+            .bind(fields.active)
+            .bind(version)
+            .bind(now)
+            .bind(Json(&stored))
+            .bind(Json(&search))
+            .bind(pk)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| uniqueness(e, kind, &stored))?;
+            write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
+            let ev = events::updated(kind, before, &doc);
+            tx.event(ctx, ev, Some((kind, id)), events::diff(before, &doc));
+        } else {
+            sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE pk = $3")
+                .bind(version)
+                .bind(now)
+                .bind(pk)
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(StoredResource {
+            id: id.to_string(),
+            kind,
+            doc,
+            version,
+            created_us: current.created_us,
+            modified_us: now,
+            related: None,
+        }))
+    }
+
+    async fn delete_resource_once(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT pk, version FROM resources
+             WHERE connection_id = $1 AND id = $2 AND kind = $3 AND deleted_us IS NULL FOR UPDATE",
+        )
+        .bind(&ctx.connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some((pk, version)) = row else { return Ok(false) };
+        if let Some(v) = if_match
+            && v != version
+        {
+            return Err(precondition(version, v));
+        }
+        let now = now_us();
+        sqlx::query("UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1 WHERE pk = $2")
+            .bind(now)
+            .bind(pk)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
+            .bind(pk)
+            .execute(tx.conn())
+            .await?;
+        // Membership goes with the resource; groups the member was in change version.
+        sqlx::query(
+            "UPDATE resources SET version = version + 1, modified_us = $1
+             WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = $2)",
+        )
+        .bind(now)
+        .bind(pk)
+        .execute(tx.conn())
+        .await?;
+        sqlx::query("DELETE FROM group_members WHERE member_pk = $1 OR group_pk = $1")
+            .bind(pk)
+            .execute(tx.conn())
+            .await?;
+        tx.event(ctx, events::deleted(kind), Some((kind, id)), json!({}));
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_organization(&self, name: &str) -> StoreResult<Organization> {
+        let org = Organization {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            created_us: now_us(),
+        };
+        self.retrying(|| self.create_organization_once(&org)).await?;
+        Ok(org)
+    }
+
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
+        let rows = sqlx::query("SELECT id, name, created_us FROM organizations ORDER BY created_us, id COLLATE \"C\"")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(org_of).collect())
+    }
+
+    async fn get_organization(&self, id_or_name: &str) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = $1 OR name = $1 LIMIT 1")
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(org_of))
+    }
+
+    async fn count_organizations(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
+        let c = Connection {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: new.org_id,
+            name: new.name,
+            idp: new.idp,
+            token_prefix: new.token_prefix,
+            token_hash: new.token_hash,
+            created_us: now_us(),
+        };
+        self.retrying(|| self.create_connection_once(&c)).await?;
+        Ok(c)
+    }
+
+    async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>> {
+        let rows = sqlx::query(
+            "SELECT * FROM scim_connections WHERE ($1::text IS NULL OR org_id = $1::text)
+             ORDER BY created_us, id COLLATE \"C\"",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(conn_of).collect())
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(conn_of))
+    }
+
+    async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = $1")
+            .bind(token_hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(conn_of))
+    }
+
+    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+        self.retrying(|| self.set_connection_token_once(id, token_hash, token_prefix))
+            .await
+    }
+
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_connection_once(id)).await
+    }
+
+    async fn create_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        mut doc: Value,
+        members: Vec<MemberRef>,
+    ) -> StoreResult<StoredResource> {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Value::Object(m) = &mut doc {
+            m.remove("id");
+            m.remove("meta");
+        }
+        let now = now_us();
+        self.retrying(|| self.create_resource_once(ctx, kind, &id, &doc, &members, now))
+            .await?;
+        if let Value::Object(m) = &mut doc {
+            m.insert("id".into(), Value::String(id.clone()));
+        }
+        Ok(StoredResource {
+            id,
+            kind,
+            doc,
+            version: 1,
+            created_us: now,
+            modified_us: now,
+            related: None,
+        })
+    }
+
+    async fn get_resource(
+        &self,
+        connection_id: &str,
+        kind: ResourceKind,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<Option<StoredResource>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RESOURCE_COLS} FROM resources r
+             WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = {} AND r.deleted_us IS NULL",
+            kind_literal(kind)
+        )))
+        .bind(connection_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut res = resource_of(&row, kind);
+        if with_members {
+            res.related = Some(self.related(row.get("pk"), kind).await?);
+        }
+        Ok(Some(res))
+    }
+
+    async fn update_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+        mutation: Mutation,
+    ) -> StoreResult<Option<StoredResource>> {
+        let mut mutation = Some(mutation);
+        let mut computed = None;
+        let mut tries = 0;
+        loop {
+            match self
+                .update_resource_once(ctx, kind, id, if_match, &mut mutation, &mut computed)
+                .await
+            {
+                Err(e) if is_retryable(&e) && tries < self.settings.serialization_retries => {
+                    tries += 1;
+                    tracing::debug!(error = %e, attempt = tries, "retrying an update");
+                    tokio::time::sleep(backoff(tries)).await;
+                }
+                other => return other.map_err(finish_error),
+            }
+        }
+    }
+
+    async fn delete_resource(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> StoreResult<bool> {
+        self.retrying(|| self.delete_resource_once(ctx, kind, id, if_match))
+            .await
+    }
+
+    async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
+        let rt = self.rt(kind);
+        let mut where_ = SqlBuilder::new(Dialect::Postgres);
+        where_
+            .push("r.connection_id = ")
+            .text(connection_id)
+            .push(&format!(" AND r.kind = {} AND r.deleted_us IS NULL", kind_literal(kind)));
+        if let Some(f) = &query.filter {
+            where_.push(" AND (");
+            compile_filter(&mut where_, &self.registry, rt, kind, f)?;
+            where_.push(")");
+        }
+        let total: i64 = sqlx::query_scalar_with(
+            AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
+            bind_all(&where_.binds),
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| finish_error(e.into()))?;
+        let mut sql = where_.clone();
+        let (order, limit, offset) = match &query.paging {
+            Paging::Cursor { after_pk } => {
+                sql.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
+                ("r.pk ASC".to_string(), query.count + 1, 0)
+            }
+            Paging::Index { start_index } => {
+                let order = match &query.sort {
+                    Some(s) => order_by(Dialect::Postgres, &self.registry, rt, kind, &s.path, s.order)?,
+                    None => "r.pk ASC".to_string(),
+                };
+                (order, query.count, start_index.saturating_sub(1).max(0))
+            }
+        };
+        let full = format!(
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            sql.sql
+        );
+        let rows = if limit <= 0 {
+            Vec::new()
+        } else {
+            sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| finish_error(e.into()))?
+        };
+        let mut resources = Vec::with_capacity(rows.len());
+        let mut next_after_pk = None;
+        for (i, row) in rows.iter().enumerate() {
+            if matches!(query.paging, Paging::Cursor { .. }) && i as i64 == query.count {
+                next_after_pk = (i > 0).then(|| rows[i - 1].get::<i64, _>("pk"));
+                break;
+            }
+            let mut r = resource_of(row, kind);
+            if query.with_members {
+                r.related = Some(self.related(row.get("pk"), kind).await?);
+            }
+            resources.push(r);
+        }
+        Ok(Page {
+            total,
+            resources,
+            next_after_pk,
+        })
+    }
+
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let Json(data): Json<Value> = row.get("data");
+                Event {
+                    seq: row.get("seq"),
+                    id: row.get("id"),
+                    kind: row.get("type"),
+                    org_id: row.get("org_id"),
+                    connection_id: row.get("connection_id"),
+                    resource_type: row.get("resource_type"),
+                    resource_id: row.get("resource_id"),
+                    data,
+                    created_us: row.get("created_us"),
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,1624 @@
+//! The store contract: every test runs against SQLite (a temporary file) and, when
+//! `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`) names a PostgreSQL server, against PostgreSQL too,
+//! each test in a database of its own (created from the admin URL, dropped afterwards), so the tests
+//! run in parallel. Without a PostgreSQL URL the `postgres::*` tests print a note and pass.
+
+use rollcall_scim::filter::Filter;
+use rollcall_scim::patch::{MemberChange, MemberRef};
+use rollcall_scim::path::AttrPath;
+use rollcall_scim::schema::SchemaRegistry;
+use rollcall_scim::sort::SortOrder;
+use rollcall_scim::{ScimError, ScimType};
+use rollcall_store::postgres::{PgSettings, PostgresStore};
+use rollcall_store::sqlite::SqliteStore;
+use rollcall_store::*;
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+// --- harness -------------------------------------------------------------------------------------
+
+/// A store under test, with what must be cleaned up after it.
+struct TestDb {
+    store: Arc<dyn Store>,
+    _guard: Guard,
+}
+
+enum Guard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Guard::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                            .execute(&mut c)
+                            .await;
+                        let _ = c.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn registry() -> Arc<SchemaRegistry> {
+    Arc::new(SchemaRegistry::standard())
+}
+
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = SqliteStore::open(&url, registry()).await.expect("open sqlite");
+    TestDb {
+        store: Arc::new(store),
+        _guard: Guard::Sqlite(dir),
+    }
+}
+
+/// The PostgreSQL admin URL from the environment, if any.
+fn pg_admin_url() -> Option<String> {
+    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Creates a fresh database; with ICU available, one whose default collation is not byte order, so
+/// that the store's results cannot depend on the server's locale.
+async fn create_pg_database(admin_url: &str) -> (String, String) {
+    let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
+    let mut c = PgConnection::connect(admin_url).await.expect("connect to the admin URL");
+    let icu = format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    );
+    if sqlx::query(AssertSqlSafe(icu)).execute(&mut c).await.is_err() {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+    }
+    let _ = c.close().await;
+    (with_database(admin_url, &name), name)
+}
+
+async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)> {
+    let admin_url = pg_admin_url()?;
+    let (url, name) = create_pg_database(&admin_url).await;
+    let guard = Guard::Postgres { admin_url, name };
+    let store = PostgresStore::open(&url, registry(), settings)
+        .await
+        .expect("open postgres");
+    Some((
+        TestDb {
+            store: Arc::new(store.clone()),
+            _guard: guard,
+        },
+        store,
+    ))
+}
+
+async fn pg_db() -> Option<TestDb> {
+    pg_db_with(PgSettings::default()).await.map(|(db, _)| db)
+}
+
+fn skip_note(test: &str) {
+    eprintln!("skipped postgres::{test}: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+}
+
+/// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Arc<dyn Store>)`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = super::sqlite_db().await;
+                    super::$name(db.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = super::pg_db().await else {
+                        super::skip_note(stringify!($name));
+                        return;
+                    };
+                    super::$name(db.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    organizations_and_connections,
+    token_lookup_and_rotation,
+    delete_connection_removes_its_resources,
+    create_get_update_delete,
+    uniqueness_is_case_insensitive,
+    group_display_name_uniqueness,
+    filters_on_indexed_columns,
+    filter_operators,
+    filter_substrings_with_wildcard_characters,
+    filter_value_paths_and_urns,
+    filter_logic,
+    filter_presence_and_null,
+    filter_last_modified,
+    filter_groups,
+    sort_ascending_and_descending,
+    index_paging,
+    cursor_paging,
+    membership_changes,
+    unknown_member_is_rejected,
+    user_groups_are_derived,
+    soft_delete_and_recreate,
+    events_per_change,
+    if_match,
+    concurrent_creates_same_user_name,
+    concurrent_member_adds,
+    crossing_updates_both_succeed,
+);
+
+// --- helpers ---------------------------------------------------------------------------------------
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// An organization with one connection; the context to write with.
+async fn tenant(store: &dyn Store, name: &str) -> WriteContext {
+    let org = store.create_organization(name).await.expect("create org");
+    let c = store
+        .create_connection(NewConnection {
+            org_id: org.id.clone(),
+            name: format!("{name} okta"),
+            idp: IdpKind::Okta,
+            token_hash: hash_of(name),
+            token_prefix: format!("rc_{name}"),
+        })
+        .await
+        .expect("create connection");
+    WriteContext {
+        org_id: org.id,
+        connection_id: c.id,
+        user_agent: Some("contract-test".into()),
+        request_id: Some(format!("req-{name}")),
+    }
+}
+
+fn hash_of(s: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).into()
+}
+
+fn user(user_name: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name, "active": true})
+}
+
+fn group(name: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name})
+}
+
+async fn create_user(store: &dyn Store, ctx: &WriteContext, doc: Value) -> StoredResource {
+    store
+        .create_resource(ctx, ResourceKind::User, doc, vec![])
+        .await
+        .expect("create user")
+}
+
+async fn create_group(store: &dyn Store, ctx: &WriteContext, name: &str, members: &[&str]) -> StoredResource {
+    store
+        .create_resource(ctx, ResourceKind::Group, group(name), members.iter().map(|m| mref(m)).collect())
+        .await
+        .expect("create group")
+}
+
+fn mref(id: &str) -> MemberRef {
+    MemberRef {
+        value: id.to_string(),
+        kind: None,
+        display: None,
+    }
+}
+
+fn scim(e: StoreError) -> ScimError {
+    match e {
+        StoreError::Scim(s) => s,
+        other => panic!("expected a SCIM error, got {other}"),
+    }
+}
+
+/// Sets (or removes, with null) top-level attributes.
+fn set(attrs: Value) -> Mutation {
+    Box::new(move |doc: &mut Value| {
+        for (k, v) in attrs.as_object().expect("object") {
+            if v.is_null() {
+                doc.as_object_mut().unwrap().remove(k);
+            } else {
+                doc[k] = v.clone();
+            }
+        }
+        Ok(vec![])
+    })
+}
+
+fn members(changes: Vec<MemberChange>) -> Mutation {
+    Box::new(move |_doc: &mut Value| Ok(changes))
+}
+
+fn query(filter: Option<&str>, kind: ResourceKind) -> ListQuery {
+    let filter = filter.map(|f| {
+        let f = Filter::parse(f).unwrap_or_else(|e| panic!("parse {f}: {e:?}"));
+        let reg = SchemaRegistry::standard();
+        f.validate(&reg, reg.resource_type(kind.as_str()).unwrap())
+            .unwrap_or_else(|e| panic!("validate: {e:?}"));
+        f
+    });
+    ListQuery {
+        filter,
+        sort: None,
+        paging: Paging::Index { start_index: 1 },
+        count: 10_000,
+        with_members: false,
+    }
+}
+
+/// The names (userName or displayName) of the resources matching `filter`, sorted.
+async fn names(store: &dyn Store, ctx: &WriteContext, kind: ResourceKind, filter: &str) -> Vec<String> {
+    let page = store
+        .list_resources(&ctx.connection_id, kind, &query(Some(filter), kind))
+        .await
+        .unwrap_or_else(|e| panic!("filter {filter}: {e}"));
+    assert_eq!(page.total as usize, page.resources.len(), "{filter}");
+    let mut out: Vec<String> = page.resources.iter().map(name_of).collect();
+    out.sort();
+    out
+}
+
+fn name_of(r: &StoredResource) -> String {
+    r.doc
+        .get("userName")
+        .or_else(|| r.doc.get("displayName"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn v(names: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    out.sort();
+    out
+}
+
+async fn all_events(store: &dyn Store) -> Vec<Event> {
+    store.events_after(0, 100_000).await.expect("events")
+}
+
+/// A small directory of users for the filter tests.
+async fn seed_people(store: &dyn Store, ctx: &WriteContext) -> HashMap<String, String> {
+    let docs = vec![
+        json!({"userName": "bjensen", "externalId": "ext-B", "title": "Tour Guide", "active": true,
+               "name": {"givenName": "Barbara", "familyName": "Jensen"}, "displayName": "Babs Jensen",
+               "emails": [{"value": "BJensen@Example.com", "type": "work", "primary": true},
+                          {"value": "babs@jensen.org", "type": "home"}],
+               ENTERPRISE: {"employeeNumber": "701984", "department": "Tour Operations", "manager": {"value": "m-1"}}}),
+        json!({"userName": "ÅSA.Öberg", "externalId": "ext-a", "title": "Engineer", "active": false,
+               "name": {"givenName": "Åsa", "familyName": "ÖBERG"},
+               "emails": [{"value": "asa@example.se", "type": "work", "primary": true}],
+               ENTERPRISE: {"employeeNumber": "42", "department": "R&D"}}),
+        json!({"userName": "mike", "title": "engineer", "active": true,
+               "name": {"givenName": "Mike", "familyName": "O'Malley"},
+               "emails": [{"value": "mike@x.com", "type": "work"}]}),
+        json!({"userName": "nobody"}),
+    ];
+    let mut ids = HashMap::new();
+    for d in docs {
+        let r = create_user(store, ctx, d).await;
+        ids.insert(name_of(&r), r.id);
+    }
+    ids
+}
+
+// --- tenancy -------------------------------------------------------------------------------------
+
+async fn organizations_and_connections(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.count_organizations().await.unwrap(), 0);
+    let acme = s.create_organization("Acme").await.unwrap();
+    let beta = s.create_organization("Beta").await.unwrap();
+    let e = scim(s.create_organization("Acme").await.unwrap_err());
+    assert_eq!(e.status, 409);
+    assert_eq!(s.count_organizations().await.unwrap(), 2);
+    let all = s.list_organizations().await.unwrap();
+    assert_eq!(all.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["Acme", "Beta"]);
+    assert_eq!(s.get_organization(&acme.id).await.unwrap(), Some(acme.clone()));
+    assert_eq!(s.get_organization("Beta").await.unwrap(), Some(beta.clone()));
+    assert_eq!(s.get_organization("nope").await.unwrap(), None);
+
+    let mk = |org: &Organization, n: &str, idp| NewConnection {
+        org_id: org.id.clone(),
+        name: n.into(),
+        idp,
+        token_hash: hash_of(n),
+        token_prefix: format!("rc_{n}"),
+    };
+    let c1 = s.create_connection(mk(&acme, "one", IdpKind::Entra)).await.unwrap();
+    let c2 = s.create_connection(mk(&acme, "two", IdpKind::Google)).await.unwrap();
+    let c3 = s.create_connection(mk(&beta, "three", IdpKind::Generic)).await.unwrap();
+    assert_eq!(s.list_connections(None).await.unwrap(), vec![c1.clone(), c2.clone(), c3.clone()]);
+    assert_eq!(s.list_connections(Some(&acme.id)).await.unwrap(), vec![c1.clone(), c2.clone()]);
+    assert_eq!(s.list_connections(Some("none")).await.unwrap(), vec![]);
+    let got = s.get_connection(&c2.id).await.unwrap().unwrap();
+    assert_eq!(got, c2);
+    assert_eq!(got.idp, IdpKind::Google);
+    assert_eq!(got.token_hash, hash_of("two"));
+    assert_eq!(s.get_connection("missing").await.unwrap(), None);
+}
+
+async fn token_lookup_and_rotation(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let c = s.connection_by_token_hash(&hash_of("acme")).await.unwrap().unwrap();
+    assert_eq!(c.id, ctx.connection_id);
+    assert_eq!(s.connection_by_token_hash(&hash_of("other")).await.unwrap(), None);
+    assert!(s.set_connection_token(&c.id, &hash_of("new"), "rc_new").await.unwrap());
+    assert_eq!(s.connection_by_token_hash(&hash_of("acme")).await.unwrap(), None);
+    let c = s.connection_by_token_hash(&hash_of("new")).await.unwrap().unwrap();
+    assert_eq!(c.token_prefix, "rc_new");
+    assert!(!s.set_connection_token("missing", &hash_of("x"), "rc_x").await.unwrap());
+    let ev = all_events(s).await;
+    let rotated: Vec<&Event> = ev.iter().filter(|e| e.kind == "connection.token_rotated").collect();
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(rotated[0].connection_id.as_deref(), Some(ctx.connection_id.as_str()));
+    assert_eq!(rotated[0].data, json!({"token_prefix": "rc_new"}));
+}
+
+async fn delete_connection_removes_its_resources(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = tenant(s, "a").await;
+    let b = tenant(s, "b").await;
+    let ua = create_user(s, &a, user("same")).await;
+    let ub = create_user(s, &b, user("same")).await;
+    create_group(s, &a, "g", &[&ua.id]).await;
+    assert!(s.delete_connection(&a.connection_id).await.unwrap());
+    assert!(!s.delete_connection(&a.connection_id).await.unwrap());
+    assert_eq!(s.get_connection(&a.connection_id).await.unwrap(), None);
+    assert!(
+        s.get_resource(&a.connection_id, ResourceKind::User, &ua.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_resource(&b.connection_id, ResourceKind::User, &ub.id, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let ev = all_events(s).await;
+    assert_eq!(ev.last().unwrap().kind, "connection.deleted");
+}
+
+// --- resources -----------------------------------------------------------------------------------
+
+async fn create_get_update_delete(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let mut doc = user("bjensen");
+    doc["id"] = json!("client-chosen");
+    doc["meta"] = json!({"version": "W/\"9\""});
+    doc["name"] = json!({"givenName": "Barbara", "familyName": "Jensen"});
+    let created = create_user(s, &ctx, doc).await;
+    assert_ne!(created.id, "client-chosen");
+    assert_eq!(created.version, 1);
+    assert_eq!(created.doc["id"], json!(created.id));
+    assert!(created.doc.get("meta").is_none());
+    assert_eq!(created.created_us, created.modified_us);
+
+    let got = s
+        .get_resource(&ctx.connection_id, ResourceKind::User, &created.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, created);
+    // The kind must match.
+    assert!(
+        s.get_resource(&ctx.connection_id, ResourceKind::Group, &created.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Another connection does not see it.
+    let other = tenant(s, "other").await;
+    assert!(
+        s.get_resource(&other.connection_id, ResourceKind::User, &created.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let updated = s
+        .update_resource(&ctx, ResourceKind::User, &created.id, None, set(json!({"title": "Boss"})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.doc["title"], "Boss");
+    assert_eq!(updated.doc["id"], json!(created.id));
+    assert!(updated.modified_us >= created.modified_us);
+    let got = s
+        .get_resource(&ctx.connection_id, ResourceKind::User, &created.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.doc, updated.doc);
+    assert_eq!(got.version, 2);
+    assert_eq!(got.created_us, created.created_us);
+
+    // An update that changes nothing keeps the version.
+    let same = s
+        .update_resource(&ctx, ResourceKind::User, &created.id, None, set(json!({"title": "Boss"})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(same.version, 2);
+
+    // The indexed columns follow the document.
+    let renamed = s
+        .update_resource(
+            &ctx,
+            ResourceKind::User,
+            &created.id,
+            None,
+            set(json!({"userName": "Barbara", "emails": [{"value": "B@X.com"}]})),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.version, 3);
+    assert_eq!(names(s, &ctx, ResourceKind::User, "userName eq \"barbara\"").await, ["Barbara"]);
+    assert!(names(s, &ctx, ResourceKind::User, "userName eq \"bjensen\"").await.is_empty());
+    assert_eq!(names(s, &ctx, ResourceKind::User, "emails.value eq \"b@x.com\"").await, ["Barbara"]);
+
+    // A mutation error is answered as-is and changes nothing.
+    let err = s
+        .update_resource(
+            &ctx,
+            ResourceKind::User,
+            &created.id,
+            None,
+            Box::new(|_d: &mut Value| Err(ScimError::mutability("nope"))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(scim(err).status, 400);
+
+    assert!(
+        s.update_resource(&ctx, ResourceKind::User, "missing", None, set(json!({"title": "x"})))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.delete_resource(&ctx, ResourceKind::User, &created.id, None).await.unwrap());
+    assert!(!s.delete_resource(&ctx, ResourceKind::User, &created.id, None).await.unwrap());
+    assert!(
+        s.get_resource(&ctx.connection_id, ResourceKind::User, &created.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.update_resource(&ctx, ResourceKind::User, &created.id, None, set(json!({"title": "x"})))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn uniqueness_is_case_insensitive(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let first = create_user(s, &ctx, user("ÅSA")).await;
+    for taken in ["åsa", "ÅSA", "Åsa"] {
+        let e = scim(
+            s.create_resource(&ctx, ResourceKind::User, user(taken), vec![])
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.status, 409, "{taken}");
+        assert_eq!(e.scim_type, Some(ScimType::Uniqueness), "{taken}");
+    }
+    // Not the same name: "asa" has no ring.
+    create_user(s, &ctx, user("asa")).await;
+    // Another connection has its own names.
+    let other = tenant(s, "other").await;
+    create_user(s, &other, user("åsa")).await;
+    // Renaming onto a taken name is a conflict too, and leaves the resource as it was.
+    let b = create_user(s, &ctx, user("bob")).await;
+    let e = scim(
+        s.update_resource(&ctx, ResourceKind::User, &b.id, None, set(json!({"userName": "åSA"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 409);
+    assert_eq!(e.scim_type, Some(ScimType::Uniqueness));
+    let got = s
+        .get_resource(&ctx.connection_id, ResourceKind::User, &b.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.version, 1);
+    // A user's own name in another case is fine.
+    let r = s
+        .update_resource(&ctx, ResourceKind::User, &first.id, None, set(json!({"userName": "åsa"})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.doc["userName"], "åsa");
+    // A user and a group may share a name.
+    create_group(s, &ctx, "bob", &[]).await;
+}
+
+async fn group_display_name_uniqueness(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    create_group(s, &ctx, "Ärzte", &[]).await;
+    let e = scim(
+        s.create_resource(&ctx, ResourceKind::Group, group("ärzte"), vec![])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 409);
+    assert_eq!(e.scim_type, Some(ScimType::Uniqueness));
+    // Users' displayName is not unique.
+    let mut a = user("a");
+    a["displayName"] = json!("Same");
+    let mut b = user("b");
+    b["displayName"] = json!("same");
+    create_user(s, &ctx, a).await;
+    create_user(s, &ctx, b).await;
+}
+
+// --- filters -------------------------------------------------------------------------------------
+
+async fn filters_on_indexed_columns(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let ids = seed_people(s, &ctx).await;
+    let u = ResourceKind::User;
+    assert_eq!(names(s, &ctx, u, "userName eq \"BJENSEN\"").await, ["bjensen"]);
+    assert_eq!(names(s, &ctx, u, "userName eq \"åsa.öberg\"").await, ["ÅSA.Öberg"]);
+    assert_eq!(names(s, &ctx, u, "externalId eq \"ext-B\"").await, ["bjensen"]);
+    // externalId is case-exact.
+    assert!(names(s, &ctx, u, "externalId eq \"EXT-B\"").await.is_empty());
+    let id = &ids["mike"];
+    assert_eq!(names(s, &ctx, u, &format!("id eq \"{id}\"")).await, ["mike"]);
+    assert_eq!(names(s, &ctx, u, "displayName eq \"babs jensen\"").await, ["bjensen"]);
+    assert_eq!(names(s, &ctx, u, "emails.value eq \"bjensen@example.COM\"").await, ["bjensen"]);
+    assert_eq!(names(s, &ctx, u, "emails eq \"babs@jensen.org\"").await, ["bjensen"]);
+    assert_eq!(names(s, &ctx, u, "active eq true").await, ["bjensen", "mike"]);
+    assert_eq!(names(s, &ctx, u, "active eq false").await, ["ÅSA.Öberg"]);
+    assert_eq!(names(s, &ctx, u, "active ne true").await, v(&["nobody", "ÅSA.Öberg"]));
+    // Other connections' users never match.
+    let other = tenant(s, "other").await;
+    assert!(names(s, &other, u, "userName eq \"bjensen\"").await.is_empty());
+}
+
+async fn filter_operators(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    seed_people(s, &ctx).await;
+    let u = ResourceKind::User;
+    let cases: &[(&str, &[&str])] = &[
+        ("title eq \"ENGINEER\"", &["ÅSA.Öberg", "mike"]),
+        ("title ne \"engineer\"", &["bjensen", "nobody"]),
+        ("title co \"GIN\"", &["ÅSA.Öberg", "mike"]),
+        ("title sw \"tour\"", &["bjensen"]),
+        ("title ew \"GUIDE\"", &["bjensen"]),
+        ("userName co \"Öb\"", &["ÅSA.Öberg"]),
+        ("userName sw \"å\"", &["ÅSA.Öberg"]),
+        ("userName ew \"ERG\"", &["ÅSA.Öberg"]),
+        ("userName gt \"m\"", &["mike", "nobody", "ÅSA.Öberg"]),
+        ("userName ge \"mike\"", &["mike", "nobody", "ÅSA.Öberg"]),
+        ("userName lt \"mike\"", &["bjensen"]),
+        ("userName le \"mike\"", &["bjensen", "mike"]),
+        // Code point order: "å" (U+00E5) sorts after "z".
+        ("userName gt \"z\"", &["ÅSA.Öberg"]),
+        ("name.familyName eq \"öberg\"", &["ÅSA.Öberg"]),
+        ("name.familyName co \"'\"", &["mike"]),
+        ("name.familyName gt \"m\"", &["mike", "ÅSA.Öberg"]),
+        ("name.familyName lt \"k\"", &["bjensen"]),
+        ("name.familyName gt \"z\"", &["ÅSA.Öberg"]),
+        ("emails.value co \"EXAMPLE\"", &["bjensen", "ÅSA.Öberg"]),
+        ("emails.value sw \"babs\"", &["bjensen"]),
+        ("emails.value ew \".se\"", &["ÅSA.Öberg"]),
+        ("emails.value ne \"mike@x.com\"", &["bjensen", "nobody", "ÅSA.Öberg"]),
+        ("emails.type eq \"home\"", &["bjensen"]),
+        ("emails.primary eq true", &["bjensen", "ÅSA.Öberg"]),
+        ("emails.primary eq \"True\"", &["bjensen", "ÅSA.Öberg"]),
+        ("title co \"\"", &["bjensen", "mike", "ÅSA.Öberg"]),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, u, f).await, v(want), "{f}");
+    }
+}
+
+async fn filter_substrings_with_wildcard_characters(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    for n in ["a%b", "a_b", "axb", "a\\b", "100%", "x_", "xy"] {
+        let mut d = user(n);
+        d["title"] = json!(format!("T{n}"));
+        create_user(s, &ctx, d).await;
+    }
+    let u = ResourceKind::User;
+    let cases: &[(&str, &[&str])] = &[
+        ("userName co \"%\"", &["a%b", "100%"]),
+        ("userName co \"_\"", &["a_b", "x_"]),
+        ("userName sw \"a%\"", &["a%b"]),
+        ("userName sw \"a_\"", &["a_b"]),
+        ("userName ew \"%\"", &["100%"]),
+        ("userName ew \"_\"", &["x_"]),
+        ("userName co \"\\\\\"", &["a\\b"]),
+        ("title co \"%\"", &["a%b", "100%"]),
+        ("title sw \"ta_\"", &["a_b"]),
+        ("title ew \"_\"", &["x_"]),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, u, f).await, v(want), "{f}");
+    }
+}
+
+async fn filter_value_paths_and_urns(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    seed_people(s, &ctx).await;
+    let u = ResourceKind::User;
+    let cases: &[(&str, &[&str])] = &[
+        ("emails[type eq \"work\" and value co \"example\"]", &["bjensen", "ÅSA.Öberg"]),
+        ("emails[type eq \"home\" and value ew \".com\"]", &[]),
+        ("emails[type eq \"WORK\" and primary eq true]", &["bjensen", "ÅSA.Öberg"]),
+        ("emails[not (type eq \"work\")]", &["bjensen"]),
+        ("emails[value pr]", &["bjensen", "mike", "ÅSA.Öberg"]),
+        ("name[givenName sw \"å\"]", &["ÅSA.Öberg"]),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"701984\"",
+            &["bjensen"],
+        ),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department co \"&\"",
+            &["ÅSA.Öberg"],
+        ),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq \"m-1\"",
+            &["bjensen"],
+        ),
+        ("employeeNumber eq \"42\"", &["ÅSA.Öberg"]),
+        ("urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"MIKE\"", &["mike"]),
+        ("urn:ietf:params:scim:schemas:core:2.0:User:name.familyName sw \"o'\"", &["mike"]),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, u, f).await, v(want), "{f}");
+    }
+}
+
+async fn filter_logic(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    seed_people(s, &ctx).await;
+    let u = ResourceKind::User;
+    let cases: &[(&str, &[&str])] = &[
+        ("title eq \"engineer\" and active eq true", &["mike"]),
+        ("userName eq \"mike\" or userName eq \"bjensen\"", &["bjensen", "mike"]),
+        ("not (title eq \"engineer\")", &["bjensen", "nobody"]),
+        // `not` of an unknown comparison (no title) is true: SQL NULLs do not leak.
+        ("not (title sw \"t\")", &["mike", "nobody", "ÅSA.Öberg"]),
+        (
+            "(title eq \"engineer\" or title sw \"tour\") and not (emails.value ew \".se\")",
+            &["bjensen", "mike"],
+        ),
+        ("userName eq \"nobody\" or (active eq false and title pr)", &["nobody", "ÅSA.Öberg"]),
+        ("not (not (userName eq \"mike\"))", &["mike"]),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, u, f).await, v(want), "{f}");
+    }
+}
+
+async fn filter_presence_and_null(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    seed_people(s, &ctx).await;
+    let mut empty = user("empty-title");
+    empty["title"] = json!("");
+    create_user(s, &ctx, empty).await;
+    let u = ResourceKind::User;
+    let cases: &[(&str, &[&str])] = &[
+        ("title pr", &["bjensen", "mike", "ÅSA.Öberg"]),
+        ("not (title pr)", &["nobody", "empty-title"]),
+        ("externalId pr", &["bjensen", "ÅSA.Öberg"]),
+        ("emails pr", &["bjensen", "mike", "ÅSA.Öberg"]),
+        ("name.givenName pr", &["bjensen", "mike", "ÅSA.Öberg"]),
+        ("active pr", &["bjensen", "mike", "ÅSA.Öberg", "empty-title"]),
+        ("title eq null", &["nobody"]),
+        ("title ne null", &["bjensen", "mike", "ÅSA.Öberg", "empty-title"]),
+        ("externalId eq null", &["mike", "nobody", "empty-title"]),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber pr",
+            &["bjensen", "ÅSA.Öberg"],
+        ),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, u, f).await, v(want), "{f}");
+    }
+}
+
+fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+async fn filter_last_modified(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let ids = seed_people(s, &ctx).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mark = rollcall_store::sqlite::now_us();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let r = s
+        .update_resource(&ctx, ResourceKind::User, &ids["mike"], None, set(json!({"title": "CTO"})))
+        .await
+        .unwrap()
+        .unwrap();
+    let u = ResourceKind::User;
+    let at = rfc3339(mark);
+    assert_eq!(names(s, &ctx, u, &format!("meta.lastModified gt \"{at}\"")).await, ["mike"]);
+    assert_eq!(names(s, &ctx, u, &format!("meta.lastModified ge \"{at}\"")).await, ["mike"]);
+    assert_eq!(names(s, &ctx, u, &format!("meta.lastModified lt \"{at}\"")).await.len(), 3);
+    assert_eq!(names(s, &ctx, u, &format!("meta.created gt \"{at}\"")).await.len(), 0);
+    let exact = rfc3339(r.modified_us);
+    assert_eq!(names(s, &ctx, u, &format!("meta.lastModified eq \"{exact}\"")).await, ["mike"]);
+    assert_eq!(names(s, &ctx, u, "meta.lastModified gt \"2000-01-01T00:00:00Z\"").await.len(), 4);
+    // A bad dateTime is the client's error.
+    let mut bad = query(None, u);
+    bad.filter = Some(Filter::parse("meta.lastModified gt \"yesterday\"").unwrap());
+    let err = s.list_resources(&ctx.connection_id, u, &bad).await.unwrap_err();
+    assert_eq!(scim(err).status, 400);
+}
+
+async fn filter_groups(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let a = create_user(s, &ctx, user("alice")).await;
+    let b = create_user(s, &ctx, user("bob")).await;
+    let admins = create_group(s, &ctx, "Admins", &[&a.id]).await;
+    create_group(s, &ctx, "Everyone", &[&a.id, &b.id, &admins.id]).await;
+    create_group(s, &ctx, "Ünïcode Team", &[]).await;
+    let g = ResourceKind::Group;
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("displayName eq \"admins\"".into(), vec!["Admins"]),
+        ("displayName eq \"ünïcode team\"".into(), vec!["Ünïcode Team"]),
+        ("displayName sw \"Ü\"".into(), vec!["Ünïcode Team"]),
+        ("displayName co \"ONE\"".into(), vec!["Everyone"]),
+        (format!("members.value eq \"{}\"", b.id), vec!["Everyone"]),
+        (format!("members eq \"{}\"", a.id), vec!["Admins", "Everyone"]),
+        (format!("members[value eq \"{}\"]", admins.id), vec!["Everyone"]),
+        ("members[type eq \"Group\"]".into(), vec!["Everyone"]),
+        ("members pr".into(), vec!["Admins", "Everyone"]),
+        ("not (members pr)".into(), vec!["Ünïcode Team"]),
+        (format!("id eq \"{}\"", admins.id), vec!["Admins"]),
+    ];
+    for (f, want) in cases {
+        assert_eq!(names(s, &ctx, g, &f).await, v(&want), "{f}");
+    }
+}
+
+// --- sorting and paging --------------------------------------------------------------------------
+
+async fn sorted(store: &dyn Store, ctx: &WriteContext, by: &str, order: SortOrder) -> Vec<String> {
+    let mut q = query(None, ResourceKind::User);
+    q.sort = Some(Sort {
+        path: AttrPath::parse(by).unwrap(),
+        order,
+    });
+    let page = store
+        .list_resources(&ctx.connection_id, ResourceKind::User, &q)
+        .await
+        .unwrap_or_else(|e| panic!("sortBy {by}: {e}"));
+    page.resources.iter().map(name_of).collect()
+}
+
+async fn sort_ascending_and_descending(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    // userNames folded: "ab", "a-c", "b", "é", "Z"→"z"; byte order: a-c < ab < b < z < é.
+    for (n, family, email) in [
+        ("b", Some("Ab"), Some("z@x")),
+        ("ab", Some("a-c"), None),
+        ("é", None, Some("a@x")),
+        ("Z", Some("zz"), Some("m@x")),
+        ("a-c", Some("É"), None),
+    ] {
+        let mut d = user(n);
+        if let Some(f) = family {
+            d["name"] = json!({"familyName": f});
+        }
+        if let Some(e) = email {
+            d["emails"] = json!([{"value": "other@x"}, {"value": e, "primary": true}]);
+        }
+        create_user(s, &ctx, d).await;
+    }
+    let asc = SortOrder::Ascending;
+    let desc = SortOrder::Descending;
+    assert_eq!(sorted(s, &ctx, "userName", asc).await, ["a-c", "ab", "b", "Z", "é"]);
+    assert_eq!(sorted(s, &ctx, "userName", desc).await, ["é", "Z", "b", "ab", "a-c"]);
+    // Missing values sort last ascending, first descending.
+    assert_eq!(sorted(s, &ctx, "name.familyName", asc).await, ["ab", "b", "Z", "a-c", "é"]);
+    assert_eq!(sorted(s, &ctx, "name.familyName", desc).await, ["é", "a-c", "Z", "b", "ab"]);
+    // Multi-valued: the primary value.
+    assert_eq!(sorted(s, &ctx, "emails.value", asc).await, ["é", "Z", "b", "ab", "a-c"]);
+    assert_eq!(sorted(s, &ctx, "emails", desc).await, ["a-c", "ab", "b", "Z", "é"]);
+    // Ties break on creation order.
+    assert_eq!(sorted(s, &ctx, "active", asc).await, ["b", "ab", "é", "Z", "a-c"]);
+    assert_eq!(sorted(s, &ctx, "meta.created", desc).await, ["a-c", "Z", "é", "ab", "b"]);
+}
+
+async fn index_paging(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    for i in 0..7 {
+        create_user(s, &ctx, user(&format!("u{i}"))).await;
+    }
+    let page = |start: i64, count: i64| {
+        let mut q = query(Some("userName sw \"u\""), ResourceKind::User);
+        q.paging = Paging::Index { start_index: start };
+        q.count = count;
+        q.sort = Some(Sort {
+            path: AttrPath::parse("userName").unwrap(),
+            order: SortOrder::Descending,
+        });
+        q
+    };
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(1, 3))
+        .await
+        .unwrap();
+    assert_eq!(p.total, 7);
+    assert_eq!(p.resources.iter().map(name_of).collect::<Vec<_>>(), ["u6", "u5", "u4"]);
+    assert_eq!(p.next_after_pk, None);
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(6, 3))
+        .await
+        .unwrap();
+    assert_eq!(p.resources.iter().map(name_of).collect::<Vec<_>>(), ["u1", "u0"]);
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(20, 3))
+        .await
+        .unwrap();
+    assert_eq!((p.total, p.resources.len()), (7, 0));
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(1, 0))
+        .await
+        .unwrap();
+    assert_eq!((p.total, p.resources.len()), (7, 0));
+}
+
+async fn cursor_paging(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(create_user(s, &ctx, user(&format!("u{i}"))).await.id);
+    }
+    create_user(s, &ctx, user("other")).await;
+    let mut after = 0;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut q = query(Some("userName sw \"u\""), ResourceKind::User);
+        q.paging = Paging::Cursor { after_pk: after };
+        q.count = 3;
+        let p = s
+            .list_resources(&ctx.connection_id, ResourceKind::User, &q)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(p.resources.len() <= 3);
+        seen.extend(p.resources.iter().map(|r| r.id.clone()));
+        match p.next_after_pk {
+            Some(n) => {
+                assert!(n > after);
+                after = n;
+            }
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created);
+}
+
+// --- membership ----------------------------------------------------------------------------------
+
+async fn member_ids(store: &dyn Store, ctx: &WriteContext, group_id: &str) -> Vec<String> {
+    let g = store
+        .get_resource(&ctx.connection_id, ResourceKind::Group, group_id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ids: Vec<String> = g.related.unwrap().into_iter().map(|m| m.id).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted_ids(ids: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    out.sort();
+    out
+}
+
+async fn membership_changes(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let mut alice = user("alice");
+    alice["displayName"] = json!("Alice Liddell");
+    let a = create_user(s, &ctx, alice).await;
+    let b = create_user(s, &ctx, user("bob")).await;
+    let c = create_user(s, &ctx, user("carol")).await;
+    let sub = create_group(s, &ctx, "Sub", &[]).await;
+    let g = create_group(s, &ctx, "G", &[&a.id, &a.id]).await;
+    assert_eq!(member_ids(s, &ctx, &g.id).await, [a.id.clone()]);
+
+    // Add: existing members are a no-op; the group's version moves only when something changed.
+    let r = s
+        .update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            members(vec![MemberChange::Add(vec![mref(&a.id), mref(&b.id), mref(&sub.id)])]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 2);
+    assert_eq!(member_ids(s, &ctx, &g.id).await, sorted_ids(&[&a.id, &b.id, &sub.id]));
+    let r = s
+        .update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            members(vec![MemberChange::Add(vec![mref(&a.id)])]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 2);
+
+    // The members read back carry their kind and display.
+    let full = s
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let rel = full.related.unwrap();
+    let subv = rel.iter().find(|m| m.id == sub.id).unwrap();
+    assert_eq!((subv.kind, subv.display.as_deref()), (ResourceKind::Group, Some("Sub")));
+    let av = rel.iter().find(|m| m.id == a.id).unwrap();
+    assert_eq!((av.kind, av.display.as_deref()), (ResourceKind::User, Some("Alice Liddell")));
+    let bv = rel.iter().find(|m| m.id == b.id).unwrap();
+    assert_eq!(bv.display.as_deref(), Some("bob"));
+
+    // Remove (unknown ids are ignored).
+    let r = s
+        .update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            members(vec![MemberChange::Remove(vec![b.id.clone(), "nope".into()])]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 3);
+    assert_eq!(member_ids(s, &ctx, &g.id).await, sorted_ids(&[&a.id, &sub.id]));
+
+    // Remove where: a filter over members.
+    s.update_resource(
+        &ctx,
+        ResourceKind::Group,
+        &g.id,
+        None,
+        members(vec![MemberChange::RemoveWhere(
+            Filter::parse("type eq \"Group\"").unwrap(),
+        )]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(member_ids(s, &ctx, &g.id).await, [a.id.clone()]);
+
+    // Replace all.
+    let r = s
+        .update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            members(vec![MemberChange::ReplaceAll(vec![mref(&b.id), mref(&c.id)])]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 5);
+    assert_eq!(member_ids(s, &ctx, &g.id).await, sorted_ids(&[&b.id, &c.id]));
+    s.update_resource(
+        &ctx,
+        ResourceKind::Group,
+        &g.id,
+        None,
+        members(vec![MemberChange::RemoveWhere(Filter::parse("value eq \"nothing\"").unwrap())]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.update_resource(
+        &ctx,
+        ResourceKind::Group,
+        &g.id,
+        None,
+        members(vec![MemberChange::ReplaceAll(vec![])]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(member_ids(s, &ctx, &g.id).await.is_empty());
+
+    // A document change and a member change in one update.
+    let r = s
+        .update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            Box::new({
+                let a = a.id.clone();
+                move |d: &mut Value| {
+                    d["displayName"] = json!("G2");
+                    Ok(vec![MemberChange::Add(vec![mref(&a)])])
+                }
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 7);
+    assert_eq!(r.doc["displayName"], "G2");
+    assert_eq!(member_ids(s, &ctx, &g.id).await, [a.id.clone()]);
+
+    // Removing a member by a `display` filter.
+    s.update_resource(
+        &ctx,
+        ResourceKind::Group,
+        &g.id,
+        None,
+        members(vec![MemberChange::RemoveWhere(Filter::parse("display sw \"ALI\"").unwrap())]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(member_ids(s, &ctx, &g.id).await.is_empty());
+}
+
+async fn unknown_member_is_rejected(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let other = tenant(s, "other").await;
+    let a = create_user(s, &ctx, user("alice")).await;
+    let foreign = create_user(s, &other, user("zed")).await;
+    let gone = create_user(s, &ctx, user("gone")).await;
+    s.delete_resource(&ctx, ResourceKind::User, &gone.id, None).await.unwrap();
+    for bad in ["no-such-id", foreign.id.as_str(), gone.id.as_str()] {
+        let e = scim(
+            s.create_resource(&ctx, ResourceKind::Group, group("G"), vec![mref(&a.id), mref(bad)])
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.status, 400, "{bad}");
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{bad}");
+    }
+    // Nothing was kept of the failed creates.
+    assert!(names(s, &ctx, ResourceKind::Group, "displayName eq \"G\"").await.is_empty());
+    let g = create_group(s, &ctx, "G", &[&a.id]).await;
+    let e = scim(
+        s.update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            Box::new(|d: &mut Value| {
+                d["displayName"] = json!("renamed");
+                Ok(vec![MemberChange::ReplaceAll(vec![mref("no-such-id")])])
+            }),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.status, 400);
+    let got = s
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.version, 1);
+    assert_eq!(got.doc["displayName"], "G");
+    assert_eq!(got.related.unwrap().len(), 1);
+    // A group cannot contain itself.
+    let e = scim(
+        s.update_resource(
+            &ctx,
+            ResourceKind::Group,
+            &g.id,
+            None,
+            members(vec![MemberChange::Add(vec![mref(&g.id)])]),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.status, 400);
+}
+
+async fn user_groups_are_derived(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let a = create_user(s, &ctx, user("alice")).await;
+    let b = create_user(s, &ctx, user("bob")).await;
+    let g1 = create_group(s, &ctx, "One", &[&a.id]).await;
+    let g2 = create_group(s, &ctx, "Two", &[&a.id, &b.id]).await;
+    let groups_of = |id: String| {
+        let store = store.clone();
+        let conn = ctx.connection_id.clone();
+        async move {
+            let u = store
+                .get_resource(&conn, ResourceKind::User, &id, true)
+                .await
+                .unwrap()
+                .unwrap();
+            u.related
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.id, m.kind, m.display))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        groups_of(a.id.clone()).await,
+        vec![
+            (g1.id.clone(), ResourceKind::Group, Some("One".to_string())),
+            (g2.id.clone(), ResourceKind::Group, Some("Two".to_string())),
+        ]
+    );
+    // Without members asked for, there are none.
+    let plain = s
+        .get_resource(&ctx.connection_id, ResourceKind::User, &a.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(plain.related.is_none());
+    // In lists too.
+    let mut q = query(Some("userName eq \"bob\""), ResourceKind::User);
+    q.with_members = true;
+    let p = s.list_resources(&ctx.connection_id, ResourceKind::User, &q).await.unwrap();
+    assert_eq!(p.resources[0].related.as_ref().unwrap().len(), 1);
+    // A group renamed shows under its new name; a deleted group disappears, and its members
+    // leave it.
+    s.update_resource(&ctx, ResourceKind::Group, &g2.id, None, set(json!({"displayName": "Deux"})))
+        .await
+        .unwrap();
+    assert_eq!(groups_of(b.id.clone()).await[0].2.as_deref(), Some("Deux"));
+    s.delete_resource(&ctx, ResourceKind::Group, &g1.id, None).await.unwrap();
+    assert_eq!(groups_of(a.id.clone()).await.len(), 1);
+    // Deleting a user takes it out of its groups and moves their version.
+    let before = s
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g2.id, false)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    s.delete_resource(&ctx, ResourceKind::User, &b.id, None).await.unwrap();
+    let after = s
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g2.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.version, before + 1);
+    assert_eq!(
+        after.related.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>(),
+        [a.id.clone()]
+    );
+}
+
+async fn soft_delete_and_recreate(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let old = create_user(s, &ctx, user("Bob")).await;
+    let g = create_group(s, &ctx, "Team", &[&old.id]).await;
+    assert!(s.delete_resource(&ctx, ResourceKind::User, &old.id, None).await.unwrap());
+    let new = create_user(s, &ctx, user("bob")).await;
+    assert_ne!(new.id, old.id);
+    assert_eq!(new.version, 1);
+    assert!(
+        s.get_resource(&ctx.connection_id, ResourceKind::User, &old.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(names(s, &ctx, ResourceKind::User, "userName eq \"BOB\"").await, ["bob"]);
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &query(None, ResourceKind::User))
+        .await
+        .unwrap();
+    assert_eq!(p.total, 1);
+    assert_eq!(p.resources[0].id, new.id);
+    // The old member is gone from the group; the new one is not in it.
+    assert!(member_ids(s, &ctx, &g.id).await.is_empty());
+    // Groups can be deleted and re-created as well.
+    assert!(s.delete_resource(&ctx, ResourceKind::Group, &g.id, None).await.unwrap());
+    let g2 = create_group(s, &ctx, "TEAM", &[&new.id]).await;
+    assert_ne!(g2.id, g.id);
+    assert_eq!(names(s, &ctx, ResourceKind::Group, "displayName eq \"team\"").await, ["TEAM"]);
+    let ev = all_events(s).await;
+    let created: Vec<_> = ev
+        .iter()
+        .filter(|e| e.kind == "user.created")
+        .map(|e| e.resource_id.clone().unwrap())
+        .collect();
+    assert_eq!(created, [old.id.clone(), new.id.clone()]);
+}
+
+async fn events_per_change(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let start = all_events(s).await;
+    assert_eq!(
+        start.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["organization.created", "connection.created"]
+    );
+    assert_eq!(start[0].data, json!({"name": "acme"}));
+    assert_eq!(start[1].data, json!({"name": "acme okta", "idp": "okta"}));
+    let after = start.last().unwrap().seq;
+
+    let a = create_user(s, &ctx, user("alice")).await;
+    s.update_resource(&ctx, ResourceKind::User, &a.id, None, set(json!({"title": "CEO"})))
+        .await
+        .unwrap();
+    s.update_resource(&ctx, ResourceKind::User, &a.id, None, set(json!({"active": false})))
+        .await
+        .unwrap();
+    s.update_resource(&ctx, ResourceKind::User, &a.id, None, set(json!({"active": true})))
+        .await
+        .unwrap();
+    // No change, no event.
+    s.update_resource(&ctx, ResourceKind::User, &a.id, None, set(json!({"active": true})))
+        .await
+        .unwrap();
+    let b = create_user(s, &ctx, user("bob")).await;
+    let g = create_group(s, &ctx, "G", &[&a.id, &b.id]).await;
+    s.update_resource(
+        &ctx,
+        ResourceKind::Group,
+        &g.id,
+        None,
+        members(vec![MemberChange::Remove(vec![b.id.clone()])]),
+    )
+    .await
+    .unwrap();
+    s.update_resource(&ctx, ResourceKind::Group, &g.id, None, set(json!({"displayName": "H"})))
+        .await
+        .unwrap();
+    s.delete_resource(&ctx, ResourceKind::User, &a.id, None).await.unwrap();
+    s.delete_resource(&ctx, ResourceKind::Group, &g.id, None).await.unwrap();
+
+    let ev = s.events_after(after, 1000).await.unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = ev
+        .iter()
+        .map(|e| (e.kind.as_str(), e.resource_id.as_deref()))
+        .collect();
+    let (ai, bi, gi) = (Some(a.id.as_str()), Some(b.id.as_str()), Some(g.id.as_str()));
+    assert_eq!(
+        kinds,
+        [
+            ("user.created", ai),
+            ("user.updated", ai),
+            ("user.deactivated", ai),
+            ("user.reactivated", ai),
+            ("user.created", bi),
+            ("group.created", gi),
+            ("group.member_added", gi),
+            ("group.member_added", gi),
+            ("group.member_removed", gi),
+            ("group.updated", gi),
+            ("user.deleted", ai),
+            ("group.deleted", gi),
+        ]
+    );
+    for w in ev.windows(2) {
+        assert!(w[0].seq < w[1].seq);
+    }
+    for e in &ev {
+        assert_eq!(e.org_id.as_deref(), Some(ctx.org_id.as_str()));
+        assert_eq!(e.connection_id.as_deref(), Some(ctx.connection_id.as_str()));
+        assert!(e.created_us > 0);
+        assert!(!e.id.is_empty());
+    }
+    assert_eq!(ev[0].resource_type.as_deref(), Some("User"));
+    assert_eq!(ev[5].resource_type.as_deref(), Some("Group"));
+    assert_eq!(ev[0].data["attributes"]["userName"], "alice");
+    assert_eq!(
+        ev[1].data,
+        json!({"changed": {"title": {"before": null, "after": "CEO"}}})
+    );
+    assert_eq!(ev[2].data["changed"]["active"], json!({"before": true, "after": false}));
+    assert_eq!(ev[6].data, json!({"member": a.id}));
+    assert_eq!(ev[8].data, json!({"member": b.id}));
+    // Paging through the log.
+    let first = s.events_after(after, 5).await.unwrap();
+    assert_eq!(first.len(), 5);
+    let rest = s.events_after(first[4].seq, 1000).await.unwrap();
+    assert_eq!(rest.len(), ev.len() - 5);
+    assert_eq!(rest[0].seq, ev[5].seq);
+    assert!(s.events_after(ev.last().unwrap().seq, 10).await.unwrap().is_empty());
+}
+
+async fn if_match(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let a = create_user(s, &ctx, user("alice")).await;
+    let e = scim(
+        s.update_resource(&ctx, ResourceKind::User, &a.id, Some(7), set(json!({"title": "x"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 412);
+    let r = s
+        .update_resource(&ctx, ResourceKind::User, &a.id, Some(1), set(json!({"title": "x"})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version, 2);
+    let e = scim(
+        s.update_resource(&ctx, ResourceKind::User, &a.id, Some(1), set(json!({"title": "y"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 412);
+    let e = scim(
+        s.delete_resource(&ctx, ResourceKind::User, &a.id, Some(1))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 412);
+    assert!(s.delete_resource(&ctx, ResourceKind::User, &a.id, Some(2)).await.unwrap());
+    // A missing resource is "not found", whatever the version.
+    assert!(!s.delete_resource(&ctx, ResourceKind::User, &a.id, Some(3)).await.unwrap());
+}
+
+// --- concurrency ---------------------------------------------------------------------------------
+
+async fn concurrent_creates_same_user_name(store: Arc<dyn Store>) {
+    let ctx = Arc::new(tenant(&*store, "acme").await);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        // Different cases, one folded name.
+        let name = if i % 2 == 0 { "Race.Åsa" } else { "race.åsa" };
+        tasks.push(tokio::spawn(async move {
+            store.create_resource(&ctx, ResourceKind::User, user(name), vec![]).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                let e = scim(e);
+                assert_eq!((e.status, e.scim_type), (409, Some(ScimType::Uniqueness)));
+            }
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(
+        names(&*store, &ctx, ResourceKind::User, "userName eq \"RACE.ÅSA\"").await.len(),
+        1
+    );
+    let created = all_events(&*store)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "user.created")
+        .count();
+    assert_eq!(created, 1);
+}
+
+async fn concurrent_member_adds(store: Arc<dyn Store>) {
+    let ctx = Arc::new(tenant(&*store, "acme").await);
+    let a = create_user(&*store, &ctx, user("alice")).await;
+    let b = create_user(&*store, &ctx, user("bob")).await;
+    let g = create_group(&*store, &ctx, "G", &[]).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (store, ctx, gid) = (store.clone(), ctx.clone(), g.id.clone());
+        let who = if i % 2 == 0 { a.id.clone() } else { b.id.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_resource(
+                    &ctx,
+                    ResourceKind::Group,
+                    &gid,
+                    None,
+                    members(vec![MemberChange::Add(vec![mref(&who)])]),
+                )
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(member_ids(&*store, &ctx, &g.id).await, sorted_ids(&[&a.id, &b.id]));
+    let added = all_events(&*store)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "group.member_added")
+        .count();
+    assert_eq!(added, 2);
+    let got = store
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.version, 3);
+}
+
+/// Two updates that lock their own group, then (to add it as a member) the other's: on PostgreSQL
+/// they deadlock, one is chosen as the victim and run again. Both must succeed, and each mutation
+/// must run exactly once.
+async fn crossing_updates_both_succeed(store: Arc<dyn Store>) {
+    let ctx = Arc::new(tenant(&*store, "acme").await);
+    let g1 = create_group(&*store, &ctx, "G1", &[]).await;
+    let g2 = create_group(&*store, &ctx, "G2", &[]).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (mine, theirs) in [(g1.id.clone(), g2.id.clone()), (g2.id.clone(), g1.id.clone())] {
+        let (store, ctx, runs) = (store.clone(), ctx.clone(), runs.clone());
+        tasks.push(tokio::spawn(async move {
+            let mutation: Mutation = Box::new(move |d: &mut Value| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                // Hold the row lock long enough for the other update to take its own.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                d["description"] = json!("crossed");
+                Ok(vec![MemberChange::Add(vec![mref(&theirs)])])
+            });
+            store
+                .update_resource(&ctx, ResourceKind::Group, &mine, None, mutation)
+                .await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap().expect("both updates succeed").unwrap();
+        assert_eq!(r.version, 2);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(member_ids(&*store, &ctx, &g1.id).await, [g2.id.clone()]);
+    assert_eq!(member_ids(&*store, &ctx, &g2.id).await, [g1.id.clone()]);
+}
+
+// --- PostgreSQL only -----------------------------------------------------------------------------
+
+/// Several nodes starting at once on an empty database: the migrations run once, every node opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_start_migrates_once() {
+    let Some(admin_url) = pg_admin_url() else {
+        skip_note("postgres_concurrent_start_migrates_once");
+        return;
+    };
+    let (url, name) = create_pg_database(&admin_url).await;
+    let _guard = Guard::Postgres { admin_url, name };
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            PostgresStore::open(&url, registry(), PgSettings::default()).await
+        }));
+    }
+    let mut stores = Vec::new();
+    for t in tasks {
+        stores.push(t.await.unwrap().expect("every node opens"));
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(stores[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    let ctx = tenant(&stores[1], "acme").await;
+    assert!(stores[5].get_connection(&ctx.connection_id).await.unwrap().is_some());
+}
+
+/// The settings reach the connections: statement timeout per connection, pool size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_settings_apply() {
+    let settings = PgSettings {
+        max_connections: 3,
+        statement_timeout_ms: 1234,
+        serialization_retries: 0,
+    };
+    let Some((_db, store)) = pg_db_with(settings).await else {
+        skip_note("postgres_settings_apply");
+        return;
+    };
+    let t: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(t, "1234ms");
+    assert_eq!(store.pool().options().get_max_connections(), 3);
+    // A statement that outlasts the timeout is cancelled, not left running.
+    let e = sqlx::query("SELECT pg_sleep(3)").execute(store.pool()).await.unwrap_err();
+    assert_eq!(e.as_database_error().and_then(|d| d.code()).as_deref(), Some("57014"));
+}
+
+/// Strings PostgreSQL cannot store are the client's error, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nul_character_is_invalid_value() {
+    let Some(db) = pg_db().await else {
+        skip_note("postgres_nul_character_is_invalid_value");
+        return;
+    };
+    let s = &*db.store;
+    let ctx = tenant(s, "acme").await;
+    let mut d = user("nul");
+    d["title"] = json!("a\u{0}b");
+    let e = scim(s.create_resource(&ctx, ResourceKind::User, d, vec![]).await.unwrap_err());
+    assert_eq!(e.status, 400);
+    let e = scim(
+        s.create_resource(&ctx, ResourceKind::User, user("a\u{0}b"), vec![])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 400);
+}
