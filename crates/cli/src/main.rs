@@ -106,7 +106,7 @@ enum ConnectionCommand {
         #[arg(long)]
         org: Option<String>,
     },
-    /// Issue a new token for a connection; the old one stops working at once.
+    /// Issue a new token for a connection; the old one stops working within a second.
     RotateToken {
         id: String,
         #[arg(long)]
@@ -334,7 +334,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
                 println!("{}", serde_json::json!({"id": id, "token": token.secret}));
             } else {
                 println!(
-                    "New bearer token for {id}: {}   (shown once; the old token no longer works)",
+                    "New bearer token for {id}: {}   (shown once; the old token stops working within a second)",
                     token.secret
                 );
             }

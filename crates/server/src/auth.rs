@@ -65,10 +65,16 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         return unauthorized("unknown SCIM base URL");
     };
     let hash = tokens::hash(&presented);
-    let connection = match scim.store.connection_by_token_hash(&hash).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
-        Err(e) => return error_response(&e.into_scim()),
+    let connection = match scim.token_cache.get(&hash) {
+        Some(c) => c,
+        None => match scim.store.connection_by_token_hash(&hash).await {
+            Ok(Some(c)) => {
+                scim.token_cache.put(hash, c.clone());
+                c
+            }
+            Ok(None) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
+            Err(e) => return error_response(&e.into_scim()),
+        },
     };
     if !tokens::matches(&hash, &connection.token_hash) || connection.id != conn_id {
         return unauthorized("the bearer token is not valid for this SCIM base URL");

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod ratelimit;
 pub mod response;
 pub mod service;
+pub mod token_cache;
 pub mod tokens;
 
 use axum::Router;

@@ -50,6 +50,12 @@ pub struct Scim {
     pub config: Arc<ScimConfig>,
     /// Built from `config.rate_limit`.
     pub rate_limiter: Option<crate::ratelimit::ConnectionRateLimiter>,
+    /// Recently verified bearer tokens.
+    pub token_cache: Arc<crate::token_cache::TokenCache>,
+    /// Per resource type (User, Group): whether the default projection leaves stored documents as
+    /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
+    /// skip it.
+    default_projection_is_identity: [bool; 2],
 }
 
 impl Scim {
@@ -58,11 +64,26 @@ impl Scim {
         let rate_limiter = config
             .rate_limit
             .map(|(per_second, burst)| crate::ratelimit::ConnectionRateLimiter::new(per_second, burst));
+        let identity = |kind: ResourceKind| {
+            let rt = registry.resource_type(kind.as_str()).expect("standard resource types are registered");
+            registry
+                .schema(&rt.schema)
+                .into_iter()
+                .chain(registry.extensions(rt))
+                .flat_map(|s| s.attributes.iter())
+                .all(|a| {
+                    a.mutability == rollcall_scim::schema::Mutability::WriteOnly
+                        || !matches!(a.returned, rollcall_scim::schema::Returned::Never | rollcall_scim::schema::Returned::Request)
+                })
+        };
+        let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
         Scim {
             store,
             registry,
             config: Arc::new(config),
             rate_limiter,
+            token_cache: Arc::default(),
+            default_projection_is_identity,
         }
     }
 }
@@ -259,8 +280,15 @@ impl Scim {
                 }),
             );
         }
-        let projected = proj.apply(&self.registry, self.rt(res.kind), &doc);
-        canonical_order(projected)
+        let identity = self.default_projection_is_identity[match res.kind {
+            ResourceKind::User => 0,
+            ResourceKind::Group => 1,
+        }];
+        if proj.is_default() && identity {
+            // Stored documents are canonical and hold no writeOnly values: nothing to project.
+            return canonical_order(doc);
+        }
+        canonical_order(proj.apply(&self.registry, self.rt(res.kind), &doc))
     }
 
     /// Whether the projection needs membership read (group members, or a user's groups).
