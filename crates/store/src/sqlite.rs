@@ -156,6 +156,19 @@ fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResourc
     })
 }
 
+/// Reads `[[id, kind, display], ...]` as built by `json_group_array` in `get_resource`.
+fn parse_related(text: Option<&str>) -> Vec<MemberView> {
+    let items: Vec<(String, String, Option<String>)> = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    items
+        .into_iter()
+        .map(|(id, kind, display)| MemberView {
+            id,
+            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+            display,
+        })
+        .collect()
+}
+
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
 
 /// Maps a unique-index violation on resources to the SCIM 409.
@@ -391,10 +404,6 @@ async fn add_member(
 }
 
 impl SqliteStore {
-    async fn related(&self, pk: i64, kind: ResourceKind) -> StoreResult<Vec<MemberView>> {
-        Ok(self.related_many(&[pk], kind).await?.remove(&pk).unwrap_or_default())
-    }
-
     /// Group members (for groups) or groups (for users) of many resources in one query.
     async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
         let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
@@ -664,8 +673,25 @@ impl Store for SqliteStore {
         id: &str,
         with_members: bool,
     ) -> StoreResult<Option<StoredResource>> {
+        // One round trip: the related resources come back as a JSON array beside the row.
+        let related = if !with_members {
+            "NULL"
+        } else {
+            match kind {
+                ResourceKind::Group => {
+                    "(SELECT json_group_array(json_array(u.id, u.kind, m.display))
+                      FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+                }
+                ResourceKind::User => {
+                    "(SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
+                      FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                      WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+                }
+            }
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
+            "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
+             WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
         )))
         .bind(connection_id)
         .bind(id)
@@ -675,7 +701,8 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let mut res = resource_of(&row, kind)?;
         if with_members {
-            res.related = Some(self.related(row.get("pk"), kind).await?);
+            let text: Option<String> = row.get("related");
+            res.related = Some(parse_related(text.as_deref()));
         }
         Ok(Some(res))
     }
@@ -837,12 +864,15 @@ impl Store for SqliteStore {
             compile_filter(&mut where_, &self.registry, rt, kind, f)?;
             where_.push(")");
         }
-        let total: i64 = sqlx::query_scalar_with(
-            AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
-            bind_all(&where_.binds),
-        )
-        .fetch_one(&self.reader)
-        .await?;
+        let count_all = || async {
+            let n: i64 = sqlx::query_scalar_with(
+                AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
+                bind_all(&where_.binds),
+            )
+            .fetch_one(&self.reader)
+            .await?;
+            Ok::<i64, StoreError>(n)
+        };
         let mut sql = where_.clone();
         let (order, limit, offset) = match &query.paging {
             Paging::Cursor { after_pk } => {
@@ -857,8 +887,11 @@ impl Store for SqliteStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
+        // With index paging the total comes with the page (a window count), saving a round trip.
+        let windowed = matches!(query.paging, Paging::Index { .. });
         let full = format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {RESOURCE_COLS}{} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            if windowed { ", COUNT(*) OVER () AS total_count" } else { "" },
             sql.sql
         );
         let rows = if limit == 0 {
@@ -867,6 +900,10 @@ impl Store for SqliteStore {
             sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds))
                 .fetch_all(&self.reader)
                 .await?
+        };
+        let total = match rows.first() {
+            Some(r) if windowed => r.get::<i64, _>("total_count"),
+            _ => count_all().await?,
         };
         let mut rows = rows;
         let mut next_after_pk = None;
