@@ -887,11 +887,8 @@ impl Store for SqliteStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
-        // With index paging the total comes with the page (a window count), saving a round trip.
-        let windowed = matches!(query.paging, Paging::Index { .. });
         let full = format!(
-            "SELECT {RESOURCE_COLS}{} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-            if windowed { ", COUNT(*) OVER () AS total_count" } else { "" },
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
             sql.sql
         );
         let rows = if limit == 0 {
@@ -901,10 +898,13 @@ impl Store for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?
         };
-        let total = match rows.first() {
-            Some(r) if windowed => r.get::<i64, _>("total_count"),
-            _ => count_all().await?,
+        // A first page that is not full holds every match: no need to count them again. This is
+        // the common case of identity providers' existence checks (`userName eq "..."`).
+        let first_page_complete = match query.paging {
+            Paging::Index { .. } => offset == 0 && (rows.len() as i64) < limit,
+            Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
         };
+        let total = if first_page_complete { rows.len() as i64 } else { count_all().await? };
         let mut rows = rows;
         let mut next_after_pk = None;
         if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
