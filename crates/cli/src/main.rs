@@ -7,6 +7,7 @@ use rollcall_scim::filter::FilterLimits;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::service::{Scim, ScimConfig};
 use rollcall_server::tokens;
+use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{IdpKind, NewConnection, Store};
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,9 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
 struct Cli {
-    /// Database URL: a SQLite file (`sqlite://rollcall.db`, the default).
+    /// Database URL: a SQLite file (`sqlite://rollcall.db`, the default) or PostgreSQL
+    /// (`postgres://user:password@host/db`). Without it, `ROLLCALL_DATABASE` or the configuration
+    /// file, `DATABASE_URL` is used when set.
     #[arg(long, global = true, env = "ROLLCALL_DATABASE")]
     database: Option<String>,
     /// Optional TOML configuration file; flags and ROLLCALL_* variables override it.
@@ -135,12 +138,19 @@ struct Settings {
     rate_limit_per_second: Option<u32>,
     /// Burst allowed above the rate; defaults to one second's worth.
     rate_limit_burst: Option<u32>,
+    /// PostgreSQL: largest number of pooled connections.
+    pg_max_connections: u32,
+    /// PostgreSQL: statement timeout per connection, in milliseconds (0: none).
+    pg_statement_timeout_ms: u64,
+    /// PostgreSQL: how many times a write is retried after a serialization failure or deadlock.
+    pg_serialization_retries: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let scim = ScimConfig::default();
         let limits = FilterLimits::default();
+        let pg = PgSettings::default();
         Settings {
             database: "sqlite://rollcall.db".into(),
             listen: "127.0.0.1:8080".into(),
@@ -156,22 +166,33 @@ impl Default for Settings {
             filter_max_terms: limits.max_terms,
             rate_limit_per_second: None,
             rate_limit_burst: None,
+            pg_max_connections: pg.max_connections,
+            pg_statement_timeout_ms: pg.statement_timeout_ms,
+            pg_serialization_retries: pg.serialization_retries,
         }
     }
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings, String> {
-    let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+    // What the operator configured (file, ROLLCALL_* variables), without the defaults.
+    let mut given = Figment::new();
     if let Some(path) = &cli.config {
         if !path.exists() {
             return Err(format!("configuration file {} does not exist", path.display()));
         }
-        fig = fig.merge(Toml::file(path));
+        given = given.merge(Toml::file(path));
     }
-    let fig = fig.merge(Env::prefixed("ROLLCALL_").ignore(&["config"]));
+    let given = given.merge(Env::prefixed("ROLLCALL_").ignore(&["config"]));
+    let fig = Figment::from(Serialized::defaults(Settings::default())).merge(given.clone());
     let mut s: Settings = fig.extract().map_err(|e| format!("configuration: {e}"))?;
     if let Some(d) = &cli.database {
         s.database = d.clone();
+    } else if !given.contains("database")
+        && let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        // The conventional variable, used only when no Rollcall setting names a database.
+        s.database = url.trim().to_string();
     }
     if let Some(f) = cli.log_format {
         s.log_format = f;
@@ -208,14 +229,41 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn open_store(database: &str, registry: Arc<SchemaRegistry>) -> Result<Arc<dyn Store>, String> {
+async fn open_store(s: &Settings, registry: Arc<SchemaRegistry>) -> Result<Arc<dyn Store>, String> {
+    let database = s.database.as_str();
     if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-        return Err("PostgreSQL support is not built yet: use a sqlite:// database".into());
+        let pg = PgSettings {
+            max_connections: s.pg_max_connections,
+            statement_timeout_ms: s.pg_statement_timeout_ms,
+            serialization_retries: s.pg_serialization_retries,
+        };
+        let store = PostgresStore::open(database, registry, pg)
+            .await
+            .map_err(|e| format!("opening {}: {e}", redact_url(database)))?;
+        return Ok(Arc::new(store));
     }
     let store = SqliteStore::open(database, registry)
         .await
         .map_err(|e| format!("opening {database}: {e}"))?;
     Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[scheme_end..].find(['/', '?']).map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &url[scheme_end + at..]
+        ),
+        _ => url.to_string(),
+    }
 }
 
 fn scim_base(public_url: &str, connection_id: &str) -> String {
@@ -244,7 +292,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     let registry = Arc::new(SchemaRegistry::standard());
-    let store = open_store(&s.database, registry.clone()).await?;
+    let store = open_store(&s, registry.clone()).await?;
     let default_public = format!("http://{}", s.listen);
     match cli.command {
         Command::Serve(_) => serve(s, store, registry).await,

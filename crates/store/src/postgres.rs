@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Arguments, AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -68,10 +69,14 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`; the database must exist) and applies
     /// the migrations. Nodes starting together are safe: sqlx's migrator holds a session advisory
-    /// lock while it migrates, and it runs on a connection of its own that is closed afterwards, so
-    /// the lock cannot outlive a failed migration.
+    /// lock (`pg_advisory_lock`) while it migrates, and it runs in a one-connection pool that is
+    /// closed afterwards, so the lock cannot outlive a failed migration.
     pub async fn open(url: &str, registry: Arc<SchemaRegistry>, settings: PgSettings) -> StoreResult<PostgresStore> {
         let opts = PgConnectOptions::from_str(url)?;
+        // One plain connection first: a pool would retry until its timeout and report only that,
+        // where this reports why (refused, authentication, no such database) at once.
+        let probe = <PgConnection as sqlx::Connection>::connect_with(&opts).await?;
+        sqlx::Connection::close(probe).await?;
         let single = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -146,6 +151,7 @@ fn is_retryable(e: &StoreError) -> bool {
     sqlstate(e).is_some_and(|c| c == "40001" || c == "40P01")
 }
 
+/// The SQLSTATE of a database error.
 fn sqlstate(e: &StoreError) -> Option<String> {
     match e {
         StoreError::Database(e) => e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()),
@@ -155,7 +161,7 @@ fn sqlstate(e: &StoreError) -> Option<String> {
 
 /// A short, jittered, growing pause between attempts.
 fn backoff(attempt: u32) -> Duration {
-    let jitter = (now_us().unsigned_abs() % 7_000) as u64;
+    let jitter = now_us().unsigned_abs() % 7_000;
     Duration::from_micros(u64::from(attempt.min(8)) * 5_000 + jitter)
 }
 
@@ -168,9 +174,9 @@ fn finish_error(e: StoreError) -> StoreError {
             tracing::warn!(error = %e, "database contention");
             StoreError::Scim(ScimError::new(503, None, "the service is busy; retry shortly"))
         }
-        Some("22P05" | "22021") => StoreError::Scim(ScimError::invalid_value(
-            "strings cannot contain the character U+0000",
-        )),
+        Some("22P05" | "22021") => {
+            StoreError::Scim(ScimError::invalid_value("strings cannot contain the character U+0000"))
+        }
         _ => e,
     }
 }
@@ -247,7 +253,8 @@ impl WriteTx {
     }
 }
 
-fn bind_all(binds: &[Bind]) -> PgArguments {
+/// The arguments for a compiled statement's binds.
+pub fn bind_all(binds: &[Bind]) -> PgArguments {
     let mut args = PgArguments::default();
     for b in binds {
         let r = match b {
@@ -499,12 +506,24 @@ async fn add_member(
             "a group cannot be a member of itself",
         )));
     }
-    let n = sqlx::query("INSERT INTO group_members (group_pk, member_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(group_pk)
-        .bind(pk)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "INSERT INTO group_members (group_pk, member_pk, display) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(group_pk)
+    .bind(pk)
+    .bind(m.display.as_deref())
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if n == 0 && m.display.is_some() {
+        // Already a member: adding is a no-op, but keep the display the client sent last.
+        sqlx::query("UPDATE group_members SET display = $1 WHERE group_pk = $2 AND member_pk = $3")
+            .bind(m.display.as_deref())
+            .bind(group_pk)
+            .bind(pk)
+            .execute(tx.conn())
+            .await?;
+    }
     if n > 0 {
         tx.event(
             ctx,
@@ -516,6 +535,17 @@ async fn add_member(
     Ok(n > 0)
 }
 
+/// The SQL of a list request (see [`PostgresStore::list_sql`]).
+#[derive(Debug, Clone)]
+pub struct ListSql {
+    /// `SELECT COUNT(*)` of the matching resources.
+    pub count: SqlBuilder,
+    /// The page of resources.
+    pub page: SqlBuilder,
+    /// The page's `LIMIT` (0: the page is not read).
+    pub limit: i64,
+}
+
 /// What an update computed from the document, kept so that a retried transaction can reuse it
 /// (the mutation runs once) when the row has not changed in between.
 struct Computed {
@@ -525,37 +555,71 @@ struct Computed {
 }
 
 impl PostgresStore {
-    async fn related(&self, pk: i64, kind: ResourceKind) -> StoreResult<Vec<MemberView>> {
-        let rows: Vec<(String, String, Option<String>)> = match kind {
+    /// Group members (for groups) or groups (for users) of many resources in one query.
+    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+        let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
+        if pks.is_empty() {
+            return Ok(out);
+        }
+        let sql = match kind {
             ResourceKind::Group => {
-                sqlx::query_as(
-                    "SELECT u.id, u.kind, COALESCE(u.doc ->> 'displayName', u.doc ->> 'userName')
-                     FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                     WHERE m.group_pk = $1 ORDER BY m.member_pk",
-                )
-                .bind(pk)
-                .fetch_all(&self.pool)
-                .await?
+                "SELECT m.group_pk, u.id, u.kind, m.display
+                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                 WHERE m.group_pk = ANY($1::bigint[]) ORDER BY m.group_pk, m.member_pk"
             }
             ResourceKind::User => {
-                sqlx::query_as(
-                    "SELECT g.id, g.kind, g.doc ->> 'displayName'
-                     FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                     WHERE m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY m.group_pk",
-                )
-                .bind(pk)
-                .fetch_all(&self.pool)
-                .await?
+                "SELECT m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
+                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                 WHERE m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
             }
         };
-        Ok(rows
-            .into_iter()
-            .map(|(id, kind, display)| MemberView {
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as(sql).bind(pks).fetch_all(&self.pool).await?;
+        for (owner, id, kind, display) in rows {
+            out.entry(owner).or_default().push(MemberView {
                 id,
                 kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
                 display,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
+    }
+
+    /// The statements a list runs: the count and the page. Public so that tests can `EXPLAIN`
+    /// exactly what the store executes.
+    pub fn list_sql(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<ListSql> {
+        let rt = self.rt(kind);
+        let mut where_ = SqlBuilder::new(Dialect::Postgres);
+        where_.push("r.connection_id = ").text(connection_id).push(&format!(
+            " AND r.kind = {} AND r.deleted_us IS NULL",
+            kind_literal(kind)
+        ));
+        if let Some(f) = &query.filter {
+            where_.push(" AND (");
+            compile_filter(&mut where_, &self.registry, rt, kind, f)?;
+            where_.push(")");
+        }
+        let mut count = where_.clone();
+        count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
+        let mut page = where_;
+        let (order, limit, offset) = match &query.paging {
+            Paging::Cursor { after_pk } => {
+                page.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
+                ("r.pk ASC".to_string(), query.count + 1, 0)
+            }
+            Paging::Index { start_index } => {
+                let order = match &query.sort {
+                    Some(s) => order_by(Dialect::Postgres, &self.registry, rt, kind, &s.path, s.order)?,
+                    None => "r.pk ASC".to_string(),
+                };
+                (order, query.count, start_index.saturating_sub(1).max(0))
+            }
+        };
+        page.sql = format!(
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            page.sql
+        );
+        Ok(ListSql { count, page, limit })
     }
 
     async fn create_organization_once(&self, org: &Organization) -> StoreResult<()> {
@@ -610,7 +674,12 @@ impl PostgresStore {
         tx.commit().await
     }
 
-    async fn set_connection_token_once(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+    async fn set_connection_token_once(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        token_prefix: &str,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -691,12 +760,7 @@ impl PostgresStore {
         .await
         .map_err(|e| uniqueness(e, kind, doc))?;
         write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
-        tx.event(
-            ctx,
-            events::created(kind),
-            Some((kind, id)),
-            json!({"attributes": doc}),
-        );
+        tx.event(ctx, events::created(kind), Some((kind, id)), json!({"attributes": doc}));
         if kind == ResourceKind::Group && !members.is_empty() {
             apply_member_changes(
                 &mut tx,
@@ -946,7 +1010,8 @@ impl Store for PostgresStore {
         let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = $1")
             .bind(token_hash.as_slice())
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .map_err(|e| finish_error(e.into()))?;
         Ok(row.as_ref().map(conn_of))
     }
 
@@ -995,19 +1060,43 @@ impl Store for PostgresStore {
         id: &str,
         with_members: bool,
     ) -> StoreResult<Option<StoredResource>> {
+        // One round trip: the related resources come back as a JSON array beside the row.
+        let related = match (with_members, kind) {
+            (false, _) => "NULL::jsonb",
+            (true, ResourceKind::Group) => {
+                "(SELECT COALESCE(jsonb_agg(jsonb_build_array(u.id, u.kind, m.display) ORDER BY m.member_pk), '[]')
+                  FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+            }
+            (true, ResourceKind::User) => {
+                "(SELECT COALESCE(jsonb_agg(jsonb_build_array(g.id, g.kind, g.doc ->> 'displayName') ORDER BY m.group_pk), '[]')
+                  FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                  WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+            }
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RESOURCE_COLS} FROM resources r
+            "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
              WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = {} AND r.deleted_us IS NULL",
             kind_literal(kind)
         )))
         .bind(connection_id)
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(|e| finish_error(e.into()))?;
         let Some(row) = row else { return Ok(None) };
         let mut res = resource_of(&row, kind);
         if with_members {
-            res.related = Some(self.related(row.get("pk"), kind).await?);
+            let Json(items): Json<Vec<(String, String, Option<String>)>> = row.get("related");
+            res.related = Some(
+                items
+                    .into_iter()
+                    .map(|(id, kind, display)| MemberView {
+                        id,
+                        kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+                        display,
+                    })
+                    .collect(),
+            );
         }
         Ok(Some(res))
     }
@@ -1050,60 +1139,35 @@ impl Store for PostgresStore {
     }
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
-        let rt = self.rt(kind);
-        let mut where_ = SqlBuilder::new(Dialect::Postgres);
-        where_
-            .push("r.connection_id = ")
-            .text(connection_id)
-            .push(&format!(" AND r.kind = {} AND r.deleted_us IS NULL", kind_literal(kind)));
-        if let Some(f) = &query.filter {
-            where_.push(" AND (");
-            compile_filter(&mut where_, &self.registry, rt, kind, f)?;
-            where_.push(")");
-        }
-        let total: i64 = sqlx::query_scalar_with(
-            AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
-            bind_all(&where_.binds),
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| finish_error(e.into()))?;
-        let mut sql = where_.clone();
-        let (order, limit, offset) = match &query.paging {
-            Paging::Cursor { after_pk } => {
-                sql.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
-                ("r.pk ASC".to_string(), query.count + 1, 0)
-            }
-            Paging::Index { start_index } => {
-                let order = match &query.sort {
-                    Some(s) => order_by(Dialect::Postgres, &self.registry, rt, kind, &s.path, s.order)?,
-                    None => "r.pk ASC".to_string(),
-                };
-                (order, query.count, start_index.saturating_sub(1).max(0))
-            }
-        };
-        let full = format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-            sql.sql
-        );
-        let rows = if limit <= 0 {
+        let ListSql { count, page, limit } = self.list_sql(connection_id, kind, query)?;
+        let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| finish_error(e.into()))?;
+        let mut rows = if limit <= 0 {
             Vec::new()
         } else {
-            sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds))
+            sqlx::query_with(AssertSqlSafe(page.sql), bind_all(&page.binds))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| finish_error(e.into()))?
         };
-        let mut resources = Vec::with_capacity(rows.len());
         let mut next_after_pk = None;
-        for (i, row) in rows.iter().enumerate() {
-            if matches!(query.paging, Paging::Cursor { .. }) && i as i64 == query.count {
-                next_after_pk = (i > 0).then(|| rows[i - 1].get::<i64, _>("pk"));
-                break;
-            }
+        if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
+            rows.truncate(query.count as usize);
+            next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
+        }
+        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
+        let mut related = if query.with_members {
+            self.related_many(&pks, kind).await?
+        } else {
+            HashMap::new()
+        };
+        let mut resources = Vec::with_capacity(rows.len());
+        for (row, pk) in rows.iter().zip(&pks) {
             let mut r = resource_of(row, kind);
             if query.with_members {
-                r.related = Some(self.related(row.get("pk"), kind).await?);
+                r.related = Some(related.remove(pk).unwrap_or_default());
             }
             resources.push(r);
         }

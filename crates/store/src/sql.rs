@@ -574,14 +574,12 @@ fn scalar_compare(
                     op.as_str()
                 )));
             }
-            let lhs = match d {
-                Dialect::Sqlite => expr.to_string(),
-                Dialect::Postgres if expr.starts_with("r.") => expr.to_string(),
-                Dialect::Postgres => format!("({expr})::boolean"),
-            };
-            let bind = match d {
-                Dialect::Sqlite => Bind::Int(*v as i64),
-                Dialect::Postgres => Bind::Bool(*v),
+            // Postgres: a JSON boolean reads as the text 'true'/'false'; comparing that text (not
+            // casting it) cannot fail on a stored value that is not a boolean.
+            let (lhs, bind) = match d {
+                Dialect::Sqlite => (expr.to_string(), Bind::Int(*v as i64)),
+                Dialect::Postgres if expr.starts_with("r.") => (expr.to_string(), Bind::Bool(*v)),
+                Dialect::Postgres => (expr.to_string(), Bind::Text(v.to_string())),
             };
             wrap_ne(b, &|b: &mut SqlBuilder| {
                 b.push(&format!("{lhs} {sql_op} "));
@@ -597,7 +595,10 @@ fn scalar_compare(
             }
             let lhs = match d {
                 Dialect::Sqlite => expr.to_string(),
-                Dialect::Postgres => format!("({expr})::float8"),
+                // Only text that is a JSON number is cast: anything else would fail the statement.
+                Dialect::Postgres => format!(
+                    "(CASE WHEN ({expr}) ~ '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$' THEN ({expr})::float8 END)"
+                ),
             };
             let bind = match n.as_i64() {
                 Some(i) if d == Dialect::Sqlite => Bind::Int(i),
@@ -677,8 +678,14 @@ fn scalar_compare(
                     b.text(lit);
                 }
                 _ => {
+                    // Postgres: order text by code point, as SQLite does, whatever the database's
+                    // collation (the indexed text columns are COLLATE "C" already).
+                    let lhs = match d {
+                        Dialect::Postgres if op.is_ordering() => format!("({expr}) COLLATE \"C\""),
+                        _ => expr.to_string(),
+                    };
                     wrap_ne(b, &|b: &mut SqlBuilder| {
-                        b.push(&format!("{expr} {sql_op} "));
+                        b.push(&format!("{lhs} {sql_op} "));
                         b.text(lit.clone());
                     });
                 }
@@ -686,6 +693,14 @@ fn scalar_compare(
         }
     }
     Ok(())
+}
+
+/// Postgres: JSON text sorts by code point, as on SQLite and like the COLLATE "C" columns.
+fn code_point_order(d: Dialect, expr: String) -> String {
+    match d {
+        Dialect::Sqlite => expr,
+        Dialect::Postgres => format!("({expr}) COLLATE \"C\""),
+    }
 }
 
 /// The `ORDER BY` clause for `sortBy`, ending with the primary key so pages are stable.
@@ -727,22 +742,24 @@ pub fn order_by(
                     _ => None,
                 };
                 let (from, elem) = json_elements(d, "r.doc_ci", &keys, "s")?;
-                let val = match leaf {
-                    Some(l) => json_path(d, &elem, &[l])?,
-                    None => elem.clone(),
+                let val = match (leaf, d) {
+                    (Some(l), _) => json_path(d, &elem, &[l])?,
+                    (None, Dialect::Sqlite) => elem.clone(),
+                    (None, Dialect::Postgres) => format!("({elem} #>> '{{}}')"),
                 };
                 let primary = match d {
                     Dialect::Sqlite => json_path(d, &elem, &["primary"])? + " = 1",
                     Dialect::Postgres => format!("({elem} ->> 'primary') = 'true'"),
                 };
-                format!(
+                let e = format!(
                     "COALESCE((SELECT {val} FROM {from} WHERE {primary} LIMIT 1), (SELECT {val} FROM {from} LIMIT 1))"
-                )
+                );
+                code_point_order(d, e)
             } else {
                 if let Some(s) = sub {
                     keys.push(s);
                 }
-                json_path(d, "r.doc_ci", &keys)?
+                code_point_order(d, json_path(d, "r.doc_ci", &keys)?)
             }
         }
     };
@@ -814,5 +831,49 @@ mod tests {
         );
         let b = compile(Dialect::Sqlite, ResourceKind::User, "not (title pr)");
         assert!(b.sql.starts_with("(NOT COALESCE(("), "{}", b.sql);
+    }
+
+    #[test]
+    fn postgres_orders_text_by_code_point() {
+        let b = compile(Dialect::Postgres, ResourceKind::User, "name.familyName gt \"m\"");
+        assert_eq!(
+            b.sql,
+            "((r.doc_ci #>> '{\"name\",\"familyName\"}')) COLLATE \"C\" > $1::text"
+        );
+        let b = compile(Dialect::Sqlite, ResourceKind::User, "name.familyName gt \"m\"");
+        assert_eq!(b.sql, "json_extract(r.doc_ci, '$.\"name\".\"familyName\"') > ?");
+        let reg = SchemaRegistry::standard();
+        let rt = reg.resource_type("User").unwrap();
+        let path = AttrPath::parse("name.familyName").unwrap();
+        let o = order_by(
+            Dialect::Postgres,
+            &reg,
+            rt,
+            ResourceKind::User,
+            &path,
+            SortOrder::Ascending,
+        )
+        .unwrap();
+        assert!(o.contains("COLLATE \"C\""), "{o}");
+        let path = AttrPath::parse("userName").unwrap();
+        let o = order_by(
+            Dialect::Postgres,
+            &reg,
+            rt,
+            ResourceKind::User,
+            &path,
+            SortOrder::Descending,
+        )
+        .unwrap();
+        assert_eq!(o, "(r.user_name_ci) IS NOT NULL, r.user_name_ci DESC, r.pk DESC");
+    }
+
+    #[test]
+    fn postgres_json_booleans_compare_as_text() {
+        let b = compile(Dialect::Postgres, ResourceKind::User, "emails[primary eq true]");
+        assert!(b.sql.ends_with("WHERE (e1.v ->> 'primary') = $1::text)"), "{}", b.sql);
+        assert_eq!(b.binds, vec![Bind::Text("true".into())]);
+        let b = compile(Dialect::Postgres, ResourceKind::User, "active eq false");
+        assert_eq!(b.sql, "r.active = $1::boolean");
     }
 }

@@ -66,6 +66,8 @@ CREATE INDEX resource_emails_resource ON resource_emails (resource_pk);
 CREATE TABLE group_members (
     group_pk   bigint NOT NULL REFERENCES resources (pk) ON DELETE CASCADE,
     member_pk  bigint NOT NULL REFERENCES resources (pk) ON DELETE CASCADE,
+    -- `display` as the client sent it (RFC 7643 leaves it to the client); NULL when not given.
+    display    text,
     PRIMARY KEY (group_pk, member_pk)
 );
 CREATE INDEX group_members_member ON group_members (member_pk);

@@ -1,0 +1,279 @@
+//! The hot lookups of the identity providers' flows must be index scans on PostgreSQL: seeds a few
+//! thousand users, `ANALYZE`s, and `EXPLAIN`s the statements the store runs for `userName eq`,
+//! `externalId eq`, `id eq`, `displayName eq` (groups) and `emails.value eq`, with the parameters
+//! bound (custom plan) and as a prepared statement with a generic plan (what a cached statement
+//! may get). Runs only when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`) names a PostgreSQL
+//! server; otherwise it prints a note and passes.
+
+use rollcall_scim::filter::Filter;
+use rollcall_scim::schema::SchemaRegistry;
+use rollcall_store::postgres::{PgSettings, PostgresStore, bind_all};
+use rollcall_store::sql::{Bind, SqlBuilder};
+use rollcall_store::*;
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row};
+use std::sync::Arc;
+
+fn pg_admin_url() -> Option<String> {
+    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    match query {
+        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
+        None => format!("{}/{db}", &base[..host_end]),
+    }
+}
+
+/// Drops the test database when the test ends, passed or not.
+struct DropDb {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                    let _ = c.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn tenant(store: &PostgresStore, name: &str) -> WriteContext {
+    let org = store.create_organization(name).await.unwrap();
+    let mut hash = [0u8; 32];
+    hash[..name.len()].copy_from_slice(name.as_bytes());
+    let c = store
+        .create_connection(NewConnection {
+            org_id: org.id.clone(),
+            name: name.into(),
+            idp: IdpKind::Okta,
+            token_hash: hash,
+            token_prefix: name.into(),
+        })
+        .await
+        .unwrap();
+    WriteContext {
+        org_id: org.id,
+        connection_id: c.id,
+        ..Default::default()
+    }
+}
+
+/// Creates `n` users (and, with `groups`, a group for every tenth) in parallel.
+async fn seed(store: &PostgresStore, ctx: &WriteContext, prefix: &str, n: usize, groups: bool) {
+    let workers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (store, ctx, prefix) = (store.clone(), ctx.clone(), prefix.to_string());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(workers) {
+                let doc = json!({
+                    "userName": format!("{prefix}user{i}@example.com"),
+                    "externalId": format!("{prefix}ext-{i}"),
+                    "displayName": format!("User {i}"),
+                    "active": i % 10 != 0,
+                    "name": {"givenName": "Given", "familyName": format!("Family{}", i % 50)},
+                    "emails": [{"value": format!("{prefix}user{i}@example.com"), "type": "work", "primary": true},
+                               {"value": format!("{prefix}u{i}@home.example"), "type": "home"}],
+                });
+                store
+                    .create_resource(&ctx, ResourceKind::User, doc, vec![])
+                    .await
+                    .unwrap();
+                if groups && i % 10 == 0 {
+                    let g = json!({"displayName": format!("{prefix}Group {i}")});
+                    store
+                        .create_resource(&ctx, ResourceKind::Group, g, vec![])
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// `b` as an `EXECUTE` argument list.
+fn literals(binds: &[Bind]) -> String {
+    binds
+        .iter()
+        .map(|b| match b {
+            Bind::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Bind::Int(i) => i.to_string(),
+            Bind::Real(f) => format!("{f:?}"),
+            Bind::Bool(v) => v.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn plan_lines(conn: &mut PgConnection, sql: &str, args: sqlx::postgres::PgArguments) -> String {
+    let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"));
+    rows.iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The plans of `stmt`: with its parameters bound, and generic.
+async fn plans(conn: &mut PgConnection, stmt: &SqlBuilder) -> Vec<(&'static str, String)> {
+    let custom = plan_lines(conn, &stmt.sql, bind_all(&stmt.binds)).await;
+    sqlx::query(AssertSqlSafe(format!("PREPARE rollcall_explain AS {}", stmt.sql)))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let generic = plan_lines(
+        conn,
+        &format!("EXECUTE rollcall_explain({})", literals(&stmt.binds)),
+        Default::default(),
+    )
+    .await;
+    sqlx::query("DEALLOCATE rollcall_explain")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    vec![("custom", custom), ("generic", generic)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_lookups_are_index_scans() {
+    let Some(admin_url) = pg_admin_url() else {
+        eprintln!("skipped postgres_explain: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+        return;
+    };
+    let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    let _drop = DropDb {
+        admin_url: admin_url.clone(),
+        name: name.clone(),
+    };
+    let url = with_database(&admin_url, &name);
+    let registry = Arc::new(SchemaRegistry::standard());
+    let store = PostgresStore::open(&url, registry.clone(), PgSettings::default())
+        .await
+        .unwrap();
+
+    // Two tenants, so that the connection id is selective too; some deleted users.
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    seed(&store, &a, "", 3000, true).await;
+    seed(&store, &b, "", 1000, true).await;
+    for i in 0..50 {
+        let id = store
+            .list_resources(
+                &a.connection_id,
+                ResourceKind::User,
+                &ListQuery {
+                    filter: Some(Filter::parse(&format!("externalId eq \"ext-{i}\"")).unwrap()),
+                    sort: None,
+                    paging: Paging::Index { start_index: 1 },
+                    count: 1,
+                    with_members: false,
+                },
+            )
+            .await
+            .unwrap()
+            .resources[0]
+            .id
+            .clone();
+        store.delete_resource(&a, ResourceKind::User, &id, None).await.unwrap();
+    }
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    let some_id: String =
+        sqlx::query_scalar("SELECT id FROM resources WHERE connection_id = $1 AND external_id = 'ext-2000'")
+            .bind(&a.connection_id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+
+    let cases: Vec<(ResourceKind, String, &str)> = vec![
+        (
+            ResourceKind::User,
+            "userName eq \"User1234@Example.com\"".into(),
+            "resources_user_name",
+        ),
+        (
+            ResourceKind::User,
+            "externalId eq \"ext-1234\"".into(),
+            "resources_external_id",
+        ),
+        (ResourceKind::User, format!("id eq \"{some_id}\""), "resources_id"),
+        (
+            ResourceKind::Group,
+            "displayName eq \"group 1230\"".into(),
+            "resources_group_name",
+        ),
+        (
+            ResourceKind::User,
+            "emails.value eq \"USER1234@example.com\"".into(),
+            "resource_emails_value",
+        ),
+    ];
+    let mut conn = store.pool().acquire().await.unwrap();
+    let mut failures = Vec::new();
+    for (kind, filter, index) in &cases {
+        let f = Filter::parse(filter).unwrap();
+        f.validate(&registry, registry.resource_type(kind.as_str()).unwrap())
+            .unwrap();
+        let query = ListQuery {
+            filter: Some(f),
+            sort: None,
+            paging: Paging::Index { start_index: 1 },
+            count: 100,
+            with_members: false,
+        };
+        // The filter finds what it should.
+        let page = store.list_resources(&a.connection_id, *kind, &query).await.unwrap();
+        assert_eq!(page.total, 1, "{filter}");
+        let sql = store.list_sql(&a.connection_id, *kind, &query).unwrap();
+        for (what, stmt) in [("count", &sql.count), ("page", &sql.page)] {
+            for (mode, plan) in plans(&mut conn, stmt).await {
+                println!("--- {filter} ({what}, {mode} plan)\n{plan}");
+                if plan.contains("Seq Scan on resources") || plan.contains("Seq Scan on resource_emails") {
+                    failures.push(format!("{filter} ({what}, {mode} plan): sequential scan\n{plan}"));
+                } else if !plan.contains(index) {
+                    failures.push(format!("{filter} ({what}, {mode} plan): does not use {index}\n{plan}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
