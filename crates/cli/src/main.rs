@@ -444,7 +444,7 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
         }),
     };
     let scim = Scim::new(store, registry, config);
-    tracing::info!(listen = %local, public_url = %public_url, database = %s.database, "rollcall serving");
+    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     println!("Listening on http://{local}");
     rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())
         .await

@@ -153,8 +153,9 @@ enum Scope<'a> {
     /// One element of a multi-valued attribute (or the value of a complex attribute): `expr` is its
     /// JSON, `parent` the attribute.
     Element { expr: String, parent: &'a AttributeDef },
-    /// One member row of a group: `u` is the member's resource row.
-    Member,
+    /// One membership row `m` of the resource: for a group, a member `u` (`members[...]`); for a
+    /// user, a group `u` the user is in (`groups[...]`).
+    Related { user_side: bool },
 }
 
 /// Compiles `filter` (already validated against the registry) into a boolean SQL expression.
@@ -188,7 +189,7 @@ pub fn compile_member_filter(
         kind: ResourceKind::Group,
         depth: 0,
     };
-    c.filter(b, filter, &Scope::Member)
+    c.filter(b, filter, &Scope::Related { user_side: false })
 }
 
 struct Compiler<'a> {
@@ -210,6 +211,8 @@ enum Lhs<'a> {
     /// Any of the elements yielded by `from` (a FROM item), each compared through `expr`.
     Any {
         from: String,
+        /// Ties the FROM item to the row `r` ([`EMAILS`] means: use the indexed `IN` form).
+        correlate: String,
         expr: String,
         leaf: &'a AttributeDef,
         folded: bool,
@@ -267,13 +270,14 @@ impl<'a> Compiler<'a> {
                 })?;
                 Ok((sub, None, None))
             }
-            Scope::Member => {
-                let members = self
+            Scope::Related { user_side } => {
+                let name = if *user_side { "groups" } else { "members" };
+                let related = self
                     .registry
-                    .find_attribute(self.rt, None, "members")
-                    .ok_or_else(|| ScimError::invalid_filter("members cannot be searched here"))?;
-                let sub = members.attr.sub_attribute(&path.attr).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("\"{}\" is not a sub-attribute of \"members\"", path.attr))
+                    .find_attribute(self.rt, None, name)
+                    .ok_or_else(|| ScimError::invalid_filter(format!("{name} cannot be searched here")))?;
+                let sub = related.attr.sub_attribute(&path.attr).ok_or_else(|| {
+                    ScimError::invalid_filter(format!("\"{}\" is not a sub-attribute of \"{name}\"", path.attr))
                 })?;
                 Ok((sub, None, None))
             }
@@ -292,22 +296,12 @@ impl<'a> Compiler<'a> {
                     micros: false,
                 });
             }
-            Scope::Member => {
-                let expr = match attr.name.as_str() {
-                    "value" => "u.id",
-                    "display" => "u.display_name_ci",
-                    "type" => "u.kind",
-                    _ => {
-                        return Err(ScimError::invalid_filter(format!(
-                            "members cannot be filtered by \"{}\"",
-                            attr.name
-                        )));
-                    }
-                };
+            Scope::Related { user_side } => {
+                let (expr, folded) = related_column(&attr.name, *user_side)?;
                 return Ok(Lhs::Scalar {
                     expr: expr.to_string(),
                     leaf,
-                    folded: attr.name == "display",
+                    folded,
                     micros: false,
                 });
             }
@@ -323,6 +317,7 @@ impl<'a> Compiler<'a> {
                 ("active", None, ResourceKind::User) => Some(("r.active", false, false)),
                 ("meta", Some("created"), _) => Some(("r.created_us", false, true)),
                 ("meta", Some("lastModified"), _) => Some(("r.modified_us", false, true)),
+                ("meta", Some("resourceType"), _) => Some(("r.kind", false, false)),
                 _ => None,
             };
             if let Some((expr, folded, micros)) = col {
@@ -336,28 +331,27 @@ impl<'a> Compiler<'a> {
             if self.kind == ResourceKind::User && attr.name == "emails" && sub.is_none_or(|s| s.name == "value") {
                 return Ok(Lhs::Any {
                     from: "resource_emails x".into(),
+                    correlate: EMAILS.into(),
                     expr: "x.value_ci".into(),
                     leaf: attr.sub_attribute("value").unwrap_or(leaf),
                     folded: true,
                 });
             }
-            if self.kind == ResourceKind::Group && attr.name == "members" {
-                let member_leaf = sub.unwrap_or(attr.sub_attribute("value").unwrap_or(leaf));
-                let expr = match member_leaf.name.as_str() {
-                    "value" => "u.id",
-                    "display" => "u.display_name_ci",
-                    "type" => "u.kind",
-                    other => {
-                        return Err(ScimError::invalid_filter(format!(
-                            "members cannot be filtered by \"{other}\""
-                        )));
-                    }
-                };
+            let related = match (self.kind, attr.name.as_str()) {
+                (ResourceKind::Group, "members") => Some(false),
+                (ResourceKind::User, "groups") => Some(true),
+                _ => None,
+            };
+            if let Some(user_side) = related {
+                let leaf = sub.unwrap_or(attr.sub_attribute("value").unwrap_or(leaf));
+                let (expr, folded) = related_column(&leaf.name, user_side)?;
+                let (from, correlate) = related_from(user_side);
                 return Ok(Lhs::Any {
-                    from: "group_members m JOIN resources u ON u.pk = m.member_pk".into(),
+                    from: from.into(),
+                    correlate: correlate.into(),
                     expr: expr.into(),
-                    leaf: member_leaf,
-                    folded: member_leaf.name == "display",
+                    leaf,
+                    folded,
                 });
             }
             if attr.name == "meta" {
@@ -389,6 +383,7 @@ impl<'a> Compiler<'a> {
             };
             return Ok(Lhs::Any {
                 from,
+                correlate: "1 = 1".into(),
                 expr,
                 leaf,
                 folded: true,
@@ -416,25 +411,25 @@ impl<'a> Compiler<'a> {
             } => scalar_compare(b, &expr, leaf, folded, micros, op, value),
             Lhs::Any {
                 from,
+                correlate,
                 expr,
                 leaf,
                 folded,
             } => {
-                let correlate = if from.starts_with("resource_emails") {
-                    "x.resource_pk = r.pk"
-                } else if from.starts_with("group_members") {
-                    "m.group_pk = r.pk"
-                } else {
-                    "1 = 1"
-                };
                 // `ne` on a multi-valued attribute: no element equals the value.
-                if op == CompareOp::Ne && value.is_some_and(|v| *v != CompValue::Null) {
-                    b.push(&format!("NOT EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
-                    scalar_compare(b, &expr, leaf, folded, false, CompareOp::Eq, value)?;
-                    b.push(")");
-                    return Ok(());
+                let (negate, op) = if op == CompareOp::Ne && value.is_some_and(|v| *v != CompValue::Null) {
+                    (true, CompareOp::Eq)
+                } else {
+                    (false, op)
+                };
+                if correlate == EMAILS {
+                    // Uncorrelated, so the e-mail index drives the lookup.
+                    let not = if negate { "NOT " } else { "" };
+                    b.push(&format!("r.pk {not}IN (SELECT x.resource_pk FROM {from} WHERE "));
+                } else {
+                    let not = if negate { "NOT " } else { "" };
+                    b.push(&format!("{not}EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
                 }
-                b.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
                 scalar_compare(b, &expr, leaf, folded, false, op, value)?;
                 b.push(")");
                 Ok(())
@@ -456,9 +451,14 @@ impl<'a> Compiler<'a> {
                 "\"{path}\" is not a complex attribute"
             )));
         }
-        if self.kind == ResourceKind::Group && r.attr.name == "members" && r.extension_urn().is_none() {
-            b.push("EXISTS (SELECT 1 FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk AND ");
-            self.filter(b, inner, &Scope::Member)?;
+        let related = match (self.kind, r.attr.name.as_str(), r.extension_urn()) {
+            (ResourceKind::Group, "members", None) | (ResourceKind::User, "groups", None) => true,
+            _ => false,
+        };
+        if related {
+            let (from, correlate) = related_from(self.kind == ResourceKind::User);
+            b.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
+            self.filter(b, inner, &Scope::Related { user_side: self.kind == ResourceKind::User })?;
             b.push(")");
             return Ok(());
         }
@@ -507,6 +507,39 @@ impl<'a> Compiler<'a> {
         }
         Ok(())
     }
+}
+
+/// Marks the e-mail side table in [`Lhs::Any`].
+const EMAILS: &str = "emails";
+
+/// The membership rows of the resource `r` and the related resource `u`: a group's members, or
+/// (`user_side`) the live groups a user is in.
+fn related_from(user_side: bool) -> (&'static str, &'static str) {
+    if user_side {
+        (
+            "group_members m JOIN resources u ON u.pk = m.group_pk",
+            "m.member_pk = r.pk AND u.deleted_us IS NULL",
+        )
+    } else {
+        ("group_members m JOIN resources u ON u.pk = m.member_pk", "m.group_pk = r.pk")
+    }
+}
+
+/// The column a sub-attribute of `members` / `groups` compares with, and whether it is folded.
+fn related_column(sub: &str, user_side: bool) -> ScimResult<(&'static str, bool)> {
+    Ok(match (sub, user_side) {
+        ("value", _) => ("u.id", false),
+        ("type", false) => ("u.kind", false),
+        // The related resource's own displayName (folded), for both directions.
+        ("display", _) => ("u.display_name_ci", true),
+        ("type", true) => ("'direct'", false),
+        (other, _) => {
+            return Err(ScimError::invalid_filter(format!(
+                "{} cannot be filtered by \"{other}\"",
+                if user_side { "groups" } else { "members" }
+            )));
+        }
+    })
 }
 
 /// Parses an RFC 3339 literal to microseconds since the epoch.

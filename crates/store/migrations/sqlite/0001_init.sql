@@ -51,7 +51,7 @@ CREATE TABLE resource_emails (
     connection_id  TEXT NOT NULL,
     value_ci       TEXT NOT NULL
 );
-CREATE INDEX resource_emails_value ON resource_emails (connection_id, value_ci);
+CREATE INDEX resource_emails_value ON resource_emails (value_ci, resource_pk);
 CREATE INDEX resource_emails_resource ON resource_emails (resource_pk);
 
 -- Group membership as rows: adding or removing one member never rewrites the group.
