@@ -853,11 +853,15 @@ impl Store for SqliteStore {
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
         let rt = self.rt(kind);
         let mut where_ = SqlBuilder::new(Dialect::Sqlite);
+        // The kind is written as a literal, not bound: only then can SQLite see that the partial
+        // indexes (`WHERE kind = 'User' AND deleted_us IS NULL`) apply.
         where_
             .push("r.connection_id = ")
             .text(connection_id)
-            .push(" AND r.kind = ")
-            .text(kind.as_str())
+            .push(match kind {
+                ResourceKind::User => " AND r.kind = 'User'",
+                ResourceKind::Group => " AND r.kind = 'Group'",
+            })
             .push(" AND r.deleted_us IS NULL");
         if let Some(f) = &query.filter {
             where_.push(" AND (");
