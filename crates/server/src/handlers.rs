@@ -326,7 +326,9 @@ pub async fn search_root(
         }
     }
     if kinds.is_empty() {
-        return Err(first_error.unwrap_or_else(|| ScimError::invalid_filter("invalid filter")).into());
+        return Err(first_error
+            .unwrap_or_else(|| ScimError::invalid_filter("invalid filter"))
+            .into());
     }
     for kind in kinds {
         let mut p = params.clone();

@@ -16,7 +16,9 @@ pub struct ConnectionRateLimiter {
 impl ConnectionRateLimiter {
     /// `per_second` sustained requests with bursts of `burst`.
     pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
-        let limiter = Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)));
+        let limiter = Arc::new(DefaultKeyedRateLimiter::keyed(
+            Quota::per_second(per_second).allow_burst(burst),
+        ));
         // Forget idle connections now and then so the map does not grow without bound.
         let weak = Arc::downgrade(&limiter);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -65,7 +65,9 @@ impl Scim {
             .rate_limit
             .map(|(per_second, burst)| crate::ratelimit::ConnectionRateLimiter::new(per_second, burst));
         let identity = |kind: ResourceKind| {
-            let rt = registry.resource_type(kind.as_str()).expect("standard resource types are registered");
+            let rt = registry
+                .resource_type(kind.as_str())
+                .expect("standard resource types are registered");
             registry
                 .schema(&rt.schema)
                 .into_iter()
@@ -73,7 +75,10 @@ impl Scim {
                 .flat_map(|s| s.attributes.iter())
                 .all(|a| {
                     a.mutability == rollcall_scim::schema::Mutability::WriteOnly
-                        || !matches!(a.returned, rollcall_scim::schema::Returned::Never | rollcall_scim::schema::Returned::Request)
+                        || !matches!(
+                            a.returned,
+                            rollcall_scim::schema::Returned::Never | rollcall_scim::schema::Returned::Request
+                        )
                 })
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];

@@ -451,14 +451,20 @@ impl<'a> Compiler<'a> {
                 "\"{path}\" is not a complex attribute"
             )));
         }
-        let related = match (self.kind, r.attr.name.as_str(), r.extension_urn()) {
-            (ResourceKind::Group, "members", None) | (ResourceKind::User, "groups", None) => true,
-            _ => false,
-        };
+        let related = matches!(
+            (self.kind, r.attr.name.as_str(), r.extension_urn()),
+            (ResourceKind::Group, "members", None) | (ResourceKind::User, "groups", None)
+        );
         if related {
             let (from, correlate) = related_from(self.kind == ResourceKind::User);
             b.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
-            self.filter(b, inner, &Scope::Related { user_side: self.kind == ResourceKind::User })?;
+            self.filter(
+                b,
+                inner,
+                &Scope::Related {
+                    user_side: self.kind == ResourceKind::User,
+                },
+            )?;
             b.push(")");
             return Ok(());
         }
@@ -521,7 +527,10 @@ fn related_from(user_side: bool) -> (&'static str, &'static str) {
             "m.member_pk = r.pk AND u.deleted_us IS NULL",
         )
     } else {
-        ("group_members m JOIN resources u ON u.pk = m.member_pk", "m.group_pk = r.pk")
+        (
+            "group_members m JOIN resources u ON u.pk = m.member_pk",
+            "m.group_pk = r.pk",
+        )
     }
 }
 

@@ -158,7 +158,8 @@ fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResourc
 
 /// Reads `[[id, kind, display], ...]` as built by `json_group_array` in `get_resource`.
 fn parse_related(text: Option<&str>) -> Vec<MemberView> {
-    let items: Vec<(String, String, Option<String>)> = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let items: Vec<(String, String, Option<String>)> =
+        text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
     items
         .into_iter()
         .map(|(id, kind, display)| MemberView {
@@ -908,7 +909,11 @@ impl Store for SqliteStore {
             Paging::Index { .. } => offset == 0 && (rows.len() as i64) < limit,
             Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
         };
-        let total = if first_page_complete { rows.len() as i64 } else { count_all().await? };
+        let total = if first_page_complete {
+            rows.len() as i64
+        } else {
+            count_all().await?
+        };
         let mut rows = rows;
         let mut next_after_pk = None;
         if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
@@ -916,7 +921,11 @@ impl Store for SqliteStore {
             next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
         }
         let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
-        let mut related = if query.with_members { self.related_many(&pks, kind).await? } else { HashMap::new() };
+        let mut related = if query.with_members {
+            self.related_many(&pks, kind).await?
+        } else {
+            HashMap::new()
+        };
         let mut resources = Vec::with_capacity(rows.len());
         for (row, pk) in rows.iter().zip(&pks) {
             let mut r = resource_of(row, kind)?;
