@@ -8,6 +8,7 @@ use rollcall_scim::resource::{prepare, strip_write_only};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rollcall_scim::sort::SortOrder;
 use rollcall_scim::{ScimError, ScimResult};
+use rollcall_store::index::IndexFields;
 use rollcall_store::{ListQuery, Page, Paging, ResourceKind, Sort, Store, StoredResource, WriteContext};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -314,9 +315,11 @@ impl Scim {
             Vec::new()
         };
         strip_write_only(&self.registry, rt, &mut doc);
+        let doc = Value::Object(doc);
+        IndexFields::of(kind, &doc).check_lengths()?;
         let mut res = self
             .store
-            .create_resource(ctx, kind, Value::Object(doc), members.clone())
+            .create_resource(ctx, kind, doc, members.clone())
             .await?;
         if kind == ResourceKind::Group {
             res = self
@@ -362,6 +365,7 @@ impl Scim {
             };
             strip_write_only(&registry, rt, &mut new);
             *doc = Value::Object(new);
+            IndexFields::of(kind, doc).check_lengths()?;
             Ok(changes)
         });
         self.store
@@ -386,6 +390,7 @@ impl Scim {
             if let Value::Object(m) = doc {
                 strip_write_only(&registry, rt, m);
             }
+            IndexFields::of(kind, doc).check_lengths()?;
             Ok(outcome.members)
         });
         self.store

@@ -38,7 +38,6 @@ fn by_user_name(user_name: &str) -> String {
     format!("/Users?{}", filter(&format!("userName eq \"{user_name}\"")))
 }
 
-#[tokio::test]
 async fn entra_user_lifecycle() {
     let (_srv, c) = entra().await;
 
@@ -245,7 +244,6 @@ async fn entra_user_lifecycle() {
     assert_eq!(c.get(&by_user_name(new_name)).await.expect(200).ids(), vec![id(&again)]);
 }
 
-#[tokio::test]
 async fn entra_group_lifecycle() {
     let (_srv, c) = entra().await;
     let u1 = id(&c.create_user(&entra_user("u1@testuser.com", "ext-1")).await);
@@ -358,3 +356,5 @@ async fn entra_group_lifecycle() {
     assert_eq!(c.total("/Groups").await, 0);
     assert_eq!(group_ids(&c.fetch(&format!("/Users/{u2}")).await), Vec::<String>::new());
 }
+
+backend_tests!(entra_user_lifecycle, entra_group_lifecycle);

@@ -41,7 +41,6 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
-#[tokio::test]
 async fn okta_user_lifecycle() {
     let (_srv, c) = okta().await;
 
@@ -166,7 +165,6 @@ async fn okta_user_lifecycle() {
     assert_eq!(r.ids(), vec![uid]);
 }
 
-#[tokio::test]
 async fn okta_group_push() {
     let (_srv, c) = okta().await;
     let alice = id(&c.create_user(&okta_user("alice@okta.local")).await);
@@ -329,3 +327,5 @@ async fn okta_group_push() {
     // The users remain.
     assert_eq!(c.total("/Users").await, 3);
 }
+
+backend_tests!(okta_user_lifecycle, okta_group_push);

@@ -57,7 +57,6 @@ fn sorted_names(r: &Resp) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Lists and filters
 
-#[tokio::test]
 async fn list_response_shape() {
     let (_srv, c) = server().await;
     let r = c.get("/Users").await.expect(200);
@@ -80,7 +79,6 @@ async fn list_response_shape() {
     assert_eq!(r.body["totalResults"], 0);
 }
 
-#[tokio::test]
 async fn filters() {
     let (_srv, c) = server().await;
     people(&c).await;
@@ -136,7 +134,6 @@ async fn filters() {
     }
 }
 
-#[tokio::test]
 async fn plus_in_query_strings_is_a_space() {
     let (_srv, c) = server().await;
     people(&c).await;
@@ -159,7 +156,6 @@ async fn plus_in_query_strings_is_a_space() {
     assert_eq!(user_names(&r), vec!["bob"]);
 }
 
-#[tokio::test]
 async fn group_filters() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -196,7 +192,6 @@ async fn group_filters() {
 // ---------------------------------------------------------------------------------------------
 // Sorting and paging
 
-#[tokio::test]
 async fn sorting() {
     let (_srv, c) = server().await;
     people(&c).await;
@@ -240,7 +235,6 @@ async fn sorting() {
     assert_eq!(names, vec!["c-team", "b-team", "A-team"]);
 }
 
-#[tokio::test]
 async fn index_paging_and_limits() {
     let srv = TestServer::start_with(Setup {
         config: ScimConfig {
@@ -312,7 +306,6 @@ async fn index_paging_and_limits() {
     assert_eq!(r.resources().len(), 5);
 }
 
-#[tokio::test]
 async fn cursor_paging_walks_every_user_once_under_concurrent_changes() {
     let (_srv, c) = server().await;
     let mut ids = Vec::new();
@@ -373,7 +366,6 @@ async fn cursor_paging_walks_every_user_once_under_concurrent_changes() {
     }
 }
 
-#[tokio::test]
 async fn cursor_paging_with_a_filter() {
     let (_srv, c) = server().await;
     for i in 0..7 {
@@ -430,7 +422,6 @@ async fn cursor_paging_with_a_filter() {
 // ---------------------------------------------------------------------------------------------
 // Resource round trips, ETags and meta
 
-#[tokio::test]
 async fn create_location_and_meta() {
     let (srv, c) = server().await;
     let r = c
@@ -468,7 +459,6 @@ async fn create_location_and_meta() {
     assert_eq!(r.header("etag"), r.body["meta"]["version"].as_str());
 }
 
-#[tokio::test]
 async fn json_content_types_are_accepted() {
     let (_srv, c) = server().await;
     for (i, ct) in [
@@ -491,7 +481,6 @@ async fn json_content_types_are_accepted() {
     }
 }
 
-#[tokio::test]
 async fn etags_and_conditional_requests() {
     let (_srv, c) = server().await;
     let user = c.user("etag").await;
@@ -578,7 +567,6 @@ async fn etags_and_conditional_requests() {
     c.get(&path).await.expect_error(404, None);
 }
 
-#[tokio::test]
 async fn put_replaces_and_ignores_read_only_input() {
     let (_srv, c) = server().await;
     let u = c
@@ -604,7 +592,6 @@ async fn put_replaces_and_ignores_read_only_input() {
     assert_eq!(without_meta(&got), without_meta(&r.body));
 }
 
-#[tokio::test]
 async fn user_groups_are_derived_and_read_only() {
     let (_srv, c) = server().await;
     let u = c
@@ -663,7 +650,6 @@ async fn user_groups_are_derived_and_read_only() {
     assert_eq!(group_ids(&user), Vec::<String>::new());
 }
 
-#[tokio::test]
 async fn soft_delete_and_recreate() {
     let (_srv, c) = server().await;
     let u = c.user("phoenix").await;
@@ -702,7 +688,6 @@ async fn soft_delete_and_recreate() {
 // ---------------------------------------------------------------------------------------------
 // Projection
 
-#[tokio::test]
 async fn attributes_and_excluded_attributes() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -799,7 +784,6 @@ async fn attributes_and_excluded_attributes() {
 // ---------------------------------------------------------------------------------------------
 // Searches
 
-#[tokio::test]
 async fn searches() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -871,7 +855,6 @@ async fn searches() {
     c.get("/.search").await.expect_error(405, None);
 }
 
-#[tokio::test]
 async fn root_search_with_an_attribute_of_one_type() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -887,7 +870,6 @@ async fn root_search_with_an_attribute_of_one_type() {
     assert_eq!(r.body["totalResults"], 1);
 }
 
-#[tokio::test]
 async fn filter_on_meta_resource_type() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -907,7 +889,6 @@ async fn filter_on_meta_resource_type() {
     assert_eq!(r.ids(), vec![id(&g)]);
 }
 
-#[tokio::test]
 async fn filter_users_by_group() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -933,7 +914,6 @@ async fn filter_users_by_group() {
 // ---------------------------------------------------------------------------------------------
 // Bulk
 
-#[tokio::test]
 async fn bulk_with_bulk_id_references() {
     let (srv, c) = server().await;
     let base = srv.base_url(srv.conn());
@@ -1024,7 +1004,6 @@ async fn bulk_with_bulk_id_references() {
     assert_eq!(r.body["Operations"][0]["status"], "412", "{}", r.text);
 }
 
-#[tokio::test]
 async fn bulk_id_reference_in_path() {
     let (_srv, c) = server().await;
     let r = c
@@ -1047,7 +1026,6 @@ async fn bulk_id_reference_in_path() {
     assert_eq!(ops[2]["location"], ops[1]["location"]);
 }
 
-#[tokio::test]
 async fn bulk_fail_on_errors() {
     let (_srv, c) = server().await;
     c.user("taken").await;
@@ -1090,7 +1068,6 @@ async fn bulk_fail_on_errors() {
     assert_eq!(ops[3]["response"]["status"], "404");
 }
 
-#[tokio::test]
 async fn bulk_limits() {
     let srv = TestServer::start_with(Setup {
         config: ScimConfig {
@@ -1126,7 +1103,6 @@ async fn bulk_limits() {
 // ---------------------------------------------------------------------------------------------
 // Discovery
 
-#[tokio::test]
 async fn service_provider_config() {
     let (srv, c) = server().await;
     let r = c.get("/ServiceProviderConfig").await.expect(200);
@@ -1153,7 +1129,6 @@ async fn service_provider_config() {
     assert_eq!(spc["pagination"]["cursor"], true);
 }
 
-#[tokio::test]
 async fn resource_types_and_schemas() {
     let (srv, c) = server().await;
     let base = srv.base_url(srv.conn());
@@ -1203,7 +1178,6 @@ async fn resource_types_and_schemas() {
 // ---------------------------------------------------------------------------------------------
 // Errors on endpoints and methods
 
-#[tokio::test]
 async fn me_is_not_implemented() {
     let (_srv, c) = server().await;
     for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
@@ -1217,7 +1191,6 @@ async fn me_is_not_implemented() {
     r.expect_error(401, None);
 }
 
-#[tokio::test]
 async fn methods_not_allowed() {
     let (_srv, c) = server().await;
     let u = c.user("x").await;
@@ -1251,7 +1224,6 @@ async fn methods_not_allowed() {
     assert_eq!(c.fetch(&format!("/Users/{uid}")).await, u);
 }
 
-#[tokio::test]
 async fn unknown_endpoints_are_404_with_scim_bodies() {
     let (srv, c) = server().await;
     for path in [
@@ -1280,7 +1252,6 @@ async fn unknown_endpoints_are_404_with_scim_bodies() {
     anon.get(&format!("{}/readyz", srv.base)).await.expect(200);
 }
 
-#[tokio::test]
 async fn request_ids_are_echoed() {
     let (_srv, c) = server().await;
     let r = c.get_with("/Users", &[("X-Request-Id", "trace-123")]).await.expect(200);
@@ -1292,7 +1263,6 @@ async fn request_ids_are_echoed() {
 // ---------------------------------------------------------------------------------------------
 // Concurrent writers
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_user_name_make_one_user() {
     let (_srv, c) = server().await;
     let names = ["racer", "RACER", "Racer", "racer", "rAcEr", "racer"];
@@ -1310,7 +1280,6 @@ async fn concurrent_creates_of_one_user_name_make_one_user() {
     assert_eq!(c.total("/Users").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_member_adds_are_all_kept() {
     let (_srv, c) = server().await;
     let mut users = Vec::new();
@@ -1335,7 +1304,6 @@ async fn concurrent_member_adds_are_all_kept() {
     assert_eq!(member_ids(&got), want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_conditional_writes_let_one_win() {
     let (_srv, c) = server().await;
     let u = c.user("contended").await;
@@ -1365,3 +1333,39 @@ async fn concurrent_conditional_writes_let_one_win() {
     let got = c.fetch(&path).await;
     assert_eq!(got["title"], ok[0].body["title"]);
 }
+
+backend_tests!(
+    list_response_shape,
+    filters,
+    plus_in_query_strings_is_a_space,
+    group_filters,
+    sorting,
+    index_paging_and_limits,
+    cursor_paging_walks_every_user_once_under_concurrent_changes,
+    cursor_paging_with_a_filter,
+    create_location_and_meta,
+    json_content_types_are_accepted,
+    etags_and_conditional_requests,
+    put_replaces_and_ignores_read_only_input,
+    user_groups_are_derived_and_read_only,
+    soft_delete_and_recreate,
+    attributes_and_excluded_attributes,
+    searches,
+    root_search_with_an_attribute_of_one_type,
+    filter_on_meta_resource_type,
+    filter_users_by_group,
+    bulk_with_bulk_id_references,
+    bulk_id_reference_in_path,
+    bulk_fail_on_errors,
+    bulk_limits,
+    service_provider_config,
+    resource_types_and_schemas,
+    me_is_not_implemented,
+    methods_not_allowed,
+    unknown_endpoints_are_404_with_scim_bodies,
+    request_ids_are_echoed;
+    multi_thread:
+    concurrent_creates_of_one_user_name_make_one_user,
+    concurrent_member_adds_are_all_kept,
+    concurrent_conditional_writes_let_one_win,
+);

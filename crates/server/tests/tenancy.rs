@@ -25,7 +25,6 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
-#[tokio::test]
 async fn harness_creates_separate_connections() {
     let srv = three().await;
     assert_eq!(srv.conns[0].org_id, srv.conns[1].org_id);
@@ -34,7 +33,6 @@ async fn harness_creates_separate_connections() {
     assert_ne!(srv.token(&srv.conns[0]), srv.token(&srv.conns[1]));
 }
 
-#[tokio::test]
 async fn a_token_only_works_at_its_own_base_url() {
     let srv = three().await;
     let (a, b, c) = (&srv.conns[0], &srv.conns[1], &srv.conns[2]);
@@ -74,7 +72,6 @@ async fn a_token_only_works_at_its_own_base_url() {
     assert_eq!(srv.client_for(c).total("/Users").await, 0);
 }
 
-#[tokio::test]
 async fn missing_malformed_and_unknown_credentials_are_401() {
     let srv = three().await;
     let a = &srv.conns[0];
@@ -116,7 +113,6 @@ async fn missing_malformed_and_unknown_credentials_are_401() {
     );
 }
 
-#[tokio::test]
 async fn resources_of_another_connection_are_not_found() {
     let srv = three().await;
     for other in [1usize, 2] {
@@ -178,7 +174,6 @@ async fn resources_of_another_connection_are_not_found() {
     }
 }
 
-#[tokio::test]
 async fn lists_and_searches_never_show_another_connections_data() {
     let srv = three().await;
     let a = srv.client_for(&srv.conns[0]);
@@ -267,7 +262,6 @@ async fn lists_and_searches_never_show_another_connections_data() {
     );
 }
 
-#[tokio::test]
 async fn members_from_another_connection_are_rejected() {
     let srv = three().await;
     for other in [1usize, 2] {
@@ -326,7 +320,6 @@ async fn members_from_another_connection_are_rejected() {
     }
 }
 
-#[tokio::test]
 async fn the_same_names_may_exist_in_every_connection() {
     let srv = three().await;
     let mut ids = Vec::new();
@@ -380,3 +373,13 @@ impl Conflict for Client {
             .expect_error(409, Some("uniqueness"));
     }
 }
+
+backend_tests!(
+    harness_creates_separate_connections,
+    a_token_only_works_at_its_own_base_url,
+    missing_malformed_and_unknown_credentials_are_401,
+    resources_of_another_connection_are_not_found,
+    lists_and_searches_never_show_another_connections_data,
+    members_from_another_connection_are_rejected,
+    the_same_names_may_exist_in_every_connection,
+);

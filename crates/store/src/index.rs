@@ -10,6 +10,11 @@ pub fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// The longest value, in UTF-8 bytes, of an indexed attribute (`userName`, `externalId`,
+/// `displayName`, `emails.value`). B-tree index entries are bounded (PostgreSQL refuses rows over
+/// about 2.7 kB), so longer values are refused up front with a clear error on every backend.
+pub const MAX_INDEXED_BYTES: usize = 1024;
+
 /// The indexed columns of a resource.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexFields {
@@ -23,6 +28,27 @@ pub struct IndexFields {
 }
 
 impl IndexFields {
+    /// Refuses indexed values longer than [`MAX_INDEXED_BYTES`] with 400 `invalidValue`.
+    pub fn check_lengths(&self) -> Result<(), rollcall_scim::ScimError> {
+        let fields = [
+            ("userName", self.user_name_ci.as_deref()),
+            ("externalId", self.external_id.as_deref()),
+            ("displayName", self.display_name.as_deref()),
+        ];
+        let emails = self.emails_ci.iter().map(|e| ("emails.value", Some(e.as_str())));
+        for (name, value) in fields.into_iter().chain(emails) {
+            if let Some(v) = value
+                && v.len() > MAX_INDEXED_BYTES
+            {
+                return Err(rollcall_scim::ScimError::invalid_value(format!(
+                    "{name} is {} bytes long; the longest accepted is {MAX_INDEXED_BYTES}",
+                    v.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn of(kind: ResourceKind, doc: &Value) -> IndexFields {
         let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
         let display_name = s("displayName");

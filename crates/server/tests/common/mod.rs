@@ -1,6 +1,10 @@
 //! Test harness: runs the real Rollcall HTTP application on a loopback socket, backed by a fresh
 //! database, and talks to it with reqwest the way an identity provider would.
 //!
+//! Every test runs on SQLite (a temporary file) and, when `ROLLCALL_TEST_DATABASE_URL` (or
+//! `DATABASE_URL`) names a PostgreSQL server, on PostgreSQL too, in a database of its own: test files
+//! write each test as a plain `async fn` and declare them with [`backend_tests!`].
+//!
 //! Every test file includes this module with `mod common;`, so not every helper is used by every
 //! file.
 #![allow(dead_code)]
@@ -10,9 +14,11 @@ use reqwest::{Method, StatusCode};
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::service::{Scim, ScimConfig};
 use rollcall_server::tokens;
+use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{Connection, IdpKind, NewConnection, Store};
 use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -27,28 +33,184 @@ pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkReques
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 pub const SCIM_JSON: &str = "application/scim+json";
 
-/// Environment variable naming another database to run against (PostgreSQL, once it exists).
-pub const DATABASE_URL_ENV: &str = "ROLLCALL_TEST_DATABASE_URL";
+/// Environment variables naming a PostgreSQL server to run the tests against as well (the first one
+/// holding a `postgres://` URL wins). The URL is an admin URL: every test creates a database of its
+/// own from it and drops it afterwards.
+pub const DATABASE_URL_ENVS: [&str; 2] = ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"];
 
-/// Opens the store the tests run against: by default a fresh SQLite file in `dir`.
-///
-/// This is the one place that picks a backend. When a PostgreSQL store exists, a
-/// `ROLLCALL_TEST_DATABASE_URL=postgres://...` branch goes here (creating a fresh schema per test).
-pub async fn open_store(dir: &std::path::Path, registry: Arc<SchemaRegistry>) -> Arc<dyn Store> {
-    match std::env::var(DATABASE_URL_ENV) {
-        Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            panic!("{DATABASE_URL_ENV}={url}: the PostgreSQL store does not exist yet")
-        }
-        Ok(url) if !url.is_empty() && !url.starts_with("sqlite:") => {
-            panic!("{DATABASE_URL_ENV}={url}: unsupported database URL")
-        }
-        _ => {}
+/// The backend a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the running test, set by [`run_on`].
+    static BACKEND: Backend;
+}
+
+/// The PostgreSQL admin URL from the environment, if any.
+pub fn pg_admin_url() -> Option<String> {
+    if let Ok(url) = std::env::var(DATABASE_URL_ENVS[0])
+        && !url.is_empty()
+        && !url.starts_with("sqlite:")
+        && !is_postgres(&url)
+    {
+        panic!("{}={url}: unsupported database URL", DATABASE_URL_ENVS[0]);
     }
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = SqliteStore::open(&url, registry)
+    DATABASE_URL_ENVS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| is_postgres(u))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Runs one test body against `backend`. Without a PostgreSQL URL the PostgreSQL run prints a note
+/// and passes.
+pub async fn run_on<F: Future<Output = ()>>(backend: Backend, name: &str, test: impl FnOnce() -> F) {
+    if backend == Backend::Postgres && pg_admin_url().is_none() {
+        eprintln!(
+            "skipped postgres::{name}: set {} (or {}) to a postgres:// URL",
+            DATABASE_URL_ENVS[0], DATABASE_URL_ENVS[1]
+        );
+        return;
+    }
+    BACKEND.scope(backend, test()).await
+}
+
+/// Declares test bodies (`async fn NAME()`, defined in the same file) as tests, once per backend:
+/// `sqlite::NAME` and `postgres::NAME`. Tests listed under `multi_thread` run on a two-worker
+/// runtime, the others on the default current-thread runtime.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)? $(; multi_thread: $($mt:ident),* $(,)?)?) => {
+        backend_tests!(@mod sqlite, Sqlite; $($name),*; $($($mt),*)?);
+        backend_tests!(@mod postgres, Postgres; $($name),*; $($($mt),*)?);
+    };
+    (@mod $module:ident, $backend:ident; $($name:ident),*; $($mt:ident),*) => {
+        mod $module {
+            use $crate::common::{Backend, run_on};
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    run_on(Backend::$backend, stringify!($name), super::$name).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $mt() {
+                    run_on(Backend::$backend, stringify!($mt), super::$mt).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// What a test's database leaves to clean up: the SQLite file's directory, or the PostgreSQL
+/// database (dropped, with its connections terminated, when the server is dropped, also while
+/// unwinding from a failed assertion).
+pub enum DbGuard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await {
+                            eprintln!("dropping test database {name}: {e}");
+                        }
+                        let _ = c.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Creates a fresh database from the admin URL; with ICU available, one whose default collation is
+/// not byte order, so that results cannot depend on the server's locale. Returns its URL and name.
+async fn create_pg_database(admin_url: &str) -> (String, String) {
+    let name = format!("rollcall_http_{}", uuid::Uuid::new_v4().simple());
+    let mut c = PgConnection::connect(admin_url)
         .await
-        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
-    Arc::new(store)
+        .unwrap_or_else(|e| panic!("connecting to the PostgreSQL admin URL: {e}"));
+    let icu = format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    );
+    if sqlx::query(AssertSqlSafe(icu)).execute(&mut c).await.is_err() {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+    }
+    let _ = c.close().await;
+    (with_database(admin_url, &name), name)
+}
+
+/// Opens a fresh store on `backend`, with the guard that cleans it up.
+pub async fn open_store(backend: Backend, registry: Arc<SchemaRegistry>) -> (Arc<dyn Store>, DbGuard) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let store = SqliteStore::open(&url, registry)
+                .await
+                .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+            (Arc::new(store), DbGuard::Sqlite(dir))
+        }
+        Backend::Postgres => {
+            let admin_url = pg_admin_url().expect("a PostgreSQL URL");
+            let (url, name) = create_pg_database(&admin_url).await;
+            // The guard exists before the store opens, so a failing open still drops the database.
+            let guard = DbGuard::Postgres { admin_url, name };
+            let store = PostgresStore::open(&url, registry, PgSettings::default())
+                .await
+                .unwrap_or_else(|e| panic!("opening the test database: {e}"));
+            (Arc::new(store), guard)
+        }
+    }
+}
+
+/// The backend of the running test; panics outside [`backend_tests!`].
+pub fn current_backend() -> Backend {
+    BACKEND
+        .try_with(|b| *b)
+        .expect("declare the test with backend_tests! so that it runs on a known backend")
 }
 
 /// A connection the harness created: its id, organization and bearer token.
@@ -82,9 +244,11 @@ pub struct TestServer {
     pub store: Arc<dyn Store>,
     pub conns: Vec<Conn>,
     pub config: ScimConfig,
+    pub backend: Backend,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    // Last field: dropped after the shutdown signal is sent.
+    _db: DbGuard,
 }
 
 impl TestServer {
@@ -103,9 +267,9 @@ impl TestServer {
     }
 
     pub async fn start_with(setup: Setup) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let backend = current_backend();
         let registry = Arc::new(SchemaRegistry::standard());
-        let store = open_store(dir.path(), registry.clone()).await;
+        let (store, db) = open_store(backend, registry.clone()).await;
 
         let mut orgs: Vec<(String, String)> = Vec::new();
         let mut conns = Vec::new();
@@ -154,9 +318,10 @@ impl TestServer {
             store,
             conns,
             config,
+            backend,
             http,
             shutdown: Some(tx),
-            _dir: dir,
+            _db: db,
         }
     }
 
