@@ -5,7 +5,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rollcall_scim::filter::FilterLimits;
 use rollcall_scim::schema::SchemaRegistry;
-use rollcall_server::service::{Scim, ScimConfig};
+use rollcall_server::admin::Admin;
+use rollcall_server::service::{Scim, ScimConfig, rfc3339};
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
@@ -51,6 +52,9 @@ enum Command {
     /// Manage SCIM connections.
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// Manage operator API keys for the management API (/api/v1).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
 }
 
 #[derive(clap::Args)]
@@ -117,6 +121,23 @@ enum ConnectionCommand {
     },
     /// Delete a connection with all its users and groups.
     Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print it (shown once).
+    Create {
+        /// What the key is for, to recognise it in lists.
+        #[arg(long)]
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API keys (prefixes only), revoked ones included.
+    List,
+    /// Revoke an API key; it stops working at once.
+    Revoke { id: String },
 }
 
 /// Settings from defaults, the TOML file and ROLLCALL_* variables, in that order.
@@ -294,10 +315,17 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     let registry = Arc::new(SchemaRegistry::standard());
     let store = open_store(&s, registry.clone()).await?;
     let default_public = format!("http://{}", s.listen);
+    let public_url = |flag: Option<String>| {
+        flag.or_else(|| s.public_url.clone())
+            .unwrap_or_else(|| default_public.clone())
+    };
+    // The command line shares the management API's operations (and validation).
+    let admin = |flag: Option<String>| Admin::new(store.clone(), Arc::default(), &public_url(flag));
+    let err = |e: rollcall_server::admin::AdminError| e.to_string();
     match cli.command {
         Command::Serve(_) => serve(s, store, registry).await,
         Command::Org(OrgCommand::Create { name, json }) => {
-            let org = store.create_organization(&name).await.map_err(|e| e.to_string())?;
+            let org = admin(None).create_organization(&name).await.map_err(err)?;
             if json {
                 println!("{}", serde_json::to_string(&org).unwrap_or_default());
             } else {
@@ -306,7 +334,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Org(OrgCommand::List) => {
-            for o in store.list_organizations().await.map_err(|e| e.to_string())? {
+            for o in admin(None).all_organizations().await.map_err(err)? {
                 println!("{}\t{}", o.id, o.name);
             }
             Ok(())
@@ -318,83 +346,94 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             public_url,
             json,
         }) => {
-            let org = store
-                .get_organization(&org)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no organization \"{org}\""))?;
+            let admin = admin(public_url);
+            let org = admin.find_organization(&org).await.map_err(err)?;
             let idp: IdpKind = idp.parse()?;
-            let token = tokens::issue();
-            let c = store
-                .create_connection(NewConnection {
-                    org_id: org.id.clone(),
-                    name: name.unwrap_or_else(|| format!("{idp} connection")),
-                    idp,
-                    token_hash: token.hash,
-                    token_prefix: token.display_prefix.clone(),
-                })
+            let issued = admin
+                .create_connection(&org.id, name.as_deref(), idp)
                 .await
-                .map_err(|e| e.to_string())?;
-            let base = scim_base(public_url.or(s.public_url).as_deref().unwrap_or(&default_public), &c.id);
+                .map_err(err)?;
+            let c = &issued.connection;
+            let base = admin.scim_base_url(&c.id);
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base, "token": token.secret})
+                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base, "token": issued.token})
                 );
             } else {
                 println!("SCIM connection {} created for {}.", c.id, org.name);
                 println!("SCIM base URL: {base}");
-                println!("Bearer token:  {}   (shown once; store it now)", token.secret);
+                println!("Bearer token:  {}   (shown once; store it now)", issued.token);
             }
             Ok(())
         }
         Command::Connection(ConnectionCommand::List { org }) => {
+            let admin = admin(None);
             let org_id = match org {
-                Some(o) => Some(
-                    store
-                        .get_organization(&o)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("no organization \"{o}\""))?
-                        .id,
-                ),
+                Some(o) => Some(admin.find_organization(&o).await.map_err(err)?.id),
                 None => None,
             };
-            for c in store
-                .list_connections(org_id.as_deref())
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                println!("{}\t{}\t{}\t{}\t{}…", c.id, c.org_id, c.idp, c.name, c.token_prefix);
+            for c in admin.list_connections(org_id.as_deref()).await.map_err(err)? {
+                let token = match (&c.token_prefix, &c.next_token_prefix) {
+                    (Some(t), Some(n)) => format!("{t}… (rotating to {n}…)"),
+                    (Some(t), None) => format!("{t}…"),
+                    (None, _) => "(no token)".to_string(),
+                };
+                println!("{}\t{}\t{}\t{}\t{}\t{token}", c.id, c.org_id, c.idp, c.status, c.name);
             }
             Ok(())
         }
         Command::Connection(ConnectionCommand::RotateToken { id, json }) => {
-            let token = tokens::issue();
-            if !store
-                .set_connection_token(&id, &token.hash, &token.display_prefix)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                return Err(format!("no connection \"{id}\""));
-            }
+            let issued = admin(None).replace_token(&id).await.map_err(err)?;
             if json {
-                println!("{}", serde_json::json!({"id": id, "token": token.secret}));
+                println!("{}", serde_json::json!({"id": id, "token": issued.token}));
             } else {
                 println!(
                     "New bearer token for {id}: {}   (shown once; the old token stops working within a second)",
-                    token.secret
+                    issued.token
                 );
             }
             Ok(())
         }
         Command::Connection(ConnectionCommand::Delete { id }) => {
-            if store.delete_connection(&id).await.map_err(|e| e.to_string())? {
-                println!("connection {id} deleted with its users and groups");
-                Ok(())
+            admin(None).delete_connection(&id).await.map_err(err)?;
+            println!("connection {id} deleted with its users and groups");
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Create { name, json }) => {
+            let issued = admin(None).create_api_key(&name).await.map_err(err)?;
+            let k = &issued.key;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": k.id, "name": k.name, "key_prefix": k.key_prefix, "key": issued.secret})
+                );
             } else {
-                Err(format!("no connection \"{id}\""))
+                println!("API key {} created ({}).", k.id, k.name);
+                println!("API key: {}   (shown once; store it now)", issued.secret);
             }
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::List) => {
+            for k in admin(None).list_api_keys().await.map_err(err)? {
+                let state = match k.revoked_us {
+                    Some(at) => format!("revoked {}", rfc3339(at)),
+                    None => "active".to_string(),
+                };
+                println!(
+                    "{}\t{}\t{}…\tcreated {}\t{state}",
+                    k.id,
+                    k.name,
+                    k.key_prefix,
+                    rfc3339(k.created_us)
+                );
+            }
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
+            let k = admin(None).revoke_api_key(&id).await.map_err(err)?;
+            println!("API key {} ({}) revoked", k.id, k.name);
+            Ok(())
         }
     }
 }

@@ -1,6 +1,10 @@
-//! Bearer-token authentication of SCIM requests: the token must belong to the connection named in
-//! the URL. Anything else is a 401 with a SCIM error body, and never reveals whether the
-//! connection exists.
+//! Bearer-token authentication of SCIM requests: the token (the connection's current one, or the
+//! next one during a rotation) must belong to the connection named in the URL, and the connection
+//! must be active. Anything else is a 401 with a SCIM error body, and never reveals whether the
+//! connection exists. Operator API keys are refused here: they are for the management API only.
+//!
+//! An accepted request is recorded as the connection's last request (time and User-Agent), at most
+//! once per [`crate::token_cache::ACTIVITY_INTERVAL`] per connection on each node, in the background.
 
 use crate::response::error_response;
 use crate::service::Scim;
@@ -10,7 +14,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::ScimError;
-use rollcall_store::{Connection, WriteContext};
+use rollcall_store::{Connection, ConnectionStatus, WriteContext};
 
 /// Who is calling: the authenticated connection and request metadata.
 #[derive(Clone, Debug)]
@@ -48,13 +52,17 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
-        })
+        .and_then(tokens::bearer)
+        .map(str::to_string)
     else {
         return unauthorized("a bearer token is required: send \"Authorization: Bearer <token>\"");
     };
+    if presented.starts_with(tokens::API_KEY_PREFIX) {
+        return unauthorized(
+            "operator API keys work only on the management API (/api/v1); SCIM requests need the connection's \
+             bearer token",
+        );
+    }
     // Inside the nested router the URI has lost its prefix; the original one still has it.
     let full_path = req
         .extensions()
@@ -76,8 +84,13 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
             Err(e) => return error_response(&e.into_scim()),
         },
     };
-    if !tokens::matches(&hash, &connection.token_hash) || connection.id != conn_id {
+    if !connection.token_matches(&hash) || connection.id != conn_id {
         return unauthorized("the bearer token is not valid for this SCIM base URL");
+    }
+    if connection.status == ConnectionStatus::Disabled {
+        return unauthorized(
+            "this SCIM connection is disabled; it accepts no requests until an operator enables it again",
+        );
     }
     if let Some(limiter) = &scim.rate_limiter
         && let Err(wait) = limiter.check(&connection.id)
@@ -91,13 +104,17 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         }
         return resp;
     }
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if scim.activity.due(&connection.id) {
+        record_activity(&scim, &connection.id, user_agent.as_deref());
+    }
     let caller = Caller {
         connection,
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        user_agent,
         request_id: req
             .headers()
             .get("x-request-id")
@@ -106,6 +123,22 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// Longest User-Agent kept as a connection's last one, in characters.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// Records a request as the connection's last one, without holding up the request.
+fn record_activity(scim: &Scim, connection_id: &str, user_agent: Option<&str>) {
+    let store = scim.store.clone();
+    let id = connection_id.to_string();
+    let ua: Option<String> = user_agent.map(|u| u.chars().take(MAX_USER_AGENT_CHARS).collect());
+    let at = rollcall_store::sqlite::now_us();
+    tokio::spawn(async move {
+        if let Err(e) = store.record_connection_request(&id, at, ua.as_deref()).await {
+            tracing::warn!(connection = %id, error = %e, "recording the connection's last request failed");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! # rollcall-server
 //!
-//! The HTTP layer: per-connection SCIM 2.0 endpoints under `/scim/v2/{connection_id}`, health
-//! checks, and the middleware around them (bearer-token authentication, body limits, request ids).
-//! Handlers are thin: they parse HTTP and call [`service::Scim`].
+//! The HTTP layer: per-connection SCIM 2.0 endpoints under `/scim/v2/{connection_id}`, the
+//! management API under `/api/v1` ([`api`]), health checks, and the middleware around them
+//! (bearer-token authentication, body limits, request ids). Handlers are thin: they parse HTTP and
+//! call [`service::Scim`] (SCIM) or [`admin::Admin`] (management).
 
+pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod bulk;
 pub mod discovery;
@@ -28,7 +31,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole HTTP application.
 pub fn app(scim: Scim) -> Router {
-    let api = Router::new()
+    let scim_routes = Router::new()
         .route(
             "/Users",
             get(handlers::list_users)
@@ -95,7 +98,8 @@ pub fn app(scim: Scim) -> Router {
         .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate));
 
     Router::new()
-        .nest("/scim/v2/{connection_id}", api)
+        .nest("/scim/v2/{connection_id}", scim_routes)
+        .merge(api::router(&scim))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::ready))
         .fallback(handlers::not_found)

@@ -53,6 +53,8 @@ pub struct Scim {
     pub rate_limiter: Option<crate::ratelimit::ConnectionRateLimiter>,
     /// Recently verified bearer tokens.
     pub token_cache: Arc<crate::token_cache::TokenCache>,
+    /// When this node last recorded each connection's last request.
+    pub activity: Arc<crate::token_cache::ActivityThrottle>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -89,6 +91,7 @@ impl Scim {
             config: Arc::new(config),
             rate_limiter,
             token_cache: Arc::default(),
+            activity: Arc::default(),
             default_projection_is_identity,
         }
     }
@@ -218,6 +221,11 @@ fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
 }
 
 impl Scim {
+    /// The management operations, sharing this node's token cache.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(self.store.clone(), self.token_cache.clone(), &self.config.public_url)
+    }
+
     pub fn rt(&self, kind: ResourceKind) -> &ResourceType {
         self.registry
             .resource_type(kind.as_str())
@@ -317,10 +325,7 @@ impl Scim {
         strip_write_only(&self.registry, rt, &mut doc);
         let doc = Value::Object(doc);
         IndexFields::of(kind, &doc).check_lengths()?;
-        let mut res = self
-            .store
-            .create_resource(ctx, kind, doc, members.clone())
-            .await?;
+        let mut res = self.store.create_resource(ctx, kind, doc, members.clone()).await?;
         if kind == ResourceKind::Group {
             res = self
                 .store

@@ -1,9 +1,13 @@
 //! A short-lived cache of authenticated connections, keyed by token hash, so that each SCIM request
 //! does not pay a database round trip to check its bearer token.
 //!
-//! Entries live for [`TOKEN_CACHE_TTL`]: a rotated or deleted token stops working on every node
-//! within that time (immediately on the node that rotated it, which drops the entry). Only
-//! successful lookups are cached, so random tokens cannot fill it; its size is bounded.
+//! Entries live for [`TOKEN_CACHE_TTL`]: a rotated, revoked or deleted token, or a disabled
+//! connection, stops working on every node within that time (immediately on the node that made the
+//! change, which drops the connection's entries). Only successful lookups are cached, so random
+//! tokens cannot fill it; its size is bounded.
+//!
+//! Beside it, [`ActivityThrottle`] decides when a node records a connection's last request, so that
+//! recording it is not a database write per request.
 
 use rollcall_store::Connection;
 use std::collections::HashMap;
@@ -47,10 +51,41 @@ impl TokenCache {
     }
 }
 
+/// How often a node records each connection's last request, at most.
+pub const ACTIVITY_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_TRACKED: usize = 100_000;
+
+/// When this node last recorded each connection's activity.
+#[derive(Default)]
+pub struct ActivityThrottle {
+    last: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl ActivityThrottle {
+    /// Whether a request on `connection_id` now should be recorded: true for the first one, then at
+    /// most once per [`ACTIVITY_INTERVAL`]. Answering true counts as recording.
+    pub fn due(&self, connection_id: &str) -> bool {
+        let now = Instant::now();
+        let Ok(mut map) = self.last.lock() else {
+            return false;
+        };
+        if let Some(at) = map.get(connection_id)
+            && now.duration_since(*at) < ACTIVITY_INTERVAL
+        {
+            return false;
+        }
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, at| now.duration_since(*at) < ACTIVITY_INTERVAL);
+        }
+        map.insert(connection_id.to_string(), now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollcall_store::IdpKind;
+    use rollcall_store::{ConnectionStatus, IdpKind};
 
     fn conn(id: &str) -> Connection {
         Connection {
@@ -58,10 +93,25 @@ mod tests {
             org_id: "o".into(),
             name: "n".into(),
             idp: IdpKind::Generic,
-            token_prefix: "rc_scim_abcd".into(),
-            token_hash: [1; 32],
+            status: ConnectionStatus::Active,
+            token_prefix: Some("rc_scim_abcd".into()),
+            token_hash: Some([1; 32]),
+            next_token_prefix: None,
+            next_token_hash: None,
+            rotation_started_us: None,
             created_us: 0,
+            last_request_us: None,
+            last_user_agent: None,
         }
+    }
+
+    #[test]
+    fn activity_is_recorded_once_per_interval() {
+        let t = ActivityThrottle::default();
+        assert!(t.due("a"));
+        assert!(!t.due("a"));
+        assert!(t.due("b"));
+        assert!(!t.due("b"));
     }
 
     #[test]

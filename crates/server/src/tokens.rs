@@ -1,5 +1,5 @@
-//! Bearer tokens for SCIM connections: 256 random bits with a recognisable prefix, stored only as
-//! a SHA-256 hash and compared in constant time.
+//! Bearer secrets: SCIM connection tokens and operator API keys. Each is 256 random bits with a
+//! recognisable prefix, stored only as a SHA-256 hash and compared in constant time.
 
 use base64::Engine;
 use rand::RngCore;
@@ -8,8 +8,13 @@ use subtle::ConstantTimeEq;
 
 /// Every SCIM token starts with this, so it is recognisable in logs and secret scanners.
 pub const SCIM_TOKEN_PREFIX: &str = "rc_scim_";
+/// Every operator API key (management API) starts with this.
+pub const API_KEY_PREFIX: &str = "rc_key_";
 
-/// A newly issued token: the secret (shown once), its hash and a displayable prefix.
+/// How many characters after the prefix are kept for display (never enough to use the secret).
+const DISPLAY_CHARS: usize = 4;
+
+/// A newly issued secret: the secret (shown once), its hash and a displayable prefix.
 pub struct IssuedToken {
     pub secret: String,
     pub hash: [u8; 32],
@@ -18,15 +23,25 @@ pub struct IssuedToken {
 
 /// Issues a new SCIM token from the operating system's random source.
 pub fn issue() -> IssuedToken {
+    issue_with_prefix(SCIM_TOKEN_PREFIX)
+}
+
+/// Issues a new operator API key.
+pub fn issue_api_key() -> IssuedToken {
+    issue_with_prefix(API_KEY_PREFIX)
+}
+
+/// `prefix` followed by 32 random bytes in unpadded base64url (43 characters).
+fn issue_with_prefix(prefix: &str) -> IssuedToken {
     let mut bytes = [0u8; 32];
     // ThreadRng is a CSPRNG seeded from the operating system.
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!(
-        "{SCIM_TOKEN_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let hash = hash(&secret);
-    let display_prefix = secret[..SCIM_TOKEN_PREFIX.len() + 4].to_string();
+    let display_prefix = secret[..prefix.len() + DISPLAY_CHARS].to_string();
     IssuedToken {
         secret,
         hash,
@@ -44,6 +59,13 @@ pub fn matches(presented_hash: &[u8; 32], stored_hash: &[u8; 32]) -> bool {
     presented_hash.ct_eq(stored_hash).into()
 }
 
+/// The bearer credential of an `Authorization: Bearer <secret>` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +80,28 @@ mod tests {
         assert!(matches(&hash(&a.secret), &a.hash));
         assert!(!matches(&hash(&b.secret), &a.hash));
         assert!(a.secret.starts_with(&a.display_prefix));
+    }
+
+    #[test]
+    fn api_keys_have_their_own_prefix() {
+        let k = issue_api_key();
+        assert!(k.secret.starts_with(API_KEY_PREFIX));
+        assert_eq!(k.secret.len(), API_KEY_PREFIX.len() + 43);
+        assert_eq!(k.display_prefix.len(), API_KEY_PREFIX.len() + 4);
+        assert!(
+            k.secret[API_KEY_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert!(matches(&hash(&k.secret), &k.hash));
+    }
+
+    #[test]
+    fn bearer_header() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
     }
 }

@@ -360,9 +360,13 @@ async fn oversize_bodies_are_413() {
     f.c.post("/Users", &fits).await.expect(201);
     // Indexed attributes have their own, smaller limit (1024 bytes), the same on every backend.
     let long_name = json!({"schemas": [USER_SCHEMA], "userName": "n".repeat(1025)});
-    f.c.post("/Users", &long_name).await.expect_error(400, Some("invalidValue"));
+    f.c.post("/Users", &long_name)
+        .await
+        .expect_error(400, Some("invalidValue"));
     let long_display = json!({"schemas": [USER_SCHEMA], "userName": "long", "displayName": "d".repeat(1025)});
-    f.c.post("/Users", &long_display).await.expect_error(400, Some("invalidValue"));
+    f.c.post("/Users", &long_display)
+        .await
+        .expect_error(400, Some("invalidValue"));
     let after = f.snapshot().await;
     assert_eq!(before.user, after.user);
     assert_eq!(before.group, after.group);

@@ -15,8 +15,20 @@ pub const GROUP_MEMBER_ADDED: &str = "group.member_added";
 pub const GROUP_MEMBER_REMOVED: &str = "group.member_removed";
 pub const CONNECTION_CREATED: &str = "connection.created";
 pub const CONNECTION_DELETED: &str = "connection.deleted";
+pub const CONNECTION_UPDATED: &str = "connection.updated";
+pub const CONNECTION_DISABLED: &str = "connection.disabled";
+pub const CONNECTION_ENABLED: &str = "connection.enabled";
+/// A new token replaced every token at once (`rollcall connection rotate-token`).
 pub const CONNECTION_TOKEN_ROTATED: &str = "connection.token_rotated";
+pub const CONNECTION_TOKEN_ROTATION_STARTED: &str = "connection.token_rotation_started";
+pub const CONNECTION_TOKEN_ROTATION_COMPLETED: &str = "connection.token_rotation_completed";
+pub const CONNECTION_TOKEN_ROTATION_CANCELLED: &str = "connection.token_rotation_cancelled";
+pub const CONNECTION_TOKENS_REVOKED: &str = "connection.tokens_revoked";
 pub const ORGANIZATION_CREATED: &str = "organization.created";
+pub const ORGANIZATION_UPDATED: &str = "organization.updated";
+pub const ORGANIZATION_DELETED: &str = "organization.deleted";
+pub const API_KEY_CREATED: &str = "api_key.created";
+pub const API_KEY_REVOKED: &str = "api_key.revoked";
 
 pub fn created(kind: ResourceKind) -> &'static str {
     match kind {

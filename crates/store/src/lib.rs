@@ -9,6 +9,7 @@
 //! search copy of the document whose case-insensitive strings are folded in Rust (SQLite's `lower()`
 //! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
 
+mod connection_ops;
 pub mod events;
 pub mod index;
 pub mod model;
@@ -71,20 +72,62 @@ pub type Mutation = Box<dyn FnOnce(&mut Value) -> Result<Vec<MemberChange>, Scim
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
+    /// Creates an organization; 409 when the name is taken.
     async fn create_organization(&self, name: &str) -> StoreResult<Organization>;
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
+    /// Up to `limit` organizations with an id greater than `after` (all, without it), by id: ids are
+    /// UUIDv7, so this is creation order.
+    async fn list_organizations_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<Organization>>;
     async fn get_organization(&self, id_or_name: &str) -> StoreResult<Option<Organization>>;
     async fn count_organizations(&self) -> StoreResult<i64>;
+    /// Renames an organization; `None` when it does not exist, 409 when the name is taken.
+    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>>;
+    /// Deletes an organization with its connections, their users, groups and membership. Returns
+    /// false when it does not exist.
+    async fn delete_organization(&self, id: &str) -> StoreResult<bool>;
 
     /// Creates a connection whose bearer token hashes to `token_hash`.
     async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection>;
     async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>>;
     async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>>;
-    /// The connection whose token hashes to `token_hash`.
+    /// The connection one of whose tokens (current, or next during a rotation) hashes to
+    /// `token_hash`, whatever its status: the caller refuses disabled connections.
     async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>>;
+    /// Replaces every token of a connection (and ends a rotation in progress) with this one.
+    /// Returns false when the connection does not exist.
     async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool>;
     /// Deletes a connection with all its users, groups and membership.
     async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+    /// Changes a connection's name, identity provider or status. `None` when it does not exist.
+    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>>;
+    /// Starts a token rotation: `next_hash` works beside the current token until the rotation is
+    /// completed or cancelled. A connection without a token (after [`Store::revoke_connection_tokens`])
+    /// takes it as its token at once. 409 when a rotation is already in progress.
+    async fn start_token_rotation(
+        &self,
+        id: &str,
+        next_hash: &[u8; 32],
+        next_prefix: &str,
+    ) -> StoreResult<Option<Connection>>;
+    /// Ends a rotation: the next token becomes the only one. 409 when no rotation is in progress.
+    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>>;
+    /// Abandons a rotation: the next token stops working. 409 when no rotation is in progress.
+    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>>;
+    /// Removes every token of a connection at once; it keeps its users and groups, and no request
+    /// is accepted until a new token is issued.
+    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>>;
+    /// Records that a SCIM request authenticated on the connection (no event: this is activity, not
+    /// a change). Callers throttle it.
+    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()>;
+
+    // --- operator API keys ---------------------------------------------------------------------
+    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey>;
+    /// The key whose hash is `key_hash`, revoked or not.
+    async fn api_key_by_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
+    /// Every key, revoked ones included, oldest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key (a no-op for a revoked one). `None` when it does not exist.
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
 
     // --- SCIM resources ------------------------------------------------------------------------
     /// Inserts a resource (document without `id`/`meta`), with initial members for a group.

@@ -77,22 +77,86 @@ impl FromStr for IdpKind {
     }
 }
 
+/// Whether a connection accepts SCIM requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionStatus {
+    Active,
+    /// Its tokens are kept but every SCIM request is refused (401) until it is enabled again.
+    Disabled,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConnectionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(ConnectionStatus::Active),
+            "disabled" => Ok(ConnectionStatus::Disabled),
+            other => Err(format!(
+                "unknown connection status \"{other}\"; expected \"active\" or \"disabled\""
+            )),
+        }
+    }
+}
+
 /// A SCIM connection: one identity provider pushing into one organization, with its own base URL
 /// and bearer token.
+///
+/// During a token rotation it has two tokens, the current one and the next one, and both work; after
+/// its tokens are revoked it has none until a new one is issued.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Connection {
     pub id: String,
     pub org_id: String,
     pub name: String,
     pub idp: IdpKind,
-    /// The first characters of the token, to recognise it in lists (never enough to use it).
-    pub token_prefix: String,
+    pub status: ConnectionStatus,
+    /// The first characters of the token, to recognise it in lists (never enough to use it);
+    /// `None` when the connection has no token.
+    pub token_prefix: Option<String>,
     #[serde(skip)]
-    pub token_hash: [u8; 32],
+    pub token_hash: Option<[u8; 32]>,
+    /// The token issued by a rotation in progress.
+    pub next_token_prefix: Option<String>,
+    #[serde(skip)]
+    pub next_token_hash: Option<[u8; 32]>,
+    /// When the rotation in progress started.
+    pub rotation_started_us: Option<i64>,
     pub created_us: i64,
+    /// When a SCIM request last authenticated on this connection (recorded at most about once a
+    /// minute per node), and with which User-Agent.
+    pub last_request_us: Option<i64>,
+    pub last_user_agent: Option<String>,
 }
 
-/// What is needed to create a connection.
+impl Connection {
+    /// Whether `hash` is the hash of one of this connection's tokens (compared in constant time).
+    pub fn token_matches(&self, hash: &[u8; 32]) -> bool {
+        use subtle::ConstantTimeEq;
+        let eq = |stored: &Option<[u8; 32]>| stored.as_ref().is_some_and(|s| bool::from(s.ct_eq(hash)));
+        // Both are compared, whatever the first answers.
+        let current = eq(&self.token_hash);
+        let next = eq(&self.next_token_hash);
+        current | next
+    }
+}
+
+/// What is needed to create a connection (created active, with one token).
 #[derive(Debug, Clone)]
 pub struct NewConnection {
     pub org_id: String,
@@ -100,6 +164,36 @@ pub struct NewConnection {
     pub idp: IdpKind,
     pub token_hash: [u8; 32],
     pub token_prefix: String,
+}
+
+/// A change to a connection's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    pub name: Option<String>,
+    pub idp: Option<IdpKind>,
+    pub status: Option<ConnectionStatus>,
+}
+
+/// An operator API key for the management API. Only its hash is stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it in lists.
+    pub key_prefix: String,
+    #[serde(skip)]
+    pub key_hash: [u8; 32],
+    pub created_us: i64,
+    /// When it was revoked; a revoked key no longer authenticates.
+    pub revoked_us: Option<i64>,
+}
+
+/// What is needed to create an API key.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub key_hash: [u8; 32],
+    pub key_prefix: String,
 }
 
 /// User or Group.

@@ -12,6 +12,7 @@
 //! writer, so a reader paging through [`Store::events_after`] never skips an event that committed
 //! after a later-numbered one.
 
+use crate::connection_ops::{self, TokenOp};
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
@@ -276,21 +277,67 @@ fn org_of(row: &PgRow) -> Organization {
     }
 }
 
+/// A 32-byte hash column (NULL or malformed: `None`).
+fn hash_col(row: &PgRow, col: &str) -> Option<[u8; 32]> {
+    let v: Option<Vec<u8>> = row.get(col);
+    v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+}
+
 fn conn_of(row: &PgRow) -> Connection {
-    let hash: Vec<u8> = row.get("token_hash");
-    let mut token_hash = [0u8; 32];
-    if hash.len() == 32 {
-        token_hash.copy_from_slice(&hash);
-    }
     let idp: String = row.get("idp");
+    let status: String = row.get("status");
     Connection {
         id: row.get("id"),
         org_id: row.get("org_id"),
         name: row.get("name"),
         idp: idp.parse().unwrap_or(IdpKind::Generic),
+        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
         token_prefix: row.get("token_prefix"),
-        token_hash,
+        token_hash: hash_col(row, "token_hash"),
+        next_token_prefix: row.get("next_token_prefix"),
+        next_token_hash: hash_col(row, "next_token_hash"),
+        rotation_started_us: row.get("rotation_started_us"),
         created_us: row.get("created_us"),
+        last_request_us: row.get("last_request_us"),
+        last_user_agent: row.get("last_user_agent"),
+    }
+}
+
+fn api_key_of(row: &PgRow) -> ApiKey {
+    ApiKey {
+        id: row.get("id"),
+        name: row.get("name"),
+        key_prefix: row.get("key_prefix"),
+        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
+        created_us: row.get("created_us"),
+        revoked_us: row.get("revoked_us"),
+    }
+}
+
+/// The write context of an event about a connection.
+fn connection_ctx(c: &Connection) -> WriteContext {
+    WriteContext {
+        org_id: c.org_id.clone(),
+        connection_id: c.id.clone(),
+        ..Default::default()
+    }
+}
+
+/// Reads and locks a connection inside a write transaction.
+async fn lock_connection(tx: &mut PgConnection, id: &str) -> StoreResult<Option<Connection>> {
+    let row = sqlx::query("SELECT * FROM scim_connections WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.as_ref().map(conn_of))
+}
+
+fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "an organization named \"{name}\" already exists"
+        ))),
+        _ => StoreError::Database(e),
     }
 }
 
@@ -630,13 +677,7 @@ impl PostgresStore {
             .bind(org.created_us)
             .execute(tx.conn())
             .await
-            .map_err(|e| match e.as_database_error() {
-                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-                    "an organization named \"{}\" already exists",
-                    org.name
-                ))),
-                _ => StoreError::Database(e),
-            })?;
+            .map_err(|e| org_name_taken(e, &org.name))?;
         let ctx = WriteContext {
             org_id: org.id.clone(),
             ..Default::default()
@@ -648,25 +689,21 @@ impl PostgresStore {
     async fn create_connection_once(&self, c: &Connection) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO scim_connections (id, org_id, name, idp, token_hash, token_prefix, created_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO scim_connections (id, org_id, name, idp, status, token_hash, token_prefix, created_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.id)
         .bind(&c.org_id)
         .bind(&c.name)
         .bind(c.idp.as_str())
-        .bind(c.token_hash.as_slice())
+        .bind(c.status.as_str())
+        .bind(c.token_hash.as_ref().map(|h| h.as_slice()))
         .bind(&c.token_prefix)
         .bind(c.created_us)
         .execute(tx.conn())
         .await?;
-        let ctx = WriteContext {
-            org_id: c.org_id.clone(),
-            connection_id: c.id.clone(),
-            ..Default::default()
-        };
         tx.event(
-            &ctx,
+            &connection_ctx(c),
             events::CONNECTION_CREATED,
             None,
             json!({"name": c.name, "idp": c.idp}),
@@ -686,12 +723,15 @@ impl PostgresStore {
             .fetch_optional(tx.conn())
             .await?;
         let Some(org_id) = org else { return Ok(false) };
-        sqlx::query("UPDATE scim_connections SET token_hash = $1, token_prefix = $2 WHERE id = $3")
-            .bind(token_hash.as_slice())
-            .bind(token_prefix)
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE scim_connections SET token_hash = $1, token_prefix = $2, next_token_hash = NULL,
+               next_token_prefix = NULL, rotation_started_us = NULL WHERE id = $3",
+        )
+        .bind(token_hash.as_slice())
+        .bind(token_prefix)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
         let ctx = WriteContext {
             org_id,
             connection_id: id.to_string(),
@@ -705,6 +745,170 @@ impl PostgresStore {
         );
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn rename_organization_once(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(mut org) = row.as_ref().map(org_of) else {
+            return Ok(None);
+        };
+        if org.name != name {
+            sqlx::query("UPDATE organizations SET name = $1 WHERE id = $2")
+                .bind(name)
+                .bind(id)
+                .execute(tx.conn())
+                .await
+                .map_err(|e| org_name_taken(e, name))?;
+            let ctx = WriteContext {
+                org_id: org.id.clone(),
+                ..Default::default()
+            };
+            tx.event(
+                &ctx,
+                events::ORGANIZATION_UPDATED,
+                None,
+                json!({"changed": {"name": {"before": org.name, "after": name}}}),
+            );
+            org.name = name.to_string();
+        }
+        tx.commit().await?;
+        Ok(Some(org))
+    }
+
+    async fn delete_organization_once(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(name) = name else { return Ok(false) };
+        let connections: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM scim_connections WHERE org_id = $1 ORDER BY created_us, id COLLATE \"C\" FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_all(tx.conn())
+        .await?;
+        // Connections, resources, e-mail rows and membership go by cascade.
+        sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        for connection_id in connections {
+            let ctx = WriteContext {
+                org_id: id.to_string(),
+                connection_id,
+                ..Default::default()
+            };
+            tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
+        }
+        let ctx = WriteContext {
+            org_id: id.to_string(),
+            ..Default::default()
+        };
+        tx.event(&ctx, events::ORGANIZATION_DELETED, None, json!({"name": name}));
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn update_connection_once(&self, id: &str, update: &ConnectionUpdate) -> StoreResult<Option<Connection>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut c) = lock_connection(tx.conn(), id).await? else {
+            return Ok(None);
+        };
+        let changes = connection_ops::apply_update(&mut c, update);
+        if !changes.is_empty() {
+            sqlx::query("UPDATE scim_connections SET name = $1, idp = $2, status = $3 WHERE id = $4")
+                .bind(&c.name)
+                .bind(c.idp.as_str())
+                .bind(c.status.as_str())
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+            for (kind, data) in changes {
+                tx.event(&connection_ctx(&c), kind, None, data);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(c))
+    }
+
+    /// Applies a token change to a connection in one write transaction.
+    async fn token_op_once(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut c) = lock_connection(tx.conn(), id).await? else {
+            return Ok(None);
+        };
+        let (kind, data) = connection_ops::apply_token_op(&mut c, op, now_us())?;
+        sqlx::query(
+            "UPDATE scim_connections SET token_hash = $1, token_prefix = $2, next_token_hash = $3, next_token_prefix = $4,
+               rotation_started_us = $5 WHERE id = $6",
+        )
+        .bind(c.token_hash.as_ref().map(|h| h.as_slice()))
+        .bind(&c.token_prefix)
+        .bind(c.next_token_hash.as_ref().map(|h| h.as_slice()))
+        .bind(&c.next_token_prefix)
+        .bind(c.rotation_started_us)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        tx.event(&connection_ctx(&c), kind, None, data);
+        tx.commit().await?;
+        Ok(Some(c))
+    }
+
+    async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+        self.retrying(|| self.token_op_once(id, op)).await
+    }
+
+    async fn create_api_key_once(&self, key: &ApiKey) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO api_keys (id, name, key_hash, key_prefix, created_us) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.key_hash.as_slice())
+            .bind(&key.key_prefix)
+            .bind(key.created_us)
+            .execute(tx.conn())
+            .await?;
+        tx.event(
+            &WriteContext::default(),
+            events::API_KEY_CREATED,
+            None,
+            json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
+        );
+        tx.commit().await
+    }
+
+    async fn revoke_api_key_once(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(mut key) = row.as_ref().map(api_key_of) else {
+            return Ok(None);
+        };
+        if key.revoked_us.is_none() {
+            let now = now_us();
+            sqlx::query("UPDATE api_keys SET revoked_us = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+            tx.event(
+                &WriteContext::default(),
+                events::API_KEY_REVOKED,
+                None,
+                json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
+            );
+            key.revoked_us = Some(now);
+        }
+        tx.commit().await?;
+        Ok(Some(key))
     }
 
     async fn delete_connection_once(&self, id: &str) -> StoreResult<bool> {
@@ -973,15 +1177,42 @@ impl Store for PostgresStore {
             .await?)
     }
 
+    async fn list_organizations_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<Organization>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_us FROM organizations WHERE ($1::text IS NULL OR id > $1::text)
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| finish_error(e.into()))?;
+        Ok(rows.iter().map(org_of).collect())
+    }
+
+    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+        self.retrying(|| self.rename_organization_once(id, name)).await
+    }
+
+    async fn delete_organization(&self, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_organization_once(id)).await
+    }
+
     async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
         let c = Connection {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
             name: new.name,
             idp: new.idp,
-            token_prefix: new.token_prefix,
-            token_hash: new.token_hash,
+            status: ConnectionStatus::Active,
+            token_prefix: Some(new.token_prefix),
+            token_hash: Some(new.token_hash),
+            next_token_prefix: None,
+            next_token_hash: None,
+            rotation_started_us: None,
             created_us: now_us(),
+            last_request_us: None,
+            last_user_agent: None,
         };
         self.retrying(|| self.create_connection_once(&c)).await?;
         Ok(c)
@@ -1007,7 +1238,7 @@ impl Store for PostgresStore {
     }
 
     async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>> {
-        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = $1")
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = $1 OR next_token_hash = $1 LIMIT 1")
             .bind(token_hash.as_slice())
             .fetch_optional(&self.pool)
             .await
@@ -1022,6 +1253,87 @@ impl Store for PostgresStore {
 
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
         self.retrying(|| self.delete_connection_once(id)).await
+    }
+
+    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>> {
+        self.retrying(|| self.update_connection_once(id, &update)).await
+    }
+
+    async fn start_token_rotation(
+        &self,
+        id: &str,
+        next_hash: &[u8; 32],
+        next_prefix: &str,
+    ) -> StoreResult<Option<Connection>> {
+        self.token_op(
+            id,
+            TokenOp::Start {
+                hash: next_hash,
+                prefix: next_prefix,
+            },
+        )
+        .await
+    }
+
+    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Complete).await
+    }
+
+    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Cancel).await
+    }
+
+    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Revoke).await
+    }
+
+    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
+        // Never moves backwards (several nodes record the same connection). One statement, no
+        // explicit lock: a concurrent writer of the same row only delays it.
+        sqlx::query(
+            "UPDATE scim_connections SET last_request_us = $1, last_user_agent = $2
+             WHERE id = $3 AND (last_request_us IS NULL OR last_request_us < $1)",
+        )
+        .bind(at_us)
+        .bind(user_agent)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| finish_error(e.into()))?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
+        let key = ApiKey {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: new.name,
+            key_prefix: new.key_prefix,
+            key_hash: new.key_hash,
+            created_us: now_us(),
+            revoked_us: None,
+        };
+        self.retrying(|| self.create_api_key_once(&key)).await?;
+        Ok(key)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| finish_error(e.into()))?;
+        Ok(row.as_ref().map(api_key_of))
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_us, id COLLATE \"C\"")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(api_key_of).collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+        self.retrying(|| self.revoke_api_key_once(id)).await
     }
 
     async fn create_resource(

@@ -1,6 +1,7 @@
 //! The embedded SQLite store: WAL mode, one writer connection taking `BEGIN IMMEDIATE` transactions,
 //! a pool of reader connections.
 
+use crate::connection_ops::{self, TokenOp};
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
@@ -119,21 +120,67 @@ fn org_of(row: &SqliteRow) -> Organization {
     }
 }
 
+/// A 32-byte hash column (NULL or malformed: `None`).
+fn hash_col(row: &SqliteRow, col: &str) -> Option<[u8; 32]> {
+    let v: Option<Vec<u8>> = row.get(col);
+    v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+}
+
 fn conn_of(row: &SqliteRow) -> Connection {
-    let hash: Vec<u8> = row.get("token_hash");
-    let mut token_hash = [0u8; 32];
-    if hash.len() == 32 {
-        token_hash.copy_from_slice(&hash);
-    }
     let idp: String = row.get("idp");
+    let status: String = row.get("status");
     Connection {
         id: row.get("id"),
         org_id: row.get("org_id"),
         name: row.get("name"),
         idp: idp.parse().unwrap_or(IdpKind::Generic),
+        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
         token_prefix: row.get("token_prefix"),
-        token_hash,
+        token_hash: hash_col(row, "token_hash"),
+        next_token_prefix: row.get("next_token_prefix"),
+        next_token_hash: hash_col(row, "next_token_hash"),
+        rotation_started_us: row.get("rotation_started_us"),
         created_us: row.get("created_us"),
+        last_request_us: row.get("last_request_us"),
+        last_user_agent: row.get("last_user_agent"),
+    }
+}
+
+fn api_key_of(row: &SqliteRow) -> ApiKey {
+    ApiKey {
+        id: row.get("id"),
+        name: row.get("name"),
+        key_prefix: row.get("key_prefix"),
+        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
+        created_us: row.get("created_us"),
+        revoked_us: row.get("revoked_us"),
+    }
+}
+
+/// The write context of an event about a connection.
+fn connection_ctx(c: &Connection) -> WriteContext {
+    WriteContext {
+        org_id: c.org_id.clone(),
+        connection_id: c.id.clone(),
+        ..Default::default()
+    }
+}
+
+/// Reads a connection inside a write transaction.
+async fn connection_in(tx: &mut SqliteConnection, id: &str) -> StoreResult<Option<Connection>> {
+    let row = sqlx::query("SELECT * FROM scim_connections WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.as_ref().map(conn_of))
+}
+
+fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "an organization named \"{name}\" already exists"
+        ))),
+        _ => StoreError::Database(e),
     }
 }
 
@@ -405,6 +452,30 @@ async fn add_member(
 }
 
 impl SqliteStore {
+    /// Applies a token change to a connection in one write transaction.
+    async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut c) = connection_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let (kind, data) = connection_ops::apply_token_op(&mut c, op, now_us())?;
+        sqlx::query(
+            "UPDATE scim_connections SET token_hash = ?, token_prefix = ?, next_token_hash = ?, next_token_prefix = ?,
+               rotation_started_us = ? WHERE id = ?",
+        )
+        .bind(c.token_hash.as_ref().map(|h| h.as_slice()))
+        .bind(&c.token_prefix)
+        .bind(c.next_token_hash.as_ref().map(|h| h.as_slice()))
+        .bind(&c.next_token_prefix)
+        .bind(c.rotation_started_us)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+        tx.commit().await?;
+        Ok(Some(c))
+    }
+
     /// Group members (for groups) or groups (for users) of many resources in one query.
     async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
         let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
@@ -454,12 +525,7 @@ impl Store for SqliteStore {
             .bind(org.created_us)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match e.as_database_error() {
-                Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-                    "an organization named \"{name}\" already exists"
-                ))),
-                _ => StoreError::Database(e),
-            })?;
+            .map_err(|e| org_name_taken(e, name))?;
         let ctx = WriteContext {
             org_id: org.id.clone(),
             ..Default::default()
@@ -491,35 +557,119 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn list_organizations_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<Organization>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_us FROM organizations WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(org_of).collect())
+    }
+
+    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(mut org) = row.as_ref().map(org_of) else {
+            return Ok(None);
+        };
+        if org.name != name {
+            sqlx::query("UPDATE organizations SET name = ? WHERE id = ?")
+                .bind(name)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| org_name_taken(e, name))?;
+            let ctx = WriteContext {
+                org_id: org.id.clone(),
+                ..Default::default()
+            };
+            insert_event(
+                &mut tx,
+                &ctx,
+                events::ORGANIZATION_UPDATED,
+                None,
+                json!({"changed": {"name": {"before": org.name, "after": name}}}),
+            )
+            .await?;
+            org.name = name.to_string();
+        }
+        tx.commit().await?;
+        Ok(Some(org))
+    }
+
+    async fn delete_organization(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM organizations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(name) = name else { return Ok(false) };
+        let connections: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM scim_connections WHERE org_id = ? ORDER BY created_us, id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        // Connections, resources, e-mail rows and membership go by cascade.
+        sqlx::query("DELETE FROM organizations WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for connection_id in connections {
+            let ctx = WriteContext {
+                org_id: id.to_string(),
+                connection_id,
+                ..Default::default()
+            };
+            insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
+        }
+        let ctx = WriteContext {
+            org_id: id.to_string(),
+            ..Default::default()
+        };
+        insert_event(&mut tx, &ctx, events::ORGANIZATION_DELETED, None, json!({"name": name})).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
         let c = Connection {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
             name: new.name,
             idp: new.idp,
-            token_prefix: new.token_prefix,
-            token_hash: new.token_hash,
+            status: ConnectionStatus::Active,
+            token_prefix: Some(new.token_prefix),
+            token_hash: Some(new.token_hash),
+            next_token_prefix: None,
+            next_token_hash: None,
+            rotation_started_us: None,
             created_us: now_us(),
+            last_request_us: None,
+            last_user_agent: None,
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO scim_connections (id, org_id, name, idp, token_hash, token_prefix, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(&c.id)
-            .bind(&c.org_id)
-            .bind(&c.name)
-            .bind(c.idp.as_str())
-            .bind(c.token_hash.as_slice())
-            .bind(&c.token_prefix)
-            .bind(c.created_us)
-            .execute(&mut *tx)
-            .await?;
-        let ctx = WriteContext {
-            org_id: c.org_id.clone(),
-            connection_id: c.id.clone(),
-            ..Default::default()
-        };
+        sqlx::query(
+            "INSERT INTO scim_connections (id, org_id, name, idp, status, token_hash, token_prefix, created_us)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.org_id)
+        .bind(&c.name)
+        .bind(c.idp.as_str())
+        .bind(c.status.as_str())
+        .bind(c.token_hash.as_ref().map(|h| h.as_slice()))
+        .bind(&c.token_prefix)
+        .bind(c.created_us)
+        .execute(&mut *tx)
+        .await?;
         insert_event(
             &mut tx,
-            &ctx,
+            &connection_ctx(&c),
             events::CONNECTION_CREATED,
             None,
             json!({"name": c.name, "idp": c.idp}),
@@ -548,7 +698,7 @@ impl Store for SqliteStore {
     }
 
     async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>> {
-        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = ?")
+        let row = sqlx::query("SELECT * FROM scim_connections WHERE token_hash = ?1 OR next_token_hash = ?1 LIMIT 1")
             .bind(token_hash.as_slice())
             .fetch_optional(&self.reader)
             .await?;
@@ -562,12 +712,15 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(org_id) = org else { return Ok(false) };
-        sqlx::query("UPDATE scim_connections SET token_hash = ?, token_prefix = ? WHERE id = ?")
-            .bind(token_hash.as_slice())
-            .bind(token_prefix)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE scim_connections SET token_hash = ?, token_prefix = ?, next_token_hash = NULL,
+               next_token_prefix = NULL, rotation_started_us = NULL WHERE id = ?",
+        )
+        .bind(token_hash.as_slice())
+        .bind(token_prefix)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         let ctx = WriteContext {
             org_id,
             connection_id: id.to_string(),
@@ -604,6 +757,145 @@ impl Store for SqliteStore {
         insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut c) = connection_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let changes = connection_ops::apply_update(&mut c, &update);
+        if !changes.is_empty() {
+            sqlx::query("UPDATE scim_connections SET name = ?, idp = ?, status = ? WHERE id = ?")
+                .bind(&c.name)
+                .bind(c.idp.as_str())
+                .bind(c.status.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for (kind, data) in changes {
+                insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(c))
+    }
+
+    async fn start_token_rotation(
+        &self,
+        id: &str,
+        next_hash: &[u8; 32],
+        next_prefix: &str,
+    ) -> StoreResult<Option<Connection>> {
+        self.token_op(
+            id,
+            TokenOp::Start {
+                hash: next_hash,
+                prefix: next_prefix,
+            },
+        )
+        .await
+    }
+
+    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Complete).await
+    }
+
+    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Cancel).await
+    }
+
+    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(id, TokenOp::Revoke).await
+    }
+
+    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
+        // Never moves backwards (several nodes record the same connection).
+        sqlx::query(
+            "UPDATE scim_connections SET last_request_us = ?1, last_user_agent = ?2
+             WHERE id = ?3 AND (last_request_us IS NULL OR last_request_us < ?1)",
+        )
+        .bind(at_us)
+        .bind(user_agent)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
+        let key = ApiKey {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: new.name,
+            key_prefix: new.key_prefix,
+            key_hash: new.key_hash,
+            created_us: now_us(),
+            revoked_us: None,
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO api_keys (id, name, key_hash, key_prefix, created_us) VALUES (?, ?, ?, ?, ?)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.key_hash.as_slice())
+            .bind(&key.key_prefix)
+            .bind(key.created_us)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(
+            &mut tx,
+            &WriteContext::default(),
+            events::API_KEY_CREATED,
+            None,
+            json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash.as_slice())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(api_key_of))
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_us, id")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(api_key_of).collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(mut key) = row.as_ref().map(api_key_of) else {
+            return Ok(None);
+        };
+        if key.revoked_us.is_none() {
+            let now = now_us();
+            sqlx::query("UPDATE api_keys SET revoked_us = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                &WriteContext::default(),
+                events::API_KEY_REVOKED,
+                None,
+                json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
+            )
+            .await?;
+            key.revoked_us = Some(now);
+        }
+        tx.commit().await?;
+        Ok(Some(key))
     }
 
     async fn create_resource(

@@ -196,6 +196,13 @@ contract!(
     concurrent_creates_same_user_name,
     concurrent_member_adds,
     crossing_updates_both_succeed,
+    api_keys,
+    organization_paging,
+    rename_and_delete_organization,
+    connection_update_and_status,
+    token_rotation_overlap,
+    token_revocation,
+    connection_activity,
 );
 
 // --- helpers ---------------------------------------------------------------------------------------
@@ -402,7 +409,7 @@ async fn organizations_and_connections(store: Arc<dyn Store>) {
     let got = s.get_connection(&c2.id).await.unwrap().unwrap();
     assert_eq!(got, c2);
     assert_eq!(got.idp, IdpKind::Google);
-    assert_eq!(got.token_hash, hash_of("two"));
+    assert_eq!(got.token_hash, Some(hash_of("two")));
     assert_eq!(s.get_connection("missing").await.unwrap(), None);
 }
 
@@ -415,7 +422,7 @@ async fn token_lookup_and_rotation(store: Arc<dyn Store>) {
     assert!(s.set_connection_token(&c.id, &hash_of("new"), "rc_new").await.unwrap());
     assert_eq!(s.connection_by_token_hash(&hash_of("acme")).await.unwrap(), None);
     let c = s.connection_by_token_hash(&hash_of("new")).await.unwrap().unwrap();
-    assert_eq!(c.token_prefix, "rc_new");
+    assert_eq!(c.token_prefix.as_deref(), Some("rc_new"));
     assert!(!s.set_connection_token("missing", &hash_of("x"), "rc_x").await.unwrap());
     let ev = all_events(s).await;
     let rotated: Vec<&Event> = ev.iter().filter(|e| e.kind == "connection.token_rotated").collect();
@@ -448,6 +455,411 @@ async fn delete_connection_removes_its_resources(store: Arc<dyn Store>) {
     );
     let ev = all_events(s).await;
     assert_eq!(ev.last().unwrap().kind, "connection.deleted");
+}
+
+// --- management -----------------------------------------------------------------------------------
+
+fn events_of<'a>(ev: &'a [Event], kind: &str) -> Vec<&'a Event> {
+    ev.iter().filter(|e| e.kind == kind).collect()
+}
+
+async fn api_keys(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert!(s.list_api_keys().await.unwrap().is_empty());
+    let new = |name: &str| NewApiKey {
+        name: name.into(),
+        key_hash: hash_of(name),
+        key_prefix: format!("rc_key_{name}"),
+    };
+    let a = s.create_api_key(new("deploy")).await.unwrap();
+    let b = s.create_api_key(new("ci")).await.unwrap();
+    assert_eq!(a.revoked_us, None);
+    assert_eq!(s.api_key_by_hash(&hash_of("deploy")).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.api_key_by_hash(&hash_of("nope")).await.unwrap(), None);
+    assert_eq!(s.list_api_keys().await.unwrap(), vec![a.clone(), b.clone()]);
+
+    let revoked = s.revoke_api_key(&a.id).await.unwrap().unwrap();
+    let at = revoked.revoked_us.expect("revoked");
+    // Revoking again changes nothing.
+    assert_eq!(s.revoke_api_key(&a.id).await.unwrap().unwrap().revoked_us, Some(at));
+    assert_eq!(s.revoke_api_key("missing").await.unwrap(), None);
+    // A revoked key is still found (so that callers can say it was revoked), marked as such.
+    let found = s.api_key_by_hash(&hash_of("deploy")).await.unwrap().unwrap();
+    assert_eq!(found.revoked_us, Some(at));
+    assert_eq!(
+        s.api_key_by_hash(&hash_of("ci")).await.unwrap().unwrap().revoked_us,
+        None
+    );
+    let listed = s.list_api_keys().await.unwrap();
+    assert_eq!(listed[0].revoked_us, Some(at));
+    assert_eq!(listed[1], b);
+
+    let ev = all_events(s).await;
+    let created = events_of(&ev, "api_key.created");
+    assert_eq!(created.len(), 2);
+    assert_eq!(
+        created[0].data,
+        json!({"api_key_id": a.id, "name": "deploy", "key_prefix": "rc_key_deploy"})
+    );
+    assert_eq!(events_of(&ev, "api_key.revoked").len(), 1);
+}
+
+async fn organization_paging(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert!(s.list_organizations_after(None, 10).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.create_organization(&format!("org-{i}")).await.unwrap().id);
+    }
+    ids.sort();
+    let page = |after: Option<String>, limit| async move {
+        s.list_organizations_after(after.as_deref(), limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, 2).await, ids[..2]);
+    assert_eq!(page(Some(ids[1].clone()), 2).await, ids[2..4]);
+    assert_eq!(page(Some(ids[3].clone()), 2).await, ids[4..]);
+    assert!(page(Some(ids[4].clone()), 2).await.is_empty());
+    assert_eq!(page(None, 100).await, ids);
+    assert!(page(None, 0).await.is_empty());
+    // A cursor that is not an id still pages by order.
+    assert_eq!(page(Some(String::new()), 100).await, ids);
+}
+
+async fn rename_and_delete_organization(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = tenant(s, "a").await;
+    let b = tenant(s, "b").await;
+    let renamed = s.rename_organization(&a.org_id, "alpha").await.unwrap().unwrap();
+    assert_eq!(renamed.name, "alpha");
+    assert_eq!(s.get_organization("alpha").await.unwrap().unwrap().id, a.org_id);
+    assert_eq!(s.get_organization("a").await.unwrap(), None);
+    let e = scim(s.rename_organization(&a.org_id, "b").await.unwrap_err());
+    assert_eq!(e.status, 409);
+    assert!(e.detail.contains("\"b\""), "{}", e.detail);
+    assert_eq!(s.rename_organization("missing", "x").await.unwrap(), None);
+    // Same name: no change, no event.
+    s.rename_organization(&a.org_id, "alpha").await.unwrap().unwrap();
+    let ev = all_events(s).await;
+    let updated = events_of(&ev, "organization.updated");
+    assert_eq!(updated.len(), 1);
+    assert_eq!(
+        updated[0].data,
+        json!({"changed": {"name": {"before": "a", "after": "alpha"}}})
+    );
+
+    // A second connection in the organization, users, a group with members.
+    let second = s
+        .create_connection(NewConnection {
+            org_id: a.org_id.clone(),
+            name: "second".into(),
+            idp: IdpKind::Entra,
+            token_hash: hash_of("second"),
+            token_prefix: "rc_second".into(),
+        })
+        .await
+        .unwrap();
+    let u1 = create_user(s, &a, user("one")).await;
+    let u2 = create_user(s, &a, user("two")).await;
+    let g = create_group(s, &a, "g", &[&u1.id, &u2.id]).await;
+    let ub = create_user(s, &b, user("one")).await;
+    let gb = create_group(s, &b, "g", &[&ub.id]).await;
+
+    assert!(s.delete_organization(&a.org_id).await.unwrap());
+    assert!(!s.delete_organization(&a.org_id).await.unwrap());
+    assert_eq!(s.get_organization(&a.org_id).await.unwrap(), None);
+    assert_eq!(s.get_connection(&a.connection_id).await.unwrap(), None);
+    assert_eq!(s.get_connection(&second.id).await.unwrap(), None);
+    assert_eq!(s.connection_by_token_hash(&hash_of("a")).await.unwrap(), None);
+    assert_eq!(s.connection_by_token_hash(&hash_of("second")).await.unwrap(), None);
+    for (kind, id) in [
+        (ResourceKind::User, &u1.id),
+        (ResourceKind::User, &u2.id),
+        (ResourceKind::Group, &g.id),
+    ] {
+        assert!(
+            s.get_resource(&a.connection_id, kind, id, true)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert!(s.list_connections(Some(&a.org_id)).await.unwrap().is_empty());
+    // The other organization is untouched.
+    assert_eq!(s.list_connections(Some(&b.org_id)).await.unwrap().len(), 1);
+    let gb = s
+        .get_resource(&b.connection_id, ResourceKind::Group, &gb.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gb.related.unwrap().len(), 1);
+    assert_eq!(s.count_organizations().await.unwrap(), 1);
+
+    let ev = all_events(s).await;
+    let n = ev.len();
+    assert_eq!(ev[n - 1].kind, "organization.deleted");
+    assert_eq!(ev[n - 1].org_id.as_deref(), Some(a.org_id.as_str()));
+    assert_eq!(ev[n - 1].data, json!({"name": "alpha"}));
+    let mut deleted: Vec<String> = ev[n - 3..n - 1]
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, "connection.deleted");
+            e.connection_id.clone().unwrap()
+        })
+        .collect();
+    deleted.sort();
+    let mut expected = vec![a.connection_id.clone(), second.id.clone()];
+    expected.sort();
+    assert_eq!(deleted, expected);
+}
+
+async fn connection_update_and_status(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let before = s.get_connection(&ctx.connection_id).await.unwrap().unwrap();
+    assert_eq!(before.status, ConnectionStatus::Active);
+    // Nothing to change: no event.
+    let same = s
+        .update_connection(&ctx.connection_id, ConnectionUpdate::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(same, before);
+    let c = s
+        .update_connection(
+            &ctx.connection_id,
+            ConnectionUpdate {
+                name: Some("Okta production".into()),
+                idp: Some(IdpKind::Entra),
+                status: Some(ConnectionStatus::Disabled),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.name.as_str(), c.idp, c.status),
+        ("Okta production", IdpKind::Entra, ConnectionStatus::Disabled)
+    );
+    assert_eq!(s.get_connection(&c.id).await.unwrap(), Some(c.clone()));
+    // A disabled connection is still found by its token, with its status, so auth can say why it
+    // refuses.
+    let found = s.connection_by_token_hash(&hash_of("acme")).await.unwrap().unwrap();
+    assert_eq!(found.status, ConnectionStatus::Disabled);
+    let c = s
+        .update_connection(
+            &ctx.connection_id,
+            ConnectionUpdate {
+                status: Some(ConnectionStatus::Active),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, ConnectionStatus::Active);
+    assert_eq!(c.name, "Okta production");
+    assert_eq!(
+        s.update_connection("missing", ConnectionUpdate::default())
+            .await
+            .unwrap(),
+        None
+    );
+    let ev = all_events(s).await;
+    let kinds: Vec<&str> = ev
+        .iter()
+        .filter(|e| e.kind.starts_with("connection.") && e.kind != "connection.created")
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["connection.updated", "connection.disabled", "connection.enabled"]
+    );
+    assert_eq!(
+        events_of(&ev, "connection.updated")[0].data,
+        json!({"changed": {"name": {"before": "acme okta", "after": "Okta production"},
+                           "idp": {"before": "okta", "after": "entra"}}})
+    );
+}
+
+async fn token_rotation_overlap(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let id = ctx.connection_id.as_str();
+    let by = |t: &'static str| async move { s.connection_by_token_hash(&hash_of(t)).await.unwrap().map(|c| c.id) };
+    // Nothing to complete or cancel yet.
+    assert_eq!(scim(s.complete_token_rotation(id).await.unwrap_err()).status, 409);
+    assert_eq!(scim(s.cancel_token_rotation(id).await.unwrap_err()).status, 409);
+
+    let c = s
+        .start_token_rotation(id, &hash_of("next"), "rc_next")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.token_prefix.as_deref(), Some("rc_acme"));
+    assert_eq!(c.next_token_prefix.as_deref(), Some("rc_next"));
+    assert!(c.rotation_started_us.is_some());
+    assert_eq!(s.get_connection(id).await.unwrap(), Some(c.clone()));
+    // Both tokens work during the rotation.
+    assert_eq!(by("acme").await.as_deref(), Some(id));
+    assert_eq!(by("next").await.as_deref(), Some(id));
+    assert!(c.token_matches(&hash_of("acme")) && c.token_matches(&hash_of("next")));
+    let e = scim(
+        s.start_token_rotation(id, &hash_of("third"), "rc_third")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 409);
+    assert_eq!(by("third").await, None);
+
+    let c = s.complete_token_rotation(id).await.unwrap().unwrap();
+    assert_eq!(c.token_prefix.as_deref(), Some("rc_next"));
+    assert_eq!((c.next_token_prefix.as_deref(), c.rotation_started_us), (None, None));
+    assert_eq!(by("acme").await, None);
+    assert_eq!(by("next").await.as_deref(), Some(id));
+    assert_eq!(scim(s.complete_token_rotation(id).await.unwrap_err()).status, 409);
+
+    // Cancelled: only the current token works.
+    s.start_token_rotation(id, &hash_of("dropped"), "rc_dropped")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by("dropped").await.as_deref(), Some(id));
+    let c = s.cancel_token_rotation(id).await.unwrap().unwrap();
+    assert_eq!(c.token_prefix.as_deref(), Some("rc_next"));
+    assert_eq!(c.next_token_prefix, None);
+    assert_eq!(by("dropped").await, None);
+    assert_eq!(by("next").await.as_deref(), Some(id));
+
+    // Replacing the token outright ends a rotation in progress.
+    s.start_token_rotation(id, &hash_of("pending"), "rc_pending")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.set_connection_token(id, &hash_of("direct"), "rc_direct")
+            .await
+            .unwrap()
+    );
+    assert_eq!(by("pending").await, None);
+    assert_eq!(by("next").await, None);
+    assert_eq!(by("direct").await.as_deref(), Some(id));
+    assert_eq!(s.get_connection(id).await.unwrap().unwrap().next_token_prefix, None);
+
+    for missing in [
+        s.start_token_rotation("missing", &hash_of("m"), "rc_m").await.unwrap(),
+        s.complete_token_rotation("missing").await.unwrap(),
+        s.cancel_token_rotation("missing").await.unwrap(),
+    ] {
+        assert_eq!(missing, None);
+    }
+    let ev = all_events(s).await;
+    let kinds: Vec<&str> = ev
+        .iter()
+        .filter(|e| e.kind.starts_with("connection.token"))
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "connection.token_rotation_started",
+            "connection.token_rotation_completed",
+            "connection.token_rotation_started",
+            "connection.token_rotation_cancelled",
+            "connection.token_rotation_started",
+            "connection.token_rotated",
+        ]
+    );
+    let started = events_of(&ev, "connection.token_rotation_started");
+    assert_eq!(started[0].data, json!({"next_token_prefix": "rc_next"}));
+    assert_eq!(started[0].connection_id.as_deref(), Some(id));
+}
+
+async fn token_revocation(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let id = ctx.connection_id.as_str();
+    let user = create_user(s, &ctx, user("kept")).await;
+    s.start_token_rotation(id, &hash_of("next"), "rc_next")
+        .await
+        .unwrap()
+        .unwrap();
+    let c = s.revoke_connection_tokens(id).await.unwrap().unwrap();
+    assert_eq!(
+        (c.token_prefix.as_deref(), c.next_token_prefix.as_deref()),
+        (None, None)
+    );
+    assert_eq!((c.token_hash, c.next_token_hash), (None, None));
+    assert_eq!(s.get_connection(id).await.unwrap(), Some(c.clone()));
+    assert_eq!(s.connection_by_token_hash(&hash_of("acme")).await.unwrap(), None);
+    assert_eq!(s.connection_by_token_hash(&hash_of("next")).await.unwrap(), None);
+    // The connection keeps its data.
+    assert!(
+        s.get_resource(id, ResourceKind::User, &user.id, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Revoking again is harmless; two connections without a token can coexist.
+    s.revoke_connection_tokens(id).await.unwrap().unwrap();
+    let other = tenant(s, "other").await;
+    s.revoke_connection_tokens(&other.connection_id).await.unwrap().unwrap();
+    assert_eq!(s.revoke_connection_tokens("missing").await.unwrap(), None);
+    // Nothing to rotate from: a new token becomes the token at once.
+    let c = s
+        .start_token_rotation(id, &hash_of("fresh"), "rc_fresh")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.token_prefix.as_deref(), Some("rc_fresh"));
+    assert_eq!(c.next_token_prefix, None);
+    assert_eq!(
+        s.connection_by_token_hash(&hash_of("fresh"))
+            .await
+            .unwrap()
+            .map(|c| c.id)
+            .as_deref(),
+        Some(id)
+    );
+    let ev = all_events(s).await;
+    let revoked = events_of(&ev, "connection.tokens_revoked");
+    assert_eq!(revoked.len(), 3);
+    assert_eq!(
+        revoked[0].data,
+        json!({"revoked_token_prefixes": ["rc_acme", "rc_next"]})
+    );
+    assert_eq!(revoked[1].data, json!({"revoked_token_prefixes": []}));
+}
+
+async fn connection_activity(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let id = ctx.connection_id.as_str();
+    let events_before = all_events(s).await.len();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!((c.last_request_us, c.last_user_agent.as_deref()), (None, None));
+    s.record_connection_request(id, 1_000, Some("Okta SCIM Client 1.0"))
+        .await
+        .unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (c.last_request_us, c.last_user_agent.as_deref()),
+        (Some(1_000), Some("Okta SCIM Client 1.0"))
+    );
+    // An older report (another node, late) does not move it back.
+    s.record_connection_request(id, 500, Some("late")).await.unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!(c.last_request_us, Some(1_000));
+    s.record_connection_request(id, 2_000, None).await.unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!((c.last_request_us, c.last_user_agent.as_deref()), (Some(2_000), None));
+    s.record_connection_request("missing", 1, None).await.unwrap();
+    // Activity is not an event.
+    assert_eq!(all_events(s).await.len(), events_before);
 }
 
 // --- resources -----------------------------------------------------------------------------------

@@ -5,23 +5,46 @@
 -- prefix ranges as well as equality.
 
 CREATE TABLE organizations (
-    id          text PRIMARY KEY,
+    id          text COLLATE "C" PRIMARY KEY,
     name        text NOT NULL,
     created_us  bigint NOT NULL
 );
 CREATE UNIQUE INDEX organizations_name ON organizations (name);
 
+-- A connection has up to two tokens, stored as SHA-256 hashes: the current one and, while a rotation
+-- is in progress, the next one; both authenticate. Both are NULL after its tokens are revoked.
 CREATE TABLE scim_connections (
-    id            text PRIMARY KEY,
-    org_id        text NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
-    name          text NOT NULL,
-    idp           text NOT NULL,
-    token_hash    bytea NOT NULL,
-    token_prefix  text NOT NULL,
-    created_us    bigint NOT NULL
+    id                   text PRIMARY KEY,
+    org_id               text COLLATE "C" NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name                 text NOT NULL,
+    idp                  text NOT NULL,
+    status               text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    token_hash           bytea,
+    token_prefix         text,
+    next_token_hash      bytea,
+    next_token_prefix    text,
+    rotation_started_us  bigint,
+    created_us           bigint NOT NULL,
+    -- The last authenticated SCIM request, recorded at most about once a minute per node.
+    last_request_us      bigint,
+    last_user_agent      text
 );
 CREATE UNIQUE INDEX scim_connections_token ON scim_connections (token_hash);
+CREATE UNIQUE INDEX scim_connections_next_token ON scim_connections (next_token_hash)
+    WHERE next_token_hash IS NOT NULL;
 CREATE INDEX scim_connections_org ON scim_connections (org_id);
+
+-- Operator API keys for the management API (`/api/v1`), stored as SHA-256 hashes. Revoked keys keep
+-- their row (revoked_us) so that lists show them.
+CREATE TABLE api_keys (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    key_hash    bytea NOT NULL,
+    key_prefix  text NOT NULL,
+    created_us  bigint NOT NULL,
+    revoked_us  bigint
+);
+CREATE UNIQUE INDEX api_keys_hash ON api_keys (key_hash);
 
 -- Users and groups. `doc` is the canonical SCIM document (no meta, no members); `doc_ci` its search
 -- copy with case-insensitive strings folded in Rust. Deleted resources keep their row (deleted_us).

@@ -7,17 +7,40 @@ CREATE TABLE organizations (
 );
 CREATE UNIQUE INDEX organizations_name ON organizations (name);
 
+-- A connection has up to two tokens, stored as SHA-256 hashes: the current one and, while a rotation
+-- is in progress, the next one; both authenticate. Both are NULL after its tokens are revoked.
 CREATE TABLE scim_connections (
-    id            TEXT PRIMARY KEY,
-    org_id        TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
-    name          TEXT NOT NULL,
-    idp           TEXT NOT NULL,
-    token_hash    BLOB NOT NULL,
-    token_prefix  TEXT NOT NULL,
-    created_us    INTEGER NOT NULL
+    id                   TEXT PRIMARY KEY,
+    org_id               TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name                 TEXT NOT NULL,
+    idp                  TEXT NOT NULL,
+    status               TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    token_hash           BLOB,
+    token_prefix         TEXT,
+    next_token_hash      BLOB,
+    next_token_prefix    TEXT,
+    rotation_started_us  INTEGER,
+    created_us           INTEGER NOT NULL,
+    -- The last authenticated SCIM request, recorded at most about once a minute per node.
+    last_request_us      INTEGER,
+    last_user_agent      TEXT
 );
 CREATE UNIQUE INDEX scim_connections_token ON scim_connections (token_hash);
+CREATE UNIQUE INDEX scim_connections_next_token ON scim_connections (next_token_hash)
+    WHERE next_token_hash IS NOT NULL;
 CREATE INDEX scim_connections_org ON scim_connections (org_id);
+
+-- Operator API keys for the management API (`/api/v1`), stored as SHA-256 hashes. Revoked keys keep
+-- their row (revoked_us) so that lists show them.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    key_hash    BLOB NOT NULL,
+    key_prefix  TEXT NOT NULL,
+    created_us  INTEGER NOT NULL,
+    revoked_us  INTEGER
+);
+CREATE UNIQUE INDEX api_keys_hash ON api_keys (key_hash);
 
 -- Users and groups. `doc` is the canonical SCIM document (no meta, no members); `doc_ci` its search
 -- copy with case-insensitive strings folded in Rust. Deleted resources keep their row (deleted_us).

@@ -1,0 +1,410 @@
+//! Managing tenants, independent of HTTP: organizations, SCIM connections and their tokens, and
+//! operator API keys. The management API (`/api/v1`) and the `rollcall` command line both call
+//! this, so they validate and behave the same way.
+//!
+//! Every change that can stop a token from working (rotation, revocation, disabling, deletion)
+//! drops the connection from this node's token cache at once; other nodes follow within the cache's
+//! lifetime ([`crate::token_cache::TOKEN_CACHE_TTL`]).
+
+use crate::token_cache::TokenCache;
+use crate::tokens;
+use rollcall_store::{
+    ApiKey, Connection, ConnectionUpdate, IdpKind, NewApiKey, NewConnection, Organization, Store, StoreError,
+};
+use std::sync::Arc;
+
+/// Longest accepted name (organization, connection, API key), in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Why a management operation failed: an HTTP status and a message for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    pub status: u16,
+    /// A finer kind than the status, when there is one (e.g. `confirmation-required`).
+    pub kind: Option<&'static str>,
+    pub detail: String,
+}
+
+impl AdminError {
+    pub fn new(status: u16, detail: impl Into<String>) -> AdminError {
+        AdminError {
+            status,
+            kind: None,
+            detail: detail.into(),
+        }
+    }
+    pub fn not_found(detail: impl Into<String>) -> AdminError {
+        AdminError::new(404, detail)
+    }
+    pub fn invalid(detail: impl Into<String>) -> AdminError {
+        AdminError::new(422, detail)
+    }
+    pub fn with_kind(mut self, kind: &'static str) -> AdminError {
+        self.kind = Some(kind);
+        self
+    }
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        // Database failures are logged there and answered with a generic detail.
+        let e = e.into_scim();
+        AdminError::new(e.status, e.detail)
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// A connection with the secret of a token just issued for it (shown once).
+pub struct IssuedConnection {
+    pub connection: Connection,
+    pub token: String,
+}
+
+/// An API key with its secret (shown once).
+pub struct IssuedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+/// The management operations.
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+    token_cache: Arc<TokenCache>,
+    public_url: String,
+}
+
+/// A trimmed, non-empty name of at most [`MAX_NAME_CHARS`] characters without control characters.
+pub fn validate_name(what: &str, name: &str) -> AdminResult<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AdminError::invalid(format!("{what} must not be empty")));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(AdminError::invalid(format!(
+            "{what} is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AdminError::invalid(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+fn no_organization(id: &str) -> AdminError {
+    AdminError::not_found(format!("no organization with id \"{id}\""))
+}
+
+fn no_connection(id: &str) -> AdminError {
+    AdminError::not_found(format!("no SCIM connection with id \"{id}\""))
+}
+
+fn no_api_key(id: &str) -> AdminError {
+    AdminError::not_found(format!("no API key with id \"{id}\""))
+}
+
+impl Admin {
+    /// `public_url`: the address clients reach the service at, for SCIM base URLs.
+    pub fn new(store: Arc<dyn Store>, token_cache: Arc<TokenCache>, public_url: &str) -> Admin {
+        Admin {
+            store,
+            token_cache,
+            public_url: public_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The SCIM base URL of a connection.
+    pub fn scim_base_url(&self, connection_id: &str) -> String {
+        format!("{}/scim/v2/{connection_id}", self.public_url)
+    }
+
+    // --- organizations -------------------------------------------------------------------------
+
+    pub async fn create_organization(&self, name: &str) -> AdminResult<Organization> {
+        let name = validate_name("the organization name", name)?;
+        Ok(self.store.create_organization(&name).await?)
+    }
+
+    /// A page of organizations in creation order, and the cursor of the next page if there is one.
+    pub async fn list_organizations(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> AdminResult<(Vec<Organization>, Option<String>)> {
+        let mut page = self.store.list_organizations_after(after, limit + 1).await?;
+        let next = if page.len() as i64 > limit {
+            page.truncate(limit.max(0) as usize);
+            page.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Every organization (for the command line).
+    pub async fn all_organizations(&self) -> AdminResult<Vec<Organization>> {
+        Ok(self.store.list_organizations().await?)
+    }
+
+    /// An organization by id.
+    pub async fn organization(&self, id: &str) -> AdminResult<Organization> {
+        self.store
+            .get_organization(id)
+            .await?
+            .filter(|o| o.id == id)
+            .ok_or_else(|| no_organization(id))
+    }
+
+    /// An organization by id or name (for the command line).
+    pub async fn find_organization(&self, id_or_name: &str) -> AdminResult<Organization> {
+        self.store
+            .get_organization(id_or_name)
+            .await?
+            .ok_or_else(|| AdminError::not_found(format!("no organization \"{id_or_name}\"")))
+    }
+
+    pub async fn rename_organization(&self, id: &str, name: &str) -> AdminResult<Organization> {
+        let name = validate_name("the organization name", name)?;
+        self.store
+            .rename_organization(id, &name)
+            .await?
+            .ok_or_else(|| no_organization(id))
+    }
+
+    /// Deletes an organization with everything in it. `confirm` must repeat its name.
+    pub async fn delete_organization(&self, id: &str, confirm: Option<&str>) -> AdminResult<()> {
+        let org = self.organization(id).await?;
+        let connections = self.store.list_connections(Some(&org.id)).await?;
+        match confirm {
+            Some(c) if c == org.name => {}
+            Some(c) => {
+                return Err(AdminError::invalid(format!(
+                    "confirm=\"{c}\" does not match the organization's name \"{}\"; nothing was deleted",
+                    org.name
+                ))
+                .with_kind("confirmation-required"));
+            }
+            None => {
+                return Err(AdminError::invalid(format!(
+                    "deleting organization \"{}\" also deletes its {} SCIM connection(s) with all their users \
+                     and groups; to confirm, repeat its name in the query: ?confirm=<organization name>",
+                    org.name,
+                    connections.len()
+                ))
+                .with_kind("confirmation-required"));
+            }
+        }
+        let deleted = self.store.delete_organization(&org.id).await?;
+        for c in &connections {
+            self.token_cache.forget_connection(&c.id);
+        }
+        if deleted { Ok(()) } else { Err(no_organization(id)) }
+    }
+
+    // --- connections ---------------------------------------------------------------------------
+
+    /// Creates a connection in an organization (by id) with a new token.
+    pub async fn create_connection(
+        &self,
+        org_id: &str,
+        name: Option<&str>,
+        idp: IdpKind,
+    ) -> AdminResult<IssuedConnection> {
+        let org = self.organization(org_id).await?;
+        let name = match name {
+            Some(n) => validate_name("the connection name", n)?,
+            None => format!("{idp} connection"),
+        };
+        let token = tokens::issue();
+        let connection = self
+            .store
+            .create_connection(NewConnection {
+                org_id: org.id,
+                name,
+                idp,
+                token_hash: token.hash,
+                token_prefix: token.display_prefix,
+            })
+            .await?;
+        Ok(IssuedConnection {
+            connection,
+            token: token.secret,
+        })
+    }
+
+    /// The connections of an organization (404 when it does not exist), or of all.
+    pub async fn list_connections(&self, org_id: Option<&str>) -> AdminResult<Vec<Connection>> {
+        if let Some(id) = org_id {
+            self.organization(id).await?;
+        }
+        Ok(self.store.list_connections(org_id).await?)
+    }
+
+    pub async fn connection(&self, id: &str) -> AdminResult<Connection> {
+        self.store.get_connection(id).await?.ok_or_else(|| no_connection(id))
+    }
+
+    pub async fn update_connection(&self, id: &str, mut update: ConnectionUpdate) -> AdminResult<Connection> {
+        if let Some(name) = &update.name {
+            update.name = Some(validate_name("the connection name", name)?);
+        }
+        let c = self
+            .store
+            .update_connection(id, update)
+            .await?
+            .ok_or_else(|| no_connection(id))?;
+        // A cached entry carries the status: a disabled connection must stop working here at once.
+        self.token_cache.forget_connection(id);
+        Ok(c)
+    }
+
+    /// Deletes a connection with its users and groups.
+    pub async fn delete_connection(&self, id: &str) -> AdminResult<()> {
+        let deleted = self.store.delete_connection(id).await?;
+        self.token_cache.forget_connection(id);
+        if deleted { Ok(()) } else { Err(no_connection(id)) }
+    }
+
+    /// Starts a token rotation: a new token that works beside the current one until the rotation is
+    /// completed or cancelled (or at once, as the only token, when the connection has none).
+    pub async fn start_token_rotation(&self, id: &str) -> AdminResult<IssuedConnection> {
+        let token = tokens::issue();
+        let connection = self
+            .store
+            .start_token_rotation(id, &token.hash, &token.display_prefix)
+            .await?
+            .ok_or_else(|| no_connection(id))?;
+        self.token_cache.forget_connection(id);
+        Ok(IssuedConnection {
+            connection,
+            token: token.secret,
+        })
+    }
+
+    /// The new token becomes the only one; the old one stops working.
+    pub async fn complete_token_rotation(&self, id: &str) -> AdminResult<Connection> {
+        let c = self
+            .store
+            .complete_token_rotation(id)
+            .await?
+            .ok_or_else(|| no_connection(id))?;
+        self.token_cache.forget_connection(id);
+        Ok(c)
+    }
+
+    /// The new token stops working; the old one stays.
+    pub async fn cancel_token_rotation(&self, id: &str) -> AdminResult<Connection> {
+        let c = self
+            .store
+            .cancel_token_rotation(id)
+            .await?
+            .ok_or_else(|| no_connection(id))?;
+        self.token_cache.forget_connection(id);
+        Ok(c)
+    }
+
+    /// No token works any more, until a new one is issued.
+    pub async fn revoke_tokens(&self, id: &str) -> AdminResult<Connection> {
+        let c = self
+            .store
+            .revoke_connection_tokens(id)
+            .await?
+            .ok_or_else(|| no_connection(id))?;
+        self.token_cache.forget_connection(id);
+        Ok(c)
+    }
+
+    /// Replaces every token of a connection with a new one at once (no overlap).
+    pub async fn replace_token(&self, id: &str) -> AdminResult<IssuedConnection> {
+        let token = tokens::issue();
+        if !self
+            .store
+            .set_connection_token(id, &token.hash, &token.display_prefix)
+            .await?
+        {
+            return Err(no_connection(id));
+        }
+        self.token_cache.forget_connection(id);
+        Ok(IssuedConnection {
+            connection: self.connection(id).await?,
+            token: token.secret,
+        })
+    }
+
+    // --- API keys ------------------------------------------------------------------------------
+
+    pub async fn create_api_key(&self, name: &str) -> AdminResult<IssuedApiKey> {
+        let name = validate_name("the API key name", name)?;
+        let issued = tokens::issue_api_key();
+        let key = self
+            .store
+            .create_api_key(NewApiKey {
+                name,
+                key_hash: issued.hash,
+                key_prefix: issued.display_prefix,
+            })
+            .await?;
+        Ok(IssuedApiKey {
+            key,
+            secret: issued.secret,
+        })
+    }
+
+    pub async fn list_api_keys(&self) -> AdminResult<Vec<ApiKey>> {
+        Ok(self.store.list_api_keys().await?)
+    }
+
+    pub async fn revoke_api_key(&self, id: &str) -> AdminResult<ApiKey> {
+        self.store.revoke_api_key(id).await?.ok_or_else(|| no_api_key(id))
+    }
+
+    /// The live API key a presented secret belongs to; 401 otherwise, saying why.
+    pub async fn authenticate_api_key(&self, presented: &str) -> AdminResult<ApiKey> {
+        if presented.starts_with(tokens::SCIM_TOKEN_PREFIX) {
+            return Err(AdminError::new(
+                401,
+                "SCIM connection tokens do not work on the management API; use an operator API key \
+                 (rc_key_..., created with `rollcall api-key create`)",
+            ));
+        }
+        let hash = tokens::hash(presented);
+        let key = self
+            .store
+            .api_key_by_hash(&hash)
+            .await?
+            .filter(|k| tokens::matches(&hash, &k.key_hash))
+            .ok_or_else(|| AdminError::new(401, "the API key is not valid"))?;
+        if let Some(at) = key.revoked_us {
+            return Err(AdminError::new(
+                401,
+                format!("the API key was revoked at {}", crate::service::rfc3339(at)),
+            ));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_name("n", "  Acme ").unwrap(), "Acme");
+        assert_eq!(validate_name("the name", " ").unwrap_err().status, 422);
+        assert!(validate_name("n", &"x".repeat(201)).is_err());
+        assert!(validate_name("n", &"é".repeat(200)).is_ok());
+        assert!(validate_name("n", "a\nb").is_err());
+    }
+}

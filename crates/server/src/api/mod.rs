@@ -1,0 +1,118 @@
+//! The management API, `/api/v1`: JSON over HTTP for the application that runs Rollcall to manage
+//! its tenants (organizations, SCIM connections, their tokens). Authenticated with operator API
+//! keys; errors are RFC 9457 problem details. Its OpenAPI 3.1 document is generated from the
+//! handlers below and served at `/api/v1/openapi.json`, with an interactive page at `/api/v1/docs`
+//! (Swagger UI, served from the binary: it works offline).
+
+pub mod auth;
+pub mod connections;
+pub mod extract;
+pub mod organizations;
+pub mod problem;
+pub mod schemas;
+
+use crate::service::Scim;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Where the management API is mounted.
+pub const BASE_PATH: &str = "/api/v1";
+/// The OpenAPI document's path.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+/// The interactive documentation's path.
+pub const DOCS_PATH: &str = "/api/v1/docs";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rollcall management API",
+        description = "Manage the organizations of the application that runs Rollcall, their SCIM \
+            connections and the connections' bearer tokens.\n\nAuthenticate with an operator API key \
+            (`rollcall api-key create`): `Authorization: Bearer rc_key_...`. SCIM connection tokens do \
+            not work here, and API keys do not work on SCIM endpoints.\n\nErrors are RFC 9457 problem \
+            details (`application/problem+json`). Timestamps are RFC 3339.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&ApiKeyScheme),
+    security(("api_key" = [])),
+    tags(
+        (name = "organizations", description = "Customers of the application, each with its SCIM connections"),
+        (name = "connections", description = "SCIM connections (one identity provider each) and their tokens"),
+    ),
+    components(schemas(problem::Problem))
+)]
+struct ApiDoc;
+
+/// Declares the API-key security scheme.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("rc_key_...")
+                    .description(Some("An operator API key, created with `rollcall api-key create`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The management API's routes, relative to [`BASE_PATH`], with their documentation.
+fn routes() -> OpenApiRouter<Scim> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            organizations::list_organizations,
+            organizations::create_organization
+        ))
+        .routes(routes!(
+            organizations::get_organization,
+            organizations::update_organization,
+            organizations::delete_organization
+        ))
+        .routes(routes!(connections::list_connections, connections::create_connection))
+        .routes(routes!(
+            connections::get_connection,
+            connections::update_connection,
+            connections::delete_connection
+        ))
+        .routes(routes!(connections::start_token_rotation))
+        .routes(routes!(connections::complete_token_rotation))
+        .routes(routes!(connections::cancel_token_rotation))
+        .routes(routes!(connections::revoke_tokens))
+}
+
+/// The OpenAPI document of the management API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(BASE_PATH, routes())
+        .into_openapi()
+}
+
+/// The management API (API-key authentication on every endpoint, problem details on every error)
+/// with its OpenAPI document and documentation page, which need no key.
+pub fn router(scim: &Scim) -> Router<Scim> {
+    let (v1, _) = routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            scim.clone(),
+            auth::require_api_key,
+        ))
+        .fallback(problem::not_found)
+        .split_for_parts();
+    // Mounted as one service, so that every answer, the router's own included (a 405 with its
+    // `Allow` header), passes through `ensure_problem` complete.
+    let v1 = tower::Layer::layer(
+        &axum::middleware::map_response(problem::ensure_problem),
+        v1.with_state(scim.clone()),
+    );
+    let docs: Router<Scim> = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi()).into();
+    docs.nest_service(BASE_PATH, v1)
+}

@@ -1,0 +1,183 @@
+//! `/api/v1/organizations`.
+
+use super::extract::{JsonBody, query_pairs, query_param};
+use super::problem::{ApiProblem, ApiResult, Problem};
+use super::schemas::*;
+use crate::service::Scim;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+
+/// Items on a page when `limit` is not given, and the most allowed.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// A `Location` header for `/api/v1/{kind}/{id}`.
+pub(super) fn location(kind: &str, id: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/{kind}/{id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    h
+}
+
+/// Reads `cursor` and `limit`.
+fn page_params(raw: Option<&str>) -> ApiResult<(Option<String>, i64)> {
+    let pairs = query_pairs(raw);
+    let limit = match query_param(&pairs, "limit").map(str::trim) {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiProblem::new(
+                    422,
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
+                ));
+            }
+        },
+    };
+    let cursor = match query_param(&pairs, "cursor").map(str::trim) {
+        None | Some("") => None,
+        Some(c) => {
+            // Cursors are organization ids.
+            if uuid::Uuid::parse_str(c).is_err() {
+                return Err(ApiProblem::new(
+                    422,
+                    format!("cursor \"{c}\" is not a next_cursor this API returned"),
+                ));
+            }
+            Some(c.to_string())
+        }
+    };
+    Ok((cursor, limit))
+}
+
+/// Create an organization.
+#[utoipa::path(
+    post,
+    path = "/organizations",
+    tag = "organizations",
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Created", body = OrganizationView,
+            headers(("Location" = String, description = "The organization's URL"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or unknown field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_organization(
+    State(scim): State<Scim>,
+    JsonBody(body): JsonBody<CreateOrganization>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<OrganizationView>)> {
+    let org = scim.admin().create_organization(&body.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        location("organizations", &org.id),
+        Json(OrganizationView::from(&org)),
+    ))
+}
+
+/// List organizations, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/organizations",
+    tag = "organizations",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of organizations", body = OrganizationList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_organizations(
+    State(scim): State<Scim>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<OrganizationList>> {
+    let (cursor, limit) = page_params(raw.as_deref())?;
+    let (orgs, next) = scim.admin().list_organizations(cursor.as_deref(), limit).await?;
+    Ok(Json(OrganizationList {
+        data: orgs.iter().map(OrganizationView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+/// Get an organization.
+#[utoipa::path(
+    get,
+    path = "/organizations/{id}",
+    tag = "organizations",
+    params(("id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The organization", body = OrganizationView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_organization(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<OrganizationView>> {
+    let org = scim.admin().organization(&id).await?;
+    Ok(Json(OrganizationView::from(&org)))
+}
+
+/// Change an organization (its name).
+#[utoipa::path(
+    patch,
+    path = "/organizations/{id}",
+    tag = "organizations",
+    params(("id" = String, Path, description = "Organization id")),
+    request_body = UpdateOrganization,
+    responses(
+        (status = 200, description = "The organization, changed", body = OrganizationView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or unknown field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_organization(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateOrganization>,
+) -> ApiResult<Json<OrganizationView>> {
+    let admin = scim.admin();
+    let org = match body.name {
+        Some(name) => admin.rename_organization(&id, &name).await?,
+        None => admin.organization(&id).await?,
+    };
+    Ok(Json(OrganizationView::from(&org)))
+}
+
+/// Delete an organization with its connections and all their users, groups and membership.
+///
+/// The organization's name must be repeated in `confirm`; without it (or with another name) nothing
+/// is deleted and the answer (422) explains what would be.
+#[utoipa::path(
+    delete,
+    path = "/organizations/{id}",
+    tag = "organizations",
+    params(("id" = String, Path, description = "Organization id"), DeleteOrganizationParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`confirm` is missing or is not the organization's name", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_organization(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let pairs = query_pairs(raw.as_deref());
+    scim.admin()
+        .delete_organization(&id, query_param(&pairs, "confirm"))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
