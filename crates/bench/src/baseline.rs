@@ -6,7 +6,7 @@
 use crate::load::Op;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use rand::Rng;
@@ -15,6 +15,7 @@ use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::collections::HashMap;
 use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -86,7 +87,7 @@ pub async fn serve(port: u16, db: &FsPath, rows: u64) -> Result<(), String> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/rows/{id}", get(read_row))
-        .route("/rows", post(insert_row))
+        .route("/rows", post(insert_row).get(page_rows))
         .with_state(Db { reader, writer });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -125,6 +126,31 @@ async fn read_row(State(db): State<Db>, Path(id): Path<i64>) -> Answer {
     ))
 }
 
+/// `GET /rows?offset=R&limit=N`: N rows in id order, each parsed from its stored document
+/// and rendered the way `read_row` renders one.
+async fn page_rows(State(db): State<Db>, Query(q): Query<HashMap<String, String>>) -> Answer {
+    let number = |key: &str, default: i64| match q.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| (StatusCode::BAD_REQUEST, format!("{key} must be an integer"))),
+    };
+    let (offset, limit) = (number("offset", 0)?, number("limit", 100)?);
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, user_name, doc FROM rows ORDER BY id LIMIT ? OFFSET ?")
+            .bind(limit.clamp(0, 1000))
+            .bind(offset.max(0))
+            .fetch_all(&db.reader)
+            .await
+            .map_err(internal)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, user_name, doc) in rows {
+        let doc: Value = serde_json::from_str(&doc).map_err(internal)?;
+        out.push(json!({"id": id, "userName": user_name, "doc": doc}));
+    }
+    Ok((StatusCode::OK, Json(Value::Array(out))))
+}
+
 async fn insert_row(State(db): State<Db>, Json(body): Json<Value>) -> Answer {
     let user_name = body
         .get("userName")
@@ -155,6 +181,20 @@ impl Op for ReadRow {
     fn request(&self, client: &Client, rng: &mut SmallRng) -> RequestBuilder {
         let id = rng.random_range(1..=self.rows.max(1));
         client.get(format!("{}/rows/{id}", self.base))
+    }
+}
+
+/// `GET /rows?offset=R&limit=100` with a random R over the seeded rows, the baseline of `page`.
+pub struct PageRows {
+    pub base: String,
+    pub rows: u64,
+}
+
+impl Op for PageRows {
+    fn request(&self, client: &Client, rng: &mut SmallRng) -> RequestBuilder {
+        let last = self.rows.saturating_sub(100);
+        let offset = rng.random_range(0..=last);
+        client.get(format!("{}/rows?offset={offset}&limit=100", self.base))
     }
 }
 

@@ -97,18 +97,20 @@ impl Workload {
 
     fn shape(self) -> Shape {
         match self {
-            Workload::Get | Workload::Filter | Workload::Page => Shape::Read,
+            Workload::Get | Workload::Filter => Shape::Read,
+            Workload::Page => Shape::Page,
             Workload::PatchMember | Workload::Create => Shape::Write,
             Workload::OktaSync | Workload::EntraSync => Shape::Mix,
         }
     }
 }
 
-/// Which baseline a workload is compared with; `Mix` weighs the read and write baselines by
-/// the workload's own share of reads and writes.
+/// Which baseline a workload is compared with: one-row reads, 100-row pages, one-row writes;
+/// `Mix` weighs the read and write baselines by the workload's own share of reads and writes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Shape {
     Read,
+    Page,
     Write,
     Mix,
 }
@@ -136,8 +138,11 @@ struct RunArgs {
     #[arg(long)]
     rollcall_bin: Option<PathBuf>,
     /// Database URL for the started server [default: a SQLite file in a temporary directory].
-    #[arg(long)]
-    database: Option<String>,
+    /// `sqlite` stands for that temporary file. Repeat the flag to run the whole set once per
+    /// database (e.g. `--database sqlite --database postgres://…/bench`): one table each, then a
+    /// side-by-side table. A PostgreSQL database must exist; use a fresh one.
+    #[arg(long, conflicts_with = "base_url")]
+    database: Vec<String>,
     /// Port for the started server [default: a free one].
     #[arg(long)]
     port: Option<u16>,
@@ -184,6 +189,10 @@ struct RunArgs {
     /// Skip the baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// With a PostgreSQL --database, skip the `VACUUM ANALYZE` run after seeding and before each
+    /// round (it stands in for autovacuum, which may be off on a test machine).
+    #[arg(long)]
+    no_analyze: bool,
     /// Write machine-readable results to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -263,11 +272,17 @@ impl RunArgs {
     }
 }
 
-/// The server under test.
+/// The server under test. A server started here has three connections: the seeded one, which
+/// get, filter, page and patch-member use and which keeps exactly the seeded users; one for
+/// create and okta-sync, which add users every round; and an Entra one for entra-sync. With
+/// --base-url all three are the same.
 pub struct Target {
     pub base: String,
     pub headers: HeaderMap,
-    /// Connection used by entra-sync (a separate Entra connection when the server is started here).
+    /// Connection used by create and okta-sync.
+    pub write_base: String,
+    pub write_headers: HeaderMap,
+    /// Connection used by entra-sync.
     pub entra_base: String,
     pub entra_headers: HeaderMap,
     pub pid: Option<u32>,
@@ -609,7 +624,7 @@ async fn run_workload(job: Job, target: &Target, seed: &Seed, cfg: &Config, roun
             })
         }
         Workload::Create => Arc::new(scim::CreateUser {
-            base,
+            base: target.write_base.clone(),
             prefix: format!("new{}r{round}", run_id()),
             counter: AtomicU64::new(0),
         }),
@@ -617,15 +632,47 @@ async fn run_workload(job: Job, target: &Target, seed: &Seed, cfg: &Config, roun
             return sync::initial_sync(w == Workload::OktaSync, target, cfg).await;
         }
     };
-    let mut r = timed_round(cfg, &target.headers, op, target.pid).await;
+    let headers = if w == Workload::Create {
+        &target.write_headers
+    } else {
+        &target.headers
+    };
+    let mut r = timed_round(cfg, headers, op, target.pid).await;
     match w.shape() {
-        Shape::Read => r.reads = r.requests,
+        Shape::Read | Shape::Page => r.reads = r.requests,
         _ => r.writes = r.requests,
     }
     r
 }
 
-async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target, Proc), String> {
+/// The database of one run: `None` is a temporary SQLite file.
+fn backend_name(database: Option<&str>) -> &'static str {
+    match database {
+        Some(d) if d.starts_with("postgres://") || d.starts_with("postgresql://") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+/// A database URL without its password, for messages and reports.
+fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    match (authority.find(':'), authority.rfind('@')) {
+        (Some(colon), Some(at)) if colon < at => {
+            format!("{}{}:***{}", &url[..start], &authority[..colon], &url[start + at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn start_rollcall(
+    args: &RunArgs,
+    database: Option<&str>,
+    tmp: &std::path::Path,
+) -> Result<(Target, Proc), String> {
     let bin = args.rollcall_bin.clone().unwrap_or_else(server::default_rollcall_bin);
     if !bin.is_file() {
         return Err(format!(
@@ -638,13 +685,12 @@ async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target
         None => server::free_port()?,
     };
     let public = format!("http://127.0.0.1:{port}");
-    let database = args
-        .database
-        .clone()
+    let database = database
+        .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", tmp.join("rollcall.db").display()));
     let org = format!("bench-{}", run_id());
     server::rollcall_json(&bin, &database, &["org", "create", "--name", &org, "--json"])?;
-    let conn = |idp: &str| {
+    let conn = |idp: &str, name: &str| {
         server::rollcall_json(
             &bin,
             &database,
@@ -655,6 +701,8 @@ async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target
                 &org,
                 "--idp",
                 idp,
+                "--name",
+                name,
                 "--public-url",
                 &public,
                 "--json",
@@ -665,8 +713,9 @@ async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target
             _ => Err(format!("connection create printed {v}")),
         })
     };
-    let (okta_base, okta_token) = conn("okta")?;
-    let (entra_base, entra_token) = conn("entra")?;
+    let (okta_base, okta_token) = conn("okta", "bench-seeded")?;
+    let (write_base, write_token) = conn("okta", "bench-writes")?;
+    let (entra_base, entra_token) = conn("entra", "bench-entra")?;
     let mut cmd = tokio::process::Command::new(&bin);
     cmd.arg("--database")
         .arg(&database)
@@ -675,10 +724,12 @@ async fn start_rollcall(args: &RunArgs, tmp: &std::path::Path) -> Result<(Target
     let log = tmp.join("rollcall.log");
     let mut p = Proc::spawn("rollcall", cmd, &log)?;
     server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;
-    eprintln!("rollcall started (pid {}, {database})", p.pid);
+    eprintln!("rollcall started (pid {}, {})", p.pid, redact(&database));
     let target = Target {
         base: okta_base,
         headers: load::scim_headers(&okta_token),
+        write_base,
+        write_headers: load::scim_headers(&write_token),
         entra_base,
         entra_headers: load::scim_headers(&entra_token),
         pid: Some(p.pid),
@@ -716,8 +767,43 @@ fn progress(name: &str, round: usize, of: usize, r: &Round) {
     }
 }
 
-async fn run(args: RunArgs) -> Result<bool, String> {
-    let cfg = args.config()?;
+/// Everything one run (one database) measured.
+pub struct RunResult {
+    pub settings: Value,
+    pub outcomes: Vec<Outcome>,
+    pub peak: Value,
+}
+
+/// The baselines, in the order they run each round.
+fn baseline_rows() -> [(&'static str, &'static str, Shape); 3] {
+    [
+        ("baseline-read", "GET /rows/{id}", Shape::Read),
+        ("baseline-page", "GET /rows?offset=R&limit=100", Shape::Page),
+        ("baseline-write", "POST /rows", Shape::Write),
+    ]
+}
+
+fn baseline_op(shape: Shape, base: &str, cfg: &Config, round: usize) -> Arc<dyn Op> {
+    let rows = cfg.seed_users as u64;
+    match shape {
+        Shape::Read => Arc::new(baseline::ReadRow {
+            base: base.to_string(),
+            rows,
+        }),
+        Shape::Page => Arc::new(baseline::PageRows {
+            base: base.to_string(),
+            rows,
+        }),
+        _ => Arc::new(baseline::InsertRow {
+            base: base.to_string(),
+            prefix: format!("w{}r{round}", run_id()),
+            counter: AtomicU64::new(0),
+        }),
+    }
+}
+
+/// Starts the servers, seeds, runs every round of every workload, stops the servers.
+async fn run_one(args: &RunArgs, cfg: &Config, database: Option<&str>) -> Result<RunResult, String> {
     let tmp = tempfile::Builder::new()
         .prefix("rollcall-bench-")
         .tempdir()
@@ -730,13 +816,15 @@ async fn run(args: RunArgs) -> Result<bool, String> {
                 Target {
                     base: b.trim_end_matches('/').to_string(),
                     headers: headers.clone(),
+                    write_base: b.trim_end_matches('/').to_string(),
+                    write_headers: headers.clone(),
                     entra_base: b.trim_end_matches('/').to_string(),
                     entra_headers: headers,
                     pid: args.server_pid,
                 }
             }
             None => {
-                let (t, p) = start_rollcall(&args, tmp.path()).await?;
+                let (t, p) = start_rollcall(args, database, tmp.path()).await?;
                 procs.push(p);
                 t
             }
@@ -749,13 +837,10 @@ async fn run(args: RunArgs) -> Result<bool, String> {
             procs.push(p);
             Some((b, pid))
         };
-        let seed = seed(&target, &cfg, cfg.timing.concurrency).await?;
+        let seed = seed(&target, cfg, cfg.timing.concurrency).await?;
         let mut outcomes: Vec<Outcome> = Vec::new();
         if baseline.is_some() {
-            for (name, describe, shape) in [
-                ("baseline-read", "GET /rows/{id}", Shape::Read),
-                ("baseline-write", "POST /rows", Shape::Write),
-            ] {
+            for (name, describe, shape) in baseline_rows() {
                 outcomes.push(Outcome {
                     name: name.into(),
                     describe: describe.into(),
@@ -765,10 +850,10 @@ async fn run(args: RunArgs) -> Result<bool, String> {
                 });
             }
         }
-        let jobs = jobs(&cfg);
+        let jobs = jobs(cfg);
         for j in &jobs {
             outcomes.push(Outcome {
-                name: j.name(&cfg),
+                name: j.name(cfg),
                 describe: j.describe(),
                 shape: j.workload.shape(),
                 baseline: false,
@@ -776,31 +861,28 @@ async fn run(args: RunArgs) -> Result<bool, String> {
             });
         }
         let plain = load::scim_headers("none");
+        let analyze_url = database.filter(|d| !args.no_analyze && backend_name(Some(d)) == "postgres");
         for round in 0..cfg.repeat {
+            if let Some(url) = analyze_url {
+                server::pg_analyze(url).await?;
+            }
             let mut k = 0;
             if let Some((b, pid)) = &baseline {
-                let read: Arc<dyn Op> = Arc::new(baseline::ReadRow {
-                    base: b.clone(),
-                    rows: cfg.seed_users as u64,
-                });
-                let mut r = timed_round(&cfg, &plain, read, Some(*pid)).await;
-                r.reads = r.requests;
-                progress("baseline-read", round, cfg.repeat, &r);
-                outcomes[0].rounds.push(r);
-                let write: Arc<dyn Op> = Arc::new(baseline::InsertRow {
-                    base: b.clone(),
-                    prefix: format!("w{}r{round}", run_id()),
-                    counter: AtomicU64::new(0),
-                });
-                let mut r = timed_round(&cfg, &plain, write, Some(*pid)).await;
-                r.writes = r.requests;
-                progress("baseline-write", round, cfg.repeat, &r);
-                outcomes[1].rounds.push(r);
-                k = 2;
+                for (name, _, shape) in baseline_rows() {
+                    let op = baseline_op(shape, b, cfg, round);
+                    let mut r = timed_round(cfg, &plain, op, Some(*pid)).await;
+                    match shape {
+                        Shape::Write => r.writes = r.requests,
+                        _ => r.reads = r.requests,
+                    }
+                    progress(name, round, cfg.repeat, &r);
+                    outcomes[k].rounds.push(r);
+                    k += 1;
+                }
             }
             for (i, j) in jobs.iter().enumerate() {
-                let r = run_workload(*j, &target, &seed, &cfg, round).await;
-                progress(&j.name(&cfg), round, cfg.repeat, &r);
+                let r = run_workload(*j, &target, &seed, cfg, round).await;
+                progress(&j.name(cfg), round, cfg.repeat, &r);
                 outcomes[k + i].rounds.push(r);
             }
         }
@@ -815,10 +897,10 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         p.stop().await;
     }
     let (outcomes, peak) = result?;
-    let machine = server::machine();
     let settings = json!({
         "target": if args.base_url.is_some() { "external" } else { "self-started" },
-        "database": args.database.clone().unwrap_or_else(|| "sqlite (temporary file)".into()),
+        "backend": if args.base_url.is_some() { "unknown" } else { backend_name(database) },
+        "database": database.map(redact).unwrap_or_else(|| "sqlite (temporary file)".into()),
         "concurrency": cfg.timing.concurrency,
         "duration_s": cfg.timing.duration.as_secs_f64(),
         "warmup_s": cfg.timing.warmup.as_secs_f64(),
@@ -829,14 +911,64 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         "sync_batch": cfg.sync_batch,
         "seed_mode": if cfg.bulk_seed { "bulk" } else { "post" },
         "repeat": cfg.repeat,
+        "vacuum_analyze": backend_name(database) == "postgres" && args.base_url.is_none() && !args.no_analyze,
     });
-    print!("{}", report::markdown(&machine, &settings, &outcomes, &peak));
+    Ok(RunResult {
+        settings,
+        outcomes,
+        peak,
+    })
+}
+
+async fn run(args: RunArgs) -> Result<bool, String> {
+    let cfg = args.config()?;
+    let databases: Vec<Option<String>> = if args.database.is_empty() {
+        vec![None]
+    } else {
+        args.database
+            .iter()
+            .map(|d| (d != "sqlite").then(|| d.clone()))
+            .collect()
+    };
+    let mut runs = Vec::new();
+    for (i, db) in databases.iter().enumerate() {
+        if databases.len() > 1 {
+            eprintln!(
+                "== run {} of {}: {}",
+                i + 1,
+                databases.len(),
+                db.as_deref()
+                    .map(redact)
+                    .unwrap_or_else(|| "sqlite (temporary file)".into())
+            );
+        }
+        runs.push(run_one(&args, &cfg, db.as_deref()).await?);
+    }
+    let machine = server::machine();
+    for r in &runs {
+        print!("{}", report::markdown(&machine, &r.settings, &r.outcomes, &r.peak));
+    }
+    if runs.len() > 1 {
+        print!("{}", report::side_by_side(&runs));
+    }
     if let Some(path) = &args.json {
-        let doc = report::json(&machine, &settings, &outcomes, &peak);
+        let docs: Vec<Value> = runs
+            .iter()
+            .map(|r| report::json(&machine, &r.settings, &r.outcomes, &r.peak))
+            .collect();
+        let doc = match <[Value; 1]>::try_from(docs) {
+            Ok([one]) => one,
+            Err(docs) => json!({"machine": machine, "runs": docs}),
+        };
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let errors: u64 = outcomes.iter().flat_map(|o| &o.rounds).map(|r| r.errors).sum();
+    let errors: u64 = runs
+        .iter()
+        .flat_map(|r| &r.outcomes)
+        .flat_map(|o| &o.rounds)
+        .map(|r| r.errors)
+        .sum();
     if errors > 0 {
         eprintln!("rollcall-bench: {errors} requests failed (non-2xx or unexpected answers)");
     }
@@ -865,5 +997,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_and_redaction() {
+        assert_eq!(backend_name(None), "sqlite");
+        assert_eq!(backend_name(Some("sqlite:///tmp/x.db")), "sqlite");
+        assert_eq!(backend_name(Some("postgres://u@h/db")), "postgres");
+        assert_eq!(backend_name(Some("postgresql://u@h/db")), "postgres");
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn page_has_its_own_baseline() {
+        assert_eq!(Workload::Page.shape(), Shape::Page);
+        assert!(
+            baseline_rows()
+                .iter()
+                .any(|(n, _, s)| *n == "baseline-page" && *s == Shape::Page)
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The markdown table and the JSON document: medians over rounds, ratios to the baseline of the
 //! same shape.
 
-use crate::{Outcome, Round, Shape};
+use crate::{Outcome, Round, RunResult, Shape};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -41,24 +41,36 @@ fn fmt_mib(kb: Option<u64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-/// Median requests per second of the read and write baselines, when they ran.
-fn baselines(outcomes: &[Outcome]) -> (Option<f64>, Option<f64>) {
+/// Median requests per second of each baseline that ran.
+#[derive(Clone, Copy, Default)]
+struct Baselines {
+    read: Option<f64>,
+    page: Option<f64>,
+    write: Option<f64>,
+}
+
+fn baselines(outcomes: &[Outcome]) -> Baselines {
     let find = |shape| {
         outcomes
             .iter()
             .find(|o| o.baseline && o.shape == shape)
             .map(|o| med(&o.rounds, |r| r.rps))
     };
-    (find(Shape::Read), find(Shape::Write))
+    Baselines {
+        read: find(Shape::Read),
+        page: find(Shape::Page),
+        write: find(Shape::Write),
+    }
 }
 
 /// The baseline throughput a workload is compared with, and a label for it.
-fn reference(o: &Outcome, read: Option<f64>, write: Option<f64>) -> Option<(f64, &'static str)> {
+fn reference(o: &Outcome, b: Baselines) -> Option<(f64, &'static str)> {
     match o.shape {
-        Shape::Read => read.map(|r| (r, "read")),
-        Shape::Write => write.map(|w| (w, "write")),
+        Shape::Read => b.read.map(|r| (r, "read")),
+        Shape::Page => b.page.map(|p| (p, "page")),
+        Shape::Write => b.write.map(|w| (w, "write")),
         Shape::Mix => {
-            let (r, w) = (read?, write?);
+            let (r, w) = (b.read?, b.write?);
             let reads: u64 = o.rounds.iter().map(|x| x.reads).sum();
             let writes: u64 = o.rounds.iter().map(|x| x.writes).sum();
             if reads + writes == 0 {
@@ -84,12 +96,24 @@ fn max_rss(o: &Outcome) -> Option<u64> {
     o.rounds.iter().filter_map(|r| r.rss_kb).max()
 }
 
+/// The "vs baseline" cell of a row.
+fn ratio_cell(o: &Outcome, b: Baselines) -> String {
+    if o.baseline {
+        return "1.00 (ref)".to_string();
+    }
+    match reference(o, b) {
+        Some((base, label)) => format!("{:.2} × {label}", med(&o.rounds, |r| r.rps) / base),
+        None => "n/a".into(),
+    }
+}
+
 pub fn markdown(machine: &Value, settings: &Value, outcomes: &[Outcome], peak: &Value) -> String {
-    let (read, write) = baselines(outcomes);
+    let b = baselines(outcomes);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nMachine: {} × {}, {} GiB RAM. {} connections, {} s measured after {} s warm-up, {} seeded users, {} round(s){}.\n",
+        "\nDatabase: {}. Machine: {} × {}, {} GiB RAM. {} connections, {} s measured after {} s warm-up, {} seeded users, {} round(s){}.\n",
+        settings["database"].as_str().unwrap_or("?"),
         machine["nproc"],
         machine["cpu_model"].as_str().unwrap_or("?"),
         machine["memory_gib"],
@@ -108,14 +132,7 @@ pub fn markdown(machine: &Value, settings: &Value, outcomes: &[Outcome], peak: &
     s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for o in outcomes {
         let rps = med(&o.rounds, |r| r.rps);
-        let ratio = if o.baseline {
-            "1.00 (ref)".to_string()
-        } else {
-            match reference(o, read, write) {
-                Some((b, label)) => format!("{:.2} × {label}", rps / b),
-                None => "n/a".into(),
-            }
-        };
+        let ratio = ratio_cell(o, b);
         let errors: u64 = o.rounds.iter().map(|r| r.errors).sum();
         let _ = writeln!(
             s,
@@ -168,13 +185,57 @@ pub fn markdown(machine: &Value, settings: &Value, outcomes: &[Outcome], peak: &
     s
 }
 
+/// One table for several runs (one per database): req/s, p99 and ratio of every row, side by
+/// side. Rows are matched by name; the first run's order is kept.
+pub fn side_by_side(runs: &[RunResult]) -> String {
+    let mut s = String::from("\n| workload |");
+    let mut rule = String::from("|---|");
+    for r in runs {
+        let name = r.settings["backend"].as_str().unwrap_or("?");
+        let _ = write!(s, " {name} req/s | {name} p99 | {name} vs baseline |");
+        rule.push_str("---:|---:|---:|");
+    }
+    s.push('\n');
+    s.push_str(&rule);
+    s.push('\n');
+    let mut names: Vec<&str> = Vec::new();
+    for r in runs {
+        for o in &r.outcomes {
+            if !names.contains(&o.name.as_str()) {
+                names.push(&o.name);
+            }
+        }
+    }
+    for name in names {
+        s.push_str("| ");
+        s.push_str(name);
+        s.push_str(" |");
+        for r in runs {
+            match r.outcomes.iter().find(|o| o.name == name) {
+                Some(o) => {
+                    let _ = write!(
+                        s,
+                        " {:.0} | {} | {} |",
+                        med(&o.rounds, |x| x.rps),
+                        fmt_us_f(med(&o.rounds, |x| x.p99_us as f64)),
+                        ratio_cell(o, baselines(&r.outcomes)),
+                    );
+                }
+                None => s.push_str(" | | |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
 pub fn json(machine: &Value, settings: &Value, outcomes: &[Outcome], peak: &Value) -> Value {
-    let (read, write) = baselines(outcomes);
+    let b = baselines(outcomes);
     let results: Vec<Value> = outcomes
         .iter()
         .map(|o| {
             let rps = med(&o.rounds, |r| r.rps);
-            let reference = if o.baseline { None } else { reference(o, read, write) };
+            let reference = if o.baseline { None } else { reference(o, b) };
             let rounds: Vec<Value> = o
                 .rounds
                 .iter()
@@ -266,7 +327,12 @@ mod tests {
             rounds: vec![round],
         };
         // One read at 1000/s and one write at 100/s take 11 ms: 2 requests / 0.011 s.
-        let (b, label) = reference(&o, Some(1000.0), Some(100.0)).unwrap();
+        let refs = Baselines {
+            read: Some(1000.0),
+            page: Some(10.0),
+            write: Some(100.0),
+        };
+        let (b, label) = reference(&o, refs).unwrap();
         assert_eq!(label, "mix");
         assert!((b - 2.0 / 0.011).abs() < 1e-6);
     }

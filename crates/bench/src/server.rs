@@ -120,6 +120,24 @@ pub fn default_rollcall_bin() -> PathBuf {
     PathBuf::from("target/release/rollcall")
 }
 
+/// Runs `VACUUM ANALYZE` on a PostgreSQL database, so the planner has statistics for tables
+/// that seeding has just filled and index-only scans see an up-to-date visibility map.
+/// Autovacuum does this in production; it may be off on a test machine.
+pub async fn pg_analyze(url: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let started = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("connecting to PostgreSQL for VACUUM ANALYZE: {e}"))?;
+    sqlx::raw_sql("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("VACUUM ANALYZE: {e}"))?;
+    let _ = conn.close().await;
+    eprintln!("VACUUM ANALYZE took {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn status_field_kb(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;

@@ -40,7 +40,7 @@ fn expect_absent(ex: &mut load::Exchange) {
 
 pub async fn initial_sync(okta: bool, target: &Target, cfg: &Config) -> Round {
     let (base, headers) = if okta {
-        (target.base.clone(), target.headers.clone())
+        (target.write_base.clone(), target.write_headers.clone())
     } else {
         (target.entra_base.clone(), target.entra_headers.clone())
     };
