@@ -78,8 +78,8 @@ pub struct IssuedApiKey {
 /// The management operations.
 #[derive(Clone)]
 pub struct Admin {
-    store: Arc<dyn Store>,
-    token_cache: Arc<TokenCache>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) token_cache: Arc<TokenCache>,
     public_url: String,
 }
 

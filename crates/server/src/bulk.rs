@@ -109,6 +109,7 @@ pub async fn bulk(
     let mut results = Vec::new();
     let mut errors = 0i64;
     let ctx = c.write_context();
+    let policy = &c.connection.policy;
     for op in ops {
         if fail_on_errors.is_some_and(|max| errors >= max) {
             break;
@@ -139,18 +140,21 @@ pub async fn bulk(
                     if bulk_id.is_none() {
                         return Err(ScimError::invalid_syntax("a POST operation needs a bulkId"));
                     }
-                    let r = s.create(&ctx, kind, &data).await.map_err(unapi)?;
+                    let r = s.create(&ctx, policy, kind, &data).await.map_err(unapi)?;
                     Ok((201, Some((kind, r.id, r.version))))
                 }
                 "PUT" => {
                     let r = s
-                        .replace(&ctx, kind, &need_id()?, &data, version)
+                        .replace(&ctx, policy, kind, &need_id()?, &data, version)
                         .await
                         .map_err(unapi)?;
                     Ok((200, Some((kind, r.id, r.version))))
                 }
                 "PATCH" => {
-                    let r = s.patch(&ctx, kind, &need_id()?, &data, version).await.map_err(unapi)?;
+                    let r = s
+                        .patch(&ctx, policy, kind, &need_id()?, &data, version)
+                        .await
+                        .map_err(unapi)?;
                     Ok((200, Some((kind, r.id, r.version))))
                 }
                 "DELETE" => {

@@ -118,7 +118,9 @@ async fn search(scim: Scim, caller: Caller, kind: ResourceKind, body: Value) -> 
 
 async fn create(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>, body: Value) -> ApiResult<Response> {
     let proj = projection(&q)?;
-    let res = scim.create(&caller.write_context(), kind, &body).await?;
+    let res = scim
+        .create(&caller.write_context(), &caller.connection.policy, kind, &body)
+        .await?;
     Ok(resource_response(&scim, &caller, StatusCode::CREATED, &res, &proj))
 }
 
@@ -156,7 +158,14 @@ async fn replace(
 ) -> ApiResult<Response> {
     let proj = projection(&q)?;
     let res = scim
-        .replace(&caller.write_context(), kind, id, &body, if_match(&headers)?)
+        .replace(
+            &caller.write_context(),
+            &caller.connection.policy,
+            kind,
+            id,
+            &body,
+            if_match(&headers)?,
+        )
         .await?;
     let res = with_related(&scim, &caller, kind, res, &proj).await?;
     Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
@@ -195,7 +204,14 @@ async fn patch(
         .any(|(k, _)| k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes"));
     let proj = ListParams::from_pairs(pairs).projection()?;
     let res = scim
-        .patch(&caller.write_context(), kind, id, &body, if_match(&headers)?)
+        .patch(
+            &caller.write_context(),
+            &caller.connection.policy,
+            kind,
+            id,
+            &body,
+            if_match(&headers)?,
+        )
         .await?;
     // A group's members can be very many: unless the client asks for attributes, a group PATCH
     // answers 204 (RFC 7644 §3.5.2) so that changing one member never reads them all.

@@ -3,13 +3,16 @@
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch};
+use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;
 use rollcall_scim::resource::{prepare, strip_write_only};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rollcall_scim::sort::SortOrder;
 use rollcall_scim::{ScimError, ScimResult};
 use rollcall_store::index::IndexFields;
-use rollcall_store::{ListQuery, Page, Paging, ResourceKind, Sort, Store, StoredResource, WriteContext};
+use rollcall_store::{
+    ConnectionPolicy, ListQuery, Page, Paging, ResourceKind, Sort, Store, StoredResource, WriteContext,
+};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -314,7 +317,23 @@ impl Scim {
         proj.wants(&self.registry, self.rt(kind), attr)
     }
 
-    pub async fn create(&self, ctx: &WriteContext, kind: ResourceKind, body: &Value) -> ApiResult<StoredResource> {
+    /// The connection's attribute policy for user writes; `None` when it has none.
+    fn write_policy(&self, kind: ResourceKind, policy: &ConnectionPolicy) -> ScimResult<Option<Arc<AttributePolicy>>> {
+        if kind != ResourceKind::User || (policy.required_attributes.is_empty() && policy.synced_attributes.is_none()) {
+            return Ok(None);
+        }
+        crate::admin_directory::attribute_policy(&self.registry, policy)
+            .map(|p| Some(Arc::new(p)))
+            .map_err(|e| ScimError::internal(format!("the connection's attribute policy is not valid: {e}")))
+    }
+
+    pub async fn create(
+        &self,
+        ctx: &WriteContext,
+        policy: &ConnectionPolicy,
+        kind: ResourceKind,
+        body: &Value,
+    ) -> ApiResult<StoredResource> {
         let rt = self.rt(kind);
         let mut doc = prepare(&self.registry, rt, body, None)?;
         let members = if kind == ResourceKind::Group {
@@ -323,6 +342,10 @@ impl Scim {
             Vec::new()
         };
         strip_write_only(&self.registry, rt, &mut doc);
+        if let Some(p) = self.write_policy(kind, policy)? {
+            p.keep_synced(&mut doc);
+            p.check_required(&Value::Object(doc.clone()))?;
+        }
         let doc = Value::Object(doc);
         IndexFields::of(kind, &doc).check_lengths()?;
         let mut res = self.store.create_resource(ctx, kind, doc, members.clone()).await?;
@@ -352,6 +375,7 @@ impl Scim {
     pub async fn replace(
         &self,
         ctx: &WriteContext,
+        policy: &ConnectionPolicy,
         kind: ResourceKind,
         id: &str,
         body: &Value,
@@ -359,6 +383,7 @@ impl Scim {
     ) -> ApiResult<StoredResource> {
         let registry = self.registry.clone();
         let body = body.clone();
+        let policy = self.write_policy(kind, policy)?;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let existing = doc.as_object().cloned().unwrap_or_default();
@@ -369,7 +394,13 @@ impl Scim {
                 Vec::new()
             };
             strip_write_only(&registry, rt, &mut new);
+            if let Some(p) = &policy {
+                p.keep_synced(&mut new);
+            }
             *doc = Value::Object(new);
+            if let Some(p) = &policy {
+                p.check_required(doc)?;
+            }
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(changes)
         });
@@ -382,6 +413,7 @@ impl Scim {
     pub async fn patch(
         &self,
         ctx: &WriteContext,
+        policy: &ConnectionPolicy,
         kind: ResourceKind,
         id: &str,
         body: &Value,
@@ -389,11 +421,19 @@ impl Scim {
     ) -> ApiResult<StoredResource> {
         let request = PatchRequest::from_json(body)?;
         let registry = self.registry.clone();
+        let policy = self.write_policy(kind, policy)?;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
+            let before = policy.as_ref().map(|_| doc.clone());
             let outcome = apply_patch(&registry, rt, doc, &request)?;
             if let Value::Object(m) = doc {
                 strip_write_only(&registry, rt, m);
+                if let Some(p) = &policy {
+                    p.keep_synced(m);
+                }
+            }
+            if let (Some(p), Some(before)) = (&policy, &before) {
+                p.check_not_removed(before, doc)?;
             }
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(outcome.members)

@@ -829,6 +829,22 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/connections/{id}/token-rotation/complete", &["post"]),
         ("/api/v1/connections/{id}/token-rotation/cancel", &["post"]),
         ("/api/v1/connections/{id}/revoke-tokens", &["post"]),
+        ("/api/v1/organizations/{id}/roles", &["get", "post"]),
+        ("/api/v1/organizations/{id}/roles/{role}", &["get", "patch", "delete"]),
+        ("/api/v1/organizations/{id}/protected-users", &["get", "post"]),
+        ("/api/v1/organizations/{id}/protected-users/{email}", &["delete"]),
+        ("/api/v1/connections/{id}/role-mappings", &["get", "post"]),
+        ("/api/v1/connections/{id}/role-mappings/{mapping}", &["delete"]),
+        ("/api/v1/connections/{id}/default-roles", &["get", "put"]),
+        ("/api/v1/connections/{id}/policy", &["get", "put"]),
+        ("/api/v1/organizations/{id}/users", &["get"]),
+        ("/api/v1/organizations/{id}/users/{user_id}", &["get"]),
+        ("/api/v1/organizations/{id}/groups", &["get"]),
+        ("/api/v1/organizations/{id}/groups/{group_id}", &["get"]),
+        ("/api/v1/organizations/{id}/groups/{group_id}/members", &["get"]),
+        ("/api/v1/organizations/{id}/access", &["get"]),
+        ("/api/v1/api-keys", &["get", "post"]),
+        ("/api/v1/api-keys/{id}", &["delete"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

@@ -138,6 +138,7 @@ mod tests {
             created_us: 0,
             last_request_us: None,
             last_user_agent: None,
+            policy: Default::default(),
         }
     }
 

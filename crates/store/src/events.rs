@@ -8,6 +8,19 @@ pub const USER_UPDATED: &str = "user.updated";
 pub const USER_DEACTIVATED: &str = "user.deactivated";
 pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_DELETED: &str = "user.deleted";
+/// A user's effective roles changed (membership, mappings, the user's status or app roles).
+pub const USER_ROLES_CHANGED: &str = "user.roles_changed";
+/// SCIM asked to deactivate or delete a protected user; the request was refused.
+pub const USER_PROTECTION_REFUSED: &str = "user.protected_change_refused";
+pub const ROLE_CREATED: &str = "role.created";
+pub const ROLE_UPDATED: &str = "role.updated";
+pub const ROLE_DELETED: &str = "role.deleted";
+pub const ROLE_MAPPING_CREATED: &str = "role_mapping.created";
+pub const ROLE_MAPPING_DELETED: &str = "role_mapping.deleted";
+pub const CONNECTION_DEFAULT_ROLES_SET: &str = "connection.default_roles_set";
+pub const CONNECTION_POLICY_SET: &str = "connection.policy_set";
+pub const PROTECTED_USER_ADDED: &str = "protected_user.added";
+pub const PROTECTED_USER_REMOVED: &str = "protected_user.removed";
 pub const GROUP_CREATED: &str = "group.created";
 pub const GROUP_UPDATED: &str = "group.updated";
 pub const GROUP_DELETED: &str = "group.deleted";

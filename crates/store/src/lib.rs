@@ -10,14 +10,18 @@
 //! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
 
 mod connection_ops;
+pub mod directory;
 pub mod events;
 pub mod index;
 pub mod model;
 pub mod postgres;
+pub mod roles;
 pub mod sql;
 pub mod sqlite;
 
+pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
 pub use model::*;
+pub use roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate};
 
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -176,6 +180,68 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events recorded after `after` (sequence number), oldest first.
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+
+    // --- roles, mappings, protected users and policy ([`roles`]) --------------------------------
+    // Every change here recomputes the effective roles it affects in the same transaction.
+    /// Creates a role; 409 when its key is taken in the organization (ignoring case).
+    async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role>;
+    async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>>;
+    /// A role of the organization by id or key (ignoring case).
+    async fn get_role(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>>;
+    async fn update_role(
+        &self,
+        ctx: &WriteContext,
+        org_id: &str,
+        id: &str,
+        update: RoleUpdate,
+    ) -> StoreResult<Option<Role>>;
+    /// Deletes a role with its mappings; users who had it lose it (with their events).
+    async fn delete_role(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool>;
+    /// Maps a group or app role to a role on a connection; 404 for an unknown connection, 400 for a
+    /// role of another organization, 409 for a duplicate.
+    async fn create_role_mapping(&self, ctx: &WriteContext, new: NewRoleMapping) -> StoreResult<RoleMapping>;
+    async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>>;
+    async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool>;
+    async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>>;
+    /// Replaces a connection's default roles. `None` when the connection does not exist; 400 for a
+    /// role of another organization.
+    async fn set_default_roles(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        role_ids: &[String],
+    ) -> StoreResult<Option<Vec<Role>>>;
+    /// Replaces a connection's attribute and lifecycle policy (validated by the caller).
+    async fn set_connection_policy(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        policy: &ConnectionPolicy,
+    ) -> StoreResult<Option<Connection>>;
+    /// Protects a user (by e-mail address or userName) from deactivation and deletion by SCIM; 409
+    /// when it already is.
+    async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser>;
+    async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>>;
+    async fn remove_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<bool>;
+
+    // --- the directory ([`directory`]) ----------------------------------------------------------
+    /// Users of an organization (all its connections) matching `query`, by row key, with their
+    /// effective roles (and groups, when asked).
+    async fn directory_users(
+        &self,
+        org_id: &str,
+        query: &DirectoryQuery,
+        with_groups: bool,
+    ) -> StoreResult<Vec<DirectoryUser>>;
+    /// Live groups of an organization matching `query`, with member counts.
+    async fn directory_groups(&self, org_id: &str, query: &GroupQuery) -> StoreResult<Vec<DirectoryGroup>>;
+    /// Members of a group (by its row key, from [`Store::directory_groups`]) after `after_pk`.
+    async fn directory_group_members(
+        &self,
+        group_pk: i64,
+        after_pk: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DirectoryMember>>;
 }
 
 /// Re-exported so callers can name filters without depending on the core directly.

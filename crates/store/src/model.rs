@@ -3,7 +3,7 @@
 use rollcall_scim::filter::Filter;
 use rollcall_scim::path::AttrPath;
 use rollcall_scim::sort::SortOrder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
@@ -142,6 +142,44 @@ pub struct Connection {
     /// minute per node), and with which User-Agent.
     pub last_request_us: Option<i64>,
     pub last_user_agent: Option<String>,
+    /// Its attribute and lifecycle policy.
+    pub policy: ConnectionPolicy,
+}
+
+/// What happens to a user the identity provider deletes (`DELETE /Users/{id}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    /// The user leaves SCIM (404 from then on) but the directory keeps its record with status
+    /// `deleted` and no roles, so the application can still tell who it was.
+    #[default]
+    Retain,
+    /// The user's record, attributes and membership are erased; only its events remain.
+    Purge,
+}
+
+/// A connection's attribute and lifecycle policy for users (see `rollcall_scim::policy`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPolicy {
+    /// Attribute paths a user must carry (a create or replace without one is a 400 naming it).
+    #[serde(default)]
+    pub required_attributes: Vec<String>,
+    /// When set, only these attributes (plus `userName`, `active`, `externalId`) are stored.
+    #[serde(default)]
+    pub synced_attributes: Option<Vec<String>>,
+    /// Profile key → attribute path for the directory's flat profile; `None`: the default profile.
+    #[serde(default)]
+    pub profile_mapping: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub on_delete: OnDelete,
+}
+
+impl ConnectionPolicy {
+    /// From the stored JSON (`NULL` or unreadable: the default policy).
+    pub fn from_stored(text: Option<&str>) -> ConnectionPolicy {
+        text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
+    }
 }
 
 impl Connection {

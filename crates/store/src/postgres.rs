@@ -16,8 +16,10 @@ use crate::connection_ops::{self, TokenOp};
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
+use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleScope, RoleUpdate};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
+use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{Mutation, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -32,6 +34,8 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod roles_ops;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -300,6 +304,7 @@ fn conn_of(row: &PgRow) -> Connection {
         created_us: row.get("created_us"),
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
+        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
     }
 }
 
@@ -442,7 +447,7 @@ async fn remove_member_pk(tx: &mut PgConnection, group_pk: i64, member_pk: i64) 
 }
 
 /// Applies membership changes to a group in the open transaction, recording one event per member
-/// added or removed. Returns whether anything changed.
+/// added or removed. Returns the row keys of the members added or removed.
 async fn apply_member_changes(
     tx: &mut WriteTx,
     ctx: &WriteContext,
@@ -450,29 +455,28 @@ async fn apply_member_changes(
     group_pk: i64,
     group_id: &str,
     changes: Vec<MemberChange>,
-) -> StoreResult<bool> {
-    let mut changed = false;
+) -> StoreResult<Vec<i64>> {
+    let mut touched = Vec::new();
     for change in changes {
         match change {
             MemberChange::Add(members) => {
                 for m in &members {
-                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
                 }
             }
             MemberChange::Remove(ids) => {
                 for id in ids {
-                    let n = sqlx::query(
+                    let removed: Option<i64> = sqlx::query_scalar(
                         "DELETE FROM group_members WHERE group_pk = $1 AND member_pk =
-                           (SELECT pk FROM resources WHERE connection_id = $2 AND id = $3)",
+                           (SELECT pk FROM resources WHERE connection_id = $2 AND id = $3) RETURNING member_pk",
                     )
                     .bind(group_pk)
                     .bind(&ctx.connection_id)
                     .bind(&id)
-                    .execute(tx.conn())
-                    .await?
-                    .rows_affected();
-                    if n > 0 {
-                        changed = true;
+                    .fetch_optional(tx.conn())
+                    .await?;
+                    if let Some(pk) = removed {
+                        touched.push(pk);
                         tx.event(
                             ctx,
                             events::GROUP_MEMBER_REMOVED,
@@ -499,7 +503,7 @@ async fn apply_member_changes(
                     let pk: i64 = row.get(0);
                     let id: String = row.get(1);
                     if remove_member_pk(tx.conn(), group_pk, pk).await? {
-                        changed = true;
+                        touched.push(pk);
                         tx.event(
                             ctx,
                             events::GROUP_MEMBER_REMOVED,
@@ -520,7 +524,7 @@ async fn apply_member_changes(
                 let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
                 for (pk, id) in &current {
                     if !wanted.contains(id.as_str()) && remove_member_pk(tx.conn(), group_pk, *pk).await? {
-                        changed = true;
+                        touched.push(*pk);
                         tx.event(
                             ctx,
                             events::GROUP_MEMBER_REMOVED,
@@ -530,12 +534,12 @@ async fn apply_member_changes(
                     }
                 }
                 for m in &members {
-                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
                 }
             }
         }
     }
-    Ok(changed)
+    Ok(touched)
 }
 
 async fn add_member(
@@ -544,7 +548,7 @@ async fn add_member(
     group_pk: i64,
     group_id: &str,
     m: &MemberRef,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<i64>> {
     let Some(pk) = member_pk(tx.conn(), &ctx.connection_id, &m.value).await? else {
         return Err(unknown_member(&m.value));
     };
@@ -579,7 +583,7 @@ async fn add_member(
             json!({"member": m.value}),
         );
     }
-    Ok(n > 0)
+    Ok((n > 0).then_some(pk))
 }
 
 /// The SQL of a list request (see [`PostgresStore::list_sql`]).
@@ -965,17 +969,22 @@ impl PostgresStore {
         .map_err(|e| uniqueness(e, kind, doc))?;
         write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
         tx.event(ctx, events::created(kind), Some((kind, id)), json!({"attributes": doc}));
-        if kind == ResourceKind::Group && !members.is_empty() {
-            apply_member_changes(
-                &mut tx,
-                ctx,
-                &self.registry,
-                pk,
-                id,
-                vec![MemberChange::Add(members.to_vec())],
-            )
-            .await?;
-        }
+        let affected = match kind {
+            ResourceKind::User => vec![pk],
+            ResourceKind::Group if !members.is_empty() => {
+                apply_member_changes(
+                    &mut tx,
+                    ctx,
+                    &self.registry,
+                    pk,
+                    id,
+                    vec![MemberChange::Add(members.to_vec())],
+                )
+                .await?
+            }
+            ResourceKind::Group => Vec::new(),
+        };
+        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await
     }
 
@@ -1035,10 +1044,35 @@ impl PostgresStore {
         });
         let before = &current.doc;
         let doc_changed = doc != *before;
-        let members_changed = if kind == ResourceKind::Group && !member_changes.is_empty() {
+        if kind == ResourceKind::User
+            && doc.get("active").and_then(Value::as_bool) == Some(false)
+            && before.get("active").and_then(Value::as_bool) != Some(false)
+            && let Some(email) = roles_ops::protected_match(tx.conn(), &ctx.org_id, pk, before).await?
+        {
+            drop(tx);
+            return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
+        }
+        let touched = if kind == ResourceKind::Group && !member_changes.is_empty() {
             apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
         } else {
-            false
+            Vec::new()
+        };
+        let members_changed = !touched.is_empty();
+        // Whose effective roles may have changed: the members added or removed; every member when the
+        // group's name or IdP id changed; the user when its status or app roles changed.
+        let role_scope = match kind {
+            ResourceKind::Group
+                if ["displayName", "externalId"]
+                    .iter()
+                    .any(|k| doc.get(k) != before.get(k)) =>
+            {
+                Some(RoleScope::MembersOf(pk))
+            }
+            ResourceKind::Group => Some(RoleScope::Users(touched)),
+            ResourceKind::User if ["active", "roles"].iter().any(|k| doc.get(k) != before.get(k)) => {
+                Some(RoleScope::Users(vec![pk]))
+            }
+            ResourceKind::User => None,
         };
         if !doc_changed && !members_changed {
             tx.commit().await?;
@@ -1080,6 +1114,10 @@ impl PostgresStore {
                 .execute(tx.conn())
                 .await?;
         }
+        // After the row is written: the computation reads the stored status, app roles and names.
+        if let Some(scope) = role_scope {
+            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
+        }
         tx.commit().await?;
         Ok(Some(StoredResource {
             id: id.to_string(),
@@ -1100,8 +1138,8 @@ impl PostgresStore {
         if_match: Option<i64>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT pk, version FROM resources
+        let row: Option<(i64, i64, Json<Value>)> = sqlx::query_as(
+            "SELECT pk, version, doc FROM resources
              WHERE connection_id = $1 AND id = $2 AND kind = $3 AND deleted_us IS NULL FOR UPDATE",
         )
         .bind(&ctx.connection_id)
@@ -1109,23 +1147,29 @@ impl PostgresStore {
         .bind(kind.as_str())
         .fetch_optional(tx.conn())
         .await?;
-        let Some((pk, version)) = row else { return Ok(false) };
+        let Some((pk, version, Json(doc))) = row else {
+            return Ok(false);
+        };
         if let Some(v) = if_match
             && v != version
         {
             return Err(precondition(version, v));
         }
+        let mut purge = false;
+        if kind == ResourceKind::User {
+            if let Some(email) = roles_ops::protected_match(tx.conn(), &ctx.org_id, pk, &doc).await? {
+                drop(tx);
+                return Err(self.refuse_protected(ctx, id, &email, "delete").await);
+            }
+            let policy: Option<String> = sqlx::query_scalar("SELECT policy FROM scim_connections WHERE id = $1")
+                .bind(&ctx.connection_id)
+                .fetch_optional(tx.conn())
+                .await?
+                .flatten();
+            purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
+        }
         let now = now_us();
-        sqlx::query("UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1 WHERE pk = $2")
-            .bind(now)
-            .bind(pk)
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
-            .bind(pk)
-            .execute(tx.conn())
-            .await?;
-        // Membership goes with the resource; groups the member was in change version.
+        // Groups the resource was a member of change version; a deleted group's members may lose roles.
         sqlx::query(
             "UPDATE resources SET version = version + 1, modified_us = $1
              WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = $2)",
@@ -1134,13 +1178,65 @@ impl PostgresStore {
         .bind(pk)
         .execute(tx.conn())
         .await?;
-        sqlx::query("DELETE FROM group_members WHERE member_pk = $1 OR group_pk = $1")
-            .bind(pk)
-            .execute(tx.conn())
-            .await?;
-        tx.event(ctx, events::deleted(kind), Some((kind, id)), json!({}));
+        let members: Vec<i64> = if kind == ResourceKind::Group {
+            sqlx::query_scalar("SELECT member_pk FROM group_members WHERE group_pk = $1 ORDER BY member_pk")
+                .bind(pk)
+                .fetch_all(tx.conn())
+                .await?
+        } else {
+            Vec::new()
+        };
+        if purge {
+            // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM resources WHERE pk = $1")
+                .bind(pk)
+                .execute(tx.conn())
+                .await?;
+        } else {
+            sqlx::query("UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1 WHERE pk = $2")
+                .bind(now)
+                .bind(pk)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
+                .bind(pk)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query("DELETE FROM group_members WHERE member_pk = $1 OR group_pk = $1")
+                .bind(pk)
+                .execute(tx.conn())
+                .await?;
+        }
+        let data = if purge { json!({"purged": true}) } else { json!({}) };
+        tx.event(ctx, events::deleted(kind), Some((kind, id)), data);
+        let affected = match kind {
+            ResourceKind::User if !purge => vec![pk],
+            ResourceKind::User => Vec::new(),
+            ResourceKind::Group => members,
+        };
+        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records (in its own transaction: the change itself was rolled back) that SCIM tried to
+    /// deactivate or delete a protected user, and returns the error to answer with.
+    async fn refuse_protected(&self, ctx: &WriteContext, id: &str, email: &str, action: &str) -> StoreError {
+        let error = StoreError::Scim(crate::roles::protected_error(email, action));
+        let recorded = async {
+            let mut tx = self.begin_write().await?;
+            tx.event(
+                ctx,
+                events::USER_PROTECTION_REFUSED,
+                Some((ResourceKind::User, id)),
+                json!({"action": action, "protected": email}),
+            );
+            tx.commit().await
+        };
+        match recorded.await {
+            Ok(()) => error,
+            Err(e) => e,
+        }
     }
 }
 
@@ -1213,6 +1309,7 @@ impl Store for PostgresStore {
             created_us: now_us(),
             last_request_us: None,
             last_user_agent: None,
+            policy: Default::default(),
         };
         self.retrying(|| self.create_connection_once(&c)).await?;
         Ok(c)
@@ -1488,6 +1585,89 @@ impl Store for PostgresStore {
             resources,
             next_after_pk,
         })
+    }
+
+    async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
+        self.retrying(|| self.create_role_impl(ctx, new.clone())).await
+    }
+    async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>> {
+        self.list_roles_impl(org_id).await
+    }
+    async fn get_role(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>> {
+        self.get_role_impl(org_id, id_or_key).await
+    }
+    async fn update_role(
+        &self,
+        ctx: &WriteContext,
+        org_id: &str,
+        id: &str,
+        update: RoleUpdate,
+    ) -> StoreResult<Option<Role>> {
+        self.retrying(|| self.update_role_impl(ctx, org_id, id, update.clone()))
+            .await
+    }
+    async fn delete_role(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_role_impl(ctx, org_id, id)).await
+    }
+    async fn create_role_mapping(&self, ctx: &WriteContext, new: NewRoleMapping) -> StoreResult<RoleMapping> {
+        self.retrying(|| self.create_role_mapping_impl(ctx, new.clone())).await
+    }
+    async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>> {
+        self.list_role_mappings_impl(connection_id).await
+    }
+    async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_role_mapping_impl(ctx, connection_id, id))
+            .await
+    }
+    async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
+        self.default_roles_impl(connection_id).await
+    }
+    async fn set_default_roles(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        role_ids: &[String],
+    ) -> StoreResult<Option<Vec<Role>>> {
+        self.retrying(|| self.set_default_roles_impl(ctx, connection_id, role_ids))
+            .await
+    }
+    async fn set_connection_policy(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        policy: &ConnectionPolicy,
+    ) -> StoreResult<Option<Connection>> {
+        self.retrying(|| self.set_connection_policy_impl(ctx, connection_id, policy))
+            .await
+    }
+    async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
+        self.retrying(|| self.add_protected_user_impl(ctx, org_id, email)).await
+    }
+    async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>> {
+        self.list_protected_users_impl(org_id).await
+    }
+    async fn remove_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<bool> {
+        self.retrying(|| self.remove_protected_user_impl(ctx, org_id, email))
+            .await
+    }
+    async fn directory_users(
+        &self,
+        org_id: &str,
+        query: &DirectoryQuery,
+        with_groups: bool,
+    ) -> StoreResult<Vec<DirectoryUser>> {
+        self.directory_users_impl(org_id, query, with_groups).await
+    }
+    async fn directory_groups(&self, org_id: &str, query: &GroupQuery) -> StoreResult<Vec<DirectoryGroup>> {
+        self.directory_groups_impl(org_id, query).await
+    }
+    async fn directory_group_members(
+        &self,
+        group_pk: i64,
+        after_pk: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DirectoryMember>> {
+        self.directory_group_members_impl(group_pk, after_pk, limit).await
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {

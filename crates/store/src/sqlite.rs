@@ -5,8 +5,12 @@ use crate::connection_ops::{self, TokenOp};
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
+use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleScope, RoleUpdate};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{Mutation, Store, StoreError, StoreResult};
+
+mod roles_ops;
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
 use rollcall_scim::filter::Filter;
@@ -143,6 +147,7 @@ fn conn_of(row: &SqliteRow) -> Connection {
         created_us: row.get("created_us"),
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
+        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
     }
 }
 
@@ -299,7 +304,7 @@ fn unknown_member(id: &str) -> StoreError {
 }
 
 /// Applies membership changes to a group in the open transaction, recording one event per member
-/// added or removed. Returns whether anything changed.
+/// added or removed. Returns the row keys of the members added or removed.
 async fn apply_member_changes(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
@@ -307,37 +312,29 @@ async fn apply_member_changes(
     group_pk: i64,
     group_id: &str,
     changes: Vec<MemberChange>,
-) -> StoreResult<bool> {
-    let mut changed = false;
+) -> StoreResult<Vec<i64>> {
+    let mut touched = Vec::new();
     for change in changes {
         match change {
             MemberChange::Add(members) => {
                 for m in members {
-                    changed |= add_member(tx, ctx, group_pk, group_id, &m).await?;
+                    touched.extend(add_member(tx, ctx, group_pk, group_id, &m).await?);
                 }
             }
             MemberChange::Remove(ids) => {
                 for id in ids {
-                    let n = sqlx::query(
+                    let removed: Option<i64> = sqlx::query_scalar(
                         "DELETE FROM group_members WHERE group_pk = ? AND member_pk =
-                           (SELECT pk FROM resources WHERE connection_id = ? AND id = ?)",
+                           (SELECT pk FROM resources WHERE connection_id = ? AND id = ?) RETURNING member_pk",
                     )
                     .bind(group_pk)
                     .bind(&ctx.connection_id)
                     .bind(&id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if n > 0 {
-                        changed = true;
-                        insert_event(
-                            tx,
-                            ctx,
-                            events::GROUP_MEMBER_REMOVED,
-                            Some((ResourceKind::Group, group_id)),
-                            json!({"member": id}),
-                        )
-                        .await?;
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(pk) = removed {
+                        touched.push(pk);
+                        member_removed(tx, ctx, group_id, &id).await?;
                     }
                 }
             }
@@ -356,20 +353,9 @@ async fn apply_member_changes(
                 for row in rows {
                     let pk: i64 = row.get(0);
                     let id: String = row.get(1);
-                    sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
-                        .bind(group_pk)
-                        .bind(pk)
-                        .execute(&mut *tx)
-                        .await?;
-                    changed = true;
-                    insert_event(
-                        tx,
-                        ctx,
-                        events::GROUP_MEMBER_REMOVED,
-                        Some((ResourceKind::Group, group_id)),
-                        json!({"member": id}),
-                    )
-                    .await?;
+                    remove_member_pk(tx, group_pk, pk).await?;
+                    touched.push(pk);
+                    member_removed(tx, ctx, group_id, &id).await?;
                 }
             }
             MemberChange::ReplaceAll(members) => {
@@ -382,38 +368,53 @@ async fn apply_member_changes(
                 let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
                 for (pk, id) in &current {
                     if !wanted.contains(id.as_str()) {
-                        sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
-                            .bind(group_pk)
-                            .bind(pk)
-                            .execute(&mut *tx)
-                            .await?;
-                        changed = true;
-                        insert_event(
-                            tx,
-                            ctx,
-                            events::GROUP_MEMBER_REMOVED,
-                            Some((ResourceKind::Group, group_id)),
-                            json!({"member": id}),
-                        )
-                        .await?;
+                        remove_member_pk(tx, group_pk, *pk).await?;
+                        touched.push(*pk);
+                        member_removed(tx, ctx, group_id, id).await?;
                     }
                 }
                 for m in &members {
-                    changed |= add_member(tx, ctx, group_pk, group_id, m).await?;
+                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
                 }
             }
         }
     }
-    Ok(changed)
+    Ok(touched)
 }
 
+async fn remove_member_pk(tx: &mut SqliteConnection, group_pk: i64, member_pk: i64) -> StoreResult<()> {
+    sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
+        .bind(group_pk)
+        .bind(member_pk)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn member_removed(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    group_id: &str,
+    member_id: &str,
+) -> StoreResult<()> {
+    insert_event(
+        tx,
+        ctx,
+        events::GROUP_MEMBER_REMOVED,
+        Some((ResourceKind::Group, group_id)),
+        json!({"member": member_id}),
+    )
+    .await
+}
+
+/// Adds one member; returns its row key when it was not a member yet.
 async fn add_member(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
     group_pk: i64,
     group_id: &str,
     m: &MemberRef,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<i64>> {
     let Some(pk) = member_pk(tx, &ctx.connection_id, &m.value).await? else {
         return Err(unknown_member(&m.value));
     };
@@ -438,20 +439,44 @@ async fn add_member(
             .execute(&mut *tx)
             .await?;
     }
-    if n > 0 {
-        insert_event(
-            tx,
-            ctx,
-            events::GROUP_MEMBER_ADDED,
-            Some((ResourceKind::Group, group_id)),
-            json!({"member": m.value}),
-        )
-        .await?;
+    if n == 0 {
+        return Ok(None);
     }
-    Ok(n > 0)
+    insert_event(
+        tx,
+        ctx,
+        events::GROUP_MEMBER_ADDED,
+        Some((ResourceKind::Group, group_id)),
+        json!({"member": m.value}),
+    )
+    .await?;
+    Ok(Some(pk))
 }
 
 impl SqliteStore {
+    /// Records (in its own transaction: the change itself was rolled back) that SCIM tried to
+    /// deactivate or delete a protected user, and returns the error to answer with.
+    async fn refuse_protected(&self, ctx: &WriteContext, id: &str, email: &str, action: &str) -> StoreError {
+        let error = StoreError::Scim(crate::roles::protected_error(email, action));
+        let recorded = async {
+            let mut tx = self.begin_write().await?;
+            insert_event(
+                &mut tx,
+                ctx,
+                events::USER_PROTECTION_REFUSED,
+                Some((ResourceKind::User, id)),
+                json!({"action": action, "protected": email}),
+            )
+            .await?;
+            tx.commit().await?;
+            StoreResult::Ok(())
+        };
+        match recorded.await {
+            Ok(()) => error,
+            Err(e) => e,
+        }
+    }
+
     /// Applies a token change to a connection in one write transaction.
     async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
@@ -651,6 +676,7 @@ impl Store for SqliteStore {
             created_us: now_us(),
             last_request_us: None,
             last_user_agent: None,
+            policy: Default::default(),
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -941,9 +967,14 @@ impl Store for SqliteStore {
             json!({"attributes": doc}),
         )
         .await?;
-        if kind == ResourceKind::Group && !members.is_empty() {
-            apply_member_changes(&mut tx, ctx, &self.registry, pk, &id, vec![MemberChange::Add(members)]).await?;
-        }
+        let affected = match kind {
+            ResourceKind::User => vec![pk],
+            ResourceKind::Group if !members.is_empty() => {
+                apply_member_changes(&mut tx, ctx, &self.registry, pk, &id, vec![MemberChange::Add(members)]).await?
+            }
+            ResourceKind::Group => Vec::new(),
+        };
+        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await?;
         if let Value::Object(m) = &mut doc {
             m.insert("id".into(), Value::String(id.clone()));
@@ -1036,10 +1067,35 @@ impl Store for SqliteStore {
             m.remove("meta");
         }
         let doc_changed = doc != before;
-        let members_changed = if kind == ResourceKind::Group && !member_changes.is_empty() {
+        if kind == ResourceKind::User
+            && doc.get("active").and_then(Value::as_bool) == Some(false)
+            && before.get("active").and_then(Value::as_bool) != Some(false)
+            && let Some(email) = roles_ops::protected_match(&mut tx, &ctx.org_id, pk, &before).await?
+        {
+            drop(tx);
+            return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
+        }
+        let touched = if kind == ResourceKind::Group && !member_changes.is_empty() {
             apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
         } else {
-            false
+            Vec::new()
+        };
+        let members_changed = !touched.is_empty();
+        // Whose effective roles may have changed: the members added or removed; every member when the
+        // group's name or IdP id changed; the user when its status or app roles changed.
+        let role_scope = match kind {
+            ResourceKind::Group
+                if ["displayName", "externalId"]
+                    .iter()
+                    .any(|k| doc.get(k) != before.get(k)) =>
+            {
+                Some(RoleScope::MembersOf(pk))
+            }
+            ResourceKind::Group => Some(RoleScope::Users(touched)),
+            ResourceKind::User if ["active", "roles"].iter().any(|k| doc.get(k) != before.get(k)) => {
+                Some(RoleScope::Users(vec![pk]))
+            }
+            ResourceKind::User => None,
         };
         if !doc_changed && !members_changed {
             tx.commit().await?;
@@ -1080,6 +1136,10 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // After the row is written: the computation reads the stored status, app roles and names.
+        if let Some(scope) = role_scope {
+            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
+        }
         tx.commit().await?;
         Ok(Some(StoredResource {
             id: id.to_string(),
@@ -1100,15 +1160,17 @@ impl Store for SqliteStore {
         if_match: Option<i64>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT pk, version FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL",
+        let row: Option<(i64, i64, String)> = sqlx::query_as(
+            "SELECT pk, version, doc FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL",
         )
         .bind(&ctx.connection_id)
         .bind(id)
         .bind(kind.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((pk, version)) = row else { return Ok(false) };
+        let Some((pk, version, doc)) = row else {
+            return Ok(false);
+        };
         if let Some(v) = if_match
             && v != version
         {
@@ -1116,29 +1178,66 @@ impl Store for SqliteStore {
                 "the resource has changed: its version is W/\"{version}\", not W/\"{v}\""
             ))));
         }
+        let mut purge = false;
+        if kind == ResourceKind::User {
+            let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+            if let Some(email) = roles_ops::protected_match(&mut tx, &ctx.org_id, pk, &doc).await? {
+                drop(tx);
+                return Err(self.refuse_protected(ctx, id, &email, "delete").await);
+            }
+            let policy: Option<String> = sqlx::query_scalar("SELECT policy FROM scim_connections WHERE id = ?")
+                .bind(&ctx.connection_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+            purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
+        }
         let now = now_us();
-        sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")
-            .bind(now)
-            .bind(now)
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        // Membership goes with the resource; groups the member was in change version.
+        // Groups the resource was a member of change version; a deleted group's members may lose roles.
         sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
             .bind(now)
             .bind(pk)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")
-            .bind(pk)
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        insert_event(&mut tx, ctx, events::deleted(kind), Some((kind, id)), json!({})).await?;
+        let members: Vec<i64> = if kind == ResourceKind::Group {
+            sqlx::query_scalar("SELECT member_pk FROM group_members WHERE group_pk = ?")
+                .bind(pk)
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            Vec::new()
+        };
+        if purge {
+            // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM resources WHERE pk = ?")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")
+                .bind(now)
+                .bind(now)
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")
+                .bind(pk)
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let data = if purge { json!({"purged": true}) } else { json!({}) };
+        insert_event(&mut tx, ctx, events::deleted(kind), Some((kind, id)), data).await?;
+        let affected = match kind {
+            ResourceKind::User if !purge => vec![pk],
+            ResourceKind::User => Vec::new(),
+            ResourceKind::Group => members,
+        };
+        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1231,6 +1330,84 @@ impl Store for SqliteStore {
             resources,
             next_after_pk,
         })
+    }
+
+    async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
+        self.create_role_impl(ctx, new).await
+    }
+    async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>> {
+        self.list_roles_impl(org_id).await
+    }
+    async fn get_role(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>> {
+        self.get_role_impl(org_id, id_or_key).await
+    }
+    async fn update_role(
+        &self,
+        ctx: &WriteContext,
+        org_id: &str,
+        id: &str,
+        update: RoleUpdate,
+    ) -> StoreResult<Option<Role>> {
+        self.update_role_impl(ctx, org_id, id, update).await
+    }
+    async fn delete_role(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
+        self.delete_role_impl(ctx, org_id, id).await
+    }
+    async fn create_role_mapping(&self, ctx: &WriteContext, new: NewRoleMapping) -> StoreResult<RoleMapping> {
+        self.create_role_mapping_impl(ctx, new).await
+    }
+    async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>> {
+        self.list_role_mappings_impl(connection_id).await
+    }
+    async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool> {
+        self.delete_role_mapping_impl(ctx, connection_id, id).await
+    }
+    async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
+        self.default_roles_impl(connection_id).await
+    }
+    async fn set_default_roles(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        role_ids: &[String],
+    ) -> StoreResult<Option<Vec<Role>>> {
+        self.set_default_roles_impl(ctx, connection_id, role_ids).await
+    }
+    async fn set_connection_policy(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        policy: &ConnectionPolicy,
+    ) -> StoreResult<Option<Connection>> {
+        self.set_connection_policy_impl(ctx, connection_id, policy).await
+    }
+    async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
+        self.add_protected_user_impl(ctx, org_id, email).await
+    }
+    async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>> {
+        self.list_protected_users_impl(org_id).await
+    }
+    async fn remove_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<bool> {
+        self.remove_protected_user_impl(ctx, org_id, email).await
+    }
+    async fn directory_users(
+        &self,
+        org_id: &str,
+        query: &DirectoryQuery,
+        with_groups: bool,
+    ) -> StoreResult<Vec<DirectoryUser>> {
+        self.directory_users_impl(org_id, query, with_groups).await
+    }
+    async fn directory_groups(&self, org_id: &str, query: &GroupQuery) -> StoreResult<Vec<DirectoryGroup>> {
+        self.directory_groups_impl(org_id, query).await
+    }
+    async fn directory_group_members(
+        &self,
+        group_pk: i64,
+        after_pk: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DirectoryMember>> {
+        self.directory_group_members_impl(group_pk, after_pk, limit).await
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {

@@ -4,11 +4,14 @@
 //! handlers below and served at `/api/v1/openapi.json`, with an interactive page at `/api/v1/docs`
 //! (Swagger UI, served from the binary: it works offline).
 
+pub mod api_keys;
 pub mod auth;
 pub mod connections;
+pub mod directory;
 pub mod extract;
 pub mod organizations;
 pub mod problem;
+pub mod roles;
 pub mod schemas;
 
 use crate::service::Scim;
@@ -42,6 +45,9 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
     tags(
         (name = "organizations", description = "Customers of the application, each with its SCIM connections"),
         (name = "connections", description = "SCIM connections (one identity provider each) and their tokens"),
+        (name = "roles", description = "Roles, group-to-role mappings, default roles, protected users and attribute policy"),
+        (name = "directory", description = "Provisioned users and groups, read-only, and the sign-in access check"),
+        (name = "api-keys", description = "Operator API keys for this API"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -88,6 +94,22 @@ fn routes() -> OpenApiRouter<Scim> {
         .routes(routes!(connections::complete_token_rotation))
         .routes(routes!(connections::cancel_token_rotation))
         .routes(routes!(connections::revoke_tokens))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
+        .routes(routes!(roles::list_protected_users, roles::add_protected_user))
+        .routes(routes!(roles::remove_protected_user))
+        .routes(routes!(roles::list_role_mappings, roles::create_role_mapping))
+        .routes(routes!(roles::delete_role_mapping))
+        .routes(routes!(roles::get_default_roles, roles::set_default_roles))
+        .routes(routes!(roles::get_policy, roles::set_policy))
+        .routes(routes!(directory::list_users))
+        .routes(routes!(directory::get_user))
+        .routes(routes!(directory::list_groups))
+        .routes(routes!(directory::get_group))
+        .routes(routes!(directory::list_group_members))
+        .routes(routes!(directory::access))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::revoke_api_key))
 }
 
 /// The OpenAPI document of the management API.

@@ -1,0 +1,464 @@
+//! The directory, read-only for the application: `/api/v1/organizations/{id}/users`, `/groups`, and
+//! the sign-in access check `/access`.
+
+use super::extract::{query_pairs, query_param};
+use super::organizations::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::problem::{ApiProblem, ApiResult, Problem};
+use crate::admin_directory::{Profiles, UserLookup};
+use crate::service::{Scim, rfc3339};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use rollcall_store::{
+    Connection, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+/// Directory cursors: a prefix per list and the last row key, in hex.
+fn encode_cursor(prefix: &str, pk: i64) -> String {
+    format!("{prefix}{pk:x}")
+}
+
+fn decode_cursor(prefix: &str, c: Option<&str>) -> ApiResult<i64> {
+    match c.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(c) => c
+            .strip_prefix(prefix)
+            .and_then(|h| i64::from_str_radix(h, 16).ok())
+            .filter(|pk| *pk >= 0)
+            .ok_or_else(|| ApiProblem::new(422, format!("cursor \"{c}\" is not a next_cursor this list returned"))),
+    }
+}
+
+fn limit_param(pairs: &[(String, String)]) -> ApiResult<i64> {
+    match query_param(pairs, "limit").map(str::trim) {
+        None | Some("") => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiProblem::new(
+                422,
+                format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
+            )),
+        },
+    }
+}
+
+fn text_param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    query_param(pairs, name)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A user's status.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusView {
+    Active,
+    Deactivated,
+    Deleted,
+}
+
+impl From<UserStatus> for StatusView {
+    fn from(s: UserStatus) -> Self {
+        match s {
+            UserStatus::Active => StatusView::Active,
+            UserStatus::Deactivated => StatusView::Deactivated,
+            UserStatus::Deleted => StatusView::Deleted,
+        }
+    }
+}
+
+/// A group a user is a direct member of.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupRefView {
+    pub id: String,
+    #[schema(required = true)]
+    pub display_name: Option<String>,
+}
+
+impl From<&GroupRef> for GroupRefView {
+    fn from(g: &GroupRef) -> Self {
+        GroupRefView {
+            id: g.id.clone(),
+            display_name: g.display_name.clone(),
+        }
+    }
+}
+
+/// A user provisioned into the organization by one of its SCIM connections.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserView {
+    /// The SCIM id.
+    pub id: String,
+    pub connection_id: String,
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    #[schema(required = true)]
+    pub user_name: Option<String>,
+    pub status: StatusView,
+    /// Flat profile, per the connection's profile mapping (missing attributes are `null`).
+    #[schema(value_type = Object)]
+    pub profile: Map<String, Value>,
+    /// Effective role keys, sorted. Empty unless the user is active.
+    pub roles: Vec<String>,
+    /// The groups it is a direct member of (single-user reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<GroupRefView>>,
+    /// The full SCIM document (single-user reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Value>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(required = true, format = DateTime)]
+    pub deleted_at: Option<String>,
+}
+
+impl UserView {
+    fn new(u: &DirectoryUser, profiles: &mut Profiles, connections: &[Connection], full: bool) -> UserView {
+        UserView {
+            id: u.id.clone(),
+            connection_id: u.connection_id.clone(),
+            external_id: u.external_id.clone(),
+            user_name: u.doc.get("userName").and_then(Value::as_str).map(str::to_string),
+            status: u.status.into(),
+            profile: profiles.profile(connections, u),
+            roles: u.roles.clone(),
+            groups: u.groups.as_ref().map(|g| g.iter().map(GroupRefView::from).collect()),
+            attributes: full.then(|| u.doc.clone()),
+            created_at: rfc3339(u.created_us),
+            updated_at: rfc3339(u.modified_us),
+            deleted_at: u.deleted_us.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserList {
+    pub data: Vec<UserView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Filters and paging of the user list; all filters are exact (e-mail address, userName and role
+/// ignore case).
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct UserListParams {
+    /// `active`, `deactivated` or `deleted`.
+    status: Option<String>,
+    connection_id: Option<String>,
+    email: Option<String>,
+    user_name: Option<String>,
+    external_id: Option<String>,
+    /// Users with this effective role (key).
+    role: Option<String>,
+    /// Direct members of this group (id).
+    group_id: Option<String>,
+    cursor: Option<String>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+/// A group of the organization.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupView {
+    pub id: String,
+    pub connection_id: String,
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    #[schema(required = true)]
+    pub display_name: Option<String>,
+    pub member_count: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&DirectoryGroup> for GroupView {
+    fn from(g: &DirectoryGroup) -> Self {
+        GroupView {
+            id: g.id.clone(),
+            connection_id: g.connection_id.clone(),
+            external_id: g.external_id.clone(),
+            display_name: g.display_name.clone(),
+            member_count: g.member_count,
+            created_at: rfc3339(g.created_us),
+            updated_at: rfc3339(g.modified_us),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupList {
+    pub data: Vec<GroupView>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Filters and paging of the group list.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct GroupListParams {
+    connection_id: Option<String>,
+    /// Ignoring case.
+    display_name: Option<String>,
+    external_id: Option<String>,
+    cursor: Option<String>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+/// A member of a group: a user or a group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: String,
+    /// `User` or `Group`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// userName of a user, displayName of a group.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// A user's status; `null` for a group.
+    #[schema(required = true)]
+    pub status: Option<StatusView>,
+}
+
+impl From<&DirectoryMember> for MemberView {
+    fn from(m: &DirectoryMember) -> Self {
+        MemberView {
+            id: m.id.clone(),
+            kind: m.kind.clone(),
+            name: m.name.clone(),
+            status: m.status.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberList {
+    pub data: Vec<MemberView>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Paging.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CursorParams {
+    cursor: Option<String>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+/// Which user to check: exactly one.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AccessParams {
+    user_id: Option<String>,
+    /// Ignoring case.
+    email: Option<String>,
+    /// Ignoring case.
+    user_name: Option<String>,
+    external_id: Option<String>,
+}
+
+/// Whether a user may sign in, and with which roles.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccessView {
+    /// True only for an active user that is not deleted.
+    pub allowed: bool,
+    /// `active`, `deactivated`, `deleted` or `unknown_user`.
+    pub reason: String,
+    #[schema(required = true)]
+    pub user_id: Option<String>,
+    #[schema(required = true)]
+    pub connection_id: Option<String>,
+    /// Effective role keys; empty unless allowed.
+    pub roles: Vec<String>,
+}
+
+/// List the organization's users (from all its connections), a page at a time.
+#[utoipa::path(get, path = "/organizations/{id}/users", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), UserListParams),
+    responses(
+        (status = 200, description = "A page of users, in provisioning order", body = UserList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_users(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<UserList>> {
+    let pairs = query_pairs(raw.as_deref());
+    let status = match text_param(&pairs, "status") {
+        None => None,
+        Some(s) => Some(s.parse::<UserStatus>().map_err(|e| ApiProblem::new(422, e))?),
+    };
+    let query = DirectoryQuery {
+        connection_id: text_param(&pairs, "connection_id"),
+        status,
+        id: None,
+        email: text_param(&pairs, "email"),
+        user_name: text_param(&pairs, "user_name"),
+        external_id: text_param(&pairs, "external_id"),
+        role: text_param(&pairs, "role"),
+        group_id: text_param(&pairs, "group_id"),
+        after_pk: decode_cursor("u1.", query_param(&pairs, "cursor"))?,
+        limit: limit_param(&pairs)?,
+    };
+    let admin = scim.admin();
+    let page = admin.directory_users(&org_id, query).await?;
+    let (connections, mut profiles) = admin.profiles(scim.registry.clone(), &org_id).await?;
+    Ok(Json(UserList {
+        data: page
+            .items
+            .iter()
+            .map(|u| UserView::new(u, &mut profiles, &connections, false))
+            .collect(),
+        next_cursor: page.next_after.map(|pk| encode_cursor("u1.", pk)),
+    }))
+}
+
+/// Get a user with its groups, effective roles, profile and SCIM attributes.
+#[utoipa::path(get, path = "/organizations/{id}/users/{user_id}", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id (SCIM id)")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(
+    State(scim): State<Scim>,
+    Path((org_id, user_id)): Path<(String, String)>,
+) -> ApiResult<Json<UserView>> {
+    let admin = scim.admin();
+    let user = admin.directory_user(&org_id, &user_id).await?;
+    let (connections, mut profiles) = admin.profiles(scim.registry.clone(), &org_id).await?;
+    Ok(Json(UserView::new(&user, &mut profiles, &connections, true)))
+}
+
+/// List the organization's groups with their member counts, a page at a time.
+#[utoipa::path(get, path = "/organizations/{id}/groups", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), GroupListParams),
+    responses(
+        (status = 200, description = "A page of groups", body = GroupList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_groups(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<GroupList>> {
+    let pairs = query_pairs(raw.as_deref());
+    let query = GroupQuery {
+        connection_id: text_param(&pairs, "connection_id"),
+        id: None,
+        display_name: text_param(&pairs, "display_name"),
+        external_id: text_param(&pairs, "external_id"),
+        after_pk: decode_cursor("g1.", query_param(&pairs, "cursor"))?,
+        limit: limit_param(&pairs)?,
+    };
+    let page = scim.admin().directory_groups(&org_id, query).await?;
+    Ok(Json(GroupList {
+        data: page.items.iter().map(GroupView::from).collect(),
+        next_cursor: page.next_after.map(|pk| encode_cursor("g1.", pk)),
+    }))
+}
+
+/// Get a group with its member count.
+#[utoipa::path(get, path = "/organizations/{id}/groups/{group_id}", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), ("group_id" = String, Path, description = "Group id (SCIM id)")),
+    responses(
+        (status = 200, description = "The group", body = GroupView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or group", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_group(
+    State(scim): State<Scim>,
+    Path((org_id, group_id)): Path<(String, String)>,
+) -> ApiResult<Json<GroupView>> {
+    let g = scim.admin().directory_group(&org_id, &group_id).await?;
+    Ok(Json(GroupView::from(&g)))
+}
+
+/// List a group's members, a page at a time.
+#[utoipa::path(get, path = "/organizations/{id}/groups/{group_id}/members", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), ("group_id" = String, Path, description = "Group id (SCIM id)"), CursorParams),
+    responses(
+        (status = 200, description = "A page of members", body = MemberList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or group", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_group_members(
+    State(scim): State<Scim>,
+    Path((org_id, group_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<MemberList>> {
+    let pairs = query_pairs(raw.as_deref());
+    let after = decode_cursor("m1.", query_param(&pairs, "cursor"))?;
+    let limit = limit_param(&pairs)?;
+    let page = scim
+        .admin()
+        .directory_group_members(&org_id, &group_id, after, limit)
+        .await?;
+    Ok(Json(MemberList {
+        data: page.items.iter().map(MemberView::from).collect(),
+        next_cursor: page.next_after.map(|pk| encode_cursor("m1.", pk)),
+    }))
+}
+
+/// May this user sign in, and with which roles? The call to make at sign-in: one indexed query.
+#[utoipa::path(get, path = "/organizations/{id}/access", tag = "directory",
+    params(("id" = String, Path, description = "Organization id"), AccessParams),
+    responses(
+        (status = 200, description = "The decision", body = AccessView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not exactly one of user_id, email, user_name, external_id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn access(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<AccessView>> {
+    let pairs = query_pairs(raw.as_deref());
+    let given: Vec<UserLookup> = [
+        text_param(&pairs, "user_id").map(UserLookup::Id),
+        text_param(&pairs, "email").map(UserLookup::Email),
+        text_param(&pairs, "user_name").map(UserLookup::UserName),
+        text_param(&pairs, "external_id").map(UserLookup::ExternalId),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let [lookup] = <[UserLookup; 1]>::try_from(given).map_err(|_| {
+        ApiProblem::new(
+            422,
+            "give exactly one of the query parameters user_id, email, user_name and external_id",
+        )
+    })?;
+    let a = scim.admin().access(&org_id, lookup).await?;
+    Ok(Json(AccessView {
+        allowed: a.allowed,
+        reason: a.reason.to_string(),
+        user_id: a.user.as_ref().map(|u| u.id.clone()),
+        connection_id: a.user.as_ref().map(|u| u.connection_id.clone()),
+        roles: a.roles,
+    }))
+}

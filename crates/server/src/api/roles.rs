@@ -1,0 +1,595 @@
+//! Roles (`/api/v1/organizations/{id}/roles`), protected users, and per-connection role mappings,
+//! default roles and attribute policy (`/api/v1/connections/{id}/...`).
+
+use super::extract::JsonBody;
+use super::problem::{ApiProblem, ApiResult, Problem};
+use crate::service::{Scim, rfc3339};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use rollcall_store::{ConnectionPolicy, OnDelete, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+fn location(path: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/{path}")) {
+        h.insert(header::LOCATION, v);
+    }
+    h
+}
+
+/// A role the application defines for an organization.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleView {
+    pub id: String,
+    pub org_id: String,
+    /// What the application checks; unique in the organization, ignoring case. A role keyed
+    /// `scim:<group name>` is granted to the members of the IdP group of that name without a mapping.
+    #[schema(example = "scim:Engineering")]
+    pub key: String,
+    #[schema(example = "Engineering")]
+    pub name: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&Role> for RoleView {
+    fn from(r: &Role) -> Self {
+        RoleView {
+            id: r.id.clone(),
+            org_id: r.org_id.clone(),
+            key: r.key.clone(),
+            name: r.name.clone(),
+            description: r.description.clone(),
+            created_at: rfc3339(r.created_us),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleList {
+    pub data: Vec<RoleView>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    /// 1 to 200 characters.
+    #[schema(example = "admin")]
+    pub key: String,
+    /// Defaults to the key.
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// The fields to change; absent fields stay as they are (`description: null` clears it).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRole {
+    pub key: Option<String>,
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "serde_with_double_option::deserialize")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+mod serde_with_double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// What grants a mapped role: exactly one of the three.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchView {
+    /// Membership of the group with this IdP id (its `externalId`, as Entra and Okta send it) or
+    /// Rollcall group id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Membership of the group with this `displayName` (ignoring case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// This value in the user's `roles` attribute: Entra ID sends app role assignments there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<String>,
+}
+
+impl From<&RoleMatch> for MatchView {
+    fn from(m: &RoleMatch) -> Self {
+        let mut v = MatchView::default();
+        match m {
+            RoleMatch::GroupId(x) => v.group_id = Some(x.clone()),
+            RoleMatch::GroupName(x) => v.group_name = Some(x.clone()),
+            RoleMatch::AppRole(x) => v.app_role = Some(x.clone()),
+        }
+        v
+    }
+}
+
+/// A mapping on a connection from a group or app role to a role.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleMappingView {
+    pub id: String,
+    pub connection_id: String,
+    pub role_id: String,
+    pub role_key: String,
+    #[serde(rename = "match")]
+    pub matches: MatchView,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&RoleMapping> for RoleMappingView {
+    fn from(m: &RoleMapping) -> Self {
+        RoleMappingView {
+            id: m.id.clone(),
+            connection_id: m.connection_id.clone(),
+            role_id: m.role_id.clone(),
+            role_key: m.role_key.clone(),
+            matches: MatchView::from(&m.matches),
+            created_at: rfc3339(m.created_us),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleMappingList {
+    pub data: Vec<RoleMappingView>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoleMapping {
+    /// The role, by id or key.
+    #[schema(example = "admin")]
+    pub role: String,
+    #[serde(rename = "match")]
+    pub matches: MatchView,
+}
+
+/// A connection's default roles: every active user it provisions has them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DefaultRoles {
+    pub data: Vec<RoleView>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetDefaultRoles {
+    /// Roles by id or key; replaces the current list.
+    pub roles: Vec<String>,
+}
+
+/// What happens when the identity provider deletes a user.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeleteView {
+    /// The directory keeps the user, with status `deleted` and no roles (default).
+    Retain,
+    /// The user's record and attributes are erased; only its events remain.
+    Purge,
+}
+
+/// A connection's attribute and lifecycle policy for users. Attribute paths are SCIM paths such as
+/// `userName`, `name.givenName`, `emails` or
+/// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyView {
+    /// A create or replace without one of these is refused (400 naming it); a PATCH may not remove one.
+    #[serde(default)]
+    pub required_attributes: Vec<String>,
+    /// When set, only these attributes (plus `userName`, `active` and `externalId`) are kept.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub synced_attributes: Option<Vec<String>>,
+    /// Profile key → attribute path, for the directory's flat `profile`; `null` for the default
+    /// profile (user_name, display_name, given_name, family_name, email, phone_number, title, locale,
+    /// department, employee_number, manager_id, organization).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub profile_mapping: Option<BTreeMap<String, String>>,
+    #[serde(default = "retain")]
+    pub on_delete: OnDeleteView,
+}
+
+fn retain() -> OnDeleteView {
+    OnDeleteView::Retain
+}
+
+impl From<&ConnectionPolicy> for PolicyView {
+    fn from(p: &ConnectionPolicy) -> Self {
+        PolicyView {
+            required_attributes: p.required_attributes.clone(),
+            synced_attributes: p.synced_attributes.clone(),
+            profile_mapping: p.profile_mapping.clone(),
+            on_delete: match p.on_delete {
+                OnDelete::Retain => OnDeleteView::Retain,
+                OnDelete::Purge => OnDeleteView::Purge,
+            },
+        }
+    }
+}
+
+impl From<PolicyView> for ConnectionPolicy {
+    fn from(p: PolicyView) -> Self {
+        ConnectionPolicy {
+            required_attributes: p.required_attributes,
+            synced_attributes: p.synced_attributes,
+            profile_mapping: p.profile_mapping,
+            on_delete: match p.on_delete {
+                OnDeleteView::Retain => OnDelete::Retain,
+                OnDeleteView::Purge => OnDelete::Purge,
+            },
+        }
+    }
+}
+
+/// A user SCIM may not deactivate or delete (a break-glass administrator).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProtectedUserView {
+    /// Matched against the user's e-mail addresses and userName, ignoring case.
+    #[schema(example = "root@acme.example")]
+    pub email: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&ProtectedUser> for ProtectedUserView {
+    fn from(p: &ProtectedUser) -> Self {
+        ProtectedUserView {
+            email: p.email.clone(),
+            created_at: rfc3339(p.created_us),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProtectedUserList {
+    pub data: Vec<ProtectedUserView>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddProtectedUser {
+    pub email: String,
+}
+
+// --- roles -----------------------------------------------------------------------------------------
+
+/// Define a role for an organization.
+#[utoipa::path(post, path = "/organizations/{id}/roles", tag = "roles",
+    params(("id" = String, Path, description = "Organization id")),
+    request_body = CreateRole,
+    responses(
+        (status = 201, description = "Created", body = RoleView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_role(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+    JsonBody(body): JsonBody<CreateRole>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<RoleView>)> {
+    let role = scim
+        .admin()
+        .create_role(&org_id, &body.key, body.name.as_deref(), body.description.as_deref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        location(&format!("organizations/{}/roles/{}", role.org_id, role.id)),
+        Json(RoleView::from(&role)),
+    ))
+}
+
+/// List an organization's roles, by key.
+#[utoipa::path(get, path = "/organizations/{id}/roles", tag = "roles",
+    params(("id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The roles", body = RoleList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_roles(State(scim): State<Scim>, Path(org_id): Path<String>) -> ApiResult<Json<RoleList>> {
+    let roles = scim.admin().list_roles(&org_id).await?;
+    Ok(Json(RoleList {
+        data: roles.iter().map(RoleView::from).collect(),
+    }))
+}
+
+/// Get a role by id or key.
+#[utoipa::path(get, path = "/organizations/{id}/roles/{role}", tag = "roles",
+    params(("id" = String, Path, description = "Organization id"), ("role" = String, Path, description = "Role id or key")),
+    responses(
+        (status = 200, description = "The role", body = RoleView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_role(
+    State(scim): State<Scim>,
+    Path((org_id, role)): Path<(String, String)>,
+) -> ApiResult<Json<RoleView>> {
+    let role = scim.admin().role(&org_id, &role).await?;
+    Ok(Json(RoleView::from(&role)))
+}
+
+/// Change a role. Changing a `scim:` key recomputes who has it.
+#[utoipa::path(patch, path = "/organizations/{id}/roles/{role}", tag = "roles",
+    params(("id" = String, Path, description = "Organization id"), ("role" = String, Path, description = "Role id or key")),
+    request_body = UpdateRole,
+    responses(
+        (status = 200, description = "The role, changed", body = RoleView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_role(
+    State(scim): State<Scim>,
+    Path((org_id, role)): Path<(String, String)>,
+    JsonBody(body): JsonBody<UpdateRole>,
+) -> ApiResult<Json<RoleView>> {
+    let role = scim
+        .admin()
+        .update_role(
+            &org_id,
+            &role,
+            RoleUpdate {
+                key: body.key,
+                name: body.name,
+                description: body.description,
+            },
+        )
+        .await?;
+    Ok(Json(RoleView::from(&role)))
+}
+
+/// Delete a role with its mappings; users who had it lose it.
+#[utoipa::path(delete, path = "/organizations/{id}/roles/{role}", tag = "roles",
+    params(("id" = String, Path, description = "Organization id"), ("role" = String, Path, description = "Role id or key")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_role(
+    State(scim): State<Scim>,
+    Path((org_id, role)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    scim.admin().delete_role(&org_id, &role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- protected users ---------------------------------------------------------------------------------
+
+/// Protect a user from deactivation and deletion by SCIM.
+///
+/// SCIM requests that would deactivate or delete a user with this e-mail address or userName get
+/// 403 and are recorded as `user.protected_change_refused` events.
+#[utoipa::path(post, path = "/organizations/{id}/protected-users", tag = "roles",
+    params(("id" = String, Path, description = "Organization id")),
+    request_body = AddProtectedUser,
+    responses(
+        (status = 201, description = "Protected", body = ProtectedUserView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already protected", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_protected_user(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+    JsonBody(body): JsonBody<AddProtectedUser>,
+) -> ApiResult<(StatusCode, Json<ProtectedUserView>)> {
+    let p = scim.admin().add_protected_user(&org_id, &body.email).await?;
+    Ok((StatusCode::CREATED, Json(ProtectedUserView::from(&p))))
+}
+
+/// List an organization's protected users.
+#[utoipa::path(get, path = "/organizations/{id}/protected-users", tag = "roles",
+    params(("id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The protected users", body = ProtectedUserList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_protected_users(
+    State(scim): State<Scim>,
+    Path(org_id): Path<String>,
+) -> ApiResult<Json<ProtectedUserList>> {
+    let list = scim.admin().list_protected_users(&org_id).await?;
+    Ok(Json(ProtectedUserList {
+        data: list.iter().map(ProtectedUserView::from).collect(),
+    }))
+}
+
+/// Remove a protection.
+#[utoipa::path(delete, path = "/organizations/{id}/protected-users/{email}", tag = "roles",
+    params(("id" = String, Path, description = "Organization id"), ("email" = String, Path, description = "The protected e-mail address or userName")),
+    responses(
+        (status = 204, description = "No longer protected"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or protected user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_protected_user(
+    State(scim): State<Scim>,
+    Path((org_id, email)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    scim.admin().remove_protected_user(&org_id, &email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- per connection ----------------------------------------------------------------------------------
+
+/// Map an IdP group (by id or name) or an Entra app role to a role on a connection.
+///
+/// The users it affects get their effective roles recomputed in the same transaction.
+#[utoipa::path(post, path = "/connections/{id}/role-mappings", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = CreateRoleMapping,
+    responses(
+        (status = 201, description = "Created", body = RoleMappingView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The mapping exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role, not exactly one match, or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_role_mapping(
+    State(scim): State<Scim>,
+    Path(connection_id): Path<String>,
+    JsonBody(body): JsonBody<CreateRoleMapping>,
+) -> ApiResult<(StatusCode, Json<RoleMappingView>)> {
+    let m = body.matches;
+    let matches = match (m.group_id, m.group_name, m.app_role) {
+        (Some(v), None, None) => RoleMatch::GroupId(v),
+        (None, Some(v), None) => RoleMatch::GroupName(v),
+        (None, None, Some(v)) => RoleMatch::AppRole(v),
+        _ => {
+            return Err(ApiProblem::new(
+                422,
+                "match must have exactly one of group_id, group_name and app_role",
+            ));
+        }
+    };
+    let mapping = scim
+        .admin()
+        .create_role_mapping(&connection_id, &body.role, matches)
+        .await?;
+    Ok((StatusCode::CREATED, Json(RoleMappingView::from(&mapping))))
+}
+
+/// List a connection's role mappings.
+#[utoipa::path(get, path = "/connections/{id}/role-mappings", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The mappings, oldest first", body = RoleMappingList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_role_mappings(
+    State(scim): State<Scim>,
+    Path(connection_id): Path<String>,
+) -> ApiResult<Json<RoleMappingList>> {
+    let list = scim.admin().list_role_mappings(&connection_id).await?;
+    Ok(Json(RoleMappingList {
+        data: list.iter().map(RoleMappingView::from).collect(),
+    }))
+}
+
+/// Delete a role mapping; users lose what it granted.
+#[utoipa::path(delete, path = "/connections/{id}/role-mappings/{mapping}", tag = "roles",
+    params(("id" = String, Path, description = "Connection id"), ("mapping" = String, Path, description = "Mapping id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection or mapping", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_role_mapping(
+    State(scim): State<Scim>,
+    Path((connection_id, mapping)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    scim.admin().delete_role_mapping(&connection_id, &mapping).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The roles every active user of the connection has.
+#[utoipa::path(get, path = "/connections/{id}/default-roles", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The default roles", body = DefaultRoles),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_default_roles(
+    State(scim): State<Scim>,
+    Path(connection_id): Path<String>,
+) -> ApiResult<Json<DefaultRoles>> {
+    let roles = scim.admin().default_roles(&connection_id).await?;
+    Ok(Json(DefaultRoles {
+        data: roles.iter().map(RoleView::from).collect(),
+    }))
+}
+
+/// Replace the connection's default roles; every user's effective roles follow.
+#[utoipa::path(put, path = "/connections/{id}/default-roles", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = SetDefaultRoles,
+    responses(
+        (status = 200, description = "The default roles, replaced", body = DefaultRoles),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_default_roles(
+    State(scim): State<Scim>,
+    Path(connection_id): Path<String>,
+    JsonBody(body): JsonBody<SetDefaultRoles>,
+) -> ApiResult<Json<DefaultRoles>> {
+    let roles = scim.admin().set_default_roles(&connection_id, &body.roles).await?;
+    Ok(Json(DefaultRoles {
+        data: roles.iter().map(RoleView::from).collect(),
+    }))
+}
+
+/// The connection's attribute and lifecycle policy.
+#[utoipa::path(get, path = "/connections/{id}/policy", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<String>) -> ApiResult<Json<PolicyView>> {
+    let c = scim.admin().connection(&connection_id).await?;
+    Ok(Json(PolicyView::from(&c.policy)))
+}
+
+/// Replace the connection's attribute and lifecycle policy. Every attribute path must be an attribute
+/// of the User schema.
+#[utoipa::path(put, path = "/connections/{id}/policy", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = PolicyView,
+    responses(
+        (status = 200, description = "The policy, replaced", body = PolicyView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown attribute or field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_policy(
+    State(scim): State<Scim>,
+    Path(connection_id): Path<String>,
+    JsonBody(body): JsonBody<PolicyView>,
+) -> ApiResult<Json<PolicyView>> {
+    let c = scim
+        .admin()
+        .set_connection_policy(&scim.registry, &connection_id, body.into())
+        .await?;
+    Ok(Json(PolicyView::from(&c.policy)))
+}

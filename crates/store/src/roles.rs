@@ -1,0 +1,456 @@
+//! Roles and effective roles.
+//!
+//! An organization defines roles (key, name, description). A user of one of its SCIM connections
+//! has, while it is active and not deleted:
+//! - the connection's default roles;
+//! - the roles mapped on the connection to a group it is a direct member of, by the group's IdP id
+//!   (its `externalId`, or its Rollcall id) or by its `displayName`;
+//! - the role `scim:<group displayName>` of every group it is a direct member of, when the
+//!   organization defines such a role (no mapping needed);
+//! - the roles mapped on the connection to an app role value in its `roles` attribute (Entra ID sends
+//!   app role assignments there).
+//!
+//! Effective roles are stored as rows (`user_roles`) and recomputed inside the transaction of every
+//! change that can affect them (user create/update/delete, membership, group rename or delete, role
+//! and mapping changes); each user whose set changed gets a `user.roles_changed` event in that same
+//! transaction. Comparisons of names and values are case-insensitive.
+//!
+//! The algorithm lives here once; each backend implements [`RoleRows`] (a handful of queries).
+
+use crate::StoreResult;
+use crate::events;
+use crate::index::fold;
+use crate::model::{ResourceKind, WriteContext};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+
+/// The prefix of the role a group grants by name alone.
+pub const SCIM_ROLE_PREFIX: &str = "scim:";
+
+/// A role defined by the application for one organization.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Role {
+    pub id: String,
+    pub org_id: String,
+    /// What the application checks (`admin`, `billing:read`, `scim:Engineering`); unique per
+    /// organization, ignoring case.
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_us: i64,
+}
+
+/// What is needed to create a role.
+#[derive(Debug, Clone)]
+pub struct NewRole {
+    pub org_id: String,
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// A change to a role; `None` leaves a field as it is (`Some(None)` clears the description).
+#[derive(Debug, Clone, Default)]
+pub struct RoleUpdate {
+    pub key: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+}
+
+/// What grants a mapped role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleMatch {
+    /// Membership of the group with this IdP id (`externalId`) or Rollcall id.
+    GroupId(String),
+    /// Membership of the group with this `displayName`.
+    GroupName(String),
+    /// This value in the user's `roles` attribute (Entra ID app roles).
+    AppRole(String),
+}
+
+impl RoleMatch {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RoleMatch::GroupId(_) => "group_id",
+            RoleMatch::GroupName(_) => "group_name",
+            RoleMatch::AppRole(_) => "app_role",
+        }
+    }
+    pub fn value(&self) -> &str {
+        match self {
+            RoleMatch::GroupId(v) | RoleMatch::GroupName(v) | RoleMatch::AppRole(v) => v,
+        }
+    }
+    /// The stored (folded) value.
+    pub fn folded(&self) -> String {
+        fold(self.value().trim())
+    }
+    pub fn from_parts(kind: &str, value: String) -> Option<RoleMatch> {
+        match kind {
+            "group_id" => Some(RoleMatch::GroupId(value)),
+            "group_name" => Some(RoleMatch::GroupName(value)),
+            "app_role" => Some(RoleMatch::AppRole(value)),
+            _ => None,
+        }
+    }
+}
+
+/// A group → role (or app role → role) mapping on one connection.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoleMapping {
+    pub id: String,
+    pub connection_id: String,
+    pub role_id: String,
+    pub role_key: String,
+    #[serde(rename = "match")]
+    pub matches: RoleMatch,
+    pub created_us: i64,
+}
+
+/// What is needed to create a mapping.
+#[derive(Debug, Clone)]
+pub struct NewRoleMapping {
+    pub connection_id: String,
+    pub role_id: String,
+    pub matches: RoleMatch,
+}
+
+/// A user SCIM may not deactivate or delete (the break-glass admin), by e-mail address or userName.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProtectedUser {
+    pub org_id: String,
+    pub email: String,
+    pub created_us: i64,
+}
+
+/// Everything that grants roles on one connection, loaded once per transaction.
+#[derive(Debug, Clone, Default)]
+pub struct RoleConfig {
+    /// Role id → key, for every role of the organization.
+    pub keys: HashMap<String, String>,
+    /// Folded group name → role id, for roles named `scim:<group name>`.
+    pub scim_roles: HashMap<String, String>,
+    pub defaults: Vec<String>,
+    /// (kind, folded value, role id).
+    pub mappings: Vec<(String, String, String)>,
+}
+
+impl RoleConfig {
+    /// Builds the configuration from the organization's roles `(id, key)`, the connection's default
+    /// role ids and its mappings `(kind, folded value, role id)`.
+    pub fn new(
+        roles: Vec<(String, String)>,
+        defaults: Vec<String>,
+        mappings: Vec<(String, String, String)>,
+    ) -> RoleConfig {
+        let mut scim_roles = HashMap::new();
+        for (id, key) in &roles {
+            if key.len() > SCIM_ROLE_PREFIX.len()
+                && key[..SCIM_ROLE_PREFIX.len()].eq_ignore_ascii_case(SCIM_ROLE_PREFIX)
+            {
+                scim_roles.insert(fold(&key[SCIM_ROLE_PREFIX.len()..]), id.clone());
+            }
+        }
+        RoleConfig {
+            keys: roles.into_iter().collect(),
+            scim_roles,
+            defaults,
+            mappings,
+        }
+    }
+
+    /// Without roles in the organization nobody has any: nothing to compute (and, since effective
+    /// roles are always kept up to date, nothing stored to remove).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether any mapping reads app roles (only then are user documents read).
+    pub fn uses_app_roles(&self) -> bool {
+        self.mappings.iter().any(|(k, _, _)| k == "app_role")
+    }
+
+    /// The effective role ids of a user.
+    pub fn effective(&self, user: &UserFacts) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if !user.active {
+            return out;
+        }
+        out.extend(self.defaults.iter().cloned());
+        for g in &user.groups {
+            if let Some(name) = &g.name_ci
+                && let Some(role) = self.scim_roles.get(name)
+            {
+                out.insert(role.clone());
+            }
+        }
+        for (kind, value, role) in &self.mappings {
+            let hit = match kind.as_str() {
+                "group_id" => user
+                    .groups
+                    .iter()
+                    .any(|g| fold(&g.id) == *value || g.external_id.as_deref().map(fold).as_deref() == Some(value)),
+                "group_name" => user.groups.iter().any(|g| g.name_ci.as_deref() == Some(value)),
+                "app_role" => user.app_roles.iter().any(|r| r == value),
+                _ => false,
+            };
+            if hit {
+                out.insert(role.clone());
+            }
+        }
+        out
+    }
+
+    /// Leaves out everything `role_id` grants (it is about to be deleted); its key stays known so
+    /// events can name it.
+    pub fn exclude(&mut self, role_id: &str) {
+        self.defaults.retain(|r| r != role_id);
+        self.mappings.retain(|(_, _, r)| r != role_id);
+        self.scim_roles.retain(|_, r| r != role_id);
+    }
+
+    fn keys_of(&self, ids: &BTreeSet<String>) -> Vec<String> {
+        let mut keys: Vec<String> = ids.iter().filter_map(|id| self.keys.get(id).cloned()).collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// What role computation needs to know about a user.
+#[derive(Debug, Clone, Default)]
+pub struct UserFacts {
+    pub pk: i64,
+    pub id: String,
+    pub connection_id: String,
+    /// Live and not deactivated (`active` absent counts as active).
+    pub active: bool,
+    /// Folded `roles[*].value` (read only when a mapping uses app roles).
+    pub app_roles: Vec<String>,
+    /// The live groups it is a direct member of.
+    pub groups: Vec<GroupFacts>,
+}
+
+/// A group a user is a member of.
+#[derive(Debug, Clone, Default)]
+pub struct GroupFacts {
+    pub id: String,
+    pub external_id: Option<String>,
+    pub name_ci: Option<String>,
+}
+
+/// The folded app role values of a user document.
+pub fn app_roles_of(doc: &Value) -> Vec<String> {
+    doc.get("roles")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("value").and_then(Value::as_str))
+                .map(|v| fold(v.trim()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The SCIM answer when SCIM tries to deactivate or delete a protected user: 403, naming why.
+pub fn protected_error(email: &str, action: &str) -> rollcall_scim::ScimError {
+    rollcall_scim::ScimError::new(
+        403,
+        None,
+        format!(
+            "this user is protected by the organization (\"{email}\" is on its protected users list): \
+             SCIM may not {action} it; an administrator must remove the protection first"
+        ),
+    )
+}
+
+/// Whose roles to recompute.
+#[derive(Debug, Clone)]
+pub enum RoleScope {
+    /// These users (row keys).
+    Users(Vec<i64>),
+    /// The direct members of this group (row key).
+    MembersOf(i64),
+    /// Every user of the connection.
+    Connection,
+}
+
+/// The queries role computation needs, inside the caller's write transaction.
+#[async_trait]
+pub trait RoleRows: Send {
+    async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig>;
+    /// Users in scope (live or not) with their live groups; app roles only when asked.
+    async fn user_facts(
+        &mut self,
+        connection_id: &str,
+        scope: &RoleScope,
+        with_app_roles: bool,
+    ) -> StoreResult<Vec<UserFacts>>;
+    /// The stored effective roles of users in scope.
+    async fn stored_roles(
+        &mut self,
+        connection_id: &str,
+        scope: &RoleScope,
+    ) -> StoreResult<HashMap<i64, BTreeSet<String>>>;
+    async fn grant(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()>;
+    async fn revoke(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()>;
+    /// Queues an event in the transaction.
+    async fn event(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: (ResourceKind, &str),
+        data: Value,
+    ) -> StoreResult<()>;
+}
+
+/// Recomputes the effective roles of the users in `scope` on one connection, writing the
+/// differences and one `user.roles_changed` event per user whose roles changed. Returns how many
+/// users changed.
+pub async fn recompute<R: RoleRows + ?Sized>(
+    rows: &mut R,
+    ctx: &WriteContext,
+    org_id: &str,
+    connection_id: &str,
+    scope: RoleScope,
+    without_role: Option<&str>,
+) -> StoreResult<usize> {
+    if let RoleScope::Users(pks) = &scope
+        && pks.is_empty()
+    {
+        return Ok(0);
+    }
+    let mut config = rows.role_config(org_id, connection_id).await?;
+    if config.is_empty() {
+        return Ok(0);
+    }
+    if let Some(r) = without_role {
+        config.exclude(r);
+    }
+    let users = rows.user_facts(connection_id, &scope, config.uses_app_roles()).await?;
+    let mut stored = rows.stored_roles(connection_id, &scope).await?;
+    let mut changed = 0;
+    for user in users {
+        let before = stored.remove(&user.pk).unwrap_or_default();
+        let after = config.effective(&user);
+        if before == after {
+            continue;
+        }
+        let added: Vec<String> = after.difference(&before).cloned().collect();
+        let removed: Vec<String> = before.difference(&after).cloned().collect();
+        rows.revoke(user.pk, &removed).await?;
+        rows.grant(user.pk, &added).await?;
+        let event_ctx = WriteContext {
+            org_id: org_id.to_string(),
+            connection_id: user.connection_id.clone(),
+            ..ctx.clone()
+        };
+        let data = json!({
+            "before": config.keys_of(&before),
+            "after": config.keys_of(&after),
+            "added": config.keys_of(&added.into_iter().collect()),
+            "removed": config.keys_of(&removed.into_iter().collect()),
+        });
+        rows.event(
+            &event_ctx,
+            events::USER_ROLES_CHANGED,
+            (ResourceKind::User, &user.id),
+            data,
+        )
+        .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RoleConfig {
+        RoleConfig::new(
+            vec![
+                ("r-admin".into(), "admin".into()),
+                ("r-eng".into(), "scim:Engineering".into()),
+                ("r-member".into(), "member".into()),
+                ("r-billing".into(), "billing".into()),
+            ],
+            vec!["r-member".into()],
+            vec![
+                ("group_id".into(), "00aa-bb".into(), "r-admin".into()),
+                ("group_name".into(), "finance".into(), "r-billing".into()),
+                ("app_role".into(), "admin".into(), "r-admin".into()),
+            ],
+        )
+    }
+
+    fn user(groups: Vec<GroupFacts>, app_roles: Vec<&str>) -> UserFacts {
+        UserFacts {
+            pk: 1,
+            id: "u".into(),
+            connection_id: "c".into(),
+            active: true,
+            app_roles: app_roles.into_iter().map(String::from).collect(),
+            groups,
+        }
+    }
+
+    fn group(id: &str, external_id: Option<&str>, name: &str) -> GroupFacts {
+        GroupFacts {
+            id: id.into(),
+            external_id: external_id.map(String::from),
+            name_ci: Some(fold(name)),
+        }
+    }
+
+    fn ids(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_apply_to_every_active_user() {
+        assert_eq!(config().effective(&user(vec![], vec![])), ids(&["r-member"]));
+    }
+
+    #[test]
+    fn groups_grant_by_idp_id_rollcall_id_name_and_convention() {
+        let c = config();
+        let by_external = user(vec![group("g1", Some("00AA-BB"), "Admins")], vec![]);
+        assert_eq!(c.effective(&by_external), ids(&["r-member", "r-admin"]));
+        let by_rollcall_id = user(vec![group("00aa-bb", None, "x")], vec![]);
+        assert!(c.effective(&by_rollcall_id).contains("r-admin"));
+        let by_name = user(vec![group("g2", None, "FINANCE")], vec![]);
+        assert_eq!(c.effective(&by_name), ids(&["r-member", "r-billing"]));
+        let by_convention = user(vec![group("g3", None, "engineering")], vec![]);
+        assert_eq!(c.effective(&by_convention), ids(&["r-member", "r-eng"]));
+    }
+
+    #[test]
+    fn entra_app_roles_map_too() {
+        assert!(config().effective(&user(vec![], vec!["admin"])).contains("r-admin"));
+        assert_eq!(
+            app_roles_of(&json!({"roles": [{"value": "Admin", "primary": true}]})),
+            vec!["admin"]
+        );
+    }
+
+    #[test]
+    fn inactive_users_have_no_roles() {
+        let mut u = user(vec![group("g", Some("00aa-bb"), "Engineering")], vec!["admin"]);
+        u.active = false;
+        assert!(config().effective(&u).is_empty());
+    }
+
+    #[test]
+    fn no_roles_in_the_organization_means_nothing_to_do() {
+        assert!(RoleConfig::new(vec![], vec![], vec![]).is_empty());
+        assert!(
+            RoleConfig::new(vec![("r".into(), "scim:".into())], vec![], vec![])
+                .scim_roles
+                .is_empty()
+        );
+    }
+}
