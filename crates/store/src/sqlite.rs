@@ -1,5 +1,5 @@
-//! The embedded SQLite store: WAL mode, one writer connection taking `BEGIN IMMEDIATE` transactions,
-//! a pool of reader connections.
+//! The embedded SQLite store: WAL mode, one writer connection taking `BEGIN IMMEDIATE` transactions
+//! that concurrent writes share (group commit, [`group_commit`]), a pool of reader connections.
 
 use crate::connection_ops::{self, TokenOp};
 use crate::events;
@@ -10,6 +10,7 @@ use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{Mutation, Store, StoreError, StoreResult};
 
+mod group_commit;
 mod roles_ops;
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -37,7 +38,8 @@ pub fn now_us() -> i64 {
 #[derive(Clone)]
 pub struct SqliteStore {
     reader: SqlitePool,
-    writer: SqlitePool,
+    /// Runs every write transaction on the writer connection, committing concurrent writes together.
+    group: Arc<group_commit::GroupWriter>,
     registry: Arc<SchemaRegistry>,
 }
 
@@ -86,7 +88,7 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             reader,
-            writer,
+            group: Arc::new(group_commit::GroupWriter::new(writer)),
             registry,
         })
     }
@@ -97,8 +99,10 @@ impl SqliteStore {
             .expect("standard resource types are registered")
     }
 
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write transaction (see [`group_commit`]): dereferences to the connection; ends with
+    /// `commit()`, or rolls back when dropped.
+    async fn begin_write(&self) -> StoreResult<group_commit::WriteTx> {
+        self.group.begin().await
     }
 }
 
@@ -837,6 +841,7 @@ impl Store for SqliteStore {
 
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
         // Never moves backwards (several nodes record the same connection).
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE scim_connections SET last_request_us = ?1, last_user_agent = ?2
              WHERE id = ?3 AND (last_request_us IS NULL OR last_request_us < ?1)",
@@ -844,9 +849,9 @@ impl Store for SqliteStore {
         .bind(at_us)
         .bind(user_agent)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
     async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
