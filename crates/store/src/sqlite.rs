@@ -6,7 +6,7 @@ use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
-use crate::{Mutation, Store, StoreError, StoreResult};
+use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
 use rollcall_scim::filter::Filter;
@@ -32,8 +32,8 @@ pub fn now_us() -> i64 {
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
     registry: Arc<SchemaRegistry>,
 }
 
@@ -93,7 +93,7 @@ impl SqliteStore {
             .expect("standard resource types are registered")
     }
 
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -143,6 +143,7 @@ fn conn_of(row: &SqliteRow) -> Connection {
         created_us: row.get("created_us"),
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
+        debug_logging: row.get("debug_logging"),
     }
 }
 
@@ -157,13 +158,9 @@ fn api_key_of(row: &SqliteRow) -> ApiKey {
     }
 }
 
-/// The write context of an event about a connection.
-fn connection_ctx(c: &Connection) -> WriteContext {
-    WriteContext {
-        org_id: c.org_id.clone(),
-        connection_id: c.id.clone(),
-        ..Default::default()
-    }
+/// The write context of an event about a connection, made by `by`.
+fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
 }
 
 /// Reads a connection inside a write transaction.
@@ -247,8 +244,8 @@ async fn insert_event(
     data: Value,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(kind)
@@ -260,6 +257,8 @@ async fn insert_event(
     .bind(ctx.user_agent.as_deref())
     .bind(ctx.request_id.as_deref())
     .bind(now_us())
+    .bind(ctx.actor.to_json())
+    .bind(events::member_of(kind, &data))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -453,7 +452,7 @@ async fn add_member(
 
 impl SqliteStore {
     /// Applies a token change to a connection in one write transaction.
-    async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+    async fn token_op(&self, by: &WriteContext, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = connection_in(&mut tx, id).await? else {
             return Ok(None);
@@ -471,7 +470,7 @@ impl SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+        insert_event(&mut tx, &connection_ctx(by, &c), kind, None, data).await?;
         tx.commit().await?;
         Ok(Some(c))
     }
@@ -512,7 +511,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_organization(&self, name: &str) -> StoreResult<Organization> {
+    async fn create_organization(&self, by: &WriteContext, name: &str) -> StoreResult<Organization> {
         let org = Organization {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_string(),
@@ -526,10 +525,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| org_name_taken(e, name))?;
-        let ctx = WriteContext {
-            org_id: org.id.clone(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org.id, "");
         insert_event(&mut tx, &ctx, events::ORGANIZATION_CREATED, None, json!({"name": name})).await?;
         tx.commit().await?;
         Ok(org)
@@ -568,7 +564,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(org_of).collect())
     }
 
-    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+    async fn rename_organization(&self, by: &WriteContext, id: &str, name: &str) -> StoreResult<Option<Organization>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = ?")
             .bind(id)
@@ -584,10 +580,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| org_name_taken(e, name))?;
-            let ctx = WriteContext {
-                org_id: org.id.clone(),
-                ..Default::default()
-            };
+            let ctx = by.about(&org.id, "");
             insert_event(
                 &mut tx,
                 &ctx,
@@ -602,7 +595,7 @@ impl Store for SqliteStore {
         Ok(Some(org))
     }
 
-    async fn delete_organization(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_organization(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM organizations WHERE id = ?")
             .bind(id)
@@ -620,23 +613,16 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         for connection_id in connections {
-            let ctx = WriteContext {
-                org_id: id.to_string(),
-                connection_id,
-                ..Default::default()
-            };
+            let ctx = by.about(id, &connection_id);
             insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         }
-        let ctx = WriteContext {
-            org_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(id, "");
         insert_event(&mut tx, &ctx, events::ORGANIZATION_DELETED, None, json!({"name": name})).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
+    async fn create_connection(&self, by: &WriteContext, new: NewConnection) -> StoreResult<Connection> {
         let c = Connection {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
@@ -651,6 +637,7 @@ impl Store for SqliteStore {
             created_us: now_us(),
             last_request_us: None,
             last_user_agent: None,
+            debug_logging: false,
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -669,7 +656,7 @@ impl Store for SqliteStore {
         .await?;
         insert_event(
             &mut tx,
-            &connection_ctx(&c),
+            &connection_ctx(by, &c),
             events::CONNECTION_CREATED,
             None,
             json!({"name": c.name, "idp": c.idp}),
@@ -705,7 +692,13 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(conn_of))
     }
 
-    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+    async fn set_connection_token(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        token_hash: &[u8; 32],
+        token_prefix: &str,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
             .bind(id)
@@ -721,11 +714,7 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         insert_event(
             &mut tx,
             &ctx,
@@ -738,7 +727,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_connection(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
             .bind(id)
@@ -749,32 +738,34 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>> {
+    async fn update_connection(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = connection_in(&mut tx, id).await? else {
             return Ok(None);
         };
         let changes = connection_ops::apply_update(&mut c, &update);
         if !changes.is_empty() {
-            sqlx::query("UPDATE scim_connections SET name = ?, idp = ?, status = ? WHERE id = ?")
+            sqlx::query("UPDATE scim_connections SET name = ?, idp = ?, status = ?, debug_logging = ? WHERE id = ?")
                 .bind(&c.name)
                 .bind(c.idp.as_str())
                 .bind(c.status.as_str())
+                .bind(c.debug_logging)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             for (kind, data) in changes {
-                insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+                insert_event(&mut tx, &connection_ctx(by, &c), kind, None, data).await?;
             }
         }
         tx.commit().await?;
@@ -783,11 +774,13 @@ impl Store for SqliteStore {
 
     async fn start_token_rotation(
         &self,
+        by: &WriteContext,
         id: &str,
         next_hash: &[u8; 32],
         next_prefix: &str,
     ) -> StoreResult<Option<Connection>> {
         self.token_op(
+            by,
             id,
             TokenOp::Start {
                 hash: next_hash,
@@ -797,16 +790,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Complete).await
+    async fn complete_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Complete).await
     }
 
-    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Cancel).await
+    async fn cancel_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Cancel).await
     }
 
-    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Revoke).await
+    async fn revoke_connection_tokens(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Revoke).await
     }
 
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
@@ -823,7 +816,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
+    async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey> {
         let key = ApiKey {
             id: uuid::Uuid::now_v7().to_string(),
             name: new.name,
@@ -843,7 +836,7 @@ impl Store for SqliteStore {
             .await?;
         insert_event(
             &mut tx,
-            &WriteContext::default(),
+            &by.about("", ""),
             events::API_KEY_CREATED,
             None,
             json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -868,7 +861,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(api_key_of).collect())
     }
 
-    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+    async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
             .bind(id)
@@ -886,7 +879,7 @@ impl Store for SqliteStore {
                 .await?;
             insert_event(
                 &mut tx,
-                &WriteContext::default(),
+                &by.about("", ""),
                 events::API_KEY_REVOKED,
                 None,
                 json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -1127,7 +1120,25 @@ impl Store for SqliteStore {
             .bind(pk)
             .execute(&mut *tx)
             .await?;
-        // Membership goes with the resource; groups the member was in change version.
+        // Membership goes with the resource, each removal recorded (so the event log alone tells who
+        // is in each group); groups the member was in change version.
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
+             WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY g.pk",
+        )
+        .bind(pk)
+        .fetch_all(&mut *tx)
+        .await?;
+        for group_id in &groups {
+            insert_event(
+                &mut tx,
+                ctx,
+                events::GROUP_MEMBER_REMOVED,
+                Some((ResourceKind::Group, group_id)),
+                json!({"member": id, "reason": "member_deleted"}),
+            )
+            .await?;
+        }
         sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
             .bind(now)
             .bind(pk)
@@ -1239,22 +1250,32 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let data: String = row.get("data");
-                Ok(Event {
-                    seq: row.get("seq"),
-                    id: row.get("id"),
-                    kind: row.get("type"),
-                    org_id: row.get("org_id"),
-                    connection_id: row.get("connection_id"),
-                    resource_type: row.get("resource_type"),
-                    resource_id: row.get("resource_id"),
-                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
-                    created_us: row.get("created_us"),
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(crate::sqlite_events::event_of).collect())
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        self.query_events_impl(query).await
+    }
+
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
+        self.get_event_impl(id).await
+    }
+
+    async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
+        self.prune_events_impl(before_us, batch).await
+    }
+
+    async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
+        self.append_request_log_impl(entries, keep).await
+    }
+
+    async fn request_log(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>> {
+        self.request_log_impl(connection_id, before, limit).await
     }
 }
 

@@ -1,0 +1,179 @@
+//! SQLite: the Events API's queries, event retention and the request log.
+
+use crate::audit::{Actor, EventQuery, RequestLogEntry};
+use crate::model::Event;
+use crate::sqlite::SqliteStore;
+use crate::{StoreError, StoreResult};
+use rollcall_scim::ScimError;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, AssertSqlSafe, Row};
+use std::collections::BTreeSet;
+
+/// An `events` row.
+pub(crate) fn event_of(row: &SqliteRow) -> Event {
+    let data: String = row.get("data");
+    let actor: Option<String> = row.get("actor");
+    Event {
+        seq: row.get("seq"),
+        id: row.get("id"),
+        kind: row.get("type"),
+        org_id: row.get("org_id"),
+        connection_id: row.get("connection_id"),
+        resource_type: row.get("resource_type"),
+        resource_id: row.get("resource_id"),
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        created_us: row.get("created_us"),
+        actor: Actor::from_json(actor.as_deref()),
+        user_agent: row.get("user_agent"),
+        request_id: row.get("request_id"),
+    }
+}
+
+fn request_log_of(row: &SqliteRow) -> RequestLogEntry {
+    let status: i64 = row.get("status");
+    RequestLogEntry {
+        seq: row.get("seq"),
+        connection_id: row.get("connection_id"),
+        at_us: row.get("at_us"),
+        method: row.get("method"),
+        path: row.get("path"),
+        status: u16::try_from(status).unwrap_or(0),
+        latency_us: row.get("latency_us"),
+        scim_type: row.get("scim_type"),
+        error_detail: row.get("error_detail"),
+        user_agent: row.get("user_agent"),
+        request_id: row.get("request_id"),
+        token_prefix: row.get("token_prefix"),
+        request_body: row.get("request_body"),
+        response_body: row.get("response_body"),
+    }
+}
+
+fn arg<'q, T: sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + 'q>(args: &mut SqliteArguments, v: T) {
+    args.add(v).expect("binding a plain value cannot fail");
+}
+
+impl SqliteStore {
+    pub(crate) async fn query_events_impl(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
+        // Each filter is an equality on an indexed column ending in seq (see 0003_events.sql).
+        let mut sql = String::from("SELECT * FROM events WHERE seq > ?");
+        let mut args = SqliteArguments::default();
+        arg(&mut args, q.after_seq);
+        if !q.types.is_empty() {
+            sql.push_str(" AND type IN (");
+            sql.push_str(&vec!["?"; q.types.len()].join(", "));
+            sql.push(')');
+            for t in &q.types {
+                arg(&mut args, t.clone());
+            }
+        }
+        if let Some(org) = &q.org_id {
+            sql.push_str(" AND org_id = ?");
+            arg(&mut args, org.clone());
+        }
+        if let Some(c) = &q.connection_id {
+            sql.push_str(" AND connection_id = ?");
+            arg(&mut args, c.clone());
+        }
+        if let Some(r) = &q.resource_id {
+            sql.push_str(" AND (resource_id = ? OR member_id = ?)");
+            arg(&mut args, r.clone());
+            arg(&mut args, r.clone());
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        arg(&mut args, q.limit.max(0));
+        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(event_of).collect())
+    }
+
+    pub(crate) async fn get_event_impl(&self, id: &str) -> StoreResult<Option<Event>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(event_of))
+    }
+
+    pub(crate) async fn prune_events_impl(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "DELETE FROM events WHERE seq IN
+               (SELECT seq FROM events WHERE created_us < ? ORDER BY created_us LIMIT ?)",
+        )
+        .bind(before_us)
+        .bind(batch.max(0))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn append_request_log_impl(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if keep < 1 {
+            return Err(StoreError::Scim(ScimError::internal(
+                "the request log must keep at least one entry",
+            )));
+        }
+        let mut tx = self.begin_write().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO request_log (connection_id, at_us, method, path, status, latency_us, scim_type, error_detail,
+                   user_agent, request_id, token_prefix, request_body, response_body)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+                 WHERE EXISTS (SELECT 1 FROM scim_connections WHERE id = ?1)",
+            )
+            .bind(&e.connection_id)
+            .bind(e.at_us)
+            .bind(&e.method)
+            .bind(&e.path)
+            .bind(i64::from(e.status))
+            .bind(e.latency_us)
+            .bind(&e.scim_type)
+            .bind(&e.error_detail)
+            .bind(&e.user_agent)
+            .bind(&e.request_id)
+            .bind(&e.token_prefix)
+            .bind(&e.request_body)
+            .bind(&e.response_body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let connections: BTreeSet<&str> = entries.iter().map(|e| e.connection_id.as_str()).collect();
+        for c in connections {
+            // Everything older than the connection's `keep`-th newest entry goes (an index range).
+            sqlx::query(
+                "DELETE FROM request_log WHERE connection_id = ?1 AND seq <=
+                   (SELECT seq FROM request_log WHERE connection_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            )
+            .bind(c)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn request_log_impl(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>> {
+        let rows =
+            sqlx::query("SELECT * FROM request_log WHERE connection_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?")
+                .bind(connection_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit.max(0))
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.iter().map(request_log_of).collect())
+    }
+}
