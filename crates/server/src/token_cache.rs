@@ -102,6 +102,7 @@ mod tests {
             created_us: 0,
             last_request_us: None,
             last_user_agent: None,
+            debug_logging: false,
         }
     }
 

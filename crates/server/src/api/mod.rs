@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod events;
 pub mod extract;
 pub mod organizations;
 pub mod problem;
@@ -42,6 +43,7 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
     tags(
         (name = "organizations", description = "Customers of the application, each with its SCIM connections"),
         (name = "connections", description = "SCIM connections (one identity provider each) and their tokens"),
+        (name = "events", description = "Every change, in commit order, with who made it: the change feed and audit log"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -88,6 +90,9 @@ fn routes() -> OpenApiRouter<Scim> {
         .routes(routes!(connections::complete_token_rotation))
         .routes(routes!(connections::cancel_token_rotation))
         .routes(routes!(connections::revoke_tokens))
+        .routes(routes!(events::list_requests))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
 }
 
 /// The OpenAPI document of the management API.
