@@ -15,10 +15,10 @@ pub mod events;
 pub mod index;
 pub mod model;
 pub mod postgres;
-mod postgres_events;
+pub mod postgres_events;
 pub mod sql;
 pub mod sqlite;
-mod sqlite_events;
+pub mod sqlite_events;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use model::*;

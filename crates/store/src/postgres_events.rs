@@ -62,33 +62,39 @@ fn arg<'q, T: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'q
     format!("${n}")
 }
 
+/// The statement and arguments [`crate::Store::query_events`] runs (public for the EXPLAIN tests).
+/// Each filter is an equality on an indexed column ending in seq (see 0003_events.sql).
+pub fn query_events_sql(q: &EventQuery) -> (String, PgArguments) {
+    let mut args = PgArguments::default();
+    let mut n = 0;
+    let mut sql = format!(
+        "SELECT * FROM events WHERE seq > {}",
+        arg(&mut args, &mut n, q.after_seq)
+    );
+    if !q.types.is_empty() {
+        let p = arg(&mut args, &mut n, q.types.clone());
+        sql.push_str(&format!(" AND type = ANY({p}::text[])"));
+    }
+    if let Some(org) = &q.org_id {
+        let p = arg(&mut args, &mut n, org.clone());
+        sql.push_str(&format!(" AND org_id = {p}"));
+    }
+    if let Some(c) = &q.connection_id {
+        let p = arg(&mut args, &mut n, c.clone());
+        sql.push_str(&format!(" AND connection_id = {p}"));
+    }
+    if let Some(r) = &q.resource_id {
+        let p = arg(&mut args, &mut n, r.clone());
+        sql.push_str(&format!(" AND (resource_id = {p} OR member_id = {p})"));
+    }
+    let p = arg(&mut args, &mut n, q.limit.max(0));
+    sql.push_str(&format!(" ORDER BY seq LIMIT {p}"));
+    (sql, args)
+}
+
 impl PostgresStore {
     pub(crate) async fn query_events_impl(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
-        // Each filter is an equality on an indexed column ending in seq (see 0003_events.sql).
-        let mut args = PgArguments::default();
-        let mut n = 0;
-        let mut sql = format!(
-            "SELECT * FROM events WHERE seq > {}",
-            arg(&mut args, &mut n, q.after_seq)
-        );
-        if !q.types.is_empty() {
-            let p = arg(&mut args, &mut n, q.types.clone());
-            sql.push_str(&format!(" AND type = ANY({p}::text[])"));
-        }
-        if let Some(org) = &q.org_id {
-            let p = arg(&mut args, &mut n, org.clone());
-            sql.push_str(&format!(" AND org_id = {p}"));
-        }
-        if let Some(c) = &q.connection_id {
-            let p = arg(&mut args, &mut n, c.clone());
-            sql.push_str(&format!(" AND connection_id = {p}"));
-        }
-        if let Some(r) = &q.resource_id {
-            let p = arg(&mut args, &mut n, r.clone());
-            sql.push_str(&format!(" AND (resource_id = {p} OR member_id = {p})"));
-        }
-        let p = arg(&mut args, &mut n, q.limit.max(0));
-        sql.push_str(&format!(" ORDER BY seq LIMIT {p}"));
+        let (sql, args) = query_events_sql(q);
         let rows = sqlx::query_with(AssertSqlSafe(sql), args)
             .fetch_all(&self.pool)
             .await
