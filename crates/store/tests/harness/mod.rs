@@ -133,6 +133,7 @@ pub fn skip_note(test: &str) {
 }
 
 /// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Arc<dyn Store>)`.
+#[allow(unused_macros)] // a test file may use the harness without the macro
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -158,4 +159,5 @@ macro_rules! contract {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use contract;
