@@ -112,6 +112,11 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        // The token was good: the request log shows which one was throttled.
+        resp.extensions_mut().insert(crate::request_log::Authenticated {
+            token_prefix: Some(token_prefix),
+            request_body: None,
+        });
         return resp;
     }
     let user_agent = req

@@ -10,6 +10,9 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Row};
 use std::collections::BTreeSet;
 
+/// Request log rows per INSERT statement (13 parameters each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
+
 /// An `events` row.
 pub(crate) fn event_of(row: &SqliteRow) -> Event {
     let data: String = row.get("data");
@@ -149,28 +152,32 @@ impl SqliteStore {
             )));
         }
         let mut tx = self.begin_write().await?;
-        for e in entries {
-            sqlx::query(
+        // Many rows per statement: each statement is a round trip to SQLite's worker thread.
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
                 "INSERT INTO request_log (connection_id, at_us, method, path, status, latency_us, scim_type, error_detail,
                    user_agent, request_id, token_prefix, request_body, response_body)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-                 WHERE EXISTS (SELECT 1 FROM scim_connections WHERE id = ?1)",
-            )
-            .bind(&e.connection_id)
-            .bind(e.at_us)
-            .bind(&e.method)
-            .bind(&e.path)
-            .bind(i64::from(e.status))
-            .bind(e.latency_us)
-            .bind(&e.scim_type)
-            .bind(&e.error_detail)
-            .bind(&e.user_agent)
-            .bind(&e.request_id)
-            .bind(&e.token_prefix)
-            .bind(&e.request_body)
-            .bind(&e.response_body)
-            .execute(&mut *tx)
-            .await?;
+                 SELECT * FROM (VALUES {rows}) AS v
+                 WHERE EXISTS (SELECT 1 FROM scim_connections c WHERE c.id = v.column1)"
+            );
+            let mut args = SqliteArguments::default();
+            for e in chunk {
+                arg(&mut args, e.connection_id.clone());
+                arg(&mut args, e.at_us);
+                arg(&mut args, e.method.clone());
+                arg(&mut args, e.path.clone());
+                arg(&mut args, i64::from(e.status));
+                arg(&mut args, e.latency_us);
+                arg(&mut args, e.scim_type.clone());
+                arg(&mut args, e.error_detail.clone());
+                arg(&mut args, e.user_agent.clone());
+                arg(&mut args, e.request_id.clone());
+                arg(&mut args, e.token_prefix.clone());
+                arg(&mut args, e.request_body.clone());
+                arg(&mut args, e.response_body.clone());
+            }
+            sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *tx).await?;
         }
         let connections: BTreeSet<&str> = entries.iter().map(|e| e.connection_id.as_str()).collect();
         for c in connections {

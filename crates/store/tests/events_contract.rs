@@ -20,6 +20,7 @@ contract!(
     retention_prunes_the_oldest_in_batches,
     request_log_appends_trims_and_pages,
     request_log_drops_unknown_connections_and_follows_deletion,
+    request_log_large_batches_keep_their_order,
     debug_logging_is_a_connection_setting,
 );
 
@@ -723,6 +724,34 @@ async fn request_log_drops_unknown_connections_and_follows_deletion(store: Arc<d
             .unwrap()
     );
     assert!(s.request_log(&a.connection_id, None, 10).await.unwrap().is_empty());
+}
+
+async fn request_log_large_batches_keep_their_order(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = tenant(s, "acme").await;
+    // More entries than one statement takes, mixed with a connection that does not exist.
+    let batch: Vec<_> = (0..450)
+        .map(|i| {
+            let c = if i % 50 == 7 { "gone" } else { a.connection_id.as_str() };
+            entry(c, &format!("/Users/{i}"))
+        })
+        .collect();
+    s.append_request_log(&batch, 400).await.unwrap();
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.request_log(&a.connection_id, before, 150).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        all.extend(page);
+    }
+    let expected: Vec<String> = (0..450)
+        .rev()
+        .filter(|i| i % 50 != 7)
+        .take(400)
+        .map(|i| format!("/Users/{i}"))
+        .collect();
+    assert_eq!(all.iter().map(|e| e.path.clone()).collect::<Vec<_>>(), expected);
 }
 
 async fn debug_logging_is_a_connection_setting(store: Arc<dyn Store>) {

@@ -1,5 +1,6 @@
 //! The management API, `/api/v1`: JSON over HTTP for the application that runs Rollcall to manage
-//! its tenants (organizations, SCIM connections, their tokens). Authenticated with operator API
+//! its tenants (organizations, SCIM connections, their tokens) and read what happened (events, the
+//! request log). Authenticated with operator API
 //! keys; errors are RFC 9457 problem details. Its OpenAPI 3.1 document is generated from the
 //! handlers below and served at `/api/v1/openapi.json`, with an interactive page at `/api/v1/docs`
 //! (Swagger UI, served from the binary: it works offline).
@@ -32,7 +33,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
     info(
         title = "Rollcall management API",
         description = "Manage the organizations of the application that runs Rollcall, their SCIM \
-            connections and the connections' bearer tokens.\n\nAuthenticate with an operator API key \
+            connections and the connections' bearer tokens; read every change (the events feed) and \
+            each connection's log of SCIM requests.\n\nAuthenticate with an operator API key \
             (`rollcall api-key create`): `Authorization: Bearer rc_key_...`. SCIM connection tokens do \
             not work here, and API keys do not work on SCIM endpoints.\n\nErrors are RFC 9457 problem \
             details (`application/problem+json`). Timestamps are RFC 3339.",
