@@ -6,11 +6,13 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use rollcall_scim::filter::FilterLimits;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::admin::Admin;
+use rollcall_server::background::ActivitySettings;
+use rollcall_server::request_log::RequestLogSettings;
 use rollcall_server::service::{Scim, ScimConfig, rfc3339};
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{IdpKind, NewConnection, Store};
+use rollcall_store::{IdpKind, NewConnection, Store, WriteContext};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -165,6 +167,13 @@ struct Settings {
     pg_statement_timeout_ms: u64,
     /// PostgreSQL: how many times a write is retried after a serialization failure or deadlock.
     pg_serialization_retries: u32,
+    /// Events older than this many days are deleted (0: kept forever).
+    event_retention_days: u32,
+    /// SCIM requests kept in each connection's request log (0: no request log).
+    request_log_per_connection: u32,
+    /// Request log entries held in memory before they are written; past it, entries are dropped
+    /// (counted and logged) rather than slowing requests down.
+    request_log_buffer: usize,
 }
 
 impl Default for Settings {
@@ -190,7 +199,48 @@ impl Default for Settings {
             pg_max_connections: pg.max_connections,
             pg_statement_timeout_ms: pg.statement_timeout_ms,
             pg_serialization_retries: pg.serialization_retries,
+            event_retention_days: 30,
+            request_log_per_connection: RequestLogSettings::default().keep_per_connection,
+            request_log_buffer: RequestLogSettings::default().buffer,
         }
+    }
+}
+
+/// Upper bounds of the activity settings, so that a typo cannot ask for the impossible.
+const MAX_RETENTION_DAYS: u32 = 36_500;
+const MAX_REQUEST_LOG_PER_CONNECTION: u32 = 100_000;
+const MAX_REQUEST_LOG_BUFFER: usize = 1_000_000;
+
+impl Settings {
+    /// Event retention and request log settings, checked.
+    fn activity(&self) -> Result<ActivitySettings, String> {
+        if self.event_retention_days > MAX_RETENTION_DAYS {
+            return Err(format!(
+                "event_retention_days must be at most {MAX_RETENTION_DAYS} (0 keeps events forever), not {}",
+                self.event_retention_days
+            ));
+        }
+        if self.request_log_per_connection > MAX_REQUEST_LOG_PER_CONNECTION {
+            return Err(format!(
+                "request_log_per_connection must be at most {MAX_REQUEST_LOG_PER_CONNECTION} (0 switches the request log off), not {}",
+                self.request_log_per_connection
+            ));
+        }
+        if !(1..=MAX_REQUEST_LOG_BUFFER).contains(&self.request_log_buffer) {
+            return Err(format!(
+                "request_log_buffer must be from 1 to {MAX_REQUEST_LOG_BUFFER}, not {}",
+                self.request_log_buffer
+            ));
+        }
+        Ok(ActivitySettings {
+            event_retention: (self.event_retention_days > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(self.event_retention_days) * 86_400)),
+            request_log: RequestLogSettings {
+                keep_per_connection: self.request_log_per_connection,
+                buffer: self.request_log_buffer,
+            },
+            ..ActivitySettings::default()
+        })
     }
 }
 
@@ -322,10 +372,12 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     // The command line shares the management API's operations (and validation).
     let admin = |flag: Option<String>| Admin::new(store.clone(), Arc::default(), &public_url(flag));
     let err = |e: rollcall_server::admin::AdminError| e.to_string();
+    // Changes made here are recorded as made by the command line.
+    let by = WriteContext::cli();
     match cli.command {
         Command::Serve(_) => serve(s, store, registry).await,
         Command::Org(OrgCommand::Create { name, json }) => {
-            let org = admin(None).create_organization(&name).await.map_err(err)?;
+            let org = admin(None).create_organization(&by, &name).await.map_err(err)?;
             if json {
                 println!("{}", serde_json::to_string(&org).unwrap_or_default());
             } else {
@@ -350,7 +402,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             let org = admin.find_organization(&org).await.map_err(err)?;
             let idp: IdpKind = idp.parse()?;
             let issued = admin
-                .create_connection(&org.id, name.as_deref(), idp)
+                .create_connection(&by, &org.id, name.as_deref(), idp)
                 .await
                 .map_err(err)?;
             let c = &issued.connection;
@@ -384,7 +436,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Connection(ConnectionCommand::RotateToken { id, json }) => {
-            let issued = admin(None).replace_token(&id).await.map_err(err)?;
+            let issued = admin(None).replace_token(&by, &id).await.map_err(err)?;
             if json {
                 println!("{}", serde_json::json!({"id": id, "token": issued.token}));
             } else {
@@ -396,12 +448,12 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Connection(ConnectionCommand::Delete { id }) => {
-            admin(None).delete_connection(&id).await.map_err(err)?;
+            admin(None).delete_connection(&by, &id).await.map_err(err)?;
             println!("connection {id} deleted with its users and groups");
             Ok(())
         }
         Command::ApiKey(ApiKeyCommand::Create { name, json }) => {
-            let issued = admin(None).create_api_key(&name).await.map_err(err)?;
+            let issued = admin(None).create_api_key(&by, &name).await.map_err(err)?;
             let k = &issued.key;
             if json {
                 println!(
@@ -431,7 +483,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
-            let k = admin(None).revoke_api_key(&id).await.map_err(err)?;
+            let k = admin(None).revoke_api_key(&by, &id).await.map_err(err)?;
             println!("API key {} ({}) revoked", k.id, k.name);
             Ok(())
         }
@@ -439,6 +491,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
 }
 
 async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
+    let activity = s.activity()?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -450,16 +503,23 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
         .trim_end_matches('/')
         .to_string();
     if s.bootstrap && store.count_organizations().await.map_err(|e| e.to_string())? == 0 {
-        let org = store.create_organization("default").await.map_err(|e| e.to_string())?;
+        let by = WriteContext::system();
+        let org = store
+            .create_organization(&by, "default")
+            .await
+            .map_err(|e| e.to_string())?;
         let token = tokens::issue();
         let c = store
-            .create_connection(NewConnection {
-                org_id: org.id,
-                name: "default".into(),
-                idp: IdpKind::Generic,
-                token_hash: token.hash,
-                token_prefix: token.display_prefix,
-            })
+            .create_connection(
+                &by,
+                NewConnection {
+                    org_id: org.id,
+                    name: "default".into(),
+                    idp: IdpKind::Generic,
+                    token_hash: token.hash,
+                    token_prefix: token.display_prefix,
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
         println!("First start: created organization \"default\" with a SCIM connection.");
@@ -481,11 +541,14 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             let burst = s.rate_limit_burst.and_then(NonZeroU32::new).unwrap_or(per_second);
             (per_second, burst)
         }),
+        activity,
     };
     let scim = Scim::new(store, registry, config);
+    let background = rollcall_server::background::start(&scim);
     tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     println!("Listening on http://{local}");
-    rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let served = rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal()).await;
+    // After the last request: the request log's buffer is written before the process ends.
+    background.shutdown().await;
+    served.map_err(|e| e.to_string())
 }

@@ -5,11 +5,15 @@
 //! Every change that can stop a token from working (rotation, revocation, disabling, deletion)
 //! drops the connection from this node's token cache at once; other nodes follow within the cache's
 //! lifetime ([`crate::token_cache::TOKEN_CACHE_TTL`]).
+//!
+//! Every change takes the caller's context (`by`): who makes it (an API key, the command line) with
+//! the request's User-Agent and id, recorded with the events the change writes.
 
 use crate::token_cache::TokenCache;
 use crate::tokens;
 use rollcall_store::{
     ApiKey, Connection, ConnectionUpdate, IdpKind, NewApiKey, NewConnection, Organization, Store, StoreError,
+    WriteContext,
 };
 use std::sync::Arc;
 
@@ -131,9 +135,9 @@ impl Admin {
 
     // --- organizations -------------------------------------------------------------------------
 
-    pub async fn create_organization(&self, name: &str) -> AdminResult<Organization> {
+    pub async fn create_organization(&self, by: &WriteContext, name: &str) -> AdminResult<Organization> {
         let name = validate_name("the organization name", name)?;
-        Ok(self.store.create_organization(&name).await?)
+        Ok(self.store.create_organization(by, &name).await?)
     }
 
     /// A page of organizations in creation order, and the cursor of the next page if there is one.
@@ -174,16 +178,16 @@ impl Admin {
             .ok_or_else(|| AdminError::not_found(format!("no organization \"{id_or_name}\"")))
     }
 
-    pub async fn rename_organization(&self, id: &str, name: &str) -> AdminResult<Organization> {
+    pub async fn rename_organization(&self, by: &WriteContext, id: &str, name: &str) -> AdminResult<Organization> {
         let name = validate_name("the organization name", name)?;
         self.store
-            .rename_organization(id, &name)
+            .rename_organization(by, id, &name)
             .await?
             .ok_or_else(|| no_organization(id))
     }
 
     /// Deletes an organization with everything in it. `confirm` must repeat its name.
-    pub async fn delete_organization(&self, id: &str, confirm: Option<&str>) -> AdminResult<()> {
+    pub async fn delete_organization(&self, by: &WriteContext, id: &str, confirm: Option<&str>) -> AdminResult<()> {
         let org = self.organization(id).await?;
         let connections = self.store.list_connections(Some(&org.id)).await?;
         match confirm {
@@ -205,7 +209,7 @@ impl Admin {
                 .with_kind("confirmation-required"));
             }
         }
-        let deleted = self.store.delete_organization(&org.id).await?;
+        let deleted = self.store.delete_organization(by, &org.id).await?;
         for c in &connections {
             self.token_cache.forget_connection(&c.id);
         }
@@ -217,6 +221,7 @@ impl Admin {
     /// Creates a connection in an organization (by id) with a new token.
     pub async fn create_connection(
         &self,
+        by: &WriteContext,
         org_id: &str,
         name: Option<&str>,
         idp: IdpKind,
@@ -229,13 +234,16 @@ impl Admin {
         let token = tokens::issue();
         let connection = self
             .store
-            .create_connection(NewConnection {
-                org_id: org.id,
-                name,
-                idp,
-                token_hash: token.hash,
-                token_prefix: token.display_prefix,
-            })
+            .create_connection(
+                by,
+                NewConnection {
+                    org_id: org.id,
+                    name,
+                    idp,
+                    token_hash: token.hash,
+                    token_prefix: token.display_prefix,
+                },
+            )
             .await?;
         Ok(IssuedConnection {
             connection,
@@ -255,34 +263,40 @@ impl Admin {
         self.store.get_connection(id).await?.ok_or_else(|| no_connection(id))
     }
 
-    pub async fn update_connection(&self, id: &str, mut update: ConnectionUpdate) -> AdminResult<Connection> {
+    pub async fn update_connection(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        mut update: ConnectionUpdate,
+    ) -> AdminResult<Connection> {
         if let Some(name) = &update.name {
             update.name = Some(validate_name("the connection name", name)?);
         }
         let c = self
             .store
-            .update_connection(id, update)
+            .update_connection(by, id, update)
             .await?
             .ok_or_else(|| no_connection(id))?;
-        // A cached entry carries the status: a disabled connection must stop working here at once.
+        // A cached entry carries the status (and debug logging): a disabled connection must stop
+        // working here at once.
         self.token_cache.forget_connection(id);
         Ok(c)
     }
 
     /// Deletes a connection with its users and groups.
-    pub async fn delete_connection(&self, id: &str) -> AdminResult<()> {
-        let deleted = self.store.delete_connection(id).await?;
+    pub async fn delete_connection(&self, by: &WriteContext, id: &str) -> AdminResult<()> {
+        let deleted = self.store.delete_connection(by, id).await?;
         self.token_cache.forget_connection(id);
         if deleted { Ok(()) } else { Err(no_connection(id)) }
     }
 
     /// Starts a token rotation: a new token that works beside the current one until the rotation is
     /// completed or cancelled (or at once, as the only token, when the connection has none).
-    pub async fn start_token_rotation(&self, id: &str) -> AdminResult<IssuedConnection> {
+    pub async fn start_token_rotation(&self, by: &WriteContext, id: &str) -> AdminResult<IssuedConnection> {
         let token = tokens::issue();
         let connection = self
             .store
-            .start_token_rotation(id, &token.hash, &token.display_prefix)
+            .start_token_rotation(by, id, &token.hash, &token.display_prefix)
             .await?
             .ok_or_else(|| no_connection(id))?;
         self.token_cache.forget_connection(id);
@@ -293,10 +307,10 @@ impl Admin {
     }
 
     /// The new token becomes the only one; the old one stops working.
-    pub async fn complete_token_rotation(&self, id: &str) -> AdminResult<Connection> {
+    pub async fn complete_token_rotation(&self, by: &WriteContext, id: &str) -> AdminResult<Connection> {
         let c = self
             .store
-            .complete_token_rotation(id)
+            .complete_token_rotation(by, id)
             .await?
             .ok_or_else(|| no_connection(id))?;
         self.token_cache.forget_connection(id);
@@ -304,10 +318,10 @@ impl Admin {
     }
 
     /// The new token stops working; the old one stays.
-    pub async fn cancel_token_rotation(&self, id: &str) -> AdminResult<Connection> {
+    pub async fn cancel_token_rotation(&self, by: &WriteContext, id: &str) -> AdminResult<Connection> {
         let c = self
             .store
-            .cancel_token_rotation(id)
+            .cancel_token_rotation(by, id)
             .await?
             .ok_or_else(|| no_connection(id))?;
         self.token_cache.forget_connection(id);
@@ -315,10 +329,10 @@ impl Admin {
     }
 
     /// No token works any more, until a new one is issued.
-    pub async fn revoke_tokens(&self, id: &str) -> AdminResult<Connection> {
+    pub async fn revoke_tokens(&self, by: &WriteContext, id: &str) -> AdminResult<Connection> {
         let c = self
             .store
-            .revoke_connection_tokens(id)
+            .revoke_connection_tokens(by, id)
             .await?
             .ok_or_else(|| no_connection(id))?;
         self.token_cache.forget_connection(id);
@@ -326,11 +340,11 @@ impl Admin {
     }
 
     /// Replaces every token of a connection with a new one at once (no overlap).
-    pub async fn replace_token(&self, id: &str) -> AdminResult<IssuedConnection> {
+    pub async fn replace_token(&self, by: &WriteContext, id: &str) -> AdminResult<IssuedConnection> {
         let token = tokens::issue();
         if !self
             .store
-            .set_connection_token(id, &token.hash, &token.display_prefix)
+            .set_connection_token(by, id, &token.hash, &token.display_prefix)
             .await?
         {
             return Err(no_connection(id));
@@ -344,16 +358,19 @@ impl Admin {
 
     // --- API keys ------------------------------------------------------------------------------
 
-    pub async fn create_api_key(&self, name: &str) -> AdminResult<IssuedApiKey> {
+    pub async fn create_api_key(&self, by: &WriteContext, name: &str) -> AdminResult<IssuedApiKey> {
         let name = validate_name("the API key name", name)?;
         let issued = tokens::issue_api_key();
         let key = self
             .store
-            .create_api_key(NewApiKey {
-                name,
-                key_hash: issued.hash,
-                key_prefix: issued.display_prefix,
-            })
+            .create_api_key(
+                by,
+                NewApiKey {
+                    name,
+                    key_hash: issued.hash,
+                    key_prefix: issued.display_prefix,
+                },
+            )
             .await?;
         Ok(IssuedApiKey {
             key,
@@ -365,8 +382,8 @@ impl Admin {
         Ok(self.store.list_api_keys().await?)
     }
 
-    pub async fn revoke_api_key(&self, id: &str) -> AdminResult<ApiKey> {
-        self.store.revoke_api_key(id).await?.ok_or_else(|| no_api_key(id))
+    pub async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> AdminResult<ApiKey> {
+        self.store.revoke_api_key(by, id).await?.ok_or_else(|| no_api_key(id))
     }
 
     /// The live API key a presented secret belongs to; 401 otherwise, saying why.

@@ -124,18 +124,20 @@ pub fn attribute_policy(registry: &SchemaRegistry, p: &ConnectionPolicy) -> Resu
     .map_err(|e| e.detail)
 }
 
-impl Admin {
-    fn ctx(&self, org_id: &str) -> WriteContext {
-        WriteContext {
-            org_id: org_id.to_string(),
-            ..Default::default()
-        }
+/// The caller's context, for a change in `org_id`.
+fn with_org(by: &WriteContext, org_id: &str) -> WriteContext {
+    WriteContext {
+        org_id: org_id.to_string(),
+        ..by.clone()
     }
+}
 
+impl Admin {
     // --- roles ---------------------------------------------------------------------------------
 
     pub async fn create_role(
         &self,
+        by: &WriteContext,
         org_id: &str,
         key: &str,
         name: Option<&str>,
@@ -150,7 +152,7 @@ impl Admin {
         let description = description.map(|d| validate_text("the description", d)).transpose()?;
         self.store
             .create_role(
-                &self.ctx(&org.id),
+                &with_org(by, &org.id),
                 NewRole {
                     org_id: org.id.clone(),
                     key,
@@ -176,7 +178,13 @@ impl Admin {
             .ok_or_else(|| no_role(id_or_key))
     }
 
-    pub async fn update_role(&self, org_id: &str, id_or_key: &str, mut update: RoleUpdate) -> AdminResult<Role> {
+    pub async fn update_role(
+        &self,
+        by: &WriteContext,
+        org_id: &str,
+        id_or_key: &str,
+        mut update: RoleUpdate,
+    ) -> AdminResult<Role> {
         let role = self.role(org_id, id_or_key).await?;
         if let Some(k) = &update.key {
             update.key = Some(validate_name("the role key", k)?);
@@ -188,17 +196,17 @@ impl Admin {
             update.description = Some(Some(validate_text("the description", d)?));
         }
         self.store
-            .update_role(&self.ctx(&role.org_id), &role.org_id, &role.id, update)
+            .update_role(&with_org(by, &role.org_id), &role.org_id, &role.id, update)
             .await
             .map_err(admin_err)?
             .ok_or_else(|| no_role(id_or_key))
     }
 
-    pub async fn delete_role(&self, org_id: &str, id_or_key: &str) -> AdminResult<()> {
+    pub async fn delete_role(&self, by: &WriteContext, org_id: &str, id_or_key: &str) -> AdminResult<()> {
         let role = self.role(org_id, id_or_key).await?;
         if self
             .store
-            .delete_role(&self.ctx(&role.org_id), &role.org_id, &role.id)
+            .delete_role(&with_org(by, &role.org_id), &role.org_id, &role.id)
             .await?
         {
             Ok(())
@@ -212,6 +220,7 @@ impl Admin {
     /// Maps a group (by IdP id or name) or an app role to a role (by id or key) on a connection.
     pub async fn create_role_mapping(
         &self,
+        by: &WriteContext,
         connection_id: &str,
         role: &str,
         matches: RoleMatch,
@@ -226,7 +235,7 @@ impl Admin {
         let matches = RoleMatch::from_parts(matches.kind(), value).expect("same kind");
         self.store
             .create_role_mapping(
-                &self.ctx(&c.org_id),
+                &with_org(by, &c.org_id),
                 NewRoleMapping {
                     connection_id: c.id.clone(),
                     role_id: role.id,
@@ -242,9 +251,13 @@ impl Admin {
         Ok(self.store.list_role_mappings(&c.id).await?)
     }
 
-    pub async fn delete_role_mapping(&self, connection_id: &str, id: &str) -> AdminResult<()> {
+    pub async fn delete_role_mapping(&self, by: &WriteContext, connection_id: &str, id: &str) -> AdminResult<()> {
         let c = self.connection(connection_id).await?;
-        if self.store.delete_role_mapping(&self.ctx(&c.org_id), &c.id, id).await? {
+        if self
+            .store
+            .delete_role_mapping(&with_org(by, &c.org_id), &c.id, id)
+            .await?
+        {
             Ok(())
         } else {
             Err(AdminError::not_found(format!(
@@ -259,7 +272,12 @@ impl Admin {
     }
 
     /// Replaces a connection's default roles (by id or key).
-    pub async fn set_default_roles(&self, connection_id: &str, roles: &[String]) -> AdminResult<Vec<Role>> {
+    pub async fn set_default_roles(
+        &self,
+        by: &WriteContext,
+        connection_id: &str,
+        roles: &[String],
+    ) -> AdminResult<Vec<Role>> {
         let c = self.connection(connection_id).await?;
         let mut ids = Vec::with_capacity(roles.len());
         for r in roles {
@@ -273,7 +291,7 @@ impl Admin {
             }
         }
         self.store
-            .set_default_roles(&self.ctx(&c.org_id), &c.id, &ids)
+            .set_default_roles(&with_org(by, &c.org_id), &c.id, &ids)
             .await
             .map_err(admin_err)?
             .ok_or_else(|| AdminError::not_found(format!("no SCIM connection with id \"{connection_id}\"")))
@@ -285,6 +303,7 @@ impl Admin {
     /// User schema.
     pub async fn set_connection_policy(
         &self,
+        by: &WriteContext,
         registry: &SchemaRegistry,
         connection_id: &str,
         policy: ConnectionPolicy,
@@ -293,7 +312,7 @@ impl Admin {
         attribute_policy(registry, &policy).map_err(AdminError::invalid)?;
         let c = self
             .store
-            .set_connection_policy(&self.ctx(&c.org_id), &c.id, &policy)
+            .set_connection_policy(&with_org(by, &c.org_id), &c.id, &policy)
             .await
             .map_err(admin_err)?
             .ok_or_else(|| AdminError::not_found(format!("no SCIM connection with id \"{connection_id}\"")))?;
@@ -304,11 +323,11 @@ impl Admin {
 
     // --- protected users -----------------------------------------------------------------------
 
-    pub async fn add_protected_user(&self, org_id: &str, email: &str) -> AdminResult<ProtectedUser> {
+    pub async fn add_protected_user(&self, by: &WriteContext, org_id: &str, email: &str) -> AdminResult<ProtectedUser> {
         let org = self.organization(org_id).await?;
         let email = validate_name("the e-mail address or userName", email)?;
         self.store
-            .add_protected_user(&self.ctx(&org.id), &org.id, &email)
+            .add_protected_user(&with_org(by, &org.id), &org.id, &email)
             .await
             .map_err(admin_err)
     }
@@ -318,11 +337,11 @@ impl Admin {
         Ok(self.store.list_protected_users(&org.id).await?)
     }
 
-    pub async fn remove_protected_user(&self, org_id: &str, email: &str) -> AdminResult<()> {
+    pub async fn remove_protected_user(&self, by: &WriteContext, org_id: &str, email: &str) -> AdminResult<()> {
         let org = self.organization(org_id).await?;
         if self
             .store
-            .remove_protected_user(&self.ctx(&org.id), &org.id, email)
+            .remove_protected_user(&with_org(by, &org.id), &org.id, email)
             .await?
         {
             Ok(())

@@ -14,12 +14,15 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::ScimError;
-use rollcall_store::{Connection, ConnectionStatus, WriteContext};
+use rollcall_store::{Actor, Connection, ConnectionStatus, WriteContext};
 
 /// Who is calling: the authenticated connection and request metadata.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub connection: Connection,
+    /// The prefix of the token presented: the connection's current one or, during a rotation, the
+    /// next one.
+    pub token_prefix: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
 }
@@ -31,6 +34,10 @@ impl Caller {
             connection_id: self.connection.id.clone(),
             user_agent: self.user_agent.clone(),
             request_id: self.request_id.clone(),
+            actor: Actor::ScimToken {
+                connection_id: self.connection.id.clone(),
+                token_prefix: self.token_prefix.clone(),
+            },
         }
     }
     pub fn connection_id(&self) -> &str {
@@ -84,7 +91,10 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
             Err(e) => return error_response(&e.into_scim()),
         },
     };
-    if !connection.token_matches(&hash) || connection.id != conn_id {
+    let Some(token_prefix) = connection.matching_token_prefix(&hash).map(str::to_string) else {
+        return unauthorized("the bearer token is not valid for this SCIM base URL");
+    };
+    if connection.id != conn_id {
         return unauthorized("the bearer token is not valid for this SCIM base URL");
     }
     if connection.status == ConnectionStatus::Disabled {
@@ -102,6 +112,11 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        // The token was good: the request log shows which one was throttled.
+        resp.extensions_mut().insert(crate::request_log::Authenticated {
+            token_prefix: Some(token_prefix),
+            request_body: None,
+        });
         return resp;
     }
     let user_agent = req
@@ -112,8 +127,21 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
     if scim.activity.due(&connection.id) {
         record_activity(&scim, &connection.id, user_agent.as_deref());
     }
+    // Debug logging keeps the request body: read it here, where the connection is known, and hand
+    // the handler a copy.
+    let mut request_body = None;
+    if connection.debug_logging && scim.request_log.enabled() {
+        match crate::request_log::buffer_body(req, scim.config.max_body_bytes).await {
+            Ok((r, bytes)) => {
+                req = r;
+                request_body = Some(bytes);
+            }
+            Err(resp) => return resp,
+        }
+    }
     let caller = Caller {
         connection,
+        token_prefix: Some(token_prefix.clone()),
         user_agent,
         request_id: req
             .headers()
@@ -122,7 +150,12 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
             .map(str::to_string),
     };
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(crate::request_log::Authenticated {
+        token_prefix: Some(token_prefix),
+        request_body,
+    });
+    resp
 }
 
 /// Longest User-Agent kept as a connection's last one, in characters.

@@ -9,10 +9,12 @@ pub mod admin;
 pub mod admin_directory;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod bulk;
 pub mod discovery;
 pub mod handlers;
 pub mod ratelimit;
+pub mod request_log;
 pub mod response;
 pub mod service;
 pub mod token_cache;
@@ -96,7 +98,9 @@ pub fn app(scim: Scim) -> Router {
         )
         .route("/Me", any(handlers::me))
         .fallback(handlers::not_found)
-        .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate));
+        .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate))
+        // Outside authentication, so that refused requests are logged too.
+        .layer(axum::middleware::from_fn_with_state(scim.clone(), request_log::capture));
 
     Router::new()
         .nest("/scim/v2/{connection_id}", scim_routes)

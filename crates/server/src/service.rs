@@ -30,6 +30,8 @@ pub struct ScimConfig {
     pub filter_limits: FilterLimits,
     /// Per-connection rate limit (requests per second, burst); `None` switches it off.
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
+    /// Event retention and the request log ([`crate::background`]).
+    pub activity: crate::background::ActivitySettings,
 }
 
 impl Default for ScimConfig {
@@ -42,6 +44,7 @@ impl Default for ScimConfig {
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
             rate_limit: None,
+            activity: crate::background::ActivitySettings::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Scim {
     pub token_cache: Arc<crate::token_cache::TokenCache>,
     /// When this node last recorded each connection's last request.
     pub activity: Arc<crate::token_cache::ActivityThrottle>,
+    /// The buffer of the per-connection request log, written by [`crate::background`].
+    pub request_log: Arc<crate::request_log::RequestLog>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -88,6 +93,7 @@ impl Scim {
                 })
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
+        let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
         Scim {
             store,
             registry,
@@ -95,6 +101,7 @@ impl Scim {
             rate_limiter,
             token_cache: Arc::default(),
             activity: Arc::default(),
+            request_log,
             default_projection_is_identity,
         }
     }

@@ -103,6 +103,7 @@ mod tests {
             last_request_us: None,
             last_user_agent: None,
             policy: Default::default(),
+            debug_logging: false,
         }
     }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use reqwest::Method;
 use rollcall_server::admin::Admin;
-use rollcall_store::ResourceKind;
+use rollcall_store::{ResourceKind, WriteContext};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +161,7 @@ async fn start() -> (TestServer, Api, String) {
 
 async fn new_key(srv: &TestServer, name: &str) -> String {
     Admin::new(srv.store.clone(), Arc::default(), &srv.base)
-        .create_api_key(name)
+        .create_api_key(&WriteContext::cli(), name)
         .await
         .expect("create API key")
         .secret
@@ -251,7 +251,7 @@ async fn authentication() {
     let listed = admin.list_api_keys().await.unwrap();
     let other_id = listed.iter().find(|k| k.name == "other").unwrap().id.clone();
     api.with_key(Some(&other)).get("organizations").await.expect(200);
-    admin.revoke_api_key(&other_id).await.unwrap();
+    admin.revoke_api_key(&WriteContext::cli(), &other_id).await.unwrap();
     let r = api.with_key(Some(&other)).get("organizations").await;
     assert!(r.problem(401).contains("revoked"), "{}", r.text);
     // Every endpoint needs a key, the documentation does not.
@@ -845,6 +845,9 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/access", &["get"]),
         ("/api/v1/api-keys", &["get", "post"]),
         ("/api/v1/api-keys/{id}", &["delete"]),
+        ("/api/v1/connections/{id}/requests", &["get"]),
+        ("/api/v1/events", &["get"]),
+        ("/api/v1/events/{id}", &["get"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
@@ -882,6 +885,11 @@ async fn openapi_document_and_docs_page() {
         "UpdateConnection",
         "Idp",
         "Status",
+        "EventView",
+        "EventList",
+        "ActorView",
+        "RequestView",
+        "RequestList",
     ] {
         assert!(
             schemas.contains_key(s),

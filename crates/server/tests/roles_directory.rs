@@ -82,7 +82,7 @@ impl Api {
 
 async fn api_for(srv: &TestServer) -> Api {
     let key = Admin::new(srv.store.clone(), Arc::default(), &srv.base)
-        .create_api_key("tests")
+        .create_api_key(&rollcall_store::WriteContext::cli(), "tests")
         .await
         .expect("API key")
         .secret;

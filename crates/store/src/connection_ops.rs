@@ -40,6 +40,15 @@ pub(crate) fn apply_update(c: &mut Connection, update: &ConnectionUpdate) -> Vec
         changed.insert("idp".into(), json!({"before": c.idp, "after": idp}));
         c.idp = idp;
     }
+    if let Some(debug) = update.debug_logging
+        && debug != c.debug_logging
+    {
+        changed.insert(
+            "debug_logging".into(),
+            json!({"before": c.debug_logging, "after": debug}),
+        );
+        c.debug_logging = debug;
+    }
     if !changed.is_empty() {
         out.push((events::CONNECTION_UPDATED, json!({ "changed": changed })));
     }
@@ -139,6 +148,7 @@ mod tests {
             last_request_us: None,
             last_user_agent: None,
             policy: Default::default(),
+            debug_logging: false,
         }
     }
 
@@ -198,10 +208,36 @@ mod tests {
                 name: Some("m".into()),
                 idp: Some(IdpKind::Okta),
                 status: Some(ConnectionStatus::Disabled),
+                debug_logging: None,
             },
         );
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].1, json!({"changed": {"name": {"before": "n", "after": "m"}}}));
         assert_eq!(ev[1].0, events::CONNECTION_DISABLED);
+        let ev = apply_update(
+            &mut c,
+            &ConnectionUpdate {
+                debug_logging: Some(true),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            ev,
+            vec![(
+                events::CONNECTION_UPDATED,
+                json!({"changed": {"debug_logging": {"before": false, "after": true}}})
+            )]
+        );
+        assert!(c.debug_logging);
+        assert!(
+            apply_update(
+                &mut c,
+                &ConnectionUpdate {
+                    debug_logging: Some(true),
+                    ..Default::default()
+                }
+            )
+            .is_empty()
+        );
     }
 }

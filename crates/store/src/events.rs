@@ -43,6 +43,77 @@ pub const ORGANIZATION_DELETED: &str = "organization.deleted";
 pub const API_KEY_CREATED: &str = "api_key.created";
 pub const API_KEY_REVOKED: &str = "api_key.revoked";
 
+/// Every event type. A type filter of the Events API must name one of these, or a prefix of some
+/// (`user.*`): add new types here.
+pub const ALL: &[&str] = &[
+    USER_CREATED,
+    USER_UPDATED,
+    USER_DEACTIVATED,
+    USER_REACTIVATED,
+    USER_DELETED,
+    USER_ROLES_CHANGED,
+    GROUP_CREATED,
+    GROUP_UPDATED,
+    GROUP_DELETED,
+    GROUP_MEMBER_ADDED,
+    GROUP_MEMBER_REMOVED,
+    CONNECTION_CREATED,
+    CONNECTION_UPDATED,
+    CONNECTION_DISABLED,
+    CONNECTION_ENABLED,
+    CONNECTION_DELETED,
+    CONNECTION_TOKEN_ROTATED,
+    CONNECTION_TOKEN_ROTATION_STARTED,
+    CONNECTION_TOKEN_ROTATION_COMPLETED,
+    CONNECTION_TOKEN_ROTATION_CANCELLED,
+    CONNECTION_TOKENS_REVOKED,
+    ORGANIZATION_CREATED,
+    ORGANIZATION_UPDATED,
+    ORGANIZATION_DELETED,
+    API_KEY_CREATED,
+    API_KEY_REVOKED,
+];
+
+/// The event types one filter term names: an exact type (`user.created`) or every type under a
+/// prefix (`user.*`, `connection.token_*`). Unknown types and prefixes that match nothing are
+/// refused with a message naming what exists, so that a typo does not read as "no events".
+pub fn expand_type_filter(term: &str) -> Result<Vec<&'static str>, String> {
+    let term = term.trim();
+    let valid = !term.is_empty()
+        && term.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.' || (c == '*' && i == term.len() - 1)
+        });
+    if !valid {
+        return Err(format!(
+            "\"{term}\" is not an event type: use a type such as \"user.created\" or a prefix ending in \"*\" such as \"user.*\""
+        ));
+    }
+    let matched: Vec<&'static str> = match term.strip_suffix('*') {
+        Some("") => {
+            return Err("\"*\" alone is not a type filter: leave `type` out to get every type".to_string());
+        }
+        Some(prefix) => ALL.iter().copied().filter(|t| t.starts_with(prefix)).collect(),
+        None => ALL.iter().copied().filter(|t| *t == term).collect(),
+    };
+    if matched.is_empty() {
+        return Err(format!(
+            "no event type matches \"{term}\"; the types are: {}",
+            ALL.join(", ")
+        ));
+    }
+    Ok(matched)
+}
+
+/// The member a membership event is about (kept in its own indexed column, so that the audit log of
+/// a user shows the groups it joined and left).
+pub fn member_of<'a>(kind: &str, data: &'a Value) -> Option<&'a str> {
+    if kind == GROUP_MEMBER_ADDED || kind == GROUP_MEMBER_REMOVED {
+        data.get("member").and_then(Value::as_str)
+    } else {
+        None
+    }
+}
+
 pub fn created(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::User => USER_CREATED,
@@ -98,6 +169,25 @@ pub fn diff(before: &Value, after: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_filters_expand_to_known_types() {
+        assert_eq!(expand_type_filter("user.created").unwrap(), vec![USER_CREATED]);
+        let users = expand_type_filter("user.*").unwrap();
+        assert!(users.contains(&USER_DELETED) && users.contains(&USER_ROLES_CHANGED));
+        assert!(users.iter().all(|t| t.starts_with("user.")));
+        assert_eq!(expand_type_filter("connection.token_rotation_*").unwrap().len(), 3);
+        assert!(expand_type_filter("user.create").unwrap_err().contains("user.created"));
+        assert!(expand_type_filter("*").is_err());
+        assert!(expand_type_filter("").is_err());
+        assert!(expand_type_filter("user.*.x").is_err());
+        assert!(expand_type_filter("User.created").is_err());
+        assert!(expand_type_filter("nothing.*").is_err());
+        let mut sorted = ALL.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ALL.len(), "ALL lists each type once");
+    }
 
     #[test]
     fn deactivation_is_its_own_event() {

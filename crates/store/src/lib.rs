@@ -9,16 +9,20 @@
 //! search copy of the document whose case-insensitive strings are folded in Rust (SQLite's `lower()`
 //! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
 
+pub mod audit;
 mod connection_ops;
 pub mod directory;
 pub mod events;
 pub mod index;
 pub mod model;
 pub mod postgres;
+pub mod postgres_events;
 pub mod roles;
 pub mod sql;
 pub mod sqlite;
+pub mod sqlite_events;
 
+pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
 pub use model::*;
 pub use roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate};
@@ -76,8 +80,10 @@ pub type Mutation = Box<dyn FnOnce(&mut Value) -> Result<Vec<MemberChange>, Scim
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
+    // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
+    // the events they record; the events name the organization and connection of the object.
     /// Creates an organization; 409 when the name is taken.
-    async fn create_organization(&self, name: &str) -> StoreResult<Organization>;
+    async fn create_organization(&self, by: &WriteContext, name: &str) -> StoreResult<Organization>;
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
     /// Up to `limit` organizations with an id greater than `after` (all, without it), by id: ids are
     /// UUIDv7, so this is creation order.
@@ -85,13 +91,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_organization(&self, id_or_name: &str) -> StoreResult<Option<Organization>>;
     async fn count_organizations(&self) -> StoreResult<i64>;
     /// Renames an organization; `None` when it does not exist, 409 when the name is taken.
-    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>>;
+    async fn rename_organization(&self, by: &WriteContext, id: &str, name: &str) -> StoreResult<Option<Organization>>;
     /// Deletes an organization with its connections, their users, groups and membership. Returns
     /// false when it does not exist.
-    async fn delete_organization(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_organization(&self, by: &WriteContext, id: &str) -> StoreResult<bool>;
 
     /// Creates a connection whose bearer token hashes to `token_hash`.
-    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection>;
+    async fn create_connection(&self, by: &WriteContext, new: NewConnection) -> StoreResult<Connection>;
     async fn list_connections(&self, org_id: Option<&str>) -> StoreResult<Vec<Connection>>;
     async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>>;
     /// The connection one of whose tokens (current, or next during a rotation) hashes to
@@ -99,39 +105,51 @@ pub trait Store: Send + Sync + 'static {
     async fn connection_by_token_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Connection>>;
     /// Replaces every token of a connection (and ends a rotation in progress) with this one.
     /// Returns false when the connection does not exist.
-    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool>;
+    async fn set_connection_token(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        token_hash: &[u8; 32],
+        token_prefix: &str,
+    ) -> StoreResult<bool>;
     /// Deletes a connection with all its users, groups and membership.
-    async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_connection(&self, by: &WriteContext, id: &str) -> StoreResult<bool>;
     /// Changes a connection's name, identity provider or status. `None` when it does not exist.
-    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>>;
+    async fn update_connection(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>>;
     /// Starts a token rotation: `next_hash` works beside the current token until the rotation is
     /// completed or cancelled. A connection without a token (after [`Store::revoke_connection_tokens`])
     /// takes it as its token at once. 409 when a rotation is already in progress.
     async fn start_token_rotation(
         &self,
+        by: &WriteContext,
         id: &str,
         next_hash: &[u8; 32],
         next_prefix: &str,
     ) -> StoreResult<Option<Connection>>;
     /// Ends a rotation: the next token becomes the only one. 409 when no rotation is in progress.
-    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>>;
+    async fn complete_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>>;
     /// Abandons a rotation: the next token stops working. 409 when no rotation is in progress.
-    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>>;
+    async fn cancel_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>>;
     /// Removes every token of a connection at once; it keeps its users and groups, and no request
     /// is accepted until a new token is issued.
-    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>>;
+    async fn revoke_connection_tokens(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>>;
     /// Records that a SCIM request authenticated on the connection (no event: this is activity, not
     /// a change). Callers throttle it.
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()>;
 
     // --- operator API keys ---------------------------------------------------------------------
-    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey>;
+    async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey>;
     /// The key whose hash is `key_hash`, revoked or not.
     async fn api_key_by_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
     /// Every key, revoked ones included, oldest first.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key (a no-op for a revoked one). `None` when it does not exist.
-    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
+    async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>>;
 
     // --- SCIM resources ------------------------------------------------------------------------
     /// Inserts a resource (document without `id`/`meta`), with initial members for a group.
@@ -242,6 +260,25 @@ pub trait Store: Send + Sync + 'static {
         after_pk: i64,
         limit: i64,
     ) -> StoreResult<Vec<DirectoryMember>>;
+    // --- the Events API, event retention and the request log (issue #6) ------------------------
+    /// Events matching `query`, oldest first (each filter is served by an index).
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// One event by its id.
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>>;
+    /// Deletes up to `batch` of the oldest events recorded before `before_us`; returns how many.
+    /// Safe to run on several nodes at once (PostgreSQL: rows another node is deleting are skipped).
+    async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64>;
+    /// Appends request log entries in one transaction (entries of connections that do not exist
+    /// are dropped), then trims each connection written to down to its newest `keep` entries.
+    async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()>;
+    /// A connection's request log, newest first: up to `limit` entries with `seq` below `before`
+    /// (from the newest, without it).
+    async fn request_log(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>>;
 }
 
 /// Re-exported so callers can name filters without depending on the core directly.

@@ -144,6 +144,9 @@ pub struct Connection {
     pub last_user_agent: Option<String>,
     /// Its attribute and lifecycle policy.
     pub policy: ConnectionPolicy,
+    /// Whether the request log keeps the bodies of this connection's SCIM requests and responses
+    /// (redacted): switched on by an operator while diagnosing an identity provider.
+    pub debug_logging: bool,
 }
 
 /// What happens to a user the identity provider deletes (`DELETE /Users/{id}`).
@@ -192,6 +195,22 @@ impl Connection {
         let next = eq(&self.next_token_hash);
         current | next
     }
+
+    /// The prefix of the token that hashes to `hash`: the current one or, during a rotation, the
+    /// next one (compared in constant time); `None` when neither matches.
+    pub fn matching_token_prefix(&self, hash: &[u8; 32]) -> Option<&str> {
+        use subtle::ConstantTimeEq;
+        let eq = |stored: &Option<[u8; 32]>| stored.as_ref().is_some_and(|s| bool::from(s.ct_eq(hash)));
+        let current = eq(&self.token_hash);
+        let next = eq(&self.next_token_hash);
+        if current {
+            self.token_prefix.as_deref()
+        } else if next {
+            self.next_token_prefix.as_deref()
+        } else {
+            None
+        }
+    }
 }
 
 /// What is needed to create a connection (created active, with one token).
@@ -210,6 +229,8 @@ pub struct ConnectionUpdate {
     pub name: Option<String>,
     pub idp: Option<IdpKind>,
     pub status: Option<ConnectionStatus>,
+    /// Whether the request log keeps (redacted) request and response bodies.
+    pub debug_logging: Option<bool>,
 }
 
 /// An operator API key for the management API. Only its hash is stored.
@@ -282,6 +303,11 @@ pub struct StoredResource {
 }
 
 /// Who is writing, recorded with each event.
+///
+/// For SCIM writes `org_id` and `connection_id` name the tenant the resource belongs to. The
+/// management methods of [`crate::Store`] (organizations, connections, tokens, API keys) take a
+/// context too, for its actor, User-Agent and request id only: their events name the organization
+/// and connection of the object changed.
 #[derive(Debug, Clone, Default)]
 pub struct WriteContext {
     pub org_id: String,
@@ -289,6 +315,33 @@ pub struct WriteContext {
     /// The client's User-Agent, if any.
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// Who made the change: recorded with each event.
+    pub actor: crate::audit::Actor,
+}
+
+impl WriteContext {
+    /// A change made by the `rollcall` command line.
+    pub fn cli() -> WriteContext {
+        WriteContext {
+            actor: crate::audit::Actor::Cli,
+            ..Default::default()
+        }
+    }
+
+    /// A change made by Rollcall itself (first-start bootstrap, background work).
+    pub fn system() -> WriteContext {
+        WriteContext::default()
+    }
+
+    /// The same actor, User-Agent and request id, about another organization and connection
+    /// (empty: none).
+    pub fn about(&self, org_id: &str, connection_id: &str) -> WriteContext {
+        WriteContext {
+            org_id: org_id.to_string(),
+            connection_id: connection_id.to_string(),
+            ..self.clone()
+        }
+    }
 }
 
 /// Sorting for a list.
@@ -340,4 +393,9 @@ pub struct Event {
     pub resource_id: Option<String>,
     pub data: Value,
     pub created_us: i64,
+    /// Who made the change (absent on events recorded before actors were: read as `system`).
+    pub actor: crate::audit::Actor,
+    /// The client's User-Agent (the identity provider's, for SCIM changes).
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
 }

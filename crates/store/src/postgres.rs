@@ -20,7 +20,7 @@ use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, Ro
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
-use crate::{Mutation, Store, StoreError, StoreResult};
+use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
 use rollcall_scim::patch::{MemberChange, MemberRef};
@@ -66,7 +66,7 @@ impl Default for PgSettings {
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     registry: Arc<SchemaRegistry>,
     settings: PgSettings,
 }
@@ -132,7 +132,7 @@ impl PostgresStore {
     }
 
     /// Runs a write transaction, again after a serialization failure or deadlock.
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
@@ -173,7 +173,7 @@ fn backoff(attempt: u32) -> Duration {
 /// The SCIM answer for database failures that are not the client's or the server's fault:
 /// contention that outlasted the retries, lock or statement timeouts → 503; strings PostgreSQL
 /// cannot store (U+0000) → 400.
-fn finish_error(e: StoreError) -> StoreError {
+pub(crate) fn finish_error(e: StoreError) -> StoreError {
     match sqlstate(&e).as_deref() {
         Some("40001" | "40P01" | "55P03" | "57014") => {
             tracing::warn!(error = %e, "database contention");
@@ -203,6 +203,8 @@ struct PendingEvent {
     user_agent: Option<String>,
     request_id: Option<String>,
     created_us: i64,
+    actor: String,
+    member_id: Option<String>,
 }
 
 impl WriteTx {
@@ -222,6 +224,8 @@ impl WriteTx {
             user_agent: ctx.user_agent.clone(),
             request_id: ctx.request_id.clone(),
             created_us: now_us(),
+            actor: ctx.actor.to_json(),
+            member_id: events::member_of(kind, &data).map(str::to_string),
         });
     }
 
@@ -234,10 +238,10 @@ impl WriteTx {
                 .await?;
             let ev = std::mem::take(&mut self.events);
             sqlx::query(
-                "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us)
-                 SELECT t.id, t.type, t.org_id, t.connection_id, t.resource_type, t.resource_id, t.data::jsonb, t.user_agent, t.request_id, t.created_us
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
-                      WITH ORDINALITY AS t(id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, n)
+                "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
+                 SELECT t.id, t.type, t.org_id, t.connection_id, t.resource_type, t.resource_id, t.data::jsonb, t.user_agent, t.request_id, t.created_us, t.actor::jsonb, t.member_id
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
+                      WITH ORDINALITY AS t(id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id, n)
                  ORDER BY t.n",
             )
             .bind(ev.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
@@ -250,6 +254,8 @@ impl WriteTx {
             .bind(ev.iter().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
             .bind(ev.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>())
             .bind(ev.iter().map(|e| e.created_us).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.actor.clone()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.member_id.clone()).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         }
@@ -305,6 +311,7 @@ fn conn_of(row: &PgRow) -> Connection {
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
+        debug_logging: row.get("debug_logging"),
     }
 }
 
@@ -319,13 +326,9 @@ fn api_key_of(row: &PgRow) -> ApiKey {
     }
 }
 
-/// The write context of an event about a connection.
-fn connection_ctx(c: &Connection) -> WriteContext {
-    WriteContext {
-        org_id: c.org_id.clone(),
-        connection_id: c.id.clone(),
-        ..Default::default()
-    }
+/// The write context of an event about a connection, made by `by`.
+fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
 }
 
 /// Reads and locks a connection inside a write transaction.
@@ -673,7 +676,7 @@ impl PostgresStore {
         Ok(ListSql { count, page, limit })
     }
 
-    async fn create_organization_once(&self, org: &Organization) -> StoreResult<()> {
+    async fn create_organization_once(&self, by: &WriteContext, org: &Organization) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO organizations (id, name, created_us) VALUES ($1, $2, $3)")
             .bind(&org.id)
@@ -682,15 +685,12 @@ impl PostgresStore {
             .execute(tx.conn())
             .await
             .map_err(|e| org_name_taken(e, &org.name))?;
-        let ctx = WriteContext {
-            org_id: org.id.clone(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org.id, "");
         tx.event(&ctx, events::ORGANIZATION_CREATED, None, json!({"name": org.name}));
         tx.commit().await
     }
 
-    async fn create_connection_once(&self, c: &Connection) -> StoreResult<()> {
+    async fn create_connection_once(&self, by: &WriteContext, c: &Connection) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO scim_connections (id, org_id, name, idp, status, token_hash, token_prefix, created_us)
@@ -707,7 +707,7 @@ impl PostgresStore {
         .execute(tx.conn())
         .await?;
         tx.event(
-            &connection_ctx(c),
+            &connection_ctx(by, c),
             events::CONNECTION_CREATED,
             None,
             json!({"name": c.name, "idp": c.idp}),
@@ -717,6 +717,7 @@ impl PostgresStore {
 
     async fn set_connection_token_once(
         &self,
+        by: &WriteContext,
         id: &str,
         token_hash: &[u8; 32],
         token_prefix: &str,
@@ -736,11 +737,7 @@ impl PostgresStore {
         .bind(id)
         .execute(tx.conn())
         .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         tx.event(
             &ctx,
             events::CONNECTION_TOKEN_ROTATED,
@@ -751,7 +748,12 @@ impl PostgresStore {
         Ok(true)
     }
 
-    async fn rename_organization_once(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+    async fn rename_organization_once(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        name: &str,
+    ) -> StoreResult<Option<Organization>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -767,10 +769,7 @@ impl PostgresStore {
                 .execute(tx.conn())
                 .await
                 .map_err(|e| org_name_taken(e, name))?;
-            let ctx = WriteContext {
-                org_id: org.id.clone(),
-                ..Default::default()
-            };
+            let ctx = by.about(&org.id, "");
             tx.event(
                 &ctx,
                 events::ORGANIZATION_UPDATED,
@@ -783,7 +782,7 @@ impl PostgresStore {
         Ok(Some(org))
     }
 
-    async fn delete_organization_once(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_organization_once(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -802,38 +801,39 @@ impl PostgresStore {
             .execute(tx.conn())
             .await?;
         for connection_id in connections {
-            let ctx = WriteContext {
-                org_id: id.to_string(),
-                connection_id,
-                ..Default::default()
-            };
+            let ctx = by.about(id, &connection_id);
             tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
         }
-        let ctx = WriteContext {
-            org_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(id, "");
         tx.event(&ctx, events::ORGANIZATION_DELETED, None, json!({"name": name}));
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn update_connection_once(&self, id: &str, update: &ConnectionUpdate) -> StoreResult<Option<Connection>> {
+    async fn update_connection_once(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        update: &ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = lock_connection(tx.conn(), id).await? else {
             return Ok(None);
         };
         let changes = connection_ops::apply_update(&mut c, update);
         if !changes.is_empty() {
-            sqlx::query("UPDATE scim_connections SET name = $1, idp = $2, status = $3 WHERE id = $4")
-                .bind(&c.name)
-                .bind(c.idp.as_str())
-                .bind(c.status.as_str())
-                .bind(id)
-                .execute(tx.conn())
-                .await?;
+            sqlx::query(
+                "UPDATE scim_connections SET name = $1, idp = $2, status = $3, debug_logging = $4 WHERE id = $5",
+            )
+            .bind(&c.name)
+            .bind(c.idp.as_str())
+            .bind(c.status.as_str())
+            .bind(c.debug_logging)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
             for (kind, data) in changes {
-                tx.event(&connection_ctx(&c), kind, None, data);
+                tx.event(&connection_ctx(by, &c), kind, None, data);
             }
         }
         tx.commit().await?;
@@ -841,7 +841,7 @@ impl PostgresStore {
     }
 
     /// Applies a token change to a connection in one write transaction.
-    async fn token_op_once(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+    async fn token_op_once(&self, by: &WriteContext, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = lock_connection(tx.conn(), id).await? else {
             return Ok(None);
@@ -859,16 +859,16 @@ impl PostgresStore {
         .bind(id)
         .execute(tx.conn())
         .await?;
-        tx.event(&connection_ctx(&c), kind, None, data);
+        tx.event(&connection_ctx(by, &c), kind, None, data);
         tx.commit().await?;
         Ok(Some(c))
     }
 
-    async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
-        self.retrying(|| self.token_op_once(id, op)).await
+    async fn token_op(&self, by: &WriteContext, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+        self.retrying(|| self.token_op_once(by, id, op)).await
     }
 
-    async fn create_api_key_once(&self, key: &ApiKey) -> StoreResult<()> {
+    async fn create_api_key_once(&self, by: &WriteContext, key: &ApiKey) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO api_keys (id, name, key_hash, key_prefix, created_us) VALUES ($1, $2, $3, $4, $5)")
             .bind(&key.id)
@@ -879,7 +879,7 @@ impl PostgresStore {
             .execute(tx.conn())
             .await?;
         tx.event(
-            &WriteContext::default(),
+            &by.about("", ""),
             events::API_KEY_CREATED,
             None,
             json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -887,7 +887,7 @@ impl PostgresStore {
         tx.commit().await
     }
 
-    async fn revoke_api_key_once(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+    async fn revoke_api_key_once(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -904,7 +904,7 @@ impl PostgresStore {
                 .execute(tx.conn())
                 .await?;
             tx.event(
-                &WriteContext::default(),
+                &by.about("", ""),
                 events::API_KEY_REVOKED,
                 None,
                 json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -915,7 +915,7 @@ impl PostgresStore {
         Ok(Some(key))
     }
 
-    async fn delete_connection_once(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_connection_once(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -926,11 +926,7 @@ impl PostgresStore {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
         tx.commit().await?;
         Ok(true)
@@ -1169,7 +1165,24 @@ impl PostgresStore {
             purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
         }
         let now = now_us();
-        // Groups the resource was a member of change version; a deleted group's members may lose roles.
+        // Membership goes with the resource, each removal recorded (so the event log alone tells who
+        // is in each group); groups the member was in change version; a deleted group's members may
+        // lose roles.
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
+             WHERE m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY g.pk",
+        )
+        .bind(pk)
+        .fetch_all(tx.conn())
+        .await?;
+        for group_id in &groups {
+            tx.event(
+                ctx,
+                events::GROUP_MEMBER_REMOVED,
+                Some((ResourceKind::Group, group_id)),
+                json!({"member": id, "reason": "member_deleted"}),
+            );
+        }
         sqlx::query(
             "UPDATE resources SET version = version + 1, modified_us = $1
              WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = $2)",
@@ -1242,13 +1255,13 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn create_organization(&self, name: &str) -> StoreResult<Organization> {
+    async fn create_organization(&self, by: &WriteContext, name: &str) -> StoreResult<Organization> {
         let org = Organization {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_string(),
             created_us: now_us(),
         };
-        self.retrying(|| self.create_organization_once(&org)).await?;
+        self.retrying(|| self.create_organization_once(by, &org)).await?;
         Ok(org)
     }
 
@@ -1286,15 +1299,15 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(org_of).collect())
     }
 
-    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
-        self.retrying(|| self.rename_organization_once(id, name)).await
+    async fn rename_organization(&self, by: &WriteContext, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+        self.retrying(|| self.rename_organization_once(by, id, name)).await
     }
 
-    async fn delete_organization(&self, id: &str) -> StoreResult<bool> {
-        self.retrying(|| self.delete_organization_once(id)).await
+    async fn delete_organization(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_organization_once(by, id)).await
     }
 
-    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
+    async fn create_connection(&self, by: &WriteContext, new: NewConnection) -> StoreResult<Connection> {
         let c = Connection {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
@@ -1310,8 +1323,9 @@ impl Store for PostgresStore {
             last_request_us: None,
             last_user_agent: None,
             policy: Default::default(),
+            debug_logging: false,
         };
-        self.retrying(|| self.create_connection_once(&c)).await?;
+        self.retrying(|| self.create_connection_once(by, &c)).await?;
         Ok(c)
     }
 
@@ -1343,26 +1357,39 @@ impl Store for PostgresStore {
         Ok(row.as_ref().map(conn_of))
     }
 
-    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
-        self.retrying(|| self.set_connection_token_once(id, token_hash, token_prefix))
+    async fn set_connection_token(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        token_hash: &[u8; 32],
+        token_prefix: &str,
+    ) -> StoreResult<bool> {
+        self.retrying(|| self.set_connection_token_once(by, id, token_hash, token_prefix))
             .await
     }
 
-    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
-        self.retrying(|| self.delete_connection_once(id)).await
+    async fn delete_connection(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
+        self.retrying(|| self.delete_connection_once(by, id)).await
     }
 
-    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>> {
-        self.retrying(|| self.update_connection_once(id, &update)).await
+    async fn update_connection(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>> {
+        self.retrying(|| self.update_connection_once(by, id, &update)).await
     }
 
     async fn start_token_rotation(
         &self,
+        by: &WriteContext,
         id: &str,
         next_hash: &[u8; 32],
         next_prefix: &str,
     ) -> StoreResult<Option<Connection>> {
         self.token_op(
+            by,
             id,
             TokenOp::Start {
                 hash: next_hash,
@@ -1372,16 +1399,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Complete).await
+    async fn complete_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Complete).await
     }
 
-    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Cancel).await
+    async fn cancel_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Cancel).await
     }
 
-    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Revoke).await
+    async fn revoke_connection_tokens(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Revoke).await
     }
 
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
@@ -1400,7 +1427,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
+    async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey> {
         let key = ApiKey {
             id: uuid::Uuid::now_v7().to_string(),
             name: new.name,
@@ -1409,7 +1436,7 @@ impl Store for PostgresStore {
             created_us: now_us(),
             revoked_us: None,
         };
-        self.retrying(|| self.create_api_key_once(&key)).await?;
+        self.retrying(|| self.create_api_key_once(by, &key)).await?;
         Ok(key)
     }
 
@@ -1429,8 +1456,8 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(api_key_of).collect())
     }
 
-    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
-        self.retrying(|| self.revoke_api_key_once(id)).await
+    async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>> {
+        self.retrying(|| self.revoke_api_key_once(by, id)).await
     }
 
     async fn create_resource(
@@ -1676,22 +1703,31 @@ impl Store for PostgresStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let Json(data): Json<Value> = row.get("data");
-                Event {
-                    seq: row.get("seq"),
-                    id: row.get("id"),
-                    kind: row.get("type"),
-                    org_id: row.get("org_id"),
-                    connection_id: row.get("connection_id"),
-                    resource_type: row.get("resource_type"),
-                    resource_id: row.get("resource_id"),
-                    data,
-                    created_us: row.get("created_us"),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(crate::postgres_events::event_of).collect())
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        self.query_events_impl(query).await
+    }
+
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
+        self.get_event_impl(id).await
+    }
+
+    async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
+        self.prune_events_impl(before_us, batch).await
+    }
+
+    async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
+        self.retrying(|| self.append_request_log_impl(entries, keep)).await
+    }
+
+    async fn request_log(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>> {
+        self.request_log_impl(connection_id, before, limit).await
     }
 }

@@ -8,9 +8,9 @@ use crate::model::*;
 use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleScope, RoleUpdate};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
-use crate::{Mutation, Store, StoreError, StoreResult};
+use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
-mod group_commit;
+pub(crate) mod group_commit;
 mod roles_ops;
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -37,7 +37,7 @@ pub fn now_us() -> i64 {
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    reader: SqlitePool,
+    pub(crate) reader: SqlitePool,
     /// Runs every write transaction on the writer connection, committing concurrent writes together.
     group: Arc<group_commit::GroupWriter>,
     registry: Arc<SchemaRegistry>,
@@ -101,7 +101,7 @@ impl SqliteStore {
 
     /// Starts a write transaction (see [`group_commit`]): dereferences to the connection; ends with
     /// `commit()`, or rolls back when dropped.
-    async fn begin_write(&self) -> StoreResult<group_commit::WriteTx> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<group_commit::WriteTx> {
         self.group.begin().await
     }
 }
@@ -152,6 +152,7 @@ fn conn_of(row: &SqliteRow) -> Connection {
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
+        debug_logging: row.get("debug_logging"),
     }
 }
 
@@ -166,13 +167,9 @@ fn api_key_of(row: &SqliteRow) -> ApiKey {
     }
 }
 
-/// The write context of an event about a connection.
-fn connection_ctx(c: &Connection) -> WriteContext {
-    WriteContext {
-        org_id: c.org_id.clone(),
-        connection_id: c.id.clone(),
-        ..Default::default()
-    }
+/// The write context of an event about a connection, made by `by`.
+fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
 }
 
 /// Reads a connection inside a write transaction.
@@ -256,8 +253,8 @@ async fn insert_event(
     data: Value,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(kind)
@@ -269,6 +266,8 @@ async fn insert_event(
     .bind(ctx.user_agent.as_deref())
     .bind(ctx.request_id.as_deref())
     .bind(now_us())
+    .bind(ctx.actor.to_json())
+    .bind(events::member_of(kind, &data))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -482,7 +481,7 @@ impl SqliteStore {
     }
 
     /// Applies a token change to a connection in one write transaction.
-    async fn token_op(&self, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
+    async fn token_op(&self, by: &WriteContext, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = connection_in(&mut tx, id).await? else {
             return Ok(None);
@@ -500,7 +499,7 @@ impl SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+        insert_event(&mut tx, &connection_ctx(by, &c), kind, None, data).await?;
         tx.commit().await?;
         Ok(Some(c))
     }
@@ -541,7 +540,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_organization(&self, name: &str) -> StoreResult<Organization> {
+    async fn create_organization(&self, by: &WriteContext, name: &str) -> StoreResult<Organization> {
         let org = Organization {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_string(),
@@ -555,10 +554,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| org_name_taken(e, name))?;
-        let ctx = WriteContext {
-            org_id: org.id.clone(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org.id, "");
         insert_event(&mut tx, &ctx, events::ORGANIZATION_CREATED, None, json!({"name": name})).await?;
         tx.commit().await?;
         Ok(org)
@@ -597,7 +593,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(org_of).collect())
     }
 
-    async fn rename_organization(&self, id: &str, name: &str) -> StoreResult<Option<Organization>> {
+    async fn rename_organization(&self, by: &WriteContext, id: &str, name: &str) -> StoreResult<Option<Organization>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT id, name, created_us FROM organizations WHERE id = ?")
             .bind(id)
@@ -613,10 +609,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| org_name_taken(e, name))?;
-            let ctx = WriteContext {
-                org_id: org.id.clone(),
-                ..Default::default()
-            };
+            let ctx = by.about(&org.id, "");
             insert_event(
                 &mut tx,
                 &ctx,
@@ -631,7 +624,7 @@ impl Store for SqliteStore {
         Ok(Some(org))
     }
 
-    async fn delete_organization(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_organization(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM organizations WHERE id = ?")
             .bind(id)
@@ -649,23 +642,16 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         for connection_id in connections {
-            let ctx = WriteContext {
-                org_id: id.to_string(),
-                connection_id,
-                ..Default::default()
-            };
+            let ctx = by.about(id, &connection_id);
             insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         }
-        let ctx = WriteContext {
-            org_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(id, "");
         insert_event(&mut tx, &ctx, events::ORGANIZATION_DELETED, None, json!({"name": name})).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn create_connection(&self, new: NewConnection) -> StoreResult<Connection> {
+    async fn create_connection(&self, by: &WriteContext, new: NewConnection) -> StoreResult<Connection> {
         let c = Connection {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: new.org_id,
@@ -681,6 +667,7 @@ impl Store for SqliteStore {
             last_request_us: None,
             last_user_agent: None,
             policy: Default::default(),
+            debug_logging: false,
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -699,7 +686,7 @@ impl Store for SqliteStore {
         .await?;
         insert_event(
             &mut tx,
-            &connection_ctx(&c),
+            &connection_ctx(by, &c),
             events::CONNECTION_CREATED,
             None,
             json!({"name": c.name, "idp": c.idp}),
@@ -735,7 +722,13 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(conn_of))
     }
 
-    async fn set_connection_token(&self, id: &str, token_hash: &[u8; 32], token_prefix: &str) -> StoreResult<bool> {
+    async fn set_connection_token(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        token_hash: &[u8; 32],
+        token_prefix: &str,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
             .bind(id)
@@ -751,11 +744,7 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         insert_event(
             &mut tx,
             &ctx,
@@ -768,7 +757,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_connection(&self, by: &WriteContext, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
             .bind(id)
@@ -779,32 +768,34 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let ctx = WriteContext {
-            org_id,
-            connection_id: id.to_string(),
-            ..Default::default()
-        };
+        let ctx = by.about(&org_id, id);
         insert_event(&mut tx, &ctx, events::CONNECTION_DELETED, None, json!({})).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> StoreResult<Option<Connection>> {
+    async fn update_connection(
+        &self,
+        by: &WriteContext,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
         let Some(mut c) = connection_in(&mut tx, id).await? else {
             return Ok(None);
         };
         let changes = connection_ops::apply_update(&mut c, &update);
         if !changes.is_empty() {
-            sqlx::query("UPDATE scim_connections SET name = ?, idp = ?, status = ? WHERE id = ?")
+            sqlx::query("UPDATE scim_connections SET name = ?, idp = ?, status = ?, debug_logging = ? WHERE id = ?")
                 .bind(&c.name)
                 .bind(c.idp.as_str())
                 .bind(c.status.as_str())
+                .bind(c.debug_logging)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             for (kind, data) in changes {
-                insert_event(&mut tx, &connection_ctx(&c), kind, None, data).await?;
+                insert_event(&mut tx, &connection_ctx(by, &c), kind, None, data).await?;
             }
         }
         tx.commit().await?;
@@ -813,11 +804,13 @@ impl Store for SqliteStore {
 
     async fn start_token_rotation(
         &self,
+        by: &WriteContext,
         id: &str,
         next_hash: &[u8; 32],
         next_prefix: &str,
     ) -> StoreResult<Option<Connection>> {
         self.token_op(
+            by,
             id,
             TokenOp::Start {
                 hash: next_hash,
@@ -827,16 +820,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn complete_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Complete).await
+    async fn complete_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Complete).await
     }
 
-    async fn cancel_token_rotation(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Cancel).await
+    async fn cancel_token_rotation(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Cancel).await
     }
 
-    async fn revoke_connection_tokens(&self, id: &str) -> StoreResult<Option<Connection>> {
-        self.token_op(id, TokenOp::Revoke).await
+    async fn revoke_connection_tokens(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>> {
+        self.token_op(by, id, TokenOp::Revoke).await
     }
 
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
@@ -854,7 +847,7 @@ impl Store for SqliteStore {
         tx.commit().await
     }
 
-    async fn create_api_key(&self, new: NewApiKey) -> StoreResult<ApiKey> {
+    async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey> {
         let key = ApiKey {
             id: uuid::Uuid::now_v7().to_string(),
             name: new.name,
@@ -874,7 +867,7 @@ impl Store for SqliteStore {
             .await?;
         insert_event(
             &mut tx,
-            &WriteContext::default(),
+            &by.about("", ""),
             events::API_KEY_CREATED,
             None,
             json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -899,7 +892,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(api_key_of).collect())
     }
 
-    async fn revoke_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+    async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
             .bind(id)
@@ -917,7 +910,7 @@ impl Store for SqliteStore {
                 .await?;
             insert_event(
                 &mut tx,
-                &WriteContext::default(),
+                &by.about("", ""),
                 events::API_KEY_REVOKED,
                 None,
                 json!({"api_key_id": key.id, "name": key.name, "key_prefix": key.key_prefix}),
@@ -1198,7 +1191,26 @@ impl Store for SqliteStore {
             purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
         }
         let now = now_us();
-        // Groups the resource was a member of change version; a deleted group's members may lose roles.
+        // Membership goes with the resource, each removal recorded (so the event log alone tells who
+        // is in each group); groups the member was in change version; a deleted group's members may
+        // lose roles.
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
+             WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY g.pk",
+        )
+        .bind(pk)
+        .fetch_all(&mut *tx)
+        .await?;
+        for group_id in &groups {
+            insert_event(
+                &mut tx,
+                ctx,
+                events::GROUP_MEMBER_REMOVED,
+                Some((ResourceKind::Group, group_id)),
+                json!({"member": id, "reason": "member_deleted"}),
+            )
+            .await?;
+        }
         sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
             .bind(now)
             .bind(pk)
@@ -1421,22 +1433,32 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let data: String = row.get("data");
-                Ok(Event {
-                    seq: row.get("seq"),
-                    id: row.get("id"),
-                    kind: row.get("type"),
-                    org_id: row.get("org_id"),
-                    connection_id: row.get("connection_id"),
-                    resource_type: row.get("resource_type"),
-                    resource_id: row.get("resource_id"),
-                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
-                    created_us: row.get("created_us"),
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(crate::sqlite_events::event_of).collect())
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        self.query_events_impl(query).await
+    }
+
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
+        self.get_event_impl(id).await
+    }
+
+    async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
+        self.prune_events_impl(before_us, batch).await
+    }
+
+    async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
+        self.append_request_log_impl(entries, keep).await
+    }
+
+    async fn request_log(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>> {
+        self.request_log_impl(connection_id, before, limit).await
     }
 }
 

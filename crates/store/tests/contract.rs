@@ -10,164 +10,14 @@ use rollcall_scim::schema::SchemaRegistry;
 use rollcall_scim::sort::SortOrder;
 use rollcall_scim::{ScimError, ScimType};
 use rollcall_store::postgres::{PgSettings, PostgresStore};
-use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::*;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-// --- harness -------------------------------------------------------------------------------------
-
-/// A store under test, with what must be cleaned up after it.
-struct TestDb {
-    store: Arc<dyn Store>,
-    _guard: Guard,
-}
-
-enum Guard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Guard::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-fn registry() -> Arc<SchemaRegistry> {
-    Arc::new(SchemaRegistry::standard())
-}
-
-async fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    let store = SqliteStore::open(&url, registry()).await.expect("open sqlite");
-    TestDb {
-        store: Arc::new(store),
-        _guard: Guard::Sqlite(dir),
-    }
-}
-
-/// The PostgreSQL admin URL from the environment, if any.
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Creates a fresh database; with ICU available, one whose default collation is not byte order, so
-/// that the store's results cannot depend on the server's locale.
-async fn create_pg_database(admin_url: &str) -> (String, String) {
-    let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
-    let mut c = PgConnection::connect(admin_url)
-        .await
-        .expect("connect to the admin URL");
-    let icu = format!(
-        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    );
-    if sqlx::query(AssertSqlSafe(icu)).execute(&mut c).await.is_err() {
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-    }
-    let _ = c.close().await;
-    (with_database(admin_url, &name), name)
-}
-
-async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)> {
-    let admin_url = pg_admin_url()?;
-    let (url, name) = create_pg_database(&admin_url).await;
-    let guard = Guard::Postgres { admin_url, name };
-    let store = PostgresStore::open(&url, registry(), settings)
-        .await
-        .expect("open postgres");
-    Some((
-        TestDb {
-            store: Arc::new(store.clone()),
-            _guard: guard,
-        },
-        store,
-    ))
-}
-
-async fn pg_db() -> Option<TestDb> {
-    pg_db_with(PgSettings::default()).await.map(|(db, _)| db)
-}
-
-fn skip_note(test: &str) {
-    eprintln!("skipped postgres::{test}: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
-}
-
-/// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Arc<dyn Store>)`.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = super::sqlite_db().await;
-                    super::$name(db.store.clone()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = super::pg_db().await else {
-                        super::skip_note(stringify!($name));
-                        return;
-                    };
-                    super::$name(db.store.clone()).await;
-                }
-            )*
-        }
-    };
-}
+mod harness;
+use harness::*;
 
 contract!(
     organizations_and_connections,
@@ -294,22 +144,32 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 
 /// An organization with one connection; the context to write with.
 async fn tenant(store: &dyn Store, name: &str) -> WriteContext {
-    let org = store.create_organization(name).await.expect("create org");
+    let org = store
+        .create_organization(&WriteContext::cli(), name)
+        .await
+        .expect("create org");
     let c = store
-        .create_connection(NewConnection {
-            org_id: org.id.clone(),
-            name: format!("{name} okta"),
-            idp: IdpKind::Okta,
-            token_hash: hash_of(name),
-            token_prefix: format!("rc_{name}"),
-        })
+        .create_connection(
+            &WriteContext::cli(),
+            NewConnection {
+                org_id: org.id.clone(),
+                name: format!("{name} okta"),
+                idp: IdpKind::Okta,
+                token_hash: hash_of(name),
+                token_prefix: format!("rc_{name}"),
+            },
+        )
         .await
         .expect("create connection");
     WriteContext {
         org_id: org.id,
-        connection_id: c.id,
+        connection_id: c.id.clone(),
         user_agent: Some("contract-test".into()),
         request_id: Some(format!("req-{name}")),
+        actor: Actor::ScimToken {
+            connection_id: c.id,
+            token_prefix: Some(format!("rc_{name}")),
+        },
     }
 }
 
@@ -456,9 +316,9 @@ async fn seed_people(store: &dyn Store, ctx: &WriteContext) -> HashMap<String, S
 async fn organizations_and_connections(store: Arc<dyn Store>) {
     let s = &*store;
     assert_eq!(s.count_organizations().await.unwrap(), 0);
-    let acme = s.create_organization("Acme").await.unwrap();
-    let beta = s.create_organization("Beta").await.unwrap();
-    let e = scim(s.create_organization("Acme").await.unwrap_err());
+    let acme = s.create_organization(&WriteContext::cli(), "Acme").await.unwrap();
+    let beta = s.create_organization(&WriteContext::cli(), "Beta").await.unwrap();
+    let e = scim(s.create_organization(&WriteContext::cli(), "Acme").await.unwrap_err());
     assert_eq!(e.status, 409);
     assert_eq!(s.count_organizations().await.unwrap(), 2);
     let all = s.list_organizations().await.unwrap();
@@ -477,9 +337,18 @@ async fn organizations_and_connections(store: Arc<dyn Store>) {
         token_hash: hash_of(n),
         token_prefix: format!("rc_{n}"),
     };
-    let c1 = s.create_connection(mk(&acme, "one", IdpKind::Entra)).await.unwrap();
-    let c2 = s.create_connection(mk(&acme, "two", IdpKind::Google)).await.unwrap();
-    let c3 = s.create_connection(mk(&beta, "three", IdpKind::Generic)).await.unwrap();
+    let c1 = s
+        .create_connection(&WriteContext::cli(), mk(&acme, "one", IdpKind::Entra))
+        .await
+        .unwrap();
+    let c2 = s
+        .create_connection(&WriteContext::cli(), mk(&acme, "two", IdpKind::Google))
+        .await
+        .unwrap();
+    let c3 = s
+        .create_connection(&WriteContext::cli(), mk(&beta, "three", IdpKind::Generic))
+        .await
+        .unwrap();
     assert_eq!(
         s.list_connections(None).await.unwrap(),
         vec![c1.clone(), c2.clone(), c3.clone()]
@@ -502,11 +371,19 @@ async fn token_lookup_and_rotation(store: Arc<dyn Store>) {
     let c = s.connection_by_token_hash(&hash_of("acme")).await.unwrap().unwrap();
     assert_eq!(c.id, ctx.connection_id);
     assert_eq!(s.connection_by_token_hash(&hash_of("other")).await.unwrap(), None);
-    assert!(s.set_connection_token(&c.id, &hash_of("new"), "rc_new").await.unwrap());
+    assert!(
+        s.set_connection_token(&WriteContext::cli(), &c.id, &hash_of("new"), "rc_new")
+            .await
+            .unwrap()
+    );
     assert_eq!(s.connection_by_token_hash(&hash_of("acme")).await.unwrap(), None);
     let c = s.connection_by_token_hash(&hash_of("new")).await.unwrap().unwrap();
     assert_eq!(c.token_prefix.as_deref(), Some("rc_new"));
-    assert!(!s.set_connection_token("missing", &hash_of("x"), "rc_x").await.unwrap());
+    assert!(
+        !s.set_connection_token(&WriteContext::cli(), "missing", &hash_of("x"), "rc_x")
+            .await
+            .unwrap()
+    );
     let ev = all_events(s).await;
     let rotated: Vec<&Event> = ev.iter().filter(|e| e.kind == "connection.token_rotated").collect();
     assert_eq!(rotated.len(), 1);
@@ -521,8 +398,16 @@ async fn delete_connection_removes_its_resources(store: Arc<dyn Store>) {
     let ua = create_user(s, &a, user("same")).await;
     let ub = create_user(s, &b, user("same")).await;
     create_group(s, &a, "g", &[&ua.id]).await;
-    assert!(s.delete_connection(&a.connection_id).await.unwrap());
-    assert!(!s.delete_connection(&a.connection_id).await.unwrap());
+    assert!(
+        s.delete_connection(&WriteContext::cli(), &a.connection_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_connection(&WriteContext::cli(), &a.connection_id)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.get_connection(&a.connection_id).await.unwrap(), None);
     assert!(
         s.get_resource(&a.connection_id, ResourceKind::User, &ua.id, false)
@@ -554,18 +439,25 @@ async fn api_keys(store: Arc<dyn Store>) {
         key_hash: hash_of(name),
         key_prefix: format!("rc_key_{name}"),
     };
-    let a = s.create_api_key(new("deploy")).await.unwrap();
-    let b = s.create_api_key(new("ci")).await.unwrap();
+    let a = s.create_api_key(&WriteContext::cli(), new("deploy")).await.unwrap();
+    let b = s.create_api_key(&WriteContext::cli(), new("ci")).await.unwrap();
     assert_eq!(a.revoked_us, None);
     assert_eq!(s.api_key_by_hash(&hash_of("deploy")).await.unwrap(), Some(a.clone()));
     assert_eq!(s.api_key_by_hash(&hash_of("nope")).await.unwrap(), None);
     assert_eq!(s.list_api_keys().await.unwrap(), vec![a.clone(), b.clone()]);
 
-    let revoked = s.revoke_api_key(&a.id).await.unwrap().unwrap();
+    let revoked = s.revoke_api_key(&WriteContext::cli(), &a.id).await.unwrap().unwrap();
     let at = revoked.revoked_us.expect("revoked");
     // Revoking again changes nothing.
-    assert_eq!(s.revoke_api_key(&a.id).await.unwrap().unwrap().revoked_us, Some(at));
-    assert_eq!(s.revoke_api_key("missing").await.unwrap(), None);
+    assert_eq!(
+        s.revoke_api_key(&WriteContext::cli(), &a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_us,
+        Some(at)
+    );
+    assert_eq!(s.revoke_api_key(&WriteContext::cli(), "missing").await.unwrap(), None);
     // A revoked key is still found (so that callers can say it was revoked), marked as such.
     let found = s.api_key_by_hash(&hash_of("deploy")).await.unwrap().unwrap();
     assert_eq!(found.revoked_us, Some(at));
@@ -592,7 +484,12 @@ async fn organization_paging(store: Arc<dyn Store>) {
     assert!(s.list_organizations_after(None, 10).await.unwrap().is_empty());
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(s.create_organization(&format!("org-{i}")).await.unwrap().id);
+        ids.push(
+            s.create_organization(&WriteContext::cli(), &format!("org-{i}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     ids.sort();
     let page = |after: Option<String>, limit| async move {
@@ -617,16 +514,32 @@ async fn rename_and_delete_organization(store: Arc<dyn Store>) {
     let s = &*store;
     let a = tenant(s, "a").await;
     let b = tenant(s, "b").await;
-    let renamed = s.rename_organization(&a.org_id, "alpha").await.unwrap().unwrap();
+    let renamed = s
+        .rename_organization(&WriteContext::cli(), &a.org_id, "alpha")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(renamed.name, "alpha");
     assert_eq!(s.get_organization("alpha").await.unwrap().unwrap().id, a.org_id);
     assert_eq!(s.get_organization("a").await.unwrap(), None);
-    let e = scim(s.rename_organization(&a.org_id, "b").await.unwrap_err());
+    let e = scim(
+        s.rename_organization(&WriteContext::cli(), &a.org_id, "b")
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.status, 409);
     assert!(e.detail.contains("\"b\""), "{}", e.detail);
-    assert_eq!(s.rename_organization("missing", "x").await.unwrap(), None);
+    assert_eq!(
+        s.rename_organization(&WriteContext::cli(), "missing", "x")
+            .await
+            .unwrap(),
+        None
+    );
     // Same name: no change, no event.
-    s.rename_organization(&a.org_id, "alpha").await.unwrap().unwrap();
+    s.rename_organization(&WriteContext::cli(), &a.org_id, "alpha")
+        .await
+        .unwrap()
+        .unwrap();
     let ev = all_events(s).await;
     let updated = events_of(&ev, "organization.updated");
     assert_eq!(updated.len(), 1);
@@ -637,13 +550,16 @@ async fn rename_and_delete_organization(store: Arc<dyn Store>) {
 
     // A second connection in the organization, users, a group with members.
     let second = s
-        .create_connection(NewConnection {
-            org_id: a.org_id.clone(),
-            name: "second".into(),
-            idp: IdpKind::Entra,
-            token_hash: hash_of("second"),
-            token_prefix: "rc_second".into(),
-        })
+        .create_connection(
+            &WriteContext::cli(),
+            NewConnection {
+                org_id: a.org_id.clone(),
+                name: "second".into(),
+                idp: IdpKind::Entra,
+                token_hash: hash_of("second"),
+                token_prefix: "rc_second".into(),
+            },
+        )
         .await
         .unwrap();
     let u1 = create_user(s, &a, user("one")).await;
@@ -652,8 +568,8 @@ async fn rename_and_delete_organization(store: Arc<dyn Store>) {
     let ub = create_user(s, &b, user("one")).await;
     let gb = create_group(s, &b, "g", &[&ub.id]).await;
 
-    assert!(s.delete_organization(&a.org_id).await.unwrap());
-    assert!(!s.delete_organization(&a.org_id).await.unwrap());
+    assert!(s.delete_organization(&WriteContext::cli(), &a.org_id).await.unwrap());
+    assert!(!s.delete_organization(&WriteContext::cli(), &a.org_id).await.unwrap());
     assert_eq!(s.get_organization(&a.org_id).await.unwrap(), None);
     assert_eq!(s.get_connection(&a.connection_id).await.unwrap(), None);
     assert_eq!(s.get_connection(&second.id).await.unwrap(), None);
@@ -707,18 +623,20 @@ async fn connection_update_and_status(store: Arc<dyn Store>) {
     assert_eq!(before.status, ConnectionStatus::Active);
     // Nothing to change: no event.
     let same = s
-        .update_connection(&ctx.connection_id, ConnectionUpdate::default())
+        .update_connection(&WriteContext::cli(), &ctx.connection_id, ConnectionUpdate::default())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(same, before);
     let c = s
         .update_connection(
+            &WriteContext::cli(),
             &ctx.connection_id,
             ConnectionUpdate {
                 name: Some("Okta production".into()),
                 idp: Some(IdpKind::Entra),
                 status: Some(ConnectionStatus::Disabled),
+                debug_logging: None,
             },
         )
         .await
@@ -735,6 +653,7 @@ async fn connection_update_and_status(store: Arc<dyn Store>) {
     assert_eq!(found.status, ConnectionStatus::Disabled);
     let c = s
         .update_connection(
+            &WriteContext::cli(),
             &ctx.connection_id,
             ConnectionUpdate {
                 status: Some(ConnectionStatus::Active),
@@ -747,7 +666,7 @@ async fn connection_update_and_status(store: Arc<dyn Store>) {
     assert_eq!(c.status, ConnectionStatus::Active);
     assert_eq!(c.name, "Okta production");
     assert_eq!(
-        s.update_connection("missing", ConnectionUpdate::default())
+        s.update_connection(&WriteContext::cli(), "missing", ConnectionUpdate::default())
             .await
             .unwrap(),
         None
@@ -775,11 +694,17 @@ async fn token_rotation_overlap(store: Arc<dyn Store>) {
     let id = ctx.connection_id.as_str();
     let by = |t: &'static str| async move { s.connection_by_token_hash(&hash_of(t)).await.unwrap().map(|c| c.id) };
     // Nothing to complete or cancel yet.
-    assert_eq!(scim(s.complete_token_rotation(id).await.unwrap_err()).status, 409);
-    assert_eq!(scim(s.cancel_token_rotation(id).await.unwrap_err()).status, 409);
+    assert_eq!(
+        scim(s.complete_token_rotation(&WriteContext::cli(), id).await.unwrap_err()).status,
+        409
+    );
+    assert_eq!(
+        scim(s.cancel_token_rotation(&WriteContext::cli(), id).await.unwrap_err()).status,
+        409
+    );
 
     let c = s
-        .start_token_rotation(id, &hash_of("next"), "rc_next")
+        .start_token_rotation(&WriteContext::cli(), id, &hash_of("next"), "rc_next")
         .await
         .unwrap()
         .unwrap();
@@ -792,39 +717,50 @@ async fn token_rotation_overlap(store: Arc<dyn Store>) {
     assert_eq!(by("next").await.as_deref(), Some(id));
     assert!(c.token_matches(&hash_of("acme")) && c.token_matches(&hash_of("next")));
     let e = scim(
-        s.start_token_rotation(id, &hash_of("third"), "rc_third")
+        s.start_token_rotation(&WriteContext::cli(), id, &hash_of("third"), "rc_third")
             .await
             .unwrap_err(),
     );
     assert_eq!(e.status, 409);
     assert_eq!(by("third").await, None);
 
-    let c = s.complete_token_rotation(id).await.unwrap().unwrap();
+    let c = s
+        .complete_token_rotation(&WriteContext::cli(), id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.token_prefix.as_deref(), Some("rc_next"));
     assert_eq!((c.next_token_prefix.as_deref(), c.rotation_started_us), (None, None));
     assert_eq!(by("acme").await, None);
     assert_eq!(by("next").await.as_deref(), Some(id));
-    assert_eq!(scim(s.complete_token_rotation(id).await.unwrap_err()).status, 409);
+    assert_eq!(
+        scim(s.complete_token_rotation(&WriteContext::cli(), id).await.unwrap_err()).status,
+        409
+    );
 
     // Cancelled: only the current token works.
-    s.start_token_rotation(id, &hash_of("dropped"), "rc_dropped")
+    s.start_token_rotation(&WriteContext::cli(), id, &hash_of("dropped"), "rc_dropped")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(by("dropped").await.as_deref(), Some(id));
-    let c = s.cancel_token_rotation(id).await.unwrap().unwrap();
+    let c = s
+        .cancel_token_rotation(&WriteContext::cli(), id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.token_prefix.as_deref(), Some("rc_next"));
     assert_eq!(c.next_token_prefix, None);
     assert_eq!(by("dropped").await, None);
     assert_eq!(by("next").await.as_deref(), Some(id));
 
     // Replacing the token outright ends a rotation in progress.
-    s.start_token_rotation(id, &hash_of("pending"), "rc_pending")
+    s.start_token_rotation(&WriteContext::cli(), id, &hash_of("pending"), "rc_pending")
         .await
         .unwrap()
         .unwrap();
     assert!(
-        s.set_connection_token(id, &hash_of("direct"), "rc_direct")
+        s.set_connection_token(&WriteContext::cli(), id, &hash_of("direct"), "rc_direct")
             .await
             .unwrap()
     );
@@ -834,9 +770,13 @@ async fn token_rotation_overlap(store: Arc<dyn Store>) {
     assert_eq!(s.get_connection(id).await.unwrap().unwrap().next_token_prefix, None);
 
     for missing in [
-        s.start_token_rotation("missing", &hash_of("m"), "rc_m").await.unwrap(),
-        s.complete_token_rotation("missing").await.unwrap(),
-        s.cancel_token_rotation("missing").await.unwrap(),
+        s.start_token_rotation(&WriteContext::cli(), "missing", &hash_of("m"), "rc_m")
+            .await
+            .unwrap(),
+        s.complete_token_rotation(&WriteContext::cli(), "missing")
+            .await
+            .unwrap(),
+        s.cancel_token_rotation(&WriteContext::cli(), "missing").await.unwrap(),
     ] {
         assert_eq!(missing, None);
     }
@@ -867,11 +807,15 @@ async fn token_revocation(store: Arc<dyn Store>) {
     let ctx = tenant(s, "acme").await;
     let id = ctx.connection_id.as_str();
     let user = create_user(s, &ctx, user("kept")).await;
-    s.start_token_rotation(id, &hash_of("next"), "rc_next")
+    s.start_token_rotation(&WriteContext::cli(), id, &hash_of("next"), "rc_next")
         .await
         .unwrap()
         .unwrap();
-    let c = s.revoke_connection_tokens(id).await.unwrap().unwrap();
+    let c = s
+        .revoke_connection_tokens(&WriteContext::cli(), id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (c.token_prefix.as_deref(), c.next_token_prefix.as_deref()),
         (None, None)
@@ -888,13 +832,24 @@ async fn token_revocation(store: Arc<dyn Store>) {
             .is_some()
     );
     // Revoking again is harmless; two connections without a token can coexist.
-    s.revoke_connection_tokens(id).await.unwrap().unwrap();
+    s.revoke_connection_tokens(&WriteContext::cli(), id)
+        .await
+        .unwrap()
+        .unwrap();
     let other = tenant(s, "other").await;
-    s.revoke_connection_tokens(&other.connection_id).await.unwrap().unwrap();
-    assert_eq!(s.revoke_connection_tokens("missing").await.unwrap(), None);
+    s.revoke_connection_tokens(&WriteContext::cli(), &other.connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.revoke_connection_tokens(&WriteContext::cli(), "missing")
+            .await
+            .unwrap(),
+        None
+    );
     // Nothing to rotate from: a new token becomes the token at once.
     let c = s
-        .start_token_rotation(id, &hash_of("fresh"), "rc_fresh")
+        .start_token_rotation(&WriteContext::cli(), id, &hash_of("fresh"), "rc_fresh")
         .await
         .unwrap()
         .unwrap();
@@ -2025,6 +1980,7 @@ async fn events_per_change(store: Arc<dyn Store>) {
             ("group.member_added", gi),
             ("group.member_removed", gi),
             ("group.updated", gi),
+            ("group.member_removed", gi),
             ("user.deleted", ai),
             ("group.deleted", gi),
         ]
@@ -2236,11 +2192,15 @@ async fn postgres_concurrent_start_migrates_once() {
         .fetch_one(stores[0].pool())
         .await
         .unwrap();
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+    // Each migration once.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
-        .count() as i64;
-    assert_eq!(applied, migrations, "each migration applied once");
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "sql"))
+        })
+        .count();
+    assert_eq!(applied, files as i64);
     let ctx = tenant(&stores[1], "acme").await;
     assert!(stores[5].get_connection(&ctx.connection_id).await.unwrap().is_some());
 }

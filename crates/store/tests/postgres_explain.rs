@@ -67,17 +67,20 @@ impl Drop for DropDb {
 }
 
 async fn tenant(store: &PostgresStore, name: &str) -> WriteContext {
-    let org = store.create_organization(name).await.unwrap();
+    let org = store.create_organization(&WriteContext::cli(), name).await.unwrap();
     let mut hash = [0u8; 32];
     hash[..name.len()].copy_from_slice(name.as_bytes());
     let c = store
-        .create_connection(NewConnection {
-            org_id: org.id.clone(),
-            name: name.into(),
-            idp: IdpKind::Okta,
-            token_hash: hash,
-            token_prefix: name.into(),
-        })
+        .create_connection(
+            &WriteContext::cli(),
+            NewConnection {
+                org_id: org.id.clone(),
+                name: name.into(),
+                idp: IdpKind::Okta,
+                token_hash: hash,
+                token_prefix: name.into(),
+            },
+        )
         .await
         .unwrap();
     WriteContext {

@@ -1,6 +1,7 @@
 //! Operator API keys: `/api/v1/api-keys`. A key can create and revoke keys (including itself), like
 //! `rollcall api-key` on the command line.
 
+use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::problem::{ApiResult, Problem};
 use crate::service::{Scim, rfc3339};
@@ -71,9 +72,10 @@ pub struct CreateApiKey {
     ))]
 pub async fn create_api_key(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     JsonBody(body): JsonBody<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyWithSecret>)> {
-    let issued = scim.admin().create_api_key(&body.name).await?;
+    let issued = scim.admin().create_api_key(&by, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(ApiKeyWithSecret {
@@ -104,7 +106,11 @@ pub async fn list_api_keys(State(scim): State<Scim>) -> ApiResult<Json<ApiKeyLis
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke_api_key(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<ApiKeyView>> {
-    let key = scim.admin().revoke_api_key(&id).await?;
+pub async fn revoke_api_key(
+    State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyView>> {
+    let key = scim.admin().revoke_api_key(&by, &id).await?;
     Ok(Json(ApiKeyView::from(&key)))
 }

@@ -1,5 +1,6 @@
 //! SCIM connections: `/api/v1/organizations/{id}/connections` and `/api/v1/connections/...`.
 
+use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::organizations::location;
 use super::problem::{ApiResult, Problem};
@@ -30,12 +31,13 @@ use rollcall_store::{ConnectionUpdate, IdpKind};
 )]
 pub async fn create_connection(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<CreateConnection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<ConnectionWithToken>)> {
     let admin = scim.admin();
     let idp = body.idp.map(IdpKind::from).unwrap_or(IdpKind::Generic);
-    let issued = admin.create_connection(&org_id, body.name.as_deref(), idp).await?;
+    let issued = admin.create_connection(&by, &org_id, body.name.as_deref(), idp).await?;
     Ok((
         StatusCode::CREATED,
         location("connections", &issued.connection.id),
@@ -84,9 +86,11 @@ pub async fn get_connection(State(scim): State<Scim>, Path(id): Path<String>) ->
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
 
-/// Change a SCIM connection's name, identity provider or status.
+/// Change a SCIM connection's name, identity provider, status or debug logging.
 ///
-/// Disabling takes effect at once on the node that answers, and within a second on the others.
+/// Disabling takes effect at once on the node that answers, and within a second on the others; so
+/// does debug logging, which keeps the (redacted) bodies of SCIM requests and responses in the
+/// connection's request log.
 #[utoipa::path(
     patch,
     path = "/connections/{id}",
@@ -105,17 +109,20 @@ pub async fn get_connection(State(scim): State<Scim>, Path(id): Path<String>) ->
 )]
 pub async fn update_connection(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateConnection>,
 ) -> ApiResult<Json<ConnectionView>> {
     let admin = scim.admin();
     let c = admin
         .update_connection(
+            &by,
             &id,
             ConnectionUpdate {
                 name: body.name,
                 idp: body.idp.map(IdpKind::from),
                 status: body.status.map(Into::into),
+                debug_logging: body.debug_logging,
             },
         )
         .await?;
@@ -134,8 +141,12 @@ pub async fn update_connection(
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete_connection(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    scim.admin().delete_connection(&id).await?;
+pub async fn delete_connection(
+    State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    scim.admin().delete_connection(&by, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -159,10 +170,11 @@ pub async fn delete_connection(State(scim): State<Scim>, Path(id): Path<String>)
 )]
 pub async fn start_token_rotation(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionWithToken>> {
     let admin = scim.admin();
-    let issued = admin.start_token_rotation(&id).await?;
+    let issued = admin.start_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionWithToken {
         connection: ConnectionView::new(&admin, &issued.connection),
         token: issued.token,
@@ -184,10 +196,11 @@ pub async fn start_token_rotation(
 )]
 pub async fn complete_token_rotation(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionView>> {
     let admin = scim.admin();
-    let c = admin.complete_token_rotation(&id).await?;
+    let c = admin.complete_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
 
@@ -206,10 +219,11 @@ pub async fn complete_token_rotation(
 )]
 pub async fn cancel_token_rotation(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionView>> {
     let admin = scim.admin();
-    let c = admin.cancel_token_rotation(&id).await?;
+    let c = admin.cancel_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
 
@@ -228,8 +242,12 @@ pub async fn cancel_token_rotation(
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn revoke_tokens(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<ConnectionView>> {
+pub async fn revoke_tokens(
+    State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectionView>> {
     let admin = scim.admin();
-    let c = admin.revoke_tokens(&id).await?;
+    let c = admin.revoke_tokens(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }

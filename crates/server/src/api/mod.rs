@@ -1,5 +1,6 @@
 //! The management API, `/api/v1`: JSON over HTTP for the application that runs Rollcall to manage
-//! its tenants (organizations, SCIM connections, their tokens). Authenticated with operator API
+//! its tenants (organizations, SCIM connections, their tokens) and read what happened (events, the
+//! request log). Authenticated with operator API
 //! keys; errors are RFC 9457 problem details. Its OpenAPI 3.1 document is generated from the
 //! handlers below and served at `/api/v1/openapi.json`, with an interactive page at `/api/v1/docs`
 //! (Swagger UI, served from the binary: it works offline).
@@ -8,6 +9,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod connections;
 pub mod directory;
+pub mod events;
 pub mod extract;
 pub mod organizations;
 pub mod problem;
@@ -34,7 +36,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
     info(
         title = "Rollcall management API",
         description = "Manage the organizations of the application that runs Rollcall, their SCIM \
-            connections and the connections' bearer tokens.\n\nAuthenticate with an operator API key \
+            connections and the connections' bearer tokens; read every change (the events feed) and \
+            each connection's log of SCIM requests.\n\nAuthenticate with an operator API key \
             (`rollcall api-key create`): `Authorization: Bearer rc_key_...`. SCIM connection tokens do \
             not work here, and API keys do not work on SCIM endpoints.\n\nErrors are RFC 9457 problem \
             details (`application/problem+json`). Timestamps are RFC 3339.",
@@ -48,6 +51,7 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
         (name = "roles", description = "Roles, group-to-role mappings, default roles, protected users and attribute policy"),
         (name = "directory", description = "Provisioned users and groups, read-only, and the sign-in access check"),
         (name = "api-keys", description = "Operator API keys for this API"),
+        (name = "events", description = "Every change, in commit order, with who made it: the change feed and audit log"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -110,6 +114,9 @@ fn routes() -> OpenApiRouter<Scim> {
         .routes(routes!(directory::access))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(events::list_requests))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
 }
 
 /// The OpenAPI document of the management API.

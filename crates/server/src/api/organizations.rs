@@ -1,5 +1,6 @@
 //! `/api/v1/organizations`.
 
+use super::auth::ApiCaller;
 use super::extract::{JsonBody, query_pairs, query_param};
 use super::problem::{ApiProblem, ApiResult, Problem};
 use super::schemas::*;
@@ -71,9 +72,10 @@ fn page_params(raw: Option<&str>) -> ApiResult<(Option<String>, i64)> {
 )]
 pub async fn create_organization(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     JsonBody(body): JsonBody<CreateOrganization>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<OrganizationView>)> {
-    let org = scim.admin().create_organization(&body.name).await?;
+    let org = scim.admin().create_organization(&by, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         location("organizations", &org.id),
@@ -142,12 +144,13 @@ pub async fn get_organization(State(scim): State<Scim>, Path(id): Path<String>) 
 )]
 pub async fn update_organization(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateOrganization>,
 ) -> ApiResult<Json<OrganizationView>> {
     let admin = scim.admin();
     let org = match body.name {
-        Some(name) => admin.rename_organization(&id, &name).await?,
+        Some(name) => admin.rename_organization(&by, &id, &name).await?,
         None => admin.organization(&id).await?,
     };
     Ok(Json(OrganizationView::from(&org)))
@@ -172,12 +175,13 @@ pub async fn update_organization(
 )]
 pub async fn delete_organization(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<StatusCode> {
     let pairs = query_pairs(raw.as_deref());
     scim.admin()
-        .delete_organization(&id, query_param(&pairs, "confirm"))
+        .delete_organization(&by, &id, query_param(&pairs, "confirm"))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

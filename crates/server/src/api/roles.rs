@@ -1,6 +1,7 @@
 //! Roles (`/api/v1/organizations/{id}/roles`), protected users, and per-connection role mappings,
 //! default roles and attribute policy (`/api/v1/connections/{id}/...`).
 
+use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::service::{Scim, rfc3339};
@@ -280,12 +281,19 @@ pub struct AddProtectedUser {
     ))]
 pub async fn create_role(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<CreateRole>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<RoleView>)> {
     let role = scim
         .admin()
-        .create_role(&org_id, &body.key, body.name.as_deref(), body.description.as_deref())
+        .create_role(
+            &by,
+            &org_id,
+            &body.key,
+            body.name.as_deref(),
+            body.description.as_deref(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -341,12 +349,14 @@ pub async fn get_role(
     ))]
 pub async fn update_role(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path((org_id, role)): Path<(String, String)>,
     JsonBody(body): JsonBody<UpdateRole>,
 ) -> ApiResult<Json<RoleView>> {
     let role = scim
         .admin()
         .update_role(
+            &by,
             &org_id,
             &role,
             RoleUpdate {
@@ -369,9 +379,10 @@ pub async fn update_role(
     ))]
 pub async fn delete_role(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path((org_id, role)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().delete_role(&org_id, &role).await?;
+    scim.admin().delete_role(&by, &org_id, &role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -396,10 +407,11 @@ pub async fn delete_role(
     ))]
 pub async fn add_protected_user(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<AddProtectedUser>,
 ) -> ApiResult<(StatusCode, Json<ProtectedUserView>)> {
-    let p = scim.admin().add_protected_user(&org_id, &body.email).await?;
+    let p = scim.admin().add_protected_user(&by, &org_id, &body.email).await?;
     Ok((StatusCode::CREATED, Json(ProtectedUserView::from(&p))))
 }
 
@@ -431,9 +443,10 @@ pub async fn list_protected_users(
     ))]
 pub async fn remove_protected_user(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path((org_id, email)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().remove_protected_user(&org_id, &email).await?;
+    scim.admin().remove_protected_user(&by, &org_id, &email).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -457,6 +470,7 @@ pub async fn remove_protected_user(
     ))]
 pub async fn create_role_mapping(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<CreateRoleMapping>,
 ) -> ApiResult<(StatusCode, Json<RoleMappingView>)> {
@@ -474,7 +488,7 @@ pub async fn create_role_mapping(
     };
     let mapping = scim
         .admin()
-        .create_role_mapping(&connection_id, &body.role, matches)
+        .create_role_mapping(&by, &connection_id, &body.role, matches)
         .await?;
     Ok((StatusCode::CREATED, Json(RoleMappingView::from(&mapping))))
 }
@@ -507,9 +521,10 @@ pub async fn list_role_mappings(
     ))]
 pub async fn delete_role_mapping(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path((connection_id, mapping)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().delete_role_mapping(&connection_id, &mapping).await?;
+    scim.admin().delete_role_mapping(&by, &connection_id, &mapping).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -546,10 +561,11 @@ pub async fn get_default_roles(
     ))]
 pub async fn set_default_roles(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<SetDefaultRoles>,
 ) -> ApiResult<Json<DefaultRoles>> {
-    let roles = scim.admin().set_default_roles(&connection_id, &body.roles).await?;
+    let roles = scim.admin().set_default_roles(&by, &connection_id, &body.roles).await?;
     Ok(Json(DefaultRoles {
         data: roles.iter().map(RoleView::from).collect(),
     }))
@@ -584,12 +600,13 @@ pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<Stri
     ))]
 pub async fn set_policy(
     State(scim): State<Scim>,
+    ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<PolicyView>,
 ) -> ApiResult<Json<PolicyView>> {
     let c = scim
         .admin()
-        .set_connection_policy(&scim.registry, &connection_id, body.into())
+        .set_connection_policy(&by, &scim.registry, &connection_id, body.into())
         .await?;
     Ok(Json(PolicyView::from(&c.policy)))
 }

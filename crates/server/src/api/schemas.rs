@@ -173,6 +173,9 @@ pub struct ConnectionView {
     /// The User-Agent of that request.
     #[schema(required = true)]
     pub last_user_agent: Option<String>,
+    /// Whether the request log keeps the (redacted) bodies of this connection's SCIM requests and
+    /// responses (`GET /connections/{id}/requests`).
+    pub debug_logging: bool,
 }
 
 impl ConnectionView {
@@ -190,6 +193,7 @@ impl ConnectionView {
             created_at: rfc3339(c.created_us),
             last_request_at: c.last_request_us.map(rfc3339),
             last_user_agent: c.last_user_agent.clone(),
+            debug_logging: c.debug_logging,
         }
     }
 }
@@ -228,4 +232,7 @@ pub struct UpdateConnection {
     pub idp: Option<Idp>,
     /// `disabled` refuses every SCIM request (401) until set back to `active`.
     pub status: Option<Status>,
+    /// `true` keeps the bodies of SCIM requests and responses in the request log, with passwords
+    /// and tokens redacted; switch it off when done diagnosing.
+    pub debug_logging: Option<bool>,
 }

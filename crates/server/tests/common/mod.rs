@@ -16,7 +16,7 @@ use rollcall_server::service::{Scim, ScimConfig};
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{Connection, IdpKind, NewConnection, Store};
+use rollcall_store::{Connection, IdpKind, NewConnection, Store, WriteContext};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use std::sync::Arc;
@@ -247,6 +247,8 @@ pub struct TestServer {
     pub backend: Backend,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The request log flusher and event retention; they stop when this is dropped.
+    _background: rollcall_server::background::Background,
     // Last field: dropped after the shutdown signal is sent.
     _db: DbGuard,
 }
@@ -277,20 +279,26 @@ impl TestServer {
             let org_id = match orgs.iter().find(|(n, _)| n == org_name) {
                 Some((_, id)) => id.clone(),
                 None => {
-                    let org = store.create_organization(org_name).await.expect("create org");
+                    let org = store
+                        .create_organization(&WriteContext::cli(), org_name)
+                        .await
+                        .expect("create org");
                     orgs.push((org_name.clone(), org.id.clone()));
                     org.id
                 }
             };
             let token = tokens::issue();
             let c: Connection = store
-                .create_connection(NewConnection {
-                    org_id: org_id.clone(),
-                    name: format!("{idp} connection {i}"),
-                    idp: *idp,
-                    token_hash: token.hash,
-                    token_prefix: token.display_prefix.clone(),
-                })
+                .create_connection(
+                    &WriteContext::cli(),
+                    NewConnection {
+                        org_id: org_id.clone(),
+                        name: format!("{idp} connection {i}"),
+                        idp: *idp,
+                        token_hash: token.hash,
+                        token_prefix: token.display_prefix.clone(),
+                    },
+                )
                 .await
                 .expect("create connection");
             conns.push(Conn {
@@ -308,6 +316,7 @@ impl TestServer {
             ..setup.config
         };
         let scim = Scim::new(store.clone(), registry, config.clone());
+        let background = rollcall_server::background::start(&scim);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rollcall_server::serve(listener, rollcall_server::app(scim), async {
             let _ = rx.await;
@@ -321,6 +330,7 @@ impl TestServer {
             backend,
             http,
             shutdown: Some(tx),
+            _background: background,
             _db: db,
         }
     }

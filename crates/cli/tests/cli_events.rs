@@ -1,0 +1,120 @@
+//! The command line records its changes with a `cli` actor, and the event retention and request log
+//! settings of `serve` are checked before it starts.
+
+use rollcall_scim::schema::SchemaRegistry;
+use rollcall_store::sqlite::SqliteStore;
+use rollcall_store::{Actor, EventQuery, Store};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!("rollcall-cli-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rollcall(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("ROLLCALL_DATABASE")
+        .env_remove("DATABASE_URL")
+        .env_remove("ROLLCALL_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run rollcall")
+}
+
+#[track_caller]
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "rollcall failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn command_line_changes_are_recorded_as_cli() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("cli.db").display());
+    ok(&rollcall(&["--database", &db, "org", "create", "--name", "Acme"], &[]));
+    ok(&rollcall(
+        &[
+            "--database",
+            &db,
+            "connection",
+            "create",
+            "--org",
+            "Acme",
+            "--idp",
+            "okta",
+        ],
+        &[],
+    ));
+    ok(&rollcall(
+        &["--database", &db, "api-key", "create", "--name", "ops"],
+        &[],
+    ));
+
+    let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+        .await
+        .expect("open the database");
+    let events = store
+        .query_events(&EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(types, ["organization.created", "connection.created", "api_key.created"]);
+    for e in &events {
+        assert_eq!(e.actor, Actor::Cli, "{e:?}");
+        assert_eq!((e.user_agent.as_deref(), e.request_id.as_deref()), (None, None));
+    }
+}
+
+#[test]
+fn bad_activity_settings_are_refused() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("serve.db").display());
+    let serve = [
+        "--database",
+        db.as_str(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-bootstrap",
+    ];
+    for (var, value, needle) in [
+        ("ROLLCALL_REQUEST_LOG_BUFFER", "0", "request_log_buffer"),
+        (
+            "ROLLCALL_REQUEST_LOG_PER_CONNECTION",
+            "1000000",
+            "request_log_per_connection",
+        ),
+        ("ROLLCALL_EVENT_RETENTION_DAYS", "100000", "event_retention_days"),
+        ("ROLLCALL_EVENT_RETENTION_DAYS", "-1", "event_retention_days"),
+    ] {
+        let out = rollcall(&serve, &[(var, value)]);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.to_lowercase().contains(needle), "{var}={value}: {stderr}");
+    }
+}

@@ -1,0 +1,511 @@
+//! The Events API, `/api/v1/events`: every change to organizations, connections, tokens, API keys,
+//! users, groups and membership, in the order it was committed, with who made it; and a
+//! connection's request log, `/api/v1/connections/{id}/requests`.
+//!
+//! Both page with opaque cursors. The events cursor is durable: events are numbered in commit order
+//! and numbers are never reused, so a consumer that stores `next_cursor` resumes exactly where it
+//! stopped, and reading from the start reconstructs every change still retained.
+
+use super::extract::query_pairs;
+use super::problem::{ApiProblem, ApiResult, Problem};
+use crate::service::{Scim, rfc3339};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rollcall_store::{Actor, Event, EventQuery, RequestLogEntry, events};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// Items on a page when `limit` is not given, and the most allowed.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+/// Longest id accepted in a filter.
+const MAX_ID_CHARS: usize = 200;
+
+const EVENTS_CURSOR: &str = "ev1:";
+const REQUESTS_CURSOR: &str = "rq1:";
+
+/// An opaque cursor for a position (a sequence number).
+fn encode_cursor(kind: &str, seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}{seq}"))
+}
+
+fn decode_cursor(kind: &str, name: &str, cursor: &str) -> ApiResult<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(kind).and_then(|n| n.parse::<i64>().ok()))
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiProblem::new(
+                400,
+                format!("{name}=\"{cursor}\" is not a cursor this API returned; pass a next_cursor unchanged"),
+            )
+        })
+}
+
+fn parse_limit(v: Option<&str>) -> ApiResult<i64> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiProblem::new(
+                400,
+                format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
+            )),
+        },
+    }
+}
+
+/// Refuses query parameters the endpoint does not know (a misspelt filter would otherwise widen
+/// the answer silently).
+fn check_params(pairs: &[(String, String)], known: &[&str]) -> ApiResult<()> {
+    match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => Err(ApiProblem::new(
+            400,
+            format!(
+                "unknown query parameter \"{k}\"; this endpoint takes: {}",
+                known.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The one value of a parameter; giving it twice is refused.
+fn single<'a>(pairs: &'a [(String, String)], name: &str) -> ApiResult<Option<&'a str>> {
+    let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiProblem::new(400, format!("give {name} once")));
+    }
+    Ok(first)
+}
+
+fn id_filter(pairs: &[(String, String)], name: &str) -> ApiResult<Option<String>> {
+    match single(pairs, name)?.map(str::trim) {
+        None => Ok(None),
+        Some("") => Err(ApiProblem::new(400, format!("{name} must not be empty"))),
+        Some(v) if v.chars().count() > MAX_ID_CHARS || v.chars().any(char::is_control) => Err(ApiProblem::new(
+            400,
+            format!("{name} is not an id: at most {MAX_ID_CHARS} characters, no control characters"),
+        )),
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+/// Who made a change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActorView {
+    /// The identity provider, through a SCIM connection's token (its prefix tells the current token
+    /// from the next one during a rotation).
+    ScimToken {
+        connection_id: String,
+        #[schema(required = true)]
+        token_prefix: Option<String>,
+    },
+    /// A management API request with an operator API key.
+    ApiKey { id: String, name: String },
+    /// The `rollcall` command line.
+    Cli,
+    /// Rollcall itself (first-start bootstrap, background work), or a change recorded before actors
+    /// were.
+    System,
+}
+
+impl From<&Actor> for ActorView {
+    fn from(a: &Actor) -> Self {
+        match a.clone() {
+            Actor::ScimToken {
+                connection_id,
+                token_prefix,
+            } => ActorView::ScimToken {
+                connection_id,
+                token_prefix,
+            },
+            Actor::ApiKey { id, name } => ActorView::ApiKey { id, name },
+            Actor::Cli => ActorView::Cli,
+            Actor::System => ActorView::System,
+        }
+    }
+}
+
+/// One recorded change. See docs/events.md for every type and its `data`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    /// Unique, stable id (UUIDv7).
+    pub id: String,
+    /// Position in the log: increasing in commit order, never reused.
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    #[schema(example = "user.created")]
+    pub kind: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub occurred_at: String,
+    #[schema(required = true)]
+    pub organization_id: Option<String>,
+    #[schema(required = true)]
+    pub connection_id: Option<String>,
+    /// `User` or `Group` for SCIM resources; `null` for other events.
+    #[schema(required = true)]
+    pub resource_type: Option<String>,
+    #[schema(required = true)]
+    pub resource_id: Option<String>,
+    pub actor: ActorView,
+    /// The client's User-Agent (the identity provider's, for SCIM changes).
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    /// The `X-Request-Id` of the request that made the change.
+    #[schema(required = true)]
+    pub request_id: Option<String>,
+    /// What changed: `attributes` for a creation, `changed` (`{attr: {before, after}}`) for an
+    /// update, `member` for membership, and so on.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// A cursor that resumes the feed after this event.
+    pub cursor: String,
+}
+
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> Self {
+        EventView {
+            id: e.id.clone(),
+            sequence: e.seq,
+            kind: e.kind.clone(),
+            occurred_at: rfc3339(e.created_us),
+            organization_id: e.org_id.clone(),
+            connection_id: e.connection_id.clone(),
+            resource_type: e.resource_type.clone(),
+            resource_id: e.resource_id.clone(),
+            actor: (&e.actor).into(),
+            user_agent: e.user_agent.clone(),
+            request_id: e.request_id.clone(),
+            data: e.data.clone(),
+            cursor: encode_cursor(EVENTS_CURSOR, e.seq),
+        }
+    }
+}
+
+/// A page of events, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventList {
+    pub data: Vec<EventView>,
+    /// Pass as `after` for the next page. Always present: on the last page it is where to poll
+    /// from for events recorded later.
+    pub next_cursor: String,
+    /// Whether more events matched than this page holds.
+    pub has_more: bool,
+}
+
+/// Filters and paging of the event feed.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// A `next_cursor` (or an event's `cursor`): events after it. Absent: from the oldest retained.
+    pub after: Option<String>,
+    /// Largest number of events on the page, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<i64>,
+    /// Event types, comma-separated or repeated; a trailing `*` matches a prefix (`user.*`,
+    /// `group.member_*`). An unknown type is refused.
+    #[param(example = "user.*,group.member_added")]
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Only events of this organization.
+    pub organization_id: Option<String>,
+    /// Only events of this SCIM connection (its audit log).
+    pub connection_id: Option<String>,
+    /// Only events about this user or group, including its membership changes (its audit log).
+    pub resource_id: Option<String>,
+}
+
+const EVENT_PARAMS: &[&str] = &[
+    "after",
+    "limit",
+    "type",
+    "organization_id",
+    "connection_id",
+    "resource_id",
+];
+
+/// The feed's query from the query string.
+fn event_query(raw: Option<&str>) -> ApiResult<EventQuery> {
+    let pairs = query_pairs(raw);
+    check_params(&pairs, EVENT_PARAMS)?;
+    let after_seq = match single(&pairs, "after")?.map(str::trim) {
+        None | Some("") => 0,
+        Some(c) => decode_cursor(EVENTS_CURSOR, "after", c)?,
+    };
+    let mut types: Vec<String> = Vec::new();
+    for (_, v) in pairs.iter().filter(|(k, _)| k == "type") {
+        for term in v.split(',') {
+            let expanded = events::expand_type_filter(term).map_err(|e| ApiProblem::new(400, format!("type: {e}")))?;
+            for t in expanded {
+                if !types.iter().any(|x| x == t) {
+                    types.push(t.to_string());
+                }
+            }
+        }
+    }
+    Ok(EventQuery {
+        after_seq,
+        limit: parse_limit(single(&pairs, "limit")?)?,
+        types,
+        org_id: id_filter(&pairs, "organization_id")?,
+        connection_id: id_filter(&pairs, "connection_id")?,
+        resource_id: id_filter(&pairs, "resource_id")?,
+    })
+}
+
+/// List events, oldest first: the change feed and the audit log.
+///
+/// Filter by type, organization, connection or resource (filters combine). Page with `after` and
+/// `next_cursor`; reading from the start reconstructs every change still retained (events are kept
+/// for the retention period, 30 days by default).
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    params(EventParams),
+    responses(
+        (status = 200, description = "A page of events", body = EventList),
+        (status = 400, description = "Invalid cursor, limit or filter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<EventList>> {
+    let mut q = event_query(raw.as_deref())?;
+    let limit = q.limit;
+    q.limit = limit + 1;
+    let mut found = scim
+        .store
+        .query_events(&q)
+        .await
+        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?;
+    let has_more = found.len() as i64 > limit;
+    found.truncate(limit as usize);
+    let next = found.last().map_or(q.after_seq, |e| e.seq);
+    Ok(Json(EventList {
+        data: found.iter().map(EventView::from).collect(),
+        next_cursor: encode_cursor(EVENTS_CURSOR, next),
+        has_more,
+    }))
+}
+
+/// Get one event.
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event (or no longer retained)", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_event(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
+    let e = scim
+        .store
+        .get_event(&id)
+        .await
+        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?
+        .ok_or_else(|| {
+            ApiProblem::new(
+                404,
+                format!("no event with id \"{id}\" (events are kept for the retention period)"),
+            )
+        })?;
+    Ok(Json(EventView::from(&e)))
+}
+
+/// One SCIM request in a connection's request log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestView {
+    /// When the request arrived (RFC 3339).
+    #[schema(format = DateTime)]
+    pub at: String,
+    #[schema(example = "POST")]
+    pub method: String,
+    /// Path and query string as sent (secret-named query parameters redacted).
+    #[schema(example = "/scim/v2/0190c7d2-5b7e-7000-8000-000000000001/Users")]
+    pub path: String,
+    pub status: u16,
+    /// From arrival to the response being ready, in milliseconds.
+    pub latency_ms: f64,
+    /// The `scimType` of a SCIM error answer.
+    #[schema(required = true)]
+    pub scim_type: Option<String>,
+    /// The `detail` of a SCIM error answer.
+    #[schema(required = true)]
+    pub error_detail: Option<String>,
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    #[schema(required = true)]
+    pub request_id: Option<String>,
+    /// The prefix of the token that authenticated the request; `null` when none did.
+    #[schema(required = true)]
+    pub token_prefix: Option<String>,
+    /// With debug logging on: the request body, passwords and tokens redacted (JSON, or a string
+    /// when it was not JSON). Otherwise `null`.
+    #[schema(required = true, value_type = Object)]
+    pub request_body: Option<Value>,
+    /// With debug logging on: the response body. Otherwise `null`.
+    #[schema(required = true, value_type = Object)]
+    pub response_body: Option<Value>,
+}
+
+fn body_view(text: &Option<String>) -> Option<Value> {
+    text.as_ref()
+        .map(|t| serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.clone())))
+}
+
+impl From<&RequestLogEntry> for RequestView {
+    fn from(e: &RequestLogEntry) -> Self {
+        RequestView {
+            at: rfc3339(e.at_us),
+            method: e.method.clone(),
+            path: e.path.clone(),
+            status: e.status,
+            latency_ms: e.latency_us as f64 / 1000.0,
+            scim_type: e.scim_type.clone(),
+            error_detail: e.error_detail.clone(),
+            user_agent: e.user_agent.clone(),
+            request_id: e.request_id.clone(),
+            token_prefix: e.token_prefix.clone(),
+            request_body: body_view(&e.request_body),
+            response_body: body_view(&e.response_body),
+        }
+    }
+}
+
+/// A page of a connection's request log, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestList {
+    pub data: Vec<RequestView>,
+    /// Pass as `cursor` to get older requests; `null` on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of the request log.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestParams {
+    /// The `next_cursor` of the previous page; absent for the newest requests.
+    pub cursor: Option<String>,
+    /// Largest number of requests on the page, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<i64>,
+}
+
+/// A SCIM connection's request log: its last SCIM requests (1000 by default), newest first.
+///
+/// Each shows the method, path, status, latency and, for errors, the SCIM `scimType` and `detail`
+/// answered; with the connection's `debug_logging` on, also the request and response bodies with
+/// passwords and tokens redacted. Requests are written in the background within about a second.
+#[utoipa::path(
+    get,
+    path = "/connections/{id}/requests",
+    tag = "connections",
+    params(("id" = String, Path, description = "Connection id"), RequestParams),
+    responses(
+        (status = 200, description = "A page of requests, newest first", body = RequestList),
+        (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_requests(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<RequestList>> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["cursor", "limit"])?;
+    let before = match single(&pairs, "cursor")?.map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(REQUESTS_CURSOR, "cursor", c)?),
+    };
+    let limit = parse_limit(single(&pairs, "limit")?)?;
+    let connection = scim.admin().connection(&id).await?;
+    let mut found = scim
+        .store
+        .request_log(&connection.id, before, limit + 1)
+        .await
+        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?;
+    let next_cursor = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        found.last().map(|e| encode_cursor(REQUESTS_CURSOR, e.seq))
+    } else {
+        None
+    };
+    Ok(Json(RequestList {
+        data: found.iter().map(RequestView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_checked() {
+        let c = encode_cursor(EVENTS_CURSOR, 42);
+        assert_eq!(decode_cursor(EVENTS_CURSOR, "after", &c).unwrap(), 42);
+        // A request log cursor is not an events cursor.
+        let r = encode_cursor(REQUESTS_CURSOR, 42);
+        assert_eq!(
+            decode_cursor(EVENTS_CURSOR, "after", &r).unwrap_err().status.as_u16(),
+            400
+        );
+        for bad in [
+            "",
+            "42",
+            "!!",
+            &URL_SAFE_NO_PAD.encode("ev1:-1"),
+            &URL_SAFE_NO_PAD.encode("ev1:x"),
+        ] {
+            assert!(decode_cursor(EVENTS_CURSOR, "after", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_filters_from_the_query_string() {
+        let q = event_query(Some(
+            "type=user.*,group.member_added&type=user.created&limit=5&resource_id=u1",
+        ))
+        .unwrap();
+        assert_eq!(q.limit, 5);
+        assert!(
+            q.types
+                .iter()
+                .all(|t| t.starts_with("user.") || t == "group.member_added")
+        );
+        assert_eq!(q.types.iter().filter(|t| *t == "user.created").count(), 1);
+        assert_eq!(q.resource_id.as_deref(), Some("u1"));
+        assert_eq!(q.after_seq, 0);
+        for bad in [
+            "type=user.create",
+            "type=",
+            "type=*",
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "after=zzz",
+            "resource_id=",
+            "connection_id=a&connection_id=b",
+            "typo=user.created",
+        ] {
+            let e = event_query(Some(bad)).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Background work of a serving node: writing the request log's buffer to the store
+//! ([`crate::request_log::run_flusher`]) and deleting events older than the retention period
+//! ([`run_retention`]). [`start`] spawns both; [`Background::shutdown`] stops them after the HTTP
+//! server has stopped, writing what the request log still holds.
+//!
+//! Both are safe with several nodes on one PostgreSQL database: each node writes only its own
+//! request log entries, and retention deletes in small batches that skip rows another node is
+//! deleting (`FOR UPDATE SKIP LOCKED`).
+
+use crate::request_log::RequestLogSettings;
+use crate::service::Scim;
+use rollcall_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Events deleted per statement: small, so that retention never holds the database (SQLite's one
+/// writer) for long.
+pub const RETENTION_BATCH: i64 = 1000;
+/// Pause between two batches of one retention run, leaving room for SCIM writes.
+const RETENTION_PAUSE: Duration = Duration::from_millis(50);
+/// How long [`Background::shutdown`] waits for the tasks.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of event retention and the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivitySettings {
+    /// Events older than this are deleted; `None` keeps them forever.
+    pub event_retention: Option<Duration>,
+    /// How often retention runs (the first run comes one interval after the start).
+    pub retention_interval: Duration,
+    pub request_log: RequestLogSettings,
+}
+
+impl Default for ActivitySettings {
+    fn default() -> Self {
+        ActivitySettings {
+            event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            retention_interval: Duration::from_secs(600),
+            request_log: RequestLogSettings::default(),
+        }
+    }
+}
+
+/// The running background tasks.
+pub struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Spawns the background tasks of `scim`'s node.
+pub fn start(scim: &Scim) -> Background {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if scim.request_log.enabled() {
+        tasks.push(tokio::spawn(crate::request_log::run_flusher(
+            scim.store.clone(),
+            scim.request_log.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let Some(retention) = scim.config.activity.event_retention {
+        tasks.push(tokio::spawn(run_retention(
+            scim.store.clone(),
+            retention,
+            scim.config.activity.retention_interval,
+            stopped,
+        )));
+    }
+    Background { stop, tasks }
+}
+
+impl Background {
+    /// Stops the tasks, waiting (at most ten seconds) for the request log's last entries to be
+    /// written.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, t).await.is_err() {
+                tracing::warn!("a background task did not stop in time");
+            }
+        }
+    }
+}
+
+/// Every `interval`, deletes the events older than `retention`, in batches of
+/// [`RETENTION_BATCH`], until none is left or `stop` turns true.
+pub async fn run_retention(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let retention_us = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let cutoff = rollcall_store::sqlite::now_us().saturating_sub(retention_us);
+        let mut deleted = 0u64;
+        loop {
+            match store.prune_events(cutoff, RETENTION_BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < RETENTION_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting expired events failed; retrying at the next run");
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETENTION_PAUSE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                retention_days = retention.as_secs() / 86_400,
+                "deleted expired events"
+            );
+        }
+    }
+}
