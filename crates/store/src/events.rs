@@ -52,6 +52,7 @@ pub const ALL: &[&str] = &[
     USER_REACTIVATED,
     USER_DELETED,
     USER_ROLES_CHANGED,
+    USER_PROTECTION_REFUSED,
     GROUP_CREATED,
     GROUP_UPDATED,
     GROUP_DELETED,
@@ -72,6 +73,15 @@ pub const ALL: &[&str] = &[
     ORGANIZATION_DELETED,
     API_KEY_CREATED,
     API_KEY_REVOKED,
+    ROLE_CREATED,
+    ROLE_UPDATED,
+    ROLE_DELETED,
+    ROLE_MAPPING_CREATED,
+    ROLE_MAPPING_DELETED,
+    CONNECTION_DEFAULT_ROLES_SET,
+    CONNECTION_POLICY_SET,
+    PROTECTED_USER_ADDED,
+    PROTECTED_USER_REMOVED,
 ];
 
 /// The event types one filter term names: an exact type (`user.created`) or every type under a
