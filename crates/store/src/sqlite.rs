@@ -6,6 +6,7 @@ use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::webhooks::{NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookUpdate};
 use crate::{Mutation, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -32,8 +33,8 @@ pub fn now_us() -> i64 {
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
     registry: Arc<SchemaRegistry>,
 }
 
@@ -93,7 +94,7 @@ impl SqliteStore {
             .expect("standard resource types are registered")
     }
 
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -239,7 +240,7 @@ fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
     StoreError::Database(e)
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
     kind: &str,
@@ -1255,6 +1256,73 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
+        self.create_webhook_impl(new).await
+    }
+    async fn list_webhooks(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>> {
+        self.list_webhooks_impl(org_id).await
+    }
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>> {
+        self.get_webhook_impl(id).await
+    }
+    async fn update_webhook(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
+        self.update_webhook_impl(id, update).await
+    }
+    async fn rotate_webhook_secret(&self, id: &str, secret: &str, until_us: i64) -> StoreResult<Option<Webhook>> {
+        self.rotate_webhook_secret_impl(id, secret, until_us).await
+    }
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        self.delete_webhook_impl(id).await
+    }
+    async fn replay_webhook(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
+        self.replay_webhook_impl(id, from_seq).await
+    }
+    async fn claim_webhooks(&self, owner: &str, now: i64, until: i64, limit: i64) -> StoreResult<Vec<Webhook>> {
+        self.claim_webhooks_impl(owner, now, until, limit).await
+    }
+    async fn webhook_events(&self, org_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<Event>> {
+        self.webhook_events_impl(org_id, after_seq, limit).await
+    }
+    async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>> {
+        self.event_by_id_impl(id).await
+    }
+    async fn webhook_advance(
+        &self,
+        id: &str,
+        owner: &str,
+        from_seq: i64,
+        to_seq: i64,
+        attempt: Option<NewWebhookAttempt>,
+        lease_until_us: i64,
+    ) -> StoreResult<bool> {
+        self.webhook_advance_impl(id, owner, from_seq, to_seq, attempt, lease_until_us)
+            .await
+    }
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        owner: &str,
+        cursor_seq: i64,
+        attempt: NewWebhookAttempt,
+        failure: WebhookFailure,
+    ) -> StoreResult<bool> {
+        self.webhook_failed_impl(id, owner, cursor_seq, attempt, failure).await
+    }
+    async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
+        self.release_webhook_impl(id, owner).await
+    }
+    async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
+        self.record_webhook_attempt_impl(attempt).await
+    }
+    async fn list_webhook_attempts(
+        &self,
+        id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookAttempt>> {
+        self.list_webhook_attempts_impl(id, before, limit).await
     }
 }
 
