@@ -220,8 +220,9 @@ pub trait Store: Send + Sync + 'static {
     async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>>;
     /// Advances an endpoint's cursor from `from_seq` to `to_seq` (the events in between were
     /// delivered or skipped), records `attempt` if given, clears the failure state and extends the
-    /// lease, in one transaction. Changes nothing and returns false unless `owner` holds the lease
-    /// and the cursor is still at `from_seq`.
+    /// lease, in one transaction, and returns the endpoint as it is now (its URL, secrets and
+    /// subscription may have changed meanwhile). Changes nothing and returns `None` unless `owner`
+    /// holds the lease, the endpoint is active and its cursor is still at `from_seq`.
     async fn webhook_advance(
         &self,
         id: &str,
@@ -230,7 +231,7 @@ pub trait Store: Send + Sync + 'static {
         to_seq: i64,
         attempt: Option<NewWebhookAttempt>,
         lease_until_us: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<Webhook>>;
     /// Records a failed attempt and its consequence (retry at `next_attempt_us`, or disabled with a
     /// reason, recording `webhook.disabled`), and releases the lease, in one transaction. Records
     /// nothing and returns false unless `owner` holds the lease and the cursor is at `cursor_seq`.

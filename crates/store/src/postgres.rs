@@ -1560,7 +1560,7 @@ impl Store for PostgresStore {
         to_seq: i64,
         attempt: Option<NewWebhookAttempt>,
         lease_until_us: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Webhook>> {
         self.webhook_advance_impl(id, owner, from_seq, to_seq, attempt, lease_until_us)
             .await
     }

@@ -369,27 +369,30 @@ impl PostgresStore {
         to_seq: i64,
         attempt: Option<NewWebhookAttempt>,
         lease_until_us: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let current = sqlx::query(
             "UPDATE webhook_endpoints SET cursor_seq = $1, failing_since_us = NULL, consecutive_failures = 0,
                  last_error = NULL, lease_expires_us = $2
-             WHERE id = $3 AND lease_owner = $4 AND cursor_seq = $5 AND status = 'active'",
+             WHERE id = $3 AND lease_owner = $4 AND cursor_seq = $5 AND status = 'active'
+             RETURNING *",
         )
         .bind(to_seq)
         .bind(lease_until_us)
         .bind(id)
         .bind(owner)
         .bind(from_seq)
-        .execute(tx.conn())
+        .fetch_optional(tx.conn())
         .await?
-        .rows_affected()
-            == 1;
-        if done && let Some(a) = &attempt {
+        .as_ref()
+        .map(webhook_of);
+        if current.is_some()
+            && let Some(a) = &attempt
+        {
             insert_attempt(tx.conn(), a).await?;
         }
         tx.commit().await?;
-        Ok(done)
+        Ok(current)
     }
 
     pub(crate) async fn webhook_failed_impl(

@@ -380,27 +380,30 @@ impl SqliteStore {
         to_seq: i64,
         attempt: Option<NewWebhookAttempt>,
         lease_until_us: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let current = sqlx::query(
             "UPDATE webhook_endpoints SET cursor_seq = ?, failing_since_us = NULL, consecutive_failures = 0,
                  last_error = NULL, lease_expires_us = ?
-             WHERE id = ? AND lease_owner = ? AND cursor_seq = ? AND status = 'active'",
+             WHERE id = ? AND lease_owner = ? AND cursor_seq = ? AND status = 'active'
+             RETURNING *",
         )
         .bind(to_seq)
         .bind(lease_until_us)
         .bind(id)
         .bind(owner)
         .bind(from_seq)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if done && let Some(a) = &attempt {
+        .as_ref()
+        .map(webhook_of);
+        if current.is_some()
+            && let Some(a) = &attempt
+        {
             insert_attempt(&mut tx, a).await?;
         }
         tx.commit().await?;
-        Ok(done)
+        Ok(current)
     }
 
     pub(crate) async fn webhook_failed_impl(

@@ -22,14 +22,17 @@ use tokio::task::JoinSet;
 /// Events read per query while working on an endpoint.
 const BATCH: i64 = 100;
 
-/// The pause before retry number `failures` (1 after the first failure): 5 s doubling up to one
-/// hour, each drawn uniformly between half and all of that so that endpoints failing together do
-/// not retry together.
-pub fn retry_delay(failures: i64) -> Duration {
-    let exp = failures.clamp(1, 30) - 1;
-    let nominal_ms = (5_000u64 << exp.min(20)).min(3_600_000);
-    let jittered = rand::random_range(nominal_ms / 2..=nominal_ms);
-    Duration::from_millis(jittered)
+/// The longest pause between two attempts.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+
+/// The pause before retry number `failures` (1 after the first failure): `base` (5 s by default)
+/// doubling up to one hour, each drawn uniformly between half and all of that so that endpoints
+/// failing together do not retry together.
+pub fn retry_delay(failures: i64, base: Duration) -> Duration {
+    let exp = (failures.clamp(1, 30) - 1) as u32;
+    let nominal = base.saturating_mul(1u32 << exp.min(20)).min(MAX_RETRY_DELAY);
+    let nominal_us = nominal.as_micros() as u64;
+    Duration::from_micros(rand::random_range(nominal_us / 2..=nominal_us))
 }
 
 /// A dispatcher for one node.
@@ -111,48 +114,45 @@ impl Worker {
     }
 
     /// Sends the events after the cursor in order until none is left, one fails, or the endpoint
-    /// changed under the lease (replayed, disabled, lease lost).
-    async fn deliver_pending(&self, w: Webhook) -> Result<(), rollcall_store::StoreError> {
+    /// changed under the lease (replayed, disabled, lease lost). After each event the endpoint is
+    /// read back, so a new URL, secret or subscription applies from the next event on.
+    async fn deliver_pending(&self, mut w: Webhook) -> Result<(), rollcall_store::StoreError> {
         let lease_us = self.hooks.config.lease_us();
-        let mut cursor = w.cursor_seq;
         loop {
-            let events = self.store().webhook_events(w.org_id.as_deref(), cursor, BATCH).await?;
+            let events = self
+                .store()
+                .webhook_events(w.org_id.as_deref(), w.cursor_seq, BATCH)
+                .await?;
             let Some(last) = events.last().map(|e| e.seq) else {
                 return Ok(());
             };
-            for event in events.iter().filter(|e| w.wants(e)) {
-                let attempt = self.attempt(&w, event).await;
-                if attempt.succeeded {
-                    // The cursor also passes the skipped events before this one.
-                    let moved = self
-                        .store()
-                        .webhook_advance(&w.id, &self.node, cursor, event.seq, Some(attempt), now_us() + lease_us)
-                        .await?;
-                    if !moved {
+            // The events to deliver up to the first wanted one; the cursor passes skipped events
+            // together with the next delivered one (or the end of the batch).
+            let next = events.iter().find(|e| w.wants(e));
+            let (to_seq, attempt) = match next {
+                None => (last, None),
+                Some(event) => {
+                    let attempt = self.attempt(&w, event).await;
+                    if !attempt.succeeded {
+                        let failure = self.failure(&w, &attempt);
+                        if let Some(reason) = &failure.disable_reason {
+                            tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook endpoint disabled");
+                        }
+                        self.store()
+                            .webhook_failed(&w.id, &self.node, w.cursor_seq, attempt, failure)
+                            .await?;
                         return Ok(());
                     }
-                    cursor = event.seq;
-                } else {
-                    let failure = self.failure(&w, &attempt);
-                    if let Some(reason) = &failure.disable_reason {
-                        tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook endpoint disabled");
-                    }
-                    self.store()
-                        .webhook_failed(&w.id, &self.node, cursor, attempt, failure)
-                        .await?;
-                    return Ok(());
+                    (event.seq, Some(attempt))
                 }
-            }
-            if cursor < last {
-                // The rest of the batch is not for this endpoint.
-                let moved = self
-                    .store()
-                    .webhook_advance(&w.id, &self.node, cursor, last, None, now_us() + lease_us)
-                    .await?;
-                if !moved {
-                    return Ok(());
-                }
-                cursor = last;
+            };
+            let advanced = self
+                .store()
+                .webhook_advance(&w.id, &self.node, w.cursor_seq, to_seq, attempt, now_us() + lease_us)
+                .await?;
+            match advanced {
+                Some(current) => w = current,
+                None => return Ok(()),
             }
         }
     }
@@ -191,7 +191,8 @@ impl Worker {
             )
         });
         WebhookFailure {
-            next_attempt_us: attempt.created_us + retry_delay(failures).as_micros() as i64,
+            next_attempt_us: attempt.created_us
+                + retry_delay(failures, self.hooks.config.retry_base).as_micros() as i64,
             disable_reason,
         }
     }
@@ -203,21 +204,22 @@ mod tests {
 
     #[test]
     fn retry_delays_grow_with_jitter_up_to_an_hour() {
-        for failures in 1..=40 {
+        let base = Duration::from_secs(5);
+        for failures in 1..=40u32 {
             let nominal = (5_000u64 << (failures - 1).min(20)).min(3_600_000);
             for _ in 0..20 {
-                let d = retry_delay(failures as i64).as_millis() as u64;
+                let d = retry_delay(failures as i64, base).as_millis() as u64;
                 assert!(d >= nominal / 2 && d <= nominal, "{failures}: {d} ms");
             }
         }
-        assert!(retry_delay(1) <= Duration::from_secs(5));
-        assert!(retry_delay(100) >= Duration::from_secs(1800));
+        assert!(retry_delay(1, base) <= Duration::from_secs(5));
+        assert!(retry_delay(100, base) >= Duration::from_secs(1800));
         // Three days of retries are about 80 attempts, not thousands.
         let mut total = Duration::ZERO;
         let mut n = 0;
         while total < Duration::from_secs(3 * 86_400) {
             n += 1;
-            total += retry_delay(n);
+            total += retry_delay(n, base);
         }
         assert!((70..=160).contains(&n), "{n} attempts");
     }

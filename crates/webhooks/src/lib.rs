@@ -39,6 +39,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// An endpoint failing continuously for this long is disabled.
     pub retry_horizon: Duration,
+    /// The pause after a first failure; it doubles with each failure, up to an hour.
+    pub retry_base: Duration,
     /// How often the dispatcher looks for work when nothing woke it (events from other nodes or
     /// processes, retries coming due).
     pub poll_interval: Duration,
@@ -52,6 +54,7 @@ impl Default for WebhookConfig {
             policy: NetworkPolicy::default(),
             timeout: Duration::from_secs(10),
             retry_horizon: Duration::from_secs(3 * 24 * 3600),
+            retry_base: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
             concurrency: 16,
         }
