@@ -55,6 +55,9 @@ pub struct Scim {
     pub token_cache: Arc<crate::token_cache::TokenCache>,
     /// When this node last recorded each connection's last request.
     pub activity: Arc<crate::token_cache::ActivityThrottle>,
+    /// Webhook endpoints' URL checks, redelivery and test pings, and the dispatcher's wake-up
+    /// ([`Scim::with_webhooks`] sets their configuration).
+    pub webhooks: Arc<rollcall_webhooks::Webhooks>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -85,6 +88,7 @@ impl Scim {
                 })
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
+        let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim {
             store,
             registry,
@@ -92,8 +96,16 @@ impl Scim {
             rate_limiter,
             token_cache: Arc::default(),
             activity: Arc::default(),
+            webhooks,
             default_projection_is_identity,
         }
+    }
+
+    /// Uses these webhook services (one instance shared with the node's dispatcher, so that writes
+    /// here wake it).
+    pub fn with_webhooks(mut self, webhooks: Arc<rollcall_webhooks::Webhooks>) -> Scim {
+        self.webhooks = webhooks;
+        self
     }
 }
 

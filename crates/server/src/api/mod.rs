@@ -10,6 +10,7 @@ pub mod extract;
 pub mod organizations;
 pub mod problem;
 pub mod schemas;
+pub mod webhooks;
 
 use crate::service::Scim;
 use axum::Router;
@@ -42,6 +43,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
     tags(
         (name = "organizations", description = "Customers of the application, each with its SCIM connections"),
         (name = "connections", description = "SCIM connections (one identity provider each) and their tokens"),
+        (name = "webhooks", description = "Webhook endpoints: signed deliveries of the event log (Standard Webhooks), \
+            their attempts, replay and redelivery"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -88,6 +91,17 @@ fn routes() -> OpenApiRouter<Scim> {
         .routes(routes!(connections::complete_token_rotation))
         .routes(routes!(connections::cancel_token_rotation))
         .routes(routes!(connections::revoke_tokens))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_attempts))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::ping))
 }
 
 /// The OpenAPI document of the management API.
