@@ -75,7 +75,7 @@ impl Database {
 
     /// Every event after `after`: (seq, id, type, resource_id).
     async fn events(&self, after: i64) -> Vec<(i64, String, String, Option<String>)> {
-        let rows = if self.pg.is_some() {
+        if self.pg.is_some() {
             let mut c = PgConnection::connect(&self.url).await.unwrap();
             let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > $1 ORDER BY seq";
             let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
@@ -85,8 +85,7 @@ impl Database {
             let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > ? ORDER BY seq";
             let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
             rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
-        };
-        rows
+        }
     }
 }
 
