@@ -2153,7 +2153,11 @@ async fn postgres_concurrent_start_migrates_once() {
         .fetch_one(stores[0].pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    // Each migration once, however many nodes started together.
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, migrations);
     let ctx = tenant(&stores[1], "acme").await;
     assert!(stores[5].get_connection(&ctx.connection_id).await.unwrap().is_some());
 }
