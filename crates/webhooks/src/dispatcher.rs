@@ -126,33 +126,47 @@ impl Worker {
             let Some(last) = events.last().map(|e| e.seq) else {
                 return Ok(());
             };
-            // The events to deliver up to the first wanted one; the cursor passes skipped events
-            // together with the next delivered one (or the end of the batch).
-            let next = events.iter().find(|e| w.wants(e));
-            let (to_seq, attempt) = match next {
-                None => (last, None),
-                Some(event) => {
-                    let attempt = self.attempt(&w, event).await;
-                    if !attempt.succeeded {
-                        let failure = self.failure(&w, &attempt);
-                        if let Some(reason) = &failure.disable_reason {
-                            tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook endpoint disabled");
-                        }
-                        self.store()
-                            .webhook_failed(&w.id, &self.node, w.cursor_seq, attempt, failure)
-                            .await?;
-                        return Ok(());
-                    }
-                    (event.seq, Some(attempt))
+            for event in &events {
+                if !w.wants(event) {
+                    // Skipped: the cursor passes it with the next delivered event (or the batch end).
+                    continue;
                 }
-            };
-            let advanced = self
-                .store()
-                .webhook_advance(&w.id, &self.node, w.cursor_seq, to_seq, attempt, now_us() + lease_us)
-                .await?;
-            match advanced {
-                Some(current) => w = current,
-                None => return Ok(()),
+                let attempt = self.attempt(&w, event).await;
+                if !attempt.succeeded {
+                    let failure = self.failure(&w, &attempt);
+                    if let Some(reason) = &failure.disable_reason {
+                        tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook endpoint disabled");
+                    }
+                    self.store()
+                        .webhook_failed(&w.id, &self.node, w.cursor_seq, attempt, failure)
+                        .await?;
+                    return Ok(());
+                }
+                match self
+                    .store()
+                    .webhook_advance(
+                        &w.id,
+                        &self.node,
+                        w.cursor_seq,
+                        event.seq,
+                        Some(attempt),
+                        now_us() + lease_us,
+                    )
+                    .await?
+                {
+                    Some(current) => w = current,
+                    None => return Ok(()),
+                }
+            }
+            if w.cursor_seq < last {
+                match self
+                    .store()
+                    .webhook_advance(&w.id, &self.node, w.cursor_seq, last, None, now_us() + lease_us)
+                    .await?
+                {
+                    Some(current) => w = current,
+                    None => return Ok(()),
+                }
             }
         }
     }
