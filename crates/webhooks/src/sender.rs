@@ -172,3 +172,71 @@ fn describe(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn loopback_sender() -> Sender {
+        let policy = NetworkPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        };
+        Sender::new(Arc::new(policy), Duration::from_secs(5))
+    }
+
+    /// `https://` goes through rustls (on ring, with no process-wide provider installed): a peer that
+    /// does not speak TLS fails the handshake, reported as the attempt's error, with no answer.
+    #[tokio::test]
+    async fn https_targets_go_through_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let out = loopback_sender()
+            .send(
+                &format!("https://127.0.0.1:{port}/hook"),
+                &Message {
+                    id: "m",
+                    body: b"{}",
+                    secrets: &[],
+                },
+            )
+            .await;
+        assert!(!out.succeeded);
+        assert_eq!(out.status_code, None);
+        let error = out.error.unwrap();
+        assert!(error.to_lowercase().contains("corrupt") || error.contains("tls"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refused_and_unreachable_addresses_are_errors_not_answers() {
+        let out = Sender::new(Arc::new(NetworkPolicy::default()), Duration::from_secs(5))
+            .send(
+                "http://127.0.0.1:9/",
+                &Message {
+                    id: "m",
+                    body: b"{}",
+                    secrets: &[],
+                },
+            )
+            .await;
+        assert!(out.error.unwrap().contains("loopback"));
+        // Nothing listens on port 9 (discard) here: the connection is refused.
+        let out = loopback_sender()
+            .send(
+                "http://127.0.0.1:9/",
+                &Message {
+                    id: "m",
+                    body: b"{}",
+                    secrets: &[],
+                },
+            )
+            .await;
+        assert!(!out.succeeded && out.status_code.is_none() && out.error.is_some());
+    }
+}
