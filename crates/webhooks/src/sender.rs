@@ -210,7 +210,10 @@ mod tests {
         assert!(!out.succeeded);
         assert_eq!(out.status_code, None);
         let error = out.error.unwrap();
-        assert!(error.to_lowercase().contains("corrupt") || error.contains("tls"), "{error}");
+        assert!(
+            error.to_lowercase().contains("corrupt") || error.contains("tls"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
