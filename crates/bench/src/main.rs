@@ -8,6 +8,7 @@ mod report;
 mod scim;
 mod server;
 mod sync;
+mod webhook_latency;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use load::{Exchange, Op, Tally, Timing, exchange};
@@ -47,6 +48,9 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         rows: u64,
     },
+    /// Latency from a SCIM change's commit to its webhook's arrival at a local receiver, at a steady
+    /// rate of changes (p50/p90/p99).
+    WebhookLatency(webhook_latency::Args),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -986,6 +990,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("baseline-server: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::WebhookLatency(args)) => match rt.block_on(webhook_latency::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall-bench webhook-latency: {e}");
                 ExitCode::FAILURE
             }
         },

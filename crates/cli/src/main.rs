@@ -13,11 +13,13 @@ use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{IdpKind, NewConnection, Store, WriteContext};
+use rollcall_webhooks::{Dispatcher, NetworkPolicy, WebhookConfig, Webhooks};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
@@ -174,6 +176,22 @@ struct Settings {
     /// Request log entries held in memory before they are written; past it, entries are dropped
     /// (counted and logged) rather than slowing requests down.
     request_log_buffer: usize,
+    /// Run the webhook dispatcher in `serve` (every node may: they share the work).
+    webhook_dispatcher: bool,
+    /// Allow webhook URLs on loopback addresses (127.0.0.0/8, ::1).
+    webhook_allow_loopback: bool,
+    /// Allow webhook URLs on private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    webhook_allow_private: bool,
+    /// Comma-separated networks (CIDR) allowed for webhook URLs whatever their kind.
+    webhook_allowed_networks: String,
+    /// Longest a delivery attempt may take, in milliseconds.
+    webhook_timeout_ms: u64,
+    /// An endpoint failing continuously for this many hours is disabled.
+    webhook_retry_horizon_hours: u64,
+    /// How often the dispatcher looks for work it was not woken for, in milliseconds.
+    webhook_poll_interval_ms: u64,
+    /// Endpoints one node delivers to at once.
+    webhook_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -181,6 +199,7 @@ impl Default for Settings {
         let scim = ScimConfig::default();
         let limits = FilterLimits::default();
         let pg = PgSettings::default();
+        let hooks = WebhookConfig::default();
         Settings {
             database: "sqlite://rollcall.db".into(),
             listen: "127.0.0.1:8080".into(),
@@ -202,6 +221,14 @@ impl Default for Settings {
             event_retention_days: 30,
             request_log_per_connection: RequestLogSettings::default().keep_per_connection,
             request_log_buffer: RequestLogSettings::default().buffer,
+            webhook_dispatcher: true,
+            webhook_allow_loopback: false,
+            webhook_allow_private: false,
+            webhook_allowed_networks: String::new(),
+            webhook_timeout_ms: hooks.timeout.as_millis() as u64,
+            webhook_retry_horizon_hours: hooks.retry_horizon.as_secs() / 3600,
+            webhook_poll_interval_ms: hooks.poll_interval.as_millis() as u64,
+            webhook_concurrency: hooks.concurrency,
         }
     }
 }
@@ -242,6 +269,33 @@ impl Settings {
             ..ActivitySettings::default()
         })
     }
+}
+
+/// The webhook settings, checked.
+fn webhook_config(s: &Settings) -> Result<WebhookConfig, String> {
+    let allowed_networks = NetworkPolicy::parse_networks(&s.webhook_allowed_networks)
+        .map_err(|e| format!("configuration: webhook_allowed_networks: {e}"))?;
+    if s.webhook_timeout_ms == 0 {
+        return Err("configuration: webhook_timeout_ms must be more than 0".into());
+    }
+    if s.webhook_poll_interval_ms < 10 {
+        return Err("configuration: webhook_poll_interval_ms must be at least 10".into());
+    }
+    if s.webhook_concurrency == 0 {
+        return Err("configuration: webhook_concurrency must be at least 1".into());
+    }
+    Ok(WebhookConfig {
+        policy: NetworkPolicy {
+            allow_loopback: s.webhook_allow_loopback,
+            allow_private: s.webhook_allow_private,
+            allowed_networks,
+        },
+        timeout: Duration::from_millis(s.webhook_timeout_ms),
+        retry_horizon: Duration::from_secs(s.webhook_retry_horizon_hours.saturating_mul(3600)),
+        poll_interval: Duration::from_millis(s.webhook_poll_interval_ms),
+        concurrency: s.webhook_concurrency,
+        ..WebhookConfig::default()
+    })
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings, String> {
@@ -492,6 +546,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
 
 async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
     let activity = s.activity()?;
+    let hook_config = webhook_config(&s)?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -543,12 +598,27 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
         }),
         activity,
     };
-    let scim = Scim::new(store, registry, config);
+    let hooks = Webhooks::new(store.clone(), hook_config);
+    let scim = Scim::new(store, registry, config).with_webhooks(hooks.clone());
     let background = rollcall_server::background::start(&scim);
+    // The dispatcher stops when the server has finished its requests.
+    let (stop_dispatcher, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dispatcher = s.webhook_dispatcher.then(|| {
+        let node = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        tokio::spawn(Dispatcher::new(hooks, node).run(async {
+            let _ = stopped.await;
+        }))
+    });
     tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     println!("Listening on http://{local}");
-    let served = rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal()).await;
+    let served = rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string());
+    let _ = stop_dispatcher.send(());
     // After the last request: the request log's buffer is written before the process ends.
     background.shutdown().await;
-    served.map_err(|e| e.to_string())
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
+    served
 }

@@ -19,6 +19,7 @@ pub mod response;
 pub mod service;
 pub mod token_cache;
 pub mod tokens;
+pub mod webhook_wake;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -108,6 +109,10 @@ pub fn app(scim: Scim) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::ready))
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            scim.clone(),
+            webhook_wake::wake_after_writes,
+        ))
         .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req

@@ -63,6 +63,9 @@ pub struct Scim {
     pub activity: Arc<crate::token_cache::ActivityThrottle>,
     /// The buffer of the per-connection request log, written by [`crate::background`].
     pub request_log: Arc<crate::request_log::RequestLog>,
+    /// Webhook endpoints' URL checks, redelivery and test pings, and the dispatcher's wake-up
+    /// ([`Scim::with_webhooks`] sets their configuration).
+    pub webhooks: Arc<rollcall_webhooks::Webhooks>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -94,6 +97,7 @@ impl Scim {
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
         let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
+        let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim {
             store,
             registry,
@@ -102,8 +106,16 @@ impl Scim {
             token_cache: Arc::default(),
             activity: Arc::default(),
             request_log,
+            webhooks,
             default_projection_is_identity,
         }
+    }
+
+    /// Uses these webhook services (one instance shared with the node's dispatcher, so that writes
+    /// here wake it).
+    pub fn with_webhooks(mut self, webhooks: Arc<rollcall_webhooks::Webhooks>) -> Scim {
+        self.webhooks = webhooks;
+        self
     }
 }
 

@@ -848,6 +848,13 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/connections/{id}/requests", &["get"]),
         ("/api/v1/events", &["get"]),
         ("/api/v1/events/{id}", &["get"]),
+        ("/api/v1/webhooks", &["get", "post"]),
+        ("/api/v1/webhooks/{id}", &["get", "patch", "delete"]),
+        ("/api/v1/webhooks/{id}/secret-rotation", &["post"]),
+        ("/api/v1/webhooks/{id}/attempts", &["get"]),
+        ("/api/v1/webhooks/{id}/redeliver", &["post"]),
+        ("/api/v1/webhooks/{id}/replay", &["post"]),
+        ("/api/v1/webhooks/{id}/ping", &["post"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

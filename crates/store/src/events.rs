@@ -82,6 +82,13 @@ pub const ALL: &[&str] = &[
     CONNECTION_POLICY_SET,
     PROTECTED_USER_ADDED,
     PROTECTED_USER_REMOVED,
+    crate::webhooks::WEBHOOK_CREATED,
+    crate::webhooks::WEBHOOK_UPDATED,
+    crate::webhooks::WEBHOOK_DELETED,
+    crate::webhooks::WEBHOOK_ENABLED,
+    crate::webhooks::WEBHOOK_DISABLED,
+    crate::webhooks::WEBHOOK_SECRET_ROTATED,
+    crate::webhooks::WEBHOOK_REPLAYED,
 ];
 
 /// The event types one filter term names: an exact type (`user.created`) or every type under a

@@ -15,6 +15,7 @@ pub mod organizations;
 pub mod problem;
 pub mod roles;
 pub mod schemas;
+pub mod webhooks;
 
 use crate::service::Scim;
 use axum::Router;
@@ -52,6 +53,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
         (name = "directory", description = "Provisioned users and groups, read-only, and the sign-in access check"),
         (name = "api-keys", description = "Operator API keys for this API"),
         (name = "events", description = "Every change, in commit order, with who made it: the change feed and audit log"),
+        (name = "webhooks", description = "Webhook endpoints: signed deliveries of the event log (Standard Webhooks), \
+            their attempts, replay and redelivery"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -117,6 +120,17 @@ fn routes() -> OpenApiRouter<Scim> {
         .routes(routes!(events::list_requests))
         .routes(routes!(events::list_events))
         .routes(routes!(events::get_event))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_attempts))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::ping))
 }
 
 /// The OpenAPI document of the management API.

@@ -1,0 +1,390 @@
+//! Nothing acknowledged is lost, across crashes: the real `rollcall serve` is killed with SIGKILL
+//! several times while SCIM writes are arriving and webhook deliveries are in flight (the receiver
+//! answers slowly), and restarted on the same database. Afterwards:
+//!
+//! - every SCIM create that was acknowledged (201) produced exactly one `user.created` event, and no
+//!   user has two;
+//! - every event recorded after the endpoint was created reached the receiver at least once
+//!   (deduplicated by `webhook-id`), with a signature the `standardwebhooks` crate verifies.
+//!
+//! Runs on SQLite always, and on PostgreSQL when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`)
+//! names a server (in a database of its own, dropped afterwards).
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// Server crashes during the run.
+const KILLS: usize = 3;
+/// Concurrent SCIM writers.
+const WRITERS: usize = 4;
+
+fn pg_admin_url() -> Option<String> {
+    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// The test's database: a SQLite file, or a PostgreSQL database dropped afterwards.
+struct Database {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Database {
+    async fn sqlite() -> Database {
+        let dir = tempfile::tempdir().unwrap();
+        Database {
+            url: format!("sqlite://{}", dir.path().join("durable.db").display()),
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    async fn postgres(admin: &str) -> Database {
+        let name = format!("rollcall_durable_{}", uuid::Uuid::new_v4().simple());
+        let mut c = PgConnection::connect(admin).await.expect("connect to PostgreSQL");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+        let _ = c.close().await;
+        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+        let start = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+        let mut url = format!("{}/{name}", &base[..host_end]);
+        if let Some(q) = query {
+            url = format!("{url}?{q}");
+        }
+        Database {
+            url,
+            _dir: None,
+            pg: Some((admin.to_string(), name)),
+        }
+    }
+
+    /// Every event after `after`: (seq, id, type, resource_id).
+    async fn events(&self, after: i64) -> Vec<(i64, String, String, Option<String>)> {
+        if self.pg.is_some() {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > $1 ORDER BY seq";
+            let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > ? ORDER BY seq";
+            let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) = PgConnection::connect(&admin).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
+                        let _ = c.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A `rollcall` command on `database`, with the settings the test controls and nothing else.
+fn rollcall(database: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ROLLCALL_LOG", "warn")
+        .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
+        .env("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "100")
+        .env("ROLLCALL_WEBHOOK_TIMEOUT_MS", "3000")
+        .arg("--database")
+        .arg(database);
+    cmd
+}
+
+fn cli_json(database: &str, args: &[&str]) -> Value {
+    let out = rollcall(database).args(args).output().expect("run rollcall");
+    assert!(
+        out.status.success(),
+        "rollcall {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// `rollcall serve` on a fixed address, killed with SIGKILL when dropped.
+struct Server(Child);
+
+impl Server {
+    async fn start(database: &str, listen: &str, http: &reqwest::Client) -> Server {
+        let child = rollcall(database)
+            .args(["serve", "--listen", listen, "--no-bootstrap"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rollcall serve");
+        let mut server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("http://{listen}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            if let Ok(Some(status)) = server.0.try_wait() {
+                panic!("rollcall serve exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "rollcall serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, requests and deliveries cut mid-way.
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the receiver got: per `webhook-id`, how many times, and whether every signature verified.
+#[derive(Default)]
+struct Received {
+    count: HashMap<String, usize>,
+    bad_signatures: Vec<String>,
+}
+
+/// A slow receiver (2-8 ms per delivery), so that deliveries are in flight when the server dies.
+async fn start_receiver(secret: Arc<Mutex<String>>) -> (String, Arc<Mutex<Received>>) {
+    let got: Arc<Mutex<Received>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            let secret = secret.lock().unwrap().clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(2 + rand_ms(6))).await;
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                let verified = standardwebhooks::Webhook::new(&secret)
+                    .and_then(|w| w.verify(&body, &headers))
+                    .is_ok();
+                let mut g = sink.lock().unwrap();
+                if !verified {
+                    g.bad_signatures.push(id.clone());
+                }
+                *g.count.entry(id).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+fn rand_ms(max: u64) -> u64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64)
+        % max
+}
+
+/// A free loopback address for the server (kept across restarts).
+fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn crash_and_recover(db: Database) {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let key = cli_json(&db.url, &["api-key", "create", "--name", "durability", "--json"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli_json(&db.url, &["org", "create", "--name", "acme", "--json"]);
+    let conn = cli_json(&db.url, &["connection", "create", "--org", "acme", "--json"]);
+    let (conn_id, token) = (
+        conn["id"].as_str().unwrap().to_string(),
+        conn["token"].as_str().unwrap().to_string(),
+    );
+    let listen = free_address();
+    let mut server = Server::start(&db.url, &listen, &http).await;
+
+    let secret = Arc::new(Mutex::new(String::new()));
+    let (hook_url, received) = start_receiver(secret.clone()).await;
+    let created: Value = http
+        .post(format!("http://{listen}/api/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": hook_url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    *secret.lock().unwrap() = created["secret"].as_str().unwrap().to_string();
+    let start_seq = created["webhook"]["cursor_seq"].as_i64().unwrap();
+
+    // Writers: each creates users one after another; a 201 is an acknowledged change, anything
+    // else (the server died under the request) is not.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let unacknowledged = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (http, stop, acked, unacked) = (http.clone(), stop.clone(), acknowledged.clone(), unacknowledged.clone());
+        let url = format!("http://{listen}/scim/v2/{conn_id}/Users");
+        let token = token.clone();
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = json!({"schemas": [USER_SCHEMA], "userName": format!("w{w}-{i}@example.com")});
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().as_u16() == 201 => match r.json::<Value>().await {
+                        Ok(doc) => acked.lock().unwrap().push(doc["id"].as_str().unwrap().to_string()),
+                        Err(_) => {
+                            unacked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Ok(r) => {
+                        assert!(!r.status().is_client_error(), "unexpected answer {}", r.status());
+                        unacked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        unacked.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    for _ in 0..KILLS {
+        // Let writes and deliveries run, then kill the server mid-way.
+        tokio::time::sleep(Duration::from_millis(700 + rand_ms(400))).await;
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server = Server::start(&db.url, &listen, &http).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Every acknowledged create is in the log exactly once, and no user was created twice.
+    let events = db.events(start_seq).await;
+    let mut created_per_user: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, kind, resource) in &events {
+        if kind == "user.created" {
+            *created_per_user.entry(resource.clone().unwrap()).or_default() += 1;
+        }
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(acked.len() > 50, "too few writes to mean anything: {}", acked.len());
+    for id in &acked {
+        assert_eq!(created_per_user.get(id), Some(&1), "acknowledged user {id}");
+    }
+    assert!(created_per_user.values().all(|n| *n == 1), "a user.created event twice");
+
+    // Every event after the endpoint's creation reaches the receiver (at least once).
+    let expected: BTreeSet<String> = events.iter().map(|e| e.1.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing: Vec<String> = {
+            let g = received.lock().unwrap();
+            expected
+                .iter()
+                .filter(|id| !g.count.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events never arrived, e.g. {:?}",
+            missing.len(),
+            expected.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let g = received.lock().unwrap();
+    assert!(
+        g.bad_signatures.is_empty(),
+        "signatures that did not verify: {:?}",
+        g.bad_signatures
+    );
+    let duplicates: usize = g.count.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} acknowledged creates, {} unacknowledged requests, {} events delivered ({} duplicate deliveries) across {KILLS} SIGKILLs",
+        acked.len(),
+        unacknowledged.load(Ordering::Relaxed),
+        expected.len(),
+        duplicates
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_survives_sigkill_without_losing_events_or_deliveries() {
+    crash_and_recover(Database::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_sigkill_without_losing_events_or_deliveries() {
+    let Some(admin) = pg_admin_url() else {
+        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL to a postgres:// URL");
+        return;
+    };
+    crash_and_recover(Database::postgres(&admin).await).await;
+}

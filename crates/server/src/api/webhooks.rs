@@ -1,0 +1,636 @@
+//! Webhook endpoints: `/api/v1/webhooks/...`. Each endpoint receives the events of one organization
+//! (or of all, when global) that it subscribes to, signed per Standard Webhooks with its own secret,
+//! in event order, at least once; its delivery attempts are kept and can be replayed or redelivered.
+
+use super::extract::{JsonBody, query_pairs, query_param};
+use super::organizations::location;
+use super::problem::{ApiProblem, ApiResult, Problem};
+use crate::service::{Scim, rfc3339};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use rollcall_store::webhooks::check_event_type;
+use rollcall_store::{AttemptOrigin, NewWebhook, Webhook, WebhookAttempt, WebhookStatus, WebhookUpdate};
+use rollcall_webhooks::signing;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// Most entries in `event_types`.
+pub const MAX_EVENT_TYPES: usize = 100;
+/// How long the secret before a rotation keeps signing deliveries beside the new one.
+pub const SECRET_OVERLAP_US: i64 = 24 * 3600 * 1_000_000;
+/// Attempts on a page when `limit` is not given, and the most allowed.
+pub const DEFAULT_ATTEMPTS: i64 = 50;
+pub const MAX_ATTEMPTS: i64 = 500;
+
+/// Whether the dispatcher delivers to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointStatus {
+    Active,
+    /// Nothing is delivered; enabling again resumes from the cursor, so nothing is skipped.
+    Disabled,
+}
+
+impl From<WebhookStatus> for EndpointStatus {
+    fn from(s: WebhookStatus) -> Self {
+        match s {
+            WebhookStatus::Active => EndpointStatus::Active,
+            WebhookStatus::Disabled => EndpointStatus::Disabled,
+        }
+    }
+}
+
+impl From<EndpointStatus> for WebhookStatus {
+    fn from(s: EndpointStatus) -> Self {
+        match s {
+            EndpointStatus::Active => WebhookStatus::Active,
+            EndpointStatus::Disabled => WebhookStatus::Disabled,
+        }
+    }
+}
+
+/// A webhook endpoint. Its secret is shown only when created or rotated.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    /// The organization whose events it receives; `null`: a global endpoint (every event).
+    #[schema(required = true)]
+    pub org_id: Option<String>,
+    #[schema(example = "https://hooks.example.com/rollcall")]
+    pub url: String,
+    pub description: String,
+    /// Subscribed event types and `prefix.*` patterns; empty: every event.
+    #[schema(example = json!(["user.*", "group.member_added"]))]
+    pub event_types: Vec<String>,
+    pub status: EndpointStatus,
+    /// Why it is disabled (by an operator, or after failing for the whole retry horizon).
+    #[schema(required = true)]
+    pub disabled_reason: Option<String>,
+    /// The sequence number of the last event delivered (or skipped, when not subscribed).
+    pub cursor_seq: i64,
+    /// When the current run of failed attempts began; `null` while deliveries succeed.
+    #[schema(required = true, format = DateTime)]
+    pub failing_since: Option<String>,
+    pub consecutive_failures: i64,
+    /// The error of the last failed attempt, while failing.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// When the next attempt may start (after a failure: the end of the backoff).
+    #[schema(format = DateTime)]
+    pub next_attempt_at: String,
+    /// After a rotation: until when the previous secret also signs deliveries.
+    #[schema(required = true, format = DateTime)]
+    pub previous_secret_expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&Webhook> for WebhookView {
+    fn from(w: &Webhook) -> Self {
+        WebhookView {
+            id: w.id.clone(),
+            org_id: w.org_id.clone(),
+            url: w.url.clone(),
+            description: w.description.clone(),
+            event_types: w.event_types.clone(),
+            status: w.status.into(),
+            disabled_reason: w.disabled_reason.clone(),
+            cursor_seq: w.cursor_seq,
+            failing_since: w.failing_since_us.map(rfc3339),
+            consecutive_failures: w.consecutive_failures,
+            last_error: w.last_error.clone(),
+            next_attempt_at: rfc3339(w.next_attempt_us),
+            previous_secret_expires_at: w
+                .previous_secret_expires_us
+                .filter(|_| w.previous_secret.is_some())
+                .map(rfc3339),
+            created_at: rfc3339(w.created_us),
+            updated_at: rfc3339(w.updated_us),
+        }
+    }
+}
+
+/// An endpoint with its signing secret, shown only in this answer: store it now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    pub webhook: WebhookView,
+    /// `whsec_<base64>`: verify deliveries with it using any Standard Webhooks library.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub data: Vec<WebhookView>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// `https://` (or `http://`) URL of a public address; private, loopback and link-local
+    /// addresses are refused unless the server's configuration allows them.
+    #[schema(example = "https://hooks.example.com/rollcall")]
+    pub url: String,
+    /// The organization whose events to receive; absent or `null`: every event (global).
+    pub org_id: Option<String>,
+    /// Event types (`user.created`) and prefixes (`user.*`); absent or empty: every event.
+    pub event_types: Option<Vec<String>>,
+    /// Up to 500 characters.
+    pub description: Option<String>,
+}
+
+/// The fields to change; absent fields stay as they are.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// `disabled` stops deliveries; `active` resumes them from the cursor and clears the failures.
+    pub status: Option<EndpointStatus>,
+}
+
+/// Why an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Dispatch,
+    Redeliver,
+    Ping,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub id: i64,
+    /// The `webhook-id` sent: the event's id (`ping_...` for a test message).
+    pub event_id: String,
+    #[schema(required = true)]
+    pub event_seq: Option<i64>,
+    pub event_type: String,
+    /// 1 for the first attempt at this event on this endpoint.
+    pub attempt: i64,
+    pub origin: Origin,
+    /// Whether the endpoint answered 2xx.
+    pub succeeded: bool,
+    /// The HTTP status answered; `null` when there was no answer.
+    #[schema(required = true)]
+    pub status_code: Option<u16>,
+    /// From sending the request to reading the answer, in milliseconds.
+    pub latency_ms: f64,
+    /// The first kilobyte of the answer's body.
+    #[schema(required = true)]
+    pub response_excerpt: Option<String>,
+    /// Why the attempt failed.
+    #[schema(required = true)]
+    pub error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&WebhookAttempt> for AttemptView {
+    fn from(a: &WebhookAttempt) -> Self {
+        AttemptView {
+            id: a.id,
+            event_id: a.event_id.clone(),
+            event_seq: a.event_seq,
+            event_type: a.event_type.clone(),
+            attempt: a.attempt,
+            origin: match a.origin {
+                AttemptOrigin::Dispatch => Origin::Dispatch,
+                AttemptOrigin::Redeliver => Origin::Redeliver,
+                AttemptOrigin::Ping => Origin::Ping,
+            },
+            succeeded: a.succeeded,
+            status_code: a.status_code,
+            latency_ms: a.latency_us as f64 / 1000.0,
+            response_excerpt: a.response_excerpt.clone(),
+            error: a.error.clone(),
+            created_at: rfc3339(a.created_us),
+        }
+    }
+}
+
+/// A page of attempts, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptList {
+    pub data: Vec<AttemptView>,
+    /// Pass as `before` to get older attempts; `null` on the last page.
+    #[schema(required = true)]
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redeliver {
+    /// The id of the event to send again (the `webhook-id` of its deliveries).
+    pub event_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// Deliver again every event from this sequence number on, in order. Only backwards: at most
+    /// `cursor_seq + 1`.
+    pub from_seq: i64,
+}
+
+fn invalid(field: &str, detail: impl std::fmt::Display) -> ApiProblem {
+    ApiProblem::new(422, format!("{field}: {detail}"))
+}
+
+fn no_webhook(id: &str) -> ApiProblem {
+    ApiProblem::new(404, format!("no webhook endpoint with id \"{id}\""))
+}
+
+async fn endpoint(scim: &Scim, id: &str) -> ApiResult<Webhook> {
+    scim.webhooks
+        .store
+        .get_webhook(id)
+        .await
+        .map_err(crate::admin::AdminError::from)?
+        .ok_or_else(|| no_webhook(id))
+}
+
+async fn check_url(scim: &Scim, url: &str) -> ApiResult<String> {
+    scim.webhooks.check_url(url).await.map_err(|e| invalid("url", e))
+}
+
+fn check_event_types(types: Vec<String>) -> ApiResult<Vec<String>> {
+    if types.len() > MAX_EVENT_TYPES {
+        return Err(invalid("event_types", format!("at most {MAX_EVENT_TYPES} entries")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(types.len());
+    for (i, t) in types.into_iter().enumerate() {
+        let t = t.trim().to_string();
+        check_event_type(&t).map_err(|e| invalid(&format!("event_types[{i}]"), e))?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn check_description(d: String) -> ApiResult<String> {
+    let d = d.trim().to_string();
+    if d.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(invalid(
+            "description",
+            format!("longer than {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    if d.chars().any(char::is_control) {
+        return Err(invalid("description", "must not contain control characters"));
+    }
+    Ok(d)
+}
+
+fn store_err(e: rollcall_store::StoreError) -> ApiProblem {
+    crate::admin::AdminError::from(e).into()
+}
+
+/// Create a webhook endpoint.
+///
+/// It receives the events recorded from now on. The URL is checked against the server's network
+/// policy on the addresses its host resolves to (and again at every delivery).
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = "webhooks",
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Created; the secret is shown only in this answer", body = WebhookWithSecret,
+            headers(("Location" = String, description = "The endpoint's URL"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field (named in the detail) or unknown field", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_webhook(
+    State(scim): State<Scim>,
+    JsonBody(body): JsonBody<CreateWebhook>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<WebhookWithSecret>)> {
+    let event_types = check_event_types(body.event_types.unwrap_or_default())?;
+    let description = check_description(body.description.unwrap_or_default())?;
+    if let Some(org) = &body.org_id {
+        let found = scim.store.get_organization(org).await.map_err(store_err)?;
+        if found.is_none_or(|o| o.id != *org) {
+            return Err(invalid("org_id", format!("no organization with id \"{org}\"")));
+        }
+    }
+    let url = check_url(&scim, &body.url).await?;
+    let secret = signing::new_secret();
+    let w = scim
+        .store
+        .create_webhook(NewWebhook {
+            org_id: body.org_id,
+            url,
+            description,
+            event_types,
+            secret: secret.clone(),
+        })
+        .await
+        .map_err(store_err)?;
+    Ok((
+        StatusCode::CREATED,
+        location("webhooks", &w.id),
+        Json(WebhookWithSecret {
+            webhook: WebhookView::from(&w),
+            secret,
+        }),
+    ))
+}
+
+/// List webhook endpoints, oldest first.
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = "webhooks",
+    params(("org_id" = Option<String>, Query, description = "Only this organization's endpoints")),
+    responses(
+        (status = 200, description = "The endpoints", body = WebhookList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_webhooks(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<WebhookList>> {
+    let pairs = query_pairs(raw.as_deref());
+    let org = query_param(&pairs, "org_id").filter(|s| !s.is_empty());
+    let list = scim.store.list_webhooks(org).await.map_err(store_err)?;
+    Ok(Json(WebhookList {
+        data: list.iter().map(WebhookView::from).collect(),
+    }))
+}
+
+/// Get a webhook endpoint, with its delivery state.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    responses(
+        (status = 200, description = "The endpoint", body = WebhookView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    Ok(Json(WebhookView::from(&endpoint(&scim, &id).await?)))
+}
+
+/// Change a webhook endpoint's URL, subscription, description or status.
+///
+/// Enabling a disabled endpoint clears its failures and resumes delivery from its cursor: nothing
+/// recorded meanwhile is skipped.
+#[utoipa::path(
+    patch,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, description = "The endpoint, changed", body = WebhookView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field (named in the detail) or unknown field", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_webhook(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateWebhook>,
+) -> ApiResult<Json<WebhookView>> {
+    endpoint(&scim, &id).await?;
+    let event_types = body.event_types.map(check_event_types).transpose()?;
+    let description = body.description.map(check_description).transpose()?;
+    let url = match &body.url {
+        Some(u) => Some(check_url(&scim, u).await?),
+        None => None,
+    };
+    let w = scim
+        .store
+        .update_webhook(
+            &id,
+            WebhookUpdate {
+                url,
+                description,
+                event_types,
+                status: body.status.map(Into::into),
+            },
+        )
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| no_webhook(&id))?;
+    scim.webhooks.wake();
+    Ok(Json(WebhookView::from(&w)))
+}
+
+/// Delete a webhook endpoint with its attempts.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if scim.store.delete_webhook(&id).await.map_err(store_err)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_webhook(&id))
+    }
+}
+
+/// Rotate the signing secret.
+///
+/// The new secret is shown only in this answer. For 24 hours deliveries carry two signatures, one
+/// per secret, so receivers can switch to the new secret without missing a delivery.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/secret-rotation",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    responses(
+        (status = 200, description = "The new secret, shown only in this answer", body = WebhookWithSecret),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookWithSecret>> {
+    let secret = signing::new_secret();
+    let until = rollcall_store::sqlite::now_us() + SECRET_OVERLAP_US;
+    let w = scim
+        .store
+        .rotate_webhook_secret(&id, &secret, until)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| no_webhook(&id))?;
+    Ok(Json(WebhookWithSecret {
+        webhook: WebhookView::from(&w),
+        secret,
+    }))
+}
+
+/// List an endpoint's delivery attempts, newest first.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/attempts",
+    tag = "webhooks",
+    params(
+        ("id" = String, Path, description = "Webhook endpoint id"),
+        ("before" = Option<i64>, Query, description = "The `next_before` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Largest number of attempts on the page, 1 to 500 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "A page of attempts", body = AttemptList),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid before or limit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_attempts(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<AttemptList>> {
+    let pairs = query_pairs(raw.as_deref());
+    let number = |name: &str, range: std::ops::RangeInclusive<i64>| -> ApiResult<Option<i64>> {
+        match query_param(&pairs, name).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if range.contains(&n) => Ok(Some(n)),
+                _ => Err(invalid(
+                    name,
+                    format!(
+                        "an integer from {} to {} is expected, not \"{v}\"",
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            },
+        }
+    };
+    let limit = number("limit", 1..=MAX_ATTEMPTS)?.unwrap_or(DEFAULT_ATTEMPTS);
+    let before = number("before", 1..=i64::MAX)?;
+    endpoint(&scim, &id).await?;
+    let attempts = scim
+        .store
+        .list_webhook_attempts(&id, before, limit + 1)
+        .await
+        .map_err(store_err)?;
+    let more = attempts.len() as i64 > limit;
+    let page: Vec<AttemptView> = attempts.iter().take(limit as usize).map(AttemptView::from).collect();
+    let next_before = if more { page.last().map(|a| a.id) } else { None };
+    Ok(Json(AttemptList {
+        data: page,
+        next_before,
+    }))
+}
+
+/// Send one event to the endpoint again, now.
+///
+/// Whatever the endpoint's status and cursor; the attempt is recorded and returned. The cursor does
+/// not move (use `replay` to deliver everything again from an event on).
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/redeliver",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    request_body = Redeliver,
+    responses(
+        (status = 200, description = "The attempt (see `succeeded`)", body = AttemptView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such event, or not one of this endpoint's", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn redeliver(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Redeliver>,
+) -> ApiResult<Json<AttemptView>> {
+    let w = endpoint(&scim, &id).await?;
+    let event = scim
+        .store
+        .event_by_id(body.event_id.trim())
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| invalid("event_id", format!("no event with id \"{}\"", body.event_id)))?;
+    if !w.wants(&event) {
+        return Err(invalid(
+            "event_id",
+            "the event is outside this endpoint's organization or subscription",
+        ));
+    }
+    let a = scim.webhooks.redeliver(&w, &event).await.map_err(store_err)?;
+    Ok(Json(AttemptView::from(&a)))
+}
+
+/// Deliver every event again from a sequence number on, in order.
+///
+/// Moves the endpoint's cursor back; the dispatcher then sends the endpoint's events from there
+/// (with their original `webhook-id`s, so receivers can recognise them).
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/replay",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    request_body = Replay,
+    responses(
+        (status = 200, description = "The endpoint, its cursor moved back", body = WebhookView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "from_seq is below 1 or past the cursor", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub async fn replay(
+    State(scim): State<Scim>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Replay>,
+) -> ApiResult<Json<WebhookView>> {
+    endpoint(&scim, &id).await?;
+    let w = scim
+        .store
+        .replay_webhook(&id, body.from_seq)
+        .await
+        .map_err(|e| match e {
+            rollcall_store::StoreError::Scim(s) if s.status == 400 => invalid("from_seq", s.detail),
+            other => store_err(other),
+        })?
+        .ok_or_else(|| no_webhook(&id))?;
+    scim.webhooks.wake();
+    Ok(Json(WebhookView::from(&w)))
+}
+
+/// Send a test message (`webhook.ping`) to the endpoint now.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/ping",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook endpoint id")),
+    responses(
+        (status = 200, description = "The attempt (see `succeeded`)", body = AttemptView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ping(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<AttemptView>> {
+    let w = endpoint(&scim, &id).await?;
+    let a = scim.webhooks.ping(&w).await.map_err(store_err)?;
+    Ok(Json(AttemptView::from(&a)))
+}

@@ -1,0 +1,466 @@
+//! Webhook endpoints and attempts on PostgreSQL. Several nodes claim endpoints concurrently:
+//! `FOR UPDATE SKIP LOCKED` lets each skip the rows another is claiming, and the lease condition,
+//! checked again on the locked row, keeps a node from taking an endpoint another has just leased.
+//! Endpoint changes run in a `WriteTx`, so their events are numbered in commit order like every other.
+
+use crate::model::{Event, WriteContext};
+use crate::postgres::PostgresStore;
+use crate::sqlite::now_us;
+use crate::webhooks::{self, *};
+use crate::{StoreError, StoreResult};
+use rollcall_scim::ScimError;
+use serde_json::json;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+fn webhook_of(row: &PgRow) -> Webhook {
+    let status: String = row.get("status");
+    let types: String = row.get("event_types");
+    Webhook {
+        id: row.get("id"),
+        org_id: row.get("org_id"),
+        url: row.get("url"),
+        description: row.get("description"),
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        secret: row.get("secret"),
+        previous_secret: row.get("previous_secret"),
+        previous_secret_expires_us: row.get("previous_secret_expires_us"),
+        status: status.parse().unwrap_or(WebhookStatus::Disabled),
+        disabled_reason: row.get("disabled_reason"),
+        cursor_seq: row.get("cursor_seq"),
+        next_attempt_us: row.get("next_attempt_us"),
+        failing_since_us: row.get("failing_since_us"),
+        consecutive_failures: row.get("consecutive_failures"),
+        last_error: row.get("last_error"),
+        lease_owner: row.get("lease_owner"),
+        lease_expires_us: row.get("lease_expires_us"),
+        created_us: row.get("created_us"),
+        updated_us: row.get("updated_us"),
+    }
+}
+
+fn attempt_of(row: &PgRow) -> WebhookAttempt {
+    let origin: String = row.get("origin");
+    let status: Option<i64> = row.get("status_code");
+    WebhookAttempt {
+        id: row.get("pk"),
+        endpoint_id: row.get("endpoint_id"),
+        event_id: row.get("event_id"),
+        event_seq: row.get("event_seq"),
+        event_type: row.get("event_type"),
+        attempt: row.get("attempt"),
+        origin: AttemptOrigin::parse(&origin),
+        succeeded: row.get("succeeded"),
+        status_code: status.and_then(|s| u16::try_from(s).ok()),
+        latency_us: row.get("latency_us"),
+        response_excerpt: row.get("response_excerpt"),
+        error: row.get("error"),
+        created_us: row.get("created_us"),
+    }
+}
+
+use crate::postgres_events::event_of;
+
+/// The write context of an event about an endpoint.
+fn webhook_ctx(w: &Webhook) -> WriteContext {
+    WriteContext {
+        org_id: w.org_id.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn no_organization(org_id: &str) -> StoreError {
+    StoreError::Scim(ScimError::new(
+        404,
+        None,
+        format!("no organization with id \"{org_id}\""),
+    ))
+}
+
+async fn webhook_in(tx: &mut PgConnection, id: &str) -> StoreResult<Option<Webhook>> {
+    let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.as_ref().map(webhook_of))
+}
+
+/// Writes back the settings and state that [`webhooks::apply_update`] and
+/// [`webhooks::apply_replay`] change.
+async fn write_back(tx: &mut PgConnection, w: &Webhook) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, status = $4, disabled_reason = $5,
+             cursor_seq = $6, next_attempt_us = $7, failing_since_us = $8, consecutive_failures = $9, updated_us = $10
+         WHERE id = $11",
+    )
+    .bind(&w.url)
+    .bind(&w.description)
+    .bind(serde_json::to_string(&w.event_types).unwrap_or_else(|_| "[]".into()))
+    .bind(w.status.as_str())
+    .bind(&w.disabled_reason)
+    .bind(w.cursor_seq)
+    .bind(w.next_attempt_us)
+    .bind(w.failing_since_us)
+    .bind(w.consecutive_failures)
+    .bind(w.updated_us)
+    .bind(&w.id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempt(tx: &mut PgConnection, a: &NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
+    let row = sqlx::query(
+        "INSERT INTO webhook_attempts (endpoint_id, event_id, event_seq, event_type, attempt, origin, succeeded,
+             status_code, latency_us, response_excerpt, error, created_us)
+         VALUES ($1, $2, $3, $4,
+             (SELECT COUNT(*) + 1 FROM webhook_attempts WHERE endpoint_id = $5 AND event_id = $6),
+             $7, $8, $9, $10, $11, $12, $13)
+         RETURNING *",
+    )
+    .bind(&a.endpoint_id)
+    .bind(&a.event_id)
+    .bind(a.event_seq)
+    .bind(&a.event_type)
+    .bind(&a.endpoint_id)
+    .bind(&a.event_id)
+    .bind(a.origin.as_str())
+    .bind(a.succeeded)
+    .bind(a.status_code.map(i64::from))
+    .bind(a.latency_us)
+    .bind(
+        a.response_excerpt
+            .as_deref()
+            .map(|s| webhooks::truncate_utf8(s, MAX_EXCERPT_BYTES)),
+    )
+    .bind(
+        a.error
+            .as_deref()
+            .map(|s| webhooks::truncate_utf8(s, MAX_EXCERPT_BYTES)),
+    )
+    .bind(a.created_us)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(attempt_of(&row))
+}
+
+impl PostgresStore {
+    pub(crate) async fn create_webhook_impl(&self, new: NewWebhook) -> StoreResult<Webhook> {
+        let now = now_us();
+        let mut tx = self.begin_write().await?;
+        if let Some(org) = &new.org_id {
+            let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
+                .bind(org)
+                .fetch_optional(tx.conn())
+                .await?;
+            if exists.is_none() {
+                return Err(no_organization(org));
+            }
+        }
+        let row = sqlx::query(
+            "INSERT INTO webhook_endpoints (id, org_id, url, description, event_types, secret, status, cursor_seq,
+                 next_attempt_us, created_us, updated_us)
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', (SELECT COALESCE(MAX(seq), 0) FROM events), $7, $8, $9)
+             RETURNING *",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&new.org_id)
+        .bind(&new.url)
+        .bind(&new.description)
+        .bind(serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into()))
+        .bind(&new.secret)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+        let w = webhook_of(&row);
+        tx.event(&webhook_ctx(&w), WEBHOOK_CREATED, None, webhooks::created_data(&w));
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    pub(crate) async fn list_webhooks_impl(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>> {
+        let rows = match org_id {
+            Some(org) => {
+                sqlx::query("SELECT * FROM webhook_endpoints WHERE org_id = $1 ORDER BY id")
+                    .bind(org)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM webhook_endpoints ORDER BY id")
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(webhook_of).collect())
+    }
+
+    pub(crate) async fn get_webhook_impl(&self, id: &str) -> StoreResult<Option<Webhook>> {
+        let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(webhook_of))
+    }
+
+    pub(crate) async fn update_webhook_impl(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut w) = webhook_in(tx.conn(), id).await? else {
+            return Ok(None);
+        };
+        let changes = webhooks::apply_update(&mut w, &update, now_us());
+        if !changes.is_empty() {
+            write_back(tx.conn(), &w).await?;
+            for (kind, data) in changes {
+                tx.event(&webhook_ctx(&w), kind, None, data);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(w))
+    }
+
+    pub(crate) async fn rotate_webhook_secret_impl(
+        &self,
+        id: &str,
+        secret: &str,
+        previous_until_us: i64,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_us = $1, secret = $2,
+                 updated_us = $3
+             WHERE id = $4 RETURNING *",
+        )
+        .bind(previous_until_us)
+        .bind(secret)
+        .bind(now_us())
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(w) = row.as_ref().map(webhook_of) else {
+            return Ok(None);
+        };
+        tx.event(
+            &webhook_ctx(&w),
+            WEBHOOK_SECRET_ROTATED,
+            None,
+            json!({ "previous_secret_expires_us": previous_until_us }),
+        );
+        tx.commit().await?;
+        Ok(Some(w))
+    }
+
+    pub(crate) async fn delete_webhook_impl(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 RETURNING *")
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(w) = row.as_ref().map(webhook_of) else {
+            return Ok(false);
+        };
+        tx.event(&webhook_ctx(&w), WEBHOOK_DELETED, None, json!({ "url": w.url }));
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn replay_webhook_impl(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut w) = webhook_in(tx.conn(), id).await? else {
+            return Ok(None);
+        };
+        let (kind, data) = webhooks::apply_replay(&mut w, from_seq, now_us())
+            .map_err(|e| StoreError::Scim(ScimError::new(400, None, e)))?;
+        write_back(tx.conn(), &w).await?;
+        tx.event(&webhook_ctx(&w), kind, None, data);
+        tx.commit().await?;
+        Ok(Some(w))
+    }
+
+    pub(crate) async fn claim_webhooks_impl(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until_us: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Webhook>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE webhook_endpoints SET lease_owner = $1, lease_expires_us = $2
+             WHERE id IN (
+                 SELECT w.id FROM webhook_endpoints w
+                 WHERE w.status = 'active' AND w.next_attempt_us <= $3
+                   AND (w.lease_expires_us IS NULL OR w.lease_expires_us < $4)
+                   AND (CASE WHEN w.org_id IS NULL
+                        THEN EXISTS (SELECT 1 FROM events e WHERE e.seq > w.cursor_seq)
+                        ELSE EXISTS (SELECT 1 FROM events e WHERE e.org_id = w.org_id AND e.seq > w.cursor_seq)
+                        END)
+                 ORDER BY w.next_attempt_us LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+               AND (lease_expires_us IS NULL OR lease_expires_us < $4)
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(lease_until_us)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(webhook_of).collect())
+    }
+
+    pub(crate) async fn webhook_events_impl(
+        &self,
+        org_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>> {
+        let rows = match org_id {
+            Some(org) => {
+                sqlx::query("SELECT * FROM events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                    .bind(org)
+                    .bind(after_seq)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after_seq)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(event_of).collect())
+    }
+
+    pub(crate) async fn event_by_id_impl(&self, id: &str) -> StoreResult<Option<Event>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(event_of))
+    }
+
+    pub(crate) async fn webhook_advance_impl(
+        &self,
+        id: &str,
+        owner: &str,
+        from_seq: i64,
+        to_seq: i64,
+        attempt: Option<NewWebhookAttempt>,
+        lease_until_us: i64,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.begin_write().await?;
+        let current = sqlx::query(
+            "UPDATE webhook_endpoints SET cursor_seq = $1, failing_since_us = NULL, consecutive_failures = 0,
+                 last_error = NULL, lease_expires_us = $2
+             WHERE id = $3 AND lease_owner = $4 AND cursor_seq = $5 AND status = 'active'
+             RETURNING *",
+        )
+        .bind(to_seq)
+        .bind(lease_until_us)
+        .bind(id)
+        .bind(owner)
+        .bind(from_seq)
+        .fetch_optional(tx.conn())
+        .await?
+        .as_ref()
+        .map(webhook_of);
+        if current.is_some()
+            && let Some(a) = &attempt
+        {
+            insert_attempt(tx.conn(), a).await?;
+        }
+        tx.commit().await?;
+        Ok(current)
+    }
+
+    pub(crate) async fn webhook_failed_impl(
+        &self,
+        id: &str,
+        owner: &str,
+        cursor_seq: i64,
+        attempt: NewWebhookAttempt,
+        failure: WebhookFailure,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let error = attempt
+            .error
+            .clone()
+            .or_else(|| attempt.status_code.map(|s| format!("HTTP {s}")));
+        let row = sqlx::query(
+            "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,
+                 failing_since_us = COALESCE(failing_since_us, $1::int8), last_error = $2, next_attempt_us = $3,
+                 status = CASE WHEN $4::text IS NULL THEN status ELSE 'disabled' END,
+                 disabled_reason = COALESCE($5::text, disabled_reason),
+                 lease_owner = NULL, lease_expires_us = NULL, updated_us = $6
+             WHERE id = $7 AND lease_owner = $8 AND cursor_seq = $9 AND status = 'active'
+             RETURNING *",
+        )
+        .bind(attempt.created_us)
+        .bind(error.as_deref().map(|s| webhooks::truncate_utf8(s, MAX_EXCERPT_BYTES)))
+        .bind(failure.next_attempt_us)
+        .bind(&failure.disable_reason)
+        .bind(&failure.disable_reason)
+        .bind(now_us())
+        .bind(id)
+        .bind(owner)
+        .bind(cursor_seq)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(w) = row.as_ref().map(webhook_of) else {
+            return Ok(false);
+        };
+        insert_attempt(tx.conn(), &attempt).await?;
+        if let Some(reason) = &failure.disable_reason {
+            tx.event(
+                &webhook_ctx(&w),
+                WEBHOOK_DISABLED,
+                None,
+                json!({ "reason": reason, "cursor_seq": w.cursor_seq }),
+            );
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn release_webhook_impl(&self, id: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET lease_owner = NULL, lease_expires_us = NULL WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn record_webhook_attempt_impl(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
+        let mut tx = self.begin_write().await?;
+        let a = insert_attempt(tx.conn(), &attempt).await?;
+        tx.commit().await?;
+        Ok(a)
+    }
+
+    pub(crate) async fn list_webhook_attempts_impl(
+        &self,
+        endpoint_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookAttempt>> {
+        let rows =
+            sqlx::query("SELECT * FROM webhook_attempts WHERE endpoint_id = $1 AND pk < $2 ORDER BY pk DESC LIMIT $3")
+                .bind(endpoint_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.iter().map(attempt_of).collect())
+    }
+}
