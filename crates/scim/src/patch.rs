@@ -268,7 +268,25 @@ pub fn apply_patch(
     };
     // The operations edit `doc` in place; `ctx.saved` holds the original value of every top-level
     // key before its first edit, so a failure restores exactly what was there (see `Ctx::save`).
+    let original_order: Vec<String> = work.keys().cloned().collect();
     match ctx.run(work, request) {
+        Ok(false) => {
+            // Nothing changed in value, but a remove-then-add may have moved keys: put back the
+            // original exactly, so an unchanged document is also unchanged as text.
+            ctx.roll_back(work);
+            let mut rebuilt = Map::with_capacity(work.len());
+            for k in original_order {
+                if let Some(v) = work.remove(&k) {
+                    rebuilt.insert(k, v);
+                }
+            }
+            rebuilt.append(work);
+            *work = rebuilt;
+            Ok(PatchOutcome {
+                members: ctx.members,
+                document_changed: false,
+            })
+        }
         Ok(document_changed) => {
             ctx.commit(work);
             Ok(PatchOutcome {

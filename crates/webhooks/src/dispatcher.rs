@@ -14,7 +14,7 @@
 
 use crate::{Webhooks, payload};
 use rollcall_store::sqlite::now_us;
-use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Store, Webhook, WebhookFailure};
+use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Store, Webhook, WebhookFailure, WebhookStatus};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -114,8 +114,9 @@ impl Worker {
     }
 
     /// Sends the events after the cursor in order until none is left, one fails, or the endpoint
-    /// changed under the lease (replayed, disabled, lease lost). After each event the endpoint is
-    /// read back, so a new URL, secret or subscription applies from the next event on.
+    /// changed under the lease (replayed, disabled, lease lost). The endpoint is read again after
+    /// each batch of events is fetched and after each event, so a new URL, secret or subscription
+    /// applies to every event recorded after the change.
     async fn deliver_pending(&self, mut w: Webhook) -> Result<(), rollcall_store::StoreError> {
         let lease_us = self.hooks.config.lease_us();
         loop {
@@ -126,6 +127,18 @@ impl Worker {
             let Some(last) = events.last().map(|e| e.seq) else {
                 return Ok(());
             };
+            // Read the endpoint after the events: a change committed before them (a new secret, URL
+            // or subscription) applies to them. A replay or a lost lease ends this round.
+            match self.store().get_webhook(&w.id).await? {
+                Some(current)
+                    if current.cursor_seq == w.cursor_seq
+                        && current.status == WebhookStatus::Active
+                        && current.lease_owner.as_deref() == Some(self.node.as_str()) =>
+                {
+                    w = current
+                }
+                _ => return Ok(()),
+            }
             for event in &events {
                 if !w.wants(event) {
                     // Skipped: the cursor passes it with the next delivered event (or the batch end).
