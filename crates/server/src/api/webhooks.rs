@@ -552,6 +552,9 @@ pub async fn list_attempts(
     request_body = Redeliver,
     responses(
         (status = 200, description = "The attempt (see `succeeded`)", body = AttemptView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No such event, or not one of this endpoint's", body = Problem,
@@ -592,6 +595,9 @@ pub async fn redeliver(
     request_body = Replay,
     responses(
         (status = 200, description = "The endpoint, its cursor moved back", body = WebhookView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "from_seq is below 1 or past the cursor", body = Problem,
