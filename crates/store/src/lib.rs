@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod postgres_events;
 mod postgres_webhooks;
 pub mod roles;
+mod rows;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;

@@ -7,6 +7,9 @@ use crate::roles::{
     GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleConfig, RoleMapping, RoleMatch, RoleRows, RoleScope,
     RoleUpdate, UserFacts, app_roles_of, recompute,
 };
+use crate::rows::{
+    directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
+};
 use std::collections::BTreeSet;
 
 /// The role queries on an open write transaction.
@@ -285,11 +288,7 @@ pub(super) async fn protected_match(
     pk: i64,
     doc: &Value,
 ) -> StoreResult<Option<String>> {
-    let user_name = doc
-        .get("userName")
-        .and_then(Value::as_str)
-        .map(fold)
-        .unwrap_or_default();
+    let user_name = crate::rows::folded_user_name(doc);
     Ok(sqlx::query_scalar(
         "SELECT email FROM protected_users WHERE org_id = ?
            AND (email_ci = ? OR email_ci IN (SELECT value_ci FROM resource_emails WHERE resource_pk = ?)) LIMIT 1",
@@ -299,73 +298,6 @@ pub(super) async fn protected_match(
     .bind(pk)
     .fetch_optional(&mut *tx)
     .await?)
-}
-
-fn role_of(row: &SqliteRow) -> Role {
-    Role {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        key: row.get("key"),
-        name: row.get("name"),
-        description: row.get("description"),
-        created_us: row.get("created_us"),
-    }
-}
-
-fn mapping_of(row: &SqliteRow) -> RoleMapping {
-    let kind: String = row.get("match_kind");
-    RoleMapping {
-        id: row.get("id"),
-        connection_id: row.get("connection_id"),
-        role_id: row.get("role_id"),
-        role_key: row.get("role_key"),
-        matches: RoleMatch::from_parts(&kind, row.get("match_display")).unwrap_or(RoleMatch::GroupName(String::new())),
-        created_us: row.get("created_us"),
-    }
-}
-
-fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "a role with key \"{key}\" already exists in this organization"
-        ))),
-        _ => StoreError::Database(e),
-    }
-}
-
-fn is_scim_role(key: &str) -> bool {
-    fold(key).starts_with(crate::roles::SCIM_ROLE_PREFIX)
-}
-
-fn directory_user_of(row: &SqliteRow) -> DirectoryUser {
-    let status: String = row.get("status");
-    let doc: String = row.get("doc");
-    DirectoryUser {
-        pk: row.get("pk"),
-        id: row.get("id"),
-        connection_id: row.get("connection_id"),
-        external_id: row.get("external_id"),
-        status: directory::parse_status(&status),
-        doc: serde_json::from_str(&doc).unwrap_or(Value::Null),
-        roles: directory::parse_roles(row.get::<Option<String>, _>("roles").as_deref()),
-        groups: None,
-        created_us: row.get("created_us"),
-        modified_us: row.get("modified_us"),
-        deleted_us: row.get("deleted_us"),
-    }
-}
-
-fn directory_group_of(row: &SqliteRow) -> DirectoryGroup {
-    DirectoryGroup {
-        pk: row.get("pk"),
-        id: row.get("id"),
-        connection_id: row.get("connection_id"),
-        external_id: row.get("external_id"),
-        display_name: row.get("display_name"),
-        member_count: row.get("member_count"),
-        created_us: row.get("created_us"),
-        modified_us: row.get("modified_us"),
-    }
 }
 
 const MAPPING_SELECT: &str = "SELECT m.id, m.connection_id, m.role_id, ro.key AS role_key, m.match_kind,
@@ -880,18 +812,6 @@ impl SqliteStore {
         let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds))
             .fetch_all(&self.reader)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let status: Option<String> = row.get("status");
-                DirectoryMember {
-                    pk: row.get("pk"),
-                    id: row.get("id"),
-                    kind: row.get("kind"),
-                    name: row.get("name"),
-                    status: status.as_deref().map(directory::parse_status),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(directory_member_of).collect())
     }
 }

@@ -1,0 +1,128 @@
+//! Reading rows into the model, once for both backends: the queries of the two stores name the same
+//! columns with the same meaning, and [`Cols`] reads them from a SQLite or a PostgreSQL row alike.
+
+use crate::StoreError;
+use crate::directory::{self, DirectoryGroup, DirectoryUser};
+use crate::index::fold;
+use crate::roles::{Role, RoleMapping, RoleMatch};
+use rollcall_scim::ScimError;
+use serde_json::Value;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// Typed column reads by name.
+pub(crate) trait Cols {
+    fn text(&self, col: &str) -> String;
+    fn opt_text(&self, col: &str) -> Option<String>;
+    fn int(&self, col: &str) -> i64;
+    fn opt_int(&self, col: &str) -> Option<i64>;
+}
+
+impl<R> Cols for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, col: &str) -> String {
+        self.get(col)
+    }
+    fn opt_text(&self, col: &str) -> Option<String> {
+        self.get(col)
+    }
+    fn int(&self, col: &str) -> i64 {
+        self.get(col)
+    }
+    fn opt_int(&self, col: &str) -> Option<i64> {
+        self.get(col)
+    }
+}
+
+pub(crate) fn role_of(row: &impl Cols) -> Role {
+    Role {
+        id: row.text("id"),
+        org_id: row.text("org_id"),
+        key: row.text("key"),
+        name: row.text("name"),
+        description: row.opt_text("description"),
+        created_us: row.int("created_us"),
+    }
+}
+
+pub(crate) fn mapping_of(row: &impl Cols) -> RoleMapping {
+    let kind = row.text("match_kind");
+    RoleMapping {
+        id: row.text("id"),
+        connection_id: row.text("connection_id"),
+        role_id: row.text("role_id"),
+        role_key: row.text("role_key"),
+        matches: RoleMatch::from_parts(&kind, row.text("match_display")).unwrap_or(RoleMatch::GroupName(String::new())),
+        created_us: row.int("created_us"),
+    }
+}
+
+/// Columns `pk, id, connection_id, external_id, status, doc, roles, created_us, modified_us,
+/// deleted_us` of [`directory::users_sql`].
+pub(crate) fn directory_user_of(row: &impl Cols) -> DirectoryUser {
+    DirectoryUser {
+        pk: row.int("pk"),
+        id: row.text("id"),
+        connection_id: row.text("connection_id"),
+        external_id: row.opt_text("external_id"),
+        status: directory::parse_status(&row.text("status")),
+        doc: serde_json::from_str(&row.text("doc")).unwrap_or(Value::Null),
+        roles: directory::parse_roles(row.opt_text("roles").as_deref()),
+        groups: None,
+        created_us: row.int("created_us"),
+        modified_us: row.int("modified_us"),
+        deleted_us: row.opt_int("deleted_us"),
+    }
+}
+
+/// Columns of [`directory::groups_sql`].
+pub(crate) fn directory_group_of(row: &impl Cols) -> DirectoryGroup {
+    DirectoryGroup {
+        pk: row.int("pk"),
+        id: row.text("id"),
+        connection_id: row.text("connection_id"),
+        external_id: row.opt_text("external_id"),
+        display_name: row.opt_text("display_name"),
+        member_count: row.int("member_count"),
+        created_us: row.int("created_us"),
+        modified_us: row.int("modified_us"),
+    }
+}
+
+/// Columns of [`directory::members_sql`].
+pub(crate) fn directory_member_of(row: &impl Cols) -> directory::DirectoryMember {
+    directory::DirectoryMember {
+        pk: row.int("pk"),
+        id: row.text("id"),
+        kind: row.text("kind"),
+        name: row.opt_text("name"),
+        status: row.opt_text("status").as_deref().map(directory::parse_status),
+    }
+}
+
+/// A unique-index violation on a role key as the 409 to answer.
+pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "a role with key \"{key}\" already exists in this organization"
+        ))),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Whether a role key follows the `scim:<group name>` convention.
+pub(crate) fn is_scim_role(key: &str) -> bool {
+    fold(key).starts_with(crate::roles::SCIM_ROLE_PREFIX)
+}
+
+/// The protected e-mail address lookup's userName, folded.
+pub(crate) fn folded_user_name(doc: &Value) -> String {
+    doc.get("userName")
+        .and_then(Value::as_str)
+        .map(fold)
+        .unwrap_or_default()
+}
