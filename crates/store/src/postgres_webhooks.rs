@@ -10,56 +10,10 @@ use crate::webhooks::{self, *};
 use crate::{StoreError, StoreResult};
 use rollcall_scim::ScimError;
 use serde_json::json;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
-
-fn webhook_of(row: &PgRow) -> Webhook {
-    let status: String = row.get("status");
-    let types: String = row.get("event_types");
-    Webhook {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        url: row.get("url"),
-        description: row.get("description"),
-        event_types: serde_json::from_str(&types).unwrap_or_default(),
-        secret: row.get("secret"),
-        previous_secret: row.get("previous_secret"),
-        previous_secret_expires_us: row.get("previous_secret_expires_us"),
-        status: status.parse().unwrap_or(WebhookStatus::Disabled),
-        disabled_reason: row.get("disabled_reason"),
-        cursor_seq: row.get("cursor_seq"),
-        next_attempt_us: row.get("next_attempt_us"),
-        failing_since_us: row.get("failing_since_us"),
-        consecutive_failures: row.get("consecutive_failures"),
-        last_error: row.get("last_error"),
-        lease_owner: row.get("lease_owner"),
-        lease_expires_us: row.get("lease_expires_us"),
-        created_us: row.get("created_us"),
-        updated_us: row.get("updated_us"),
-    }
-}
-
-fn attempt_of(row: &PgRow) -> WebhookAttempt {
-    let origin: String = row.get("origin");
-    let status: Option<i64> = row.get("status_code");
-    WebhookAttempt {
-        id: row.get("pk"),
-        endpoint_id: row.get("endpoint_id"),
-        event_id: row.get("event_id"),
-        event_seq: row.get("event_seq"),
-        event_type: row.get("event_type"),
-        attempt: row.get("attempt"),
-        origin: AttemptOrigin::parse(&origin),
-        succeeded: row.get("succeeded"),
-        status_code: status.and_then(|s| u16::try_from(s).ok()),
-        latency_us: row.get("latency_us"),
-        response_excerpt: row.get("response_excerpt"),
-        error: row.get("error"),
-        created_us: row.get("created_us"),
-    }
-}
+use sqlx::PgConnection;
 
 use crate::postgres_events::event_of;
+use crate::rows::{attempt_of, webhook_of};
 
 /// The write context of an event about an endpoint.
 fn webhook_ctx(w: &Webhook) -> WriteContext {

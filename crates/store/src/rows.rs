@@ -5,6 +5,7 @@ use crate::StoreError;
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
 use crate::roles::{Role, RoleMapping, RoleMatch};
+use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
 use rollcall_scim::ScimError;
 use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -15,6 +16,7 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Option<String>;
     fn int(&self, col: &str) -> i64;
     fn opt_int(&self, col: &str) -> Option<i64>;
+    fn flag(&self, col: &str) -> bool;
 }
 
 impl<R> Cols for R
@@ -23,6 +25,7 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, col: &str) -> String {
         self.get(col)
@@ -35,6 +38,53 @@ where
     }
     fn opt_int(&self, col: &str) -> Option<i64> {
         self.get(col)
+    }
+    fn flag(&self, col: &str) -> bool {
+        self.get(col)
+    }
+}
+
+/// A row of `webhook_endpoints`.
+pub(crate) fn webhook_of(row: &impl Cols) -> Webhook {
+    Webhook {
+        id: row.text("id"),
+        org_id: row.opt_text("org_id"),
+        url: row.text("url"),
+        description: row.text("description"),
+        event_types: serde_json::from_str(&row.text("event_types")).unwrap_or_default(),
+        secret: row.text("secret"),
+        previous_secret: row.opt_text("previous_secret"),
+        previous_secret_expires_us: row.opt_int("previous_secret_expires_us"),
+        status: row.text("status").parse().unwrap_or(WebhookStatus::Disabled),
+        disabled_reason: row.opt_text("disabled_reason"),
+        cursor_seq: row.int("cursor_seq"),
+        next_attempt_us: row.int("next_attempt_us"),
+        failing_since_us: row.opt_int("failing_since_us"),
+        consecutive_failures: row.int("consecutive_failures"),
+        last_error: row.opt_text("last_error"),
+        lease_owner: row.opt_text("lease_owner"),
+        lease_expires_us: row.opt_int("lease_expires_us"),
+        created_us: row.int("created_us"),
+        updated_us: row.int("updated_us"),
+    }
+}
+
+/// A row of `webhook_attempts`.
+pub(crate) fn attempt_of(row: &impl Cols) -> WebhookAttempt {
+    WebhookAttempt {
+        id: row.int("pk"),
+        endpoint_id: row.text("endpoint_id"),
+        event_id: row.text("event_id"),
+        event_seq: row.opt_int("event_seq"),
+        event_type: row.text("event_type"),
+        attempt: row.int("attempt"),
+        origin: AttemptOrigin::parse(&row.text("origin")),
+        succeeded: row.flag("succeeded"),
+        status_code: row.opt_int("status_code").and_then(|s| u16::try_from(s).ok()),
+        latency_us: row.int("latency_us"),
+        response_excerpt: row.opt_text("response_excerpt"),
+        error: row.opt_text("error"),
+        created_us: row.int("created_us"),
     }
 }
 
