@@ -49,6 +49,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A failed read on the SQLite inline reader (`sqlite/inline_read.rs`).
+    #[error("database error: {0}")]
+    Read(#[from] rusqlite::Error),
 }
 
 impl StoreError {
@@ -71,6 +74,17 @@ impl StoreError {
             StoreError::Migrate(e) => {
                 tracing::error!(error = %e, "migration error");
                 ScimError::internal("internal storage error")
+            }
+            StoreError::Read(e) => {
+                tracing::error!(error = %e, "database error");
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) {
+                    ScimError::new(503, None, "the service is busy; retry shortly")
+                } else {
+                    ScimError::internal("internal storage error")
+                }
             }
         }
     }

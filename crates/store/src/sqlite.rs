@@ -12,6 +12,7 @@ use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, Grou
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
 pub(crate) mod group_commit;
+mod inline_read;
 mod roles_ops;
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -39,28 +40,57 @@ pub fn now_us() -> i64 {
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) reader: SqlitePool,
+    /// Resource reads on the calling thread (see [`inline_read`]).
+    inline: Arc<inline_read::InlineReader>,
     /// Runs every write transaction on the writer connection, committing concurrent writes together.
     group: Arc<group_commit::GroupWriter>,
     registry: Arc<SchemaRegistry>,
+    /// For `sqlite::memory:`: the temporary directory of the database, removed on drop.
+    _temporary: Option<Arc<TemporaryDatabase>>,
+}
+
+/// A database file in a directory of its own under the system's temporary directory.
+struct TemporaryDatabase {
+    dir: std::path::PathBuf,
+    file: std::path::PathBuf,
+}
+
+impl TemporaryDatabase {
+    fn create() -> StoreResult<TemporaryDatabase> {
+        let dir = std::env::temp_dir().join(format!("rollcall-memory-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError::Scim(ScimError::internal(format!(
+                "cannot create a temporary database in {}: {e}",
+                dir.display()
+            )))
+        })?;
+        let file = dir.join("rollcall.db");
+        Ok(TemporaryDatabase { dir, file })
+    }
+}
+
+impl Drop for TemporaryDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path`, `sqlite::memory:`
-    /// or a plain path).
+    /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path` or a plain
+    /// path). `sqlite::memory:` is a throwaway database in a temporary file, removed when the last
+    /// clone of the store is dropped (the inline readers need a file to share with the writer).
     pub async fn open(url: &str, registry: Arc<SchemaRegistry>) -> StoreResult<SqliteStore> {
-        let url = if url.starts_with("sqlite:") {
-            url.to_string()
+        let (url, temporary) = if url.contains(":memory:") {
+            let temp = TemporaryDatabase::create()?;
+            (format!("sqlite://{}", temp.file.display()), Some(Arc::new(temp)))
+        } else if url.starts_with("sqlite:") {
+            (url.to_string(), None)
         } else {
-            format!("sqlite://{url}")
+            (format!("sqlite://{url}"), None)
         };
-        let memory = url.contains(":memory:");
         let opts = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
+            .journal_mode(SqliteJournalMode::Wal)
             // FULL: every acknowledged write is on disk before the response goes out.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -73,24 +103,23 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
-        let reader = if memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(
-                    std::thread::available_parallelism()
-                        .map(|n| n.get() as u32 * 2)
-                        .unwrap_or(4)
-                        .max(4),
-                )
-                .min_connections(1)
-                .connect_with(opts.read_only(true))
-                .await?
-        };
+        let inline = inline_read::InlineReader::open(opts.get_filename())?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32 * 2)
+                    .unwrap_or(4)
+                    .max(4),
+            )
+            .min_connections(1)
+            .connect_with(opts.read_only(true))
+            .await?;
         Ok(SqliteStore {
             reader,
+            inline,
             group: Arc::new(group_commit::GroupWriter::new(writer)),
             registry,
+            _temporary: temporary,
         })
     }
 
@@ -192,20 +221,39 @@ fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
 }
 
 fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResource> {
-    let doc: String = row.get("doc");
+    stored_resource(
+        row.get("id"),
+        kind,
+        row.get::<&str, _>("doc"),
+        [row.get("version"), row.get("created_us"), row.get("modified_us")],
+    )
+}
+
+/// A row of [`RESOURCE_COLS`] read by the inline reader: its `pk` and the resource.
+fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResult<(i64, StoredResource)> {
+    let doc = row.get_ref(2)?;
+    let doc = doc
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, doc.data_type(), Box::new(e)))?;
+    let res = stored_resource(row.get(1)?, kind, doc, [row.get(3)?, row.get(4)?, row.get(5)?])?;
+    Ok((row.get(0)?, res))
+}
+
+/// A resource from its stored columns; `[version, created_us, modified_us]`.
+fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -> StoreResult<StoredResource> {
     let mut doc: Value =
-        serde_json::from_str(&doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
-    let id: String = row.get("id");
+        serde_json::from_str(doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
     if let Value::Object(m) = &mut doc {
         m.insert("id".into(), Value::String(id.clone()));
     }
+    let [version, created_us, modified_us] = times;
     Ok(StoredResource {
         id,
         kind,
         doc,
-        version: row.get("version"),
-        created_us: row.get("created_us"),
-        modified_us: row.get("modified_us"),
+        version,
+        created_us,
+        modified_us,
         related: None,
     })
 }
@@ -504,39 +552,43 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(Some(c))
     }
+}
 
-    /// Group members (for groups) or groups (for users) of many resources in one query.
-    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
-        let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
-        if pks.is_empty() {
-            return Ok(out);
-        }
-        let placeholders = vec!["?"; pks.len()].join(", ");
-        let sql = match kind {
-            ResourceKind::Group => format!(
-                "SELECT m.group_pk, u.id, u.kind, m.display
-                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                 WHERE m.group_pk IN ({placeholders}) ORDER BY m.group_pk, m.member_pk"
-            ),
-            ResourceKind::User => format!(
-                "SELECT m.member_pk, g.id, g.kind, json_extract(g.doc, '$.displayName')
-                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                 WHERE m.member_pk IN ({placeholders}) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
-            ),
-        };
-        let mut q = sqlx::query_as::<_, (i64, String, String, Option<String>)>(AssertSqlSafe(sql));
-        for pk in pks {
-            q = q.bind(*pk);
-        }
-        for (owner, id, kind, display) in q.fetch_all(&self.reader).await? {
-            out.entry(owner).or_default().push(MemberView {
-                id,
-                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-                display,
-            });
-        }
-        Ok(out)
+/// Group members (for groups) or groups (for users) of many resources in one query, on the inline
+/// reader's connection.
+fn related_many(
+    conn: &rusqlite::Connection,
+    pks: &[i64],
+    kind: ResourceKind,
+) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+    let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
+    if pks.is_empty() {
+        return Ok(out);
     }
+    let placeholders = vec!["?"; pks.len()].join(", ");
+    let sql = match kind {
+        ResourceKind::Group => format!(
+            "SELECT m.group_pk, u.id, u.kind, m.display
+             FROM group_members m JOIN resources u ON u.pk = m.member_pk
+             WHERE m.group_pk IN ({placeholders}) ORDER BY m.group_pk, m.member_pk"
+        ),
+        ResourceKind::User => format!(
+            "SELECT m.member_pk, g.id, g.kind, json_extract(g.doc, '$.displayName')
+             FROM group_members m JOIN resources g ON g.pk = m.group_pk
+             WHERE m.member_pk IN ({placeholders}) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(pks))?;
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(2)?;
+        out.entry(row.get(0)?).or_default().push(MemberView {
+            id: row.get(1)?,
+            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+            display: row.get(3)?,
+        });
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -1012,22 +1064,24 @@ impl Store for SqliteStore {
                 }
             }
         };
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
-             WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
-        )))
-        .bind(connection_id)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut res = resource_of(&row, kind)?;
-        if with_members {
-            let text: Option<String> = row.get("related");
-            res.related = Some(parse_related(text.as_deref()));
-        }
-        Ok(Some(res))
+             WHERE r.connection_id = ?1 AND r.id = ?2 AND r.kind = ?3 AND r.deleted_us IS NULL"
+        );
+        let (connection_id, id) = (connection_id.to_string(), id.to_string());
+        self.inline
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query((&connection_id, &id, kind.as_str()))?;
+                let Some(row) = rows.next()? else { return Ok(None) };
+                let (_, mut res) = resource_of_inline(row, kind)?;
+                if with_members {
+                    let text: Option<String> = row.get(6)?;
+                    res.related = Some(parse_related(text.as_deref()));
+                }
+                Ok(Some(res))
+            })
+            .await
     }
 
     async fn update_resource(
@@ -1278,15 +1332,7 @@ impl Store for SqliteStore {
             compile_filter(&mut where_, &self.registry, rt, kind, f)?;
             where_.push(")");
         }
-        let count_all = || async {
-            let n: i64 = sqlx::query_scalar_with(
-                AssertSqlSafe(format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql)),
-                bind_all(&where_.binds),
-            )
-            .fetch_one(&self.reader)
-            .await?;
-            Ok::<i64, StoreError>(n)
-        };
+        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
         let mut sql = where_.clone();
         let (order, limit, offset) = match &query.paging {
             Paging::Cursor { after_pk } => {
@@ -1305,49 +1351,49 @@ impl Store for SqliteStore {
             "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
             sql.sql
         );
-        let rows = if limit == 0 {
-            Vec::new()
-        } else {
-            sqlx::query_with(AssertSqlSafe(full), bind_all(&sql.binds))
-                .fetch_all(&self.reader)
-                .await?
-        };
-        // A first page that is not full holds every match: no need to count them again. This is
-        // the common case of identity providers' existence checks (`userName eq "..."`).
-        let first_page_complete = match query.paging {
-            Paging::Index { .. } => offset == 0 && (rows.len() as i64) < limit,
-            Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
-        };
-        let total = if first_page_complete {
-            rows.len() as i64
-        } else {
-            count_all().await?
-        };
-        let mut rows = rows;
-        let mut next_after_pk = None;
-        if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
-            rows.truncate(query.count as usize);
-            next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
-        }
-        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
-        let mut related = if query.with_members {
-            self.related_many(&pks, kind).await?
-        } else {
-            HashMap::new()
-        };
-        let mut resources = Vec::with_capacity(rows.len());
-        for (row, pk) in rows.iter().zip(&pks) {
-            let mut r = resource_of(row, kind)?;
-            if query.with_members {
-                r.related = Some(related.remove(pk).unwrap_or_default());
-            }
-            resources.push(r);
-        }
-        Ok(Page {
-            total,
-            resources,
-            next_after_pk,
-        })
+        let (paging, count, with_members) = (query.paging.clone(), query.count, query.with_members);
+        let (count_binds, binds) = (where_.binds, sql.binds);
+        self.inline
+            .read(move |conn| {
+                let mut rows = Vec::new();
+                if limit > 0 {
+                    let mut stmt = conn.prepare_cached(&full)?;
+                    let mut cursor = stmt.query(rusqlite::params_from_iter(&binds))?;
+                    while let Some(row) = cursor.next()? {
+                        rows.push(resource_of_inline(row, kind)?);
+                    }
+                }
+                // A first page that is not full holds every match: no need to count them again.
+                // This is the common case of identity providers' existence checks (`userName eq "..."`).
+                let first_page_complete = match paging {
+                    Paging::Index { .. } => offset == 0 && (rows.len() as i64) < limit,
+                    Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
+                };
+                let total = if first_page_complete {
+                    rows.len() as i64
+                } else {
+                    conn.prepare_cached(&count_sql)?
+                        .query_row(rusqlite::params_from_iter(&count_binds), |r| r.get(0))?
+                };
+                let mut next_after_pk = None;
+                if matches!(paging, Paging::Cursor { .. }) && rows.len() as i64 > count {
+                    rows.truncate(count as usize);
+                    next_after_pk = rows.last().map(|(pk, _)| *pk);
+                }
+                if with_members {
+                    let pks: Vec<i64> = rows.iter().map(|(pk, _)| *pk).collect();
+                    let mut related = related_many(conn, &pks, kind)?;
+                    for (pk, r) in &mut rows {
+                        r.related = Some(related.remove(pk).unwrap_or_default());
+                    }
+                }
+                Ok(Page {
+                    total,
+                    resources: rows.into_iter().map(|(_, r)| r).collect(),
+                    next_after_pk,
+                })
+            })
+            .await
     }
 
     async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
