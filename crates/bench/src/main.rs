@@ -979,6 +979,11 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     Ok(errors == 0)
 }
 
+/// The same allocator as the `rollcall` binary, so that the baseline server (which runs in this
+/// binary) is not handicapped against Rollcall by its allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -15,11 +15,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::ScimError;
 use rollcall_store::{Actor, Connection, ConnectionStatus, WriteContext};
+use std::sync::Arc;
 
 /// Who is calling: the authenticated connection and request metadata.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub connection: Connection,
+    pub connection: Arc<Connection>,
     /// The prefix of the token presented: the connection's current one or, during a rotation, the
     /// next one.
     pub token_prefix: Option<String>,
@@ -84,6 +85,7 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         Some(c) => c,
         None => match scim.store.connection_by_token_hash(&hash).await {
             Ok(Some(c)) => {
+                let c = Arc::new(c);
                 scim.token_cache.put(hash, c.clone());
                 c
             }

@@ -84,16 +84,17 @@ fn resource_response(
     scim: &Scim,
     caller: &Caller,
     status: StatusCode,
-    res: &StoredResource,
+    res: StoredResource,
     proj: &Projection,
 ) -> Response {
+    let (version, location) = (
+        res.version,
+        (status == StatusCode::CREATED).then(|| scim.location(caller.connection_id(), res.kind, &res.id)),
+    );
     let body = scim.render(caller.connection_id(), res, proj);
-    let mut r = ScimResponse::with_status(status, body).header(header::ETAG, &etag(res.version));
-    if status == StatusCode::CREATED {
-        r = r.header(
-            header::LOCATION,
-            &scim.location(caller.connection_id(), res.kind, &res.id),
-        );
+    let mut r = ScimResponse::with_status(status, body).header(header::ETAG, &etag(version));
+    if let Some(location) = location {
+        r = r.header(header::LOCATION, &location);
     }
     r.into_response()
 }
@@ -121,7 +122,7 @@ async fn create(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String
     let res = scim
         .create(&caller.write_context(), &caller.connection.policy, kind, &body)
         .await?;
-    Ok(resource_response(&scim, &caller, StatusCode::CREATED, &res, &proj))
+    Ok(resource_response(&scim, &caller, StatusCode::CREATED, res, &proj))
 }
 
 async fn get_one(
@@ -144,7 +145,7 @@ async fn get_one(
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(res.version))]).into_response());
         }
     }
-    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+    Ok(resource_response(&scim, &caller, StatusCode::OK, res, &proj))
 }
 
 async fn replace(
@@ -168,7 +169,7 @@ async fn replace(
         )
         .await?;
     let res = with_related(&scim, &caller, kind, res, &proj).await?;
-    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+    Ok(resource_response(&scim, &caller, StatusCode::OK, res, &proj))
 }
 
 /// Re-reads membership for a response when the projection wants it.
@@ -221,7 +222,7 @@ async fn patch(
             .into_response());
     }
     let res = with_related(&scim, &caller, kind, res, &proj).await?;
-    Ok(resource_response(&scim, &caller, StatusCode::OK, &res, &proj))
+    Ok(resource_response(&scim, &caller, StatusCode::OK, res, &proj))
 }
 
 async fn delete(scim: Scim, caller: Caller, kind: ResourceKind, id: &str, headers: HeaderMap) -> ApiResult<StatusCode> {

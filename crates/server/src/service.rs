@@ -267,64 +267,79 @@ impl Scim {
         format!("{}/{endpoint}/{id}", self.base_url(connection_id))
     }
 
-    /// The full SCIM representation of a stored resource, projected.
-    pub fn render(&self, connection_id: &str, res: &StoredResource, proj: &Projection) -> Value {
-        let mut doc = res.doc.clone();
-        let location = self.location(connection_id, res.kind, &res.id);
-        if let Value::Object(m) = &mut doc {
-            if let Some(related) = &res.related {
-                let base = self.base_url(connection_id);
-                let items: Vec<Value> = related
-                    .iter()
-                    .map(|r| {
-                        let endpoint = match r.kind {
-                            ResourceKind::User => "Users",
-                            ResourceKind::Group => "Groups",
-                        };
-                        let mut o = json!({
-                            "value": r.id,
-                            "$ref": format!("{base}/{endpoint}/{}", r.id),
-                            "type": r.kind.as_str(),
-                        });
-                        if let Some(d) = &r.display {
-                            o["display"] = Value::String(d.clone());
-                        }
-                        if res.kind == ResourceKind::User {
-                            o["type"] = json!("direct");
-                        }
-                        o
-                    })
-                    .collect();
-                let key = match res.kind {
-                    ResourceKind::Group => "members",
-                    ResourceKind::User => "groups",
-                };
-                if !items.is_empty() {
-                    m.insert(key.into(), Value::Array(items));
-                } else if res.kind == ResourceKind::Group {
-                    m.insert(key.into(), Value::Array(vec![]));
-                }
+    /// The full SCIM representation of a stored resource, projected: `schemas`, `id` and `externalId`
+    /// first, then the stored attributes in their order, the members (groups) or groups (users), and
+    /// `meta` last. Takes the resource by value, so the stored document is moved, not copied.
+    pub fn render(&self, connection_id: &str, res: StoredResource, proj: &Projection) -> Value {
+        let StoredResource {
+            id,
+            kind,
+            doc,
+            version,
+            created_us,
+            modified_us,
+            related,
+        } = res;
+        let Value::Object(mut stored) = doc else { return doc };
+        let mut m = Map::with_capacity(stored.len() + 2);
+        for k in ["schemas", "id", "externalId"] {
+            if let Some(x) = stored.shift_remove(k) {
+                m.insert(k.to_string(), x);
             }
-            m.insert(
-                "meta".into(),
-                json!({
-                    "resourceType": res.kind.as_str(),
-                    "created": rfc3339(res.created_us),
-                    "lastModified": rfc3339(res.modified_us),
-                    "location": location,
-                    "version": crate::response::etag(res.version),
-                }),
-            );
         }
-        let identity = self.default_projection_is_identity[match res.kind {
+        stored.shift_remove("meta");
+        m.extend(stored);
+        if let Some(related) = related {
+            let base = self.base_url(connection_id);
+            let items: Vec<Value> = related
+                .into_iter()
+                .map(|r| {
+                    let endpoint = match r.kind {
+                        ResourceKind::User => "Users",
+                        ResourceKind::Group => "Groups",
+                    };
+                    let mut o = Map::with_capacity(4);
+                    o.insert("value".into(), Value::String(r.id.clone()));
+                    o.insert("$ref".into(), Value::String(format!("{base}/{endpoint}/{}", r.id)));
+                    let item_type = match kind {
+                        ResourceKind::User => "direct",
+                        ResourceKind::Group => r.kind.as_str(),
+                    };
+                    o.insert("type".into(), Value::String(item_type.into()));
+                    if let Some(d) = r.display {
+                        o.insert("display".into(), Value::String(d));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let key = match kind {
+                ResourceKind::Group => "members",
+                ResourceKind::User => "groups",
+            };
+            if !items.is_empty() || kind == ResourceKind::Group {
+                m.insert(key.into(), Value::Array(items));
+            }
+        }
+        m.insert(
+            "meta".into(),
+            json!({
+                "resourceType": kind.as_str(),
+                "created": rfc3339(created_us),
+                "lastModified": rfc3339(modified_us),
+                "location": self.location(connection_id, kind, &id),
+                "version": crate::response::etag(version),
+            }),
+        );
+        let doc = Value::Object(m);
+        let identity = self.default_projection_is_identity[match kind {
             ResourceKind::User => 0,
             ResourceKind::Group => 1,
         }];
         if proj.is_default() && identity {
             // Stored documents are canonical and hold no writeOnly values: nothing to project.
-            return canonical_order(doc);
+            return doc;
         }
-        canonical_order(proj.apply(&self.registry, self.rt(res.kind), &doc))
+        canonical_order(proj.apply(&self.registry, self.rt(kind), &doc))
     }
 
     /// Whether the projection needs membership read (group members, or a user's groups).
@@ -550,7 +565,10 @@ impl Scim {
             resources,
             next_after_pk,
         } = self.store.list_resources(connection_id, kind, &query).await?;
-        let rendered: Vec<Value> = resources.iter().map(|r| self.render(connection_id, r, &proj)).collect();
+        let rendered: Vec<Value> = resources
+            .into_iter()
+            .map(|r| self.render(connection_id, r, &proj))
+            .collect();
         let mut body = json!({
             "schemas": [LIST_RESPONSE],
             "totalResults": total,

@@ -11,6 +11,7 @@
 
 use rollcall_store::Connection;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -18,20 +19,25 @@ use std::time::{Duration, Instant};
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 10_000;
 
+/// A verified connection and when it was read from the store.
+type CachedConnection = (Arc<Connection>, Instant);
+
 #[derive(Default)]
 pub struct TokenCache {
-    entries: RwLock<HashMap<[u8; 32], (Connection, Instant)>>,
+    entries: RwLock<HashMap<[u8; 32], CachedConnection>>,
 }
 
 impl TokenCache {
     /// The cached connection for a token hash, if fresh.
-    pub fn get(&self, hash: &[u8; 32]) -> Option<Connection> {
+    /// Shared, not copied: a connection holds its policy and a dozen strings, and this runs on
+    /// every SCIM request.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<Connection>> {
         let map = self.entries.read().ok()?;
         let (c, at) = map.get(hash)?;
         (at.elapsed() < TOKEN_CACHE_TTL).then(|| c.clone())
     }
 
-    pub fn put(&self, hash: [u8; 32], connection: Connection) {
+    pub fn put(&self, hash: [u8; 32], connection: Arc<Connection>) {
         if let Ok(mut map) = self.entries.write() {
             if map.len() >= MAX_ENTRIES {
                 map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
@@ -120,7 +126,7 @@ mod tests {
     fn caches_and_forgets() {
         let c = TokenCache::default();
         assert!(c.get(&[1; 32]).is_none());
-        c.put([1; 32], conn("a"));
+        c.put([1; 32], Arc::new(conn("a")));
         assert_eq!(c.get(&[1; 32]).unwrap().id, "a");
         c.forget_connection("a");
         assert!(c.get(&[1; 32]).is_none());
