@@ -294,6 +294,43 @@ fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
     StoreError::Database(e)
 }
 
+/// Inserts one event per item of `data`, all of the same type and resource, in one statement.
+async fn insert_events(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    kind: &str,
+    resource: Option<(ResourceKind, &str)>,
+    data: &[Value],
+) -> StoreResult<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
+         VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; data.len()].join(", ")
+    );
+    let (now, actor) = (now_us(), ctx.actor.to_json());
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for d in data {
+        q = q
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(kind)
+            .bind(Some(ctx.org_id.as_str()).filter(|s| !s.is_empty()))
+            .bind(Some(ctx.connection_id.as_str()).filter(|s| !s.is_empty()))
+            .bind(resource.map(|r| r.0.as_str()))
+            .bind(resource.map(|r| r.1))
+            .bind(d.to_string())
+            .bind(ctx.user_agent.as_deref())
+            .bind(ctx.request_id.as_deref())
+            .bind(now)
+            .bind(actor.clone())
+            .bind(events::member_of(kind, d));
+    }
+    q.execute(&mut *tx).await?;
+    Ok(())
+}
+
 pub(crate) async fn insert_event(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
@@ -322,11 +359,21 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
-async fn write_emails(tx: &mut SqliteConnection, pk: i64, connection_id: &str, emails: &[String]) -> StoreResult<()> {
-    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
-        .bind(pk)
-        .execute(&mut *tx)
-        .await?;
+/// Writes a resource's e-mail index rows; `replace` first removes the old ones (a new resource
+/// has none, so a create skips that statement).
+async fn write_emails(
+    tx: &mut SqliteConnection,
+    pk: i64,
+    connection_id: &str,
+    emails: &[String],
+    replace: bool,
+) -> StoreResult<()> {
+    if replace {
+        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+    }
     for e in emails {
         sqlx::query("INSERT INTO resource_emails (resource_pk, connection_id, value_ci) VALUES (?, ?, ?)")
             .bind(pk)
@@ -336,17 +383,6 @@ async fn write_emails(tx: &mut SqliteConnection, pk: i64, connection_id: &str, e
             .await?;
     }
     Ok(())
-}
-
-/// Looks up the row of a live member candidate in the connection.
-async fn member_pk(tx: &mut SqliteConnection, connection_id: &str, id: &str) -> StoreResult<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT pk FROM resources WHERE connection_id = ? AND id = ? AND deleted_us IS NULL")
-            .bind(connection_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?,
-    )
 }
 
 fn unknown_member(id: &str) -> StoreError {
@@ -369,9 +405,7 @@ async fn apply_member_changes(
     for change in changes {
         match change {
             MemberChange::Add(members) => {
-                for m in members {
-                    touched.extend(add_member(tx, ctx, group_pk, group_id, &m).await?);
-                }
+                touched.extend(add_members(tx, ctx, group_pk, group_id, &members).await?);
             }
             MemberChange::Remove(ids) => {
                 for id in ids {
@@ -425,9 +459,7 @@ async fn apply_member_changes(
                         member_removed(tx, ctx, group_id, id).await?;
                     }
                 }
-                for m in &members {
-                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
-                }
+                touched.extend(add_members(tx, ctx, group_pk, group_id, &members).await?);
             }
         }
     }
@@ -460,49 +492,86 @@ async fn member_removed(
 }
 
 /// Adds one member; returns its row key when it was not a member yet.
-async fn add_member(
+/// Rows per multi-row statement when adding members (3 parameters each; SQLite allows 32,766).
+const MEMBER_ROWS_PER_STATEMENT: usize = 500;
+
+/// Adds `members` to the group in a few statements whatever their number: one lookup of their row
+/// keys, one multi-row `INSERT OR IGNORE` and one multi-row insert of their `group.member_added`
+/// events per 500 members (identity providers push members in batches; one statement each was
+/// three round trips per member). A member that is already in the group is left as it is, but keeps
+/// the `display` the client sent last. Returns the row keys of the members added, in order.
+async fn add_members(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
     group_pk: i64,
     group_id: &str,
-    m: &MemberRef,
-) -> StoreResult<Option<i64>> {
-    let Some(pk) = member_pk(tx, &ctx.connection_id, &m.value).await? else {
-        return Err(unknown_member(&m.value));
-    };
-    if pk == group_pk {
-        return Err(StoreError::Scim(ScimError::invalid_value(
-            "a group cannot be a member of itself",
-        )));
+    members: &[MemberRef],
+) -> StoreResult<Vec<i64>> {
+    let mut pks: HashMap<String, i64> = HashMap::with_capacity(members.len());
+    for chunk in members.chunks(MEMBER_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, pk FROM resources WHERE connection_id = ? AND deleted_us IS NULL AND id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)).bind(&ctx.connection_id);
+        for m in chunk {
+            q = q.bind(&m.value);
+        }
+        pks.extend(q.fetch_all(&mut *tx).await?);
     }
-    let n = sqlx::query("INSERT OR IGNORE INTO group_members (group_pk, member_pk, display) VALUES (?, ?, ?)")
-        .bind(group_pk)
-        .bind(pk)
-        .bind(m.display.as_deref())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if n == 0 && m.display.is_some() {
-        // Already a member: adding is a no-op, but keep the display the client sent last.
-        sqlx::query("UPDATE group_members SET display = ? WHERE group_pk = ? AND member_pk = ?")
-            .bind(m.display.as_deref())
-            .bind(group_pk)
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
+    let mut rows: Vec<(i64, &MemberRef)> = Vec::with_capacity(members.len());
+    for m in members {
+        let Some(&pk) = pks.get(m.value.as_str()) else {
+            return Err(unknown_member(&m.value));
+        };
+        if pk == group_pk {
+            return Err(StoreError::Scim(ScimError::invalid_value(
+                "a group cannot be a member of itself",
+            )));
+        }
+        rows.push((pk, m));
     }
-    if n == 0 {
-        return Ok(None);
+    let mut inserted: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    for chunk in rows.chunks(MEMBER_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO group_members (group_pk, member_pk, display) VALUES {} RETURNING member_pk",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+        for (pk, m) in chunk {
+            q = q.bind(group_pk).bind(*pk).bind(m.display.as_deref());
+        }
+        inserted.extend(q.fetch_all(&mut *tx).await?);
     }
-    insert_event(
-        tx,
-        ctx,
-        events::GROUP_MEMBER_ADDED,
-        Some((ResourceKind::Group, group_id)),
-        json!({"member": m.value}),
-    )
-    .await?;
-    Ok(Some(pk))
+    // In request order: the first occurrence of each inserted member is an addition; any other
+    // occurrence with a display (already a member, or named twice) updates the display.
+    let mut added = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (pk, m) in &rows {
+        let first = seen.insert(*pk);
+        if first && inserted.contains(pk) {
+            added.push((*pk, m.value.as_str()));
+        } else if let Some(display) = &m.display {
+            sqlx::query("UPDATE group_members SET display = ? WHERE group_pk = ? AND member_pk = ?")
+                .bind(display)
+                .bind(group_pk)
+                .bind(*pk)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    for chunk in added.chunks(MEMBER_ROWS_PER_STATEMENT) {
+        let data: Vec<Value> = chunk.iter().map(|(_, id)| json!({"member": id})).collect();
+        insert_events(
+            tx,
+            ctx,
+            events::GROUP_MEMBER_ADDED,
+            Some((ResourceKind::Group, group_id)),
+            &data,
+        )
+        .await?;
+    }
+    Ok(added.into_iter().map(|(pk, _)| pk).collect())
 }
 
 impl SqliteStore {
@@ -1009,7 +1078,7 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| uniqueness(e, kind, &doc))?;
-        write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci).await?;
+        write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci, false).await?;
         insert_event(
             &mut tx,
             ctx,
@@ -1178,7 +1247,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| uniqueness(e, kind, &stored))?;
-            write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci).await?;
+            write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci, true).await?;
             let ev = events::updated(kind, &before, &doc);
             insert_event(&mut tx, ctx, ev, Some((kind, id)), events::diff(&before, &doc)).await?;
         } else {
