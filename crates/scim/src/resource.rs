@@ -539,3 +539,76 @@ mod tests {
         assert_eq!(doc["displayName"], "g2");
     }
 }
+
+/// The keys that lead a resource's representation, in this order (as in RFC 7643's examples);
+/// `meta` comes last, and every other attribute keeps its place in between.
+pub const LEADING_KEYS: [&str; 3] = ["schemas", "id", "externalId"];
+
+/// Whether `doc` is already in [`canonical_key_order`]: the [`LEADING_KEYS`] it has come first and
+/// in order, and `meta`, if present, is last. Cheaper than reordering (a few lookups).
+pub fn has_canonical_key_order(doc: &Map<String, Value>) -> bool {
+    let leading = LEADING_KEYS.iter().filter(|k| doc.contains_key(**k));
+    if !doc.keys().zip(leading).all(|(k, want)| k == want) {
+        return false;
+    }
+    !doc.contains_key("meta") || doc.keys().next_back().is_some_and(|k| k == "meta")
+}
+
+/// Puts the [`LEADING_KEYS`] first and `meta` last, keeping the order of the other keys. Returns
+/// `doc` untouched when it is in that order already.
+pub fn canonical_key_order(mut doc: Map<String, Value>) -> Map<String, Value> {
+    if has_canonical_key_order(&doc) {
+        return doc;
+    }
+    let mut out = Map::with_capacity(doc.len());
+    for k in LEADING_KEYS {
+        if let Some(x) = doc.shift_remove(k) {
+            out.insert(k.to_string(), x);
+        }
+    }
+    let meta = doc.shift_remove("meta");
+    out.extend(doc);
+    if let Some(meta) = meta {
+        out.insert("meta".into(), meta);
+    }
+    out
+}
+
+#[cfg(test)]
+mod key_order_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys(m: &Map<String, Value>) -> Vec<&str> {
+        m.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn leading_keys_first_meta_last_others_in_place() {
+        let Value::Object(m) =
+            json!({"userName": "a", "meta": {}, "externalId": "x", "active": true, "schemas": [], "id": "1"})
+        else {
+            unreachable!()
+        };
+        assert!(!has_canonical_key_order(&m));
+        let m = canonical_key_order(m);
+        assert_eq!(keys(&m), ["schemas", "id", "externalId", "userName", "active", "meta"]);
+        assert!(has_canonical_key_order(&m));
+    }
+
+    #[test]
+    fn documents_without_some_leading_keys() {
+        for (doc, canonical) in [
+            (json!({"schemas": [], "userName": "a"}), true),
+            (json!({"id": "1", "userName": "a"}), true),
+            (json!({"userName": "a", "id": "1"}), false),
+            (json!({"schemas": [], "externalId": "x", "id": "1"}), false),
+            (json!({"schemas": [], "id": "1", "meta": {}, "userName": "a"}), false),
+            (json!({}), true),
+        ] {
+            let Value::Object(m) = doc else { unreachable!() };
+            assert_eq!(has_canonical_key_order(&m), canonical, "{m:?}");
+            assert!(has_canonical_key_order(&canonical_key_order(m)));
+        }
+    }
+}

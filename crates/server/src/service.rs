@@ -280,27 +280,19 @@ impl Scim {
             modified_us,
             related,
         } = res;
-        let Value::Object(mut stored) = doc else { return doc };
-        let mut m = Map::with_capacity(stored.len() + 2);
-        for k in ["schemas", "id", "externalId"] {
-            if let Some(x) = stored.shift_remove(k) {
-                m.insert(k.to_string(), x);
-            }
-        }
-        stored.shift_remove("meta");
-        m.extend(stored);
+        let Value::Object(stored) = doc else { return doc };
+        // Documents read from SQLite are in canonical order already; others are reordered once.
+        let mut m = rollcall_scim::resource::canonical_key_order(stored);
+        m.shift_remove("meta");
+        let base = self.base_url(connection_id);
         if let Some(related) = related {
-            let base = self.base_url(connection_id);
             let items: Vec<Value> = related
                 .into_iter()
                 .map(|r| {
-                    let endpoint = match r.kind {
-                        ResourceKind::User => "Users",
-                        ResourceKind::Group => "Groups",
-                    };
                     let mut o = Map::with_capacity(4);
-                    o.insert("value".into(), Value::String(r.id.clone()));
-                    o.insert("$ref".into(), Value::String(format!("{base}/{endpoint}/{}", r.id)));
+                    let location = format!("{base}/{}/{}", endpoint_of(r.kind), r.id);
+                    o.insert("value".into(), Value::String(r.id));
+                    o.insert("$ref".into(), Value::String(location));
                     let item_type = match kind {
                         ResourceKind::User => "direct",
                         ResourceKind::Group => r.kind.as_str(),
@@ -326,7 +318,7 @@ impl Scim {
                 "resourceType": kind.as_str(),
                 "created": rfc3339(created_us),
                 "lastModified": rfc3339(modified_us),
-                "location": self.location(connection_id, kind, &id),
+                "location": format!("{base}/{}/{id}", endpoint_of(kind)),
                 "version": crate::response::etag(version),
             }),
         );
@@ -591,19 +583,17 @@ impl Scim {
 
 /// Puts `schemas`, `id` and `externalId` first and `meta` last, as the RFC's examples do.
 fn canonical_order(v: Value) -> Value {
-    let Value::Object(mut m) = v else { return v };
-    let mut out = Map::with_capacity(m.len());
-    for k in ["schemas", "id", "externalId"] {
-        if let Some(x) = m.shift_remove(k) {
-            out.insert(k.to_string(), x);
-        }
+    match v {
+        Value::Object(m) => Value::Object(rollcall_scim::resource::canonical_key_order(m)),
+        v => v,
     }
-    let meta = m.shift_remove("meta");
-    out.extend(m);
-    if let Some(meta) = meta {
-        out.insert("meta".into(), meta);
+}
+
+fn endpoint_of(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "Users",
+        ResourceKind::Group => "Groups",
     }
-    Value::Object(out)
 }
 
 pub fn not_found(kind: ResourceKind, id: &str) -> ApiError {

@@ -239,13 +239,30 @@ fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResul
     Ok((row.get(0)?, res))
 }
 
+/// Puts `id` into a document read from storage, right after `schemas`: documents are stored in
+/// canonical key order without their id ([`store_order`]), so the result is in canonical order and
+/// rendering need not reorder it.
+fn put_id(doc: &mut Value, id: &str) {
+    if let Value::Object(m) = doc {
+        let at = usize::from(m.keys().next().is_some_and(|k| k == "schemas"));
+        m.shift_insert(at, "id".into(), Value::String(id.to_string()));
+    }
+}
+
+/// The document as stored: without `id` and `meta`, keys in canonical order.
+fn store_order(doc: &mut Value) {
+    if let Value::Object(m) = doc {
+        m.remove("id");
+        m.remove("meta");
+        *m = rollcall_scim::resource::canonical_key_order(std::mem::take(m));
+    }
+}
+
 /// A resource from its stored columns; `[version, created_us, modified_us]`.
 fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -> StoreResult<StoredResource> {
     let mut doc: Value =
         serde_json::from_str(doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
-    if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), Value::String(id.clone()));
-    }
+    put_id(&mut doc, &id);
     let [version, created_us, modified_us] = times;
     Ok(StoredResource {
         id,
@@ -1052,10 +1069,7 @@ impl Store for SqliteStore {
         members: Vec<MemberRef>,
     ) -> StoreResult<StoredResource> {
         let id = uuid::Uuid::new_v4().to_string();
-        if let Value::Object(m) = &mut doc {
-            m.remove("id");
-            m.remove("meta");
-        }
+        store_order(&mut doc);
         let fields = IndexFields::of(kind, &doc);
         let search = search_doc(&self.registry, self.rt(kind), &doc);
         let now = now_us();
@@ -1096,9 +1110,7 @@ impl Store for SqliteStore {
         };
         roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await?;
-        if let Value::Object(m) = &mut doc {
-            m.insert("id".into(), Value::String(id.clone()));
-        }
+        put_id(&mut doc, &id);
         Ok(StoredResource {
             id,
             kind,
@@ -1226,9 +1238,7 @@ impl Store for SqliteStore {
         let now = now_us();
         let version = current.version + 1;
         let mut stored = doc.clone();
-        if let Value::Object(m) = &mut stored {
-            m.remove("id");
-        }
+        store_order(&mut stored);
         if doc_changed {
             let fields = IndexFields::of(kind, &stored);
             let search = search_doc(&self.registry, self.rt(kind), &stored);
