@@ -1074,9 +1074,12 @@ impl Store for SqliteStore {
         let search = search_doc(&self.registry, self.rt(kind), &doc);
         let now = now_us();
         let mut tx = self.begin_write().await?;
-        let pk: i64 = sqlx::query_scalar(
+        // The row key, and whether the organization has roles at all: without any, there are no
+        // effective roles to compute (asked here to save a round trip per create).
+        let (pk, has_roles): (i64, bool) = sqlx::query_as(
             "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING pk",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+             RETURNING pk, EXISTS (SELECT 1 FROM roles WHERE org_id = ?)",
         )
         .bind(&ctx.connection_id)
         .bind(kind.as_str())
@@ -1089,6 +1092,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(doc.to_string())
         .bind(search.to_string())
+        .bind(&ctx.org_id)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| uniqueness(e, kind, &doc))?;
@@ -1108,7 +1112,9 @@ impl Store for SqliteStore {
             }
             ResourceKind::Group => Vec::new(),
         };
-        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        if has_roles {
+            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        }
         tx.commit().await?;
         put_id(&mut doc, &id);
         Ok(StoredResource {
@@ -1174,9 +1180,12 @@ impl Store for SqliteStore {
         mutation: Mutation,
     ) -> StoreResult<Option<StoredResource>> {
         let mut tx = self.begin_write().await?;
+        // With the row: whether the organization has roles (none: no effective roles to recompute).
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
+            "SELECT {RESOURCE_COLS}, EXISTS (SELECT 1 FROM roles WHERE org_id = ?) AS has_roles
+             FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
         )))
+        .bind(&ctx.org_id)
         .bind(&ctx.connection_id)
         .bind(id)
         .bind(kind.as_str())
@@ -1184,6 +1193,7 @@ impl Store for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let pk: i64 = row.get("pk");
+        let has_roles: bool = row.get("has_roles");
         let current = resource_of(&row, kind)?;
         if let Some(v) = if_match
             && v != current.version
@@ -1269,7 +1279,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         // After the row is written: the computation reads the stored status, app roles and names.
-        if let Some(scope) = role_scope {
+        if let Some(scope) = role_scope.filter(|_| has_roles) {
             roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
         }
         tx.commit().await?;
