@@ -30,6 +30,9 @@ const TICK_OPS: i32 = 1_000;
 /// Progress-handler calls an inline read may use before it moves to a blocking thread: about
 /// 100,000 virtual-machine operations, a few hundred microseconds.
 const INLINE_BUDGET_TICKS: u32 = 100;
+/// Page cache of each reader connection (negative: KiB): small, since each connection keeps its
+/// own copy of the pages it reads and the operating system caches the file anyway.
+pub(crate) const READER_CACHE_KIB: &str = "-8192";
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
@@ -70,8 +73,8 @@ impl InlineReader {
         )
         .map_err(read_error)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(read_error)?;
-        // The same page cache size as the sqlx connections (32 MiB).
-        conn.pragma_update(None, "cache_size", -32768).map_err(read_error)?;
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+            .map_err(read_error)?;
         conn.pragma_update(None, "temp_store", "memory").map_err(read_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let ticks_left = Arc::new(AtomicU32::new(u32::MAX));
@@ -253,5 +256,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 10);
+        let cache: i64 = reader
+            .read(|c| c.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(read_error))
+            .await
+            .unwrap();
+        assert_eq!(cache.to_string(), READER_CACHE_KIB, "each reader's page cache is small");
     }
 }
