@@ -278,7 +278,7 @@ fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -
     })
 }
 
-/// Reads `[[id, kind, display], ...]` as built by `json_group_array` in `get_resource`.
+/// Reads `[[id, kind, display], ...]` as built by `json_group_array` in [`related_column`].
 fn parse_related(text: Option<&str>) -> Vec<MemberView> {
     let items: Vec<(String, String, Option<String>)> =
         text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
@@ -643,41 +643,22 @@ impl SqliteStore {
     }
 }
 
-/// Group members (for groups) or groups (for users) of many resources in one query, on the inline
-/// reader's connection.
-fn related_many(
-    conn: &rusqlite::Connection,
-    pks: &[i64],
-    kind: ResourceKind,
-) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
-    let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
-    if pks.is_empty() {
-        return Ok(out);
+/// A column expression giving a resource's group members (groups) or groups (users) as
+/// `[[id, kind, display], ...]` JSON beside its row (`r`), read by [`parse_related`]; `NULL` when
+/// they are not wanted.
+fn related_column(kind: ResourceKind, with_members: bool) -> &'static str {
+    match (with_members, kind) {
+        (false, _) => "NULL",
+        (true, ResourceKind::Group) => {
+            "(SELECT json_group_array(json_array(u.id, u.kind, m.display))
+              FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+        }
+        (true, ResourceKind::User) => {
+            "(SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
+              FROM group_members m JOIN resources g ON g.pk = m.group_pk
+              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+        }
     }
-    let placeholders = vec!["?"; pks.len()].join(", ");
-    let sql = match kind {
-        ResourceKind::Group => format!(
-            "SELECT m.group_pk, u.id, u.kind, m.display
-             FROM group_members m JOIN resources u ON u.pk = m.member_pk
-             WHERE m.group_pk IN ({placeholders}) ORDER BY m.group_pk, m.member_pk"
-        ),
-        ResourceKind::User => format!(
-            "SELECT m.member_pk, g.id, g.kind, json_extract(g.doc, '$.displayName')
-             FROM group_members m JOIN resources g ON g.pk = m.group_pk
-             WHERE m.member_pk IN ({placeholders}) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
-        ),
-    };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(pks))?;
-    while let Some(row) = rows.next()? {
-        let kind: String = row.get(2)?;
-        out.entry(row.get(0)?).or_default().push(MemberView {
-            id: row.get(1)?,
-            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-            display: row.get(3)?,
-        });
-    }
-    Ok(out)
 }
 
 #[async_trait]
@@ -1139,21 +1120,7 @@ impl Store for SqliteStore {
         with_members: bool,
     ) -> StoreResult<Option<StoredResource>> {
         // One round trip: the related resources come back as a JSON array beside the row.
-        let related = if !with_members {
-            "NULL"
-        } else {
-            match kind {
-                ResourceKind::Group => {
-                    "(SELECT json_group_array(json_array(u.id, u.kind, m.display))
-                      FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
-                }
-                ResourceKind::User => {
-                    "(SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
-                      FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                      WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
-                }
-            }
-        };
+        let related = related_column(kind, with_members);
         let sql = format!(
             "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
              WHERE r.connection_id = ?1 AND r.id = ?2 AND r.kind = ?3 AND r.deleted_us IS NULL"
@@ -1439,8 +1406,10 @@ impl Store for SqliteStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
+        // The members (or groups) of each resource come in the same statement (`related_column`).
         let full = format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {RESOURCE_COLS}, {} AS related FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            related_column(kind, query.with_members),
             sql.sql
         );
         let (paging, count, with_members) = (query.paging.clone(), query.count, query.with_members);
@@ -1452,7 +1421,12 @@ impl Store for SqliteStore {
                     let mut stmt = conn.prepare_cached(&full)?;
                     let mut cursor = stmt.query(rusqlite::params_from_iter(&binds))?;
                     while let Some(row) = cursor.next()? {
-                        rows.push(resource_of_inline(row, kind)?);
+                        let (pk, mut res) = resource_of_inline(row, kind)?;
+                        if with_members {
+                            let text: Option<String> = row.get(6)?;
+                            res.related = Some(parse_related(text.as_deref()));
+                        }
+                        rows.push((pk, res));
                     }
                 }
                 // A first page that is not full holds every match: no need to count them again.
@@ -1471,13 +1445,6 @@ impl Store for SqliteStore {
                 if matches!(paging, Paging::Cursor { .. }) && rows.len() as i64 > count {
                     rows.truncate(count as usize);
                     next_after_pk = rows.last().map(|(pk, _)| *pk);
-                }
-                if with_members {
-                    let pks: Vec<i64> = rows.iter().map(|(pk, _)| *pk).collect();
-                    let mut related = related_many(conn, &pks, kind)?;
-                    for (pk, r) in &mut rows {
-                        r.related = Some(related.remove(pk).unwrap_or_default());
-                    }
                 }
                 Ok(Page {
                     total,
