@@ -373,6 +373,37 @@ fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
     }
 }
 
+/// A column expression giving a resource's group members (groups) or groups (users) as a JSON
+/// array of `[id, kind, display]` beside its row (`r`), read by [`related_of`]; `NULL` when they are
+/// not wanted. One indexed lookup per row, in the same statement.
+fn related_column(kind: ResourceKind, with_members: bool) -> &'static str {
+    match (with_members, kind) {
+        (false, _) => "NULL::jsonb",
+        (true, ResourceKind::Group) => {
+            "(SELECT COALESCE(jsonb_agg(jsonb_build_array(u.id, u.kind, m.display) ORDER BY m.member_pk), '[]')
+              FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+        }
+        (true, ResourceKind::User) => {
+            "(SELECT COALESCE(jsonb_agg(jsonb_build_array(g.id, g.kind, g.doc ->> 'displayName') ORDER BY m.group_pk), '[]')
+              FROM group_members m JOIN resources g ON g.pk = m.group_pk
+              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+        }
+    }
+}
+
+/// The `related` column of [`related_column`].
+fn related_of(row: &PgRow) -> Vec<MemberView> {
+    let Json(items): Json<Vec<(String, String, Option<String>)>> = row.get("related");
+    items
+        .into_iter()
+        .map(|(id, kind, display)| MemberView {
+            id,
+            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+            display,
+        })
+        .collect()
+}
+
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
 
 /// `kind` as an SQL literal: naming it (rather than binding it) lets the planner use the partial
@@ -616,36 +647,6 @@ struct Computed {
 }
 
 impl PostgresStore {
-    /// Group members (for groups) or groups (for users) of many resources in one query.
-    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
-        let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
-        if pks.is_empty() {
-            return Ok(out);
-        }
-        let sql = match kind {
-            ResourceKind::Group => {
-                "SELECT m.group_pk, u.id, u.kind, m.display
-                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                 WHERE m.group_pk = ANY($1::bigint[]) ORDER BY m.group_pk, m.member_pk"
-            }
-            ResourceKind::User => {
-                "SELECT m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
-                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                 WHERE m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
-            }
-        };
-        let rows: Vec<(i64, String, String, Option<String>)> =
-            sqlx::query_as(sql).bind(pks).fetch_all(&self.pool).await?;
-        for (owner, id, kind, display) in rows {
-            out.entry(owner).or_default().push(MemberView {
-                id,
-                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-                display,
-            });
-        }
-        Ok(out)
-    }
-
     /// The statements a list runs: the count and the page. Public so that tests can `EXPLAIN`
     /// exactly what the store executes.
     pub fn list_sql(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<ListSql> {
@@ -676,8 +677,10 @@ impl PostgresStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
+        // The members (or groups) of each resource come in the same statement (`related_column`).
         page.sql = format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {RESOURCE_COLS}, {} AS related FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            related_column(kind, query.with_members),
             page.sql
         );
         Ok(ListSql { count, page, limit })
@@ -1504,18 +1507,7 @@ impl Store for PostgresStore {
         with_members: bool,
     ) -> StoreResult<Option<StoredResource>> {
         // One round trip: the related resources come back as a JSON array beside the row.
-        let related = match (with_members, kind) {
-            (false, _) => "NULL::jsonb",
-            (true, ResourceKind::Group) => {
-                "(SELECT COALESCE(jsonb_agg(jsonb_build_array(u.id, u.kind, m.display) ORDER BY m.member_pk), '[]')
-                  FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
-            }
-            (true, ResourceKind::User) => {
-                "(SELECT COALESCE(jsonb_agg(jsonb_build_array(g.id, g.kind, g.doc ->> 'displayName') ORDER BY m.group_pk), '[]')
-                  FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                  WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
-            }
-        };
+        let related = related_column(kind, with_members);
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
              WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = {} AND r.deleted_us IS NULL",
@@ -1529,17 +1521,7 @@ impl Store for PostgresStore {
         let Some(row) = row else { return Ok(None) };
         let mut res = resource_of(&row, kind);
         if with_members {
-            let Json(items): Json<Vec<(String, String, Option<String>)>> = row.get("related");
-            res.related = Some(
-                items
-                    .into_iter()
-                    .map(|(id, kind, display)| MemberView {
-                        id,
-                        kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-                        display,
-                    })
-                    .collect(),
-            );
+            res.related = Some(related_of(&row));
         }
         Ok(Some(res))
     }
@@ -1583,10 +1565,6 @@ impl Store for PostgresStore {
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
         let ListSql { count, page, limit } = self.list_sql(connection_id, kind, query)?;
-        let total: i64 = sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| finish_error(e.into()))?;
         let mut rows = if limit <= 0 {
             Vec::new()
         } else {
@@ -1595,25 +1573,35 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| finish_error(e.into()))?
         };
+        // A first page that is not full holds every match: no need to count them again. This is
+        // the common case of identity providers' existence checks (`userName eq "..."`).
+        let first_page_complete = match query.paging {
+            Paging::Index { start_index } => start_index <= 1 && (rows.len() as i64) < limit,
+            Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
+        };
+        let total: i64 = if first_page_complete {
+            rows.len() as i64
+        } else {
+            sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| finish_error(e.into()))?
+        };
         let mut next_after_pk = None;
         if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
             rows.truncate(query.count as usize);
             next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
         }
-        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
-        let mut related = if query.with_members {
-            self.related_many(&pks, kind).await?
-        } else {
-            HashMap::new()
-        };
-        let mut resources = Vec::with_capacity(rows.len());
-        for (row, pk) in rows.iter().zip(&pks) {
-            let mut r = resource_of(row, kind);
-            if query.with_members {
-                r.related = Some(related.remove(pk).unwrap_or_default());
-            }
-            resources.push(r);
-        }
+        let resources = rows
+            .iter()
+            .map(|row| {
+                let mut r = resource_of(row, kind);
+                if query.with_members {
+                    r.related = Some(related_of(row));
+                }
+                r
+            })
+            .collect();
         Ok(Page {
             total,
             resources,
