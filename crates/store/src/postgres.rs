@@ -647,6 +647,36 @@ struct Computed {
 }
 
 impl PostgresStore {
+    /// Group members (for groups) or groups (for users) of many resources in one query.
+    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+        let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
+        if pks.is_empty() {
+            return Ok(out);
+        }
+        let sql = match kind {
+            ResourceKind::Group => {
+                "SELECT m.group_pk, u.id, u.kind, m.display
+                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                 WHERE m.group_pk = ANY($1::bigint[]) ORDER BY m.group_pk, m.member_pk"
+            }
+            ResourceKind::User => {
+                "SELECT m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
+                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
+                 WHERE m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
+            }
+        };
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as(sql).bind(pks).fetch_all(&self.pool).await?;
+        for (owner, id, kind, display) in rows {
+            out.entry(owner).or_default().push(MemberView {
+                id,
+                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+                display,
+            });
+        }
+        Ok(out)
+    }
+
     /// The statements a list runs: the count and the page. Public so that tests can `EXPLAIN`
     /// exactly what the store executes.
     pub fn list_sql(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<ListSql> {
@@ -677,10 +707,11 @@ impl PostgresStore {
                 (order, query.count, start_index.saturating_sub(1).max(0))
             }
         };
-        // The members (or groups) of each resource come in the same statement (`related_column`).
+        // Members are read afterwards for the page's rows only (`related_many`): a column subquery
+        // here would also run for every row skipped by OFFSET (PostgreSQL computes the select
+        // list before the limit).
         page.sql = format!(
-            "SELECT {RESOURCE_COLS}, {} AS related FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-            related_column(kind, query.with_members),
+            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
             page.sql
         );
         Ok(ListSql { count, page, limit })
@@ -1592,12 +1623,19 @@ impl Store for PostgresStore {
             rows.truncate(query.count as usize);
             next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
         }
+        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
+        let mut related = if query.with_members {
+            self.related_many(&pks, kind).await?
+        } else {
+            HashMap::new()
+        };
         let resources = rows
             .iter()
-            .map(|row| {
+            .zip(&pks)
+            .map(|(row, pk)| {
                 let mut r = resource_of(row, kind);
                 if query.with_members {
-                    r.related = Some(related_of(row));
+                    r.related = Some(related.remove(pk).unwrap_or_default());
                 }
                 r
             })
