@@ -260,11 +260,7 @@ impl Scim {
     }
 
     pub fn location(&self, connection_id: &str, kind: ResourceKind, id: &str) -> String {
-        let endpoint = match kind {
-            ResourceKind::User => "Users",
-            ResourceKind::Group => "Groups",
-        };
-        format!("{}/{endpoint}/{id}", self.base_url(connection_id))
+        format!("{}/{}/{id}", self.base_url(connection_id), endpoint_of(kind))
     }
 
     /// The full SCIM representation of a stored resource, projected: `schemas`, `id` and `externalId`
