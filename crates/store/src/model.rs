@@ -360,6 +360,19 @@ pub enum Paging {
     Cursor { after_pk: i64 },
 }
 
+impl Paging {
+    /// Whether `got` rows, asked for with `limit`, are every match: a first page that is not full.
+    /// Then the list needs no `COUNT` (the common case of identity providers' existence checks,
+    /// `userName eq "..."`).
+    pub fn holds_every_match(&self, got: usize, limit: i64) -> bool {
+        let first = match self {
+            Paging::Index { start_index } => *start_index <= 1,
+            Paging::Cursor { after_pk } => *after_pk == 0,
+        };
+        first && (got as i64) < limit
+    }
+}
+
 /// A list request, validated.
 #[derive(Debug, Clone)]
 pub struct ListQuery {

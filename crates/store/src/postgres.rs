@@ -1604,13 +1604,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| finish_error(e.into()))?
         };
-        // A first page that is not full holds every match: no need to count them again. This is
-        // the common case of identity providers' existence checks (`userName eq "..."`).
-        let first_page_complete = match query.paging {
-            Paging::Index { start_index } => start_index <= 1 && (rows.len() as i64) < limit,
-            Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
-        };
-        let total: i64 = if first_page_complete {
+        let total: i64 = if query.paging.holds_every_match(rows.len(), limit) {
             rows.len() as i64
         } else {
             sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))

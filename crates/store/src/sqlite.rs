@@ -352,6 +352,7 @@ async fn insert_events(
     Ok(())
 }
 
+/// Inserts one event (see [`insert_events`]).
 pub(crate) async fn insert_event(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
@@ -359,25 +360,7 @@ pub(crate) async fn insert_event(
     resource: Option<(ResourceKind, &str)>,
     data: Value,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(kind)
-    .bind(Some(ctx.org_id.as_str()).filter(|s| !s.is_empty()))
-    .bind(Some(ctx.connection_id.as_str()).filter(|s| !s.is_empty()))
-    .bind(resource.map(|r| r.0.as_str()))
-    .bind(resource.map(|r| r.1))
-    .bind(data.to_string())
-    .bind(ctx.user_agent.as_deref())
-    .bind(ctx.request_id.as_deref())
-    .bind(now_us())
-    .bind(ctx.actor.to_json())
-    .bind(events::member_of(kind, &data))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    insert_events(tx, ctx, kind, resource, std::slice::from_ref(&data)).await
 }
 
 /// Writes a resource's e-mail index rows; `replace` first removes the old ones (a new resource
@@ -1430,13 +1413,7 @@ impl Store for SqliteStore {
                         rows.push((pk, res));
                     }
                 }
-                // A first page that is not full holds every match: no need to count them again.
-                // This is the common case of identity providers' existence checks (`userName eq "..."`).
-                let first_page_complete = match paging {
-                    Paging::Index { .. } => offset == 0 && (rows.len() as i64) < limit,
-                    Paging::Cursor { after_pk } => after_pk == 0 && (rows.len() as i64) < limit,
-                };
-                let total = if first_page_complete {
+                let total = if paging.holds_every_match(rows.len(), limit) {
                     rows.len() as i64
                 } else {
                     conn.prepare_cached(&count_sql)?
