@@ -49,9 +49,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A failed read on the SQLite inline reader (`sqlite/inline_read.rs`).
+    /// A failure on SQLite through rusqlite: the inline readers (`sqlite/inline_read.rs`) and the
+    /// writes run on the writer's handle (`sqlite/group_commit.rs`).
     #[error("database error: {0}")]
-    Read(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl StoreError {
@@ -75,7 +76,7 @@ impl StoreError {
                 tracing::error!(error = %e, "migration error");
                 ScimError::internal("internal storage error")
             }
-            StoreError::Read(e) => {
+            StoreError::Sqlite(e) => {
                 tracing::error!(error = %e, "database error");
                 if matches!(
                     e.sqlite_error_code(),

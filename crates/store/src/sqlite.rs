@@ -13,8 +13,10 @@ use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResul
 
 pub(crate) mod group_commit;
 mod inline_read;
+mod resource_writes;
 mod roles_ops;
 use async_trait::async_trait;
+use resource_writes::Guarded;
 use rollcall_scim::ScimError;
 use rollcall_scim::filter::Filter;
 use rollcall_scim::patch::{MemberChange, MemberRef};
@@ -23,7 +25,7 @@ use serde_json::{Value, json};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, SqlitePool};
+use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -104,12 +106,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", WRITER_CACHE_KIB)
             .pragma("temp_store", "memory");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(opts.clone())
-            .await?;
-        MIGRATOR.run(&writer).await?;
+        // The one writer connection, kept by the group writer for the life of the store.
+        let mut writer = opts.connect().await?;
+        MIGRATOR.run(&mut writer).await?;
         let inline = inline_read::InlineReader::open(opts.get_filename())?;
         // Resource reads go through `inline`; this pool serves the event feed, webhooks and
         // management reads.
@@ -224,15 +223,6 @@ fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
     }
 }
 
-fn resource_of(row: &SqliteRow, kind: ResourceKind) -> StoreResult<StoredResource> {
-    stored_resource(
-        row.get("id"),
-        kind,
-        row.get::<&str, _>("doc"),
-        [row.get("version"), row.get("created_us"), row.get("modified_us")],
-    )
-}
-
 /// A row of [`RESOURCE_COLS`] read by the inline reader: its `pk` and the resource.
 fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResult<(i64, StoredResource)> {
     let doc = row.get_ref(2)?;
@@ -295,64 +285,7 @@ fn parse_related(text: Option<&str>) -> Vec<MemberView> {
 
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
 
-/// Maps a unique-index violation on resources to the SCIM 409.
-fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
-    if let Some(db) = e.as_database_error()
-        && db.is_unique_violation()
-    {
-        let detail = match kind {
-            ResourceKind::User => format!(
-                "userName \"{}\" is already taken in this connection",
-                doc.get("userName").and_then(Value::as_str).unwrap_or_default()
-            ),
-            ResourceKind::Group => format!(
-                "a group named \"{}\" already exists in this connection",
-                doc.get("displayName").and_then(Value::as_str).unwrap_or_default()
-            ),
-        };
-        return StoreError::Scim(ScimError::uniqueness(detail));
-    }
-    StoreError::Database(e)
-}
-
-/// Inserts one event per item of `data`, all of the same type and resource, in one statement.
-async fn insert_events(
-    tx: &mut SqliteConnection,
-    ctx: &WriteContext,
-    kind: &str,
-    resource: Option<(ResourceKind, &str)>,
-    data: &[Value],
-) -> StoreResult<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
-         VALUES {}",
-        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; data.len()].join(", ")
-    );
-    let (now, actor) = (now_us(), ctx.actor.to_json());
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for d in data {
-        q = q
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(kind)
-            .bind(Some(ctx.org_id.as_str()).filter(|s| !s.is_empty()))
-            .bind(Some(ctx.connection_id.as_str()).filter(|s| !s.is_empty()))
-            .bind(resource.map(|r| r.0.as_str()))
-            .bind(resource.map(|r| r.1))
-            .bind(d.to_string())
-            .bind(ctx.user_agent.as_deref())
-            .bind(ctx.request_id.as_deref())
-            .bind(now)
-            .bind(actor.clone())
-            .bind(events::member_of(kind, d));
-    }
-    q.execute(&mut *tx).await?;
-    Ok(())
-}
-
-/// Inserts one event (see [`insert_events`]).
+/// Inserts one event from a sqlx-side write transaction (see [`resource_writes::insert_events`]).
 pub(crate) async fn insert_event(
     tx: &mut SqliteConnection,
     ctx: &WriteContext,
@@ -360,222 +293,10 @@ pub(crate) async fn insert_event(
     resource: Option<(ResourceKind, &str)>,
     data: Value,
 ) -> StoreResult<()> {
-    insert_events(tx, ctx, kind, resource, std::slice::from_ref(&data)).await
-}
-
-/// Writes a resource's e-mail index rows; `replace` first removes the old ones (a new resource
-/// has none, so a create skips that statement).
-async fn write_emails(
-    tx: &mut SqliteConnection,
-    pk: i64,
-    connection_id: &str,
-    emails: &[String],
-    replace: bool,
-) -> StoreResult<()> {
-    if replace {
-        sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for e in emails {
-        sqlx::query("INSERT INTO resource_emails (resource_pk, connection_id, value_ci) VALUES (?, ?, ?)")
-            .bind(pk)
-            .bind(connection_id)
-            .bind(e)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-fn unknown_member(id: &str) -> StoreError {
-    StoreError::Scim(ScimError::invalid_value(format!(
-        "member \"{id}\" is not a user or group of this SCIM connection"
-    )))
-}
-
-/// Applies membership changes to a group in the open transaction, recording one event per member
-/// added or removed. Returns the row keys of the members added or removed.
-async fn apply_member_changes(
-    tx: &mut SqliteConnection,
-    ctx: &WriteContext,
-    registry: &SchemaRegistry,
-    group_pk: i64,
-    group_id: &str,
-    changes: Vec<MemberChange>,
-) -> StoreResult<Vec<i64>> {
-    let mut touched = Vec::new();
-    for change in changes {
-        match change {
-            MemberChange::Add(members) => {
-                touched.extend(add_members(tx, ctx, group_pk, group_id, &members).await?);
-            }
-            MemberChange::Remove(ids) => {
-                for id in ids {
-                    let removed: Option<i64> = sqlx::query_scalar(
-                        "DELETE FROM group_members WHERE group_pk = ? AND member_pk =
-                           (SELECT pk FROM resources WHERE connection_id = ? AND id = ?) RETURNING member_pk",
-                    )
-                    .bind(group_pk)
-                    .bind(&ctx.connection_id)
-                    .bind(&id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(pk) = removed {
-                        touched.push(pk);
-                        member_removed(tx, ctx, group_id, &id).await?;
-                    }
-                }
-            }
-            MemberChange::RemoveWhere(filter) => {
-                let rt = registry.resource_type("Group").expect("Group is registered");
-                let mut b = SqlBuilder::new(Dialect::Sqlite);
-                b.push(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ",
-                );
-                b.bind(Bind::Int(group_pk));
-                b.push(" AND ");
-                crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
-                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for row in rows {
-                    let pk: i64 = row.get(0);
-                    let id: String = row.get(1);
-                    remove_member_pk(tx, group_pk, pk).await?;
-                    touched.push(pk);
-                    member_removed(tx, ctx, group_id, &id).await?;
-                }
-            }
-            MemberChange::ReplaceAll(members) => {
-                let current: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ?",
-                )
-                .bind(group_pk)
-                .fetch_all(&mut *tx)
-                .await?;
-                let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
-                for (pk, id) in &current {
-                    if !wanted.contains(id.as_str()) {
-                        remove_member_pk(tx, group_pk, *pk).await?;
-                        touched.push(*pk);
-                        member_removed(tx, ctx, group_id, id).await?;
-                    }
-                }
-                touched.extend(add_members(tx, ctx, group_pk, group_id, &members).await?);
-            }
-        }
-    }
-    Ok(touched)
-}
-
-async fn remove_member_pk(tx: &mut SqliteConnection, group_pk: i64, member_pk: i64) -> StoreResult<()> {
-    sqlx::query("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")
-        .bind(group_pk)
-        .bind(member_pk)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn member_removed(
-    tx: &mut SqliteConnection,
-    ctx: &WriteContext,
-    group_id: &str,
-    member_id: &str,
-) -> StoreResult<()> {
-    insert_event(
-        tx,
-        ctx,
-        events::GROUP_MEMBER_REMOVED,
-        Some((ResourceKind::Group, group_id)),
-        json!({"member": member_id}),
-    )
+    group_commit::on_connection(tx, |c| {
+        resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(&data))
+    })
     .await
-}
-
-/// Adds one member; returns its row key when it was not a member yet.
-/// Rows per multi-row statement when adding members (3 parameters each; SQLite allows 32,766).
-const MEMBER_ROWS_PER_STATEMENT: usize = 500;
-
-/// Adds `members` to the group in a few statements whatever their number: one lookup of their row
-/// keys, one multi-row `INSERT OR IGNORE` and one multi-row insert of their `group.member_added`
-/// events per 500 members (identity providers push members in batches; one statement each was
-/// three round trips per member). A member that is already in the group is left as it is, but keeps
-/// the `display` the client sent last. Returns the row keys of the members added, in order.
-async fn add_members(
-    tx: &mut SqliteConnection,
-    ctx: &WriteContext,
-    group_pk: i64,
-    group_id: &str,
-    members: &[MemberRef],
-) -> StoreResult<Vec<i64>> {
-    let mut pks: HashMap<String, i64> = HashMap::with_capacity(members.len());
-    for chunk in members.chunks(MEMBER_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT id, pk FROM resources WHERE connection_id = ? AND deleted_us IS NULL AND id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)).bind(&ctx.connection_id);
-        for m in chunk {
-            q = q.bind(&m.value);
-        }
-        pks.extend(q.fetch_all(&mut *tx).await?);
-    }
-    let mut rows: Vec<(i64, &MemberRef)> = Vec::with_capacity(members.len());
-    for m in members {
-        let Some(&pk) = pks.get(m.value.as_str()) else {
-            return Err(unknown_member(&m.value));
-        };
-        if pk == group_pk {
-            return Err(StoreError::Scim(ScimError::invalid_value(
-                "a group cannot be a member of itself",
-            )));
-        }
-        rows.push((pk, m));
-    }
-    let mut inserted: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    for chunk in rows.chunks(MEMBER_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT OR IGNORE INTO group_members (group_pk, member_pk, display) VALUES {} RETURNING member_pk",
-            vec!["(?, ?, ?)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
-        for (pk, m) in chunk {
-            q = q.bind(group_pk).bind(*pk).bind(m.display.as_deref());
-        }
-        inserted.extend(q.fetch_all(&mut *tx).await?);
-    }
-    // In request order: the first occurrence of each inserted member is an addition; any other
-    // occurrence with a display (already a member, or named twice) updates the display.
-    let mut added = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (pk, m) in &rows {
-        let first = seen.insert(*pk);
-        if first && inserted.contains(pk) {
-            added.push((*pk, m.value.as_str()));
-        } else if let Some(display) = &m.display {
-            sqlx::query("UPDATE group_members SET display = ? WHERE group_pk = ? AND member_pk = ?")
-                .bind(display)
-                .bind(group_pk)
-                .bind(*pk)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    for chunk in added.chunks(MEMBER_ROWS_PER_STATEMENT) {
-        let data: Vec<Value> = chunk.iter().map(|(_, id)| json!({"member": id})).collect();
-        insert_events(
-            tx,
-            ctx,
-            events::GROUP_MEMBER_ADDED,
-            Some((ResourceKind::Group, group_id)),
-            &data,
-        )
-        .await?;
-    }
-    Ok(added.into_iter().map(|(pk, _)| pk).collect())
 }
 
 impl SqliteStore {
@@ -1033,67 +754,13 @@ impl Store for SqliteStore {
         &self,
         ctx: &WriteContext,
         kind: ResourceKind,
-        mut doc: Value,
+        doc: Value,
         members: Vec<MemberRef>,
     ) -> StoreResult<StoredResource> {
-        let id = uuid::Uuid::new_v4().to_string();
-        store_order(&mut doc);
-        let fields = IndexFields::of(kind, &doc);
-        let search = search_doc(&self.registry, self.rt(kind), &doc);
-        let now = now_us();
-        let mut tx = self.begin_write().await?;
-        // The row key, and whether the organization has roles at all: without any, there are no
-        // effective roles to compute (asked here to save a round trip per create).
-        let (pk, has_roles): (i64, bool) = sqlx::query_as(
-            "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
-             RETURNING pk, EXISTS (SELECT 1 FROM roles WHERE org_id = ?)",
-        )
-        .bind(&ctx.connection_id)
-        .bind(kind.as_str())
-        .bind(&id)
-        .bind(&fields.external_id)
-        .bind(&fields.user_name_ci)
-        .bind(&fields.display_name_ci)
-        .bind(fields.active)
-        .bind(now)
-        .bind(now)
-        .bind(doc.to_string())
-        .bind(search.to_string())
-        .bind(&ctx.org_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| uniqueness(e, kind, &doc))?;
-        write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci, false).await?;
-        insert_event(
-            &mut tx,
-            ctx,
-            events::created(kind),
-            Some((kind, &id)),
-            json!({"attributes": doc}),
-        )
-        .await?;
-        let affected = match kind {
-            ResourceKind::User => vec![pk],
-            ResourceKind::Group if !members.is_empty() => {
-                apply_member_changes(&mut tx, ctx, &self.registry, pk, &id, vec![MemberChange::Add(members)]).await?
-            }
-            ResourceKind::Group => Vec::new(),
-        };
-        if has_roles {
-            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
-        }
-        tx.commit().await?;
-        put_id(&mut doc, &id);
-        Ok(StoredResource {
-            id,
-            kind,
-            doc,
-            version: 1,
-            created_us: now,
-            modified_us: now,
-            related: None,
-        })
+        let (registry, ctx) = (self.registry.clone(), ctx.clone());
+        self.group
+            .write(move |c| resource_writes::create(c, &registry, &ctx, kind, doc, members))
+            .await
     }
 
     async fn get_resource(
@@ -1133,119 +800,15 @@ impl Store for SqliteStore {
         if_match: Option<i64>,
         mutation: Mutation,
     ) -> StoreResult<Option<StoredResource>> {
-        let mut tx = self.begin_write().await?;
-        // With the row: whether the organization has roles (none: no effective roles to recompute).
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RESOURCE_COLS}, EXISTS (SELECT 1 FROM roles WHERE org_id = ?) AS has_roles
-             FROM resources r WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
-        )))
-        .bind(&ctx.org_id)
-        .bind(&ctx.connection_id)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let pk: i64 = row.get("pk");
-        let has_roles: bool = row.get("has_roles");
-        let current = resource_of(&row, kind)?;
-        if let Some(v) = if_match
-            && v != current.version
-        {
-            return Err(StoreError::Scim(ScimError::precondition_failed(format!(
-                "the resource has changed: its version is W/\"{}\", not W/\"{v}\"",
-                current.version
-            ))));
+        let (registry, write_ctx, write_id) = (self.registry.clone(), ctx.clone(), id.to_string());
+        let written = self
+            .group
+            .write(move |c| resource_writes::update(c, &registry, &write_ctx, kind, &write_id, if_match, mutation))
+            .await?;
+        match written {
+            Guarded::Done(res) => Ok(res),
+            Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "deactivate").await),
         }
-        let before = current.doc.clone();
-        let mut doc = current.doc.clone();
-        let member_changes = mutation(&mut doc)?;
-        if let Value::Object(m) = &mut doc {
-            m.insert("id".into(), Value::String(id.to_string()));
-            m.remove("meta");
-        }
-        let doc_changed = doc != before;
-        if kind == ResourceKind::User
-            && doc.get("active").and_then(Value::as_bool) == Some(false)
-            && before.get("active").and_then(Value::as_bool) != Some(false)
-            && let Some(email) = roles_ops::protected_match(&mut tx, &ctx.org_id, pk, &before).await?
-        {
-            drop(tx);
-            return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
-        }
-        let touched = if kind == ResourceKind::Group && !member_changes.is_empty() {
-            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
-        } else {
-            Vec::new()
-        };
-        let members_changed = !touched.is_empty();
-        // Whose effective roles may have changed: the members added or removed; every member when the
-        // group's name or IdP id changed; the user when its status or app roles changed.
-        let role_scope = match kind {
-            ResourceKind::Group
-                if ["displayName", "externalId"]
-                    .iter()
-                    .any(|k| doc.get(k) != before.get(k)) =>
-            {
-                Some(RoleScope::MembersOf(pk))
-            }
-            ResourceKind::Group => Some(RoleScope::Users(touched)),
-            ResourceKind::User if ["active", "roles"].iter().any(|k| doc.get(k) != before.get(k)) => {
-                Some(RoleScope::Users(vec![pk]))
-            }
-            ResourceKind::User => None,
-        };
-        if !doc_changed && !members_changed {
-            tx.commit().await?;
-            return Ok(Some(current));
-        }
-        let now = now_us();
-        let version = current.version + 1;
-        let mut stored = doc.clone();
-        store_order(&mut stored);
-        if doc_changed {
-            let fields = IndexFields::of(kind, &stored);
-            let search = search_doc(&self.registry, self.rt(kind), &stored);
-            sqlx::query(
-                "UPDATE resources SET external_id = ?, user_name_ci = ?, display_name_ci = ?, active = ?, version = ?, modified_us = ?, doc = ?, doc_ci = ? WHERE pk = ?",
-            )
-            .bind(&fields.external_id)
-            .bind(&fields.user_name_ci)
-            .bind(&fields.display_name_ci)
-            .bind(fields.active)
-            .bind(version)
-            .bind(now)
-            .bind(stored.to_string())
-            .bind(search.to_string())
-            .bind(pk)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| uniqueness(e, kind, &stored))?;
-            write_emails(&mut tx, pk, &ctx.connection_id, &fields.emails_ci, true).await?;
-            let ev = events::updated(kind, &before, &doc);
-            insert_event(&mut tx, ctx, ev, Some((kind, id)), events::diff(&before, &doc)).await?;
-        } else {
-            sqlx::query("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")
-                .bind(version)
-                .bind(now)
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // After the row is written: the computation reads the stored status, app roles and names.
-        if let Some(scope) = role_scope.filter(|_| has_roles) {
-            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(StoredResource {
-            id: id.to_string(),
-            kind,
-            doc,
-            version,
-            created_us: current.created_us,
-            modified_us: now,
-            related: None,
-        }))
     }
 
     async fn delete_resource(
@@ -1255,106 +818,15 @@ impl Store for SqliteStore {
         id: &str,
         if_match: Option<i64>,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64, String)> = sqlx::query_as(
-            "SELECT pk, version, doc FROM resources WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL",
-        )
-        .bind(&ctx.connection_id)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((pk, version, doc)) = row else {
-            return Ok(false);
-        };
-        if let Some(v) = if_match
-            && v != version
-        {
-            return Err(StoreError::Scim(ScimError::precondition_failed(format!(
-                "the resource has changed: its version is W/\"{version}\", not W/\"{v}\""
-            ))));
-        }
-        let mut purge = false;
-        if kind == ResourceKind::User {
-            let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-            if let Some(email) = roles_ops::protected_match(&mut tx, &ctx.org_id, pk, &doc).await? {
-                drop(tx);
-                return Err(self.refuse_protected(ctx, id, &email, "delete").await);
-            }
-            let policy: Option<String> = sqlx::query_scalar("SELECT policy FROM scim_connections WHERE id = ?")
-                .bind(&ctx.connection_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
-            purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
-        }
-        let now = now_us();
-        // Membership goes with the resource, each removal recorded (so the event log alone tells who
-        // is in each group); groups the member was in change version; a deleted group's members may
-        // lose roles.
-        let groups: Vec<String> = sqlx::query_scalar(
-            "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
-             WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY g.pk",
-        )
-        .bind(pk)
-        .fetch_all(&mut *tx)
-        .await?;
-        for group_id in &groups {
-            insert_event(
-                &mut tx,
-                ctx,
-                events::GROUP_MEMBER_REMOVED,
-                Some((ResourceKind::Group, group_id)),
-                json!({"member": id, "reason": "member_deleted"}),
-            )
+        let (write_ctx, write_id) = (ctx.clone(), id.to_string());
+        let written = self
+            .group
+            .write(move |c| resource_writes::delete(c, &write_ctx, kind, &write_id, if_match))
             .await?;
+        match written {
+            Guarded::Done(deleted) => Ok(deleted),
+            Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "delete").await),
         }
-        sqlx::query("UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)")
-            .bind(now)
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
-        let members: Vec<i64> = if kind == ResourceKind::Group {
-            sqlx::query_scalar("SELECT member_pk FROM group_members WHERE group_pk = ?")
-                .bind(pk)
-                .fetch_all(&mut *tx)
-                .await?
-        } else {
-            Vec::new()
-        };
-        if purge {
-            // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
-            sqlx::query("DELETE FROM resources WHERE pk = ?")
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")
-                .bind(now)
-                .bind(now)
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM resource_emails WHERE resource_pk = ?")
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")
-                .bind(pk)
-                .bind(pk)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let data = if purge { json!({"purged": true}) } else { json!({}) };
-        insert_event(&mut tx, ctx, events::deleted(kind), Some((kind, id)), data).await?;
-        let affected = match kind {
-            ResourceKind::User if !purge => vec![pk],
-            ResourceKind::User => Vec::new(),
-            ResourceKind::Group => members,
-        };
-        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {

@@ -12,9 +12,16 @@
 //! A writer's [`WriteTx`] dereferences to the connection, like an `sqlx::Transaction`, and ends with
 //! [`WriteTx::commit`]; dropping it (an error path, a cancelled request) rolls its work back.
 
+//!
+//! Statements run one of two ways on the one writer connection. Through sqlx, each statement is a
+//! round trip to sqlx's worker thread; [`WriteTx`] works that way for the management writes. Or
+//! synchronously through rusqlite on the same SQLite handle, locked out of sqlx's worker for the
+//! time ([`GroupWriter::write`], [`on_connection`]): a resource write then costs one hand-off in
+//! all (its savepoint, statements and release together), where the writer's turn used to be six or
+//! more round trips while every other writer waited.
+
 use crate::{StoreError, StoreResult};
-use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +35,8 @@ const MAX_GROUP_AGE: Duration = Duration::from_millis(20);
 /// How long a writer that handed the transaction on waits before it checks that someone is still
 /// going to commit it (a writer that was queued may have been cancelled).
 const HANDOFF_CHECK: Duration = Duration::from_millis(25);
+/// Prepared statements the writer keeps (the multi-row inserts have one per row count).
+const WRITER_STATEMENTS: usize = 64;
 
 /// The outcome of a group's `COMMIT`, shared by its writers.
 type Outcome = Option<Result<(), String>>;
@@ -39,16 +48,72 @@ struct Group {
 }
 
 struct State {
-    /// The writer connection while a group's transaction is open.
-    conn: Option<PoolConnection<Sqlite>>,
+    /// rusqlite's view of `conn`'s handle, keeping its prepared statements from one write to the
+    /// next. Used only while the handle is locked out of sqlx's worker ([`on_handle`]); declared
+    /// before `conn` and finalized under that lock when the state is dropped ([`Drop`] below).
+    inline: Option<rusqlite::Connection>,
+    /// The writer connection, kept for the life of the store.
+    conn: SqliteConnection,
     group: Option<Group>,
     /// Distinguishes groups, so that a writer can tell whether its group is still open.
     group_no: u64,
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some(inline) = self.inline.take() {
+            // Finalizing the kept statements uses the handle: take it from sqlx's worker first (a
+            // short wait on that thread, not on the async runtime).
+            match futures::executor::block_on(self.conn.lock_handle()) {
+                Ok(_locked) => drop(inline),
+                // The worker is gone, and the handle with it: nothing left to finalize on.
+                Err(_) => std::mem::forget(inline),
+            }
+        }
+    }
+}
+
+/// Runs `f` synchronously on the writer's handle through the kept rusqlite view, with the handle
+/// locked out of sqlx's worker: one hand-off to that thread, whatever `f` does.
+async fn on_handle<R>(
+    state: &mut State,
+    f: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    let State { inline, conn, .. } = state;
+    let mut locked = conn.lock_handle().await?;
+    let raw = locked.as_raw_handle().as_ptr();
+    let view = match inline {
+        Some(view) => view,
+        None => {
+            // SAFETY: `raw` is the handle of `conn`, which the state owns for as long as the view
+            // (dropped first, see `State`); the view is used only here, while `locked` keeps sqlx's
+            // worker off the handle, and it never closes the handle (`from_handle` does not own it).
+            let view = unsafe { rusqlite::Connection::from_handle(raw)? };
+            view.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
+            inline.insert(view)
+        }
+    };
+    debug_assert_eq!(unsafe { view.handle() }, raw, "the writer connection is never replaced");
+    f(view)
+}
+
+/// Runs `f` synchronously on `conn`'s handle through a rusqlite view made for the call (its
+/// statements are finalized before the handle goes back to sqlx): for sqlx-side writes that share
+/// code with the rusqlite ones, such as event rows and role computation.
+pub(crate) async fn on_connection<R>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    let mut locked = conn.lock_handle().await?;
+    // SAFETY: as in `on_handle`; the view is dropped before `locked`.
+    let mut view = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr())? };
+    let result = f(&mut view);
+    drop(view);
+    result
+}
+
 /// The writer side of the SQLite store.
 pub(crate) struct GroupWriter {
-    pool: SqlitePool,
     state: Arc<Mutex<State>>,
     /// Writers waiting for the state: when there are some, a finishing writer hands the transaction on.
     queued: Arc<AtomicUsize>,
@@ -57,6 +122,13 @@ pub(crate) struct GroupWriter {
 /// Counts a writer as queued until it gets the state (or gives up waiting).
 struct Queued(Arc<AtomicUsize>);
 
+impl Queued {
+    fn new(queued: &Arc<AtomicUsize>) -> Queued {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Queued(queued.clone())
+    }
+}
+
 impl Drop for Queued {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -64,11 +136,12 @@ impl Drop for Queued {
 }
 
 impl GroupWriter {
-    pub(crate) fn new(pool: SqlitePool) -> GroupWriter {
+    /// Takes the writer connection for the life of the store.
+    pub(crate) fn new(conn: SqliteConnection) -> GroupWriter {
         GroupWriter {
-            pool,
             state: Arc::new(Mutex::new(State {
-                conn: None,
+                inline: None,
+                conn,
                 group: None,
                 group_no: 0,
             })),
@@ -76,28 +149,19 @@ impl GroupWriter {
         }
     }
 
-    /// Starts a write: joins the open group, or opens one.
+    /// Starts a write through sqlx: joins the open group, or opens one.
     ///
     /// The steps that change the transaction's state run in a task of their own, so that a caller
     /// cancelled half-way (a dropped request) cannot leave the connection in a state nobody knows.
     pub(crate) async fn begin(&self) -> StoreResult<WriteTx> {
-        let (pool, shared, queued) = (self.pool.clone(), self.state.clone(), self.queued.clone());
+        let (shared, queued) = (self.state.clone(), self.queued.clone());
         tokio::spawn(async move {
-            queued.fetch_add(1, Ordering::SeqCst);
-            let waiting = Queued(queued.clone());
+            let waiting = Queued::new(&queued);
             let mut state = shared.clone().lock_owned().await;
             drop(waiting);
             if state.group.is_none() {
-                let mut conn = pool.acquire().await?;
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                let (outcome, _) = watch::channel(None);
-                state.conn = Some(conn);
-                state.group_no += 1;
-                state.group = Some(Group {
-                    members: 0,
-                    started: Instant::now(),
-                    outcome,
-                });
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut state.conn).await?;
+                open_group(&mut state);
             }
             if let Err(e) = exec(&mut state, "SAVEPOINT member").await {
                 // The transaction is unusable: end the group with the error.
@@ -119,6 +183,87 @@ impl GroupWriter {
         .await
         .map_err(task_failed)?
     }
+
+    /// Runs one whole write synchronously on the writer's handle ([`on_handle`]): joins or opens the
+    /// group, runs `f` inside a savepoint, keeps its work when it returns `Ok` (rolls it back on
+    /// `Err`), and returns once the group's `COMMIT` is done, so `Ok` means on disk.
+    ///
+    /// `f` must not wait for anything: every other writer waits while it runs.
+    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (shared, queued) = (self.state.clone(), self.queued.clone());
+        // In a task of its own, as `begin`: the state is never left half-changed by a cancelled caller.
+        let (result, outcome, group_no) = tokio::spawn(async move {
+            let waiting = Queued::new(&queued);
+            let mut state = shared.clone().lock_owned().await;
+            drop(waiting);
+            let opening = state.group.is_none();
+            let mut began = false;
+            let ran = on_handle(&mut state, |c| {
+                if opening {
+                    c.execute_batch("BEGIN IMMEDIATE")?;
+                    began = true;
+                }
+                c.execute_batch("SAVEPOINT member")?;
+                let result = f(c);
+                let end = if result.is_ok() {
+                    "RELEASE SAVEPOINT member"
+                } else {
+                    "ROLLBACK TO SAVEPOINT member; RELEASE SAVEPOINT member"
+                };
+                c.execute_batch(end)?;
+                Ok(result)
+            })
+            .await;
+            if began {
+                open_group(&mut state);
+            }
+            let result = match ran {
+                Ok(result) => result,
+                Err(e) => {
+                    // A control statement failed: SQLite may have rolled everything back (an I/O
+                    // error, a full disk), so the whole group fails (if one is open at all).
+                    if state.group.is_some() {
+                        finish(&mut state, Err(e.to_string())).await;
+                    }
+                    return Err(e);
+                }
+            };
+            let group = state.group.as_mut().expect("a group is open");
+            group.members += 1;
+            let outcome = group.outcome.subscribe();
+            let group_no = state.group_no;
+            if !hand_on(&state, &queued) {
+                finish(&mut state, Ok(())).await;
+            }
+            Ok((result, outcome, group_no))
+        })
+        .await
+        .map_err(task_failed)??;
+        // Work that failed was rolled back to its savepoint: there is nothing to wait for.
+        let value = result?;
+        wait_for_commit(outcome, &self.state, group_no).await?;
+        Ok(value)
+    }
+}
+
+fn open_group(state: &mut State) {
+    let (outcome, _) = watch::channel(None);
+    state.group_no += 1;
+    state.group = Some(Group {
+        members: 0,
+        started: Instant::now(),
+        outcome,
+    });
+}
+
+/// Whether a writer that has finished its part hands the open transaction on instead of committing.
+fn hand_on(state: &State, queued: &AtomicUsize) -> bool {
+    let group = state.group.as_ref().expect("a group is open");
+    queued.load(Ordering::SeqCst) > 0 && group.members < MAX_GROUP && group.started.elapsed() < MAX_GROUP_AGE
 }
 
 fn task_failed(e: tokio::task::JoinError) -> StoreError {
@@ -126,8 +271,7 @@ fn task_failed(e: tokio::task::JoinError) -> StoreError {
 }
 
 async fn exec(state: &mut State, sql: &'static str) -> StoreResult<()> {
-    let conn = state.conn.as_mut().expect("a group is open");
-    sqlx::query(sql).execute(&mut **conn).await?;
+    sqlx::query(sql).execute(&mut state.conn).await?;
     Ok(())
 }
 
@@ -144,8 +288,6 @@ async fn finish(state: &mut State, result: Result<(), String>) {
     if let Some(group) = state.group.take() {
         group.outcome.send_replace(Some(result));
     }
-    // The connection goes back to the pool between groups.
-    state.conn = None;
 }
 
 /// Ends a writer's part: releases or rolls back its savepoint, then commits the group unless other
@@ -164,11 +306,39 @@ async fn end_member(state: &mut State, queued: &AtomicUsize, keep: bool) {
         finish(state, Err(e.to_string())).await;
         return;
     }
-    let group = state.group.as_ref().expect("a group is open");
-    let hand_on =
-        queued.load(Ordering::SeqCst) > 0 && group.members < MAX_GROUP && group.started.elapsed() < MAX_GROUP_AGE;
-    if !hand_on {
+    if !hand_on(state, queued) {
         finish(state, Ok(())).await;
+    }
+}
+
+/// Waits for the `COMMIT` of group `group_no`; if nobody has committed it after a while (the writer
+/// it was handed to was cancelled), commits it here.
+async fn wait_for_commit(
+    mut outcome: watch::Receiver<Outcome>,
+    shared: &Arc<Mutex<State>>,
+    group_no: u64,
+) -> StoreResult<()> {
+    loop {
+        let waited = tokio::time::timeout(HANDOFF_CHECK, async {
+            outcome.wait_for(Option::is_some).await.map(|v| v.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(v)) => return to_result(v),
+            Ok(Err(_)) => return Err(group_lost()),
+            Err(_) => {
+                // Nobody has committed yet: if the group is still open and idle, commit it here.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let mut state = shared.lock_owned().await;
+                    if state.group_no == group_no && state.group.is_some() {
+                        finish(&mut state, Ok(())).await;
+                    }
+                })
+                .await
+                .map_err(task_failed)?;
+            }
+        }
     }
 }
 
@@ -190,29 +360,7 @@ impl WriteTx {
         tokio::spawn(async move { end_member(&mut state, &queued, true).await })
             .await
             .map_err(task_failed)?;
-        let mut outcome = self.outcome.clone();
-        loop {
-            let waited = tokio::time::timeout(HANDOFF_CHECK, async {
-                outcome.wait_for(Option::is_some).await.map(|v| v.clone())
-            })
-            .await;
-            match waited {
-                Ok(Ok(v)) => return to_result(v),
-                Ok(Err(_)) => return Err(group_lost()),
-                Err(_) => {
-                    // Nobody has committed yet: if the group is still open and idle, commit it here.
-                    let (shared, group_no) = (self.shared.clone(), self.group_no);
-                    tokio::spawn(async move {
-                        let mut state = shared.lock_owned().await;
-                        if state.group_no == group_no && state.group.is_some() {
-                            finish(&mut state, Ok(())).await;
-                        }
-                    })
-                    .await
-                    .map_err(task_failed)?;
-                }
-            }
-        }
+        wait_for_commit(self.outcome.clone(), &self.shared, self.group_no).await
     }
 }
 
@@ -243,14 +391,12 @@ impl Drop for WriteTx {
                     });
                 }
                 Err(_) => {
-                    // No runtime (shutting down): the pooled connection is closed, which rolls back.
+                    // No runtime (shutting down): the transaction stays open until the connection closes
+                    // with the store, which rolls it back.
                     if let Some(group) = state.group.take() {
                         group
                             .outcome
                             .send_replace(Some(Err("the store is shutting down".into())));
-                    }
-                    if let Some(mut conn) = state.conn.take() {
-                        conn.close_on_drop();
                     }
                 }
             }
@@ -261,18 +407,12 @@ impl Drop for WriteTx {
 impl Deref for WriteTx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        self.state
-            .as_ref()
-            .and_then(|s| s.conn.as_deref())
-            .expect("the write is in progress")
+        &self.state.as_ref().expect("the write is in progress").conn
     }
 }
 
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.state
-            .as_mut()
-            .and_then(|s| s.conn.as_deref_mut())
-            .expect("the write is in progress")
+        &mut self.state.as_mut().expect("the write is in progress").conn
     }
 }

@@ -121,7 +121,7 @@ impl InlineReader {
         c.ticks_left.store(INLINE_BUDGET_TICKS, Ordering::Relaxed);
         let first = in_snapshot(&c.conn, &read);
         match first {
-            Err(StoreError::Read(e)) if is_interrupt(&e) => {
+            Err(StoreError::Sqlite(e)) if is_interrupt(&e) => {
                 let pool = self.clone();
                 tokio::task::spawn_blocking(move || {
                     c.ticks_left.store(u32::MAX, Ordering::Relaxed);
@@ -156,7 +156,7 @@ fn is_interrupt(e: &rusqlite::Error) -> bool {
 }
 
 pub(crate) fn read_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Read(e)
+    StoreError::Sqlite(e)
 }
 
 impl ToSql for Bind {
@@ -247,7 +247,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::Read(_)), "{err}");
+        assert!(matches!(err, StoreError::Sqlite(_)), "{err}");
         let n: i64 = reader
             .read(|c| {
                 c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))

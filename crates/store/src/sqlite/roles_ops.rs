@@ -12,8 +12,10 @@ use crate::rows::{
 };
 use std::collections::BTreeSet;
 
-/// The role queries on an open write transaction.
-pub(super) struct Rows<'a>(pub &'a mut SqliteConnection);
+/// The role queries, run synchronously on the writer's handle inside its open transaction
+/// ([`group_commit`]). The methods are `async` for the shared [`recompute`], but never wait, so
+/// [`recompute_roles`] runs it to completion in one poll.
+pub(super) struct Rows<'a>(pub &'a mut rusqlite::Connection);
 
 /// A predicate on `r` (a user row of the connection) selecting the scope.
 fn scope_sql(scope: &RoleScope) -> (&'static str, Option<Bind>) {
@@ -30,26 +32,34 @@ fn scope_sql(scope: &RoleScope) -> (&'static str, Option<Bind>) {
     }
 }
 
+/// The connection id, then the scope's parameter if it has one.
+fn scope_params<'a>(connection_id: &'a &'a str, bind: &'a Option<Bind>) -> Vec<&'a dyn rusqlite::ToSql> {
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![connection_id];
+    if let Some(b) = bind {
+        params.push(b);
+    }
+    params
+}
+
 #[async_trait]
 impl RoleRows for Rows<'_> {
     async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
-        let roles: Vec<(String, String)> = sqlx::query_as("SELECT id, key FROM roles WHERE org_id = ?")
-            .bind(org_id)
-            .fetch_all(&mut *self.0)
-            .await?;
+        let c = &*self.0;
+        let roles: Vec<(String, String)> = c
+            .prepare_cached("SELECT id, key FROM roles WHERE org_id = ?")?
+            .query_map([org_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         if roles.is_empty() {
             return Ok(RoleConfig::default());
         }
-        let defaults: Vec<String> =
-            sqlx::query_scalar("SELECT role_id FROM connection_default_roles WHERE connection_id = ?")
-                .bind(connection_id)
-                .fetch_all(&mut *self.0)
-                .await?;
-        let mappings: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?")
-                .bind(connection_id)
-                .fetch_all(&mut *self.0)
-                .await?;
+        let defaults: Vec<String> = c
+            .prepare_cached("SELECT role_id FROM connection_default_roles WHERE connection_id = ?")?
+            .query_map([connection_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mappings: Vec<(String, String, String)> = c
+            .prepare_cached("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?")?
+            .query_map([connection_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(RoleConfig::new(roles, defaults, mappings))
     }
 
@@ -59,30 +69,21 @@ impl RoleRows for Rows<'_> {
         scope: &RoleScope,
         with_app_roles: bool,
     ) -> StoreResult<Vec<UserFacts>> {
+        let c = &*self.0;
         let (pred, bind) = scope_sql(scope);
         let sql = format!(
             "SELECT r.pk, r.id, r.active, r.deleted_us, CASE WHEN {with_app_roles} THEN r.doc END AS doc
              FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred}"
         );
-        let mut args = SqliteArguments::default();
-        args.add(connection_id).expect("bind");
-        if let Some(Bind::Text(t)) = &bind {
-            args.add(t.clone()).expect("bind");
-        } else if let Some(Bind::Int(i)) = &bind {
-            args.add(*i).expect("bind");
-        }
-        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-            .fetch_all(&mut *self.0)
-            .await?;
-        let mut users: Vec<UserFacts> = rows
-            .iter()
-            .map(|row| {
-                let active: Option<i64> = row.get("active");
-                let deleted: Option<i64> = row.get("deleted_us");
-                let doc: Option<String> = row.get("doc");
-                UserFacts {
-                    pk: row.get("pk"),
-                    id: row.get("id"),
+        let mut users: Vec<UserFacts> = c
+            .prepare_cached(&sql)?
+            .query_map(&scope_params(&connection_id, &bind)[..], |row| {
+                let active: Option<i64> = row.get(2)?;
+                let deleted: Option<i64> = row.get(3)?;
+                let doc: Option<String> = row.get(4)?;
+                Ok(UserFacts {
+                    pk: row.get(0)?,
+                    id: row.get(1)?,
                     connection_id: connection_id.to_string(),
                     active: deleted.is_none() && active != Some(0),
                     app_roles: doc
@@ -90,9 +91,9 @@ impl RoleRows for Rows<'_> {
                         .map(|d| app_roles_of(&d))
                         .unwrap_or_default(),
                     groups: Vec::new(),
-                }
-            })
-            .collect();
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
         if users.is_empty() {
             return Ok(users);
         }
@@ -101,24 +102,16 @@ impl RoleRows for Rows<'_> {
              FROM group_members m JOIN resources g ON g.pk = m.group_pk AND g.deleted_us IS NULL
              WHERE m.member_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred})"
         );
-        let mut args = SqliteArguments::default();
-        args.add(connection_id).expect("bind");
-        match bind {
-            Some(Bind::Text(t)) => args.add(t).expect("bind"),
-            Some(Bind::Int(i)) => args.add(i).expect("bind"),
-            _ => {}
-        }
-        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-            .fetch_all(&mut *self.0)
-            .await?;
         let index: HashMap<i64, usize> = users.iter().enumerate().map(|(i, u)| (u.pk, i)).collect();
-        for row in rows {
-            let pk: i64 = row.get(0);
+        let mut stmt = c.prepare_cached(&sql)?;
+        let mut rows = stmt.query(&scope_params(&connection_id, &bind)[..])?;
+        while let Some(row) = rows.next()? {
+            let pk: i64 = row.get(0)?;
             if let Some(&i) = index.get(&pk) {
                 users[i].groups.push(GroupFacts {
-                    id: row.get(1),
-                    external_id: row.get(2),
-                    name_ci: row.get(3),
+                    id: row.get(1)?,
+                    external_id: row.get(2)?,
+                    name_ci: row.get(3)?,
                 });
             }
         }
@@ -135,41 +128,31 @@ impl RoleRows for Rows<'_> {
             "SELECT ur.user_pk, ur.role_id FROM user_roles ur
              WHERE ur.user_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred})"
         );
-        let mut args = SqliteArguments::default();
-        args.add(connection_id).expect("bind");
-        match bind {
-            Some(Bind::Text(t)) => args.add(t).expect("bind"),
-            Some(Bind::Int(i)) => args.add(i).expect("bind"),
-            _ => {}
-        }
-        let rows: Vec<(i64, String)> = sqlx::query_as_with(AssertSqlSafe(sql), args)
-            .fetch_all(&mut *self.0)
-            .await?;
         let mut out: HashMap<i64, BTreeSet<String>> = HashMap::new();
-        for (pk, role) in rows {
-            out.entry(pk).or_default().insert(role);
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut rows = stmt.query(&scope_params(&connection_id, &bind)[..])?;
+        while let Some(row) = rows.next()? {
+            out.entry(row.get(0)?).or_default().insert(row.get(1)?);
         }
         Ok(out)
     }
 
     async fn grant(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+        let mut stmt = self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO user_roles (user_pk, role_id) VALUES (?, ?)")?;
         for r in role_ids {
-            sqlx::query("INSERT OR IGNORE INTO user_roles (user_pk, role_id) VALUES (?, ?)")
-                .bind(user_pk)
-                .bind(r)
-                .execute(&mut *self.0)
-                .await?;
+            stmt.execute((user_pk, r))?;
         }
         Ok(())
     }
 
     async fn revoke(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+        let mut stmt = self
+            .0
+            .prepare_cached("DELETE FROM user_roles WHERE user_pk = ? AND role_id = ?")?;
         for r in role_ids {
-            sqlx::query("DELETE FROM user_roles WHERE user_pk = ? AND role_id = ?")
-                .bind(user_pk)
-                .bind(r)
-                .execute(&mut *self.0)
-                .await?;
+            stmt.execute((user_pk, r))?;
         }
         Ok(())
     }
@@ -181,18 +164,53 @@ impl RoleRows for Rows<'_> {
         resource: (ResourceKind, &str),
         data: Value,
     ) -> StoreResult<()> {
-        insert_event(self.0, ctx, kind, Some(resource), data).await
+        resource_writes::insert_events(self.0, ctx, kind, Some(resource), &[data])
     }
 }
 
-/// Recomputes effective roles on one connection in the open transaction.
-pub(super) async fn recompute_roles(
-    tx: &mut SqliteConnection,
+/// Recomputes effective roles of the users in `scope` on one connection, synchronously on the
+/// writer's handle (as if `without_role` granted nothing).
+pub(super) fn recompute_sync(
+    c: &mut rusqlite::Connection,
+    ctx: &WriteContext,
+    org_id: &str,
+    connection_id: &str,
+    scope: RoleScope,
+    without_role: Option<&str>,
+) -> StoreResult<usize> {
+    use futures::FutureExt;
+    recompute(&mut Rows(c), ctx, org_id, connection_id, scope, without_role)
+        .now_or_never()
+        .unwrap_or_else(|| {
+            Err(StoreError::Scim(ScimError::internal(
+                "role computation waited on the writer",
+            )))
+        })
+}
+
+/// Recomputes effective roles on the writer's connection in its open transaction.
+pub(super) fn recompute_roles(
+    c: &mut rusqlite::Connection,
     ctx: &WriteContext,
     connection_id: &str,
     scope: RoleScope,
 ) -> StoreResult<usize> {
-    recompute(&mut Rows(tx), ctx, &ctx.org_id, connection_id, scope, None).await
+    recompute_sync(c, ctx, &ctx.org_id, connection_id, scope, None)
+}
+
+/// [`recompute_sync`] from a sqlx-side write transaction.
+async fn recompute_on(
+    tx: &mut SqliteConnection,
+    ctx: &WriteContext,
+    org_id: &str,
+    connection_id: &str,
+    scope: RoleScope,
+    without_role: Option<&str>,
+) -> StoreResult<usize> {
+    group_commit::on_connection(tx, |c| {
+        recompute_sync(c, ctx, org_id, connection_id, scope, without_role)
+    })
+    .await
 }
 
 /// Recomputes effective roles of every user of every connection of an organization, as if
@@ -208,7 +226,7 @@ async fn recompute_org(
         .fetch_all(&mut *tx)
         .await?;
     for c in connections {
-        recompute(&mut Rows(tx), ctx, org_id, &c, RoleScope::Connection, without_role).await?;
+        recompute_on(tx, ctx, org_id, &c, RoleScope::Connection, without_role).await?;
     }
     Ok(())
 }
@@ -254,50 +272,15 @@ async fn recompute_for_mapping(
 ) -> StoreResult<()> {
     match mapped_groups(tx, connection_id, m).await? {
         None => {
-            recompute(
-                &mut Rows(tx),
-                ctx,
-                &ctx.org_id,
-                connection_id,
-                RoleScope::Connection,
-                None,
-            )
-            .await?;
+            recompute_on(tx, ctx, &ctx.org_id, connection_id, RoleScope::Connection, None).await?;
         }
         Some(groups) => {
             for g in groups {
-                recompute(
-                    &mut Rows(tx),
-                    ctx,
-                    &ctx.org_id,
-                    connection_id,
-                    RoleScope::MembersOf(g),
-                    None,
-                )
-                .await?;
+                recompute_on(tx, ctx, &ctx.org_id, connection_id, RoleScope::MembersOf(g), None).await?;
             }
         }
     }
     Ok(())
-}
-
-/// The protected e-mail address (or userName) that user `pk` of the organization matches, if any.
-pub(super) async fn protected_match(
-    tx: &mut SqliteConnection,
-    org_id: &str,
-    pk: i64,
-    doc: &Value,
-) -> StoreResult<Option<String>> {
-    let user_name = crate::rows::folded_user_name(doc);
-    Ok(sqlx::query_scalar(
-        "SELECT email FROM protected_users WHERE org_id = ?
-           AND (email_ci = ? OR email_ci IN (SELECT value_ci FROM resource_emails WHERE resource_pk = ?)) LIMIT 1",
-    )
-    .bind(org_id)
-    .bind(user_name)
-    .bind(pk)
-    .fetch_optional(&mut *tx)
-    .await?)
 }
 
 const MAPPING_SELECT: &str = "SELECT m.id, m.connection_id, m.role_id, ro.key AS role_key, m.match_kind,
@@ -625,15 +608,7 @@ impl SqliteStore {
             json!({"default_roles": keys}),
         )
         .await?;
-        recompute(
-            &mut Rows(&mut tx),
-            &ctx,
-            &conn.org_id,
-            &conn.id,
-            RoleScope::Connection,
-            None,
-        )
-        .await?;
+        recompute_on(&mut tx, &ctx, &conn.org_id, &conn.id, RoleScope::Connection, None).await?;
         tx.commit().await?;
         Ok(Some(self.default_roles_impl(connection_id).await?))
     }
