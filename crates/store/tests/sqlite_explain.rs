@@ -60,3 +60,31 @@ async fn paging_and_counting_live_users_read_only_the_live_index() {
     assert!(page.contains("INDEX resources_live"), "{page}");
     assert!(!page.contains("TEMP B-TREE"), "a page needs no sort:\n{page}");
 }
+
+/// `GET /Users?filter=userName eq "…"`, an identity provider's existence check, as `list_resources`
+/// builds it (the offset bound, so the statement is prepared once, not once per page; the groups
+/// of each user beside its row): it seeks the user-name index, and each user's groups by index.
+#[tokio::test]
+async fn a_user_name_filter_with_a_bound_offset_seeks_the_user_name_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("explain.db").display());
+    let _store = SqliteStore::open(&url, registry()).await.expect("open and migrate");
+    let mut c = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut c).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO resources (connection_id, kind, id, user_name_ci, version, created_us, modified_us, doc, doc_ci)
+         SELECT 'conn-1', 'User', printf('id-%d', i), printf('user-%d', i), 1, i, i, '{}', '{}' FROM n",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let filter = "SELECT r.pk, r.id, r.doc, (SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
+              FROM group_members m JOIN resources g ON g.pk = m.group_pk
+              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL) AS related FROM resources r
+         WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL AND (r.user_name_ci = 'user-42')
+         ORDER BY r.pk ASC LIMIT 100 OFFSET ?";
+    let found = plan(&mut c, filter).await;
+    assert!(found.contains("INDEX resources_user_name"), "{found}");
+    assert!(found.contains("INDEX group_members_member"), "{found}");
+}
