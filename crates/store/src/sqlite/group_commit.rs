@@ -21,6 +21,7 @@
 //! more round trips while every other writer waited.
 
 use crate::{StoreError, StoreResult};
+use rollcall_scim::ScimError;
 use sqlx::SqliteConnection;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -208,7 +209,10 @@ impl GroupWriter {
                     began = true;
                 }
                 c.execute_batch("SAVEPOINT member")?;
-                let result = f(c);
+                // A panic in `f` must not leave its half-done work in the group's transaction: it
+                // becomes this writer's error, and the work is rolled back like any other failure.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
+                    .unwrap_or_else(|_| Err(StoreError::Scim(ScimError::internal("the write failed"))));
                 let end = if result.is_ok() {
                     "RELEASE SAVEPOINT member"
                 } else {
@@ -414,5 +418,123 @@ impl Deref for WriteTx {
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.state.as_mut().expect("the write is in progress").conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use std::str::FromStr;
+
+    async fn writer(dir: &tempfile::TempDir) -> (Arc<GroupWriter>, String) {
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let mut conn = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        (Arc::new(GroupWriter::new(conn)), url)
+    }
+
+    async fn values(url: &str) -> Vec<i64> {
+        let mut c = SqliteConnectOptions::from_str(url).unwrap().connect().await.unwrap();
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&mut rusqlite::Connection) -> StoreResult<()> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?)", [v])?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_keep_their_work_and_failed_or_panicking_ones_leave_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, url) = writer(&dir).await;
+        let mut tasks = Vec::new();
+        for v in 0..60i64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                match v % 3 {
+                    // Inserts, then fails: its insert must not survive.
+                    1 => w
+                        .write(move |c| {
+                            insert(v)(c)?;
+                            Err(StoreError::Scim(ScimError::invalid_value("no")))
+                        })
+                        .await
+                        .map(|_: ()| ()),
+                    // Inserts, then panics: the same.
+                    2 => {
+                        w.write(move |c| -> StoreResult<()> {
+                            insert(v)(c)?;
+                            panic!("a bug in a write");
+                        })
+                        .await
+                    }
+                    _ => w.write(insert(v)).await,
+                }
+            }));
+        }
+        let mut kept = Vec::new();
+        for (v, t) in tasks.into_iter().enumerate() {
+            let outcome = t.await.unwrap();
+            assert_eq!(outcome.is_ok(), v % 3 == 0, "write {v}: {outcome:?}");
+            if outcome.is_ok() {
+                kept.push(v as i64);
+            }
+        }
+        assert_eq!(values(&url).await, kept);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_writes_and_sqlx_writes_share_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, url) = writer(&dir).await;
+        let mut tasks = Vec::new();
+        for v in 0..40i64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                if v % 2 == 0 {
+                    w.write(insert(v)).await
+                } else {
+                    let mut tx = w.begin().await?;
+                    sqlx::query("INSERT INTO t (v) VALUES (?)")
+                        .bind(v)
+                        .execute(&mut *tx)
+                        .await?;
+                    // A sqlx-side write reaching rusqlite code on the same connection.
+                    on_connection(&mut tx, |c| {
+                        c.execute("INSERT INTO t (v) VALUES (?)", [v + 1000])?;
+                        Ok(())
+                    })
+                    .await?;
+                    if v % 4 == 1 {
+                        // Dropped without commit: rolled back.
+                        return Ok(());
+                    }
+                    tx.commit().await
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let mut expected: Vec<i64> = (0..40).filter(|v| v % 2 == 0 || v % 4 == 3).collect();
+        expected.extend((0..40).filter(|v| v % 4 == 3).map(|v| v + 1000));
+        expected.sort();
+        assert_eq!(values(&url).await, expected);
     }
 }
