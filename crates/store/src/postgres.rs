@@ -710,10 +710,12 @@ impl PostgresStore {
         // Members are read afterwards for the page's rows only (`related_many`): a column subquery
         // here would also run for every row skipped by OFFSET (PostgreSQL computes the select
         // list before the limit).
-        page.sql = format!(
-            "SELECT {RESOURCE_COLS} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-            page.sql
-        );
+        // The offset is bound, so that every page is the same prepared statement (written into the
+        // text, each offset was a statement of its own for sqlx to prepare and cache); the limit, a
+        // handful of values in practice, stays in the text for the planner.
+        page.push(&format!(" ORDER BY {order} LIMIT {limit} OFFSET "))
+            .bind(Bind::Int(offset));
+        page.sql = format!("SELECT {RESOURCE_COLS} FROM resources r WHERE {}", page.sql);
         Ok(ListSql { count, page, limit })
     }
 

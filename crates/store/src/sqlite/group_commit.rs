@@ -11,7 +11,6 @@
 //!
 //! A writer's [`WriteTx`] dereferences to the connection, like an `sqlx::Transaction`, and ends with
 //! [`WriteTx::commit`]; dropping it (an error path, a cancelled request) rolls its work back.
-
 //!
 //! Statements run one of two ways on the one writer connection. Through sqlx, each statement is a
 //! round trip to sqlx's worker thread; [`WriteTx`] works that way for the management writes. Or
