@@ -288,6 +288,19 @@ pub struct MemberView {
     pub display: Option<String>,
 }
 
+impl MemberView {
+    /// From `(id, kind, display)` as the stores read them back in one JSON array.
+    pub fn from_rows(rows: Vec<(String, String, Option<String>)>) -> Vec<MemberView> {
+        rows.into_iter()
+            .map(|(id, kind, display)| MemberView {
+                id,
+                kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
+                display,
+            })
+            .collect()
+    }
+}
+
 /// A resource as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResource {

@@ -394,14 +394,7 @@ fn related_column(kind: ResourceKind, with_members: bool) -> &'static str {
 /// The `related` column of [`related_column`].
 fn related_of(row: &PgRow) -> Vec<MemberView> {
     let Json(items): Json<Vec<(String, String, Option<String>)>> = row.get("related");
-    items
-        .into_iter()
-        .map(|(id, kind, display)| MemberView {
-            id,
-            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-            display,
-        })
-        .collect()
+    MemberView::from_rows(items)
 }
 
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
@@ -1097,22 +1090,7 @@ impl PostgresStore {
             Vec::new()
         };
         let members_changed = !touched.is_empty();
-        // Whose effective roles may have changed: the members added or removed; every member when the
-        // group's name or IdP id changed; the user when its status or app roles changed.
-        let role_scope = match kind {
-            ResourceKind::Group
-                if ["displayName", "externalId"]
-                    .iter()
-                    .any(|k| doc.get(k) != before.get(k)) =>
-            {
-                Some(RoleScope::MembersOf(pk))
-            }
-            ResourceKind::Group => Some(RoleScope::Users(touched)),
-            ResourceKind::User if ["active", "roles"].iter().any(|k| doc.get(k) != before.get(k)) => {
-                Some(RoleScope::Users(vec![pk]))
-            }
-            ResourceKind::User => None,
-        };
+        let role_scope = RoleScope::after_update(kind, pk, before, &doc, touched);
         if !doc_changed && !members_changed {
             tx.commit().await?;
             return Ok(Some(current));

@@ -278,6 +278,21 @@ pub enum RoleScope {
     Connection,
 }
 
+impl RoleScope {
+    /// Whose effective roles an update of resource `pk` may have changed, from the document before
+    /// and after and the members it added or removed: those members; every member when a group's
+    /// name or IdP id changed; the user when its status or app roles changed.
+    pub fn after_update(kind: ResourceKind, pk: i64, before: &Value, after: &Value, touched: Vec<i64>) -> Option<Self> {
+        let changed = |keys: [&str; 2]| keys.iter().any(|k| after.get(k) != before.get(k));
+        match kind {
+            ResourceKind::Group if changed(["displayName", "externalId"]) => Some(RoleScope::MembersOf(pk)),
+            ResourceKind::Group => Some(RoleScope::Users(touched)),
+            ResourceKind::User if changed(["active", "roles"]) => Some(RoleScope::Users(vec![pk])),
+            ResourceKind::User => None,
+        }
+    }
+}
+
 /// The queries role computation needs, inside the caller's write transaction.
 #[async_trait]
 pub trait RoleRows: Send {

@@ -271,16 +271,7 @@ fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -
 
 /// Reads `[[id, kind, display], ...]` as built by `json_group_array` in [`related_column`].
 fn parse_related(text: Option<&str>) -> Vec<MemberView> {
-    let items: Vec<(String, String, Option<String>)> =
-        text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    items
-        .into_iter()
-        .map(|(id, kind, display)| MemberView {
-            id,
-            kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
-            display,
-        })
-        .collect()
+    MemberView::from_rows(text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default())
 }
 
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";

@@ -21,14 +21,21 @@ async fn plan(c: &mut SqliteConnection, sql: &str) -> String {
         .join("\n")
 }
 
-#[tokio::test]
-async fn paging_and_counting_live_users_read_only_the_live_index() {
+/// A migrated database in a temporary directory (kept while the directory lives), and a connection
+/// to it that takes synthetic rows for made-up connections (no organization or connection rows
+/// behind them).
+async fn migrated_database() -> (tempfile::TempDir, SqliteConnection) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("explain.db").display());
-    let _store = SqliteStore::open(&url, registry()).await.expect("open and migrate");
+    SqliteStore::open(&url, registry()).await.expect("open and migrate");
     let mut c = SqliteConnection::connect(&url).await.unwrap();
-    // Synthetic rows for made-up connections: no organization or connection rows behind them.
     sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut c).await.unwrap();
+    (dir, c)
+}
+
+#[tokio::test]
+async fn paging_and_counting_live_users_read_only_the_live_index() {
+    let (_dir, mut c) = migrated_database().await;
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
          INSERT INTO resources (connection_id, kind, id, user_name_ci, version, created_us, modified_us, doc, doc_ci,
@@ -66,11 +73,7 @@ async fn paging_and_counting_live_users_read_only_the_live_index() {
 /// of each user beside its row): it seeks the user-name index, and each user's groups by index.
 #[tokio::test]
 async fn a_user_name_filter_with_a_bound_offset_seeks_the_user_name_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("explain.db").display());
-    let _store = SqliteStore::open(&url, registry()).await.expect("open and migrate");
-    let mut c = SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut c).await.unwrap();
+    let (_dir, mut c) = migrated_database().await;
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
          INSERT INTO resources (connection_id, kind, id, user_name_ci, version, created_us, modified_us, doc, doc_ci)

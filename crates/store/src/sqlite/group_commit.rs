@@ -168,10 +168,7 @@ impl GroupWriter {
                 finish(&mut state, Err(e.to_string())).await;
                 return Err(e);
             }
-            let group = state.group.as_mut().expect("a group is open");
-            group.members += 1;
-            let outcome = group.outcome.subscribe();
-            let group_no = state.group_no;
+            let (outcome, group_no) = join_group(&mut state);
             Ok(WriteTx {
                 state: Some(state),
                 shared,
@@ -235,10 +232,7 @@ impl GroupWriter {
                     return Err(e);
                 }
             };
-            let group = state.group.as_mut().expect("a group is open");
-            group.members += 1;
-            let outcome = group.outcome.subscribe();
-            let group_no = state.group_no;
+            let (outcome, group_no) = join_group(&mut state);
             if !hand_on(&state, &queued) {
                 finish(&mut state, Ok(())).await;
             }
@@ -251,6 +245,13 @@ impl GroupWriter {
         wait_for_commit(outcome, &self.state, group_no).await?;
         Ok(value)
     }
+}
+
+/// Counts a writer into the open group: the receiver of the group's outcome, and the group's number.
+fn join_group(state: &mut State) -> (watch::Receiver<Outcome>, u64) {
+    let group = state.group.as_mut().expect("a group is open");
+    group.members += 1;
+    (group.outcome.subscribe(), state.group_no)
 }
 
 fn open_group(state: &mut State) {

@@ -242,22 +242,7 @@ pub(super) fn update(
         Vec::new()
     };
     let members_changed = !touched.is_empty();
-    // Whose effective roles may have changed: the members added or removed; every member when the
-    // group's name or IdP id changed; the user when its status or app roles changed.
-    let role_scope = match kind {
-        ResourceKind::Group
-            if ["displayName", "externalId"]
-                .iter()
-                .any(|k| doc.get(k) != before.get(k)) =>
-        {
-            Some(RoleScope::MembersOf(pk))
-        }
-        ResourceKind::Group => Some(RoleScope::Users(touched)),
-        ResourceKind::User if ["active", "roles"].iter().any(|k| doc.get(k) != before.get(k)) => {
-            Some(RoleScope::Users(vec![pk]))
-        }
-        ResourceKind::User => None,
-    };
+    let role_scope = RoleScope::after_update(kind, pk, &before, &doc, touched);
     if !doc_changed && !members_changed {
         return Ok(Guarded::Done(Some(current)));
     }
