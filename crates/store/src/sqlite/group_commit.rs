@@ -459,38 +459,48 @@ mod tests {
         }
     }
 
+    /// Runs `write(w, v)` for `v` in `0..n` as concurrent tasks; their outcomes in order of `v`.
+    async fn concurrently<F, Fut>(w: &Arc<GroupWriter>, n: i64, write: F) -> Vec<StoreResult<()>>
+    where
+        F: Fn(Arc<GroupWriter>, i64) -> Fut,
+        Fut: Future<Output = StoreResult<()>> + Send + 'static,
+    {
+        let tasks: Vec<_> = (0..n).map(|v| tokio::spawn(write(w.clone(), v))).collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        outcomes
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_keep_their_work_and_failed_or_panicking_ones_leave_none() {
         let dir = tempfile::tempdir().unwrap();
         let (w, url) = writer(&dir).await;
-        let mut tasks = Vec::new();
-        for v in 0..60i64 {
-            let w = w.clone();
-            tasks.push(tokio::spawn(async move {
-                match v % 3 {
-                    // Inserts, then fails: its insert must not survive.
-                    1 => w
-                        .write(move |c| {
-                            insert(v)(c)?;
-                            Err(StoreError::Scim(ScimError::invalid_value("no")))
-                        })
-                        .await
-                        .map(|_: ()| ()),
-                    // Inserts, then panics: the same.
-                    2 => {
-                        w.write(move |c| -> StoreResult<()> {
-                            insert(v)(c)?;
-                            panic!("a bug in a write");
-                        })
-                        .await
-                    }
-                    _ => w.write(insert(v)).await,
+        let outcomes = concurrently(&w, 60, |w, v| async move {
+            match v % 3 {
+                // Inserts, then fails: its insert must not survive.
+                1 => {
+                    w.write(move |c| {
+                        insert(v)(c)?;
+                        Err(StoreError::Scim(ScimError::invalid_value("no")))
+                    })
+                    .await
                 }
-            }));
-        }
+                // Inserts, then panics: the same.
+                2 => {
+                    w.write(move |c| -> StoreResult<()> {
+                        insert(v)(c)?;
+                        panic!("a bug in a write");
+                    })
+                    .await
+                }
+                _ => w.write(insert(v)).await,
+            }
+        })
+        .await;
         let mut kept = Vec::new();
-        for (v, t) in tasks.into_iter().enumerate() {
-            let outcome = t.await.unwrap();
+        for (v, outcome) in outcomes.into_iter().enumerate() {
             assert_eq!(outcome.is_ok(), v % 3 == 0, "write {v}: {outcome:?}");
             if outcome.is_ok() {
                 kept.push(v as i64);
@@ -503,34 +513,31 @@ mod tests {
     async fn inline_writes_and_sqlx_writes_share_the_group() {
         let dir = tempfile::tempdir().unwrap();
         let (w, url) = writer(&dir).await;
-        let mut tasks = Vec::new();
-        for v in 0..40i64 {
-            let w = w.clone();
-            tasks.push(tokio::spawn(async move {
-                if v % 2 == 0 {
-                    w.write(insert(v)).await
-                } else {
-                    let mut tx = w.begin().await?;
-                    sqlx::query("INSERT INTO t (v) VALUES (?)")
-                        .bind(v)
-                        .execute(&mut *tx)
-                        .await?;
-                    // A sqlx-side write reaching rusqlite code on the same connection.
-                    on_connection(&mut tx, |c| {
-                        c.execute("INSERT INTO t (v) VALUES (?)", [v + 1000])?;
-                        Ok(())
-                    })
+        let outcomes = concurrently(&w, 40, |w, v| async move {
+            if v % 2 == 0 {
+                w.write(insert(v)).await
+            } else {
+                let mut tx = w.begin().await?;
+                sqlx::query("INSERT INTO t (v) VALUES (?)")
+                    .bind(v)
+                    .execute(&mut *tx)
                     .await?;
-                    if v % 4 == 1 {
-                        // Dropped without commit: rolled back.
-                        return Ok(());
-                    }
-                    tx.commit().await
+                // A sqlx-side write reaching rusqlite code on the same connection.
+                on_connection(&mut tx, |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?)", [v + 1000])?;
+                    Ok(())
+                })
+                .await?;
+                if v % 4 == 1 {
+                    // Dropped without commit: rolled back.
+                    return Ok(());
                 }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap().unwrap();
+                tx.commit().await
+            }
+        })
+        .await;
+        for outcome in outcomes {
+            outcome.unwrap();
         }
         let mut expected: Vec<i64> = (0..40).filter(|v| v % 2 == 0 || v % 4 == 3).collect();
         expected.extend((0..40).filter(|v| v % 4 == 3).map(|v| v + 1000));
