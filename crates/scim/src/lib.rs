@@ -9,6 +9,7 @@
 pub mod dialect;
 pub mod error;
 pub mod filter;
+pub mod json_text;
 pub mod patch;
 pub mod path;
 pub mod policy;

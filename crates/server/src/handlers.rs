@@ -91,8 +91,9 @@ fn resource_response(
         res.version,
         (status == StatusCode::CREATED).then(|| scim.location(caller.connection_id(), res.kind, &res.id)),
     );
-    let body = scim.render(caller.connection_id(), res, proj);
-    let mut r = ScimResponse::with_status(status, body).header(header::ETAG, &etag(version));
+    let mut body = Vec::with_capacity(1024);
+    scim.write_resource(&mut body, caller.connection_id(), res, proj);
+    let mut r = ScimResponse::json(status, body).header(header::ETAG, &etag(version));
     if let Some(location) = location {
         r = r.header(header::LOCATION, &location);
     }
@@ -104,17 +105,28 @@ fn id_of(params: &HashMap<String, String>) -> &str {
 }
 
 async fn list(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>) -> ApiResult<ScimResponse> {
-    let params = ListParams::from_pairs(query_pairs(&q));
-    Ok(ScimResponse::ok(
-        scim.list(caller.connection_id(), kind, &params).await?,
-    ))
+    list_response(&scim, &caller, kind, &ListParams::from_pairs(query_pairs(&q))).await
 }
 
 async fn search(scim: Scim, caller: Caller, kind: ResourceKind, body: Value) -> ApiResult<ScimResponse> {
-    let params = ListParams::from_search_body(&body)?;
-    Ok(ScimResponse::ok(
-        scim.list(caller.connection_id(), kind, &params).await?,
-    ))
+    list_response(&scim, &caller, kind, &ListParams::from_search_body(&body)?).await
+}
+
+async fn list_response(
+    scim: &Scim,
+    caller: &Caller,
+    kind: ResourceKind,
+    params: &ListParams,
+) -> ApiResult<ScimResponse> {
+    let listed = scim.list(caller.connection_id(), kind, params).await?;
+    let body = scim.list_response(
+        caller.connection_id(),
+        listed.total,
+        listed.position,
+        listed.resources,
+        &listed.projection,
+    );
+    Ok(ScimResponse::json(StatusCode::OK, body))
 }
 
 async fn create(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>, body: Value) -> ApiResult<Response> {
@@ -324,7 +336,7 @@ pub async fn search_root(
     ScimBody(b): ScimBody,
 ) -> ApiResult<ScimResponse> {
     let params = ListParams::from_search_body(&b)?;
-    let mut all: Vec<Value> = Vec::new();
+    let mut all: Vec<StoredResource> = Vec::new();
     let mut total = 0i64;
     // A filter naming attributes of only one resource type searches that type alone; a filter
     // valid for no type is an error.
@@ -347,16 +359,15 @@ pub async fn search_root(
             .unwrap_or_else(|| ScimError::invalid_filter("invalid filter"))
             .into());
     }
+    let proj = params.projection()?;
     for kind in kinds {
         let mut p = params.clone();
         p.start_index = None;
         p.count = Some(s.config.max_page_size.to_string());
         p.cursor = None;
-        let page = s.list(c.connection_id(), kind, &p).await?;
-        total += page["totalResults"].as_i64().unwrap_or(0);
-        if let Some(items) = page["Resources"].as_array() {
-            all.extend(items.iter().cloned());
-        }
+        let listed = s.list(c.connection_id(), kind, &p).await?;
+        total += listed.total;
+        all.extend(listed.resources);
     }
     let start = params
         .start_index
@@ -370,18 +381,19 @@ pub async fn search_root(
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(s.config.default_page_size)
         .clamp(0, s.config.max_page_size);
-    let page: Vec<Value> = all
+    let page: Vec<StoredResource> = all
         .into_iter()
         .skip((start - 1) as usize)
         .take(count as usize)
         .collect();
-    Ok(ScimResponse::ok(serde_json::json!({
-        "schemas": [crate::service::LIST_RESPONSE],
-        "totalResults": total,
-        "itemsPerPage": page.len(),
-        "startIndex": start,
-        "Resources": page,
-    })))
+    let body = s.list_response(
+        c.connection_id(),
+        total,
+        crate::render::ListPosition::StartIndex(start),
+        page,
+        &proj,
+    );
+    Ok(ScimResponse::json(StatusCode::OK, body))
 }
 
 pub async fn me() -> Response {

@@ -14,6 +14,7 @@ pub mod bulk;
 pub mod discovery;
 pub mod handlers;
 pub mod ratelimit;
+pub mod render;
 pub mod request_log;
 pub mod response;
 pub mod service;

@@ -10,8 +10,14 @@ pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 /// A SCIM JSON response.
 pub struct ScimResponse {
     pub status: StatusCode,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
     pub headers: HeaderMap,
+}
+
+/// A response body: a value to serialize, or JSON written already.
+pub enum Body {
+    Value(Value),
+    Json(Vec<u8>),
 }
 
 impl ScimResponse {
@@ -21,7 +27,15 @@ impl ScimResponse {
     pub fn with_status(status: StatusCode, body: Value) -> Self {
         ScimResponse {
             status,
-            body: Some(body),
+            body: Some(Body::Value(body)),
+            headers: HeaderMap::new(),
+        }
+    }
+    /// A response whose body is `json`, JSON text written already.
+    pub fn json(status: StatusCode, json: Vec<u8>) -> Self {
+        ScimResponse {
+            status,
+            body: Some(Body::Json(json)),
             headers: HeaderMap::new(),
         }
     }
@@ -44,7 +58,10 @@ impl IntoResponse for ScimResponse {
     fn into_response(self) -> Response {
         let mut resp = match self.body {
             Some(b) => {
-                let bytes = serde_json::to_vec(&b).unwrap_or_default();
+                let bytes = match b {
+                    Body::Value(v) => serde_json::to_vec(&v).unwrap_or_default(),
+                    Body::Json(bytes) => bytes,
+                };
                 let mut r = (self.status, bytes).into_response();
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));

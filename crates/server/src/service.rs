@@ -1,5 +1,6 @@
 //! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
 
+use crate::render::{ListPosition, endpoint_of};
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch};
@@ -13,8 +14,16 @@ use rollcall_store::index::IndexFields;
 use rollcall_store::{
     ConnectionPolicy, ListQuery, Page, Paging, ResourceKind, Sort, Store, StoredResource, WriteContext,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// A page of resources found by a list or search, with how to show them.
+pub struct Listed {
+    pub total: i64,
+    pub position: ListPosition,
+    pub resources: Vec<StoredResource>,
+    pub projection: Projection,
+}
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
@@ -69,7 +78,7 @@ pub struct Scim {
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
-    default_projection_is_identity: [bool; 2],
+    pub(crate) default_projection_is_identity: [bool; 2],
 }
 
 impl Scim {
@@ -263,73 +272,6 @@ impl Scim {
         format!("{}/{}/{id}", self.base_url(connection_id), endpoint_of(kind))
     }
 
-    /// The full SCIM representation of a stored resource, projected: `schemas`, `id` and `externalId`
-    /// first, then the stored attributes in their order, the members (groups) or groups (users), and
-    /// `meta` last. Takes the resource by value, so the stored document is moved, not copied.
-    pub fn render(&self, connection_id: &str, res: StoredResource, proj: &Projection) -> Value {
-        let StoredResource {
-            id,
-            kind,
-            doc,
-            version,
-            created_us,
-            modified_us,
-            related,
-        } = res;
-        let Value::Object(stored) = doc else { return doc };
-        // Documents read from SQLite are in canonical order already; others are reordered once.
-        let mut m = rollcall_scim::resource::canonical_key_order(stored);
-        m.shift_remove("meta");
-        let base = self.base_url(connection_id);
-        if let Some(related) = related {
-            let items: Vec<Value> = related
-                .into_iter()
-                .map(|r| {
-                    let mut o = Map::with_capacity(4);
-                    let location = format!("{base}/{}/{}", endpoint_of(r.kind), r.id);
-                    o.insert("value".into(), Value::String(r.id));
-                    o.insert("$ref".into(), Value::String(location));
-                    let item_type = match kind {
-                        ResourceKind::User => "direct",
-                        ResourceKind::Group => r.kind.as_str(),
-                    };
-                    o.insert("type".into(), Value::String(item_type.into()));
-                    if let Some(d) = r.display {
-                        o.insert("display".into(), Value::String(d));
-                    }
-                    Value::Object(o)
-                })
-                .collect();
-            let key = match kind {
-                ResourceKind::Group => "members",
-                ResourceKind::User => "groups",
-            };
-            if !items.is_empty() || kind == ResourceKind::Group {
-                m.insert(key.into(), Value::Array(items));
-            }
-        }
-        m.insert(
-            "meta".into(),
-            json!({
-                "resourceType": kind.as_str(),
-                "created": rfc3339(created_us),
-                "lastModified": rfc3339(modified_us),
-                "location": format!("{base}/{}/{id}", endpoint_of(kind)),
-                "version": crate::response::etag(version),
-            }),
-        );
-        let doc = Value::Object(m);
-        let identity = self.default_projection_is_identity[match kind {
-            ResourceKind::User => 0,
-            ResourceKind::Group => 1,
-        }];
-        if proj.is_default() && identity {
-            // Stored documents are canonical and hold no writeOnly values: nothing to project.
-            return doc;
-        }
-        canonical_order(proj.apply(&self.registry, self.rt(kind), &doc))
-    }
-
     /// Whether the projection needs membership read (group members, or a user's groups).
     pub fn wants_related(&self, kind: ResourceKind, proj: &Projection) -> bool {
         let attr = match kind {
@@ -481,7 +423,7 @@ impl Scim {
     }
 
     /// Runs a list/search and renders the ListResponse.
-    pub async fn list(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Value> {
+    pub async fn list(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Listed> {
         let rt = self.rt(kind);
         let proj = params.projection()?;
         let filter = match params.filter.as_deref().map(str::trim) {
@@ -553,42 +495,16 @@ impl Scim {
             resources,
             next_after_pk,
         } = self.store.list_resources(connection_id, kind, &query).await?;
-        let rendered: Vec<Value> = resources
-            .into_iter()
-            .map(|r| self.render(connection_id, r, &proj))
-            .collect();
-        let mut body = json!({
-            "schemas": [LIST_RESPONSE],
-            "totalResults": total,
-            "itemsPerPage": rendered.len(),
-        });
-        match paging {
-            Paging::Index { start_index } => {
-                body["startIndex"] = json!(start_index);
-            }
-            Paging::Cursor { .. } => {
-                if let Some(pk) = next_after_pk {
-                    body["nextCursor"] = json!(encode_cursor(pk));
-                }
-            }
-        }
-        body["Resources"] = Value::Array(rendered);
-        Ok(body)
-    }
-}
-
-/// Puts `schemas`, `id` and `externalId` first and `meta` last, as the RFC's examples do.
-fn canonical_order(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(rollcall_scim::resource::canonical_key_order(m)),
-        v => v,
-    }
-}
-
-fn endpoint_of(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::User => "Users",
-        ResourceKind::Group => "Groups",
+        let position = match paging {
+            Paging::Index { start_index } => ListPosition::StartIndex(start_index),
+            Paging::Cursor { .. } => ListPosition::NextCursor(next_after_pk.map(encode_cursor)),
+        };
+        Ok(Listed {
+            total,
+            position,
+            resources,
+            projection: proj,
+        })
     }
 }
 

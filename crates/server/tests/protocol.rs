@@ -688,6 +688,45 @@ async fn soft_delete_and_recreate() {
 // ---------------------------------------------------------------------------------------------
 // Projection
 
+/// With the default projection a stored document is written into the response from its stored
+/// text (SQLite); with any other it is parsed, rendered and projected. Excluding an attribute that
+/// is never returned changes nothing, so both must give the same bytes, key order included.
+async fn default_rendering_equals_the_projected_rendering_byte_for_byte() {
+    let (_srv, c) = server().await;
+    let ps = people(&c).await;
+    let ext = c
+        .create_user(&json!({"schemas": [USER_SCHEMA, ENTERPRISE], "userName": "émile \"q\"",
+            "externalId": "x-1", "displayName": "Émile", "password": "not-returned-1A!",
+            ENTERPRISE: {"employeeNumber": "42", "manager": {"value": ps[0].1}},
+            "phoneNumbers": [{"value": "+1 555", "type": "work"}]}))
+        .await;
+    let g = c.group("Everyone", &[&ps[0].1, &ps[1].1, &id(&ext)]).await;
+    let nobody = "excludedAttributes=password";
+    let paths = [
+        format!("/Users/{}", id(&ext)),
+        format!("/Users/{}", ps[3].1),
+        format!("/Groups/{}", id(&g)),
+        "/Users".to_string(),
+        "/Users?count=2&startIndex=2".to_string(),
+        format!("/Users?{}", filter("userName eq \"bob\"")),
+        "/Groups".to_string(),
+        "/Users?cursor=&count=2".to_string(),
+    ];
+    for path in paths {
+        let default = c.get(&path).await.expect(200);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let projected = c.get(&format!("{path}{sep}{nobody}")).await.expect(200);
+        assert_eq!(default.text, projected.text, "{path}");
+        assert!(default.text.contains("\"meta\""), "{path}: {}", default.text);
+    }
+    let r = c.get(&format!("/Users/{}", id(&ext))).await.expect(200);
+    let keys: Vec<&str> = r.body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys[..3], ["schemas", "id", "externalId"], "{}", r.text);
+    assert_eq!(keys.last(), Some(&"meta"), "{}", r.text);
+    assert_eq!(r.body["groups"][0]["display"], "Everyone");
+    assert!(r.body.get("password").is_none());
+}
+
 async fn attributes_and_excluded_attributes() {
     let (_srv, c) = server().await;
     let ps = people(&c).await;
@@ -1350,6 +1389,7 @@ backend_tests!(
     user_groups_are_derived_and_read_only,
     soft_delete_and_recreate,
     attributes_and_excluded_attributes,
+    default_rendering_equals_the_projected_rendering_byte_for_byte,
     searches,
     root_search_with_an_attribute_of_one_type,
     filter_on_meta_resource_type,

@@ -18,6 +18,7 @@ pub mod model;
 pub mod postgres;
 pub mod postgres_events;
 mod postgres_webhooks;
+mod resource_doc;
 pub mod roles;
 mod rows;
 pub mod sql;

@@ -1,5 +1,6 @@
 //! The things Rollcall stores.
 
+pub use crate::resource_doc::ResourceDoc;
 use rollcall_scim::filter::Filter;
 use rollcall_scim::path::AttrPath;
 use rollcall_scim::sort::SortOrder;
@@ -306,8 +307,8 @@ impl MemberView {
 pub struct StoredResource {
     pub id: String,
     pub kind: ResourceKind,
-    /// Canonical document without `meta` (and, for groups, without `members`).
-    pub doc: Value,
+    /// Canonical document with `id`, without `meta` (and, for groups, without `members`).
+    pub doc: ResourceDoc,
     pub version: i64,
     pub created_us: i64,
     pub modified_us: i64,

@@ -365,7 +365,7 @@ fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
     StoredResource {
         id,
         kind,
-        doc,
+        doc: doc.into(),
         version: row.get("version"),
         created_us: row.get("created_us"),
         modified_us: row.get("modified_us"),
@@ -1060,7 +1060,7 @@ impl PostgresStore {
             }
             None => {
                 let mutation = mutation.take().expect("the mutation runs at most once");
-                let mut doc = current.doc.clone();
+                let mut doc = Value::clone(&current.doc);
                 let changes = mutation(&mut doc)?;
                 if let Value::Object(m) = &mut doc {
                     m.insert("id".into(), Value::String(id.to_string()));
@@ -1075,7 +1075,7 @@ impl PostgresStore {
             member_changes: member_changes.clone(),
         });
         let before = &current.doc;
-        let doc_changed = doc != *before;
+        let doc_changed = doc != **before;
         if kind == ResourceKind::User
             && doc.get("active").and_then(Value::as_bool) == Some(false)
             && before.get("active").and_then(Value::as_bool) != Some(false)
@@ -1139,7 +1139,7 @@ impl PostgresStore {
         Ok(Some(StoredResource {
             id: id.to_string(),
             kind,
-            doc,
+            doc: doc.into(),
             version,
             created_us: current.created_us,
             modified_us: now,
@@ -1502,7 +1502,7 @@ impl Store for PostgresStore {
         Ok(StoredResource {
             id,
             kind,
-            doc,
+            doc: doc.into(),
             version: 1,
             created_us: now,
             modified_us: now,

@@ -233,16 +233,6 @@ fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResul
     Ok((row.get(0)?, res))
 }
 
-/// Puts `id` into a document read from storage, right after `schemas`: documents are stored in
-/// canonical key order without their id ([`store_order`]), so the result is in canonical order and
-/// rendering need not reorder it.
-fn put_id(doc: &mut Value, id: &str) {
-    if let Value::Object(m) = doc {
-        let at = usize::from(m.keys().next().is_some_and(|k| k == "schemas"));
-        m.shift_insert(at, "id".into(), Value::String(id.to_string()));
-    }
-}
-
 /// The document as stored: without `id` and `meta`, keys in canonical order.
 fn store_order(doc: &mut Value) {
     if let Value::Object(m) = doc {
@@ -252,11 +242,11 @@ fn store_order(doc: &mut Value) {
     }
 }
 
-/// A resource from its stored columns; `[version, created_us, modified_us]`.
+/// A resource from its stored columns; `[version, created_us, modified_us]`. The document stays
+/// text until something reads it ([`ResourceDoc`]).
 fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -> StoreResult<StoredResource> {
-    let mut doc: Value =
-        serde_json::from_str(doc).map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
-    put_id(&mut doc, &id);
+    let doc = ResourceDoc::from_stored_text(doc.to_string(), &id)
+        .map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
     let [version, created_us, modified_us] = times;
     Ok(StoredResource {
         id,

@@ -168,11 +168,11 @@ pub(super) fn create(
     if has_roles(c, &ctx.org_id)? {
         recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
     }
-    put_id(&mut doc, &id);
+    crate::resource_doc::put_id(&mut doc, &id);
     Ok(StoredResource {
         id,
         kind,
-        doc,
+        doc: doc.into(),
         version: 1,
         created_us: now,
         modified_us: now,
@@ -221,8 +221,8 @@ pub(super) fn update(
     {
         return Err(precondition_failed(current.version, v));
     }
-    let before = current.doc.clone();
-    let mut doc = current.doc.clone();
+    let before = current.doc.into_value();
+    let mut doc = before.clone();
     let member_changes = mutation(&mut doc)?;
     if let Value::Object(m) = &mut doc {
         m.insert("id".into(), Value::String(id.to_string()));
@@ -244,7 +244,10 @@ pub(super) fn update(
     let members_changed = !touched.is_empty();
     let role_scope = RoleScope::after_update(kind, pk, &before, &doc, touched);
     if !doc_changed && !members_changed {
-        return Ok(Guarded::Done(Some(current)));
+        return Ok(Guarded::Done(Some(StoredResource {
+            doc: before.into(),
+            ..current
+        })));
     }
     let now = now_us();
     let version = current.version + 1;
@@ -284,7 +287,7 @@ pub(super) fn update(
     Ok(Guarded::Done(Some(StoredResource {
         id: id.to_string(),
         kind,
-        doc,
+        doc: doc.into(),
         version,
         created_us: current.created_us,
         modified_us: now,
