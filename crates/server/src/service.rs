@@ -58,9 +58,14 @@ impl Default for ScimConfig {
     }
 }
 
-/// The SCIM service: store, schemas and configuration.
+/// The SCIM service: store, schemas and configuration. Cheap to clone (one reference count): axum
+/// clones it for every request, for each handler and middleware that takes it as state.
 #[derive(Clone)]
-pub struct Scim {
+pub struct Scim(Arc<ScimParts>);
+
+/// What a [`Scim`] holds; its fields are read through `Scim` (`scim.store`, `scim.config`, …).
+#[derive(Clone)]
+pub struct ScimParts {
     pub store: Arc<dyn Store>,
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<ScimConfig>,
@@ -107,7 +112,7 @@ impl Scim {
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
         let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
         let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
-        Scim {
+        Scim(Arc::new(ScimParts {
             store,
             registry,
             config: Arc::new(config),
@@ -117,14 +122,21 @@ impl Scim {
             request_log,
             webhooks,
             default_projection_is_identity,
-        }
+        }))
     }
 
     /// Uses these webhook services (one instance shared with the node's dispatcher, so that writes
     /// here wake it).
     pub fn with_webhooks(mut self, webhooks: Arc<rollcall_webhooks::Webhooks>) -> Scim {
-        self.webhooks = webhooks;
+        Arc::make_mut(&mut self.0).webhooks = webhooks;
         self
+    }
+}
+
+impl std::ops::Deref for Scim {
+    type Target = ScimParts;
+    fn deref(&self) -> &ScimParts {
+        &self.0
     }
 }
 
