@@ -126,8 +126,9 @@ impl Scim {
                 serde_json::to_value(&parts.meta).expect("meta serializes"),
             )
         };
-        let Value::Object(stored) = res.doc.into_value() else {
-            return Value::Null;
+        let stored = match res.doc.into_value() {
+            Value::Object(m) => m,
+            other => return other,
         };
         // Documents read from SQLite are in canonical order already; others are reordered once.
         let mut m = rollcall_scim::resource::canonical_key_order(stored);
