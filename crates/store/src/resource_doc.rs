@@ -15,11 +15,13 @@ use std::sync::OnceLock;
 /// `id` in (after `schemas`). The text is checked to be JSON when it is read, so parsing it later
 /// cannot fail. A document that was just written, or read from PostgreSQL, is a `Value` from the
 /// start.
+#[derive(Clone)]
 pub struct ResourceDoc {
     stored: Option<StoredText>,
     value: OnceLock<Value>,
 }
 
+#[derive(Clone)]
 struct StoredText {
     json: Box<str>,
     id: Box<str>,
@@ -84,18 +86,6 @@ impl From<Value> for ResourceDoc {
         ResourceDoc {
             stored: None,
             value: OnceLock::from(value),
-        }
-    }
-}
-
-impl Clone for ResourceDoc {
-    fn clone(&self) -> ResourceDoc {
-        ResourceDoc {
-            stored: self.stored.as_ref().map(|s| StoredText {
-                json: s.json.clone(),
-                id: s.id.clone(),
-            }),
-            value: self.value.clone(),
         }
     }
 }
