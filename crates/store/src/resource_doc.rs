@@ -12,9 +12,8 @@ use std::sync::OnceLock;
 /// writes that text into the response as it is
 /// ([`rollcall_scim::json_text::write_stored_members`]), so it is never parsed. Everything else
 /// reads the document as a [`Value`] through `Deref`, which parses it on first use and puts the
-/// `id` in (after `schemas`). The text is checked to be JSON when it is read, so parsing it later
-/// cannot fail. A document that was just written, or read from PostgreSQL, is a `Value` from the
-/// start.
+/// `id` in (after `schemas`). The text is checked to be JSON when it is read. A document that was
+/// just written, or read from PostgreSQL, is a `Value` from the start.
 #[derive(Clone)]
 pub struct ResourceDoc {
     stored: Option<StoredText>,
@@ -56,10 +55,19 @@ impl ResourceDoc {
 }
 
 fn parse(s: &StoredText) -> Value {
-    // Checked in `from_stored_text`.
-    let mut doc: Value = serde_json::from_str(&s.json).expect("stored text was checked to be JSON");
-    put_id(&mut doc, &s.id);
-    doc
+    // The text was checked to be JSON in `from_stored_text`; a `Value` can still refuse what that
+    // check accepts (a number out of `f64` range), which only a row written outside Rollcall could
+    // hold. Such a document reads as null, logged, rather than taking the request down.
+    match serde_json::from_str::<Value>(&s.json) {
+        Ok(mut doc) => {
+            put_id(&mut doc, &s.id);
+            doc
+        }
+        Err(e) => {
+            tracing::error!(id = %s.id, error = %e, "stored document cannot be read as a JSON value");
+            Value::Null
+        }
+    }
 }
 
 /// Puts `id` into a document right after `schemas`, where the canonical key order has it.
@@ -127,6 +135,12 @@ mod tests {
     #[test]
     fn text_that_is_not_json_is_refused_when_read() {
         assert!(ResourceDoc::from_stored_text("{\"a\":".into(), "x").is_err());
+    }
+
+    #[test]
+    fn json_a_value_cannot_hold_reads_as_null() {
+        let doc = ResourceDoc::from_stored_text(r#"{"n":1e400}"#.into(), "x").unwrap();
+        assert_eq!(*doc, Value::Null);
     }
 
     #[test]
