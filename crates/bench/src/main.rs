@@ -4,9 +4,11 @@
 
 mod baseline;
 mod load;
+mod noisy;
 mod report;
 mod scim;
 mod server;
+mod soak;
 mod sync;
 mod webhook_latency;
 
@@ -51,6 +53,12 @@ enum Cmd {
     /// Latency from a SCIM change's commit to its webhook's arrival at a local receiver, at a steady
     /// rate of changes (p50/p90/p99).
     WebhookLatency(webhook_latency::Args),
+    /// One tenant's worst requests (issue #21) against another tenant's steady IdP traffic: the
+    /// victim's p50/p99 alone and beside the attacker, and the server's RSS.
+    NoisyNeighbour(noisy::Args),
+    /// A long run of mixed IdP traffic with webhook deliveries: RSS and open file descriptors over
+    /// time, and a check that every acknowledged change was recorded and delivered.
+    Soak(soak::Args),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -1002,6 +1010,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rollcall-bench webhook-latency: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::NoisyNeighbour(args)) => match rt.block_on(noisy::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall-bench noisy-neighbour: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::Soak(args)) => match rt.block_on(soak::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall-bench soak: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -201,6 +201,75 @@ pub fn machine() -> Value {
     })
 }
 
+/// A `rollcall serve` started for a scenario (noisy-neighbour, soak): its address, its connections
+/// (one organization each) and an operator API key.
+pub struct Stack {
+    pub public: String,
+    /// (organization id, SCIM base URL, bearer token) per connection, in the order asked.
+    pub connections: Vec<(String, String, String)>,
+    pub api_key: String,
+    pub proc_: Proc,
+}
+
+/// Creates one organization and connection per entry of `tenants` (an organization name) and an
+/// API key with the command line, then starts `rollcall serve` on a free port with `env` added.
+pub async fn start_stack(
+    bin: &Path,
+    database: &str,
+    dir: &Path,
+    tenants: &[&str],
+    env: &[(String, String)],
+) -> Result<Stack, String> {
+    if !bin.is_file() {
+        return Err(format!(
+            "no rollcall binary at {} (build it with `cargo build --release -p rollcall`, or pass --rollcall-bin)",
+            bin.display()
+        ));
+    }
+    let port = free_port()?;
+    let public = format!("http://127.0.0.1:{port}");
+    let mut connections = Vec::new();
+    for name in tenants {
+        let org = rollcall_json(bin, database, &["org", "create", "--name", name, "--json"])?;
+        let conn = rollcall_json(
+            bin,
+            database,
+            &["connection", "create", "--org", name, "--public-url", &public, "--json"],
+        )?;
+        match (org["id"].as_str(), conn["base_url"].as_str(), conn["token"].as_str()) {
+            (Some(o), Some(b), Some(t)) => connections.push((o.to_string(), b.to_string(), t.to_string())),
+            _ => return Err(format!("unexpected CLI output: {org} / {conn}")),
+        }
+    }
+    let key = rollcall_json(bin, database, &["api-key", "create", "--name", "bench", "--json"])?;
+    let api_key = key["key"]
+        .as_str()
+        .ok_or_else(|| format!("unexpected CLI output: {key}"))?
+        .to_string();
+    let mut cmd = Command::new(bin);
+    cmd.arg("--database")
+        .arg(database)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
+        .env("ROLLCALL_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let log = dir.join("rollcall.log");
+    let mut proc_ = Proc::spawn("rollcall", cmd, &log)?;
+    wait_ready(&format!("{public}/healthz"), &mut proc_, Duration::from_secs(60), &log).await?;
+    Ok(Stack {
+        public,
+        connections,
+        api_key,
+        proc_,
+    })
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
