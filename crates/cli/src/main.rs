@@ -664,7 +664,7 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
     let hook_config = webhook_config(&s)?;
     let limits = s.http_limits()?;
     if let Some(files) = open_files_limit()
-        && limits.max_connections as u64 + 64 > files
+        && limits.max_connections as u64 + 100 > files
     {
         tracing::warn!(
             max_connections = limits.max_connections,

@@ -131,8 +131,11 @@ pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// line per [`WARN_INTERVAL`] with the count of the others.
 #[derive(Default)]
 pub struct LimitWarnings {
-    seen: Mutex<HashMap<(&'static str, String), (Instant, u64)>>,
+    /// (limit, client) → (when last logged, refusals not logged since).
+    seen: Mutex<HashMap<WarningKey, (Instant, u64)>>,
 }
+
+type WarningKey = (&'static str, String);
 
 /// Pairs remembered before the old ones are forgotten.
 const MAX_WARNING_KEYS: usize = 4096;

@@ -2,10 +2,9 @@
 //! [`DEFAULT_BURST`]): a request over the limit gets 429 with `Retry-After` and a SCIM error body,
 //! which Entra ID and Okta honour by backing off. Checked by [`crate::limits::fair_share`].
 //!
-//! The defaults are well above what identity providers send: Microsoft documents about 25 requests
-//! per second per provisioning job for Entra ID, and Okta, OneLogin and Google pace their SCIM
-//! requests at rates of the same order, so an IdP never meets the limit while a runaway client or a
-//! loop is held to a few times that.
+//! The default rate is four times what Microsoft documents for an Entra ID provisioning job (about
+//! 25 requests per second), so that an identity provider's normal traffic stays well under it while
+//! a runaway client or a loop is held to a few times that.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
