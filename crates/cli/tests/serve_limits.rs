@@ -416,3 +416,57 @@ async fn sigterm_right_after_a_request_exits_promptly_and_keeps_the_log() {
         "{log:?}"
     );
 }
+
+#[test]
+fn limit_settings_out_of_range_are_refused() {
+    let dir = TempDir::new();
+    let database = format!("sqlite://{}", dir.0.join("r.db").display());
+    let config = dir.0.join("rollcall.toml");
+    std::fs::write(&config, "max_connections = 0\n").unwrap();
+    let config = config.display().to_string();
+    let serve = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["--database", &database])
+            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run rollcall")
+    };
+    for (extra, env, needle) in [
+        (vec![], vec![("ROLLCALL_MAX_IN_FLIGHT", "0")], "max_in_flight"),
+        (vec![], vec![("ROLLCALL_MAX_URI_BYTES", "100000")], "max_uri_bytes"),
+        (
+            vec![],
+            vec![("ROLLCALL_HEADER_READ_TIMEOUT_MS", "0")],
+            "header_read_timeout_ms",
+        ),
+        (vec!["--config", config.as_str()], vec![], "max_connections"),
+    ] {
+        let out = serve(&extra, &env);
+        assert!(!out.status.success(), "{extra:?} {env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{extra:?} {env:?}: {stderr}");
+    }
+    // Flags are read too (`serve --idle-timeout-ms`).
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("ROLLCALL_IDLE_TIMEOUT_MS")
+        .args([
+            "--database",
+            &database,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-bootstrap",
+        ])
+        .args(["--idle-timeout-ms", "0"]);
+    let out = cmd.output().expect("run rollcall");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idle_timeout_ms"));
+}
