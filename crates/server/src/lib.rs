@@ -3,7 +3,7 @@
 //! The HTTP layer: per-connection SCIM 2.0 endpoints under `/scim/v2/{connection_id}`, the
 //! management API under `/api/v1` ([`api`]), health checks, and the middleware around them
 //! (bearer-token authentication, body limits, request ids, the limits of [`limits`]), served by the
-//! accept loop of [`serve`] (connection cap, header and idle timeouts). Handlers are thin: they parse HTTP and
+//! accept loop of [`mod@serve`] (connection cap, header and idle timeouts). Handlers are thin: they parse HTTP and
 //! call [`service::Scim`] (SCIM) or [`admin::Admin`] (management).
 
 pub mod admin;

@@ -1,7 +1,7 @@
 //! Limits of the HTTP layer: what one client, one SCIM connection, or everyone together may ask of
 //! a node before it sheds load instead of queueing without bound.
 //!
-//! - Per TCP connection ([`crate::serve`]): how long the request line and headers may take, how
+//! - Per TCP connection ([`mod@crate::serve`]): how long the request line and headers may take, how
 //!   long a keep-alive connection may sit idle, how many connections are open at once (accept
 //!   pauses at the cap).
 //! - Per request ([`guard`], around every route): the longest URI and header section, no control
