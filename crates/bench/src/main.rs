@@ -732,7 +732,15 @@ async fn start_rollcall(
     cmd.arg("--database")
         .arg(&database)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
-        .args(["--max-body-bytes", &args.max_body.to_string()]);
+        .args(["--max-body-bytes", &args.max_body.to_string()])
+        // The benchmark measures the server, not its fair-share limits: no rate limit, and room for
+        // every benchmark connection (and the seeding) on one SCIM connection.
+        .args(["--rate-limit-per-second", "0"])
+        .args([
+            "--max-in-flight-per-connection",
+            &(args.concurrency * 4).max(64).to_string(),
+        ])
+        .args(["--max-in-flight", &(args.concurrency * 8).max(256).to_string()]);
     let log = tmp.join("rollcall.log");
     let mut p = Proc::spawn("rollcall", cmd, &log)?;
     server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;

@@ -114,6 +114,8 @@ pub async fn run(args: Args) -> Result<(), String> {
     cmd.arg("--database")
         .arg(&database)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
+        // Measures delivery latency, not the per-connection rate limit.
+        .args(["--rate-limit-per-second", "0"])
         .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
         .env("ROLLCALL_LOG", "warn");
     let log = tmp.path().join("rollcall.log");

@@ -5,6 +5,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rollcall_scim::filter::FilterLimits;
 use rollcall_scim::schema::SchemaRegistry;
+use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
 use rollcall_server::background::ActivitySettings;
 use rollcall_server::request_log::RequestLogSettings;
@@ -78,6 +79,37 @@ struct ServeArgs {
     /// Largest page a list returns (advertised as filter.maxResults).
     #[arg(long, env = "ROLLCALL_MAX_PAGE_SIZE")]
     max_page_size: Option<i64>,
+    // HTTP limits (`ROLLCALL_*` variables and the TOML file set them too).
+    /// Time allowed for a request's line and headers, from their first byte, in milliseconds.
+    #[arg(long)]
+    header_read_timeout_ms: Option<u64>,
+    /// Time allowed for a request's whole body, from its headers, in milliseconds.
+    #[arg(long)]
+    body_read_timeout_ms: Option<u64>,
+    /// A connection with no request in progress for this long is closed, in milliseconds.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    /// Open connections at most; at the cap, new ones wait until one closes.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Longest path and query, in bytes (414 beyond).
+    #[arg(long)]
+    max_uri_bytes: Option<usize>,
+    /// Largest header section, in bytes (431 beyond).
+    #[arg(long)]
+    max_header_bytes: Option<usize>,
+    /// Requests in progress on the node at once (503 with Retry-After beyond).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// SCIM requests of one SCIM connection in progress at once (429 with Retry-After beyond).
+    #[arg(long)]
+    max_in_flight_per_connection: Option<usize>,
+    /// Requests per second allowed per SCIM connection (0: no rate limit).
+    #[arg(long)]
+    rate_limit_per_second: Option<u32>,
+    /// Burst allowed per SCIM connection above the rate (default: two seconds' worth).
+    #[arg(long)]
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -159,10 +191,19 @@ struct Settings {
     filter_max_length: usize,
     filter_max_depth: usize,
     filter_max_terms: usize,
-    /// Requests per second allowed per SCIM connection; unset means no limit.
+    /// Requests per second allowed per SCIM connection; 0 (or unset) means no limit.
     rate_limit_per_second: Option<u32>,
-    /// Burst allowed above the rate; defaults to one second's worth.
+    /// Burst allowed above the rate; defaults to two seconds' worth.
     rate_limit_burst: Option<u32>,
+    // HTTP limits: see `rollcall_server::limits` and the README.
+    header_read_timeout_ms: u64,
+    body_read_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    max_connections: usize,
+    max_uri_bytes: usize,
+    max_header_bytes: usize,
+    max_in_flight: usize,
+    max_in_flight_per_connection: usize,
     /// PostgreSQL: largest number of pooled connections.
     pg_max_connections: u32,
     /// PostgreSQL: statement timeout per connection, in milliseconds (0: none).
@@ -200,6 +241,7 @@ impl Default for Settings {
         let limits = FilterLimits::default();
         let pg = PgSettings::default();
         let hooks = WebhookConfig::default();
+        let http = HttpLimits::default();
         Settings {
             database: "sqlite://rollcall.db".into(),
             listen: "127.0.0.1:8080".into(),
@@ -213,8 +255,16 @@ impl Default for Settings {
             filter_max_length: limits.max_length,
             filter_max_depth: limits.max_depth,
             filter_max_terms: limits.max_terms,
-            rate_limit_per_second: None,
+            rate_limit_per_second: Some(rollcall_server::ratelimit::DEFAULT_PER_SECOND),
             rate_limit_burst: None,
+            header_read_timeout_ms: http.header_read_timeout.as_millis() as u64,
+            body_read_timeout_ms: http.body_read_timeout.as_millis() as u64,
+            idle_timeout_ms: http.idle_timeout.as_millis() as u64,
+            max_connections: http.max_connections,
+            max_uri_bytes: http.max_uri_bytes,
+            max_header_bytes: http.max_header_bytes,
+            max_in_flight: http.max_in_flight,
+            max_in_flight_per_connection: http.max_in_flight_per_connection,
             pg_max_connections: pg.max_connections,
             pg_statement_timeout_ms: pg.statement_timeout_ms,
             pg_serialization_retries: pg.serialization_retries,
@@ -269,6 +319,41 @@ impl Settings {
             ..ActivitySettings::default()
         })
     }
+}
+
+impl Settings {
+    /// The HTTP limits, checked.
+    fn http_limits(&self) -> Result<HttpLimits, String> {
+        let limits = HttpLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            max_uri_bytes: self.max_uri_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_in_flight: self.max_in_flight,
+            max_in_flight_per_connection: self.max_in_flight_per_connection,
+        };
+        limits.validate().map_err(|e| format!("configuration: {e}"))?;
+        Ok(limits)
+    }
+
+    /// The per-connection rate limit: (rate, burst), or `None` when it is off.
+    fn rate_limit(&self) -> Option<(NonZeroU32, NonZeroU32)> {
+        let per_second = self.rate_limit_per_second.and_then(NonZeroU32::new)?;
+        let burst = self
+            .rate_limit_burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or_else(|| per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)));
+        Some((per_second, burst))
+    }
+}
+
+/// The soft limit on open files of this process (Linux), to warn when the connection cap is above it.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The webhook settings, checked.
@@ -337,6 +422,31 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
         }
         if let Some(v) = a.max_page_size {
             s.max_page_size = v;
+        }
+        let set = |flag: Option<u64>, to: &mut u64| {
+            if let Some(v) = flag {
+                *to = v;
+            }
+        };
+        set(a.header_read_timeout_ms, &mut s.header_read_timeout_ms);
+        set(a.body_read_timeout_ms, &mut s.body_read_timeout_ms);
+        set(a.idle_timeout_ms, &mut s.idle_timeout_ms);
+        for (flag, to) in [
+            (a.max_connections, &mut s.max_connections),
+            (a.max_uri_bytes, &mut s.max_uri_bytes),
+            (a.max_header_bytes, &mut s.max_header_bytes),
+            (a.max_in_flight, &mut s.max_in_flight),
+            (a.max_in_flight_per_connection, &mut s.max_in_flight_per_connection),
+        ] {
+            if let Some(v) = flag {
+                *to = v;
+            }
+        }
+        if a.rate_limit_per_second.is_some() {
+            s.rate_limit_per_second = a.rate_limit_per_second;
+        }
+        if a.rate_limit_burst.is_some() {
+            s.rate_limit_burst = a.rate_limit_burst;
         }
     }
     Ok(s)
@@ -552,6 +662,17 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
 async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
     let activity = s.activity()?;
     let hook_config = webhook_config(&s)?;
+    let limits = s.http_limits()?;
+    if let Some(files) = open_files_limit()
+        && limits.max_connections as u64 + 100 > files
+    {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_files_limit = files,
+            "max_connections is close to or above the process's limit on open files (ulimit -n): accept may fail \
+             with \"Too many open files\" before the cap; raise the limit or lower max_connections"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -597,10 +718,7 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             max_depth: s.filter_max_depth,
             max_terms: s.filter_max_terms,
         },
-        rate_limit: s.rate_limit_per_second.and_then(NonZeroU32::new).map(|per_second| {
-            let burst = s.rate_limit_burst.and_then(NonZeroU32::new).unwrap_or(per_second);
-            (per_second, burst)
-        }),
+        rate_limit: s.rate_limit(),
         activity,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
@@ -616,7 +734,8 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
     });
     tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     println!("Listening on http://{local}");
-    let served = rollcall_server::serve(listener, rollcall_server::app(scim), rollcall_server::shutdown_signal())
+    let app = rollcall_server::app_with(scim, limits);
+    let served = rollcall_server::serve_with(listener, app, limits, rollcall_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string());
     let _ = stop_dispatcher.send(());

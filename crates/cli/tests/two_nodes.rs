@@ -114,7 +114,13 @@ fn rollcall(database: &str) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("ROLLCALL_LOG", "warn").arg("--database").arg(database);
+    // The test drives more concurrent requests per connection than an identity provider would:
+    // without the fair-share limits.
+    cmd.env("ROLLCALL_LOG", "warn")
+        .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
+        .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")
+        .arg("--database")
+        .arg(database);
     cmd
 }
 

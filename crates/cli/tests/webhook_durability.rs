@@ -122,6 +122,9 @@ fn rollcall(database: &str) -> Command {
         .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
         .env("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "100")
         .env("ROLLCALL_WEBHOOK_TIMEOUT_MS", "3000")
+        // Writers as fast as the server goes: without the fair-share limits.
+        .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
+        .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")
         .arg("--database")
         .arg(database);
     cmd

@@ -3,6 +3,9 @@
 //! must be active. Anything else is a 401 with a SCIM error body, and never reveals whether the
 //! connection exists. Operator API keys are refused here: they are for the management API only.
 //!
+//! The connection's rate limit and its cap on requests in progress are checked next, by
+//! [`crate::limits::fair_share`].
+//!
 //! An accepted request is recorded as the connection's last request (time and User-Agent), at most
 //! once per [`crate::token_cache::ACTIVITY_INTERVAL`] per connection on each node, in the background.
 
@@ -103,23 +106,6 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         return unauthorized(
             "this SCIM connection is disabled; it accepts no requests until an operator enables it again",
         );
-    }
-    if let Some(limiter) = &scim.rate_limiter
-        && let Err(wait) = limiter.check(&connection.id)
-    {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut resp = error_response(&ScimError::too_many_requests(format!(
-            "too many requests for this SCIM connection; retry in {secs} s"
-        )));
-        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        // The token was good: the request log shows which one was throttled.
-        resp.extensions_mut().insert(crate::request_log::Authenticated {
-            token_prefix: Some(token_prefix),
-            request_body: None,
-        });
-        return resp;
     }
     let user_agent = req
         .headers()

@@ -48,9 +48,13 @@ impl FromRequest<Scim> for ScimBody {
                 )));
             }
         }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
+        let bytes: Bytes =
+            axum::body::to_bytes(req.into_body(), limit)
+                .await
+                .map_err(|e| match crate::limits::body_timeout(&e) {
+                    Some(t) => ApiError(ScimError::new(408, None, t.to_string())),
+                    None => too_large(),
+                })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError(ScimError::invalid_syntax("the request body is empty")));
         }

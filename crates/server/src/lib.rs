@@ -2,7 +2,8 @@
 //!
 //! The HTTP layer: per-connection SCIM 2.0 endpoints under `/scim/v2/{connection_id}`, the
 //! management API under `/api/v1` ([`api`]), health checks, and the middleware around them
-//! (bearer-token authentication, body limits, request ids). Handlers are thin: they parse HTTP and
+//! (bearer-token authentication, body limits, request ids, the limits of [`limits`]), served by the
+//! accept loop of [`mod@serve`] (connection cap, header and idle timeouts). Handlers are thin: they parse HTTP and
 //! call [`service::Scim`] (SCIM) or [`admin::Admin`] (management).
 
 pub mod admin;
@@ -13,10 +14,12 @@ pub mod background;
 pub mod bulk;
 pub mod discovery;
 pub mod handlers;
+pub mod limits;
 pub mod ratelimit;
 pub mod render;
 pub mod request_log;
 pub mod response;
+pub mod serve;
 pub mod service;
 pub mod token_cache;
 pub mod tokens;
@@ -30,12 +33,22 @@ use service::Scim;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use limits::HttpLimits;
+pub use serve::{serve, serve_with};
 pub use service::ScimConfig;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the whole HTTP application.
+/// Builds the whole HTTP application with the default [`HttpLimits`].
 pub fn app(scim: Scim) -> Router {
+    app_with(scim, HttpLimits::default())
+}
+
+/// Builds the whole HTTP application; `limits` are its per-request and per-connection limits (the
+/// per-TCP-connection ones are [`serve_with`]'s).
+pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
+    let share = limits::FairShare::new(scim.rate_limiter.clone(), limits.max_in_flight_per_connection);
+    let guard = limits::Guard::new(limits, scim.config.max_body_bytes);
     let scim_routes = Router::new()
         .route(
             "/Users",
@@ -100,6 +113,8 @@ pub fn app(scim: Scim) -> Router {
         )
         .route("/Me", any(handlers::me))
         .fallback(handlers::not_found)
+        // Inside authentication: the authenticated connection's rate limit and in-flight cap.
+        .layer(axum::middleware::from_fn_with_state(share, limits::fair_share))
         .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate))
         // Outside authentication, so that refused requests are logged too.
         .layer(axum::middleware::from_fn_with_state(scim.clone(), request_log::capture));
@@ -115,6 +130,10 @@ pub fn app(scim: Scim) -> Router {
             webhook_wake::wake_after_writes,
         ))
         .layer(DefaultBodyLimit::disable())
+        // URI and header limits, control characters, the node's in-flight cap, the body deadline,
+        // and every error in the route's form; inside tracing and request ids, so that its refusals
+        // have both.
+        .layer(axum::middleware::from_fn_with_state(guard, limits::guard))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req
                 .headers()
@@ -126,15 +145,6 @@ pub fn app(scim: Scim) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(scim)
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.

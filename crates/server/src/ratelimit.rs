@@ -1,5 +1,10 @@
-//! Per-connection rate limiting (off by default): a request over the limit gets 429 with
-//! `Retry-After` and a SCIM error body, which Entra ID and Okta honour by backing off.
+//! Per-connection rate limiting (on by default: [`DEFAULT_PER_SECOND`], bursts of
+//! [`DEFAULT_BURST`]): a request over the limit gets 429 with `Retry-After` and a SCIM error body,
+//! which Entra ID and Okta honour by backing off. Checked by [`crate::limits::fair_share`].
+//!
+//! The default rate is four times what Microsoft documents for an Entra ID provisioning job (about
+//! 25 requests per second), so that an identity provider's normal traffic stays well under it while
+//! a runaway client or a loop is held to a few times that.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -7,10 +12,17 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Requests per second allowed to one SCIM connection by default.
+pub const DEFAULT_PER_SECOND: u32 = 100;
+/// Burst allowed by default: two seconds' worth.
+pub const DEFAULT_BURST: u32 = 2 * DEFAULT_PER_SECOND;
+
 /// A keyed limiter: one token bucket per SCIM connection.
 #[derive(Clone)]
 pub struct ConnectionRateLimiter {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    per_second: NonZeroU32,
+    burst: NonZeroU32,
 }
 
 impl ConnectionRateLimiter {
@@ -32,7 +44,16 @@ impl ConnectionRateLimiter {
                 }
             });
         }
-        ConnectionRateLimiter { limiter }
+        ConnectionRateLimiter {
+            limiter,
+            per_second,
+            burst,
+        }
+    }
+
+    /// The rate (requests per second) and burst.
+    pub fn quota(&self) -> (NonZeroU32, NonZeroU32) {
+        (self.per_second, self.burst)
     }
 
     /// `Ok(())` when the request may go ahead, else how long to wait.

@@ -145,15 +145,19 @@ pub async fn run_flusher(store: Arc<dyn Store>, log: Arc<RequestLog>, mut shutdo
     };
     let keep = i64::from(log.settings.keep_per_connection.max(1));
     let mut batch = Vec::with_capacity(BATCH);
+    // Set by whichever wait sees the shutdown first: a change seen while pausing between two
+    // writes is not seen again by the next wait, so it must be remembered.
+    let mut stopping = *shutdown.borrow_and_update();
     loop {
-        let stopping = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n == 0,
-            _ = shutdown.changed() => true,
-        };
+        if !stopping {
+            stopping = tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => n == 0,
+                _ = shutdown.changed() => true,
+            };
+        }
         if stopping {
-            while batch.len() < BATCH * 20
-                && let Ok(e) = rx.try_recv()
-            {
+            // Everything buffered (at most the configured buffer) is written before returning.
+            while let Ok(e) = rx.try_recv() {
                 batch.push(e);
             }
         }
@@ -170,7 +174,7 @@ pub async fn run_flusher(store: Arc<dyn Store>, log: Arc<RequestLog>, mut shutdo
             // per interval instead of one small transaction per request.
             tokio::select! {
                 _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.changed() => stopping = true,
             }
         }
     }
@@ -201,10 +205,13 @@ pub async fn buffer_body(req: Request, limit: usize) -> Result<(Request, Bytes),
     let (parts, body) = req.into_parts();
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
-        Err(_) => Err(crate::response::error_response(
-            &rollcall_scim::ScimError::payload_too_large(format!(
-                "the request body is larger than the {limit}-byte limit"
-            )),
+        Err(e) => Err(crate::response::error_response(
+            &match crate::limits::body_timeout(&e) {
+                Some(t) => rollcall_scim::ScimError::new(408, None, t.to_string()),
+                None => rollcall_scim::ScimError::payload_too_large(format!(
+                    "the request body is larger than the {limit}-byte limit"
+                )),
+            },
         )),
     }
 }

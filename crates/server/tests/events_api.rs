@@ -676,6 +676,7 @@ async fn retention_deletes_expired_events() {
             },
             ..ScimConfig::default()
         },
+        ..Setup::default()
     })
     .await;
     // The creation was acknowledged, so its event was committed; retention then deletes it.

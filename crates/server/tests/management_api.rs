@@ -411,7 +411,8 @@ async fn validation_errors() {
         (
             Method::POST,
             "organizations".into(),
-            json!({"name": "a\u{0}b"}),
+            // (U+0000 is refused before, with 400, wherever it is: see http_limits.rs.)
+            json!({"name": "a\u{1}b"}),
             "control characters",
         ),
         (Method::POST, "organizations".into(), json!({}), "missing field `name`"),

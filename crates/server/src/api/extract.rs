@@ -59,6 +59,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|e| {
+                if let Some(t) = crate::limits::body_timeout(&e) {
+                    return ApiProblem::new(408, t.to_string());
+                }
                 let mut source: Option<&dyn std::error::Error> = Some(&e);
                 while let Some(s) = source {
                     if s.to_string().contains("length limit") {
@@ -76,9 +79,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !value.is_object() {
             return Err(ApiProblem::new(422, "the request body must be a JSON object"));
         }
+        if let Some(at) = nul_in(&value, &mut String::new()) {
+            return Err(ApiProblem::new(
+                400,
+                format!("the request body holds a NUL character (U+0000) in {at}; no field may contain one"),
+            ));
+        }
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiProblem::new(422, format!("the request body is not as expected: {e}")))
+    }
+}
+
+/// Where a JSON value holds U+0000 (which PostgreSQL text cannot store), in a string or a key: the
+/// JSON path of the first one (`"name"`, `"event_types[2]"`), or `None`.
+fn nul_in(v: &serde_json::Value, path: &mut String) -> Option<String> {
+    use serde_json::Value;
+    let name = |p: &str| {
+        if p.is_empty() {
+            "the body".to_string()
+        } else {
+            format!("\"{p}\"")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(name(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_in(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&k.replace('\0', "\\u0000"));
+            let found = if k.contains('\0') {
+                Some(format!("the field name {}", name(path)))
+            } else {
+                nul_in(item, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
     }
 }
 
@@ -105,6 +152,23 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json(""));
+    }
+
+    #[test]
+    fn nul_characters_are_found_with_their_path() {
+        use serde_json::json;
+        let find = |v: serde_json::Value| nul_in(&v, &mut String::new());
+        assert_eq!(find(json!({"name": "Acme", "tags": ["a", "b"]})), None);
+        assert_eq!(find(json!({"name": "Ac\0me"})).as_deref(), Some("\"name\""));
+        assert_eq!(
+            find(json!({"match": {"group_name": "x\0"}})).as_deref(),
+            Some("\"match.group_name\"")
+        );
+        assert_eq!(
+            find(json!({"event_types": ["user.*", "\0"]})).as_deref(),
+            Some("\"event_types[1]\"")
+        );
+        assert_eq!(find(json!({"a\0": 1})).as_deref(), Some("the field name \"a\\u0000\""));
     }
 
     #[test]

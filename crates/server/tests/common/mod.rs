@@ -227,6 +227,8 @@ pub struct Setup {
     /// same organization share it.
     pub connections: Vec<(String, IdpKind)>,
     pub config: ScimConfig,
+    /// The HTTP layer's limits (timeouts, connection and in-flight caps).
+    pub limits: rollcall_server::HttpLimits,
 }
 
 impl Default for Setup {
@@ -234,6 +236,7 @@ impl Default for Setup {
         Setup {
             connections: vec![("acme".into(), IdpKind::Generic)],
             config: ScimConfig::default(),
+            limits: rollcall_server::HttpLimits::default(),
         }
     }
 }
@@ -318,7 +321,8 @@ impl TestServer {
         let scim = Scim::new(store.clone(), registry, config.clone());
         let background = rollcall_server::background::start(&scim);
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(rollcall_server::serve(listener, rollcall_server::app(scim), async {
+        let app = rollcall_server::app_with(scim, setup.limits);
+        tokio::spawn(rollcall_server::serve_with(listener, app, setup.limits, async {
             let _ = rx.await;
         }));
         let http = reqwest::Client::builder().no_proxy().build().expect("reqwest client");

@@ -1,0 +1,696 @@
+//! Limits of the HTTP layer: what one client, one SCIM connection, or everyone together may ask of
+//! a node before it sheds load instead of queueing without bound.
+//!
+//! - Per TCP connection ([`mod@crate::serve`]): how long the request line and headers may take, how
+//!   long a keep-alive connection may sit idle, how many connections are open at once (accept
+//!   pauses at the cap).
+//! - Per request ([`guard`], around every route): the longest URI and header section, no control
+//!   character (`%00` above all, which PostgreSQL text cannot hold) in the path or query, a
+//!   `Content-Length` under the route's body limit, a deadline for the whole body, and a cap on the
+//!   requests in flight on the whole node (503 with `Retry-After` beyond it).
+//! - Per SCIM connection ([`fair_share`], after authentication): a rate limit and a cap on its
+//!   requests in flight at once (429 with `Retry-After` beyond either).
+//!
+//! Every refusal is answered in the route's error form: a SCIM error (RFC 7644 §3.12) under
+//! `/scim/v2`, problem details (RFC 9457) under `/api/v1`; [`guard`] also rewrites any other error
+//! response of ours that is not in that form (an extractor's plain-text rejection). A client that
+//! hits a limit is named in a warning, at most once per [`WARN_INTERVAL`] per client and limit, with
+//! the count of the ones not logged.
+
+use crate::api::problem::{ApiProblem, PROBLEM_CONTENT_TYPE};
+use crate::auth::Caller;
+use crate::ratelimit::ConnectionRateLimiter;
+use crate::response::{SCIM_CONTENT_TYPE, error_response};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use rollcall_scim::ScimError;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Settings of the HTTP layer's limits. Defaults: see the `DEFAULT_*` constants and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The request line and headers must arrive within this time of their first byte.
+    pub header_read_timeout: Duration,
+    /// The whole request body must arrive within this time of the request's headers.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (from its opening too, so
+    /// a socket that never sends a byte is closed after it).
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the cap, new connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest path and query, in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest header section, in bytes, counting each field as `name: value\r\n` (431 beyond).
+    pub max_header_bytes: usize,
+    /// Requests in progress on the node at once (503 beyond); health checks are not counted.
+    pub max_in_flight: usize,
+    /// SCIM requests of one SCIM connection in progress at once (429 beyond).
+    pub max_in_flight_per_connection: usize,
+}
+
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Room for a 4096-character filter percent-encoded (three bytes a character) and the rest.
+pub const DEFAULT_MAX_URI_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 32;
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks the settings, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("header_read_timeout_ms", self.header_read_timeout.is_zero()),
+            ("body_read_timeout_ms", self.body_read_timeout.is_zero()),
+            ("idle_timeout_ms", self.idle_timeout.is_zero()),
+            ("max_connections", self.max_connections == 0),
+            ("max_in_flight", self.max_in_flight == 0),
+            ("max_in_flight_per_connection", self.max_in_flight_per_connection == 0),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, zero)| *zero) {
+            return Err(format!("{name} must be more than 0"));
+        }
+        if !(256..=MAX_HEAD_SETTING).contains(&self.max_uri_bytes) {
+            return Err(format!(
+                "max_uri_bytes must be from 256 to {MAX_HEAD_SETTING}, not {}",
+                self.max_uri_bytes
+            ));
+        }
+        if !(1024..=MAX_HEAD_SETTING).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "max_header_bytes must be from 1024 to {MAX_HEAD_SETTING}, not {}",
+                self.max_header_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limit given to hyper for the whole request head. Ours ([`guard`]) are below it, so that
+    /// a head over ours but under this one is answered by us, with an error body; hyper answers a
+    /// bare 431 beyond it.
+    pub fn hyper_max_head_bytes(&self) -> usize {
+        (self.max_uri_bytes + self.max_header_bytes) * 2 + 16 * 1024
+    }
+}
+
+/// Largest `max_uri_bytes` or `max_header_bytes`: hyper refuses URIs of 65,535 bytes and more by
+/// itself, with an empty 414.
+const MAX_HEAD_SETTING: usize = 60 * 1024;
+
+/// How often, at most, a warning names one client hitting one limit.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Remembers when each (limit, client) pair was last logged, so that a flood of refusals writes one
+/// line per [`WARN_INTERVAL`] with the count of the others.
+#[derive(Default)]
+pub struct LimitWarnings {
+    /// (limit, client) → (when last logged, refusals not logged since).
+    seen: Mutex<HashMap<WarningKey, (Instant, u64)>>,
+}
+
+type WarningKey = (&'static str, String);
+
+/// Pairs remembered before the old ones are forgotten.
+const MAX_WARNING_KEYS: usize = 4096;
+
+impl LimitWarnings {
+    /// `Some(n)` when a warning should be written now, `n` being the refusals not logged since
+    /// the last one; `None` when this one is only counted.
+    pub fn due(&self, limit: &'static str, client: &str, now: Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().ok()?;
+        if seen.len() >= MAX_WARNING_KEYS {
+            seen.retain(|_, (at, _)| now.saturating_duration_since(*at) < WARN_INTERVAL);
+        }
+        match seen.get_mut(&(limit, client.to_string())) {
+            Some((at, suppressed)) if now.saturating_duration_since(*at) < WARN_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                seen.insert((limit, client.to_string()), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// The error form of a path's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorForm {
+    /// SCIM errors: `/scim/v2/...` and every path outside the management API.
+    Scim,
+    /// Problem details: `/api/v1/...`.
+    Problem,
+    /// Health checks: plain text, left alone.
+    Health,
+}
+
+impl ErrorForm {
+    pub fn of(path: &str) -> ErrorForm {
+        if path == crate::api::BASE_PATH || path.starts_with("/api/v1/") {
+            ErrorForm::Problem
+        } else if path == "/healthz" || path == "/readyz" {
+            ErrorForm::Health
+        } else {
+            ErrorForm::Scim
+        }
+    }
+
+    /// An error response in this form.
+    pub fn error(self, status: StatusCode, detail: impl Into<String>) -> Response {
+        match self {
+            ErrorForm::Problem => ApiProblem::new(status.as_u16(), detail).into_response(),
+            ErrorForm::Scim | ErrorForm::Health => error_response(&ScimError::new(status.as_u16(), None, detail)),
+        }
+    }
+}
+
+/// `resp` with a `Retry-After` of `secs` seconds.
+pub fn with_retry_after(mut resp: Response, secs: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Where a path or query holds a control character (U+0000 to U+001F, U+007F), raw or
+/// percent-encoded: `Some((offset, byte))`.
+pub fn control_character(s: &str) -> Option<(usize, u8)> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x20 || b == 0x7f {
+            return Some((i, b));
+        }
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let v = h * 16 + l;
+            if v < 0x20 || v == 0x7f {
+                return Some((i, v));
+            }
+            i += 3;
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The HTTP guard's shared state; built once per application by [`Guard::new`].
+#[derive(Clone)]
+pub struct Guard(Arc<GuardParts>);
+
+struct GuardParts {
+    limits: HttpLimits,
+    /// Largest body of a SCIM request (the management API has its own, smaller one).
+    scim_max_body: usize,
+    in_flight: Arc<Semaphore>,
+    warnings: LimitWarnings,
+}
+
+impl Guard {
+    pub fn new(limits: HttpLimits, scim_max_body: usize) -> Guard {
+        Guard(Arc::new(GuardParts {
+            limits,
+            scim_max_body,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            warnings: LimitWarnings::default(),
+        }))
+    }
+}
+
+/// The connection id named by a SCIM path, for warnings (not authenticated: only a hint).
+fn scim_connection_hint(path: &str) -> Option<&str> {
+    path.strip_prefix("/scim/v2/")?
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
+}
+
+/// Middleware around every route: the request limits, the node's in-flight cap and the body
+/// deadline, then the error form of the answer.
+pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let limits = &g.0.limits;
+    let form = ErrorForm::of(req.uri().path());
+    let target = req.uri().path_and_query().map_or(req.uri().path(), |p| p.as_str());
+    if target.len() > limits.max_uri_bytes {
+        return form.error(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request's path and query are {} bytes, more than the limit of {} bytes; send a long filter in \
+                 the body of a POST to .search instead",
+                target.len(),
+                limits.max_uri_bytes
+            ),
+        );
+    }
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > limits.max_header_bytes {
+        return form.error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request's headers are {header_bytes} bytes, more than the limit of {} bytes",
+                limits.max_header_bytes
+            ),
+        );
+    }
+    if let Some((at, byte)) = control_character(target) {
+        let what = if byte == 0 {
+            "a NUL character (%00)".to_string()
+        } else {
+            format!("the control character %{byte:02X}")
+        };
+        let part = if target[..at].contains('?') { "query" } else { "path" };
+        return form.error(
+            StatusCode::BAD_REQUEST,
+            format!("the request's {part} contains {what}, which no identifier or parameter may contain"),
+        );
+    }
+    if let Some(v) = req.headers().get(header::CONTENT_LENGTH) {
+        let max_body = match form {
+            ErrorForm::Problem => crate::api::extract::MAX_BODY_BYTES,
+            _ => g.0.scim_max_body,
+        };
+        match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            None => {
+                return form.error(
+                    StatusCode::BAD_REQUEST,
+                    "the Content-Length header is not a number of bytes",
+                );
+            }
+            Some(n) if n > max_body as u64 => {
+                return form.error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body ({n} bytes) is larger than the limit of {max_body} bytes"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    let _permit: Option<OwnedSemaphorePermit> = if form == ErrorForm::Health {
+        None
+    } else {
+        match g.0.in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let path = req.uri().path();
+                if let Some(suppressed) = g.0.warnings.due("node_in_flight", "", Instant::now()) {
+                    tracing::warn!(
+                        limit = limits.max_in_flight,
+                        suppressed,
+                        path = %path,
+                        scim_connection = scim_connection_hint(path).unwrap_or("-"),
+                        "the node's cap on requests in progress was reached: answering 503 with Retry-After"
+                    );
+                }
+                return with_retry_after(
+                    form.error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the server is handling its maximum of {} requests at once; retry after 1 s",
+                            limits.max_in_flight
+                        ),
+                    ),
+                    1,
+                );
+            }
+        }
+    };
+    let req = if http_body::Body::is_end_stream(req.body()) {
+        req
+    } else {
+        let timeout = limits.body_read_timeout;
+        req.map(|b| Body::new(DeadlineBody::new(b, timeout)))
+    };
+    let resp = next.run(req).await;
+    ensure_error_form(form, resp).await
+}
+
+/// Longest error body read back to be put in the route's error form.
+const MAX_REWRITTEN_BODY: usize = 4096;
+
+/// An error response of ours that is not in the route's error form (an extractor's plain-text
+/// rejection, say), rewritten in it with its status and headers; its text becomes the detail.
+pub async fn ensure_error_form(form: ErrorForm, resp: Response) -> Response {
+    let status = resp.status();
+    if form == ErrorForm::Health || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let expected = match form {
+        ErrorForm::Problem => PROBLEM_CONTENT_TYPE,
+        _ => SCIM_CONTENT_TYPE,
+    };
+    if content_type.starts_with(expected) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = if content_type.starts_with("text/plain") {
+        axum::body::to_bytes(body, MAX_REWRITTEN_BODY)
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|t| !t.is_empty())
+    } else {
+        None
+    };
+    let detail = text.unwrap_or_else(|| {
+        format!(
+            "the request failed: {}",
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        )
+    });
+    let mut fresh = form.error(status, detail);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    for (k, v) in parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))) {
+        fresh.headers_mut().entry(k).or_insert(v);
+    }
+    fresh
+}
+
+/// The error a request body gives when it did not arrive in time.
+#[derive(Debug)]
+pub struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {} ms of the request's headers",
+            self.0.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// The [`BodyTimeout`] behind an error reading a request body, if that is what it was.
+pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// A request body that fails with [`BodyTimeout`] when it is not complete by its deadline.
+pub struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl DeadlineBody {
+    pub fn new(inner: Body, timeout: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Per-SCIM-connection shares: the rate limit and the cap on requests in progress at once.
+#[derive(Clone)]
+pub struct FairShare(Arc<FairShareParts>);
+
+struct FairShareParts {
+    rate: Option<ConnectionRateLimiter>,
+    max_in_flight: usize,
+    in_flight: Mutex<HashMap<String, usize>>,
+    warnings: LimitWarnings,
+}
+
+impl FairShare {
+    pub fn new(rate: Option<ConnectionRateLimiter>, max_in_flight_per_connection: usize) -> FairShare {
+        FairShare(Arc::new(FairShareParts {
+            rate,
+            max_in_flight: max_in_flight_per_connection.max(1),
+            in_flight: Mutex::default(),
+            warnings: LimitWarnings::default(),
+        }))
+    }
+
+    /// A slot for one request of `connection_id`, or `None` when it has its maximum in progress.
+    fn enter(&self, connection_id: &str) -> Option<Slot> {
+        let mut map = self.0.in_flight.lock().ok()?;
+        let n = map.entry(connection_id.to_string()).or_insert(0);
+        if *n >= self.0.max_in_flight {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            share: self.clone(),
+            connection_id: connection_id.to_string(),
+        })
+    }
+
+    fn warn(&self, limit: &'static str, caller: &Caller, detail: &str) {
+        let c = &caller.connection;
+        if let Some(suppressed) = self.0.warnings.due(limit, &c.id, Instant::now()) {
+            tracing::warn!(
+                scim_connection = %c.id,
+                organization = %c.org_id,
+                limit,
+                suppressed,
+                "{detail}"
+            );
+        }
+    }
+}
+
+/// One request in progress of a SCIM connection; gives its place back when dropped.
+struct Slot {
+    share: FairShare,
+    connection_id: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.share.0.in_flight.lock()
+            && let Some(n) = map.get_mut(&self.connection_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.connection_id);
+            }
+        }
+    }
+}
+
+/// Middleware inside SCIM authentication: the connection's rate limit, then its cap on requests in
+/// progress; 429 with `Retry-After` and a SCIM error naming the limit beyond either.
+pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next) -> Response {
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return next.run(req).await;
+    };
+    if let Some(limiter) = &share.0.rate
+        && let Err(wait) = limiter.check(caller.connection_id())
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let (per_second, burst) = limiter.quota();
+        share.warn(
+            "rate_limit",
+            &caller,
+            &format!("SCIM connection over its rate limit ({per_second} requests/s, burst {burst}): answering 429"),
+        );
+        return with_retry_after(
+            error_response(&ScimError::too_many_requests(format!(
+                "too many requests for this SCIM connection: the rate limit is {per_second} requests per second \
+                 (bursts of {burst}); retry in {secs} s"
+            ))),
+            secs,
+        );
+    }
+    let Some(_slot) = share.enter(caller.connection_id()) else {
+        let max = share.0.max_in_flight;
+        share.warn(
+            "in_flight_per_connection",
+            &caller,
+            &format!("SCIM connection over its cap of {max} requests in progress at once: answering 429"),
+        );
+        return with_retry_after(
+            error_response(&ScimError::too_many_requests(format!(
+                "too many requests in progress for this SCIM connection: at most {max} at once; retry in 1 s"
+            ))),
+            1,
+        );
+    };
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_raw_or_encoded() {
+        assert_eq!(control_character("/api/v1/organizations/abc"), None);
+        assert_eq!(
+            control_character("/scim/v2/x/Users?filter=userName%20eq%20%22a%22"),
+            None
+        );
+        assert_eq!(control_character("/a/%00"), Some((3, 0)));
+        assert_eq!(control_character("/a?x=1%0a"), Some((6, 0x0a)));
+        assert_eq!(control_character("/a?x=%7F"), Some((5, 0x7f)));
+        assert_eq!(control_character("/a/\u{1}"), Some((3, 1)));
+        // Not an escape: left to the route.
+        assert_eq!(control_character("/a/%0"), None);
+        assert_eq!(control_character("/a/%zz%41"), None);
+        assert_eq!(control_character("/a/%%00"), Some((4, 0)));
+    }
+
+    #[test]
+    fn error_forms_by_path() {
+        assert_eq!(ErrorForm::of("/api/v1/organizations"), ErrorForm::Problem);
+        assert_eq!(ErrorForm::of("/api/v1"), ErrorForm::Problem);
+        assert_eq!(ErrorForm::of("/api/v10"), ErrorForm::Scim);
+        assert_eq!(ErrorForm::of("/scim/v2/x/Users"), ErrorForm::Scim);
+        assert_eq!(ErrorForm::of("/healthz"), ErrorForm::Health);
+        assert_eq!(ErrorForm::of("/elsewhere"), ErrorForm::Scim);
+    }
+
+    #[test]
+    fn warnings_are_throttled_per_client_and_limit() {
+        let w = LimitWarnings::default();
+        let t0 = Instant::now();
+        assert_eq!(w.due("rate", "a", t0), Some(0));
+        assert_eq!(w.due("rate", "a", t0 + Duration::from_secs(1)), None);
+        assert_eq!(w.due("rate", "a", t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            w.due("rate", "b", t0 + Duration::from_secs(2)),
+            Some(0),
+            "another client"
+        );
+        assert_eq!(w.due("cap", "a", t0 + Duration::from_secs(2)), Some(0), "another limit");
+        assert_eq!(w.due("rate", "a", t0 + WARN_INTERVAL), Some(2), "the two not logged");
+        assert_eq!(w.due("rate", "a", t0 + WARN_INTERVAL), None);
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        assert!(HttpLimits::default().validate().is_ok());
+        let l = HttpLimits {
+            max_in_flight: 0,
+            ..HttpLimits::default()
+        };
+        assert!(l.validate().unwrap_err().contains("max_in_flight"));
+        let l = HttpLimits {
+            max_uri_bytes: 70_000,
+            ..HttpLimits::default()
+        };
+        assert!(l.validate().unwrap_err().contains("max_uri_bytes"));
+        assert!(HttpLimits::default().hyper_max_head_bytes() > DEFAULT_MAX_URI_BYTES + DEFAULT_MAX_HEADER_BYTES);
+    }
+
+    #[test]
+    fn slots_are_given_back() {
+        let share = FairShare::new(None, 2);
+        let a = share.enter("c").unwrap();
+        let _b = share.enter("c").unwrap();
+        assert!(share.enter("c").is_none());
+        assert!(share.enter("d").is_some(), "another connection has its own cap");
+        drop(a);
+        assert!(share.enter("c").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_with_body_timeout() {
+        let (mut tx, body) = futures_channel_body();
+        tx.push(Bytes::from_static(b"{\"a\""));
+        let deadline = DeadlineBody::new(body, Duration::from_millis(50));
+        let err = axum::body::to_bytes(Body::new(deadline), 1024).await.unwrap_err();
+        let t = body_timeout(&err).expect("a BodyTimeout in the chain");
+        assert_eq!(t.0, Duration::from_millis(50));
+    }
+
+    /// A body that yields the chunks pushed and then never ends.
+    fn futures_channel_body() -> (Chunks, Body) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let stream = futures::stream::unfold((rx, tx.clone()), |(mut rx, keep)| async move {
+            let b = rx.recv().await?;
+            Some((Ok::<_, std::io::Error>(b), (rx, keep)))
+        });
+        (Chunks(tx), Body::from_stream(stream))
+    }
+
+    struct Chunks(tokio::sync::mpsc::UnboundedSender<Bytes>);
+    impl Chunks {
+        fn push(&mut self, b: Bytes) {
+            self.0.send(b).unwrap();
+        }
+    }
+}

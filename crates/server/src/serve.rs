@@ -1,0 +1,392 @@
+//! The accept loop: HTTP/1.1 connections served by hyper, with a cap on open connections, a
+//! header-read timeout and an idle timeout, and graceful shutdown.
+//!
+//! - **Connection cap.** A connection takes one of [`HttpLimits::max_connections`] slots before it
+//!   is accepted; at the cap the loop stops accepting, so new clients wait in the kernel's listen
+//!   backlog until a connection closes. An accept error (`EMFILE`, "Too many open files", say) is
+//!   logged and retried after a short pause: it never stops the server.
+//! - **Timeouts**, checked by a watchdog beside each connection: the request line and headers must
+//!   arrive within [`HttpLimits::header_read_timeout`] of their first byte, else the connection is
+//!   closed; a connection with no request in progress and nothing written for
+//!   [`HttpLimits::idle_timeout`] (also one that never sent a byte) is closed. The request body has
+//!   its own deadline ([`crate::limits::DeadlineBody`]), answered 408 by the handler that reads it.
+//!   hyper's own header timeout is not used: it starts when a kept-alive connection goes idle, so
+//!   it would also be the idle timeout, and closes without telling anyone.
+//! - **Shutdown.** When `shutdown` completes the listener is closed, idle connections are closed,
+//!   and busy ones finish their request and then close; [`serve_with`] returns when all are gone.
+//!
+//! What hyper answers by itself, before any of our code sees the request, with an empty body
+//! (there is nothing else to do short of parsing HTTP ourselves): 400 for a request it cannot parse
+//! (a malformed request line or header, a `Content-Length` that is not a number or overflows 64
+//! bits, conflicting lengths, a bad `Transfer-Encoding`); 431 for a request head over
+//! [`HttpLimits::hyper_max_head_bytes`] or with more than 100 header fields; 414 for a URI of 65,535
+//! bytes and more. Every smaller excess (URI over [`HttpLimits::max_uri_bytes`], headers over
+//! [`HttpLimits::max_header_bytes`]) is answered by [`crate::limits::guard`] with an error body.
+
+use crate::limits::{HttpLimits, LimitWarnings};
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// Pause after an accept error that is not about one connection (out of file descriptors).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How long a connection closed for idleness may take to finish writing before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` with the default [`HttpLimits`] until `shutdown` completes, then
+/// finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with(listener, app, HttpLimits::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown` completes, then stops accepting,
+/// closes idle connections, lets busy ones finish their request and returns when all are closed.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a receiver; the sender sees them all dropped when the last ends.
+    let (done_tx, done_rx) = watch::channel(());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_header_size(limits.hyper_max_head_bytes());
+    let warnings = LimitWarnings::default();
+    tokio::pin!(shutdown);
+    loop {
+        if slots.available_permits() == 0
+            && let Some(suppressed) = warnings.due("max_connections", "", Instant::now())
+        {
+            tracing::warn!(
+                limit = limits.max_connections,
+                suppressed,
+                "the cap on open connections was reached: new connections wait until one closes"
+            );
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        if let Some(suppressed) = warnings.due("accept", "", Instant::now()) {
+                            tracing::warn!(error = %e, suppressed, "accept failed; retrying shortly");
+                        }
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            http: http.clone(),
+            app: app.clone(),
+            limits,
+            stop: stop_rx.clone(),
+        };
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            conn.run(stream, remote).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Errors about one connection (it went away before it was accepted): accept the next one at once.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One accepted connection and what it needs.
+struct Conn {
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    limits: HttpLimits,
+    stop: watch::Receiver<bool>,
+}
+
+/// Why the watchdog acts.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Fine,
+    /// A request head started arriving and is not complete in time.
+    HeaderTimeout,
+    /// Nothing in progress for the idle timeout.
+    Idle,
+}
+
+/// What the watchdog knows of a connection, updated by its I/O and its requests. Times are
+/// milliseconds since the connection opened.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicU32,
+    /// When the first byte of a request head arrived, while no request is in progress; [`NONE`]
+    /// otherwise.
+    head_since: AtomicU64,
+    /// The last response completed or bytes written (or the opening).
+    last_active: AtomicU64,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            head_since: AtomicU64::new(NONE),
+            last_active: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.head_since.load(Ordering::Relaxed) == NONE {
+            self.head_since.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self) {
+        self.last_active.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(NONE, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn verdict(&self, limits: &HttpLimits) -> Verdict {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Verdict::Fine;
+        }
+        let now = self.now();
+        let head = self.head_since.load(Ordering::Relaxed);
+        if head != NONE {
+            return if now.saturating_sub(head) >= limits.header_read_timeout.as_millis() as u64 {
+                Verdict::HeaderTimeout
+            } else {
+                Verdict::Fine
+            };
+        }
+        let last = self.last_active.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= limits.idle_timeout.as_millis() as u64 {
+            Verdict::Idle
+        } else {
+            Verdict::Fine
+        }
+    }
+}
+
+/// A request in progress on a connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.wrote();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The socket, reporting reads and writes to the connection's [`Activity`].
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How often the watchdog looks: a quarter of the shorter timeout, within 10 ms to 1 s.
+fn tick(limits: &HttpLimits) -> Duration {
+    (limits.header_read_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+impl Conn {
+    async fn run(mut self, stream: TcpStream, remote: std::net::SocketAddr) {
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched {
+            stream,
+            activity: activity.clone(),
+        });
+        let app = self.app;
+        let service = hyper::service::service_fn({
+            let activity = activity.clone();
+            move |req: hyper::Request<Incoming>| {
+                let busy = activity.begin();
+                let call = app.clone().oneshot(req.map(Body::new));
+                async move {
+                    let resp = call.await;
+                    drop(busy);
+                    resp
+                }
+            }
+        });
+        let conn = self.http.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut watchdog = tokio::time::interval(tick(&self.limits));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = false;
+        // When the connection was asked to close because it was idle.
+        let mut closing: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.stop.changed(), if !stopping => {
+                    let _ = changed;
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = watchdog.tick() => match activity.verdict(&self.limits) {
+                    Verdict::HeaderTimeout => {
+                        tracing::debug!(%remote, timeout_ms = self.limits.header_read_timeout.as_millis() as u64,
+                            "closing a connection: the request head did not arrive in time");
+                        return;
+                    }
+                    Verdict::Idle => match closing {
+                        None => {
+                            tracing::debug!(%remote, "closing an idle connection");
+                            closing = Some(Instant::now());
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        Some(at) if at.elapsed() >= CLOSE_GRACE => return,
+                        Some(_) => {}
+                    },
+                    Verdict::Fine => {}
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(header_ms: u64, idle_ms: u64) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            ..HttpLimits::default()
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let a = Arc::new(Activity::new());
+        let l = limits(10_000, 10_000);
+        assert_eq!(a.verdict(&l), Verdict::Fine);
+        // Opened long ago, nothing since: idle.
+        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Idle);
+        // A head started: the header timeout applies, not the idle one.
+        a.read();
+        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Fine);
+        assert_eq!(a.verdict(&limits(0, 10_000)), Verdict::HeaderTimeout);
+        // A request in progress: neither.
+        let busy = a.begin();
+        assert_eq!(a.verdict(&limits(0, 0)), Verdict::Fine);
+        // Bytes of its body do not start a head.
+        a.read();
+        drop(busy);
+        assert_eq!(a.head_since.load(Ordering::Relaxed), NONE);
+        assert_eq!(a.verdict(&l), Verdict::Fine);
+        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Idle);
+    }
+
+    #[test]
+    fn ticks_follow_the_shorter_timeout() {
+        assert_eq!(tick(&limits(400, 10_000)), Duration::from_millis(100));
+        assert_eq!(tick(&limits(1, 1)), Duration::from_millis(10));
+        assert_eq!(tick(&HttpLimits::default()), Duration::from_secs(1));
+    }
+}
