@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod error;
 pub mod filter;
 pub mod json_text;
+pub mod limits;
 pub mod patch;
 pub mod path;
 pub mod policy;

@@ -3,7 +3,8 @@
 use crate::render::{ListPosition, endpoint_of};
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
-use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch};
+use rollcall_scim::limits::{Excess, ResourceLimits};
+use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_with};
 use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;
 use rollcall_scim::resource::{prepare, strip_write_only};
@@ -37,6 +38,9 @@ pub struct ScimConfig {
     pub max_body_bytes: usize,
     pub bulk_max_operations: usize,
     pub filter_limits: FilterLimits,
+    /// Bounds on one resource and one PATCH (values per attribute, string and document bytes,
+    /// operations per PATCH), checked on every create, replace and patch.
+    pub resource_limits: ResourceLimits,
     /// Per-connection rate limit (requests per second, burst); `None` switches it off.
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
     /// Event retention and the request log ([`crate::background`]).
@@ -52,6 +56,7 @@ impl Default for ScimConfig {
             max_body_bytes: 1024 * 1024,
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
+            resource_limits: ResourceLimits::default(),
             rate_limit: None,
             activity: crate::background::ActivitySettings::default(),
         }
@@ -247,11 +252,12 @@ fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
         return Vec::new();
     };
     let mut out: Vec<MemberRef> = Vec::new();
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for i in items {
         let Some(value) = i.get("value").and_then(Value::as_str) else {
             continue;
         };
-        if out.iter().any(|m| m.value == value) {
+        if !seen.insert(value.to_string()) {
             continue;
         }
         out.push(MemberRef {
@@ -323,6 +329,7 @@ impl Scim {
             p.check_required(&Value::Object(doc.clone()))?;
         }
         let doc = Value::Object(doc);
+        self.config.resource_limits.check_resource(&doc, &Excess::default())?;
         IndexFields::of(kind, &doc).check_lengths()?;
         let mut res = self.store.create_resource(ctx, kind, doc, members.clone()).await?;
         if kind == ResourceKind::Group {
@@ -360,8 +367,10 @@ impl Scim {
         let registry = self.registry.clone();
         let body = body.clone();
         let policy = self.write_policy(kind, policy)?;
+        let limits = self.config.resource_limits;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
+            let tolerated = limits.excess_of(doc);
             let existing = doc.as_object().cloned().unwrap_or_default();
             let mut new = prepare(&registry, rt, &body, Some(&existing))?;
             let changes = if kind == ResourceKind::Group {
@@ -377,6 +386,7 @@ impl Scim {
             if let Some(p) = &policy {
                 p.check_required(doc)?;
             }
+            limits.check_resource(doc, &tolerated)?;
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(changes)
         });
@@ -395,13 +405,15 @@ impl Scim {
         body: &Value,
         if_match: Option<i64>,
     ) -> ApiResult<StoredResource> {
-        let request = PatchRequest::from_json(body)?;
+        let limits = self.config.resource_limits;
+        let request = PatchRequest::parse_with(body, limits.max_patch_operations)?;
         let registry = self.registry.clone();
         let policy = self.write_policy(kind, policy)?;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let before = policy.as_ref().map(|_| doc.clone());
-            let outcome = apply_patch(&registry, rt, doc, &request)?;
+            let tolerated = limits.excess_of(doc);
+            let outcome = apply_patch_with(&registry, rt, doc, &request, limits.max_values_per_attribute)?;
             if let Value::Object(m) = doc {
                 strip_write_only(&registry, rt, m);
                 if let Some(p) = &policy {
@@ -410,6 +422,9 @@ impl Scim {
             }
             if let (Some(p), Some(before)) = (&policy, &before) {
                 p.check_not_removed(before, doc)?;
+            }
+            if outcome.document_changed {
+                limits.check_resource(doc, &tolerated)?;
             }
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(outcome.members)
