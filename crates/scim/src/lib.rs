@@ -15,6 +15,7 @@ pub mod patch;
 pub mod path;
 pub mod policy;
 pub mod projection;
+pub mod redact;
 pub mod resource;
 pub mod schema;
 pub mod sort;

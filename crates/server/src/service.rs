@@ -7,6 +7,7 @@ use rollcall_scim::limits::{Excess, ResourceLimits};
 use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_with};
 use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;
+use rollcall_scim::redact::SecretAttributes;
 use rollcall_scim::resource::{prepare, strip_write_only};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rollcall_scim::sort::SortOrder;
@@ -89,6 +90,9 @@ pub struct ScimParts {
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
     pub(crate) default_projection_is_identity: [bool; 2],
+    /// Attributes never returned (such as `password`): their values are kept out of error details
+    /// and the request log.
+    pub secrets: Arc<SecretAttributes>,
 }
 
 impl Scim {
@@ -115,6 +119,7 @@ impl Scim {
                 })
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
+        let secrets = Arc::new(SecretAttributes::of(&registry));
         let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
         let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim(Arc::new(ScimParts {
@@ -127,6 +132,7 @@ impl Scim {
             request_log,
             webhooks,
             default_projection_is_identity,
+            secrets,
         }))
     }
 
@@ -405,6 +411,43 @@ impl Scim {
         body: &Value,
         if_match: Option<i64>,
     ) -> ApiResult<StoredResource> {
+        self.patch_unscrubbed(ctx, policy, kind, id, body, if_match)
+            .await
+            .map_err(|e| {
+                // Error details quote paths; values in paths on secret attributes are removed.
+                let paths = body
+                    .get("Operations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|op| op.as_object())
+                    .flat_map(|op| op.iter().filter(|(k, _)| k.eq_ignore_ascii_case("path")))
+                    .filter_map(|(_, p)| p.as_str());
+                self.scrub_error(e, paths)
+            })
+    }
+
+    /// An error whose detail no longer holds the values that `texts` (filters or PATCH paths)
+    /// compare against secret attributes.
+    pub fn scrub_error<'t>(&self, e: ApiError, texts: impl IntoIterator<Item = &'t str>) -> ApiError {
+        let literals: Vec<String> = texts.into_iter().flat_map(|t| self.secrets.literals(t)).collect();
+        if literals.is_empty() {
+            return e;
+        }
+        let mut e = e.0;
+        e.detail = SecretAttributes::scrub(&e.detail, &literals).into_owned();
+        ApiError(e)
+    }
+
+    async fn patch_unscrubbed(
+        &self,
+        ctx: &WriteContext,
+        policy: &ConnectionPolicy,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> ApiResult<StoredResource> {
         let limits = self.config.resource_limits;
         let request = PatchRequest::parse_with(body, limits.max_patch_operations)?;
         let registry = self.registry.clone();
@@ -451,6 +494,12 @@ impl Scim {
 
     /// Runs a list/search and renders the ListResponse.
     pub async fn list(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Listed> {
+        self.list_unscrubbed(connection_id, kind, params)
+            .await
+            .map_err(|e| self.scrub_error(e, params.filter.as_deref()))
+    }
+
+    async fn list_unscrubbed(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Listed> {
         let rt = self.rt(kind);
         let proj = params.projection()?;
         let filter = match params.filter.as_deref().map(str::trim) {
