@@ -184,7 +184,11 @@ impl<'a> Walk<'a> {
                         .iter()
                         .any(|(p, n)| *p == path && items.len() <= *n)
                     {
-                        return Err(too_many_values(&path, items.len(), self.limits.max_values_per_attribute));
+                        return Err(too_many_values(
+                            &path,
+                            items.len(),
+                            self.limits.max_values_per_attribute,
+                        ));
                     }
                 }
                 for item in items {
@@ -360,8 +364,15 @@ mod tests {
         assert!(check(&json!({"userName": "a", "emails": emails(3)})).is_ok());
         let e = check(&json!({"userName": "a", "emails": emails(4)})).unwrap_err();
         assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidValue)));
-        assert!(e.detail.contains("\"emails\" has 4 values, more than the 3 allowed"), "{e}");
-        assert!(e.detail.contains("max_values_per_attribute (ROLLCALL_MAX_VALUES_PER_ATTRIBUTE)"), "{e}");
+        assert!(
+            e.detail.contains("\"emails\" has 4 values, more than the 3 allowed"),
+            "{e}"
+        );
+        assert!(
+            e.detail
+                .contains("max_values_per_attribute (ROLLCALL_MAX_VALUES_PER_ATTRIBUTE)"),
+            "{e}"
+        );
         // In an extension too, named with its URN.
         let e = check(&json!({"userName": "a", ENT: {"roles": ["a", "b", "c", "d"]}})).unwrap_err();
         assert!(e.detail.contains(&format!("\"{ENT}:roles\" has 4 values")), "{e}");
@@ -382,7 +393,10 @@ mod tests {
         ] {
             let e = check(&doc).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
-            assert!(e.detail.contains(path) && e.detail.contains("11 bytes long, more than the 10 bytes"), "{e}");
+            assert!(
+                e.detail.contains(path) && e.detail.contains("11 bytes long, more than the 10 bytes"),
+                "{e}"
+            );
             assert!(e.detail.contains("max_string_bytes (ROLLCALL_MAX_STRING_BYTES)"), "{e}");
         }
         // Bytes, not characters: five two-byte characters are ten bytes.
@@ -405,7 +419,10 @@ mod tests {
         let e = limits.check_resource(&doc_of(393), &Excess::default()).unwrap_err();
         assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
         assert!(e.detail.contains("401 bytes as stored, more than the 400 bytes"), "{e}");
-        assert!(e.detail.contains("max_resource_bytes (ROLLCALL_MAX_RESOURCE_BYTES)"), "{e}");
+        assert!(
+            e.detail.contains("max_resource_bytes (ROLLCALL_MAX_RESOURCE_BYTES)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -414,7 +431,11 @@ mod tests {
         let e = small().check_patch_operations(3).unwrap_err();
         assert_eq!(e.status, 413);
         assert!(e.detail.contains("3 operations, more than the 2 allowed"), "{e}");
-        assert!(e.detail.contains("patch_max_operations (ROLLCALL_PATCH_MAX_OPERATIONS)"), "{e}");
+        assert!(
+            e.detail
+                .contains("patch_max_operations (ROLLCALL_PATCH_MAX_OPERATIONS)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -432,11 +453,23 @@ mod tests {
         let after = json!({"userName": "a", "emails": emails(5), "title": long, "active": false});
         assert!(limits.check_resource(&after, &excess).is_ok());
         // Fewer values: fine; more: refused.
-        assert!(limits.check_resource(&json!({"emails": emails(4), "title": long}), &excess).is_ok());
-        assert!(limits.check_resource(&json!({"emails": emails(6), "title": long}), &excess).is_err());
+        assert!(
+            limits
+                .check_resource(&json!({"emails": emails(4), "title": long}), &excess)
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_resource(&json!({"emails": emails(6), "title": long}), &excess)
+                .is_err()
+        );
         // A different over-long string: refused.
         let other = "z".repeat(50);
-        assert!(limits.check_resource(&json!({"emails": emails(5), "title": other}), &excess).is_err());
+        assert!(
+            limits
+                .check_resource(&json!({"emails": emails(5), "title": other}), &excess)
+                .is_err()
+        );
         // Size: no larger than before.
         let size = ResourceLimits {
             max_resource_bytes: 20,

@@ -1492,7 +1492,9 @@ mod bound_tests {
     use serde_json::json;
 
     fn user(emails: usize) -> Value {
-        let emails: Vec<Value> = (0..emails).map(|i| json!({"value": format!("{i}@x"), "type": "work"})).collect();
+        let emails: Vec<Value> = (0..emails)
+            .map(|i| json!({"value": format!("{i}@x"), "type": "work"}))
+            .collect();
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u", "emails": emails})
     }
 
@@ -1515,14 +1517,24 @@ mod bound_tests {
         // Refused before any operation is read: the fourth is not even valid.
         let mut ops = vec![op.clone(); 3];
         ops.push(json!("not an operation"));
-        assert_eq!(PatchRequest::parse_with(&json!({"Operations": ops}), 3).unwrap_err().status, 413);
+        assert_eq!(
+            PatchRequest::parse_with(&json!({"Operations": ops}), 3)
+                .unwrap_err()
+                .status,
+            413
+        );
     }
 
     #[test]
     fn an_operation_growing_an_attribute_past_the_bound_is_refused_at_once() {
         let mut doc = user(2);
         let before = doc.clone();
-        patch(&mut doc, json!([{"op": "add", "path": "emails", "value": [{"value": "2@x"}]}]), 3).unwrap();
+        patch(
+            &mut doc,
+            json!([{"op": "add", "path": "emails", "value": [{"value": "2@x"}]}]),
+            3,
+        )
+        .unwrap();
         assert_eq!(doc["emails"].as_array().unwrap().len(), 3);
         let mut doc = before.clone();
         let e = patch(
@@ -1536,7 +1548,10 @@ mod bound_tests {
         .unwrap_err();
         assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
         assert!(e.detail.starts_with("operation 1 (add \"emails\")"), "{e}");
-        assert!(e.detail.contains("\"emails\" has 4 values, more than the 3 allowed"), "{e}");
+        assert!(
+            e.detail.contains("\"emails\" has 4 values, more than the 3 allowed"),
+            "{e}"
+        );
         assert_eq!(doc, before, "nothing changed");
         // Creating an element through a value path counts too.
         let mut doc = user(3);
@@ -1552,12 +1567,26 @@ mod bound_tests {
     #[test]
     fn an_attribute_stored_over_the_bound_may_stay_or_shrink() {
         let mut doc = user(5);
-        patch(&mut doc, json!([{"op": "replace", "path": "emails[value eq \"1@x\"].type", "value": "home"}]), 3)
-            .unwrap();
+        patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[value eq \"1@x\"].type", "value": "home"}]),
+            3,
+        )
+        .unwrap();
         assert_eq!(doc["emails"][1]["type"], "home");
-        patch(&mut doc, json!([{"op": "remove", "path": "emails[value eq \"1@x\"]"}]), 3).unwrap();
+        patch(
+            &mut doc,
+            json!([{"op": "remove", "path": "emails[value eq \"1@x\"]"}]),
+            3,
+        )
+        .unwrap();
         assert_eq!(doc["emails"].as_array().unwrap().len(), 4);
-        let e = patch(&mut doc, json!([{"op": "add", "path": "emails", "value": {"value": "new@x"}}]), 3).unwrap_err();
+        let e = patch(
+            &mut doc,
+            json!([{"op": "add", "path": "emails", "value": {"value": "new@x"}}]),
+            3,
+        )
+        .unwrap_err();
         assert!(e.detail.contains("has 5 values"), "{e}");
     }
 
@@ -1572,10 +1601,16 @@ mod bound_tests {
             usize::MAX,
         )
         .unwrap();
-        assert_eq!(doc["emails"], json!([
-            {"value": "0@x", "type": "work"}, {"value": "1@x", "type": "work"}, {"value": "9@x"}
-        ]));
-        assert_eq!(value_hash(&json!({"a": 1, "b": [true, null]})), value_hash(&json!({"b": [true, null], "a": 1})));
+        assert_eq!(
+            doc["emails"],
+            json!([
+                {"value": "0@x", "type": "work"}, {"value": "1@x", "type": "work"}, {"value": "9@x"}
+            ])
+        );
+        assert_eq!(
+            value_hash(&json!({"a": 1, "b": [true, null]})),
+            value_hash(&json!({"b": [true, null], "a": 1}))
+        );
         assert_ne!(value_hash(&json!({"a": 1})), value_hash(&json!({"a": 1.0})));
         assert_ne!(value_hash(&json!(["a", "b"])), value_hash(&json!(["b", "a"])));
     }
@@ -1596,7 +1631,12 @@ mod bound_tests {
             doc["emails"],
             json!([{"value": "0@x", "type": "work"}, {"value": "2@x", "type": "work"}, {"value": "3@x", "type": "work"}])
         );
-        patch(&mut doc, json!([{"op": "remove", "path": "emails", "value": [{"type": "work"}]}]), usize::MAX).unwrap();
+        patch(
+            &mut doc,
+            json!([{"op": "remove", "path": "emails", "value": [{"type": "work"}]}]),
+            usize::MAX,
+        )
+        .unwrap();
         assert!(doc.get("emails").is_none());
     }
 
@@ -1617,8 +1657,12 @@ mod bound_tests {
             .map(|e| e.get("primary") == Some(&json!(true)))
             .collect();
         assert_eq!(primaries, [false, false, true, false, false, false]);
-        patch(&mut doc, json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": null}]), usize::MAX)
-            .unwrap();
+        patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": null}]),
+            usize::MAX,
+        )
+        .unwrap();
         assert!(doc.get("emails").is_none());
     }
 }

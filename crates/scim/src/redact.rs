@@ -134,7 +134,8 @@ impl SecretAttributes {
             match &toks[i].tok {
                 Tok::Word(w) if matches!(toks.get(i + 1).map(|t| &t.tok), Some(Tok::LBracket)) => {
                     let path = parse(w);
-                    let secret = stack.iter().any(|(_, s)| *s) || path.as_ref().is_some_and(|p| self.is_secret(p, None));
+                    let secret =
+                        stack.iter().any(|(_, s)| *s) || path.as_ref().is_some_and(|p| self.is_secret(p, None));
                     stack.push((path, secret));
                     i += 2;
                     continue;
@@ -298,12 +299,21 @@ mod tests {
         let s = secrets();
         for (text, want) in [
             (r#"password eq "x""#, r#"password eq "[redacted]""#),
-            (r#"PASSWORD Eq "x" or userName eq "y""#, r#"PASSWORD Eq "[redacted]" or userName eq "y""#),
+            (
+                r#"PASSWORD Eq "x" or userName eq "y""#,
+                r#"PASSWORD Eq "[redacted]" or userName eq "y""#,
+            ),
             (r#"password[value eq "x"]"#, r#"password[value eq "[redacted]"]"#),
-            (r#"password[value eq "x" and type eq "y"].value"#, r#"password[value eq "[redacted]" and type eq "[redacted]"].value"#),
+            (
+                r#"password[value eq "x" and type eq "y"].value"#,
+                r#"password[value eq "[redacted]" and type eq "[redacted]"].value"#,
+            ),
             (r#"(password eq 123)"#, r#"(password eq "[redacted]")"#),
             (r#"not (password co "a\"b")"#, r#"not (password co "[redacted]")"#),
-            (r#"urn:ietf:params:scim:schemas:core:2.0:User:password sw "x""#, r#"urn:ietf:params:scim:schemas:core:2.0:User:password sw "[redacted]""#),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:password sw "x""#,
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:password sw "[redacted]""#,
+            ),
             (r#"password pr"#, r#"password pr"#),
             // Not valid, still redacted: an unterminated string, a bad escape after the secret.
             (r#"password eq "abc"#, r#"password eq "[redacted]""#),
@@ -323,9 +333,15 @@ mod tests {
         let text = format!(r#"password[value eq "{long}"] or password eq "a\"b""#);
         let lits = s.literals(&text);
         assert!(lits.contains(&long) && lits.contains(&"a\"b".to_string()), "{lits:?}");
-        let detail = format!("operation 1 (remove \"{text}\"): the string \"{}…\" is wrong", &long[..40]);
+        let detail = format!(
+            "operation 1 (remove \"{text}\"): the string \"{}…\" is wrong",
+            &long[..40]
+        );
         let clean = SecretAttributes::scrub(&detail, &lits);
-        assert!(!clean.contains("sss") && !clean.contains("a\"b") && !clean.contains(r#"a\"b"#), "{clean}");
+        assert!(
+            !clean.contains("sss") && !clean.contains("a\"b") && !clean.contains(r#"a\"b"#),
+            "{clean}"
+        );
         assert!(clean.contains(REDACTED));
     }
 }

@@ -432,7 +432,10 @@ fn redact_query(path_and_query: &str, secrets: &SecretAttributes) -> String {
             Some((k, v)) if percent_decode(k).eq_ignore_ascii_case("filter") => {
                 match secrets.redact(&percent_decode(v)) {
                     std::borrow::Cow::Owned(r) => {
-                        format!("{k}={}", form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>())
+                        format!(
+                            "{k}={}",
+                            form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+                        )
                     }
                     std::borrow::Cow::Borrowed(_) => pair.to_string(),
                 }
@@ -489,7 +492,10 @@ mod tests {
         let text = v.to_string();
         let mut w = json!({"Operations": [{"op": "remove", "path": "password[value eq \"n3w\"]"}],
                            "filter": "password eq \"n3w\""});
-        redact_value_with(&mut w, &SecretAttributes::of(&rollcall_scim::schema::SchemaRegistry::standard()));
+        redact_value_with(
+            &mut w,
+            &SecretAttributes::of(&rollcall_scim::schema::SchemaRegistry::standard()),
+        );
         assert!(!w.to_string().contains("n3w"), "{w}");
         for secret in ["t1meMach1ne", "n3w", "\"p\"", "\"s\"", "\"t\""] {
             assert!(!text.contains(secret), "{secret} in {text}");
@@ -530,7 +536,10 @@ mod tests {
     fn secret_query_parameters_are_redacted() {
         let none = SecretAttributes::default();
         assert_eq!(
-            redact_query("/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=abc&count=2", &none),
+            redact_query(
+                "/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=abc&count=2",
+                &none
+            ),
             "/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=[redacted]&count=2"
         );
         assert_eq!(redact_query("/scim/v2/x/Users", &none), "/scim/v2/x/Users");
@@ -543,7 +552,10 @@ mod tests {
             "userName eq \"a\" and password eq \"[redacted]\""
         );
         assert!(kept.ends_with("&count=2"));
-        assert_eq!(query_filter_literals(q, &secrets), ["hunter2", "hunter2", "\"hunter2\""]);
+        assert_eq!(
+            query_filter_literals(q, &secrets),
+            ["hunter2", "hunter2", "\"hunter2\""]
+        );
     }
 
     #[test]
