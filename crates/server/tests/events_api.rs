@@ -563,7 +563,10 @@ async fn secret_values_in_filters_and_paths_are_redacted() {
     client
         .send_with(
             Method::GET,
-            &format!("/Users?{}", filter(&format!("userName eq \"bjensen\" or password eq \"{secret}\""))),
+            &format!(
+                "/Users?{}",
+                filter(&format!("userName eq \"bjensen\" or password eq \"{secret}\""))
+            ),
             None,
             &[("X-Request-Id", "req-secret-filter")],
         )
@@ -609,7 +612,10 @@ async fn secret_values_in_filters_and_paths_are_redacted() {
     let e = logged(&api, &conn.id, "req-secret-filter").await;
     let path = e["path"].as_str().unwrap();
     assert!(!path.contains(secret) && path.contains("redacted"), "{path}");
-    assert!(path.contains("bjensen"), "only the password's value is redacted: {path}");
+    assert!(
+        path.contains("bjensen"),
+        "only the password's value is redacted: {path}"
+    );
     for request in ["req-secret-bad-filter", "req-secret-path", "req-secret-search"] {
         let e = logged(&api, &conn.id, request).await;
         assert_eq!(e["status"], 400, "{e}");
