@@ -55,7 +55,7 @@ pub struct Args {
     /// Longest string value the server allows, in bytes (ROLLCALL_MAX_STRING_BYTES).
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_string: usize,
-    /// Operations per PATCH the server allows (ROLLCALL_MAX_PATCH_OPERATIONS).
+    /// Operations per PATCH the server allows (ROLLCALL_PATCH_MAX_OPERATIONS).
     #[arg(long, default_value_t = 1000)]
     pub max_patch_operations: usize,
     /// Terms per filter the server allows (ROLLCALL_FILTER_MAX_TERMS).
@@ -83,7 +83,7 @@ impl Args {
         [
             ("ROLLCALL_MAX_VALUES_PER_ATTRIBUTE", self.max_values),
             ("ROLLCALL_MAX_STRING_BYTES", self.max_string),
-            ("ROLLCALL_MAX_PATCH_OPERATIONS", self.max_patch_operations),
+            ("ROLLCALL_PATCH_MAX_OPERATIONS", self.max_patch_operations),
             ("ROLLCALL_FILTER_MAX_TERMS", self.filter_max_terms),
             ("ROLLCALL_MAX_PAGE_SIZE", self.max_page),
         ]
@@ -281,7 +281,7 @@ struct Attacker {
 async fn seed_attacker(base: &str, token: &str, a: &Args) -> Result<Attacker, String> {
     let c = client(token, Duration::from_secs(120))?;
     let emails: Vec<Value> = (0..a.max_values)
-        .map(|i| json!({"value": format!("e{i}@amp.example"), "type": "work"}))
+        .map(|i| json!({"value": format!("e{i}@a.io")}))
         .collect();
     let u = post(
         &c,
@@ -292,7 +292,7 @@ async fn seed_attacker(base: &str, token: &str, a: &Args) -> Result<Attacker, St
     let patch_user = u["id"].as_str().unwrap_or_default().to_string();
     let ops: Vec<Value> = (0..a.max_patch_operations)
         .map(|i| {
-            json!({"op": "replace", "path": format!("emails[value eq \"e{}@amp.example\"].type", i % a.max_values.max(1)),
+            json!({"op": "replace", "path": format!("emails[value eq \"e{}@a.io\"].type", i % a.max_values.max(1)),
                    "value": if i % 2 == 0 { "home" } else { "work" }})
         })
         .collect();

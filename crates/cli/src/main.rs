@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rollcall_scim::filter::FilterLimits;
+use rollcall_scim::limits::ResourceLimits;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
@@ -79,6 +80,19 @@ struct ServeArgs {
     /// Largest page a list returns (advertised as filter.maxResults).
     #[arg(long, env = "ROLLCALL_MAX_PAGE_SIZE")]
     max_page_size: Option<i64>,
+    // Bounds on one SCIM resource and one PATCH.
+    /// Most values of one multi-valued attribute (emails, roles, ...; not group members).
+    #[arg(long, env = "ROLLCALL_MAX_VALUES_PER_ATTRIBUTE")]
+    max_values_per_attribute: Option<usize>,
+    /// Longest string value in a resource, in bytes.
+    #[arg(long, env = "ROLLCALL_MAX_STRING_BYTES")]
+    max_string_bytes: Option<usize>,
+    /// Largest resource as stored, in bytes.
+    #[arg(long, env = "ROLLCALL_MAX_RESOURCE_BYTES")]
+    max_resource_bytes: Option<usize>,
+    /// Most operations in one PATCH request.
+    #[arg(long, env = "ROLLCALL_PATCH_MAX_OPERATIONS")]
+    patch_max_operations: Option<usize>,
     // HTTP limits (`ROLLCALL_*` variables and the TOML file set them too).
     /// Time allowed for a request's line and headers, from their first byte, in milliseconds.
     #[arg(long)]
@@ -191,6 +205,15 @@ struct Settings {
     filter_max_length: usize,
     filter_max_depth: usize,
     filter_max_terms: usize,
+    // Bounds on one SCIM resource and one PATCH (rollcall_scim::limits::ResourceLimits).
+    /// Most values of one multi-valued attribute.
+    max_values_per_attribute: usize,
+    /// Longest string value in a resource, in bytes.
+    max_string_bytes: usize,
+    /// Largest resource as stored, in bytes.
+    max_resource_bytes: usize,
+    /// Most operations in one PATCH request.
+    patch_max_operations: usize,
     /// Requests per second allowed per SCIM connection; 0 (or unset) means no limit.
     rate_limit_per_second: Option<u32>,
     /// Burst allowed above the rate; defaults to two seconds' worth.
@@ -255,6 +278,10 @@ impl Default for Settings {
             filter_max_length: limits.max_length,
             filter_max_depth: limits.max_depth,
             filter_max_terms: limits.max_terms,
+            max_values_per_attribute: scim.resource_limits.max_values_per_attribute,
+            max_string_bytes: scim.resource_limits.max_string_bytes,
+            max_resource_bytes: scim.resource_limits.max_resource_bytes,
+            patch_max_operations: scim.resource_limits.max_patch_operations,
             rate_limit_per_second: Some(rollcall_server::ratelimit::DEFAULT_PER_SECOND),
             rate_limit_burst: None,
             header_read_timeout_ms: http.header_read_timeout.as_millis() as u64,
@@ -289,6 +316,26 @@ const MAX_REQUEST_LOG_PER_CONNECTION: u32 = 100_000;
 const MAX_REQUEST_LOG_BUFFER: usize = 1_000_000;
 
 impl Settings {
+    /// The bounds on one SCIM resource and one PATCH, checked.
+    fn resource_limits(&self) -> Result<ResourceLimits, String> {
+        for (name, v) in [
+            ("max_values_per_attribute", self.max_values_per_attribute),
+            ("max_string_bytes", self.max_string_bytes),
+            ("max_resource_bytes", self.max_resource_bytes),
+            ("patch_max_operations", self.patch_max_operations),
+        ] {
+            if v == 0 {
+                return Err(format!("configuration: {name} must be at least 1"));
+            }
+        }
+        Ok(ResourceLimits {
+            max_values_per_attribute: self.max_values_per_attribute,
+            max_string_bytes: self.max_string_bytes,
+            max_resource_bytes: self.max_resource_bytes,
+            max_patch_operations: self.patch_max_operations,
+        })
+    }
+
     /// Event retention and request log settings, checked.
     fn activity(&self) -> Result<ActivitySettings, String> {
         if self.event_retention_days > MAX_RETENTION_DAYS {
@@ -422,6 +469,18 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
         }
         if let Some(v) = a.max_page_size {
             s.max_page_size = v;
+        }
+        if let Some(v) = a.max_values_per_attribute {
+            s.max_values_per_attribute = v;
+        }
+        if let Some(v) = a.max_string_bytes {
+            s.max_string_bytes = v;
+        }
+        if let Some(v) = a.max_resource_bytes {
+            s.max_resource_bytes = v;
+        }
+        if let Some(v) = a.patch_max_operations {
+            s.patch_max_operations = v;
         }
         let set = |flag: Option<u64>, to: &mut u64| {
             if let Some(v) = flag {
@@ -661,6 +720,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
 
 async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
     let activity = s.activity()?;
+    let resource_limits = s.resource_limits()?;
     let hook_config = webhook_config(&s)?;
     let limits = s.http_limits()?;
     if let Some(files) = open_files_limit()
@@ -718,6 +778,7 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             max_depth: s.filter_max_depth,
             max_terms: s.filter_max_terms,
         },
+        resource_limits,
         rate_limit: s.rate_limit(),
         activity,
     };

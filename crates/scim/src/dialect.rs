@@ -20,7 +20,7 @@
 //! | Okta, Google | `"$ref": null` in member values | ignored | `patch`, `resource` |
 //! | scim2-tester, some SDKs | a `schemas` key repeated inside an extension object | ignored | `resource`, `patch` |
 //! | several | a single object where a multi-valued attribute expects an array | wrapped into a one-element array | [`as_multi_valued`] |
-//! | several | numbers for string attributes (`"employeeNumber": 701984`) | rendered as the decimal string | [`number_as_string`] |
+//! | several | numbers for string attributes (`"employeeNumber": 701984`) | the number's text, as sent, whatever its size (`18446744073709551616` stays `"18446744073709551616"`) | [`number_as_string`] |
 
 use crate::schema::AttributeDef;
 use serde_json::{Map, Value};
@@ -61,7 +61,15 @@ pub fn as_multi_valued(v: Value) -> Vec<Value> {
     }
 }
 
-/// A number given for a string attribute (`"employeeNumber": 701984`): the number's decimal text.
+/// A number given for a string attribute (`"employeeNumber": 701984`): the number's text as it was
+/// sent. The workspace builds serde_json with arbitrary precision, so an integer beyond 64 bits
+/// keeps its digits instead of becoming a rounded double.
+///
+/// ```
+/// use rollcall_scim::dialect::number_as_string;
+/// let n: serde_json::Number = serde_json::from_str("18446744073709551616").unwrap();
+/// assert_eq!(number_as_string(&n), "18446744073709551616");
+/// ```
 pub fn number_as_string(n: &serde_json::Number) -> String {
     n.to_string()
 }

@@ -18,10 +18,12 @@
 
 use crate::error::{ScimError, ScimResult};
 use crate::filter::{CompValue, CompareOp, Filter};
+use crate::limits::{ResourceLimits, too_many_values};
 use crate::path::{AttrPath, PatchPath};
 use crate::resource::{check_document, coerce_value, is_unassigned};
 use crate::schema::{AttributeDef, AttributeType, GROUP, Mutability, ResourceType, Schema, SchemaRegistry};
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// The URN every PATCH request body carries in `schemas`.
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -88,6 +90,12 @@ impl PatchRequest {
     /// assert!(err.detail.contains("\"move\""));
     /// ```
     pub fn from_json(body: &Value) -> ScimResult<PatchRequest> {
+        Self::parse_with(body, usize::MAX)
+    }
+
+    /// [`from_json`](Self::from_json), refusing more than `max_operations` operations (413, see
+    /// [`ResourceLimits::check_patch_operations`]) before any operation is read.
+    pub fn parse_with(body: &Value, max_operations: usize) -> ScimResult<PatchRequest> {
         let obj = body
             .as_object()
             .ok_or_else(|| ScimError::invalid_syntax("a PATCH request body must be a JSON object"))?;
@@ -106,6 +114,11 @@ impl PatchRequest {
             .ok_or_else(|| ScimError::invalid_syntax("a PATCH request body needs an \"Operations\" array"))?
             .as_array()
             .ok_or_else(|| ScimError::invalid_syntax("\"Operations\" must be an array of operations"))?;
+        ResourceLimits {
+            max_patch_operations: max_operations,
+            ..ResourceLimits::default()
+        }
+        .check_patch_operations(ops.len())?;
         let mut operations = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             operations.push(parse_operation(i + 1, op)?);
@@ -255,6 +268,23 @@ pub fn apply_patch(
     doc: &mut Value,
     request: &PatchRequest,
 ) -> ScimResult<PatchOutcome> {
+    apply_patch_with(registry, rt, doc, request, usize::MAX)
+}
+
+/// [`apply_patch`], refusing at once an operation that grows a multi-valued attribute beyond
+/// `max_values` values (the bound [`ResourceLimits::max_values_per_attribute`]), so that later
+/// operations never work on an attribute larger than the bound allows. An attribute already
+/// larger (stored before the bound was lowered) may stay so, or shrink.
+///
+/// The work of one operation is proportional to its value and to the attribute it designates,
+/// never to the whole document.
+pub fn apply_patch_with(
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    doc: &mut Value,
+    request: &PatchRequest,
+    max_values: usize,
+) -> ScimResult<PatchOutcome> {
     let work = doc
         .as_object_mut()
         .ok_or_else(|| ScimError::internal("the stored resource document is not a JSON object"))?;
@@ -265,6 +295,7 @@ pub fn apply_patch(
         touched: Vec::new(),
         members: Vec::new(),
         saved: Vec::new(),
+        max_values,
     };
     // The operations edit `doc` in place; `ctx.saved` holds the original value of every top-level
     // key before its first edit, so a failure restores exactly what was there (see `Ctx::save`).
@@ -350,6 +381,8 @@ struct Ctx<'r> {
     /// Undo log: each top-level key edited so far and its value before the first edit (`None` when
     /// it was absent).
     saved: Vec<(&'r str, Option<Value>)>,
+    /// Most values an operation may leave in a multi-valued attribute it grew.
+    max_values: usize,
 }
 
 /// `null`, or the empty string Entra ID sends to clear an attribute.
@@ -653,6 +686,13 @@ impl<'r> Ctx<'r> {
             self.touch(urn);
         }
         self.save(work, t.ext.unwrap_or(attr.name.as_str()));
+        let values = |work: &Map<String, Value>| {
+            container(work, t.ext)
+                .and_then(|c| c.get(&attr.name))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        };
+        let values_before = if attr.multi_valued { values(work) } else { 0 };
         let before = if attr.mutability == Mutability::Immutable {
             container(work, t.ext)
                 .and_then(|c| c.get(&attr.name))
@@ -675,6 +715,16 @@ impl<'r> Ctx<'r> {
             && container(work, t.ext).and_then(|c| c.get(&attr.name)) != Some(&before)
         {
             return Err(immutable_error(&attr.name));
+        }
+        if attr.multi_valued {
+            let now = values(work);
+            if now > self.max_values && now > values_before {
+                let name = match t.ext {
+                    Some(urn) => format!("{urn}:{}", attr.name),
+                    None => attr.name.clone(),
+                };
+                return Err(too_many_values(&name, now, self.max_values));
+            }
         }
         Ok(())
     }
@@ -816,15 +866,8 @@ fn member_ids_in_filter(f: &Filter, ids: &mut Vec<String>) -> bool {
 }
 
 fn dedup_strings(v: &mut Vec<String>) {
-    let mut seen = Vec::with_capacity(v.len());
-    v.retain(|s| {
-        if seen.contains(s) {
-            false
-        } else {
-            seen.push(s.clone());
-            true
-        }
-    });
+    let mut seen = HashSet::with_capacity(v.len());
+    v.retain(|s| seen.insert(s.clone()));
 }
 
 /// Reads member values: an array of (or a single) `{"value": "id", "type"?, "display"?, "$ref"?}`.
@@ -835,6 +878,7 @@ fn parse_members(v: &Value) -> ScimResult<Vec<MemberRef>> {
         other => std::slice::from_ref(other),
     };
     let mut out: Vec<MemberRef> = Vec::with_capacity(items.len());
+    let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
     for item in items {
         let Value::Object(o) = item else {
             return Err(ScimError::invalid_value(
@@ -895,7 +939,7 @@ fn parse_members(v: &Value) -> ScimResult<Vec<MemberRef>> {
                 "each member needs a \"value\" holding the member's id",
             ));
         }
-        if !out.iter().any(|m| m.value == member.value) {
+        if seen.insert(member.value.clone()) {
             out.push(member);
         }
     }
@@ -1058,14 +1102,15 @@ fn clear_sub(attr: &AttributeDef, sub: &AttributeDef, target: &mut Map<String, V
 }
 
 /// RFC 7644 §3.5.2: setting a value's `primary` to true makes every other value non-primary.
-/// `touched` are the elements this operation wrote.
+/// `touched` are the elements this operation wrote, in ascending order.
 fn fix_primary(items: &mut [Value], touched: &[usize]) {
     let is_primary = |v: &Value| v.get("primary") == Some(&Value::Bool(true));
     if !touched.iter().any(|&i| items.get(i).is_some_and(is_primary)) {
         return;
     }
+    debug_assert!(touched.is_sorted());
     for (i, el) in items.iter_mut().enumerate() {
-        if !touched.contains(&i)
+        if touched.binary_search(&i).is_err()
             && is_primary(el)
             && let Value::Object(o) = el
         {
@@ -1140,9 +1185,18 @@ fn write(work: &mut Map<String, Value>, kind: PatchOpKind, t: &Target<'_>, value
             _ => {
                 let arr = array_entry(c, name);
                 let start = arr.len();
+                // RFC 7644 §3.5.2.1: a value already present is not added again. Values are
+                // indexed by a hash that ignores member order (as `==` does), so adding n values to
+                // m takes O(n + m), not O(n × m).
+                let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(arr.len() + items.len());
+                for (i, el) in arr.iter().enumerate() {
+                    index.entry(value_hash(el)).or_default().push(i);
+                }
                 for it in items {
-                    // RFC 7644 §3.5.2.1: a value already present is not added again.
-                    if !arr.contains(&it) {
+                    let h = value_hash(&it);
+                    let same = index.entry(h).or_default();
+                    if !same.iter().any(|&i| arr[i] == it) {
+                        same.push(arr.len());
                         arr.push(it);
                     }
                 }
@@ -1226,10 +1280,10 @@ fn write_elements(c: &mut Map<String, Value>, t: &Target<'_>, value: &Value) -> 
         return Ok(());
     }
     if clear && t.sub.is_none() {
-        // Replacing the matched values with nothing removes them.
+        // Replacing the matched values with nothing removes them (`matched` is in ascending order).
         let mut i = 0;
         items.retain(|_| {
-            let keep = !matched.contains(&i);
+            let keep = matched.binary_search(&i).is_err();
             i += 1;
             keep
         });
@@ -1340,8 +1394,24 @@ fn remove(work: &mut Map<String, Value>, t: &Target<'_>, value: Option<&Value>) 
     match (&t.filter, t.sub, listed) {
         (None, None, Some(listed)) => {
             // Okta and Entra ID send `remove` with a `value` list: only the listed values go.
+            // Listed values that give a `value` (all that IdPs send) are looked up by it, so the
+            // work is O(listed + values), not O(listed × values).
             let listed = coerce_items(attr, listed)?;
-            items.retain(|el| !listed.iter().any(|l| element_covers(l, el)));
+            let mut by_value: HashMap<u64, Vec<&Value>> = HashMap::new();
+            let mut others: Vec<&Value> = Vec::new();
+            for l in &listed {
+                match l.get("value") {
+                    Some(v) => by_value.entry(value_hash(v)).or_default().push(l),
+                    None => others.push(l),
+                }
+            }
+            items.retain(|el| {
+                let keyed = el
+                    .get("value")
+                    .and_then(|v| by_value.get(&value_hash(v)))
+                    .is_some_and(|ls| ls.iter().any(|l| element_covers(l, el)));
+                !keyed && !others.iter().any(|l| element_covers(l, el))
+            });
         }
         (filter, sub, _) => {
             let matched: Vec<bool> = items
@@ -1372,11 +1442,227 @@ fn remove(work: &mut Map<String, Value>, t: &Target<'_>, value: Option<&Value>) 
     Ok(())
 }
 
+/// A hash of a JSON value consistent with `==`: object members are combined in an order-independent
+/// way (two objects with the same members in another order are equal).
+fn value_hash(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.to_string()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(a) => {
+                (4u8, a.len()).hash(h);
+                for i in a {
+                    feed(i, h);
+                }
+            }
+            Value::Object(o) => {
+                // Sum of the members' own hashes: independent of their order.
+                let mut sum = 0u64;
+                for (k, i) in o {
+                    let mut m = std::collections::hash_map::DefaultHasher::new();
+                    k.hash(&mut m);
+                    feed(i, &mut m);
+                    sum = sum.wrapping_add(m.finish());
+                }
+                (5u8, o.len(), sum).hash(h);
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
+}
+
 /// True when every sub-attribute given in `listed` has the same value in `el` (or, for simple
 /// values, when they are equal): `{"value": "a@x"}` identifies the email whatever its `type`.
 fn element_covers(listed: &Value, el: &Value) -> bool {
     match (listed, el) {
         (Value::Object(l), Value::Object(e)) => !l.is_empty() && l.iter().all(|(k, v)| e.get(k) == Some(v)),
         (l, e) => l == e,
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::ScimType;
+    use serde_json::json;
+
+    fn user(emails: usize) -> Value {
+        let emails: Vec<Value> = (0..emails)
+            .map(|i| json!({"value": format!("{i}@x"), "type": "work"}))
+            .collect();
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u", "emails": emails})
+    }
+
+    fn patch(doc: &mut Value, ops: Value, max_values: usize) -> ScimResult<PatchOutcome> {
+        let reg = SchemaRegistry::standard();
+        let rt = reg.resource_type("User").unwrap().clone();
+        let req = PatchRequest::from_json(&json!({"Operations": ops}))?;
+        apply_patch_with(&reg, &rt, doc, &req, max_values)
+    }
+
+    #[test]
+    fn operations_per_request_at_the_limit_and_one_over() {
+        let op = json!({"op": "replace", "path": "title", "value": "x"});
+        let body = |n: usize| json!({"Operations": vec![op.clone(); n]});
+        assert_eq!(PatchRequest::parse_with(&body(3), 3).unwrap().operations.len(), 3);
+        let e = PatchRequest::parse_with(&body(4), 3).unwrap_err();
+        assert_eq!(e.status, 413);
+        assert!(e.detail.contains("4 operations, more than the 3 allowed"), "{e}");
+        assert!(e.detail.contains("patch_max_operations"), "{e}");
+        // Refused before any operation is read: the fourth is not even valid.
+        let mut ops = vec![op.clone(); 3];
+        ops.push(json!("not an operation"));
+        assert_eq!(
+            PatchRequest::parse_with(&json!({"Operations": ops}), 3)
+                .unwrap_err()
+                .status,
+            413
+        );
+    }
+
+    #[test]
+    fn an_operation_growing_an_attribute_past_the_bound_is_refused_at_once() {
+        let mut doc = user(2);
+        let before = doc.clone();
+        patch(
+            &mut doc,
+            json!([{"op": "add", "path": "emails", "value": [{"value": "2@x"}]}]),
+            3,
+        )
+        .unwrap();
+        assert_eq!(doc["emails"].as_array().unwrap().len(), 3);
+        let mut doc = before.clone();
+        let e = patch(
+            &mut doc,
+            json!([
+                {"op": "add", "path": "emails", "value": [{"value": "2@x"}, {"value": "3@x"}]},
+                {"op": "remove", "path": "emails[value eq \"0@x\"]"}
+            ]),
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+        assert!(e.detail.starts_with("operation 1 (add \"emails\")"), "{e}");
+        assert!(
+            e.detail.contains("\"emails\" has 4 values, more than the 3 allowed"),
+            "{e}"
+        );
+        assert_eq!(doc, before, "nothing changed");
+        // Creating an element through a value path counts too.
+        let mut doc = user(3);
+        let e = patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "h@x"}]),
+            3,
+        )
+        .unwrap_err();
+        assert!(e.detail.contains("has 4 values"), "{e}");
+    }
+
+    #[test]
+    fn an_attribute_stored_over_the_bound_may_stay_or_shrink() {
+        let mut doc = user(5);
+        patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[value eq \"1@x\"].type", "value": "home"}]),
+            3,
+        )
+        .unwrap();
+        assert_eq!(doc["emails"][1]["type"], "home");
+        patch(
+            &mut doc,
+            json!([{"op": "remove", "path": "emails[value eq \"1@x\"]"}]),
+            3,
+        )
+        .unwrap();
+        assert_eq!(doc["emails"].as_array().unwrap().len(), 4);
+        let e = patch(
+            &mut doc,
+            json!([{"op": "add", "path": "emails", "value": {"value": "new@x"}}]),
+            3,
+        )
+        .unwrap_err();
+        assert!(e.detail.contains("has 5 values"), "{e}");
+    }
+
+    #[test]
+    fn add_skips_values_present_whatever_their_member_order() {
+        let mut doc = user(2);
+        patch(
+            &mut doc,
+            json!([{"op": "add", "path": "emails", "value": [
+                {"type": "work", "value": "1@x"}, {"value": "9@x"}, {"value": "9@x"}
+            ]}]),
+            usize::MAX,
+        )
+        .unwrap();
+        assert_eq!(
+            doc["emails"],
+            json!([
+                {"value": "0@x", "type": "work"}, {"value": "1@x", "type": "work"}, {"value": "9@x"}
+            ])
+        );
+        assert_eq!(
+            value_hash(&json!({"a": 1, "b": [true, null]})),
+            value_hash(&json!({"b": [true, null], "a": 1}))
+        );
+        assert_ne!(value_hash(&json!({"a": 1})), value_hash(&json!({"a": 1.0})));
+        assert_ne!(value_hash(&json!(["a", "b"])), value_hash(&json!(["b", "a"])));
+    }
+
+    #[test]
+    fn remove_by_value_list_removes_exactly_the_listed_values() {
+        let mut doc = user(4);
+        patch(
+            &mut doc,
+            json!([{"op": "remove", "path": "emails", "value": [
+                {"value": "1@x"}, {"value": "3@x", "type": "home"}, {"type": "nothing"}
+            ]}]),
+            usize::MAX,
+        )
+        .unwrap();
+        // 3@x is listed with another type, so it is not covered and stays.
+        assert_eq!(
+            doc["emails"],
+            json!([{"value": "0@x", "type": "work"}, {"value": "2@x", "type": "work"}, {"value": "3@x", "type": "work"}])
+        );
+        patch(
+            &mut doc,
+            json!([{"op": "remove", "path": "emails", "value": [{"type": "work"}]}]),
+            usize::MAX,
+        )
+        .unwrap();
+        assert!(doc.get("emails").is_none());
+    }
+
+    #[test]
+    fn clearing_and_primary_on_many_matches() {
+        let mut doc = user(6);
+        patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[value eq \"4@x\"].primary", "value": true},
+                   {"op": "replace", "path": "emails[value eq \"2@x\"].primary", "value": true}]),
+            usize::MAX,
+        )
+        .unwrap();
+        let primaries: Vec<bool> = doc["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.get("primary") == Some(&json!(true)))
+            .collect();
+        assert_eq!(primaries, [false, false, true, false, false, false]);
+        patch(
+            &mut doc,
+            json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": null}]),
+            usize::MAX,
+        )
+        .unwrap();
+        assert!(doc.get("emails").is_none());
     }
 }

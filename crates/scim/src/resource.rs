@@ -92,7 +92,12 @@ fn coerce_single(attr: &AttributeDef, value: Value, name: &str) -> ScimResult<Va
             _ => Err(type_error(name, attr, &value)),
         },
         AttributeType::Decimal => match &value {
-            Value::Number(_) => Ok(value),
+            // Numbers keep their text (serde_json's arbitrary precision); a decimal must still be
+            // one a double can hold, as the RFC's JSON numbers are read by most clients.
+            Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => Ok(value),
+            Value::Number(n) => Err(ScimError::invalid_value(format!(
+                "attribute \"{name}\" must be a decimal a double-precision number can hold, not {n}"
+            ))),
             _ => Err(type_error(name, attr, &value)),
         },
         AttributeType::Complex => match value {

@@ -27,6 +27,9 @@
 //!    complex (RFC 7643 §2.4), and our AST keeps value-path attributes sub-attribute free.
 //! 10. Filters beyond our limits (17+ levels of nesting, 65+ comparisons); `scim_v2` allows 64
 //!     levels and 1024 terms.
+//! 11. Numbers a double cannot hold (`1e400`): `scim_v2` reads numbers with serde_json, which the
+//!     workspace builds with arbitrary precision (so that stored numbers keep their text); our
+//!     filter numbers are doubles.
 
 use proptest::prelude::*;
 use rollcall_scim::filter::{CompValue, CompareOp, Filter};
@@ -243,7 +246,6 @@ fn invalid_inputs_rejected_by_both() {
         "x eq 1.",
         "x eq .5",
         "x eq +1",
-        "x eq 1e400",
         r#"x eq "\ud800""#,
         "x eq \"a\u{1}\"",
         r#"x eq "\q""#,
@@ -287,6 +289,7 @@ fn known_divergences() {
         ("name.givenName[value pr]", false, true),               // 9
         (&deep, false, true),                                    // 10
         (&many, false, true),                                    // 10
+        ("x eq 1e400", false, true),                             // 11
     ];
     for (input, we, they) in cases {
         let (a, b) = both(input);
@@ -375,7 +378,8 @@ fn comp_value() -> impl Strategy<Value = CompValue> {
         any::<i64>().prop_map(|n| CompValue::Number(n.into())),
         any::<u64>().prop_map(|n| CompValue::Number(n.into())),
         any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(CompValue::Number)),
-        any::<String>().prop_map(CompValue::Str),
+        // Any string but NUL, which the filter grammar refuses (`\u0000`).
+        any::<String>().prop_map(|s| CompValue::Str(s.replace('\0', ""))),
     ]
 }
 

@@ -32,8 +32,15 @@ fn s(v: &str) -> CompValue {
     CompValue::Str(v.into())
 }
 
+/// A filter number as the parser reads it: an integer when it is one that fits 64 bits, else a
+/// double (serde_json's own parsing would keep the text: the workspace uses arbitrary precision).
 fn num(v: &str) -> CompValue {
-    CompValue::Number(v.parse().unwrap())
+    let n = match (v.parse::<u64>(), v.parse::<i64>()) {
+        (Ok(u), _) => u.into(),
+        (_, Ok(i)) => i.into(),
+        _ => serde_json::Number::from_f64(v.parse().unwrap()).unwrap(),
+    };
+    CompValue::Number(n)
 }
 
 fn pr(a: &str) -> Filter {
@@ -408,6 +415,7 @@ fn error_messages_name_the_column_and_reason() {
         (r#"x eq "\u12G4""#, 7, "four hexadecimal digits"),
         (r#"x eq "\ud800""#, 7, "surrogate"),
         (r#"x eq "\udc00\ud800""#, 7, "low surrogate must follow"),
+        (r#"x eq "a\u0000""#, 8, "NUL"),
         ("x eq \"a\u{1}\"", 8, "must be escaped"),
         ("x\teq 1", 2, "only spaces may separate"),
         ("x eq 1\n", 7, "only spaces may separate"),

@@ -66,7 +66,8 @@ fn comp_value() -> impl Strategy<Value = CompValue> {
         Just(CompValue::Null),
         any::<bool>().prop_map(CompValue::Bool),
         number().prop_map(CompValue::Number),
-        any::<String>().prop_map(CompValue::Str),
+        // Any string but NUL, which the filter grammar refuses (`\u0000`).
+        any::<String>().prop_map(|s| CompValue::Str(s.replace('\0', ""))),
         "[ -~]{0,12}".prop_map(CompValue::Str),
     ]
 }

@@ -76,6 +76,24 @@ fn parse_path(path: &str) -> ScimResult<(ResourceKind, Option<&str>)> {
     Ok((kind, rest.filter(|r| !r.is_empty())))
 }
 
+/// Refuses a request in which two operations carry the same `bulkId` (RFC 7644 §3.7: a bulkId
+/// identifies one operation, and references to it would be ambiguous), before any runs.
+fn check_bulk_ids(ops: &[Value]) -> ScimResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        if let Some(id) = op.get("bulkId").and_then(Value::as_str)
+            && !seen.insert(id)
+        {
+            return Err(ScimError::invalid_value(format!(
+                "bulkId \"{id}\" is used by more than one operation (again by operation {}); \
+                 each operation's bulkId must be unique; nothing was applied",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub async fn bulk(
     State(s): State<Scim>,
     Extension(c): Extension<Caller>,
@@ -104,10 +122,21 @@ pub async fn bulk(
         )
         .into());
     }
-    let fail_on_errors = body.get("failOnErrors").and_then(Value::as_i64).filter(|n| *n > 0);
+    let fail_on_errors = match body.get("failOnErrors") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().filter(|n| *n > 0),
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "\"failOnErrors\" must be a non-negative integer (the number of errors after which the \
+                 remaining operations are skipped), not {other}"
+            ))
+            .into());
+        }
+    };
+    check_bulk_ids(ops)?;
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results = Vec::new();
-    let mut errors = 0i64;
+    let mut errors = 0u64;
     let ctx = c.write_context();
     let policy = &c.connection.policy;
     for op in ops {

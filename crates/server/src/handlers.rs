@@ -58,11 +58,14 @@ impl FromRequest<Scim> for ScimBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError(ScimError::invalid_syntax("the request body is empty")));
         }
-        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| {
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError(ScimError::invalid_syntax(format!(
                 "the request body is not valid JSON: {e}"
             )))
-        })
+        })?;
+        // `\u0000` in any string: SQLite would store it, PostgreSQL refuse it; no SCIM value needs it.
+        rollcall_scim::limits::refuse_nul(&body)?;
+        Ok(ScimBody(body))
     }
 }
 
@@ -82,6 +85,39 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         Some(v) => Ok(parse_etag(v)?),
         None => Ok(None),
     }
+}
+
+/// `If-None-Match` on a write (RFC 7232 §3.2): the write happens only when the resource's current
+/// ETag matches none of those listed, and `*` matches any existing resource, so `If-None-Match: *`
+/// on PUT never overwrites. Otherwise 412.
+async fn check_if_none_match(
+    scim: &Scim,
+    caller: &Caller,
+    kind: ResourceKind,
+    id: &str,
+    headers: &HeaderMap,
+) -> ApiResult<()> {
+    let Some(v) = headers.get(header::IF_NONE_MATCH) else {
+        return Ok(());
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ScimError::precondition_failed("If-None-Match is not a list of ETags"))?;
+    let tags = v.split(',').map(parse_etag).collect::<Result<Vec<_>, _>>()?;
+    let Some(current) = scim.store.get_resource(caller.connection_id(), kind, id, false).await? else {
+        // Nothing to match: the write itself answers 404.
+        return Ok(());
+    };
+    if tags.iter().any(|t| t.is_none_or(|version| version == current.version)) {
+        return Err(ScimError::precondition_failed(format!(
+            "If-None-Match: {} matches the current version {} of {} \"{id}\"; it was not changed",
+            v.trim(),
+            etag(current.version),
+            kind.as_str()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn resource_response(
@@ -106,6 +142,15 @@ fn resource_response(
 
 fn id_of(params: &HashMap<String, String>) -> &str {
     params.get("id").map(String::as_str).unwrap_or_default()
+}
+
+/// No resource has an id with a NUL character: 404 on every backend (PostgreSQL text cannot even
+/// hold one, so the database is not asked).
+fn no_nul_in_id(kind: ResourceKind, id: &str) -> ApiResult<()> {
+    if id.contains('\0') {
+        return Err(crate::service::not_found(kind, &id.replace('\0', "\\u0000")));
+    }
+    Ok(())
 }
 
 async fn list(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>) -> ApiResult<ScimResponse> {
@@ -149,6 +194,7 @@ async fn get_one(
     q: Option<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    no_nul_in_id(kind, id)?;
     let proj = projection(&q)?;
     let res = scim
         .get(caller.connection_id(), kind, id, scim.wants_related(kind, &proj))
@@ -173,7 +219,9 @@ async fn replace(
     headers: HeaderMap,
     body: Value,
 ) -> ApiResult<Response> {
+    no_nul_in_id(kind, id)?;
     let proj = projection(&q)?;
+    check_if_none_match(&scim, &caller, kind, id, &headers).await?;
     let res = scim
         .replace(
             &caller.write_context(),
@@ -215,11 +263,13 @@ async fn patch(
     headers: HeaderMap,
     body: Value,
 ) -> ApiResult<Response> {
+    no_nul_in_id(kind, id)?;
     let pairs = query_pairs(&q);
     let asked = pairs
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes"));
     let proj = ListParams::from_pairs(pairs).projection()?;
+    check_if_none_match(&scim, &caller, kind, id, &headers).await?;
     let res = scim
         .patch(
             &caller.write_context(),
@@ -242,6 +292,8 @@ async fn patch(
 }
 
 async fn delete(scim: Scim, caller: Caller, kind: ResourceKind, id: &str, headers: HeaderMap) -> ApiResult<StatusCode> {
+    no_nul_in_id(kind, id)?;
+    check_if_none_match(&scim, &caller, kind, id, &headers).await?;
     scim.delete(&caller.write_context(), kind, id, if_match(&headers)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -340,6 +392,12 @@ pub async fn search_root(
     ScimBody(b): ScimBody,
 ) -> ApiResult<ScimResponse> {
     let params = ListParams::from_search_body(&b)?;
+    search_root_unscrubbed(&s, &c, &params)
+        .await
+        .map_err(|e| s.scrub_error(e, params.filter.as_deref()))
+}
+
+async fn search_root_unscrubbed(s: &Scim, c: &Caller, params: &ListParams) -> ApiResult<ScimResponse> {
     let mut all: Vec<StoredResource> = Vec::new();
     let mut total = 0i64;
     // A filter naming attributes of only one resource type searches that type alone; a filter

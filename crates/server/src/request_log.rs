@@ -16,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use rollcall_scim::redact::SecretAttributes;
 use rollcall_store::{RequestLogEntry, Store};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -243,7 +244,11 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
     let user_agent = header_text(&req, header::USER_AGENT);
     let request_id = header_text(&req, header::HeaderName::from_static("x-request-id"));
     let method = req.method().to_string();
-    let path = redact_query(uri.path_and_query().map_or(uri.path(), |p| p.as_str()));
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let path = redact_query(path_and_query, &scim.secrets);
+    // The values a filter in the query compares against secret attributes: kept out of the error
+    // detail too (the SCIM service removes them from its errors already; this covers every error).
+    let filter_literals = query_filter_literals(path_and_query, &scim.secrets);
 
     let mut resp = next.run(req).await;
 
@@ -275,16 +280,18 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
         (Some(bytes), true) => error_fields(bytes),
         _ => (None, None),
     };
+    let error_detail =
+        error_detail.map(|d| rollcall_scim::redact::SecretAttributes::scrub(&d, &filter_literals).into_owned());
     let request_body = auth
         .as_ref()
         .and_then(|a| a.request_body.as_ref())
         .filter(|b| !b.is_empty())
-        .map(|b| redact_body(b));
+        .map(|b| redact_body_with(b, &scim.secrets));
     let response_body = if debug {
         response_bytes
             .as_ref()
             .filter(|b| !b.is_empty())
-            .map(|b| redact_body(b))
+            .map(|b| redact_body_with(b, &scim.secrets))
     } else {
         None
     };
@@ -349,6 +356,12 @@ fn is_secret_name(name: &str) -> bool {
 /// operation's `data` or a PATCH `value` object), and the `value` of a PATCH operation whose `path`
 /// names one (`"path": "password"`).
 pub fn redact_value(v: &mut Value) {
+    redact_value_with(v, &SecretAttributes::default());
+}
+
+/// [`redact_value`], and also the values that filters and PATCH paths (`"filter"`, `"path"`)
+/// compare against the schema's secret attributes (`password[value eq "..."]`).
+pub fn redact_value_with(v: &mut Value, secrets: &SecretAttributes) {
     match v {
         Value::Object(map) => {
             let patch_of_secret = map.get("path").and_then(Value::as_str).is_some_and(is_secret_name);
@@ -357,12 +370,18 @@ pub fn redact_value(v: &mut Value) {
                     if !item.is_null() {
                         *item = Value::String(REDACTED.to_string());
                     }
+                } else if (k.eq_ignore_ascii_case("path") || k.eq_ignore_ascii_case("filter"))
+                    && let Value::String(text) = item
+                {
+                    if let std::borrow::Cow::Owned(r) = secrets.redact(text) {
+                        *text = r;
+                    }
                 } else {
-                    redact_value(item);
+                    redact_value_with(item, secrets);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_value),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_value_with(i, secrets)),
         _ => {}
     }
 }
@@ -371,9 +390,14 @@ pub fn redact_value(v: &mut Value) {
 /// [`MAX_KEPT_BODY_BYTES`]. A body that is not JSON is kept as text only when it mentions no
 /// secret-like word (so a malformed body can still be read); otherwise only its size is.
 pub fn redact_body(bytes: &[u8]) -> String {
+    redact_body_with(bytes, &SecretAttributes::default())
+}
+
+/// [`redact_body`], with filters and PATCH paths redacted as [`redact_value_with`] does.
+pub fn redact_body_with(bytes: &[u8], secrets: &SecretAttributes) -> String {
     let text = match serde_json::from_slice::<Value>(bytes) {
         Ok(mut v) => {
-            redact_value(&mut v);
+            redact_value_with(&mut v, secrets);
             v.to_string()
         }
         Err(_) => {
@@ -402,8 +426,9 @@ pub fn redact_body(bytes: &[u8]) -> String {
     format!("{}… [cut: {} bytes in all]", &text[..cut], text.len())
 }
 
-/// A path and query with the values of secret-named query parameters redacted.
-fn redact_query(path_and_query: &str) -> String {
+/// A path and query with the values of secret-named query parameters redacted, and in a `filter`
+/// parameter the values compared against secret attributes (`password eq "..."`).
+fn redact_query(path_and_query: &str, secrets: &SecretAttributes) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return clean(path_and_query, 4096);
     };
@@ -411,10 +436,32 @@ fn redact_query(path_and_query: &str) -> String {
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((k, _)) if is_secret_name(&percent_decode(k)) => format!("{k}={REDACTED}"),
+            Some((k, v)) if percent_decode(k).eq_ignore_ascii_case("filter") => {
+                match secrets.redact(&percent_decode(v)) {
+                    std::borrow::Cow::Owned(r) => {
+                        format!(
+                            "{k}={}",
+                            form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+                        )
+                    }
+                    std::borrow::Cow::Borrowed(_) => pair.to_string(),
+                }
+            }
             _ => pair.to_string(),
         })
         .collect();
     clean(&format!("{path}?{}", query.join("&")), 4096)
+}
+
+/// The values that `filter` parameters of a query compare against secret attributes.
+fn query_filter_literals(path_and_query: &str, secrets: &SecretAttributes) -> Vec<String> {
+    let Some((_, query)) = path_and_query.split_once('?') else {
+        return Vec::new();
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("filter"))
+        .flat_map(|(_, v)| secrets.literals(&v))
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -450,6 +497,13 @@ mod tests {
         });
         redact_value(&mut v);
         let text = v.to_string();
+        let mut w = json!({"Operations": [{"op": "remove", "path": "password[value eq \"n3w\"]"}],
+                           "filter": "password eq \"n3w\""});
+        redact_value_with(
+            &mut w,
+            &SecretAttributes::of(&rollcall_scim::schema::SchemaRegistry::standard()),
+        );
+        assert!(!w.to_string().contains("n3w"), "{w}");
         for secret in ["t1meMach1ne", "n3w", "\"p\"", "\"s\"", "\"t\""] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
@@ -487,11 +541,28 @@ mod tests {
 
     #[test]
     fn secret_query_parameters_are_redacted() {
+        let none = SecretAttributes::default();
         assert_eq!(
-            redact_query("/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=abc&count=2"),
+            redact_query(
+                "/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=abc&count=2",
+                &none
+            ),
             "/scim/v2/x/Users?filter=userName+eq+%22a%22&access_token=[redacted]&count=2"
         );
-        assert_eq!(redact_query("/scim/v2/x/Users"), "/scim/v2/x/Users");
+        assert_eq!(redact_query("/scim/v2/x/Users", &none), "/scim/v2/x/Users");
+        let secrets = SecretAttributes::of(&rollcall_scim::schema::SchemaRegistry::standard());
+        let q = "/scim/v2/x/Users?Filter=userName+eq+%22a%22+and+password+eq+%22hunter2%22&count=2";
+        let kept = redact_query(q, &secrets);
+        assert!(!kept.contains("hunter2"), "{kept}");
+        assert_eq!(
+            percent_decode(kept.split_once("Filter=").unwrap().1.split('&').next().unwrap()),
+            "userName eq \"a\" and password eq \"[redacted]\""
+        );
+        assert!(kept.ends_with("&count=2"));
+        assert_eq!(
+            query_filter_literals(q, &secrets),
+            ["hunter2", "hunter2", "\"hunter2\""]
+        );
     }
 
     #[test]

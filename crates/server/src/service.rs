@@ -3,9 +3,11 @@
 use crate::render::{ListPosition, endpoint_of};
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
-use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch};
+use rollcall_scim::limits::{Excess, ResourceLimits};
+use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_with};
 use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;
+use rollcall_scim::redact::SecretAttributes;
 use rollcall_scim::resource::{prepare, strip_write_only};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rollcall_scim::sort::SortOrder;
@@ -37,6 +39,9 @@ pub struct ScimConfig {
     pub max_body_bytes: usize,
     pub bulk_max_operations: usize,
     pub filter_limits: FilterLimits,
+    /// Bounds on one resource and one PATCH (values per attribute, string and document bytes,
+    /// operations per PATCH), checked on every create, replace and patch.
+    pub resource_limits: ResourceLimits,
     /// Per-connection rate limit (requests per second, burst); `None` switches it off.
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
     /// Event retention and the request log ([`crate::background`]).
@@ -52,6 +57,7 @@ impl Default for ScimConfig {
             max_body_bytes: 1024 * 1024,
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
+            resource_limits: ResourceLimits::default(),
             rate_limit: None,
             activity: crate::background::ActivitySettings::default(),
         }
@@ -84,6 +90,9 @@ pub struct ScimParts {
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
     pub(crate) default_projection_is_identity: [bool; 2],
+    /// Attributes never returned (such as `password`): their values are kept out of error details
+    /// and the request log.
+    pub secrets: Arc<SecretAttributes>,
 }
 
 impl Scim {
@@ -110,6 +119,7 @@ impl Scim {
                 })
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
+        let secrets = Arc::new(SecretAttributes::of(&registry));
         let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
         let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim(Arc::new(ScimParts {
@@ -122,6 +132,7 @@ impl Scim {
             request_log,
             webhooks,
             default_projection_is_identity,
+            secrets,
         }))
     }
 
@@ -247,11 +258,12 @@ fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
         return Vec::new();
     };
     let mut out: Vec<MemberRef> = Vec::new();
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for i in items {
         let Some(value) = i.get("value").and_then(Value::as_str) else {
             continue;
         };
-        if out.iter().any(|m| m.value == value) {
+        if !seen.insert(value.to_string()) {
             continue;
         }
         out.push(MemberRef {
@@ -323,6 +335,7 @@ impl Scim {
             p.check_required(&Value::Object(doc.clone()))?;
         }
         let doc = Value::Object(doc);
+        self.config.resource_limits.check_resource(&doc, &Excess::default())?;
         IndexFields::of(kind, &doc).check_lengths()?;
         let mut res = self.store.create_resource(ctx, kind, doc, members.clone()).await?;
         if kind == ResourceKind::Group {
@@ -360,8 +373,10 @@ impl Scim {
         let registry = self.registry.clone();
         let body = body.clone();
         let policy = self.write_policy(kind, policy)?;
+        let limits = self.config.resource_limits;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
+            let tolerated = limits.excess_of(doc);
             let existing = doc.as_object().cloned().unwrap_or_default();
             let mut new = prepare(&registry, rt, &body, Some(&existing))?;
             let changes = if kind == ResourceKind::Group {
@@ -377,6 +392,7 @@ impl Scim {
             if let Some(p) = &policy {
                 p.check_required(doc)?;
             }
+            limits.check_resource(doc, &tolerated)?;
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(changes)
         });
@@ -395,13 +411,52 @@ impl Scim {
         body: &Value,
         if_match: Option<i64>,
     ) -> ApiResult<StoredResource> {
-        let request = PatchRequest::from_json(body)?;
+        self.patch_unscrubbed(ctx, policy, kind, id, body, if_match)
+            .await
+            .map_err(|e| {
+                // Error details quote paths; values in paths on secret attributes are removed.
+                let paths = body
+                    .get("Operations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|op| op.as_object())
+                    .flat_map(|op| op.iter().filter(|(k, _)| k.eq_ignore_ascii_case("path")))
+                    .filter_map(|(_, p)| p.as_str());
+                self.scrub_error(e, paths)
+            })
+    }
+
+    /// An error whose detail no longer holds the values that `texts` (filters or PATCH paths)
+    /// compare against secret attributes.
+    pub fn scrub_error<'t>(&self, e: ApiError, texts: impl IntoIterator<Item = &'t str>) -> ApiError {
+        let literals: Vec<String> = texts.into_iter().flat_map(|t| self.secrets.literals(t)).collect();
+        if literals.is_empty() {
+            return e;
+        }
+        let mut e = e.0;
+        e.detail = SecretAttributes::scrub(&e.detail, &literals).into_owned();
+        ApiError(e)
+    }
+
+    async fn patch_unscrubbed(
+        &self,
+        ctx: &WriteContext,
+        policy: &ConnectionPolicy,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> ApiResult<StoredResource> {
+        let limits = self.config.resource_limits;
+        let request = PatchRequest::parse_with(body, limits.max_patch_operations)?;
         let registry = self.registry.clone();
         let policy = self.write_policy(kind, policy)?;
         let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let before = policy.as_ref().map(|_| doc.clone());
-            let outcome = apply_patch(&registry, rt, doc, &request)?;
+            let tolerated = limits.excess_of(doc);
+            let outcome = apply_patch_with(&registry, rt, doc, &request, limits.max_values_per_attribute)?;
             if let Value::Object(m) = doc {
                 strip_write_only(&registry, rt, m);
                 if let Some(p) = &policy {
@@ -410,6 +465,9 @@ impl Scim {
             }
             if let (Some(p), Some(before)) = (&policy, &before) {
                 p.check_not_removed(before, doc)?;
+            }
+            if outcome.document_changed {
+                limits.check_resource(doc, &tolerated)?;
             }
             IndexFields::of(kind, doc).check_lengths()?;
             Ok(outcome.members)
@@ -436,6 +494,12 @@ impl Scim {
 
     /// Runs a list/search and renders the ListResponse.
     pub async fn list(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Listed> {
+        self.list_unscrubbed(connection_id, kind, params)
+            .await
+            .map_err(|e| self.scrub_error(e, params.filter.as_deref()))
+    }
+
+    async fn list_unscrubbed(&self, connection_id: &str, kind: ResourceKind, params: &ListParams) -> ApiResult<Listed> {
         let rt = self.rt(kind);
         let proj = params.projection()?;
         let filter = match params.filter.as_deref().map(str::trim) {

@@ -355,8 +355,11 @@ async fn oversize_bodies_are_413() {
         )
         .await;
     r.expect_error(413, None);
-    // Just under the limit is accepted as far as size goes.
-    let fits = json!({"schemas": [USER_SCHEMA], "userName": "fits", "title": "y".repeat(1000 * 1000)});
+    // Just under the body limit, the body is read, and the string bound refuses the value.
+    let long = json!({"schemas": [USER_SCHEMA], "userName": "long-title", "title": "y".repeat(1000 * 1000)});
+    let detail = f.c.post("/Users", &long).await.expect_error(400, Some("invalidValue"));
+    assert!(detail.contains("max_string_bytes"), "{detail}");
+    let fits = json!({"schemas": [USER_SCHEMA], "userName": "fits", "title": "y".repeat(16 * 1024)});
     f.c.post("/Users", &fits).await.expect(201);
     // Indexed attributes have their own, smaller limit (1024 bytes), the same on every backend.
     let long_name = json!({"schemas": [USER_SCHEMA], "userName": "n".repeat(1025)});

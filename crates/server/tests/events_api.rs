@@ -26,6 +26,7 @@ backend_tests!(
     rotation_tells_the_next_token_apart,
     scim_errors_show_in_the_request_log,
     debug_logging_keeps_bodies_with_the_password_redacted,
+    secret_values_in_filters_and_paths_are_redacted,
     the_request_log_keeps_the_newest_entries,
     retention_deletes_expired_events,
 );
@@ -549,6 +550,104 @@ async fn scim_errors_show_in_the_request_log() {
         .expect(200);
     assert_eq!(rest.data()[0]["request_id"], "req-bad-user");
     assert_eq!(rest.body["next_cursor"], Value::Null);
+}
+
+async fn secret_values_in_filters_and_paths_are_redacted() {
+    let (srv, api) = start().await;
+    let conn = srv.conn().clone();
+    let client = srv.client();
+    let secret = "hunter2-s3cret";
+    let user_id = id(&client.user("bjensen").await);
+
+    // A filter comparing the password: answered, logged without the value.
+    client
+        .send_with(
+            Method::GET,
+            &format!(
+                "/Users?{}",
+                filter(&format!("userName eq \"bjensen\" or password eq \"{secret}\""))
+            ),
+            None,
+            &[("X-Request-Id", "req-secret-filter")],
+        )
+        .await
+        .expect(200);
+    // An invalid filter that quotes the password: the error detail does not hold it either.
+    let bad = client
+        .send_with(
+            Method::GET,
+            &format!("/Users?{}", filter(&format!("password eq \"{secret}\" and"))),
+            None,
+            &[("X-Request-Id", "req-secret-bad-filter")],
+        )
+        .await;
+    let detail = bad.expect_error(400, Some("invalidFilter"));
+    assert!(!detail.contains(secret), "{detail}");
+    // A PATCH path with a value filter on the password: refused, the detail quotes the path
+    // without the value.
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": format!("password[value eq \"{secret}\"]")}
+    ]});
+    let r = client
+        .send_with(
+            Method::PATCH,
+            &format!("/Users/{user_id}"),
+            Some(&patch),
+            &[("X-Request-Id", "req-secret-path")],
+        )
+        .await;
+    let detail = r.expect_error(400, Some("invalidPath"));
+    assert!(!detail.contains(secret) && detail.contains("[redacted]"), "{detail}");
+    // A search body: the detail of its error.
+    let r = client
+        .send_with(
+            Method::POST,
+            "/.search",
+            Some(&json!({"schemas": [SEARCH_REQUEST], "filter": format!("password eq \"{secret}\" or")})),
+            &[("X-Request-Id", "req-secret-search")],
+        )
+        .await;
+    assert!(!r.expect_error(400, Some("invalidFilter")).contains(secret));
+
+    let e = logged(&api, &conn.id, "req-secret-filter").await;
+    let path = e["path"].as_str().unwrap();
+    assert!(!path.contains(secret) && path.contains("redacted"), "{path}");
+    assert!(
+        path.contains("bjensen"),
+        "only the password's value is redacted: {path}"
+    );
+    for request in ["req-secret-bad-filter", "req-secret-path", "req-secret-search"] {
+        let e = logged(&api, &conn.id, request).await;
+        assert_eq!(e["status"], 400, "{e}");
+        let detail = e["error_detail"].as_str().unwrap();
+        assert!(!detail.contains(secret), "{request}: {detail}");
+    }
+
+    // With debug logging, the bodies keep the paths and filters, without the value.
+    api.call(
+        Method::PATCH,
+        &format!("connections/{}", conn.id),
+        Some(&json!({"debug_logging": true})),
+        None,
+    )
+    .await
+    .expect(200);
+    client
+        .send_with(
+            Method::PATCH,
+            &format!("/Users/{user_id}"),
+            Some(&patch),
+            &[("X-Request-Id", "req-secret-debug")],
+        )
+        .await
+        .expect_error(400, Some("invalidPath"));
+    let e = logged(&api, &conn.id, "req-secret-debug").await;
+    assert_eq!(
+        e["request_body"]["Operations"][0]["path"],
+        "password[value eq \"[redacted]\"]"
+    );
+    let text = api.get(&format!("connections/{}/requests", conn.id)).await.text;
+    assert!(!text.contains(secret), "a password reached the request log: {text}");
 }
 
 async fn debug_logging_keeps_bodies_with_the_password_redacted() {

@@ -273,6 +273,11 @@ impl<'a> Lexer<'a> {
                         format!("invalid escape \\u{hi:04x}: a low surrogate must follow a high surrogate"),
                     ));
                 }
+                if hi == 0 {
+                    // No stored value holds one (request bodies with NUL are refused), and
+                    // PostgreSQL text cannot hold one either.
+                    return Err(SyntaxError::new(at, "\\u0000 (NUL) is not allowed in a string"));
+                }
                 // Not a surrogate, so always a valid scalar value.
                 let c = char::from_u32(hi).unwrap_or(char::REPLACEMENT_CHARACTER);
                 return Ok((c, 6));

@@ -13,7 +13,7 @@
 
 mod ast;
 mod eval;
-mod lexer;
+pub(crate) mod lexer;
 mod parser;
 mod print;
 mod validate;
