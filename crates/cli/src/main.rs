@@ -78,6 +78,9 @@ struct ServeArgs {
     /// Largest page a list returns (advertised as filter.maxResults).
     #[arg(long, env = "ROLLCALL_MAX_PAGE_SIZE")]
     max_page_size: Option<i64>,
+    /// The most bytes of stored documents one list page reads; a larger page ends early.
+    #[arg(long, env = "ROLLCALL_MAX_LIST_BYTES")]
+    max_list_bytes: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +195,10 @@ struct Settings {
     webhook_poll_interval_ms: u64,
     /// Endpoints one node delivers to at once.
     webhook_concurrency: usize,
+    // --- memory bounds of list responses ---
+    /// The most bytes of stored documents one list page reads; a page that would be larger ends
+    /// early, with fewer resources than asked for.
+    max_list_bytes: usize,
 }
 
 impl Default for Settings {
@@ -229,9 +236,14 @@ impl Default for Settings {
             webhook_retry_horizon_hours: hooks.retry_horizon.as_secs() / 3600,
             webhook_poll_interval_ms: hooks.poll_interval.as_millis() as u64,
             webhook_concurrency: hooks.concurrency,
+            max_list_bytes: scim.max_list_bytes,
         }
     }
 }
+
+/// The smallest list byte budget: a page still holds at least one resource whatever the budget,
+/// but one this small is a typo.
+const MIN_LIST_BYTES: usize = 1024;
 
 /// Upper bounds of the activity settings, so that a typo cannot ask for the impossible.
 const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -338,6 +350,15 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
         if let Some(v) = a.max_page_size {
             s.max_page_size = v;
         }
+        if let Some(v) = a.max_list_bytes {
+            s.max_list_bytes = v;
+        }
+    }
+    if s.max_list_bytes < MIN_LIST_BYTES {
+        return Err(format!(
+            "configuration: max_list_bytes must be at least {MIN_LIST_BYTES}, not {}",
+            s.max_list_bytes
+        ));
     }
     Ok(s)
 }
@@ -602,6 +623,7 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             (per_second, burst)
         }),
         activity,
+        max_list_bytes: s.max_list_bytes,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
     let scim = Scim::new(store, registry, config).with_webhooks(hooks.clone());

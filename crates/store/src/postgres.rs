@@ -31,7 +31,7 @@ use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Arguments, AssertSqlSafe, Connection as _, PgConnection, PgPool, Postgres, Row};
+use sqlx::{Arguments, AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
@@ -1664,9 +1664,11 @@ impl Store for PostgresStore {
         }
         if cut {
             // The server is still sending the rest of the page: rather than read and drop it all
-            // (up to `count` large documents), close this connection, which ends the query; the pool
-            // opens another when it needs one.
-            let _ = conn.detach().close_hard().await;
+            // (up to `count` large documents), drop this connection's socket, which ends the query
+            // (the server's next write fails); the pool opens another connection when it needs one.
+            // (Not `close_hard`: its shutdown was seen to wait forever here, the server blocked on a
+            // full socket.)
+            drop(conn.detach());
         } else {
             drop(conn);
         }

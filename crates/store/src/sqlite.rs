@@ -109,7 +109,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", WRITER_CACHE_KIB)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Deleted and overwritten content is zeroed, so that what was deleted (a webhook's
+            // signing secret, an erased user) leaves the file once the WAL is checkpointed. `ON`,
+            // not `FAST`: `FAST` skips pages that it would cost a write to clear (overflow pages,
+            // pages put on the free list), where deleted values were found to stay.
+            .pragma("secure_delete", "ON");
         // The one writer connection, kept by the group writer for the life of the store.
         let mut writer = opts.connect().await?;
         MIGRATOR.run(&mut writer).await?;

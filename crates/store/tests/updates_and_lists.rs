@@ -658,3 +658,59 @@ async fn a_cursor_naming_an_erased_resource_is_refused(store: Arc<dyn Store>) {
     assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidCursor)));
     assert!(e.detail.contains("erased"), "{}", e.detail);
 }
+
+// --- SQLite: deleted secrets leave the file ---------------------------------------------------------
+
+/// Webhook signing secrets are stored in clear (signing needs them). Once an endpoint is deleted and
+/// the WAL checkpointed, its secret is in neither the database file nor the WAL: SQLite's
+/// `secure_delete` zeroes deleted content, including on overflow pages (a long description puts the
+/// secret there) and pages that end up on the free list, which `secure_delete = FAST` leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_deleted_webhook_secrets_leave_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    let store = rollcall_store::sqlite::SqliteStore::open(&format!("sqlite://{}", path.display()), registry())
+        .await
+        .unwrap();
+    let mut hooks = Vec::new();
+    for i in 0..40 {
+        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let w = store
+            .create_webhook(NewWebhook {
+                org_id: None,
+                url: format!("https://hooks.example.com/{i}"),
+                description: if i % 2 == 0 { "d".repeat(6_000) } else { String::new() },
+                event_types: vec![],
+                secret: secret.clone(),
+            })
+            .await
+            .unwrap();
+        hooks.push((w.id, secret));
+    }
+    let (deleted, kept) = hooks.split_at(30);
+    for (id, _) in deleted {
+        assert!(store.delete_webhook(id).await.unwrap());
+    }
+    let checkpoint = rusqlite::Connection::open(&path).unwrap();
+    let (busy, _, _): (i64, i64, i64) = checkpoint
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint completed");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend(std::fs::read(dir.path().join("secrets.db-wal")).unwrap_or_default());
+    let contains = |s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+    for (id, secret) in kept {
+        assert!(
+            contains(secret),
+            "kept endpoint {id}: its secret is stored (the search works)"
+        );
+    }
+    for (id, secret) in deleted {
+        assert!(
+            !contains(secret),
+            "deleted endpoint {id}: its secret is still in the file"
+        );
+    }
+}
