@@ -645,34 +645,59 @@ pub struct ListSql {
 }
 
 impl PostgresStore {
-    /// Group members (for groups) or groups (for users) of many resources in one query.
-    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+    /// Group members (for groups) or groups (for users) of the resources `pks` (a page, in its
+    /// order), in one query read a row at a time: once they reach `budget` bytes, the resources
+    /// from the next one on are left out (the first is always complete). Returns them and how many
+    /// of `pks` they cover.
+    async fn related_many(
+        &self,
+        pks: &[i64],
+        kind: ResourceKind,
+        budget: usize,
+    ) -> StoreResult<(HashMap<i64, Vec<MemberView>>, usize)> {
         let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
         if pks.is_empty() {
-            return Ok(out);
+            return Ok((out, 0));
         }
         let sql = match kind {
             ResourceKind::Group => {
-                "SELECT m.group_pk, u.id, u.kind, m.display
-                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                 WHERE m.group_pk = ANY($1::bigint[]) ORDER BY m.group_pk, m.member_pk"
+                "SELECT p.n, m.group_pk, u.id, u.kind, m.display
+                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
+                 JOIN group_members m ON m.group_pk = p.pk JOIN resources u ON u.pk = m.member_pk
+                 ORDER BY p.n, m.member_pk"
             }
             ResourceKind::User => {
-                "SELECT m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
-                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                 WHERE m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
+                "SELECT p.n, m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
+                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
+                 JOIN group_members m ON m.member_pk = p.pk JOIN resources g ON g.pk = m.group_pk
+                 WHERE g.deleted_us IS NULL ORDER BY p.n, m.group_pk"
             }
         };
-        let rows: Vec<(i64, String, String, Option<String>)> =
-            sqlx::query_as(sql).bind(pks).fetch_all(&self.pool).await?;
-        for (owner, id, kind, display) in rows {
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = sqlx::query_as::<_, (i64, i64, String, String, Option<String>)>(sql)
+            .bind(pks)
+            .fetch(&mut *conn);
+        let (mut used, mut covered) = (0usize, pks.len());
+        while let Some((n, owner, id, kind, display)) = rows.try_next().await? {
+            // `n` is 1-based: the resource at index `n - 1` of the page.
+            let at = (n - 1) as usize;
+            if at > 0 && used >= budget && !out.contains_key(&owner) {
+                covered = at;
+                break;
+            }
+            used += id.len() + kind.len() + display.as_ref().map_or(0, String::len) + 8;
             out.entry(owner).or_default().push(MemberView {
                 id,
                 kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
                 display,
             });
         }
-        Ok(out)
+        drop(rows);
+        if covered < pks.len() {
+            // As in `list_resources`: the rest of the answer is not read, the connection goes.
+            drop(conn.detach());
+        }
+        Ok((out, covered))
     }
 
     /// The statements a list runs: the count and the page. Public so that tests can `EXPLAIN`
@@ -1686,8 +1711,13 @@ impl Store for PostgresStore {
             next_after = rows.last().map(|(_, r)| r.id.clone());
         }
         if query.with_members && !related_inline {
+            // (Only index pages after the first read members apart; their total is counted above.)
             let pks: Vec<i64> = rows.iter().map(|(pk, _)| *pk).collect();
-            let mut related = self.related_many(&pks, kind).await?;
+            let (mut related, covered) = self
+                .related_many(&pks, kind, query.max_bytes.saturating_sub(bytes))
+                .await
+                .map_err(finish_error)?;
+            rows.truncate(covered.max(1));
             for (pk, r) in &mut rows {
                 r.related = Some(related.remove(pk).unwrap_or_default());
             }

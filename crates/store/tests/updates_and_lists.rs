@@ -561,6 +561,27 @@ async fn cursor_pages_end_at_the_byte_budget(store: Arc<dyn Store>) {
     assert_eq!(p.resources.len(), 1, "one group's members (40 KB) fill the page");
     assert_eq!(p.resources[0].related.as_ref().unwrap().len(), 20);
     assert_eq!(p.next_after.as_deref(), Some(p.resources[0].id.as_str()));
+    // An index page after the first (PostgreSQL reads its members apart from the page) too.
+    let mut q = list(10, Paging::Index { start_index: 2 }, 30_000);
+    q.with_members = true;
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::Group, &q)
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.total, p.resources.len()),
+        (3, 1),
+        "one group's members fill the page"
+    );
+    assert_eq!(p.resources[0].doc["displayName"], "G2");
+    assert_eq!(p.resources[0].related.as_ref().unwrap().len(), 20);
+    q.max_bytes = ListQuery::DEFAULT_MAX_BYTES;
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::Group, &q)
+        .await
+        .unwrap();
+    assert_eq!(p.resources.len(), 2);
+    assert!(p.resources.iter().all(|g| g.related.as_ref().unwrap().len() == 20));
 }
 
 // --- lists: cursors --------------------------------------------------------------------------------
