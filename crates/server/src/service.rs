@@ -46,6 +46,9 @@ pub struct ScimConfig {
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
     /// Event retention and the request log ([`crate::background`]).
     pub activity: crate::background::ActivitySettings,
+    /// The most bytes of stored documents one list page reads (`ListQuery::max_bytes`): a page
+    /// that would be larger ends early, with fewer resources than `count` asked for.
+    pub max_list_bytes: usize,
 }
 
 impl Default for ScimConfig {
@@ -60,6 +63,7 @@ impl Default for ScimConfig {
             resource_limits: ResourceLimits::default(),
             rate_limit: None,
             activity: crate::background::ActivitySettings::default(),
+            max_list_bytes: ListQuery::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -229,16 +233,28 @@ pub fn rfc3339(us: i64) -> String {
         .unwrap_or_default()
 }
 
-const CURSOR_PREFIX: &str = "c1.";
+/// Cursors name the last resource of their page by its id, which the tenant already has: nothing
+/// about other tenants (no row number, no count of writes) is in them. The store finds that resource
+/// within the connection and resource type listed, so a cursor of another list is refused.
+const CURSOR_PREFIX: &str = "c2.";
 
-fn encode_cursor(pk: i64) -> String {
-    format!("{CURSOR_PREFIX}{pk:x}")
+fn encode_cursor(after_id: &str) -> String {
+    use base64::Engine;
+    // Resource ids are UUIDs: 16 bytes in the cursor.
+    let bytes =
+        uuid::Uuid::parse_str(after_id).map_or_else(|_| after_id.as_bytes().to_vec(), |u| u.as_bytes().to_vec());
+    format!(
+        "{CURSOR_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
-fn decode_cursor(c: &str) -> ScimResult<i64> {
+fn decode_cursor(c: &str) -> ScimResult<String> {
+    use base64::Engine;
     c.strip_prefix(CURSOR_PREFIX)
-        .and_then(|h| i64::from_str_radix(h, 16).ok())
-        .filter(|pk| *pk >= 0)
+        .and_then(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b).ok())
+        .and_then(|bytes| uuid::Uuid::from_slice(&bytes).ok())
+        .map(|u| u.to_string())
         .ok_or_else(|| ScimError::invalid_cursor(format!("\"{c}\" is not a cursor this service issued")))
 }
 
@@ -374,7 +390,7 @@ impl Scim {
         let body = body.clone();
         let policy = self.write_policy(kind, policy)?;
         let limits = self.config.resource_limits;
-        let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
+        let mutation: rollcall_store::Mutation = Arc::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let tolerated = limits.excess_of(doc);
             let existing = doc.as_object().cloned().unwrap_or_default();
@@ -452,7 +468,7 @@ impl Scim {
         let request = PatchRequest::parse_with(body, limits.max_patch_operations)?;
         let registry = self.registry.clone();
         let policy = self.write_policy(kind, policy)?;
-        let mutation = Box::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
+        let mutation: rollcall_store::Mutation = Arc::new(move |doc: &mut Value| -> ScimResult<Vec<MemberChange>> {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let before = policy.as_ref().map(|_| doc.clone());
             let tolerated = limits.excess_of(doc);
@@ -550,12 +566,12 @@ impl Scim {
                 if sort.is_some() {
                     return Err(ScimError::invalid_value("cursor paging cannot be combined with sortBy").into());
                 }
-                let after_pk = if c.trim().is_empty() {
-                    0
+                let after = if c.trim().is_empty() {
+                    None
                 } else {
-                    decode_cursor(c.trim())?
+                    Some(decode_cursor(c.trim())?)
                 };
-                Paging::Cursor { after_pk }
+                Paging::Cursor { after }
             }
             None => Paging::Index { start_index },
         };
@@ -565,15 +581,16 @@ impl Scim {
             paging: paging.clone(),
             count,
             with_members: self.wants_related(kind, &proj),
+            max_bytes: self.config.max_list_bytes,
         };
         let Page {
             total,
             resources,
-            next_after_pk,
+            next_after,
         } = self.store.list_resources(connection_id, kind, &query).await?;
         let position = match paging {
             Paging::Index { start_index } => ListPosition::StartIndex(start_index),
-            Paging::Cursor { .. } => ListPosition::NextCursor(next_after_pk.map(encode_cursor)),
+            Paging::Cursor { .. } => ListPosition::NextCursor(next_after.as_deref().map(encode_cursor)),
         };
         Ok(Listed {
             total,
@@ -594,12 +611,18 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {
-        assert_eq!(decode_cursor(&encode_cursor(12345)).unwrap(), 12345);
+        let id = uuid::Uuid::new_v4().to_string();
+        let cursor = encode_cursor(&id);
+        assert_eq!(decode_cursor(&cursor).unwrap(), id);
+        assert!(!cursor.contains(&id), "the cursor is opaque: {cursor}");
         assert_eq!(
             decode_cursor("nope").unwrap_err().scim_type,
             Some(rollcall_scim::ScimType::InvalidCursor)
         );
-        assert!(decode_cursor("c1.-5").is_err());
+        // The old form (a row number) is refused.
+        assert!(decode_cursor("c1.3039").is_err());
+        assert!(decode_cursor("c2.-5").is_err());
+        assert!(decode_cursor("c2.AAAA").is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;
 mod sqlite_webhooks;
+mod update;
 pub mod webhooks;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
@@ -94,10 +95,32 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A change computed from the current document, applied inside the store's write transaction:
-/// given the current document (with `id`, without `meta` and members), it edits the document in
-/// place and returns the membership changes to apply as rows.
-pub type Mutation = Box<dyn FnOnce(&mut Value) -> Result<Vec<MemberChange>, ScimError> + Send>;
+/// The 400 for a list cursor naming a resource the list cannot start after: one of this
+/// connection's that was erased since (`erased`: its events say it was here), or one it never had.
+pub(crate) fn cursor_not_found(kind: ResourceKind, erased: bool) -> StoreError {
+    let detail = if erased {
+        format!(
+            "the {} this cursor continues after has been deleted and erased since the page was read; list again from the first page",
+            kind.as_str()
+        )
+    } else {
+        format!(
+            "the cursor does not belong to this {} list; list again from the first page",
+            kind.as_str()
+        )
+    };
+    StoreError::Scim(ScimError::invalid_cursor(detail))
+}
+
+/// A change computed from the current document: given the document (with `id`, without `meta`
+/// and members), it edits it in place and returns the membership changes to apply as rows.
+///
+/// It runs outside any write transaction ([`update`]): the store reads the resource, runs the
+/// mutation, then writes the result in a transaction that checks the document has not changed
+/// since it was read; if it has, the store reads it again and runs the mutation again. So a
+/// mutation must be a pure function of the document it is given (membership changes are deltas
+/// applied to the rows in the transaction, not read from the document).
+pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange>, ScimError> + Send + Sync>;
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
@@ -195,8 +218,10 @@ pub trait Store: Send + Sync + 'static {
         with_members: bool,
     ) -> StoreResult<Option<StoredResource>>;
 
-    /// Applies `mutation` to the current document in one write transaction, checking `if_match`
-    /// (a version number) first. Returns `None` when the resource does not exist.
+    /// Applies `mutation` to the current document: computed outside the write transaction, written
+    /// in one that checks `if_match` (a version number) against the current version and that the
+    /// document has not changed since the mutation read it (else it is read and computed again, a
+    /// bounded number of times; then 503). Returns `None` when the resource does not exist.
     async fn update_resource(
         &self,
         ctx: &WriteContext,

@@ -370,8 +370,10 @@ pub struct Sort {
 pub enum Paging {
     /// 1-based `startIndex`.
     Index { start_index: i64 },
-    /// `cursor`: empty for the first page.
-    Cursor { after_pk: i64 },
+    /// `cursor`: the id of the last resource of the previous page (`None`: the first page). The id
+    /// is the tenant's own; the store finds it within the same connection and resource type, and
+    /// refuses (400 `invalidCursor`) an id it does not find there.
+    Cursor { after: Option<String> },
 }
 
 impl Paging {
@@ -381,7 +383,7 @@ impl Paging {
     pub fn holds_every_match(&self, got: usize, limit: i64) -> bool {
         let first = match self {
             Paging::Index { start_index } => *start_index <= 1,
-            Paging::Cursor { after_pk } => *after_pk == 0,
+            Paging::Cursor { after } => after.is_none(),
         };
         first && (got as i64) < limit
     }
@@ -396,6 +398,16 @@ pub struct ListQuery {
     pub count: i64,
     /// Whether group members / user groups are wanted in the results.
     pub with_members: bool,
+    /// The most bytes of stored documents (and membership read beside them) one page reads: once
+    /// the resources read reach it, the page ends there, with fewer resources than `count` (at
+    /// least one), as RFC 7644 §3.4.2.4 allows. `total` is unchanged; the next index page starts
+    /// after the last one returned, and so does the next cursor.
+    pub max_bytes: usize,
+}
+
+impl ListQuery {
+    /// The default of [`ListQuery::max_bytes`]: 8 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 }
 
 /// One page of results.
@@ -403,8 +415,9 @@ pub struct ListQuery {
 pub struct Page {
     pub total: i64,
     pub resources: Vec<StoredResource>,
-    /// For cursor paging: the cursor of the next page, if there is one.
-    pub next_after_pk: Option<i64>,
+    /// For cursor paging, when there are more: the id of the last resource returned, after which
+    /// the next page starts.
+    pub next_after: Option<String>,
 }
 
 /// A recorded change.

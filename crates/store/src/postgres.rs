@@ -19,10 +19,12 @@ use crate::model::*;
 use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleScope, RoleUpdate};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
+use crate::update::{Computed, Written};
 use crate::webhooks::{NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookUpdate};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use rollcall_scim::ScimError;
 use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
@@ -397,6 +399,14 @@ fn related_of(row: &PgRow) -> Vec<MemberView> {
     MemberView::from_rows(items)
 }
 
+/// The size on the wire of a column of a row (0 for NULL): what reading it into memory costs.
+fn raw_len(row: &PgRow, col: &str) -> usize {
+    row.try_get_raw(col)
+        .ok()
+        .and_then(|v| v.as_bytes().ok().map(<[u8]>::len))
+        .unwrap_or(0)
+}
+
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
 
 /// `kind` as an SQL literal: naming it (rather than binding it) lets the planner use the partial
@@ -634,48 +644,72 @@ pub struct ListSql {
     pub related_inline: bool,
 }
 
-/// What an update computed from the document, kept so that a retried transaction can reuse it
-/// (the mutation runs once) when the row has not changed in between.
-struct Computed {
-    version: i64,
-    doc: Value,
-    member_changes: Vec<MemberChange>,
-}
-
 impl PostgresStore {
-    /// Group members (for groups) or groups (for users) of many resources in one query.
-    async fn related_many(&self, pks: &[i64], kind: ResourceKind) -> StoreResult<HashMap<i64, Vec<MemberView>>> {
+    /// Group members (for groups) or groups (for users) of the resources `pks` (a page, in its
+    /// order), in one query read a row at a time: once they reach `budget` bytes, the resources
+    /// from the next one on are left out (the first is always complete). Returns them and how many
+    /// of `pks` they cover.
+    async fn related_many(
+        &self,
+        pks: &[i64],
+        kind: ResourceKind,
+        budget: usize,
+    ) -> StoreResult<(HashMap<i64, Vec<MemberView>>, usize)> {
         let mut out: HashMap<i64, Vec<MemberView>> = HashMap::new();
         if pks.is_empty() {
-            return Ok(out);
+            return Ok((out, 0));
         }
         let sql = match kind {
             ResourceKind::Group => {
-                "SELECT m.group_pk, u.id, u.kind, m.display
-                 FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                 WHERE m.group_pk = ANY($1::bigint[]) ORDER BY m.group_pk, m.member_pk"
+                "SELECT p.n, m.group_pk, u.id, u.kind, m.display
+                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
+                 JOIN group_members m ON m.group_pk = p.pk JOIN resources u ON u.pk = m.member_pk
+                 ORDER BY p.n, m.member_pk"
             }
             ResourceKind::User => {
-                "SELECT m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
-                 FROM group_members m JOIN resources g ON g.pk = m.group_pk
-                 WHERE m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL ORDER BY m.member_pk, m.group_pk"
+                "SELECT p.n, m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
+                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
+                 JOIN group_members m ON m.member_pk = p.pk JOIN resources g ON g.pk = m.group_pk
+                 WHERE g.deleted_us IS NULL ORDER BY p.n, m.group_pk"
             }
         };
-        let rows: Vec<(i64, String, String, Option<String>)> =
-            sqlx::query_as(sql).bind(pks).fetch_all(&self.pool).await?;
-        for (owner, id, kind, display) in rows {
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = sqlx::query_as::<_, (i64, i64, String, String, Option<String>)>(sql)
+            .bind(pks)
+            .fetch(&mut *conn);
+        let (mut used, mut covered) = (0usize, pks.len());
+        while let Some((n, owner, id, kind, display)) = rows.try_next().await? {
+            // `n` is 1-based: the resource at index `n - 1` of the page.
+            let at = (n - 1) as usize;
+            if at > 0 && used >= budget && !out.contains_key(&owner) {
+                covered = at;
+                break;
+            }
+            used += id.len() + kind.len() + display.as_ref().map_or(0, String::len) + 8;
             out.entry(owner).or_default().push(MemberView {
                 id,
                 kind: ResourceKind::parse(&kind).unwrap_or(ResourceKind::User),
                 display,
             });
         }
-        Ok(out)
+        drop(rows);
+        if covered < pks.len() {
+            // As in `list_resources`: the rest of the answer is not read, the connection goes.
+            drop(conn.detach());
+        }
+        Ok((out, covered))
     }
 
     /// The statements a list runs: the count and the page. Public so that tests can `EXPLAIN`
-    /// exactly what the store executes.
-    pub fn list_sql(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<ListSql> {
+    /// exactly what the store executes. `after_pk`: for a cursor page, the row key of the resource
+    /// the cursor names ([`PostgresStore::cursor_pk`]).
+    pub fn list_sql(
+        &self,
+        connection_id: &str,
+        kind: ResourceKind,
+        query: &ListQuery,
+        after_pk: Option<i64>,
+    ) -> StoreResult<ListSql> {
         let rt = self.rt(kind);
         let mut where_ = SqlBuilder::new(Dialect::Postgres);
         where_.push("r.connection_id = ").text(connection_id).push(&format!(
@@ -691,8 +725,10 @@ impl PostgresStore {
         count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
         let mut page = where_;
         let (order, limit, offset) = match &query.paging {
-            Paging::Cursor { after_pk } => {
-                page.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
+            Paging::Cursor { .. } => {
+                if let Some(pk) = after_pk {
+                    page.push(" AND r.pk > ").bind(Bind::Int(pk));
+                }
                 ("r.pk ASC".to_string(), query.count + 1, 0)
             }
             Paging::Index { start_index } => {
@@ -731,6 +767,36 @@ impl PostgresStore {
             limit,
             related_inline,
         })
+    }
+
+    /// The row key of the resource a list cursor names, looked up within the connection and
+    /// resource type (soft-deleted resources keep theirs); 400 `invalidCursor` when it is not there.
+    pub async fn cursor_pk(
+        &self,
+        conn: &mut PgConnection,
+        connection_id: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<i64> {
+        let pk: Option<i64> =
+            sqlx::query_scalar("SELECT pk FROM resources WHERE connection_id = $1 AND id = $2 AND kind = $3")
+                .bind(connection_id)
+                .bind(id)
+                .bind(kind.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(pk) = pk {
+            return Ok(pk);
+        }
+        let erased: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE connection_id = $1 AND resource_id = $2 AND resource_type = $3)",
+        )
+        .bind(connection_id)
+        .bind(id)
+        .bind(kind.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        Err(crate::cursor_not_found(kind, erased))
     }
 
     async fn create_organization_once(&self, by: &WriteContext, org: &Organization) -> StoreResult<()> {
@@ -1041,62 +1107,55 @@ impl PostgresStore {
         tx.commit().await
     }
 
-    async fn update_resource_once(
+    /// Writes what a mutation computed ([`crate::update`]): locks the row, checks `if_match` and
+    /// that the stored document is still the one the mutation read, then writes the document,
+    /// membership rows, events and roles. Run again as a whole after a serialization failure or
+    /// deadlock ([`PostgresStore::retrying`]), with the same computation: the checks are redone.
+    async fn update_write_once(
         &self,
         ctx: &WriteContext,
         kind: ResourceKind,
-        id: &str,
         if_match: Option<i64>,
-        mutation: &mut Option<Mutation>,
-        computed: &mut Option<Computed>,
-    ) -> StoreResult<Option<StoredResource>> {
+        computed: &Computed,
+    ) -> StoreResult<Written> {
+        let id = computed.current.id.as_str();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RESOURCE_COLS} FROM resources r
-             WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = $3 AND r.deleted_us IS NULL FOR UPDATE"
-        )))
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT pk, version, created_us, modified_us FROM resources
+             WHERE connection_id = $1 AND id = $2 AND kind = $3 AND deleted_us IS NULL FOR UPDATE",
+        )
         .bind(&ctx.connection_id)
         .bind(id)
         .bind(kind.as_str())
         .fetch_optional(tx.conn())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let pk: i64 = row.get("pk");
-        let current = resource_of(&row, kind);
-        if let Some(v) = if_match
-            && v != current.version
-        {
-            return Err(precondition(current.version, v));
-        }
-        let (doc, member_changes) = match computed.take() {
-            Some(c) if c.version == current.version => (c.doc, c.member_changes),
-            Some(_) => {
-                // A retry found the row changed by another writer since the mutation ran; the
-                // mutation cannot run twice, so the client is asked to try again.
-                return Err(StoreError::Scim(ScimError::new(
-                    503,
-                    None,
-                    "the resource changed concurrently; retry shortly",
-                )));
-            }
-            None => {
-                let mutation = mutation.take().expect("the mutation runs at most once");
-                let mut doc = Value::clone(&current.doc);
-                let changes = mutation(&mut doc)?;
-                if let Value::Object(m) = &mut doc {
-                    m.insert("id".into(), Value::String(id.to_string()));
-                    m.remove("meta");
-                }
-                (doc, changes)
-            }
+        let Some((pk, current_version, created_us, modified_us)) = row else {
+            return Ok(Written::Done(None));
         };
-        *computed = Some(Computed {
-            version: current.version,
-            doc: doc.clone(),
-            member_changes: member_changes.clone(),
-        });
-        let before = &current.doc;
-        let doc_changed = doc != **before;
+        if let Some(v) = if_match
+            && v != current_version
+        {
+            return Err(precondition(current_version, v));
+        }
+        let before = computed.before();
+        if current_version != computed.current.version {
+            // Written since it was read: still good if the document is the same (a membership
+            // change bumps a group's version only).
+            let mut stored_before = before.clone();
+            if let Value::Object(m) = &mut stored_before {
+                m.remove("id");
+            }
+            let same: bool = sqlx::query_scalar("SELECT doc = $1 FROM resources WHERE pk = $2")
+                .bind(Json(&stored_before))
+                .bind(pk)
+                .fetch_one(tx.conn())
+                .await?;
+            if !same {
+                return Ok(Written::Changed);
+            }
+        }
+        let doc = &computed.doc;
+        let doc_changed = computed.doc_changed();
         if kind == ResourceKind::User
             && doc.get("active").and_then(Value::as_bool) == Some(false)
             && before.get("active").and_then(Value::as_bool) != Some(false)
@@ -1105,19 +1164,24 @@ impl PostgresStore {
             drop(tx);
             return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
         }
-        let touched = if kind == ResourceKind::Group && !member_changes.is_empty() {
-            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, member_changes).await?
+        let touched = if kind == ResourceKind::Group && !computed.member_changes.is_empty() {
+            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, computed.member_changes.clone()).await?
         } else {
             Vec::new()
         };
         let members_changed = !touched.is_empty();
-        let role_scope = RoleScope::after_update(kind, pk, before, &doc, touched);
+        let role_scope = RoleScope::after_update(kind, pk, before, doc, touched);
         if !doc_changed && !members_changed {
             tx.commit().await?;
-            return Ok(Some(current));
+            return Ok(Written::Done(Some(StoredResource {
+                version: current_version,
+                created_us,
+                modified_us,
+                ..computed.current.clone()
+            })));
         }
         let now = now_us();
-        let version = current.version + 1;
+        let version = current_version + 1;
         let mut stored = doc.clone();
         if let Value::Object(m) = &mut stored {
             m.remove("id");
@@ -1142,8 +1206,8 @@ impl PostgresStore {
             .await
             .map_err(|e| uniqueness(e, kind, &stored))?;
             write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
-            let ev = events::updated(kind, before, &doc);
-            tx.event(ctx, ev, Some((kind, id)), events::diff(before, &doc));
+            let ev = events::updated(kind, before, doc);
+            tx.event(ctx, ev, Some((kind, id)), events::diff(before, doc));
         } else {
             sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE pk = $3")
                 .bind(version)
@@ -1157,15 +1221,15 @@ impl PostgresStore {
             roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
         }
         tx.commit().await?;
-        Ok(Some(StoredResource {
+        Ok(Written::Done(Some(StoredResource {
             id: id.to_string(),
             kind,
-            doc: doc.into(),
+            doc: doc.clone().into(),
             version,
-            created_us: current.created_us,
+            created_us,
             modified_us: now,
             related: None,
-        }))
+        })))
     }
 
     async fn delete_resource_once(
@@ -1566,22 +1630,15 @@ impl Store for PostgresStore {
         if_match: Option<i64>,
         mutation: Mutation,
     ) -> StoreResult<Option<StoredResource>> {
-        let mut mutation = Some(mutation);
-        let mut computed = None;
-        let mut tries = 0;
-        loop {
-            match self
-                .update_resource_once(ctx, kind, id, if_match, &mut mutation, &mut computed)
+        // Read and computed outside any transaction; only the write locks the row ([`crate::update`]).
+        let read = || self.get_resource(&ctx.connection_id, kind, id, false);
+        let write = |computed: Computed| async move {
+            self.retrying(|| self.update_write_once(ctx, kind, if_match, &computed))
                 .await
-            {
-                Err(e) if is_retryable(&e) && tries < self.settings.serialization_retries => {
-                    tries += 1;
-                    tracing::debug!(error = %e, attempt = tries, "retrying an update");
-                    tokio::time::sleep(backoff(tries)).await;
-                }
-                other => return other.map_err(finish_error),
-            }
-        }
+        };
+        crate::update::run(&mutation, if_match, read, write)
+            .await
+            .map_err(finish_error)
     }
 
     async fn delete_resource(
@@ -1596,21 +1653,51 @@ impl Store for PostgresStore {
     }
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
+        let mut conn = self.pool.acquire().await.map_err(|e| finish_error(e.into()))?;
+        let after_pk = match &query.paging {
+            Paging::Cursor { after: Some(id) } => Some(
+                self.cursor_pk(&mut conn, connection_id, kind, id)
+                    .await
+                    .map_err(finish_error)?,
+            ),
+            _ => None,
+        };
         let ListSql {
             count,
             page,
             limit,
             related_inline,
-        } = self.list_sql(connection_id, kind, query)?;
-        let mut rows = if limit <= 0 {
-            Vec::new()
+        } = self.list_sql(connection_id, kind, query, after_pk)?;
+        // Rows are read one at a time, and the page ends once the documents (and membership) read
+        // reach `max_bytes` (`cut`), with at least one resource.
+        let mut rows: Vec<(i64, StoredResource)> = Vec::new();
+        let (mut bytes, mut cut) = (0usize, false);
+        if limit > 0 {
+            let mut stream = sqlx::query_with(AssertSqlSafe(page.sql), bind_all(&page.binds)).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| finish_error(e.into()))? {
+                if !rows.is_empty() && bytes >= query.max_bytes {
+                    cut = true;
+                    break;
+                }
+                bytes += raw_len(&row, "doc") + raw_len(&row, "related");
+                let mut r = resource_of(&row, kind);
+                if related_inline {
+                    r.related = Some(related_of(&row));
+                }
+                rows.push((row.get::<i64, _>("pk"), r));
+            }
+        }
+        if cut {
+            // The server is still sending the rest of the page: rather than read and drop it all
+            // (up to `count` large documents), drop this connection's socket, which ends the query
+            // (the server's next write fails); the pool opens another connection when it needs one.
+            // (Not `close_hard`: its shutdown was seen to wait forever here, the server blocked on a
+            // full socket.)
+            drop(conn.detach());
         } else {
-            sqlx::query_with(AssertSqlSafe(page.sql), bind_all(&page.binds))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| finish_error(e.into()))?
-        };
-        let total: i64 = if query.paging.holds_every_match(rows.len(), limit) {
+            drop(conn);
+        }
+        let total: i64 = if !cut && query.paging.holds_every_match(rows.len(), limit) {
             rows.len() as i64
         } else {
             sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
@@ -1618,34 +1705,27 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| finish_error(e.into()))?
         };
-        let mut next_after_pk = None;
-        if matches!(query.paging, Paging::Cursor { .. }) && rows.len() as i64 > query.count {
-            rows.truncate(query.count as usize);
-            next_after_pk = rows.last().map(|r| r.get::<i64, _>("pk"));
+        let mut next_after = None;
+        if matches!(query.paging, Paging::Cursor { .. }) && (cut || rows.len() as i64 > query.count) {
+            rows.truncate(query.count.max(0) as usize);
+            next_after = rows.last().map(|(_, r)| r.id.clone());
         }
-        let pks: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("pk")).collect();
-        let mut related = if query.with_members && !related_inline {
-            self.related_many(&pks, kind).await?
-        } else {
-            HashMap::new()
-        };
-        let resources = rows
-            .iter()
-            .zip(&pks)
-            .map(|(row, pk)| {
-                let mut r = resource_of(row, kind);
-                if related_inline {
-                    r.related = Some(related_of(row));
-                } else if query.with_members {
-                    r.related = Some(related.remove(pk).unwrap_or_default());
-                }
-                r
-            })
-            .collect();
+        if query.with_members && !related_inline {
+            // (Only index pages after the first read members apart; their total is counted above.)
+            let pks: Vec<i64> = rows.iter().map(|(pk, _)| *pk).collect();
+            let (mut related, covered) = self
+                .related_many(&pks, kind, query.max_bytes.saturating_sub(bytes))
+                .await
+                .map_err(finish_error)?;
+            rows.truncate(covered.max(1));
+            for (pk, r) in &mut rows {
+                r.related = Some(related.remove(pk).unwrap_or_default());
+            }
+        }
         Ok(Page {
             total,
-            resources,
-            next_after_pk,
+            resources: rows.into_iter().map(|(_, r)| r).collect(),
+            next_after,
         })
     }
 

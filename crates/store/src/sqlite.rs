@@ -21,6 +21,7 @@ use rollcall_scim::ScimError;
 use rollcall_scim::filter::Filter;
 use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
+use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -108,7 +109,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", WRITER_CACHE_KIB)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Deleted and overwritten content is zeroed, so that what was deleted (a webhook's
+            // signing secret, an erased user) leaves the file once the WAL is checkpointed. `ON`,
+            // not `FAST`: `FAST` skips pages that it would cost a write to clear (overflow pages,
+            // pages put on the free list), where deleted values were found to stay.
+            .pragma("secure_delete", "ON");
         // The one writer connection, kept by the group writer for the life of the store.
         let mut writer = opts.connect().await?;
         MIGRATOR.run(&mut writer).await?;
@@ -784,15 +790,20 @@ impl Store for SqliteStore {
         if_match: Option<i64>,
         mutation: Mutation,
     ) -> StoreResult<Option<StoredResource>> {
-        let (registry, write_ctx, write_id) = (self.registry.clone(), ctx.clone(), id.to_string());
-        let written = self
-            .group
-            .write(move |c| resource_writes::update(c, &registry, &write_ctx, kind, &write_id, if_match, mutation))
-            .await?;
-        match written {
-            Guarded::Done(res) => Ok(res),
-            Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "deactivate").await),
-        }
+        // Read and computed outside the writer; only the write takes its turn ([`crate::update`]).
+        let read = || self.get_resource(&ctx.connection_id, kind, id, false);
+        let write = |computed: crate::update::Computed| async move {
+            let (registry, write_ctx) = (self.registry.clone(), ctx.clone());
+            let written = self
+                .group
+                .write(move |c| resource_writes::update(c, &registry, &write_ctx, kind, if_match, computed))
+                .await?;
+            match written {
+                Guarded::Done(w) => Ok(w),
+                Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "deactivate").await),
+            }
+        };
+        crate::update::run(&mutation, if_match, read, write).await
     }
 
     async fn delete_resource(
@@ -833,9 +844,15 @@ impl Store for SqliteStore {
         }
         let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
         let mut sql = where_.clone();
+        // For a cursor page: where the row key of the resource the cursor names goes among the
+        // binds, once it is looked up (in the read's snapshot).
+        let mut after: Option<(usize, String)> = None;
         let (order, limit, offset) = match &query.paging {
-            Paging::Cursor { after_pk } => {
-                sql.push(" AND r.pk > ").bind(Bind::Int(*after_pk));
+            Paging::Cursor { after: after_id } => {
+                if let Some(id) = after_id {
+                    after = Some((sql.binds.len(), id.clone()));
+                    sql.push(" AND r.pk > ").bind(Bind::Int(0));
+                }
                 ("r.pk ASC".to_string(), query.count + 1, 0)
             }
             Paging::Index { start_index } => {
@@ -860,37 +877,65 @@ impl Store for SqliteStore {
             sql.sql
         );
         let (paging, count, with_members) = (query.paging.clone(), query.count, query.with_members);
-        let (count_binds, binds) = (where_.binds, sql.binds);
+        let max_bytes = query.max_bytes;
+        let (count_binds, page_binds) = (where_.binds, sql.binds);
+        let connection_id = connection_id.to_string();
         self.inline
             .read(move |conn| {
+                let mut binds = std::borrow::Cow::Borrowed(&page_binds);
+                if let Some((at, id)) = &after {
+                    let pk: Option<i64> = conn
+                        .prepare_cached("SELECT pk FROM resources WHERE connection_id = ?1 AND id = ?2 AND kind = ?3")?
+                        .query_row((&connection_id, id, kind.as_str()), |r| r.get(0))
+                        .optional()?;
+                    let Some(pk) = pk else {
+                        let erased: bool = conn
+                            .prepare_cached(
+                                "SELECT EXISTS (SELECT 1 FROM events
+                                 WHERE connection_id = ?1 AND resource_id = ?2 AND resource_type = ?3)",
+                            )?
+                            .query_row((&connection_id, id, kind.as_str()), |r| r.get(0))?;
+                        return Err(crate::cursor_not_found(kind, erased));
+                    };
+                    binds.to_mut()[*at] = Bind::Int(pk);
+                }
                 let mut rows = Vec::new();
+                // Bytes of documents and membership read so far; once they reach `max_bytes`, the
+                // page ends (`cut`) before the next row, which is not read into memory here.
+                let (mut bytes, mut cut) = (0usize, false);
                 if limit > 0 {
                     let mut stmt = conn.prepare_cached(&full)?;
-                    let mut cursor = stmt.query(rusqlite::params_from_iter(&binds))?;
+                    let mut cursor = stmt.query(rusqlite::params_from_iter(binds.iter()))?;
                     while let Some(row) = cursor.next()? {
-                        let (pk, mut res) = resource_of_inline(row, kind)?;
+                        if !rows.is_empty() && bytes >= max_bytes {
+                            cut = true;
+                            break;
+                        }
+                        let (_, mut res) = resource_of_inline(row, kind)?;
+                        bytes += res.doc.stored_text().map_or(0, str::len);
                         if with_members {
                             let text: Option<String> = row.get(6)?;
+                            bytes += text.as_ref().map_or(0, String::len);
                             res.related = Some(parse_related(text.as_deref()));
                         }
-                        rows.push((pk, res));
+                        rows.push(res);
                     }
                 }
-                let total = if paging.holds_every_match(rows.len(), limit) {
+                let total = if !cut && paging.holds_every_match(rows.len(), limit) {
                     rows.len() as i64
                 } else {
                     conn.prepare_cached(&count_sql)?
                         .query_row(rusqlite::params_from_iter(&count_binds), |r| r.get(0))?
                 };
-                let mut next_after_pk = None;
-                if matches!(paging, Paging::Cursor { .. }) && rows.len() as i64 > count {
-                    rows.truncate(count as usize);
-                    next_after_pk = rows.last().map(|(pk, _)| *pk);
+                let mut next_after = None;
+                if matches!(paging, Paging::Cursor { .. }) && (cut || rows.len() as i64 > count) {
+                    rows.truncate(count.max(0) as usize);
+                    next_after = rows.last().map(|r| r.id.clone());
                 }
                 Ok(Page {
                     total,
-                    resources: rows.into_iter().map(|(_, r)| r).collect(),
-                    next_after_pk,
+                    resources: rows,
+                    next_after,
                 })
             })
             .await

@@ -123,6 +123,7 @@ async fn concurrent_writes_with_failures_and_cancellations(store: Arc<dyn Store>
                 paging: Paging::Index { start_index: 1 },
                 count: 1000,
                 with_members: false,
+                max_bytes: ListQuery::DEFAULT_MAX_BYTES,
             },
         )
         .await
@@ -222,7 +223,7 @@ fn scim(e: StoreError) -> ScimError {
 
 /// Sets (or removes, with null) top-level attributes.
 fn set(attrs: Value) -> Mutation {
-    Box::new(move |doc: &mut Value| {
+    Arc::new(move |doc: &mut Value| {
         for (k, v) in attrs.as_object().expect("object") {
             if v.is_null() {
                 doc.as_object_mut().unwrap().remove(k);
@@ -235,7 +236,7 @@ fn set(attrs: Value) -> Mutation {
 }
 
 fn members(changes: Vec<MemberChange>) -> Mutation {
-    Box::new(move |_doc: &mut Value| Ok(changes))
+    Arc::new(move |_doc: &mut Value| Ok(changes.clone()))
 }
 
 fn query(filter: Option<&str>, kind: ResourceKind) -> ListQuery {
@@ -252,6 +253,7 @@ fn query(filter: Option<&str>, kind: ResourceKind) -> ListQuery {
         paging: Paging::Index { start_index: 1 },
         count: 10_000,
         with_members: false,
+        max_bytes: ListQuery::DEFAULT_MAX_BYTES,
     }
 }
 
@@ -1010,7 +1012,7 @@ async fn create_get_update_delete(store: Arc<dyn Store>) {
             ResourceKind::User,
             &created.id,
             None,
-            Box::new(|_d: &mut Value| Err(ScimError::mutability("nope"))),
+            Arc::new(|_d: &mut Value| Err(ScimError::mutability("nope"))),
         )
         .await
         .unwrap_err();
@@ -1474,7 +1476,7 @@ async fn index_paging(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(p.total, 7);
     assert_eq!(p.resources.iter().map(name_of).collect::<Vec<_>>(), ["u6", "u5", "u4"]);
-    assert_eq!(p.next_after_pk, None);
+    assert_eq!(p.next_after, None);
     let p = s
         .list_resources(&ctx.connection_id, ResourceKind::User, &page(6, 3))
         .await
@@ -1500,12 +1502,12 @@ async fn cursor_paging(store: Arc<dyn Store>) {
         created.push(create_user(s, &ctx, user(&format!("u{i}"))).await.id);
     }
     create_user(s, &ctx, user("other")).await;
-    let mut after = 0;
+    let mut after: Option<String> = None;
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
         let mut q = query(Some("userName sw \"u\""), ResourceKind::User);
-        q.paging = Paging::Cursor { after_pk: after };
+        q.paging = Paging::Cursor { after: after.clone() };
         q.count = 3;
         let p = s
             .list_resources(&ctx.connection_id, ResourceKind::User, &q)
@@ -1514,10 +1516,14 @@ async fn cursor_paging(store: Arc<dyn Store>) {
         pages += 1;
         assert!(p.resources.len() <= 3);
         seen.extend(p.resources.iter().map(|r| r.id.clone()));
-        match p.next_after_pk {
+        match p.next_after {
             Some(n) => {
-                assert!(n > after);
-                after = n;
+                assert_eq!(
+                    Some(&n),
+                    seen.last(),
+                    "the next page starts after the last resource returned"
+                );
+                after = Some(n);
             }
             None => break,
         }
@@ -1700,7 +1706,7 @@ async fn membership_changes(store: Arc<dyn Store>) {
             ResourceKind::Group,
             &g.id,
             None,
-            Box::new({
+            Arc::new({
                 let a = a.id.clone();
                 move |d: &mut Value| {
                     d["displayName"] = json!("G2");
@@ -1763,7 +1769,7 @@ async fn unknown_member_is_rejected(store: Arc<dyn Store>) {
             ResourceKind::Group,
             &g.id,
             None,
-            Box::new(|d: &mut Value| {
+            Arc::new(|d: &mut Value| {
                 d["displayName"] = json!("renamed");
                 Ok(vec![MemberChange::ReplaceAll(vec![mref("no-such-id")])])
             }),
@@ -2145,7 +2151,7 @@ async fn crossing_updates_both_succeed(store: Arc<dyn Store>) {
     for (mine, theirs) in [(g1.id.clone(), g2.id.clone()), (g2.id.clone(), g1.id.clone())] {
         let (store, ctx, runs) = (store.clone(), ctx.clone(), runs.clone());
         tasks.push(tokio::spawn(async move {
-            let mutation: Mutation = Box::new(move |d: &mut Value| {
+            let mutation: Mutation = Arc::new(move |d: &mut Value| {
                 runs.fetch_add(1, Ordering::SeqCst);
                 // Hold the row lock long enough for the other update to take its own.
                 tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(300)));

@@ -105,7 +105,7 @@ async fn create_group(store: &dyn Store, ctx: &WriteContext, name: &str, members
 }
 
 fn set(attrs: Value) -> Mutation {
-    Box::new(move |doc: &mut Value| {
+    Arc::new(move |doc: &mut Value| {
         for (k, v) in attrs.as_object().unwrap() {
             doc[k] = v.clone();
         }
@@ -530,11 +530,11 @@ async fn deleting_a_user_records_its_membership_removals(store: Arc<dyn Store>) 
         ResourceKind::Group,
         &g1.id,
         None,
-        Box::new({
+        Arc::new({
             let id = u2.id.clone();
             move |_| {
                 Ok(vec![MemberChange::Add(vec![MemberRef {
-                    value: id,
+                    value: id.clone(),
                     kind: None,
                     display: None,
                 }])])
@@ -548,9 +548,9 @@ async fn deleting_a_user_records_its_membership_removals(store: Arc<dyn Store>) 
         ResourceKind::Group,
         &g1.id,
         None,
-        Box::new({
+        Arc::new({
             let id = u2.id.clone();
-            move |_| Ok(vec![MemberChange::Remove(vec![id])])
+            move |_| Ok(vec![MemberChange::Remove(vec![id.clone()])])
         }),
     )
     .await

@@ -210,6 +210,7 @@ async fn hot_lookups_are_index_scans() {
                     paging: Paging::Index { start_index: 1 },
                     count: 1,
                     with_members: false,
+                    max_bytes: ListQuery::DEFAULT_MAX_BYTES,
                 },
             )
             .await
@@ -275,11 +276,12 @@ async fn hot_lookups_are_index_scans() {
             // A user's groups are read in the same statement, through `group_members_member`.
             // (A group's members are all read: a scan of them is a fair plan for a big group.)
             with_members: *kind == ResourceKind::User,
+            max_bytes: ListQuery::DEFAULT_MAX_BYTES,
         };
         // The filter finds what it should.
         let page = store.list_resources(&a.connection_id, *kind, &query).await.unwrap();
         assert_eq!(page.total, 1, "{filter}");
-        let sql = store.list_sql(&a.connection_id, *kind, &query).unwrap();
+        let sql = store.list_sql(&a.connection_id, *kind, &query, None).unwrap();
         for (what, stmt) in [("count", &sql.count), ("page", &sql.page)] {
             for (mode, plan) in plans(&mut conn, stmt).await {
                 println!("--- {filter} ({what}, {mode} plan)\n{plan}");

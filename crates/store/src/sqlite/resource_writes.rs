@@ -6,6 +6,7 @@
 //! role computation here through [`group_commit::on_connection`].
 
 use super::*;
+use crate::update::{Computed, Written, precondition_failed};
 use roles_ops::recompute_roles;
 use rusqlite::OptionalExtension;
 use rusqlite::params_from_iter;
@@ -186,53 +187,60 @@ fn resource_type(registry: &SchemaRegistry, kind: ResourceKind) -> &ResourceType
         .expect("standard resource types are registered")
 }
 
-fn precondition_failed(version: i64, expected: i64) -> StoreError {
-    StoreError::Scim(ScimError::precondition_failed(format!(
-        "the resource has changed: its version is W/\"{version}\", not W/\"{expected}\""
-    )))
-}
-
-/// Applies `mutation` to a user or group: the document, its membership rows, the events, and the
-/// effective roles of whoever it affects. `None` when there is no such resource.
+/// Writes what a mutation computed ([`crate::update`]) to a user or group: the document, its
+/// membership rows, the events, and the effective roles of whoever it affects. `Changed` when the
+/// stored document is no longer the one the mutation read; `Done(None)` when the resource is gone.
 pub(super) fn update(
     c: &mut rusqlite::Connection,
     registry: &SchemaRegistry,
     ctx: &WriteContext,
     kind: ResourceKind,
-    id: &str,
     if_match: Option<i64>,
-    mutation: Mutation,
-) -> StoreResult<Guarded<Option<StoredResource>>> {
-    let found = c
-        .prepare_cached(&format!(
-            "SELECT {RESOURCE_COLS} FROM resources r
-             WHERE r.connection_id = ? AND r.id = ? AND r.kind = ? AND r.deleted_us IS NULL"
-        ))?
-        .query_row((&ctx.connection_id, id, kind.as_str()), |row| {
-            Ok(resource_of_inline(row, kind))
+    computed: Computed,
+) -> StoreResult<Guarded<Written>> {
+    let id = computed.current.id.clone();
+    let id = id.as_str();
+    let found: Option<(i64, i64, i64, i64)> = c
+        .prepare_cached(
+            "SELECT pk, version, created_us, modified_us FROM resources
+             WHERE connection_id = ? AND id = ? AND kind = ? AND deleted_us IS NULL",
+        )?
+        .query_row((&ctx.connection_id, id, kind.as_str()), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
-        .optional()?
-        .transpose()?;
-    let Some((pk, current)) = found else {
-        return Ok(Guarded::Done(None));
+        .optional()?;
+    let Some((pk, current_version, created_us, modified_us)) = found else {
+        return Ok(Guarded::Done(Written::Done(None)));
     };
     if let Some(v) = if_match
-        && v != current.version
+        && v != current_version
     {
-        return Err(precondition_failed(current.version, v));
+        return Err(precondition_failed(current_version, v));
     }
-    let before = current.doc.into_value();
-    let mut doc = before.clone();
-    let member_changes = mutation(&mut doc)?;
-    if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), Value::String(id.to_string()));
-        m.remove("meta");
+    if current_version != computed.current.version {
+        // Written since it was read: still good if the document is the same (a membership change
+        // bumps a group's version only), compared as stored text.
+        let same = match computed.current.doc.stored_text() {
+            Some(text) => c
+                .prepare_cached("SELECT doc = ? FROM resources WHERE pk = ?")?
+                .query_row((text, pk), |r| r.get::<_, bool>(0))?,
+            None => false,
+        };
+        if !same {
+            return Ok(Guarded::Done(Written::Changed));
+        }
     }
-    let doc_changed = doc != before;
+    let doc_changed = computed.doc_changed();
+    let Computed {
+        current,
+        doc,
+        member_changes,
+    } = computed;
+    let before: &Value = &current.doc;
     if kind == ResourceKind::User
         && doc.get("active").and_then(Value::as_bool) == Some(false)
         && before.get("active").and_then(Value::as_bool) != Some(false)
-        && let Some(email) = protected_match(c, &ctx.org_id, pk, &before)?
+        && let Some(email) = protected_match(c, &ctx.org_id, pk, before)?
     {
         return Ok(Guarded::Protected(email));
     }
@@ -242,15 +250,17 @@ pub(super) fn update(
         Vec::new()
     };
     let members_changed = !touched.is_empty();
-    let role_scope = RoleScope::after_update(kind, pk, &before, &doc, touched);
+    let role_scope = RoleScope::after_update(kind, pk, before, &doc, touched);
     if !doc_changed && !members_changed {
-        return Ok(Guarded::Done(Some(StoredResource {
-            doc: before.into(),
+        return Ok(Guarded::Done(Written::Done(Some(StoredResource {
+            version: current_version,
+            created_us,
+            modified_us,
             ..current
-        })));
+        }))));
     }
     let now = now_us();
-    let version = current.version + 1;
+    let version = current_version + 1;
     if doc_changed {
         let mut stored = doc.clone();
         store_order(&mut stored);
@@ -272,8 +282,8 @@ pub(super) fn update(
         ])
         .map_err(|e| uniqueness(e, kind, &stored))?;
         write_emails(c, pk, &ctx.connection_id, &fields.emails_ci, true)?;
-        let ev = events::updated(kind, &before, &doc);
-        insert_events(c, ctx, ev, Some((kind, id)), &[events::diff(&before, &doc)])?;
+        let ev = events::updated(kind, before, &doc);
+        insert_events(c, ctx, ev, Some((kind, id)), &[events::diff(before, &doc)])?;
     } else {
         c.prepare_cached("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")?
             .execute((version, now, pk))?;
@@ -284,15 +294,15 @@ pub(super) fn update(
     {
         recompute_roles(c, ctx, &ctx.connection_id, scope)?;
     }
-    Ok(Guarded::Done(Some(StoredResource {
+    Ok(Guarded::Done(Written::Done(Some(StoredResource {
         id: id.to_string(),
         kind,
         doc: doc.into(),
         version,
-        created_us: current.created_us,
+        created_us,
         modified_us: now,
         related: None,
-    })))
+    }))))
 }
 
 /// Deletes a user or group: marks it deleted (or purges it, as the connection's policy says),
