@@ -114,22 +114,37 @@ fn client(token: &str, timeout: Duration) -> Result<Client, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn post(c: &Client, url: String, body: &Value) -> Result<Value, String> {
-    let r = c
-        .post(&url)
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    if status != 201 {
-        return Err(format!(
-            "POST {url}: {status} {}",
-            text.chars().take(300).collect::<String>()
-        ));
+/// POSTs `body` and expects 201; a 429 or 503 is retried after its `Retry-After`, as an identity
+/// provider does (the fair-share limits are on, as in production).
+pub async fn post(c: &Client, url: String, body: &Value) -> Result<Value, String> {
+    let body = body.to_string();
+    loop {
+        let r = c
+            .post(&url)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        if status == 429 || status == 503 {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 30))).await;
+            continue;
+        }
+        let text = r.text().await.unwrap_or_default();
+        if status != 201 {
+            return Err(format!(
+                "POST {url}: {status} {}",
+                text.chars().take(300).collect::<String>()
+            ));
+        }
+        return serde_json::from_str(&text).map_err(|e| e.to_string());
     }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// B's users and one group, created before the measurement.
