@@ -734,12 +734,15 @@ async fn start_rollcall(
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
         .args(["--max-body-bytes", &args.max_body.to_string()])
         // The benchmark measures the server, not its fair-share limits: no rate limit, and room for
-        // every benchmark connection (and the seeding) on one SCIM connection.
+        // every benchmark connection (and the seeding) on one SCIM connection, all executing at
+        // once (the default lets one SCIM connection execute half the cores' worth of requests;
+        // docs/benchmarks.md, "Noisy neighbour", gives what that costs one tenant alone).
         .args(["--rate-limit-per-second", "0"])
         .args([
             "--max-in-flight-per-connection",
             &(args.concurrency * 4).max(64).to_string(),
         ])
+        .args(["--max-active-per-connection", &args.concurrency.max(1).to_string()])
         .args(["--max-in-flight", &(args.concurrency * 8).max(256).to_string()]);
     let log = tmp.join("rollcall.log");
     let mut p = Proc::spawn("rollcall", cmd, &log)?;

@@ -120,6 +120,10 @@ struct ServeArgs {
     /// SCIM requests of one SCIM connection in progress at once (429 with Retry-After beyond).
     #[arg(long)]
     max_in_flight_per_connection: Option<usize>,
+    /// SCIM requests of one SCIM connection executing at once; its others wait their turn
+    /// (default: half the cores, at least 1).
+    #[arg(long)]
+    max_active_per_connection: Option<usize>,
     /// Requests per second allowed per SCIM connection (0: no rate limit).
     #[arg(long)]
     rate_limit_per_second: Option<u32>,
@@ -232,6 +236,7 @@ struct Settings {
     max_header_bytes: usize,
     max_in_flight: usize,
     max_in_flight_per_connection: usize,
+    max_active_per_connection: usize,
     /// PostgreSQL: largest number of pooled connections.
     pg_max_connections: u32,
     /// PostgreSQL: statement timeout per connection, in milliseconds (0: none).
@@ -301,6 +306,7 @@ impl Default for Settings {
             max_header_bytes: http.max_header_bytes,
             max_in_flight: http.max_in_flight,
             max_in_flight_per_connection: http.max_in_flight_per_connection,
+            max_active_per_connection: http.max_active_per_connection,
             pg_max_connections: pg.max_connections,
             pg_statement_timeout_ms: pg.statement_timeout_ms,
             pg_serialization_retries: pg.serialization_retries,
@@ -394,6 +400,7 @@ impl Settings {
             max_header_bytes: self.max_header_bytes,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_connection: self.max_in_flight_per_connection,
+            max_active_per_connection: self.max_active_per_connection,
         };
         limits.validate().map_err(|e| format!("configuration: {e}"))?;
         Ok(limits)
@@ -510,6 +517,7 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
             (a.max_header_bytes, &mut s.max_header_bytes),
             (a.max_in_flight, &mut s.max_in_flight),
             (a.max_in_flight_per_connection, &mut s.max_in_flight_per_connection),
+            (a.max_active_per_connection, &mut s.max_active_per_connection),
         ] {
             if let Some(v) = flag {
                 *to = v;

@@ -1,7 +1,8 @@
 //! The real `rollcall serve` under hostile connections: slow headers and silent sockets are cut,
-//! idle keep-alive connections are closed, the connection cap pauses accepting (and running out of
-//! file descriptors does not stop the server), the rate limit is on by default, and SIGTERM right
-//! after a request ends the process promptly with the request logged.
+//! idle keep-alive connections are closed, the connection cap pauses accepting and closes unused
+//! connections early (and running out of file descriptors does not stop the server), the rate
+//! limit is on by default, and SIGTERM right after a request ends the process promptly with the
+//! request logged.
 //!
 //! Timeouts are short here; the assertions are about connections being closed and the server
 //! still answering, with generous bounds, not about speed.
@@ -256,8 +257,39 @@ fn slow_headers_and_silent_sockets_are_cut() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// One keep-alive request on `s`; returns the status line. Reads exactly the answer (by its
+/// `Content-Length`), so the connection can carry the next request.
+fn keep_alive_request(s: &mut TcpStream, path: &str, token: &str) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return format!("connection closed after {:?}", String::from_utf8_lossy(&head)),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).expect("the body");
+    head.lines().next().unwrap_or_default().to_string()
+}
+
 #[test]
-fn the_connection_cap_pauses_accepting() {
+fn the_connection_cap_pauses_accepting_and_closes_unused_connections() {
     let mut srv = Server::start(
         &[
             ("ROLLCALL_MAX_CONNECTIONS", "8"),
@@ -266,34 +298,46 @@ fn the_connection_cap_pauses_accepting() {
         ],
         None,
     );
-    // Eight connections take every slot; more wait in the listen backlog.
-    let idle: Vec<TcpStream> = (0..40).map(|_| srv.connect()).collect();
     let path = srv.scim_path("/Users");
-    let (addr, token) = (srv.addr.clone(), srv.token.clone());
+    // A client in use before the flood: it keeps its connection while it keeps sending requests.
+    let mut busy = srv.connect();
+    assert!(keep_alive_request(&mut busy, &path, &srv.token).starts_with("HTTP/1.1 200"));
+    // Forty silent sockets, held open all along: eight are accepted, the rest wait in the backlog.
+    let silent: Vec<TcpStream> = (0..40).map(|_| srv.connect()).collect();
+    let (addr, token, p) = (srv.addr.clone(), srv.token.clone(), path.clone());
+    let started = Instant::now();
     let waiting = std::thread::spawn(move || {
         let mut s = TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            "GET {p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out
+        (out, started.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    srv.assert_alive();
-    // Once the idle sockets close, the waiting request is served.
-    drop(idle);
-    let answer = waiting.join().unwrap();
+    // Meanwhile the client in use goes on, one request every 100 ms, on the same connection.
+    let mut answered = 0;
+    while !waiting.is_finished() && started.elapsed() < Duration::from_secs(30) {
+        let status = keep_alive_request(&mut busy, &path, &srv.token);
+        assert!(status.starts_with("HTTP/1.1 200"), "request {answered}: {status}");
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (answer, took) = waiting.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Far below the 60 s idle timeout: the silent sockets ahead of it were closed under pressure.
+    assert!(took < Duration::from_secs(20), "served after {took:?}");
+    assert!(answered > 0);
     srv.assert_alive();
     assert!(
         srv.stderr().contains("cap on open connections was reached"),
         "{}",
         srv.stderr()
     );
+    drop(silent);
 }
 
 #[test]

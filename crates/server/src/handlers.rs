@@ -159,15 +159,37 @@ async fn list_response(
     params: &ListParams,
 ) -> ApiResult<ScimResponse> {
     let listed = scim.list(caller.connection_id(), kind, params).await?;
-    let body = scim.list_response(
-        caller.connection_id(),
-        listed.total,
-        listed.position,
-        listed.resources,
-        &listed.projection,
-    );
+    // A page read as stored text: its size is known. Writing a large one takes milliseconds of
+    // CPU, done beside the runtime's workers so that other requests are not queued behind it.
+    let stored_bytes: usize = listed
+        .resources
+        .iter()
+        .map(|r| r.doc.stored_text().map_or(1024, str::len))
+        .sum();
+    let render = {
+        let (scim, connection_id) = (scim.clone(), caller.connection_id().to_string());
+        move || {
+            scim.list_response(
+                &connection_id,
+                listed.total,
+                listed.position,
+                listed.resources,
+                &listed.projection,
+            )
+        }
+    };
+    let body = if stored_bytes >= BLOCKING_RENDER_BYTES {
+        tokio::task::spawn_blocking(render)
+            .await
+            .map_err(|e| ScimError::internal(format!("rendering the page failed: {e}")))?
+    } else {
+        render()
+    };
     Ok(ScimResponse::json(StatusCode::OK, body))
 }
+
+/// Pages of stored documents at least this large are written on a blocking thread.
+const BLOCKING_RENDER_BYTES: usize = 128 * 1024;
 
 async fn create(scim: Scim, caller: Caller, kind: ResourceKind, q: Option<String>, body: Value) -> ApiResult<Response> {
     let proj = projection(&q)?;

@@ -47,7 +47,11 @@ pub fn app(scim: Scim) -> Router {
 /// Builds the whole HTTP application; `limits` are its per-request and per-connection limits (the
 /// per-TCP-connection ones are [`serve_with`]'s).
 pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
-    let share = limits::FairShare::new(scim.rate_limiter.clone(), limits.max_in_flight_per_connection);
+    let share = limits::FairShare::new(
+        scim.rate_limiter.clone(),
+        limits.max_in_flight_per_connection,
+        limits.max_active_per_connection,
+    );
     let guard = limits::Guard::new(limits, scim.config.max_body_bytes);
     let scim_routes = Router::new()
         .route(

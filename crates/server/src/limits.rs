@@ -9,7 +9,10 @@
 //!   `Content-Length` under the route's body limit, a deadline for the whole body, and a cap on the
 //!   requests in flight on the whole node (503 with `Retry-After` beyond it).
 //! - Per SCIM connection ([`fair_share`], after authentication): a rate limit and a cap on its
-//!   requests in flight at once (429 with `Retry-After` beyond either).
+//!   requests in flight at once (429 with `Retry-After` beyond either), and a cap on its requests
+//!   *executing* at once: the others wait their turn in arrival order, so one tenant's heavy but
+//!   allowed requests (the largest PATCH, a full page of the largest users) cannot take every core
+//!   from the other tenants.
 //!
 //! Every refusal is answered in the route's error form: a SCIM error (RFC 7644 §3.12) under
 //! `/scim/v2`, problem details (RFC 9457) under `/api/v1`; [`guard`] also rewrites any other error
@@ -41,7 +44,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct HttpLimits {
     /// The request line and headers must arrive within this time of their first byte.
     pub header_read_timeout: Duration,
-    /// The whole request body must arrive within this time of the request's headers.
+    /// The whole request body must arrive within this time of its reading starting (for a SCIM
+    /// request, when its turn to execute comes; otherwise just after its headers).
     pub body_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed (from its opening too, so
     /// a socket that never sends a byte is closed after it).
@@ -56,6 +60,9 @@ pub struct HttpLimits {
     pub max_in_flight: usize,
     /// SCIM requests of one SCIM connection in progress at once (429 beyond).
     pub max_in_flight_per_connection: usize,
+    /// SCIM requests of one SCIM connection executing at once; the rest of its requests in
+    /// progress wait their turn, in arrival order, before their body is read.
+    pub max_active_per_connection: usize,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +75,12 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 32;
 
+/// Half the cores, at least one: one SCIM connection can keep half the machine busy, never all of
+/// it.
+pub fn default_max_active_per_connection() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
@@ -79,6 +92,7 @@ impl Default for HttpLimits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            max_active_per_connection: default_max_active_per_connection(),
         }
     }
 }
@@ -93,6 +107,7 @@ impl HttpLimits {
             ("max_connections", self.max_connections == 0),
             ("max_in_flight", self.max_in_flight == 0),
             ("max_in_flight_per_connection", self.max_in_flight_per_connection == 0),
+            ("max_active_per_connection", self.max_active_per_connection == 0),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, zero)| *zero) {
             return Err(format!("{name} must be more than 0"));
@@ -422,7 +437,7 @@ impl std::fmt::Display for BodyTimeout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the request body did not arrive within {} ms of the request's headers",
+            "the request body did not arrive within {} ms of its reading starting",
             self.0.as_millis()
         )
     }
@@ -445,7 +460,8 @@ pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
 /// A request body that fails with [`BodyTimeout`] when it is not complete by its deadline.
 pub struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Set on the first read: a request waiting for its turn ([`fair_share`]) is not on the clock.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
 }
 
@@ -453,7 +469,7 @@ impl DeadlineBody {
     pub fn new(inner: Body, timeout: Duration) -> DeadlineBody {
         DeadlineBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: None,
             timeout,
         }
     }
@@ -465,9 +481,13 @@ impl http_body::Body for DeadlineBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        let timeout = this.timeout;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
                 Poll::Pending => Poll::Pending,
             },
@@ -483,38 +503,56 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// Per-SCIM-connection shares: the rate limit and the cap on requests in progress at once.
+/// Per-SCIM-connection shares: the rate limit, the cap on requests in progress at once and the
+/// cap on requests executing at once.
 #[derive(Clone)]
 pub struct FairShare(Arc<FairShareParts>);
 
 struct FairShareParts {
     rate: Option<ConnectionRateLimiter>,
     max_in_flight: usize,
-    in_flight: Mutex<HashMap<String, usize>>,
+    max_active: usize,
+    /// Connections with requests in progress: how many, and the turns of those executing.
+    connections: Mutex<HashMap<String, ConnectionShare>>,
     warnings: LimitWarnings,
 }
 
+struct ConnectionShare {
+    in_flight: usize,
+    /// `max_active` permits; tokio's semaphore hands them out in the order they were asked for.
+    turns: Arc<Semaphore>,
+}
+
 impl FairShare {
-    pub fn new(rate: Option<ConnectionRateLimiter>, max_in_flight_per_connection: usize) -> FairShare {
+    pub fn new(
+        rate: Option<ConnectionRateLimiter>,
+        max_in_flight_per_connection: usize,
+        max_active_per_connection: usize,
+    ) -> FairShare {
         FairShare(Arc::new(FairShareParts {
             rate,
             max_in_flight: max_in_flight_per_connection.max(1),
-            in_flight: Mutex::default(),
+            max_active: max_active_per_connection.max(1),
+            connections: Mutex::default(),
             warnings: LimitWarnings::default(),
         }))
     }
 
-    /// A slot for one request of `connection_id`, or `None` when it has its maximum in progress.
+    /// A place for one request of `connection_id`, or `None` when it has its maximum in progress.
     fn enter(&self, connection_id: &str) -> Option<Slot> {
-        let mut map = self.0.in_flight.lock().ok()?;
-        let n = map.entry(connection_id.to_string()).or_insert(0);
-        if *n >= self.0.max_in_flight {
+        let mut map = self.0.connections.lock().ok()?;
+        let c = map.entry(connection_id.to_string()).or_insert_with(|| ConnectionShare {
+            in_flight: 0,
+            turns: Arc::new(Semaphore::new(self.0.max_active)),
+        });
+        if c.in_flight >= self.0.max_in_flight {
             return None;
         }
-        *n += 1;
+        c.in_flight += 1;
         Some(Slot {
             share: self.clone(),
             connection_id: connection_id.to_string(),
+            turns: c.turns.clone(),
         })
     }
 
@@ -536,15 +574,23 @@ impl FairShare {
 struct Slot {
     share: FairShare,
     connection_id: String,
+    turns: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// Waits for the request's turn to execute: one of the connection's `max_active` permits.
+    async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        self.turns.clone().acquire_owned().await.ok()
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.share.0.in_flight.lock()
-            && let Some(n) = map.get_mut(&self.connection_id)
+        if let Ok(mut map) = self.share.0.connections.lock()
+            && let Some(c) = map.get_mut(&self.connection_id)
         {
-            *n -= 1;
-            if *n == 0 {
+            c.in_flight -= 1;
+            if c.in_flight == 0 {
                 map.remove(&self.connection_id);
             }
         }
@@ -552,7 +598,9 @@ impl Drop for Slot {
 }
 
 /// Middleware inside SCIM authentication: the connection's rate limit, then its cap on requests in
-/// progress; 429 with `Retry-After` and a SCIM error naming the limit beyond either.
+/// progress (429 with `Retry-After` and a SCIM error naming the limit beyond either), then its turn
+/// to execute. A request waiting for its turn has not read its body yet: the body deadline
+/// ([`DeadlineBody`]) starts when the handler reads it.
 pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
@@ -575,7 +623,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
             secs,
         );
     }
-    let Some(_slot) = share.enter(caller.connection_id()) else {
+    let Some(slot) = share.enter(caller.connection_id()) else {
         let max = share.0.max_in_flight;
         share.warn(
             "in_flight_per_connection",
@@ -589,7 +637,10 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
             1,
         );
     };
-    next.run(req).await
+    let _turn = slot.turn().await;
+    let resp = next.run(req).await;
+    drop(slot);
+    resp
 }
 
 #[cfg(test)]
@@ -658,7 +709,7 @@ mod tests {
 
     #[test]
     fn slots_are_given_back() {
-        let share = FairShare::new(None, 2);
+        let share = FairShare::new(None, 2, 1);
         let a = share.enter("c").unwrap();
         let _b = share.enter("c").unwrap();
         assert!(share.enter("c").is_none());

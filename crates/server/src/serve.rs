@@ -3,7 +3,12 @@
 //!
 //! - **Connection cap.** A connection takes one of [`HttpLimits::max_connections`] slots before it
 //!   is accepted; at the cap the loop stops accepting, so new clients wait in the kernel's listen
-//!   backlog until a connection closes. An accept error (`EMFILE`, "Too many open files", say) is
+//!   backlog until a connection closes. At the cap the node is *under pressure* (until an eighth
+//!   of the slots is free again) and closes the connections that hold a slot without using it:
+//!   one that has not sent a byte after [`PRESSURE_SILENT`], one idle between requests for
+//!   [`PRESSURE_IDLE`], one whose request head is not complete after [`PRESSURE_HEAD`]. So
+//!   sockets opened and left silent by one client cannot keep everyone else waiting for the idle
+//!   timeout; a connection with a request in progress is never cut. An accept error (`EMFILE`, "Too many open files", say) is
 //!   logged and retried after a short pause: it never stops the server.
 //! - **Timeouts**, checked by a watchdog beside each connection: the request line and headers must
 //!   arrive within [`HttpLimits::header_read_timeout`] of their first byte, else the connection is
@@ -32,7 +37,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -44,6 +49,16 @@ use tower::ServiceExt;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How long a connection closed for idleness may take to finish writing before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Under pressure: a connection that has sent nothing for this long since it opened is closed.
+pub const PRESSURE_SILENT: Duration = Duration::from_millis(250);
+/// Under pressure: a connection idle between requests for this long is closed.
+pub const PRESSURE_IDLE: Duration = Duration::from_secs(1);
+/// Under pressure: a request head not complete this long after its first byte ends its connection.
+pub const PRESSURE_HEAD: Duration = Duration::from_secs(2);
+/// How often the watchdogs look while the node is under pressure.
+const PRESSURE_TICK: Duration = Duration::from_millis(100);
+/// How often the accept loop looks whether the pressure is over while no connection arrives.
+const PRESSURE_RECHECK: Duration = Duration::from_millis(250);
 
 /// Serves `app` on `listener` with the default [`HttpLimits`] until `shutdown` completes, then
 /// finishes in-flight requests.
@@ -65,6 +80,22 @@ pub async fn serve_with(
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Under pressure from when no slot is free until an eighth of them are.
+    let (pressure_tx, pressure_rx) = watch::channel(false);
+    let relief = (limits.max_connections / 8).max(1);
+    let update_pressure = |free: usize| {
+        pressure_tx.send_if_modified(|p| {
+            let now = if free == 0 {
+                true
+            } else if free >= relief {
+                false
+            } else {
+                *p
+            };
+            std::mem::replace(p, now) != now
+        });
+    };
+    let evicted = Arc::new(AtomicU64::new(0));
     // Every connection task holds a receiver; the sender sees them all dropped when the last ends.
     let (done_tx, done_rx) = watch::channel(());
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -75,13 +106,16 @@ pub async fn serve_with(
     let warnings = LimitWarnings::default();
     tokio::pin!(shutdown);
     loop {
+        update_pressure(slots.available_permits());
         if slots.available_permits() == 0
             && let Some(suppressed) = warnings.due("max_connections", "", Instant::now())
         {
             tracing::warn!(
                 limit = limits.max_connections,
                 suppressed,
-                "the cap on open connections was reached: new connections wait until one closes"
+                closed_unused = evicted.swap(0, Ordering::Relaxed),
+                "the cap on open connections was reached: new connections wait until one closes, \
+                 and connections not in use are closed early"
             );
         }
         let permit = tokio::select! {
@@ -107,6 +141,8 @@ pub async fn serve_with(
                     continue;
                 }
             },
+            // The slot taken is given back and taken again: the pressure is looked at meanwhile.
+            _ = tokio::time::sleep(PRESSURE_RECHECK) => continue,
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn {
@@ -114,6 +150,8 @@ pub async fn serve_with(
             app: app.clone(),
             limits,
             stop: stop_rx.clone(),
+            pressure: pressure_rx.clone(),
+            evicted: evicted.clone(),
         };
         let done = done_rx.clone();
         tokio::spawn(async move {
@@ -143,6 +181,10 @@ struct Conn {
     app: Router,
     limits: HttpLimits,
     stop: watch::Receiver<bool>,
+    /// Whether the node is at its connection cap.
+    pressure: watch::Receiver<bool>,
+    /// Connections closed early under pressure, for the accept loop's warning.
+    evicted: Arc<AtomicU64>,
 }
 
 /// Why the watchdog acts.
@@ -151,7 +193,7 @@ enum Verdict {
     Fine,
     /// A request head started arriving and is not complete in time.
     HeaderTimeout,
-    /// Nothing in progress for the idle timeout.
+    /// Nothing in progress for the idle timeout (or, under pressure, for the shorter times).
     Idle,
 }
 
@@ -160,6 +202,8 @@ enum Verdict {
 struct Activity {
     opened: Instant,
     in_flight: AtomicU32,
+    /// Whether a request has ever started on the connection.
+    used: AtomicBool,
     /// When the first byte of a request head arrived, while no request is in progress; [`NONE`]
     /// otherwise.
     head_since: AtomicU64,
@@ -174,6 +218,7 @@ impl Activity {
         Activity {
             opened: Instant::now(),
             in_flight: AtomicU32::new(0),
+            used: AtomicBool::new(false),
             head_since: AtomicU64::new(NONE),
             last_active: AtomicU64::new(0),
         }
@@ -195,25 +240,40 @@ impl Activity {
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.used.store(true, Ordering::Relaxed);
         self.head_since.store(NONE, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    fn verdict(&self, limits: &HttpLimits) -> Verdict {
+    /// What to do with the connection; `pressure`: the node is at its connection cap.
+    fn verdict(&self, limits: &HttpLimits, pressure: bool) -> Verdict {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return Verdict::Fine;
         }
         let now = self.now();
+        let ms = |d: Duration| d.as_millis() as u64;
         let head = self.head_since.load(Ordering::Relaxed);
         if head != NONE {
-            return if now.saturating_sub(head) >= limits.header_read_timeout.as_millis() as u64 {
+            let mut limit = limits.header_read_timeout;
+            if pressure {
+                limit = limit.min(PRESSURE_HEAD);
+            }
+            return if now.saturating_sub(head) >= ms(limit) {
                 Verdict::HeaderTimeout
             } else {
                 Verdict::Fine
             };
         }
+        let mut limit = limits.idle_timeout;
+        if pressure {
+            limit = limit.min(if self.used.load(Ordering::Relaxed) {
+                PRESSURE_IDLE
+            } else {
+                PRESSURE_SILENT
+            });
+        }
         let last = self.last_active.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= limits.idle_timeout.as_millis() as u64 {
+        if now.saturating_sub(last) >= ms(limit) {
             Verdict::Idle
         } else {
             Verdict::Fine
@@ -309,8 +369,13 @@ impl Conn {
         });
         let conn = self.http.serve_connection(io, service);
         tokio::pin!(conn);
-        let mut watchdog = tokio::time::interval(tick(&self.limits));
-        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let limits = self.limits;
+        let mut pressure = *self.pressure.borrow_and_update();
+        // False once the accept loop is gone (shutdown, seen through `stop`).
+        let mut pressure_open = true;
+        let period = |pressure: bool| if pressure { PRESSURE_TICK } else { tick(&limits) };
+        let watchdog = tokio::time::sleep(period(pressure));
+        tokio::pin!(watchdog);
         let mut stopping = false;
         // When the connection was asked to close because it was idle.
         let mut closing: Option<Instant> = None;
@@ -327,23 +392,41 @@ impl Conn {
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                _ = watchdog.tick() => match activity.verdict(&self.limits) {
-                    Verdict::HeaderTimeout => {
-                        tracing::debug!(%remote, timeout_ms = self.limits.header_read_timeout.as_millis() as u64,
-                            "closing a connection: the request head did not arrive in time");
-                        return;
+                changed = self.pressure.changed(), if pressure_open => {
+                    if changed.is_err() {
+                        pressure_open = false;
+                        pressure = false;
+                    } else {
+                        pressure = *self.pressure.borrow_and_update();
                     }
-                    Verdict::Idle => match closing {
-                        None => {
-                            tracing::debug!(%remote, "closing an idle connection");
-                            closing = Some(Instant::now());
-                            conn.as_mut().graceful_shutdown();
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + period(pressure));
+                }
+                _ = watchdog.as_mut() => {
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + period(pressure));
+                    match activity.verdict(&limits, pressure) {
+                        Verdict::HeaderTimeout => {
+                            if pressure {
+                                self.evicted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tracing::debug!(%remote, pressure,
+                                "closing a connection: the request head did not arrive in time");
+                            return;
                         }
-                        Some(at) if at.elapsed() >= CLOSE_GRACE => return,
-                        Some(_) => {}
-                    },
-                    Verdict::Fine => {}
-                },
+                        Verdict::Idle => match closing {
+                            None => {
+                                if pressure {
+                                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                                }
+                                tracing::debug!(%remote, pressure, "closing an idle connection");
+                                closing = Some(Instant::now());
+                                conn.as_mut().graceful_shutdown();
+                            }
+                            Some(at) if at.elapsed() >= CLOSE_GRACE => return,
+                            Some(_) => {}
+                        },
+                        Verdict::Fine => {}
+                    }
+                }
             }
         }
     }
@@ -365,22 +448,57 @@ mod tests {
     fn verdicts() {
         let a = Arc::new(Activity::new());
         let l = limits(10_000, 10_000);
-        assert_eq!(a.verdict(&l), Verdict::Fine);
+        assert_eq!(a.verdict(&l, false), Verdict::Fine);
         // Opened long ago, nothing since: idle.
-        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Idle);
+        assert_eq!(a.verdict(&limits(10_000, 0), false), Verdict::Idle);
         // A head started: the header timeout applies, not the idle one.
         a.read();
-        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Fine);
-        assert_eq!(a.verdict(&limits(0, 10_000)), Verdict::HeaderTimeout);
+        assert_eq!(a.verdict(&limits(10_000, 0), false), Verdict::Fine);
+        assert_eq!(a.verdict(&limits(0, 10_000), false), Verdict::HeaderTimeout);
         // A request in progress: neither.
         let busy = a.begin();
-        assert_eq!(a.verdict(&limits(0, 0)), Verdict::Fine);
+        assert_eq!(a.verdict(&limits(0, 0), false), Verdict::Fine);
         // Bytes of its body do not start a head.
         a.read();
         drop(busy);
         assert_eq!(a.head_since.load(Ordering::Relaxed), NONE);
-        assert_eq!(a.verdict(&l), Verdict::Fine);
-        assert_eq!(a.verdict(&limits(10_000, 0)), Verdict::Idle);
+        assert_eq!(a.verdict(&l, false), Verdict::Fine);
+        assert_eq!(a.verdict(&limits(10_000, 0), false), Verdict::Idle);
+    }
+
+    /// Back-dates a connection's opening, as if it had been open for `ms`.
+    fn opened_ago(ms: u64) -> Arc<Activity> {
+        let mut a = Activity::new();
+        a.opened = Instant::now() - Duration::from_millis(ms);
+        Arc::new(a)
+    }
+
+    #[test]
+    fn pressure_verdicts() {
+        let l = limits(10_000, 30_000);
+        // A silent socket: kept without pressure, closed under it once PRESSURE_SILENT has passed.
+        let silent = opened_ago(300);
+        assert_eq!(silent.verdict(&l, false), Verdict::Fine);
+        assert_eq!(silent.verdict(&l, true), Verdict::Idle);
+        assert_eq!(opened_ago(0).verdict(&l, true), Verdict::Fine);
+        // A connection that served a request gets PRESSURE_IDLE from its last answer.
+        let used = opened_ago(1500);
+        drop(used.begin());
+        assert_eq!(used.verdict(&l, true), Verdict::Fine, "just answered");
+        used.last_active
+            .store(used.now().saturating_sub(1100), Ordering::Relaxed);
+        assert_eq!(used.verdict(&l, true), Verdict::Idle);
+        assert_eq!(used.verdict(&l, false), Verdict::Fine);
+        // A request in progress is never cut.
+        let busy = used.begin();
+        assert_eq!(used.verdict(&l, true), Verdict::Fine);
+        drop(busy);
+        // A head in progress gets PRESSURE_HEAD.
+        let slow = opened_ago(5000);
+        slow.head_since
+            .store(slow.now().saturating_sub(2500), Ordering::Relaxed);
+        assert_eq!(slow.verdict(&l, false), Verdict::Fine);
+        assert_eq!(slow.verdict(&l, true), Verdict::HeaderTimeout);
     }
 
     #[test]

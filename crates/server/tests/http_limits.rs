@@ -438,6 +438,9 @@ async fn per_connection_in_flight_cap() {
         connections: vec![("acme".into(), IdpKind::Okta), ("acme".into(), IdpKind::Entra)],
         limits: HttpLimits {
             max_in_flight_per_connection: 2,
+            // Both stalled requests execute (a probe let in before the second one arrives is
+            // answered at once instead of waiting for a turn behind a stalled body).
+            max_active_per_connection: 2,
             ..HttpLimits::default()
         },
         ..Setup::default()
@@ -476,12 +479,72 @@ async fn per_connection_in_flight_cap() {
     }
 }
 
+/// A SCIM connection executes at most `max_active_per_connection` requests at once; its others wait
+/// their turn (not refused), another connection is served meanwhile, and the turn passes on when
+/// the request holding it ends. A request waiting for its turn is not on its body's clock.
+async fn per_connection_turns() {
+    let srv = TestServer::start_with(Setup {
+        connections: vec![("acme".into(), IdpKind::Okta), ("other".into(), IdpKind::Okta)],
+        limits: HttpLimits {
+            max_active_per_connection: 1,
+            body_read_timeout: Duration::from_millis(1500),
+            ..HttpLimits::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let busy = srv.conns[0].clone();
+    let path = format!("/scim/v2/{}/Users", busy.id);
+    // Holds the connection's only turn: its body never completes.
+    let mut held = stalled_post(&srv, &path, &busy.token).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let scim = srv.client_for(&busy);
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = scim.get("/Users").await;
+        (r, started.elapsed())
+    });
+    // Meanwhile another tenant is served.
+    srv.client_for(&srv.conns[1]).get("/Users").await.expect(200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second request did not wait for its turn");
+    // The held request's body times out (408): the turn passes to the waiting one.
+    let answer = read_to_close(&mut held, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (r, waited) = waiting.await.unwrap();
+    r.expect(200);
+    assert!(waited >= Duration::from_millis(500), "answered after {waited:?}");
+    // A POST whose body is slow and that waits its turn still has the whole body timeout once its
+    // turn comes: the rest of its body, sent 500 ms after the turn passed (2 s after its head,
+    // more than the timeout), is read and the user created.
+    let mut held = stalled_post(&srv, &path, &busy.token).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let body = json!({"schemas": [USER_SCHEMA], "userName": "turn@example.com"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut slow = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/scim+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        busy.token,
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_to_close(&mut held, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.write_all(rest.as_bytes()).await.expect("write");
+    let answer = read_to_close(&mut slow, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 /// Over the node's cap on requests in progress, every route but the health checks answers 503
 /// with `Retry-After`, in its own error form; requests go through again once the cap has room.
 async fn node_in_flight_cap() {
     let srv = TestServer::start_with(Setup {
         limits: HttpLimits {
             max_in_flight: 2,
+            max_active_per_connection: 2,
             ..HttpLimits::default()
         },
         ..Setup::default()
@@ -552,6 +615,7 @@ backend_tests!(
     nul_in_management_bodies,
     http_layer_errors_in_the_route_form,
     per_connection_in_flight_cap,
+    per_connection_turns,
     node_in_flight_cap,
     rate_limit_per_connection,
 );
