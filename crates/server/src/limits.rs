@@ -9,10 +9,12 @@
 //!   `Content-Length` under the route's body limit, a deadline for the whole body, and a cap on the
 //!   requests in flight on the whole node (503 with `Retry-After` beyond it).
 //! - Per SCIM connection ([`fair_share`], after authentication): a rate limit and a cap on its
-//!   requests in flight at once (429 with `Retry-After` beyond either), and a cap on its requests
-//!   *executing* at once: the others wait their turn in arrival order, so one tenant's heavy but
-//!   allowed requests (the largest PATCH, a full page of the largest users) cannot take every core
-//!   from the other tenants.
+//!   requests in flight at once (429 with `Retry-After` beyond either), and a cap on its reads and
+//!   large writes *executing* at once: the others wait their turn in arrival order, so one tenant's
+//!   heavy but allowed requests (the largest PATCH, a full page of the largest users, the longest
+//!   filter) cannot take every core from the other tenants. Small writes do not wait for a turn:
+//!   they spend their time waiting for the database's writer, not on a core, and the store commits
+//!   concurrent writes together, so a full sync's creates keep their speed.
 //!
 //! Every refusal is answered in the route's error form: a SCIM error (RFC 7644 §3.12) under
 //! `/scim/v2`, problem details (RFC 9457) under `/api/v1`; [`guard`] also rewrites any other error
@@ -60,8 +62,9 @@ pub struct HttpLimits {
     pub max_in_flight: usize,
     /// SCIM requests of one SCIM connection in progress at once (429 beyond).
     pub max_in_flight_per_connection: usize,
-    /// SCIM requests of one SCIM connection executing at once; the rest of its requests in
-    /// progress wait their turn, in arrival order, before their body is read.
+    /// SCIM reads and large writes (a body of [`TURN_FREE_WRITE_BYTES`] or more, or of unknown
+    /// length) of one SCIM connection executing at once; its others wait their turn, in arrival
+    /// order, before their body is read.
     pub max_active_per_connection: usize,
 }
 
@@ -74,6 +77,9 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 32;
+
+/// A write with a smaller body (by its `Content-Length`) does not wait for a turn.
+pub const TURN_FREE_WRITE_BYTES: u64 = 32 * 1024;
 
 /// Half the cores, at least one: one SCIM connection can keep half the machine busy, never all of
 /// it.
@@ -597,10 +603,29 @@ impl Drop for Slot {
     }
 }
 
+/// Whether a request waits for one of its connection's turns: reads (`.search` included) and
+/// writes with a large body or one of unknown length; not small writes (see the module doc).
+fn needs_turn(req: &Request) -> bool {
+    let read = req.method() == axum::http::Method::GET || req.uri().path().ends_with("/.search");
+    if read {
+        return true;
+    }
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(n) => n >= TURN_FREE_WRITE_BYTES,
+        // DELETE and other requests without a body.
+        None => req.headers().contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
 /// Middleware inside SCIM authentication: the connection's rate limit, then its cap on requests in
-/// progress (429 with `Retry-After` and a SCIM error naming the limit beyond either), then its turn
-/// to execute. A request waiting for its turn has not read its body yet: the body deadline
-/// ([`DeadlineBody`]) starts when the handler reads it.
+/// progress (429 with `Retry-After` and a SCIM error naming the limit beyond either), then, for a
+/// read or a large write, its turn to execute. A request waiting for its turn has not read its body
+/// yet: the body deadline ([`DeadlineBody`]) starts when the handler reads it.
 pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
@@ -637,7 +662,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
             1,
         );
     };
-    let _turn = slot.turn().await;
+    let _turn = if needs_turn(&req) { slot.turn().await } else { None };
     let resp = next.run(req).await;
     drop(slot);
     resp
@@ -705,6 +730,45 @@ mod tests {
         };
         assert!(l.validate().unwrap_err().contains("max_uri_bytes"));
         assert!(HttpLimits::default().hyper_max_head_bytes() > DEFAULT_MAX_URI_BYTES + DEFAULT_MAX_HEADER_BYTES);
+    }
+
+    #[test]
+    fn which_requests_wait_for_a_turn() {
+        let req = |method: &str, path: &str, headers: &[(&str, &str)]| {
+            let mut b = axum::http::Request::builder().method(method).uri(path);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert!(needs_turn(&req("GET", "/scim/v2/c/Users", &[])));
+        assert!(needs_turn(&req("GET", "/scim/v2/c/Users/1", &[])));
+        assert!(needs_turn(&req(
+            "POST",
+            "/scim/v2/c/Users/.search",
+            &[("content-length", "40")]
+        )));
+        assert!(!needs_turn(&req(
+            "POST",
+            "/scim/v2/c/Users",
+            &[("content-length", "400")]
+        )));
+        assert!(!needs_turn(&req(
+            "PATCH",
+            "/scim/v2/c/Users/1",
+            &[("content-length", "32767")]
+        )));
+        assert!(needs_turn(&req(
+            "PATCH",
+            "/scim/v2/c/Users/1",
+            &[("content-length", "32768")]
+        )));
+        assert!(needs_turn(&req(
+            "POST",
+            "/scim/v2/c/Bulk",
+            &[("transfer-encoding", "chunked")]
+        )));
+        assert!(!needs_turn(&req("DELETE", "/scim/v2/c/Users/1", &[])));
     }
 
     #[test]

@@ -78,11 +78,16 @@ fn problem(r: &Resp, status: u16) -> String {
 /// A raw HTTP/1.1 request on a fresh socket: `head` (without the final blank line) and the start of
 /// a body that never completes. The socket is returned, so the request stays in progress.
 async fn stalled_post(srv: &TestServer, path: &str, token: &str) -> TcpStream {
+    stalled_post_of(srv, path, token, 1000).await
+}
+
+/// [`stalled_post`] announcing a body of `length` bytes.
+async fn stalled_post_of(srv: &TestServer, path: &str, token: &str, length: usize) -> TcpStream {
     let addr = srv.base.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"a\""
+         Content-Length: {length}\r\n\r\n{{\"a\""
     );
     s.write_all(head.as_bytes()).await.expect("write");
     s
@@ -479,9 +484,10 @@ async fn per_connection_in_flight_cap() {
     }
 }
 
-/// A SCIM connection executes at most `max_active_per_connection` requests at once; its others wait
-/// their turn (not refused), another connection is served meanwhile, and the turn passes on when
-/// the request holding it ends. A request waiting for its turn is not on its body's clock.
+/// A SCIM connection executes at most `max_active_per_connection` reads and large writes at once;
+/// its others wait their turn (not refused) while its small writes and another connection are
+/// served, and the turn passes on when the request holding it ends. A request waiting for its turn
+/// is not on its body's clock.
 async fn per_connection_turns() {
     let srv = TestServer::start_with(Setup {
         connections: vec![("acme".into(), IdpKind::Okta), ("other".into(), IdpKind::Okta)],
@@ -495,8 +501,9 @@ async fn per_connection_turns() {
     .await;
     let busy = srv.conns[0].clone();
     let path = format!("/scim/v2/{}/Users", busy.id);
-    // Holds the connection's only turn: its body never completes.
-    let mut held = stalled_post(&srv, &path, &busy.token).await;
+    // A large write holds the connection's only turn: its body never completes.
+    let large = rollcall_server::limits::TURN_FREE_WRITE_BYTES as usize;
+    let mut held = stalled_post_of(&srv, &path, &busy.token, large).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let scim = srv.client_for(&busy);
     let waiting = tokio::spawn(async move {
@@ -504,8 +511,15 @@ async fn per_connection_turns() {
         let r = scim.get("/Users").await;
         (r, started.elapsed())
     });
-    // Meanwhile another tenant is served.
+    // Meanwhile another tenant is served, and so is a small write of the same connection.
     srv.client_for(&srv.conns[1]).get("/Users").await.expect(200);
+    srv.client_for(&busy)
+        .post(
+            "/Users",
+            &json!({"schemas": [USER_SCHEMA], "userName": "small@example.com"}),
+        )
+        .await
+        .expect(201);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "the second request did not wait for its turn");
     // The held request's body times out (408): the turn passes to the waiting one.
@@ -514,13 +528,16 @@ async fn per_connection_turns() {
     let (r, waited) = waiting.await.unwrap();
     r.expect(200);
     assert!(waited >= Duration::from_millis(500), "answered after {waited:?}");
-    // A POST whose body is slow and that waits its turn still has the whole body timeout once its
-    // turn comes: the rest of its body, sent 500 ms after the turn passed (2 s after its head,
+    // A large POST whose body is slow and that waits its turn still has the whole body timeout once
+    // its turn comes: the rest of its body, sent 500 ms after the turn passed (2 s after its head,
     // more than the timeout), is read and the user created.
-    let mut held = stalled_post(&srv, &path, &busy.token).await;
+    let mut held = stalled_post_of(&srv, &path, &busy.token, large).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = srv.base.trim_start_matches("http://").to_string();
-    let body = json!({"schemas": [USER_SCHEMA], "userName": "turn@example.com"}).to_string();
+    let long = "x".repeat(16 * 1024);
+    let body =
+        json!({"schemas": [USER_SCHEMA], "userName": "turn@example.com", "nickName": long, "title": long}).to_string();
+    assert!(body.len() >= large);
     let (first, rest) = body.split_at(10);
     let mut slow = TcpStream::connect(&addr).await.expect("connect");
     let head = format!(
