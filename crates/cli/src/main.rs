@@ -120,8 +120,8 @@ struct ServeArgs {
     /// SCIM requests of one SCIM connection in progress at once (429 with Retry-After beyond).
     #[arg(long)]
     max_in_flight_per_connection: Option<usize>,
-    /// SCIM requests of one SCIM connection executing at once; its others wait their turn
-    /// (default: half the cores, at least 1).
+    /// SCIM reads and large writes (body of 32 KiB or more) of one SCIM connection executing at
+    /// once; its others wait their turn (default: half the cores, at least 1).
     #[arg(long)]
     max_active_per_connection: Option<usize>,
     /// Requests per second allowed per SCIM connection (0: no rate limit).
