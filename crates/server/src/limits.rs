@@ -9,7 +9,8 @@
 //!   `Content-Length` under the route's body limit, a deadline for the whole body, and a cap on the
 //!   requests in flight on the whole node (503 with `Retry-After` beyond it).
 //! - Per SCIM connection ([`fair_share`], after authentication): a rate limit and a cap on its
-//!   requests in flight at once (429 with `Retry-After` beyond either), and a cap on its reads and
+//!   requests in flight at once (429 with `Retry-After` beyond either; a request just over the rate
+//!   is first held back until the next token, up to [`MAX_RATE_DELAY`], a few at a time), and a cap on its reads and
 //!   large writes *executing* at once: the others wait their turn in arrival order, so one tenant's
 //!   heavy but allowed requests (the largest PATCH, a full page of the largest users, the longest
 //!   filter) cannot take every core from the other tenants. Small writes do not wait for a turn:
@@ -516,6 +517,8 @@ pub struct FairShare(Arc<FairShareParts>);
 
 struct FairShareParts {
     rate: Option<ConnectionRateLimiter>,
+    /// Requests of each connection waiting for the rate limit's next token.
+    delayed: Mutex<HashMap<String, usize>>,
     max_in_flight: usize,
     max_active: usize,
     /// Connections with requests in progress: how many, and the turns of those executing.
@@ -537,6 +540,7 @@ impl FairShare {
     ) -> FairShare {
         FairShare(Arc::new(FairShareParts {
             rate,
+            delayed: Mutex::default(),
             max_in_flight: max_in_flight_per_connection.max(1),
             max_active: max_active_per_connection.max(1),
             connections: Mutex::default(),
@@ -562,6 +566,41 @@ impl FairShare {
         })
     }
 
+    /// Waits until the connection's rate limit lets its request through, when that is within
+    /// [`MAX_RATE_DELAY`] and fewer than [`MAX_RATE_DELAYED`] of its requests are waiting already;
+    /// otherwise `Err` with the wait.
+    async fn paced(&self, limiter: &ConnectionRateLimiter, connection_id: &str) -> Result<(), Duration> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let wait = match limiter.check(connection_id) {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            };
+            if waited + wait > MAX_RATE_DELAY {
+                return Err(wait);
+            }
+            let Some(_delay) = self.delay(connection_id) else {
+                return Err(wait);
+            };
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
+
+    /// A place among the connection's requests waiting for a token, if there is one.
+    fn delay(&self, connection_id: &str) -> Option<Delayed> {
+        let mut map = self.0.delayed.lock().ok()?;
+        let n = map.entry(connection_id.to_string()).or_insert(0);
+        if *n >= MAX_RATE_DELAYED {
+            return None;
+        }
+        *n += 1;
+        Some(Delayed {
+            share: self.clone(),
+            connection_id: connection_id.to_string(),
+        })
+    }
+
     fn warn(&self, limit: &'static str, caller: &Caller, detail: &str) {
         let c = &caller.connection;
         if let Some(suppressed) = self.0.warnings.due(limit, &c.id, Instant::now()) {
@@ -572,6 +611,30 @@ impl FairShare {
                 suppressed,
                 "{detail}"
             );
+        }
+    }
+}
+
+/// Longest a request is held back for the rate limit's next token before it is refused instead.
+pub const MAX_RATE_DELAY: Duration = Duration::from_secs(1);
+/// Requests of one connection held back for the rate limit at once; more are refused at once.
+pub const MAX_RATE_DELAYED: usize = 4;
+
+/// A request waiting for its connection's next token; gives its place back when dropped.
+struct Delayed {
+    share: FairShare,
+    connection_id: String,
+}
+
+impl Drop for Delayed {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.share.0.delayed.lock()
+            && let Some(n) = map.get_mut(&self.connection_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.connection_id);
+            }
         }
     }
 }
@@ -622,16 +685,18 @@ fn needs_turn(req: &Request) -> bool {
     }
 }
 
-/// Middleware inside SCIM authentication: the connection's rate limit, then its cap on requests in
-/// progress (429 with `Retry-After` and a SCIM error naming the limit beyond either), then, for a
-/// read or a large write, its turn to execute. A request waiting for its turn has not read its body
+/// Middleware inside SCIM authentication: the connection's rate limit (a request over it is held
+/// back until the next token when that comes within [`MAX_RATE_DELAY`] and few of the connection's
+/// requests are held back already, so a client that waits for each answer is paced, not refused),
+/// then its cap on requests in progress (429 with `Retry-After` and a SCIM error naming the limit
+/// beyond either), then, for a read or a large write, its turn to execute. A request waiting for its turn has not read its body
 /// yet: the body deadline ([`DeadlineBody`]) starts when the handler reads it.
 pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };
     if let Some(limiter) = &share.0.rate
-        && let Err(wait) = limiter.check(caller.connection_id())
+        && let Err(wait) = share.paced(limiter, caller.connection_id()).await
     {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let (per_second, burst) = limiter.quota();

@@ -9,6 +9,7 @@ use common::*;
 use reqwest::Method;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
+use rollcall_server::limits::MAX_RATE_DELAYED;
 use rollcall_server::service::ScimConfig;
 use rollcall_store::{IdpKind, WriteContext};
 use serde_json::{Value, json};
@@ -598,28 +599,38 @@ async fn rate_limit_per_connection() {
     let srv = TestServer::start_with(Setup {
         connections: vec![("acme".into(), IdpKind::Okta), ("other".into(), IdpKind::Okta)],
         config: ScimConfig {
-            rate_limit: Some((NonZeroU32::new(1).unwrap(), NonZeroU32::new(3).unwrap())),
+            rate_limit: Some((NonZeroU32::new(2).unwrap(), NonZeroU32::new(3).unwrap())),
             ..ScimConfig::default()
         },
         ..Setup::default()
     })
     .await;
+    // A client that waits for each answer is paced, not refused: 7 requests, the burst of 3 at
+    // once and the next 4 at 2 per second, all answered 200 after about 2 s.
     let scim = srv.client();
-    let mut statuses = Vec::new();
-    let mut refused = None;
-    for _ in 0..10 {
+    let started = Instant::now();
+    for i in 0..7 {
         let r = scim.get("/Users").await;
-        statuses.push(r.status.as_u16());
-        if r.status.as_u16() == 429 {
-            refused = Some(r);
-            break;
-        }
+        assert_eq!(r.status.as_u16(), 200, "request {i}: {}", r.text);
     }
-    let r = refused.unwrap_or_else(|| panic!("no 429 in {statuses:?}"));
-    assert!(statuses.len() >= 4, "the burst of 3 goes through: {statuses:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "not paced: {took:?}");
+    // Many at once: a few are held back, the others refused with 429, Retry-After and a SCIM
+    // error naming the limit.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let scim = srv.client();
+        tasks.spawn(async move { scim.get("/Users").await });
+    }
+    let answers = tasks.join_all().await;
+    let refused: Vec<&Resp> = answers.iter().filter(|r| r.status.as_u16() == 429).collect();
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    assert!(refused.len() >= 12 - MAX_RATE_DELAYED - 3, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    let r = refused[0];
     let detail = r.expect_error(429, None);
     assert!(
-        detail.contains("1 requests per second") && detail.contains("bursts of 3"),
+        detail.contains("2 requests per second") && detail.contains("bursts of 3"),
         "{detail}"
     );
     let wait: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
