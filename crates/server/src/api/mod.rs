@@ -135,9 +135,67 @@ fn routes() -> OpenApiRouter<Scim> {
 
 /// The OpenAPI document of the management API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut doc = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(BASE_PATH, routes())
-        .into_openapi()
+        .into_openapi();
+    document_http_layer_answers(&mut doc);
+    doc
+}
+
+/// Adds to every operation the answers of the HTTP layer's limits ([`crate::limits::guard`]),
+/// which come before any handler and so can come from any route: 400 for a control character in
+/// the path or query, 414 and 431 for a request head over its limits, 503 over the node's cap on
+/// requests in progress, and, where there is a body, 408 for one that does not arrive in time and
+/// 413 for one announced over the limit. An operation's own description of a status is kept.
+fn document_http_layer_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                problem::PROBLEM_CONTENT_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let always = [
+        (
+            "400",
+            "The request is malformed (a control character in the path or query, say)",
+        ),
+        ("414", "The path and query are longer than the limit"),
+        ("431", "The request's headers are larger than the limit"),
+        (
+            "503",
+            "The node has its maximum of requests in progress; retry after `Retry-After` seconds",
+        ),
+    ];
+    let with_body = [
+        ("408", "The request body did not arrive in time"),
+        ("413", "The body is larger than the limit"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let has_body = op.request_body.is_some();
+            let extra = always.iter().chain(with_body.iter().filter(|_| has_body));
+            for (status, description) in extra {
+                if !op.responses.responses.contains_key(*status) {
+                    op.responses
+                        .responses
+                        .insert(status.to_string(), problem(description).into());
+                }
+            }
+        }
+    }
 }
 
 /// The management API (API-key authentication on every endpoint, problem details on every error)
