@@ -187,6 +187,22 @@ pub fn diff(before: &Value, after: &Value) -> Value {
 mod tests {
     use super::*;
 
+    /// The event reference (docs/events.md) and the webhook guide (docs/webhooks.md) name every
+    /// event type, spelled out, so that a new type cannot ship undocumented.
+    #[test]
+    fn every_type_is_documented() {
+        for doc in ["events.md", "webhooks.md"] {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/").to_string() + doc;
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let missing: Vec<&str> = ALL
+                .iter()
+                .copied()
+                .filter(|t| !text.contains(&format!("`{t}`")))
+                .collect();
+            assert!(missing.is_empty(), "docs/{doc} does not name {missing:?}");
+        }
+    }
+
     #[test]
     fn type_filters_expand_to_known_types() {
         assert_eq!(expand_type_filter("user.created").unwrap(), vec![USER_CREATED]);
