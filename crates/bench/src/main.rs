@@ -701,7 +701,11 @@ async fn start_rollcall(
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", tmp.join("rollcall.db").display()));
     let org = format!("bench-{}", run_id());
-    server::rollcall_json(&bin, &database, &["org", "create", "--name", &org, "--json"])?;
+    server::rollcall_json(
+        &bin,
+        &database,
+        &["--create", "org", "create", "--name", &org, "--json"],
+    )?;
     let conn = |idp: &str, name: &str| {
         server::rollcall_json(
             &bin,

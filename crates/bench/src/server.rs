@@ -230,7 +230,7 @@ pub async fn start_stack(
     let public = format!("http://127.0.0.1:{port}");
     let mut connections = Vec::new();
     for name in tenants {
-        let org = rollcall_json(bin, database, &["org", "create", "--name", name, "--json"])?;
+        let org = rollcall_json(bin, database, &["--create", "org", "create", "--name", name, "--json"])?;
         let conn = rollcall_json(
             bin,
             database,

@@ -98,7 +98,11 @@ pub async fn run(args: Args) -> Result<(), String> {
     let port = server::free_port()?;
     let public = format!("http://127.0.0.1:{port}");
     let org = format!("hooks-{}", std::process::id());
-    server::rollcall_json(&bin, &database, &["org", "create", "--name", &org, "--json"])?;
+    server::rollcall_json(
+        &bin,
+        &database,
+        &["--create", "org", "create", "--name", &org, "--json"],
+    )?;
     let conn = server::rollcall_json(
         &bin,
         &database,

@@ -37,6 +37,11 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "ROLLCALL_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Create the SQLite database file if it does not exist. Only `serve` creates one by itself;
+    /// every other command refuses a missing file, so that a command run from the wrong directory
+    /// does not work on a new, empty database.
+    #[arg(long, global = true)]
+    create: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,8 +183,13 @@ enum ConnectionCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a connection with all its users and groups.
-    Delete { id: String },
+    /// Delete a connection with all its users and groups (asks first; `--yes` to skip).
+    Delete {
+        id: String,
+        /// Do not ask for confirmation (needed when not run on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,8 +205,13 @@ enum ApiKeyCommand {
     },
     /// List API keys (prefixes only), revoked ones included.
     List,
-    /// Revoke an API key; it stops working at once.
-    Revoke { id: String },
+    /// Revoke an API key; it stops working at once (asks first; `--yes` to skip).
+    Revoke {
+        id: String,
+        /// Do not ask for confirmation (needed when not run on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Settings from defaults, the TOML file and ROLLCALL_* variables, in that order.
@@ -573,6 +588,61 @@ async fn open_store(s: &Settings, registry: Arc<SchemaRegistry>) -> Result<Arc<d
     Ok(Arc::new(store))
 }
 
+/// The file a SQLite database URL names (`sqlite://rollcall.db`, `sqlite:x.db?mode=rwc`, a bare
+/// path), or `None` for an in-memory database.
+fn sqlite_file(database: &str) -> Option<PathBuf> {
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Refuses a missing SQLite file unless the command may create it (`serve`, or `--create`),
+/// naming the path looked at.
+fn check_database_exists(database: &str, may_create: bool) -> Result<(), String> {
+    if may_create || database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Ok(());
+    }
+    match sqlite_file(database) {
+        Some(path) if !path.exists() => {
+            let full = std::path::absolute(&path).unwrap_or(path);
+            Err(format!(
+                "no database at {}: run this command where `rollcall serve` runs, point --database                  (or ROLLCALL_DATABASE) at its database, or pass --create to start an empty one",
+                full.display()
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Asks on the terminal before a destructive command, unless `--yes` was given: the operator must
+/// type `expected` (the id of what is destroyed). Without a terminal, refuses without `--yes`.
+fn confirm(yes: bool, what: &str, expected: &str) -> Result<(), String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "not done: {what} cannot be undone; pass --yes to confirm (there is no terminal to ask on)"
+        ));
+    }
+    eprint!("{what} cannot be undone. Type {expected} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    if line.trim() == expected {
+        Ok(())
+    } else {
+        Err("not done: the confirmation did not match".into())
+    }
+}
+
 /// A database URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -675,6 +745,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, s: Settings) -> Result<(), String> {
+    check_database_exists(&s.database, cli.create || matches!(cli.command, Command::Serve(_)))?;
     let registry = Arc::new(SchemaRegistry::standard());
     let store = open_store(&s, registry.clone()).await?;
     let default_public = format!("http://{}", s.listen);
@@ -760,8 +831,15 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Connection(ConnectionCommand::Delete { id }) => {
-            admin(None).delete_connection(&by, &id).await.map_err(err)?;
+        Command::Connection(ConnectionCommand::Delete { id, yes }) => {
+            let admin = admin(None);
+            let c = admin.connection(&id).await.map_err(err)?;
+            confirm(
+                yes,
+                &format!("Deleting connection {id} ({}) with all its users and groups", c.name),
+                &id,
+            )?;
+            admin.delete_connection(&by, &id).await.map_err(err)?;
             println!("connection {id} deleted with its users and groups");
             Ok(())
         }
@@ -795,7 +873,8 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::ApiKey(ApiKeyCommand::Revoke { id }) => {
+        Command::ApiKey(ApiKeyCommand::Revoke { id, yes }) => {
+            confirm(yes, &format!("Revoking API key {id}"), &id)?;
             let k = admin(None).revoke_api_key(&by, &id).await.map_err(err)?;
             println!("API key {} ({}) revoked", k.id, k.name);
             Ok(())

@@ -53,7 +53,10 @@ fn ok(out: &Output) {
 async fn command_line_changes_are_recorded_as_cli() {
     let dir = TempDir::new();
     let db = format!("sqlite://{}", dir.0.join("cli.db").display());
-    ok(&rollcall(&["--database", &db, "org", "create", "--name", "Acme"], &[]));
+    ok(&rollcall(
+        &["--database", &db, "--create", "org", "create", "--name", "Acme"],
+        &[],
+    ));
     ok(&rollcall(
         &[
             "--database",
@@ -117,4 +120,107 @@ fn bad_activity_settings_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.to_lowercase().contains(needle), "{var}={value}: {stderr}");
     }
+}
+
+/// A command other than `serve`, run where there is no database, refuses and names the path it
+/// looked at, and creates nothing; `--create` creates it.
+#[test]
+fn a_missing_database_is_refused_not_created() {
+    let dir = TempDir::new();
+    let file = dir.0.join("elsewhere.db");
+    let db = format!("sqlite://{}", file.display());
+    for args in [
+        vec!["api-key", "create", "--name", "ops"],
+        vec!["org", "list"],
+        vec!["connection", "list"],
+    ] {
+        let out = rollcall(&[&["--database", db.as_str()], args.as_slice()].concat(), &[]);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no database at") && stderr.contains(&file.display().to_string()),
+            "{args:?}: {stderr}"
+        );
+        assert!(!file.exists(), "{args:?} created the database");
+    }
+    // Relative to the working directory, shown absolute.
+    let out = Command::new(BIN)
+        .args(["--database", "sqlite://relative.db", "org", "list"])
+        .current_dir(&dir.0)
+        .env_remove("ROLLCALL_DATABASE")
+        .env_remove("DATABASE_URL")
+        .env_remove("ROLLCALL_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dir.0.join("relative.db").display().to_string()),
+        "{stderr}"
+    );
+    ok(&rollcall(&["--database", &db, "--create", "org", "list"], &[]));
+    assert!(file.exists());
+}
+
+/// Deleting a connection and revoking an API key are refused without `--yes` when there is no
+/// terminal to ask on, and change nothing; with `--yes` they are done.
+#[tokio::test]
+async fn destructive_commands_need_confirmation() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("confirm.db").display());
+    ok(&rollcall(
+        &["--database", &db, "--create", "org", "create", "--name", "Acme"],
+        &[],
+    ));
+    let conn = rollcall(
+        &[
+            "--database",
+            &db,
+            "connection",
+            "create",
+            "--org",
+            "Acme",
+            "--public-url",
+            "https://scim.example.com",
+            "--json",
+        ],
+        &[],
+    );
+    ok(&conn);
+    let conn: serde_json::Value = serde_json::from_slice(&conn.stdout).unwrap();
+    let id = conn["id"].as_str().unwrap();
+    let key = rollcall(
+        &["--database", &db, "api-key", "create", "--name", "ops", "--json"],
+        &[],
+    );
+    ok(&key);
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    let key_id = key["id"].as_str().unwrap();
+
+    for args in [["connection", "delete", id], ["api-key", "revoke", key_id]] {
+        let out = rollcall(&[&["--database", db.as_str()], args.as_slice()].concat(), &[]);
+        assert!(!out.status.success(), "{args:?} went ahead without --yes");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--yes"), "{args:?}: {stderr}");
+    }
+    let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+        .await
+        .unwrap();
+    assert!(
+        store.get_connection(id).await.unwrap().is_some(),
+        "deleted without --yes"
+    );
+    let keys = store.list_api_keys().await.unwrap();
+    assert!(keys.iter().all(|k| k.revoked_us.is_none()), "revoked without --yes");
+
+    ok(&rollcall(
+        &["--database", &db, "connection", "delete", id, "--yes"],
+        &[],
+    ));
+    ok(&rollcall(
+        &["--database", &db, "api-key", "revoke", key_id, "--yes"],
+        &[],
+    ));
+    assert!(store.get_connection(id).await.unwrap().is_none());
+    let keys = store.list_api_keys().await.unwrap();
+    assert!(keys.iter().all(|k| k.revoked_us.is_some()));
 }

@@ -355,7 +355,7 @@ async fn two_nodes_share_one_database() {
     assert_ne!(cluster.nodes[0].origin, cluster.nodes[1].origin);
 
     let url = cluster.db.url.clone();
-    let org = cli_json(&url, &["org", "create", "--name", "two-nodes", "--json"]);
+    let org = cli_json(&url, &["--create", "org", "create", "--name", "two-nodes", "--json"]);
     assert_eq!(org["name"], "two-nodes", "{org}");
     let conn = cli_json(
         &url,

@@ -239,7 +239,10 @@ async fn crash_and_recover(db: Database) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let key = cli_json(&db.url, &["api-key", "create", "--name", "durability", "--json"])["key"]
+    let key = cli_json(
+        &db.url,
+        &["--create", "api-key", "create", "--name", "durability", "--json"],
+    )["key"]
         .as_str()
         .unwrap()
         .to_string();
