@@ -782,7 +782,19 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             public_url,
             json,
         }) => {
-            let admin = admin(public_url);
+            // The URL identity providers use: the one given here or configured, else the one
+            // `rollcall serve` recorded in the database; never a guess from the listen address.
+            let given = public_url
+                .or_else(|| s.public_url.clone())
+                .filter(|u| !u.trim().is_empty());
+            let (public_url, recorded_at) = match given {
+                Some(u) => (Some(u), None),
+                None => match Admin::recorded_public_url(&store).await.map_err(err)? {
+                    Some(r) => (Some(r.value), Some(r.updated_us)),
+                    None => (None, None),
+                },
+            };
+            let admin = admin(public_url.clone());
             let org = admin.find_organization(&org).await.map_err(err)?;
             let idp: IdpKind = idp.parse()?;
             let issued = admin
@@ -790,15 +802,28 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
                 .await
                 .map_err(err)?;
             let c = &issued.connection;
-            let base = admin.scim_base_url(&c.id);
+            let base = public_url.as_ref().map(|_| admin.scim_base_url(&c.id));
+            let path = format!("/scim/v2/{}", c.id);
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base, "token": issued.token})
+                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base,
+                        "scim_path": path, "token": issued.token})
                 );
             } else {
                 println!("SCIM connection {} created for {}.", c.id, org.name);
-                println!("SCIM base URL: {base}");
+                match (&base, recorded_at) {
+                    (Some(base), None) => println!("SCIM base URL: {base}"),
+                    (Some(base), Some(at)) => println!(
+                        "SCIM base URL: {base}   (the public URL `rollcall serve` recorded {}; --public-url to give another)",
+                        rfc3339(at)
+                    ),
+                    (None, _) => println!(
+                        "SCIM base URL: unknown here: no --public-url, no public_url setting, and no `rollcall serve` \
+                         has recorded one in this database; it is the URL identity providers reach the service at, \
+                         followed by {path}"
+                    ),
+                }
                 println!("Bearer token:  {}   (shown once; store it now)", issued.token);
             }
             Ok(())
@@ -908,6 +933,13 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
         .unwrap_or_else(|| format!("http://{local}"))
         .trim_end_matches('/')
         .to_string();
+    // Where `rollcall connection create` and the other nodes read it.
+    if let Err(e) = Admin::new(store.clone(), Arc::default(), &public_url)
+        .record_public_url()
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record the public URL in the database");
+    }
     if s.bootstrap && store.count_organizations().await.map_err(|e| e.to_string())? == 0 {
         let by = WriteContext::system();
         let org = store

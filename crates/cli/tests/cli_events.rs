@@ -32,7 +32,8 @@ fn rollcall(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.args(args)
         .env_remove("ROLLCALL_DATABASE")
         .env_remove("DATABASE_URL")
-        .env_remove("ROLLCALL_CONFIG");
+        .env_remove("ROLLCALL_CONFIG")
+        .env_remove("ROLLCALL_PUBLIC_URL");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -223,4 +224,76 @@ async fn destructive_commands_need_confirmation() {
     assert!(store.get_connection(id).await.unwrap().is_none());
     let keys = store.list_api_keys().await.unwrap();
     assert!(keys.iter().all(|k| k.revoked_us.is_some()));
+}
+
+/// `connection create` prints the base URL identity providers use: the public URL `rollcall serve`
+/// recorded in the database (here the address it listened on, as it was given no public URL),
+/// never a default port it did not listen on; before any server recorded one, it says it cannot
+/// know.
+#[test]
+fn connection_create_prints_the_recorded_public_url() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("url.db").display());
+    ok(&rollcall(
+        &["--database", &db, "--create", "org", "create", "--name", "Acme"],
+        &[],
+    ));
+    let create = |extra: &[&str]| {
+        let out = rollcall(
+            &[
+                &[
+                    "--database",
+                    db.as_str(),
+                    "connection",
+                    "create",
+                    "--org",
+                    "Acme",
+                    "--json",
+                ],
+                extra,
+            ]
+            .concat(),
+            &[],
+        );
+        ok(&out);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = create(&[]);
+    assert_eq!(before["base_url"], serde_json::Value::Null, "{before}");
+    assert_eq!(
+        before["scim_path"],
+        format!("/scim/v2/{}", before["id"].as_str().unwrap())
+    );
+    let text = rollcall(&["--database", &db, "connection", "create", "--org", "Acme"], &[]);
+    ok(&text);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("unknown here"));
+
+    let mut serve = Command::new(BIN)
+        .args(["--database", &db, "serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .env_remove("ROLLCALL_DATABASE")
+        .env_remove("ROLLCALL_PUBLIC_URL")
+        .env("ROLLCALL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = None;
+    for line in BufReader::new(serve.stdout.take().unwrap()).lines() {
+        if let Some(a) = line.unwrap().strip_prefix("Listening on ") {
+            listening = Some(a.trim().to_string());
+            break;
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let listening = listening.expect("serve printed its address");
+    assert!(!listening.ends_with(":8080"), "{listening}");
+    let after = create(&[]);
+    let id = after["id"].as_str().unwrap();
+    assert_eq!(after["base_url"], format!("{listening}/scim/v2/{id}"), "{after}");
+    // A URL given on the command line wins.
+    let given = create(&["--public-url", "https://scim.example.com/"]);
+    let id = given["id"].as_str().unwrap();
+    assert_eq!(given["base_url"], format!("https://scim.example.com/scim/v2/{id}"));
 }

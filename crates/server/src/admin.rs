@@ -133,6 +133,24 @@ impl Admin {
         format!("{}/scim/v2/{connection_id}", self.public_url)
     }
 
+    /// Records this node's public URL in the database, where the command line and the other
+    /// nodes read it ([`Admin::recorded_public_url`]); `rollcall serve` calls it when it starts.
+    pub async fn record_public_url(&self) -> AdminResult<()> {
+        Ok(self
+            .store
+            .set_service_setting(rollcall_store::service_settings::PUBLIC_URL, &self.public_url)
+            .await?)
+    }
+
+    /// The public URL `rollcall serve` last recorded in `store`, if one has.
+    pub async fn recorded_public_url(
+        store: &Arc<dyn Store>,
+    ) -> AdminResult<Option<rollcall_store::service_settings::ServiceSetting>> {
+        Ok(store
+            .service_setting(rollcall_store::service_settings::PUBLIC_URL)
+            .await?)
+    }
+
     // --- organizations -------------------------------------------------------------------------
 
     pub async fn create_organization(&self, by: &WriteContext, name: &str) -> AdminResult<Organization> {

@@ -21,6 +21,7 @@ mod postgres_webhooks;
 mod resource_doc;
 pub mod roles;
 mod rows;
+pub mod service_settings;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;
@@ -187,6 +188,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a SCIM request authenticated on the connection (no event: this is activity, not
     /// a change). Callers throttle it.
     async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()>;
+
+    // --- settings of the service ---------------------------------------------------------------
+    /// A setting of the service ([`service_settings`]), `None` when never written.
+    async fn service_setting(&self, key: &str) -> StoreResult<Option<service_settings::ServiceSetting>>;
+    /// Writes a setting of the service (no event: it is configuration a node reports, not a change
+    /// of the directory).
+    async fn set_service_setting(&self, key: &str, value: &str) -> StoreResult<()>;
 
     // --- operator API keys ---------------------------------------------------------------------
     async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey>;

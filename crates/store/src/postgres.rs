@@ -1555,6 +1555,28 @@ impl Store for PostgresStore {
         Ok(row.as_ref().map(api_key_of))
     }
 
+    async fn service_setting(&self, key: &str) -> StoreResult<Option<crate::service_settings::ServiceSetting>> {
+        let row = sqlx::query(AssertSqlSafe(crate::service_settings::get_sql(Dialect::Postgres)))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| crate::service_settings::ServiceSetting {
+            value: r.get("value"),
+            updated_us: r.get("updated_us"),
+        }))
+    }
+
+    async fn set_service_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(AssertSqlSafe(crate::service_settings::put_sql(Dialect::Postgres)))
+            .bind(key)
+            .bind(value)
+            .bind(now_us())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| finish_error(e.into()))?;
+        Ok(())
+    }
+
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_us, id COLLATE \"C\"")
             .fetch_all(&self.pool)

@@ -665,6 +665,28 @@ impl Store for SqliteStore {
         tx.commit().await
     }
 
+    async fn service_setting(&self, key: &str) -> StoreResult<Option<crate::service_settings::ServiceSetting>> {
+        let row = sqlx::query(AssertSqlSafe(crate::service_settings::get_sql(Dialect::Sqlite)))
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| crate::service_settings::ServiceSetting {
+            value: r.get("value"),
+            updated_us: r.get("updated_us"),
+        }))
+    }
+
+    async fn set_service_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(AssertSqlSafe(crate::service_settings::put_sql(Dialect::Sqlite)))
+            .bind(key)
+            .bind(value)
+            .bind(now_us())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
     async fn create_api_key(&self, by: &WriteContext, new: NewApiKey) -> StoreResult<ApiKey> {
         let key = ApiKey {
             id: uuid::Uuid::now_v7().to_string(),

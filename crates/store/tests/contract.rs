@@ -22,6 +22,7 @@ use harness::*;
 contract!(
     organizations_and_connections,
     token_lookup_and_rotation,
+    service_settings_round_trip,
     delete_connection_removes_its_resources,
     create_get_update_delete,
     uniqueness_is_case_insensitive,
@@ -365,6 +366,26 @@ async fn organizations_and_connections(store: Arc<dyn Store>) {
     assert_eq!(got.idp, IdpKind::Google);
     assert_eq!(got.token_hash, Some(hash_of("two")));
     assert_eq!(s.get_connection("missing").await.unwrap(), None);
+}
+
+/// A setting of the service is absent until written, then read back, and overwritten in place.
+async fn service_settings_round_trip(store: Arc<dyn Store>) {
+    use rollcall_store::service_settings::PUBLIC_URL;
+    let s = &*store;
+    assert_eq!(s.service_setting(PUBLIC_URL).await.unwrap(), None);
+    s.set_service_setting(PUBLIC_URL, "https://scim.example.com")
+        .await
+        .unwrap();
+    let first = s.service_setting(PUBLIC_URL).await.unwrap().unwrap();
+    assert_eq!(first.value, "https://scim.example.com");
+    assert!(first.updated_us > 0);
+    s.set_service_setting(PUBLIC_URL, "https://idp.example.org/rollcall")
+        .await
+        .unwrap();
+    let second = s.service_setting(PUBLIC_URL).await.unwrap().unwrap();
+    assert_eq!(second.value, "https://idp.example.org/rollcall");
+    assert!(second.updated_us >= first.updated_us);
+    assert_eq!(s.service_setting("another").await.unwrap(), None);
 }
 
 async fn token_lookup_and_rotation(store: Arc<dyn Store>) {
