@@ -724,7 +724,7 @@ async fn start_rollcall(
                 "--json",
             ],
         )
-        .and_then(|v| match (v["base_url"].as_str(), v["token"].as_str()) {
+        .and_then(|v| match (v["scim_base_url"].as_str(), v["token"].as_str()) {
             (Some(b), Some(t)) => Ok((b.to_string(), t.to_string())),
             _ => Err(format!("connection create printed {v}")),
         })

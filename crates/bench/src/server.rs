@@ -236,7 +236,11 @@ pub async fn start_stack(
             database,
             &["connection", "create", "--org", name, "--public-url", &public, "--json"],
         )?;
-        match (org["id"].as_str(), conn["base_url"].as_str(), conn["token"].as_str()) {
+        match (
+            org["id"].as_str(),
+            conn["scim_base_url"].as_str(),
+            conn["token"].as_str(),
+        ) {
             (Some(o), Some(b), Some(t)) => connections.push((o.to_string(), b.to_string(), t.to_string())),
             _ => return Err(format!("unexpected CLI output: {org} / {conn}")),
         }

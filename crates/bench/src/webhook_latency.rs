@@ -109,8 +109,11 @@ pub async fn run(args: Args) -> Result<(), String> {
         &["connection", "create", "--org", &org, "--public-url", &public, "--json"],
     )?;
     let key = server::rollcall_json(&bin, &database, &["api-key", "create", "--name", "bench", "--json"])?;
-    let (Some(base), Some(token), Some(key)) = (conn["base_url"].as_str(), conn["token"].as_str(), key["key"].as_str())
-    else {
+    let (Some(base), Some(token), Some(key)) = (
+        conn["scim_base_url"].as_str(),
+        conn["token"].as_str(),
+        key["key"].as_str(),
+    ) else {
         return Err(format!("unexpected CLI output: {conn} / {key}"));
     };
 

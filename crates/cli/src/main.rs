@@ -14,7 +14,7 @@ use rollcall_server::service::{Scim, ScimConfig, rfc3339};
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{IdpKind, NewConnection, Store, WriteContext};
+use rollcall_store::{ConnectionStatus, IdpKind, NewConnection, Store, WriteContext};
 use rollcall_webhooks::{Dispatcher, NetworkPolicy, WebhookConfig, Webhooks};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod ops;
 
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
@@ -68,6 +70,12 @@ enum Command {
     /// Manage operator API keys for the management API (/api/v1).
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Manage an organization's roles.
+    #[command(subcommand)]
+    Role(ops::RoleCommand),
+    /// Manage a connection's role mappings (IdP group or app role to role).
+    #[command(subcommand, name = "role-mapping")]
+    RoleMapping(ops::RoleMappingCommand),
 }
 
 #[derive(clap::Args)]
@@ -150,7 +158,28 @@ enum OrgCommand {
         json: bool,
     },
     /// List organizations.
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename an organization.
+    Rename {
+        /// Organization id or name.
+        org: String,
+        /// Its new name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an organization with its connections, users and groups (asks you to type its name;
+    /// `--yes` to skip).
+    Delete {
+        /// Organization id or name.
+        org: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +205,24 @@ enum ConnectionCommand {
     List {
         #[arg(long)]
         org: Option<String>,
+        /// Public base URL, for the SCIM base URLs in `--json`.
+        #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a connection: every SCIM request is refused (401) until it is enabled; its tokens
+    /// and data are kept.
+    Disable {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled connection.
+    Enable {
+        id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Issue a new token for a connection; the old one stops working within a second.
     RotateToken {
@@ -204,7 +251,10 @@ enum ApiKeyCommand {
         json: bool,
     },
     /// List API keys (prefixes only), revoked ones included.
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke an API key; it stops working at once (asks first; `--yes` to skip).
     Revoke {
         id: String,
@@ -588,6 +638,26 @@ async fn open_store(s: &Settings, registry: Arc<SchemaRegistry>) -> Result<Arc<d
     Ok(Arc::new(store))
 }
 
+/// The public URL identity providers reach the service at, as the command line knows it: the one
+/// given on the command line or configured, else the one `rollcall serve` recorded in the database
+/// (with when it did); `None` when there is neither (never a guess from the listen address).
+async fn resolve_public_url(
+    flag: Option<String>,
+    s: &Settings,
+    store: &Arc<dyn Store>,
+) -> Result<(Option<String>, Option<i64>), String> {
+    let given = flag.or_else(|| s.public_url.clone()).filter(|u| !u.trim().is_empty());
+    if given.is_some() {
+        return Ok((given, None));
+    }
+    Ok(
+        match Admin::recorded_public_url(store).await.map_err(|e| e.to_string())? {
+            Some(r) => (Some(r.value), Some(r.updated_us)),
+            None => (None, None),
+        },
+    )
+}
+
 /// The file a SQLite database URL names (`sqlite://rollcall.db`, `sqlite:x.db?mode=rwc`, a bare
 /// path), or `None` for an in-memory database.
 fn sqlite_file(database: &str) -> Option<PathBuf> {
@@ -619,7 +689,7 @@ fn check_database_exists(database: &str, may_create: bool) -> Result<(), String>
 
 /// Asks on the terminal before a destructive command, unless `--yes` was given: the operator must
 /// type `expected` (the id of what is destroyed). Without a terminal, refuses without `--yes`.
-fn confirm(yes: bool, what: &str, expected: &str) -> Result<(), String> {
+pub(crate) fn confirm(yes: bool, what: &str, expected: &str) -> Result<(), String> {
     use std::io::{BufRead, IsTerminal, Write};
     if yes {
         return Ok(());
@@ -769,12 +839,13 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Org(OrgCommand::List) => {
-            for o in admin(None).all_organizations().await.map_err(err)? {
-                println!("{}\t{}", o.id, o.name);
-            }
-            Ok(())
+        Command::Org(OrgCommand::List { json }) => ops::org_list(&admin(None), json).await,
+        Command::Org(OrgCommand::Rename { org, name, json }) => {
+            ops::org_rename(&admin(None), &by, &org, &name, json).await
         }
+        Command::Org(OrgCommand::Delete { org, yes }) => ops::org_delete(&admin(None), &by, &org, yes).await,
+        Command::Role(cmd) => ops::role(&admin(None), &by, cmd).await,
+        Command::RoleMapping(cmd) => ops::role_mapping(&admin(None), &by, cmd).await,
         Command::Connection(ConnectionCommand::Create {
             org,
             idp,
@@ -784,16 +855,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         }) => {
             // The URL identity providers use: the one given here or configured, else the one
             // `rollcall serve` recorded in the database; never a guess from the listen address.
-            let given = public_url
-                .or_else(|| s.public_url.clone())
-                .filter(|u| !u.trim().is_empty());
-            let (public_url, recorded_at) = match given {
-                Some(u) => (Some(u), None),
-                None => match Admin::recorded_public_url(&store).await.map_err(err)? {
-                    Some(r) => (Some(r.value), Some(r.updated_us)),
-                    None => (None, None),
-                },
-            };
+            let (public_url, recorded_at) = resolve_public_url(public_url, &s, &store).await?;
             let admin = admin(public_url.clone());
             let org = admin.find_organization(&org).await.map_err(err)?;
             let idp: IdpKind = idp.parse()?;
@@ -807,7 +869,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "base_url": base,
+                    serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "scim_base_url": base,
                         "scim_path": path, "token": issued.token})
                 );
             } else {
@@ -828,21 +890,33 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Connection(ConnectionCommand::List { org }) => {
-            let admin = admin(None);
-            let org_id = match org {
-                Some(o) => Some(admin.find_organization(&o).await.map_err(err)?.id),
-                None => None,
-            };
-            for c in admin.list_connections(org_id.as_deref()).await.map_err(err)? {
-                let token = match (&c.token_prefix, &c.next_token_prefix) {
-                    (Some(t), Some(n)) => format!("{t}… (rotating to {n}…)"),
-                    (Some(t), None) => format!("{t}…"),
-                    (None, _) => "(no token)".to_string(),
-                };
-                println!("{}\t{}\t{}\t{}\t{}\t{token}", c.id, c.org_id, c.idp, c.status, c.name);
-            }
-            Ok(())
+        Command::Connection(ConnectionCommand::List { org, public_url, json }) => {
+            let (url, _) = resolve_public_url(public_url, &s, &store).await?;
+            ops::connection_list(&admin(url.clone()), org.as_deref(), url.is_some(), json).await
+        }
+        Command::Connection(ConnectionCommand::Disable { id, json }) => {
+            let (url, _) = resolve_public_url(None, &s, &store).await?;
+            ops::connection_set_status(
+                &admin(url.clone()),
+                &by,
+                &id,
+                ConnectionStatus::Disabled,
+                url.is_some(),
+                json,
+            )
+            .await
+        }
+        Command::Connection(ConnectionCommand::Enable { id, json }) => {
+            let (url, _) = resolve_public_url(None, &s, &store).await?;
+            ops::connection_set_status(
+                &admin(url.clone()),
+                &by,
+                &id,
+                ConnectionStatus::Active,
+                url.is_some(),
+                json,
+            )
+            .await
         }
         Command::Connection(ConnectionCommand::RotateToken { id, json }) => {
             let issued = admin(None).replace_token(&by, &id).await.map_err(err)?;
@@ -882,22 +956,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::ApiKey(ApiKeyCommand::List) => {
-            for k in admin(None).list_api_keys().await.map_err(err)? {
-                let state = match k.revoked_us {
-                    Some(at) => format!("revoked {}", rfc3339(at)),
-                    None => "active".to_string(),
-                };
-                println!(
-                    "{}\t{}\t{}…\tcreated {}\t{state}",
-                    k.id,
-                    k.name,
-                    k.key_prefix,
-                    rfc3339(k.created_us)
-                );
-            }
-            Ok(())
-        }
+        Command::ApiKey(ApiKeyCommand::List { json }) => ops::api_key_list(&admin(None), json).await,
         Command::ApiKey(ApiKeyCommand::Revoke { id, yes }) => {
             confirm(yes, &format!("Revoking API key {id}"), &id)?;
             let k = admin(None).revoke_api_key(&by, &id).await.map_err(err)?;

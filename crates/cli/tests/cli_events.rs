@@ -260,7 +260,7 @@ fn connection_create_prints_the_recorded_public_url() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let before = create(&[]);
-    assert_eq!(before["base_url"], serde_json::Value::Null, "{before}");
+    assert_eq!(before["scim_base_url"], serde_json::Value::Null, "{before}");
     assert_eq!(
         before["scim_path"],
         format!("/scim/v2/{}", before["id"].as_str().unwrap())
@@ -291,9 +291,135 @@ fn connection_create_prints_the_recorded_public_url() {
     assert!(!listening.ends_with(":8080"), "{listening}");
     let after = create(&[]);
     let id = after["id"].as_str().unwrap();
-    assert_eq!(after["base_url"], format!("{listening}/scim/v2/{id}"), "{after}");
+    assert_eq!(after["scim_base_url"], format!("{listening}/scim/v2/{id}"), "{after}");
     // A URL given on the command line wins.
     let given = create(&["--public-url", "https://scim.example.com/"]);
     let id = given["id"].as_str().unwrap();
-    assert_eq!(given["base_url"], format!("https://scim.example.com/scim/v2/{id}"));
+    assert_eq!(given["scim_base_url"], format!("https://scim.example.com/scim/v2/{id}"));
+}
+
+/// The operator's everyday commands: lists with a header or `--json` (the management API's views),
+/// organizations renamed and deleted, connections disabled and enabled, roles and role mappings.
+#[test]
+fn operator_commands_cover_the_everyday_operations() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("ops.db").display());
+    let run = |args: &[&str]| {
+        let out = rollcall(&[&["--database", db.as_str()], args].concat(), &[]);
+        ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json = |args: &[&str]| serde_json::from_str::<serde_json::Value>(&run(args)).unwrap();
+    ok(&rollcall(
+        &["--database", &db, "--create", "org", "create", "--name", "Acme"],
+        &[],
+    ));
+    let orgs = run(&["org", "list"]);
+    assert!(orgs.starts_with("ID\tNAME\tCREATED\n"), "{orgs}");
+    let renamed = json(&["org", "rename", "Acme", "--name", "Acme Corp", "--json"]);
+    assert_eq!(renamed["name"], "Acme Corp");
+    assert!(renamed["created_at"].is_string(), "the API's view: {renamed}");
+    assert_eq!(json(&["org", "list", "--json"])[0]["name"], "Acme Corp");
+
+    let conn = json(&[
+        "connection",
+        "create",
+        "--org",
+        "Acme Corp",
+        "--idp",
+        "entra",
+        "--public-url",
+        "https://scim.example.com",
+        "--json",
+    ]);
+    let id = conn["id"].as_str().unwrap().to_string();
+    let disabled = json(&["connection", "disable", &id, "--json"]);
+    assert_eq!(disabled["status"], "disabled");
+    let listed = json(&[
+        "connection",
+        "list",
+        "--json",
+        "--public-url",
+        "https://scim.example.com",
+    ]);
+    assert_eq!(listed[0]["status"], "disabled");
+    assert_eq!(
+        listed[0]["scim_base_url"],
+        format!("https://scim.example.com/scim/v2/{id}")
+    );
+    assert_eq!(json(&["connection", "enable", &id, "--json"])["status"], "active");
+    let table = run(&["connection", "list"]);
+    assert!(table.starts_with("ID\tORGANIZATION\tIDP\tSTATUS"), "{table}");
+
+    let role = json(&[
+        "role",
+        "create",
+        "--org",
+        "Acme Corp",
+        "--key",
+        "admin",
+        "--name",
+        "Admin",
+        "--json",
+    ]);
+    assert_eq!(role["key"], "admin");
+    let mapping = json(&[
+        "role-mapping",
+        "create",
+        "--connection",
+        &id,
+        "--role",
+        "admin",
+        "--app-role",
+        "Admin",
+        "--json",
+    ]);
+    assert_eq!(mapping["role_key"], "admin");
+    assert_eq!(mapping["match"]["app_role"], "Admin", "{mapping}");
+    let mapping_id = mapping["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        json(&["role-mapping", "list", "--connection", &id, "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // One kind of match, no more, no less.
+    let out = rollcall(
+        &[
+            "--database",
+            &db,
+            "role-mapping",
+            "create",
+            "--connection",
+            &id,
+            "--role",
+            "admin",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    run(&["role-mapping", "delete", "--connection", &id, &mapping_id, "--yes"]);
+    assert!(
+        json(&["role-mapping", "list", "--connection", &id, "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    run(&["role", "delete", "--org", "Acme Corp", "admin", "--yes"]);
+    assert!(
+        json(&["role", "list", "--org", "Acme Corp", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let keys = run(&["api-key", "list"]);
+    assert!(keys.starts_with("ID\tNAME\tPREFIX\tCREATED\tREVOKED"), "{keys}");
+    // Deleting an organization needs --yes off a terminal, then deletes it with its connections.
+    let out = rollcall(&["--database", &db, "org", "delete", "Acme Corp"], &[]);
+    assert!(!out.status.success());
+    run(&["org", "delete", "Acme Corp", "--yes"]);
+    assert!(json(&["org", "list", "--json"]).as_array().unwrap().is_empty());
+    assert!(json(&["connection", "list", "--json"]).as_array().unwrap().is_empty());
 }

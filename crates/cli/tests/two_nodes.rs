@@ -374,7 +374,7 @@ async fn two_nodes_share_one_database() {
     let conn_id = conn["id"].as_str().expect("connection id").to_string();
     let token = conn["token"].as_str().expect("connection token").to_string();
     assert_eq!(
-        conn["base_url"].as_str(),
+        conn["scim_base_url"].as_str(),
         Some(format!("{}/scim/v2/{conn_id}", cluster.nodes[0].origin).as_str())
     );
 

@@ -1,0 +1,359 @@
+//! The operator's everyday commands beyond creating things: renaming and deleting organizations,
+//! disabling and enabling connections, roles and role mappings, and the lists. Each is a thin call
+//! of the same [`Admin`] operation the management API uses; `--json` prints what the API answers
+//! for the same thing (the API's views), the text form a table with a header.
+
+use clap::Subcommand;
+use rollcall_server::admin::{Admin, AdminError};
+use rollcall_server::api::api_keys::ApiKeyView;
+use rollcall_server::api::roles::{RoleMappingView, RoleView};
+use rollcall_server::api::schemas::{ConnectionView, OrganizationView};
+use rollcall_store::roles::RoleMatch;
+use rollcall_store::{ConnectionStatus, ConnectionUpdate, WriteContext};
+use serde::Serialize;
+
+fn err(e: AdminError) -> String {
+    e.to_string()
+}
+
+/// Prints `rows` under `header`, columns separated by tabs (one row a line, for `cut` and `awk`).
+fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    println!("{}", header.join("\t"));
+    for r in rows {
+        println!("{}", r.join("\t"));
+    }
+}
+
+fn json(v: &impl Serialize) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+fn or_dash(v: Option<&str>) -> String {
+    v.unwrap_or("-").to_string()
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// List an organization's roles.
+    List {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Define a role: what the application checks (`key`), with a display name.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// Unique in the organization, ignoring case; `scim:<group name>` is granted to that IdP
+        /// group's members without a mapping.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a role (its mappings and grants go with it; asks first, `--yes` to skip).
+    Delete {
+        #[arg(long)]
+        org: String,
+        /// Role id or key.
+        role: String,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RoleMappingCommand {
+    /// List a connection's role mappings.
+    List {
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a role for membership of an IdP group (by id or name) or for an Entra app role.
+    #[command(group(clap::ArgGroup::new("match").required(true).args(["group_id", "group_name", "app_role"])))]
+    Create {
+        #[arg(long)]
+        connection: String,
+        /// Role id or key.
+        #[arg(long)]
+        role: String,
+        /// The group's IdP id (`externalId`) or Rollcall id.
+        #[arg(long)]
+        group_id: Option<String>,
+        /// The group's `displayName`, ignoring case.
+        #[arg(long)]
+        group_name: Option<String>,
+        /// A value of the user's `roles` attribute (how Entra ID sends app role assignments).
+        #[arg(long)]
+        app_role: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a role mapping (asks first, `--yes` to skip).
+    Delete {
+        #[arg(long)]
+        connection: String,
+        mapping: String,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn org_list(admin: &Admin, as_json: bool) -> Result<(), String> {
+    let orgs = admin.all_organizations().await.map_err(err)?;
+    if as_json {
+        json(&orgs.iter().map(OrganizationView::from).collect::<Vec<_>>());
+    } else {
+        table(
+            &["ID", "NAME", "CREATED"],
+            orgs.iter()
+                .map(|o| vec![o.id.clone(), o.name.clone(), OrganizationView::from(o).created_at]),
+        );
+    }
+    Ok(())
+}
+
+pub async fn org_rename(admin: &Admin, by: &WriteContext, org: &str, name: &str, as_json: bool) -> Result<(), String> {
+    let o = admin.find_organization(org).await.map_err(err)?;
+    let o = admin.rename_organization(by, &o.id, name).await.map_err(err)?;
+    if as_json {
+        json(&OrganizationView::from(&o));
+    } else {
+        println!("organization {} renamed to {}", o.id, o.name);
+    }
+    Ok(())
+}
+
+pub async fn org_delete(admin: &Admin, by: &WriteContext, org: &str, yes: bool) -> Result<(), String> {
+    let o = admin.find_organization(org).await.map_err(err)?;
+    crate::confirm(
+        yes,
+        &format!(
+            "Deleting organization {} ({}) with its connections, users and groups",
+            o.name, o.id
+        ),
+        &o.name,
+    )?;
+    admin.delete_organization(by, &o.id, Some(&o.name)).await.map_err(err)?;
+    println!("organization {} ({}) deleted", o.name, o.id);
+    Ok(())
+}
+
+/// A connection as the API shows it; `scim_base_url` is `null` when the public URL is unknown here.
+fn connection_json(admin: &Admin, c: &rollcall_store::Connection, url_known: bool) -> serde_json::Value {
+    let mut v = serde_json::to_value(ConnectionView::new(admin, c)).unwrap_or_default();
+    if !url_known {
+        v["scim_base_url"] = serde_json::Value::Null;
+    }
+    v
+}
+
+pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, as_json: bool) -> Result<(), String> {
+    let org_id = match org {
+        Some(o) => Some(admin.find_organization(o).await.map_err(err)?.id),
+        None => None,
+    };
+    let list = admin.list_connections(org_id.as_deref()).await.map_err(err)?;
+    if as_json {
+        json(
+            &list
+                .iter()
+                .map(|c| connection_json(admin, c, url_known))
+                .collect::<Vec<_>>(),
+        );
+        return Ok(());
+    }
+    table(
+        &["ID", "ORGANIZATION", "IDP", "STATUS", "NAME", "TOKEN", "LAST REQUEST"],
+        list.iter().map(|c| {
+            let token = match (&c.token_prefix, &c.next_token_prefix) {
+                (Some(t), Some(n)) => format!("{t}… (rotating to {n}…)"),
+                (Some(t), None) => format!("{t}…"),
+                (None, _) => "(no token)".to_string(),
+            };
+            let view = ConnectionView::new(admin, c);
+            vec![
+                c.id.clone(),
+                c.org_id.clone(),
+                c.idp.to_string(),
+                c.status.to_string(),
+                c.name.clone(),
+                token,
+                or_dash(view.last_request_at.as_deref()),
+            ]
+        }),
+    );
+    Ok(())
+}
+
+/// Disables (every SCIM request refused with 401, tokens kept) or enables a connection.
+pub async fn connection_set_status(
+    admin: &Admin,
+    by: &WriteContext,
+    id: &str,
+    status: ConnectionStatus,
+    url_known: bool,
+    as_json: bool,
+) -> Result<(), String> {
+    let update = ConnectionUpdate {
+        status: Some(status),
+        ..ConnectionUpdate::default()
+    };
+    let c = admin.update_connection(by, id, update).await.map_err(err)?;
+    if as_json {
+        json(&connection_json(admin, &c, url_known));
+    } else {
+        println!("connection {} is {}", c.id, c.status);
+    }
+    Ok(())
+}
+
+pub async fn api_key_list(admin: &Admin, as_json: bool) -> Result<(), String> {
+    let keys = admin.list_api_keys().await.map_err(err)?;
+    if as_json {
+        json(&keys.iter().map(ApiKeyView::from).collect::<Vec<_>>());
+        return Ok(());
+    }
+    table(
+        &["ID", "NAME", "PREFIX", "CREATED", "REVOKED"],
+        keys.iter().map(|k| {
+            let v = ApiKeyView::from(k);
+            vec![
+                v.id,
+                v.name,
+                format!("{}…", v.key_prefix),
+                v.created_at,
+                or_dash(v.revoked_at.as_deref()),
+            ]
+        }),
+    );
+    Ok(())
+}
+
+pub async fn role(admin: &Admin, by: &WriteContext, cmd: RoleCommand) -> Result<(), String> {
+    match cmd {
+        RoleCommand::List { org, json: as_json } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let roles = admin.list_roles(&o.id).await.map_err(err)?;
+            if as_json {
+                json(&roles.iter().map(RoleView::from).collect::<Vec<_>>());
+            } else {
+                table(
+                    &["ID", "KEY", "NAME", "DESCRIPTION"],
+                    roles.iter().map(|r| {
+                        vec![
+                            r.id.clone(),
+                            r.key.clone(),
+                            r.name.clone(),
+                            or_dash(r.description.as_deref()),
+                        ]
+                    }),
+                );
+            }
+        }
+        RoleCommand::Create {
+            org,
+            key,
+            name,
+            description,
+            json: as_json,
+        } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let r = admin
+                .create_role(by, &o.id, &key, name.as_deref(), description.as_deref())
+                .await
+                .map_err(err)?;
+            if as_json {
+                json(&RoleView::from(&r));
+            } else {
+                println!("role {} ({}) created: {}", r.key, r.name, r.id);
+            }
+        }
+        RoleCommand::Delete { org, role, yes } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let r = admin.role(&o.id, &role).await.map_err(err)?;
+            crate::confirm(
+                yes,
+                &format!("Deleting role {} of {} with its mappings and grants", r.key, o.name),
+                &r.key,
+            )?;
+            admin.delete_role(by, &o.id, &r.id).await.map_err(err)?;
+            println!("role {} deleted", r.key);
+        }
+    }
+    Ok(())
+}
+
+pub async fn role_mapping(admin: &Admin, by: &WriteContext, cmd: RoleMappingCommand) -> Result<(), String> {
+    match cmd {
+        RoleMappingCommand::List {
+            connection,
+            json: as_json,
+        } => {
+            let list = admin.list_role_mappings(&connection).await.map_err(err)?;
+            if as_json {
+                json(&list.iter().map(RoleMappingView::from).collect::<Vec<_>>());
+            } else {
+                table(
+                    &["ID", "ROLE", "MATCH", "VALUE"],
+                    list.iter().map(|m| {
+                        let (kind, value) = match &m.matches {
+                            RoleMatch::GroupId(v) => ("group_id", v),
+                            RoleMatch::GroupName(v) => ("group_name", v),
+                            RoleMatch::AppRole(v) => ("app_role", v),
+                        };
+                        vec![m.id.clone(), m.role_key.clone(), kind.to_string(), value.clone()]
+                    }),
+                );
+            }
+        }
+        RoleMappingCommand::Create {
+            connection,
+            role,
+            group_id,
+            group_name,
+            app_role,
+            json: as_json,
+        } => {
+            let matches = match (group_id, group_name, app_role) {
+                (Some(v), None, None) => RoleMatch::GroupId(v),
+                (None, Some(v), None) => RoleMatch::GroupName(v),
+                (None, None, Some(v)) => RoleMatch::AppRole(v),
+                _ => return Err("give one of --group-id, --group-name, --app-role".into()),
+            };
+            let m = admin
+                .create_role_mapping(by, &connection, &role, matches)
+                .await
+                .map_err(err)?;
+            if as_json {
+                json(&RoleMappingView::from(&m));
+            } else {
+                println!(
+                    "role mapping {} created: {} on connection {}",
+                    m.id, m.role_key, m.connection_id
+                );
+            }
+        }
+        RoleMappingCommand::Delete {
+            connection,
+            mapping,
+            yes,
+        } => {
+            crate::confirm(yes, &format!("Deleting role mapping {mapping}"), &mapping)?;
+            admin
+                .delete_role_mapping(by, &connection, &mapping)
+                .await
+                .map_err(err)?;
+            println!("role mapping {mapping} deleted");
+        }
+    }
+    Ok(())
+}
