@@ -502,7 +502,7 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
     let d = api
         .put(
             &format!("connections/{conn}/policy"),
-            &json!({"required_attributes": ["name.middle_name"]}),
+            &json!({"required_attributes": ["name.middle_name"], "synced_attributes": null, "profile_mapping": null, "on_delete": "retain"}),
         )
         .await
         .problem(422);
@@ -514,6 +514,7 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
                 "required_attributes": ["emails", "name.givenName"],
                 "synced_attributes": ["name.givenName", "name.familyName", "emails", ENTERPRISE.to_string() + ":department"],
                 "profile_mapping": {"first": "name.givenName", "mail": "emails.value", "dept": ENTERPRISE.to_string() + ":department"},
+                "on_delete": "retain",
             }),
         )
         .await
@@ -564,11 +565,79 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
     .await
     .expect_error(400, Some("invalidValue"));
     // Purge on delete: the directory forgets the user.
-    api.put(&format!("connections/{conn}/policy"), &json!({"on_delete": "purge"}))
-        .await
-        .expect(200);
+    let mut purge = policy.clone();
+    purge["on_delete"] = json!("purge");
+    api.put(&format!("connections/{conn}/policy"), &purge).await.expect(200);
     c.delete(&format!("/Users/{dan}")).await.expect(204);
     api.get(&format!("organizations/{org}/users/{dan}")).await.problem(404);
+}
+
+async fn policy_put_refuses_a_partial_body() {
+    let (srv, api) = start().await;
+    let path = format!("connections/{}/policy", srv.conn().id);
+    let full = json!({
+        "required_attributes": ["emails"],
+        "synced_attributes": ["emails", "name.givenName"],
+        "profile_mapping": {"mail": "emails.value"},
+        "on_delete": "purge",
+    });
+    let policy = api.put(&path, &full).await.expect(200).body;
+    assert_eq!(policy, full);
+
+    // Each field left out is refused by name, and the policy stays as it was (a PUT replaces the
+    // whole policy: leaving a field out must not reset it).
+    for field in [
+        "required_attributes",
+        "synced_attributes",
+        "profile_mapping",
+        "on_delete",
+    ] {
+        let mut partial = full.clone();
+        partial.as_object_mut().unwrap().remove(field);
+        let d = api.put(&path, &partial).await.problem(422);
+        assert!(d.contains(&format!("missing field `{field}`")), "{field}: {d}");
+        assert_eq!(api.get(&path).await.expect(200).body, full, "{field}");
+    }
+    let d = api
+        .put(&path, &json!({"required_attributes": ["emails"]}))
+        .await
+        .problem(422);
+    assert!(d.contains("missing field"), "{d}");
+    assert_eq!(api.get(&path).await.expect(200).body, full);
+
+    // `null` is how to say "none" where a field allows it.
+    let cleared = json!({
+        "required_attributes": [],
+        "synced_attributes": null,
+        "profile_mapping": null,
+        "on_delete": "retain",
+    });
+    assert_eq!(api.put(&path, &cleared).await.expect(200).body, cleared);
+    assert_eq!(api.get(&path).await.expect(200).body, cleared);
+
+    // The OpenAPI document says so.
+    let doc: Value = reqwest::get(format!("{}/api/v1/openapi.json", srv.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut required: Vec<&str> = doc["components"]["schemas"]["PolicyView"]["required"]
+        .as_array()
+        .expect("PolicyView lists its required fields")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(
+        required,
+        [
+            "on_delete",
+            "profile_mapping",
+            "required_attributes",
+            "synced_attributes"
+        ]
+    );
 }
 
 async fn directory_lists_filter_and_page() {
@@ -814,6 +883,7 @@ backend_tests!(
     entra_app_roles_and_default_roles,
     protected_users_cannot_be_deprovisioned_by_scim,
     attribute_policy_requires_filters_and_maps_attributes,
+    policy_put_refuses_a_partial_body,
     directory_lists_filter_and_page,
     api_keys_are_managed_through_the_api,
 );
