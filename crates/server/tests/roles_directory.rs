@@ -502,7 +502,7 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
     let d = api
         .put(
             &format!("connections/{conn}/policy"),
-            &json!({"required_attributes": ["name.middle_name"]}),
+            &json!({"required_attributes": ["name.middle_name"], "synced_attributes": null, "profile_mapping": null, "on_delete": "retain"}),
         )
         .await
         .problem(422);
@@ -514,6 +514,7 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
                 "required_attributes": ["emails", "name.givenName"],
                 "synced_attributes": ["name.givenName", "name.familyName", "emails", ENTERPRISE.to_string() + ":department"],
                 "profile_mapping": {"first": "name.givenName", "mail": "emails.value", "dept": ENTERPRISE.to_string() + ":department"},
+                "on_delete": "retain",
             }),
         )
         .await
@@ -564,11 +565,223 @@ async fn attribute_policy_requires_filters_and_maps_attributes() {
     .await
     .expect_error(400, Some("invalidValue"));
     // Purge on delete: the directory forgets the user.
-    api.put(&format!("connections/{conn}/policy"), &json!({"on_delete": "purge"}))
-        .await
-        .expect(200);
+    let mut purge = policy.clone();
+    purge["on_delete"] = json!("purge");
+    api.put(&format!("connections/{conn}/policy"), &purge).await.expect(200);
     c.delete(&format!("/Users/{dan}")).await.expect(204);
     api.get(&format!("organizations/{org}/users/{dan}")).await.problem(404);
+}
+
+async fn policy_put_refuses_a_partial_body() {
+    let (srv, api) = start().await;
+    let path = format!("connections/{}/policy", srv.conn().id);
+    let full = json!({
+        "required_attributes": ["emails"],
+        "synced_attributes": ["emails", "name.givenName"],
+        "profile_mapping": {"mail": "emails.value"},
+        "on_delete": "purge",
+    });
+    let policy = api.put(&path, &full).await.expect(200).body;
+    assert_eq!(policy, full);
+
+    // Each field left out is refused by name, and the policy stays as it was (a PUT replaces the
+    // whole policy: leaving a field out must not reset it).
+    for field in [
+        "required_attributes",
+        "synced_attributes",
+        "profile_mapping",
+        "on_delete",
+    ] {
+        let mut partial = full.clone();
+        partial.as_object_mut().unwrap().remove(field);
+        let d = api.put(&path, &partial).await.problem(422);
+        assert!(d.contains(&format!("missing field `{field}`")), "{field}: {d}");
+        assert_eq!(api.get(&path).await.expect(200).body, full, "{field}");
+    }
+    let d = api
+        .put(&path, &json!({"required_attributes": ["emails"]}))
+        .await
+        .problem(422);
+    assert!(d.contains("missing field"), "{d}");
+    assert_eq!(api.get(&path).await.expect(200).body, full);
+
+    // `null` is how to say "none" where a field allows it.
+    let cleared = json!({
+        "required_attributes": [],
+        "synced_attributes": null,
+        "profile_mapping": null,
+        "on_delete": "retain",
+    });
+    assert_eq!(api.put(&path, &cleared).await.expect(200).body, cleared);
+    assert_eq!(api.get(&path).await.expect(200).body, cleared);
+
+    // The OpenAPI document says so.
+    let doc: Value = reqwest::get(format!("{}/api/v1/openapi.json", srv.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut required: Vec<&str> = doc["components"]["schemas"]["PolicyView"]["required"]
+        .as_array()
+        .expect("PolicyView lists its required fields")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(
+        required,
+        [
+            "on_delete",
+            "profile_mapping",
+            "required_attributes",
+            "synced_attributes"
+        ]
+    );
+}
+
+async fn access_answers_deleted_for_a_deleted_user_by_every_lookup() {
+    let (srv, api) = start().await;
+    let org = srv.conn().org_id.clone();
+    let c = srv.client();
+    let user = c
+        .create_user(&json!({
+            "schemas": [USER_SCHEMA],
+            "userName": "erin",
+            "externalId": "00u-erin",
+            "emails": [{"value": "Erin@Example.com", "primary": true}, {"value": "e@alias.example.com"}],
+        }))
+        .await;
+    let erin = id(&user);
+    let lookups = [
+        format!("user_id={erin}"),
+        "email=erin@example.com".to_string(),
+        "email=E@ALIAS.example.com".to_string(),
+        "user_name=ERIN".to_string(),
+        "external_id=00u-erin".to_string(),
+    ];
+    let check = |query: &str, b: &Value, allowed: bool, reason: &str, user: &str| {
+        assert_eq!(b["allowed"], json!(allowed), "{query}: {b}");
+        assert_eq!(b["reason"], json!(reason), "{query}: {b}");
+        assert_eq!(b["user_id"], json!(user), "{query}: {b}");
+        assert_eq!(b["connection_id"], json!(srv.conn().id), "{query}: {b}");
+    };
+    for q in &lookups {
+        let b = api
+            .get(&format!("organizations/{org}/access?{q}"))
+            .await
+            .expect(200)
+            .body;
+        check(q, &b, true, "active", &erin);
+    }
+
+    // Deleted: one answer, whichever way the user is looked up.
+    c.delete(&format!("/Users/{erin}")).await.expect(204);
+    for q in &lookups {
+        let b = api
+            .get(&format!("organizations/{org}/access?{q}"))
+            .await
+            .expect(200)
+            .body;
+        check(q, &b, false, "deleted", &erin);
+        assert_eq!(b["roles"], json!([]), "{q}: {b}");
+    }
+    // The directory finds the deleted user by e-mail too, as by userName.
+    for q in ["email=erin@example.com", "user_name=erin"] {
+        let list = api
+            .get(&format!("organizations/{org}/users?{q}&status=deleted"))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(list["data"].as_array().unwrap().len(), 1, "{q}: {list}");
+        assert_eq!(list["data"][0]["id"], json!(erin), "{q}: {list}");
+    }
+    // SCIM no longer sees the user, by e-mail or otherwise.
+    let found = c
+        .get(&filter_path("/Users", "emails.value eq \"erin@example.com\""))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(found["totalResults"], json!(0), "{found}");
+
+    // Provisioned again with the same e-mail address: the live user is the answer.
+    let again = id(&c
+        .create_user(&json!({
+            "schemas": [USER_SCHEMA],
+            "userName": "erin",
+            "emails": [{"value": "erin@example.com"}],
+        }))
+        .await);
+    for q in ["email=erin@example.com", "user_name=erin"] {
+        let b = api
+            .get(&format!("organizations/{org}/access?{q}"))
+            .await
+            .expect(200)
+            .body;
+        check(q, &b, true, "active", &again);
+    }
+    let b = api
+        .get(&format!("organizations/{org}/access?user_id={erin}"))
+        .await
+        .expect(200)
+        .body;
+    check("user_id", &b, false, "deleted", &erin);
+}
+
+/// Users deleted before e-mail rows were kept had lost them; the migration puts them back from the
+/// stored document.
+async fn users_deleted_before_the_migration_get_their_emails_back() {
+    let (srv, api) = start().await;
+    let org = srv.conn().org_id.clone();
+    let c = srv.client();
+    let frank = id(&c
+        .create_user(&json!({
+            "schemas": [USER_SCHEMA],
+            "userName": "frank",
+            "emails": [{"value": "Frank@Example.com"}, {"value": "f@alias.example.com"}, {"type": "work"}],
+        }))
+        .await);
+    let gina = id(&c
+        .create_user(&json!({"schemas": [USER_SCHEMA], "userName": "gina"}))
+        .await);
+    c.delete(&format!("/Users/{frank}")).await.expect(204);
+    c.delete(&format!("/Users/{gina}")).await.expect(204);
+    let reason = |q: &'static str| {
+        let api = &api;
+        let org = &org;
+        async move {
+            api.get(&format!("organizations/{org}/access?{q}"))
+                .await
+                .expect(200)
+                .body["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(reason("email=frank@example.com").await, "deleted");
+    // As a deletion before this version left it.
+    srv.execute_sql("DELETE FROM resource_emails").await;
+    assert_eq!(reason("email=frank@example.com").await, "unknown_user");
+
+    let migration = match srv.backend {
+        Backend::Sqlite => include_str!("../../store/migrations/sqlite/0006_deleted_user_emails.sql"),
+        Backend::Postgres => include_str!("../../store/migrations/postgres/0005_deleted_user_emails.sql"),
+    };
+    srv.execute_sql(migration).await;
+    assert_eq!(reason("email=frank@example.com").await, "deleted");
+    assert_eq!(reason("email=F@ALIAS.example.com").await, "deleted");
+    assert_eq!(reason("user_name=gina").await, "deleted");
+    // Running it again is harmless.
+    srv.execute_sql(migration).await;
+    let list = api
+        .get(&format!(
+            "organizations/{org}/users?email=frank@example.com&status=deleted"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }
 
 async fn directory_lists_filter_and_page() {
@@ -814,6 +1027,9 @@ backend_tests!(
     entra_app_roles_and_default_roles,
     protected_users_cannot_be_deprovisioned_by_scim,
     attribute_policy_requires_filters_and_maps_attributes,
+    policy_put_refuses_a_partial_body,
     directory_lists_filter_and_page,
+    access_answers_deleted_for_a_deleted_user_by_every_lookup,
+    users_deleted_before_the_migration_get_their_emails_back,
     api_keys_are_managed_through_the_api,
 );

@@ -469,6 +469,52 @@ async fn the_openapi_document_describes_webhooks() {
 
 backend_tests!(
     bad_input_is_refused_with_the_field_named_and_changes_nothing,
-    the_openapi_document_describes_webhooks;
+    the_openapi_document_describes_webhooks,
+    the_list_filter_is_org_id_and_a_misspelt_one_is_refused;
     multi_thread: an_endpoint_delivers_scim_changes_and_is_managed_over_http,
 );
+
+async fn the_list_filter_is_org_id_and_a_misspelt_one_is_refused() {
+    let f = Fixture::start().await;
+    let (status, other) = f
+        .api(Method::POST, "organizations", Some(json!({"name": "globex"})))
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let other = other["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for org in [Some(f.org_id.clone()), Some(other.clone()), None] {
+        let (status, created) = f
+            .api(
+                Method::POST,
+                "webhooks",
+                Some(json!({"url": f.receiver, "org_id": org})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["webhook"]["id"].as_str().unwrap().to_string());
+    }
+    let listed = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, all) = f.api(Method::GET, "webhooks", None).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(listed(&all), ids);
+    let (status, filtered) = f.api(Method::GET, &format!("webhooks?org_id={other}"), None).await;
+    assert_eq!(status, 200, "{filtered}");
+    assert_eq!(listed(&filtered), [ids[1].clone()]);
+
+    // `organization_id` is not this endpoint's filter: refused, not ignored (which would list all).
+    let (status, problem) = f
+        .api(Method::GET, &format!("webhooks?organization_id={other}"), None)
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(
+        problem["detail"],
+        json!("unknown query parameter \"organization_id\"; this endpoint takes: org_id")
+    );
+}

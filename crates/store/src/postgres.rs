@@ -1312,12 +1312,10 @@ impl PostgresStore {
                 .execute(tx.conn())
                 .await?;
         } else {
+            // The e-mail rows stay, so that the directory and the access check find a deleted user
+            // by e-mail as they do by userName or externalId (SCIM reads skip deleted rows).
             sqlx::query("UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1 WHERE pk = $2")
                 .bind(now)
-                .bind(pk)
-                .execute(tx.conn())
-                .await?;
-            sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
                 .bind(pk)
                 .execute(tx.conn())
                 .await?;

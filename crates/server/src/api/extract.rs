@@ -1,10 +1,15 @@
 //! Request parsing for the management API, answering with problem details: JSON bodies (content
-//! type checked, size limited, unknown fields refused) and query parameters.
+//! type checked, size limited, unknown fields refused) and query parameters (unknown ones refused
+//! on every endpoint, by [`refuse_unknown_query_params`]).
 
 use super::problem::ApiProblem;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, MatchedPath, Request};
 use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Largest accepted request body of the management API, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -140,6 +145,84 @@ pub fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a 
     pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// The query parameters each operation takes, by method and path template relative to
+/// [`super::BASE_PATH`]: those its OpenAPI document lists, so that what is documented and what is
+/// accepted are one list.
+fn query_params_by_operation() -> &'static HashMap<(String, String), Vec<String>> {
+    static TABLE: OnceLock<HashMap<(String, String), Vec<String>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::ParameterIn;
+        let doc = super::openapi();
+        let mut table = HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let relative = path.strip_prefix(super::BASE_PATH).unwrap_or(path).to_string();
+            let operations = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            for (method, op) in operations {
+                let Some(op) = op else { continue };
+                let names = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => Some(p.name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                table.insert((method.to_string(), relative.clone()), names);
+            }
+        }
+        table
+    })
+}
+
+/// The answer to a query string holding a parameter that is not in `known`: a misspelt filter
+/// would otherwise widen the answer silently.
+pub fn check_query_params(pairs: &[(String, String)], known: &[String]) -> Result<(), ApiProblem> {
+    let Some((unknown, _)) = pairs.iter().find(|(k, _)| !known.contains(k)) else {
+        return Ok(());
+    };
+    let takes = if known.is_empty() {
+        "this endpoint takes no query parameters".to_string()
+    } else {
+        format!("this endpoint takes: {}", known.join(", "))
+    };
+    Err(ApiProblem::new(
+        400,
+        format!("unknown query parameter \"{unknown}\"; {takes}"),
+    ))
+}
+
+/// Middleware of every management route: refuses a query parameter the operation does not
+/// document (400 problem details naming it and listing those it takes).
+pub async fn refuse_unknown_query_params(req: Request, next: Next) -> Response {
+    let Some(route) = req.extensions().get::<MatchedPath>() else {
+        tracing::error!("a management route ran without its matched path");
+        return ApiProblem::new(500, "the route of the request is not known").into_response();
+    };
+    let relative = route.as_str().strip_prefix(super::BASE_PATH).unwrap_or(route.as_str());
+    // HEAD is answered by the GET handler; a method the route has no operation for is the
+    // router's 405.
+    let method = if req.method() == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        req.method().as_str()
+    };
+    let Some(known) = query_params_by_operation().get(&(method.to_string(), relative.to_string())) else {
+        return next.run(req).await;
+    };
+    if let Err(problem) = check_query_params(&query_pairs(req.uri().query()), known) {
+        return problem.into_response();
+    }
+    next.run(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +252,37 @@ mod tests {
             Some("\"event_types[1]\"")
         );
         assert_eq!(find(json!({"a\0": 1})).as_deref(), Some("the field name \"a\\u0000\""));
+    }
+
+    #[test]
+    fn unknown_query_params_are_named() {
+        let known = ["cursor".to_string(), "limit".to_string()];
+        assert!(check_query_params(&query_pairs(Some("limit=2&cursor=x")), &known).is_ok());
+        assert!(check_query_params(&[], &[]).is_ok());
+        let e = check_query_params(&query_pairs(Some("limit=2&emial=x")), &known).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert_eq!(
+            e.detail,
+            "unknown query parameter \"emial\"; this endpoint takes: cursor, limit"
+        );
+        let e = check_query_params(&query_pairs(Some("x")), &[]).unwrap_err();
+        assert_eq!(
+            e.detail,
+            "unknown query parameter \"x\"; this endpoint takes no query parameters"
+        );
+    }
+
+    #[test]
+    fn every_documented_operation_has_its_query_params() {
+        let table = query_params_by_operation();
+        let get = |m: &str, p: &str| table.get(&(m.to_string(), p.to_string())).cloned();
+        assert_eq!(get("GET", "/webhooks"), Some(vec!["org_id".to_string()]));
+        assert_eq!(get("GET", "/organizations/{id}"), Some(vec![]));
+        assert!(
+            get("GET", "/organizations/{id}/users")
+                .unwrap()
+                .contains(&"email".to_string())
+        );
     }
 
     #[test]

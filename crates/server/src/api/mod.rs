@@ -163,7 +163,8 @@ fn document_http_layer_answers(doc: &mut utoipa::openapi::OpenApi) {
     let always = [
         (
             "400",
-            "The request is malformed (a control character in the path or query, say)",
+            "The request is malformed (a control character in the path or query, or a query parameter \
+             the operation does not take, say)",
         ),
         ("414", "The path and query are longer than the limit"),
         ("431", "The request's headers are larger than the limit"),
@@ -198,10 +199,13 @@ fn document_http_layer_answers(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The management API (API-key authentication on every endpoint, problem details on every error)
+/// The management API (API-key authentication on every endpoint, unknown query parameters refused
+/// on every endpoint, problem details on every error)
 /// with its OpenAPI document and documentation page, which need no key.
 pub fn router(scim: &Scim) -> Router<Scim> {
+    // Layers run last to first: the API key is checked before the query parameters.
     let (v1, _) = routes()
+        .route_layer(axum::middleware::from_fn(extract::refuse_unknown_query_params))
         .route_layer(axum::middleware::from_fn_with_state(
             scim.clone(),
             auth::require_api_key,

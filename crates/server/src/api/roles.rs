@@ -180,29 +180,27 @@ pub enum OnDeleteView {
 
 /// A connection's attribute and lifecycle policy for users. Attribute paths are SCIM paths such as
 /// `userName`, `name.givenName`, `emails` or
-/// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
+/// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`. A PUT replaces the whole
+/// policy: every field is required (`null` where allowed), so that a field left out is refused
+/// rather than reset.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyView {
     /// A create or replace without one of these is refused (400 naming it); a PATCH may not remove one.
-    #[serde(default)]
     pub required_attributes: Vec<String>,
-    /// When set, only these attributes (plus `userName`, `active` and `externalId`) are kept.
-    #[serde(default)]
+    /// When set, only these attributes (plus `userName`, `active` and `externalId`) are kept;
+    /// `null` keeps every attribute.
+    #[serde(deserialize_with = "Option::deserialize")]
     #[schema(required = true)]
     pub synced_attributes: Option<Vec<String>>,
     /// Profile key → attribute path, for the directory's flat `profile`; `null` for the default
     /// profile (user_name, display_name, given_name, family_name, email, phone_number, title, locale,
     /// department, employee_number, manager_id, organization).
-    #[serde(default)]
+    #[serde(deserialize_with = "Option::deserialize")]
     #[schema(required = true)]
     pub profile_mapping: Option<BTreeMap<String, String>>,
-    #[serde(default = "retain")]
+    /// `retain` (the default of a new connection) or `purge`.
     pub on_delete: OnDeleteView,
-}
-
-fn retain() -> OnDeleteView {
-    OnDeleteView::Retain
 }
 
 impl From<&ConnectionPolicy> for PolicyView {
@@ -584,8 +582,9 @@ pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<Stri
     Ok(Json(PolicyView::from(&c.policy)))
 }
 
-/// Replace the connection's attribute and lifecycle policy. Every attribute path must be an attribute
-/// of the User schema.
+/// Replace the connection's attribute and lifecycle policy. Every field is required (a field left
+/// out is refused, the policy unchanged); every attribute path must be an attribute of the User
+/// schema.
 #[utoipa::path(put, path = "/connections/{id}/policy", tag = "roles",
     params(("id" = String, Path, description = "Connection id")),
     request_body = PolicyView,
@@ -596,7 +595,8 @@ pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<Stri
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown attribute or field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, or an attribute or field is unknown", body = Problem,
+            content_type = "application/problem+json"),
     ))]
 pub async fn set_policy(
     State(scim): State<Scim>,

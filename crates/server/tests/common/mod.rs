@@ -339,6 +339,27 @@ impl TestServer {
         }
     }
 
+    /// Runs SQL statements on the server's database directly, behind the store's back: to set up
+    /// data as an older version left it, say.
+    pub async fn execute_sql(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self._db {
+            DbGuard::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("t.db").display());
+                let mut c = sqlx::SqliteConnection::connect(&url).await.expect("connect to SQLite");
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("run SQL on SQLite");
+                let _ = c.close().await;
+            }
+            DbGuard::Postgres { admin_url, name } => {
+                let mut c = PgConnection::connect(&with_database(admin_url, name))
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("run SQL on PostgreSQL");
+                let _ = c.close().await;
+            }
+        }
+    }
+
     /// The first connection.
     pub fn conn(&self) -> &Conn {
         &self.conns[0]

@@ -379,10 +379,10 @@ pub(super) fn delete(
         // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
         c.prepare_cached("DELETE FROM resources WHERE pk = ?")?.execute([pk])?;
     } else {
+        // The e-mail rows stay, so that the directory and the access check find a deleted user by
+        // e-mail as they do by userName or externalId (SCIM reads skip deleted rows).
         c.prepare_cached("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")?
             .execute((now, now, pk))?;
-        c.prepare_cached("DELETE FROM resource_emails WHERE resource_pk = ?")?
-            .execute([pk])?;
         c.prepare_cached("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")?
             .execute((pk, pk))?;
     }
