@@ -423,15 +423,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     let bin = args.rollcall_bin.clone().unwrap_or_else(server::default_rollcall_bin);
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("rollcall.db").display()));
-    let backend = if database.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let (database, backend) = server::scenario_database(args.database.clone(), tmp.path());
     let suffix = std::process::id();
     let stack: Stack = server::start_stack(
         &bin,

@@ -269,6 +269,18 @@ pub async fn start_stack(
     })
 }
 
+/// The database a scenario runs on: the one given, else a SQLite file in `dir`; with its backend's
+/// name (`sqlite` or `postgres`).
+pub fn scenario_database(given: Option<String>, dir: &Path) -> (String, &'static str) {
+    let database = given.unwrap_or_else(|| format!("sqlite://{}", dir.join("rollcall.db").display()));
+    let backend = if database.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    (database, backend)
+}
+
 /// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())

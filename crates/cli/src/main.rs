@@ -679,7 +679,8 @@ fn check_database_exists(database: &str, may_create: bool) -> Result<(), String>
         Some(path) if !path.exists() => {
             let full = std::path::absolute(&path).unwrap_or(path);
             Err(format!(
-                "no database at {}: run this command where `rollcall serve` runs, point --database                  (or ROLLCALL_DATABASE) at its database, or pass --create to start an empty one",
+                "no database at {}: run this command where `rollcall serve` runs, point --database \
+                 (or ROLLCALL_DATABASE) at its database, or pass --create to start an empty one",
                 full.display()
             ))
         }
