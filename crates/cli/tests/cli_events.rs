@@ -423,3 +423,100 @@ fn operator_commands_cover_the_everyday_operations() {
     assert!(json(&["org", "list", "--json"]).as_array().unwrap().is_empty());
     assert!(json(&["connection", "list", "--json"]).as_array().unwrap().is_empty());
 }
+
+/// A failed webhook delivery is logged at WARN with the ids that find it (endpoint, event, its
+/// sequence number) and when it is tried again.
+#[tokio::test]
+async fn failed_webhook_deliveries_are_logged_with_their_ids() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("hooks.db").display());
+    let key = rollcall(
+        &[
+            "--database",
+            &db,
+            "--create",
+            "api-key",
+            "create",
+            "--name",
+            "t",
+            "--json",
+        ],
+        &[],
+    );
+    ok(&key);
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    let stderr_path = dir.0.join("stderr.log");
+    let mut serve = Command::new(BIN)
+        .args(["--database", &db, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("ROLLCALL_DATABASE")
+        .env_remove("ROLLCALL_PUBLIC_URL")
+        .env("ROLLCALL_LOG", "warn")
+        .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let (mut base, mut token, mut listen) = (String::new(), String::new(), String::new());
+    for line in BufReader::new(serve.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("SCIM base URL: ") {
+            base = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("Bearer token:") {
+            token = v.split_whitespace().next().unwrap().to_string();
+        } else if let Some(v) = line.strip_prefix("Listening on ") {
+            listen = v.trim().to_string();
+            break;
+        }
+    }
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hook: serde_json::Value = http
+        .post(format!("{listen}/api/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"url": format!("http://{closed}/hook"), "event_types": ["user.created"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook_id = hook["webhook"]["id"].as_str().expect("a webhook").to_string();
+    let created = http
+        .post(format!("{base}/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"hook@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let line = loop {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains("webhook delivery failed")) {
+            break l.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(!line.contains('\u{1b}'), "no colour codes off a terminal: {line:?}");
+    assert!(line.contains(&hook_id), "{line}");
+    for field in [
+        "event=",
+        "event_seq=",
+        "event_type=user.created",
+        "next_attempt_at=",
+        "error=",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+}

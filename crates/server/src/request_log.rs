@@ -13,7 +13,7 @@
 use crate::service::Scim;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::redact::SecretAttributes;
@@ -282,6 +282,19 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
     };
     let error_detail =
         error_detail.map(|d| rollcall_scim::redact::SecretAttributes::scrub(&d, &filter_literals).into_owned());
+    // A server error is ours to look at (503, load shed on purpose, is warned about where it is
+    // decided, at most once per interval): named with what finds it in the request log.
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(
+            scim_connection = %connection_id,
+            request_id = request_id.as_deref().unwrap_or("-"),
+            %method,
+            path = %path,
+            status = status.as_u16(),
+            detail = error_detail.as_deref().unwrap_or("-"),
+            "SCIM request failed with a server error"
+        );
+    }
     let request_body = auth
         .as_ref()
         .and_then(|a| a.request_body.as_ref())

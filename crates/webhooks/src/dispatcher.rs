@@ -147,6 +147,20 @@ impl Worker {
                 let attempt = self.attempt(&w, event).await;
                 if !attempt.succeeded {
                     let failure = self.failure(&w, &attempt);
+                    // What an operator needs to find it: the endpoint, the event, the answer, and
+                    // when it is tried again (`GET /api/v1/webhooks/{id}/attempts` has the rest).
+                    tracing::warn!(
+                        webhook = %w.id,
+                        organization = w.org_id.as_deref().unwrap_or("-"),
+                        event = %event.id,
+                        event_seq = event.seq,
+                        event_type = %event.kind,
+                        consecutive_failures = w.consecutive_failures + 1,
+                        status = attempt.status_code.map(i64::from).unwrap_or(-1),
+                        error = attempt.error.as_deref().unwrap_or("-"),
+                        next_attempt_at = %crate::payload::rfc3339(failure.next_attempt_us),
+                        "webhook delivery failed"
+                    );
                     if let Some(reason) = &failure.disable_reason {
                         tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook endpoint disabled");
                     }
