@@ -107,6 +107,23 @@ fn is_present(v: &Value) -> bool {
     }
 }
 
+/// Whether a connection whose `synced_attributes` are `synced` keeps the core attribute `attr` (its
+/// `value` at least) of what the identity provider sends: a role mapping by Entra app role reads
+/// `roles`, and dropping it would silently stop the mapping.
+pub fn synced_keeps(synced: Option<&[String]>, attr: &str) -> bool {
+    let Some(list) = synced else {
+        return true;
+    };
+    ALWAYS_SYNCED.iter().any(|a| a.eq_ignore_ascii_case(attr))
+        || list.iter().any(|p| {
+            let p = p.trim();
+            p.eq_ignore_ascii_case(attr)
+                || p.get(..attr.len() + 1).is_some_and(|head| {
+                    head.eq_ignore_ascii_case(&format!("{attr}.")) && p[attr.len() + 1..].eq_ignore_ascii_case("value")
+                })
+        })
+}
+
 /// A connection's attribute policy, resolved against the User schema.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttributePolicy {
@@ -149,6 +166,7 @@ impl AttributePolicy {
                 r.text
             )));
         }
+        let explicit_profile = profile.is_some();
         let default: Vec<(String, String)>;
         let profile = match profile {
             Some(p) => p,
@@ -167,6 +185,17 @@ impl AttributePolicy {
             }
             let p = DocPath::resolve(registry, rt, path)
                 .map_err(|e| ScimError::invalid_value(format!("profile_mapping.{key}: {}", e.detail)))?;
+            // A profile key reading an attribute that is never stored would always be empty.
+            if explicit_profile
+                && let Some(synced) = &synced
+                && !ALWAYS_SYNCED.contains(&p.attr.as_str())
+                && !covers(synced, &p)
+            {
+                return Err(ScimError::invalid_value(format!(
+                    "profile_mapping.{key}: \"{}\" is not among the synced attributes, so it would always be empty",
+                    p.text
+                )));
+            }
             out.push((key.clone(), p));
         }
         Ok(AttributePolicy {
@@ -305,6 +334,37 @@ mod tests {
             "title": "Engineer",
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D", "costCenter": "42", "manager": {"value": "m-1", "displayName": "Boss"}},
         })
+    }
+
+    #[test]
+    fn an_explicit_profile_must_read_synced_attributes() {
+        let r = registry();
+        let rt = r.resource_type("User").unwrap().clone();
+        let synced = vec!["emails".to_string(), "name".to_string()];
+        let profile = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let ok = AttributePolicy::resolve(&r, &rt, &[], Some(&synced), Some(&profile("first", "name.givenName")));
+        assert!(ok.is_ok());
+        let e = AttributePolicy::resolve(&r, &rt, &[], Some(&synced), Some(&profile("job", "title"))).unwrap_err();
+        assert!(
+            e.detail.contains("profile_mapping.job") && e.detail.contains("\"title\""),
+            "{}",
+            e.detail
+        );
+        // Always-kept attributes and the default profile are fine.
+        assert!(AttributePolicy::resolve(&r, &rt, &[], Some(&synced), Some(&profile("u", "userName"))).is_ok());
+        assert!(AttributePolicy::resolve(&r, &rt, &[], Some(&synced), None).is_ok());
+    }
+
+    #[test]
+    fn synced_keeps_names_and_values() {
+        assert!(synced_keeps(None, "roles"));
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!synced_keeps(Some(&list(&["emails"])), "roles"));
+        assert!(synced_keeps(Some(&list(&["emails", "Roles"])), "roles"));
+        assert!(synced_keeps(Some(&list(&["roles.value"])), "roles"));
+        assert!(!synced_keeps(Some(&list(&["roles.display"])), "roles"));
+        assert!(!synced_keeps(Some(&list(&["rolesx"])), "roles"));
+        assert!(synced_keeps(Some(&list(&[])), "userName"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! independent of HTTP. The management API calls these.
 
 use crate::admin::{Admin, AdminError, AdminResult, validate_name};
-use rollcall_scim::policy::AttributePolicy;
+use rollcall_scim::policy::{AttributePolicy, synced_keeps};
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::index::fold;
 use rollcall_store::{
@@ -233,6 +233,12 @@ impl Admin {
             .ok_or_else(|| AdminError::invalid(format!("no role \"{role}\" in the connection's organization")))?;
         let value = validate_text(&format!("the {} to match", matches.kind()), matches.value())?;
         let matches = RoleMatch::from_parts(matches.kind(), value).expect("same kind");
+        if matches!(matches, RoleMatch::AppRole(_)) && !synced_keeps(c.policy.synced_attributes.as_deref(), "roles") {
+            return Err(AdminError::invalid(
+                "the connection's synced_attributes leave out \"roles\", so a mapping by app role would never \
+                 match: add \"roles\" to its synced_attributes first",
+            ));
+        }
         self.store
             .create_role_mapping(
                 &with_org(by, &c.org_id),
@@ -310,6 +316,24 @@ impl Admin {
     ) -> AdminResult<Connection> {
         let c = self.connection(connection_id).await?;
         attribute_policy(registry, &policy).map_err(AdminError::invalid)?;
+        // A mapping by Entra app role reads the user's `roles`: a policy that drops them would
+        // stop it without a word.
+        if !synced_keeps(policy.synced_attributes.as_deref(), "roles")
+            && let Some(m) = self
+                .store
+                .list_role_mappings(&c.id)
+                .await?
+                .into_iter()
+                .find(|m| matches!(m.matches, RoleMatch::AppRole(_)))
+        {
+            return Err(AdminError::invalid(format!(
+                "synced_attributes leaves out \"roles\", which the role mapping {} (app role \"{}\" grants \
+                 role \"{}\") reads: add \"roles\" to synced_attributes, or delete the mapping first",
+                m.id,
+                m.matches.value(),
+                m.role_key
+            )));
+        }
         let c = self
             .store
             .set_connection_policy(&with_org(by, &c.org_id), &c.id, &policy)

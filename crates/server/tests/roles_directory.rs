@@ -1021,10 +1021,80 @@ impl OkOrNoContent for Resp {
     }
 }
 
+/// A policy cannot silently stop a role mapping: dropping `roles` from the synced attributes while
+/// a mapping by app role reads them is refused (naming the mapping), and so is a mapping by app role
+/// on a connection that drops them; a profile key reading an attribute that is not synced too.
+async fn a_policy_cannot_silently_stop_a_mapping() {
+    let srv = TestServer::start_for(rollcall_store::IdpKind::Entra).await;
+    let api = api_for(&srv).await;
+    let org = srv.conn().org_id.clone();
+    let conn = srv.conn().id.clone();
+    new_role(&api, &org, "approver").await;
+    let mapping = api
+        .post(
+            &format!("connections/{conn}/role-mappings"),
+            &json!({"role": "approver", "match": {"app_role": "Expense.Approver"}}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let path = format!("connections/{conn}/policy");
+    let before = api.get(&path).await.expect(200).body;
+    let policy = |synced: Value, profile: Value| json!({"required_attributes": [], "synced_attributes": synced, "profile_mapping": profile, "on_delete": "retain"});
+    let d = api
+        .put(&path, &policy(json!(["emails"]), Value::Null))
+        .await
+        .problem(422);
+    assert!(
+        d.contains("\"roles\"") && d.contains(mapping["id"].as_str().unwrap()) && d.contains("Expense.Approver"),
+        "{d}"
+    );
+    assert_eq!(api.get(&path).await.expect(200).body, before, "unchanged");
+    // With `roles` kept (or `roles.value`), the policy is taken.
+    api.put(&path, &policy(json!(["emails", "roles"]), Value::Null))
+        .await
+        .expect(200);
+    api.put(&path, &policy(json!(["emails", "roles.value"]), Value::Null))
+        .await
+        .expect(200);
+    // A profile key must read a synced attribute.
+    let d = api
+        .put(&path, &policy(json!(["emails", "roles"]), json!({"job": "title"})))
+        .await
+        .problem(422);
+    assert!(d.contains("profile_mapping.job") && d.contains("\"title\""), "{d}");
+    // Once the mapping is gone, `roles` may be dropped; a new mapping by app role is then refused,
+    // one by group is not.
+    api.delete(&format!(
+        "connections/{conn}/role-mappings/{}",
+        mapping["id"].as_str().unwrap()
+    ))
+    .await
+    .expect(204);
+    api.put(&path, &policy(json!(["emails"]), Value::Null))
+        .await
+        .expect(200);
+    let d = api
+        .post(
+            &format!("connections/{conn}/role-mappings"),
+            &json!({"role": "approver", "match": {"app_role": "Expense.Approver"}}),
+        )
+        .await
+        .problem(422);
+    assert!(d.contains("\"roles\""), "{d}");
+    api.post(
+        &format!("connections/{conn}/role-mappings"),
+        &json!({"role": "approver", "match": {"group_name": "Approvers"}}),
+    )
+    .await
+    .expect(201);
+}
+
 backend_tests!(
     roles_are_managed_with_clear_errors,
     groups_grant_roles_by_id_name_and_scim_convention,
     entra_app_roles_and_default_roles,
+    a_policy_cannot_silently_stop_a_mapping,
     protected_users_cannot_be_deprovisioned_by_scim,
     attribute_policy_requires_filters_and_maps_attributes,
     policy_put_refuses_a_partial_body,
