@@ -661,6 +661,28 @@ async fn resolve_public_url(
     )
 }
 
+/// Where `serve --log-format json` writes the first SCIM token: beside a SQLite database, else in
+/// the working directory.
+fn first_token_file(database: &str) -> PathBuf {
+    let dir = sqlite_file(database)
+        .and_then(|f| f.parent().map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    dir.join("rollcall-first-token")
+}
+
+/// Writes `text` to a new file only its owner can read (mode 0600 on Unix); an existing file is
+/// replaced.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
 /// The file a SQLite database URL names (`sqlite://rollcall.db`, `sqlite:x.db?mode=rwc`, a bare
 /// path), or `None` for an in-memory database.
 fn sqlite_file(database: &str) -> Option<PathBuf> {
@@ -1023,9 +1045,25 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
             )
             .await
             .map_err(|e| e.to_string())?;
-        println!("First start: created organization \"default\" with a SCIM connection.");
-        println!("SCIM base URL: {}", scim_base(&public_url, &c.id));
-        println!("Bearer token:  {}   (shown once; store it now)", token.secret);
+        let base = scim_base(&public_url, &c.id);
+        if s.log_format == LogFormat::Json {
+            // Every line is JSON, and the token stays out of the log stream: it goes to a file
+            // only this user can read, whose path is logged.
+            let path = first_token_file(&s.database);
+            match write_private(&path, &format!("{}\n", token.secret)) {
+                Ok(()) => tracing::warn!(
+                    scim_base_url = %base,
+                    token_file = %path.display(),
+                    "first start: created organization \"default\" with a SCIM connection; its bearer token is \
+                     in token_file (readable only by this user): store it and delete the file"
+                ),
+                Err(e) => return Err(format!("cannot write the first SCIM token to {}: {e}", path.display())),
+            }
+        } else {
+            println!("First start: created organization \"default\" with a SCIM connection.");
+            println!("SCIM base URL: {base}");
+            println!("Bearer token:  {}   (shown once; store it now)", token.secret);
+        }
     }
     let config = ScimConfig {
         public_url: public_url.clone(),
@@ -1055,7 +1093,10 @@ async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>
         }))
     });
     tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
-    println!("Listening on http://{local}");
+    if s.log_format != LogFormat::Json {
+        // With JSON logs the "rollcall serving" line above says it.
+        println!("Listening on http://{local}");
+    }
     let app = rollcall_server::app_with(scim, limits);
     let served = rollcall_server::serve_with(listener, app, limits, rollcall_server::shutdown_signal())
         .await

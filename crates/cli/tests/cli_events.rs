@@ -520,3 +520,82 @@ async fn failed_webhook_deliveries_are_logged_with_their_ids() {
         assert!(line.contains(field), "{field} in {line}");
     }
 }
+
+/// `serve --log-format json`: every line is JSON, the start-up lines included, and the first-start
+/// token is in neither stream but in a file only the owner can read, whose path is logged; the
+/// token in it works.
+#[tokio::test]
+async fn json_logs_keep_the_first_token_out_of_the_stream() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("json.db").display());
+    let stdout_path = dir.0.join("stdout.log");
+    let stderr_path = dir.0.join("stderr.log");
+    let mut serve = Command::new(BIN)
+        .args([
+            "--database",
+            &db,
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("ROLLCALL_DATABASE")
+        .env_remove("ROLLCALL_PUBLIC_URL")
+        .env_remove("ROLLCALL_LOG")
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (base, listen) = loop {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let base = lines
+            .iter()
+            .find_map(|l| l["fields"]["scim_base_url"].as_str().map(str::to_string));
+        let listen = lines
+            .iter()
+            .find_map(|l| l["fields"]["listen"].as_str().map(str::to_string));
+        if let (Some(b), Some(l)) = (base, listen) {
+            break (b, l);
+        }
+        assert!(std::time::Instant::now() < deadline, "not started: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let token_file = dir.0.join("rollcall-first-token");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("the token file")
+        .trim()
+        .to_string();
+    assert!(token.starts_with("rc_scim_"), "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("{base}/Users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(!text.contains(&token), "the token is in {name}");
+        for line in text.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{name}: not JSON: {line}"
+            );
+        }
+    }
+    assert!(stderr.contains(&token_file.display().to_string()), "{stderr}");
+    assert!(listen.contains("127.0.0.1:"), "{listen}");
+}
