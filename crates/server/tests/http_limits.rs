@@ -157,7 +157,7 @@ async fn nul_in_paths_and_queries() {
         format!("/api/v1/events?organization_id={o}%00"),
         "/api/v1/events/%00".to_string(),
         "/api/v1/webhooks?org_id=%00".to_string(),
-        "/api/v1/webhooks/%00/attempts?before=%00".to_string(),
+        "/api/v1/webhooks/%00/attempts?cursor=%00".to_string(),
         "/api/v1/webhooks/%00".to_string(),
         // Other control characters, percent-encoded.
         format!("/api/v1/organizations/{o}%0A"),

@@ -139,7 +139,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/events/{id}", &[]),
     ("/webhooks", &["org_id"]),
     ("/webhooks/{id}", &[]),
-    ("/webhooks/{id}/attempts", &["before", "limit"]),
+    ("/webhooks/{id}/attempts", &["cursor", "limit"]),
 ];
 
 async fn every_get_endpoint_refuses_an_unknown_query_parameter() {

@@ -266,6 +266,34 @@ async fn an_endpoint_delivers_scim_changes_and_is_managed_over_http() {
         (status, ping["origin"].as_str(), ping["succeeded"].as_bool()),
         (200, Some("ping"), Some(true))
     );
+    // Attempts page with `cursor` / `next_cursor`, like every other list.
+    let (_, first) = f
+        .api(Method::GET, &format!("webhooks/{id}/attempts?limit=1"), None)
+        .await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["data"][0]["origin"], "ping", "newest first: {first}");
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_string();
+    let (_, older) = f
+        .api(
+            Method::GET,
+            &format!("webhooks/{id}/attempts?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        older["data"][0]["event_id"].as_str(),
+        Some(event_id.as_str()),
+        "{older}"
+    );
+    assert!(older["next_cursor"].is_null(), "{older}");
+    let (status, _) = f
+        .api(Method::GET, &format!("webhooks/{id}/attempts?cursor=nope"), None)
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = f
+        .api(Method::GET, &format!("webhooks/{id}/attempts?before=1"), None)
+        .await;
+    assert_eq!(status, 400, "the old parameter is refused, not ignored");
     let got = f.wait_received(2).await;
     assert_eq!(json_of(&got[1])["type"], "webhook.ping");
     verify(&secret, &got[1]).unwrap();

@@ -15,12 +15,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-/// Directory cursors: a prefix per list and the last row key, in hex.
-fn encode_cursor(prefix: &str, pk: i64) -> String {
+/// List cursors of the management API (the directory's lists, webhook attempts): a prefix per list
+/// and the last row key, in hex.
+pub(crate) fn encode_cursor(prefix: &str, pk: i64) -> String {
     format!("{prefix}{pk:x}")
 }
 
-fn decode_cursor(prefix: &str, c: Option<&str>) -> ApiResult<i64> {
+pub(crate) fn decode_cursor(prefix: &str, c: Option<&str>) -> ApiResult<i64> {
     match c.map(str::trim) {
         None | Some("") => Ok(0),
         Some(c) => c

@@ -220,9 +220,9 @@ impl From<&WebhookAttempt> for AttemptView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AttemptList {
     pub data: Vec<AttemptView>,
-    /// Pass as `before` to get older attempts; `null` on the last page.
+    /// Pass as `cursor` to get older attempts; `null` on the last page.
     #[schema(required = true)]
-    pub next_before: Option<i64>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -484,6 +484,9 @@ pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> 
     }))
 }
 
+/// The prefix of attempt list cursors.
+const ATTEMPTS_CURSOR: &str = "a1.";
+
 /// List an endpoint's delivery attempts, newest first.
 #[utoipa::path(
     get,
@@ -491,14 +494,14 @@ pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> 
     tag = "webhooks",
     params(
         ("id" = String, Path, description = "Webhook endpoint id"),
-        ("before" = Option<i64>, Query, description = "The `next_before` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
         ("limit" = Option<i64>, Query, description = "Largest number of attempts on the page, 1 to 500 (default 50)"),
     ),
     responses(
         (status = 200, description = "A page of attempts", body = AttemptList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid before or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_attempts(
@@ -524,7 +527,11 @@ pub async fn list_attempts(
         }
     };
     let limit = number("limit", 1..=MAX_ATTEMPTS)?.unwrap_or(DEFAULT_ATTEMPTS);
-    let before = number("before", 1..=i64::MAX)?;
+    // Attempts older than the cursor's (ids increase with time).
+    let before = match query_param(&pairs, "cursor").map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(super::directory::decode_cursor(ATTEMPTS_CURSOR, Some(c))?),
+    };
     endpoint(&scim, &id).await?;
     let attempts = scim
         .store
@@ -533,10 +540,15 @@ pub async fn list_attempts(
         .map_err(store_err)?;
     let more = attempts.len() as i64 > limit;
     let page: Vec<AttemptView> = attempts.iter().take(limit as usize).map(AttemptView::from).collect();
-    let next_before = if more { page.last().map(|a| a.id) } else { None };
+    let next_cursor = if more {
+        page.last()
+            .map(|a| super::directory::encode_cursor(ATTEMPTS_CURSOR, a.id))
+    } else {
+        None
+    };
     Ok(Json(AttemptList {
         data: page,
-        next_before,
+        next_cursor,
     }))
 }
 
