@@ -144,42 +144,6 @@ async fn concurrent_writes_with_failures_and_cancellations(store: Arc<dyn Store>
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// An organization with one connection; the context to write with.
-async fn tenant(store: &dyn Store, name: &str) -> WriteContext {
-    let org = store
-        .create_organization(&WriteContext::cli(), name)
-        .await
-        .expect("create org");
-    let c = store
-        .create_connection(
-            &WriteContext::cli(),
-            NewConnection {
-                org_id: org.id.clone(),
-                name: format!("{name} okta"),
-                idp: IdpKind::Okta,
-                token_hash: hash_of(name),
-                token_prefix: format!("rc_{name}"),
-            },
-        )
-        .await
-        .expect("create connection");
-    WriteContext {
-        org_id: org.id,
-        connection_id: c.id.clone(),
-        user_agent: Some("contract-test".into()),
-        request_id: Some(format!("req-{name}")),
-        actor: Actor::ScimToken {
-            connection_id: c.id,
-            token_prefix: Some(format!("rc_{name}")),
-        },
-    }
-}
-
-fn hash_of(s: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes()).into()
-}
-
 fn user(user_name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name, "active": true})
 }

@@ -31,39 +31,6 @@ contract!(
 
 // --- helpers ---------------------------------------------------------------------------------------
 
-async fn tenant(store: &dyn Store, name: &str) -> WriteContext {
-    let org = store
-        .create_organization(&WriteContext::cli(), name)
-        .await
-        .expect("create org");
-    let c = store
-        .create_connection(
-            &WriteContext::cli(),
-            NewConnection {
-                org_id: org.id.clone(),
-                name: format!("{name} okta"),
-                idp: IdpKind::Okta,
-                token_hash: {
-                    use sha2::Digest;
-                    sha2::Sha256::digest(name.as_bytes()).into()
-                },
-                token_prefix: format!("rc_{name}"),
-            },
-        )
-        .await
-        .expect("create connection");
-    WriteContext {
-        org_id: org.id,
-        connection_id: c.id.clone(),
-        user_agent: Some("contract-test".into()),
-        request_id: None,
-        actor: Actor::ScimToken {
-            connection_id: c.id,
-            token_prefix: Some(format!("rc_{name}")),
-        },
-    }
-}
-
 fn user(user_name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name, "active": true})
 }

@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use rollcall_scim::schema::SchemaRegistry;
-use rollcall_store::Store;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
+use rollcall_store::{Actor, IdpKind, NewConnection, Store, WriteContext};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use std::sync::Arc;
 
@@ -161,3 +161,40 @@ macro_rules! contract {
 }
 #[allow(unused_imports)]
 pub(crate) use contract;
+
+/// An organization with one connection; the context to write with.
+pub async fn tenant(store: &dyn Store, name: &str) -> WriteContext {
+    let org = store
+        .create_organization(&WriteContext::cli(), name)
+        .await
+        .expect("create org");
+    let c = store
+        .create_connection(
+            &WriteContext::cli(),
+            NewConnection {
+                org_id: org.id.clone(),
+                name: format!("{name} okta"),
+                idp: IdpKind::Okta,
+                token_hash: hash_of(name),
+                token_prefix: format!("rc_{name}"),
+            },
+        )
+        .await
+        .expect("create connection");
+    WriteContext {
+        org_id: org.id,
+        connection_id: c.id.clone(),
+        user_agent: Some("contract-test".into()),
+        request_id: Some(format!("req-{name}")),
+        actor: Actor::ScimToken {
+            connection_id: c.id,
+            token_prefix: Some(format!("rc_{name}")),
+        },
+    }
+}
+
+/// The SHA-256 of `s`, as stored for tokens.
+pub fn hash_of(s: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).into()
+}
