@@ -30,6 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{any, get, post};
 use service::Scim;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -134,6 +135,9 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
             webhook_wake::wake_after_writes,
         ))
         .layer(DefaultBodyLimit::disable())
+        // A handler that panics answers 500 (in the route's error form, by the guard below) and is
+        // logged, instead of the connection closing without an answer.
+        .layer(CatchPanicLayer::custom(panicked))
         // URI and header limits, control characters, the node's in-flight cap, the body deadline,
         // and every error in the route's form; inside tracing and request ids, so that its refusals
         // have both.
@@ -149,6 +153,24 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(scim)
+}
+
+/// The answer to a request whose handler panicked: logged at ERROR with the panic's message (in
+/// the request's span, so with its id); 500 in plain text, which the guard puts in the route's
+/// error form.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %message, "a request's handler panicked; answered 500");
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "an internal error occurred; the server's log has it under this request's id",
+    )
+        .into_response()
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
@@ -169,4 +191,33 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{ErrorForm, ensure_error_form};
+    use tower::ServiceExt;
+
+    /// A panicking handler is answered with 500 in the route's error form, not a dropped connection.
+    #[tokio::test]
+    async fn a_panic_is_a_500_in_the_routes_form() {
+        async fn boom() -> &'static str {
+            panic!("the handler broke")
+        }
+        let app: Router = Router::new()
+            .route("/api/v1/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panicked));
+        let req = Request::builder()
+            .uri("/api/v1/boom")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let resp = ensure_error_form(ErrorForm::of("/api/v1/boom"), resp).await;
+        assert_eq!(resp.status(), 500);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("internal error"), "{v}");
+    }
 }

@@ -37,6 +37,7 @@ use rollcall_scim::ScimError;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -378,14 +379,24 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             }
         }
     };
-    let req = if http_body::Body::is_end_stream(req.body()) {
-        req
+    let (req, body_read) = if http_body::Body::is_end_stream(req.body()) {
+        (req, None)
     } else {
         let timeout = limits.body_read_timeout;
-        req.map(|b| Body::new(DeadlineBody::new(b, timeout)))
+        let (parts, body) = req.into_parts();
+        let body = DeadlineBody::new(body, timeout);
+        let finished = body.finished();
+        (Request::from_parts(parts, Body::new(body)), Some(finished))
     };
-    let resp = next.run(req).await;
-    ensure_error_form(form, resp).await
+    let mut resp = ensure_error_form(form, next.run(req).await).await;
+    // Answered before its body was read to the end (refused early): the server closes the
+    // connection after this answer rather than read the rest, so it says so, and the client does
+    // not send its next request on a connection about to close.
+    if body_read.is_some_and(|f| !f.load(Ordering::Relaxed)) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Longest error body read back to be put in the route's error form.
@@ -467,6 +478,8 @@ pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
 /// A request body that fails with [`BodyTimeout`] when it is not complete by its deadline.
 pub struct DeadlineBody {
     inner: Body,
+    /// Set once the body has been read to its end.
+    finished: Arc<AtomicBool>,
     /// Set on the first read: a request waiting for its turn ([`fair_share`]) is not on the clock.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
@@ -476,9 +489,15 @@ impl DeadlineBody {
     pub fn new(inner: Body, timeout: Duration) -> DeadlineBody {
         DeadlineBody {
             inner,
+            finished: Arc::new(AtomicBool::new(false)),
             deadline: None,
             timeout,
         }
+    }
+
+    /// A flag that turns true once the body has been read to its end.
+    pub fn finished(&self) -> Arc<AtomicBool> {
+        self.finished.clone()
     }
 }
 
@@ -493,7 +512,12 @@ impl http_body::Body for DeadlineBody {
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Ready(frame) => {
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.finished.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
             Poll::Pending => match deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
                 Poll::Pending => Poll::Pending,

@@ -380,7 +380,10 @@ impl Conn {
         // When the connection was asked to close because it was idle.
         let mut closing: Option<Instant> = None;
         loop {
+            // The connection first: bytes of a request that arrived as the watchdog fired are read
+            // (and seen by it) before it judges the connection idle.
             tokio::select! {
+                biased;
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         tracing::debug!(%remote, error = %e, "connection ended with an error");

@@ -646,4 +646,45 @@ backend_tests!(
     per_connection_turns,
     node_in_flight_cap,
     rate_limit_per_connection,
+    early_answers_close_the_connection,
 );
+
+// --- keep-alive -------------------------------------------------------------------------------------
+
+/// An answer given before the request's body was read to its end (here: refused for its API key)
+/// says `Connection: close`, since the server closes that connection rather than read the rest; a
+/// client that reused it would see its next request dropped without an answer. An answer to a
+/// request whose body was read keeps the connection open for the next request.
+async fn early_answers_close_the_connection() {
+    let srv = TestServer::start().await;
+    let key = api_key(&srv).await;
+    // The body is announced but only its first bytes are sent: 401 comes before it is read.
+    let mut s = stalled_post(&srv, "/api/v1/organizations", "not-a-key").await;
+    let answer = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+
+    // Two requests with bodies on one connection, both read: both answered, the connection kept.
+    let addr = srv.base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    for name in ["ka-1", "ka-2"] {
+        let body = json!({"name": name}).to_string();
+        let req = format!(
+            "POST /api/v1/organizations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 201"), "{head}");
+        assert!(!head.contains("\r\nconnection: close\r\n"), "{head}");
+    }
+}
