@@ -512,7 +512,7 @@ async fn failed_webhook_deliveries_are_logged_with_their_ids() {
     assert!(line.contains(&hook_id), "{line}");
     for field in [
         "event=",
-        "event_seq=",
+        "event_sequence=",
         "event_type=user.created",
         "next_attempt_at=",
         "error=",

@@ -268,7 +268,7 @@ async fn crash_and_recover(db: Database) {
         .await
         .unwrap();
     *secret.lock().unwrap() = created["secret"].as_str().unwrap().to_string();
-    let start_seq = created["webhook"]["cursor_seq"].as_i64().unwrap();
+    let start_seq = created["webhook"]["last_sequence"].as_i64().unwrap();
 
     // Writers: each creates users one after another; a 201 is an acknowledged change, anything
     // else (the server died under the request) is not.

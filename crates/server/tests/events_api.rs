@@ -315,7 +315,7 @@ async fn api_key_changes_show_their_actor() {
     .await
     .expect(200);
 
-    let ev = all_events(&api, &format!("organization_id={org_id}"), 100).await;
+    let ev = all_events(&api, &format!("org_id={org_id}"), 100).await;
     assert_eq!(
         types(&ev),
         ["organization.created", "connection.created", "connection.disabled"]
@@ -325,7 +325,7 @@ async fn api_key_changes_show_their_actor() {
         assert_eq!(e["actor"], expected_actor, "{e}");
         assert_eq!(e["user_agent"], UA, "{e}");
         assert_eq!(e["request_id"], request_id, "{e}");
-        assert_eq!(e["organization_id"], org_id.as_str());
+        assert_eq!(e["org_id"], org_id.as_str());
         assert!(e["occurred_at"].as_str().is_some_and(|t| t.contains('T')), "{e}");
     }
     assert_eq!(ev[1]["connection_id"], conn_id.as_str());
@@ -391,7 +391,7 @@ async fn scim_changes_show_their_token_and_the_feed_reconstructs_them() {
         let prefix = actor["token_prefix"].as_str().unwrap();
         assert!(prefix.len() >= 8 && conn.token.starts_with(prefix), "{prefix}");
         assert!(e["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
-        assert_eq!(e["organization_id"], conn.org_id.as_str());
+        assert_eq!(e["org_id"], conn.org_id.as_str());
     }
     // Reconstructing from the feed: alice was created, joined Engineering, was deactivated, left it
     // when deleted.

@@ -154,7 +154,7 @@ async fn nul_in_paths_and_queries() {
         "/api/v1/api-keys/%00".to_string(),
         "/api/v1/events?type=%00".to_string(),
         "/api/v1/events?after=%00".to_string(),
-        format!("/api/v1/events?organization_id={o}%00"),
+        format!("/api/v1/events?org_id={o}%00"),
         "/api/v1/events/%00".to_string(),
         "/api/v1/webhooks?org_id=%00".to_string(),
         "/api/v1/webhooks/%00/attempts?cursor=%00".to_string(),

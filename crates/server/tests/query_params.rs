@@ -131,7 +131,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
             "after",
             "limit",
             "type",
-            "organization_id",
+            "org_id",
             "connection_id",
             "resource_id",
         ],

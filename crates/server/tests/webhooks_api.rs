@@ -230,7 +230,14 @@ async fn an_endpoint_delivers_scim_changes_and_is_managed_over_http() {
     assert_eq!(body["data"]["resource_id"], user_id.as_str());
     assert_eq!(body["data"]["connection_id"], f.conn_id.as_str());
     let event_id = id_of(&got[0]);
-    let seq = body["data"]["seq"].as_i64().unwrap();
+    let seq = body["data"]["sequence"].as_i64().unwrap();
+    // The delivery's data is the event exactly as the Events API gives it: one vocabulary.
+    let (status, from_feed) = f.api(Method::GET, &format!("events/{event_id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"], from_feed);
+    assert_eq!(body["data"]["org_id"], f.org_id.as_str());
+    assert_eq!(body["timestamp"], from_feed["occurred_at"]);
+    conforms_to_the_document(&f, &body).await;
 
     // Its attempt is recorded.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -289,7 +296,7 @@ async fn an_endpoint_delivers_scim_changes_and_is_managed_over_http() {
     let (status, _) = f
         .api(Method::GET, &format!("webhooks/{id}/attempts?cursor=nope"), None)
         .await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     let (status, _) = f
         .api(Method::GET, &format!("webhooks/{id}/attempts?before=1"), None)
         .await;
@@ -331,10 +338,10 @@ async fn an_endpoint_delivers_scim_changes_and_is_managed_over_http() {
         .api(
             Method::POST,
             &format!("webhooks/{id}/replay"),
-            Some(json!({"from_seq": seq})),
+            Some(json!({"from_sequence": seq})),
         )
         .await;
-    assert_eq!((status, replayed["cursor_seq"].as_i64()), (200, Some(seq - 1)));
+    assert_eq!((status, replayed["last_sequence"].as_i64()), (200, Some(seq - 1)));
     let got = f.wait_received(6).await;
     assert_eq!(id_of(&got[4]), event_id);
     assert_eq!(id_of(&got[5]), id_of(&got[3]));
@@ -416,7 +423,7 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
     // The settings, without the delivery cursor (the dispatcher moves it past the endpoint's own
     // `webhook.created` meanwhile).
     let settings = |mut v: Value| {
-        v.as_object_mut().unwrap().remove("cursor_seq");
+        v.as_object_mut().unwrap().remove("last_sequence");
         v
     };
     let before = settings(f.api(Method::GET, &format!("webhooks/{id}"), None).await.1);
@@ -438,16 +445,16 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
         .invalid(
             Method::POST,
             &format!("webhooks/{id}/replay"),
-            json!({"from_seq": 1_000_000}),
-            "from_seq",
+            json!({"from_sequence": 1_000_000}),
+            "from_sequence",
         )
         .await;
     assert!(d.contains("back only"), "{d}");
     f.invalid(
         Method::POST,
         &format!("webhooks/{id}/replay"),
-        json!({"from_seq": 0}),
-        "from_seq",
+        json!({"from_sequence": 0}),
+        "from_sequence",
     )
     .await;
     f.invalid(
@@ -460,14 +467,72 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
     let (status, p) = f
         .api(Method::GET, &format!("webhooks/{id}/attempts?limit=0"), None)
         .await;
-    assert_eq!(status, 422);
-    assert!(p["detail"].as_str().unwrap().starts_with("limit:"));
+    assert_eq!(status, 400);
+    assert!(p["detail"].as_str().unwrap().starts_with("limit must be"), "{p}");
     let after = settings(f.api(Method::GET, &format!("webhooks/{id}"), None).await.1);
     assert_eq!(before, after, "refused changes changed nothing");
     let (status, _) = f.api(Method::GET, "webhooks/nope", None).await;
     assert_eq!(status, 404);
     let (status, _) = f.api(Method::POST, "webhooks/nope/ping", None).await;
     assert_eq!(status, 404);
+}
+
+/// `value` has exactly the properties the schema `$ref`'d or given has (every required one, no
+/// other), recursively through objects and `$ref`s of the served OpenAPI document.
+fn matches_schema(doc: &Value, schema: &Value, value: &Value, at: &str) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return matches_schema(doc, &doc["components"]["schemas"][name], value, at);
+    }
+    if let Some(variants) = schema["oneOf"].as_array() {
+        // A tagged enum (the actor): the variant whose `type` enumerates the value's.
+        let variant = variants
+            .iter()
+            .find(|v| v["properties"]["type"]["enum"].as_array().is_some_and(|e| e.contains(&value["type"])))
+            .unwrap_or_else(|| panic!("{at}: no variant of {schema} for {value}"));
+        return matches_schema(doc, variant, value, at);
+    }
+    let Some(props) = schema["properties"].as_object() else {
+        return;
+    };
+    let obj = value.as_object().unwrap_or_else(|| panic!("{at}: {value} is not an object"));
+    for k in obj.keys() {
+        assert!(props.contains_key(k), "{at}.{k} is not in the document's schema");
+    }
+    for r in schema["required"].as_array().into_iter().flatten() {
+        let r = r.as_str().unwrap();
+        assert!(obj.contains_key(r), "{at}.{r} is required by the document but not sent");
+    }
+    for (k, v) in obj {
+        matches_schema(doc, &props[k], v, &format!("{at}.{k}"));
+    }
+}
+
+/// The delivery body conforms to the document's `webhooks.event` request body.
+async fn conforms_to_the_document(f: &Fixture, body: &Value) {
+    let doc: Value = f
+        .http
+        .get(format!("{}/api/v1/openapi.json", f.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = &doc["webhooks"]["event"]["post"];
+    for h in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert!(
+            op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == h && p["in"] == "header"),
+            "{h} is not documented"
+        );
+    }
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(schema["$ref"], "#/components/schemas/Delivery");
+    matches_schema(&doc, schema, body, "body");
+    assert_eq!(
+        doc["webhooks"]["ping"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Ping"
+    );
 }
 
 async fn the_openapi_document_describes_webhooks() {

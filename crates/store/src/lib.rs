@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod connection_ops;
+pub mod cursor;
 pub mod directory;
 pub mod events;
 pub mod index;

@@ -377,7 +377,7 @@ impl PostgresStore {
                 &webhook_ctx(&w),
                 WEBHOOK_DISABLED,
                 None,
-                json!({ "reason": reason, "cursor_seq": w.cursor_seq }),
+                json!({ "reason": reason, "last_sequence": w.cursor_seq }),
             );
         }
         tx.commit().await?;

@@ -390,7 +390,7 @@ impl SqliteStore {
                 &webhook_ctx(&w),
                 WEBHOOK_DISABLED,
                 None,
-                json!({ "reason": reason, "cursor_seq": w.cursor_seq }),
+                json!({ "reason": reason, "last_sequence": w.cursor_seq }),
             )
             .await?;
         }

@@ -295,7 +295,7 @@ pub(crate) fn apply_update(w: &mut Webhook, update: &WebhookUpdate, now_us: i64)
                 w.failing_since_us = None;
                 w.consecutive_failures = 0;
                 w.next_attempt_us = now_us;
-                out.push((WEBHOOK_ENABLED, json!({ "cursor_seq": w.cursor_seq })));
+                out.push((WEBHOOK_ENABLED, json!({ "last_sequence": w.cursor_seq })));
             }
             WebhookStatus::Disabled => {
                 let reason = "disabled through the management API".to_string();
@@ -313,12 +313,12 @@ pub(crate) fn apply_update(w: &mut Webhook, update: &WebhookUpdate, now_us: i64)
 /// Moves `w`'s cursor back so that delivery starts again at `from_seq`; only backwards.
 pub(crate) fn apply_replay(w: &mut Webhook, from_seq: i64, now_us: i64) -> Result<PendingChange, String> {
     if from_seq < 1 {
-        return Err("from_seq must be 1 or more".into());
+        return Err("from_sequence must be 1 or more".into());
     }
     let cursor = from_seq - 1;
     if cursor > w.cursor_seq {
         return Err(format!(
-            "replay moves the cursor back only: the endpoint has delivered up to event {} (from_seq at most {})",
+            "replay moves the cursor back only: the endpoint has delivered up to event {} (from_sequence at most {})",
             w.cursor_seq,
             w.cursor_seq + 1
         ));
@@ -329,7 +329,7 @@ pub(crate) fn apply_replay(w: &mut Webhook, from_seq: i64, now_us: i64) -> Resul
     w.updated_us = now_us;
     Ok((
         WEBHOOK_REPLAYED,
-        json!({ "from_seq": from_seq, "cursor_before": before }),
+        json!({ "from_sequence": from_seq, "last_sequence_before": before }),
     ))
 }
 

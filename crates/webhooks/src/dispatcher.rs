@@ -153,7 +153,7 @@ impl Worker {
                         webhook = %w.id,
                         organization = w.org_id.as_deref().unwrap_or("-"),
                         event = %event.id,
-                        event_seq = event.seq,
+                        event_sequence = event.seq,
                         event_type = %event.kind,
                         consecutive_failures = w.consecutive_failures + 1,
                         status = attempt.status_code.map(i64::from).unwrap_or(-1),

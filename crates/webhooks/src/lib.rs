@@ -15,12 +15,14 @@
 //! and the dispatcher.
 
 pub mod dispatcher;
+pub mod event;
 pub mod payload;
 pub mod sender;
 pub mod signing;
 pub mod ssrf;
 
 pub use dispatcher::Dispatcher;
+pub use event::{ActorView, EventView};
 pub use ssrf::NetworkPolicy;
 
 use rollcall_store::sqlite::now_us;

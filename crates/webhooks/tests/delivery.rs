@@ -195,7 +195,7 @@ async fn endpoints_failing_past_the_horizon_are_disabled_and_resume_when_enabled
     let names: Vec<String> = got
         .iter()
         .filter(|r| r.status == 200)
-        .map(|r| r.json()["data"]["details"]["name"].as_str().unwrap().to_string())
+        .map(|r| r.json()["data"]["data"]["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, vec!["doomed", "while disabled"]);
 }
@@ -237,7 +237,7 @@ async fn organization_scope_and_subscriptions_select_events(backend: Backend) {
             let b = r.json();
             assert_eq!(b["type"], "connection.created");
             assert_eq!(b["data"]["org_id"], acme.as_str());
-            b["data"]["details"]["name"].as_str().unwrap().to_string()
+            b["data"]["data"]["name"].as_str().unwrap().to_string()
         })
         .collect();
     assert_eq!(names, vec!["c1", "c3"]);

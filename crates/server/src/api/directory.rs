@@ -2,7 +2,8 @@
 //! the sign-in access check `/access`.
 
 use super::extract::{query_pairs, query_param};
-use super::organizations::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::paging::{self, kinds};
+use rollcall_store::cursor;
 use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::admin_directory::{Profiles, UserLookup};
 use crate::service::{Scim, rfc3339};
@@ -14,36 +15,6 @@ use rollcall_store::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
-
-/// List cursors of the management API (the directory's lists, webhook attempts): a prefix per list
-/// and the last row key, in hex.
-pub(crate) fn encode_cursor(prefix: &str, pk: i64) -> String {
-    format!("{prefix}{pk:x}")
-}
-
-pub(crate) fn decode_cursor(prefix: &str, c: Option<&str>) -> ApiResult<i64> {
-    match c.map(str::trim) {
-        None | Some("") => Ok(0),
-        Some(c) => c
-            .strip_prefix(prefix)
-            .and_then(|h| i64::from_str_radix(h, 16).ok())
-            .filter(|pk| *pk >= 0)
-            .ok_or_else(|| ApiProblem::new(422, format!("cursor \"{c}\" is not a next_cursor this list returned"))),
-    }
-}
-
-fn limit_param(pairs: &[(String, String)]) -> ApiResult<i64> {
-    match query_param(pairs, "limit").map(str::trim) {
-        None | Some("") => Ok(DEFAULT_LIMIT),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiProblem::new(
-                422,
-                format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
-            )),
-        },
-    }
-}
 
 fn text_param(pairs: &[(String, String)], name: &str) -> Option<String> {
     query_param(pairs, name)
@@ -296,7 +267,7 @@ pub struct AccessView {
         (status = 200, description = "A page of users, in provisioning order", body = UserList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_users(
     State(scim): State<Scim>,
@@ -306,7 +277,7 @@ pub async fn list_users(
     let pairs = query_pairs(raw.as_deref());
     let status = match text_param(&pairs, "status") {
         None => None,
-        Some(s) => Some(s.parse::<UserStatus>().map_err(|e| ApiProblem::new(422, e))?),
+        Some(s) => Some(s.parse::<UserStatus>().map_err(|e| ApiProblem::new(400, format!("status: {e}")))?),
     };
     let query = DirectoryQuery {
         connection_id: text_param(&pairs, "connection_id"),
@@ -317,8 +288,8 @@ pub async fn list_users(
         external_id: text_param(&pairs, "external_id"),
         role: text_param(&pairs, "role"),
         group_id: text_param(&pairs, "group_id"),
-        after_pk: decode_cursor("u1.", query_param(&pairs, "cursor"))?,
-        limit: limit_param(&pairs)?,
+        after_pk: paging::number_cursor(&pairs, "cursor", kinds::USERS)?.unwrap_or(0),
+        limit: paging::limit(&pairs)?,
     };
     let admin = scim.admin();
     let page = admin.directory_users(&org_id, query).await?;
@@ -329,7 +300,7 @@ pub async fn list_users(
             .iter()
             .map(|u| UserView::new(u, &mut profiles, &connections, false))
             .collect(),
-        next_cursor: page.next_after.map(|pk| encode_cursor("u1.", pk)),
+        next_cursor: page.next_after.map(|pk| cursor::encode_number(kinds::USERS, pk)),
     }))
 }
 
@@ -358,7 +329,7 @@ pub async fn get_user(
         (status = 200, description = "A page of groups", body = GroupList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_groups(
     State(scim): State<Scim>,
@@ -371,13 +342,13 @@ pub async fn list_groups(
         id: None,
         display_name: text_param(&pairs, "display_name"),
         external_id: text_param(&pairs, "external_id"),
-        after_pk: decode_cursor("g1.", query_param(&pairs, "cursor"))?,
-        limit: limit_param(&pairs)?,
+        after_pk: paging::number_cursor(&pairs, "cursor", kinds::GROUPS)?.unwrap_or(0),
+        limit: paging::limit(&pairs)?,
     };
     let page = scim.admin().directory_groups(&org_id, query).await?;
     Ok(Json(GroupList {
         data: page.items.iter().map(GroupView::from).collect(),
-        next_cursor: page.next_after.map(|pk| encode_cursor("g1.", pk)),
+        next_cursor: page.next_after.map(|pk| cursor::encode_number(kinds::GROUPS, pk)),
     }))
 }
 
@@ -404,7 +375,7 @@ pub async fn get_group(
         (status = 200, description = "A page of members", body = MemberList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization or group", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_group_members(
     State(scim): State<Scim>,
@@ -412,15 +383,15 @@ pub async fn list_group_members(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<MemberList>> {
     let pairs = query_pairs(raw.as_deref());
-    let after = decode_cursor("m1.", query_param(&pairs, "cursor"))?;
-    let limit = limit_param(&pairs)?;
+    let after = paging::number_cursor(&pairs, "cursor", kinds::MEMBERS)?.unwrap_or(0);
+    let limit = paging::limit(&pairs)?;
     let page = scim
         .admin()
         .directory_group_members(&org_id, &group_id, after, limit)
         .await?;
     Ok(Json(MemberList {
         data: page.items.iter().map(MemberView::from).collect(),
-        next_cursor: page.next_after.map(|pk| encode_cursor("m1.", pk)),
+        next_cursor: page.next_after.map(|pk| cursor::encode_number(kinds::MEMBERS, pk)),
     }))
 }
 
@@ -431,7 +402,7 @@ pub async fn list_group_members(
         (status = 200, description = "The decision", body = AccessView),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not exactly one of user_id, email, user_name, external_id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not exactly one of user_id, email, user_name, external_id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn access(
     State(scim): State<Scim>,
@@ -450,7 +421,7 @@ pub async fn access(
     .collect();
     let [lookup] = <[UserLookup; 1]>::try_from(given).map_err(|_| {
         ApiProblem::new(
-            422,
+            400,
             "give exactly one of the query parameters user_id, email, user_name and external_id",
         )
     })?;

@@ -11,64 +11,15 @@ use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rollcall_store::{Actor, Event, EventQuery, RequestLogEntry, events};
+use super::paging::{self, kinds, single};
+use rollcall_store::{EventQuery, RequestLogEntry, cursor, events};
+use rollcall_webhooks::event::{EVENTS_CURSOR, EventView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-/// Items on a page when `limit` is not given, and the most allowed.
-pub const DEFAULT_LIMIT: i64 = 100;
-pub const MAX_LIMIT: i64 = 1000;
 /// Longest id accepted in a filter.
 const MAX_ID_CHARS: usize = 200;
-
-const EVENTS_CURSOR: &str = "ev1:";
-const REQUESTS_CURSOR: &str = "rq1:";
-
-/// An opaque cursor for a position (a sequence number).
-fn encode_cursor(kind: &str, seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}{seq}"))
-}
-
-fn decode_cursor(kind: &str, name: &str, cursor: &str) -> ApiResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix(kind).and_then(|n| n.parse::<i64>().ok()))
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| {
-            ApiProblem::new(
-                400,
-                format!("{name}=\"{cursor}\" is not a cursor this API returned; pass a next_cursor unchanged"),
-            )
-        })
-}
-
-fn parse_limit(v: Option<&str>) -> ApiResult<i64> {
-    match v.map(str::trim) {
-        None | Some("") => Ok(DEFAULT_LIMIT),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiProblem::new(
-                400,
-                format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
-            )),
-        },
-    }
-}
-
-/// The one value of a parameter; giving it twice is refused.
-fn single<'a>(pairs: &'a [(String, String)], name: &str) -> ApiResult<Option<&'a str>> {
-    let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ApiProblem::new(400, format!("give {name} once")));
-    }
-    Ok(first)
-}
 
 fn id_filter(pairs: &[(String, String)], name: &str) -> ApiResult<Option<String>> {
     match single(pairs, name)?.map(str::trim) {
@@ -79,100 +30,6 @@ fn id_filter(pairs: &[(String, String)], name: &str) -> ApiResult<Option<String>
             format!("{name} is not an id: at most {MAX_ID_CHARS} characters, no control characters"),
         )),
         Some(v) => Ok(Some(v.to_string())),
-    }
-}
-
-/// Who made a change.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ActorView {
-    /// The identity provider, through a SCIM connection's token (its prefix tells the current token
-    /// from the next one during a rotation).
-    ScimToken {
-        connection_id: String,
-        #[schema(required = true)]
-        token_prefix: Option<String>,
-    },
-    /// A management API request with an operator API key.
-    ApiKey { id: String, name: String },
-    /// The `rollcall` command line.
-    Cli,
-    /// Rollcall itself (first-start bootstrap, background work), or a change recorded before actors
-    /// were.
-    System,
-}
-
-impl From<&Actor> for ActorView {
-    fn from(a: &Actor) -> Self {
-        match a.clone() {
-            Actor::ScimToken {
-                connection_id,
-                token_prefix,
-            } => ActorView::ScimToken {
-                connection_id,
-                token_prefix,
-            },
-            Actor::ApiKey { id, name } => ActorView::ApiKey { id, name },
-            Actor::Cli => ActorView::Cli,
-            Actor::System => ActorView::System,
-        }
-    }
-}
-
-/// One recorded change. See docs/events.md for every type and its `data`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EventView {
-    /// Unique, stable id (UUIDv7).
-    pub id: String,
-    /// Position in the log: increasing in commit order, never reused.
-    pub sequence: i64,
-    #[serde(rename = "type")]
-    #[schema(example = "user.created")]
-    pub kind: String,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub occurred_at: String,
-    #[schema(required = true)]
-    pub organization_id: Option<String>,
-    #[schema(required = true)]
-    pub connection_id: Option<String>,
-    /// `User` or `Group` for SCIM resources; `null` for other events.
-    #[schema(required = true)]
-    pub resource_type: Option<String>,
-    #[schema(required = true)]
-    pub resource_id: Option<String>,
-    pub actor: ActorView,
-    /// The client's User-Agent (the identity provider's, for SCIM changes).
-    #[schema(required = true)]
-    pub user_agent: Option<String>,
-    /// The `X-Request-Id` of the request that made the change.
-    #[schema(required = true)]
-    pub request_id: Option<String>,
-    /// What changed: `attributes` for a creation, `changed` (`{attr: {before, after}}`) for an
-    /// update, `member` for membership, and so on.
-    #[schema(value_type = Object)]
-    pub data: Value,
-    /// A cursor that resumes the feed after this event.
-    pub cursor: String,
-}
-
-impl From<&Event> for EventView {
-    fn from(e: &Event) -> Self {
-        EventView {
-            id: e.id.clone(),
-            sequence: e.seq,
-            kind: e.kind.clone(),
-            occurred_at: rfc3339(e.created_us),
-            organization_id: e.org_id.clone(),
-            connection_id: e.connection_id.clone(),
-            resource_type: e.resource_type.clone(),
-            resource_id: e.resource_id.clone(),
-            actor: (&e.actor).into(),
-            user_agent: e.user_agent.clone(),
-            request_id: e.request_id.clone(),
-            data: e.data.clone(),
-            cursor: encode_cursor(EVENTS_CURSOR, e.seq),
-        }
     }
 }
 
@@ -202,7 +59,7 @@ pub struct EventParams {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Only events of this organization.
-    pub organization_id: Option<String>,
+    pub org_id: Option<String>,
     /// Only events of this SCIM connection (its audit log).
     pub connection_id: Option<String>,
     /// Only events about this user or group, including its membership changes (its audit log).
@@ -212,10 +69,7 @@ pub struct EventParams {
 /// The feed's query from the query string.
 fn event_query(raw: Option<&str>) -> ApiResult<EventQuery> {
     let pairs = query_pairs(raw);
-    let after_seq = match single(&pairs, "after")?.map(str::trim) {
-        None | Some("") => 0,
-        Some(c) => decode_cursor(EVENTS_CURSOR, "after", c)?,
-    };
+    let after_seq = paging::number_cursor(&pairs, "after", EVENTS_CURSOR)?.unwrap_or(0);
     let mut types: Vec<String> = Vec::new();
     for (_, v) in pairs.iter().filter(|(k, _)| k == "type") {
         for term in v.split(',') {
@@ -229,9 +83,9 @@ fn event_query(raw: Option<&str>) -> ApiResult<EventQuery> {
     }
     Ok(EventQuery {
         after_seq,
-        limit: parse_limit(single(&pairs, "limit")?)?,
+        limit: paging::limit(&pairs)?,
         types,
-        org_id: id_filter(&pairs, "organization_id")?,
+        org_id: id_filter(&pairs, "org_id")?,
         connection_id: id_filter(&pairs, "connection_id")?,
         resource_id: id_filter(&pairs, "resource_id")?,
     })
@@ -267,7 +121,7 @@ pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> A
     let next = found.last().map_or(q.after_seq, |e| e.seq);
     Ok(Json(EventList {
         data: found.iter().map(EventView::from).collect(),
-        next_cursor: encode_cursor(EVENTS_CURSOR, next),
+        next_cursor: cursor::encode_number(EVENTS_CURSOR, next),
         has_more,
     }))
 }
@@ -403,11 +257,8 @@ pub async fn list_requests(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<RequestList>> {
     let pairs = query_pairs(raw.as_deref());
-    let before = match single(&pairs, "cursor")?.map(str::trim) {
-        None | Some("") => None,
-        Some(c) => Some(decode_cursor(REQUESTS_CURSOR, "cursor", c)?),
-    };
-    let limit = parse_limit(single(&pairs, "limit")?)?;
+    let before = paging::number_cursor(&pairs, "cursor", kinds::REQUESTS)?;
+    let limit = paging::limit(&pairs)?;
     let connection = scim.admin().connection(&id).await?;
     let mut found = scim
         .store
@@ -416,7 +267,7 @@ pub async fn list_requests(
         .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?;
     let next_cursor = if found.len() as i64 > limit {
         found.truncate(limit as usize);
-        found.last().map(|e| encode_cursor(REQUESTS_CURSOR, e.seq))
+        found.last().map(|e| cursor::encode_number(kinds::REQUESTS, e.seq))
     } else {
         None
     };
@@ -429,27 +280,6 @@ pub async fn list_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_are_checked() {
-        let c = encode_cursor(EVENTS_CURSOR, 42);
-        assert_eq!(decode_cursor(EVENTS_CURSOR, "after", &c).unwrap(), 42);
-        // A request log cursor is not an events cursor.
-        let r = encode_cursor(REQUESTS_CURSOR, 42);
-        assert_eq!(
-            decode_cursor(EVENTS_CURSOR, "after", &r).unwrap_err().status.as_u16(),
-            400
-        );
-        for bad in [
-            "",
-            "42",
-            "!!",
-            &URL_SAFE_NO_PAD.encode("ev1:-1"),
-            &URL_SAFE_NO_PAD.encode("ev1:x"),
-        ] {
-            assert!(decode_cursor(EVENTS_CURSOR, "after", bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn event_filters_from_the_query_string() {

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod events;
 pub mod extract;
 pub mod organizations;
+pub mod paging;
 pub mod problem;
 pub mod roles;
 pub mod schemas;
@@ -139,7 +140,108 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .nest(BASE_PATH, routes())
         .into_openapi();
     document_http_layer_answers(&mut doc);
+    document_webhooks(&mut doc);
     doc
+}
+
+/// The document's `webhooks`: what Rollcall POSTs to a webhook endpoint (an event, in the shape of
+/// the Events API's, or a test message), with the Standard Webhooks headers, so that a client
+/// generated from the one document parses deliveries too.
+fn document_webhooks(doc: &mut utoipa::openapi::OpenApi) {
+    use rollcall_webhooks::payload::{Delivery, Ping};
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::{
+        ContentBuilder, ObjectBuilder, PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder, Type,
+    };
+    use utoipa::{PartialSchema, ToSchema};
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut schemas = Vec::new();
+    Delivery::schemas(&mut schemas);
+    Ping::schemas(&mut schemas);
+    schemas.push((Delivery::name().into_owned(), Delivery::schema()));
+    schemas.push((Ping::name().into_owned(), Ping::schema()));
+    for (name, schema) in schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let operation = |summary: &str, description: &str, id: &str, schema: &str| {
+        OperationBuilder::new()
+            .summary(Some(summary))
+            .description(Some(description))
+            .operation_id(Some(id))
+            .tag("webhooks")
+            .parameter(header(
+                "webhook-id",
+                "The event's id (the same at every attempt: deduplicate on it); `ping_...` for a test message",
+            ))
+            .parameter(header("webhook-timestamp", "When this attempt was sent, in Unix seconds"))
+            .parameter(header(
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256>` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's \
+                 secret; two, separated by a space, for a day after a secret rotation",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(schema)))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .responses(
+                ResponsesBuilder::new()
+                    .response(
+                        "2XX",
+                        ResponseBuilder::new().description(
+                            "Received. Any other answer, or none within the timeout (10 s by default), is a \
+                             failed attempt: events are retried with backoff, in order",
+                        ),
+                    )
+                    .build(),
+            )
+            .build()
+    };
+    let webhooks = PathsBuilder::new()
+        .path(
+            "event",
+            PathItem::new(
+                HttpMethod::Post,
+                operation(
+                    "An event",
+                    "Every change an endpoint subscribed to (by organization and `event_types`), in commit \
+                     order: `data` is the event exactly as `GET /api/v1/events` gives it. See docs/events.md \
+                     for each type's `data`.",
+                    "webhook_event",
+                    "Delivery",
+                ),
+            ),
+        )
+        .path(
+            "ping",
+            PathItem::new(
+                HttpMethod::Post,
+                operation(
+                    "A test message",
+                    "Sent by `POST /api/v1/webhooks/{id}/ping`, signed like events; not retried.",
+                    "webhook_ping",
+                    "Ping",
+                ),
+            ),
+        )
+        .build();
+    doc.webhooks = Some(webhooks);
 }
 
 /// Adds to every operation the answers of the HTTP layer's limits ([`crate::limits::guard`]),

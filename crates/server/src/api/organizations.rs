@@ -2,16 +2,14 @@
 
 use super::auth::ApiCaller;
 use super::extract::{JsonBody, query_pairs, query_param};
-use super::problem::{ApiProblem, ApiResult, Problem};
+use super::paging::{self, kinds};
+use super::problem::{ApiResult, Problem};
+use rollcall_store::cursor;
 use super::schemas::*;
 use crate::service::Scim;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-
-/// Items on a page when `limit` is not given, and the most allowed.
-pub const DEFAULT_LIMIT: i64 = 100;
-pub const MAX_LIMIT: i64 = 1000;
 
 /// A `Location` header for `/api/v1/{kind}/{id}`.
 pub(super) fn location(kind: &str, id: &str) -> HeaderMap {
@@ -22,35 +20,13 @@ pub(super) fn location(kind: &str, id: &str) -> HeaderMap {
     h
 }
 
-/// Reads `cursor` and `limit`.
+/// Reads `cursor` (an organization id inside) and `limit`.
 fn page_params(raw: Option<&str>) -> ApiResult<(Option<String>, i64)> {
     let pairs = query_pairs(raw);
-    let limit = match query_param(&pairs, "limit").map(str::trim) {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiProblem::new(
-                    422,
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}, not \"{v}\""),
-                ));
-            }
-        },
-    };
-    let cursor = match query_param(&pairs, "cursor").map(str::trim) {
-        None | Some("") => None,
-        Some(c) => {
-            // Cursors are organization ids.
-            if uuid::Uuid::parse_str(c).is_err() {
-                return Err(ApiProblem::new(
-                    422,
-                    format!("cursor \"{c}\" is not a next_cursor this API returned"),
-                ));
-            }
-            Some(c.to_string())
-        }
-    };
-    Ok((cursor, limit))
+    Ok((
+        paging::text_cursor(&pairs, "cursor", kinds::ORGANIZATIONS)?,
+        paging::limit(&pairs)?,
+    ))
 }
 
 /// Create an organization.
@@ -92,7 +68,7 @@ pub async fn create_organization(
     responses(
         (status = 200, description = "A page of organizations", body = OrganizationList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_organizations(
@@ -103,7 +79,7 @@ pub async fn list_organizations(
     let (orgs, next) = scim.admin().list_organizations(cursor.as_deref(), limit).await?;
     Ok(Json(OrganizationList {
         data: orgs.iter().map(OrganizationView::from).collect(),
-        next_cursor: next,
+        next_cursor: next.map(|id| cursor::encode(kinds::ORGANIZATIONS, &id)),
     }))
 }
 

@@ -4,11 +4,13 @@
 
 use super::extract::{JsonBody, query_pairs, query_param};
 use super::organizations::location;
+use super::paging::{self, kinds};
 use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use rollcall_store::cursor;
 use rollcall_store::webhooks::check_event_type;
 use rollcall_store::{AttemptOrigin, NewWebhook, Webhook, WebhookAttempt, WebhookStatus, WebhookUpdate};
 use rollcall_webhooks::signing;
@@ -21,9 +23,6 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const MAX_EVENT_TYPES: usize = 100;
 /// How long the secret before a rotation keeps signing deliveries beside the new one.
 pub const SECRET_OVERLAP_US: i64 = 24 * 3600 * 1_000_000;
-/// Attempts on a page when `limit` is not given, and the most allowed.
-pub const DEFAULT_ATTEMPTS: i64 = 50;
-pub const MAX_ATTEMPTS: i64 = 500;
 
 /// Whether the dispatcher delivers to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -70,7 +69,7 @@ pub struct WebhookView {
     #[schema(required = true)]
     pub disabled_reason: Option<String>,
     /// The sequence number of the last event delivered (or skipped, when not subscribed).
-    pub cursor_seq: i64,
+    pub last_sequence: i64,
     /// When the current run of failed attempts began; `null` while deliveries succeed.
     #[schema(required = true, format = DateTime)]
     pub failing_since: Option<String>,
@@ -100,7 +99,7 @@ impl From<&Webhook> for WebhookView {
             event_types: w.event_types.clone(),
             status: w.status.into(),
             disabled_reason: w.disabled_reason.clone(),
-            cursor_seq: w.cursor_seq,
+            last_sequence: w.cursor_seq,
             failing_since: w.failing_since_us.map(rfc3339),
             consecutive_failures: w.consecutive_failures,
             last_error: w.last_error.clone(),
@@ -171,7 +170,7 @@ pub struct AttemptView {
     /// The `webhook-id` sent: the event's id (`ping_...` for a test message).
     pub event_id: String,
     #[schema(required = true)]
-    pub event_seq: Option<i64>,
+    pub event_sequence: Option<i64>,
     pub event_type: String,
     /// 1 for the first attempt at this event on this endpoint.
     pub attempt: i64,
@@ -198,7 +197,7 @@ impl From<&WebhookAttempt> for AttemptView {
         AttemptView {
             id: a.id,
             event_id: a.event_id.clone(),
-            event_seq: a.event_seq,
+            event_sequence: a.event_seq,
             event_type: a.event_type.clone(),
             attempt: a.attempt,
             origin: match a.origin {
@@ -236,8 +235,8 @@ pub struct Redeliver {
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// Deliver again every event from this sequence number on, in order. Only backwards: at most
-    /// `cursor_seq + 1`.
-    pub from_seq: i64,
+    /// `last_sequence + 1`.
+    pub from_sequence: i64,
 }
 
 fn invalid(field: &str, detail: impl std::fmt::Display) -> ApiProblem {
@@ -484,9 +483,6 @@ pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> 
     }))
 }
 
-/// The prefix of attempt list cursors.
-const ATTEMPTS_CURSOR: &str = "a1.";
-
 /// List an endpoint's delivery attempts, newest first.
 #[utoipa::path(
     get,
@@ -495,13 +491,13 @@ const ATTEMPTS_CURSOR: &str = "a1.";
     params(
         ("id" = String, Path, description = "Webhook endpoint id"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Largest number of attempts on the page, 1 to 500 (default 50)"),
+        ("limit" = Option<i64>, Query, description = "Largest number of attempts on the page, 1 to 1000 (default 100)"),
     ),
     responses(
         (status = 200, description = "A page of attempts", body = AttemptList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_attempts(
@@ -510,28 +506,9 @@ pub async fn list_attempts(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<AttemptList>> {
     let pairs = query_pairs(raw.as_deref());
-    let number = |name: &str, range: std::ops::RangeInclusive<i64>| -> ApiResult<Option<i64>> {
-        match query_param(&pairs, name).map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(invalid(
-                    name,
-                    format!(
-                        "an integer from {} to {} is expected, not \"{v}\"",
-                        range.start(),
-                        range.end()
-                    ),
-                )),
-            },
-        }
-    };
-    let limit = number("limit", 1..=MAX_ATTEMPTS)?.unwrap_or(DEFAULT_ATTEMPTS);
+    let limit = paging::limit(&pairs)?;
     // Attempts older than the cursor's (ids increase with time).
-    let before = match query_param(&pairs, "cursor").map(str::trim) {
-        None | Some("") => None,
-        Some(c) => Some(super::directory::decode_cursor(ATTEMPTS_CURSOR, Some(c))?),
-    };
+    let before = paging::number_cursor(&pairs, "cursor", kinds::ATTEMPTS)?;
     endpoint(&scim, &id).await?;
     let attempts = scim
         .store
@@ -542,7 +519,7 @@ pub async fn list_attempts(
     let page: Vec<AttemptView> = attempts.iter().take(limit as usize).map(AttemptView::from).collect();
     let next_cursor = if more {
         page.last()
-            .map(|a| super::directory::encode_cursor(ATTEMPTS_CURSOR, a.id))
+            .map(|a| cursor::encode_number(kinds::ATTEMPTS, a.id))
     } else {
         None
     };
@@ -612,7 +589,7 @@ pub async fn redeliver(
         (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "from_seq is below 1 or past the cursor", body = Problem,
+        (status = 422, description = "from_sequence is below 1 or past the cursor", body = Problem,
             content_type = "application/problem+json"),
     )
 )]
@@ -624,10 +601,10 @@ pub async fn replay(
     endpoint(&scim, &id).await?;
     let w = scim
         .store
-        .replay_webhook(&id, body.from_seq)
+        .replay_webhook(&id, body.from_sequence)
         .await
         .map_err(|e| match e {
-            rollcall_store::StoreError::Scim(s) if s.status == 400 => invalid("from_seq", s.detail),
+            rollcall_store::StoreError::Scim(s) if s.status == 400 => invalid("from_sequence", s.detail),
             other => store_err(other),
         })?
         .ok_or_else(|| no_webhook(&id))?;

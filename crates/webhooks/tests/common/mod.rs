@@ -160,7 +160,7 @@ impl Received {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
     pub fn seq(&self) -> i64 {
-        self.json()["data"]["seq"].as_i64().expect("data.seq")
+        self.json()["data"]["sequence"].as_i64().expect("data.sequence")
     }
 }
 
