@@ -76,6 +76,9 @@ enum Command {
     /// Manage a connection's role mappings (IdP group or app role to role).
     #[command(subcommand, name = "role-mapping")]
     RoleMapping(ops::RoleMappingCommand),
+    /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
+    #[command(subcommand)]
+    Webhook(ops::WebhookCommand),
 }
 
 #[derive(clap::Args)]
@@ -872,6 +875,11 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         Command::Org(OrgCommand::Delete { org, yes }) => ops::org_delete(&admin(None), &by, &org, yes).await,
         Command::Role(cmd) => ops::role(&admin(None), &by, cmd).await,
         Command::RoleMapping(cmd) => ops::role_mapping(&admin(None), &by, cmd).await,
+        Command::Webhook(cmd) => {
+            // With the server's network policy, so that a redelivery goes where the server's would.
+            let hooks = Webhooks::new(store.clone(), webhook_config(&s)?);
+            ops::webhook(&admin(None).with_webhooks(hooks), cmd).await
+        }
         Command::Connection(ConnectionCommand::Create {
             org,
             idp,

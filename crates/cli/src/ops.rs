@@ -1,5 +1,6 @@
 //! The operator's everyday commands beyond creating things: renaming and deleting organizations,
-//! disabling and enabling connections, roles and role mappings, and the lists. Each is a thin call
+//! disabling and enabling connections, roles and role mappings, webhook endpoints (list, attempts,
+//! redelivery, test message), and the lists. Each is a thin call
 //! of the same [`Admin`] operation the management API uses; `--json` prints what the API answers
 //! for the same thing (the API's views), the text form a table with a header.
 
@@ -8,8 +9,9 @@ use rollcall_server::admin::{Admin, AdminError};
 use rollcall_server::api::api_keys::ApiKeyView;
 use rollcall_server::api::roles::{RoleMappingView, RoleView};
 use rollcall_server::api::schemas::{ConnectionView, OrganizationView};
+use rollcall_server::api::webhooks::{AttemptView, WebhookView};
 use rollcall_store::roles::RoleMatch;
-use rollcall_store::{ConnectionStatus, ConnectionUpdate, WriteContext};
+use rollcall_store::{ConnectionStatus, ConnectionUpdate, WebhookAttempt, WriteContext};
 use serde::Serialize;
 
 fn err(e: AdminError) -> String {
@@ -353,6 +355,169 @@ pub async fn role_mapping(admin: &Admin, by: &WriteContext, cmd: RoleMappingComm
                 .await
                 .map_err(err)?;
             println!("role mapping {mapping} deleted");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// List webhook endpoints with their delivery state.
+    List {
+        /// Only this organization's endpoints (id or name).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An endpoint's delivery attempts, newest first.
+    Attempts {
+        /// Webhook endpoint id.
+        webhook: String,
+        /// Most attempts shown, 1 to 1000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one event to an endpoint again, now (its cursor does not move); prints the attempt.
+    Redeliver {
+        /// Webhook endpoint id.
+        webhook: String,
+        /// The event's id (a delivery's `webhook-id`).
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test message (`webhook.ping`) to an endpoint now; prints the attempt.
+    Ping {
+        /// Webhook endpoint id.
+        webhook: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn attempt_row(a: &AttemptView) -> Vec<String> {
+    vec![
+        a.id.to_string(),
+        a.created_at.clone(),
+        a.event_type.clone(),
+        a.event_sequence.map_or("-".into(), |s| s.to_string()),
+        a.attempt.to_string(),
+        serde_json::to_value(a.origin)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        if a.succeeded { "ok" } else { "failed" }.to_string(),
+        a.status_code.map_or("-".into(), |s| s.to_string()),
+        format!("{:.1}", a.latency_ms),
+        or_dash(a.error.as_deref()),
+    ]
+}
+
+const ATTEMPT_HEADER: [&str; 10] = [
+    "ID",
+    "AT",
+    "EVENT_TYPE",
+    "SEQUENCE",
+    "ATTEMPT",
+    "ORIGIN",
+    "RESULT",
+    "STATUS",
+    "LATENCY_MS",
+    "ERROR",
+];
+
+/// Prints one attempt; fails (exit status 1) when it did not succeed, so scripts can tell.
+fn attempt_outcome(a: &WebhookAttempt, as_json: bool) -> Result<(), String> {
+    let view = AttemptView::from(a);
+    if as_json {
+        json(&view);
+    } else {
+        table(&ATTEMPT_HEADER, [attempt_row(&view)]);
+    }
+    if a.succeeded {
+        Ok(())
+    } else {
+        Err(format!(
+            "the endpoint did not accept it: {}",
+            a.error
+                .clone()
+                .or(a.status_code.map(|s| format!("HTTP {s}")))
+                .unwrap_or_default()
+        ))
+    }
+}
+
+pub async fn webhook(admin: &Admin, cmd: WebhookCommand) -> Result<(), String> {
+    match cmd {
+        WebhookCommand::List { org, json: as_json } => {
+            let org_id = match org {
+                Some(o) => Some(admin.find_organization(&o).await.map_err(err)?.id),
+                None => None,
+            };
+            let list = admin.list_webhooks(org_id.as_deref()).await.map_err(err)?;
+            let views: Vec<WebhookView> = list.iter().map(WebhookView::from).collect();
+            if as_json {
+                json(&views);
+            } else {
+                table(
+                    &[
+                        "ID",
+                        "ORG_ID",
+                        "URL",
+                        "STATUS",
+                        "LAST_SEQUENCE",
+                        "FAILING_SINCE",
+                        "EVENT_TYPES",
+                    ],
+                    views.iter().map(|w| {
+                        vec![
+                            w.id.clone(),
+                            or_dash(w.org_id.as_deref()),
+                            w.url.clone(),
+                            serde_json::to_value(w.status)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                            w.last_sequence.to_string(),
+                            or_dash(w.failing_since.as_deref()),
+                            if w.event_types.is_empty() {
+                                "*".to_string()
+                            } else {
+                                w.event_types.join(",")
+                            },
+                        ]
+                    }),
+                );
+            }
+        }
+        WebhookCommand::Attempts {
+            webhook,
+            limit,
+            json: as_json,
+        } => {
+            let (attempts, _) = admin.webhook_attempts(&webhook, None, limit).await.map_err(err)?;
+            let views: Vec<AttemptView> = attempts.iter().map(AttemptView::from).collect();
+            if as_json {
+                json(&views);
+            } else {
+                table(&ATTEMPT_HEADER, views.iter().map(attempt_row));
+            }
+        }
+        WebhookCommand::Redeliver {
+            webhook,
+            event,
+            json: as_json,
+        } => {
+            let a = admin.redeliver_webhook(&webhook, &event).await.map_err(err)?;
+            attempt_outcome(&a, as_json)?;
+        }
+        WebhookCommand::Ping { webhook, json: as_json } => {
+            let a = admin.ping_webhook(&webhook).await.map_err(err)?;
+            attempt_outcome(&a, as_json)?;
         }
     }
     Ok(())

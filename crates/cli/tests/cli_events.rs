@@ -599,3 +599,157 @@ async fn json_logs_keep_the_first_token_out_of_the_stream() {
     assert!(stderr.contains(&token_file.display().to_string()), "{stderr}");
     assert!(listen.contains("127.0.0.1:"), "{listen}");
 }
+
+/// `rollcall webhook list / ping / redeliver / attempts`: thin calls of the management API's
+/// operations, printing its views with `--json` and headed tables otherwise; a redelivery arrives
+/// signed with the endpoint's secret and carries the event as the Events API gives it; an attempt
+/// the endpoint does not accept (here: refused by the network policy) fails the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_commands_list_ping_redeliver_and_show_attempts() {
+    use axum::http::HeaderMap;
+    use std::sync::Mutex;
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("hooks.db").display());
+    ok(&rollcall(
+        &["--database", &db, "--create", "org", "create", "--name", "Acme"],
+        &[],
+    ));
+
+    // A receiver on loopback that keeps what it is sent.
+    type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+    let received: Received = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |headers: HeaderMap, body: String| async move {
+                received.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+        .await
+        .unwrap();
+    let org = store.list_organizations().await.unwrap().remove(0);
+    let org_created = store
+        .query_events(&EventQuery {
+            types: vec!["organization.created".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let secret = rollcall_webhooks::signing::new_secret();
+    let hook = store
+        .create_webhook(rollcall_store::NewWebhook {
+            org_id: Some(org.id.clone()),
+            url: url.clone(),
+            description: "crm".into(),
+            event_types: vec!["organization.*".into()],
+            secret: secret.clone(),
+        })
+        .await
+        .unwrap();
+    drop(store);
+    const LOOPBACK: &[(&str, &str)] = &[("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")];
+    let run = |args: Vec<String>, env: &[(&str, &str)]| {
+        let mut all = vec!["--database".to_string(), db.clone()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        rollcall(&refs, env)
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // The list: the API's view with --json, a headed table otherwise.
+    let out = run(args(&["webhook", "list", "--org", "Acme", "--json"]), &[]);
+    ok(&out);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["id"], hook.id.as_str());
+    assert_eq!(list[0]["org_id"], org.id.as_str());
+    assert_eq!(list[0]["url"], url.as_str());
+    assert!(list[0]["last_sequence"].is_i64(), "{list}");
+    assert!(list[0].get("secret").is_none(), "the secret is never listed: {list}");
+    let out = run(args(&["webhook", "list"]), &[]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("ID\tORG_ID\tURL\tSTATUS\tLAST_SEQUENCE"), "{text}");
+    assert!(text.contains(&hook.id) && text.contains("organization.*"), "{text}");
+
+    // Ping and redeliver go out under the server's network policy: loopback is refused unless the
+    // settings allow it, and the command fails with the attempt's error.
+    let out = run(args(&["webhook", "ping", &hook.id]), &[]);
+    assert!(!out.status.success(), "a refused ping must fail the command");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not accept"),
+        "{out:?}"
+    );
+    assert!(received.lock().unwrap().is_empty());
+    let out = run(args(&["webhook", "ping", &hook.id, "--json"]), LOOPBACK);
+    ok(&out);
+    let ping: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (ping["origin"].as_str(), ping["succeeded"].as_bool()),
+        (Some("ping"), Some(true))
+    );
+
+    let out = run(
+        args(&["webhook", "redeliver", &hook.id, "--event", &org_created.id, "--json"]),
+        LOOPBACK,
+    );
+    ok(&out);
+    let attempt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(attempt["origin"], "redeliver");
+    assert_eq!(attempt["event_id"], org_created.id.as_str());
+    assert_eq!(attempt["event_sequence"], org_created.seq);
+    {
+        let got = received.lock().unwrap();
+        assert_eq!(got.len(), 2, "the ping and the redelivery");
+        let (headers, body) = &got[1];
+        standardwebhooks::Webhook::new(&secret)
+            .unwrap()
+            .verify(body.as_bytes(), headers)
+            .expect("signed with the endpoint's secret");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["type"], "organization.created");
+        assert_eq!(body["data"]["id"], org_created.id.as_str());
+        assert_eq!(body["data"]["sequence"], org_created.seq);
+        assert_eq!(body["data"]["org_id"], org.id.as_str());
+        assert_eq!(body["data"]["actor"]["type"], "cli");
+    }
+    // An event outside the endpoint's subscription is refused, naming the field.
+    let out = run(args(&["webhook", "redeliver", &hook.id, "--event", "nope"]), LOOPBACK);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("event_id: no event"),
+        "{out:?}"
+    );
+
+    // The attempts, newest first: the redelivery, the ping, the refused ping.
+    let out = run(args(&["webhook", "attempts", &hook.id, "--json"]), &[]);
+    ok(&out);
+    let attempts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let origins: Vec<(&str, bool)> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["origin"].as_str().unwrap(), a["succeeded"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(origins, [("redeliver", true), ("ping", true), ("ping", false)]);
+    let out = run(args(&["webhook", "attempts", &hook.id, "--limit", "1"]), &[]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.lines().count(), 2, "a header and one attempt: {text}");
+    assert!(text.starts_with("ID\tAT\tEVENT_TYPE\tSEQUENCE"), "{text}");
+    let out = run(args(&["webhook", "attempts", "no-such-hook"]), &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no webhook endpoint"),
+        "{out:?}"
+    );
+}

@@ -7,7 +7,6 @@
 //! call [`service::Scim`] (SCIM) or [`admin::Admin`] (management).
 
 pub mod admin;
-pub mod admin_directory;
 pub mod api;
 pub mod auth;
 pub mod background;

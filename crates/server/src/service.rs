@@ -295,6 +295,7 @@ impl Scim {
     /// The management operations, sharing this node's token cache.
     pub fn admin(&self) -> crate::admin::Admin {
         crate::admin::Admin::new(self.store.clone(), self.token_cache.clone(), &self.config.public_url)
+            .with_webhooks(self.webhooks.clone())
     }
 
     pub fn rt(&self, kind: ResourceKind) -> &ResourceType {
@@ -326,7 +327,7 @@ impl Scim {
         if kind != ResourceKind::User || (policy.required_attributes.is_empty() && policy.synced_attributes.is_none()) {
             return Ok(None);
         }
-        crate::admin_directory::attribute_policy(&self.registry, policy)
+        crate::admin::attribute_policy(&self.registry, policy)
             .map(|p| Some(Arc::new(p)))
             .map_err(|e| ScimError::internal(format!("the connection's attribute policy is not valid: {e}")))
     }

@@ -127,14 +127,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/api-keys", &[]),
     (
         "/events",
-        &[
-            "after",
-            "limit",
-            "type",
-            "org_id",
-            "connection_id",
-            "resource_id",
-        ],
+        &["after", "limit", "type", "org_id", "connection_id", "resource_id"],
     ),
     ("/events/{id}", &[]),
     ("/webhooks", &["org_id"]),

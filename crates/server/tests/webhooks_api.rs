@@ -488,14 +488,20 @@ fn matches_schema(doc: &Value, schema: &Value, value: &Value, at: &str) {
         // A tagged enum (the actor): the variant whose `type` enumerates the value's.
         let variant = variants
             .iter()
-            .find(|v| v["properties"]["type"]["enum"].as_array().is_some_and(|e| e.contains(&value["type"])))
+            .find(|v| {
+                v["properties"]["type"]["enum"]
+                    .as_array()
+                    .is_some_and(|e| e.contains(&value["type"]))
+            })
             .unwrap_or_else(|| panic!("{at}: no variant of {schema} for {value}"));
         return matches_schema(doc, variant, value, at);
     }
     let Some(props) = schema["properties"].as_object() else {
         return;
     };
-    let obj = value.as_object().unwrap_or_else(|| panic!("{at}: {value} is not an object"));
+    let obj = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: {value} is not an object"));
     for k in obj.keys() {
         assert!(props.contains_key(k), "{at}.{k} is not in the document's schema");
     }
@@ -522,7 +528,11 @@ async fn conforms_to_the_document(f: &Fixture, body: &Value) {
     let op = &doc["webhooks"]["event"]["post"];
     for h in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         assert!(
-            op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == h && p["in"] == "header"),
+            op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == h && p["in"] == "header"),
             "{h} is not documented"
         );
     }

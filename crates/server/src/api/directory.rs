@@ -3,12 +3,12 @@
 
 use super::extract::{query_pairs, query_param};
 use super::paging::{self, kinds};
-use rollcall_store::cursor;
 use super::problem::{ApiProblem, ApiResult, Problem};
-use crate::admin_directory::{Profiles, UserLookup};
+use crate::admin::{Profiles, UserLookup};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use rollcall_store::cursor;
 use rollcall_store::{
     Connection, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus,
 };
@@ -277,7 +277,10 @@ pub async fn list_users(
     let pairs = query_pairs(raw.as_deref());
     let status = match text_param(&pairs, "status") {
         None => None,
-        Some(s) => Some(s.parse::<UserStatus>().map_err(|e| ApiProblem::new(400, format!("status: {e}")))?),
+        Some(s) => Some(
+            s.parse::<UserStatus>()
+                .map_err(|e| ApiProblem::new(400, format!("status: {e}")))?,
+        ),
     };
     let query = DirectoryQuery {
         connection_id: text_param(&pairs, "connection_id"),

@@ -7,11 +7,11 @@
 //! stopped, and reading from the start reconstructs every change still retained.
 
 use super::extract::query_pairs;
+use super::paging::{self, kinds, single};
 use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use super::paging::{self, kinds, single};
 use rollcall_store::{EventQuery, RequestLogEntry, cursor, events};
 use rollcall_webhooks::event::{EVENTS_CURSOR, EventView};
 use serde::{Deserialize, Serialize};
@@ -108,21 +108,13 @@ fn event_query(raw: Option<&str>) -> ApiResult<EventQuery> {
     )
 )]
 pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<EventList>> {
-    let mut q = event_query(raw.as_deref())?;
-    let limit = q.limit;
-    q.limit = limit + 1;
-    let mut found = scim
-        .store
-        .query_events(&q)
-        .await
-        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?;
-    let has_more = found.len() as i64 > limit;
-    found.truncate(limit as usize);
-    let next = found.last().map_or(q.after_seq, |e| e.seq);
+    let q = event_query(raw.as_deref())?;
+    let page = scim.admin().events(&q).await?;
+    let next = page.events.last().map_or(q.after_seq, |e| e.seq);
     Ok(Json(EventList {
-        data: found.iter().map(EventView::from).collect(),
+        data: page.events.iter().map(EventView::from).collect(),
         next_cursor: cursor::encode_number(EVENTS_CURSOR, next),
-        has_more,
+        has_more: page.has_more,
     }))
 }
 
@@ -140,18 +132,7 @@ pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> A
     )
 )]
 pub async fn get_event(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
-    let e = scim
-        .store
-        .get_event(&id)
-        .await
-        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?
-        .ok_or_else(|| {
-            ApiProblem::new(
-                404,
-                format!("no event with id \"{id}\" (events are kept for the retention period)"),
-            )
-        })?;
-    Ok(Json(EventView::from(&e)))
+    Ok(Json(EventView::from(&scim.admin().event(&id).await?)))
 }
 
 /// One SCIM request in a connection's request log.
@@ -259,18 +240,10 @@ pub async fn list_requests(
     let pairs = query_pairs(raw.as_deref());
     let before = paging::number_cursor(&pairs, "cursor", kinds::REQUESTS)?;
     let limit = paging::limit(&pairs)?;
-    let connection = scim.admin().connection(&id).await?;
-    let mut found = scim
-        .store
-        .request_log(&connection.id, before, limit + 1)
-        .await
-        .map_err(|e| ApiProblem::from(crate::admin::AdminError::from(e)))?;
-    let next_cursor = if found.len() as i64 > limit {
-        found.truncate(limit as usize);
-        found.last().map(|e| cursor::encode_number(kinds::REQUESTS, e.seq))
-    } else {
-        None
-    };
+    let (found, more) = scim.admin().request_log(&id, before, limit).await?;
+    let next_cursor = more
+        .then(|| found.last().map(|e| cursor::encode_number(kinds::REQUESTS, e.seq)))
+        .flatten();
     Ok(Json(RequestList {
         data: found.iter().map(RequestView::from).collect(),
         next_cursor,

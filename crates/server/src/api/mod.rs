@@ -183,7 +183,10 @@ fn document_webhooks(doc: &mut utoipa::openapi::OpenApi) {
                 "webhook-id",
                 "The event's id (the same at every attempt: deduplicate on it); `ping_...` for a test message",
             ))
-            .parameter(header("webhook-timestamp", "When this attempt was sent, in Unix seconds"))
+            .parameter(header(
+                "webhook-timestamp",
+                "When this attempt was sent, in Unix seconds",
+            ))
             .parameter(header(
                 "webhook-signature",
                 "`v1,<base64 HMAC-SHA256>` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's \

@@ -4,12 +4,12 @@ use super::auth::ApiCaller;
 use super::extract::{JsonBody, query_pairs, query_param};
 use super::paging::{self, kinds};
 use super::problem::{ApiResult, Problem};
-use rollcall_store::cursor;
 use super::schemas::*;
 use crate::service::Scim;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use rollcall_store::cursor;
 
 /// A `Location` header for `/api/v1/{kind}/{id}`.
 pub(super) fn location(kind: &str, id: &str) -> HeaderMap {

@@ -86,7 +86,10 @@ mod tests {
             assert_eq!(limit(&pairs(bad)).unwrap_err().status.as_u16(), 400, "{bad}");
         }
         let c = cursor::encode_number(kinds::USERS, 9);
-        assert_eq!(number_cursor(&pairs(&format!("cursor={c}")), "cursor", kinds::USERS).unwrap(), Some(9));
+        assert_eq!(
+            number_cursor(&pairs(&format!("cursor={c}")), "cursor", kinds::USERS).unwrap(),
+            Some(9)
+        );
         // Another list's cursor is refused, naming the parameter.
         let e = number_cursor(&pairs(&format!("cursor={c}")), "cursor", kinds::GROUPS).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);

@@ -5,24 +5,18 @@
 use super::extract::{JsonBody, query_pairs, query_param};
 use super::organizations::location;
 use super::paging::{self, kinds};
-use super::problem::{ApiProblem, ApiResult, Problem};
+use super::problem::{ApiResult, Problem};
+use crate::admin::{IssuedWebhook, WebhookChange, WebhookInput};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use rollcall_store::cursor;
-use rollcall_store::webhooks::check_event_type;
-use rollcall_store::{AttemptOrigin, NewWebhook, Webhook, WebhookAttempt, WebhookStatus, WebhookUpdate};
-use rollcall_webhooks::signing;
+use rollcall_store::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Longest description, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 500;
-/// Most entries in `event_types`.
-pub const MAX_EVENT_TYPES: usize = 100;
-/// How long the secret before a rotation keeps signing deliveries beside the new one.
-pub const SECRET_OVERLAP_US: i64 = 24 * 3600 * 1_000_000;
+pub use crate::admin::{MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US};
 
 /// Whether the dispatcher delivers to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -121,6 +115,15 @@ pub struct WebhookWithSecret {
     /// `whsec_<base64>`: verify deliveries with it using any Standard Webhooks library.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
+}
+
+impl From<IssuedWebhook> for WebhookWithSecret {
+    fn from(i: IssuedWebhook) -> Self {
+        WebhookWithSecret {
+            webhook: WebhookView::from(&i.webhook),
+            secret: i.secret,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -239,60 +242,6 @@ pub struct Replay {
     pub from_sequence: i64,
 }
 
-fn invalid(field: &str, detail: impl std::fmt::Display) -> ApiProblem {
-    ApiProblem::new(422, format!("{field}: {detail}"))
-}
-
-fn no_webhook(id: &str) -> ApiProblem {
-    ApiProblem::new(404, format!("no webhook endpoint with id \"{id}\""))
-}
-
-async fn endpoint(scim: &Scim, id: &str) -> ApiResult<Webhook> {
-    scim.webhooks
-        .store
-        .get_webhook(id)
-        .await
-        .map_err(crate::admin::AdminError::from)?
-        .ok_or_else(|| no_webhook(id))
-}
-
-async fn check_url(scim: &Scim, url: &str) -> ApiResult<String> {
-    scim.webhooks.check_url(url).await.map_err(|e| invalid("url", e))
-}
-
-fn check_event_types(types: Vec<String>) -> ApiResult<Vec<String>> {
-    if types.len() > MAX_EVENT_TYPES {
-        return Err(invalid("event_types", format!("at most {MAX_EVENT_TYPES} entries")));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(types.len());
-    for (i, t) in types.into_iter().enumerate() {
-        let t = t.trim().to_string();
-        check_event_type(&t).map_err(|e| invalid(&format!("event_types[{i}]"), e))?;
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    Ok(out)
-}
-
-fn check_description(d: String) -> ApiResult<String> {
-    let d = d.trim().to_string();
-    if d.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(invalid(
-            "description",
-            format!("longer than {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
-    if d.chars().any(char::is_control) {
-        return Err(invalid("description", "must not contain control characters"));
-    }
-    Ok(d)
-}
-
-fn store_err(e: rollcall_store::StoreError) -> ApiProblem {
-    crate::admin::AdminError::from(e).into()
-}
-
 /// Create a webhook endpoint.
 ///
 /// It receives the events recorded from now on. The URL is checked against the server's network
@@ -316,34 +265,19 @@ pub async fn create_webhook(
     State(scim): State<Scim>,
     JsonBody(body): JsonBody<CreateWebhook>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<WebhookWithSecret>)> {
-    let event_types = check_event_types(body.event_types.unwrap_or_default())?;
-    let description = check_description(body.description.unwrap_or_default())?;
-    if let Some(org) = &body.org_id {
-        let found = scim.store.get_organization(org).await.map_err(store_err)?;
-        if found.is_none_or(|o| o.id != *org) {
-            return Err(invalid("org_id", format!("no organization with id \"{org}\"")));
-        }
-    }
-    let url = check_url(&scim, &body.url).await?;
-    let secret = signing::new_secret();
-    let w = scim
-        .store
-        .create_webhook(NewWebhook {
+    let issued = scim
+        .admin()
+        .create_webhook(WebhookInput {
             org_id: body.org_id,
-            url,
-            description,
-            event_types,
-            secret: secret.clone(),
+            url: body.url,
+            description: body.description,
+            event_types: body.event_types.unwrap_or_default(),
         })
-        .await
-        .map_err(store_err)?;
+        .await?;
     Ok((
         StatusCode::CREATED,
-        location("webhooks", &w.id),
-        Json(WebhookWithSecret {
-            webhook: WebhookView::from(&w),
-            secret,
-        }),
+        location("webhooks", &issued.webhook.id),
+        Json(WebhookWithSecret::from(issued)),
     ))
 }
 
@@ -361,7 +295,7 @@ pub async fn create_webhook(
 pub async fn list_webhooks(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<WebhookList>> {
     let pairs = query_pairs(raw.as_deref());
     let org = query_param(&pairs, "org_id").filter(|s| !s.is_empty());
-    let list = scim.store.list_webhooks(org).await.map_err(store_err)?;
+    let list = scim.admin().list_webhooks(org).await?;
     Ok(Json(WebhookList {
         data: list.iter().map(WebhookView::from).collect(),
     }))
@@ -380,7 +314,7 @@ pub async fn list_webhooks(State(scim): State<Scim>, RawQuery(raw): RawQuery) ->
     )
 )]
 pub async fn get_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(WebhookView::from(&endpoint(&scim, &id).await?)))
+    Ok(Json(WebhookView::from(&scim.admin().webhook(&id).await?)))
 }
 
 /// Change a webhook endpoint's URL, subscription, description or status.
@@ -408,29 +342,15 @@ pub async fn update_webhook(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
-    endpoint(&scim, &id).await?;
-    let event_types = body.event_types.map(check_event_types).transpose()?;
-    let description = body.description.map(check_description).transpose()?;
-    let url = match &body.url {
-        Some(u) => Some(check_url(&scim, u).await?),
-        None => None,
+    let change = WebhookChange {
+        url: body.url,
+        description: body.description,
+        event_types: body.event_types,
+        status: body.status.map(Into::into),
     };
-    let w = scim
-        .store
-        .update_webhook(
-            &id,
-            WebhookUpdate {
-                url,
-                description,
-                event_types,
-                status: body.status.map(Into::into),
-            },
-        )
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| no_webhook(&id))?;
-    scim.webhooks.wake();
-    Ok(Json(WebhookView::from(&w)))
+    Ok(Json(WebhookView::from(
+        &scim.admin().update_webhook(&id, change).await?,
+    )))
 }
 
 /// Delete a webhook endpoint with its attempts.
@@ -446,11 +366,8 @@ pub async fn update_webhook(
     )
 )]
 pub async fn delete_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if scim.store.delete_webhook(&id).await.map_err(store_err)? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(no_webhook(&id))
-    }
+    scim.admin().delete_webhook(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Rotate the signing secret.
@@ -469,18 +386,9 @@ pub async fn delete_webhook(State(scim): State<Scim>, Path(id): Path<String>) ->
     )
 )]
 pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookWithSecret>> {
-    let secret = signing::new_secret();
-    let until = rollcall_store::sqlite::now_us() + SECRET_OVERLAP_US;
-    let w = scim
-        .store
-        .rotate_webhook_secret(&id, &secret, until)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| no_webhook(&id))?;
-    Ok(Json(WebhookWithSecret {
-        webhook: WebhookView::from(&w),
-        secret,
-    }))
+    Ok(Json(WebhookWithSecret::from(
+        scim.admin().rotate_webhook_secret(&id).await?,
+    )))
 }
 
 /// List an endpoint's delivery attempts, newest first.
@@ -509,22 +417,12 @@ pub async fn list_attempts(
     let limit = paging::limit(&pairs)?;
     // Attempts older than the cursor's (ids increase with time).
     let before = paging::number_cursor(&pairs, "cursor", kinds::ATTEMPTS)?;
-    endpoint(&scim, &id).await?;
-    let attempts = scim
-        .store
-        .list_webhook_attempts(&id, before, limit + 1)
-        .await
-        .map_err(store_err)?;
-    let more = attempts.len() as i64 > limit;
-    let page: Vec<AttemptView> = attempts.iter().take(limit as usize).map(AttemptView::from).collect();
-    let next_cursor = if more {
-        page.last()
-            .map(|a| cursor::encode_number(kinds::ATTEMPTS, a.id))
-    } else {
-        None
-    };
+    let (attempts, more) = scim.admin().webhook_attempts(&id, before, limit).await?;
+    let next_cursor = more
+        .then(|| attempts.last().map(|a| cursor::encode_number(kinds::ATTEMPTS, a.id)))
+        .flatten();
     Ok(Json(AttemptList {
-        data: page,
+        data: attempts.iter().map(AttemptView::from).collect(),
         next_cursor,
     }))
 }
@@ -555,20 +453,7 @@ pub async fn redeliver(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Redeliver>,
 ) -> ApiResult<Json<AttemptView>> {
-    let w = endpoint(&scim, &id).await?;
-    let event = scim
-        .store
-        .event_by_id(body.event_id.trim())
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| invalid("event_id", format!("no event with id \"{}\"", body.event_id)))?;
-    if !w.wants(&event) {
-        return Err(invalid(
-            "event_id",
-            "the event is outside this endpoint's organization or subscription",
-        ));
-    }
-    let a = scim.webhooks.redeliver(&w, &event).await.map_err(store_err)?;
+    let a = scim.admin().redeliver_webhook(&id, &body.event_id).await?;
     Ok(Json(AttemptView::from(&a)))
 }
 
@@ -598,17 +483,7 @@ pub async fn replay(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Replay>,
 ) -> ApiResult<Json<WebhookView>> {
-    endpoint(&scim, &id).await?;
-    let w = scim
-        .store
-        .replay_webhook(&id, body.from_sequence)
-        .await
-        .map_err(|e| match e {
-            rollcall_store::StoreError::Scim(s) if s.status == 400 => invalid("from_sequence", s.detail),
-            other => store_err(other),
-        })?
-        .ok_or_else(|| no_webhook(&id))?;
-    scim.webhooks.wake();
+    let w = scim.admin().replay_webhook(&id, body.from_sequence).await?;
     Ok(Json(WebhookView::from(&w)))
 }
 
@@ -625,7 +500,6 @@ pub async fn replay(
     )
 )]
 pub async fn ping(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<AttemptView>> {
-    let w = endpoint(&scim, &id).await?;
-    let a = scim.webhooks.ping(&w).await.map_err(store_err)?;
+    let a = scim.admin().ping_webhook(&id).await?;
     Ok(Json(AttemptView::from(&a)))
 }

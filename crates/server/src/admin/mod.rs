@@ -9,12 +9,29 @@
 //! Every change takes the caller's context (`by`): who makes it (an API key, the command line) with
 //! the request's User-Agent and id, recorded with the events the change writes.
 
+mod access;
+mod directory;
+mod events;
+mod policy;
+mod protected;
+mod roles;
+mod webhooks;
+
+pub use access::{Access, UserLookup};
+pub use directory::{DirectoryPage, Profiles};
+pub use events::EventPage;
+pub use policy::attribute_policy;
+pub use webhooks::{
+    IssuedWebhook, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US, WebhookChange, WebhookInput,
+};
+
 use crate::token_cache::TokenCache;
 use crate::tokens;
 use rollcall_store::{
     ApiKey, Connection, ConnectionUpdate, IdpKind, NewApiKey, NewConnection, Organization, Store, StoreError,
     WriteContext,
 };
+use rollcall_webhooks::{WebhookConfig, Webhooks};
 use std::sync::Arc;
 
 /// Longest accepted name (organization, connection, API key), in characters.
@@ -67,6 +84,46 @@ impl From<StoreError> for AdminError {
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
+/// Longest role key, description or match value, in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
+
+/// Store errors for the management API: the store's SCIM-style 400s are validation failures here.
+pub(crate) fn admin_err(e: StoreError) -> AdminError {
+    let e = AdminError::from(e);
+    if e.status == 400 {
+        AdminError::invalid(e.detail)
+    } else {
+        e
+    }
+}
+
+/// Trimmed text of 1 to [`MAX_TEXT_CHARS`] characters without control characters.
+pub(crate) fn validate_text(what: &str, s: &str) -> AdminResult<String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(AdminError::invalid(format!("{what} must not be empty")));
+    }
+    if s.chars().count() > MAX_TEXT_CHARS {
+        return Err(AdminError::invalid(format!(
+            "{what} is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(AdminError::invalid(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// The caller's context, for a change in `org_id`.
+pub(crate) fn with_org(by: &WriteContext, org_id: &str) -> WriteContext {
+    WriteContext {
+        org_id: org_id.to_string(),
+        ..by.clone()
+    }
+}
+
 /// A connection with the secret of a token just issued for it (shown once).
 pub struct IssuedConnection {
     pub connection: Connection,
@@ -85,6 +142,10 @@ pub struct Admin {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) token_cache: Arc<TokenCache>,
     public_url: String,
+    /// Webhook URL checks (the network policy), redelivery, test messages and the dispatcher's
+    /// wake-up: the server's own ([`Admin::with_webhooks`]); without one, a default (the default
+    /// network policy) made on first use.
+    webhooks: std::sync::OnceLock<Arc<Webhooks>>,
 }
 
 /// A trimmed, non-empty name of at most [`MAX_NAME_CHARS`] characters without control characters.
@@ -125,7 +186,19 @@ impl Admin {
             store,
             token_cache,
             public_url: public_url.trim_end_matches('/').to_string(),
+            webhooks: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This Admin with the node's webhook service (its network policy and dispatcher).
+    pub fn with_webhooks(self, webhooks: Arc<Webhooks>) -> Admin {
+        let _ = self.webhooks.set(webhooks);
+        self
+    }
+
+    fn webhooks(&self) -> &Arc<Webhooks> {
+        self.webhooks
+            .get_or_init(|| Webhooks::new(self.store.clone(), WebhookConfig::default()))
     }
 
     /// The SCIM base URL of a connection.
