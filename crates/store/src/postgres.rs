@@ -72,6 +72,8 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     registry: Arc<SchemaRegistry>,
     settings: PgSettings,
+    /// The keys secrets are sealed and opened with ([`crate::secrets`]).
+    pub(crate) secrets: crate::secrets::SecretKeys,
 }
 
 impl PostgresStore {
@@ -113,7 +115,14 @@ impl PostgresStore {
             pool,
             registry,
             settings,
+            secrets: Default::default(),
         })
+    }
+
+    /// The store with the keys secrets are sealed and opened with (see [`Store::set_secret_keys`]).
+    pub fn with_secrets(self, keys: crate::secrets::SecretBox) -> PostgresStore {
+        self.secrets.set(keys);
+        self
     }
 
     /// The connection pool (for health checks and tests).
@@ -1931,5 +1940,17 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>> {
         self.list_webhook_attempts_impl(id, before, limit).await
+    }
+
+    fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
+        self.secrets.set(keys)
+    }
+
+    async fn secret_inventory(&self) -> StoreResult<crate::secrets::SecretInventory> {
+        self.secret_inventory_impl().await
+    }
+
+    async fn reseal_secrets(&self, to: &crate::secrets::SecretBox, which: crate::secrets::Reseal) -> StoreResult<u64> {
+        self.reseal_secrets_impl(to, which).await
     }
 }

@@ -58,6 +58,8 @@ pub struct SqliteStore {
     /// Runs every write transaction on the writer connection, committing concurrent writes together.
     group: Arc<group_commit::GroupWriter>,
     registry: Arc<SchemaRegistry>,
+    /// The keys secrets are sealed and opened with ([`crate::secrets`]).
+    pub(crate) secrets: crate::secrets::SecretKeys,
     /// For `sqlite::memory:`: the temporary directory of the database, removed on drop.
     _temporary: Option<Arc<TemporaryDatabase>>,
 }
@@ -131,8 +133,15 @@ impl SqliteStore {
             inline,
             group: Arc::new(group_commit::GroupWriter::new(writer)),
             registry,
+            secrets: Default::default(),
             _temporary: temporary,
         })
+    }
+
+    /// The store with the keys secrets are sealed and opened with (see [`Store::set_secret_keys`]).
+    pub fn with_secrets(self, keys: crate::secrets::SecretBox) -> SqliteStore {
+        self.secrets.set(keys);
+        self
     }
 
     fn rt(&self, kind: ResourceKind) -> &ResourceType {
@@ -1140,6 +1149,18 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>> {
         self.list_webhook_attempts_impl(id, before, limit).await
+    }
+
+    fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
+        self.secrets.set(keys)
+    }
+
+    async fn secret_inventory(&self) -> StoreResult<crate::secrets::SecretInventory> {
+        self.secret_inventory_impl().await
+    }
+
+    async fn reseal_secrets(&self, to: &crate::secrets::SecretBox, which: crate::secrets::Reseal) -> StoreResult<u64> {
+        self.reseal_secrets_impl(to, which).await
     }
 }
 
