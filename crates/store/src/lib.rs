@@ -62,6 +62,10 @@ pub enum StoreError {
     /// altered in the database.
     #[error("secrets: {0}")]
     Secrets(#[from] secrets::SecretError),
+    /// A SQLite database another process has to itself, or that one cannot have to itself while
+    /// others have it open ([`sqlite::lock`]).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl StoreError {
@@ -84,6 +88,10 @@ impl StoreError {
             StoreError::Migrate(e) => {
                 tracing::error!(error = %e, "migration error");
                 ScimError::internal("internal storage error")
+            }
+            StoreError::Locked(e) => {
+                tracing::error!(error = %e, "database locked");
+                ScimError::new(503, None, "the database is not available; retry shortly")
             }
             StoreError::Secrets(e) => {
                 tracing::error!(error = %e, "cannot seal or open a stored secret");
