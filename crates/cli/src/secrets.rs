@@ -68,8 +68,8 @@ impl std::fmt::Display for KeyOrigin {
         match self {
             KeyOrigin::Variable => write!(f, "{KEY_VARIABLE}"),
             KeyOrigin::File(p) => write!(f, "key file {}", p.display()),
-            KeyOrigin::DefaultFile(p) => write!(f, "key file {} (beside the database)", p.display()),
-            KeyOrigin::Created(p) => write!(f, "key file {} (created now)", p.display()),
+            KeyOrigin::DefaultFile(p) => write!(f, "key file {} beside the database", p.display()),
+            KeyOrigin::Created(p) => write!(f, "key file {}, created now", p.display()),
             KeyOrigin::Ephemeral => write!(f, "a throwaway key for the in-memory database"),
         }
     }
