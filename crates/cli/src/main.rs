@@ -774,8 +774,9 @@ fn restore(s: &Settings, keys: &secrets::KeyConfig, file: &std::path::Path, yes:
     if !file.exists() {
         return Err(format!("no backup at {}", file.display()));
     }
-    // Checked before anyone is asked anything.
+    // Checked before anyone is asked anything: the backup, and that no server has the database.
     let backup = rollcall_store::sqlite::backup::inspect(file)?;
+    let only_us = rollcall_store::sqlite::backup::lock_for_restore(&db)?;
     if db.exists() {
         let name = db
             .file_name()
@@ -795,7 +796,8 @@ fn restore(s: &Settings, keys: &secrets::KeyConfig, file: &std::path::Path, yes:
             &name,
         )?;
     }
-    let restored = rollcall_store::sqlite::backup::restore(&db, file)?;
+    let restored = rollcall_store::sqlite::backup::restore(&db, file, &only_us)?;
+    drop(only_us);
     println!(
         "restored {} into {}: {}",
         file.display(),

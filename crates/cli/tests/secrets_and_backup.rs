@@ -7,7 +7,9 @@
 //!   by an older version is encrypted when `serve` starts;
 //! - `rollcall backup` copies the database while a server writes users through SCIM; `rollcall
 //!   restore` puts the copy at a fresh path, where a server (given the key) has the users, their
-//!   events, and the SCIM token that worked before.
+//!   events, and the SCIM token that worked before;
+//! - on PostgreSQL (when `ROLLCALL_TEST_DATABASE_URL` names a server) `serve` needs a key, and a
+//!   rotation is refused while a node is connected.
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -547,4 +549,123 @@ async fn backup_while_serving_then_restore_and_serve_elsewhere() {
         &["restore", backup.to_str().unwrap(), "--yes"],
         &[],
     ));
+}
+
+fn pg_admin_url() -> Option<String> {
+    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// A PostgreSQL database of the test's own, dropped afterwards.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create(admin: &str) -> PgDatabase {
+        let name = format!("rollcall_secrets_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+        let start = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+        let url = match query {
+            Some(q) => format!("{}/{name}?{q}", &base[..host_end]),
+            None => format!("{}/{name}", &base[..host_end]),
+        };
+        PgDatabase {
+            admin: admin.to_string(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// On PostgreSQL a key is required, and a rotation is refused while a node is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_requires_a_key_and_rotates_with_the_nodes_stopped() {
+    let Some(admin) = pg_admin_url() else {
+        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+        return;
+    };
+    let pg = PgDatabase::create(&admin).await;
+    let db = pg.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = json_of(rollcall(db, &["api-key", "create", "--name", "t", "--json"], &[]))["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = serve_refused(db, &[]);
+    assert!(refused.contains("every node must be given the same key"), "{refused}");
+
+    let old_key = ok(rollcall(db, &["secrets", "generate-key"], &[])).trim().to_string();
+    let old = [("ROLLCALL_SECRETS_KEY", old_key.as_str())];
+    let srv = Server::start(db, &old, dir.path().join("serve-1.log"));
+    let secret = Arc::new(Mutex::new(String::new()));
+    let (hook_url, got) = start_receiver(secret.clone()).await;
+    let created: Value = http()
+        .post(format!("{}/api/v1/webhooks", srv.origin))
+        .bearer_auth(&api_key)
+        .json(&json!({ "url": hook_url, "event_types": ["organization.*"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    *secret.lock().unwrap() = created["secret"].as_str().unwrap().to_string();
+    org_delivered(&srv, &api_key, "one", &got).await;
+
+    let new_key = dir.path().join("new.key");
+    ok(rollcall(
+        db,
+        &["secrets", "generate-key", "--out", new_key.to_str().unwrap()],
+        &[],
+    ));
+    let rotate = [
+        "secrets",
+        "rotate-key",
+        "--new-key-file",
+        new_key.to_str().unwrap(),
+        "--json",
+    ];
+    let refused = failed(rollcall(db, &rotate, &old));
+    assert!(refused.contains("stop every node"), "{refused}");
+    srv.stop();
+    let rotated = json_of(rollcall(db, &rotate, &old));
+    assert_eq!(rotated["resealed"], 1, "{rotated}");
+    // The old key no longer opens them; the new one does, and the same whsec signs.
+    let refused = serve_refused(db, &old);
+    assert!(refused.contains("but the configured key"), "{refused}");
+    let new = [("ROLLCALL_SECRETS_KEY_FILE", new_key.to_str().unwrap())];
+    let srv = Server::start(db, &new, dir.path().join("serve-2.log"));
+    org_delivered(&srv, &api_key, "two", &got).await;
+    srv.stop();
 }

@@ -202,6 +202,12 @@ pub fn backup(db: &Path, to: &Path, force: bool) -> Result<DatabaseSummary, Stri
     if to.is_dir() {
         return Err(format!("{} is a directory; give a file name", to.display()));
     }
+    if same_file(db, to) || is_companion(db, to) {
+        return Err(format!(
+            "{} is the database itself (or one of its files); give the backup another name",
+            to.display()
+        ));
+    }
     let temp = temporary_beside(to, "backup");
     // An empty file only the owner can read: `VACUUM INTO` writes into an empty file.
     {
@@ -238,14 +244,20 @@ pub fn backup(db: &Path, to: &Path, force: bool) -> Result<DatabaseSummary, Stri
     Ok(summary)
 }
 
+/// The lock [`restore`] needs: the database to this process alone ([`lock::exclusive`]), refused
+/// while any store has it open. Taken before asking the operator anything.
+pub fn lock_for_restore(db: &Path) -> Result<lock::DatabaseLock, String> {
+    lock::exclusive(db).map_err(|e| e.to_string())
+}
+
 /// Replaces the database at `db` (created when missing) with the backup `from`, after checking
-/// it ([`inspect`]). Refused while any store has `db` open. Returns what the database now holds.
-pub fn restore(db: &Path, from: &Path) -> Result<DatabaseSummary, String> {
+/// it ([`inspect`]), holding `db` to this process alone ([`lock_for_restore`]). Returns what the
+/// database now holds.
+pub fn restore(db: &Path, from: &Path, _only_us: &lock::DatabaseLock) -> Result<DatabaseSummary, String> {
     let summary = inspect(from)?;
-    if same_file(db, from) {
+    if same_file(db, from) || is_companion(db, from) {
         return Err(format!("{} is the database itself", from.display()));
     }
-    let _only_us = lock::exclusive(db).map_err(|e| e.to_string())?;
     let source = open_read_only(from)?;
     let mut target = Connection::open(db).map_err(|e| sqlite_error("cannot open", db, e))?;
     target
@@ -278,6 +290,22 @@ pub fn restore(db: &Path, from: &Path) -> Result<DatabaseSummary, String> {
     Ok(now)
 }
 
+/// Whether `other` is one of the files SQLite and Rollcall keep beside the database (`-wal`,
+/// `-shm`, `-journal`, `-lock`).
+fn is_companion(db: &Path, other: &Path) -> bool {
+    let (Ok(db), Some(name), Some(dir)) = (
+        std::path::absolute(db),
+        other.file_name(),
+        std::path::absolute(other)
+            .ok()
+            .and_then(|o| o.parent().map(Path::to_path_buf)),
+    ) else {
+        return false;
+    };
+    let prefix = db.file_name().map(|n| format!("{}-", n.to_string_lossy()));
+    db.parent() == Some(dir.as_path()) && prefix.is_some_and(|p| name.to_string_lossy().starts_with(&p))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
@@ -301,7 +329,8 @@ mod tests {
             .execute_batch("CREATE TABLE x (y int);")
             .unwrap();
         assert!(inspect(&other).unwrap_err().contains("not Rollcall's"));
-        assert!(restore(&dir.path().join("r.db"), &other).is_err());
+        let target = dir.path().join("r.db");
+        assert!(restore(&target, &other, &lock_for_restore(&target).unwrap()).is_err());
         assert!(!dir.path().join("r.db").exists(), "nothing restored");
     }
 
@@ -346,11 +375,19 @@ mod tests {
             .collect();
         assert!(names.iter().all(|n| !n.contains(".backup-")), "{names:?}");
 
+        // Not onto the database or its files.
+        for name in ["live.db", "live.db-wal", "live.db-lock"] {
+            assert!(
+                backup(&db, &dir.path().join(name), true)
+                    .unwrap_err()
+                    .contains("the database itself")
+            );
+        }
         // Refused while a store has the target open.
         let (other, other_store) = populated(dir.path(), "other.db").await;
-        assert!(restore(&other, &copy).unwrap_err().contains("in use"));
+        assert!(lock_for_restore(&other).unwrap_err().contains("in use"));
         drop(other_store);
-        let restored = restore(&other, &copy).unwrap();
+        let restored = restore(&other, &copy, &lock_for_restore(&other).unwrap()).unwrap();
         assert_eq!(restored.organizations, 1);
         let names = crate::sqlite::SqliteStore::open(
             other.to_str().unwrap(),
@@ -373,6 +410,6 @@ mod tests {
         .unwrap();
         drop(raw);
         assert!(inspect(&copy).unwrap_err().contains("newer Rollcall"));
-        assert!(restore(&db, &db).is_err());
+        assert!(restore(&db, &db, &lock_for_restore(&db).unwrap()).is_err());
     }
 }
