@@ -669,3 +669,50 @@ async fn postgres_requires_a_key_and_rotates_with_the_nodes_stopped() {
     org_delivered(&srv, &api_key, "two", &got).await;
     srv.stop();
 }
+
+/// Where the key comes from: the TOML file names a key file (never the key), the variable and a key
+/// file together are refused, and a malformed key is named as such.
+#[test]
+fn key_settings_are_read_and_misuse_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    ok(rollcall(&db, &["--create", "org", "create", "--name", "acme"], &[]));
+    let key_file = dir.path().join("my.key");
+    ok(rollcall(
+        &db,
+        &["secrets", "generate-key", "--out", key_file.to_str().unwrap()],
+        &[],
+    ));
+    let refused = failed(rollcall(
+        &db,
+        &["secrets", "generate-key", "--out", key_file.to_str().unwrap()],
+        &[],
+    ));
+    assert!(refused.contains("exists"), "{refused}");
+    let toml = dir.path().join("rollcall.toml");
+    std::fs::write(&toml, format!("secrets_key_file = {:?}\n", key_file.to_str().unwrap())).unwrap();
+    let status = json_of(rollcall(
+        &db,
+        &["--config", toml.to_str().unwrap(), "secrets", "status", "--json"],
+        &[],
+    ));
+    assert!(status["key_source"].as_str().unwrap().contains("my.key"), "{status}");
+    std::fs::write(&toml, "secrets_key = \"c2VjcmV0\"\n").unwrap();
+    let refused = failed(rollcall(&db, &["--config", toml.to_str().unwrap(), "org", "list"], &[]));
+    assert!(refused.contains("secrets_key_file"), "{refused}");
+    let both = [
+        ("ROLLCALL_SECRETS_KEY", "55".repeat(32)),
+        ("ROLLCALL_SECRETS_KEY_FILE", key_file.to_str().unwrap().to_string()),
+    ];
+    let both: Vec<(&str, &str)> = both.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert!(failed(rollcall(&db, &["secrets", "status"], &both)).contains("set one of them"));
+    let refused = failed(rollcall(
+        &db,
+        &["org", "list"],
+        &[("ROLLCALL_SECRETS_KEY", "not-a-key")],
+    ));
+    assert!(
+        refused.contains("ROLLCALL_SECRETS_KEY") && refused.contains("32 bytes"),
+        "{refused}"
+    );
+}
