@@ -748,6 +748,7 @@ async fn start_rollcall(
         ])
         .args(["--max-active-per-connection", &args.concurrency.max(1).to_string()])
         .args(["--max-in-flight", &(args.concurrency * 8).max(256).to_string()]);
+    server::secrets_key_env(&mut cmd);
     let log = tmp.join("rollcall.log");
     let mut p = Proc::spawn("rollcall", cmd, &log)?;
     server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;

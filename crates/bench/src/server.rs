@@ -6,6 +6,22 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+/// Gives a `rollcall serve` the secrets key it needs on PostgreSQL (on SQLite it would create one
+/// beside the database): a random key for this run, unless the environment configures one.
+pub fn secrets_key_env(cmd: &mut Command) {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if std::env::var_os("ROLLCALL_SECRETS_KEY").is_some() || std::env::var_os("ROLLCALL_SECRETS_KEY_FILE").is_some() {
+        return;
+    }
+    let key = KEY.get_or_init(|| {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    cmd.env("ROLLCALL_SECRETS_KEY", key);
+}
+
 /// A child server process; killed if dropped without `stop`.
 pub struct Proc {
     pub name: &'static str,
@@ -255,6 +271,7 @@ pub async fn start_stack(
         .arg(database)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
         .env("ROLLCALL_LOG", "warn");
+    secrets_key_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

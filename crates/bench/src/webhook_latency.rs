@@ -125,6 +125,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         .args(["--rate-limit-per-second", "0"])
         .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
         .env("ROLLCALL_LOG", "warn");
+    server::secrets_key_env(&mut cmd);
     let log = tmp.path().join("rollcall.log");
     let mut p: Proc = Proc::spawn("rollcall", cmd, &log)?;
     server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;

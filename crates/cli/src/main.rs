@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod ops;
+mod secrets;
 
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
@@ -44,6 +45,11 @@ struct Cli {
     /// does not work on a new, empty database.
     #[arg(long, global = true)]
     create: bool,
+    /// File holding the key that encrypts the secrets Rollcall stores (32 bytes, base64 or hex).
+    /// `ROLLCALL_SECRETS_KEY` gives the key itself instead. Without either, a SQLite database uses
+    /// `rollcall-secrets.key` beside it (which `serve` creates when needed).
+    #[arg(long, global = true, env = "ROLLCALL_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +85,29 @@ enum Command {
     /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
     #[command(subcommand)]
     Webhook(ops::WebhookCommand),
+    /// The key that encrypts stored secrets: status, rotation, a new key.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Copy the SQLite database to a new file while `rollcall serve` runs (a consistent snapshot).
+    /// PostgreSQL: use pg_dump.
+    Backup {
+        /// The backup file to write.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database with a backup (stop `rollcall serve` first; asks you to type
+    /// the database's file name, `--yes` to skip). PostgreSQL: use pg_restore.
+    Restore {
+        /// The backup file (from `rollcall backup`).
+        file: PathBuf,
+        /// Do not ask for confirmation (needed when not run on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -338,6 +367,9 @@ struct Settings {
     /// The most bytes of stored documents one list page reads; a page that would be larger ends
     /// early, with fewer resources than asked for.
     max_list_bytes: usize,
+    /// The file holding the secrets key (see `secrets.rs`); the key itself is never a setting of
+    /// the file, only `ROLLCALL_SECRETS_KEY`.
+    secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -390,6 +422,7 @@ impl Default for Settings {
             webhook_poll_interval_ms: hooks.poll_interval.as_millis() as u64,
             webhook_concurrency: hooks.concurrency,
             max_list_bytes: scim.max_list_bytes,
+            secrets_key_file: None,
         }
     }
 }
@@ -527,8 +560,16 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
             return Err(format!("configuration file {} does not exist", path.display()));
         }
         given = given.merge(Toml::file(path));
+        if given.contains("secrets_key") {
+            return Err(format!(
+                "configuration file {}: the secrets key is not a setting of the file; put it in a file of its own \
+                 (mode 0600) and name that file with secrets_key_file",
+                path.display()
+            ));
+        }
     }
-    let given = given.merge(Env::prefixed("ROLLCALL_").ignore(&["config"]));
+    // ROLLCALL_SECRETS_KEY is read by `secrets.rs` alone, so the key is never part of the settings.
+    let given = given.merge(Env::prefixed("ROLLCALL_").ignore(&["config", "secrets_key"]));
     let fig = Figment::from(Serialized::defaults(Settings::default())).merge(given.clone());
     let mut s: Settings = fig.extract().map_err(|e| format!("configuration: {e}"))?;
     if let Some(d) = &cli.database {
@@ -542,6 +583,9 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
     }
     if let Some(f) = cli.log_format {
         s.log_format = f;
+    }
+    if cli.secrets_key_file.is_some() {
+        s.secrets_key_file = cli.secrets_key_file.clone();
     }
     if let Command::Serve(a) = &cli.command {
         if let Some(l) = &a.listen {
@@ -625,23 +669,167 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn open_store(s: &Settings, registry: Arc<SchemaRegistry>) -> Result<Arc<dyn Store>, String> {
+/// What a store is opened for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoreUse {
+    /// `rollcall serve` (PostgreSQL: its connections are named so, see `secrets rotate-key`).
+    Serve,
+    /// A command.
+    Command,
+    /// A command that must have the database to itself (SQLite: refused while a server has it
+    /// open; PostgreSQL: the command checks for servers itself).
+    Exclusive,
+}
+
+/// Opens the store; on PostgreSQL, also the PostgreSQL store itself.
+async fn open_store(
+    s: &Settings,
+    registry: Arc<SchemaRegistry>,
+    purpose: StoreUse,
+) -> Result<(Arc<dyn Store>, Option<PostgresStore>), String> {
     let database = s.database.as_str();
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+    if secrets::is_postgres(database) {
         let pg = PgSettings {
             max_connections: s.pg_max_connections,
             statement_timeout_ms: s.pg_statement_timeout_ms,
             serialization_retries: s.pg_serialization_retries,
+            application_name: if purpose == StoreUse::Serve {
+                rollcall_store::postgres::SERVE_APPLICATION_NAME
+            } else {
+                "rollcall"
+            },
         };
         let store = PostgresStore::open(database, registry, pg)
             .await
             .map_err(|e| format!("opening {}: {e}", redact_url(database)))?;
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store.clone()), Some(store)));
     }
-    let store = SqliteStore::open(database, registry)
-        .await
-        .map_err(|e| format!("opening {database}: {e}"))?;
-    Ok(Arc::new(store))
+    let store = if purpose == StoreUse::Exclusive {
+        SqliteStore::open_exclusive(database, registry).await
+    } else {
+        SqliteStore::open(database, registry).await
+    }
+    .map_err(|e| format!("opening {database}: {e}"))?;
+    Ok((Arc::new(store), None))
+}
+
+/// `rollcall backup`.
+fn backup(s: &Settings, file: &std::path::Path, force: bool, json: bool) -> Result<(), String> {
+    if secrets::is_postgres(&s.database) {
+        return Err(
+            "rollcall backup copies a SQLite database; back up PostgreSQL with its own tools: `pg_dump -Fc -f \
+             rollcall.dump <database URL>` (restore with pg_restore), or pg_basebackup for the whole server \
+             (docs/operations.md)"
+                .into(),
+        );
+    }
+    let Some(db) = sqlite_file(&s.database) else {
+        return Err("an in-memory database has nothing to back up".into());
+    };
+    check_database_exists(&s.database, false)?;
+    let summary = rollcall_store::sqlite::backup::backup(&db, file, force)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"backup": file, "database": db, "summary": summary})
+        );
+    } else {
+        println!(
+            "backed up {} to {}: {}",
+            db.display(),
+            file.display(),
+            describe(&summary)
+        );
+        if summary.secrets.sealed() > 0 {
+            println!(
+                "It holds {} secrets encrypted under key {}; the key is not in the backup: keep it (e.g. {}) apart \
+                 from the backups, since a backup cannot be used without it.",
+                summary.secrets.sealed(),
+                summary.secrets.by_key.keys().cloned().collect::<Vec<_>>().join(", "),
+                secrets::DEFAULT_KEY_FILE
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a database holds, in a line.
+fn describe(d: &rollcall_store::sqlite::backup::DatabaseSummary) -> String {
+    format!(
+        "{} organizations, {} connections, {} users, {} groups, {} events, {} webhook endpoints (schema version {}, \
+         {} bytes)",
+        d.organizations, d.connections, d.users, d.groups, d.events, d.webhook_endpoints, d.schema_version, d.bytes
+    )
+}
+
+/// `rollcall restore`.
+fn restore(s: &Settings, keys: &secrets::KeyConfig, file: &std::path::Path, yes: bool) -> Result<(), String> {
+    if secrets::is_postgres(&s.database) {
+        return Err(
+            "rollcall restore replaces a SQLite database; restore PostgreSQL with its own tools: `pg_restore \
+             --clean --if-exists -d <database URL> rollcall.dump` for a pg_dump archive (docs/operations.md)"
+                .into(),
+        );
+    }
+    let Some(db) = sqlite_file(&s.database) else {
+        return Err("an in-memory database cannot be restored into".into());
+    };
+    if !file.exists() {
+        return Err(format!("no backup at {}", file.display()));
+    }
+    // Checked before anyone is asked anything: the backup, and that no server has the database.
+    let backup = rollcall_store::sqlite::backup::inspect(file)?;
+    let only_us = rollcall_store::sqlite::backup::lock_for_restore(&db)?;
+    if db.exists() {
+        let name = db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| db.display().to_string());
+        let current = rollcall_store::sqlite::backup::inspect(&db)
+            .map(|d| describe(&d))
+            .unwrap_or_else(|e| format!("unreadable: {e}"));
+        confirm(
+            yes,
+            &format!(
+                "Replacing the database at {} ({current}) with the backup {} ({})",
+                db.display(),
+                file.display(),
+                describe(&backup)
+            ),
+            &name,
+        )?;
+    }
+    let restored = rollcall_store::sqlite::backup::restore(&db, file, &only_us)?;
+    drop(only_us);
+    println!(
+        "restored {} into {}: {}",
+        file.display(),
+        db.display(),
+        describe(&restored)
+    );
+    if restored.migrations_pending > 0 {
+        println!(
+            "{} migrations of this version are not applied to it yet: `rollcall serve` applies them when it starts.",
+            restored.migrations_pending
+        );
+    }
+    let configured = keys.key().ok().flatten();
+    let missing = restored
+        .secrets
+        .missing_keys(
+            configured
+                .map(|(k, _)| rollcall_store::secrets::SecretBox::new(k))
+                .as_ref(),
+        )
+        .join(", ");
+    if !missing.is_empty() {
+        println!(
+            "It holds secrets encrypted under key {missing}, which is not configured here: start `rollcall serve` \
+             with that key ({}).",
+            secrets::HOW_TO_SET
+        );
+    }
+    Ok(())
 }
 
 /// The public URL identity providers reach the service at, as the command line knows it: the one
@@ -844,9 +1032,31 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, s: Settings) -> Result<(), String> {
+    let keys = secrets::KeyConfig::new(s.secrets_key_file.clone(), &s.database, sqlite_file(&s.database));
+    // The commands that work on the database's file, or on no database, without opening a store.
+    match &cli.command {
+        Command::Backup { file, force, json } => return backup(&s, file, *force, *json),
+        Command::Restore { file, yes } => return restore(&s, &keys, file, *yes),
+        Command::Secrets(secrets::SecretsCommand::GenerateKey { out }) => return secrets::generate_key(out.as_deref()),
+        _ => {}
+    }
     check_database_exists(&s.database, cli.create || matches!(cli.command, Command::Serve(_)))?;
     let registry = Arc::new(SchemaRegistry::standard());
-    let store = open_store(&s, registry.clone()).await?;
+    let (store, postgres) = match &cli.command {
+        Command::Serve(_) => open_store(&s, registry.clone(), StoreUse::Serve).await?,
+        // Running servers must not see a half-done rotation.
+        Command::Secrets(secrets::SecretsCommand::RotateKey { .. }) => {
+            open_store(&s, registry.clone(), StoreUse::Exclusive).await?
+        }
+        _ => open_store(&s, registry.clone(), StoreUse::Command).await?,
+    };
+    match &cli.command {
+        // `serve` sets its keys once its settings are checked.
+        Command::Serve(_) | Command::Secrets(_) => {}
+        _ => {
+            secrets::use_configured(&keys, &store)?;
+        }
+    }
     let default_public = format!("http://{}", s.listen);
     let public_url = |flag: Option<String>| {
         flag.or_else(|| s.public_url.clone())
@@ -858,7 +1068,14 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     // Changes made here are recorded as made by the command line.
     let by = WriteContext::cli();
     match cli.command {
-        Command::Serve(_) => serve(s, store, registry).await,
+        Command::Serve(_) => serve(s, store, registry, &keys).await,
+        Command::Secrets(secrets::SecretsCommand::Status { json }) => secrets::status(&keys, &store, json).await,
+        Command::Secrets(secrets::SecretsCommand::RotateKey { new_key_file, json }) => {
+            secrets::rotate_key(&keys, &store, postgres.as_ref(), &new_key_file, json).await
+        }
+        Command::Secrets(secrets::SecretsCommand::GenerateKey { .. })
+        | Command::Backup { .. }
+        | Command::Restore { .. } => unreachable!("handled before the store is opened"),
         Command::Org(OrgCommand::Create { name, json }) => {
             let org = admin(None).create_organization(&by, &name).await.map_err(err)?;
             if json {
@@ -1000,11 +1217,18 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     }
 }
 
-async fn serve(s: Settings, store: Arc<dyn Store>, registry: Arc<SchemaRegistry>) -> Result<(), String> {
+async fn serve(
+    s: Settings,
+    store: Arc<dyn Store>,
+    registry: Arc<SchemaRegistry>,
+    keys: &secrets::KeyConfig,
+) -> Result<(), String> {
     let activity = s.activity()?;
     let resource_limits = s.resource_limits()?;
     let hook_config = webhook_config(&s)?;
     let limits = s.http_limits()?;
+    // Refuses to start with secrets it could not read; seals those stored in clear.
+    secrets::prepare_serve(keys, &store).await?;
     if let Some(files) = open_files_limit()
         && limits.max_connections as u64 + 100 > files
     {

@@ -632,9 +632,17 @@ async fn webhook_commands_list_ping_redeliver_and_show_attempts() {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
+    // The key beside the database, where every command (and serve) looks for it.
+    let key_file = dir.0.join("rollcall-secrets.key");
+    ok(&rollcall(
+        &["secrets", "generate-key", "--out", key_file.to_str().unwrap()],
+        &[],
+    ));
+    let key = rollcall_store::secrets::SecretKey::read_file(&key_file).unwrap();
     let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
         .await
-        .unwrap();
+        .unwrap()
+        .with_secrets(rollcall_store::secrets::SecretBox::new(key));
     let org = store.list_organizations().await.unwrap().remove(0);
     let org_created = store
         .query_events(&EventQuery {

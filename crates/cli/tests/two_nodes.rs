@@ -116,6 +116,8 @@ fn rollcall(database: &str) -> Command {
     }
     // The test drives more concurrent requests per connection than an identity provider would:
     // without the fair-share limits.
+    // Every node of one database has the same secrets key (required on PostgreSQL).
+    cmd.env("ROLLCALL_SECRETS_KEY", "44".repeat(32));
     cmd.env("ROLLCALL_LOG", "warn")
         .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
         .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")

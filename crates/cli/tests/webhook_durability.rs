@@ -118,6 +118,8 @@ fn rollcall(database: &str) -> Command {
             cmd.env_remove(k);
         }
     }
+    // Every node of one database has the same secrets key (required on PostgreSQL).
+    cmd.env("ROLLCALL_SECRETS_KEY", "44".repeat(32));
     cmd.env("ROLLCALL_LOG", "warn")
         .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
         .env("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "100")

@@ -22,6 +22,8 @@ mod postgres_webhooks;
 mod resource_doc;
 pub mod roles;
 mod rows;
+pub mod secrets;
+mod secrets_stores;
 pub mod service_settings;
 pub mod sql;
 pub mod sqlite;
@@ -57,6 +59,14 @@ pub enum StoreError {
     /// writes run on the writer's handle (`sqlite/group_commit.rs`).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A secret could not be sealed or opened ([`secrets`]): no key, the wrong key, or a value
+    /// altered in the database.
+    #[error("secrets: {0}")]
+    Secrets(#[from] secrets::SecretError),
+    /// A SQLite database another process has to itself, or that one cannot have to itself while
+    /// others have it open ([`sqlite::lock`]).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl StoreError {
@@ -79,6 +89,14 @@ impl StoreError {
             StoreError::Migrate(e) => {
                 tracing::error!(error = %e, "migration error");
                 ScimError::internal("internal storage error")
+            }
+            StoreError::Locked(e) => {
+                tracing::error!(error = %e, "database locked");
+                ScimError::new(503, None, "the database is not available; retry shortly")
+            }
+            StoreError::Secrets(e) => {
+                tracing::error!(error = %e, "cannot seal or open a stored secret");
+                ScimError::internal("a stored secret cannot be read or written: see the server's log")
             }
             StoreError::Sqlite(e) => {
                 tracing::error!(error = %e, "database error");
@@ -407,6 +425,18 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>>;
+
+    // --- secrets at rest ([`secrets`]) ---------------------------------------------------------
+    /// Sets the keys secrets are sealed and opened with, once: `false` when they were set already
+    /// (they stay as they were). Until then the store reads secrets stored in clear and refuses to
+    /// write any.
+    fn set_secret_keys(&self, keys: secrets::SecretBox) -> bool;
+    /// What secrets the database holds (every column of [`secrets::COLUMNS`]), without opening any.
+    async fn secret_inventory(&self) -> StoreResult<secrets::SecretInventory>;
+    /// Rewrites, in one transaction, the stored secrets `which` selects: each is opened with this
+    /// store's keys (clear text as it is) and sealed under `to`'s primary key. Returns how many
+    /// were rewritten; on any error nothing is.
+    async fn reseal_secrets(&self, to: &secrets::SecretBox, which: secrets::Reseal) -> StoreResult<u64>;
 }
 
 /// Re-exported so callers can name filters without depending on the core directly.

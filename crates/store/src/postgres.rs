@@ -54,7 +54,14 @@ pub struct PgSettings {
     pub statement_timeout_ms: u64,
     /// How many times a write transaction is run again after a serialization failure or deadlock.
     pub serialization_retries: u32,
+    /// The `application_name` of the connections: [`SERVE_APPLICATION_NAME`] for `rollcall serve`,
+    /// so that commands that must not run beside a server can tell one is running
+    /// ([`PostgresStore::serving_connections`]).
+    pub application_name: &'static str,
 }
+
+/// The `application_name` of `rollcall serve`'s connections.
+pub const SERVE_APPLICATION_NAME: &str = "rollcall serve";
 
 impl Default for PgSettings {
     fn default() -> Self {
@@ -62,6 +69,7 @@ impl Default for PgSettings {
             max_connections: 16,
             statement_timeout_ms: 15_000,
             serialization_retries: 5,
+            application_name: "rollcall",
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     registry: Arc<SchemaRegistry>,
     settings: PgSettings,
+    /// The keys secrets are sealed and opened with ([`crate::secrets`]).
+    pub(crate) secrets: crate::secrets::SecretKeys,
 }
 
 impl PostgresStore {
@@ -80,7 +90,7 @@ impl PostgresStore {
     /// lock (`pg_advisory_lock`) while it migrates, and it runs in a one-connection pool that is
     /// closed afterwards, so the lock cannot outlive a failed migration.
     pub async fn open(url: &str, registry: Arc<SchemaRegistry>, settings: PgSettings) -> StoreResult<PostgresStore> {
-        let opts = PgConnectOptions::from_str(url)?;
+        let opts = PgConnectOptions::from_str(url)?.application_name(settings.application_name);
         // One plain connection first: a pool would retry until its timeout and report only that,
         // where this reports why (refused, authentication, no such database) at once.
         let probe = <PgConnection as sqlx::Connection>::connect_with(&opts).await?;
@@ -113,12 +123,32 @@ impl PostgresStore {
             pool,
             registry,
             settings,
+            secrets: Default::default(),
         })
+    }
+
+    /// The store with the keys secrets are sealed and opened with (see [`Store::set_secret_keys`]).
+    pub fn with_secrets(self, keys: crate::secrets::SecretBox) -> PostgresStore {
+        self.secrets.set(keys);
+        self
     }
 
     /// The connection pool (for health checks and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How many connections `rollcall serve` nodes (other than this process) have open to this
+    /// database, by their `application_name` in `pg_stat_activity`. Best effort: a node that has
+    /// closed all its pooled connections is not seen.
+    pub async fn serving_connections(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(SERVE_APPLICATION_NAME)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     fn rt(&self, kind: ResourceKind) -> &ResourceType {
@@ -1931,5 +1961,17 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>> {
         self.list_webhook_attempts_impl(id, before, limit).await
+    }
+
+    fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
+        self.secrets.set(keys)
+    }
+
+    async fn secret_inventory(&self) -> StoreResult<crate::secrets::SecretInventory> {
+        self.secret_inventory_impl().await
+    }
+
+    async fn reseal_secrets(&self, to: &crate::secrets::SecretBox, which: crate::secrets::Reseal) -> StoreResult<u64> {
+        self.reseal_secrets_impl(to, which).await
     }
 }

@@ -14,6 +14,7 @@ use sqlx::PgConnection;
 
 use crate::postgres_events::event_of;
 use crate::rows::{attempt_of, webhook_of};
+use crate::secrets::{self, SecretKeys};
 
 /// The write context of an event about an endpoint.
 fn webhook_ctx(w: &Webhook) -> WriteContext {
@@ -31,12 +32,12 @@ fn no_organization(org_id: &str) -> StoreError {
     ))
 }
 
-async fn webhook_in(tx: &mut PgConnection, id: &str) -> StoreResult<Option<Webhook>> {
+async fn webhook_in(tx: &mut PgConnection, keys: &SecretKeys, id: &str) -> StoreResult<Option<Webhook>> {
     let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(row.as_ref().map(webhook_of))
+    row.as_ref().map(|r| webhook_of(r, keys)).transpose()
 }
 
 /// Writes back the settings and state that [`webhooks::apply_update`] and
@@ -101,6 +102,8 @@ async fn insert_attempt(tx: &mut PgConnection, a: &NewWebhookAttempt) -> StoreRe
 impl PostgresStore {
     pub(crate) async fn create_webhook_impl(&self, new: NewWebhook) -> StoreResult<Webhook> {
         let now = now_us();
+        let id = uuid::Uuid::now_v7().to_string();
+        let sealed = self.secrets.seal(&new.secret, &secrets::webhook_secret_context(&id))?;
         let mut tx = self.begin_write().await?;
         if let Some(org) = &new.org_id {
             let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
@@ -117,18 +120,18 @@ impl PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6, 'active', (SELECT COALESCE(MAX(seq), 0) FROM events), $7, $8, $9)
              RETURNING *",
         )
-        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&id)
         .bind(&new.org_id)
         .bind(&new.url)
         .bind(&new.description)
         .bind(serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into()))
-        .bind(&new.secret)
+        .bind(&sealed)
         .bind(now)
         .bind(now)
         .bind(now)
         .fetch_one(tx.conn())
         .await?;
-        let w = webhook_of(&row);
+        let w = webhook_of(&row, &self.secrets)?;
         tx.event(&webhook_ctx(&w), WEBHOOK_CREATED, None, webhooks::created_data(&w));
         tx.commit().await?;
         Ok(w)
@@ -148,7 +151,7 @@ impl PostgresStore {
                     .await?
             }
         };
-        Ok(rows.iter().map(webhook_of).collect())
+        rows.iter().map(|r| webhook_of(r, &self.secrets)).collect()
     }
 
     pub(crate) async fn get_webhook_impl(&self, id: &str) -> StoreResult<Option<Webhook>> {
@@ -156,12 +159,12 @@ impl PostgresStore {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.as_ref().map(webhook_of))
+        row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()
     }
 
     pub(crate) async fn update_webhook_impl(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let Some(mut w) = webhook_in(tx.conn(), id).await? else {
+        let Some(mut w) = webhook_in(tx.conn(), &self.secrets, id).await? else {
             return Ok(None);
         };
         let changes = webhooks::apply_update(&mut w, &update, now_us());
@@ -181,6 +184,9 @@ impl PostgresStore {
         secret: &str,
         previous_until_us: i64,
     ) -> StoreResult<Option<Webhook>> {
+        // The previous secret moves to `previous_secret` as it is: both columns have the
+        // endpoint's context.
+        let sealed = self.secrets.seal(secret, &secrets::webhook_secret_context(id))?;
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_us = $1, secret = $2,
@@ -188,12 +194,12 @@ impl PostgresStore {
              WHERE id = $4 RETURNING *",
         )
         .bind(previous_until_us)
-        .bind(secret)
+        .bind(&sealed)
         .bind(now_us())
         .bind(id)
         .fetch_optional(tx.conn())
         .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(None);
         };
         tx.event(
@@ -212,7 +218,7 @@ impl PostgresStore {
             .bind(id)
             .fetch_optional(tx.conn())
             .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(false);
         };
         tx.event(&webhook_ctx(&w), WEBHOOK_DELETED, None, json!({ "url": w.url }));
@@ -222,7 +228,7 @@ impl PostgresStore {
 
     pub(crate) async fn replay_webhook_impl(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let Some(mut w) = webhook_in(tx.conn(), id).await? else {
+        let Some(mut w) = webhook_in(tx.conn(), &self.secrets, id).await? else {
             return Ok(None);
         };
         let (kind, data) = webhooks::apply_replay(&mut w, from_seq, now_us())
@@ -264,7 +270,7 @@ impl PostgresStore {
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(webhook_of).collect())
+        rows.iter().map(|r| webhook_of(r, &self.secrets)).collect()
     }
 
     pub(crate) async fn webhook_events_impl(
@@ -325,7 +331,8 @@ impl PostgresStore {
         .fetch_optional(tx.conn())
         .await?
         .as_ref()
-        .map(webhook_of);
+        .map(|r| webhook_of(r, &self.secrets))
+        .transpose()?;
         if current.is_some()
             && let Some(a) = &attempt
         {
@@ -368,7 +375,7 @@ impl PostgresStore {
         .bind(cursor_seq)
         .fetch_optional(tx.conn())
         .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(false);
         };
         insert_attempt(tx.conn(), &attempt).await?;

@@ -5,6 +5,7 @@ use crate::StoreError;
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
 use crate::roles::{Role, RoleMapping, RoleMatch};
+use crate::secrets::{self, SecretKeys};
 use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
 use rollcall_scim::ScimError;
 use serde_json::Value;
@@ -44,16 +45,23 @@ where
     }
 }
 
-/// A row of `webhook_endpoints`.
-pub(crate) fn webhook_of(row: &impl Cols) -> Webhook {
-    Webhook {
-        id: row.text("id"),
+/// A row of `webhook_endpoints`, its signing secrets opened with `keys`.
+pub(crate) fn webhook_of(row: &impl Cols, keys: &SecretKeys) -> Result<Webhook, StoreError> {
+    let id = row.text("id");
+    let context = secrets::webhook_secret_context(&id);
+    let secret = keys.open(&row.text("secret"), &context)?;
+    let previous_secret = match row.opt_text("previous_secret") {
+        Some(p) => Some(keys.open(&p, &context)?),
+        None => None,
+    };
+    Ok(Webhook {
+        id,
         org_id: row.opt_text("org_id"),
         url: row.text("url"),
         description: row.text("description"),
         event_types: serde_json::from_str(&row.text("event_types")).unwrap_or_default(),
-        secret: row.text("secret"),
-        previous_secret: row.opt_text("previous_secret"),
+        secret,
+        previous_secret,
         previous_secret_expires_us: row.opt_int("previous_secret_expires_us"),
         status: row.text("status").parse().unwrap_or(WebhookStatus::Disabled),
         disabled_reason: row.opt_text("disabled_reason"),
@@ -66,7 +74,7 @@ pub(crate) fn webhook_of(row: &impl Cols) -> Webhook {
         lease_expires_us: row.opt_int("lease_expires_us"),
         created_us: row.int("created_us"),
         updated_us: row.int("updated_us"),
-    }
+    })
 }
 
 /// A row of `webhook_attempts`.

@@ -11,8 +11,10 @@ use crate::webhooks::{NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, We
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
+pub mod backup;
 pub(crate) mod group_commit;
 mod inline_read;
+pub mod lock;
 mod resource_writes;
 mod roles_ops;
 use async_trait::async_trait;
@@ -58,8 +60,12 @@ pub struct SqliteStore {
     /// Runs every write transaction on the writer connection, committing concurrent writes together.
     group: Arc<group_commit::GroupWriter>,
     registry: Arc<SchemaRegistry>,
+    /// The keys secrets are sealed and opened with ([`crate::secrets`]).
+    pub(crate) secrets: crate::secrets::SecretKeys,
     /// For `sqlite::memory:`: the temporary directory of the database, removed on drop.
     _temporary: Option<Arc<TemporaryDatabase>>,
+    /// Held while the store lives ([`lock`]): shared, or exclusive ([`SqliteStore::open_exclusive`]).
+    _lock: Option<Arc<lock::DatabaseLock>>,
 }
 
 /// A database file in a directory of its own under the system's temporary directory.
@@ -93,6 +99,17 @@ impl SqliteStore {
     /// path). `sqlite::memory:` is a throwaway database in a temporary file, removed when the last
     /// clone of the store is dropped (the inline readers need a file to share with the writer).
     pub async fn open(url: &str, registry: Arc<SchemaRegistry>) -> StoreResult<SqliteStore> {
+        SqliteStore::open_locked(url, registry, false).await
+    }
+
+    /// Opens the database as [`SqliteStore::open`] does, but to this store alone: refused while
+    /// any other store (a running `rollcall serve`, another command) has it open, and keeps them
+    /// out until it is dropped. For work that running servers must not see half done.
+    pub async fn open_exclusive(url: &str, registry: Arc<SchemaRegistry>) -> StoreResult<SqliteStore> {
+        SqliteStore::open_locked(url, registry, true).await
+    }
+
+    async fn open_locked(url: &str, registry: Arc<SchemaRegistry>, exclusive: bool) -> StoreResult<SqliteStore> {
         let (url, temporary) = if url.contains(":memory:") {
             let temp = TemporaryDatabase::create()?;
             (format!("sqlite://{}", temp.file.display()), Some(Arc::new(temp)))
@@ -115,6 +132,12 @@ impl SqliteStore {
             // not `FAST`: `FAST` skips pages that it would cost a write to clear (overflow pages,
             // pages put on the free list), where deleted values were found to stay.
             .pragma("secure_delete", "ON");
+        let db_file = opts.get_filename().to_path_buf();
+        let held = if exclusive {
+            Some(lock::exclusive(&db_file)?)
+        } else {
+            lock::shared(&db_file)?
+        };
         // The one writer connection, kept by the group writer for the life of the store.
         let mut writer = opts.connect().await?;
         MIGRATOR.run(&mut writer).await?;
@@ -131,8 +154,16 @@ impl SqliteStore {
             inline,
             group: Arc::new(group_commit::GroupWriter::new(writer)),
             registry,
+            secrets: Default::default(),
             _temporary: temporary,
+            _lock: held.map(Arc::new),
         })
+    }
+
+    /// The store with the keys secrets are sealed and opened with (see [`Store::set_secret_keys`]).
+    pub fn with_secrets(self, keys: crate::secrets::SecretBox) -> SqliteStore {
+        self.secrets.set(keys);
+        self
     }
 
     fn rt(&self, kind: ResourceKind) -> &ResourceType {
@@ -1140,6 +1171,18 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>> {
         self.list_webhook_attempts_impl(id, before, limit).await
+    }
+
+    fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
+        self.secrets.set(keys)
+    }
+
+    async fn secret_inventory(&self) -> StoreResult<crate::secrets::SecretInventory> {
+        self.secret_inventory_impl().await
+    }
+
+    async fn reseal_secrets(&self, to: &crate::secrets::SecretBox, which: crate::secrets::Reseal) -> StoreResult<u64> {
+        self.reseal_secrets_impl(to, which).await
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use sqlx::SqliteConnection;
 
 use crate::rows::{attempt_of, webhook_of};
+use crate::secrets::{self, SecretKeys};
 use crate::sqlite_events::event_of;
 
 /// The write context of an event about an endpoint.
@@ -29,12 +30,12 @@ fn no_organization(org_id: &str) -> StoreError {
     ))
 }
 
-async fn webhook_in(tx: &mut SqliteConnection, id: &str) -> StoreResult<Option<Webhook>> {
+async fn webhook_in(tx: &mut SqliteConnection, keys: &SecretKeys, id: &str) -> StoreResult<Option<Webhook>> {
     let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(row.as_ref().map(webhook_of))
+    row.as_ref().map(|r| webhook_of(r, keys)).transpose()
 }
 
 /// Writes back the settings and state that [`webhooks::apply_update`] and
@@ -99,6 +100,8 @@ async fn insert_attempt(tx: &mut SqliteConnection, a: &NewWebhookAttempt) -> Sto
 impl SqliteStore {
     pub(crate) async fn create_webhook_impl(&self, new: NewWebhook) -> StoreResult<Webhook> {
         let now = now_us();
+        let id = uuid::Uuid::now_v7().to_string();
+        let sealed = self.secrets.seal(&new.secret, &secrets::webhook_secret_context(&id))?;
         let mut tx = self.begin_write().await?;
         if let Some(org) = &new.org_id {
             let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = ?")
@@ -115,18 +118,18 @@ impl SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, 'active', (SELECT COALESCE(MAX(seq), 0) FROM events), ?, ?, ?)
              RETURNING *",
         )
-        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&id)
         .bind(&new.org_id)
         .bind(&new.url)
         .bind(&new.description)
         .bind(serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into()))
-        .bind(&new.secret)
+        .bind(&sealed)
         .bind(now)
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let w = webhook_of(&row);
+        let w = webhook_of(&row, &self.secrets)?;
         insert_event(
             &mut tx,
             &webhook_ctx(&w),
@@ -153,7 +156,7 @@ impl SqliteStore {
                     .await?
             }
         };
-        Ok(rows.iter().map(webhook_of).collect())
+        rows.iter().map(|r| webhook_of(r, &self.secrets)).collect()
     }
 
     pub(crate) async fn get_webhook_impl(&self, id: &str) -> StoreResult<Option<Webhook>> {
@@ -161,12 +164,12 @@ impl SqliteStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row.as_ref().map(webhook_of))
+        row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()
     }
 
     pub(crate) async fn update_webhook_impl(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let Some(mut w) = webhook_in(&mut tx, id).await? else {
+        let Some(mut w) = webhook_in(&mut tx, &self.secrets, id).await? else {
             return Ok(None);
         };
         let changes = webhooks::apply_update(&mut w, &update, now_us());
@@ -186,6 +189,9 @@ impl SqliteStore {
         secret: &str,
         previous_until_us: i64,
     ) -> StoreResult<Option<Webhook>> {
+        // The previous secret moves to `previous_secret` as it is: both columns have the
+        // endpoint's context.
+        let sealed = self.secrets.seal(secret, &secrets::webhook_secret_context(id))?;
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_us = ?, secret = ?,
@@ -193,12 +199,12 @@ impl SqliteStore {
              WHERE id = ? RETURNING *",
         )
         .bind(previous_until_us)
-        .bind(secret)
+        .bind(&sealed)
         .bind(now_us())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(None);
         };
         insert_event(
@@ -219,7 +225,7 @@ impl SqliteStore {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(false);
         };
         insert_event(
@@ -236,7 +242,7 @@ impl SqliteStore {
 
     pub(crate) async fn replay_webhook_impl(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
         let mut tx = self.begin_write().await?;
-        let Some(mut w) = webhook_in(&mut tx, id).await? else {
+        let Some(mut w) = webhook_in(&mut tx, &self.secrets, id).await? else {
             return Ok(None);
         };
         let (kind, data) = webhooks::apply_replay(&mut w, from_seq, now_us())
@@ -276,7 +282,7 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(webhook_of).collect())
+        rows.iter().map(|r| webhook_of(r, &self.secrets)).collect()
     }
 
     pub(crate) async fn webhook_events_impl(
@@ -337,7 +343,8 @@ impl SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .as_ref()
-        .map(webhook_of);
+        .map(|r| webhook_of(r, &self.secrets))
+        .transpose()?;
         if current.is_some()
             && let Some(a) = &attempt
         {
@@ -380,7 +387,7 @@ impl SqliteStore {
         .bind(cursor_seq)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(w) = row.as_ref().map(webhook_of) else {
+        let Some(w) = row.as_ref().map(|r| webhook_of(r, &self.secrets)).transpose()? else {
             return Ok(false);
         };
         insert_attempt(&mut tx, &attempt).await?;

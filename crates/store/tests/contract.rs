@@ -2203,6 +2203,7 @@ async fn postgres_settings_apply() {
         max_connections: 3,
         statement_timeout_ms: 1234,
         serialization_retries: 0,
+        ..PgSettings::default()
     };
     let Some((_db, store)) = pg_db_with(settings).await else {
         skip_note("postgres_settings_apply");

@@ -649,17 +649,19 @@ async fn a_cursor_naming_an_erased_resource_is_refused(store: Arc<dyn Store>) {
 
 // --- SQLite: deleted secrets leave the file ---------------------------------------------------------
 
-/// Webhook signing secrets are stored in clear (signing needs them). Once an endpoint is deleted and
-/// the WAL checkpointed, its secret is in neither the database file nor the WAL: SQLite's
-/// `secure_delete` zeroes deleted content, including on overflow pages (a long description puts the
-/// secret there) and pages that end up on the free list, which `secure_delete = FAST` leaves.
+/// Webhook signing secrets are stored sealed (`rollcall_store::secrets`), never in clear; once an
+/// endpoint is deleted and the WAL checkpointed, even its sealed secret is in neither the database
+/// file nor the WAL: SQLite's `secure_delete` zeroes deleted content, including on overflow pages (a
+/// long description puts the secret there) and pages that end up on the free list, which
+/// `secure_delete = FAST` leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_deleted_webhook_secrets_leave_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.db");
     let store = rollcall_store::sqlite::SqliteStore::open(&format!("sqlite://{}", path.display()), registry())
         .await
-        .unwrap();
+        .unwrap()
+        .with_secrets(secret_keys());
     let mut hooks = Vec::new();
     for i in 0..40 {
         let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
@@ -675,8 +677,22 @@ async fn sqlite_deleted_webhook_secrets_leave_the_file() {
             .unwrap();
         hooks.push((w.id, secret));
     }
+    // The values as stored (sealed), to look for them too.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let sealed = |id: &str| -> String {
+        raw.query_row("SELECT secret FROM webhook_endpoints WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    let hooks: Vec<(String, String, String)> = hooks
+        .into_iter()
+        .map(|(id, secret)| {
+            let stored = sealed(&id);
+            (id, secret, stored)
+        })
+        .collect();
+    drop(raw);
     let (deleted, kept) = hooks.split_at(30);
-    for (id, _) in deleted {
+    for (id, _, _) in deleted {
         assert!(store.delete_webhook(id).await.unwrap());
     }
     let checkpoint = rusqlite::Connection::open(&path).unwrap();
@@ -689,15 +705,20 @@ async fn sqlite_deleted_webhook_secrets_leave_the_file() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend(std::fs::read(dir.path().join("secrets.db-wal")).unwrap_or_default());
     let contains = |s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
-    for (id, secret) in kept {
+    for (id, secret, stored) in kept {
+        assert!(stored.starts_with("enc:v1:"), "{stored}");
         assert!(
-            contains(secret),
-            "kept endpoint {id}: its secret is stored (the search works)"
+            contains(stored),
+            "kept endpoint {id}: its sealed secret is stored (the search works)"
         );
-    }
-    for (id, secret) in deleted {
         assert!(
             !contains(secret),
+            "kept endpoint {id}: its secret is in the file in clear"
+        );
+    }
+    for (id, secret, stored) in deleted {
+        assert!(
+            !contains(secret) && !contains(stored),
             "deleted endpoint {id}: its secret is still in the file"
         );
     }

@@ -182,6 +182,13 @@ async fn create_pg_database(admin_url: &str) -> (String, String) {
     (with_database(admin_url, &name), name)
 }
 
+/// The key the test stores seal secrets (webhook signing secrets) with.
+pub fn secret_keys() -> rollcall_store::secrets::SecretBox {
+    rollcall_store::secrets::SecretBox::new(
+        rollcall_store::secrets::SecretKey::parse(&"22".repeat(32)).expect("a test key"),
+    )
+}
+
 /// Opens a fresh store on `backend`, with the guard that cleans it up.
 pub async fn open_store(backend: Backend, registry: Arc<SchemaRegistry>) -> (Arc<dyn Store>, DbGuard) {
     match backend {
@@ -190,7 +197,8 @@ pub async fn open_store(backend: Backend, registry: Arc<SchemaRegistry>) -> (Arc
             let url = format!("sqlite://{}", dir.path().join("t.db").display());
             let store = SqliteStore::open(&url, registry)
                 .await
-                .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+                .unwrap_or_else(|e| panic!("opening {url}: {e}"))
+                .with_secrets(secret_keys());
             (Arc::new(store), DbGuard::Sqlite(dir))
         }
         Backend::Postgres => {
@@ -200,7 +208,8 @@ pub async fn open_store(backend: Backend, registry: Arc<SchemaRegistry>) -> (Arc
             let guard = DbGuard::Postgres { admin_url, name };
             let store = PostgresStore::open(&url, registry, PgSettings::default())
                 .await
-                .unwrap_or_else(|e| panic!("opening the test database: {e}"));
+                .unwrap_or_else(|e| panic!("opening the test database: {e}"))
+                .with_secrets(secret_keys());
             (Arc::new(store), guard)
         }
     }

@@ -5,6 +5,7 @@
 
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
+use rollcall_store::secrets::{SecretBox, SecretKey};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{Actor, IdpKind, NewConnection, Store, WriteContext};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
@@ -13,6 +14,8 @@ use std::sync::Arc;
 /// A store under test, with what must be cleaned up after it.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    /// The database's URL, to open it again.
+    pub url: String,
     _guard: Guard,
 }
 
@@ -47,6 +50,11 @@ impl Drop for Guard {
     }
 }
 
+/// The key the test stores seal secrets with.
+pub fn secret_keys() -> SecretBox {
+    SecretBox::new(SecretKey::parse(&"11".repeat(32)).expect("a test key"))
+}
+
 pub fn registry() -> Arc<SchemaRegistry> {
     Arc::new(SchemaRegistry::standard())
 }
@@ -54,9 +62,13 @@ pub fn registry() -> Arc<SchemaRegistry> {
 pub async fn sqlite_db() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    let store = SqliteStore::open(&url, registry()).await.expect("open sqlite");
+    let store = SqliteStore::open(&url, registry())
+        .await
+        .expect("open sqlite")
+        .with_secrets(secret_keys());
     TestDb {
         store: Arc::new(store),
+        url,
         _guard: Guard::Sqlite(dir),
     }
 }
@@ -114,10 +126,12 @@ pub async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)>
     let guard = Guard::Postgres { admin_url, name };
     let store = PostgresStore::open(&url, registry(), settings)
         .await
-        .expect("open postgres");
+        .expect("open postgres")
+        .with_secrets(secret_keys());
     Some((
         TestDb {
             store: Arc::new(store.clone()),
+            url,
             _guard: guard,
         },
         store,

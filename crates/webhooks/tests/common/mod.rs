@@ -105,17 +105,23 @@ impl Db {
         }
     }
 
-    /// Opens a store (another pool each time) on this database.
+    /// Opens a store (another pool each time) on this database, every one with the same key.
     pub async fn open(&self) -> Arc<dyn Store> {
         let registry = Arc::new(SchemaRegistry::standard());
         if self.pg.is_some() {
             Arc::new(
                 PostgresStore::open(&self.url, registry, PgSettings::default())
                     .await
-                    .expect("open PostgreSQL store"),
+                    .expect("open PostgreSQL store")
+                    .with_secrets(secret_keys()),
             )
         } else {
-            Arc::new(SqliteStore::open(&self.url, registry).await.expect("open SQLite store"))
+            Arc::new(
+                SqliteStore::open(&self.url, registry)
+                    .await
+                    .expect("open SQLite store")
+                    .with_secrets(secret_keys()),
+            )
         }
     }
 }
@@ -289,4 +295,11 @@ pub fn new_webhook(org_id: Option<&str>, url: &str, event_types: &[&str]) -> New
 pub fn verify(secret: &str, r: &Received) -> Result<(), String> {
     let hook = standardwebhooks::Webhook::new(secret).map_err(|e| e.to_string())?;
     hook.verify(&r.body, &r.headers).map_err(|e| e.to_string())
+}
+
+/// The key the test stores seal webhook signing secrets with.
+pub fn secret_keys() -> rollcall_store::secrets::SecretBox {
+    rollcall_store::secrets::SecretBox::new(
+        rollcall_store::secrets::SecretKey::parse(&"33".repeat(32)).expect("a test key"),
+    )
 }
