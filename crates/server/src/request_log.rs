@@ -224,12 +224,69 @@ fn connection_in_path(path: &str) -> Option<&str> {
     uuid::Uuid::parse_str(id).is_ok().then_some(id)
 }
 
+/// A server error is ours to look at (503, load shed on purpose, is warned about where it is
+/// decided, at most once per interval): a WARN naming what finds it in the request log.
+fn warn_server_error(
+    status: StatusCode,
+    connection_id: &str,
+    request_id: Option<&str>,
+    method: &str,
+    path: &str,
+    detail: Option<&str>,
+) {
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(
+            scim_connection = %connection_id,
+            request_id = request_id.unwrap_or("-"),
+            %method,
+            path = %path,
+            status = status.as_u16(),
+            detail = detail.unwrap_or("-"),
+            "SCIM request failed with a server error"
+        );
+    }
+}
+
+/// With the request log off, server errors are still logged at WARN: the request's ids, method,
+/// redacted path and the error's detail (read back from the answer only when it is one).
+async fn warn_on_server_error(scim: &Scim, req: Request, next: Next) -> Response {
+    let uri = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.clone())
+        .unwrap_or_else(|| req.uri().clone());
+    let connection_id = connection_in_path(uri.path()).unwrap_or("-").to_string();
+    let request_id = header_text(&req, header::HeaderName::from_static("x-request-id"));
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE {
+        return resp;
+    }
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let path = redact_query(path_and_query, &scim.secrets);
+    let filter_literals = query_filter_literals(path_and_query, &scim.secrets);
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let (_, detail) = error_fields(&bytes);
+    let detail = detail.map(|d| rollcall_scim::redact::SecretAttributes::scrub(&d, &filter_literals).into_owned());
+    warn_server_error(
+        status,
+        &connection_id,
+        request_id.as_deref(),
+        &method,
+        &path,
+        detail.as_deref(),
+    );
+    Response::from_parts(parts, Body::from(bytes))
+}
+
 /// Middleware around the SCIM routes (outside authentication, so that refused requests are logged
 /// too): times the request and records it in the request log.
 pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Response {
     let log = scim.request_log.clone();
     if !log.enabled() {
-        return next.run(req).await;
+        return warn_on_server_error(&scim, req, next).await;
     }
     let started = Instant::now();
     let at_us = rollcall_store::sqlite::now_us();
@@ -282,19 +339,14 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
     };
     let error_detail =
         error_detail.map(|d| rollcall_scim::redact::SecretAttributes::scrub(&d, &filter_literals).into_owned());
-    // A server error is ours to look at (503, load shed on purpose, is warned about where it is
-    // decided, at most once per interval): named with what finds it in the request log.
-    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::warn!(
-            scim_connection = %connection_id,
-            request_id = request_id.as_deref().unwrap_or("-"),
-            %method,
-            path = %path,
-            status = status.as_u16(),
-            detail = error_detail.as_deref().unwrap_or("-"),
-            "SCIM request failed with a server error"
-        );
-    }
+    warn_server_error(
+        status,
+        &connection_id,
+        request_id.as_deref(),
+        &method,
+        &path,
+        error_detail.as_deref(),
+    );
     let request_body = auth
         .as_ref()
         .and_then(|a| a.request_body.as_ref())

@@ -203,6 +203,14 @@ pub struct PolicyView {
     pub on_delete: OnDeleteView,
 }
 
+/// The fields of a policy, each required by a PUT.
+const POLICY_FIELDS: [&str; 4] = [
+    "required_attributes",
+    "synced_attributes",
+    "profile_mapping",
+    "on_delete",
+];
+
 impl From<&ConnectionPolicy> for PolicyView {
     fn from(p: &ConnectionPolicy) -> Self {
         PolicyView {
@@ -602,8 +610,26 @@ pub async fn set_policy(
     State(scim): State<Scim>,
     ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
-    JsonBody(body): JsonBody<PolicyView>,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<PolicyView>> {
+    // A PUT replaces the whole policy: every field left out is named at once.
+    let missing: Vec<String> = POLICY_FIELDS
+        .iter()
+        .filter(|f| !body.contains_key(**f))
+        .map(|f| format!("missing field `{f}`"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiProblem::new(
+            422,
+            format!(
+                "{}: a PUT replaces the whole policy, so send every field ({}), null where none is meant",
+                missing.join(", "),
+                POLICY_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let body: PolicyView = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiProblem::new(422, format!("the request body is not as expected: {e}")))?;
     let c = scim
         .admin()
         .set_connection_policy(&by, &scim.registry, &connection_id, body.into())
