@@ -262,7 +262,7 @@ pub async fn start_stack(
         }
     }
     let key = rollcall_json(bin, database, &["api-key", "create", "--name", "bench", "--json"])?;
-    let api_key = key["key"]
+    let api_key = key["secret"]
         .as_str()
         .ok_or_else(|| format!("unexpected CLI output: {key}"))?
         .to_string();

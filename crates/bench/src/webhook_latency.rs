@@ -112,7 +112,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let (Some(base), Some(token), Some(key)) = (
         conn["scim_base_url"].as_str(),
         conn["token"].as_str(),
-        key["key"].as_str(),
+        key["secret"].as_str(),
     ) else {
         return Err(format!("unexpected CLI output: {conn} / {key}"));
     };

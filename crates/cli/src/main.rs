@@ -1079,7 +1079,12 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         Command::Org(OrgCommand::Create { name, json }) => {
             let org = admin(None).create_organization(&by, &name).await.map_err(err)?;
             if json {
-                println!("{}", serde_json::to_string(&org).unwrap_or_default());
+                // The management API's view of it.
+                println!(
+                    "{}",
+                    serde_json::to_string(&rollcall_server::api::schemas::OrganizationView::from(&org))
+                        .unwrap_or_default()
+                );
             } else {
                 println!("organization {} created: {}", org.name, org.id);
             }
@@ -1199,7 +1204,12 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"id": k.id, "name": k.name, "key_prefix": k.key_prefix, "key": issued.secret})
+                    // What POST /api/v1/api-keys answers.
+                    serde_json::to_string(&rollcall_server::api::api_keys::ApiKeyWithSecret {
+                        api_key: rollcall_server::api::api_keys::ApiKeyView::from(k),
+                        secret: issued.secret.clone(),
+                    })
+                    .unwrap_or_default()
                 );
             } else {
                 println!("API key {} created ({}).", k.id, k.name);

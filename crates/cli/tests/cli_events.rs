@@ -195,7 +195,7 @@ async fn destructive_commands_need_confirmation() {
     );
     ok(&key);
     let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
-    let key_id = key["id"].as_str().unwrap();
+    let key_id = key["api_key"]["id"].as_str().unwrap();
 
     for args in [["connection", "delete", id], ["api-key", "revoke", key_id]] {
         let out = rollcall(&[&["--database", db.as_str()], args.as_slice()].concat(), &[]);
@@ -446,7 +446,7 @@ async fn failed_webhook_deliveries_are_logged_with_their_ids() {
     );
     ok(&key);
     let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
-    let key = key["key"].as_str().unwrap().to_string();
+    let key = key["secret"].as_str().unwrap().to_string();
     let stderr_path = dir.0.join("stderr.log");
     let mut serve = Command::new(BIN)
         .args(["--database", &db, "serve", "--listen", "127.0.0.1:0"])

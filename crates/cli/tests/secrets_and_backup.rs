@@ -238,7 +238,7 @@ async fn webhook_secrets_are_encrypted_at_rest_and_survive_a_key_rotation() {
         &db,
         &["--create", "api-key", "create", "--name", "t", "--json"],
         &[],
-    ))["key"]
+    ))["secret"]
         .as_str()
         .unwrap()
         .to_string();
@@ -398,7 +398,7 @@ async fn backup_while_serving_then_restore_and_serve_elsewhere() {
         &db,
         &["--create", "api-key", "create", "--name", "t", "--json"],
         &[],
-    ))["key"]
+    ))["secret"]
         .as_str()
         .unwrap()
         .to_string();
@@ -618,7 +618,7 @@ async fn postgres_requires_a_key_and_rotates_with_the_nodes_stopped() {
     let pg = PgDatabase::create(&admin).await;
     let db = pg.url.as_str();
     let dir = tempfile::tempdir().unwrap();
-    let api_key = json_of(rollcall(db, &["api-key", "create", "--name", "t", "--json"], &[]))["key"]
+    let api_key = json_of(rollcall(db, &["api-key", "create", "--name", "t", "--json"], &[]))["secret"]
         .as_str()
         .unwrap()
         .to_string();

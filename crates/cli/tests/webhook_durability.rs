@@ -244,7 +244,7 @@ async fn crash_and_recover(db: Database) {
     let key = cli_json(
         &db.url,
         &["--create", "api-key", "create", "--name", "durability", "--json"],
-    )["key"]
+    )["secret"]
         .as_str()
         .unwrap()
         .to_string();
