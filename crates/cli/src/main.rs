@@ -99,6 +99,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy everything from a SQLite database into a new PostgreSQL one (stop `rollcall serve`
+    /// first): same ids, tokens, events and webhook cursors, so identity providers and webhook
+    /// consumers do not notice the move. The PostgreSQL nodes need the same secrets key.
+    #[command(name = "migrate-store")]
+    MigrateStore {
+        /// The SQLite database (`sqlite://rollcall.db` or a path).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database (`postgres://...`): migrated here, and it must hold no data.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the SQLite database with a backup (stop `rollcall serve` first; asks you to type
     /// the database's file name, `--yes` to skip). PostgreSQL: use pg_restore.
     Restore {
@@ -1031,11 +1045,59 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `rollcall migrate-store`: the SQLite database opened alone (no server may be writing to it), the
+/// PostgreSQL one migrated, then every row copied in one transaction.
+async fn migrate_store(from: &str, to: &str, json: bool) -> Result<(), String> {
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        return Err(format!("--to must be a postgres:// URL, not \"{to}\""));
+    }
+    if from.starts_with("postgres") {
+        return Err("--from must be a SQLite database (sqlite://FILE or a path)".into());
+    }
+    check_database_exists(from, false)?;
+    let registry = Arc::new(SchemaRegistry::standard());
+    let src = SqliteStore::open_exclusive(from, registry.clone())
+        .await
+        .map_err(|e| format!("opening {from}: {e} (stop rollcall serve first)"))?;
+    let dst = PostgresStore::open(to, registry, PgSettings::default())
+        .await
+        .map_err(|e| format!("opening the PostgreSQL database: {e}"))?;
+    let report = rollcall_store::migrate::sqlite_to_postgres(&src, &dst)
+        .await
+        .map_err(|e| format!("migrate-store: {e}"))?;
+    let keys: Vec<String> = src
+        .secret_inventory()
+        .await
+        .map_err(|e| e.to_string())?
+        .by_key
+        .into_keys()
+        .collect();
+    if json {
+        let tables: serde_json::Map<String, serde_json::Value> =
+            report.tables.iter().map(|(t, n)| (t.clone(), (*n).into())).collect();
+        println!("{}", serde_json::json!({"tables": tables, "secrets_key_ids": keys}));
+    } else {
+        println!("TABLE\tROWS");
+        for (t, n) in &report.tables {
+            println!("{t}\t{n}");
+        }
+        if !keys.is_empty() {
+            println!(
+                "Stored secrets are encrypted under the key {}: give the PostgreSQL nodes that key \
+                 (ROLLCALL_SECRETS_KEY_FILE; with SQLite it is rollcall-secrets.key beside the database).",
+                keys.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     let keys = secrets::KeyConfig::new(s.secrets_key_file.clone(), &s.database, sqlite_file(&s.database));
     // The commands that work on the database's file, or on no database, without opening a store.
     match &cli.command {
         Command::Backup { file, force, json } => return backup(&s, file, *force, *json),
+        Command::MigrateStore { from, to, json } => return migrate_store(from, to, *json).await,
         Command::Restore { file, yes } => return restore(&s, &keys, file, *yes),
         Command::Secrets(secrets::SecretsCommand::GenerateKey { out }) => return secrets::generate_key(out.as_deref()),
         _ => {}
@@ -1075,6 +1137,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         }
         Command::Secrets(secrets::SecretsCommand::GenerateKey { .. })
         | Command::Backup { .. }
+        | Command::MigrateStore { .. }
         | Command::Restore { .. } => unreachable!("handled before the store is opened"),
         Command::Org(OrgCommand::Create { name, json }) => {
             let org = admin(None).create_organization(&by, &name).await.map_err(err)?;

@@ -15,6 +15,7 @@ pub mod cursor;
 pub mod directory;
 pub mod events;
 pub mod index;
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod postgres_events;
