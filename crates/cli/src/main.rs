@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod doctor;
 mod ops;
 mod secrets;
 
@@ -96,6 +97,13 @@ enum Command {
         /// Replace FILE if it exists.
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check what `rollcall serve` needs: the settings, TLS files, the database and its migrations,
+    /// the secrets key, the public URL. One line per check (ok, warn, fail); fails when one fails.
+    /// Changes nothing.
+    Doctor {
         #[arg(long)]
         json: bool,
     },
@@ -1051,6 +1059,18 @@ mod memory {
 async fn main() -> ExitCode {
     memory::configure();
     let cli = Cli::parse();
+    if let Command::Doctor { json } = cli.command {
+        // A setting that does not load is one of the things the doctor reports.
+        let settings = load_settings(&cli);
+        init_logging(settings.as_ref().map_or(LogFormat::Pretty, |s| s.log_format));
+        return match doctor::run(settings, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -1111,6 +1131,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             secrets::rotate_key(&keys, &store, postgres.as_ref(), &new_key_file, json).await
         }
         Command::Secrets(secrets::SecretsCommand::GenerateKey { .. })
+        | Command::Doctor { .. }
         | Command::Backup { .. }
         | Command::Restore { .. } => unreachable!("handled before the store is opened"),
         Command::Org(OrgCommand::Create { name, json }) => {
