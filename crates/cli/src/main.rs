@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod doctor;
 mod ops;
 mod secrets;
 
@@ -113,6 +114,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what `rollcall serve` needs: the settings, TLS files, the database and its migrations,
+    /// the secrets key, the public URL. One line per check (ok, warn, fail); fails when one fails.
+    /// Changes nothing.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the SQLite database with a backup (stop `rollcall serve` first; asks you to type
     /// the database's file name, `--yes` to skip). PostgreSQL: use pg_restore.
     Restore {
@@ -192,6 +200,12 @@ struct ServeArgs {
     /// The most bytes of stored documents one list page reads; a larger page ends early.
     #[arg(long, env = "ROLLCALL_MAX_LIST_BYTES")]
     max_list_bytes: Option<usize>,
+    /// Serve HTTPS with the certificate chain in this PEM file (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of the certificate given with --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -384,6 +398,9 @@ struct Settings {
     /// The file holding the secrets key (see `secrets.rs`); the key itself is never a setting of
     /// the file, only `ROLLCALL_SECRETS_KEY`.
     secrets_key_file: Option<PathBuf>,
+    /// `serve` over TLS: the certificate chain (PEM) and its private key (PEM); both or neither.
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -437,6 +454,8 @@ impl Default for Settings {
             webhook_concurrency: hooks.concurrency,
             max_list_bytes: scim.max_list_bytes,
             secrets_key_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -519,6 +538,26 @@ impl Settings {
         };
         limits.validate().map_err(|e| format!("configuration: {e}"))?;
         Ok(limits)
+    }
+
+    /// The TLS configuration of `serve`, or `None` to serve plain HTTP: the certificate and its
+    /// key are given together, and both files must hold what they should.
+    fn tls(&self) -> Result<Option<Arc<rollcall_server::tls::ServerConfig>>, String> {
+        let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        match (given(&self.tls_cert_file), given(&self.tls_key_file)) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => rollcall_server::tls::server_config(&cert, &key).map(Some),
+            (Some(cert), None) => Err(format!(
+                "configuration: a TLS certificate is given ({}) but no private key: add --tls-key \
+                 (ROLLCALL_TLS_KEY_FILE, tls_key_file)",
+                cert.display()
+            )),
+            (None, Some(key)) => Err(format!(
+                "configuration: a TLS private key is given ({}) but no certificate: add --tls-cert \
+                 (ROLLCALL_TLS_CERT_FILE, tls_cert_file)",
+                key.display()
+            )),
+        }
     }
 
     /// The per-connection rate limit: (rate, burst), or `None` when it is off.
@@ -657,6 +696,12 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
         }
         if let Some(v) = a.max_list_bytes {
             s.max_list_bytes = v;
+        }
+        if a.tls_cert.is_some() {
+            s.tls_cert_file = a.tls_cert.clone();
+        }
+        if a.tls_key.is_some() {
+            s.tls_key_file = a.tls_key.clone();
         }
     }
     if s.max_list_bytes < MIN_LIST_BYTES {
@@ -1028,6 +1073,18 @@ mod memory {
 async fn main() -> ExitCode {
     memory::configure();
     let cli = Cli::parse();
+    if let Command::Doctor { json } = cli.command {
+        // A setting that does not load is one of the things the doctor reports.
+        let settings = load_settings(&cli);
+        init_logging(settings.as_ref().map_or(LogFormat::Pretty, |s| s.log_format));
+        return match doctor::run(settings, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -1136,6 +1193,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             secrets::rotate_key(&keys, &store, postgres.as_ref(), &new_key_file, json).await
         }
         Command::Secrets(secrets::SecretsCommand::GenerateKey { .. })
+        | Command::Doctor { .. }
         | Command::Backup { .. }
         | Command::MigrateStore { .. }
         | Command::Restore { .. } => unreachable!("handled before the store is opened"),
@@ -1300,6 +1358,8 @@ async fn serve(
     let resource_limits = s.resource_limits()?;
     let hook_config = webhook_config(&s)?;
     let limits = s.http_limits()?;
+    let tls = s.tls()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Refuses to start with secrets it could not read; seals those stored in clear.
     secrets::prepare_serve(keys, &store).await?;
     if let Some(files) = open_files_limit()
@@ -1320,7 +1380,7 @@ async fn serve(
     let public_url = s
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"))
+        .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_string();
     // Where `rollcall connection create` and the other nodes read it.
@@ -1397,13 +1457,14 @@ async fn serve(
             let _ = stopped.await;
         }))
     });
-    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
+    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), tls = tls.is_some(),
+        "rollcall serving");
     if s.log_format != LogFormat::Json {
         // With JSON logs the "rollcall serving" line above says it.
-        println!("Listening on http://{local}");
+        println!("Listening on {scheme}://{local}");
     }
     let app = rollcall_server::app_with(scim, limits);
-    let served = rollcall_server::serve_with(listener, app, limits, rollcall_server::shutdown_signal())
+    let served = rollcall_server::serve_tls_with(listener, app, limits, tls, rollcall_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string());
     let _ = stop_dispatcher.send(());

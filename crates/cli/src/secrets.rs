@@ -173,7 +173,11 @@ fn key_ids(ids: &[&str]) -> String {
 }
 
 /// Checks `inventory` against `keys`: every sealed secret must open.
-fn check(inventory: &SecretInventory, keys: Option<&SecretBox>, origin: Option<&KeyOrigin>) -> Result<(), String> {
+pub(crate) fn check(
+    inventory: &SecretInventory,
+    keys: Option<&SecretBox>,
+    origin: Option<&KeyOrigin>,
+) -> Result<(), String> {
     if inventory.unreadable > 0 {
         return Err(format!(
             "the database holds {} secrets this version cannot read (written by a newer Rollcall, or damaged)",

@@ -20,6 +20,7 @@ pub mod request_log;
 pub mod response;
 pub mod serve;
 pub mod service;
+pub mod tls;
 pub mod token_cache;
 pub mod tokens;
 pub mod webhook_wake;
@@ -34,7 +35,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use limits::HttpLimits;
-pub use serve::{serve, serve_with};
+pub use serve::{serve, serve_tls_with, serve_with};
 pub use service::ScimConfig;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

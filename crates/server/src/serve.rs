@@ -78,6 +78,21 @@ pub async fn serve_with(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_tls_with(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given ([`crate::tls::server_config`]): each connection's
+/// handshake must complete within the header-read timeout (under pressure, within
+/// [`PRESSURE_HEAD`]), else the connection is closed; a connection that is not TLS fails its
+/// handshake and is closed.
+pub async fn serve_tls_with(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Under pressure from when no slot is free until an eighth of them are.
@@ -154,8 +169,9 @@ pub async fn serve_with(
             evicted: evicted.clone(),
         };
         let done = done_rx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            conn.run(stream, remote).await;
+            conn.start(stream, remote, acceptor).await;
             drop(permit);
             drop(done);
         });
@@ -292,12 +308,12 @@ impl Drop for InFlight {
 }
 
 /// The socket, reporting reads and writes to the connection's [`Activity`].
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.stream).poll_read(cx, buf);
@@ -308,7 +324,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
@@ -348,12 +364,86 @@ fn tick(limits: &HttpLimits) -> Duration {
 }
 
 impl Conn {
-    async fn run(mut self, stream: TcpStream, remote: std::net::SocketAddr) {
+    /// Serves the connection: over TLS when `acceptor` is given, after its handshake.
+    async fn start(
+        mut self,
+        stream: TcpStream,
+        remote: std::net::SocketAddr,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             stream,
             activity: activity.clone(),
-        });
+        };
+        match acceptor {
+            None => self.run(watched, activity, remote).await,
+            Some(acceptor) => {
+                if let Some(tls) = self.handshake(acceptor, watched, remote).await {
+                    self.run(tls, activity, remote).await;
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake, within the header-read timeout from the connection's opening (under
+    /// pressure, within [`PRESSURE_HEAD`]); `None` when it failed, timed out, or the server stops.
+    async fn handshake(
+        &mut self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        watched: Watched<TcpStream>,
+        remote: std::net::SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<Watched<TcpStream>>> {
+        let opened = Instant::now();
+        let accept = acceptor.accept(watched);
+        tokio::pin!(accept);
+        let mut ticker = tokio::time::interval(PRESSURE_TICK);
+        loop {
+            tokio::select! {
+                biased;
+                r = accept.as_mut() => {
+                    return match r {
+                        Ok(tls) => {
+                            // The handshake's bytes are not a request head: from here the
+                            // connection is idle until its first request starts arriving.
+                            let activity = &tls.get_ref().0.activity;
+                            activity.head_since.store(NONE, Ordering::Relaxed);
+                            activity.wrote();
+                            Some(tls)
+                        }
+                        Err(e) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            None
+                        }
+                    };
+                }
+                changed = self.stop.changed() => {
+                    let _ = changed;
+                    return None;
+                }
+                _ = ticker.tick() => {
+                    let mut limit = self.limits.header_read_timeout;
+                    let pressure = *self.pressure.borrow();
+                    if pressure {
+                        limit = limit.min(PRESSURE_HEAD);
+                    }
+                    if opened.elapsed() >= limit {
+                        if pressure {
+                            self.evicted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::debug!(%remote, pressure, "closing a connection: the TLS handshake did not complete in time");
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run<S>(mut self, stream: S, activity: Arc<Activity>, remote: std::net::SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(stream);
         let app = self.app;
         let service = hyper::service::service_fn({
             let activity = activity.clone();

@@ -23,6 +23,7 @@ mod postgres_webhooks;
 mod resource_doc;
 pub mod roles;
 mod rows;
+pub mod schema;
 pub mod secrets;
 mod secrets_stores;
 pub mod service_settings;

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 mod roles_ops;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The advisory lock taken (per transaction) while a transaction's events are numbered.
 const EVENTS_LOCK: i64 = 0x526f_6c6c_6576_0001;

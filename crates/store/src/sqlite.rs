@@ -44,7 +44,7 @@ use std::time::Duration;
 /// of page cache in all.
 const WRITER_CACHE_KIB: &str = "-8192";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Current time in microseconds since the Unix epoch.
 pub fn now_us() -> i64 {
