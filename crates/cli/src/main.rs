@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod doctor;
+mod export;
 mod ops;
 mod secrets;
 
@@ -113,6 +114,17 @@ enum Command {
         to: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Write one organization as JSON (for support and audits): its connections, policies, roles,
+    /// users with their attributes and roles, groups with members, webhook endpoints (no secrets)
+    /// and every retained event.
+    Export {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// Write to this new file (0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check what `rollcall serve` needs: the settings, TLS files, the database and its migrations,
     /// the secrets key, the public URL. One line per check (ok, warn, fail); fails when one fails.
@@ -1102,6 +1114,18 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A new file only the owner can read (an export holds personal data); an existing one is refused.
+fn new_private_file(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `rollcall migrate-store`: the SQLite database opened alone (no server may be writing to it), the
 /// PostgreSQL one migrated, then every row copied in one transaction.
 async fn migrate_store(from: &str, to: &str, json: bool) -> Result<(), String> {
@@ -1218,6 +1242,41 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         Command::Org(OrgCommand::Delete { org, yes }) => ops::org_delete(&admin(None), &by, &org, yes).await,
         Command::Role(cmd) => ops::role(&admin(None), &by, cmd).await,
         Command::RoleMapping(cmd) => ops::role_mapping(&admin(None), &by, cmd).await,
+        Command::Export { org, out } => {
+            let admin = admin(None);
+            match out {
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    export::export(&admin, registry.clone(), &org, &mut w).await.map(|_| ())
+                }
+                Some(path) => {
+                    let file = new_private_file(&path)?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let summary = export::export(&admin, registry.clone(), &org, &mut w).await;
+                    match summary {
+                        Ok(s) => {
+                            eprintln!(
+                                "exported to {}: {} connections, {} users, {} groups ({} memberships), {} events, {} webhook endpoints",
+                                path.display(),
+                                s.connections,
+                                s.users,
+                                s.groups,
+                                s.memberships,
+                                s.events,
+                                s.webhooks
+                            );
+                            Ok(())
+                        }
+                        Err(e) => {
+                            drop(w);
+                            let _ = std::fs::remove_file(&path);
+                            Err(e)
+                        }
+                    }
+                }
+            }
+        }
         Command::Webhook(cmd) => {
             // With the server's network policy, so that a redelivery goes where the server's would.
             let hooks = Webhooks::new(store.clone(), webhook_config(&s)?);

@@ -939,3 +939,137 @@ async fn migrate_store_moves_everything_to_postgres() {
     let err = failed(rollcall(&db, &["migrate-store", "--from", &db, "--to", &pg.url], &[]));
     assert!(err.contains("not empty"), "{err}");
 }
+
+/// `rollcall export --org` writes one organization as JSON, while `serve` runs: its users with
+/// attributes and roles, groups with members, every event of it, its webhook endpoints without
+/// secrets; nothing of another organization; to a new file only the owner can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_one_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("export.db").display());
+    let key = json_of(rollcall(
+        &db,
+        &["--create", "api-key", "create", "--name", "app", "--json"],
+        &[],
+    ))["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut orgs = Vec::new();
+    for name in ["acme", "other"] {
+        let org = json_of(rollcall(&db, &["org", "create", "--name", name, "--json"], &[]))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let conn = json_of(rollcall(&db, &["connection", "create", "--org", name, "--json"], &[]));
+        orgs.push((
+            org,
+            conn["id"].as_str().unwrap().to_string(),
+            conn["token"].as_str().unwrap().to_string(),
+        ));
+    }
+    let srv = Server::start(&db, &[], dir.path().join("serve.log"));
+    let client = http();
+    for (i, (_, conn, token)) in orgs.iter().enumerate() {
+        let scim = format!("{}/scim/v2/{conn}", srv.origin);
+        let mut ids = Vec::new();
+        for u in 0..3 {
+            let r = client
+                .post(format!("{scim}/Users"))
+                .bearer_auth(token)
+                .header("content-type", "application/scim+json")
+                .json(
+                    &json!({"schemas": [USER_SCHEMA], "userName": format!("org{i}-user{u}@example.com"),
+                    "name": {"givenName": format!("G{u}")}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            ids.push(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        }
+        let r = client
+            .post(format!("{scim}/Groups"))
+            .bearer_auth(token)
+            .header("content-type", "application/scim+json")
+            .json(
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Eng",
+                "members": [{"value": ids[0]}, {"value": ids[1]}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let (acme, ..) = orgs[0].clone();
+    let r = client
+        .post(format!("{}/api/v1/webhooks", srv.origin))
+        .bearer_auth(&key)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "org_id": acme}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let secret = r.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
+
+    // While serve runs.
+    let text = ok(rollcall(&db, &["export", "--org", "acme"], &[]));
+    let doc: Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(doc["format"], "rollcall-export/1");
+    assert_eq!(doc["organization"]["id"], acme.as_str());
+    assert_eq!(doc["connections"].as_array().unwrap().len(), 1);
+    assert!(doc["connections"][0]["policy"].is_object());
+    let users = doc["users"].as_array().unwrap();
+    assert_eq!(users.len(), 3);
+    assert!(
+        users
+            .iter()
+            .all(|u| u["user_name"].as_str().unwrap().starts_with("org0-"))
+    );
+    assert_eq!(
+        users[0]["attributes"]["name"]["givenName"], "G0",
+        "full attributes: {}",
+        users[0]
+    );
+    assert_eq!(doc["groups"][0]["members"].as_array().unwrap().len(), 2);
+    // Every event of the organization, as the Events API gives them, and only those.
+    let feed = client
+        .get(format!("{}/api/v1/events?org_id={acme}&limit=1000", srv.origin))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(doc["events"], feed["data"]);
+    assert_eq!(doc["webhooks"].as_array().unwrap().len(), 1);
+    assert!(!text.contains("org1-"), "another organization's data");
+    assert!(!text.contains(&secret), "a webhook secret in the export");
+    assert!(!text.contains("token_hash"), "{text}");
+
+    // To a new private file; an existing one is refused.
+    let out = dir.path().join("acme.json");
+    let said = rollcall(&db, &["export", "--org", "acme", "--out", out.to_str().unwrap()], &[]);
+    assert!(
+        String::from_utf8_lossy(&said.stderr).contains("3 users, 1 groups (2 memberships)"),
+        "{said:?}"
+    );
+    ok(said);
+    let from_file: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(from_file["users"], doc["users"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let err = failed(rollcall(
+        &db,
+        &["export", "--org", "acme", "--out", out.to_str().unwrap()],
+        &[],
+    ));
+    assert!(err.contains("exists"), "{err}");
+    let err = failed(rollcall(&db, &["export", "--org", "nope"], &[]));
+    assert!(err.contains("no organization"), "{err}");
+    srv.stop();
+}

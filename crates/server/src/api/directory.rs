@@ -91,7 +91,7 @@ pub struct UserView {
 }
 
 impl UserView {
-    fn new(u: &DirectoryUser, profiles: &mut Profiles, connections: &[Connection], full: bool) -> UserView {
+    pub fn new(u: &DirectoryUser, profiles: &mut Profiles, connections: &[Connection], full: bool) -> UserView {
         UserView {
             id: u.id.clone(),
             connection_id: u.connection_id.clone(),
