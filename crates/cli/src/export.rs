@@ -99,7 +99,7 @@ pub async fn export(
     });
     // The small parts first, then the large ones streamed into the same object.
     let head = value(&head)?;
-    out.write_all(head[..head.len() - 1].as_bytes()).map_err(io)?;
+    out.write_all(&head.as_bytes()[..head.len() - 1]).map_err(io)?;
 
     out.write_all(b",\"users\":[").map_err(io)?;
     let (mut after, mut first) = (0, true);
@@ -139,7 +139,7 @@ pub async fn export(
             first_group = false;
             // The group's view with its members added as a last field.
             let view = value(&GroupView::from(g))?;
-            out.write_all(view[..view.len() - 1].as_bytes()).map_err(io)?;
+            out.write_all(&view.as_bytes()[..view.len() - 1]).map_err(io)?;
             out.write_all(b",\"members\":[").map_err(io)?;
             let (mut member_after, mut first) = (0, true);
             loop {
