@@ -93,7 +93,7 @@ async fn good_and_broken_setups() {
         .args(["--create", "api-key", "create", "--name", "t", "--json"])
         .output()
         .unwrap();
-    let api_key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["key"]
+    let api_key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["secret"]
         .as_str()
         .unwrap()
         .to_string();
