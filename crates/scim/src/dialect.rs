@@ -12,6 +12,7 @@
 //! | Entra ID | PATCH without `path` whose `value` keys are dotted or URN-qualified paths (`"name.givenName"`, `"urn:...:enterprise:2.0:User:department"`) | each key treated as a path | `patch` |
 //! | Entra ID | `replace` on `emails[type eq "work"].value` when no work email exists yet | creates the element | `patch` |
 //! | Entra ID | filter `emails[type eq "work"].value eq "x"` (value path followed by a sub-attribute) | rewritten to `emails[type eq "work" and value eq "x"]` | `filter` |
+//! | Entra ID (the provisioning service before its 2020 SCIM fixes; Microsoft's SCIM reference code and samples) | filter values without quotes: `externalId eq abc123`, `id eq 5f1c... and manager eq 7a2b...` | [`bare_filter_value`]: a bare word that cannot be a number, `true`, `false` or `null` is a string | `filter` |
 //! | Entra ID | the `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group` schema URN beside the core one | unknown `schemas` URNs are ignored | [`known_schemas`] |
 //! | Okta, Entra | `remove` on `members` with a `value` list of members | removes only those members | `patch` |
 //! | Okta | a placeholder `password` on create | accepted; passwords are validated then discarded, never stored | `resource` |
@@ -23,6 +24,117 @@
 //! | several | numbers for string attributes (`"employeeNumber": 701984`) | the number's text, as sent, whatever its size (`18446744073709551616` stays `"18446744073709551616"`) | [`number_as_string`] |
 
 use crate::schema::AttributeDef;
+
+/// How the filter parser reads a comparison value written without quotes (other than `true`,
+/// `false` and `null`, which it reads first). See [`bare_filter_value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareValue {
+    /// Looks like a number: read as a JSON number, and an error when it is not a valid one (`01`,
+    /// `1.`, `1e999`), since the sender meant a number.
+    Number,
+    /// An unquoted string: `abc123`, `5f1c8a2e-…` (a GUID, which starts with a digit but is no number).
+    Str,
+    /// Not readable as a value, with the reason.
+    Refused(&'static str),
+}
+
+/// Reads a filter value sent without double quotes, as older Microsoft Entra ID provisioning and
+/// Microsoft's SCIM reference material send it (`externalId eq abc123`,
+/// `id eq 5f1c8a2e-0000-4000-8000-000000000001 and manager eq 7a2b...`).
+///
+/// This is always on rather than chosen per connection: a bare word in value position had no
+/// meaning before (RFC 7644 §3.4.2.2 requires quotes, and the parser answered `invalidFilter`), so
+/// reading it as a string changes the meaning of no valid filter. RFC 7644 itself writes
+/// `meta.resourceType eq User` in §3.4.2.1. What stays refused is what could mean something else:
+///
+/// - a word made of number characters (`01`, `-`, `1e999`, `+1`): a malformed number;
+/// - a single-quoted word (`'Group'`): JSON strings use double quotes;
+/// - the keywords `and`, `or`, `not`, `pr` and the comparison operators (`userName eq and`), which
+///   signal a missing value rather than a value.
+///
+/// A bare word ends at the first space, bracket, parenthesis or quote; the parser refuses anything
+/// but `and`, `or`, `]`, `)` or the end right after one, so `displayName eq John Smith` fails.
+///
+/// ```
+/// use rollcall_scim::dialect::{BareValue, bare_filter_value};
+/// assert_eq!(bare_filter_value("abc123"), BareValue::Str);
+/// assert_eq!(bare_filter_value("5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11"), BareValue::Str);
+/// assert_eq!(bare_filter_value("42"), BareValue::Number);
+/// assert_eq!(bare_filter_value("1e5"), BareValue::Number);
+/// assert!(matches!(bare_filter_value("'x'"), BareValue::Refused(_)));
+/// assert!(matches!(bare_filter_value("and"), BareValue::Refused(_)));
+/// ```
+pub fn bare_filter_value(w: &str) -> BareValue {
+    if looks_like_number(w) {
+        return BareValue::Number;
+    }
+    let first = w.chars().next().unwrap_or(' ');
+    if first == '\'' || first == '\u{2018}' || first == '\u{2019}' {
+        return BareValue::Refused("strings must be in double quotes, not single quotes");
+    }
+    const KEYWORDS: [&str; 13] = [
+        "and", "or", "not", "pr", "eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le",
+    ];
+    if KEYWORDS.iter().any(|k| w.eq_ignore_ascii_case(k)) {
+        return BareValue::Refused("strings must be in double quotes");
+    }
+    BareValue::Str
+}
+
+/// The shape of a number, valid or not: an optional sign, digits and dots, then optionally `e` or
+/// `E`, an optional sign and digits (`42`, `-1.5`, `01`, `1.`, `+1`, `1e999`, `-`). A GUID
+/// (`5f1c...`), a date (`2024-01-02`) or an id like `123-45` does not have it.
+fn looks_like_number(w: &str) -> bool {
+    let b = w.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let mantissa = i;
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    if i == b.len() {
+        return true;
+    }
+    if i == mantissa || !matches!(b[i], b'e' | b'E') {
+        return false;
+    }
+    i += 1;
+    if matches!(b.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    b[i..].iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_filter_values() {
+        for n in ["0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e"] {
+            assert_eq!(bare_filter_value(n), BareValue::Number, "{n}");
+        }
+        for s in [
+            "abc123",
+            "User",
+            "5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11",
+            "12345678-1234-1234-1234-123456789012",
+            "2024-01-02",
+            "123-45",
+            "12ab",
+            "e5",
+            "bjensen@example.com",
+            "Test_User_ab6490ee",
+            "andy",
+            "prefix",
+        ] {
+            assert_eq!(bare_filter_value(s), BareValue::Str, "{s}");
+        }
+        for r in ["and", "OR", "not", "pr", "eq", "Le", "'x'", "'", "\u{2018}x\u{2019}"] {
+            assert!(matches!(bare_filter_value(r), BareValue::Refused(_)), "{r}");
+        }
+    }
+}
+
 use serde_json::{Map, Value};
 
 /// Reads a boolean the way Entra ID sends it: a JSON boolean, or the strings `"True"`/`"False"` in any case.
