@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | Entra ID | booleans as strings: `"active": "False"`, `roles[primary eq "True"]` | [`lenient_bool`] | here |
 //! | Entra ID | enterprise `manager` as a bare id string (`"manager": "26118915-..."`) | [`complex_from_bare_string`]: `{"value": ...}` | here |
+//! | Entra ID (the provisioning service before the `aadOptscim062020` fixes) | PATCH `add`/`replace` of the enterprise `manager` as a one-element array: `"value": [{"value": "7a2b..."}]` | [`single_from_array`]: the one element (two or more: `invalidValue`); for every single-valued complex attribute, with or without `path` | `patch` |
 //! | Entra ID | PATCH ops capitalised: `"op": "Replace"` | case-insensitive op names | `patch` |
 //! | Entra ID | PATCH without `path` whose `value` keys are dotted or URN-qualified paths (`"name.givenName"`, `"urn:...:enterprise:2.0:User:department"`) | each key treated as a path | `patch` |
 //! | Entra ID | `replace` on `emails[type eq "work"].value` when no work email exists yet | creates the element | `patch` |
@@ -162,6 +163,38 @@ pub fn complex_from_bare_string(attr: &AttributeDef, s: &str) -> Option<Value> {
     let mut m = Map::new();
     m.insert(value_sub.name.clone(), Value::String(s.to_string()));
     Some(Value::Object(m))
+}
+
+/// A single-valued complex attribute given as a one-element array in a PATCH `add` or `replace`,
+/// as older Entra ID provisioning sends the enterprise `manager`
+/// (`{"op": "Replace", "path": "...:manager", "value": [{"value": "7a2b..."}]}`): read as that
+/// element. An empty array unassigns the attribute (RFC 7643 §2.5), which reads as `null`. Two or
+/// more elements are an `invalidValue` error: there is no way to know which one was meant. Any other
+/// value, or a multi-valued attribute, is returned unchanged.
+///
+/// ```
+/// use rollcall_scim::dialect::single_from_array;
+/// use rollcall_scim::schema::{AttributeDef, AttributeType};
+/// use serde_json::json;
+/// let manager = AttributeDef::new("manager", AttributeType::Complex);
+/// let v = json!([{"value": "7a2b"}]);
+/// assert_eq!(single_from_array(&manager, &v).unwrap(), &json!({"value": "7a2b"}));
+/// assert!(single_from_array(&manager, &json!([{"value": "a"}, {"value": "b"}])).is_err());
+/// ```
+pub fn single_from_array<'v>(attr: &AttributeDef, v: &'v Value) -> crate::ScimResult<&'v Value> {
+    static NULL: Value = Value::Null;
+    match v {
+        Value::Array(a) if !attr.multi_valued && attr.kind == crate::schema::AttributeType::Complex => match a.as_slice() {
+            [] => Ok(&NULL),
+            [one] => Ok(one),
+            more => Err(crate::ScimError::invalid_value(format!(
+                "attribute \"{}\" is single-valued: a one-element array is read as its element, but this array has {} elements",
+                attr.name,
+                more.len()
+            ))),
+        },
+        other => Ok(other),
+    }
 }
 
 /// A multi-valued attribute given a single value instead of an array: wrapped into a one-element array.
