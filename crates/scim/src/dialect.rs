@@ -14,6 +14,7 @@
 //! | Entra ID | `replace` on `emails[type eq "work"].value` when no work email exists yet | creates the element | `patch` |
 //! | Entra ID | filter `emails[type eq "work"].value eq "x"` (value path followed by a sub-attribute) | rewritten to `emails[type eq "work" and value eq "x"]` | `filter` |
 //! | Entra ID (the provisioning service before its 2020 SCIM fixes; Microsoft's SCIM reference code and samples) | filter values without quotes: `externalId eq abc123`, `id eq 5f1c... and manager eq 7a2b...` | [`bare_filter_value`]: a bare word that cannot be a number, `true`, `false` or `null` is a string | `filter` |
+//! | OneLogin (the customer-written SCIM JSON template, <https://developers.onelogin.com/scim/define-user-schema>) | a POST/PUT body whose `schemas` lacks the core URN: `["urn:scim:schemas:core:1.0"]` (SCIM 1.1 URNs, as OneLogin's own template), or custom URNs | [`schemas_without_core`]: read as the endpoint's resource type when its attributes fit; an error names the unknown URNs and the attribute that does not belong | `resource` |
 //! | Entra ID | the `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group` schema URN beside the core one | unknown `schemas` URNs are ignored | [`known_schemas`] |
 //! | Okta, Entra | `remove` on `members` with a `value` list of members | removes only those members | `patch` |
 //! | Okta | a placeholder `password` on create | accepted; passwords are validated then discarded, never stored | `resource` |
@@ -217,6 +218,50 @@ pub fn as_multi_valued(v: Value) -> Vec<Value> {
 /// ```
 pub fn number_as_string(n: &serde_json::Number) -> String {
     n.to_string()
+}
+
+/// Checks the `schemas` of a POST or PUT body for the resource type `rt` of the endpoint it was sent
+/// to. RFC 7643 §3 wants the core schema URN listed, but OneLogin's SCIM JSON template is written
+/// by the customer, and real templates list SCIM 1.1 URNs (`urn:scim:schemas:core:1.0`, as
+/// OneLogin's own documented template does) or custom ones instead. The endpoint already says what
+/// the body is, so such a body is read as `rt` when its attributes fit.
+///
+/// Returns `Ok(None)` when the core URN is listed; `Ok(Some(note))` when it is not, with a sentence
+/// naming the URNs this resource type does not know, for the caller to add to any error about an
+/// attribute that does not fit; and an `invalidValue` error when a URN is the core schema of another
+/// resource type (a Group body sent to /Users), which is a misdirected request, not a dialect.
+pub fn schemas_without_core<'a>(
+    registry: &crate::schema::SchemaRegistry,
+    rt: &crate::schema::ResourceType,
+    schemas: impl IntoIterator<Item = &'a str>,
+) -> crate::ScimResult<Option<String>> {
+    let schemas: Vec<&str> = schemas.into_iter().collect();
+    if schemas.iter().any(|s| s.eq_ignore_ascii_case(&rt.schema)) {
+        return Ok(None);
+    }
+    if let Some((urn, other)) = schemas.iter().find_map(|s| {
+        registry
+            .resource_types()
+            .iter()
+            .find(|o| o.name != rt.name && o.schema.eq_ignore_ascii_case(s))
+            .map(|o| (*s, o))
+    }) {
+        return Err(crate::ScimError::invalid_value(format!(
+            "\"schemas\" must include {} for a {}: it lists {urn}, the schema of a {}, and this endpoint creates and replaces {} resources",
+            rt.schema, rt.name, other.name, rt.name
+        )));
+    }
+    let known = known_schemas(registry, rt, schemas.iter().copied());
+    let unknown: Vec<&str> = schemas.iter().copied().filter(|s| !known.iter().any(|k| k == s)).collect();
+    let listed = match unknown.as_slice() {
+        [] => String::from("\"schemas\" does not list it"),
+        [one] => format!("{one} is not a schema of {}", rt.name),
+        many => format!("{} are not schemas of {}", many.join(", "), rt.name),
+    };
+    Ok(Some(format!(
+        "the body was read as a {} because of the endpoint, since \"schemas\" does not include {} ({listed})",
+        rt.name, rt.schema
+    )))
 }
 
 /// The `schemas` URNs of an input document that this resource type knows; unknown URNs (such as the
