@@ -112,7 +112,9 @@ mod tests {
 
     #[test]
     fn bare_filter_values() {
-        for n in ["0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e"] {
+        for n in [
+            "0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e",
+        ] {
             assert_eq!(bare_filter_value(n), BareValue::Number, "{n}");
         }
         for s in [
@@ -185,15 +187,17 @@ pub fn complex_from_bare_string(attr: &AttributeDef, s: &str) -> Option<Value> {
 pub fn single_from_array<'v>(attr: &AttributeDef, v: &'v Value) -> crate::ScimResult<&'v Value> {
     static NULL: Value = Value::Null;
     match v {
-        Value::Array(a) if !attr.multi_valued && attr.kind == crate::schema::AttributeType::Complex => match a.as_slice() {
-            [] => Ok(&NULL),
-            [one] => Ok(one),
-            more => Err(crate::ScimError::invalid_value(format!(
-                "attribute \"{}\" is single-valued: a one-element array is read as its element, but this array has {} elements",
-                attr.name,
-                more.len()
-            ))),
-        },
+        Value::Array(a) if !attr.multi_valued && attr.kind == crate::schema::AttributeType::Complex => {
+            match a.as_slice() {
+                [] => Ok(&NULL),
+                [one] => Ok(one),
+                more => Err(crate::ScimError::invalid_value(format!(
+                    "attribute \"{}\" is single-valued: a one-element array is read as its element, but this array has {} elements",
+                    attr.name,
+                    more.len()
+                ))),
+            }
+        }
         other => Ok(other),
     }
 }
@@ -252,7 +256,11 @@ pub fn schemas_without_core<'a>(
         )));
     }
     let known = known_schemas(registry, rt, schemas.iter().copied());
-    let unknown: Vec<&str> = schemas.iter().copied().filter(|s| !known.iter().any(|k| k == s)).collect();
+    let unknown: Vec<&str> = schemas
+        .iter()
+        .copied()
+        .filter(|s| !known.iter().any(|k| k == s))
+        .collect();
     let listed = match unknown.as_slice() {
         [] => String::from("\"schemas\" does not list it"),
         [one] => format!("{one} is not a schema of {}", rt.name),

@@ -203,7 +203,11 @@ pub fn prepare(
 
 /// The attributes of an input body, as a document of the resource type (before immutability and
 /// the document checks).
-fn read_attributes(registry: &SchemaRegistry, rt: &ResourceType, obj: &Map<String, Value>) -> ScimResult<Map<String, Value>> {
+fn read_attributes(
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    obj: &Map<String, Value>,
+) -> ScimResult<Map<String, Value>> {
     let mut out = Map::new();
     for (key, value) in obj {
         if SERVER_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
@@ -552,7 +556,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(doc["userName"], "jdoe@example.com");
-        assert_eq!(doc["emails"], json!([{"value": "jdoe@example.com", "type": "work", "primary": true}]));
+        assert_eq!(
+            doc["emails"],
+            json!([{"value": "jdoe@example.com", "type": "work", "primary": true}])
+        );
         assert_eq!(doc["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
         // A custom URN only.
         let doc = user(json!({"schemas": ["urn:acme:scim:user"], "userName": "a"})).unwrap();
@@ -562,15 +569,25 @@ mod tests {
         assert_eq!(e.scim_type, Some(crate::ScimType::InvalidValue));
         assert!(e.detail.contains("\"badgeId\" is not an attribute of User"), "{e}");
         assert!(e.detail.contains("urn:acme:scim:user is not a schema of User"), "{e}");
-        assert!(e.detail.contains("does not include urn:ietf:params:scim:schemas:core:2.0:User"), "{e}");
+        assert!(
+            e.detail
+                .contains("does not include urn:ietf:params:scim:schemas:core:2.0:User"),
+            "{e}"
+        );
         // A required attribute missing, likewise.
         let e = user(json!({"schemas": ["urn:a", "urn:b"], "displayName": "x"})).unwrap_err();
-        assert!(e.detail.contains("userName") && e.detail.contains("urn:a, urn:b are not schemas of User"), "{e}");
+        assert!(
+            e.detail.contains("userName") && e.detail.contains("urn:a, urn:b are not schemas of User"),
+            "{e}"
+        );
         // With the core URN listed, errors stay as they were.
-        let e = user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a", "badgeId": "7"})).unwrap_err();
+        let e =
+            user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a", "badgeId": "7"}))
+                .unwrap_err();
         assert_eq!(e.detail, "\"badgeId\" is not an attribute of User");
         // Another resource type's core schema is a misdirected request.
-        let e = user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"})).unwrap_err();
+        let e =
+            user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"})).unwrap_err();
         assert!(e.detail.contains("the schema of a Group"), "{e}");
     }
 

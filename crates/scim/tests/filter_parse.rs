@@ -467,7 +467,11 @@ fn error_messages_name_the_column_and_reason() {
         ("abx eq \"é€\" andd b pr", 13, "unexpected \"andd\""),
         // Unquoted values (the Entra ID dialect) stay strict around the word.
         ("displayName eq John Smith", 21, "after the unquoted value \"John\""),
-        ("displayName eq John Smith", 21, "a value with spaces must be in double quotes"),
+        (
+            "displayName eq John Smith",
+            21,
+            "a value with spaces must be in double quotes",
+        ),
         ("externalId eq abc\"def\"", 18, "write the whole value in double quotes"),
         ("externalId eq abc(x)", 18, "right after the unquoted value"),
         ("emails[value eq a b]", 19, "after the unquoted value \"a\""),

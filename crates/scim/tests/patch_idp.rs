@@ -232,7 +232,9 @@ fn two_managers_are_refused() {
             "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
             "value": [{"value": "m-1"}, {"value": "m-2"}]
         }])),
-        patch_body(json!([{"op": "Add", "value": {ENTERPRISE_USER: {"manager": [{"value": "a"}, {"value": "b"}, {"value": "c"}]}}}])),
+        patch_body(
+            json!([{"op": "Add", "value": {ENTERPRISE_USER: {"manager": [{"value": "a"}, {"value": "b"}, {"value": "c"}]}}}]),
+        ),
     ] {
         let req = PatchRequest::from_json(&body).unwrap();
         let mut d = entra_user();
