@@ -25,7 +25,65 @@
 //! | several | a single object where a multi-valued attribute expects an array | wrapped into a one-element array | [`as_multi_valued`] |
 //! | several | numbers for string attributes (`"employeeNumber": 701984`) | the number's text, as sent, whatever its size (`18446744073709551616` stays `"18446744073709551616"`) | [`number_as_string`] |
 
+//!
+//! Beside these readings, [`CLIENT_SIGNATURES`] recognises which identity provider is calling from
+//! its `User-Agent`; the server records it on the connection (`detected_idp`).
+
 use crate::schema::AttributeDef;
+
+/// Which identity provider a SCIM client is, from the `User-Agent` it sends: a case-insensitive
+/// fragment, the provider (named as Rollcall's connection `idp` values are: `okta`, `entra`,
+/// `google`, `onelogin`, `jumpcloud`, `ping`), and where the fragment is documented or seen. The
+/// first matching row wins, so more specific fragments come first.
+pub const CLIENT_SIGNATURES: &[(&str, &str, &str)] = &[
+    // Okta's SCIM reference shows `User-Agent: Okta SCIM Client 1.0.0` on every request.
+    (
+        "okta scim client",
+        "okta",
+        "Okta SCIM reference (developer.okta.com/docs/reference/scim)",
+    ),
+    ("okta", "okta", "Okta provisioning agents and OIN templates"),
+    // Microsoft Entra ID's provisioning service (formerly Azure AD).
+    (
+        "azure ad scim client",
+        "entra",
+        "Microsoft Entra ID provisioning service",
+    ),
+    (
+        "azure active directory",
+        "entra",
+        "Microsoft Entra ID provisioning service, older builds",
+    ),
+    ("microsoft azure", "entra", "Microsoft Entra ID provisioning service"),
+    ("microsoft entra", "entra", "Microsoft Entra ID provisioning service"),
+    ("onelogin", "onelogin", "OneLogin SCIM provisioning"),
+    ("jumpcloud", "jumpcloud", "JumpCloud identity management"),
+    ("pingone", "ping", "PingOne provisioning"),
+    ("pingidentity", "ping", "PingFederate / PingOne provisioning connectors"),
+    (
+        "ping identity",
+        "ping",
+        "PingFederate / PingOne provisioning connectors",
+    ),
+    ("google", "google", "Google Workspace auto-provisioning"),
+];
+
+/// The identity provider a `User-Agent` names, by [`CLIENT_SIGNATURES`]; `None` for a client this
+/// table does not know (curl, an SDK, a test tool).
+///
+/// ```
+/// use rollcall_scim::dialect::detect_client;
+/// assert_eq!(detect_client("Okta SCIM Client 1.0.0"), Some("okta"));
+/// assert_eq!(detect_client("Azure AD SCIM Client"), Some("entra"));
+/// assert_eq!(detect_client("curl/8.5.0"), None);
+/// ```
+pub fn detect_client(user_agent: &str) -> Option<&'static str> {
+    let ua = user_agent.to_ascii_lowercase();
+    CLIENT_SIGNATURES
+        .iter()
+        .find(|(fragment, _, _)| ua.contains(fragment))
+        .map(|(_, idp, _)| *idp)
+}
 
 /// How the filter parser reads a comparison value written without quotes (other than `true`,
 /// `false` and `null`, which it reads first). See [`bare_filter_value`].
@@ -109,6 +167,28 @@ fn looks_like_number(w: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_are_recognised_by_user_agent() {
+        for (ua, idp) in [
+            ("Okta SCIM Client 1.0.0", Some("okta")),
+            ("OKTA SCIM CLIENT 2.0", Some("okta")),
+            ("Azure AD SCIM Client", Some("entra")),
+            ("Microsoft Azure AD SCIM Client/1.0", Some("entra")),
+            ("OneLogin SCIM", Some("onelogin")),
+            ("JumpCloud SCIM Client", Some("jumpcloud")),
+            ("PingOne/1.0", Some("ping")),
+            ("Google-Workspace-SCIM", Some("google")),
+            ("curl/8.5.0", None),
+            ("", None),
+        ] {
+            assert_eq!(detect_client(ua), idp, "{ua}");
+        }
+        // Every row names a provider the connection `idp` values know.
+        for (_, idp, _) in CLIENT_SIGNATURES {
+            assert!(["okta", "entra", "google", "onelogin", "jumpcloud", "ping"].contains(idp));
+        }
+    }
 
     #[test]
     fn bare_filter_values() {
