@@ -174,7 +174,16 @@ pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, 
         return Ok(());
     }
     table(
-        &["ID", "ORGANIZATION", "IDP", "STATUS", "NAME", "TOKEN", "LAST REQUEST"],
+        &[
+            "ID",
+            "ORGANIZATION",
+            "IDP",
+            "DETECTED IDP",
+            "STATUS",
+            "NAME",
+            "TOKEN",
+            "LAST REQUEST",
+        ],
         list.iter().map(|c| {
             let token = match (&c.token_prefix, &c.next_token_prefix) {
                 (Some(t), Some(n)) => format!("{t}… (rotating to {n}…)"),
@@ -186,6 +195,13 @@ pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, 
                 c.id.clone(),
                 c.org_id.clone(),
                 c.idp.to_string(),
+                // The identity provider recognised from the requests; flagged when it is not the
+                // configured one.
+                match c.detected_idp {
+                    None => "-".to_string(),
+                    Some(d) if d == c.idp => d.to_string(),
+                    Some(d) => format!("{d} (not {})", c.idp),
+                },
                 c.status.to_string(),
                 c.name.clone(),
                 token,

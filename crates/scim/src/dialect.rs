@@ -8,10 +8,13 @@
 //! |---|---|---|---|
 //! | Entra ID | booleans as strings: `"active": "False"`, `roles[primary eq "True"]` | [`lenient_bool`] | here |
 //! | Entra ID | enterprise `manager` as a bare id string (`"manager": "26118915-..."`) | [`complex_from_bare_string`]: `{"value": ...}` | here |
+//! | Entra ID (the provisioning service before the `aadOptscim062020` fixes) | PATCH `add`/`replace` of the enterprise `manager` as a one-element array: `"value": [{"value": "7a2b..."}]` | [`single_from_array`]: the one element (two or more: `invalidValue`); for every single-valued complex attribute, with or without `path` | `patch` |
 //! | Entra ID | PATCH ops capitalised: `"op": "Replace"` | case-insensitive op names | `patch` |
 //! | Entra ID | PATCH without `path` whose `value` keys are dotted or URN-qualified paths (`"name.givenName"`, `"urn:...:enterprise:2.0:User:department"`) | each key treated as a path | `patch` |
 //! | Entra ID | `replace` on `emails[type eq "work"].value` when no work email exists yet | creates the element | `patch` |
 //! | Entra ID | filter `emails[type eq "work"].value eq "x"` (value path followed by a sub-attribute) | rewritten to `emails[type eq "work" and value eq "x"]` | `filter` |
+//! | Entra ID (the provisioning service before its 2020 SCIM fixes; Microsoft's SCIM reference code and samples) | filter values without quotes: `externalId eq abc123`, `id eq 5f1c... and manager eq 7a2b...` | [`bare_filter_value`]: a bare word that cannot be a number, `true`, `false` or `null` is a string | `filter` |
+//! | OneLogin (the customer-written SCIM JSON template, <https://developers.onelogin.com/scim/define-user-schema>) | a POST/PUT body whose `schemas` lacks the core URN: `["urn:scim:schemas:core:1.0"]` (SCIM 1.1 URNs, as OneLogin's own template), or custom URNs | [`schemas_without_core`]: read as the endpoint's resource type when its attributes fit; an error names the unknown URNs and the attribute that does not belong | `resource` |
 //! | Entra ID | the `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group` schema URN beside the core one | unknown `schemas` URNs are ignored | [`known_schemas`] |
 //! | Okta, Entra | `remove` on `members` with a `value` list of members | removes only those members | `patch` |
 //! | Okta | a placeholder `password` on create | accepted; passwords are validated then discarded, never stored | `resource` |
@@ -22,7 +25,200 @@
 //! | several | a single object where a multi-valued attribute expects an array | wrapped into a one-element array | [`as_multi_valued`] |
 //! | several | numbers for string attributes (`"employeeNumber": 701984`) | the number's text, as sent, whatever its size (`18446744073709551616` stays `"18446744073709551616"`) | [`number_as_string`] |
 
+//!
+//! Beside these readings, [`CLIENT_SIGNATURES`] recognises which identity provider is calling from
+//! its `User-Agent`; the server records it on the connection (`detected_idp`).
+
 use crate::schema::AttributeDef;
+
+/// Which identity provider a SCIM client is, from the `User-Agent` it sends: a case-insensitive
+/// fragment, the provider (named as Rollcall's connection `idp` values are: `okta`, `entra`,
+/// `google`, `onelogin`, `jumpcloud`, `ping`), and where the fragment is documented or seen. The
+/// first matching row wins, so more specific fragments come first.
+pub const CLIENT_SIGNATURES: &[(&str, &str, &str)] = &[
+    // Okta's SCIM reference shows `User-Agent: Okta SCIM Client 1.0.0` on every request.
+    (
+        "okta scim client",
+        "okta",
+        "Okta SCIM reference (developer.okta.com/docs/reference/scim)",
+    ),
+    ("okta", "okta", "Okta provisioning agents and OIN templates"),
+    // Microsoft Entra ID's provisioning service (formerly Azure AD).
+    (
+        "azure ad scim client",
+        "entra",
+        "Microsoft Entra ID provisioning service",
+    ),
+    (
+        "azure active directory",
+        "entra",
+        "Microsoft Entra ID provisioning service, older builds",
+    ),
+    ("microsoft azure", "entra", "Microsoft Entra ID provisioning service"),
+    ("microsoft entra", "entra", "Microsoft Entra ID provisioning service"),
+    ("onelogin", "onelogin", "OneLogin SCIM provisioning"),
+    ("jumpcloud", "jumpcloud", "JumpCloud identity management"),
+    ("pingone", "ping", "PingOne provisioning"),
+    ("pingidentity", "ping", "PingFederate / PingOne provisioning connectors"),
+    (
+        "ping identity",
+        "ping",
+        "PingFederate / PingOne provisioning connectors",
+    ),
+    ("google", "google", "Google Workspace auto-provisioning"),
+];
+
+/// The identity provider a `User-Agent` names, by [`CLIENT_SIGNATURES`]; `None` for a client this
+/// table does not know (curl, an SDK, a test tool).
+///
+/// ```
+/// use rollcall_scim::dialect::detect_client;
+/// assert_eq!(detect_client("Okta SCIM Client 1.0.0"), Some("okta"));
+/// assert_eq!(detect_client("Azure AD SCIM Client"), Some("entra"));
+/// assert_eq!(detect_client("curl/8.5.0"), None);
+/// ```
+pub fn detect_client(user_agent: &str) -> Option<&'static str> {
+    let ua = user_agent.to_ascii_lowercase();
+    CLIENT_SIGNATURES
+        .iter()
+        .find(|(fragment, _, _)| ua.contains(fragment))
+        .map(|(_, idp, _)| *idp)
+}
+
+/// How the filter parser reads a comparison value written without quotes (other than `true`,
+/// `false` and `null`, which it reads first). See [`bare_filter_value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareValue {
+    /// Looks like a number: read as a JSON number, and an error when it is not a valid one (`01`,
+    /// `1.`, `1e999`), since the sender meant a number.
+    Number,
+    /// An unquoted string: `abc123`, `5f1c8a2e-…` (a GUID, which starts with a digit but is no number).
+    Str,
+    /// Not readable as a value, with the reason.
+    Refused(&'static str),
+}
+
+/// Reads a filter value sent without double quotes, as older Microsoft Entra ID provisioning and
+/// Microsoft's SCIM reference material send it (`externalId eq abc123`,
+/// `id eq 5f1c8a2e-0000-4000-8000-000000000001 and manager eq 7a2b...`).
+///
+/// This is always on rather than chosen per connection: a bare word in value position had no
+/// meaning before (RFC 7644 §3.4.2.2 requires quotes, and the parser answered `invalidFilter`), so
+/// reading it as a string changes the meaning of no valid filter. RFC 7644 itself writes
+/// `meta.resourceType eq User` in §3.4.2.1. What stays refused is what could mean something else:
+///
+/// - a word made of number characters (`01`, `-`, `1e999`, `+1`): a malformed number;
+/// - a single-quoted word (`'Group'`): JSON strings use double quotes;
+/// - the keywords `and`, `or`, `not`, `pr` and the comparison operators (`userName eq and`), which
+///   signal a missing value rather than a value.
+///
+/// A bare word ends at the first space, bracket, parenthesis or quote; the parser refuses anything
+/// but `and`, `or`, `]`, `)` or the end right after one, so `displayName eq John Smith` fails.
+///
+/// ```
+/// use rollcall_scim::dialect::{BareValue, bare_filter_value};
+/// assert_eq!(bare_filter_value("abc123"), BareValue::Str);
+/// assert_eq!(bare_filter_value("5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11"), BareValue::Str);
+/// assert_eq!(bare_filter_value("42"), BareValue::Number);
+/// assert_eq!(bare_filter_value("1e5"), BareValue::Number);
+/// assert!(matches!(bare_filter_value("'x'"), BareValue::Refused(_)));
+/// assert!(matches!(bare_filter_value("and"), BareValue::Refused(_)));
+/// ```
+pub fn bare_filter_value(w: &str) -> BareValue {
+    if looks_like_number(w) {
+        return BareValue::Number;
+    }
+    let first = w.chars().next().unwrap_or(' ');
+    if first == '\'' || first == '\u{2018}' || first == '\u{2019}' {
+        return BareValue::Refused("strings must be in double quotes, not single quotes");
+    }
+    const KEYWORDS: [&str; 13] = [
+        "and", "or", "not", "pr", "eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le",
+    ];
+    if KEYWORDS.iter().any(|k| w.eq_ignore_ascii_case(k)) {
+        return BareValue::Refused("strings must be in double quotes");
+    }
+    BareValue::Str
+}
+
+/// The shape of a number, valid or not: an optional sign, digits and dots, then optionally `e` or
+/// `E`, an optional sign and digits (`42`, `-1.5`, `01`, `1.`, `+1`, `1e999`, `-`). A GUID
+/// (`5f1c...`), a date (`2024-01-02`) or an id like `123-45` does not have it.
+fn looks_like_number(w: &str) -> bool {
+    let b = w.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let mantissa = i;
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    if i == b.len() {
+        return true;
+    }
+    if i == mantissa || !matches!(b[i], b'e' | b'E') {
+        return false;
+    }
+    i += 1;
+    if matches!(b.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    b[i..].iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_recognised_by_user_agent() {
+        for (ua, idp) in [
+            ("Okta SCIM Client 1.0.0", Some("okta")),
+            ("OKTA SCIM CLIENT 2.0", Some("okta")),
+            ("Azure AD SCIM Client", Some("entra")),
+            ("Microsoft Azure AD SCIM Client/1.0", Some("entra")),
+            ("OneLogin SCIM", Some("onelogin")),
+            ("JumpCloud SCIM Client", Some("jumpcloud")),
+            ("PingOne/1.0", Some("ping")),
+            ("Google-Workspace-SCIM", Some("google")),
+            ("curl/8.5.0", None),
+            ("", None),
+        ] {
+            assert_eq!(detect_client(ua), idp, "{ua}");
+        }
+        // Every row names a provider the connection `idp` values know.
+        for (_, idp, _) in CLIENT_SIGNATURES {
+            assert!(["okta", "entra", "google", "onelogin", "jumpcloud", "ping"].contains(idp));
+        }
+    }
+
+    #[test]
+    fn bare_filter_values() {
+        for n in [
+            "0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e",
+        ] {
+            assert_eq!(bare_filter_value(n), BareValue::Number, "{n}");
+        }
+        for s in [
+            "abc123",
+            "User",
+            "5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11",
+            "12345678-1234-1234-1234-123456789012",
+            "2024-01-02",
+            "123-45",
+            "12ab",
+            "e5",
+            "bjensen@example.com",
+            "Test_User_ab6490ee",
+            "andy",
+            "prefix",
+        ] {
+            assert_eq!(bare_filter_value(s), BareValue::Str, "{s}");
+        }
+        for r in ["and", "OR", "not", "pr", "eq", "Le", "'x'", "'", "\u{2018}x\u{2019}"] {
+            assert!(matches!(bare_filter_value(r), BareValue::Refused(_)), "{r}");
+        }
+    }
+}
+
 use serde_json::{Map, Value};
 
 /// Reads a boolean the way Entra ID sends it: a JSON boolean, or the strings `"True"`/`"False"` in any case.
@@ -52,6 +248,40 @@ pub fn complex_from_bare_string(attr: &AttributeDef, s: &str) -> Option<Value> {
     Some(Value::Object(m))
 }
 
+/// A single-valued complex attribute given as a one-element array in a PATCH `add` or `replace`,
+/// as older Entra ID provisioning sends the enterprise `manager`
+/// (`{"op": "Replace", "path": "...:manager", "value": [{"value": "7a2b..."}]}`): read as that
+/// element. An empty array unassigns the attribute (RFC 7643 §2.5), which reads as `null`. Two or
+/// more elements are an `invalidValue` error: there is no way to know which one was meant. Any other
+/// value, or a multi-valued attribute, is returned unchanged.
+///
+/// ```
+/// use rollcall_scim::dialect::single_from_array;
+/// use rollcall_scim::schema::{AttributeDef, AttributeType};
+/// use serde_json::json;
+/// let manager = AttributeDef::new("manager", AttributeType::Complex);
+/// let v = json!([{"value": "7a2b"}]);
+/// assert_eq!(single_from_array(&manager, &v).unwrap(), &json!({"value": "7a2b"}));
+/// assert!(single_from_array(&manager, &json!([{"value": "a"}, {"value": "b"}])).is_err());
+/// ```
+pub fn single_from_array<'v>(attr: &AttributeDef, v: &'v Value) -> crate::ScimResult<&'v Value> {
+    static NULL: Value = Value::Null;
+    match v {
+        Value::Array(a) if !attr.multi_valued && attr.kind == crate::schema::AttributeType::Complex => {
+            match a.as_slice() {
+                [] => Ok(&NULL),
+                [one] => Ok(one),
+                more => Err(crate::ScimError::invalid_value(format!(
+                    "attribute \"{}\" is single-valued: a one-element array is read as its element, but this array has {} elements",
+                    attr.name,
+                    more.len()
+                ))),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
 /// A multi-valued attribute given a single value instead of an array: wrapped into a one-element array.
 pub fn as_multi_valued(v: Value) -> Vec<Value> {
     match v {
@@ -72,6 +302,54 @@ pub fn as_multi_valued(v: Value) -> Vec<Value> {
 /// ```
 pub fn number_as_string(n: &serde_json::Number) -> String {
     n.to_string()
+}
+
+/// Checks the `schemas` of a POST or PUT body for the resource type `rt` of the endpoint it was sent
+/// to. RFC 7643 §3 wants the core schema URN listed, but OneLogin's SCIM JSON template is written
+/// by the customer, and real templates list SCIM 1.1 URNs (`urn:scim:schemas:core:1.0`, as
+/// OneLogin's own documented template does) or custom ones instead. The endpoint already says what
+/// the body is, so such a body is read as `rt` when its attributes fit.
+///
+/// Returns `Ok(None)` when the core URN is listed; `Ok(Some(note))` when it is not, with a sentence
+/// naming the URNs this resource type does not know, for the caller to add to any error about an
+/// attribute that does not fit; and an `invalidValue` error when a URN is the core schema of another
+/// resource type (a Group body sent to /Users), which is a misdirected request, not a dialect.
+pub fn schemas_without_core<'a>(
+    registry: &crate::schema::SchemaRegistry,
+    rt: &crate::schema::ResourceType,
+    schemas: impl IntoIterator<Item = &'a str>,
+) -> crate::ScimResult<Option<String>> {
+    let schemas: Vec<&str> = schemas.into_iter().collect();
+    if schemas.iter().any(|s| s.eq_ignore_ascii_case(&rt.schema)) {
+        return Ok(None);
+    }
+    if let Some((urn, other)) = schemas.iter().find_map(|s| {
+        registry
+            .resource_types()
+            .iter()
+            .find(|o| o.name != rt.name && o.schema.eq_ignore_ascii_case(s))
+            .map(|o| (*s, o))
+    }) {
+        return Err(crate::ScimError::invalid_value(format!(
+            "\"schemas\" must include {} for a {}: it lists {urn}, the schema of a {}, and this endpoint creates and replaces {} resources",
+            rt.schema, rt.name, other.name, rt.name
+        )));
+    }
+    let known = known_schemas(registry, rt, schemas.iter().copied());
+    let unknown: Vec<&str> = schemas
+        .iter()
+        .copied()
+        .filter(|s| !known.iter().any(|k| k == s))
+        .collect();
+    let listed = match unknown.as_slice() {
+        [] => String::from("\"schemas\" does not list it"),
+        [one] => format!("{one} is not a schema of {}", rt.name),
+        many => format!("{} are not schemas of {}", many.join(", "), rt.name),
+    };
+    Ok(Some(format!(
+        "the body was read as a {} because of the endpoint, since \"schemas\" does not include {} ({listed})",
+        rt.name, rt.schema
+    )))
 }
 
 /// The `schemas` URNs of an input document that this resource type knows; unknown URNs (such as the

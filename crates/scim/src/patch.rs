@@ -1218,7 +1218,8 @@ fn write(work: &mut Map<String, Value>, kind: PatchOpKind, t: &Target<'_>, value
                 sub_value = Value::Object(m);
                 &sub_value
             }
-            None if is_clear(value) => {
+            // Older Entra ID: `"manager": [{"value": "..."}]`.
+            None if is_clear(crate::dialect::single_from_array(attr, value)?) => {
                 if c.contains_key(name) {
                     if attr.required {
                         return Err(required_error(name));
@@ -1227,7 +1228,7 @@ fn write(work: &mut Map<String, Value>, kind: PatchOpKind, t: &Target<'_>, value
                 }
                 return Ok(());
             }
-            None => value,
+            None => crate::dialect::single_from_array(attr, value)?,
         };
         let target = object_entry(c, name);
         merge_into(attr, target, value)?;

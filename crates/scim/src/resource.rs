@@ -175,19 +175,39 @@ pub fn prepare(
     let obj = input
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
+    let mut schemas_note = None;
     if let Some(schemas) = obj.get("schemas") {
         let list = schemas
             .as_array()
             .filter(|a| a.iter().all(Value::is_string))
             .ok_or_else(|| ScimError::invalid_syntax("\"schemas\" must be an array of URN strings"))?;
-        let known = dialect::known_schemas(registry, rt, list.iter().filter_map(Value::as_str));
-        if !known.iter().any(|s| s.eq_ignore_ascii_case(&rt.schema)) {
-            return Err(ScimError::invalid_value(format!(
-                "\"schemas\" must include {} for a {}",
-                rt.schema, rt.name
-            )));
-        }
+        schemas_note = dialect::schemas_without_core(registry, rt, list.iter().filter_map(Value::as_str))?;
     }
+    // A body that did not say it is a User (OneLogin templates): an error says so beside what did
+    // not fit.
+    let with_note = |e: ScimError| match &schemas_note {
+        Some(note) => ScimError {
+            detail: format!("{}; {note}", e.detail),
+            ..e
+        },
+        None => e,
+    };
+    let mut out = read_attributes(registry, rt, obj).map_err(with_note)?;
+    if let Some(existing) = existing {
+        enforce_immutable(registry, rt, existing, &mut out)?;
+    }
+    set_schemas(registry, rt, &mut out);
+    check_document(registry, rt, &out).map_err(with_note)?;
+    Ok(out)
+}
+
+/// The attributes of an input body, as a document of the resource type (before immutability and
+/// the document checks).
+fn read_attributes(
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    obj: &Map<String, Value>,
+) -> ScimResult<Map<String, Value>> {
     let mut out = Map::new();
     for (key, value) in obj {
         if SERVER_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
@@ -229,11 +249,6 @@ pub fn prepare(
         };
         put_attribute(&mut out, r.extension_urn(), r.attr, value.clone())?;
     }
-    if let Some(existing) = existing {
-        enforce_immutable(registry, rt, existing, &mut out)?;
-    }
-    set_schemas(registry, rt, &mut out);
-    check_document(registry, rt, &out)?;
     Ok(out)
 }
 
@@ -526,6 +541,54 @@ mod tests {
         assert_eq!(e.status, 400);
         let e = user(json!({"userName": "  "})).unwrap_err();
         assert!(e.detail.contains("required"));
+    }
+
+    /// OneLogin's documented Enterprise User template: SCIM 1.1 URNs, no core 2.0 URN.
+    #[test]
+    fn onelogin_template_without_the_core_urn_is_read_as_a_user() {
+        let doc = user(json!({
+            "schemas": ["urn:scim:schemas:core:1.0", "urn:scim:schemas:extension:enterprise:1.0"],
+            "userName": "jdoe@example.com",
+            "name": {"familyName": "Doe", "givenName": "Jane", "formatted": "Jane Doe"},
+            "emails": {"value": "jdoe@example.com", "type": "work", "primary": true},
+            "title": "Engineer",
+            "urn:scim:schemas:extension:enterprise:1.0": {"department": "R&D"}
+        }))
+        .unwrap();
+        assert_eq!(doc["userName"], "jdoe@example.com");
+        assert_eq!(
+            doc["emails"],
+            json!([{"value": "jdoe@example.com", "type": "work", "primary": true}])
+        );
+        assert_eq!(doc["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
+        // A custom URN only.
+        let doc = user(json!({"schemas": ["urn:acme:scim:user"], "userName": "a"})).unwrap();
+        assert_eq!(doc["userName"], "a");
+        // An attribute that does not belong: the error names it and the URN.
+        let e = user(json!({"schemas": ["urn:acme:scim:user"], "userName": "a", "badgeId": "7"})).unwrap_err();
+        assert_eq!(e.scim_type, Some(crate::ScimType::InvalidValue));
+        assert!(e.detail.contains("\"badgeId\" is not an attribute of User"), "{e}");
+        assert!(e.detail.contains("urn:acme:scim:user is not a schema of User"), "{e}");
+        assert!(
+            e.detail
+                .contains("does not include urn:ietf:params:scim:schemas:core:2.0:User"),
+            "{e}"
+        );
+        // A required attribute missing, likewise.
+        let e = user(json!({"schemas": ["urn:a", "urn:b"], "displayName": "x"})).unwrap_err();
+        assert!(
+            e.detail.contains("userName") && e.detail.contains("urn:a, urn:b are not schemas of User"),
+            "{e}"
+        );
+        // With the core URN listed, errors stay as they were.
+        let e =
+            user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a", "badgeId": "7"}))
+                .unwrap_err();
+        assert_eq!(e.detail, "\"badgeId\" is not an attribute of User");
+        // Another resource type's core schema is a misdirected request.
+        let e =
+            user(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"})).unwrap_err();
+        assert!(e.detail.contains("the schema of a Group"), "{e}");
     }
 
     #[test]

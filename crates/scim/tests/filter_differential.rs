@@ -19,6 +19,8 @@
 //!    it, and clients filter on it.
 //! 5. The Entra ID dialect `emails[type eq "work"].value eq "x"`.
 //! 6. Missing spaces next to quotes and parentheses (`title eq"x"`, `(a pr)and(b pr)`).
+//! 12. Unquoted string values (`externalId eq abc123`), as older Entra ID sends them
+//!     (`rollcall_scim::dialect::bare_filter_value`).
 //!
 //! `scim_v2` 1.0 accepts, we reject:
 //! 7. Whitespace other than the space character (tabs, newlines, NBSP): RFC 7644 uses SP.
@@ -249,7 +251,6 @@ fn invalid_inputs_rejected_by_both() {
         r#"x eq "\ud800""#,
         "x eq \"a\u{1}\"",
         r#"x eq "\q""#,
-        "x eq bare",
         "x eq 'single'",
         "a pr and",
         "a pr b pr",
@@ -282,6 +283,8 @@ fn known_divergences() {
         (r#"emails[type eq "work"].value eq "x""#, true, false), // 5
         (r#"title eq"x""#, true, false),                         // 6
         ("(a pr)and(b pr)", true, false),                        // 6
+        ("x eq bare", true, false),                              // 12
+        ("id eq 5f1c-7a2b and manager eq 7a2b", true, false),    // 12
         ("a\teq 1", false, true),                                // 7
         ("a eq 1\nand b pr", false, true),                       // 7
         ("a eq 1 and\u{a0}b pr", false, true),                   // 7

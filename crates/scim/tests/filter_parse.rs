@@ -204,9 +204,39 @@ fn keywords_as_attribute_names() {
     assert_eq!(p("pr pr"), pr("pr"));
     assert_eq!(p("eq eq \"eq\""), cmp("eq", CompareOp::Eq, s("eq")));
     assert_eq!(p("true eq true"), cmp("true", CompareOp::Eq, CompValue::Bool(true)));
-    // ...but a value is never a bare word.
+    // ...but a keyword is never a bare value.
     assert!(Filter::parse("eq eq eq").is_err());
     canon("not[type pr]", "not[type pr]");
+}
+
+#[test]
+fn entra_unquoted_values_are_strings() {
+    // The forms older Entra ID provisioning and Microsoft's SCIM reference material send.
+    assert_eq!(p("externalId eq abc123"), cmp("externalId", CompareOp::Eq, s("abc123")));
+    assert_eq!(
+        p("id eq 5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11 and manager eq 7a2b0c3d-1111-4222-8333-944455556666"),
+        and(
+            cmp("id", CompareOp::Eq, s("5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11")),
+            cmp("manager", CompareOp::Eq, s("7a2b0c3d-1111-4222-8333-944455556666"))
+        )
+    );
+    assert_eq!(
+        p("userName eq bjensen@example.com or emails[value eq b@x.org]"),
+        or(
+            cmp("userName", CompareOp::Eq, s("bjensen@example.com")),
+            Filter::ValuePath {
+                path: path("emails"),
+                filter: Box::new(cmp("value", CompareOp::Eq, s("b@x.org")))
+            }
+        )
+    );
+    assert_eq!(p("(title sw Dr)"), cmp("title", CompareOp::Sw, s("Dr")));
+    // Printed in the standard, quoted form.
+    canon("externalId eq abc123", r#"externalId eq "abc123""#);
+    // Numbers, booleans and null keep their meaning.
+    assert_eq!(p("x eq 42"), cmp("x", CompareOp::Eq, num("42")));
+    assert_eq!(p("x eq True"), cmp("x", CompareOp::Eq, CompValue::Bool(true)));
+    assert_eq!(p("x eq null"), cmp("x", CompareOp::Eq, CompValue::Null));
 }
 
 #[test]
@@ -348,9 +378,15 @@ fn rfc7644_examples() {
         r#"emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]"#
     );
     // Two examples elsewhere in RFC 7644 are not valid under its own ABNF (unquoted and
-    // single-quoted strings, §3.4.2.1 and §3.7.1); they are rejected with a hint.
-    let e = err("(meta.resourceType eq User) or (meta.resourceType eq Group)");
-    assert!(e.contains("column 23") && e.contains("double quotes"), "{e}");
+    // single-quoted strings, §3.4.2.1 and §3.7.1). The unquoted one is read as Entra ID's dialect
+    // is (a bare word is a string); the single-quoted one is rejected with a hint.
+    assert_eq!(
+        p("(meta.resourceType eq User) or (meta.resourceType eq Group)"),
+        or(
+            cmp("meta.resourceType", CompareOp::Eq, s("User")),
+            cmp("meta.resourceType", CompareOp::Eq, s("Group"))
+        )
+    );
     let e = err("displayName sw 'Group'");
     assert!(e.contains("column 16") && e.contains("double quotes"), "{e}");
 }
@@ -429,6 +465,20 @@ fn error_messages_name_the_column_and_reason() {
         ("name.givenName[value pr]", 15, "not the sub-attribute path"),
         ("é€ eq 1", 1, "not an attribute name"),
         ("abx eq \"é€\" andd b pr", 13, "unexpected \"andd\""),
+        // Unquoted values (the Entra ID dialect) stay strict around the word.
+        ("displayName eq John Smith", 21, "after the unquoted value \"John\""),
+        (
+            "displayName eq John Smith",
+            21,
+            "a value with spaces must be in double quotes",
+        ),
+        ("externalId eq abc\"def\"", 18, "write the whole value in double quotes"),
+        ("externalId eq abc(x)", 18, "right after the unquoted value"),
+        ("emails[value eq a b]", 19, "after the unquoted value \"a\""),
+        ("externalId eq or", 15, "strings must be in double quotes"),
+        ("externalId eq PR", 15, "strings must be in double quotes"),
+        ("externalId eq 'abc'", 15, "not single quotes"),
+        ("externalId eq 1.2.3", 15, "not a valid number"),
     ];
     let mut failures = Vec::new();
     for (input, column, needle) in cases {

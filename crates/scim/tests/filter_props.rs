@@ -256,6 +256,51 @@ proptest! {
         }
     }
 
+    /// The Entra ID dialect: an unquoted value that cannot be a number, `true`, `false`, `null` or a
+    /// keyword reads exactly as its double-quoted form, alone or inside a larger filter.
+    #[test]
+    fn unquoted_values_read_as_quoted_strings(
+        path in attr_path(),
+        op in op(),
+        word in "[A-Za-z0-9][A-Za-z0-9@._:+/=-]{0,24}",
+        rest in prop::option::of(filter()),
+    ) {
+        use rollcall_scim::dialect::{BareValue, bare_filter_value};
+        prop_assume!(bare_filter_value(&word) == BareValue::Str);
+        prop_assume!(!["true", "false", "null"].iter().any(|k| word.eq_ignore_ascii_case(k)));
+        let quoted = serde_json::to_string(&word).unwrap();
+        let (bare, json) = match &rest {
+            Some(f) => (format!("{path} {} {word} and ({f})", op.as_str()), format!("{path} {} {quoted} and ({f})", op.as_str())),
+            None => (format!("{path} {} {word}", op.as_str()), format!("{path} {} {quoted}", op.as_str())),
+        };
+        let a = Filter::parse_with(&bare, &ROOMY);
+        let b = Filter::parse_with(&json, &ROOMY);
+        prop_assert!(b.is_ok(), "{}: {:?}", json, b);
+        prop_assert_eq!(a.ok(), b.ok(), "{}", bare);
+    }
+
+    /// Anything but `and`, `or`, a closing bracket or the end right after an unquoted value fails
+    /// with an error that names the value.
+    #[test]
+    fn unquoted_value_followed_by_garbage_fails(
+        word in "[A-Za-z][A-Za-z0-9_-]{0,12}",
+        junk in r#"[A-Za-z0-9"(\[][A-Za-z0-9"]{0,6}"#,
+    ) {
+        use rollcall_scim::dialect::{BareValue, bare_filter_value};
+        prop_assume!(bare_filter_value(&word) == BareValue::Str);
+        prop_assume!(!["true", "false", "null"].iter().any(|k| word.eq_ignore_ascii_case(k)));
+        prop_assume!(!["and", "or"].iter().any(|k| junk.eq_ignore_ascii_case(k)));
+        for text in [format!("externalId eq {word} {junk}"), format!("externalId eq {word}{junk}")] {
+            if text == format!("externalId eq {word}{junk}") && !junk.starts_with(['"', '(', '[']) {
+                // Glued letters just make a longer word.
+                continue;
+            }
+            let e = Filter::parse(&text).expect_err(&text);
+            prop_assert_eq!(e.scim_type, Some(rollcall_scim::ScimType::InvalidFilter));
+            prop_assert!(e.detail.contains("unquoted value") || e.detail.contains("unterminated string"), "{}: {}", text, e.detail);
+        }
+    }
+
     #[test]
     fn arbitrary_strings_never_panic(s in any::<String>()) {
         check_no_panic(&s)?;

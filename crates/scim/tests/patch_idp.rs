@@ -168,6 +168,87 @@ fn entra_manager_as_a_bare_string() {
     );
 }
 
+/// Older Entra ID sends the manager as a one-element array of `{"value": ...}` objects, with a
+/// path, in a path-less value keyed by the attribute's URN path, and inside the extension object.
+#[test]
+fn entra_manager_as_a_one_element_array() {
+    let mgr = |id: &str| json!({"value": id});
+    let with_path = |op: &str, v: Value| {
+        patch_body(json!([{
+            "op": op,
+            "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+            "value": v
+        }]))
+    };
+    let (d, _) = apply(&entra_user(), with_path("Add", json!([{"value": "m-1"}])));
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-1"));
+    let (d, _) = apply(&d, with_path("replace", json!([{"value": "m-2"}])));
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-2"));
+    assert_eq!(d[ENTERPRISE_USER]["department"], "Tour Operations", "siblings kept");
+    // Path-less, keyed by the URN-qualified attribute path.
+    let (d, _) = apply(
+        &d,
+        patch_body(json!([{"op": "Replace", "value": {
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager": [{"value": "m-3"}]
+        }}])),
+    );
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-3"));
+    // Path-less, inside the extension object.
+    let (d, _) = apply(
+        &d,
+        patch_body(json!([{"op": "Add", "value": {
+            ENTERPRISE_USER: {"manager": [{"value": "m-4"}]}
+        }}])),
+    );
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-4"));
+    // The path is the extension itself.
+    let (d, _) = apply(
+        &d,
+        patch_body(json!([{"op": "Replace", "path": ENTERPRISE_USER, "value": {"manager": [{"value": "m-5"}]}}])),
+    );
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-5"));
+    // An element that is a bare id string, too.
+    let (d, _) = apply(&d, with_path("Replace", json!(["m-6"])));
+    assert_eq!(d[ENTERPRISE_USER]["manager"], mgr("m-6"));
+    // The same for a core single-valued complex attribute.
+    let (d, _) = apply(
+        &d,
+        patch_body(json!([{"op": "replace", "path": "name", "value": [{"givenName": "Ada"}]}])),
+    );
+    assert_eq!(d["name"]["givenName"], "Ada");
+    assert_eq!(d["name"]["familyName"], "familyName");
+    // An empty array unassigns.
+    let (d, _) = apply(&d, with_path("Replace", json!([])));
+    assert!(d[ENTERPRISE_USER].get("manager").is_none(), "{d}");
+}
+
+#[test]
+fn two_managers_are_refused() {
+    let reg = SchemaRegistry::standard();
+    let rt = reg.resource_type("User").unwrap();
+    for body in [
+        patch_body(json!([{
+            "op": "Replace",
+            "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+            "value": [{"value": "m-1"}, {"value": "m-2"}]
+        }])),
+        patch_body(
+            json!([{"op": "Add", "value": {ENTERPRISE_USER: {"manager": [{"value": "a"}, {"value": "b"}, {"value": "c"}]}}}]),
+        ),
+    ] {
+        let req = PatchRequest::from_json(&body).unwrap();
+        let mut d = entra_user();
+        let e = apply_patch(&reg, rt, &mut d, &req).expect_err("two managers");
+        assert_eq!(e.scim_type, Some(rollcall_scim::ScimType::InvalidValue), "{e}");
+        assert!(
+            e.detail.contains("\"manager\" is single-valued") && e.detail.contains("elements"),
+            "{}",
+            e.detail
+        );
+        assert_eq!(d, entra_user(), "nothing applied");
+    }
+}
+
 #[test]
 fn entra_clears_an_attribute_with_an_empty_string() {
     let (d, _) = apply(

@@ -154,9 +154,14 @@ fn record_activity(scim: &Scim, connection_id: &str, user_agent: Option<&str>) {
     let store = scim.store.clone();
     let id = connection_id.to_string();
     let ua: Option<String> = user_agent.map(|u| u.chars().take(MAX_USER_AGENT_CHARS).collect());
+    // The identity provider the User-Agent names (see `rollcall_scim::dialect::CLIENT_SIGNATURES`),
+    // recorded with the activity, so at most once per interval too.
+    let detected = user_agent
+        .and_then(rollcall_scim::dialect::detect_client)
+        .and_then(|idp| idp.parse::<rollcall_store::IdpKind>().ok());
     let at = rollcall_store::sqlite::now_us();
     tokio::spawn(async move {
-        if let Err(e) = store.record_connection_request(&id, at, ua.as_deref()).await {
+        if let Err(e) = store.record_connection_request(&id, at, ua.as_deref(), detected).await {
             tracing::warn!(connection = %id, error = %e, "recording the connection's last request failed");
         }
     });

@@ -108,6 +108,9 @@ mod tests {
             created_us: 0,
             last_request_us: None,
             last_user_agent: None,
+            detected_idp: None,
+            detected_idp_first_seen_us: None,
+            detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
         }

@@ -218,6 +218,7 @@ backend_tests!(
     token_revocation,
     disabled_connection,
     last_request_is_recorded,
+    detected_idp_is_recorded_and_raised_once,
     organization_delete_needs_confirmation,
     openapi_document_and_docs_page,
 );
@@ -760,6 +761,98 @@ async fn last_request_is_recorded() {
         (c["last_request_at"].clone(), c["last_user_agent"].clone()),
         (before, json!("Okta SCIM Client 1.0"))
     );
+}
+
+/// A connection configured as Okta but called by Entra ID (#17): the view shows `detected_idp`
+/// with first and last seen, and one `connection.idp_detected` event is raised, not one per request.
+async fn detected_idp_is_recorded_and_raised_once() {
+    let (srv, api, _) = start().await;
+    let org_id = srv.conn().org_id.clone();
+    let (c, token) = connection(&api, &org_id, json!({"name": "Okta prod", "idp": "okta"})).await;
+    let cid = id(&c);
+    assert_eq!(c["detected_idp"], Value::Null);
+    assert_eq!(c["detected_idp_first_seen_at"], Value::Null);
+    assert_eq!(c["detected_idp_last_seen_at"], Value::Null);
+    let conn = Conn {
+        id: cid.clone(),
+        org_id: org_id.clone(),
+        token,
+    };
+    let entra = srv.client_for(&conn).with_user_agent("Azure AD SCIM Client");
+    entra.get("/Users").await.expect(200);
+    let path = format!("connections/{cid}");
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = api.get(&path).await.expect(200).body;
+        if !view["detected_idp"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(view["idp"], "okta");
+    assert_eq!(view["detected_idp"], "entra", "{view}");
+    assert!(is_rfc3339(&view["detected_idp_first_seen_at"]), "{view}");
+    assert_eq!(view["detected_idp_first_seen_at"], view["detected_idp_last_seen_at"]);
+    // In the organization's list too.
+    let list = api
+        .get(&format!("organizations/{org_id}/connections"))
+        .await
+        .expect(200)
+        .body;
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == cid.as_str())
+        .unwrap();
+    assert_eq!(listed["detected_idp"], "entra");
+
+    let detected = |body: &Value| -> Vec<Value> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["connection_id"] == cid.as_str())
+            .cloned()
+            .collect()
+    };
+    let events = api.get("events?type=connection.idp_detected").await.expect(200).body;
+    let events = detected(&events);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "connection.idp_detected");
+    assert_eq!(events[0]["data"]["detected_idp"], "entra");
+    assert_eq!(events[0]["data"]["configured_idp"], "okta");
+    assert_eq!(events[0]["data"]["user_agent"], "Azure AD SCIM Client");
+
+    // Repeated requests: no more events.
+    for _ in 0..5 {
+        entra.get("/Users").await.expect(200);
+    }
+    entra
+        .post(
+            "/Users",
+            &json!({"schemas": [USER_SCHEMA], "userName": "ada@example.com"}),
+        )
+        .await
+        .expect(201);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = api.get("events?type=connection.idp_detected").await.expect(200).body;
+    assert_eq!(detected(&events).len(), 1);
+
+    // A client the table does not know is not recognised.
+    srv.client()
+        .with_user_agent("curl/8.5.0")
+        .get("/Users")
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = api
+        .get(&format!("connections/{}", srv.conn().id))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(first["detected_idp"], Value::Null, "{first}");
+    assert_eq!(first["last_user_agent"], "curl/8.5.0");
 }
 
 async fn organization_delete_needs_confirmation() {

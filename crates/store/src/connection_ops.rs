@@ -65,6 +65,35 @@ pub(crate) fn apply_update(c: &mut Connection, update: &ConnectionUpdate) -> Vec
     out
 }
 
+/// Records that the identity provider `detected` was recognised on `c` at `at_us`: a new kind
+/// (first seen now), or the same one seen again. Returns the event to record when the kind changed
+/// to one other than the configured `idp` (once per change, never per request).
+pub(crate) fn apply_detection(
+    c: &mut Connection,
+    detected: crate::model::IdpKind,
+    at_us: i64,
+    user_agent: Option<&str>,
+) -> Option<PendingChange> {
+    if c.detected_idp == Some(detected) {
+        c.detected_idp_last_seen_us = Some(c.detected_idp_last_seen_us.map_or(at_us, |l| l.max(at_us)));
+        return None;
+    }
+    let previous = c.detected_idp.replace(detected);
+    c.detected_idp_first_seen_us = Some(at_us);
+    c.detected_idp_last_seen_us = Some(at_us);
+    (detected != c.idp).then(|| {
+        (
+            events::CONNECTION_IDP_DETECTED,
+            json!({
+                "detected_idp": detected,
+                "configured_idp": c.idp,
+                "previous_detected_idp": previous,
+                "user_agent": user_agent,
+            }),
+        )
+    })
+}
+
 /// Applies a token change to `c`; returns the event to record, or 409 when the connection is not in
 /// a state the change applies to.
 pub(crate) fn apply_token_op(c: &mut Connection, op: TokenOp<'_>, now_us: i64) -> StoreResult<PendingChange> {
@@ -147,9 +176,38 @@ mod tests {
             created_us: 0,
             last_request_us: None,
             last_user_agent: None,
+            detected_idp: None,
+            detected_idp_first_seen_us: None,
+            detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
         }
+    }
+
+    #[test]
+    fn detection_raises_one_event_per_change_away_from_the_configured_idp() {
+        let mut c = conn();
+        // Configured as Okta, called by Okta: recorded, no event.
+        assert!(apply_detection(&mut c, IdpKind::Okta, 10, Some("Okta SCIM Client 1.0.0")).is_none());
+        assert_eq!(
+            (c.detected_idp, c.detected_idp_first_seen_us),
+            (Some(IdpKind::Okta), Some(10))
+        );
+        // Entra: one event.
+        let (kind, data) = apply_detection(&mut c, IdpKind::Entra, 20, Some("ua")).unwrap();
+        assert_eq!(kind, events::CONNECTION_IDP_DETECTED);
+        assert_eq!(data["detected_idp"], "entra");
+        assert_eq!(data["configured_idp"], "okta");
+        assert_eq!(data["previous_detected_idp"], "okta");
+        // Entra again: last seen moves, first seen stays, no event.
+        assert!(apply_detection(&mut c, IdpKind::Entra, 30, None).is_none());
+        assert_eq!(
+            (c.detected_idp_first_seen_us, c.detected_idp_last_seen_us),
+            (Some(20), Some(30))
+        );
+        // Last seen never moves backwards (another node's older record).
+        assert!(apply_detection(&mut c, IdpKind::Entra, 25, None).is_none());
+        assert_eq!(c.detected_idp_last_seen_us, Some(30));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const CONNECTION_TOKEN_ROTATION_STARTED: &str = "connection.token_rotation_s
 pub const CONNECTION_TOKEN_ROTATION_COMPLETED: &str = "connection.token_rotation_completed";
 pub const CONNECTION_TOKEN_ROTATION_CANCELLED: &str = "connection.token_rotation_cancelled";
 pub const CONNECTION_TOKENS_REVOKED: &str = "connection.tokens_revoked";
+/// The identity provider recognised from a connection's requests became one other than the
+/// configured one (once per change, not per request).
+pub const CONNECTION_IDP_DETECTED: &str = "connection.idp_detected";
 pub const ORGANIZATION_CREATED: &str = "organization.created";
 pub const ORGANIZATION_UPDATED: &str = "organization.updated";
 pub const ORGANIZATION_DELETED: &str = "organization.deleted";
@@ -68,6 +71,7 @@ pub const ALL: &[&str] = &[
     CONNECTION_TOKEN_ROTATION_COMPLETED,
     CONNECTION_TOKEN_ROTATION_CANCELLED,
     CONNECTION_TOKENS_REVOKED,
+    CONNECTION_IDP_DETECTED,
     ORGANIZATION_CREATED,
     ORGANIZATION_UPDATED,
     ORGANIZATION_DELETED,

@@ -206,9 +206,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every token of a connection at once; it keeps its users and groups, and no request
     /// is accepted until a new token is issued.
     async fn revoke_connection_tokens(&self, by: &WriteContext, id: &str) -> StoreResult<Option<Connection>>;
-    /// Records that a SCIM request authenticated on the connection (no event: this is activity, not
-    /// a change). Callers throttle it.
-    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()>;
+    /// Records that a SCIM request authenticated on the connection, and the identity provider
+    /// recognised from it (`detected`, if any). Activity raises no event; a recognised identity
+    /// provider other than the one recorded, and other than the configured one, raises
+    /// `connection.idp_detected` once. Callers throttle it.
+    async fn record_connection_request(
+        &self,
+        id: &str,
+        at_us: i64,
+        user_agent: Option<&str>,
+        detected: Option<IdpKind>,
+    ) -> StoreResult<()>;
 
     // --- settings of the service ---------------------------------------------------------------
     /// A setting of the service ([`service_settings`]), `None` when never written.

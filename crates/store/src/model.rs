@@ -143,6 +143,12 @@ pub struct Connection {
     /// minute per node), and with which User-Agent.
     pub last_request_us: Option<i64>,
     pub last_user_agent: Option<String>,
+    /// The identity provider recognised from the requests (their User-Agent), which may differ from
+    /// the configured `idp`; when it was first recognised, and last seen (recorded with the last
+    /// request, so at most about once a minute per node).
+    pub detected_idp: Option<IdpKind>,
+    pub detected_idp_first_seen_us: Option<i64>,
+    pub detected_idp_last_seen_us: Option<i64>,
     /// Its attribute and lifecycle policy.
     pub policy: ConnectionPolicy,
     /// Whether the request log keeps the bodies of this connection's SCIM requests and responses

@@ -349,6 +349,11 @@ fn conn_of(row: &PgRow) -> Connection {
         created_us: row.get("created_us"),
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
+        detected_idp: row
+            .get::<Option<String>, _>("detected_idp")
+            .and_then(|s| s.parse().ok()),
+        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
+        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
         debug_logging: row.get("debug_logging"),
     }
@@ -993,6 +998,45 @@ impl PostgresStore {
         Ok(Some(c))
     }
 
+    /// Records a request with the identity provider recognised from it: the row locked, the last
+    /// request and the detection written, and `connection.idp_detected` when it changed, in one
+    /// transaction.
+    async fn record_detection_once(
+        &self,
+        id: &str,
+        at_us: i64,
+        user_agent: Option<&str>,
+        detected: IdpKind,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut c) = lock_connection(tx.conn(), id).await? else {
+            return Ok(());
+        };
+        let event = connection_ops::apply_detection(&mut c, detected, at_us, user_agent);
+        // The last request never moves backwards (several nodes record the same connection).
+        sqlx::query(
+            "UPDATE scim_connections SET
+                last_request_us = GREATEST(COALESCE(last_request_us, $1), $1),
+                last_user_agent = CASE WHEN last_request_us IS NULL OR last_request_us < $1 THEN $2
+                                       ELSE last_user_agent END,
+                detected_idp = $3, detected_idp_first_seen_us = $4, detected_idp_last_seen_us = $5
+             WHERE id = $6",
+        )
+        .bind(at_us)
+        .bind(user_agent)
+        .bind(c.detected_idp.map(IdpKind::as_str))
+        .bind(c.detected_idp_first_seen_us)
+        .bind(c.detected_idp_last_seen_us)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        if let Some((kind, data)) = event {
+            tx.event(&connection_ctx(&WriteContext::system(), &c), kind, None, data);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Applies a token change to a connection in one write transaction.
     async fn token_op_once(&self, by: &WriteContext, id: &str, op: TokenOp<'_>) -> StoreResult<Option<Connection>> {
         let mut tx = self.begin_write().await?;
@@ -1456,6 +1500,9 @@ impl Store for PostgresStore {
             created_us: now_us(),
             last_request_us: None,
             last_user_agent: None,
+            detected_idp: None,
+            detected_idp_first_seen_us: None,
+            detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
         };
@@ -1545,7 +1592,18 @@ impl Store for PostgresStore {
         self.token_op(by, id, TokenOp::Revoke).await
     }
 
-    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
+    async fn record_connection_request(
+        &self,
+        id: &str,
+        at_us: i64,
+        user_agent: Option<&str>,
+        detected: Option<IdpKind>,
+    ) -> StoreResult<()> {
+        if let Some(detected) = detected {
+            return self
+                .retrying(|| self.record_detection_once(id, at_us, user_agent, detected))
+                .await;
+        }
         // Never moves backwards (several nodes record the same connection). One statement, no
         // explicit lock: a concurrent writer of the same row only delays it.
         sqlx::query(

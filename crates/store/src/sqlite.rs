@@ -224,6 +224,11 @@ fn conn_of(row: &SqliteRow) -> Connection {
         created_us: row.get("created_us"),
         last_request_us: row.get("last_request_us"),
         last_user_agent: row.get("last_user_agent"),
+        detected_idp: row
+            .get::<Option<String>, _>("detected_idp")
+            .and_then(|s| s.parse().ok()),
+        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
+        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
         debug_logging: row.get("debug_logging"),
     }
@@ -515,6 +520,9 @@ impl Store for SqliteStore {
             created_us: now_us(),
             last_request_us: None,
             last_user_agent: None,
+            detected_idp: None,
+            detected_idp_first_seen_us: None,
+            detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
         };
@@ -681,7 +689,13 @@ impl Store for SqliteStore {
         self.token_op(by, id, TokenOp::Revoke).await
     }
 
-    async fn record_connection_request(&self, id: &str, at_us: i64, user_agent: Option<&str>) -> StoreResult<()> {
+    async fn record_connection_request(
+        &self,
+        id: &str,
+        at_us: i64,
+        user_agent: Option<&str>,
+        detected: Option<IdpKind>,
+    ) -> StoreResult<()> {
         // Never moves backwards (several nodes record the same connection).
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -693,6 +707,24 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if let Some(detected) = detected
+            && let Some(mut c) = connection_in(&mut tx, id).await?
+        {
+            let event = connection_ops::apply_detection(&mut c, detected, at_us, user_agent);
+            sqlx::query(
+                "UPDATE scim_connections SET detected_idp = ?, detected_idp_first_seen_us = ?,
+                 detected_idp_last_seen_us = ? WHERE id = ?",
+            )
+            .bind(c.detected_idp.map(IdpKind::as_str))
+            .bind(c.detected_idp_first_seen_us)
+            .bind(c.detected_idp_last_seen_us)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((kind, data)) = event {
+                insert_event(&mut tx, &connection_ctx(&WriteContext::system(), &c), kind, None, data).await?;
+            }
+        }
         tx.commit().await
     }
 

@@ -867,7 +867,7 @@ async fn connection_activity(store: Arc<dyn Store>) {
     let events_before = all_events(s).await.len();
     let c = s.get_connection(id).await.unwrap().unwrap();
     assert_eq!((c.last_request_us, c.last_user_agent.as_deref()), (None, None));
-    s.record_connection_request(id, 1_000, Some("Okta SCIM Client 1.0"))
+    s.record_connection_request(id, 1_000, Some("Okta SCIM Client 1.0"), None)
         .await
         .unwrap();
     let c = s.get_connection(id).await.unwrap().unwrap();
@@ -876,15 +876,79 @@ async fn connection_activity(store: Arc<dyn Store>) {
         (Some(1_000), Some("Okta SCIM Client 1.0"))
     );
     // An older report (another node, late) does not move it back.
-    s.record_connection_request(id, 500, Some("late")).await.unwrap();
+    s.record_connection_request(id, 500, Some("late"), None).await.unwrap();
     let c = s.get_connection(id).await.unwrap().unwrap();
     assert_eq!(c.last_request_us, Some(1_000));
-    s.record_connection_request(id, 2_000, None).await.unwrap();
+    s.record_connection_request(id, 2_000, None, None).await.unwrap();
     let c = s.get_connection(id).await.unwrap().unwrap();
     assert_eq!((c.last_request_us, c.last_user_agent.as_deref()), (Some(2_000), None));
-    s.record_connection_request("missing", 1, None).await.unwrap();
+    s.record_connection_request("missing", 1, None, None).await.unwrap();
+    s.record_connection_request("missing", 1, None, Some(IdpKind::Entra))
+        .await
+        .unwrap();
     // Activity is not an event.
     assert_eq!(all_events(s).await.len(), events_before);
+
+    // The connection is configured as Okta. Okta recognised: recorded, no event.
+    assert_eq!(c.idp, IdpKind::Okta);
+    assert_eq!(c.detected_idp, None);
+    s.record_connection_request(id, 3_000, Some("Okta SCIM Client 1.0"), Some(IdpKind::Okta))
+        .await
+        .unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            c.detected_idp,
+            c.detected_idp_first_seen_us,
+            c.detected_idp_last_seen_us
+        ),
+        (Some(IdpKind::Okta), Some(3_000), Some(3_000))
+    );
+    assert_eq!(all_events(s).await.len(), events_before);
+    // Entra calling it: one event, with who was detected and who is configured.
+    s.record_connection_request(id, 4_000, Some("Azure AD SCIM Client"), Some(IdpKind::Entra))
+        .await
+        .unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            c.detected_idp,
+            c.detected_idp_first_seen_us,
+            c.detected_idp_last_seen_us
+        ),
+        (Some(IdpKind::Entra), Some(4_000), Some(4_000))
+    );
+    assert_eq!(
+        (c.last_request_us, c.last_user_agent.as_deref()),
+        (Some(4_000), Some("Azure AD SCIM Client"))
+    );
+    let events = all_events(s).await;
+    assert_eq!(events.len(), events_before + 1);
+    let e = events.last().unwrap();
+    assert_eq!(e.kind, "connection.idp_detected");
+    assert_eq!(e.connection_id.as_deref(), Some(id));
+    assert_eq!(
+        e.data,
+        json!({"detected_idp": "entra", "configured_idp": "okta", "previous_detected_idp": "okta",
+               "user_agent": "Azure AD SCIM Client"})
+    );
+    // Entra again, and a late report from another node: no event, last seen moves forward only.
+    s.record_connection_request(id, 5_000, Some("Azure AD SCIM Client"), Some(IdpKind::Entra))
+        .await
+        .unwrap();
+    s.record_connection_request(id, 4_500, Some("Azure AD SCIM Client"), Some(IdpKind::Entra))
+        .await
+        .unwrap();
+    let c = s.get_connection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            c.detected_idp_first_seen_us,
+            c.detected_idp_last_seen_us,
+            c.last_request_us
+        ),
+        (Some(4_000), Some(5_000), Some(5_000))
+    );
+    assert_eq!(all_events(s).await.len(), events_before + 1);
 }
 
 // --- resources -----------------------------------------------------------------------------------

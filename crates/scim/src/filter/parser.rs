@@ -8,6 +8,7 @@
 
 use super::lexer::{Lexer, SyntaxError, Tok, Token, quote_excerpt};
 use super::{CompValue, CompareOp, Filter, FilterLimits};
+use crate::dialect::BareValue;
 use crate::error::{ScimError, ScimResult};
 use crate::path::{AttrPath, PatchPath, is_attr_name, split_urn};
 
@@ -494,7 +495,10 @@ impl<'a, 'l> Parser<'a, 'l> {
         Ok(Filter::Compare { path, op, value })
     }
 
-    fn literal(&self, w: &str, at: usize, op: CompareOp) -> Result<CompValue, SyntaxError> {
+    /// A comparison value written as a word rather than a JSON string: `true`, `false`, `null`, a
+    /// number, or (a dialect, see [`crate::dialect::bare_filter_value`]) an unquoted string such as
+    /// `externalId eq abc123`.
+    fn literal(&mut self, w: &'a str, at: usize, op: CompareOp) -> Result<CompValue, SyntaxError> {
         if w.eq_ignore_ascii_case("true") {
             return Ok(CompValue::Bool(true));
         }
@@ -504,26 +508,51 @@ impl<'a, 'l> Parser<'a, 'l> {
         if w.eq_ignore_ascii_case("null") {
             return Ok(CompValue::Null);
         }
-        let first = w.as_bytes()[0];
-        if first == b'-' || first.is_ascii_digit() {
-            return parse_number(w).ok_or_else(|| {
+        match crate::dialect::bare_filter_value(w) {
+            BareValue::Number => parse_number(w).ok_or_else(|| {
                 SyntaxError::new(
                     at,
                     format!(
-                        "{} is not a valid number (numbers use JSON syntax, e.g. 42, -1.5, 2e10)",
+                        "{} is not a valid number (numbers use JSON syntax, e.g. 42, -1.5, 2e10; a string goes in double quotes)",
                         quote_excerpt(w)
                     ),
                 )
-            });
+            }),
+            BareValue::Str => {
+                // `externalId eq John Smith`: the unquoted value ends at the first space, and what
+                // follows it must be what follows any value.
+                let next = self.peek()?;
+                match next.tok {
+                    Tok::Word(n) if !n.eq_ignore_ascii_case("and") && !n.eq_ignore_ascii_case("or") => {
+                        Err(SyntaxError::new(
+                            next.start,
+                            format!(
+                                "unexpected {} after the unquoted value {}; expected \"and\", \"or\", a closing bracket or the end of the filter (a value with spaces must be in double quotes)",
+                                next.describe(),
+                                quote_excerpt(w)
+                            ),
+                        ))
+                    }
+                    Tok::Str(_) | Tok::LBracket | Tok::LParen => Err(SyntaxError::new(
+                        next.start,
+                        format!(
+                            "unexpected {} right after the unquoted value {}; write the whole value in double quotes",
+                            next.describe(),
+                            quote_excerpt(w)
+                        ),
+                    )),
+                    _ => Ok(CompValue::Str(w.to_string())),
+                }
+            }
+            BareValue::Refused(why) => Err(SyntaxError::new(
+                at,
+                format!(
+                    "expected a value (a \"quoted string\", number, true, false or null) after \"{}\", found {}; {why}",
+                    op.as_str(),
+                    quote_excerpt(w)
+                ),
+            )),
         }
-        Err(SyntaxError::new(
-            at,
-            format!(
-                "expected a value (a \"quoted string\", number, true, false or null) after \"{}\", found {}; strings must be in double quotes",
-                op.as_str(),
-                quote_excerpt(w)
-            ),
-        ))
     }
 
     fn patch_path(&mut self) -> Result<PatchPath, SyntaxError> {

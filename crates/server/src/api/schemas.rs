@@ -173,6 +173,18 @@ pub struct ConnectionView {
     /// The User-Agent of that request.
     #[schema(required = true)]
     pub last_user_agent: Option<String>,
+    /// The identity provider recognised from the requests' User-Agent, which may differ from `idp`
+    /// (an "okta" connection called by Entra ID); `null` until a request from a recognised client.
+    /// When it becomes one other than `idp`, the event `connection.idp_detected` is raised once.
+    #[schema(required = true)]
+    pub detected_idp: Option<Idp>,
+    /// When `detected_idp` was first recognised (RFC 3339), else `null`.
+    #[schema(required = true, format = DateTime)]
+    pub detected_idp_first_seen_at: Option<String>,
+    /// When `detected_idp` was last seen (RFC 3339), recorded at most about once a minute; else
+    /// `null`.
+    #[schema(required = true, format = DateTime)]
+    pub detected_idp_last_seen_at: Option<String>,
     /// Whether the request log keeps the (redacted) bodies of this connection's SCIM requests and
     /// responses (`GET /connections/{id}/requests`).
     pub debug_logging: bool,
@@ -193,6 +205,9 @@ impl ConnectionView {
             created_at: rfc3339(c.created_us),
             last_request_at: c.last_request_us.map(rfc3339),
             last_user_agent: c.last_user_agent.clone(),
+            detected_idp: c.detected_idp.map(Into::into),
+            detected_idp_first_seen_at: c.detected_idp_first_seen_us.map(rfc3339),
+            detected_idp_last_seen_at: c.detected_idp_last_seen_us.map(rfc3339),
             debug_logging: c.debug_logging,
         }
     }

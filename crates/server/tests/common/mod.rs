@@ -394,6 +394,7 @@ impl TestServer {
             http: self.http.clone(),
             base: self.base_url(conn),
             token: Some(conn.token.clone()),
+            user_agent: None,
         }
     }
 
@@ -403,6 +404,7 @@ impl TestServer {
             http: self.http.clone(),
             base: self.base_url(conn),
             token: token.map(str::to_string),
+            user_agent: None,
         }
     }
 }
@@ -421,9 +423,19 @@ pub struct Client {
     http: reqwest::Client,
     pub base: String,
     token: Option<String>,
+    /// The `User-Agent` every request sends, if set (reqwest sends none by default).
+    user_agent: Option<String>,
 }
 
 impl Client {
+    /// The same client, sending `ua` as its `User-Agent`, as an identity provider does.
+    pub fn with_user_agent(&self, ua: &str) -> Client {
+        Client {
+            user_agent: Some(ua.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// `path` is relative to the base URL (`/Users?x=y`), or an absolute URL.
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
@@ -442,7 +454,10 @@ impl Client {
 
     /// A request with only the bearer token set (no content type, no accept).
     pub fn bare(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let b = self.http.request(method, self.url(path));
+        let mut b = self.http.request(method, self.url(path));
+        if let Some(ua) = &self.user_agent {
+            b = b.header("User-Agent", ua);
+        }
         match &self.token {
             Some(t) => b.header("Authorization", format!("Bearer {t}")),
             None => b,
