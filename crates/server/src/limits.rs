@@ -366,6 +366,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                         "the node's cap on requests in progress was reached: answering 503 with Retry-After"
                     );
                 }
+                crate::metrics::shed("node_in_flight", StatusCode::SERVICE_UNAVAILABLE);
                 return with_retry_after(
                     form.error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -724,6 +725,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
     {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let (per_second, burst) = limiter.quota();
+        crate::metrics::shed("rate_limit", StatusCode::TOO_MANY_REQUESTS);
         share.warn(
             "rate_limit",
             &caller,
@@ -739,6 +741,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
     }
     let Some(slot) = share.enter(caller.connection_id()) else {
         let max = share.0.max_in_flight;
+        crate::metrics::shed("in_flight_per_connection", StatusCode::TOO_MANY_REQUESTS);
         share.warn(
             "in_flight_per_connection",
             &caller,

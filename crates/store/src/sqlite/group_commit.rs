@@ -101,14 +101,24 @@ async fn on_handle<R>(
 /// statements are finalized before the handle goes back to sqlx): for sqlx-side writes that share
 /// code with the rusqlite ones, such as event rows and role computation.
 pub(crate) async fn on_connection<R>(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     f: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<R>,
 ) -> StoreResult<R> {
+    let conn: &mut SqliteConnection = tx;
     let mut locked = conn.lock_handle().await?;
     // SAFETY: as in `on_handle`; the view is dropped before `locked`.
     let mut view = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr())? };
+    crate::metrics::take_pending();
     let result = f(&mut view);
+    let noted = crate::metrics::take_pending();
     drop(view);
+    drop(locked);
+    if result.is_ok() {
+        // Counted when the transaction commits.
+        for (kind, n) in noted {
+            crate::metrics::note(&mut tx.events, &kind, n);
+        }
+    }
     result
 }
 
@@ -175,6 +185,7 @@ impl GroupWriter {
                 queued,
                 outcome,
                 group_no,
+                events: Vec::new(),
             })
         })
         .await
@@ -205,10 +216,15 @@ impl GroupWriter {
                     began = true;
                 }
                 c.execute_batch("SAVEPOINT member")?;
+                // Whatever an earlier step on this thread left noted is not this writer's.
+                crate::metrics::take_pending();
                 // A panic in `f` must not leave its half-done work in the group's transaction: it
                 // becomes this writer's error, and the work is rolled back like any other failure.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
                     .unwrap_or_else(|_| Err(StoreError::Scim(ScimError::internal("the write failed"))));
+                // The events it inserted, counted once the group's COMMIT is done (none when rolled back).
+                let noted = crate::metrics::take_pending();
+                let result = result.map(|r| (r, noted));
                 let end = if result.is_ok() {
                     "RELEASE SAVEPOINT member"
                 } else {
@@ -241,8 +257,9 @@ impl GroupWriter {
         .await
         .map_err(task_failed)??;
         // Work that failed was rolled back to its savepoint: there is nothing to wait for.
-        let value = result?;
+        let (value, events) = result?;
         wait_for_commit(outcome, &self.state, group_no).await?;
+        crate::metrics::events_written(&events);
         Ok(value)
     }
 }
@@ -290,6 +307,9 @@ async fn finish(state: &mut State, result: Result<(), String>) {
         let _ = exec(state, "ROLLBACK").await;
     }
     if let Some(group) = state.group.take() {
+        metrics::histogram!(crate::metrics::GROUP_COMMIT_WRITERS).record(group.members as f64);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::metrics::GROUP_COMMITS, "outcome" => outcome).increment(1);
         group.outcome.send_replace(Some(result));
     }
 }
@@ -353,6 +373,8 @@ pub(crate) struct WriteTx {
     queued: Arc<AtomicUsize>,
     outcome: watch::Receiver<Outcome>,
     group_no: u64,
+    /// Events this writer inserted ([`on_connection`]), counted once its group commits.
+    events: Vec<(String, u64)>,
 }
 
 impl WriteTx {
@@ -364,7 +386,9 @@ impl WriteTx {
         tokio::spawn(async move { end_member(&mut state, &queued, true).await })
             .await
             .map_err(task_failed)?;
-        wait_for_commit(self.outcome.clone(), &self.shared, self.group_no).await
+        wait_for_commit(self.outcome.clone(), &self.shared, self.group_no).await?;
+        crate::metrics::events_written(&self.events);
+        Ok(())
     }
 }
 
