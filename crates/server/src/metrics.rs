@@ -118,6 +118,11 @@ pub async fn track(State(scim): State<Scim>, req: Request, next: Next) -> Respon
         .filter(|id| uuid::Uuid::parse_str(id).is_ok())
         .map(str::to_string);
     let resp = next.run(req).await;
+    // A router mounted as a service (the management API) reports its own template.
+    let route = match resp.extensions().get::<RouteTemplate>() {
+        Some(t) => t.0.clone(),
+        None => route,
+    };
     let status = resp.status().as_u16().to_string();
     let elapsed = started.elapsed().as_secs_f64();
     match connection {
@@ -131,6 +136,29 @@ pub async fn track(State(scim): State<Scim>, req: Request, next: Next) -> Respon
                 .increment(1);
             metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method).record(elapsed);
         }
+    }
+    resp
+}
+
+/// The route template a router mounted as a service matched, passed back to [`track`] in the
+/// response's extensions (the outer router sees no template for such a router's routes).
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub String);
+
+/// Route middleware of a router mounted as a service under `prefix`: passes its route template
+/// back in the response.
+pub async fn expose_route(State(prefix): State<&'static str>, req: Request, next: Next) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str())
+        .map(|m| match m.starts_with(prefix) {
+            true => m.to_string(),
+            false => format!("{prefix}{m}"),
+        });
+    let mut resp = next.run(req).await;
+    if let Some(t) = template {
+        resp.extensions_mut().insert(RouteTemplate(t));
     }
     resp
 }
