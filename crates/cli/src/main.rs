@@ -1295,6 +1295,14 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = match &s.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
     let public_url = s
         .public_url
         .clone()
@@ -1376,18 +1384,10 @@ async fn serve(
             let _ = stopped.await;
         }))
     });
-    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
-    if s.log_format != LogFormat::Json {
-        // With JSON logs the "rollcall serving" line above says it.
-        println!("Listening on http://{local}");
-    }
     // `/metrics` on a listener of its own, stopped with the main one.
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics_server = match &s.metrics_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+    let metrics_server = match metrics_listener {
+        Some(l) => {
             let at = l.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(metrics_listen = %at, "serving /metrics (no API key) on its own listener");
             if s.log_format != LogFormat::Json {
@@ -1400,6 +1400,11 @@ async fn serve(
         }
         None => None,
     };
+    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
+    if s.log_format != LogFormat::Json {
+        // With JSON logs the "rollcall serving" line above says it.
+        println!("Listening on http://{local}");
+    }
     let app = rollcall_server::app_with(scim, limits);
     let served = rollcall_server::serve_with(listener, app, limits, rollcall_server::shutdown_signal())
         .await

@@ -203,7 +203,8 @@ pub enum ErrorForm {
 
 impl ErrorForm {
     pub fn of(path: &str) -> ErrorForm {
-        if path == crate::api::BASE_PATH || path.starts_with("/api/v1/") {
+        // `/metrics` is for operators' tools, as the management API is.
+        if path == crate::api::BASE_PATH || path.starts_with("/api/v1/") || path == "/metrics" {
             ErrorForm::Problem
         } else if path == "/healthz" || path == "/readyz" {
             ErrorForm::Health
@@ -788,6 +789,7 @@ mod tests {
         assert_eq!(ErrorForm::of("/api/v10"), ErrorForm::Scim);
         assert_eq!(ErrorForm::of("/scim/v2/x/Users"), ErrorForm::Scim);
         assert_eq!(ErrorForm::of("/healthz"), ErrorForm::Health);
+        assert_eq!(ErrorForm::of("/metrics"), ErrorForm::Problem);
         assert_eq!(ErrorForm::of("/elsewhere"), ErrorForm::Scim);
     }
 
