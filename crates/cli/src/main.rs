@@ -1278,6 +1278,7 @@ async fn serve(
     if !s.metrics && s.metrics_listen.is_some() {
         return Err("configuration: metrics_listen is given but metrics is false".into());
     }
+    rollcall_server::metrics::install_if(s.metrics);
     // Refuses to start with secrets it could not read; seals those stored in clear.
     secrets::prepare_serve(keys, &store).await?;
     if let Some(files) = open_files_limit()

@@ -124,8 +124,8 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         // Outside authentication, so that refused requests are logged too.
         .layer(axum::middleware::from_fn_with_state(scim.clone(), request_log::capture));
 
-    // The recorder is installed before the first request is counted.
-    metrics::handle();
+    // The recorder is installed before the first request is counted (with metrics off, none is).
+    metrics::install_if(scim.config.metrics.on_main_listener);
     let mut router = Router::new()
         .nest("/scim/v2/{connection_id}", scim_routes)
         .merge(api::router(&scim))

@@ -98,8 +98,34 @@ pub fn handle() -> &'static PrometheusHandle {
             }
         };
         metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        // Histogram samples wait in the recorder until upkeep folds them into their buckets: done
+        // at every scrape, and here, so that memory stays flat when nobody scrapes.
+        let kept = handle.clone();
+        let upkeep = std::thread::Builder::new()
+            .name("rollcall-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    kept.run_upkeep();
+                }
+            });
+        if let Err(e) = upkeep {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread: histograms are folded at scrapes only");
+        }
         handle
     })
+}
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the recorder when metrics are on (the CLI calls it at start, so that the store's first
+/// writes are counted; [`crate::app_with`] and [`router`] call it too). With metrics off nothing
+/// is installed, and recording costs nothing.
+pub fn install_if(on: bool) {
+    if on {
+        handle();
+    }
 }
 
 /// Middleware (on the whole router, so it sees the route template): counts and times every request.
@@ -208,6 +234,15 @@ pub async fn render(scim: &Scim) -> String {
     }
     match scim.store.webhook_backlog(rollcall_store::metrics::BACKLOG_CAP).await {
         Ok(backlog) => {
+            // An endpoint deleted or disabled since the last scrape reads 0 (the registry keeps
+            // every series it has seen).
+            static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+            for gone in seen.iter().filter(|e| !backlog.iter().any(|(id, _)| id == *e)) {
+                metrics::gauge!(WEBHOOK_BACKLOG, "endpoint" => gone.clone()).set(0.0);
+            }
+            *seen = backlog.iter().map(|(id, _)| id.clone()).collect();
+            drop(seen);
             for (endpoint, n) in backlog {
                 metrics::gauge!(WEBHOOK_BACKLOG, "endpoint" => endpoint).set(n as f64);
             }
