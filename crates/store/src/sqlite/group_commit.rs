@@ -568,4 +568,79 @@ mod tests {
         expected.sort();
         assert_eq!(values(&url).await, expected);
     }
+
+    /// Events are counted once their writer's group has committed: those of a write that failed
+    /// (inline, or a failed step of a sqlx-side write) or was dropped uncommitted are not.
+    #[tokio::test]
+    async fn events_are_counted_once_committed_and_never_when_rolled_back() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let dir = tempfile::tempdir().unwrap();
+        let (w, url) = writer(&dir).await;
+        let note = |kind: &'static str, n: u64| crate::metrics::note_pending(kind, n);
+        w.write(move |c| {
+            insert(1)(c)?;
+            note("kept.inline", 2);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        w.write(move |c| -> StoreResult<()> {
+            insert(2)(c)?;
+            note("failed.inline", 1);
+            Err(StoreError::Scim(ScimError::invalid_value("no")))
+        })
+        .await
+        .unwrap_err();
+        let mut tx = w.begin().await.unwrap();
+        on_connection(&mut tx, |c| {
+            insert(3)(c)?;
+            note("kept.tx", 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        on_connection(&mut tx, |_| -> StoreResult<()> {
+            note("failed.step", 1);
+            Err(StoreError::Scim(ScimError::invalid_value("no")))
+        })
+        .await
+        .unwrap_err();
+        tx.commit().await.unwrap();
+        let mut tx = w.begin().await.unwrap();
+        on_connection(&mut tx, |c| {
+            insert(4)(c)?;
+            note("dropped.tx", 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        // The next write waits for the dropped one's rollback.
+        w.write(insert(5)).await.unwrap();
+        assert_eq!(values(&url).await, vec![1, 3, 5]);
+
+        let mut counted = std::collections::BTreeMap::new();
+        let mut commits = 0;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            match (key.name(), value) {
+                (crate::metrics::EVENTS_WRITTEN, DebugValue::Counter(n)) => {
+                    let kind = key.labels().find(|l| l.key() == "type").unwrap().value().to_string();
+                    counted.insert(kind, n);
+                }
+                (crate::metrics::GROUP_COMMIT_WRITERS, DebugValue::Histogram(v)) => commits += v.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            counted,
+            [("kept.inline".to_string(), 2), ("kept.tx".to_string(), 1)]
+                .into_iter()
+                .collect()
+        );
+        assert!(commits >= 3, "{commits} group commits recorded");
+    }
 }
