@@ -9,6 +9,7 @@ use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
 use rollcall_server::background::ActivitySettings;
+use rollcall_server::metrics::MetricsSettings;
 use rollcall_server::request_log::RequestLogSettings;
 use rollcall_server::service::{Scim, ScimConfig, rfc3339};
 use rollcall_server::tokens;
@@ -218,6 +219,9 @@ struct ServeArgs {
     /// The private key (PEM) of the certificate given with --tls-cert.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Serve GET /metrics (open, no API key) on this address instead of the main listener.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -413,6 +417,15 @@ struct Settings {
     /// `serve` over TLS: the certificate chain (PEM) and its private key (PEM); both or neither.
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    // --- metrics (see `rollcall_server::metrics` and the README) ---
+    /// Serve `GET /metrics` at all.
+    metrics: bool,
+    /// A listener of its own for `/metrics` (open there; not served on the main listener then).
+    metrics_listen: Option<String>,
+    /// On the main listener, a bearer token accepted for `/metrics` besides an operator API key.
+    metrics_token: Option<String>,
+    /// Label the SCIM request metrics with the connection id.
+    metrics_per_connection: bool,
 }
 
 impl Default for Settings {
@@ -468,6 +481,10 @@ impl Default for Settings {
             secrets_key_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            metrics: true,
+            metrics_listen: None,
+            metrics_token: None,
+            metrics_per_connection: false,
         }
     }
 }
@@ -534,7 +551,34 @@ impl Settings {
     }
 }
 
+/// The shortest `metrics_token` accepted.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
 impl Settings {
+    /// How `/metrics` is served on the main listener, checked.
+    fn metrics(&self) -> Result<MetricsSettings, String> {
+        let token = self.metrics_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if let Some(t) = token
+            && (t.chars().count() < MIN_METRICS_TOKEN_CHARS || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(format!(
+                "configuration: metrics_token must be at least {MIN_METRICS_TOKEN_CHARS} characters without spaces"
+            ));
+        }
+        if token.is_some() && self.metrics_listen.is_some() {
+            return Err(
+                "configuration: metrics_token is for /metrics on the main listener; on metrics_listen /metrics is open \
+                 (bind it to a private address), so give one or the other"
+                    .into(),
+            );
+        }
+        Ok(MetricsSettings {
+            on_main_listener: self.metrics && self.metrics_listen.is_none(),
+            token: token.map(str::to_string),
+            per_connection: self.metrics_per_connection,
+        })
+    }
+
     /// The HTTP limits, checked.
     fn http_limits(&self) -> Result<HttpLimits, String> {
         let limits = HttpLimits {
@@ -714,6 +758,9 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
         }
         if a.tls_key.is_some() {
             s.tls_key_file = a.tls_key.clone();
+        }
+        if a.metrics_listen.is_some() {
+            s.metrics_listen = a.metrics_listen.clone();
         }
     }
     if s.max_list_bytes < MIN_LIST_BYTES {
@@ -1419,6 +1466,11 @@ async fn serve(
     let limits = s.http_limits()?;
     let tls = s.tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics = s.metrics()?;
+    if !s.metrics && s.metrics_listen.is_some() {
+        return Err("configuration: metrics_listen is given but metrics is false".into());
+    }
+    rollcall_server::metrics::install_if(s.metrics);
     // Refuses to start with secrets it could not read; seals those stored in clear.
     secrets::prepare_serve(keys, &store).await?;
     if let Some(files) = open_files_limit()
@@ -1436,6 +1488,14 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = match &s.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
     let public_url = s
         .public_url
         .clone()
@@ -1504,6 +1564,7 @@ async fn serve(
         rate_limit: s.rate_limit(),
         activity,
         max_list_bytes: s.max_list_bytes,
+        metrics,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
     let scim = Scim::new(store, registry, config).with_webhooks(hooks.clone());
@@ -1518,6 +1579,23 @@ async fn serve(
     });
     tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), tls = tls.is_some(),
         "rollcall serving");
+    // `/metrics` on a listener of its own, stopped with the main one.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match metrics_listener {
+        Some(l) => {
+            let at = l.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(metrics_listen = %at, "serving /metrics (no API key) on its own listener");
+            if s.log_format != LogFormat::Json {
+                println!("Metrics on http://{at}/metrics");
+            }
+            let app = rollcall_server::metrics::router(scim.clone());
+            Some(tokio::spawn(rollcall_server::serve_with(l, app, limits, async {
+                let _ = metrics_stopped.await;
+            })))
+        }
+        None => None,
+    };
+    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     if s.log_format != LogFormat::Json {
         // With JSON logs the "rollcall serving" line above says it.
         println!("Listening on {scheme}://{local}");
@@ -1526,6 +1604,10 @@ async fn serve(
     let served = rollcall_server::serve_tls_with(listener, app, limits, tls, rollcall_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string());
+    let _ = stop_metrics.send(());
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     let _ = stop_dispatcher.send(());
     // After the last request: the request log's buffer is written before the process ends.
     background.shutdown().await;

@@ -105,10 +105,12 @@ pub async fn run_retention(
                 Ok(n) => {
                     deleted += n;
                     if n < RETENTION_BATCH as u64 {
+                        crate::metrics::background_run("event_retention", true);
                         break;
                     }
                 }
                 Err(e) => {
+                    crate::metrics::background_run("event_retention", false);
                     tracing::warn!(error = %e, "deleting expired events failed; retrying at the next run");
                     break;
                 }

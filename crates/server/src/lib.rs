@@ -14,6 +14,7 @@ pub mod bulk;
 pub mod discovery;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod ratelimit;
 pub mod render;
 pub mod request_log;
@@ -124,11 +125,17 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         // Outside authentication, so that refused requests are logged too.
         .layer(axum::middleware::from_fn_with_state(scim.clone(), request_log::capture));
 
-    Router::new()
+    // The recorder is installed before the first request is counted (with metrics off, none is).
+    metrics::install_if(scim.config.metrics.on_main_listener);
+    let mut router = Router::new()
         .nest("/scim/v2/{connection_id}", scim_routes)
         .merge(api::router(&scim))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(handlers::ready))
+        .route("/readyz", get(handlers::ready));
+    if scim.config.metrics.on_main_listener {
+        router = router.route("/metrics", get(metrics::serve_main));
+    }
+    router
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
             scim.clone(),
@@ -152,6 +159,9 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so that every answer is counted and timed, refusals included; a layer of the
+        // router, so that it sees the route template.
+        .layer(axum::middleware::from_fn_with_state(scim.clone(), metrics::track))
         .with_state(scim)
 }
 

@@ -203,7 +203,8 @@ pub enum ErrorForm {
 
 impl ErrorForm {
     pub fn of(path: &str) -> ErrorForm {
-        if path == crate::api::BASE_PATH || path.starts_with("/api/v1/") {
+        // `/metrics` is for operators' tools, as the management API is.
+        if path == crate::api::BASE_PATH || path.starts_with("/api/v1/") || path == "/metrics" {
             ErrorForm::Problem
         } else if path == "/healthz" || path == "/readyz" {
             ErrorForm::Health
@@ -366,6 +367,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                         "the node's cap on requests in progress was reached: answering 503 with Retry-After"
                     );
                 }
+                crate::metrics::shed("node_in_flight", StatusCode::SERVICE_UNAVAILABLE);
                 return with_retry_after(
                     form.error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -724,6 +726,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
     {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let (per_second, burst) = limiter.quota();
+        crate::metrics::shed("rate_limit", StatusCode::TOO_MANY_REQUESTS);
         share.warn(
             "rate_limit",
             &caller,
@@ -739,6 +742,7 @@ pub async fn fair_share(State(share): State<FairShare>, req: Request, next: Next
     }
     let Some(slot) = share.enter(caller.connection_id()) else {
         let max = share.0.max_in_flight;
+        crate::metrics::shed("in_flight_per_connection", StatusCode::TOO_MANY_REQUESTS);
         share.warn(
             "in_flight_per_connection",
             &caller,
@@ -785,6 +789,7 @@ mod tests {
         assert_eq!(ErrorForm::of("/api/v10"), ErrorForm::Scim);
         assert_eq!(ErrorForm::of("/scim/v2/x/Users"), ErrorForm::Scim);
         assert_eq!(ErrorForm::of("/healthz"), ErrorForm::Health);
+        assert_eq!(ErrorForm::of("/metrics"), ErrorForm::Problem);
         assert_eq!(ErrorForm::of("/elsewhere"), ErrorForm::Scim);
     }
 

@@ -183,7 +183,9 @@ pub async fn run_flusher(store: Arc<dyn Store>, log: Arc<RequestLog>, mut shutdo
 
 async fn flush(store: &dyn Store, log: &RequestLog, chunk: &[RequestLogEntry], keep: i64) {
     let bytes: usize = chunk.iter().map(body_len).sum();
-    if let Err(e) = store.append_request_log(chunk, keep).await {
+    let written = store.append_request_log(chunk, keep).await;
+    crate::metrics::background_run("request_log_flush", written.is_ok());
+    if let Err(e) = written {
         tracing::warn!(error = %e, entries = chunk.len(), "writing the request log failed");
         log.count_dropped(chunk.len() as u64, "the store refused a batch");
     }

@@ -97,6 +97,7 @@ impl IntoResponse for ApiError {
 
 /// Renders a SCIM error (RFC 7644 §3.12), adding `WWW-Authenticate` to 401s.
 pub fn error_response(e: &ScimError) -> Response {
+    crate::metrics::scim_error(e);
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = ScimResponse::with_status(status, e.to_json());
     if e.status == 401 {

@@ -49,6 +49,8 @@ pub struct ScimConfig {
     /// The most bytes of stored documents one list page reads (`ListQuery::max_bytes`): a page
     /// that would be larger ends early, with fewer resources than `count` asked for.
     pub max_list_bytes: usize,
+    /// Where and how `/metrics` is served ([`crate::metrics`]).
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 impl Default for ScimConfig {
@@ -64,6 +66,7 @@ impl Default for ScimConfig {
             rate_limit: None,
             activity: crate::background::ActivitySettings::default(),
             max_list_bytes: ListQuery::DEFAULT_MAX_BYTES,
+            metrics: crate::metrics::MetricsSettings::on_main(),
         }
     }
 }

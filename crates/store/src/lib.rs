@@ -16,6 +16,7 @@ pub mod directory;
 pub mod events;
 pub mod index;
 pub mod migrate;
+pub mod metrics;
 pub mod model;
 pub mod postgres;
 pub mod postgres_events;
@@ -435,6 +436,14 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<WebhookAttempt>>;
+
+    /// Events after each active webhook endpoint's cursor in its scope (its organization's, or
+    /// all for a global endpoint), counted up to `cap`: `(endpoint id, count)`, for `/metrics`.
+    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>>;
+    /// The database pools' connections, for `/metrics`.
+    fn pool_stats(&self) -> Vec<metrics::PoolStats> {
+        Vec::new()
+    }
 
     // --- secrets at rest ([`secrets`]) ---------------------------------------------------------
     /// Sets the keys secrets are sealed and opened with, once: `false` when they were set already

@@ -161,6 +161,7 @@ impl PostgresStore {
         Ok(WriteTx {
             tx: self.pool.begin().await?,
             events: Vec::new(),
+            written: Vec::new(),
         })
     }
 
@@ -223,6 +224,8 @@ pub(crate) fn finish_error(e: StoreError) -> StoreError {
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, Postgres>,
     events: Vec<PendingEvent>,
+    /// The events' counts by type, for the metrics once committed.
+    written: Vec<(String, u64)>,
 }
 
 struct PendingEvent {
@@ -276,6 +279,9 @@ impl WriteTx {
                 .execute(&mut *self.tx)
                 .await?;
             let ev = std::mem::take(&mut self.events);
+            for e in &ev {
+                crate::metrics::note(&mut self.written, e.kind, 1);
+            }
             sqlx::query(
                 "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
                  SELECT t.id, t.type, t.org_id, t.connection_id, t.resource_type, t.resource_id, t.data::jsonb, t.user_agent, t.request_id, t.created_us, t.actor::jsonb, t.member_id
@@ -299,6 +305,7 @@ impl WriteTx {
             .await?;
         }
         self.tx.commit().await?;
+        crate::metrics::events_written(&self.written);
         Ok(())
     }
 }
@@ -2008,6 +2015,16 @@ impl Store for PostgresStore {
     }
     async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
         self.release_webhook_impl(id, owner).await
+    }
+    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
+        self.webhook_backlog_impl(cap).await
+    }
+    fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        vec![crate::metrics::PoolStats {
+            name: "postgres",
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+        }]
     }
     async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
         self.record_webhook_attempt_impl(attempt).await

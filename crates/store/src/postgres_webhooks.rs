@@ -391,6 +391,28 @@ impl PostgresStore {
         Ok(true)
     }
 
+    pub(crate) async fn webhook_backlog_impl(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
+        let endpoints: Vec<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, org_id, cursor_seq FROM webhook_endpoints WHERE status = 'active' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut backlog = Vec::with_capacity(endpoints.len());
+        for (id, org, cursor) in endpoints {
+            // At most `cap` rows of the events' primary key read: bounded work whatever the backlog.
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE seq > $1 AND ($2::text IS NULL OR org_id = $3::text) LIMIT $4) AS behind",
+            )
+            .bind(cursor)
+            .bind(org.as_deref())
+            .bind(org.as_deref())
+            .bind(cap)
+            .fetch_one(&self.pool)
+            .await?;
+            backlog.push((id, n));
+        }
+        Ok(backlog)
+    }
+
     pub(crate) async fn release_webhook_impl(&self, id: &str, owner: &str) -> StoreResult<()> {
         sqlx::query(
             "UPDATE webhook_endpoints SET lease_owner = NULL, lease_expires_us = NULL WHERE id = $1 AND lease_owner = $2",

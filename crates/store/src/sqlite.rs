@@ -313,7 +313,7 @@ const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modif
 
 /// Inserts one event from a sqlx-side write transaction (see [`resource_writes::insert_events`]).
 pub(crate) async fn insert_event(
-    tx: &mut SqliteConnection,
+    tx: &mut group_commit::WriteTx,
     ctx: &WriteContext,
     kind: &str,
     resource: Option<(ResourceKind, &str)>,
@@ -1192,6 +1192,16 @@ impl Store for SqliteStore {
     }
     async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
         self.release_webhook_impl(id, owner).await
+    }
+    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
+        self.webhook_backlog_impl(cap).await
+    }
+    fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        vec![crate::metrics::PoolStats {
+            name: "sqlite_read",
+            size: self.reader.size(),
+            idle: self.reader.num_idle() as u32,
+        }]
     }
     async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
         self.record_webhook_attempt_impl(attempt).await

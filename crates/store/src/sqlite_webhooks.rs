@@ -405,6 +405,28 @@ impl SqliteStore {
         Ok(true)
     }
 
+    pub(crate) async fn webhook_backlog_impl(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
+        let endpoints: Vec<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, org_id, cursor_seq FROM webhook_endpoints WHERE status = 'active' ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?;
+        let mut backlog = Vec::with_capacity(endpoints.len());
+        for (id, org, cursor) in endpoints {
+            // At most `cap` rows of the events' primary key read: bounded work whatever the backlog.
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE seq > ? AND (? IS NULL OR org_id = ?) LIMIT ?) AS behind",
+            )
+            .bind(cursor)
+            .bind(org.as_deref())
+            .bind(org.as_deref())
+            .bind(cap)
+            .fetch_one(&self.reader)
+            .await?;
+            backlog.push((id, n));
+        }
+        Ok(backlog)
+    }
+
     pub(crate) async fn release_webhook_impl(&self, id: &str, owner: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(

@@ -203,6 +203,7 @@ impl Worker {
         let now = now_us();
         let secrets = w.signing_secrets(now);
         let outcome = self.hooks.send(&w.url, &event.id, &body, &secrets).await;
+        record_delivery(outcome.succeeded, outcome.status_code.is_some(), outcome.latency);
         NewWebhookAttempt {
             endpoint_id: w.id.clone(),
             event_id: event.id.clone(),
@@ -237,6 +238,22 @@ impl Worker {
             disable_reason,
         }
     }
+}
+
+/// Delivery attempts by the dispatcher, by outcome: `success` (a 2xx answer), `http_error` (any
+/// other answer), `error` (no answer: refused address, connection, TLS, timeout).
+pub const DELIVERIES: &str = "rollcall_webhook_deliveries_total";
+/// Time of a delivery attempt, from the request's start to the answer (or the error), by outcome.
+pub const DELIVERY_DURATION: &str = "rollcall_webhook_delivery_duration_seconds";
+
+fn record_delivery(succeeded: bool, answered: bool, latency: Duration) {
+    let outcome = match (succeeded, answered) {
+        (true, _) => "success",
+        (false, true) => "http_error",
+        (false, false) => "error",
+    };
+    metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
+    metrics::histogram!(DELIVERY_DURATION, "outcome" => outcome).record(latency.as_secs_f64());
 }
 
 #[cfg(test)]

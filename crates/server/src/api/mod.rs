@@ -315,6 +315,11 @@ pub fn router(scim: &Scim) -> Router<Scim> {
             scim.clone(),
             auth::require_api_key,
         ))
+        // Outermost of the route layers: its refusals are counted under the route's template too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            BASE_PATH,
+            crate::metrics::expose_route,
+        ))
         .fallback(problem::not_found)
         .split_for_parts();
     // Mounted as one service, so that every answer, the router's own included (a 405 with its

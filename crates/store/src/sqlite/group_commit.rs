@@ -101,14 +101,24 @@ async fn on_handle<R>(
 /// statements are finalized before the handle goes back to sqlx): for sqlx-side writes that share
 /// code with the rusqlite ones, such as event rows and role computation.
 pub(crate) async fn on_connection<R>(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     f: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<R>,
 ) -> StoreResult<R> {
+    let conn: &mut SqliteConnection = tx;
     let mut locked = conn.lock_handle().await?;
     // SAFETY: as in `on_handle`; the view is dropped before `locked`.
     let mut view = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr())? };
+    crate::metrics::take_pending();
     let result = f(&mut view);
+    let noted = crate::metrics::take_pending();
     drop(view);
+    drop(locked);
+    if result.is_ok() {
+        // Counted when the transaction commits.
+        for (kind, n) in noted {
+            crate::metrics::note(&mut tx.events, &kind, n);
+        }
+    }
     result
 }
 
@@ -175,6 +185,7 @@ impl GroupWriter {
                 queued,
                 outcome,
                 group_no,
+                events: Vec::new(),
             })
         })
         .await
@@ -205,10 +216,15 @@ impl GroupWriter {
                     began = true;
                 }
                 c.execute_batch("SAVEPOINT member")?;
+                // Whatever an earlier step on this thread left noted is not this writer's.
+                crate::metrics::take_pending();
                 // A panic in `f` must not leave its half-done work in the group's transaction: it
                 // becomes this writer's error, and the work is rolled back like any other failure.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
                     .unwrap_or_else(|_| Err(StoreError::Scim(ScimError::internal("the write failed"))));
+                // The events it inserted, counted once the group's COMMIT is done (none when rolled back).
+                let noted = crate::metrics::take_pending();
+                let result = result.map(|r| (r, noted));
                 let end = if result.is_ok() {
                     "RELEASE SAVEPOINT member"
                 } else {
@@ -241,8 +257,9 @@ impl GroupWriter {
         .await
         .map_err(task_failed)??;
         // Work that failed was rolled back to its savepoint: there is nothing to wait for.
-        let value = result?;
+        let (value, events) = result?;
         wait_for_commit(outcome, &self.state, group_no).await?;
+        crate::metrics::events_written(&events);
         Ok(value)
     }
 }
@@ -290,6 +307,9 @@ async fn finish(state: &mut State, result: Result<(), String>) {
         let _ = exec(state, "ROLLBACK").await;
     }
     if let Some(group) = state.group.take() {
+        metrics::histogram!(crate::metrics::GROUP_COMMIT_WRITERS).record(group.members as f64);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::metrics::GROUP_COMMITS, "outcome" => outcome).increment(1);
         group.outcome.send_replace(Some(result));
     }
 }
@@ -353,6 +373,8 @@ pub(crate) struct WriteTx {
     queued: Arc<AtomicUsize>,
     outcome: watch::Receiver<Outcome>,
     group_no: u64,
+    /// Events this writer inserted ([`on_connection`]), counted once its group commits.
+    events: Vec<(String, u64)>,
 }
 
 impl WriteTx {
@@ -364,7 +386,9 @@ impl WriteTx {
         tokio::spawn(async move { end_member(&mut state, &queued, true).await })
             .await
             .map_err(task_failed)?;
-        wait_for_commit(self.outcome.clone(), &self.shared, self.group_no).await
+        wait_for_commit(self.outcome.clone(), &self.shared, self.group_no).await?;
+        crate::metrics::events_written(&self.events);
+        Ok(())
     }
 }
 
@@ -543,5 +567,80 @@ mod tests {
         expected.extend((0..40).filter(|v| v % 4 == 3).map(|v| v + 1000));
         expected.sort();
         assert_eq!(values(&url).await, expected);
+    }
+
+    /// Events are counted once their writer's group has committed: those of a write that failed
+    /// (inline, or a failed step of a sqlx-side write) or was dropped uncommitted are not.
+    #[tokio::test]
+    async fn events_are_counted_once_committed_and_never_when_rolled_back() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let dir = tempfile::tempdir().unwrap();
+        let (w, url) = writer(&dir).await;
+        let note = |kind: &'static str, n: u64| crate::metrics::note_pending(kind, n);
+        w.write(move |c| {
+            insert(1)(c)?;
+            note("kept.inline", 2);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        w.write(move |c| -> StoreResult<()> {
+            insert(2)(c)?;
+            note("failed.inline", 1);
+            Err(StoreError::Scim(ScimError::invalid_value("no")))
+        })
+        .await
+        .unwrap_err();
+        let mut tx = w.begin().await.unwrap();
+        on_connection(&mut tx, |c| {
+            insert(3)(c)?;
+            note("kept.tx", 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        on_connection(&mut tx, |_| -> StoreResult<()> {
+            note("failed.step", 1);
+            Err(StoreError::Scim(ScimError::invalid_value("no")))
+        })
+        .await
+        .unwrap_err();
+        tx.commit().await.unwrap();
+        let mut tx = w.begin().await.unwrap();
+        on_connection(&mut tx, |c| {
+            insert(4)(c)?;
+            note("dropped.tx", 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        // The next write waits for the dropped one's rollback.
+        w.write(insert(5)).await.unwrap();
+        assert_eq!(values(&url).await, vec![1, 3, 5]);
+
+        let mut counted = std::collections::BTreeMap::new();
+        let mut commits = 0;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            match (key.name(), value) {
+                (crate::metrics::EVENTS_WRITTEN, DebugValue::Counter(n)) => {
+                    let kind = key.labels().find(|l| l.key() == "type").unwrap().value().to_string();
+                    counted.insert(kind, n);
+                }
+                (crate::metrics::GROUP_COMMIT_WRITERS, DebugValue::Histogram(v)) => commits += v.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            counted,
+            [("kept.inline".to_string(), 2), ("kept.tx".to_string(), 1)]
+                .into_iter()
+                .collect()
+        );
+        assert!(commits >= 3, "{commits} group commits recorded");
     }
 }

@@ -83,6 +83,7 @@ pub(crate) fn insert_events(
         bind(&events::member_of(kind, d))?;
     }
     stmt.raw_execute()?;
+    crate::metrics::note_pending(kind, data.len() as u64);
     Ok(())
 }
 

@@ -200,7 +200,7 @@ pub(super) fn recompute_roles(
 
 /// [`recompute_sync`] from a sqlx-side write transaction.
 async fn recompute_on(
-    tx: &mut SqliteConnection,
+    tx: &mut group_commit::WriteTx,
     ctx: &WriteContext,
     org_id: &str,
     connection_id: &str,
@@ -216,14 +216,14 @@ async fn recompute_on(
 /// Recomputes effective roles of every user of every connection of an organization, as if
 /// `without_role` (about to be deleted) granted nothing.
 async fn recompute_org(
-    tx: &mut SqliteConnection,
+    tx: &mut group_commit::WriteTx,
     ctx: &WriteContext,
     org_id: &str,
     without_role: Option<&str>,
 ) -> StoreResult<()> {
     let connections: Vec<String> = sqlx::query_scalar("SELECT id FROM scim_connections WHERE org_id = ?")
         .bind(org_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
     for c in connections {
         recompute_on(tx, ctx, org_id, &c, RoleScope::Connection, without_role).await?;
@@ -265,7 +265,7 @@ async fn mapped_groups(tx: &mut SqliteConnection, connection_id: &str, m: &RoleM
 /// Recomputes the users a mapping can affect: members of the matching groups, or every user of the
 /// connection for app-role mappings.
 async fn recompute_for_mapping(
-    tx: &mut SqliteConnection,
+    tx: &mut group_commit::WriteTx,
     ctx: &WriteContext,
     connection_id: &str,
     m: &RoleMatch,
