@@ -195,13 +195,7 @@ pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, 
                 c.id.clone(),
                 c.org_id.clone(),
                 c.idp.to_string(),
-                // The identity provider recognised from the requests; flagged when it is not the
-                // configured one.
-                match c.detected_idp {
-                    None => "-".to_string(),
-                    Some(d) if d == c.idp => d.to_string(),
-                    Some(d) => format!("{d} (not {})", c.idp),
-                },
+                detected_idp_cell(c.idp, c.detected_idp),
                 c.status.to_string(),
                 c.name.clone(),
                 token,
@@ -210,6 +204,16 @@ pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, 
         }),
     );
     Ok(())
+}
+
+/// The `DETECTED IDP` column: the identity provider recognised from the connection's requests,
+/// flagged when it is not the configured one.
+fn detected_idp_cell(configured: rollcall_store::IdpKind, detected: Option<rollcall_store::IdpKind>) -> String {
+    match detected {
+        None => "-".to_string(),
+        Some(d) if d == configured => d.to_string(),
+        Some(d) => format!("{d} (configured: {configured})"),
+    }
 }
 
 /// Disables (every SCIM request refused with 401, tokens kept) or enables a connection.
@@ -537,4 +541,20 @@ pub async fn webhook(admin: &Admin, cmd: WebhookCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod detected_idp_tests {
+    use super::detected_idp_cell;
+    use rollcall_store::IdpKind;
+
+    #[test]
+    fn detected_idp_column() {
+        assert_eq!(detected_idp_cell(IdpKind::Okta, None), "-");
+        assert_eq!(detected_idp_cell(IdpKind::Okta, Some(IdpKind::Okta)), "okta");
+        assert_eq!(
+            detected_idp_cell(IdpKind::Okta, Some(IdpKind::Entra)),
+            "entra (configured: okta)"
+        );
+    }
 }

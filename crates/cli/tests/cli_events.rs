@@ -349,7 +349,12 @@ fn operator_commands_cover_the_everyday_operations() {
     );
     assert_eq!(json(&["connection", "enable", &id, "--json"])["status"], "active");
     let table = run(&["connection", "list"]);
-    assert!(table.starts_with("ID\tORGANIZATION\tIDP\tSTATUS"), "{table}");
+    assert!(
+        table.starts_with("ID\tORGANIZATION\tIDP\tDETECTED IDP\tSTATUS"),
+        "{table}"
+    );
+    // No request yet: nothing recognised.
+    assert!(table.contains("\tentra\t-\tactive\t"), "{table}");
 
     let role = json(&[
         "role",

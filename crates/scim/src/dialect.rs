@@ -164,61 +164,6 @@ fn looks_like_number(w: &str) -> bool {
     b[i..].iter().all(u8::is_ascii_digit)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clients_are_recognised_by_user_agent() {
-        for (ua, idp) in [
-            ("Okta SCIM Client 1.0.0", Some("okta")),
-            ("OKTA SCIM CLIENT 2.0", Some("okta")),
-            ("Azure AD SCIM Client", Some("entra")),
-            ("Microsoft Azure AD SCIM Client/1.0", Some("entra")),
-            ("OneLogin SCIM", Some("onelogin")),
-            ("JumpCloud SCIM Client", Some("jumpcloud")),
-            ("PingOne/1.0", Some("ping")),
-            ("Google-Workspace-SCIM", Some("google")),
-            ("curl/8.5.0", None),
-            ("", None),
-        ] {
-            assert_eq!(detect_client(ua), idp, "{ua}");
-        }
-        // Every row names a provider the connection `idp` values know.
-        for (_, idp, _) in CLIENT_SIGNATURES {
-            assert!(["okta", "entra", "google", "onelogin", "jumpcloud", "ping"].contains(idp));
-        }
-    }
-
-    #[test]
-    fn bare_filter_values() {
-        for n in [
-            "0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e",
-        ] {
-            assert_eq!(bare_filter_value(n), BareValue::Number, "{n}");
-        }
-        for s in [
-            "abc123",
-            "User",
-            "5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11",
-            "12345678-1234-1234-1234-123456789012",
-            "2024-01-02",
-            "123-45",
-            "12ab",
-            "e5",
-            "bjensen@example.com",
-            "Test_User_ab6490ee",
-            "andy",
-            "prefix",
-        ] {
-            assert_eq!(bare_filter_value(s), BareValue::Str, "{s}");
-        }
-        for r in ["and", "OR", "not", "pr", "eq", "Le", "'x'", "'", "\u{2018}x\u{2019}"] {
-            assert!(matches!(bare_filter_value(r), BareValue::Refused(_)), "{r}");
-        }
-    }
-}
-
 use serde_json::{Map, Value};
 
 /// Reads a boolean the way Entra ID sends it: a JSON boolean, or the strings `"True"`/`"False"` in any case.
@@ -364,4 +309,59 @@ pub fn known_schemas<'a>(
         .filter(|s| registry.is_schema_of(rt, s))
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_recognised_by_user_agent() {
+        for (ua, idp) in [
+            ("Okta SCIM Client 1.0.0", Some("okta")),
+            ("OKTA SCIM CLIENT 2.0", Some("okta")),
+            ("Azure AD SCIM Client", Some("entra")),
+            ("Microsoft Azure AD SCIM Client/1.0", Some("entra")),
+            ("OneLogin SCIM", Some("onelogin")),
+            ("JumpCloud SCIM Client", Some("jumpcloud")),
+            ("PingOne/1.0", Some("ping")),
+            ("Google-Workspace-SCIM", Some("google")),
+            ("curl/8.5.0", None),
+            ("", None),
+        ] {
+            assert_eq!(detect_client(ua), idp, "{ua}");
+        }
+        // Every row names a provider the connection `idp` values know.
+        for (_, idp, _) in CLIENT_SIGNATURES {
+            assert!(["okta", "entra", "google", "onelogin", "jumpcloud", "ping"].contains(idp));
+        }
+    }
+
+    #[test]
+    fn bare_filter_values() {
+        for n in [
+            "0", "42", "-1.5", "2e10", "1E-3", "01", "1.", "+1", "-", ".5", "1e999", "1e",
+        ] {
+            assert_eq!(bare_filter_value(n), BareValue::Number, "{n}");
+        }
+        for s in [
+            "abc123",
+            "User",
+            "5f1c8a2e-6b1a-4c57-9f0e-0d5d8f7e1a11",
+            "12345678-1234-1234-1234-123456789012",
+            "2024-01-02",
+            "123-45",
+            "12ab",
+            "e5",
+            "bjensen@example.com",
+            "Test_User_ab6490ee",
+            "andy",
+            "prefix",
+        ] {
+            assert_eq!(bare_filter_value(s), BareValue::Str, "{s}");
+        }
+        for r in ["and", "OR", "not", "pr", "eq", "Le", "'x'", "'", "\u{2018}x\u{2019}"] {
+            assert!(matches!(bare_filter_value(r), BareValue::Refused(_)), "{r}");
+        }
+    }
 }
