@@ -228,13 +228,8 @@ impl ListParams {
     }
 }
 
-/// Formats microseconds since the epoch as RFC 3339.
-pub fn rfc3339(us: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+/// RFC 3339 time of microseconds since the Unix epoch (the one formatter, shared with the events).
+pub use rollcall_webhooks::event::rfc3339;
 
 /// Cursors name the last resource of their page by its id, which the tenant already has: nothing
 /// about other tenants (no row number, no count of writes) is in them. The store finds that resource

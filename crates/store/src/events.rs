@@ -46,6 +46,15 @@ pub const ORGANIZATION_DELETED: &str = "organization.deleted";
 pub const API_KEY_CREATED: &str = "api_key.created";
 pub const API_KEY_REVOKED: &str = "api_key.revoked";
 
+pub const WEBHOOK_CREATED: &str = "webhook.created";
+pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+pub const WEBHOOK_ENABLED: &str = "webhook.enabled";
+/// Disabled by an operator, or by the dispatcher after failing for the whole retry horizon.
+pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+
 /// Every event type. A type filter of the Events API must name one of these, or a prefix of some
 /// (`user.*`): add new types here.
 pub const ALL: &[&str] = &[
@@ -86,13 +95,13 @@ pub const ALL: &[&str] = &[
     CONNECTION_POLICY_SET,
     PROTECTED_USER_ADDED,
     PROTECTED_USER_REMOVED,
-    crate::webhooks::WEBHOOK_CREATED,
-    crate::webhooks::WEBHOOK_UPDATED,
-    crate::webhooks::WEBHOOK_DELETED,
-    crate::webhooks::WEBHOOK_ENABLED,
-    crate::webhooks::WEBHOOK_DISABLED,
-    crate::webhooks::WEBHOOK_SECRET_ROTATED,
-    crate::webhooks::WEBHOOK_REPLAYED,
+    WEBHOOK_CREATED,
+    WEBHOOK_UPDATED,
+    WEBHOOK_DELETED,
+    WEBHOOK_ENABLED,
+    WEBHOOK_DISABLED,
+    WEBHOOK_SECRET_ROTATED,
+    WEBHOOK_REPLAYED,
 ];
 
 /// The event types one filter term names: an exact type (`user.created`) or every type under a

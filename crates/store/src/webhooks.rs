@@ -13,14 +13,11 @@ use serde_json::{Value, json};
 use std::fmt;
 use std::str::FromStr;
 
-pub const WEBHOOK_CREATED: &str = "webhook.created";
-pub const WEBHOOK_UPDATED: &str = "webhook.updated";
-pub const WEBHOOK_DELETED: &str = "webhook.deleted";
-pub const WEBHOOK_ENABLED: &str = "webhook.enabled";
-/// Disabled by an operator, or by the dispatcher after failing for the whole retry horizon.
-pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
-pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
-pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+/// The webhook event types, defined with every other type in [`crate::events`].
+pub use crate::events::{
+    WEBHOOK_CREATED, WEBHOOK_DELETED, WEBHOOK_DISABLED, WEBHOOK_ENABLED, WEBHOOK_REPLAYED, WEBHOOK_SECRET_ROTATED,
+    WEBHOOK_UPDATED,
+};
 
 /// Every event type the log records, for validating subscriptions.
 pub const EVENT_TYPES: &[&str] = events::ALL;

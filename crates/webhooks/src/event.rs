@@ -6,7 +6,13 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::payload::rfc3339;
+/// RFC 3339 time of microseconds since the Unix epoch.
+pub fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
 
 /// The kind prefix of event cursors.
 pub const EVENTS_CURSOR: &str = "ev1:";

@@ -10,13 +10,7 @@ use utoipa::ToSchema;
 /// The event type of a test message.
 pub const PING: &str = "webhook.ping";
 
-/// RFC 3339 time of microseconds since the Unix epoch.
-pub fn rfc3339(us: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::event::rfc3339;
 
 /// A delivery of an event: `type` and `timestamp` (when the change was made) as Standard Webhooks
 /// has them, and `data`, the event exactly as the Events API gives it.

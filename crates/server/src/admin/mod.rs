@@ -496,7 +496,7 @@ impl Admin {
         if let Some(at) = key.revoked_us {
             return Err(AdminError::new(
                 401,
-                format!("the API key was revoked at {}", crate::service::rfc3339(at)),
+                format!("the API key was revoked at {}", rollcall_webhooks::event::rfc3339(at)),
             ));
         }
         Ok(key)
