@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod bulk;
+pub mod console;
 pub mod discovery;
 pub mod handlers;
 pub mod limits;
@@ -130,6 +131,8 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
     let mut router = Router::new()
         .nest("/scim/v2/{connection_id}", scim_routes)
         .merge(api::router(&scim))
+        .nest(console::BASE_PATH, console::router())
+        .nest(console::setup::BASE_PATH, console::setup::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::ready));
     if scim.config.metrics.on_main_listener {

@@ -199,6 +199,8 @@ pub enum ErrorForm {
     Problem,
     /// Health checks: plain text, left alone.
     Health,
+    /// The console and the setup page: an HTML page.
+    Page,
 }
 
 impl ErrorForm {
@@ -208,6 +210,8 @@ impl ErrorForm {
             ErrorForm::Problem
         } else if path == "/healthz" || path == "/readyz" {
             ErrorForm::Health
+        } else if is_page(path) {
+            ErrorForm::Page
         } else {
             ErrorForm::Scim
         }
@@ -217,9 +221,17 @@ impl ErrorForm {
     pub fn error(self, status: StatusCode, detail: impl Into<String>) -> Response {
         match self {
             ErrorForm::Problem => ApiProblem::new(status.as_u16(), detail).into_response(),
+            ErrorForm::Page => crate::console::page::error_page(status, &detail.into()),
             ErrorForm::Scim | ErrorForm::Health => error_response(&ScimError::new(status.as_u16(), None, detail)),
         }
     }
+}
+
+/// Whether `path` is a page of the console or of the setup page.
+fn is_page(path: &str) -> bool {
+    [crate::console::BASE_PATH, "/setup"]
+        .iter()
+        .any(|base| path == *base || path.strip_prefix(base).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// `resp` with a `Retry-After` of `secs` seconds.
@@ -419,6 +431,7 @@ pub async fn ensure_error_form(form: ErrorForm, resp: Response) -> Response {
         .to_ascii_lowercase();
     let expected = match form {
         ErrorForm::Problem => PROBLEM_CONTENT_TYPE,
+        ErrorForm::Page => "text/html",
         _ => SCIM_CONTENT_TYPE,
     };
     if content_type.starts_with(expected) {

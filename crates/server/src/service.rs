@@ -51,6 +51,8 @@ pub struct ScimConfig {
     pub max_list_bytes: usize,
     /// Where and how `/metrics` is served ([`crate::metrics`]).
     pub metrics: crate::metrics::MetricsSettings,
+    /// The product name, logo and colour of the console and setup pages.
+    pub branding: crate::console::Branding,
 }
 
 impl Default for ScimConfig {
@@ -67,6 +69,7 @@ impl Default for ScimConfig {
             activity: crate::background::ActivitySettings::default(),
             max_list_bytes: ListQuery::DEFAULT_MAX_BYTES,
             metrics: crate::metrics::MetricsSettings::on_main(),
+            branding: crate::console::Branding::default(),
         }
     }
 }

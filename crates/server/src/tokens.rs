@@ -49,6 +49,13 @@ fn issue_with_prefix(prefix: &str) -> IssuedToken {
     }
 }
 
+/// 32 random bytes in unpadded base64url: a one-off value such as a form's anti-forgery token.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// SHA-256 of a token.
 pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

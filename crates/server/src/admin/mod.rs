@@ -247,6 +247,38 @@ impl Admin {
         Ok((page, next))
     }
 
+    /// A page of the organizations whose name or id contains `text` (ignoring case), in the order
+    /// of [`Admin::list_organizations`], and the cursor of the next page. Organizations are few (one per customer of the
+    /// application), so the match is made here rather than in the database.
+    pub async fn search_organizations(
+        &self,
+        text: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> AdminResult<(Vec<Organization>, Option<String>)> {
+        let needle = text.trim().to_lowercase();
+        let mut found = self.store.list_organizations().await?;
+        // The order of `list_organizations` (ids are time-ordered, so creation order).
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut matching = found
+            .into_iter()
+            .filter(|o| o.name.to_lowercase().contains(&needle) || o.id.to_lowercase().contains(&needle));
+        if let Some(after) = after {
+            // Skip up to and including the cursor's organization.
+            if !matching.by_ref().any(|o| o.id == after) {
+                return Ok((Vec::new(), None));
+            }
+        }
+        let mut page: Vec<Organization> = matching.take(limit.max(0) as usize + 1).collect();
+        let next = if page.len() as i64 > limit {
+            page.truncate(limit.max(0) as usize);
+            page.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
     /// Every organization (for the command line).
     pub async fn all_organizations(&self) -> AdminResult<Vec<Organization>> {
         Ok(self.store.list_organizations().await?)

@@ -1,0 +1,511 @@
+//! A SCIM connection's page: its base URL and tokens (rotation start / complete / cancel, the new
+//! token shown once), status, debug logging, policy ("what to sync"), role mappings, default roles
+//! and its request log; and creating a connection.
+
+use super::orgs::{ConnectionRow, IdpOption, idp_options};
+use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when};
+use super::session::{Fields, Form, Operator};
+use crate::service::Scim;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use rollcall_store::{Connection, ConnectionPolicy, ConnectionStatus, ConnectionUpdate, IdpKind, OnDelete, RoleMatch};
+use std::collections::BTreeMap;
+
+/// Request log entries shown on the page.
+const LOG_ROWS: i64 = 50;
+
+/// The page that shows a new token, once.
+#[derive(Template)]
+#[template(path = "token.html")]
+struct TokenPage {
+    chrome: Chrome,
+    connection_id: String,
+    connection_name: String,
+    org_id: String,
+    base_url: String,
+    token: String,
+    /// What was done: created, rotation started, replaced.
+    what: String,
+}
+
+fn token_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: &Connection, token: String, what: &str) -> Response {
+    let (chrome, clear) = Framed::console(scim, headers, op, format!("Token for {}", c.name), "organizations").take();
+    send(
+        &TokenPage {
+            chrome,
+            connection_id: c.id.clone(),
+            connection_name: c.name.clone(),
+            org_id: c.org_id.clone(),
+            base_url: scim.admin().scim_base_url(&c.id),
+            token,
+            what: what.to_string(),
+        },
+        clear,
+    )
+}
+
+pub async fn create(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = format!("/console/organizations/{org_id}");
+    if let Err(e) = f.only(&["idp", "name"]) {
+        return done(&back, Err(e));
+    }
+    let idp = match f.get("idp").unwrap_or("generic").parse::<IdpKind>() {
+        Ok(i) => i,
+        Err(e) => return done(&back, Err(e)),
+    };
+    match scim.admin().create_connection(&op.by, &org_id, f.get("name"), idp).await {
+        Ok(issued) => token_page(&scim, &headers, &op, &issued.connection, issued.token, "created"),
+        Err(e) => done(&back, Err(e.detail)),
+    }
+}
+
+pub struct MappingRow {
+    pub id: String,
+    pub role_key: String,
+    pub kind: &'static str,
+    pub value: String,
+}
+
+pub struct RoleChoice {
+    pub key: String,
+    pub name: String,
+    pub default: bool,
+}
+
+pub struct LogRow {
+    pub at: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub ok: bool,
+    pub latency_ms: String,
+    pub error: String,
+    pub user_agent: String,
+}
+
+pub struct AttributeChoice {
+    pub path: &'static str,
+    pub label: &'static str,
+    pub required: bool,
+}
+
+#[derive(Template)]
+#[template(path = "connection.html")]
+struct ConnectionPage {
+    chrome: Chrome,
+    org_id: String,
+    org_name: String,
+    c: ConnectionRow,
+    base_url: String,
+    idp_value: &'static str,
+    idps: Vec<IdpOption>,
+    debug_logging: bool,
+    rotation_started: Option<String>,
+    mappings: Vec<MappingRow>,
+    roles: Vec<RoleChoice>,
+    required: Vec<AttributeChoice>,
+    synced: String,
+    profile_mapping: String,
+    on_delete: &'static str,
+    log: Vec<LogRow>,
+}
+
+/// The attributes the "required" checkboxes offer (the common ones; the API takes any path).
+const REQUIRABLE: [(&str, &str); 5] = [
+    ("userName", "Username"),
+    ("emails", "E-mail"),
+    ("name.givenName", "First name"),
+    ("name.familyName", "Last name"),
+    ("displayName", "Display name"),
+];
+
+pub async fn show(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(connection_id): Path<String>,
+) -> PageResult {
+    let admin = scim.admin();
+    let c = admin.connection(&connection_id).await?;
+    let org = admin.organization(&c.org_id).await?;
+    let mappings = admin.list_role_mappings(&c.id).await?;
+    let defaults = admin.default_roles(&c.id).await?;
+    let roles = admin.list_roles(&c.org_id).await?;
+    let (log, _) = admin.request_log(&c.id, None, LOG_ROWS).await?;
+    let policy = &c.policy;
+    let (chrome, clear) = Framed::console(&scim, &headers, &op, c.name.clone(), "organizations").take();
+    Ok(send(
+        &ConnectionPage {
+            chrome,
+            org_id: org.id,
+            org_name: org.name,
+            base_url: admin.scim_base_url(&c.id),
+            idp_value: c.idp.as_str(),
+            idps: idp_options(),
+            debug_logging: c.debug_logging,
+            rotation_started: c.rotation_started_us.map(when),
+            mappings: mappings
+                .into_iter()
+                .map(|m| MappingRow {
+                    id: m.id,
+                    role_key: m.role_key,
+                    kind: match m.matches {
+                        RoleMatch::GroupId(_) => "group id",
+                        RoleMatch::GroupName(_) => "group name",
+                        RoleMatch::AppRole(_) => "app role",
+                    },
+                    value: m.matches.value().to_string(),
+                })
+                .collect(),
+            roles: roles
+                .into_iter()
+                .map(|r| RoleChoice {
+                    default: defaults.iter().any(|d| d.id == r.id),
+                    key: r.key,
+                    name: r.name,
+                })
+                .collect(),
+            required: REQUIRABLE
+                .iter()
+                .map(|(path, label)| AttributeChoice {
+                    path,
+                    label,
+                    required: policy.required_attributes.iter().any(|p| p == path),
+                })
+                .collect(),
+            synced: policy.synced_attributes.as_ref().map(|s| s.join("\n")).unwrap_or_default(),
+            profile_mapping: policy
+                .profile_mapping
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default(),
+            on_delete: match policy.on_delete {
+                OnDelete::Retain => "retain",
+                OnDelete::Purge => "purge",
+            },
+            log: log
+                .into_iter()
+                .map(|e| LogRow {
+                    at: when(e.at_us),
+                    ok: e.status < 400,
+                    status: e.status,
+                    method: e.method,
+                    path: e.path,
+                    latency_ms: format!("{:.1}", e.latency_us as f64 / 1000.0),
+                    error: match (e.scim_type, e.error_detail) {
+                        (Some(t), Some(d)) => format!("{t}: {d}"),
+                        (None, Some(d)) => d,
+                        (Some(t), None) => t,
+                        (None, None) => String::new(),
+                    },
+                    user_agent: e.user_agent.unwrap_or_default(),
+                })
+                .collect(),
+            c: ConnectionRow::of(&c),
+        },
+        clear,
+    ))
+}
+
+fn page_of(id: &str) -> String {
+    format!("/console/connections/{id}")
+}
+
+/// `POST /console/connections/{id}/{action}`: token rotation, status, debug logging, renaming,
+/// the identity provider, deletion.
+pub async fn act(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    let admin = scim.admin();
+    let by = &op.by;
+    let allowed: &[&str] = match action.as_str() {
+        "rename" => &["name"],
+        "idp" => &["idp"],
+        _ => &[],
+    };
+    if let Err(e) = f.only(allowed) {
+        return done(&back, Err(e));
+    }
+    let update = |u: ConnectionUpdate| async { admin.update_connection(by, &id, u).await };
+    let result: Result<String, crate::admin::AdminError> = match action.as_str() {
+        "rotate-start" => {
+            return match admin.start_token_rotation(by, &id).await {
+                Ok(issued) => token_page(&scim, &headers, &op, &issued.connection, issued.token, "rotation"),
+                Err(e) => done(&back, Err(e.detail)),
+            };
+        }
+        "rotate-complete" => admin
+            .complete_token_rotation(by, &id)
+            .await
+            .map(|_| "Rotation complete: only the new token works now.".into()),
+        "rotate-cancel" => admin
+            .cancel_token_rotation(by, &id)
+            .await
+            .map(|_| "Rotation cancelled: the new token no longer works; the old one still does.".into()),
+        "disable" => update(ConnectionUpdate {
+            status: Some(ConnectionStatus::Disabled),
+            ..Default::default()
+        })
+        .await
+        .map(|_| "Connection disabled: every SCIM request is refused (401) until it is enabled.".into()),
+        "enable" => update(ConnectionUpdate {
+            status: Some(ConnectionStatus::Active),
+            ..Default::default()
+        })
+        .await
+        .map(|_| "Connection enabled.".into()),
+        "debug-on" => update(ConnectionUpdate {
+            debug_logging: Some(true),
+            ..Default::default()
+        })
+        .await
+        .map(|_| "The request log now keeps request and response bodies (redacted).".into()),
+        "debug-off" => update(ConnectionUpdate {
+            debug_logging: Some(false),
+            ..Default::default()
+        })
+        .await
+        .map(|_| "The request log no longer keeps bodies.".into()),
+        "rename" => update(ConnectionUpdate {
+            name: Some(f.get("name").unwrap_or("").to_string()),
+            ..Default::default()
+        })
+        .await
+        .map(|c| format!("Renamed to \"{}\".", c.name)),
+        "idp" => match f.get("idp").unwrap_or("").parse::<IdpKind>() {
+            Ok(idp) => update(ConnectionUpdate {
+                idp: Some(idp),
+                ..Default::default()
+            })
+            .await
+            .map(|c| format!("Identity provider set to {}.", idp_name(c.idp))),
+            Err(e) => return done(&back, Err(e)),
+        },
+        "delete" => {
+            let org_id = match admin.connection(&id).await {
+                Ok(c) => c.org_id,
+                Err(e) => return done(&back, Err(e.detail)),
+            };
+            return match admin.delete_connection(by, &id).await {
+                Ok(()) => done(
+                    &format!("/console/organizations/{org_id}"),
+                    Ok("Connection deleted with its users and groups.".into()),
+                ),
+                Err(e) => done(&back, Err(e.detail)),
+            };
+        }
+        _ => return super::page::not_found().await.into_response(),
+    };
+    done(&back, result.map_err(|e| e.detail))
+}
+
+/// A change shown with its effect before it is saved: the form again, with `confirm=yes`.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    chrome: Chrome,
+    title: String,
+    effect: String,
+    action: String,
+    back: String,
+    fields: Vec<(String, String)>,
+    button: &'static str,
+}
+
+/// What a confirmation page asks.
+struct Confirm {
+    title: String,
+    effect: String,
+    /// Where the form posts (again, with `confirm=yes`).
+    action: String,
+    fields: Vec<(String, String)>,
+    button: &'static str,
+}
+
+fn confirm_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: Confirm) -> Response {
+    let (chrome, clear) = Framed::console(scim, headers, op, c.title.clone(), "organizations").take();
+    let back = c.action.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap_or_default();
+    send(
+        &ConfirmPage {
+            chrome,
+            title: c.title,
+            effect: c.effect,
+            back,
+            action: c.action,
+            fields: c.fields,
+            button: c.button,
+        },
+        clear,
+    )
+}
+
+/// Maps a group (or app role) to a role: the first post shows what it would change, the second
+/// (`confirm=yes`) saves it.
+pub async fn create_mapping(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&["role", "kind", "value", "confirm"]) {
+        return done(&back, Err(e));
+    }
+    let (kind, value, role) = (f.get("kind").unwrap_or(""), f.get("value").unwrap_or(""), f.get("role").unwrap_or(""));
+    let Some(matches) = RoleMatch::from_parts(kind, value.to_string()) else {
+        return done(&back, Err("choose what to match: a group name, a group id or an app role".into()));
+    };
+    let admin = scim.admin();
+    if f.get("confirm") != Some("yes") {
+        return match admin.preview_role_mapping(&id, role, matches).await {
+            Ok(effect) => confirm_page(
+                &scim,
+                &headers,
+                &op,
+                Confirm {
+                    title: format!("Map {kind} “{value}” to {role}?"),
+                    effect: admin.describe_role_effect(&effect),
+                    action: format!("/console/connections/{id}/mappings"),
+                    fields: vec![
+                        ("kind".into(), kind.into()),
+                        ("value".into(), value.into()),
+                        ("role".into(), role.into()),
+                    ],
+                    button: "Save the mapping",
+                },
+            ),
+            Err(e) => done(&back, Err(e.detail)),
+        };
+    }
+    let result = admin.create_role_mapping(&op.by, &id, role, matches).await;
+    done(
+        &back,
+        result
+            .map(|m| format!("Mapping saved: {} \"{}\" grants {}.", m.matches.kind(), m.matches.value(), m.role_key))
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn delete_mapping(
+    State(scim): State<Scim>,
+    op: Operator,
+    Path((id, mapping_id)): Path<(String, String)>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&[]) {
+        return done(&back, Err(e));
+    }
+    let result = scim.admin().delete_role_mapping(&op.by, &id, &mapping_id).await;
+    done(&back, result.map(|()| "Mapping deleted.".to_string()).map_err(|e| e.detail))
+}
+
+/// Replaces the default roles: shown with its effect first, saved with `confirm=yes`.
+pub async fn set_default_roles(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&["role", "confirm"]) {
+        return done(&back, Err(e));
+    }
+    let roles = f.all("role");
+    let admin = scim.admin();
+    if f.get("confirm") != Some("yes") {
+        return match admin.preview_default_roles(&id, &roles).await {
+            Ok(effect) => confirm_page(
+                &scim,
+                &headers,
+                &op,
+                Confirm {
+                    title: match roles.len() {
+                        0 => "Remove every default role?".to_string(),
+                        _ => format!("Make {} the default roles?", roles.join(", ")),
+                    },
+                    effect: admin.describe_role_effect(&effect),
+                    action: format!("/console/connections/{id}/default-roles"),
+                    fields: roles.iter().map(|r| ("role".to_string(), r.clone())).collect(),
+                    button: "Save the default roles",
+                },
+            ),
+            Err(e) => done(&back, Err(e.detail)),
+        };
+    }
+    let result = admin.set_default_roles(&op.by, &id, &roles).await;
+    done(
+        &back,
+        result
+            .map(|r| match r.len() {
+                0 => "No default role: users get only the roles their groups map to.".to_string(),
+                _ => format!(
+                    "Default roles: {}.",
+                    r.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+            .map_err(|e| e.detail),
+    )
+}
+
+/// The policy the form describes.
+fn policy_from(f: &Fields) -> Result<ConnectionPolicy, String> {
+    let lines = |name: &str| -> Vec<String> {
+        f.get(name)
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let synced = lines("synced");
+    let mut profile = BTreeMap::new();
+    for line in lines("profile_mapping") {
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("profile mapping line \"{line}\" is not \"key = attribute path\""));
+        };
+        profile.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(ConnectionPolicy {
+        required_attributes: f.all("required"),
+        synced_attributes: (!synced.is_empty()).then_some(synced),
+        profile_mapping: (!profile.is_empty()).then_some(profile),
+        on_delete: match f.get("on_delete").unwrap_or("retain") {
+            "retain" => OnDelete::Retain,
+            "purge" => OnDelete::Purge,
+            other => return Err(format!("unknown deletion policy \"{other}\"")),
+        },
+    })
+}
+
+pub async fn set_policy(State(scim): State<Scim>, op: Operator, Path(id): Path<String>, Form(f): Form) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&["required", "synced", "profile_mapping", "on_delete"]) {
+        return done(&back, Err(e));
+    }
+    let policy = match policy_from(&f) {
+        Ok(p) => p,
+        Err(e) => return done(&back, Err(e)),
+    };
+    let result = scim
+        .admin()
+        .set_connection_policy(&op.by, &scim.registry, &id, policy)
+        .await;
+    done(&back, result.map(|_| "Policy saved.".to_string()).map_err(|e| e.detail))
+}

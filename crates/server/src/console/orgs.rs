@@ -1,0 +1,308 @@
+//! Organizations: the list (search, pages), creating, renaming and deleting one, and an
+//! organization's page (its connections, roles, protected users and setup links).
+
+use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when, when_or};
+use super::session::{Form, Operator};
+use crate::service::Scim;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use rollcall_store::{Connection, IdpKind};
+use serde::Deserialize;
+
+/// Organizations per page.
+const PAGE: i64 = 50;
+
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "orgs.html")]
+struct OrgsPage {
+    chrome: Chrome,
+    q: String,
+    orgs: Vec<OrgRow>,
+    next: Option<String>,
+    first_page: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    q: Option<String>,
+    after: Option<String>,
+}
+
+fn url_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn list(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Query(query): Query<ListQuery>,
+) -> PageResult {
+    let admin = scim.admin();
+    let q = query.q.unwrap_or_default();
+    let after = query.after.filter(|a| !a.is_empty());
+    let (orgs, next) = if q.trim().is_empty() {
+        admin.list_organizations(after.as_deref(), PAGE).await?
+    } else {
+        admin.search_organizations(&q, after.as_deref(), PAGE).await?
+    };
+    let (chrome, clear) = Framed::console(&scim, &headers, &op, "Organizations", "organizations").take();
+    Ok(send(
+        &OrgsPage {
+            chrome,
+            next: next.map(|id| format!("/console/organizations?q={}&after={}", url_encode(&q), url_encode(&id))),
+            first_page: after.is_none(),
+            q,
+            orgs: orgs
+                .into_iter()
+                .map(|o| OrgRow {
+                    created: when(o.created_us),
+                    id: o.id,
+                    name: o.name,
+                })
+                .collect(),
+        },
+        clear,
+    ))
+}
+
+pub async fn create(State(scim): State<Scim>, op: Operator, Form(f): Form) -> Response {
+    if let Err(e) = f.only(&["name"]) {
+        return done("/console/organizations", Err(e));
+    }
+    match scim.admin().create_organization(&op.by, f.get("name").unwrap_or("")).await {
+        Ok(org) => done(
+            &format!("/console/organizations/{}", org.id),
+            Ok(format!("Organization \"{}\" created.", org.name)),
+        ),
+        Err(e) => done("/console/organizations", Err(e.detail)),
+    }
+}
+
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub idp: &'static str,
+    pub detected: Option<&'static str>,
+    pub active: bool,
+    pub status: &'static str,
+    pub last_request: String,
+    pub user_agent: String,
+    pub token: String,
+    pub rotating: Option<String>,
+    pub created: String,
+}
+
+impl ConnectionRow {
+    pub fn of(c: &Connection) -> ConnectionRow {
+        ConnectionRow {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            idp: idp_name(c.idp),
+            detected: c.detected_idp.filter(|d| *d != c.idp).map(idp_name),
+            active: c.status == rollcall_store::ConnectionStatus::Active,
+            status: c.status.as_str(),
+            last_request: when_or(c.last_request_us, "no request yet"),
+            user_agent: c.last_user_agent.clone().unwrap_or_default(),
+            token: c
+                .token_prefix
+                .as_ref()
+                .map(|p| format!("{p}…"))
+                .unwrap_or_else(|| "no token".into()),
+            rotating: c.next_token_prefix.as_ref().map(|p| format!("{p}…")),
+            created: when(c.created_us),
+        }
+    }
+}
+
+pub struct RoleRow {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+}
+
+pub struct IdpOption {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+/// The identity providers a connection can be made for, as `<option>`s.
+pub fn idp_options() -> Vec<IdpOption> {
+    IdpKind::ALL
+        .iter()
+        .map(|k| IdpOption {
+            value: k.as_str(),
+            label: idp_name(*k),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "org.html")]
+struct OrgPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    created: String,
+    connections: Vec<ConnectionRow>,
+    roles: Vec<RoleRow>,
+    protected: Vec<String>,
+    idps: Vec<IdpOption>,
+}
+
+pub async fn show(
+    State(scim): State<Scim>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(org_id): Path<String>,
+) -> PageResult {
+    let admin = scim.admin();
+    let org = admin.organization(&org_id).await?;
+    let connections = admin.list_connections(Some(&org.id)).await?;
+    let roles = admin.list_roles(&org.id).await?;
+    let protected = admin.list_protected_users(&org.id).await?;
+    let (chrome, clear) = Framed::console(&scim, &headers, &op, org.name.clone(), "organizations").take();
+    Ok(send(
+        &OrgPage {
+            chrome,
+            created: when(org.created_us),
+            id: org.id,
+            name: org.name,
+            connections: connections.iter().map(ConnectionRow::of).collect(),
+            roles: roles
+                .into_iter()
+                .map(|r| RoleRow {
+                    id: r.id,
+                    key: r.key,
+                    name: r.name,
+                    description: r.description.unwrap_or_default(),
+                })
+                .collect(),
+            protected: protected.into_iter().map(|p| p.email).collect(),
+            idps: idp_options(),
+        },
+        clear,
+    ))
+}
+
+fn org_page(org_id: &str) -> String {
+    format!("/console/organizations/{org_id}")
+}
+
+pub async fn rename(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["name"]) {
+        return done(&back, Err(e));
+    }
+    let result = scim
+        .admin()
+        .rename_organization(&op.by, &org_id, f.get("name").unwrap_or(""))
+        .await;
+    done(
+        &back,
+        result
+            .map(|o| format!("Renamed to \"{}\".", o.name))
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn delete(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["confirm"]) {
+        return done(&back, Err(e));
+    }
+    let Some(confirm) = f.get("confirm") else {
+        return done(&back, Err("Type the organization's name to confirm.".into()));
+    };
+    match scim.admin().delete_organization(&op.by, &org_id, Some(confirm)).await {
+        Ok(()) => done(
+            "/console/organizations",
+            Ok(format!("Organization \"{confirm}\" and everything in it deleted.")),
+        ),
+        Err(e) => done(&back, Err(e.detail)),
+    }
+}
+
+pub async fn create_role(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["key", "name", "description"]) {
+        return done(&back, Err(e));
+    }
+    let result = scim
+        .admin()
+        .create_role(
+            &op.by,
+            &org_id,
+            f.get("key").unwrap_or(""),
+            f.get("name"),
+            f.get("description"),
+        )
+        .await;
+    done(
+        &back,
+        result
+            .map(|r| format!("Role \"{}\" created.", r.key))
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn delete_role(
+    State(scim): State<Scim>,
+    op: Operator,
+    Path((org_id, role_id)): Path<(String, String)>,
+    Form(f): Form,
+) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&[]) {
+        return done(&back, Err(e));
+    }
+    let result = scim.admin().delete_role(&op.by, &org_id, &role_id).await;
+    done(&back, result.map(|()| "Role deleted.".to_string()).map_err(|e| e.detail))
+}
+
+pub async fn add_protected(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["email"]) {
+        return done(&back, Err(e));
+    }
+    let result = scim
+        .admin()
+        .add_protected_user(&op.by, &org_id, f.get("email").unwrap_or(""))
+        .await;
+    done(
+        &back,
+        result
+            .map(|p| format!("{} is protected: SCIM cannot deactivate or delete it.", p.email))
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn remove_protected(
+    State(scim): State<Scim>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["email"]) {
+        return done(&back, Err(e));
+    }
+    let email = f.get("email").unwrap_or("").to_string();
+    let result = scim.admin().remove_protected_user(&op.by, &org_id, &email).await;
+    done(
+        &back,
+        result
+            .map(|()| format!("{email} is no longer protected."))
+            .map_err(|e| e.detail),
+    )
+}
