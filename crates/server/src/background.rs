@@ -1,6 +1,6 @@
 //! Background work of a serving node: writing the request log's buffer to the store
-//! ([`crate::request_log::run_flusher`]) and deleting events older than the retention period
-//! ([`run_retention`]). [`start`] spawns both; [`Background::shutdown`] stops them after the HTTP
+//! ([`crate::request_log::run_flusher`]), deleting events older than the retention period
+//! ([`run_retention`]) and expired browser sessions ([`run_session_pruning`]). [`start`] spawns them; [`Background::shutdown`] stops them after the HTTP
 //! server has stopped, writing what the request log still holds.
 //!
 //! Both are safe with several nodes on one PostgreSQL database: each node writes only its own
@@ -60,6 +60,11 @@ pub fn start(scim: &Scim) -> Background {
             stopped.clone(),
         )));
     }
+    tasks.push(tokio::spawn(run_session_pruning(
+        scim.store.clone(),
+        scim.config.activity.retention_interval,
+        stopped.clone(),
+    )));
     if let Some(retention) = scim.config.activity.event_retention {
         tasks.push(tokio::spawn(run_retention(
             scim.store.clone(),
@@ -126,6 +131,43 @@ pub async fn run_retention(
                 retention_days = retention.as_secs() / 86_400,
                 "deleted expired events"
             );
+        }
+    }
+}
+
+/// Every `interval`, deletes the browser sessions (console, setup page) that have expired, in
+/// batches of [`RETENTION_BATCH`], until none is left or `stop` turns true. Expired sessions already
+/// do not work; this only keeps the table small.
+pub async fn run_session_pruning(store: Arc<dyn Store>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let now = rollcall_store::sqlite::now_us();
+        let mut deleted = 0u64;
+        loop {
+            match store.prune_browser_sessions(now, RETENTION_BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < RETENTION_BATCH as u64 {
+                        crate::metrics::background_run("session_pruning", true);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    crate::metrics::background_run("session_pruning", false);
+                    tracing::warn!(error = %e, "deleting expired sessions failed; retrying at the next run");
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETENTION_PAUSE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        if deleted > 0 {
+            tracing::debug!(deleted, "deleted expired browser sessions");
         }
     }
 }

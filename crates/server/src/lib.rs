@@ -158,7 +158,7 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %tokens::redact_path(req.uri().path()))
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -374,7 +374,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                     tracing::warn!(
                         limit = limits.max_in_flight,
                         suppressed,
-                        path = %path,
+                        path = %crate::tokens::redact_path(path),
                         scim_connection = scim_connection_hint(path).unwrap_or("-"),
                         "the node's cap on requests in progress was reached: answering 503 with Retry-After"
                     );

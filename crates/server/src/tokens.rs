@@ -10,6 +10,10 @@ use subtle::ConstantTimeEq;
 pub const SCIM_TOKEN_PREFIX: &str = "rc_scim_";
 /// Every operator API key (management API) starts with this.
 pub const API_KEY_PREFIX: &str = "rc_key_";
+/// Every browser session token (the console's and the setup page's cookie) starts with this.
+pub const SESSION_TOKEN_PREFIX: &str = "rc_ses_";
+/// Every setup link's token (the last segment of its URL) starts with this.
+pub const SETUP_TOKEN_PREFIX: &str = "rc_setup_";
 
 /// How many characters after the prefix are kept for display (never enough to use the secret).
 const DISPLAY_CHARS: usize = 4;
@@ -29,6 +33,35 @@ pub fn issue() -> IssuedToken {
 /// Issues a new operator API key.
 pub fn issue_api_key() -> IssuedToken {
     issue_with_prefix(API_KEY_PREFIX)
+}
+
+/// Issues a new browser session token.
+pub fn issue_session() -> IssuedToken {
+    issue_with_prefix(SESSION_TOKEN_PREFIX)
+}
+
+/// Issues a new setup link token.
+pub fn issue_setup_link() -> IssuedToken {
+    issue_with_prefix(SETUP_TOKEN_PREFIX)
+}
+
+/// `path` with every segment that is a setup link token (`rc_setup_...`) replaced by
+/// `rc_setup_[redacted]`, for logs: a setup link's token is in its URL.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(SETUP_TOKEN_PREFIX) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let redacted: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with(SETUP_TOKEN_PREFIX) {
+                "rc_setup_[redacted]"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(redacted.join("/"))
 }
 
 /// `prefix` followed by 32 random bytes in unpadded base64url (43 characters).
@@ -101,6 +134,29 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
         assert!(matches(&hash(&k.secret), &k.hash));
+    }
+
+    #[test]
+    fn session_and_setup_tokens() {
+        for (t, prefix) in [
+            (issue_session(), SESSION_TOKEN_PREFIX),
+            (issue_setup_link(), SETUP_TOKEN_PREFIX),
+        ] {
+            assert!(t.secret.starts_with(prefix));
+            assert_eq!(t.secret.len(), prefix.len() + 43);
+            assert_eq!(t.display_prefix.len(), prefix.len() + 4);
+            assert!(matches(&hash(&t.secret), &t.hash));
+        }
+        assert_ne!(issue_session().secret, issue_session().secret);
+    }
+
+    #[test]
+    fn setup_tokens_are_redacted_from_paths() {
+        let t = issue_setup_link().secret;
+        let p = format!("/setup/{t}/idp");
+        assert_eq!(redact_path(&p), "/setup/rc_setup_[redacted]/idp");
+        assert_eq!(redact_path("/setup/x"), "/setup/x");
+        assert_eq!(redact_path(&format!("/setup/{t}")), "/setup/rc_setup_[redacted]");
     }
 
     #[test]

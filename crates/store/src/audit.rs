@@ -17,6 +17,8 @@ pub enum Actor {
     },
     /// A management API request authenticated with an operator API key.
     ApiKey { id: String, name: String },
+    /// A customer's IT admin on the setup page, signed in through a setup link (`id`: the link's).
+    SetupLink { id: String },
     /// The `rollcall` command line, run by an operator with access to the database.
     Cli,
     /// Rollcall itself (first-start bootstrap, background work), and events recorded before actors

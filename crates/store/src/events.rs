@@ -45,6 +45,9 @@ pub const ORGANIZATION_UPDATED: &str = "organization.updated";
 pub const ORGANIZATION_DELETED: &str = "organization.deleted";
 pub const API_KEY_CREATED: &str = "api_key.created";
 pub const API_KEY_REVOKED: &str = "api_key.revoked";
+/// An operator created a setup link for an organization's IT admin (never with its token).
+pub const SETUP_LINK_CREATED: &str = "setup_link.created";
+pub const SETUP_LINK_REVOKED: &str = "setup_link.revoked";
 
 pub const WEBHOOK_CREATED: &str = "webhook.created";
 pub const WEBHOOK_UPDATED: &str = "webhook.updated";
@@ -86,6 +89,8 @@ pub const ALL: &[&str] = &[
     ORGANIZATION_DELETED,
     API_KEY_CREATED,
     API_KEY_REVOKED,
+    SETUP_LINK_CREATED,
+    SETUP_LINK_REVOKED,
     ROLE_CREATED,
     ROLE_UPDATED,
     ROLE_DELETED,

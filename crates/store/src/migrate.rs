@@ -31,6 +31,8 @@ pub const TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_attempts",
     "service_settings",
+    "setup_links",
+    "browser_sessions",
 ];
 
 /// Rows copied, per table, in [`TABLES`] order.

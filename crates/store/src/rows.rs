@@ -18,6 +18,7 @@ pub(crate) trait Cols {
     fn int(&self, col: &str) -> i64;
     fn opt_int(&self, col: &str) -> Option<i64>;
     fn flag(&self, col: &str) -> bool;
+    fn bytes(&self, col: &str) -> Vec<u8>;
 }
 
 impl<R> Cols for R
@@ -27,6 +28,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, col: &str) -> String {
         self.get(col)
@@ -41,6 +43,9 @@ where
         self.get(col)
     }
     fn flag(&self, col: &str) -> bool {
+        self.get(col)
+    }
+    fn bytes(&self, col: &str) -> Vec<u8> {
         self.get(col)
     }
 }

@@ -30,6 +30,8 @@ pub enum ActorView {
     },
     /// A management API request with an operator API key.
     ApiKey { id: String, name: String },
+    /// A customer's IT admin on the setup page, signed in through the setup link `id`.
+    SetupLink { id: String },
     /// The `rollcall` command line.
     Cli,
     /// Rollcall itself (first-start bootstrap, background work), or a change recorded before actors
@@ -48,6 +50,7 @@ impl From<&Actor> for ActorView {
                 token_prefix,
             },
             Actor::ApiKey { id, name } => ActorView::ApiKey { id, name },
+            Actor::SetupLink { id } => ActorView::SetupLink { id },
             Actor::Cli => ActorView::Cli,
             Actor::System => ActorView::System,
         }

@@ -15,12 +15,17 @@ mod events;
 mod policy;
 mod protected;
 mod roles;
+mod sessions;
 mod webhooks;
 
 pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
 pub use events::EventPage;
 pub use policy::attribute_policy;
+pub use sessions::{
+    ConsoleSession, DEFAULT_SESSION_TTL, IssuedSession, MAX_SESSION_TTL, MIN_SESSION_TTL, NOT_SIGNED_IN, check_csrf,
+    csrf_token,
+};
 pub use webhooks::{
     IssuedWebhook, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US, WebhookChange, WebhookInput,
 };
@@ -505,6 +510,8 @@ impl Admin {
         Ok(self.store.list_api_keys().await?)
     }
 
+    /// Revokes an API key: it stops working at once, and the console sessions signed in with it end
+    /// (in the same transaction).
     pub async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> AdminResult<ApiKey> {
         self.store.revoke_api_key(by, id).await?.ok_or_else(|| no_api_key(id))
     }
