@@ -25,6 +25,7 @@ pub fn actor_text(a: &Actor) -> String {
             None => "identity provider".into(),
         },
         Actor::ApiKey { name, .. } => format!("API key “{name}”"),
+        Actor::SetupLink { .. } => "IT admin (setup link)".into(),
         Actor::Cli => "command line".into(),
         Actor::System => "Rollcall".into(),
     }

@@ -246,7 +246,7 @@ fn add_security_headers(h: &mut HeaderMap) {
 
 /// A timestamp in microseconds since the epoch, as shown on pages (UTC, to the second).
 pub fn when(us: i64) -> String {
-    let t = rollcall_webhooks::rfc3339(us);
+    let t = rollcall_webhooks::event::rfc3339(us);
     // 2026-12-04T10:11:12.123456Z -> 2026-12-04 10:11:12 UTC
     match t.split_once('T') {
         Some((date, rest)) => format!("{date} {} UTC", rest.get(..8).unwrap_or(rest)),
