@@ -9,6 +9,7 @@ use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
 use rollcall_server::background::ActivitySettings;
+use rollcall_server::console::page::{Branding, Logo};
 use rollcall_server::metrics::MetricsSettings;
 use rollcall_server::request_log::RequestLogSettings;
 use rollcall_server::service::{Scim, ScimConfig, rfc3339};
@@ -426,6 +427,13 @@ struct Settings {
     metrics_token: Option<String>,
     /// Label the SCIM request metrics with the connection id.
     metrics_per_connection: bool,
+    // --- the console and setup pages' branding ---
+    /// The product name on every page.
+    console_product_name: String,
+    /// A logo (an .svg or .png file), read at start and served by the binary.
+    console_logo: Option<PathBuf>,
+    /// The primary colour, `#rgb` or `#rrggbb`.
+    console_primary_color: String,
 }
 
 impl Default for Settings {
@@ -485,6 +493,9 @@ impl Default for Settings {
             metrics_listen: None,
             metrics_token: None,
             metrics_per_connection: false,
+            console_product_name: Branding::default().product_name,
+            console_logo: None,
+            console_primary_color: Branding::default().primary_color,
         }
     }
 }
@@ -576,6 +587,42 @@ impl Settings {
             on_main_listener: self.metrics && self.metrics_listen.is_none(),
             token: token.map(str::to_string),
             per_connection: self.metrics_per_connection,
+        })
+    }
+
+    /// The console's branding, checked; the logo file is read here.
+    fn branding(&self) -> Result<Branding, String> {
+        let name = self.console_product_name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err("configuration: console_product_name must be 1 to 100 characters without control characters".into());
+        }
+        if !Branding::valid_color(self.console_primary_color.trim()) {
+            return Err(format!(
+                "configuration: console_primary_color \"{}\" is not a colour written #rgb or #rrggbb",
+                self.console_primary_color
+            ));
+        }
+        let logo = match &self.console_logo {
+            None => None,
+            Some(path) => {
+                let content_type = Branding::logo_type(&path.to_string_lossy()).ok_or_else(|| {
+                    format!("configuration: console_logo {} must be an .svg or .png file", path.display())
+                })?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("configuration: cannot read console_logo {}: {e}", path.display()))?;
+                if bytes.len() > 512 * 1024 {
+                    return Err(format!("configuration: console_logo {} is larger than 512 KiB", path.display()));
+                }
+                Some(Logo {
+                    bytes: bytes.into(),
+                    content_type,
+                })
+            }
+        };
+        Ok(Branding {
+            product_name: name.to_string(),
+            logo,
+            primary_color: self.console_primary_color.trim().to_string(),
         })
     }
 
@@ -1467,6 +1514,7 @@ async fn serve(
     let tls = s.tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = s.metrics()?;
+    let branding = s.branding()?;
     if !s.metrics && s.metrics_listen.is_some() {
         return Err("configuration: metrics_listen is given but metrics is false".into());
     }
@@ -1565,6 +1613,7 @@ async fn serve(
         activity,
         max_list_bytes: s.max_list_bytes,
         metrics,
+        branding,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
     let scim = Scim::new(store, registry, config).with_webhooks(hooks.clone());

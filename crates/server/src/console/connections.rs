@@ -89,6 +89,11 @@ pub struct LogRow {
     pub latency_ms: String,
     pub error: String,
     pub user_agent: String,
+    /// What went wrong and how to fix it, for a failure.
+    pub explanation: Option<(String, String)>,
+    /// Kept while debug logging is on (redacted).
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
 }
 
 pub struct AttributeChoice {
@@ -194,6 +199,9 @@ pub async fn show(
             log: log
                 .into_iter()
                 .map(|e| LogRow {
+                    explanation: crate::explain::explain(&e).map(|x| (x.summary, x.fix)),
+                    request_body: e.request_body.clone(),
+                    response_body: e.response_body.clone(),
                     at: when(e.at_us),
                     ok: e.status < 400,
                     status: e.status,

@@ -1,0 +1,217 @@
+//! The console and the setup page over a real socket, on both databases: signing in, sessions and
+//! CSRF, escaping and security headers, setup links opened, expired and revoked. (The same pages
+//! are driven in a real browser by tests/browser.)
+
+mod common;
+
+use common::*;
+use reqwest::redirect::Policy;
+use rollcall_server::admin::Admin;
+use rollcall_store::WriteContext;
+use std::sync::Arc;
+
+/// A client that does not follow redirects and keeps the cookies it is given, by hand.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    html: String,
+}
+
+impl Page {
+    /// The value of the first `csrf` hidden field.
+    fn csrf(&self) -> String {
+        let at = self.html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        self.html[at..].split('"').next().unwrap().to_string()
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().no_proxy().redirect(Policy::none()).build().unwrap(),
+            base: base.to_string(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    async fn send(&mut self, b: reqwest::RequestBuilder) -> Page {
+        let b = if self.cookies.is_empty() { b } else { b.header("cookie", self.cookie_header()) };
+        let r = b.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        for set in headers.get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !set.contains("Max-Age=0") {
+                self.cookies.push((k.to_string(), v.to_string()));
+            }
+        }
+        Page {
+            status,
+            location: headers.get("location").map(|l| l.to_str().unwrap().to_string()),
+            headers,
+            html: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let b = self.http.get(format!("{}{path}", self.base));
+        self.send(b).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let b = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(b).await
+    }
+}
+
+async fn api_key(srv: &TestServer) -> String {
+    Admin::new(srv.store.clone(), Arc::default(), &srv.base)
+        .create_api_key(&WriteContext::cli(), "console tests")
+        .await
+        .expect("create API key")
+        .secret
+}
+
+/// Signs in; returns the browser with its session.
+async fn signed_in(srv: &TestServer) -> Browser {
+    let key = api_key(srv).await;
+    let mut b = Browser::new(&srv.base);
+    let p = b.get("/console/organizations").await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location.as_deref(), Some("/console/sign-in?next=%2Fconsole%2Forganizations"));
+    let form = b.get("/console/sign-in?next=%2Fconsole%2Forganizations").await;
+    assert_eq!(form.status, 200);
+    let p = b
+        .post(
+            "/console/sign-in",
+            &[("csrf", &form.csrf()), ("next", "/console/organizations"), ("api_key", &key)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    assert_eq!(p.location.as_deref(), Some("/console/organizations"));
+    b
+}
+
+/// Sign-in turns an API key into an HttpOnly, SameSite=Strict session; a wrong key, a missing
+/// sign-in token, a form without its CSRF token are refused; sign-out ends the session.
+async fn sessions_and_csrf() {
+    let srv = TestServer::start().await;
+    let key = api_key(&srv).await;
+    let mut b = Browser::new(&srv.base);
+    // Without the sign-in form's token (another site posting a key): refused.
+    let p = b.post("/console/sign-in", &[("api_key", &key)]).await;
+    assert_eq!(p.status, 303);
+    assert!(b.cookie("rollcall_console").is_none());
+    // A wrong key.
+    let form = b.get("/console/sign-in").await;
+    let p = b
+        .post("/console/sign-in", &[("csrf", &form.csrf()), ("api_key", "rc_key_nope")])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(b.cookie("rollcall_console").is_none());
+    let p = b.get("/console/sign-in").await;
+    assert!(p.html.contains("not valid"), "{}", p.html);
+
+    let mut b = signed_in(&srv).await;
+    let set = b.get("/console/organizations").await;
+    assert_eq!(set.status, 200);
+    let session_cookie = b.cookie("rollcall_console").unwrap().to_string();
+    assert!(session_cookie.starts_with("rc_ses_"));
+    // The forms' token, and a form without it.
+    let csrf = set.csrf();
+    let p = b.post("/console/organizations", &[("name", "Forged")]).await;
+    assert_eq!(p.status, 403);
+    let p = b.post("/console/organizations", &[("csrf", "0000"), ("name", "Forged")]).await;
+    assert_eq!(p.status, 403);
+    let p = b.post("/console/organizations", &[("csrf", &csrf), ("name", "Acme")]).await;
+    assert_eq!(p.status, 303);
+    let org_page = p.location.unwrap();
+    assert!(org_page.starts_with("/console/organizations/"), "{org_page}");
+    let p = b.get(&org_page).await;
+    assert_eq!(p.status, 200);
+    assert!(p.html.contains("Organization &#34;Acme&#34; created") || p.html.contains("Organization &quot;Acme&quot; created"), "{}", p.html);
+    // An unknown field is refused, and changes nothing.
+    let p = b
+        .post("/console/organizations", &[("csrf", &csrf), ("name", "Other"), ("admin", "1")])
+        .await;
+    assert_eq!(p.status, 303);
+    let p = b.get("/console/organizations").await;
+    assert!(p.html.contains("unknown field"), "{}", p.html);
+    assert!(!p.html.contains(">Other<"));
+    // Sign-out ends the session for every copy of the cookie.
+    let p = b.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    let mut stolen = Browser::new(&srv.base);
+    stolen.cookies.push(("rollcall_console".into(), session_cookie));
+    let p = stolen.get("/console/organizations").await;
+    assert_eq!(p.status, 303, "a signed-out session no longer works");
+}
+
+/// Every value is escaped; every page carries the CSP and refuses framing; unknown pages and
+/// errors of the HTTP layer are HTML pages with the same headers.
+async fn escaping_and_headers() {
+    let srv = TestServer::start().await;
+    let mut b = signed_in(&srv).await;
+    let csrf = b.get("/console/organizations").await.csrf();
+    let p = b
+        .post("/console/organizations", &[("csrf", &csrf), ("name", "<script>alert(1)</script>")])
+        .await;
+    let p = b.get(&p.location.unwrap()).await;
+    assert!(!p.html.contains("<script>alert"), "{}", p.html);
+    assert!(p.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", p.html);
+    let csp = p.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(p.headers["x-frame-options"], "DENY");
+    assert_eq!(p.headers["cache-control"], "no-store");
+    assert!(!p.html.contains("<script>"), "no inline script");
+
+    let p = b.get("/console/no-such-page").await;
+    assert_eq!(p.status, 404);
+    assert!(p.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(p.headers.contains_key("content-security-policy"));
+    // A control character in the path is refused by the HTTP layer, as a page too.
+    let p = b.get("/console/organizations/%00").await;
+    assert_eq!(p.status, 400);
+    assert!(p.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{:?}", p.headers);
+    assert!(p.headers.contains_key("content-security-policy"));
+    // The assets are served from the binary.
+    for (path, kind) in [
+        ("/console/assets/console.css", "text/css"),
+        ("/console/assets/console.js", "text/javascript"),
+        ("/console/assets/brand.css", "text/css"),
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        assert!(p.headers["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+    }
+}
+
+backend_tests!(sessions_and_csrf, escaping_and_headers);
