@@ -48,13 +48,12 @@ impl FromRequest<Scim> for ScimBody {
                 )));
             }
         }
-        let bytes: Bytes =
-            axum::body::to_bytes(req.into_body(), limit)
-                .await
-                .map_err(|e| match crate::limits::body_timeout(&e) {
-                    Some(t) => ApiError(ScimError::new(408, None, t.to_string())),
-                    None => too_large(),
-                })?;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            match crate::deadline::body_timeout(&e) {
+                Some(t) => ApiError(ScimError::new(408, None, t.to_string())),
+                None => too_large(),
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError(ScimError::invalid_syntax("the request body is empty")));
         }
@@ -460,7 +459,7 @@ async fn search_root_unscrubbed(s: &Scim, c: &Caller, params: &ListParams) -> Ap
     let body = s.list_response(
         c.connection_id(),
         total,
-        crate::render::ListPosition::StartIndex(start),
+        crate::service::ListPosition::StartIndex(start),
         page,
         &proj,
     );

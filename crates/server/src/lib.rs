@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod bulk;
+pub mod deadline;
 pub mod discovery;
 pub mod handlers;
 pub mod limits;

@@ -209,7 +209,7 @@ pub async fn buffer_body(req: Request, limit: usize) -> Result<(Request, Bytes),
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
         Err(e) => Err(crate::response::error_response(
-            &match crate::limits::body_timeout(&e) {
+            &match crate::deadline::body_timeout(&e) {
                 Some(t) => rollcall_scim::ScimError::new(408, None, t.to_string()),
                 None => rollcall_scim::ScimError::payload_too_large(format!(
                     "the request body is larger than the {limit}-byte limit"

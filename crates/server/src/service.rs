@@ -1,6 +1,5 @@
 //! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
 
-use crate::render::{ListPosition, endpoint_of};
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::limits::{Excess, ResourceLimits};
@@ -25,6 +24,20 @@ pub struct Listed {
     pub position: ListPosition,
     pub resources: Vec<StoredResource>,
     pub projection: Projection,
+}
+
+/// How a ListResponse says where its page is: `startIndex`, or the cursor of the next page.
+pub enum ListPosition {
+    StartIndex(i64),
+    NextCursor(Option<String>),
+}
+
+/// The endpoint of a resource type under a connection's base URL.
+pub fn endpoint_of(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "Users",
+        ResourceKind::Group => "Groups",
+    }
 }
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
