@@ -55,15 +55,9 @@ pub struct ScimConfig {
     /// Bounds on one resource and one PATCH (values per attribute, string and document bytes,
     /// operations per PATCH), checked on every create, replace and patch.
     pub resource_limits: ResourceLimits,
-    /// Per-connection rate limit (requests per second, burst); `None` switches it off.
-    pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
-    /// Event retention and the request log ([`crate::background`]).
-    pub activity: crate::background::ActivitySettings,
     /// The most bytes of stored documents one list page reads (`ListQuery::max_bytes`): a page
     /// that would be larger ends early, with fewer resources than `count` asked for.
     pub max_list_bytes: usize,
-    /// Where and how `/metrics` is served ([`crate::metrics`]).
-    pub metrics: crate::metrics::MetricsSettings,
 }
 
 impl Default for ScimConfig {
@@ -76,16 +70,14 @@ impl Default for ScimConfig {
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
             resource_limits: ResourceLimits::default(),
-            rate_limit: None,
-            activity: crate::background::ActivitySettings::default(),
             max_list_bytes: ListQuery::DEFAULT_MAX_BYTES,
-            metrics: crate::metrics::MetricsSettings::on_main(),
         }
     }
 }
 
 /// The SCIM service: store, schemas and configuration. Cheap to clone (one reference count): axum
-/// clones it for every request, for each handler and middleware that takes it as state.
+/// clones it for every request, for each handler that takes it as state. It holds no state of the
+/// node that serves it (caches, rate limits, the request log's buffer: [`crate::node::Node`]).
 #[derive(Clone)]
 pub struct Scim(Arc<ScimParts>);
 
@@ -95,17 +87,6 @@ pub struct ScimParts {
     pub store: Arc<dyn Store>,
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<ScimConfig>,
-    /// Built from `config.rate_limit`.
-    pub rate_limiter: Option<crate::ratelimit::ConnectionRateLimiter>,
-    /// Recently verified bearer tokens.
-    pub token_cache: Arc<crate::token_cache::TokenCache>,
-    /// When this node last recorded each connection's last request.
-    pub activity: Arc<crate::token_cache::ActivityThrottle>,
-    /// The buffer of the per-connection request log, written by [`crate::background`].
-    pub request_log: Arc<crate::request_log::RequestLog>,
-    /// Webhook endpoints' URL checks, redelivery and test pings, and the dispatcher's wake-up
-    /// ([`Scim::with_webhooks`] sets their configuration).
-    pub webhooks: Arc<rollcall_webhooks::Webhooks>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -116,11 +97,8 @@ pub struct ScimParts {
 }
 
 impl Scim {
-    /// Assembles the service, building the rate limiter the configuration asks for.
+    /// Assembles the service.
     pub fn new(store: Arc<dyn Store>, registry: Arc<SchemaRegistry>, config: ScimConfig) -> Scim {
-        let rate_limiter = config
-            .rate_limit
-            .map(|(per_second, burst)| crate::ratelimit::ConnectionRateLimiter::new(per_second, burst));
         let identity = |kind: ResourceKind| {
             let rt = registry
                 .resource_type(kind.as_str())
@@ -140,27 +118,13 @@ impl Scim {
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
         let secrets = Arc::new(SecretAttributes::of(&registry));
-        let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
-        let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim(Arc::new(ScimParts {
             store,
             registry,
             config: Arc::new(config),
-            rate_limiter,
-            token_cache: Arc::default(),
-            activity: Arc::default(),
-            request_log,
-            webhooks,
             default_projection_is_identity,
             secrets,
         }))
-    }
-
-    /// Uses these webhook services (one instance shared with the node's dispatcher, so that writes
-    /// here wake it).
-    pub fn with_webhooks(mut self, webhooks: Arc<rollcall_webhooks::Webhooks>) -> Scim {
-        Arc::make_mut(&mut self.0).webhooks = webhooks;
-        self
     }
 }
 
@@ -303,12 +267,6 @@ fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
 }
 
 impl Scim {
-    /// The management operations, sharing this node's token cache.
-    pub fn admin(&self) -> crate::admin::Admin {
-        crate::admin::Admin::new(self.store.clone(), self.token_cache.clone(), &self.config.public_url)
-            .with_webhooks(self.webhooks.clone())
-    }
-
     pub fn rt(&self, kind: ResourceKind) -> &ResourceType {
         self.registry
             .resource_type(kind.as_str())
