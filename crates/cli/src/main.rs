@@ -8,11 +8,12 @@ use rollcall_scim::limits::ResourceLimits;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
-use rollcall_server::background::ActivitySettings;
 use rollcall_server::console::page::{Branding, Logo};
 use rollcall_server::metrics::MetricsSettings;
+use rollcall_server::node::{ActivitySettings, Node, NodeSettings};
 use rollcall_server::request_log::RequestLogSettings;
 use rollcall_server::service::{Scim, ScimConfig, rfc3339};
+use rollcall_server::state::AppState;
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
@@ -1609,15 +1610,18 @@ async fn serve(
             max_terms: s.filter_max_terms,
         },
         resource_limits,
+        max_list_bytes: s.max_list_bytes,
+    };
+    let node_settings = NodeSettings {
         rate_limit: s.rate_limit(),
         activity,
-        max_list_bytes: s.max_list_bytes,
         metrics,
         branding,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
-    let scim = Scim::new(store, registry, config).with_webhooks(hooks.clone());
-    let background = rollcall_server::background::start(&scim);
+    let node = Node::new(store.clone(), node_settings).with_webhooks(hooks.clone());
+    let background = rollcall_server::background::start(&store, &node);
+    let state = AppState::new(Scim::new(store, registry, config), node);
     // The dispatcher stops when the server has finished its requests.
     let (stop_dispatcher, stopped) = tokio::sync::oneshot::channel::<()>();
     let dispatcher = s.webhook_dispatcher.then(|| {
@@ -1637,7 +1641,7 @@ async fn serve(
             if s.log_format != LogFormat::Json {
                 println!("Metrics on http://{at}/metrics");
             }
-            let app = rollcall_server::metrics::router(scim.clone());
+            let app = rollcall_server::metrics_route::router(state.clone());
             Some(tokio::spawn(rollcall_server::serve_with(l, app, limits, async {
                 let _ = metrics_stopped.await;
             })))
@@ -1649,7 +1653,7 @@ async fn serve(
         // With JSON logs the "rollcall serving" line above says it.
         println!("Listening on {scheme}://{local}");
     }
-    let app = rollcall_server::app_with(scim, limits);
+    let app = rollcall_server::app_with(state, limits);
     let served = rollcall_server::serve_tls_with(listener, app, limits, tls, rollcall_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string());

@@ -10,14 +10,15 @@
 //! once per [`crate::token_cache::ACTIVITY_INTERVAL`] per connection on each node, in the background.
 
 use crate::response::error_response;
-use crate::service::Scim;
+use crate::state::AppState;
 use crate::tokens;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::ScimError;
-use rollcall_store::{Actor, Connection, ConnectionStatus, WriteContext};
+use rollcall_store::{Actor, Connection, ConnectionStatus, Store, WriteContext};
 use std::sync::Arc;
 
 /// Who is calling: the authenticated connection and request metadata.
@@ -57,7 +58,7 @@ fn connection_in_path(path: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(AppState { scim, node }): State<AppState>, mut req: Request, next: Next) -> Response {
     let unauthorized = |detail: &str| error_response(&ScimError::unauthorized(detail));
     let Some(presented) = req
         .headers()
@@ -84,12 +85,12 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         return unauthorized("unknown SCIM base URL");
     };
     let hash = tokens::hash(&presented);
-    let connection = match scim.token_cache.get(&hash) {
+    let connection = match node.token_cache.get(&hash) {
         Some(c) => c,
         None => match scim.store.connection_by_token_hash(&hash).await {
             Ok(Some(c)) => {
                 let c = Arc::new(c);
-                scim.token_cache.put(hash, c.clone());
+                node.token_cache.put(hash, c.clone());
                 c
             }
             Ok(None) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
@@ -112,14 +113,14 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if scim.activity.due(&connection.id) {
-        record_activity(&scim, &connection.id, user_agent.as_deref());
+    if node.activity.due(&connection.id) {
+        record_activity(scim.store.clone(), &connection.id, user_agent.as_deref());
     }
     // Debug logging keeps the request body: read it here, where the connection is known, and hand
     // the handler a copy.
     let mut request_body = None;
-    if connection.debug_logging && scim.request_log.enabled() {
-        match crate::request_log::buffer_body(req, scim.config.max_body_bytes).await {
+    if connection.debug_logging && node.request_log.enabled() {
+        match buffer_body(req, scim.config.max_body_bytes).await {
             Ok((r, bytes)) => {
                 req = r;
                 request_body = Some(bytes);
@@ -146,12 +147,24 @@ pub async fn authenticate(State(scim): State<Scim>, mut req: Request, next: Next
     resp
 }
 
+/// Reads a request's body (at most `limit` bytes) so that it can be both logged and handled.
+/// Answers the response to send instead when the body is larger than the limit.
+async fn buffer_body(req: Request, limit: usize) -> Result<(Request, Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
+        Err(e) => Err(error_response(&match crate::deadline::body_timeout(&e) {
+            Some(t) => ScimError::new(408, None, t.to_string()),
+            None => ScimError::payload_too_large(format!("the request body is larger than the {limit}-byte limit")),
+        })),
+    }
+}
+
 /// Longest User-Agent kept as a connection's last one, in characters.
 const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Records a request as the connection's last one, without holding up the request.
-fn record_activity(scim: &Scim, connection_id: &str, user_agent: Option<&str>) {
-    let store = scim.store.clone();
+fn record_activity(store: Arc<dyn Store>, connection_id: &str, user_agent: Option<&str>) {
     let id = connection_id.to_string();
     let ua: Option<String> = user_agent.map(|u| u.chars().take(MAX_USER_AGENT_CHARS).collect());
     // The identity provider the User-Agent names (see `rollcall_scim::dialect::CLIENT_SIGNATURES`),

@@ -7,8 +7,7 @@
 //! request log entries, and retention deletes in small batches that skip rows another node is
 //! deleting (`FOR UPDATE SKIP LOCKED`).
 
-use crate::request_log::RequestLogSettings;
-use crate::service::Scim;
+use crate::node::Node;
 use rollcall_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,53 +22,34 @@ const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 /// How long [`Background::shutdown`] waits for the tasks.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Settings of event retention and the request log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActivitySettings {
-    /// Events older than this are deleted; `None` keeps them forever.
-    pub event_retention: Option<Duration>,
-    /// How often retention runs (the first run comes one interval after the start).
-    pub retention_interval: Duration,
-    pub request_log: RequestLogSettings,
-}
-
-impl Default for ActivitySettings {
-    fn default() -> Self {
-        ActivitySettings {
-            event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
-            retention_interval: Duration::from_secs(600),
-            request_log: RequestLogSettings::default(),
-        }
-    }
-}
-
 /// The running background tasks.
 pub struct Background {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Spawns the background tasks of `scim`'s node.
-pub fn start(scim: &Scim) -> Background {
+/// Spawns the background tasks of `node`, which write to `store`.
+pub fn start(store: &Arc<dyn Store>, node: &Node) -> Background {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
-    if scim.request_log.enabled() {
+    if node.request_log.enabled() {
         tasks.push(tokio::spawn(crate::request_log::run_flusher(
-            scim.store.clone(),
-            scim.request_log.clone(),
+            store.clone(),
+            node.request_log.clone(),
             stopped.clone(),
         )));
     }
+    let activity = node.settings.activity;
     tasks.push(tokio::spawn(run_session_pruning(
-        scim.store.clone(),
-        scim.config.activity.retention_interval,
+        store.clone(),
+        activity.retention_interval,
         stopped.clone(),
     )));
-    if let Some(retention) = scim.config.activity.event_retention {
+    if let Some(retention) = activity.event_retention {
         tasks.push(tokio::spawn(run_retention(
-            scim.store.clone(),
+            store.clone(),
             retention,
-            scim.config.activity.retention_interval,
+            activity.retention_interval,
             stopped,
         )));
     }

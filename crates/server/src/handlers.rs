@@ -5,7 +5,7 @@ use crate::response::{ApiError, ApiResult, ScimResponse, error_response, etag, p
 use crate::service::{ListParams, Scim};
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{FromRef, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_scim::ScimError;
@@ -18,11 +18,15 @@ use std::collections::HashMap;
 /// an oversize body 413, both with SCIM error bodies.
 pub struct ScimBody(pub Value);
 
-impl FromRequest<Scim> for ScimBody {
+impl<S> FromRequest<S> for ScimBody
+where
+    S: Send + Sync,
+    Scim: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &Scim) -> Result<Self, Self::Rejection> {
-        let limit = state.config.max_body_bytes;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = Scim::from_ref(state).config.max_body_bytes;
         let too_large = || {
             ApiError(ScimError::payload_too_large(format!(
                 "the request body is larger than the {limit}-byte limit"
@@ -48,13 +52,12 @@ impl FromRequest<Scim> for ScimBody {
                 )));
             }
         }
-        let bytes: Bytes =
-            axum::body::to_bytes(req.into_body(), limit)
-                .await
-                .map_err(|e| match crate::limits::body_timeout(&e) {
-                    Some(t) => ApiError(ScimError::new(408, None, t.to_string())),
-                    None => too_large(),
-                })?;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            match crate::deadline::body_timeout(&e) {
+                Some(t) => ApiError(ScimError::new(408, None, t.to_string())),
+                None => too_large(),
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError(ScimError::invalid_syntax("the request body is empty")));
         }
@@ -460,7 +463,7 @@ async fn search_root_unscrubbed(s: &Scim, c: &Caller, params: &ListParams) -> Ap
     let body = s.list_response(
         c.connection_id(),
         total,
-        crate::render::ListPosition::StartIndex(start),
+        crate::service::ListPosition::StartIndex(start),
         page,
         &proj,
     );

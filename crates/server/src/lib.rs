@@ -5,6 +5,11 @@
 //! (bearer-token authentication, body limits, request ids, the limits of [`limits`]), served by the
 //! accept loop of [`mod@serve`] (connection cap, header and idle timeouts). Handlers are thin: they parse HTTP and
 //! call [`service::Scim`] (SCIM) or [`admin::Admin`] (management).
+//!
+//! The application's state ([`state::AppState`]) is the SCIM service ([`service::Scim`]: store,
+//! schemas, settings) beside this node's runtime state ([`node::Node`]: rate limiter, token cache,
+//! the request log's buffer, webhook wake-up), which the middleware and [`background`] tasks use.
+//! Imports point one way: the service knows no node and no HTTP layer; the node knows no service.
 
 pub mod admin;
 pub mod api;
@@ -12,16 +17,20 @@ pub mod auth;
 pub mod background;
 pub mod bulk;
 pub mod console;
+pub mod deadline;
 pub mod discovery;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;
+pub mod metrics_route;
+pub mod node;
 pub mod ratelimit;
 pub mod render;
 pub mod request_log;
 pub mod response;
 pub mod serve;
 pub mod service;
+pub mod state;
 pub mod tls;
 pub mod token_cache;
 pub mod tokens;
@@ -31,31 +40,35 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{any, get, post};
-use service::Scim;
+use state::AppState;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use limits::HttpLimits;
+pub use node::{Node, NodeSettings};
 pub use serve::{serve, serve_tls_with, serve_with};
-pub use service::ScimConfig;
+pub use service::{Scim, ScimConfig};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole HTTP application with the default [`HttpLimits`].
-pub fn app(scim: Scim) -> Router {
-    app_with(scim, HttpLimits::default())
+pub fn app(state: AppState) -> Router {
+    app_with(state, HttpLimits::default())
 }
 
 /// Builds the whole HTTP application; `limits` are its per-request and per-connection limits (the
 /// per-TCP-connection ones are [`serve_with`]'s).
-pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
+pub fn app_with(state: AppState, limits: HttpLimits) -> Router {
+    let AppState { scim, node } = &state;
     let share = limits::FairShare::new(
-        scim.rate_limiter.clone(),
+        node.rate_limiter.clone(),
         limits.max_in_flight_per_connection,
         limits.max_active_per_connection,
     );
     let guard = limits::Guard::new(limits, scim.config.max_body_bytes);
+    let capture = request_log::Capture::new(node.request_log.clone(), scim.secrets.clone());
+    let metrics = &node.settings.metrics;
     let scim_routes = Router::new()
         .route(
             "/Users",
@@ -122,26 +135,26 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         .fallback(handlers::not_found)
         // Inside authentication: the authenticated connection's rate limit and in-flight cap.
         .layer(axum::middleware::from_fn_with_state(share, limits::fair_share))
-        .layer(axum::middleware::from_fn_with_state(scim.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Outside authentication, so that refused requests are logged too.
-        .layer(axum::middleware::from_fn_with_state(scim.clone(), request_log::capture));
+        .layer(axum::middleware::from_fn_with_state(capture, request_log::capture));
 
     // The recorder is installed before the first request is counted (with metrics off, none is).
-    metrics::install_if(scim.config.metrics.on_main_listener);
+    metrics::install_if(metrics.on_main_listener);
     let mut router = Router::new()
         .nest("/scim/v2/{connection_id}", scim_routes)
-        .merge(api::router(&scim))
+        .merge(api::router(&state))
         .nest(console::BASE_PATH, console::router())
         .nest(console::setup::BASE_PATH, console::setup::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::ready));
-    if scim.config.metrics.on_main_listener {
-        router = router.route("/metrics", get(metrics::serve_main));
+    if metrics.on_main_listener {
+        router = router.route("/metrics", get(metrics_route::serve_main));
     }
     router
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
-            scim.clone(),
+            node.webhooks.clone(),
             webhook_wake::wake_after_writes,
         ))
         .layer(DefaultBodyLimit::disable())
@@ -164,8 +177,13 @@ pub fn app_with(scim: Scim, limits: HttpLimits) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         // Outermost, so that every answer is counted and timed, refusals included; a layer of the
         // router, so that it sees the route template.
-        .layer(axum::middleware::from_fn_with_state(scim.clone(), metrics::track))
-        .with_state(scim)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics::Track {
+                per_connection: metrics.per_connection,
+            },
+            metrics::track,
+        ))
+        .with_state(state)
 }
 
 /// The answer to a request whose handler panicked: logged at ERROR with the panic's message (in

@@ -1,4 +1,5 @@
-//! Prometheus metrics (#18): the recorder, the HTTP request metrics, and `GET /metrics`.
+//! Prometheus metrics (#18): the recorder and the HTTP request metrics; `GET /metrics` serves them
+//! ([`crate::metrics_route`]).
 //!
 //! The crates record through the `metrics` facade (cheap macros; the store and webhooks crates use
 //! it too, without an exporter). The process has one recorder, installed the first time a server
@@ -11,12 +12,10 @@
 //! Connection ids appear only with [`MetricsSettings::per_connection`]. No secret, token or
 //! resource id is ever a label.
 
-use crate::service::Scim;
-use crate::tokens;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -120,7 +119,7 @@ pub fn handle() -> &'static PrometheusHandle {
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Installs the recorder when metrics are on (the CLI calls it at start, so that the store's first
-/// writes are counted; [`crate::app_with`] and [`router`] call it too). With metrics off nothing
+/// writes are counted; [`crate::app_with`] and [`crate::metrics_route::router`] call it too). With metrics off nothing
 /// is installed, and recording costs nothing.
 pub fn install_if(on: bool) {
     if on {
@@ -128,12 +127,19 @@ pub fn install_if(on: bool) {
     }
 }
 
+/// How [`track`] labels requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Track {
+    /// [`MetricsSettings::per_connection`].
+    pub per_connection: bool,
+}
+
 /// Middleware (on the whole router, so it sees the route template): counts and times every request.
-pub async fn track(State(scim): State<Scim>, req: Request, next: Next) -> Response {
+pub async fn track(State(t): State<Track>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_label(req.extensions().get::<MatchedPath>());
     let method = method_label(req.method());
-    let connection = (scim.config.metrics.per_connection && route.starts_with("/scim/v2/"))
+    let connection = (t.per_connection && route.starts_with("/scim/v2/"))
         .then(|| {
             req.uri()
                 .path()
@@ -226,85 +232,11 @@ pub fn background_run(task: &'static str, ok: bool) {
     metrics::counter!(BACKGROUND_RUNS, "task" => task, "outcome" => if ok { "ok" } else { "error" }).increment(1);
 }
 
-/// The Prometheus text: the registry, with the gauges read at scrape time set first.
-pub async fn render(scim: &Scim) -> String {
-    for p in scim.store.pool_stats() {
-        metrics::gauge!(DB_POOL, "pool" => p.name, "state" => "open").set(p.size as f64);
-        metrics::gauge!(DB_POOL, "pool" => p.name, "state" => "idle").set(p.idle as f64);
-    }
-    match scim.store.webhook_backlog(rollcall_store::metrics::BACKLOG_CAP).await {
-        Ok(backlog) => {
-            // An endpoint deleted or disabled since the last scrape reads 0 (the registry keeps
-            // every series it has seen).
-            static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-            let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-            for gone in seen.iter().filter(|e| !backlog.iter().any(|(id, _)| id == *e)) {
-                metrics::gauge!(WEBHOOK_BACKLOG, "endpoint" => gone.clone()).set(0.0);
-            }
-            *seen = backlog.iter().map(|(id, _)| id.clone()).collect();
-            drop(seen);
-            for (endpoint, n) in backlog {
-                metrics::gauge!(WEBHOOK_BACKLOG, "endpoint" => endpoint).set(n as f64);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "reading the webhook backlog for /metrics failed"),
-    }
-    let h = handle();
-    h.run_upkeep();
-    h.render()
-}
-
-/// The Prometheus text format's content type.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-fn text(body: String) -> Response {
-    let mut r = body.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    r
-}
-
-/// `GET /metrics` on the main listener: an operator API key, or the `metrics_token` when one is set.
-pub async fn serve_main(State(scim): State<Scim>, req: Request) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(tokens::bearer)
-        .map(str::to_string);
-    let Some(presented) = presented else {
-        return crate::api::problem::ApiProblem::new(
-            401,
-            "/metrics on the main listener needs \"Authorization: Bearer <API key or metrics_token>\"; \
-             or serve it on a listener of its own (metrics_listen)",
-        )
-        .into_response();
-    };
-    let by_token = scim.config.metrics.token.as_deref().is_some_and(|t| {
-        use subtle::ConstantTimeEq;
-        t.len() == presented.len() && bool::from(t.as_bytes().ct_eq(presented.as_bytes()))
-    });
-    if !by_token && let Err(e) = scim.admin().authenticate_api_key(&presented).await {
-        return crate::api::problem::ApiProblem::from(e).into_response();
-    }
-    text(render(&scim).await)
-}
-
-/// The application of a listener of its own: `GET /metrics`, open (bind it to a private address).
-pub fn router(scim: Scim) -> axum::Router {
-    handle();
-    axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(|State(scim): State<Scim>| async move { text(render(&scim).await) }),
-        )
-        .with_state(scim)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::Router;
+    use axum::http::HeaderValue;
     use axum::routing::get;
     use tower::ServiceExt;
 

@@ -5,7 +5,7 @@
 //! default projection, a document read as text is written into the response without being parsed
 //! ([`rollcall_scim::json_text`]); otherwise it is rendered as a [`Value`] and projected.
 
-use crate::service::{LIST_RESPONSE, Scim, rfc3339};
+use crate::service::{LIST_RESPONSE, ListPosition, Scim, endpoint_of, rfc3339};
 use rollcall_scim::json_text::{ObjectWriter, write_stored_members};
 use rollcall_scim::projection::Projection;
 use rollcall_store::{MemberView, ResourceKind, StoredResource};
@@ -33,12 +33,6 @@ struct RelatedItem<'a> {
     item_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     display: Option<&'a str>,
-}
-
-/// How a ListResponse says where its page is: `startIndex`, or the cursor of the next page.
-pub enum ListPosition {
-    StartIndex(i64),
-    NextCursor(Option<String>),
 }
 
 /// The parts of a rendered resource that are not its stored attributes.
@@ -216,12 +210,5 @@ fn canonical_order(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(rollcall_scim::resource::canonical_key_order(m)),
         v => v,
-    }
-}
-
-pub(crate) fn endpoint_of(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::User => "Users",
-        ResourceKind::Group => "Groups",
     }
 }

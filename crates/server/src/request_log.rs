@@ -10,7 +10,6 @@
 //! while debug logging is on for the connection, with passwords and tokens redacted ([`redact_body`]);
 //! the `Authorization` header is never kept.
 
-use crate::service::Scim;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -202,23 +201,6 @@ pub struct Authenticated {
     pub request_body: Option<Bytes>,
 }
 
-/// Reads a request's body (at most `limit` bytes) so that it can be both logged and handled.
-/// Answers the response to send instead when the body is larger than the limit.
-pub async fn buffer_body(req: Request, limit: usize) -> Result<(Request, Bytes), Response> {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
-        Err(e) => Err(crate::response::error_response(
-            &match crate::limits::body_timeout(&e) {
-                Some(t) => rollcall_scim::ScimError::new(408, None, t.to_string()),
-                None => rollcall_scim::ScimError::payload_too_large(format!(
-                    "the request body is larger than the {limit}-byte limit"
-                )),
-            },
-        )),
-    }
-}
-
 /// The connection id in a `/scim/v2/{connection_id}/...` path, if it is one (connection ids are
 /// UUIDs; anything else cannot name a connection and is not logged).
 fn connection_in_path(path: &str) -> Option<&str> {
@@ -251,7 +233,7 @@ fn warn_server_error(
 
 /// With the request log off, server errors are still logged at WARN: the request's ids, method,
 /// redacted path and the error's detail (read back from the answer only when it is one).
-async fn warn_on_server_error(scim: &Scim, req: Request, next: Next) -> Response {
+async fn warn_on_server_error(secrets: &SecretAttributes, req: Request, next: Next) -> Response {
     let uri = req
         .extensions()
         .get::<axum::extract::OriginalUri>()
@@ -266,8 +248,8 @@ async fn warn_on_server_error(scim: &Scim, req: Request, next: Next) -> Response
         return resp;
     }
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let path = redact_query(path_and_query, &scim.secrets);
-    let filter_literals = query_filter_literals(path_and_query, &scim.secrets);
+    let path = redact_query(path_and_query, secrets);
+    let filter_literals = query_filter_literals(path_and_query, secrets);
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
     let (_, detail) = error_fields(&bytes);
@@ -283,12 +265,25 @@ async fn warn_on_server_error(scim: &Scim, req: Request, next: Next) -> Response
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// What [`capture`] works with: this node's buffer, and the attributes whose values are kept out of
+/// what it records.
+#[derive(Clone)]
+pub struct Capture {
+    log: Arc<RequestLog>,
+    secrets: Arc<SecretAttributes>,
+}
+
+impl Capture {
+    pub fn new(log: Arc<RequestLog>, secrets: Arc<SecretAttributes>) -> Capture {
+        Capture { log, secrets }
+    }
+}
+
 /// Middleware around the SCIM routes (outside authentication, so that refused requests are logged
 /// too): times the request and records it in the request log.
-pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Response {
-    let log = scim.request_log.clone();
+pub async fn capture(State(Capture { log, secrets }): State<Capture>, req: Request, next: Next) -> Response {
     if !log.enabled() {
-        return warn_on_server_error(&scim, req, next).await;
+        return warn_on_server_error(&secrets, req, next).await;
     }
     let started = Instant::now();
     let at_us = rollcall_store::sqlite::now_us();
@@ -304,10 +299,10 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
     let request_id = header_text(&req, header::HeaderName::from_static("x-request-id"));
     let method = req.method().to_string();
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let path = redact_query(path_and_query, &scim.secrets);
+    let path = redact_query(path_and_query, &secrets);
     // The values a filter in the query compares against secret attributes: kept out of the error
     // detail too (the SCIM service removes them from its errors already; this covers every error).
-    let filter_literals = query_filter_literals(path_and_query, &scim.secrets);
+    let filter_literals = query_filter_literals(path_and_query, &secrets);
 
     let mut resp = next.run(req).await;
 
@@ -353,12 +348,12 @@ pub async fn capture(State(scim): State<Scim>, req: Request, next: Next) -> Resp
         .as_ref()
         .and_then(|a| a.request_body.as_ref())
         .filter(|b| !b.is_empty())
-        .map(|b| redact_body_with(b, &scim.secrets));
+        .map(|b| redact_body_with(b, &secrets));
     let response_body = if debug {
         response_bytes
             .as_ref()
             .filter(|b| !b.is_empty())
-            .map(|b| redact_body_with(b, &scim.secrets))
+            .map(|b| redact_body_with(b, &secrets))
     } else {
         None
     };

@@ -14,7 +14,7 @@
 //!   arrive within [`HttpLimits::header_read_timeout`] of their first byte, else the connection is
 //!   closed; a connection with no request in progress and nothing written for
 //!   [`HttpLimits::idle_timeout`] (also one that never sent a byte) is closed. The request body has
-//!   its own deadline ([`crate::limits::DeadlineBody`]), answered 408 by the handler that reads it.
+//!   its own deadline ([`crate::deadline::DeadlineBody`]), answered 408 by the handler that reads it.
 //!   hyper's own header timeout is not used: it starts when a kept-alive connection goes idle, so
 //!   it would also be the idle timeout, and closes without telling anyone.
 //! - **Shutdown.** When `shutdown` completes the listener is closed, idle connections are closed,

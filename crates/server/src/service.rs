@@ -1,6 +1,5 @@
 //! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
 
-use crate::render::{ListPosition, endpoint_of};
 use crate::response::{ApiError, ApiResult};
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::limits::{Excess, ResourceLimits};
@@ -27,6 +26,20 @@ pub struct Listed {
     pub projection: Projection,
 }
 
+/// How a ListResponse says where its page is: `startIndex`, or the cursor of the next page.
+pub enum ListPosition {
+    StartIndex(i64),
+    NextCursor(Option<String>),
+}
+
+/// The endpoint of a resource type under a connection's base URL.
+pub fn endpoint_of(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "Users",
+        ResourceKind::Group => "Groups",
+    }
+}
+
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 /// Limits and addresses of the SCIM API.
@@ -42,17 +55,9 @@ pub struct ScimConfig {
     /// Bounds on one resource and one PATCH (values per attribute, string and document bytes,
     /// operations per PATCH), checked on every create, replace and patch.
     pub resource_limits: ResourceLimits,
-    /// Per-connection rate limit (requests per second, burst); `None` switches it off.
-    pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
-    /// Event retention and the request log ([`crate::background`]).
-    pub activity: crate::background::ActivitySettings,
     /// The most bytes of stored documents one list page reads (`ListQuery::max_bytes`): a page
     /// that would be larger ends early, with fewer resources than `count` asked for.
     pub max_list_bytes: usize,
-    /// Where and how `/metrics` is served ([`crate::metrics`]).
-    pub metrics: crate::metrics::MetricsSettings,
-    /// The product name, logo and colour of the console and setup pages.
-    pub branding: crate::console::Branding,
 }
 
 impl Default for ScimConfig {
@@ -65,17 +70,14 @@ impl Default for ScimConfig {
             bulk_max_operations: 1000,
             filter_limits: FilterLimits::default(),
             resource_limits: ResourceLimits::default(),
-            rate_limit: None,
-            activity: crate::background::ActivitySettings::default(),
             max_list_bytes: ListQuery::DEFAULT_MAX_BYTES,
-            metrics: crate::metrics::MetricsSettings::on_main(),
-            branding: crate::console::Branding::default(),
         }
     }
 }
 
 /// The SCIM service: store, schemas and configuration. Cheap to clone (one reference count): axum
-/// clones it for every request, for each handler and middleware that takes it as state.
+/// clones it for every request, for each handler that takes it as state. It holds no state of the
+/// node that serves it (caches, rate limits, the request log's buffer: [`crate::node::Node`]).
 #[derive(Clone)]
 pub struct Scim(Arc<ScimParts>);
 
@@ -85,17 +87,6 @@ pub struct ScimParts {
     pub store: Arc<dyn Store>,
     pub registry: Arc<SchemaRegistry>,
     pub config: Arc<ScimConfig>,
-    /// Built from `config.rate_limit`.
-    pub rate_limiter: Option<crate::ratelimit::ConnectionRateLimiter>,
-    /// Recently verified bearer tokens.
-    pub token_cache: Arc<crate::token_cache::TokenCache>,
-    /// When this node last recorded each connection's last request.
-    pub activity: Arc<crate::token_cache::ActivityThrottle>,
-    /// The buffer of the per-connection request log, written by [`crate::background`].
-    pub request_log: Arc<crate::request_log::RequestLog>,
-    /// Webhook endpoints' URL checks, redelivery and test pings, and the dispatcher's wake-up
-    /// ([`Scim::with_webhooks`] sets their configuration).
-    pub webhooks: Arc<rollcall_webhooks::Webhooks>,
     /// Per resource type (User, Group): whether the default projection leaves stored documents as
     /// they are (no `returned: never/request` attributes that are kept in storage), so rendering can
     /// skip it.
@@ -106,11 +97,8 @@ pub struct ScimParts {
 }
 
 impl Scim {
-    /// Assembles the service, building the rate limiter the configuration asks for.
+    /// Assembles the service.
     pub fn new(store: Arc<dyn Store>, registry: Arc<SchemaRegistry>, config: ScimConfig) -> Scim {
-        let rate_limiter = config
-            .rate_limit
-            .map(|(per_second, burst)| crate::ratelimit::ConnectionRateLimiter::new(per_second, burst));
         let identity = |kind: ResourceKind| {
             let rt = registry
                 .resource_type(kind.as_str())
@@ -130,27 +118,13 @@ impl Scim {
         };
         let default_projection_is_identity = [identity(ResourceKind::User), identity(ResourceKind::Group)];
         let secrets = Arc::new(SecretAttributes::of(&registry));
-        let request_log = Arc::new(crate::request_log::RequestLog::new(config.activity.request_log));
-        let webhooks = rollcall_webhooks::Webhooks::new(store.clone(), rollcall_webhooks::WebhookConfig::default());
         Scim(Arc::new(ScimParts {
             store,
             registry,
             config: Arc::new(config),
-            rate_limiter,
-            token_cache: Arc::default(),
-            activity: Arc::default(),
-            request_log,
-            webhooks,
             default_projection_is_identity,
             secrets,
         }))
-    }
-
-    /// Uses these webhook services (one instance shared with the node's dispatcher, so that writes
-    /// here wake it).
-    pub fn with_webhooks(mut self, webhooks: Arc<rollcall_webhooks::Webhooks>) -> Scim {
-        Arc::make_mut(&mut self.0).webhooks = webhooks;
-        self
     }
 }
 
@@ -293,12 +267,6 @@ fn take_members(doc: &mut Map<String, Value>) -> Vec<MemberRef> {
 }
 
 impl Scim {
-    /// The management operations, sharing this node's token cache.
-    pub fn admin(&self) -> crate::admin::Admin {
-        crate::admin::Admin::new(self.store.clone(), self.token_cache.clone(), &self.config.public_url)
-            .with_webhooks(self.webhooks.clone())
-    }
-
     pub fn rt(&self, kind: ResourceKind) -> &ResourceType {
         self.registry
             .resource_type(kind.as_str())

@@ -6,9 +6,8 @@ mod common;
 use common::*;
 use reqwest::Method;
 use rollcall_server::admin::Admin;
-use rollcall_server::background::ActivitySettings;
+use rollcall_server::node::{ActivitySettings, NodeSettings};
 use rollcall_server::request_log::RequestLogSettings;
-use rollcall_server::service::ScimConfig;
 use rollcall_store::{IdpKind, WriteContext};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -734,7 +733,7 @@ async fn debug_logging_keeps_bodies_with_the_password_redacted() {
 
 async fn the_request_log_keeps_the_newest_entries() {
     let (srv, api) = start_with(Setup {
-        config: ScimConfig {
+        node: NodeSettings {
             activity: ActivitySettings {
                 request_log: RequestLogSettings {
                     keep_per_connection: 3,
@@ -742,7 +741,7 @@ async fn the_request_log_keeps_the_newest_entries() {
                 },
                 ..ActivitySettings::default()
             },
-            ..ScimConfig::default()
+            ..NodeSettings::default()
         },
         ..Setup::default()
     })
@@ -767,13 +766,13 @@ async fn the_request_log_keeps_the_newest_entries() {
 async fn retention_deletes_expired_events() {
     let (srv, api) = start_with(Setup {
         connections: vec![("acme".into(), IdpKind::Okta)],
-        config: ScimConfig {
+        node: NodeSettings {
             activity: ActivitySettings {
                 event_retention: Some(Duration::from_millis(1)),
                 retention_interval: Duration::from_millis(20),
                 ..ActivitySettings::default()
             },
-            ..ScimConfig::default()
+            ..NodeSettings::default()
         },
         ..Setup::default()
     })

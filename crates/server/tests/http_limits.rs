@@ -10,7 +10,7 @@ use reqwest::Method;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
 use rollcall_server::limits::MAX_RATE_DELAYED;
-use rollcall_server::service::ScimConfig;
+use rollcall_server::node::NodeSettings;
 use rollcall_store::{IdpKind, WriteContext};
 use serde_json::{Value, json};
 use std::num::NonZeroU32;
@@ -621,9 +621,9 @@ async fn node_in_flight_cap() {
 async fn rate_limit_per_connection() {
     let srv = TestServer::start_with(Setup {
         connections: vec![("acme".into(), IdpKind::Okta), ("other".into(), IdpKind::Okta)],
-        config: ScimConfig {
+        node: NodeSettings {
             rate_limit: Some((NonZeroU32::new(2).unwrap(), NonZeroU32::new(3).unwrap())),
-            ..ScimConfig::default()
+            ..NodeSettings::default()
         },
         ..Setup::default()
     })

@@ -9,7 +9,9 @@ use common::*;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::admin::Admin;
 use rollcall_server::metrics::MetricsSettings;
+use rollcall_server::node::{Node, NodeSettings};
 use rollcall_server::service::{Scim, ScimConfig};
+use rollcall_server::state::AppState;
 use rollcall_server::tokens;
 use rollcall_store::{IdpKind, NewConnection, Store};
 use rollcall_webhooks::{Dispatcher, NetworkPolicy, WebhookConfig, Webhooks};
@@ -78,21 +80,28 @@ impl Fixture {
             registry,
             ScimConfig {
                 public_url: base.clone(),
+                ..ScimConfig::default()
+            },
+        );
+        let node = Node::new(
+            store.clone(),
+            NodeSettings {
                 metrics: MetricsSettings {
                     on_main_listener: true,
                     token: Some(METRICS_TOKEN.into()),
                     per_connection,
                 },
-                ..ScimConfig::default()
+                ..NodeSettings::default()
             },
         )
         .with_webhooks(hooks.clone());
+        let state = AppState::new(scim, node);
         let mut stop = Vec::new();
         let (tx, rx) = oneshot::channel::<()>();
         stop.push(tx);
         tokio::spawn(rollcall_server::serve(
             listener,
-            rollcall_server::app(scim.clone()),
+            rollcall_server::app(state.clone()),
             async {
                 let _ = rx.await;
             },
@@ -104,7 +113,7 @@ impl Fixture {
         stop.push(tx);
         tokio::spawn(rollcall_server::serve(
             ml,
-            rollcall_server::metrics::router(scim),
+            rollcall_server::metrics_route::router(state),
             async {
                 let _ = rx.await;
             },

@@ -40,7 +40,7 @@ async fn check(request_log: bool) {
     let log = captured();
     let mut setup = Setup::default();
     if !request_log {
-        setup.config.activity.request_log.keep_per_connection = 0;
+        setup.node.activity.request_log.keep_per_connection = 0;
     }
     let srv = TestServer::start_with(setup).await;
     let c = srv.client();

@@ -11,7 +11,9 @@ use common::*;
 use reqwest::Method;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::admin::Admin;
+use rollcall_server::node::{Node, NodeSettings};
 use rollcall_server::service::{Scim, ScimConfig};
+use rollcall_server::state::AppState;
 use rollcall_server::tokens;
 use rollcall_store::{IdpKind, NewConnection, Store};
 use rollcall_webhooks::{Dispatcher, NetworkPolicy, WebhookConfig, Webhooks};
@@ -83,10 +85,11 @@ impl Fixture {
                 public_url: base.clone(),
                 ..ScimConfig::default()
             },
-        )
-        .with_webhooks(hooks.clone());
+        );
+        let node = Node::new(store.clone(), NodeSettings::default()).with_webhooks(hooks.clone());
+        let state = AppState::new(scim, node);
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        tokio::spawn(rollcall_server::serve(listener, rollcall_server::app(scim), async {
+        tokio::spawn(rollcall_server::serve(listener, rollcall_server::app(state), async {
             let _ = server_stopped.await;
         }));
         let (stop_dispatcher, dispatcher_stopped) = oneshot::channel::<()>();

@@ -4,7 +4,8 @@
 use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::problem::{ApiResult, Problem};
-use crate::service::{Scim, rfc3339};
+use crate::admin::Admin;
+use crate::service::rfc3339;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -71,11 +72,11 @@ pub struct CreateApiKey {
         (status = 422, description = "Invalid name or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_api_key(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     JsonBody(body): JsonBody<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyWithSecret>)> {
-    let issued = scim.admin().create_api_key(&by, &body.name).await?;
+    let issued = admin.create_api_key(&by, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(ApiKeyWithSecret {
@@ -91,8 +92,8 @@ pub async fn create_api_key(
         (status = 200, description = "The keys", body = ApiKeyList),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_api_keys(State(scim): State<Scim>) -> ApiResult<Json<ApiKeyList>> {
-    let keys = scim.admin().list_api_keys().await?;
+pub async fn list_api_keys(State(admin): State<Admin>) -> ApiResult<Json<ApiKeyList>> {
+    let keys = admin.list_api_keys().await?;
     Ok(Json(ApiKeyList {
         data: keys.iter().map(ApiKeyView::from).collect(),
     }))
@@ -107,10 +108,10 @@ pub async fn list_api_keys(State(scim): State<Scim>) -> ApiResult<Json<ApiKeyLis
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_api_key(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKeyView>> {
-    let key = scim.admin().revoke_api_key(&by, &id).await?;
+    let key = admin.revoke_api_key(&by, &id).await?;
     Ok(Json(ApiKeyView::from(&key)))
 }

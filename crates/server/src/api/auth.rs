@@ -2,7 +2,7 @@
 //! key that exists and is not revoked. SCIM connection tokens are refused here.
 
 use super::problem::ApiProblem;
-use crate::service::Scim;
+use crate::admin::Admin;
 use crate::tokens;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -18,7 +18,7 @@ pub struct Operator {
     pub key_name: String,
 }
 
-pub async fn require_api_key(State(scim): State<Scim>, mut req: Request, next: Next) -> Response {
+pub async fn require_api_key(State(admin): State<Admin>, mut req: Request, next: Next) -> Response {
     let Some(presented) = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -32,7 +32,7 @@ pub async fn require_api_key(State(scim): State<Scim>, mut req: Request, next: N
         )
         .into_response();
     };
-    match scim.admin().authenticate_api_key(&presented).await {
+    match admin.authenticate_api_key(&presented).await {
         Ok(key) => {
             req.extensions_mut().insert(Operator {
                 key_id: key.id,

@@ -5,7 +5,7 @@ use super::extract::JsonBody;
 use super::organizations::location;
 use super::problem::{ApiResult, Problem};
 use super::schemas::*;
-use crate::service::Scim;
+use crate::admin::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,12 +30,11 @@ use rollcall_store::{ConnectionUpdate, IdpKind};
     )
 )]
 pub async fn create_connection(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<CreateConnection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<ConnectionWithToken>)> {
-    let admin = scim.admin();
     let idp = body.idp.map(IdpKind::from).unwrap_or(IdpKind::Generic);
     let issued = admin.create_connection(&by, &org_id, body.name.as_deref(), idp).await?;
     Ok((
@@ -60,8 +59,10 @@ pub async fn create_connection(
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_connections(State(scim): State<Scim>, Path(org_id): Path<String>) -> ApiResult<Json<ConnectionList>> {
-    let admin = scim.admin();
+pub async fn list_connections(
+    State(admin): State<Admin>,
+    Path(org_id): Path<String>,
+) -> ApiResult<Json<ConnectionList>> {
     let list = admin.list_connections(Some(&org_id)).await?;
     Ok(Json(ConnectionList {
         data: list.iter().map(|c| ConnectionView::new(&admin, c)).collect(),
@@ -80,8 +81,7 @@ pub async fn list_connections(State(scim): State<Scim>, Path(org_id): Path<Strin
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_connection(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<ConnectionView>> {
-    let admin = scim.admin();
+pub async fn get_connection(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<ConnectionView>> {
     let c = admin.connection(&id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
@@ -108,12 +108,11 @@ pub async fn get_connection(State(scim): State<Scim>, Path(id): Path<String>) ->
     )
 )]
 pub async fn update_connection(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateConnection>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let admin = scim.admin();
     let c = admin
         .update_connection(
             &by,
@@ -142,11 +141,11 @@ pub async fn update_connection(
     )
 )]
 pub async fn delete_connection(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().delete_connection(&by, &id).await?;
+    admin.delete_connection(&by, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,11 +168,10 @@ pub async fn delete_connection(
     )
 )]
 pub async fn start_token_rotation(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionWithToken>> {
-    let admin = scim.admin();
     let issued = admin.start_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionWithToken {
         connection: ConnectionView::new(&admin, &issued.connection),
@@ -195,11 +193,10 @@ pub async fn start_token_rotation(
     )
 )]
 pub async fn complete_token_rotation(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let admin = scim.admin();
     let c = admin.complete_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
@@ -218,11 +215,10 @@ pub async fn complete_token_rotation(
     )
 )]
 pub async fn cancel_token_rotation(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let admin = scim.admin();
     let c = admin.cancel_token_rotation(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }
@@ -243,11 +239,10 @@ pub async fn cancel_token_rotation(
     )
 )]
 pub async fn revoke_tokens(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let admin = scim.admin();
     let c = admin.revoke_tokens(&by, &id).await?;
     Ok(Json(ConnectionView::new(&admin, &c)))
 }

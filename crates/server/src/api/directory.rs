@@ -4,7 +4,7 @@
 use super::extract::{query_pairs, query_param};
 use super::paging::{self, kinds};
 use super::problem::{ApiProblem, ApiResult, Problem};
-use crate::admin::{Profiles, UserLookup};
+use crate::admin::{Admin, Profiles, UserLookup};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -270,6 +270,7 @@ pub struct AccessView {
         (status = 400, description = "Invalid filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_users(
+    State(admin): State<Admin>,
     State(scim): State<Scim>,
     Path(org_id): Path<String>,
     RawQuery(raw): RawQuery,
@@ -294,7 +295,6 @@ pub async fn list_users(
         after_pk: paging::number_cursor(&pairs, "cursor", kinds::USERS)?.unwrap_or(0),
         limit: paging::limit(&pairs)?,
     };
-    let admin = scim.admin();
     let page = admin.directory_users(&org_id, query).await?;
     let (connections, mut profiles) = admin.profiles(scim.registry.clone(), &org_id).await?;
     Ok(Json(UserList {
@@ -316,10 +316,10 @@ pub async fn list_users(
         (status = 404, description = "No such organization or user", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_user(
+    State(admin): State<Admin>,
     State(scim): State<Scim>,
     Path((org_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<Json<UserView>> {
-    let admin = scim.admin();
     let user = admin.directory_user(&org_id, &user_id).await?;
     let (connections, mut profiles) = admin.profiles(scim.registry.clone(), &org_id).await?;
     Ok(Json(UserView::new(&user, &mut profiles, &connections, true)))
@@ -335,7 +335,7 @@ pub async fn get_user(
         (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_groups(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(org_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<GroupList>> {
@@ -348,7 +348,7 @@ pub async fn list_groups(
         after_pk: paging::number_cursor(&pairs, "cursor", kinds::GROUPS)?.unwrap_or(0),
         limit: paging::limit(&pairs)?,
     };
-    let page = scim.admin().directory_groups(&org_id, query).await?;
+    let page = admin.directory_groups(&org_id, query).await?;
     Ok(Json(GroupList {
         data: page.items.iter().map(GroupView::from).collect(),
         next_cursor: page.next_after.map(|pk| cursor::encode_number(kinds::GROUPS, pk)),
@@ -364,10 +364,10 @@ pub async fn list_groups(
         (status = 404, description = "No such organization or group", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_group(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path((org_id, group_id)): Path<(String, String)>,
 ) -> ApiResult<Json<GroupView>> {
-    let g = scim.admin().directory_group(&org_id, &group_id).await?;
+    let g = admin.directory_group(&org_id, &group_id).await?;
     Ok(Json(GroupView::from(&g)))
 }
 
@@ -381,17 +381,14 @@ pub async fn get_group(
         (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_group_members(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path((org_id, group_id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<MemberList>> {
     let pairs = query_pairs(raw.as_deref());
     let after = paging::number_cursor(&pairs, "cursor", kinds::MEMBERS)?.unwrap_or(0);
     let limit = paging::limit(&pairs)?;
-    let page = scim
-        .admin()
-        .directory_group_members(&org_id, &group_id, after, limit)
-        .await?;
+    let page = admin.directory_group_members(&org_id, &group_id, after, limit).await?;
     Ok(Json(MemberList {
         data: page.items.iter().map(MemberView::from).collect(),
         next_cursor: page.next_after.map(|pk| cursor::encode_number(kinds::MEMBERS, pk)),
@@ -408,7 +405,7 @@ pub async fn list_group_members(
         (status = 400, description = "Not exactly one of user_id, email, user_name, external_id", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn access(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(org_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<AccessView>> {
@@ -428,7 +425,7 @@ pub async fn access(
             "give exactly one of the query parameters user_id, email, user_name and external_id",
         )
     })?;
-    let a = scim.admin().access(&org_id, lookup).await?;
+    let a = admin.access(&org_id, lookup).await?;
     Ok(Json(AccessView {
         allowed: a.allowed,
         reason: a.reason.to_string(),

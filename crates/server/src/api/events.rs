@@ -9,7 +9,8 @@
 use super::extract::query_pairs;
 use super::paging::{self, kinds, single};
 use super::problem::{ApiProblem, ApiResult, Problem};
-use crate::service::{Scim, rfc3339};
+use crate::admin::Admin;
+use crate::service::rfc3339;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use rollcall_store::{EventQuery, RequestLogEntry, cursor, events};
@@ -107,9 +108,9 @@ fn event_query(raw: Option<&str>) -> ApiResult<EventQuery> {
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<EventList>> {
+pub async fn list_events(State(admin): State<Admin>, RawQuery(raw): RawQuery) -> ApiResult<Json<EventList>> {
     let q = event_query(raw.as_deref())?;
-    let page = scim.admin().events(&q).await?;
+    let page = admin.events(&q).await?;
     let next = page.events.last().map_or(q.after_seq, |e| e.seq);
     Ok(Json(EventList {
         data: page.events.iter().map(EventView::from).collect(),
@@ -131,8 +132,8 @@ pub async fn list_events(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> A
             content_type = "application/problem+json"),
     )
 )]
-pub async fn get_event(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
-    Ok(Json(EventView::from(&scim.admin().event(&id).await?)))
+pub async fn get_event(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
+    Ok(Json(EventView::from(&admin.event(&id).await?)))
 }
 
 /// One SCIM request in a connection's request log.
@@ -233,14 +234,14 @@ pub struct RequestParams {
     )
 )]
 pub async fn list_requests(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<RequestList>> {
     let pairs = query_pairs(raw.as_deref());
     let before = paging::number_cursor(&pairs, "cursor", kinds::REQUESTS)?;
     let limit = paging::limit(&pairs)?;
-    let (found, more) = scim.admin().request_log(&id, before, limit).await?;
+    let (found, more) = admin.request_log(&id, before, limit).await?;
     let next_cursor = more
         .then(|| found.last().map(|e| cursor::encode_number(kinds::REQUESTS, e.seq)))
         .flatten();

@@ -64,7 +64,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|e| {
-                if let Some(t) = crate::limits::body_timeout(&e) {
+                if let Some(t) = crate::deadline::body_timeout(&e) {
                     return ApiProblem::new(408, t.to_string());
                 }
                 let mut source: Option<&dyn std::error::Error> = Some(&e);

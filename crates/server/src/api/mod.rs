@@ -18,7 +18,7 @@ pub mod roles;
 pub mod schemas;
 pub mod webhooks;
 
-use crate::service::Scim;
+use crate::state::AppState;
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -81,7 +81,7 @@ impl Modify for ApiKeyScheme {
 }
 
 /// The management API's routes, relative to [`BASE_PATH`], with their documentation.
-fn routes() -> OpenApiRouter<Scim> {
+fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(
             organizations::list_organizations,
@@ -307,12 +307,12 @@ fn document_http_layer_answers(doc: &mut utoipa::openapi::OpenApi) {
 /// The management API (API-key authentication on every endpoint, unknown query parameters refused
 /// on every endpoint, problem details on every error)
 /// with its OpenAPI document and documentation page, which need no key.
-pub fn router(scim: &Scim) -> Router<Scim> {
+pub fn router(state: &AppState) -> Router<AppState> {
     // Layers run last to first: the API key is checked before the query parameters.
     let (v1, _) = routes()
         .route_layer(axum::middleware::from_fn(extract::refuse_unknown_query_params))
         .route_layer(axum::middleware::from_fn_with_state(
-            scim.clone(),
+            state.clone(),
             auth::require_api_key,
         ))
         // Outermost of the route layers: its refusals are counted under the route's template too.
@@ -326,8 +326,8 @@ pub fn router(scim: &Scim) -> Router<Scim> {
     // `Allow` header), passes through `ensure_problem` complete.
     let v1 = tower::Layer::layer(
         &axum::middleware::map_response(problem::ensure_problem),
-        v1.with_state(scim.clone()),
+        v1.with_state(state.clone()),
     );
-    let docs: Router<Scim> = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi()).into();
+    let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi()).into();
     docs.nest_service(BASE_PATH, v1)
 }

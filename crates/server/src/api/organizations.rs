@@ -5,7 +5,7 @@ use super::extract::{JsonBody, query_pairs, query_param};
 use super::paging::{self, kinds};
 use super::problem::{ApiResult, Problem};
 use super::schemas::*;
-use crate::service::Scim;
+use crate::admin::Admin;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -47,11 +47,11 @@ fn page_params(raw: Option<&str>) -> ApiResult<(Option<String>, i64)> {
     )
 )]
 pub async fn create_organization(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     JsonBody(body): JsonBody<CreateOrganization>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<OrganizationView>)> {
-    let org = scim.admin().create_organization(&by, &body.name).await?;
+    let org = admin.create_organization(&by, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         location("organizations", &org.id),
@@ -72,11 +72,11 @@ pub async fn create_organization(
     )
 )]
 pub async fn list_organizations(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<OrganizationList>> {
     let (cursor, limit) = page_params(raw.as_deref())?;
-    let (orgs, next) = scim.admin().list_organizations(cursor.as_deref(), limit).await?;
+    let (orgs, next) = admin.list_organizations(cursor.as_deref(), limit).await?;
     Ok(Json(OrganizationList {
         data: orgs.iter().map(OrganizationView::from).collect(),
         next_cursor: next.map(|id| cursor::encode(kinds::ORGANIZATIONS, &id)),
@@ -95,8 +95,8 @@ pub async fn list_organizations(
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_organization(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<OrganizationView>> {
-    let org = scim.admin().organization(&id).await?;
+pub async fn get_organization(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<OrganizationView>> {
+    let org = admin.organization(&id).await?;
     Ok(Json(OrganizationView::from(&org)))
 }
 
@@ -119,12 +119,11 @@ pub async fn get_organization(State(scim): State<Scim>, Path(id): Path<String>) 
     )
 )]
 pub async fn update_organization(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateOrganization>,
 ) -> ApiResult<Json<OrganizationView>> {
-    let admin = scim.admin();
     let org = match body.name {
         Some(name) => admin.rename_organization(&by, &id, &name).await?,
         None => admin.organization(&id).await?,
@@ -150,13 +149,13 @@ pub async fn update_organization(
     )
 )]
 pub async fn delete_organization(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<StatusCode> {
     let pairs = query_pairs(raw.as_deref());
-    scim.admin()
+    admin
         .delete_organization(&by, &id, query_param(&pairs, "confirm"))
         .await?;
     Ok(StatusCode::NO_CONTENT)

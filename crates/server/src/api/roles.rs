@@ -4,6 +4,7 @@
 use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::problem::{ApiProblem, ApiResult, Problem};
+use crate::admin::Admin;
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -286,13 +287,12 @@ pub struct AddProtectedUser {
         (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_role(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<CreateRole>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<RoleView>)> {
-    let role = scim
-        .admin()
+    let role = admin
         .create_role(
             &by,
             &org_id,
@@ -316,8 +316,8 @@ pub async fn create_role(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_roles(State(scim): State<Scim>, Path(org_id): Path<String>) -> ApiResult<Json<RoleList>> {
-    let roles = scim.admin().list_roles(&org_id).await?;
+pub async fn list_roles(State(admin): State<Admin>, Path(org_id): Path<String>) -> ApiResult<Json<RoleList>> {
+    let roles = admin.list_roles(&org_id).await?;
     Ok(Json(RoleList {
         data: roles.iter().map(RoleView::from).collect(),
     }))
@@ -332,10 +332,10 @@ pub async fn list_roles(State(scim): State<Scim>, Path(org_id): Path<String>) ->
         (status = 404, description = "No such organization or role", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_role(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path((org_id, role)): Path<(String, String)>,
 ) -> ApiResult<Json<RoleView>> {
-    let role = scim.admin().role(&org_id, &role).await?;
+    let role = admin.role(&org_id, &role).await?;
     Ok(Json(RoleView::from(&role)))
 }
 
@@ -354,13 +354,12 @@ pub async fn get_role(
         (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_role(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path((org_id, role)): Path<(String, String)>,
     JsonBody(body): JsonBody<UpdateRole>,
 ) -> ApiResult<Json<RoleView>> {
-    let role = scim
-        .admin()
+    let role = admin
         .update_role(
             &by,
             &org_id,
@@ -384,11 +383,11 @@ pub async fn update_role(
         (status = 404, description = "No such organization or role", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_role(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path((org_id, role)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().delete_role(&by, &org_id, &role).await?;
+    admin.delete_role(&by, &org_id, &role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -412,12 +411,12 @@ pub async fn delete_role(
         (status = 422, description = "Invalid field or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_protected_user(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<AddProtectedUser>,
 ) -> ApiResult<(StatusCode, Json<ProtectedUserView>)> {
-    let p = scim.admin().add_protected_user(&by, &org_id, &body.email).await?;
+    let p = admin.add_protected_user(&by, &org_id, &body.email).await?;
     Ok((StatusCode::CREATED, Json(ProtectedUserView::from(&p))))
 }
 
@@ -430,10 +429,10 @@ pub async fn add_protected_user(
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_protected_users(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(org_id): Path<String>,
 ) -> ApiResult<Json<ProtectedUserList>> {
-    let list = scim.admin().list_protected_users(&org_id).await?;
+    let list = admin.list_protected_users(&org_id).await?;
     Ok(Json(ProtectedUserList {
         data: list.iter().map(ProtectedUserView::from).collect(),
     }))
@@ -448,11 +447,11 @@ pub async fn list_protected_users(
         (status = 404, description = "No such organization or protected user", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_protected_user(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path((org_id, email)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().remove_protected_user(&by, &org_id, &email).await?;
+    admin.remove_protected_user(&by, &org_id, &email).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -475,7 +474,7 @@ pub async fn remove_protected_user(
         (status = 422, description = "Unknown role, not exactly one match, or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_role_mapping(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<CreateRoleMapping>,
@@ -492,8 +491,7 @@ pub async fn create_role_mapping(
             ));
         }
     };
-    let mapping = scim
-        .admin()
+    let mapping = admin
         .create_role_mapping(&by, &connection_id, &body.role, matches)
         .await?;
     Ok((StatusCode::CREATED, Json(RoleMappingView::from(&mapping))))
@@ -508,10 +506,10 @@ pub async fn create_role_mapping(
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_role_mappings(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(connection_id): Path<String>,
 ) -> ApiResult<Json<RoleMappingList>> {
-    let list = scim.admin().list_role_mappings(&connection_id).await?;
+    let list = admin.list_role_mappings(&connection_id).await?;
     Ok(Json(RoleMappingList {
         data: list.iter().map(RoleMappingView::from).collect(),
     }))
@@ -526,11 +524,11 @@ pub async fn list_role_mappings(
         (status = 404, description = "No such connection or mapping", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_role_mapping(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path((connection_id, mapping)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().delete_role_mapping(&by, &connection_id, &mapping).await?;
+    admin.delete_role_mapping(&by, &connection_id, &mapping).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -543,10 +541,10 @@ pub async fn delete_role_mapping(
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_default_roles(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(connection_id): Path<String>,
 ) -> ApiResult<Json<DefaultRoles>> {
-    let roles = scim.admin().default_roles(&connection_id).await?;
+    let roles = admin.default_roles(&connection_id).await?;
     Ok(Json(DefaultRoles {
         data: roles.iter().map(RoleView::from).collect(),
     }))
@@ -566,12 +564,12 @@ pub async fn get_default_roles(
         (status = 422, description = "Unknown role or unknown field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn set_default_roles(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<SetDefaultRoles>,
 ) -> ApiResult<Json<DefaultRoles>> {
-    let roles = scim.admin().set_default_roles(&by, &connection_id, &body.roles).await?;
+    let roles = admin.set_default_roles(&by, &connection_id, &body.roles).await?;
     Ok(Json(DefaultRoles {
         data: roles.iter().map(RoleView::from).collect(),
     }))
@@ -585,8 +583,8 @@ pub async fn set_default_roles(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<String>) -> ApiResult<Json<PolicyView>> {
-    let c = scim.admin().connection(&connection_id).await?;
+pub async fn get_policy(State(admin): State<Admin>, Path(connection_id): Path<String>) -> ApiResult<Json<PolicyView>> {
+    let c = admin.connection(&connection_id).await?;
     Ok(Json(PolicyView::from(&c.policy)))
 }
 
@@ -607,6 +605,7 @@ pub async fn get_policy(State(scim): State<Scim>, Path(connection_id): Path<Stri
             content_type = "application/problem+json"),
     ))]
 pub async fn set_policy(
+    State(admin): State<Admin>,
     State(scim): State<Scim>,
     ApiCaller(by): ApiCaller,
     Path(connection_id): Path<String>,
@@ -630,8 +629,7 @@ pub async fn set_policy(
     }
     let body: PolicyView = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiProblem::new(422, format!("the request body is not as expected: {e}")))?;
-    let c = scim
-        .admin()
+    let c = admin
         .set_connection_policy(&by, &scim.registry, &connection_id, body.into())
         .await?;
     Ok(Json(PolicyView::from(&c.policy)))

@@ -6,8 +6,8 @@ use super::extract::{JsonBody, query_pairs, query_param};
 use super::organizations::location;
 use super::paging::{self, kinds};
 use super::problem::{ApiResult, Problem};
-use crate::admin::{IssuedWebhook, WebhookChange, WebhookInput};
-use crate::service::{Scim, rfc3339};
+use crate::admin::{Admin, IssuedWebhook, WebhookChange, WebhookInput};
+use crate::service::rfc3339;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -262,11 +262,10 @@ pub struct Replay {
     )
 )]
 pub async fn create_webhook(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     JsonBody(body): JsonBody<CreateWebhook>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<WebhookWithSecret>)> {
-    let issued = scim
-        .admin()
+    let issued = admin
         .create_webhook(WebhookInput {
             org_id: body.org_id,
             url: body.url,
@@ -292,10 +291,10 @@ pub async fn create_webhook(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_webhooks(State(scim): State<Scim>, RawQuery(raw): RawQuery) -> ApiResult<Json<WebhookList>> {
+pub async fn list_webhooks(State(admin): State<Admin>, RawQuery(raw): RawQuery) -> ApiResult<Json<WebhookList>> {
     let pairs = query_pairs(raw.as_deref());
     let org = query_param(&pairs, "org_id").filter(|s| !s.is_empty());
-    let list = scim.admin().list_webhooks(org).await?;
+    let list = admin.list_webhooks(org).await?;
     Ok(Json(WebhookList {
         data: list.iter().map(WebhookView::from).collect(),
     }))
@@ -313,8 +312,8 @@ pub async fn list_webhooks(State(scim): State<Scim>, RawQuery(raw): RawQuery) ->
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(WebhookView::from(&scim.admin().webhook(&id).await?)))
+pub async fn get_webhook(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<WebhookView>> {
+    Ok(Json(WebhookView::from(&admin.webhook(&id).await?)))
 }
 
 /// Change a webhook endpoint's URL, subscription, description or status.
@@ -338,7 +337,7 @@ pub async fn get_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> Ap
     )
 )]
 pub async fn update_webhook(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
@@ -348,9 +347,7 @@ pub async fn update_webhook(
         event_types: body.event_types,
         status: body.status.map(Into::into),
     };
-    Ok(Json(WebhookView::from(
-        &scim.admin().update_webhook(&id, change).await?,
-    )))
+    Ok(Json(WebhookView::from(&admin.update_webhook(&id, change).await?)))
 }
 
 /// Delete a webhook endpoint with its attempts.
@@ -365,8 +362,8 @@ pub async fn update_webhook(
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete_webhook(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    scim.admin().delete_webhook(&id).await?;
+pub async fn delete_webhook(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    admin.delete_webhook(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -385,10 +382,8 @@ pub async fn delete_webhook(State(scim): State<Scim>, Path(id): Path<String>) ->
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<WebhookWithSecret>> {
-    Ok(Json(WebhookWithSecret::from(
-        scim.admin().rotate_webhook_secret(&id).await?,
-    )))
+pub async fn rotate_secret(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<WebhookWithSecret>> {
+    Ok(Json(WebhookWithSecret::from(admin.rotate_webhook_secret(&id).await?)))
 }
 
 /// List an endpoint's delivery attempts, newest first.
@@ -409,7 +404,7 @@ pub async fn rotate_secret(State(scim): State<Scim>, Path(id): Path<String>) -> 
     )
 )]
 pub async fn list_attempts(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<AttemptList>> {
@@ -417,7 +412,7 @@ pub async fn list_attempts(
     let limit = paging::limit(&pairs)?;
     // Attempts older than the cursor's (ids increase with time).
     let before = paging::number_cursor(&pairs, "cursor", kinds::ATTEMPTS)?;
-    let (attempts, more) = scim.admin().webhook_attempts(&id, before, limit).await?;
+    let (attempts, more) = admin.webhook_attempts(&id, before, limit).await?;
     let next_cursor = more
         .then(|| attempts.last().map(|a| cursor::encode_number(kinds::ATTEMPTS, a.id)))
         .flatten();
@@ -449,11 +444,11 @@ pub async fn list_attempts(
     )
 )]
 pub async fn redeliver(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Redeliver>,
 ) -> ApiResult<Json<AttemptView>> {
-    let a = scim.admin().redeliver_webhook(&id, &body.event_id).await?;
+    let a = admin.redeliver_webhook(&id, &body.event_id).await?;
     Ok(Json(AttemptView::from(&a)))
 }
 
@@ -479,11 +474,11 @@ pub async fn redeliver(
     )
 )]
 pub async fn replay(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Replay>,
 ) -> ApiResult<Json<WebhookView>> {
-    let w = scim.admin().replay_webhook(&id, body.from_sequence).await?;
+    let w = admin.replay_webhook(&id, body.from_sequence).await?;
     Ok(Json(WebhookView::from(&w)))
 }
 
@@ -499,7 +494,7 @@ pub async fn replay(
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn ping(State(scim): State<Scim>, Path(id): Path<String>) -> ApiResult<Json<AttemptView>> {
-    let a = scim.admin().ping_webhook(&id).await?;
+pub async fn ping(State(admin): State<Admin>, Path(id): Path<String>) -> ApiResult<Json<AttemptView>> {
+    let a = admin.ping_webhook(&id).await?;
     Ok(Json(AttemptView::from(&a)))
 }

@@ -1,7 +1,7 @@
 //! The console's and setup page's assets, embedded in the binary: nothing is fetched from the
 //! internet, and the pages work offline.
 
-use crate::service::Scim;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,8 +18,8 @@ fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Respo
 }
 
 /// `GET /console/assets/{name}`: the style sheet, the script, the brand's colours and its logo.
-pub async fn serve(State(scim): State<Scim>, Path(name): Path<String>) -> Response {
-    let branding = &scim.config.branding;
+pub async fn serve(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    let branding = &app.node.settings.branding;
     match name.as_str() {
         "console.css" => asset("text/css; charset=utf-8", CSS),
         "console.js" => asset("text/javascript; charset=utf-8", JS),

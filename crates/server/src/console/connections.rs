@@ -5,7 +5,7 @@
 use super::orgs::{ConnectionRow, IdpOption, idp_options};
 use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when};
 use super::session::{Fields, Form, Operator};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -30,15 +30,15 @@ struct TokenPage {
     what: String,
 }
 
-fn token_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: &Connection, token: String, what: &str) -> Response {
-    let (chrome, clear) = Framed::console(scim, headers, op, format!("Token for {}", c.name), "organizations").take();
+fn token_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: &Connection, token: String, what: &str) -> Response {
+    let (chrome, clear) = Framed::console(app, headers, op, format!("Token for {}", c.name), "organizations").take();
     send(
         &TokenPage {
             chrome,
             connection_id: c.id.clone(),
             connection_name: c.name.clone(),
             org_id: c.org_id.clone(),
-            base_url: scim.admin().scim_base_url(&c.id),
+            base_url: app.admin().scim_base_url(&c.id),
             token,
             what: what.to_string(),
         },
@@ -47,7 +47,7 @@ fn token_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: &Connection, t
 }
 
 pub async fn create(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(org_id): Path<String>,
@@ -61,8 +61,8 @@ pub async fn create(
         Ok(i) => i,
         Err(e) => return done(&back, Err(e)),
     };
-    match scim.admin().create_connection(&op.by, &org_id, f.get("name"), idp).await {
-        Ok(issued) => token_page(&scim, &headers, &op, &issued.connection, issued.token, "created"),
+    match app.admin().create_connection(&op.by, &org_id, f.get("name"), idp).await {
+        Ok(issued) => token_page(&app, &headers, &op, &issued.connection, issued.token, "created"),
         Err(e) => done(&back, Err(e.detail)),
     }
 }
@@ -133,12 +133,12 @@ const REQUIRABLE: [(&str, &str); 5] = [
 ];
 
 pub async fn show(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(connection_id): Path<String>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let c = admin.connection(&connection_id).await?;
     let org = admin.organization(&c.org_id).await?;
     let mappings = admin.list_role_mappings(&c.id).await?;
@@ -146,7 +146,7 @@ pub async fn show(
     let roles = admin.list_roles(&c.org_id).await?;
     let (log, _) = admin.request_log(&c.id, None, LOG_ROWS).await?;
     let policy = &c.policy;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, c.name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, c.name.clone(), "organizations").take();
     Ok(send(
         &ConnectionPage {
             chrome,
@@ -230,14 +230,14 @@ fn page_of(id: &str) -> String {
 /// `POST /console/connections/{id}/{action}`: token rotation, status, debug logging, renaming,
 /// the identity provider, deletion.
 pub async fn act(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path((id, action)): Path<(String, String)>,
     Form(f): Form,
 ) -> Response {
     let back = page_of(&id);
-    let admin = scim.admin();
+    let admin = app.admin();
     let by = &op.by;
     let allowed: &[&str] = match action.as_str() {
         "rename" => &["name"],
@@ -251,7 +251,7 @@ pub async fn act(
     let result: Result<String, crate::admin::AdminError> = match action.as_str() {
         "rotate-start" => {
             return match admin.start_token_rotation(by, &id).await {
-                Ok(issued) => token_page(&scim, &headers, &op, &issued.connection, issued.token, "rotation"),
+                Ok(issued) => token_page(&app, &headers, &op, &issued.connection, issued.token, "rotation"),
                 Err(e) => done(&back, Err(e.detail)),
             };
         }
@@ -343,8 +343,8 @@ struct Confirm {
     button: &'static str,
 }
 
-fn confirm_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: Confirm) -> Response {
-    let (chrome, clear) = Framed::console(scim, headers, op, c.title.clone(), "organizations").take();
+fn confirm_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: Confirm) -> Response {
+    let (chrome, clear) = Framed::console(app, headers, op, c.title.clone(), "organizations").take();
     let back = c.action.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap_or_default();
     send(
         &ConfirmPage {
@@ -363,7 +363,7 @@ fn confirm_page(scim: &Scim, headers: &HeaderMap, op: &Operator, c: Confirm) -> 
 /// Maps a group (or app role) to a role: the first post shows what it would change, the second
 /// (`confirm=yes`) saves it.
 pub async fn create_mapping(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(id): Path<String>,
@@ -377,11 +377,11 @@ pub async fn create_mapping(
     let Some(matches) = RoleMatch::from_parts(kind, value.to_string()) else {
         return done(&back, Err("choose what to match: a group name, a group id or an app role".into()));
     };
-    let admin = scim.admin();
+    let admin = app.admin();
     if f.get("confirm") != Some("yes") {
         return match admin.preview_role_mapping(&id, role, matches).await {
             Ok(effect) => confirm_page(
-                &scim,
+                &app,
                 &headers,
                 &op,
                 Confirm {
@@ -409,7 +409,7 @@ pub async fn create_mapping(
 }
 
 pub async fn delete_mapping(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     op: Operator,
     Path((id, mapping_id)): Path<(String, String)>,
     Form(f): Form,
@@ -418,13 +418,13 @@ pub async fn delete_mapping(
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    let result = scim.admin().delete_role_mapping(&op.by, &id, &mapping_id).await;
+    let result = app.admin().delete_role_mapping(&op.by, &id, &mapping_id).await;
     done(&back, result.map(|()| "Mapping deleted.".to_string()).map_err(|e| e.detail))
 }
 
 /// Replaces the default roles: shown with its effect first, saved with `confirm=yes`.
 pub async fn set_default_roles(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(id): Path<String>,
@@ -435,11 +435,11 @@ pub async fn set_default_roles(
         return done(&back, Err(e));
     }
     let roles = f.all("role");
-    let admin = scim.admin();
+    let admin = app.admin();
     if f.get("confirm") != Some("yes") {
         return match admin.preview_default_roles(&id, &roles).await {
             Ok(effect) => confirm_page(
-                &scim,
+                &app,
                 &headers,
                 &op,
                 Confirm {
@@ -502,7 +502,7 @@ fn policy_from(f: &Fields) -> Result<ConnectionPolicy, String> {
     })
 }
 
-pub async fn set_policy(State(scim): State<Scim>, op: Operator, Path(id): Path<String>, Form(f): Form) -> Response {
+pub async fn set_policy(State(app): State<AppState>, op: Operator, Path(id): Path<String>, Form(f): Form) -> Response {
     let back = page_of(&id);
     if let Err(e) = f.only(&["required", "synced", "profile_mapping", "on_delete"]) {
         return done(&back, Err(e));
@@ -511,9 +511,9 @@ pub async fn set_policy(State(scim): State<Scim>, op: Operator, Path(id): Path<S
         Ok(p) => p,
         Err(e) => return done(&back, Err(e)),
     };
-    let result = scim
+    let result = app
         .admin()
-        .set_connection_policy(&op.by, &scim.registry, &id, policy)
+        .set_connection_policy(&op.by, &app.scim.registry, &id, policy)
         .await;
     done(&back, result.map(|_| "Policy saved.".to_string()).map_err(|e| e.detail))
 }

@@ -4,7 +4,7 @@
 
 use super::page::{Chrome, Framed, PageResult, send, when};
 use super::session::Operator;
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -69,13 +69,13 @@ fn user_name_of(doc: &serde_json::Value) -> String {
 }
 
 pub async fn users(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(org_id): Path<String>,
     Query(uq): Query<UsersQuery>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let org = admin.organization(&org_id).await?;
     let field = uq.field.unwrap_or_else(|| "email".into());
     let text = uq.q.unwrap_or_default();
@@ -105,7 +105,7 @@ pub async fn users(
         }
     }
     let page = admin.directory_users(&org.id, query).await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, format!("Users of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Users of {}", org.name), "organizations").take();
     Ok(send(
         &UsersPage {
             chrome,
@@ -186,12 +186,12 @@ struct UserPage {
 }
 
 pub async fn user(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path((org_id, user_id)): Path<(String, String)>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let org = admin.organization(&org_id).await?;
     let u = admin.directory_user(&org.id, &user_id).await?;
     let history = admin
@@ -202,7 +202,7 @@ pub async fn user(
             ..Default::default()
         })
         .await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, user_name_of(&u.doc), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, user_name_of(&u.doc), "organizations").take();
     Ok(send(
         &UserPage {
             chrome,
@@ -261,13 +261,13 @@ pub struct GroupsQuery {
 }
 
 pub async fn groups(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(org_id): Path<String>,
     Query(gq): Query<GroupsQuery>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let org = admin.organization(&org_id).await?;
     let q = gq.q.unwrap_or_default();
     let page = admin
@@ -281,7 +281,7 @@ pub async fn groups(
             },
         )
         .await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, format!("Groups of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Groups of {}", org.name), "organizations").take();
     Ok(send(
         &GroupsPage {
             chrome,
@@ -335,13 +335,13 @@ pub struct MembersQuery {
 }
 
 pub async fn group(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path((org_id, group_id)): Path<(String, String)>,
     Query(mq): Query<MembersQuery>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let org = admin.organization(&org_id).await?;
     let g = admin.directory_group(&org.id, &group_id).await?;
     let members = admin
@@ -356,7 +356,7 @@ pub async fn group(
         })
         .await?;
     let name = g.display_name.clone().unwrap_or_default();
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, name.clone(), "organizations").take();
     Ok(send(
         &GroupPage {
             chrome,

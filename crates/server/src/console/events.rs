@@ -6,7 +6,7 @@ use super::directory::{EventRow, event_rows};
 use super::page::{Chrome, Framed, PageResult, send, when};
 use super::session::Operator;
 use crate::admin::AdminError;
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -59,7 +59,7 @@ fn some(s: &Option<String>) -> Option<String> {
 }
 
 pub async fn list(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Query(q): Query<EventsQuery>,
@@ -72,7 +72,7 @@ pub async fn list(
             .collect(),
         None => Vec::new(),
     };
-    let page = scim
+    let page = app
         .admin()
         .events(&EventQuery {
             after_seq: q.after.unwrap_or(0),
@@ -97,7 +97,7 @@ pub async fn list(
         )),
         _ => None,
     };
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, "Events", "events").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, "Events", "events").take();
     Ok(send(
         &EventsPage {
             chrome,
@@ -124,14 +124,14 @@ struct EventPage {
 }
 
 pub async fn show(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(event_id): Path<String>,
 ) -> PageResult {
-    let e = scim.admin().event(&event_id).await?;
+    let e = app.admin().event(&event_id).await?;
     let view = EventView::from(&e);
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, format!("Event {}", e.kind), "events").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Event {}", e.kind), "events").take();
     Ok(send(
         &EventPage {
             chrome,

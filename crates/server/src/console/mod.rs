@@ -23,7 +23,7 @@ pub mod setup;
 mod setup_links;
 mod webhooks;
 
-use crate::service::Scim;
+use crate::state::AppState;
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
@@ -34,7 +34,7 @@ pub use page::Branding;
 pub const BASE_PATH: &str = "/console";
 
 /// The console's routes (mounted at `/console` by [`crate::app_with`]).
-pub fn router() -> Router<Scim> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/organizations") }))
         .route("/sign-in", get(session::sign_in_page).post(session::sign_in))

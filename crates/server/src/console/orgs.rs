@@ -3,7 +3,7 @@
 
 use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when, when_or};
 use super::session::{Form, Operator};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -42,12 +42,12 @@ fn url_encode(s: &str) -> String {
 }
 
 pub async fn list(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Query(query): Query<ListQuery>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let q = query.q.unwrap_or_default();
     let after = query.after.filter(|a| !a.is_empty());
     let (orgs, next) = if q.trim().is_empty() {
@@ -55,7 +55,7 @@ pub async fn list(
     } else {
         admin.search_organizations(&q, after.as_deref(), PAGE).await?
     };
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, "Organizations", "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, "Organizations", "organizations").take();
     Ok(send(
         &OrgsPage {
             chrome,
@@ -75,11 +75,11 @@ pub async fn list(
     ))
 }
 
-pub async fn create(State(scim): State<Scim>, op: Operator, Form(f): Form) -> Response {
+pub async fn create(State(app): State<AppState>, op: Operator, Form(f): Form) -> Response {
     if let Err(e) = f.only(&["name"]) {
         return done("/console/organizations", Err(e));
     }
-    match scim.admin().create_organization(&op.by, f.get("name").unwrap_or("")).await {
+    match app.admin().create_organization(&op.by, f.get("name").unwrap_or("")).await {
         Ok(org) => done(
             &format!("/console/organizations/{}", org.id),
             Ok(format!("Organization \"{}\" created.", org.name)),
@@ -161,17 +161,17 @@ struct OrgPage {
 }
 
 pub async fn show(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(org_id): Path<String>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let org = admin.organization(&org_id).await?;
     let connections = admin.list_connections(Some(&org.id)).await?;
     let roles = admin.list_roles(&org.id).await?;
     let protected = admin.list_protected_users(&org.id).await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, org.name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, org.name.clone(), "organizations").take();
     Ok(send(
         &OrgPage {
             chrome,
@@ -199,12 +199,12 @@ fn org_page(org_id: &str) -> String {
     format!("/console/organizations/{org_id}")
 }
 
-pub async fn rename(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn rename(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["name"]) {
         return done(&back, Err(e));
     }
-    let result = scim
+    let result = app
         .admin()
         .rename_organization(&op.by, &org_id, f.get("name").unwrap_or(""))
         .await;
@@ -216,7 +216,7 @@ pub async fn rename(State(scim): State<Scim>, op: Operator, Path(org_id): Path<S
     )
 }
 
-pub async fn delete(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn delete(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["confirm"]) {
         return done(&back, Err(e));
@@ -224,7 +224,7 @@ pub async fn delete(State(scim): State<Scim>, op: Operator, Path(org_id): Path<S
     let Some(confirm) = f.get("confirm") else {
         return done(&back, Err("Type the organization's name to confirm.".into()));
     };
-    match scim.admin().delete_organization(&op.by, &org_id, Some(confirm)).await {
+    match app.admin().delete_organization(&op.by, &org_id, Some(confirm)).await {
         Ok(()) => done(
             "/console/organizations",
             Ok(format!("Organization \"{confirm}\" and everything in it deleted.")),
@@ -233,12 +233,12 @@ pub async fn delete(State(scim): State<Scim>, op: Operator, Path(org_id): Path<S
     }
 }
 
-pub async fn create_role(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn create_role(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["key", "name", "description"]) {
         return done(&back, Err(e));
     }
-    let result = scim
+    let result = app
         .admin()
         .create_role(
             &op.by,
@@ -257,7 +257,7 @@ pub async fn create_role(State(scim): State<Scim>, op: Operator, Path(org_id): P
 }
 
 pub async fn delete_role(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     op: Operator,
     Path((org_id, role_id)): Path<(String, String)>,
     Form(f): Form,
@@ -266,16 +266,16 @@ pub async fn delete_role(
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    let result = scim.admin().delete_role(&op.by, &org_id, &role_id).await;
+    let result = app.admin().delete_role(&op.by, &org_id, &role_id).await;
     done(&back, result.map(|()| "Role deleted.".to_string()).map_err(|e| e.detail))
 }
 
-pub async fn add_protected(State(scim): State<Scim>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn add_protected(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["email"]) {
         return done(&back, Err(e));
     }
-    let result = scim
+    let result = app
         .admin()
         .add_protected_user(&op.by, &org_id, f.get("email").unwrap_or(""))
         .await;
@@ -288,7 +288,7 @@ pub async fn add_protected(State(scim): State<Scim>, op: Operator, Path(org_id):
 }
 
 pub async fn remove_protected(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     op: Operator,
     Path(org_id): Path<String>,
     Form(f): Form,
@@ -298,7 +298,7 @@ pub async fn remove_protected(
         return done(&back, Err(e));
     }
     let email = f.get("email").unwrap_or("").to_string();
-    let result = scim.admin().remove_protected_user(&op.by, &org_id, &email).await;
+    let result = app.admin().remove_protected_user(&op.by, &org_id, &email).await;
     done(
         &back,
         result

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 /// The product's name, logo and primary colour on every page (settings `console_product_name`,
 /// `console_logo`, `console_primary_color`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branding {
     pub product_name: String,
     /// A logo (SVG or PNG) read from a file at start, served from the binary's own address.
@@ -21,7 +21,7 @@ pub struct Branding {
 }
 
 /// A logo image and its content type.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logo {
     pub bytes: std::sync::Arc<[u8]>,
     pub content_type: &'static str,
@@ -342,14 +342,14 @@ pub struct Framed {
 impl Framed {
     /// The frame of a console page.
     pub fn console(
-        scim: &crate::service::Scim,
+        app: &crate::state::AppState,
         headers: &HeaderMap,
         op: &super::session::Operator,
         title: impl Into<String>,
         section: &'static str,
     ) -> Framed {
         let (flash, clear) = Flash::take(headers, "/console");
-        let b = &scim.config.branding;
+        let b = &app.node.settings.branding;
         Framed {
             chrome: Chrome {
                 product_name: b.product_name.clone(),
@@ -366,9 +366,9 @@ impl Framed {
     }
 
     /// The frame of a setup page (no navigation; its own message cookie path).
-    pub fn setup(scim: &crate::service::Scim, headers: &HeaderMap, csrf: &str, title: impl Into<String>) -> Framed {
+    pub fn setup(app: &crate::state::AppState, headers: &HeaderMap, csrf: &str, title: impl Into<String>) -> Framed {
         let (flash, clear) = Flash::take(headers, "/setup");
-        let b = &scim.config.branding;
+        let b = &app.node.settings.branding;
         Framed {
             chrome: Chrome {
                 product_name: b.product_name.clone(),

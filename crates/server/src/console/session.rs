@@ -7,7 +7,7 @@
 //! token's hash; the session ends at sign-out, at its expiry, or when its API key is revoked.
 
 use super::page::{self, Flash, PageError, cookie, redirect_with, render};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -48,8 +48,8 @@ pub struct Operator {
 }
 
 /// `Set-Cookie` attributes: `Secure` when the service is reached over https.
-fn secure(scim: &Scim) -> &'static str {
-    if scim.config.public_url.starts_with("https://") {
+fn secure(app: &AppState) -> &'static str {
+    if app.scim.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
@@ -77,14 +77,14 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| v.chars().take(256).collect())
 }
 
-impl FromRequestParts<Scim> for Operator {
+impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, scim: &Scim) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(to_sign_in(parts));
         };
-        let admin = scim.admin();
+        let admin = app.admin();
         let session = match admin.console_session(&token).await {
             Ok(s) => s,
             Err(e) if matches!(e.status, 401 | 404 | 410) => return Err(to_sign_in(parts)),
@@ -197,13 +197,13 @@ pub struct SignInQuery {
 
 /// The sign-in page: one field, the API key.
 pub async fn sign_in_page(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<SignInQuery>,
 ) -> Response {
     let (flash, clear) = Flash::take(&headers, "/console");
     let csrf = crate::tokens::random_token();
-    let branding = &scim.config.branding;
+    let branding = &app.node.settings.branding;
     let mut resp = render(&SignInPage {
         product_name: branding.product_name.clone(),
         has_logo: branding.logo.is_some(),
@@ -213,7 +213,7 @@ pub async fn sign_in_page(
     });
     let set = format!(
         "{SIGN_IN_COOKIE}={csrf}; Path=/console/sign-in; Max-Age=3600; HttpOnly; SameSite=Strict{}",
-        secure(&scim)
+        secure(&app)
     );
     for c in [Some(set), clear].into_iter().flatten() {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -224,7 +224,7 @@ pub async fn sign_in_page(
 }
 
 /// Exchanges an API key for a session.
-pub async fn sign_in(State(scim): State<Scim>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn sign_in(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| {
         fields
@@ -250,14 +250,14 @@ pub async fn sign_in(State(scim): State<Scim>, headers: HeaderMap, body: axum::b
             "/console",
         );
     }
-    match scim.admin().console_sign_in(&key, crate::admin::DEFAULT_SESSION_TTL).await {
+    match app.admin().console_sign_in(&key, crate::admin::DEFAULT_SESSION_TTL).await {
         Ok(session) => {
             let mut resp = Redirect::to(&next).into_response();
             let max_age = (session.session.expires_us - rollcall_store::sqlite::now_us()).max(0) / 1_000_000;
             let set = format!(
                 "{SESSION_COOKIE}={}; Path=/console; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
                 session.token,
-                secure(&scim)
+                secure(&app)
             );
             let clear = format!("{SIGN_IN_COOKIE}=; Path=/console/sign-in; Max-Age=0; HttpOnly; SameSite=Strict");
             for c in [set, clear] {
@@ -277,9 +277,9 @@ pub async fn sign_in(State(scim): State<Scim>, headers: HeaderMap, body: axum::b
 }
 
 /// Ends the session.
-pub async fn sign_out(State(scim): State<Scim>, headers: HeaderMap, _op: Operator, _form: Form) -> Response {
+pub async fn sign_out(State(app): State<AppState>, headers: HeaderMap, _op: Operator, _form: Form) -> Response {
     if let Some(token) = cookie(&headers, SESSION_COOKIE)
-        && let Err(e) = scim.admin().end_session(&token).await
+        && let Err(e) = app.admin().end_session(&token).await
     {
         return PageError(e).into_response();
     }

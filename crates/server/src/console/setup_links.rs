@@ -2,7 +2,7 @@
 
 use super::page::{Chrome, Framed, PageResult, done, send, when, when_or};
 use super::session::{Form, Operator};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -31,11 +31,11 @@ struct LinksPage {
     created: Option<String>,
 }
 
-async fn page(scim: &Scim, headers: &HeaderMap, op: &Operator, org_id: &str, created: Option<String>) -> PageResult {
-    let admin = scim.admin();
+async fn page(app: &AppState, headers: &HeaderMap, op: &Operator, org_id: &str, created: Option<String>) -> PageResult {
+    let admin = app.admin();
     let org = admin.organization(org_id).await?;
     let links = admin.list_setup_links(&org.id).await?;
-    let (chrome, clear) = Framed::console(scim, headers, op, format!("Setup links of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(app, headers, op, format!("Setup links of {}", org.name), "organizations").take();
     Ok(send(
         &LinksPage {
             chrome,
@@ -60,12 +60,12 @@ async fn page(scim: &Scim, headers: &HeaderMap, op: &Operator, org_id: &str, cre
     ))
 }
 
-pub async fn list(State(scim): State<Scim>, headers: HeaderMap, op: Operator, Path(org_id): Path<String>) -> PageResult {
-    page(&scim, &headers, &op, &org_id, None).await
+pub async fn list(State(app): State<AppState>, headers: HeaderMap, op: Operator, Path(org_id): Path<String>) -> PageResult {
+    page(&app, &headers, &op, &org_id, None).await
 }
 
 pub async fn create(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(org_id): Path<String>,
@@ -80,7 +80,7 @@ pub async fn create(
         Some(Ok(days)) => Some(Duration::from_secs(days * 24 * 3600)),
         Some(Err(_)) => return Ok(done(&back, Err("the expiry is a whole number of days".into()))),
     };
-    let issued = match scim
+    let issued = match app
         .admin()
         .create_setup_link(&op.by, &org_id, expires_in, f.get("return_url").map(str::to_string))
         .await
@@ -88,11 +88,11 @@ pub async fn create(
         Ok(i) => i,
         Err(e) => return Ok(done(&back, Err(e.detail))),
     };
-    page(&scim, &headers, &op, &org_id, Some(issued.url)).await
+    page(&app, &headers, &op, &org_id, Some(issued.url)).await
 }
 
 pub async fn revoke(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     op: Operator,
     Path((org_id, link_id)): Path<(String, String)>,
     Form(f): Form,
@@ -101,7 +101,7 @@ pub async fn revoke(
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    let result = scim.admin().revoke_setup_link(&op.by, &org_id, &link_id).await;
+    let result = app.admin().revoke_setup_link(&op.by, &org_id, &link_id).await;
     done(
         &back,
         result

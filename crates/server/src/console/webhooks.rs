@@ -5,7 +5,7 @@
 use super::page::{Chrome, Framed, PageResult, done, send, when, when_or};
 use super::session::{Form, Operator};
 use crate::admin::{AdminError, WebhookChange, WebhookInput};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -66,14 +66,14 @@ pub struct WebhooksQuery {
 }
 
 pub async fn list(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Query(q): Query<WebhooksQuery>,
 ) -> PageResult {
     let org_id = q.org_id.filter(|o| !o.trim().is_empty());
-    let webhooks = scim.admin().list_webhooks(org_id.as_deref()).await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, "Webhooks", "webhooks").take();
+    let webhooks = app.admin().list_webhooks(org_id.as_deref()).await?;
+    let (chrome, clear) = Framed::console(&app, &headers, &op, "Webhooks", "webhooks").take();
     Ok(send(
         &WebhooksPage {
             chrome,
@@ -94,8 +94,8 @@ struct SecretPage {
     rotated: bool,
 }
 
-fn secret_page(scim: &Scim, headers: &HeaderMap, op: &Operator, w: &Webhook, secret: String, rotated: bool) -> Response {
-    let (chrome, clear) = Framed::console(scim, headers, op, "Signing secret", "webhooks").take();
+fn secret_page(app: &AppState, headers: &HeaderMap, op: &Operator, w: &Webhook, secret: String, rotated: bool) -> Response {
+    let (chrome, clear) = Framed::console(app, headers, op, "Signing secret", "webhooks").take();
     send(
         &SecretPage {
             chrome,
@@ -117,7 +117,7 @@ fn types_of(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-pub async fn create(State(scim): State<Scim>, headers: HeaderMap, op: Operator, Form(f): Form) -> Response {
+pub async fn create(State(app): State<AppState>, headers: HeaderMap, op: Operator, Form(f): Form) -> Response {
     if let Err(e) = f.only(&["url", "org_id", "description", "event_types"]) {
         return done("/console/webhooks", Err(e));
     }
@@ -127,8 +127,8 @@ pub async fn create(State(scim): State<Scim>, headers: HeaderMap, op: Operator, 
         description: f.get("description").map(str::to_string),
         event_types: types_of(f.get("event_types")),
     };
-    match scim.admin().create_webhook(input).await {
-        Ok(issued) => secret_page(&scim, &headers, &op, &issued.webhook, issued.secret, false),
+    match app.admin().create_webhook(input).await {
+        Ok(issued) => secret_page(&app, &headers, &op, &issued.webhook, issued.secret, false),
         Err(e) => done("/console/webhooks", Err(e.detail)),
     }
 }
@@ -158,15 +158,15 @@ struct WebhookPage {
 }
 
 pub async fn show(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path(id): Path<String>,
 ) -> PageResult {
-    let admin = scim.admin();
+    let admin = app.admin();
     let w = admin.webhook(&id).await?;
     let (attempts, _) = admin.webhook_attempts(&id, None, ATTEMPTS).await?;
-    let (chrome, clear) = Framed::console(&scim, &headers, &op, "Webhook endpoint", "webhooks").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op, "Webhook endpoint", "webhooks").take();
     Ok(send(
         &WebhookPage {
             chrome,
@@ -200,14 +200,14 @@ pub async fn show(
 
 /// `POST /console/webhooks/{id}/{action}`.
 pub async fn act(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     op: Operator,
     Path((id, action)): Path<(String, String)>,
     Form(f): Form,
 ) -> Response {
     let back = format!("/console/webhooks/{id}");
-    let admin = scim.admin();
+    let admin = app.admin();
     let allowed: &[&str] = match action.as_str() {
         "subscription" => &["event_types", "description", "url"],
         "redeliver" => &["event_id"],
@@ -273,7 +273,7 @@ pub async fn act(
         },
         "rotate-secret" => {
             return match admin.rotate_webhook_secret(&id).await {
-                Ok(issued) => secret_page(&scim, &headers, &op, &issued.webhook, issued.secret, true),
+                Ok(issued) => secret_page(&app, &headers, &op, &issued.webhook, issued.secret, true),
                 Err(e) => done(&back, Err(e.detail)),
             };
         }

@@ -12,7 +12,9 @@
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use rollcall_scim::schema::SchemaRegistry;
+use rollcall_server::node::{Node, NodeSettings};
 use rollcall_server::service::{Scim, ScimConfig};
+use rollcall_server::state::AppState;
 use rollcall_server::tokens;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
@@ -236,6 +238,8 @@ pub struct Setup {
     /// same organization share it.
     pub connections: Vec<(String, IdpKind)>,
     pub config: ScimConfig,
+    /// The node's settings (rate limit, request log, event retention, metrics).
+    pub node: NodeSettings,
     /// The HTTP layer's limits (timeouts, connection and in-flight caps).
     pub limits: rollcall_server::HttpLimits,
 }
@@ -245,6 +249,7 @@ impl Default for Setup {
         Setup {
             connections: vec![("acme".into(), IdpKind::Generic)],
             config: ScimConfig::default(),
+            node: NodeSettings::default(),
             limits: rollcall_server::HttpLimits::default(),
         }
     }
@@ -327,10 +332,11 @@ impl TestServer {
             public_url: base.clone(),
             ..setup.config
         };
-        let scim = Scim::new(store.clone(), registry, config.clone());
-        let background = rollcall_server::background::start(&scim);
+        let node = Node::new(store.clone(), setup.node);
+        let background = rollcall_server::background::start(&store, &node);
+        let state = AppState::new(Scim::new(store.clone(), registry, config.clone()), node);
         let (tx, rx) = oneshot::channel::<()>();
-        let app = rollcall_server::app_with(scim, setup.limits);
+        let app = rollcall_server::app_with(state, setup.limits);
         tokio::spawn(rollcall_server::serve_with(listener, app, setup.limits, async {
             let _ = rx.await;
         }));

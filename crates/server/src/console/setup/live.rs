@@ -5,7 +5,7 @@
 
 use super::pages::Visitor;
 use crate::console::page::when;
-use crate::service::Scim;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -96,12 +96,12 @@ impl From<&RequestLogEntry> for LiveRequest {
 }
 
 /// `GET /setup/connections/{id}/live`: the stream.
-pub async fn stream(State(scim): State<Scim>, v: Visitor, Path(id): Path<String>) -> Response {
-    let connection = match scim.admin().connection(&id).await {
+pub async fn stream(State(app): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
+    let connection = match app.admin().connection(&id).await {
         Ok(c) if c.org_id == v.org_id => c,
         _ => return crate::console::page::not_found().await,
     };
-    let admin = scim.admin();
+    let admin = app.admin();
     let started = tokio::time::Instant::now();
     // Oldest first, from the last few already logged.
     let stream = futures::stream::unfold((admin, connection.id, None::<i64>), move |(admin, id, mut last)| async move {

@@ -19,7 +19,7 @@ pub mod guides;
 mod live;
 mod pages;
 
-use crate::service::Scim;
+use crate::state::AppState;
 use axum::Router;
 use axum::routing::{get, post};
 
@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 pub const BASE_PATH: &str = "/setup";
 
 /// The setup page's routes (mounted at `/setup`).
-pub fn router() -> Router<Scim> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/{token}", get(pages::open))

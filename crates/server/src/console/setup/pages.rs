@@ -4,7 +4,7 @@ use super::guides::{self, Guide, Value};
 use crate::admin::AdminError;
 use crate::console::page::{self, Chrome, Flash, Framed, PageError, PageResult, cookie, idp_name, redirect_with, send, when_or};
 use crate::console::session::{CsrfToken, Form};
-use crate::service::Scim;
+use crate::state::AppState;
 use askama::Template;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -46,17 +46,17 @@ fn no_session(e: &AdminError) -> Response {
     page::error_page(StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED), &message)
 }
 
-impl FromRequestParts<Scim> for Visitor {
+impl FromRequestParts<AppState> for Visitor {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, scim: &Scim) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         let Some(token) = cookie(&parts.headers, SETUP_COOKIE) else {
             return Err(page::error_page(
                 StatusCode::UNAUTHORIZED,
                 "Open the setup link you were sent to start. (This browser has no setup session: cookies may be blocked.)",
             ));
         };
-        let session = scim.admin().setup_session(&token).await.map_err(|e| no_session(&e))?;
+        let session = app.admin().setup_session(&token).await.map_err(|e| no_session(&e))?;
         let csrf = crate::admin::csrf_token(&token);
         parts.extensions.insert(CsrfToken(csrf.clone()));
         Ok(Visitor {
@@ -75,8 +75,8 @@ impl FromRequestParts<Scim> for Visitor {
 
 impl Visitor {
     /// A connection of the visitor's organization; 404 for any other.
-    async fn connection(&self, scim: &Scim, id: &str) -> Result<Connection, PageError> {
-        let c = scim.admin().connection(id).await?;
+    async fn connection(&self, app: &AppState, id: &str) -> Result<Connection, PageError> {
+        let c = app.admin().connection(id).await?;
         if c.org_id != self.org_id {
             return Err(AdminError::not_found(format!("no SCIM connection with id \"{id}\"")).into());
         }
@@ -93,8 +93,8 @@ fn done(to: &str, result: Result<String, String>) -> Response {
 
 /// `GET /setup/{token}`: opens a setup link. The token leaves the address bar at once: the session
 /// cookie takes its place and the browser is sent to `/setup`.
-pub async fn open(State(scim): State<Scim>, Path(token): Path<String>) -> Response {
-    let admin = scim.admin();
+pub async fn open(State(app): State<AppState>, Path(token): Path<String>) -> Response {
+    let admin = app.admin();
     let issued = match admin.setup_sign_in(&token).await {
         Ok(s) => s,
         Err(e) => {
@@ -110,7 +110,7 @@ pub async fn open(State(scim): State<Scim>, Path(token): Path<String>) -> Respon
         }
     };
     let max_age = (issued.session.expires_us - rollcall_store::sqlite::now_us()).max(0) / 1_000_000;
-    let secure = if scim.config.public_url.starts_with("https://") {
+    let secure = if app.scim.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
@@ -154,11 +154,11 @@ struct HomePage {
 
 /// `GET /setup`: step 1, picking the identity provider (and the organization's connections, to
 /// come back to).
-pub async fn home(State(scim): State<Scim>, headers: HeaderMap, v: Visitor) -> PageResult {
-    let admin = scim.admin();
+pub async fn home(State(app): State<AppState>, headers: HeaderMap, v: Visitor) -> PageResult {
+    let admin = app.admin();
     let org = admin.organization(&v.org_id).await?;
     let connections = admin.list_connections(Some(&org.id)).await?;
-    let (chrome, clear) = Framed::setup(&scim, &headers, &v.csrf, format!("Connect {}", org.name)).take();
+    let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, format!("Connect {}", org.name)).take();
     Ok(send(
         &HomePage {
             chrome,
@@ -198,14 +198,14 @@ struct TokenPage {
     rotation: bool,
 }
 
-fn token_page(scim: &Scim, headers: &HeaderMap, v: &Visitor, c: &Connection, token: String, rotation: bool) -> Response {
-    let (chrome, clear) = Framed::setup(scim, headers, &v.csrf, "Your base URL and token").take();
+fn token_page(app: &AppState, headers: &HeaderMap, v: &Visitor, c: &Connection, token: String, rotation: bool) -> Response {
+    let (chrome, clear) = Framed::setup(app, headers, &v.csrf, "Your base URL and token").take();
     send(
         &TokenPage {
             chrome,
             connection_id: c.id.clone(),
             idp: idp_name(c.idp),
-            base_url: scim.admin().scim_base_url(&c.id),
+            base_url: app.admin().scim_base_url(&c.id),
             token,
             rotation,
         },
@@ -224,7 +224,7 @@ struct UnsupportedPage {
 
 /// `POST /setup/connections`: step 2, a connection for the chosen identity provider, its token
 /// shown once.
-pub async fn create_connection(State(scim): State<Scim>, headers: HeaderMap, v: Visitor, Form(f): Form) -> Response {
+pub async fn create_connection(State(app): State<AppState>, headers: HeaderMap, v: Visitor, Form(f): Form) -> Response {
     if let Err(e) = f.only(&["idp"]) {
         return done("/setup", Err(e));
     }
@@ -235,7 +235,7 @@ pub async fn create_connection(State(scim): State<Scim>, headers: HeaderMap, v: 
     let g = guides::guide(idp);
     if !g.supported {
         // Nothing to create: the guide says what to do instead.
-        let (chrome, clear) = Framed::setup(&scim, &headers, &v.csrf, idp_name(idp)).take();
+        let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, idp_name(idp)).take();
         return send(
             &UnsupportedPage {
                 chrome,
@@ -246,7 +246,7 @@ pub async fn create_connection(State(scim): State<Scim>, headers: HeaderMap, v: 
             clear,
         );
     }
-    let admin = scim.admin();
+    let admin = app.admin();
     let issued = match admin
         .create_connection(&v.by, &v.org_id, Some(&format!("{} (set up by IT)", idp_name(idp))), idp)
         .await
@@ -257,7 +257,7 @@ pub async fn create_connection(State(scim): State<Scim>, headers: HeaderMap, v: 
     if let Err(e) = admin.attach_setup_connection(&v.link_id, &issued.connection.id).await {
         tracing::warn!(error = %e, "recording the setup link's connection failed");
     }
-    token_page(&scim, &headers, &v, &issued.connection, issued.token, false)
+    token_page(&app, &headers, &v, &issued.connection, issued.token, false)
 }
 
 pub struct GuideStep {
@@ -344,13 +344,13 @@ const ARRIVALS: i64 = 5;
 
 /// `GET /setup/connections/{id}`: steps 3 to 6 for one connection.
 pub async fn connection(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     v: Visitor,
     Path(id): Path<String>,
 ) -> PageResult {
-    let c = v.connection(&scim, &id).await?;
-    let admin = scim.admin();
+    let c = v.connection(&app, &id).await?;
+    let admin = app.admin();
     let g = guides::guide(c.idp);
     let base_url = admin.scim_base_url(&c.id);
     let users = admin
@@ -363,7 +363,7 @@ pub async fn connection(
             },
         )
         .await?;
-    let (connections, mut profiles) = admin.profiles(scim.registry.clone(), &c.org_id).await?;
+    let (connections, mut profiles) = admin.profiles(app.scim.registry.clone(), &c.org_id).await?;
     let groups = admin
         .directory_groups(
             &c.org_id,
@@ -376,7 +376,7 @@ pub async fn connection(
         .await?;
     let mappings = admin.list_role_mappings(&c.id).await?;
     let roles = admin.list_roles(&c.org_id).await?;
-    let (chrome, clear) = Framed::setup(&scim, &headers, &v.csrf, format!("Set up {}", idp_name(c.idp))).take();
+    let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, format!("Set up {}", idp_name(c.idp))).take();
     Ok(send(
         &ConnectionPage {
             chrome,
@@ -447,7 +447,7 @@ pub async fn connection(
 
 /// `POST /setup/connections/{id}/rotate`: a new token beside the current one, shown once.
 pub async fn rotate(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     v: Visitor,
     Path(id): Path<String>,
@@ -457,25 +457,25 @@ pub async fn rotate(
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    if let Err(e) = v.connection(&scim, &id).await {
+    if let Err(e) = v.connection(&app, &id).await {
         return e.into_response();
     }
-    match scim.admin().start_token_rotation(&v.by, &id).await {
-        Ok(issued) => token_page(&scim, &headers, &v, &issued.connection, issued.token, true),
+    match app.admin().start_token_rotation(&v.by, &id).await {
+        Ok(issued) => token_page(&app, &headers, &v, &issued.connection, issued.token, true),
         Err(e) => done(&back, Err(e.detail)),
     }
 }
 
 /// `POST /setup/connections/{id}/rotate-complete`: only the new token works from now on.
-pub async fn rotate_complete(State(scim): State<Scim>, v: Visitor, Path(id): Path<String>, Form(f): Form) -> Response {
+pub async fn rotate_complete(State(app): State<AppState>, v: Visitor, Path(id): Path<String>, Form(f): Form) -> Response {
     let back = format!("/setup/connections/{id}");
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    if let Err(e) = v.connection(&scim, &id).await {
+    if let Err(e) = v.connection(&app, &id).await {
         return e.into_response();
     }
-    let result = scim.admin().complete_token_rotation(&v.by, &id).await;
+    let result = app.admin().complete_token_rotation(&v.by, &id).await;
     done(
         &back,
         result
@@ -497,7 +497,7 @@ struct ConfirmPage {
 /// `POST /setup/connections/{id}/mappings`: maps a group that arrived to a role. The first post
 /// shows what the mapping would change; the second (`confirm=yes`) saves it.
 pub async fn map_group(
-    State(scim): State<Scim>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     v: Visitor,
     Path(id): Path<String>,
@@ -507,7 +507,7 @@ pub async fn map_group(
     if let Err(e) = f.only(&["group", "role", "confirm"]) {
         return done(&back, Err(e));
     }
-    let c = match v.connection(&scim, &id).await {
+    let c = match v.connection(&app, &id).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -515,13 +515,13 @@ pub async fn map_group(
         return done(&back, Err("Choose a role for the group.".into()));
     };
     let matches = RoleMatch::GroupName(group.to_string());
-    let admin = scim.admin();
+    let admin = app.admin();
     if f.get("confirm") != Some("yes") {
         let effect = match admin.preview_role_mapping(&c.id, role, matches).await {
             Ok(e) => admin.describe_role_effect(&e),
             Err(e) => return done(&back, Err(e.detail)),
         };
-        let (chrome, clear) = Framed::setup(&scim, &headers, &v.csrf, "Confirm the mapping").take();
+        let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, "Confirm the mapping").take();
         return send(
             &ConfirmPage {
                 chrome,
@@ -544,12 +544,12 @@ pub async fn map_group(
 
 /// `POST /setup/done`: ends the session and goes back to the application (the link's return
 /// URL), or to a last page.
-pub async fn finish(State(scim): State<Scim>, headers: HeaderMap, v: Visitor, Form(f): Form) -> Response {
+pub async fn finish(State(app): State<AppState>, headers: HeaderMap, v: Visitor, Form(f): Form) -> Response {
     if let Err(e) = f.only(&[]) {
         return done("/setup", Err(e));
     }
     if let Some(token) = cookie(&headers, SETUP_COOKIE)
-        && let Err(e) = scim.admin().end_session(&token).await
+        && let Err(e) = app.admin().end_session(&token).await
     {
         return PageError(e).into_response();
     }
