@@ -21,6 +21,7 @@ pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
 pub use events::EventPage;
 pub use policy::attribute_policy;
+pub use roles::{PREVIEW_SAMPLE, RoleChangeSummary, RoleEffect};
 pub use webhooks::{
     IssuedWebhook, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US, WebhookChange, WebhookInput,
 };
