@@ -929,7 +929,13 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/protected-users/{email}", &["delete"]),
         ("/api/v1/connections/{id}/role-mappings", &["get", "post"]),
         ("/api/v1/connections/{id}/role-mappings/{mapping}", &["delete"]),
+        ("/api/v1/connections/{id}/role-mappings/preview", &["post"]),
+        (
+            "/api/v1/connections/{id}/role-mappings/{mapping}/preview-removal",
+            &["post"],
+        ),
         ("/api/v1/connections/{id}/default-roles", &["get", "put"]),
+        ("/api/v1/connections/{id}/default-roles/preview", &["post"]),
         ("/api/v1/connections/{id}/policy", &["get", "put"]),
         ("/api/v1/organizations/{id}/users", &["get"]),
         ("/api/v1/organizations/{id}/users/{user_id}", &["get"]),
@@ -991,6 +997,9 @@ async fn openapi_document_and_docs_page() {
         "ActorView",
         "RequestView",
         "RequestList",
+        "RoleEffectView",
+        "RoleChangeView",
+        "UserRefView",
     ] {
         assert!(
             schemas.contains_key(s),

@@ -1094,7 +1094,218 @@ async fn a_policy_cannot_silently_stop_a_mapping() {
     .expect(201);
 }
 
+/// The effect of a mapping or default-roles change is shown before it is made: counts per role,
+/// the first users by name, one sentence; nothing changes until the change itself is sent, and
+/// then exactly what the preview said changes.
+async fn role_changes_are_previewed_before_they_are_made() {
+    let (srv, api) = start().await;
+    let org = srv.conn().org_id.clone();
+    let conn = srv.conn().id.clone();
+    let c = srv.client();
+    api.post(
+        &format!("organizations/{org}/roles"),
+        &json!({"key": "admin", "name": "Administrator"}),
+    )
+    .await
+    .expect(201);
+    new_role(&api, &org, "viewer").await;
+    let mut users = Vec::new();
+    for name in ["ada", "bob", "cy", "dan"] {
+        let u = c
+            .create_user(&json!({
+                "schemas": [USER_SCHEMA], "userName": name,
+                "emails": [{"value": format!("{name}@acme.example"), "primary": true}],
+            }))
+            .await;
+        users.push(id(&u));
+    }
+    c.group("Engineering", &[&users[0], &users[1], &users[2]]).await;
+    api.put(
+        &format!("connections/{conn}/default-roles"),
+        &json!({"roles": ["viewer"]}),
+    )
+    .await
+    .expect(200);
+    let events = srv.store.events_after(0, 100_000).await.unwrap().len();
+
+    // A mapping by group name: the three engineers would gain admin.
+    let body = json!({"role": "admin", "match": {"group_name": "engineering"}});
+    let p = api
+        .post(&format!("connections/{conn}/role-mappings/preview"), &body)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(p["summary"], "3 users gain Administrator", "{p}");
+    assert_eq!(p["users_considered"], 4);
+    let change = &p["changes"][0];
+    assert_eq!(p["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            &change["role_key"],
+            &change["role_name"],
+            &change["gained"],
+            &change["lost"]
+        ),
+        (&json!("admin"), &json!("Administrator"), &json!(3), &json!(0))
+    );
+    assert_eq!(
+        change["gained_sample"],
+        json!([
+            {"id": users[0], "user_name": "ada", "email": "ada@acme.example"},
+            {"id": users[1], "user_name": "bob", "email": "bob@acme.example"},
+            {"id": users[2], "user_name": "cy", "email": "cy@acme.example"},
+        ])
+    );
+    assert_eq!(change["lost_sample"], json!([]));
+    // Nothing was written.
+    assert_eq!(srv.store.events_after(0, 100_000).await.unwrap().len(), events);
+    assert_eq!(roles_of(&api, &org, &users[0]).await, strings(&["viewer"]));
+    assert!(
+        api.get(&format!("connections/{conn}/role-mappings"))
+            .await
+            .expect(200)
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Made for real, it does what the preview said.
+    let mapping = api
+        .post(&format!("connections/{conn}/role-mappings"), &body)
+        .await
+        .expect(201)
+        .body;
+    for u in &users[..3] {
+        assert_eq!(roles_of(&api, &org, u).await, strings(&["admin", "viewer"]));
+    }
+    assert_eq!(roles_of(&api, &org, &users[3]).await, strings(&["viewer"]));
+
+    // The same mapping again is refused as its creation would be, and so are bad bodies.
+    api.post(&format!("connections/{conn}/role-mappings/preview"), &body)
+        .await
+        .problem(409);
+    let d = api
+        .post(
+            &format!("connections/{conn}/role-mappings/preview"),
+            &json!({"role": "nope", "match": {"group_name": "x"}}),
+        )
+        .await
+        .problem(422);
+    assert!(d.contains("no role \"nope\""), "{d}");
+    api.post(
+        &format!("connections/{conn}/role-mappings/preview"),
+        &json!({"role": "admin", "match": {"group_name": "x", "app_role": "y"}}),
+    )
+    .await
+    .problem(422);
+    api.post(
+        &format!("connections/{conn}/role-mappings/preview"),
+        &json!({"role": "admin", "match": {"group_name": "x"}, "confirm": true}),
+    )
+    .await
+    .problem(422);
+    api.post(
+        "connections/nope/role-mappings/preview",
+        &json!({"role": "admin", "match": {"group_name": "x"}}),
+    )
+    .await
+    .problem(404);
+
+    // Default roles: replacing viewer with admin gives dan admin and takes viewer from everyone.
+    let p = api
+        .post(
+            &format!("connections/{conn}/default-roles/preview"),
+            &json!({"roles": ["ADMIN"]}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(p["summary"], "1 user gains Administrator, 4 users lose viewer", "{p}");
+    assert_eq!(p["changes"][0]["gained_sample"][0]["user_name"], "dan");
+    assert_eq!(p["changes"][1]["lost_sample"].as_array().unwrap().len(), 4);
+    let same = api
+        .post(
+            &format!("connections/{conn}/default-roles/preview"),
+            &json!({"roles": ["viewer"]}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(same["summary"], "No user's roles change");
+    assert_eq!(same["changes"], json!([]));
+    api.post(
+        &format!("connections/{conn}/default-roles/preview"),
+        &json!({"roles": ["nope"]}),
+    )
+    .await
+    .problem(422);
+    assert_eq!(roles_of(&api, &org, &users[3]).await, strings(&["viewer"]));
+
+    // Removing the mapping: the engineers would lose admin.
+    let mapping_id = mapping["id"].as_str().unwrap();
+    let p = api
+        .call(
+            Method::POST,
+            &format!("connections/{conn}/role-mappings/{mapping_id}/preview-removal"),
+            None,
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(p["summary"], "3 users lose Administrator", "{p}");
+    assert_eq!(roles_of(&api, &org, &users[0]).await, strings(&["admin", "viewer"]));
+    api.call(
+        Method::POST,
+        &format!("connections/{conn}/role-mappings/nope/preview-removal"),
+        None,
+    )
+    .await
+    .problem(404);
+    api.delete(&format!("connections/{conn}/role-mappings/{mapping_id}"))
+        .await
+        .expect(204);
+    assert_eq!(roles_of(&api, &org, &users[0]).await, strings(&["viewer"]));
+
+    // Previews need an API key like everything else.
+    let anonymous = Api {
+        key: None,
+        ..api_clone(&api)
+    };
+    anonymous
+        .post(&format!("connections/{conn}/role-mappings/preview"), &body)
+        .await
+        .problem(401);
+
+    // Documented, with the request bodies of the changes they preview and the effect as answer.
+    let doc = api.get("openapi.json").await.expect(200).body;
+    for (path, request) in [
+        ("role-mappings/preview", Some("CreateRoleMapping")),
+        ("role-mappings/{mapping}/preview-removal", None),
+        ("default-roles/preview", Some("SetDefaultRoles")),
+    ] {
+        let op = &doc["paths"][format!("/api/v1/connections/{{id}}/{path}")]["post"];
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RoleEffectView",
+            "{path}: {op}"
+        );
+        let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(
+            body.as_str(),
+            request.map(|r| format!("#/components/schemas/{r}")).as_deref(),
+            "{path}"
+        );
+    }
+    let effect = &doc["components"]["schemas"]["RoleEffectView"];
+    assert_eq!(
+        effect["required"],
+        json!(["summary", "changes", "users_considered"]),
+        "{effect}"
+    );
+}
+
 backend_tests!(
+    role_changes_are_previewed_before_they_are_made,
     roles_are_managed_with_clear_errors,
     groups_grant_roles_by_id_name_and_scim_convention,
     entra_app_roles_and_default_roles,

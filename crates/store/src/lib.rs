@@ -41,7 +41,10 @@ pub mod webhooks;
 pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
 pub use model::*;
-pub use roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate};
+pub use roles::{
+    NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
+    RoleUpdate, UserRef,
+};
 pub use sessions::{
     BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
     SetupSessionRow,
@@ -347,6 +350,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>>;
     async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool>;
     async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>>;
+    /// What `change` would do to the effective roles of the connection's users, computed from one
+    /// consistent read with the same rules as the change itself, writing nothing: per role, the
+    /// users who would gain and lose it (counts, and the first `sample` of each by creation).
+    /// `None` when the connection, or the mapping to remove, does not exist; 400 for a role of
+    /// another organization and 409 for a mapping the connection has, as the change would answer.
+    async fn preview_role_change(
+        &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>>;
     /// Replaces a connection's default roles. `None` when the connection does not exist; 400 for a
     /// role of another organization.
     async fn set_default_roles(

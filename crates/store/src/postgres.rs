@@ -16,7 +16,9 @@ use crate::connection_ops::{self, TokenOp};
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
-use crate::roles::{NewRole, NewRoleMapping, ProtectedUser, Role, RoleMapping, RoleScope, RoleUpdate};
+use crate::roles::{
+    NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
+};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
@@ -1939,6 +1941,16 @@ impl Store for PostgresStore {
     }
     async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
         self.default_roles_impl(connection_id).await
+    }
+    async fn preview_role_change(
+        &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>> {
+        self.preview_role_change_impl(connection_id, change, sample)
+            .await
+            .map_err(finish_error)
     }
     async fn set_default_roles(
         &self,

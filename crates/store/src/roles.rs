@@ -212,6 +212,53 @@ impl RoleConfig {
         self.scim_roles.retain(|_, r| r != role_id);
     }
 
+    /// This configuration with `change` made, as the store makes it: a new mapping added (409 when
+    /// the connection has it already), a mapping left out (`removed`: the mapping `RemoveMapping`
+    /// names, as stored: kind, folded value, role id), or the default roles replaced. Role ids that
+    /// are not roles of the organization are refused (400), as the store refuses them.
+    pub fn changed(&self, change: &RoleChange, removed: Option<&(String, String, String)>) -> StoreResult<RoleConfig> {
+        let known = |role_id: &str| {
+            if self.keys.contains_key(role_id) {
+                Ok(())
+            } else {
+                Err(crate::StoreError::Scim(rollcall_scim::ScimError::invalid_value(
+                    format!("role \"{role_id}\" is not a role of this connection's organization"),
+                )))
+            }
+        };
+        let mut out = self.clone();
+        match change {
+            RoleChange::AddMapping { role_id, matches } => {
+                known(role_id)?;
+                let mapping = (matches.kind().to_string(), matches.folded(), role_id.clone());
+                if out.mappings.contains(&mapping) {
+                    return Err(crate::StoreError::Scim(rollcall_scim::ScimError::conflict(
+                        "this mapping already exists on the connection",
+                    )));
+                }
+                out.mappings.push(mapping);
+            }
+            RoleChange::RemoveMapping { .. } => {
+                if let Some(m) = removed
+                    && let Some(i) = out.mappings.iter().position(|x| x == m)
+                {
+                    out.mappings.remove(i);
+                }
+            }
+            RoleChange::SetDefaults { role_ids } => {
+                let mut defaults: Vec<String> = Vec::with_capacity(role_ids.len());
+                for r in role_ids {
+                    known(r)?;
+                    if !defaults.contains(r) {
+                        defaults.push(r.clone());
+                    }
+                }
+                out.defaults = defaults;
+            }
+        }
+        Ok(out)
+    }
+
     fn keys_of(&self, ids: &BTreeSet<String>) -> Vec<String> {
         let mut keys: Vec<String> = ids.iter().filter_map(|id| self.keys.get(id).cloned()).collect();
         keys.sort();
@@ -253,6 +300,175 @@ pub fn app_roles_of(doc: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A proposed change to what grants roles on one connection (roles by id), for a preview of its
+/// effect ([`crate::Store::preview_role_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// A new mapping granting `role_id`.
+    AddMapping { role_id: String, matches: RoleMatch },
+    /// Deleting the connection's mapping with this id.
+    RemoveMapping { mapping_id: String },
+    /// Replacing the connection's default roles with these.
+    SetDefaults { role_ids: Vec<String> },
+}
+
+/// A user named in a preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRef {
+    pub id: String,
+    pub user_name: Option<String>,
+    /// The primary e-mail address, else the first.
+    pub email: Option<String>,
+}
+
+impl UserRef {
+    /// The user `id` named from its SCIM document.
+    pub fn of(id: String, doc: &Value) -> UserRef {
+        let emails = doc.get("emails").and_then(Value::as_array);
+        let email = emails
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+                    .or_else(|| items.first())
+            })
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        UserRef {
+            id,
+            user_name: doc.get("userName").and_then(Value::as_str).map(String::from),
+            email,
+        }
+    }
+}
+
+/// How the holders of one role would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleDelta {
+    pub role_id: String,
+    pub role_key: String,
+    /// Users who would gain the role, and the first of them (by creation).
+    pub gained: i64,
+    pub gained_sample: Vec<UserRef>,
+    /// Users who would lose it.
+    pub lost: i64,
+    pub lost_sample: Vec<UserRef>,
+}
+
+/// What a change would do to the effective roles of a connection's users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct RolePreview {
+    /// One entry per role that some user would gain or lose, by role key.
+    pub changes: Vec<RoleDelta>,
+    /// The active users of the connection whose roles were computed (deactivated and deleted users
+    /// hold no roles).
+    pub users_considered: i64,
+}
+
+/// How the holders of one role would change, users as row keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleDiffEntry {
+    pub role_id: String,
+    pub role_key: String,
+    pub gained: i64,
+    pub gained_pks: Vec<i64>,
+    pub lost: i64,
+    pub lost_pks: Vec<i64>,
+}
+
+/// A [`RolePreview`] before its sampled users are named.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleDiff {
+    /// By role key (ignoring case).
+    pub roles: Vec<RoleDiffEntry>,
+    pub users_considered: i64,
+}
+
+impl RoleDiff {
+    /// Every sampled user, once.
+    pub fn sample_pks(&self) -> Vec<i64> {
+        let set: BTreeSet<i64> = self
+            .roles
+            .iter()
+            .flat_map(|e| e.gained_pks.iter().chain(e.lost_pks.iter()).copied())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The preview, sampled users named by `refs` (a user missing there is left out).
+    pub fn named(self, refs: &HashMap<i64, UserRef>) -> RolePreview {
+        let name = |pks: &[i64]| pks.iter().filter_map(|pk| refs.get(pk).cloned()).collect();
+        RolePreview {
+            changes: self
+                .roles
+                .into_iter()
+                .map(|e| RoleDelta {
+                    gained_sample: name(&e.gained_pks),
+                    lost_sample: name(&e.lost_pks),
+                    role_id: e.role_id,
+                    role_key: e.role_key,
+                    gained: e.gained,
+                    lost: e.lost,
+                })
+                .collect(),
+            users_considered: self.users_considered,
+        }
+    }
+}
+
+/// Compares the effective roles of `users` under `before` and `after` in one pass, with
+/// [`RoleConfig::effective`] (the computation [`recompute`] stores), keeping up to `sample` users
+/// per role and direction, the oldest first.
+pub fn diff_roles(before: &RoleConfig, after: &RoleConfig, mut users: Vec<UserFacts>, sample: usize) -> RoleDiff {
+    users.sort_by_key(|u| u.pk);
+    let mut by_role: HashMap<String, RoleDiffEntry> = HashMap::new();
+    let mut considered = 0;
+    for user in &users {
+        if !user.active {
+            continue;
+        }
+        considered += 1;
+        let was = before.effective(user);
+        let will = after.effective(user);
+        if was == will {
+            continue;
+        }
+        for r in will.difference(&was) {
+            let e = by_role.entry(r.clone()).or_default();
+            e.gained += 1;
+            if e.gained_pks.len() < sample {
+                e.gained_pks.push(user.pk);
+            }
+        }
+        for r in was.difference(&will) {
+            let e = by_role.entry(r.clone()).or_default();
+            e.lost += 1;
+            if e.lost_pks.len() < sample {
+                e.lost_pks.push(user.pk);
+            }
+        }
+    }
+    let mut roles: Vec<RoleDiffEntry> = by_role
+        .into_iter()
+        .map(|(id, mut e)| {
+            e.role_key = after
+                .keys
+                .get(&id)
+                .or_else(|| before.keys.get(&id))
+                .cloned()
+                .unwrap_or_else(|| id.clone());
+            e.role_id = id;
+            e
+        })
+        .collect();
+    roles.sort_by(|a, b| (fold(&a.role_key), &a.role_id).cmp(&(fold(&b.role_key), &b.role_id)));
+    RoleDiff {
+        roles,
+        users_considered: considered,
+    }
 }
 
 /// The SCIM answer when SCIM tries to deactivate or delete a protected user: 403, naming why.
@@ -467,5 +683,123 @@ mod tests {
                 .scim_roles
                 .is_empty()
         );
+    }
+
+    fn facts(pk: i64, groups: Vec<GroupFacts>, app_roles: Vec<&str>) -> UserFacts {
+        UserFacts {
+            pk,
+            id: format!("u{pk}"),
+            ..user(groups, app_roles)
+        }
+    }
+
+    #[test]
+    fn a_change_is_made_as_the_store_makes_it() {
+        let c = config();
+        let added = c
+            .changed(
+                &RoleChange::AddMapping {
+                    role_id: "r-billing".into(),
+                    matches: RoleMatch::GroupName(" Sales ".into()),
+                },
+                None,
+            )
+            .unwrap();
+        assert!(
+            added
+                .mappings
+                .contains(&("group_name".into(), "sales".into(), "r-billing".into()))
+        );
+        let dup = c.changed(
+            &RoleChange::AddMapping {
+                role_id: "r-billing".into(),
+                matches: RoleMatch::GroupName("FINANCE".into()),
+            },
+            None,
+        );
+        assert!(matches!(dup, Err(crate::StoreError::Scim(e)) if e.status == 409));
+        let foreign = c.changed(
+            &RoleChange::SetDefaults {
+                role_ids: vec!["r-admin".into(), "r-elsewhere".into()],
+            },
+            None,
+        );
+        assert!(matches!(foreign, Err(crate::StoreError::Scim(e)) if e.status == 400));
+        let defaults = c
+            .changed(
+                &RoleChange::SetDefaults {
+                    role_ids: vec!["r-admin".into(), "r-admin".into()],
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(defaults.defaults, vec!["r-admin".to_string()]);
+        let m = ("app_role".to_string(), "admin".to_string(), "r-admin".to_string());
+        let removed = c
+            .changed(&RoleChange::RemoveMapping { mapping_id: "m".into() }, Some(&m))
+            .unwrap();
+        assert_eq!(removed.mappings.len(), 2);
+        assert!(!removed.uses_app_roles());
+    }
+
+    #[test]
+    fn a_diff_counts_every_user_and_samples_the_oldest() {
+        let before = config();
+        let after = before
+            .changed(
+                &RoleChange::SetDefaults {
+                    role_ids: vec!["r-billing".into()],
+                },
+                None,
+            )
+            .unwrap();
+        let finance = || vec![group("g", None, "Finance")];
+        let mut users: Vec<UserFacts> = (1..=5).rev().map(|pk| facts(pk, vec![], vec![])).collect();
+        users.push(facts(6, finance(), vec![]));
+        let mut gone = facts(7, vec![], vec![]);
+        gone.active = false;
+        users.push(gone);
+        let diff = diff_roles(&before, &after, users, 3);
+        assert_eq!(diff.users_considered, 6);
+        assert_eq!(diff.roles.len(), 2, "{diff:?}");
+        let billing = &diff.roles[0];
+        assert_eq!(
+            (billing.role_key.as_str(), billing.gained, billing.lost),
+            ("billing", 5, 0)
+        );
+        assert_eq!(
+            billing.gained_pks,
+            vec![1, 2, 3],
+            "the oldest first, up to the sample size"
+        );
+        let member = &diff.roles[1];
+        assert_eq!((member.role_key.as_str(), member.gained, member.lost), ("member", 0, 6));
+        assert_eq!(diff.sample_pks(), vec![1, 2, 3]);
+        let refs: HashMap<i64, UserRef> = [(1, UserRef::of("u1".into(), &json!({"userName": "a"})))].into();
+        let named = diff.named(&refs);
+        assert_eq!(named.changes[0].gained_sample.len(), 1);
+        assert_eq!(named.changes[0].gained_sample[0].user_name.as_deref(), Some("a"));
+        assert!(
+            diff_roles(&before, &before, vec![facts(1, finance(), vec!["admin"])], 3)
+                .roles
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_user_is_named_by_user_name_and_primary_email() {
+        let r = UserRef::of(
+            "x".into(),
+            &json!({"userName": "ann", "emails": [{"value": "a@w.example"}, {"value": "a@h.example", "primary": true}]}),
+        );
+        assert_eq!(r.user_name.as_deref(), Some("ann"));
+        assert_eq!(r.email.as_deref(), Some("a@h.example"));
+        assert_eq!(
+            UserRef::of("x".into(), &json!({"emails": [{"value": "b@x"}]}))
+                .email
+                .as_deref(),
+            Some("b@x")
+        );
+        assert_eq!(UserRef::of("x".into(), &json!({})).email, None);
     }
 }

@@ -22,6 +22,7 @@ pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
 pub use events::EventPage;
 pub use policy::attribute_policy;
+pub use roles::{PREVIEW_SAMPLE, RoleChangeSummary, RoleEffect};
 pub use sessions::{
     ConsoleSession, DEFAULT_SESSION_TTL, IssuedSession, MAX_SESSION_TTL, MIN_SESSION_TTL, NOT_SIGNED_IN, check_csrf,
     csrf_token,

@@ -4,12 +4,12 @@
 use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::problem::{ApiProblem, ApiResult, Problem};
-use crate::admin::Admin;
+use crate::admin::{Admin, RoleEffect};
 use crate::service::{Scim, rfc3339};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use rollcall_store::{ConnectionPolicy, OnDelete, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate};
+use rollcall_store::{ConnectionPolicy, OnDelete, ProtectedUser, Role, RoleMapping, RoleMatch, RoleUpdate, UserRef};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -167,6 +167,84 @@ pub struct DefaultRoles {
 pub struct SetDefaultRoles {
     /// Roles by id or key; replaces the current list.
     pub roles: Vec<String>,
+}
+
+/// A user named in a preview.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserRefView {
+    /// The user's Rollcall id.
+    pub id: String,
+    #[schema(required = true, example = "ada@acme.example")]
+    pub user_name: Option<String>,
+    /// Its primary e-mail address, else its first.
+    #[schema(required = true, example = "ada@acme.example")]
+    pub email: Option<String>,
+}
+
+impl From<&UserRef> for UserRefView {
+    fn from(u: &UserRef) -> Self {
+        UserRefView {
+            id: u.id.clone(),
+            user_name: u.user_name.clone(),
+            email: u.email.clone(),
+        }
+    }
+}
+
+/// How the holders of one role would change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleChangeView {
+    pub role_id: String,
+    #[schema(example = "admin")]
+    pub role_key: String,
+    #[schema(example = "Administrator")]
+    pub role_name: String,
+    /// How many users would gain the role.
+    #[schema(example = 12)]
+    pub gained: i64,
+    /// How many users would lose it.
+    #[schema(example = 0)]
+    pub lost: i64,
+    /// The first users (oldest first, at most 20) who would gain it.
+    pub gained_sample: Vec<UserRefView>,
+    /// The first users (oldest first, at most 20) who would lose it.
+    pub lost_sample: Vec<UserRefView>,
+}
+
+/// What a change to a connection's role mappings or default roles would do to the effective roles
+/// of its users, computed without making the change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleEffectView {
+    /// The effect in one sentence, by role name, for a confirmation prompt.
+    #[schema(example = "12 users gain Administrator, 3 users lose Viewer")]
+    pub summary: String,
+    /// One entry per role some user would gain or lose, by role key; empty when nothing changes.
+    pub changes: Vec<RoleChangeView>,
+    /// The connection's active users whose roles were computed (deactivated and deleted users hold
+    /// no roles).
+    pub users_considered: i64,
+}
+
+impl From<&RoleEffect> for RoleEffectView {
+    fn from(e: &RoleEffect) -> Self {
+        RoleEffectView {
+            summary: e.sentence(),
+            changes: e
+                .changes
+                .iter()
+                .map(|c| RoleChangeView {
+                    role_id: c.role_id.clone(),
+                    role_key: c.role_key.clone(),
+                    role_name: c.role_name.clone(),
+                    gained: c.gained,
+                    lost: c.lost,
+                    gained_sample: c.gained_sample.iter().map(UserRefView::from).collect(),
+                    lost_sample: c.lost_sample.iter().map(UserRefView::from).collect(),
+                })
+                .collect(),
+            users_considered: e.users_considered,
+        }
+    }
 }
 
 /// What happens when the identity provider deletes a user.
@@ -479,22 +557,73 @@ pub async fn create_role_mapping(
     Path(connection_id): Path<String>,
     JsonBody(body): JsonBody<CreateRoleMapping>,
 ) -> ApiResult<(StatusCode, Json<RoleMappingView>)> {
-    let m = body.matches;
-    let matches = match (m.group_id, m.group_name, m.app_role) {
-        (Some(v), None, None) => RoleMatch::GroupId(v),
-        (None, Some(v), None) => RoleMatch::GroupName(v),
-        (None, None, Some(v)) => RoleMatch::AppRole(v),
-        _ => {
-            return Err(ApiProblem::new(
-                422,
-                "match must have exactly one of group_id, group_name and app_role",
-            ));
-        }
-    };
+    let matches = match_of(body.matches)?;
     let mapping = admin
         .create_role_mapping(&by, &connection_id, &body.role, matches)
         .await?;
     Ok((StatusCode::CREATED, Json(RoleMappingView::from(&mapping))))
+}
+
+/// The match of a mapping: exactly one of its three fields.
+fn match_of(m: MatchView) -> ApiResult<RoleMatch> {
+    match (m.group_id, m.group_name, m.app_role) {
+        (Some(v), None, None) => Ok(RoleMatch::GroupId(v)),
+        (None, Some(v), None) => Ok(RoleMatch::GroupName(v)),
+        (None, None, Some(v)) => Ok(RoleMatch::AppRole(v)),
+        _ => Err(ApiProblem::new(
+            422,
+            "match must have exactly one of group_id, group_name and app_role",
+        )),
+    }
+}
+
+/// Preview a role mapping: what creating it would do to the connection's users, without creating it.
+///
+/// Takes the body of `POST /connections/{id}/role-mappings` and answers, per role, how many users
+/// would gain or lose it and the first of them, with the effect in one sentence for a confirmation
+/// prompt. Refused exactly as the creation would be (unknown role, duplicate mapping, ...).
+/// Nothing is written.
+#[utoipa::path(post, path = "/connections/{id}/role-mappings/preview", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = CreateRoleMapping,
+    responses(
+        (status = 200, description = "The effect the mapping would have", body = RoleEffectView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The mapping exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role, not exactly one match, or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn preview_role_mapping(
+    State(admin): State<Admin>,
+    Path(connection_id): Path<String>,
+    JsonBody(body): JsonBody<CreateRoleMapping>,
+) -> ApiResult<Json<RoleEffectView>> {
+    let matches = match_of(body.matches)?;
+    let effect = admin
+        .preview_role_mapping(&connection_id, &body.role, matches)
+        .await?;
+    Ok(Json(RoleEffectView::from(&effect)))
+}
+
+/// Preview deleting a role mapping: what it would do to the connection's users, without deleting it.
+#[utoipa::path(post, path = "/connections/{id}/role-mappings/{mapping}/preview-removal", tag = "roles",
+    params(("id" = String, Path, description = "Connection id"), ("mapping" = String, Path, description = "Mapping id")),
+    responses(
+        (status = 200, description = "The effect deleting the mapping would have", body = RoleEffectView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection or mapping", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn preview_role_mapping_removal(
+    State(admin): State<Admin>,
+    Path((connection_id, mapping)): Path<(String, String)>,
+) -> ApiResult<Json<RoleEffectView>> {
+    let effect = admin
+        .preview_role_mapping_removal(&connection_id, &mapping)
+        .await?;
+    Ok(Json(RoleEffectView::from(&effect)))
 }
 
 /// List a connection's role mappings.
@@ -573,6 +702,32 @@ pub async fn set_default_roles(
     Ok(Json(DefaultRoles {
         data: roles.iter().map(RoleView::from).collect(),
     }))
+}
+
+/// Preview new default roles: what replacing the connection's default roles with these would do to
+/// its users, without replacing them.
+///
+/// Takes the body of `PUT /connections/{id}/default-roles`; refused exactly as that would be.
+/// Nothing is written.
+#[utoipa::path(post, path = "/connections/{id}/default-roles/preview", tag = "roles",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = SetDefaultRoles,
+    responses(
+        (status = 200, description = "The effect the new default roles would have", body = RoleEffectView),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role or unknown field", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn preview_default_roles(
+    State(admin): State<Admin>,
+    Path(connection_id): Path<String>,
+    JsonBody(body): JsonBody<SetDefaultRoles>,
+) -> ApiResult<Json<RoleEffectView>> {
+    let effect = admin.preview_default_roles(&connection_id, &body.roles).await?;
+    Ok(Json(RoleEffectView::from(&effect)))
 }
 
 /// The connection's attribute and lifecycle policy.

@@ -386,7 +386,7 @@ pub async fn create_mapping(
                 &op,
                 Confirm {
                     title: format!("Map {kind} “{value}” to {role}?"),
-                    effect: admin.describe_role_effect(&effect),
+                    effect: effect.sentence(),
                     action: format!("/console/connections/{id}/mappings"),
                     fields: vec![
                         ("kind".into(), kind.into()),
@@ -447,7 +447,7 @@ pub async fn set_default_roles(
                         0 => "Remove every default role?".to_string(),
                         _ => format!("Make {} the default roles?", roles.join(", ")),
                     },
-                    effect: admin.describe_role_effect(&effect),
+                    effect: effect.sentence(),
                     action: format!("/console/connections/{id}/default-roles"),
                     fields: roles.iter().map(|r| ("role".to_string(), r.clone())).collect(),
                     button: "Save the default roles",

@@ -4,8 +4,8 @@ use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
 use crate::index::fold;
 use crate::roles::{
-    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleConfig, RoleMapping, RoleMatch, RoleRows, RoleScope,
-    RoleUpdate, UserFacts, app_roles_of, recompute,
+    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
+    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -544,6 +544,68 @@ impl PostgresStore {
         recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// See [`Store::preview_role_change`]: one read-only transaction with one snapshot, rolled back.
+    pub(super) async fn preview_role_change_impl(
+        &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(tx.conn())
+            .await?;
+        let org_id: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1")
+            .bind(connection_id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(org_id) = org_id else {
+            return Ok(None);
+        };
+        let before = Rows(&mut tx).role_config(&org_id, connection_id).await?;
+        let removed = match change {
+            RoleChange::RemoveMapping { mapping_id } => {
+                let m: Option<(String, String, String)> = sqlx::query_as(
+                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = $1 AND id = $2",
+                )
+                .bind(connection_id)
+                .bind(mapping_id)
+                .fetch_optional(tx.conn())
+                .await?;
+                match m {
+                    Some(m) => Some(m),
+                    None => return Ok(None),
+                }
+            }
+            _ => None,
+        };
+        let after = before.changed(change, removed.as_ref())?;
+        let users = Rows(&mut tx)
+            .user_facts(
+                connection_id,
+                &RoleScope::Connection,
+                before.uses_app_roles() || after.uses_app_roles(),
+            )
+            .await?;
+        let diff = diff_roles(&before, &after, users, sample);
+        let pks = diff.sample_pks();
+        let mut refs = HashMap::new();
+        if !pks.is_empty() {
+            let rows: Vec<(i64, String, String)> =
+                sqlx::query_as("SELECT pk, id, doc::text FROM resources WHERE pk = ANY($1)")
+                    .bind(&pks)
+                    .fetch_all(tx.conn())
+                    .await?;
+            for (pk, id, doc) in rows {
+                let doc = serde_json::from_str::<Value>(&doc).unwrap_or(Value::Null);
+                refs.insert(pk, UserRef::of(id, &doc));
+            }
+        }
+        // Nothing was written: the transaction ends with a rollback when dropped.
+        drop(tx);
+        Ok(Some(diff.named(&refs)))
     }
 
     pub(super) async fn default_roles_impl(&self, connection_id: &str) -> StoreResult<Vec<Role>> {

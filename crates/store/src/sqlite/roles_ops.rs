@@ -4,8 +4,8 @@ use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
 use crate::index::fold;
 use crate::roles::{
-    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleConfig, RoleMapping, RoleMatch, RoleRows, RoleScope,
-    RoleUpdate, UserFacts, app_roles_of, recompute,
+    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
+    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -41,26 +41,143 @@ fn scope_params<'a>(connection_id: &'a &'a str, bind: &'a Option<Bind>) -> Vec<&
     params
 }
 
+/// The organization's roles and the connection's defaults and mappings (see [`RoleRows::role_config`]).
+fn role_config_on(c: &rusqlite::Connection, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
+    let roles: Vec<(String, String)> = c
+        .prepare_cached("SELECT id, key FROM roles WHERE org_id = ?")?
+        .query_map([org_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if roles.is_empty() {
+        return Ok(RoleConfig::default());
+    }
+    let defaults: Vec<String> = c
+        .prepare_cached("SELECT role_id FROM connection_default_roles WHERE connection_id = ?")?
+        .query_map([connection_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mappings: Vec<(String, String, String)> = c
+        .prepare_cached("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?")?
+        .query_map([connection_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(RoleConfig::new(roles, defaults, mappings))
+}
+
+/// The users in scope with their live groups (see [`RoleRows::user_facts`]).
+fn user_facts_on(
+    c: &rusqlite::Connection,
+    connection_id: &str,
+    scope: &RoleScope,
+    with_app_roles: bool,
+) -> StoreResult<Vec<UserFacts>> {
+    let (pred, bind) = scope_sql(scope);
+    let sql = format!(
+        "SELECT r.pk, r.id, r.active, r.deleted_us, CASE WHEN {with_app_roles} THEN r.doc END AS doc
+         FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred}"
+    );
+    let mut users: Vec<UserFacts> = c
+        .prepare_cached(&sql)?
+        .query_map(&scope_params(&connection_id, &bind)[..], |row| {
+            let active: Option<i64> = row.get(2)?;
+            let deleted: Option<i64> = row.get(3)?;
+            let doc: Option<String> = row.get(4)?;
+            Ok(UserFacts {
+                pk: row.get(0)?,
+                id: row.get(1)?,
+                connection_id: connection_id.to_string(),
+                active: deleted.is_none() && active != Some(0),
+                app_roles: doc
+                    .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+                    .map(|d| app_roles_of(&d))
+                    .unwrap_or_default(),
+                groups: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if users.is_empty() {
+        return Ok(users);
+    }
+    let sql = format!(
+        "SELECT m.member_pk, g.id, g.external_id, g.display_name_ci
+         FROM group_members m JOIN resources g ON g.pk = m.group_pk AND g.deleted_us IS NULL
+         WHERE m.member_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred})"
+    );
+    let index: HashMap<i64, usize> = users.iter().enumerate().map(|(i, u)| (u.pk, i)).collect();
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(&scope_params(&connection_id, &bind)[..])?;
+    while let Some(row) = rows.next()? {
+        let pk: i64 = row.get(0)?;
+        if let Some(&i) = index.get(&pk) {
+            users[i].groups.push(GroupFacts {
+                id: row.get(1)?,
+                external_id: row.get(2)?,
+                name_ci: row.get(3)?,
+            });
+        }
+    }
+    Ok(users)
+}
+
+/// What `change` would do to the effective roles of the users of a connection, computed in one read
+/// transaction on `c` (see [`crate::Store::preview_role_change`]).
+fn preview_on(
+    c: &rusqlite::Connection,
+    connection_id: &str,
+    change: &RoleChange,
+    sample: usize,
+) -> StoreResult<Option<RolePreview>> {
+    use rusqlite::OptionalExtension;
+    let Some(org_id) = c
+        .prepare_cached("SELECT org_id FROM scim_connections WHERE id = ?")?
+        .query_row([connection_id], |r| r.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let before = role_config_on(c, &org_id, connection_id)?;
+    let removed = match change {
+        RoleChange::RemoveMapping { mapping_id } => {
+            let m: Option<(String, String, String)> = c
+                .prepare_cached(
+                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ? AND id = ?",
+                )?
+                .query_row([connection_id, mapping_id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            match m {
+                Some(m) => Some(m),
+                None => return Ok(None),
+            }
+        }
+        _ => None,
+    };
+    let after = before.changed(change, removed.as_ref())?;
+    let users = user_facts_on(
+        c,
+        connection_id,
+        &RoleScope::Connection,
+        before.uses_app_roles() || after.uses_app_roles(),
+    )?;
+    let diff = diff_roles(&before, &after, users, sample);
+    let pks = diff.sample_pks();
+    let mut refs = HashMap::new();
+    if !pks.is_empty() {
+        let pks = serde_json::to_string(&pks).expect("integers serialize");
+        let mut stmt =
+            c.prepare_cached("SELECT pk, id, doc FROM resources WHERE pk IN (SELECT value FROM json_each(?))")?;
+        let mut rows = stmt.query([pks])?;
+        while let Some(row) = rows.next()? {
+            let doc: String = row.get(2)?;
+            let doc = serde_json::from_str::<Value>(&doc).unwrap_or(Value::Null);
+            refs.insert(row.get::<_, i64>(0)?, UserRef::of(row.get(1)?, &doc));
+        }
+    }
+    Ok(Some(diff.named(&refs)))
+}
+
 #[async_trait]
 impl RoleRows for Rows<'_> {
     async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
-        let c = &*self.0;
-        let roles: Vec<(String, String)> = c
-            .prepare_cached("SELECT id, key FROM roles WHERE org_id = ?")?
-            .query_map([org_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        if roles.is_empty() {
-            return Ok(RoleConfig::default());
-        }
-        let defaults: Vec<String> = c
-            .prepare_cached("SELECT role_id FROM connection_default_roles WHERE connection_id = ?")?
-            .query_map([connection_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mappings: Vec<(String, String, String)> = c
-            .prepare_cached("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?")?
-            .query_map([connection_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(RoleConfig::new(roles, defaults, mappings))
+        role_config_on(self.0, org_id, connection_id)
     }
 
     async fn user_facts(
@@ -69,53 +186,7 @@ impl RoleRows for Rows<'_> {
         scope: &RoleScope,
         with_app_roles: bool,
     ) -> StoreResult<Vec<UserFacts>> {
-        let c = &*self.0;
-        let (pred, bind) = scope_sql(scope);
-        let sql = format!(
-            "SELECT r.pk, r.id, r.active, r.deleted_us, CASE WHEN {with_app_roles} THEN r.doc END AS doc
-             FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred}"
-        );
-        let mut users: Vec<UserFacts> = c
-            .prepare_cached(&sql)?
-            .query_map(&scope_params(&connection_id, &bind)[..], |row| {
-                let active: Option<i64> = row.get(2)?;
-                let deleted: Option<i64> = row.get(3)?;
-                let doc: Option<String> = row.get(4)?;
-                Ok(UserFacts {
-                    pk: row.get(0)?,
-                    id: row.get(1)?,
-                    connection_id: connection_id.to_string(),
-                    active: deleted.is_none() && active != Some(0),
-                    app_roles: doc
-                        .and_then(|d| serde_json::from_str::<Value>(&d).ok())
-                        .map(|d| app_roles_of(&d))
-                        .unwrap_or_default(),
-                    groups: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        if users.is_empty() {
-            return Ok(users);
-        }
-        let sql = format!(
-            "SELECT m.member_pk, g.id, g.external_id, g.display_name_ci
-             FROM group_members m JOIN resources g ON g.pk = m.group_pk AND g.deleted_us IS NULL
-             WHERE m.member_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred})"
-        );
-        let index: HashMap<i64, usize> = users.iter().enumerate().map(|(i, u)| (u.pk, i)).collect();
-        let mut stmt = c.prepare_cached(&sql)?;
-        let mut rows = stmt.query(&scope_params(&connection_id, &bind)[..])?;
-        while let Some(row) = rows.next()? {
-            let pk: i64 = row.get(0)?;
-            if let Some(&i) = index.get(&pk) {
-                users[i].groups.push(GroupFacts {
-                    id: row.get(1)?,
-                    external_id: row.get(2)?,
-                    name_ci: row.get(3)?,
-                });
-            }
-        }
-        Ok(users)
+        user_facts_on(self.0, connection_id, scope, with_app_roles)
     }
 
     async fn stored_roles(
@@ -545,6 +616,18 @@ impl SqliteStore {
         recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    pub(super) async fn preview_role_change_impl(
+        &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>> {
+        let (connection_id, change) = (connection_id.to_string(), change.clone());
+        self.inline
+            .read(move |c| preview_on(c, &connection_id, &change, sample))
+            .await
     }
 
     pub(super) async fn default_roles_impl(&self, connection_id: &str) -> StoreResult<Vec<Role>> {

@@ -518,7 +518,7 @@ pub async fn map_group(
     let admin = app.admin();
     if f.get("confirm") != Some("yes") {
         let effect = match admin.preview_role_mapping(&c.id, role, matches).await {
-            Ok(e) => admin.describe_role_effect(&e),
+            Ok(e) => e.sentence(),
             Err(e) => return done(&back, Err(e.detail)),
         };
         let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, "Confirm the mapping").take();
