@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub struct LinkRow {
     pub id: String,
+    pub token: String,
     pub status: String,
     pub usable: bool,
     pub created: String,
@@ -35,6 +36,7 @@ async fn page(app: &AppState, headers: &HeaderMap, op: &Operator, org_id: &str, 
     let admin = app.admin();
     let org = admin.organization(org_id).await?;
     let links = admin.list_setup_links(&org.id).await?;
+    let now = rollcall_store::sqlite::now_us();
     let (chrome, clear) = Framed::console(app, headers, op, format!("Setup links of {}", org.name), "organizations").take();
     Ok(send(
         &LinksPage {
@@ -42,8 +44,9 @@ async fn page(app: &AppState, headers: &HeaderMap, op: &Operator, org_id: &str, 
             links: links
                 .into_iter()
                 .map(|l| LinkRow {
-                    status: l.status().to_string(),
-                    usable: l.status() == "active",
+                    status: l.status(now).as_str().to_string(),
+                    usable: l.status(now) == rollcall_store::SetupLinkStatus::Active,
+                    token: format!("{}…", l.token_prefix),
                     created: when(l.created_us),
                     expires: when(l.expires_us),
                     last_used: when_or(l.last_used_us, "not opened yet"),
@@ -82,7 +85,7 @@ pub async fn create(
     };
     let issued = match app
         .admin()
-        .create_setup_link(&op.by, &org_id, expires_in, f.get("return_url").map(str::to_string))
+        .create_setup_link(&op.by, &org_id, expires_in, f.get("return_url"))
         .await
     {
         Ok(i) => i,

@@ -95,7 +95,7 @@ fn done(to: &str, result: Result<String, String>) -> Response {
 /// cookie takes its place and the browser is sent to `/setup`.
 pub async fn open(State(app): State<AppState>, Path(token): Path<String>) -> Response {
     let admin = app.admin();
-    let issued = match admin.setup_sign_in(&token).await {
+    let issued = match admin.setup_sign_in(&token, crate::admin::DEFAULT_SESSION_TTL).await {
         Ok(s) => s,
         Err(e) => {
             let message = match (e.status, e.kind) {
