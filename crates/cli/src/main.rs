@@ -8,7 +8,7 @@ use rollcall_scim::limits::ResourceLimits;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_server::HttpLimits;
 use rollcall_server::admin::Admin;
-use rollcall_server::console::page::{Branding, Logo};
+use rollcall_server::branding::{Branding, Logo};
 use rollcall_server::metrics::MetricsSettings;
 use rollcall_server::node::{ActivitySettings, Node, NodeSettings};
 use rollcall_server::request_log::RequestLogSettings;

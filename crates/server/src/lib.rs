@@ -15,6 +15,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod background;
+pub mod branding;
 pub mod bulk;
 pub mod console;
 pub mod deadline;

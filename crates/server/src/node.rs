@@ -47,7 +47,7 @@ pub struct NodeSettings {
     /// Where and how `/metrics` is served ([`crate::metrics`]).
     pub metrics: MetricsSettings,
     /// The product name, logo and colour of the console and the setup page.
-    pub branding: crate::console::Branding,
+    pub branding: crate::branding::Branding,
 }
 
 impl Default for NodeSettings {
@@ -56,7 +56,7 @@ impl Default for NodeSettings {
             rate_limit: None,
             activity: ActivitySettings::default(),
             metrics: MetricsSettings::on_main(),
-            branding: crate::console::Branding::default(),
+            branding: crate::branding::Branding::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! token shown once), status, debug logging, policy ("what to sync"), role mappings, default roles
 //! and its request log; and creating a connection.
 
-use super::orgs::{ConnectionRow, IdpOption, idp_options};
+use super::views::{ConnectionRow, IdpOption, idp_options};
 use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when};
 use super::session::{Fields, Form, Operator};
 use crate::state::AppState;
@@ -31,7 +31,7 @@ struct TokenPage {
 }
 
 fn token_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: &Connection, token: String, what: &str) -> Response {
-    let (chrome, clear) = Framed::console(app, headers, op, format!("Token for {}", c.name), "organizations").take();
+    let (chrome, clear) = Framed::console(app, headers, &op.signed(), format!("Token for {}", c.name), "organizations").take();
     send(
         &TokenPage {
             chrome,
@@ -146,7 +146,7 @@ pub async fn show(
     let roles = admin.list_roles(&c.org_id).await?;
     let (log, _) = admin.request_log(&c.id, None, LOG_ROWS).await?;
     let policy = &c.policy;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, c.name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), c.name.clone(), "organizations").take();
     Ok(send(
         &ConnectionPage {
             chrome,
@@ -344,7 +344,7 @@ struct Confirm {
 }
 
 fn confirm_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: Confirm) -> Response {
-    let (chrome, clear) = Framed::console(app, headers, op, c.title.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(app, headers, &op.signed(), c.title.clone(), "organizations").take();
     let back = c.action.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap_or_default();
     send(
         &ConfirmPage {

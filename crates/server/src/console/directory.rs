@@ -3,6 +3,7 @@
 //! groups with member counts, and a group's members a page at a time.
 
 use super::page::{Chrome, Framed, PageResult, send, when};
+use super::views::{EventRow, event_rows};
 use super::session::Operator;
 use crate::state::AppState;
 use askama::Template;
@@ -105,7 +106,7 @@ pub async fn users(
         }
     }
     let page = admin.directory_users(&org.id, query).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Users of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Users of {}", org.name), "organizations").take();
     Ok(send(
         &UsersPage {
             chrome,
@@ -138,25 +139,6 @@ pub async fn users(
         },
         clear,
     ))
-}
-
-pub struct EventRow {
-    pub id: String,
-    pub at: String,
-    pub kind: String,
-    pub actor: String,
-}
-
-pub fn event_rows(events: Vec<rollcall_store::Event>) -> Vec<EventRow> {
-    events
-        .into_iter()
-        .map(|e| EventRow {
-            at: when(e.created_us),
-            actor: super::events::actor_text(&e.actor),
-            kind: e.kind,
-            id: e.id,
-        })
-        .collect()
 }
 
 pub struct GroupRef {
@@ -202,7 +184,7 @@ pub async fn user(
             ..Default::default()
         })
         .await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, user_name_of(&u.doc), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), user_name_of(&u.doc), "organizations").take();
     Ok(send(
         &UserPage {
             chrome,
@@ -281,7 +263,7 @@ pub async fn groups(
             },
         )
         .await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Groups of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Groups of {}", org.name), "organizations").take();
     Ok(send(
         &GroupsPage {
             chrome,
@@ -356,7 +338,7 @@ pub async fn group(
         })
         .await?;
     let name = g.display_name.clone().unwrap_or_default();
-    let (chrome, clear) = Framed::console(&app, &headers, &op, name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), name.clone(), "organizations").take();
     Ok(send(
         &GroupPage {
             chrome,

@@ -2,7 +2,7 @@
 //! resource filters, pages by sequence number, and each event's raw JSON (as the Events API and
 //! webhook deliveries carry it).
 
-use super::directory::{EventRow, event_rows};
+use super::views::{EventRow, actor_text, event_rows};
 use super::page::{Chrome, Framed, PageResult, send, when};
 use super::session::Operator;
 use crate::admin::AdminError;
@@ -10,26 +10,12 @@ use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use rollcall_store::{Actor, EventQuery};
+use rollcall_store::EventQuery;
 use rollcall_webhooks::EventView;
 use serde::Deserialize;
 
 /// Events per page.
 const PAGE: i64 = 50;
-
-/// Who made a change, in words.
-pub fn actor_text(a: &Actor) -> String {
-    match a {
-        Actor::ScimToken { token_prefix, .. } => match token_prefix {
-            Some(p) => format!("identity provider (token {p}…)"),
-            None => "identity provider".into(),
-        },
-        Actor::ApiKey { name, .. } => format!("API key “{name}”"),
-        Actor::SetupLink { .. } => "IT admin (setup link)".into(),
-        Actor::Cli => "command line".into(),
-        Actor::System => "Rollcall".into(),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "events.html")]
@@ -97,7 +83,7 @@ pub async fn list(
         )),
         _ => None,
     };
-    let (chrome, clear) = Framed::console(&app, &headers, &op, "Events", "events").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), "Events", "events").take();
     Ok(send(
         &EventsPage {
             chrome,
@@ -131,7 +117,7 @@ pub async fn show(
 ) -> PageResult {
     let e = app.admin().event(&event_id).await?;
     let view = EventView::from(&e);
-    let (chrome, clear) = Framed::console(&app, &headers, &op, format!("Event {}", e.kind), "events").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Event {}", e.kind), "events").take();
     Ok(send(
         &EventPage {
             chrome,

@@ -21,6 +21,7 @@ pub mod page;
 pub mod session;
 pub mod setup;
 mod setup_links;
+mod views;
 mod webhooks;
 
 use crate::state::AppState;
@@ -28,7 +29,7 @@ use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 
-pub use page::Branding;
+pub use crate::branding::Branding;
 
 /// Where the console is mounted.
 pub const BASE_PATH: &str = "/console";

@@ -1,14 +1,14 @@
 //! Organizations: the list (search, pages), creating, renaming and deleting one, and an
 //! organization's page (its connections, roles, protected users and setup links).
 
-use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when, when_or};
+use super::page::{Chrome, Framed, PageResult, done, send, when};
+use super::views::{ConnectionRow, IdpOption, idp_options};
 use super::session::{Form, Operator};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use rollcall_store::{Connection, IdpKind};
 use serde::Deserialize;
 
 /// Organizations per page.
@@ -55,7 +55,7 @@ pub async fn list(
     } else {
         admin.search_organizations(&q, after.as_deref(), PAGE).await?
     };
-    let (chrome, clear) = Framed::console(&app, &headers, &op, "Organizations", "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), "Organizations", "organizations").take();
     Ok(send(
         &OrgsPage {
             chrome,
@@ -88,63 +88,11 @@ pub async fn create(State(app): State<AppState>, op: Operator, Form(f): Form) ->
     }
 }
 
-pub struct ConnectionRow {
-    pub id: String,
-    pub name: String,
-    pub idp: &'static str,
-    pub detected: Option<&'static str>,
-    pub active: bool,
-    pub status: &'static str,
-    pub last_request: String,
-    pub user_agent: String,
-    pub token: String,
-    pub rotating: Option<String>,
-    pub created: String,
-}
-
-impl ConnectionRow {
-    pub fn of(c: &Connection) -> ConnectionRow {
-        ConnectionRow {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            idp: idp_name(c.idp),
-            detected: c.detected_idp.filter(|d| *d != c.idp).map(idp_name),
-            active: c.status == rollcall_store::ConnectionStatus::Active,
-            status: c.status.as_str(),
-            last_request: when_or(c.last_request_us, "no request yet"),
-            user_agent: c.last_user_agent.clone().unwrap_or_default(),
-            token: c
-                .token_prefix
-                .as_ref()
-                .map(|p| format!("{p}…"))
-                .unwrap_or_else(|| "no token".into()),
-            rotating: c.next_token_prefix.as_ref().map(|p| format!("{p}…")),
-            created: when(c.created_us),
-        }
-    }
-}
-
 pub struct RoleRow {
     pub id: String,
     pub key: String,
     pub name: String,
     pub description: String,
-}
-
-pub struct IdpOption {
-    pub value: &'static str,
-    pub label: &'static str,
-}
-
-/// The identity providers a connection can be made for, as `<option>`s.
-pub fn idp_options() -> Vec<IdpOption> {
-    IdpKind::ALL
-        .iter()
-        .map(|k| IdpOption {
-            value: k.as_str(),
-            label: idp_name(*k),
-        })
-        .collect()
 }
 
 #[derive(Template)]
@@ -171,7 +119,7 @@ pub async fn show(
     let connections = admin.list_connections(Some(&org.id)).await?;
     let roles = admin.list_roles(&org.id).await?;
     let protected = admin.list_protected_users(&org.id).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, org.name.clone(), "organizations").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), org.name.clone(), "organizations").take();
     Ok(send(
         &OrgPage {
             chrome,

@@ -9,54 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-/// The product's name, logo and primary colour on every page (settings `console_product_name`,
-/// `console_logo`, `console_primary_color`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Branding {
-    pub product_name: String,
-    /// A logo (SVG or PNG) read from a file at start, served from the binary's own address.
-    pub logo: Option<Logo>,
-    /// A CSS colour `#rrggbb`.
-    pub primary_color: String,
-}
-
-/// A logo image and its content type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logo {
-    pub bytes: std::sync::Arc<[u8]>,
-    pub content_type: &'static str,
-}
-
-impl Default for Branding {
-    fn default() -> Self {
-        Branding {
-            product_name: "Rollcall".into(),
-            logo: None,
-            primary_color: "#3451b2".into(),
-        }
-    }
-}
-
-impl Branding {
-    /// Checks a colour given in configuration: `#rgb` or `#rrggbb`.
-    pub fn valid_color(s: &str) -> bool {
-        let hex = s.strip_prefix('#').unwrap_or("");
-        matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit())
-    }
-
-    /// The logo's content type from its file name (`.svg`, `.png`), or `None`.
-    pub fn logo_type(path: &str) -> Option<&'static str> {
-        let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".svg") {
-            Some("image/svg+xml")
-        } else if lower.ends_with(".png") {
-            Some("image/png")
-        } else {
-            None
-        }
-    }
-}
-
 /// The one-line message shown at the top of the next page after a form was sent: what was done,
 /// or why nothing was. Carried over the redirect in a short-lived cookie, never holding a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,20 +253,16 @@ mod tests {
     }
 
     #[test]
-    fn colours_and_logos() {
-        assert!(Branding::valid_color("#3451b2"));
-        assert!(Branding::valid_color("#fff"));
-        assert!(!Branding::valid_color("red;}"));
-        assert!(!Branding::valid_color("#12345"));
-        assert_eq!(Branding::logo_type("/etc/logo.SVG"), Some("image/svg+xml"));
-        assert_eq!(Branding::logo_type("logo.gif"), None);
-    }
-
-    #[test]
     fn times_read_as_utc_seconds() {
         assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(when_or(None, "never"), "never");
     }
+}
+
+/// Who a console page is shown to: the API key's name, and the token its forms send back.
+pub struct Signed<'a> {
+    pub name: &'a str,
+    pub csrf: &'a str,
 }
 
 /// What the frame of every signed-in page shows (`base.html`).
@@ -344,7 +292,7 @@ impl Framed {
     pub fn console(
         app: &crate::state::AppState,
         headers: &HeaderMap,
-        op: &super::session::Operator,
+        op: &Signed,
         title: impl Into<String>,
         section: &'static str,
     ) -> Framed {
@@ -356,8 +304,8 @@ impl Framed {
                 has_logo: b.logo.is_some(),
                 title: title.into(),
                 section,
-                operator: Some(op.key_name.clone()),
-                csrf: op.csrf.clone(),
+                operator: Some(op.name.to_string()),
+                csrf: op.csrf.to_string(),
                 flash,
                 home: "/console/organizations",
             },

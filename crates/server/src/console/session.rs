@@ -47,6 +47,16 @@ pub struct Operator {
     pub by: WriteContext,
 }
 
+impl Operator {
+    /// What the page frame shows of the operator.
+    pub fn signed(&self) -> super::page::Signed<'_> {
+        super::page::Signed {
+            name: &self.key_name,
+            csrf: &self.csrf,
+        }
+    }
+}
+
 /// `Set-Cookie` attributes: `Secure` when the service is reached over https.
 fn secure(app: &AppState) -> &'static str {
     if app.scim.config.public_url.starts_with("https://") {

@@ -73,7 +73,7 @@ pub async fn list(
 ) -> PageResult {
     let org_id = q.org_id.filter(|o| !o.trim().is_empty());
     let webhooks = app.admin().list_webhooks(org_id.as_deref()).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, "Webhooks", "webhooks").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), "Webhooks", "webhooks").take();
     Ok(send(
         &WebhooksPage {
             chrome,
@@ -95,7 +95,7 @@ struct SecretPage {
 }
 
 fn secret_page(app: &AppState, headers: &HeaderMap, op: &Operator, w: &Webhook, secret: String, rotated: bool) -> Response {
-    let (chrome, clear) = Framed::console(app, headers, op, "Signing secret", "webhooks").take();
+    let (chrome, clear) = Framed::console(app, headers, &op.signed(), "Signing secret", "webhooks").take();
     send(
         &SecretPage {
             chrome,
@@ -166,7 +166,7 @@ pub async fn show(
     let admin = app.admin();
     let w = admin.webhook(&id).await?;
     let (attempts, _) = admin.webhook_attempts(&id, None, ATTEMPTS).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op, "Webhook endpoint", "webhooks").take();
+    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), "Webhook endpoint", "webhooks").take();
     Ok(send(
         &WebhookPage {
             chrome,

@@ -1,0 +1,90 @@
+//! The rows pages show, made from what the management operations return: shared by the pages
+//! that show the same things.
+
+use super::page::{idp_name, when, when_or};
+use rollcall_store::{Actor, Connection, IdpKind};
+
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub idp: &'static str,
+    pub detected: Option<&'static str>,
+    pub active: bool,
+    pub status: &'static str,
+    pub last_request: String,
+    pub user_agent: String,
+    pub token: String,
+    pub rotating: Option<String>,
+    pub created: String,
+}
+
+impl ConnectionRow {
+    pub fn of(c: &Connection) -> ConnectionRow {
+        ConnectionRow {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            idp: idp_name(c.idp),
+            detected: c.detected_idp.filter(|d| *d != c.idp).map(idp_name),
+            active: c.status == rollcall_store::ConnectionStatus::Active,
+            status: c.status.as_str(),
+            last_request: when_or(c.last_request_us, "no request yet"),
+            user_agent: c.last_user_agent.clone().unwrap_or_default(),
+            token: c
+                .token_prefix
+                .as_ref()
+                .map(|p| format!("{p}…"))
+                .unwrap_or_else(|| "no token".into()),
+            rotating: c.next_token_prefix.as_ref().map(|p| format!("{p}…")),
+            created: when(c.created_us),
+        }
+    }
+}
+
+pub struct IdpOption {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+/// The identity providers a connection can be made for, as `<option>`s.
+pub fn idp_options() -> Vec<IdpOption> {
+    IdpKind::ALL
+        .iter()
+        .map(|k| IdpOption {
+            value: k.as_str(),
+            label: idp_name(*k),
+        })
+        .collect()
+}
+
+pub struct EventRow {
+    pub id: String,
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+}
+
+pub fn event_rows(events: Vec<rollcall_store::Event>) -> Vec<EventRow> {
+    events
+        .into_iter()
+        .map(|e| EventRow {
+            at: when(e.created_us),
+            actor: actor_text(&e.actor),
+            kind: e.kind,
+            id: e.id,
+        })
+        .collect()
+}
+
+/// Who made a change, in words.
+pub fn actor_text(a: &Actor) -> String {
+    match a {
+        Actor::ScimToken { token_prefix, .. } => match token_prefix {
+            Some(p) => format!("identity provider (token {p}…)"),
+            None => "identity provider".into(),
+        },
+        Actor::ApiKey { name, .. } => format!("API key “{name}”"),
+        Actor::SetupLink { .. } => "IT admin (setup link)".into(),
+        Actor::Cli => "command line".into(),
+        Actor::System => "Rollcall".into(),
+    }
+}
