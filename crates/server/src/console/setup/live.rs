@@ -95,8 +95,19 @@ impl From<&RequestLogEntry> for LiveRequest {
     }
 }
 
-/// `GET /setup/connections/{id}/live`: the stream.
-pub async fn stream(State(app): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
+/// `GET /setup/connections/{id}/live`: the stream. Each event's id is its position in the log, so
+/// a browser that reconnects (it does so by itself) sends `Last-Event-ID` and gets only what it has
+/// not seen; a new panel gets the last few requests first.
+pub async fn stream(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    v: Visitor,
+    Path(id): Path<String>,
+) -> Response {
+    let seen: Option<i64> = headers
+        .get("last-event-id")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.trim().parse().ok());
     let connection = match app.admin().connection(&id).await {
         Ok(c) if c.org_id == v.org_id => c,
         _ => return crate::console::page::not_found().await,
@@ -104,7 +115,7 @@ pub async fn stream(State(app): State<AppState>, v: Visitor, Path(id): Path<Stri
     let admin = app.admin();
     let started = tokio::time::Instant::now();
     // Oldest first, from the last few already logged.
-    let stream = futures::stream::unfold((admin, connection.id, None::<i64>), move |(admin, id, mut last)| async move {
+    let stream = futures::stream::unfold((admin, connection.id, seen), move |(admin, id, mut last)| async move {
         loop {
             if started.elapsed() > STREAM_FOR {
                 return None;
@@ -124,7 +135,13 @@ pub async fn stream(State(app): State<AppState>, v: Visitor, Path(id): Path<Stri
             let next_last = entries.last().map(|e| e.seq).or(last).or(Some(0));
             let events: Vec<Result<Event, std::convert::Infallible>> = fresh
                 .into_iter()
-                .filter_map(|e| Event::default().event("request").json_data(LiveRequest::from(e)).ok())
+                .filter_map(|e| {
+                    Event::default()
+                        .event("request")
+                        .id(e.seq.to_string())
+                        .json_data(LiveRequest::from(e))
+                        .ok()
+                })
                 .map(Ok)
                 .collect();
             last = next_last;
