@@ -90,6 +90,9 @@ enum Command {
     /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
     #[command(subcommand)]
     Webhook(ops::WebhookCommand),
+    /// Setup links for an organization's IT admin (the setup page): create, list, revoke.
+    #[command(subcommand, name = "setup-link")]
+    SetupLink(ops::SetupLinkCommand),
     /// The key that encrypts stored secrets: status, rotation, a new key.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -1371,6 +1374,16 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
                     }
                 }
             }
+        }
+        Command::SetupLink(cmd) => {
+            // The link's URL is under the public URL IT admins reach the service at: given here or
+            // configured, else the one `rollcall serve` recorded; never a guess.
+            let flag = match &cmd {
+                ops::SetupLinkCommand::Create { public_url, .. } => public_url.clone(),
+                _ => None,
+            };
+            let (url, _) = resolve_public_url(flag, &s, &store).await?;
+            ops::setup_link(&admin(url.clone()), &by, cmd, url.is_some()).await
         }
         Command::Webhook(cmd) => {
             // With the server's network policy, so that a redelivery goes where the server's would.

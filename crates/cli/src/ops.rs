@@ -1,6 +1,6 @@
 //! The operator's everyday commands beyond creating things: renaming and deleting organizations,
 //! disabling and enabling connections, roles and role mappings, webhook endpoints (list, attempts,
-//! redelivery, test message), and the lists. Each is a thin call
+//! redelivery, test message), setup links, and the lists. Each is a thin call
 //! of the same [`Admin`] operation the management API uses; `--json` prints what the API answers
 //! for the same thing (the API's views), the text form a table with a header.
 
@@ -9,6 +9,7 @@ use rollcall_server::admin::{Admin, AdminError};
 use rollcall_server::api::api_keys::ApiKeyView;
 use rollcall_server::api::roles::{RoleMappingView, RoleView};
 use rollcall_server::api::schemas::{ConnectionView, OrganizationView};
+use rollcall_server::api::setup_links::SetupLinkView;
 use rollcall_server::api::webhooks::{AttemptView, WebhookView};
 use rollcall_store::roles::RoleMatch;
 use rollcall_store::{ConnectionStatus, ConnectionUpdate, WebhookAttempt, WriteContext};
@@ -556,5 +557,185 @@ mod detected_idp_tests {
             detected_idp_cell(IdpKind::Okta, Some(IdpKind::Entra)),
             "entra (configured: okta)"
         );
+    }
+}
+
+#[derive(Subcommand)]
+pub enum SetupLinkCommand {
+    /// Create a link for an organization's IT admin to set up SCIM on the setup page, without an
+    /// account; prints its URL (shown once).
+    Create {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// How long the link works: 5m to 90d (`30m`, `12h`, `7d`, `2w`, or seconds); default 7d.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// Where the setup page sends the IT admin when done (an https:// or http:// URL).
+        #[arg(long)]
+        return_url: Option<String>,
+        /// Public base URL the service is reached at, to print the link's URL.
+        #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an organization's setup links (newest first; never their URLs).
+    List {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a setup link: it stops working at once, and setup pages opened from it are signed out.
+    Revoke {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// Setup link id.
+        id: String,
+    },
+}
+
+/// A duration as the command line takes it: a number with a unit (`s`, `m`, `h`, `d`, `w`), or
+/// seconds without one.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration: use a number with s, m, h, d or w (e.g. 30m, 7d)"))?;
+    let per: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{other}\"; use s, m, h, d or w (e.g. 30m, 7d)"
+            ));
+        }
+    };
+    n.checked_mul(per)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("\"{s}\" is too long"))
+}
+
+/// `rollcall setup-link ...`. `url_known`: whether `admin` has the public URL identity providers
+/// and IT admins reach the service at (given, configured, or recorded by `serve`).
+pub async fn setup_link(
+    admin: &Admin,
+    by: &WriteContext,
+    cmd: SetupLinkCommand,
+    url_known: bool,
+) -> Result<(), String> {
+    match cmd {
+        SetupLinkCommand::Create {
+            org,
+            expires_in,
+            return_url,
+            public_url: _,
+            json: as_json,
+        } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let issued = admin
+                .create_setup_link(by, &o.id, expires_in, return_url.as_deref())
+                .await
+                .map_err(err)?;
+            let path = format!("/setup/{}", issued.token);
+            let view = SetupLinkView::from(&issued.link);
+            if as_json {
+                // What POST /api/v1/organizations/{id}/setup-links answers, with the path for when
+                // the public URL is not known here (`url: null`).
+                json(&serde_json::json!({
+                    "setup_link": view,
+                    "url": url_known.then_some(&issued.url),
+                    "path": path,
+                    "token": issued.token,
+                }));
+            } else {
+                println!(
+                    "setup link {} created for {}; it works until {}.",
+                    issued.link.id, o.name, view.expires_at
+                );
+                if url_known {
+                    println!(
+                        "Setup URL: {}   (shown once; give it to the organization's IT admin)",
+                        issued.url
+                    );
+                } else {
+                    println!(
+                        "Setup URL: unknown here: no --public-url, no public_url setting, and no `rollcall serve` has \
+                         recorded one in this database; it is the URL the service is reached at followed by {path}   \
+                         (shown once)"
+                    );
+                }
+            }
+        }
+        SetupLinkCommand::List { org, json: as_json } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let links = admin.list_setup_links(&o.id).await.map_err(err)?;
+            let views: Vec<SetupLinkView> = links.iter().map(SetupLinkView::from).collect();
+            if as_json {
+                json(&views);
+            } else {
+                table(
+                    &[
+                        "ID",
+                        "TOKEN",
+                        "STATUS",
+                        "EXPIRES",
+                        "LAST_USED",
+                        "CONNECTION",
+                        "RETURN_URL",
+                    ],
+                    views.iter().map(|v| {
+                        vec![
+                            v.id.clone(),
+                            format!("{}...", v.token_prefix),
+                            serde_json::to_value(v.status)
+                                .ok()
+                                .and_then(|s| s.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                            v.expires_at.clone(),
+                            or_dash(v.last_used_at.as_deref()),
+                            or_dash(v.connection_id.as_deref()),
+                            or_dash(v.return_url.as_deref()),
+                        ]
+                    }),
+                );
+            }
+        }
+        SetupLinkCommand::Revoke { org, id } => {
+            let o = admin.find_organization(&org).await.map_err(err)?;
+            let link = admin.revoke_setup_link(by, &o.id, &id).await.map_err(err)?;
+            println!(
+                "setup link {} of {} revoked; setup pages opened from it are signed out",
+                link.id, o.name
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration(" 90s ").unwrap(), Duration::from_secs(90));
+        for bad in ["", "d", "7x", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

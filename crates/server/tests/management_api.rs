@@ -945,6 +945,8 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/access", &["get"]),
         ("/api/v1/api-keys", &["get", "post"]),
         ("/api/v1/api-keys/{id}", &["delete"]),
+        ("/api/v1/organizations/{id}/setup-links", &["get", "post"]),
+        ("/api/v1/organizations/{id}/setup-links/{link}", &["get", "delete"]),
         ("/api/v1/connections/{id}/requests", &["get"]),
         ("/api/v1/events", &["get"]),
         ("/api/v1/events/{id}", &["get"]),

@@ -125,6 +125,8 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/connections/{conn}/policy", &[]),
     ("/connections/{conn}/requests", &["cursor", "limit"]),
     ("/api-keys", &[]),
+    ("/organizations/{org}/setup-links", &[]),
+    ("/organizations/{org}/setup-links/{link}", &[]),
     (
         "/events",
         &["after", "limit", "type", "org_id", "connection_id", "resource_id"],

@@ -1,6 +1,7 @@
-//! Managing tenants, independent of HTTP: organizations, SCIM connections and their tokens, and
-//! operator API keys. The management API (`/api/v1`) and the `rollcall` command line both call
-//! this, so they validate and behave the same way.
+//! Managing tenants, independent of HTTP: organizations, SCIM connections and their tokens,
+//! operator API keys, setup links, and the browser sessions of the console and the setup page. The
+//! management API (`/api/v1`), the `rollcall` command line and the console all call this, so they
+//! validate and behave the same way.
 //!
 //! Every change that can stop a token from working (rotation, revocation, disabling, deletion)
 //! drops the connection from this node's token cache at once; other nodes follow within the cache's
@@ -16,6 +17,7 @@ mod policy;
 mod protected;
 mod roles;
 mod sessions;
+mod setup_links;
 mod webhooks;
 
 pub use access::{Access, UserLookup};
@@ -26,6 +28,10 @@ pub use roles::{PREVIEW_SAMPLE, RoleChangeSummary, RoleEffect};
 pub use sessions::{
     ConsoleSession, DEFAULT_SESSION_TTL, IssuedSession, MAX_SESSION_TTL, MIN_SESSION_TTL, NOT_SIGNED_IN, check_csrf,
     csrf_token,
+};
+pub use setup_links::{
+    DEFAULT_SETUP_LINK_TTL, IssuedSetupLink, LINK_EXPIRED, LINK_NOT_FOUND, LINK_REVOKED, MAX_RETURN_URL_CHARS,
+    MAX_SETUP_LINK_TTL, MIN_SETUP_LINK_TTL, SetupSession, validate_return_url,
 };
 pub use webhooks::{
     IssuedWebhook, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US, WebhookChange, WebhookInput,

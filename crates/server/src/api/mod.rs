@@ -16,6 +16,7 @@ pub mod paging;
 pub mod problem;
 pub mod roles;
 pub mod schemas;
+pub mod setup_links;
 pub mod webhooks;
 
 use crate::state::AppState;
@@ -53,6 +54,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
         (name = "roles", description = "Roles, group-to-role mappings, default roles, protected users and attribute policy"),
         (name = "directory", description = "Provisioned users and groups, read-only, and the sign-in access check"),
         (name = "api-keys", description = "Operator API keys for this API"),
+        (name = "setup-links", description = "Links for an organization's IT admin to set up SCIM on the setup page, \
+            without an account: shown once, expiring, revocable"),
         (name = "events", description = "Every change, in commit order, with who made it: the change feed and audit log"),
         (name = "webhooks", description = "Webhook endpoints: signed deliveries of the event log (Standard Webhooks), \
             their attempts, replay and redelivery"),
@@ -121,6 +124,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::access))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(setup_links::list_setup_links, setup_links::create_setup_link))
+        .routes(routes!(setup_links::get_setup_link, setup_links::revoke_setup_link))
         .routes(routes!(events::list_requests))
         .routes(routes!(events::list_events))
         .routes(routes!(events::get_event))

@@ -39,6 +39,7 @@ fn kind_and_title(status: u16) -> (&'static str, &'static str) {
         406 => ("not-acceptable", "Not acceptable"),
         408 => ("request-timeout", "Request timeout"),
         409 => ("conflict", "Conflict"),
+        410 => ("gone", "Gone"),
         413 => ("payload-too-large", "Request body too large"),
         414 => ("uri-too-long", "URI too long"),
         415 => ("unsupported-media-type", "Unsupported media type"),
@@ -54,6 +55,10 @@ fn kind_and_title(status: u16) -> (&'static str, &'static str) {
 fn title_of_kind(kind: &str) -> Option<&'static str> {
     match kind {
         "confirmation-required" => Some("Confirmation required"),
+        "not-signed-in" => Some("Not signed in"),
+        "link-not-found" => Some("Setup link not found"),
+        "link-expired" => Some("Setup link expired"),
+        "link-revoked" => Some("Setup link revoked"),
         _ => None,
     }
 }
