@@ -6,8 +6,8 @@ use super::auth::ApiCaller;
 use super::extract::JsonBody;
 use super::organizations::location;
 use super::problem::{ApiProblem, ApiResult, Problem};
-use crate::admin::{IssuedSetupLink, MAX_SETUP_LINK_TTL, MIN_SETUP_LINK_TTL};
-use crate::service::{Scim, rfc3339};
+use crate::admin::{Admin, IssuedSetupLink, MAX_SETUP_LINK_TTL, MIN_SETUP_LINK_TTL};
+use crate::service::rfc3339;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -152,7 +152,7 @@ pub struct CreateSetupLink {
             content_type = "application/problem+json"),
     ))]
 pub async fn create_setup_link(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<CreateSetupLink>,
@@ -170,8 +170,7 @@ pub async fn create_setup_link(
             ));
         }
     };
-    let issued = scim
-        .admin()
+    let issued = admin
         .create_setup_link(&by, &org_id, expires_in, body.return_url.as_deref())
         .await?;
     let path = format!("{}/setup-links", issued.link.org_id);
@@ -187,8 +186,8 @@ pub async fn create_setup_link(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_setup_links(State(scim): State<Scim>, Path(org_id): Path<String>) -> ApiResult<Json<SetupLinkList>> {
-    let links = scim.admin().list_setup_links(&org_id).await?;
+pub async fn list_setup_links(State(admin): State<Admin>, Path(org_id): Path<String>) -> ApiResult<Json<SetupLinkList>> {
+    let links = admin.list_setup_links(&org_id).await?;
     let now = now_us();
     Ok(Json(SetupLinkList {
         data: links.iter().map(|l| SetupLinkView::at(l, now)).collect(),
@@ -205,10 +204,10 @@ pub async fn list_setup_links(State(scim): State<Scim>, Path(org_id): Path<Strin
             content_type = "application/problem+json"),
     ))]
 pub async fn get_setup_link(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     Path((org_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<SetupLinkView>> {
-    Ok(Json(SetupLinkView::from(&scim.admin().setup_link(&org_id, &id).await?)))
+    Ok(Json(SetupLinkView::from(&admin.setup_link(&org_id, &id).await?)))
 }
 
 /// Revoke a setup link.
@@ -225,10 +224,10 @@ pub async fn get_setup_link(
             content_type = "application/problem+json"),
     ))]
 pub async fn revoke_setup_link(
-    State(scim): State<Scim>,
+    State(admin): State<Admin>,
     ApiCaller(by): ApiCaller,
     Path((org_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    scim.admin().revoke_setup_link(&by, &org_id, &id).await?;
+    admin.revoke_setup_link(&by, &org_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
