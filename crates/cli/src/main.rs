@@ -87,6 +87,9 @@ enum Command {
     /// Manage a connection's role mappings (IdP group or app role to role).
     #[command(subcommand, name = "role-mapping")]
     RoleMapping(ops::RoleMappingCommand),
+    /// Show or replace a connection's default roles (every active user it provisions has them).
+    #[command(subcommand, name = "default-roles")]
+    DefaultRoles(ops::DefaultRolesCommand),
     /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
     #[command(subcommand)]
     Webhook(ops::WebhookCommand),
@@ -1340,6 +1343,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         Command::Org(OrgCommand::Delete { org, yes }) => ops::org_delete(&admin(None), &by, &org, yes).await,
         Command::Role(cmd) => ops::role(&admin(None), &by, cmd).await,
         Command::RoleMapping(cmd) => ops::role_mapping(&admin(None), &by, cmd).await,
+        Command::DefaultRoles(cmd) => ops::default_roles(&admin(None), &by, cmd).await,
         Command::Export { org, out } => {
             let admin = admin(None);
             match out {

@@ -5,9 +5,9 @@
 //! for the same thing (the API's views), the text form a table with a header.
 
 use clap::Subcommand;
-use rollcall_server::admin::{Admin, AdminError};
+use rollcall_server::admin::{Admin, AdminError, RoleEffect};
 use rollcall_server::api::api_keys::ApiKeyView;
-use rollcall_server::api::roles::{RoleMappingView, RoleView};
+use rollcall_server::api::roles::{RoleEffectView, RoleMappingView, RoleView};
 use rollcall_server::api::schemas::{ConnectionView, OrganizationView};
 use rollcall_server::api::setup_links::SetupLinkView;
 use rollcall_server::api::webhooks::{AttemptView, WebhookView};
@@ -97,6 +97,9 @@ pub enum RoleMappingCommand {
         /// A value of the user's `roles` attribute (how Entra ID sends app role assignments).
         #[arg(long)]
         app_role: Option<String>,
+        /// Show which users would gain or lose which roles, and create nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -107,7 +110,131 @@ pub enum RoleMappingCommand {
         mapping: String,
         #[arg(long)]
         yes: bool,
+        /// Show which users would lose which roles, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With `--dry-run`: the effect as JSON.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DefaultRolesCommand {
+    /// A connection's default roles.
+    Show {
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a connection's default roles; every user's effective roles follow.
+    #[command(group(clap::ArgGroup::new("roles").required(true).args(["role", "none"])))]
+    Set {
+        #[arg(long)]
+        connection: String,
+        /// A role (id or key); repeat for several.
+        #[arg(long)]
+        role: Vec<String>,
+        /// No default roles.
+        #[arg(long)]
+        none: bool,
+        /// Show which users would gain or lose which roles, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Prints what a change would do (a dry run): the sentence, the counts per role, then the first
+/// users of each role and direction; `--json`: the management API's preview answer.
+fn print_effect(effect: &RoleEffect, as_json: bool) {
+    if as_json {
+        json(&RoleEffectView::from(effect));
+        return;
+    }
+    println!(
+        "Dry run, nothing changed: {} ({} active users considered)",
+        effect.sentence(),
+        effect.users_considered
+    );
+    if effect.is_empty() {
+        return;
+    }
+    table(
+        &["ROLE", "NAME", "GAINED", "LOST"],
+        effect.changes.iter().map(|c| {
+            vec![
+                c.role_key.clone(),
+                c.role_name.clone(),
+                c.gained.to_string(),
+                c.lost.to_string(),
+            ]
+        }),
+    );
+    println!();
+    let mut rows = Vec::new();
+    for c in &effect.changes {
+        for (change, sample) in [("gains", &c.gained_sample), ("loses", &c.lost_sample)] {
+            for u in sample {
+                rows.push(vec![
+                    change.to_string(),
+                    c.role_key.clone(),
+                    u.id.clone(),
+                    or_dash(u.user_name.as_deref()),
+                    or_dash(u.email.as_deref()),
+                ]);
+            }
+        }
+    }
+    table(&["CHANGE", "ROLE", "USER ID", "USERNAME", "EMAIL"], rows);
+    let more: i64 = effect
+        .changes
+        .iter()
+        .map(|c| c.gained - c.gained_sample.len() as i64 + c.lost - c.lost_sample.len() as i64)
+        .sum();
+    if more > 0 {
+        println!("(and {more} more, not listed)");
+    }
+}
+
+pub async fn default_roles(admin: &Admin, by: &WriteContext, cmd: DefaultRolesCommand) -> Result<(), String> {
+    let print = |roles: &[rollcall_store::Role], as_json: bool| {
+        if as_json {
+            json(&roles.iter().map(RoleView::from).collect::<Vec<_>>());
+        } else {
+            table(
+                &["ID", "KEY", "NAME"],
+                roles.iter().map(|r| vec![r.id.clone(), r.key.clone(), r.name.clone()]),
+            );
+        }
+    };
+    match cmd {
+        DefaultRolesCommand::Show {
+            connection,
+            json: as_json,
+        } => {
+            let roles = admin.default_roles(&connection).await.map_err(err)?;
+            print(&roles, as_json);
+        }
+        DefaultRolesCommand::Set {
+            connection,
+            role,
+            none: _,
+            dry_run,
+            json: as_json,
+        } => {
+            if dry_run {
+                let effect = admin.preview_default_roles(&connection, &role).await.map_err(err)?;
+                print_effect(&effect, as_json);
+            } else {
+                let roles = admin.set_default_roles(by, &connection, &role).await.map_err(err)?;
+                print(&roles, as_json);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn org_list(admin: &Admin, as_json: bool) -> Result<(), String> {
@@ -344,6 +471,7 @@ pub async fn role_mapping(admin: &Admin, by: &WriteContext, cmd: RoleMappingComm
             group_id,
             group_name,
             app_role,
+            dry_run,
             json: as_json,
         } => {
             let matches = match (group_id, group_name, app_role) {
@@ -352,6 +480,14 @@ pub async fn role_mapping(admin: &Admin, by: &WriteContext, cmd: RoleMappingComm
                 (None, None, Some(v)) => RoleMatch::AppRole(v),
                 _ => return Err("give one of --group-id, --group-name, --app-role".into()),
             };
+            if dry_run {
+                let effect = admin
+                    .preview_role_mapping(&connection, &role, matches)
+                    .await
+                    .map_err(err)?;
+                print_effect(&effect, as_json);
+                return Ok(());
+            }
             let m = admin
                 .create_role_mapping(by, &connection, &role, matches)
                 .await
@@ -369,8 +505,22 @@ pub async fn role_mapping(admin: &Admin, by: &WriteContext, cmd: RoleMappingComm
             connection,
             mapping,
             yes,
+            dry_run,
+            json: as_json,
         } => {
-            crate::confirm(yes, &format!("Deleting role mapping {mapping}"), &mapping)?;
+            let effect = admin
+                .preview_role_mapping_removal(&connection, &mapping)
+                .await
+                .map_err(err)?;
+            if dry_run {
+                print_effect(&effect, as_json);
+                return Ok(());
+            }
+            crate::confirm(
+                yes,
+                &format!("Deleting role mapping {mapping} ({})", effect.sentence()),
+                &mapping,
+            )?;
             admin
                 .delete_role_mapping(by, &connection, &mapping)
                 .await
