@@ -18,6 +18,7 @@ pub mod background;
 pub mod bulk;
 pub mod deadline;
 pub mod discovery;
+pub mod explain;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;
