@@ -20,6 +20,7 @@ pub mod bulk;
 pub mod console;
 pub mod deadline;
 pub mod discovery;
+pub mod explain;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;

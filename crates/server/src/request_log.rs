@@ -297,6 +297,7 @@ pub async fn capture(State(Capture { log, secrets }): State<Capture>, req: Reque
     };
     let user_agent = header_text(&req, header::USER_AGENT);
     let request_id = header_text(&req, header::HeaderName::from_static("x-request-id"));
+    let auth_scheme = auth_scheme(req.headers().get(header::AUTHORIZATION));
     let method = req.method().to_string();
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let path = redact_query(path_and_query, &secrets);
@@ -370,10 +371,49 @@ pub async fn capture(State(Capture { log, secrets }): State<Capture>, req: Reque
         user_agent,
         request_id,
         token_prefix: auth.and_then(|a| a.token_prefix),
+        auth_scheme: Some(auth_scheme.to_string()),
         request_body,
         response_body,
     });
     resp
+}
+
+/// How a request presents its credentials, as [`RequestLogEntry::auth_scheme`] records it: a word of
+/// a fixed vocabulary, never any part of the credentials (an unknown scheme's name could be a
+/// pasted secret too, so it is `other`).
+pub fn auth_scheme(authorization: Option<&header::HeaderValue>) -> &'static str {
+    let Some(value) = authorization else {
+        return "none";
+    };
+    let value = String::from_utf8_lossy(value.as_bytes());
+    let value = value.trim();
+    let (scheme, rest) = match value.split_once(char::is_whitespace) {
+        Some((scheme, rest)) => (scheme, rest.trim()),
+        None => (value, ""),
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let first = rest.split(char::is_whitespace).next().unwrap_or("");
+        if rest.is_empty() {
+            "bearer_empty"
+        } else if first.eq_ignore_ascii_case("bearer") || first.eq_ignore_ascii_case("bearer:") {
+            "bearer_doubled"
+        } else if rest.starts_with(crate::tokens::API_KEY_PREFIX) {
+            "bearer_api_key"
+        } else if rest.starts_with(crate::tokens::SCIM_TOKEN_PREFIX) {
+            "bearer"
+        } else {
+            "bearer_other"
+        }
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        "basic"
+    } else if value.is_empty() {
+        "empty"
+    } else if rest.is_empty() {
+        // One word: credentials without a scheme.
+        "bare"
+    } else {
+        "other"
+    }
 }
 
 fn header_text(req: &Request, name: header::HeaderName) -> Option<String> {
@@ -649,6 +689,7 @@ mod tests {
             user_agent: None,
             request_id: None,
             token_prefix: None,
+            auth_scheme: None,
             request_body: body.map(str::to_string),
             response_body: None,
         }
@@ -669,5 +710,23 @@ mod tests {
         let mut rx = log.take_receiver().unwrap();
         assert!(log.take_receiver().is_none());
         assert_eq!(rx.try_recv().unwrap().request_body.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn auth_schemes_are_classified_without_the_credentials() {
+        let scheme = |v: &str| auth_scheme(Some(&header::HeaderValue::from_str(v).unwrap()));
+        assert_eq!(auth_scheme(None), "none");
+        assert_eq!(scheme(""), "empty");
+        assert_eq!(scheme("Bearer rc_scim_abc"), "bearer");
+        assert_eq!(scheme("bearer   rc_scim_abc "), "bearer");
+        assert_eq!(scheme("Bearer"), "bearer_empty");
+        assert_eq!(scheme("Bearer Bearer rc_scim_abc"), "bearer_doubled");
+        assert_eq!(scheme("Bearer rc_key_abc"), "bearer_api_key");
+        assert_eq!(scheme("Bearer eyJhbGciOi.x.y"), "bearer_other");
+        assert_eq!(scheme("Basic dXNlcjpwYXNz"), "basic");
+        assert_eq!(scheme("rc_scim_abc"), "bare");
+        // An unknown scheme's name is not kept: it could be a secret pasted with a space in it.
+        assert_eq!(scheme("SSWS 00abc"), "other");
+        assert_eq!(scheme("s3cr3t-part-one s3cr3t-part-two"), "other");
     }
 }

@@ -24,6 +24,7 @@ backend_tests!(
     scim_changes_show_their_token_and_the_feed_reconstructs_them,
     rotation_tells_the_next_token_apart,
     scim_errors_show_in_the_request_log,
+    refused_requests_are_explained_in_plain_words,
     debug_logging_keeps_bodies_with_the_password_redacted,
     secret_values_in_filters_and_paths_are_redacted,
     the_request_log_keeps_the_newest_entries,
@@ -549,6 +550,84 @@ async fn scim_errors_show_in_the_request_log() {
         .expect(200);
     assert_eq!(rest.data()[0]["request_id"], "req-bad-user");
     assert_eq!(rest.body["next_cursor"], Value::Null);
+}
+
+/// A token pasted without "Bearer ", and one given as "Bearer Bearer <token>": each 401 in the
+/// request log says what was wrong and how to fix it, without keeping the token; a success has no
+/// explanation, and the OpenAPI document describes the field.
+async fn refused_requests_are_explained_in_plain_words() {
+    let (srv, api) = start().await;
+    let conn = srv.conn().clone();
+    let anonymous = srv.client_with_token(&conn, None);
+    anonymous
+        .send_with(
+            Method::GET,
+            "/Users",
+            None,
+            &[
+                ("Authorization", conn.token.as_str()),
+                ("User-Agent", "Azure AD SCIM Client"),
+                ("X-Request-Id", "req-no-bearer"),
+            ],
+        )
+        .await
+        .expect_error_status(401);
+    let doubled = format!("Bearer Bearer {}", conn.token);
+    anonymous
+        .send_with(
+            Method::GET,
+            "/Users",
+            None,
+            &[("Authorization", doubled.as_str()), ("X-Request-Id", "req-doubled")],
+        )
+        .await
+        .expect_error_status(401);
+    srv.client()
+        .send_with(Method::GET, "/Users", None, &[("X-Request-Id", "req-fine")])
+        .await
+        .expect(200);
+
+    let e = logged(&api, &conn.id, "req-no-bearer").await;
+    assert_eq!(
+        (e["status"].clone(), e["auth_scheme"].clone()),
+        (json!(401), json!("bare"))
+    );
+    let x = &e["explanation"];
+    assert_eq!(x["kind"], "bearer_missing", "{e}");
+    assert!(
+        x["summary"].as_str().unwrap().contains("without the word \"Bearer\""),
+        "{x}"
+    );
+    assert!(x["fix"].as_str().unwrap().contains("Bearer "), "{x}");
+
+    let e = logged(&api, &conn.id, "req-doubled").await;
+    assert_eq!(e["auth_scheme"], "bearer_doubled");
+    assert_eq!(e["explanation"]["kind"], "bearer_doubled", "{e}");
+    assert!(
+        e["explanation"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("without \"Bearer \"")
+    );
+
+    let ok = logged(&api, &conn.id, "req-fine").await;
+    assert_eq!(
+        (ok["auth_scheme"].clone(), ok["explanation"].clone()),
+        (json!("bearer"), Value::Null)
+    );
+    // The token is in no entry.
+    let text = api.get(&format!("connections/{}/requests", conn.id)).await.text;
+    assert!(!text.contains(&conn.token));
+
+    let doc = api.get("openapi.json").await.expect(200).body;
+    let schemas = &doc["components"]["schemas"];
+    let props = &schemas["RequestView"]["properties"];
+    assert!(
+        props["explanation"].is_object() && props["auth_scheme"].is_object(),
+        "{props}"
+    );
+    let view = &schemas["ExplanationView"];
+    assert_eq!(view["required"], json!(["kind", "summary", "fix"]), "{view}");
 }
 
 async fn secret_values_in_filters_and_paths_are_redacted() {

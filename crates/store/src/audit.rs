@@ -85,6 +85,12 @@ pub struct RequestLogEntry {
     pub request_id: Option<String>,
     /// The prefix of the token that authenticated the request; `None` when none did.
     pub token_prefix: Option<String>,
+    /// How the request presented its credentials, classified, never the credentials themselves:
+    /// `none` (no `Authorization` header), `empty` (an empty one), `bearer`, `bearer_doubled` (`Bearer Bearer ...`),
+    /// `bearer_empty`, `bearer_api_key` (an operator API key), `bearer_other` (not a SCIM token's
+    /// shape), `basic`, `bare` (a value without a scheme: a token pasted without `Bearer `), `other`
+    /// (another scheme). `None` for entries logged before it was recorded.
+    pub auth_scheme: Option<String>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
 }

@@ -47,6 +47,7 @@ fn request_log_of(row: &PgRow) -> RequestLogEntry {
         user_agent: row.get("user_agent"),
         request_id: row.get("request_id"),
         token_prefix: row.get("token_prefix"),
+        auth_scheme: row.get("auth_scheme"),
         request_body: row.get("request_body"),
         response_body: row.get("response_body"),
     }
@@ -140,13 +141,13 @@ impl PostgresStore {
         let col = |f: &dyn Fn(&RequestLogEntry) -> Option<String>| entries.iter().map(f).collect::<Vec<_>>();
         sqlx::query(
             "INSERT INTO request_log (connection_id, at_us, method, path, status, latency_us, scim_type, error_detail,
-               user_agent, request_id, token_prefix, request_body, response_body)
+               user_agent, request_id, token_prefix, request_body, response_body, auth_scheme)
              SELECT t.connection_id, t.at_us, t.method, t.path, t.status, t.latency_us, t.scim_type, t.error_detail,
-               t.user_agent, t.request_id, t.token_prefix, t.request_body, t.response_body
+               t.user_agent, t.request_id, t.token_prefix, t.request_body, t.response_body, t.auth_scheme
              FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::int8[], $7::text[], $8::text[],
-                         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+                         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
                   WITH ORDINALITY AS t(connection_id, at_us, method, path, status, latency_us, scim_type, error_detail,
-                         user_agent, request_id, token_prefix, request_body, response_body, n)
+                         user_agent, request_id, token_prefix, request_body, response_body, auth_scheme, n)
              WHERE EXISTS (SELECT 1 FROM scim_connections c WHERE c.id = t.connection_id)
              ORDER BY t.n",
         )
@@ -163,6 +164,7 @@ impl PostgresStore {
         .bind(col(&|e| e.token_prefix.clone()))
         .bind(col(&|e| e.request_body.clone()))
         .bind(col(&|e| e.response_body.clone()))
+        .bind(col(&|e| e.auth_scheme.clone()))
         .execute(&mut *tx)
         .await?;
         let connections: BTreeSet<&str> = entries.iter().map(|e| e.connection_id.as_str()).collect();

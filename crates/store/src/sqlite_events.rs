@@ -48,6 +48,7 @@ fn request_log_of(row: &SqliteRow) -> RequestLogEntry {
         user_agent: row.get("user_agent"),
         request_id: row.get("request_id"),
         token_prefix: row.get("token_prefix"),
+        auth_scheme: row.get("auth_scheme"),
         request_body: row.get("request_body"),
         response_body: row.get("response_body"),
     }
@@ -154,10 +155,10 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         // Many rows per statement: each statement is a round trip to SQLite's worker thread.
         for chunk in entries.chunks(ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO request_log (connection_id, at_us, method, path, status, latency_us, scim_type, error_detail,
-                   user_agent, request_id, token_prefix, request_body, response_body)
+                   user_agent, request_id, token_prefix, request_body, response_body, auth_scheme)
                  SELECT * FROM (VALUES {rows}) AS v
                  WHERE EXISTS (SELECT 1 FROM scim_connections c WHERE c.id = v.column1)"
             );
@@ -176,6 +177,7 @@ impl SqliteStore {
                 arg(&mut args, e.token_prefix.clone());
                 arg(&mut args, e.request_body.clone());
                 arg(&mut args, e.response_body.clone());
+                arg(&mut args, e.auth_scheme.clone());
             }
             sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *tx).await?;
         }

@@ -142,6 +142,7 @@ fn entry(connection_id: &str, path: &str) -> RequestLogEntry {
         user_agent: Some("Okta SCIM Client 1.0.0".into()),
         request_id: Some(format!("req-{path}")),
         token_prefix: Some("rc_scim_abcd".into()),
+        auth_scheme: Some("bearer".into()),
         request_body: Some(r#"{"password":"[redacted]"}"#.into()),
         response_body: None,
     }
@@ -670,6 +671,7 @@ async fn request_log_appends_trims_and_pages(store: Arc<dyn Store>) {
     assert_eq!(e.request_body.as_deref(), Some(r#"{"password":"[redacted]"}"#));
     assert_eq!(e.response_body, None);
     assert_eq!(e.token_prefix.as_deref(), Some("rc_scim_abcd"));
+    assert_eq!(e.auth_scheme.as_deref(), Some("bearer"));
     assert_eq!(e.request_id.as_deref(), Some("req-/Users/4"));
     assert!(log.windows(2).all(|w| w[0].seq > w[1].seq));
 

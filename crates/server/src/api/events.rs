@@ -10,6 +10,7 @@ use super::extract::query_pairs;
 use super::paging::{self, kinds, single};
 use super::problem::{ApiProblem, ApiResult, Problem};
 use crate::admin::Admin;
+use crate::explain::{Explanation, explain};
 use crate::service::rfc3339;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -163,6 +164,16 @@ pub struct RequestView {
     /// The prefix of the token that authenticated the request; `null` when none did.
     #[schema(required = true)]
     pub token_prefix: Option<String>,
+    /// How the request presented its credentials (never the credentials themselves): `none` (no
+    /// `Authorization` header), `empty`, `bearer`, `bearer_empty`, `bearer_doubled` (`Bearer Bearer
+    /// ...`), `bearer_api_key` (an operator API key), `bearer_other` (not a SCIM token), `basic`,
+    /// `bare` (a token without `Bearer `), `other` (another scheme); `null` for requests logged
+    /// before this was recorded.
+    #[schema(required = true, example = "bearer")]
+    pub auth_scheme: Option<String>,
+    /// A failed request explained in plain words, with a suggested fix; `null` for a success.
+    #[schema(required = true)]
+    pub explanation: Option<ExplanationView>,
     /// With debug logging on: the request body, passwords and tokens redacted (JSON, or a string
     /// when it was not JSON). Otherwise `null`.
     #[schema(required = true, value_type = Object)]
@@ -170,6 +181,36 @@ pub struct RequestView {
     /// With debug logging on: the response body. Otherwise `null`.
     #[schema(required = true, value_type = Object)]
     pub response_body: Option<Value>,
+}
+
+/// A failed SCIM request explained: what happened and what to change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExplanationView {
+    /// The class of the failure, a stable word: `missing_authorization`, `basic_auth`,
+    /// `bearer_missing`, `bearer_doubled`, `empty_token`, `unsupported_scheme`, `api_key_used`,
+    /// `invalid_token`, `not_a_scim_token`, `no_bearer_token`, `connection_disabled`,
+    /// `wrong_base_url`, `resource_not_found`, `uniqueness`, `invalid_filter`, `invalid_syntax`,
+    /// `invalid_value`, `invalid_path`, `no_target`, `mutability`, `too_many`, `invalid_version`,
+    /// `invalid_cursor`, `sensitive`, `method_not_allowed`, `request_timeout`,
+    /// `precondition_failed`, `too_large`, `unsupported_media_type`, `rate_limited`,
+    /// `server_error`, `unavailable`, `bad_request` or `other`.
+    #[schema(example = "bearer_missing")]
+    pub kind: String,
+    /// What happened.
+    #[schema(example = "The Authorization header held the token alone, without the word \"Bearer\" before it.")]
+    pub summary: String,
+    /// What to change, and where.
+    pub fix: String,
+}
+
+impl From<Explanation> for ExplanationView {
+    fn from(x: Explanation) -> Self {
+        ExplanationView {
+            kind: x.kind.to_string(),
+            summary: x.summary,
+            fix: x.fix,
+        }
+    }
 }
 
 fn body_view(text: &Option<String>) -> Option<Value> {
@@ -190,6 +231,8 @@ impl From<&RequestLogEntry> for RequestView {
             user_agent: e.user_agent.clone(),
             request_id: e.request_id.clone(),
             token_prefix: e.token_prefix.clone(),
+            auth_scheme: e.auth_scheme.clone(),
+            explanation: explain(e).map(ExplanationView::from),
             request_body: body_view(&e.request_body),
             response_body: body_view(&e.response_body),
         }
@@ -219,7 +262,7 @@ pub struct RequestParams {
 /// A SCIM connection's request log: its last SCIM requests (1000 by default), newest first.
 ///
 /// Each shows the method, path, status, latency and, for errors, the SCIM `scimType` and `detail`
-/// answered; with the connection's `debug_logging` on, also the request and response bodies with
+/// answered, with the failure explained in plain words and a suggested fix (`explanation`); with the connection's `debug_logging` on, also the request and response bodies with
 /// passwords and tokens redacted. Requests are written in the background within about a second.
 #[utoipa::path(
     get,
