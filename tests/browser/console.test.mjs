@@ -38,7 +38,7 @@ test("an operator signs in, creates an organization, a role and a setup link; th
   await shot(page, "console-organizations-empty");
 
   // The organization.
-  await page.getByLabel("Name").fill("Acme Corp");
+  await page.getByLabel("Name", { exact: true }).fill("Acme Corp");
   await page.getByRole("button", { name: "Create organization" }).click();
   await page.waitForURL(/\/console\/organizations\/[^/]+$/);
   assert.match(await flash(page), /Organization "Acme Corp" created/);
@@ -47,8 +47,8 @@ test("an operator signs in, creates an organization, a role and a setup link; th
 
   // A role.
   await page.getByText("Create a role").click();
-  await page.getByLabel(/^Key/).fill("admin");
-  await page.getByLabel(/^Name/).last().fill("Administrator");
+  await page.locator("#role_key").fill("admin");
+  await page.locator("#role_name").fill("Administrator");
   await page.getByRole("button", { name: "Create role" }).click();
   assert.match(await flash(page), /Role "admin" created/);
   await shot(page, "console-organization");
@@ -84,8 +84,8 @@ test("an operator signs in, creates an organization, a role and a setup link; th
   await next.click();
 
   // Steps 3 and 4: Entra's own field names, and the live panel waiting.
-  await admin.page.getByText("Tenant URL").waitFor();
-  await admin.page.getByText("Secret Token").waitFor();
+  await admin.page.locator("dt", { hasText: "Tenant URL" }).waitFor();
+  await admin.page.locator("dt", { hasText: "Secret Token" }).waitFor();
   await admin.page.getByText("Waiting for the first request").waitFor();
 
   // Entra's Test Connection probe, then a user, sent over SCIM: they appear without a reload.
@@ -102,7 +102,7 @@ test("an operator signs in, creates an organization, a role and a setup link; th
   assert.equal(created.status, 201);
   const panel = admin.page.locator("section.live ul");
   await panel.getByText("Microsoft Entra ID looked up a user by userName").waitFor({ timeout: 15_000 });
-  await panel.getByText("Microsoft Entra ID created a user; answered 201").waitFor({ timeout: 15_000 });
+  await panel.locator("li", { hasText: "Microsoft Entra ID created a user" }).getByText("Answered 201").waitFor({ timeout: 15_000 });
   await shot(admin.page, "setup-live-panel");
 
   // A request that fails is explained, with its fix.
@@ -201,7 +201,7 @@ test("an expired link and a revoked link show a clear page and no data", async (
     "-c",
     "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('UPDATE setup_links SET expires_us = 1 WHERE id = ?', (sys.argv[2],)); c.commit()",
     srv.db,
-    expired.id,
+    expired.setup_link.id,
   ]);
   const { page, problems } = await freshPage(browser);
   const r1 = await page.goto(expired.url);
@@ -211,7 +211,7 @@ test("an expired link and a revoked link show a clear page and no data", async (
   await shot(page, "setup-expired-link");
 
   const revoked = await srv.api("POST", `/api/v1/organizations/${org.id}/setup-links`, {});
-  await srv.api("DELETE", `/api/v1/organizations/${org.id}/setup-links/${revoked.id}`);
+  await srv.api("DELETE", `/api/v1/organizations/${org.id}/setup-links/${revoked.setup_link.id}`);
   const r2 = await page.goto(revoked.url);
   assert.equal(r2.status(), 410);
   await page.getByText(/revoked/).first().waitFor();
@@ -247,7 +247,7 @@ test("the setup flow works with the keyboard alone", async () => {
   await page.keyboard.press("Space");
   await focusOn(() => document.activeElement?.id === "continue", "Continue to the steps");
   await page.keyboard.press("Enter");
-  await page.getByText("SCIM connector base URL").waitFor();
+  await page.locator("dt", { hasText: "SCIM connector base URL" }).waitFor();
   // The focused element is visibly outlined.
   await focusOn(() => document.activeElement?.getAttribute("data-copy")?.startsWith("field-"), "a copy button");
   const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);

@@ -125,7 +125,14 @@ export async function freshPage(browser) {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+    // A page answered 404 or 410 on purpose is logged as a failed load; sub-resources are checked
+    // below, by their answers.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console error: ${m.text()}`);
+  });
+  page.on("response", (r) => {
+    if (r.request().resourceType() !== "document" && r.status() >= 400) {
+      problems.push(`${r.request().resourceType()} ${r.url()} answered ${r.status()}`);
+    }
   });
   return { context, page, problems };
 }

@@ -601,7 +601,9 @@ impl Settings {
     fn branding(&self) -> Result<Branding, String> {
         let name = self.console_product_name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err("configuration: console_product_name must be 1 to 100 characters without control characters".into());
+            return Err(
+                "configuration: console_product_name must be 1 to 100 characters without control characters".into(),
+            );
         }
         if !Branding::valid_color(self.console_primary_color.trim()) {
             return Err(format!(
@@ -613,12 +615,18 @@ impl Settings {
             None => None,
             Some(path) => {
                 let content_type = Branding::logo_type(&path.to_string_lossy()).ok_or_else(|| {
-                    format!("configuration: console_logo {} must be an .svg or .png file", path.display())
+                    format!(
+                        "configuration: console_logo {} must be an .svg or .png file",
+                        path.display()
+                    )
                 })?;
                 let bytes = std::fs::read(path)
                     .map_err(|e| format!("configuration: cannot read console_logo {}: {e}", path.display()))?;
                 if bytes.len() > 512 * 1024 {
-                    return Err(format!("configuration: console_logo {} is larger than 512 KiB", path.display()));
+                    return Err(format!(
+                        "configuration: console_logo {} is larger than 512 KiB",
+                        path.display()
+                    ));
                 }
                 Some(Logo {
                     bytes: bytes.into(),

@@ -27,7 +27,11 @@ struct Page {
 impl Page {
     /// The value of the first `csrf` hidden field.
     fn csrf(&self) -> String {
-        let at = self.html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        let at = self
+            .html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
         self.html[at..].split('"').next().unwrap().to_string()
     }
 }
@@ -35,7 +39,11 @@ impl Page {
 impl Browser {
     fn new(base: &str) -> Browser {
         Browser {
-            http: reqwest::Client::builder().no_proxy().redirect(Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
             base: base.to_string(),
             cookies: Vec::new(),
         }
@@ -54,7 +62,11 @@ impl Browser {
     }
 
     async fn send(&mut self, b: reqwest::RequestBuilder) -> Page {
-        let b = if self.cookies.is_empty() { b } else { b.header("cookie", self.cookie_header()) };
+        let b = if self.cookies.is_empty() {
+            b
+        } else {
+            b.header("cookie", self.cookie_header())
+        };
         let r = b.send().await.expect("request");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
@@ -81,7 +93,9 @@ impl Browser {
     }
 
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
         let b = self
             .http
             .post(format!("{}{path}", self.base))
@@ -105,13 +119,20 @@ async fn signed_in(srv: &TestServer) -> Browser {
     let mut b = Browser::new(&srv.base);
     let p = b.get("/console/organizations").await;
     assert_eq!(p.status, 303);
-    assert_eq!(p.location.as_deref(), Some("/console/sign-in?next=%2Fconsole%2Forganizations"));
+    assert_eq!(
+        p.location.as_deref(),
+        Some("/console/sign-in?next=%2Fconsole%2Forganizations")
+    );
     let form = b.get("/console/sign-in?next=%2Fconsole%2Forganizations").await;
     assert_eq!(form.status, 200);
     let p = b
         .post(
             "/console/sign-in",
-            &[("csrf", &form.csrf()), ("next", "/console/organizations"), ("api_key", &key)],
+            &[
+                ("csrf", &form.csrf()),
+                ("next", "/console/organizations"),
+                ("api_key", &key),
+            ],
         )
         .await;
     assert_eq!(p.status, 303, "{}", p.html);
@@ -132,7 +153,10 @@ async fn sessions_and_csrf() {
     // A wrong key.
     let form = b.get("/console/sign-in").await;
     let p = b
-        .post("/console/sign-in", &[("csrf", &form.csrf()), ("api_key", "rc_key_nope")])
+        .post(
+            "/console/sign-in",
+            &[("csrf", &form.csrf()), ("api_key", "rc_key_nope")],
+        )
         .await;
     assert_eq!(p.status, 303);
     assert!(b.cookie("rollcall_console").is_none());
@@ -148,18 +172,30 @@ async fn sessions_and_csrf() {
     let csrf = set.csrf();
     let p = b.post("/console/organizations", &[("name", "Forged")]).await;
     assert_eq!(p.status, 403);
-    let p = b.post("/console/organizations", &[("csrf", "0000"), ("name", "Forged")]).await;
+    let p = b
+        .post("/console/organizations", &[("csrf", "0000"), ("name", "Forged")])
+        .await;
     assert_eq!(p.status, 403);
-    let p = b.post("/console/organizations", &[("csrf", &csrf), ("name", "Acme")]).await;
+    let p = b
+        .post("/console/organizations", &[("csrf", &csrf), ("name", "Acme")])
+        .await;
     assert_eq!(p.status, 303);
     let org_page = p.location.unwrap();
     assert!(org_page.starts_with("/console/organizations/"), "{org_page}");
     let p = b.get(&org_page).await;
     assert_eq!(p.status, 200);
-    assert!(p.html.contains("Organization &#34;Acme&#34; created") || p.html.contains("Organization &quot;Acme&quot; created"), "{}", p.html);
+    assert!(
+        p.html.contains("Organization &#34;Acme&#34; created")
+            || p.html.contains("Organization &quot;Acme&quot; created"),
+        "{}",
+        p.html
+    );
     // An unknown field is refused, and changes nothing.
     let p = b
-        .post("/console/organizations", &[("csrf", &csrf), ("name", "Other"), ("admin", "1")])
+        .post(
+            "/console/organizations",
+            &[("csrf", &csrf), ("name", "Other"), ("admin", "1")],
+        )
         .await;
     assert_eq!(p.status, 303);
     let p = b.get("/console/organizations").await;
@@ -181,13 +217,23 @@ async fn escaping_and_headers() {
     let mut b = signed_in(&srv).await;
     let csrf = b.get("/console/organizations").await.csrf();
     let p = b
-        .post("/console/organizations", &[("csrf", &csrf), ("name", "<script>alert(1)</script>")])
+        .post(
+            "/console/organizations",
+            &[("csrf", &csrf), ("name", "<script>alert(1)</script>")],
+        )
         .await;
     let p = b.get(&p.location.unwrap()).await;
     assert!(!p.html.contains("<script>alert"), "{}", p.html);
-    assert!(p.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", p.html);
+    assert!(
+        p.html.contains("<h1>&#60;script&#62;alert(1)&#60;/script&#62;</h1>"),
+        "{}",
+        p.html
+    );
     let csp = p.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(p.headers["x-frame-options"], "DENY");
     assert_eq!(p.headers["cache-control"], "no-store");
@@ -200,7 +246,11 @@ async fn escaping_and_headers() {
     // A control character in the path is refused by the HTTP layer, as a page too.
     let p = b.get("/console/organizations/%00").await;
     assert_eq!(p.status, 400);
-    assert!(p.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{:?}", p.headers);
+    assert!(
+        p.headers["content-type"].to_str().unwrap().starts_with("text/html"),
+        "{:?}",
+        p.headers
+    );
     assert!(p.headers.contains_key("content-security-policy"));
     // The assets are served from the binary.
     for (path, kind) in [

@@ -602,9 +602,7 @@ pub async fn preview_role_mapping(
     JsonBody(body): JsonBody<CreateRoleMapping>,
 ) -> ApiResult<Json<RoleEffectView>> {
     let matches = match_of(body.matches)?;
-    let effect = admin
-        .preview_role_mapping(&connection_id, &body.role, matches)
-        .await?;
+    let effect = admin.preview_role_mapping(&connection_id, &body.role, matches).await?;
     Ok(Json(RoleEffectView::from(&effect)))
 }
 
@@ -620,9 +618,7 @@ pub async fn preview_role_mapping_removal(
     State(admin): State<Admin>,
     Path((connection_id, mapping)): Path<(String, String)>,
 ) -> ApiResult<Json<RoleEffectView>> {
-    let effect = admin
-        .preview_role_mapping_removal(&connection_id, &mapping)
-        .await?;
+    let effect = admin.preview_role_mapping_removal(&connection_id, &mapping).await?;
     Ok(Json(RoleEffectView::from(&effect)))
 }
 

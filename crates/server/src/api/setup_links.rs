@@ -186,7 +186,10 @@ pub async fn create_setup_link(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_setup_links(State(admin): State<Admin>, Path(org_id): Path<String>) -> ApiResult<Json<SetupLinkList>> {
+pub async fn list_setup_links(
+    State(admin): State<Admin>,
+    Path(org_id): Path<String>,
+) -> ApiResult<Json<SetupLinkList>> {
     let links = admin.list_setup_links(&org_id).await?;
     let now = now_us();
     Ok(Json(SetupLinkList {

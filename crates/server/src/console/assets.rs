@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     let mut resp = (StatusCode::OK, body.into()).into_response();
@@ -23,6 +24,7 @@ pub async fn serve(State(app): State<AppState>, Path(name): Path<String>) -> Res
     match name.as_str() {
         "console.css" => asset("text/css; charset=utf-8", CSS),
         "console.js" => asset("text/javascript; charset=utf-8", JS),
+        "favicon.svg" => asset("image/svg+xml", FAVICON),
         // The colour was checked when the configuration was read (`#rgb` or `#rrggbb`).
         "brand.css" => asset(
             "text/css; charset=utf-8",

@@ -2,9 +2,9 @@
 //! token shown once), status, debug logging, policy ("what to sync"), role mappings, default roles
 //! and its request log; and creating a connection.
 
-use super::views::{ConnectionRow, IdpOption, idp_options};
 use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when};
 use super::session::{Fields, Form, Operator};
+use super::views::{ConnectionRow, IdpOption, idp_options};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -30,8 +30,22 @@ struct TokenPage {
     what: String,
 }
 
-fn token_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: &Connection, token: String, what: &str) -> Response {
-    let (chrome, clear) = Framed::console(app, headers, &op.signed(), format!("Token for {}", c.name), "organizations").take();
+fn token_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    op: &Operator,
+    c: &Connection,
+    token: String,
+    what: &str,
+) -> Response {
+    let (chrome, clear) = Framed::console(
+        app,
+        headers,
+        &op.signed(),
+        format!("Token for {}", c.name),
+        "organizations",
+    )
+    .take();
     send(
         &TokenPage {
             chrome,
@@ -186,11 +200,20 @@ pub async fn show(
                     required: policy.required_attributes.iter().any(|p| p == path),
                 })
                 .collect(),
-            synced: policy.synced_attributes.as_ref().map(|s| s.join("\n")).unwrap_or_default(),
+            synced: policy
+                .synced_attributes
+                .as_ref()
+                .map(|s| s.join("\n"))
+                .unwrap_or_default(),
             profile_mapping: policy
                 .profile_mapping
                 .as_ref()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("\n"))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
                 .unwrap_or_default(),
             on_delete: match policy.on_delete {
                 OnDelete::Retain => "retain",
@@ -345,7 +368,11 @@ struct Confirm {
 
 fn confirm_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: Confirm) -> Response {
     let (chrome, clear) = Framed::console(app, headers, &op.signed(), c.title.clone(), "organizations").take();
-    let back = c.action.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap_or_default();
+    let back = c
+        .action
+        .rsplit_once('/')
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_default();
     send(
         &ConfirmPage {
             chrome,
@@ -373,9 +400,16 @@ pub async fn create_mapping(
     if let Err(e) = f.only(&["role", "kind", "value", "confirm"]) {
         return done(&back, Err(e));
     }
-    let (kind, value, role) = (f.get("kind").unwrap_or(""), f.get("value").unwrap_or(""), f.get("role").unwrap_or(""));
+    let (kind, value, role) = (
+        f.get("kind").unwrap_or(""),
+        f.get("value").unwrap_or(""),
+        f.get("role").unwrap_or(""),
+    );
     let Some(matches) = RoleMatch::from_parts(kind, value.to_string()) else {
-        return done(&back, Err("choose what to match: a group name, a group id or an app role".into()));
+        return done(
+            &back,
+            Err("choose what to match: a group name, a group id or an app role".into()),
+        );
     };
     let admin = app.admin();
     if f.get("confirm") != Some("yes") {
@@ -403,7 +437,14 @@ pub async fn create_mapping(
     done(
         &back,
         result
-            .map(|m| format!("Mapping saved: {} \"{}\" grants {}.", m.matches.kind(), m.matches.value(), m.role_key))
+            .map(|m| {
+                format!(
+                    "Mapping saved: {} \"{}\" grants {}.",
+                    m.matches.kind(),
+                    m.matches.value(),
+                    m.role_key
+                )
+            })
             .map_err(|e| e.detail),
     )
 }
@@ -419,7 +460,10 @@ pub async fn delete_mapping(
         return done(&back, Err(e));
     }
     let result = app.admin().delete_role_mapping(&op.by, &id, &mapping_id).await;
-    done(&back, result.map(|()| "Mapping deleted.".to_string()).map_err(|e| e.detail))
+    done(
+        &back,
+        result.map(|()| "Mapping deleted.".to_string()).map_err(|e| e.detail),
+    )
 }
 
 /// Replaces the default roles: shown with its effect first, saved with `confirm=yes`.
@@ -486,7 +530,9 @@ fn policy_from(f: &Fields) -> Result<ConnectionPolicy, String> {
     let mut profile = BTreeMap::new();
     for line in lines("profile_mapping") {
         let Some((k, v)) = line.split_once('=') else {
-            return Err(format!("profile mapping line \"{line}\" is not \"key = attribute path\""));
+            return Err(format!(
+                "profile mapping line \"{line}\" is not \"key = attribute path\""
+            ));
         };
         profile.insert(k.trim().to_string(), v.trim().to_string());
     }

@@ -3,8 +3,8 @@
 //! groups with member counts, and a group's members a page at a time.
 
 use super::page::{Chrome, Framed, PageResult, send, when};
-use super::views::{EventRow, event_rows};
 use super::session::Operator;
+use super::views::{EventRow, event_rows};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -106,7 +106,14 @@ pub async fn users(
         }
     }
     let page = admin.directory_users(&org.id, query).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Users of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(
+        &app,
+        &headers,
+        &op.signed(),
+        format!("Users of {}", org.name),
+        "organizations",
+    )
+    .take();
     Ok(send(
         &UsersPage {
             chrome,
@@ -263,7 +270,14 @@ pub async fn groups(
             },
         )
         .await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Groups of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(
+        &app,
+        &headers,
+        &op.signed(),
+        format!("Groups of {}", org.name),
+        "organizations",
+    )
+    .take();
     Ok(send(
         &GroupsPage {
             chrome,

@@ -2,9 +2,9 @@
 //! resource filters, pages by sequence number, and each event's raw JSON (as the Events API and
 //! webhook deliveries carry it).
 
-use super::views::{EventRow, actor_text, event_rows};
 use super::page::{Chrome, Framed, PageResult, send, when};
 use super::session::Operator;
+use super::views::{EventRow, actor_text, event_rows};
 use crate::admin::AdminError;
 use crate::state::AppState;
 use askama::Template;
@@ -41,7 +41,10 @@ pub struct EventsQuery {
 }
 
 fn some(s: &Option<String>) -> Option<String> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 pub async fn list(

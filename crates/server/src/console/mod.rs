@@ -46,9 +46,15 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{org_id}/delete", post(orgs::delete))
         .route("/organizations/{org_id}/connections", post(connections::create))
         .route("/organizations/{org_id}/roles", post(orgs::create_role))
-        .route("/organizations/{org_id}/roles/{role_id}/delete", post(orgs::delete_role))
+        .route(
+            "/organizations/{org_id}/roles/{role_id}/delete",
+            post(orgs::delete_role),
+        )
         .route("/organizations/{org_id}/protected-users", post(orgs::add_protected))
-        .route("/organizations/{org_id}/protected-users/remove", post(orgs::remove_protected))
+        .route(
+            "/organizations/{org_id}/protected-users/remove",
+            post(orgs::remove_protected),
+        )
         .route(
             "/organizations/{org_id}/setup-links",
             get(setup_links::list).post(setup_links::create),
@@ -63,12 +69,18 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{org_id}/groups/{group_id}", get(directory::group))
         .route("/connections/{connection_id}", get(connections::show))
         .route("/connections/{connection_id}/{action}", post(connections::act))
-        .route("/connections/{connection_id}/mappings", post(connections::create_mapping))
+        .route(
+            "/connections/{connection_id}/mappings",
+            post(connections::create_mapping),
+        )
         .route(
             "/connections/{connection_id}/mappings/{mapping_id}/delete",
             post(connections::delete_mapping),
         )
-        .route("/connections/{connection_id}/default-roles", post(connections::set_default_roles))
+        .route(
+            "/connections/{connection_id}/default-roles",
+            post(connections::set_default_roles),
+        )
         .route("/connections/{connection_id}/policy", post(connections::set_policy))
         .route("/events", get(events::list))
         .route("/events/{event_id}", get(events::show))

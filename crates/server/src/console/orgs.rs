@@ -2,8 +2,8 @@
 //! organization's page (its connections, roles, protected users and setup links).
 
 use super::page::{Chrome, Framed, PageResult, done, send, when};
-use super::views::{ConnectionRow, IdpOption, idp_options};
 use super::session::{Form, Operator};
+use super::views::{ConnectionRow, IdpOption, idp_options};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -79,7 +79,11 @@ pub async fn create(State(app): State<AppState>, op: Operator, Form(f): Form) ->
     if let Err(e) = f.only(&["name"]) {
         return done("/console/organizations", Err(e));
     }
-    match app.admin().create_organization(&op.by, f.get("name").unwrap_or("")).await {
+    match app
+        .admin()
+        .create_organization(&op.by, f.get("name").unwrap_or(""))
+        .await
+    {
         Ok(org) => done(
             &format!("/console/organizations/{}", org.id),
             Ok(format!("Organization \"{}\" created.", org.name)),
@@ -181,7 +185,12 @@ pub async fn delete(State(app): State<AppState>, op: Operator, Path(org_id): Pat
     }
 }
 
-pub async fn create_role(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn create_role(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["key", "name", "description"]) {
         return done(&back, Err(e));
@@ -215,10 +224,18 @@ pub async fn delete_role(
         return done(&back, Err(e));
     }
     let result = app.admin().delete_role(&op.by, &org_id, &role_id).await;
-    done(&back, result.map(|()| "Role deleted.".to_string()).map_err(|e| e.detail))
+    done(
+        &back,
+        result.map(|()| "Role deleted.".to_string()).map_err(|e| e.detail),
+    )
 }
 
-pub async fn add_protected(State(app): State<AppState>, op: Operator, Path(org_id): Path<String>, Form(f): Form) -> Response {
+pub async fn add_protected(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
     let back = org_page(&org_id);
     if let Err(e) = f.only(&["email"]) {
         return done(&back, Err(e));

@@ -101,7 +101,10 @@ pub fn render<T: Template>(t: &T) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a console template failed to render");
-            error_page(StatusCode::INTERNAL_SERVER_ERROR, "The page could not be shown; the server's log says why.")
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be shown; the server's log says why.",
+            )
         }
     }
 }
@@ -225,40 +228,6 @@ pub fn idp_name(idp: rollcall_store::IdpKind) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flash_survives_its_cookie_and_is_cleared() {
-        let f = Flash::error("no organization named \"a; b=c\" <x>");
-        let set = f.cookie("/console");
-        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("other=1; rollcall_flash={value}")).unwrap(),
-        );
-        let (got, clear) = Flash::take(&headers, "/console");
-        assert_eq!(got, Some(f));
-        assert!(clear.unwrap().contains("Max-Age=0"));
-        assert_eq!(Flash::take(&HeaderMap::new(), "/console"), (None, None));
-    }
-
-    #[test]
-    fn a_forged_flash_is_ignored() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("rollcall_flash=x"));
-        assert_eq!(Flash::take(&headers, "/console").0, None);
-    }
-
-    #[test]
-    fn times_read_as_utc_seconds() {
-        assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(when_or(None, "never"), "never");
-    }
-}
-
 /// Who a console page is shown to: the API key's name, and the token its forms send back.
 pub struct Signed<'a> {
     pub name: &'a str,
@@ -354,5 +323,39 @@ pub fn done(to: &str, result: Result<String, String>) -> Response {
     match result {
         Ok(notice) => redirect_with(to, Flash::notice(notice), "/console"),
         Err(error) => redirect_with(to, Flash::error(error), "/console"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_survives_its_cookie_and_is_cleared() {
+        let f = Flash::error("no organization named \"a; b=c\" <x>");
+        let set = f.cookie("/console");
+        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; rollcall_flash={value}")).unwrap(),
+        );
+        let (got, clear) = Flash::take(&headers, "/console");
+        assert_eq!(got, Some(f));
+        assert!(clear.unwrap().contains("Max-Age=0"));
+        assert_eq!(Flash::take(&HeaderMap::new(), "/console"), (None, None));
+    }
+
+    #[test]
+    fn a_forged_flash_is_ignored() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("rollcall_flash=x"));
+        assert_eq!(Flash::take(&headers, "/console").0, None);
+    }
+
+    #[test]
+    fn times_read_as_utc_seconds() {
+        assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when_or(None, "never"), "never");
     }
 }

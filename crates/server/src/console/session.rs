@@ -14,8 +14,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rollcall_store::WriteContext;
-use subtle::ConstantTimeEq;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 /// The console session's cookie.
 pub const SESSION_COOKIE: &str = "rollcall_console";
@@ -75,7 +75,13 @@ fn local_next(next: Option<&str>) -> String {
 }
 
 fn to_sign_in(parts: &Parts) -> Response {
-    let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/console");
+    // The router is nested under /console: the address as the browser asked for it.
+    let uri = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|o| &o.0)
+        .unwrap_or(&parts.uri);
+    let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/console");
     let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
     Redirect::to(&format!("/console/sign-in?next={next}")).into_response()
 }
@@ -157,7 +163,10 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Response> {
         let Some(CsrfToken(expected)) = req.extensions().get::<CsrfToken>().cloned() else {
             tracing::error!("a page form was read without an authenticated visitor");
-            return Err(page::error_page(StatusCode::INTERNAL_SERVER_ERROR, "The form could not be checked."));
+            return Err(page::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The form could not be checked.",
+            ));
         };
         let is_form = req
             .headers()
@@ -206,11 +215,7 @@ pub struct SignInQuery {
 }
 
 /// The sign-in page: one field, the API key.
-pub async fn sign_in_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<SignInQuery>,
-) -> Response {
+pub async fn sign_in_page(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<SignInQuery>) -> Response {
     let (flash, clear) = Flash::take(&headers, "/console");
     let csrf = crate::tokens::random_token();
     let branding = &app.node.settings.branding;
@@ -255,12 +260,19 @@ pub async fn sign_in(State(app): State<AppState>, headers: HeaderMap, body: axum
     let key = field("api_key");
     if key.is_empty() {
         return redirect_with(
-            &format!("/console/sign-in?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
+            &format!(
+                "/console/sign-in?next={}",
+                form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            ),
             Flash::error("Enter an operator API key (rc_key_...)."),
             "/console",
         );
     }
-    match app.admin().console_sign_in(&key, crate::admin::DEFAULT_SESSION_TTL).await {
+    match app
+        .admin()
+        .console_sign_in(&key, crate::admin::DEFAULT_SESSION_TTL)
+        .await
+    {
         Ok(session) => {
             let mut resp = Redirect::to(&next).into_response();
             let max_age = (session.session.expires_us - rollcall_store::sqlite::now_us()).max(0) / 1_000_000;
@@ -324,7 +336,11 @@ mod tests {
         ]);
         assert_eq!(f.get("name"), Some("a"));
         assert_eq!(f.all("role"), vec!["x", "y"]);
-        assert!(f.required("missing", "A name").unwrap_err().contains("A name is required"));
+        assert!(
+            f.required("missing", "A name")
+                .unwrap_err()
+                .contains("A name is required")
+        );
         assert!(f.only(&["name", "role"]).is_ok());
         assert!(f.only(&["name"]).unwrap_err().contains("\"role\""));
     }

@@ -37,7 +37,14 @@ async fn page(app: &AppState, headers: &HeaderMap, op: &Operator, org_id: &str, 
     let org = admin.organization(org_id).await?;
     let links = admin.list_setup_links(&org.id).await?;
     let now = rollcall_store::sqlite::now_us();
-    let (chrome, clear) = Framed::console(app, headers, &op.signed(), format!("Setup links of {}", org.name), "organizations").take();
+    let (chrome, clear) = Framed::console(
+        app,
+        headers,
+        &op.signed(),
+        format!("Setup links of {}", org.name),
+        "organizations",
+    )
+    .take();
     Ok(send(
         &LinksPage {
             chrome,
@@ -63,7 +70,12 @@ async fn page(app: &AppState, headers: &HeaderMap, op: &Operator, org_id: &str, 
     ))
 }
 
-pub async fn list(State(app): State<AppState>, headers: HeaderMap, op: Operator, Path(org_id): Path<String>) -> PageResult {
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(org_id): Path<String>,
+) -> PageResult {
     page(&app, &headers, &op, &org_id, None).await
 }
 

@@ -44,7 +44,11 @@ fn row(w: &Webhook) -> WebhookRow {
         },
         last_sequence: w.cursor_seq,
         failing: match (w.failing_since_us, &w.last_error) {
-            (Some(since), Some(e)) => format!("failing since {} ({} attempts): {e}", when(since), w.consecutive_failures),
+            (Some(since), Some(e)) => format!(
+                "failing since {} ({} attempts): {e}",
+                when(since),
+                w.consecutive_failures
+            ),
             (Some(since), None) => format!("failing since {}", when(since)),
             _ => String::new(),
         },
@@ -94,7 +98,14 @@ struct SecretPage {
     rotated: bool,
 }
 
-fn secret_page(app: &AppState, headers: &HeaderMap, op: &Operator, w: &Webhook, secret: String, rotated: bool) -> Response {
+fn secret_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    op: &Operator,
+    w: &Webhook,
+    secret: String,
+    rotated: bool,
+) -> Response {
     let (chrome, clear) = Framed::console(app, headers, &op.signed(), "Signing secret", "webhooks").take();
     send(
         &SecretPage {
@@ -157,12 +168,7 @@ struct WebhookPage {
     attempts: Vec<AttemptRow>,
 }
 
-pub async fn show(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    op: Operator,
-    Path(id): Path<String>,
-) -> PageResult {
+pub async fn show(State(app): State<AppState>, headers: HeaderMap, op: Operator, Path(id): Path<String>) -> PageResult {
     let admin = app.admin();
     let w = admin.webhook(&id).await?;
     let (attempts, _) = admin.webhook_attempts(&id, None, ATTEMPTS).await?;
@@ -237,7 +243,9 @@ pub async fn act(
         "disable" => admin
             .update_webhook(&id, status(WebhookStatus::Disabled))
             .await
-            .map(|_| "Endpoint disabled: nothing is delivered until it is enabled; it then resumes where it stopped.".into()),
+            .map(|_| {
+                "Endpoint disabled: nothing is delivered until it is enabled; it then resumes where it stopped.".into()
+            }),
         "enable" => admin
             .update_webhook(&id, status(WebhookStatus::Active))
             .await

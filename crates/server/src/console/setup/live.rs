@@ -32,7 +32,7 @@ pub struct LiveRequest {
     pub fix: Option<String>,
 }
 
-/// What the request was, in words.
+/// What the request was, in words (its answer is shown beside it).
 pub fn describe(e: &RequestLogEntry) -> String {
     let client = e
         .user_agent
@@ -75,7 +75,7 @@ pub fn describe(e: &RequestLogEntry) -> String {
         ("POST", [.., ".search"]) => "searched".into(),
         _ => format!("sent {} {}", e.method, if rest.is_empty() { path } else { &rest }),
     };
-    format!("{client} {what}; answered {}", e.status)
+    format!("{client} {what}")
 }
 
 impl From<&RequestLogEntry> for LiveRequest {
@@ -174,6 +174,7 @@ mod tests {
             user_agent: Some(ua.into()),
             request_id: None,
             token_prefix: None,
+            auth_scheme: Some("bearer".into()),
             request_body: None,
             response_body: None,
         }
@@ -189,13 +190,13 @@ mod tests {
         );
         assert_eq!(
             describe(&e),
-            "Microsoft Entra ID looked up a user by userName (Test Connection, or matching before a create); answered 200"
+            "Microsoft Entra ID looked up a user by userName (Test Connection, or matching before a create)"
         );
         let e = entry("POST", "/scim/v2/c1/Users", 201, "Okta SCIM Client 1.0.0");
-        assert_eq!(describe(&e), "Okta created a user; answered 201");
+        assert_eq!(describe(&e), "Okta created a user");
         let e = entry("PATCH", "/scim/v2/c1/Groups/g", 204, "curl/8");
-        assert_eq!(describe(&e), "The client changed a group's name or members; answered 204");
+        assert_eq!(describe(&e), "The client changed a group's name or members");
         let e = entry("GET", "/scim/v2/c1/ServiceProviderConfig", 200, "OneLogin");
-        assert_eq!(describe(&e), "OneLogin read the service's capabilities; answered 200");
+        assert_eq!(describe(&e), "OneLogin read the service's capabilities");
     }
 }

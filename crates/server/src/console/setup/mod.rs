@@ -35,7 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/connections/{connection_id}", get(pages::connection))
         .route("/connections/{connection_id}/live", get(live::stream))
         .route("/connections/{connection_id}/rotate", post(pages::rotate))
-        .route("/connections/{connection_id}/rotate-complete", post(pages::rotate_complete))
+        .route(
+            "/connections/{connection_id}/rotate-complete",
+            post(pages::rotate_complete),
+        )
         .route("/connections/{connection_id}/mappings", post(pages::map_group))
         .route("/done", post(pages::finish))
         .fallback(super::page::not_found)

@@ -2,7 +2,9 @@
 
 use super::guides::{self, Guide, Value};
 use crate::admin::AdminError;
-use crate::console::page::{self, Chrome, Flash, Framed, PageError, PageResult, cookie, idp_name, redirect_with, send, when_or};
+use crate::console::page::{
+    self, Chrome, Flash, Framed, PageError, PageResult, cookie, idp_name, redirect_with, send, when_or,
+};
 use crate::console::session::{CsrfToken, Form};
 use crate::state::AppState;
 use askama::Template;
@@ -43,7 +45,10 @@ fn no_session(e: &AdminError) -> Response {
     } else {
         e.detail.clone()
     };
-    page::error_page(StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED), &message)
+    page::error_page(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED),
+        &message,
+    )
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -106,7 +111,10 @@ pub async fn open(State(app): State<AppState>, Path(token): Path<String>) -> Res
                 }
                 _ => e.detail.clone(),
             };
-            return page::error_page(StatusCode::from_u16(e.status).unwrap_or(StatusCode::NOT_FOUND), &message);
+            return page::error_page(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::NOT_FOUND),
+                &message,
+            );
         }
     };
     let max_age = (issued.session.expires_us - rollcall_store::sqlite::now_us()).max(0) / 1_000_000;
@@ -135,6 +143,8 @@ pub struct GuideChoice {
 
 pub struct ExistingConnection {
     pub id: String,
+    /// Made through the link this session was opened with.
+    pub this_link: bool,
     pub name: String,
     pub idp: &'static str,
     pub active: bool,
@@ -173,6 +183,7 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap, v: Visitor) -
             existing: connections
                 .iter()
                 .map(|c| ExistingConnection {
+                    this_link: v.connection_id.as_deref() == Some(c.id.as_str()),
                     id: c.id.clone(),
                     name: c.name.clone(),
                     idp: idp_name(c.idp),
@@ -198,7 +209,14 @@ struct TokenPage {
     rotation: bool,
 }
 
-fn token_page(app: &AppState, headers: &HeaderMap, v: &Visitor, c: &Connection, token: String, rotation: bool) -> Response {
+fn token_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    v: &Visitor,
+    c: &Connection,
+    token: String,
+    rotation: bool,
+) -> Response {
     let (chrome, clear) = Framed::setup(app, headers, &v.csrf, "Your base URL and token").take();
     send(
         &TokenPage {
@@ -248,7 +266,12 @@ pub async fn create_connection(State(app): State<AppState>, headers: HeaderMap, 
     }
     let admin = app.admin();
     let issued = match admin
-        .create_connection(&v.by, &v.org_id, Some(&format!("{} (set up by IT)", idp_name(idp))), idp)
+        .create_connection(
+            &v.by,
+            &v.org_id,
+            Some(&format!("{} (set up by IT)", idp_name(idp))),
+            idp,
+        )
         .await
     {
         Ok(i) => i,
@@ -307,7 +330,6 @@ pub struct ArrivedUser {
 }
 
 pub struct ArrivedGroup {
-    pub id: String,
     pub name: String,
     pub members: i64,
     pub mapped_to: String,
@@ -387,7 +409,11 @@ pub async fn connection(
             base_url,
             active: c.status == rollcall_store::ConnectionStatus::Active,
             status: c.status.as_str(),
-            token: c.token_prefix.as_ref().map(|p| format!("{p}…")).unwrap_or_else(|| "none".into()),
+            token: c
+                .token_prefix
+                .as_ref()
+                .map(|p| format!("{p}…"))
+                .unwrap_or_else(|| "none".into()),
             rotating: c.next_token_prefix.as_ref().map(|p| format!("{p}…")),
             last_request: when_or(c.last_request_us, "no request yet"),
             more_users: users.next_after.is_some(),
@@ -425,7 +451,6 @@ pub async fn connection(
                         .map(|m| m.role_key.clone())
                         .collect();
                     ArrivedGroup {
-                        id: gr.id,
                         name,
                         members: gr.member_count,
                         mapped_to: mapped.join(", "),
@@ -467,7 +492,12 @@ pub async fn rotate(
 }
 
 /// `POST /setup/connections/{id}/rotate-complete`: only the new token works from now on.
-pub async fn rotate_complete(State(app): State<AppState>, v: Visitor, Path(id): Path<String>, Form(f): Form) -> Response {
+pub async fn rotate_complete(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Response {
     let back = format!("/setup/connections/{id}");
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
