@@ -350,6 +350,7 @@ struct ConfirmPage {
     chrome: Chrome,
     title: String,
     effect: String,
+    lines: Vec<super::views::EffectLine>,
     action: String,
     back: String,
     fields: Vec<(String, String)>,
@@ -360,6 +361,7 @@ struct ConfirmPage {
 struct Confirm {
     title: String,
     effect: String,
+    lines: Vec<super::views::EffectLine>,
     /// Where the form posts (again, with `confirm=yes`).
     action: String,
     fields: Vec<(String, String)>,
@@ -378,6 +380,7 @@ fn confirm_page(app: &AppState, headers: &HeaderMap, op: &Operator, c: Confirm) 
             chrome,
             title: c.title,
             effect: c.effect,
+            lines: c.lines,
             back,
             action: c.action,
             fields: c.fields,
@@ -419,8 +422,16 @@ pub async fn create_mapping(
                 &headers,
                 &op,
                 Confirm {
-                    title: format!("Map {kind} “{value}” to {role}?"),
+                    title: format!(
+                        "Map {} “{value}” to {role}?",
+                        match kind {
+                            "group_id" => "the group with id",
+                            "app_role" => "the app role",
+                            _ => "the group",
+                        }
+                    ),
                     effect: effect.sentence(),
+                    lines: super::views::effect_lines(&effect),
                     action: format!("/console/connections/{id}/mappings"),
                     fields: vec![
                         ("kind".into(), kind.into()),
@@ -492,6 +503,7 @@ pub async fn set_default_roles(
                         _ => format!("Make {} the default roles?", roles.join(", ")),
                     },
                     effect: effect.sentence(),
+                    lines: super::views::effect_lines(&effect),
                     action: format!("/console/connections/{id}/default-roles"),
                     fields: roles.iter().map(|r| ("role".to_string(), r.clone())).collect(),
                     button: "Save the default roles",

@@ -21,7 +21,7 @@ pub mod page;
 pub mod session;
 pub mod setup;
 mod setup_links;
-mod views;
+pub(crate) mod views;
 mod webhooks;
 
 use crate::state::AppState;

@@ -88,3 +88,44 @@ pub fn actor_text(a: &Actor) -> String {
         Actor::System => "Rollcall".into(),
     }
 }
+
+/// Who a previewed role change reaches: one line per role and direction, naming the first users.
+pub struct EffectLine {
+    pub text: String,
+    pub gain: bool,
+}
+
+/// The lines of a role preview (after its sentence).
+pub fn effect_lines(effect: &crate::admin::RoleEffect) -> Vec<EffectLine> {
+    let names = |sample: &[rollcall_store::UserRef], total: i64| {
+        let mut shown: Vec<String> = sample
+            .iter()
+            .map(|u| {
+                u.email
+                    .clone()
+                    .or_else(|| u.user_name.clone())
+                    .unwrap_or_else(|| u.id.clone())
+            })
+            .collect();
+        if total > shown.len() as i64 {
+            shown.push(format!("and {} more", total - shown.len() as i64));
+        }
+        shown.join(", ")
+    };
+    let mut lines = Vec::new();
+    for c in &effect.changes {
+        if c.gained > 0 {
+            lines.push(EffectLine {
+                text: format!("Gain {}: {}", c.role_name, names(&c.gained_sample, c.gained)),
+                gain: true,
+            });
+        }
+        if c.lost > 0 {
+            lines.push(EffectLine {
+                text: format!("Lose {}: {}", c.role_name, names(&c.lost_sample, c.lost)),
+                gain: false,
+            });
+        }
+    }
+    lines
+}

@@ -522,6 +522,7 @@ struct ConfirmPage {
     group: String,
     role: String,
     effect: String,
+    lines: Vec<crate::console::views::EffectLine>,
 }
 
 /// `POST /setup/connections/{id}/mappings`: maps a group that arrived to a role. The first post
@@ -547,8 +548,8 @@ pub async fn map_group(
     let matches = RoleMatch::GroupName(group.to_string());
     let admin = app.admin();
     if f.get("confirm") != Some("yes") {
-        let effect = match admin.preview_role_mapping(&c.id, role, matches).await {
-            Ok(e) => e.sentence(),
+        let (effect, lines) = match admin.preview_role_mapping(&c.id, role, matches).await {
+            Ok(e) => (e.sentence(), crate::console::views::effect_lines(&e)),
             Err(e) => return done(&back, Err(e.detail)),
         };
         let (chrome, clear) = Framed::setup(&app, &headers, &v.csrf, "Confirm the mapping").take();
@@ -559,6 +560,7 @@ pub async fn map_group(
                 group: group.to_string(),
                 role: role.to_string(),
                 effect,
+                lines,
             },
             clear,
         );
