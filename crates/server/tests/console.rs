@@ -264,4 +264,44 @@ async fn escaping_and_headers() {
     }
 }
 
-backend_tests!(sessions_and_csrf, escaping_and_headers);
+/// A connection's page shows each token's prefix, when it was issued, and when it was last used
+/// (from the request log), with the request log's failures explained.
+async fn connection_page_shows_tokens_and_explained_requests() {
+    let srv = TestServer::start().await;
+    let conn = srv.conn().clone();
+    let mut b = signed_in(&srv).await;
+    let page = format!("/console/connections/{}", conn.id);
+    let p = b.get(&page).await;
+    assert_eq!(p.status, 200);
+    assert!(p.html.contains("not in the request log"), "{}", p.html);
+    // One request with the token, one with the token pasted without "Bearer ".
+    srv.client_for(&conn).get("/Users").await.expect(200);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .get(format!("{}/Users", srv.base_url(&conn)))
+        .header("authorization", srv.token(&conn))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The request log is written within a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let html = loop {
+        let p = b.get(&page).await;
+        if !p.html.contains("not in the request log") && p.html.contains("401") {
+            break p.html;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", p.html);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(html.contains("Current token"), "{html}");
+    assert!(html.contains("How to fix it"), "{html}");
+    assert!(html.contains("Bearer"), "{html}");
+    assert!(!html.contains(&srv.token(&conn)), "the token itself is never shown");
+}
+
+backend_tests!(
+    sessions_and_csrf,
+    escaping_and_headers,
+    connection_page_shows_tokens_and_explained_requests
+);

@@ -18,6 +18,7 @@ mod protected;
 mod roles;
 mod sessions;
 mod setup_links;
+mod token_use;
 mod webhooks;
 
 pub use access::{Access, UserLookup};
@@ -33,6 +34,7 @@ pub use setup_links::{
     DEFAULT_SETUP_LINK_TTL, IssuedSetupLink, LINK_EXPIRED, LINK_NOT_FOUND, LINK_REVOKED, MAX_RETURN_URL_CHARS,
     MAX_SETUP_LINK_TTL, MIN_SETUP_LINK_TTL, SetupSession, validate_return_url,
 };
+pub use token_use::{TokenUse, TokenUses};
 pub use webhooks::{
     IssuedWebhook, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, SECRET_OVERLAP_US, WebhookChange, WebhookInput,
 };

@@ -2,7 +2,7 @@
 //! token shown once), status, debug logging, policy ("what to sync"), role mappings, default roles
 //! and its request log; and creating a connection.
 
-use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when};
+use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when, when_or};
 use super::session::{Fields, Form, Operator};
 use super::views::{ConnectionRow, IdpOption, idp_options};
 use crate::state::AppState;
@@ -110,6 +110,13 @@ pub struct LogRow {
     pub response_body: Option<String>,
 }
 
+pub struct TokenRow {
+    pub label: &'static str,
+    pub prefix: String,
+    pub issued: String,
+    pub last_used: String,
+}
+
 pub struct AttributeChoice {
     pub path: &'static str,
     pub label: &'static str,
@@ -127,7 +134,7 @@ struct ConnectionPage {
     idp_value: &'static str,
     idps: Vec<IdpOption>,
     debug_logging: bool,
-    rotation_started: Option<String>,
+    tokens: Vec<TokenRow>,
     mappings: Vec<MappingRow>,
     roles: Vec<RoleChoice>,
     required: Vec<AttributeChoice>,
@@ -159,6 +166,17 @@ pub async fn show(
     let defaults = admin.default_roles(&c.id).await?;
     let roles = admin.list_roles(&c.org_id).await?;
     let (log, _) = admin.request_log(&c.id, None, LOG_ROWS).await?;
+    let uses = admin.token_uses(&c.id).await?;
+    let token_row = |label, u: crate::admin::TokenUse| TokenRow {
+        label,
+        prefix: format!("{}…", u.prefix),
+        issued: when_or(u.issued_us, "before the events kept"),
+        last_used: when_or(u.last_used_us, "not in the request log"),
+    };
+    let tokens: Vec<TokenRow> = [("Current token", uses.current), ("New token (rotation)", uses.next)]
+        .into_iter()
+        .filter_map(|(label, u)| u.map(|u| token_row(label, u)))
+        .collect();
     let policy = &c.policy;
     let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), c.name.clone(), "organizations").take();
     Ok(send(
@@ -170,7 +188,7 @@ pub async fn show(
             idp_value: c.idp.as_str(),
             idps: idp_options(),
             debug_logging: c.debug_logging,
-            rotation_started: c.rotation_started_us.map(when),
+            tokens,
             mappings: mappings
                 .into_iter()
                 .map(|m| MappingRow {
