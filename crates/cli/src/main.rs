@@ -30,6 +30,7 @@ mod doctor;
 mod export;
 mod ops;
 mod secrets;
+mod statements;
 
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
@@ -834,19 +835,27 @@ fn load_settings(cli: &Cli) -> Result<Settings, String> {
     Ok(s)
 }
 
-fn init_logging(format: LogFormat) {
+/// The log (stderr, filtered by `ROLLCALL_LOG`); with `statement_metrics`, also the statement
+/// latency histogram of `/metrics` ([`statements`]), which has a filter of its own.
+fn init_logging(format: LogFormat, statement_metrics: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     // Colour only on a terminal: a log file or collector gets plain `key=value` fields.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        LogFormat::Pretty => fmt.with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(statement_metrics.then(statements::layer))
+        .init();
 }
 
 /// What a store is opened for.
@@ -1197,7 +1206,7 @@ async fn main() -> ExitCode {
     if let Command::Doctor { json } = cli.command {
         // A setting that does not load is one of the things the doctor reports.
         let settings = load_settings(&cli);
-        init_logging(settings.as_ref().map_or(LogFormat::Pretty, |s| s.log_format));
+        init_logging(settings.as_ref().map_or(LogFormat::Pretty, |s| s.log_format), false);
         return match doctor::run(settings, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -1213,7 +1222,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format);
+    // Statement latency is measured for `serve`'s `/metrics` only.
+    init_logging(
+        settings.log_format,
+        matches!(cli.command, Command::Serve(_)) && settings.metrics,
+    );
     match run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -116,6 +116,11 @@ fn a_metrics_listener_serves_metrics_openly_and_the_main_one_does_not() {
         answer.contains("rollcall_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"),
         "{answer}"
     );
+    // The statements the server ran (migrations, the first start's writes), timed by kind.
+    assert!(
+        answer.contains("rollcall_db_statement_seconds_count{statement=\"select\"}"),
+        "{answer}"
+    );
     // Not on the main listener, even with credentials.
     let main = get(&server.addr, "/metrics", Some("anything-at-all-0123456789"));
     assert!(main.starts_with("HTTP/1.1 404"), "{main}");

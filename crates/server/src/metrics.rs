@@ -35,6 +35,10 @@ pub const BACKGROUND_RUNS: &str = "rollcall_background_task_runs_total";
 pub const BUILD_INFO: &str = "rollcall_build_info";
 /// Database pool connections, by pool and state (`open`, `idle`): set at every scrape.
 pub const DB_POOL: &str = "rollcall_db_pool_connections";
+/// Time each database statement run through sqlx took, by its first keyword (`select`, `insert`,
+/// `update`, `delete`, `with`, `begin`, `commit`, …, `other`); recorded by `serve`'s statement
+/// layer (crates/cli/src/statements.rs).
+pub const DB_STATEMENT_SECONDS: &str = "rollcall_db_statement_seconds";
 /// Events after each webhook endpoint's cursor in its scope (capped), set at every scrape.
 pub const WEBHOOK_BACKLOG: &str = "rollcall_webhook_backlog_events";
 
