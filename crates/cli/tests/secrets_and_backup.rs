@@ -863,6 +863,24 @@ async fn migrate_store_moves_everything_to_postgres() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // The dispatcher moves the endpoint's cursor past the events it is not subscribed to (its own
+    // creation among them): let it settle first, so that the copy is taken of a still state.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last_event = api_get(&srv, &key, "events?limit=1000").await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["sequence"].as_i64().unwrap())
+            .max()
+            .unwrap();
+        let hooks = api_get(&srv, &key, "webhooks").await;
+        if hooks["data"][0]["last_sequence"].as_i64() == Some(last_event) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dispatcher did not catch up: {hooks}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = snapshot(&srv, &key, &org, &conn_id).await;
     assert!(before["events"].as_array().unwrap().len() > 10, "{before}");
     srv.stop();
