@@ -322,6 +322,9 @@ enum ConnectionCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The guard against mass deprovisioning: show, set, list what it holds, release or discard.
+    #[command(subcommand)]
+    Guard(ops::GuardCommand),
 }
 
 #[derive(Subcommand)]
@@ -1499,6 +1502,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Connection(ConnectionCommand::Guard(cmd)) => ops::guard(&admin(None), &by, cmd).await,
         Command::Connection(ConnectionCommand::Delete { id, yes }) => {
             let admin = admin(None);
             let c = admin.connection(&id).await.map_err(err)?;

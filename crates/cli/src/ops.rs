@@ -889,3 +889,204 @@ mod tests {
         }
     }
 }
+
+/// A rule's limit as the command line takes it: a number, or `off`.
+fn parse_limit(s: &str) -> Result<Option<u32>, String> {
+    match s.trim() {
+        "off" | "none" => Ok(None),
+        n => n
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("\"{n}\" is not a number or \"off\"")),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum GuardCommand {
+    /// Show a connection's guard against mass deprovisioning: settings, state, counts.
+    Show {
+        /// Connection id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the guard's settings; those not given keep their value.
+    Set {
+        /// Connection id.
+        id: String,
+        /// Turn the guard on or off.
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Trip when more than this many users are deprovisioned within the window (`off`: no
+        /// absolute rule).
+        #[arg(long, value_parser = parse_limit)]
+        max_users: Option<Option<u32>>,
+        /// Trip when more than this percentage of the active users is (`off`: no percentage rule).
+        #[arg(long, value_parser = parse_limit)]
+        max_percent: Option<Option<u32>>,
+        /// The percentage rule applies only past this many users.
+        #[arg(long)]
+        min_users: Option<u32>,
+        /// The sliding window, in minutes (1 to 10080).
+        #[arg(long)]
+        window_minutes: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the events the guard holds, oldest first.
+    Held {
+        /// Connection id.
+        id: String,
+        /// Largest number of events to list.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release what the guard holds into the event log (and webhooks); re-arms it (asks first;
+    /// `--yes` to skip).
+    #[command(alias = "approve")]
+    Release {
+        id: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discard what the guard holds: the application is never told of it; re-arms it (asks
+    /// first; `--yes` to skip).
+    #[command(alias = "reject")]
+    Discard {
+        id: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn guard_text(g: &rollcall_server::api::guard::GuardView) {
+    let s = &g.settings;
+    let rule = |v: Option<u32>, unit: &str| v.map_or("off".to_string(), |n| format!("more than {n}{unit}"));
+    println!("connection:  {}", g.connection_id);
+    println!(
+        "status:      {}{}",
+        serde_json::to_value(g.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        g.tripped_at.as_ref().map(|t| format!(" (tripped at {t})")).unwrap_or_default()
+    );
+    println!("held:        {} events about {} users", g.held_events, g.held_users);
+    println!("window:      {} users deprovisioned in the last {} minutes", g.window_deprovisions, s.window_minutes);
+    println!(
+        "rules:       {} users; {} of active users (past {} users)",
+        rule(s.max_users, ""),
+        rule(s.max_percent, " %"),
+        s.min_users
+    );
+}
+
+pub async fn guard(admin: &Admin, by: &WriteContext, cmd: GuardCommand) -> Result<(), String> {
+    use rollcall_server::api::guard::{GuardView, HeldEventView};
+    match cmd {
+        GuardCommand::Show { id, json: as_json } => {
+            let g = GuardView::from(&admin.deprovision_guard(&id).await.map_err(err)?);
+            if as_json { json(&g) } else { guard_text(&g) }
+        }
+        GuardCommand::Set {
+            id,
+            enabled,
+            max_users,
+            max_percent,
+            min_users,
+            window_minutes,
+            json: as_json,
+        } => {
+            let mut s = admin.deprovision_guard(&id).await.map_err(err)?.settings;
+            if let Some(v) = enabled {
+                s.enabled = v;
+            }
+            if let Some(v) = max_users {
+                s.max_users = v;
+            }
+            if let Some(v) = max_percent {
+                s.max_percent = v;
+            }
+            if let Some(v) = min_users {
+                s.min_users = v;
+            }
+            if let Some(v) = window_minutes {
+                s.window_minutes = v;
+            }
+            let g = GuardView::from(&admin.set_deprovision_guard(by, &id, s).await.map_err(err)?);
+            if as_json { json(&g) } else { guard_text(&g) }
+        }
+        GuardCommand::Held { id, limit, json: as_json } => {
+            let (found, more) = admin.held_events(&id, None, limit.clamp(1, 1000)).await.map_err(err)?;
+            let views: Vec<HeldEventView> = found.iter().map(HeldEventView::from).collect();
+            if as_json {
+                json(&views);
+            } else {
+                table(
+                    &["OCCURRED_AT", "TYPE", "USER_ID", "RESOURCE_TYPE", "RESOURCE_ID"],
+                    views.iter().map(|h| {
+                        vec![
+                            h.occurred_at.clone(),
+                            h.kind.clone(),
+                            h.user_id.clone(),
+                            or_dash(h.resource_type.as_deref()),
+                            or_dash(h.resource_id.as_deref()),
+                        ]
+                    }),
+                );
+                if more {
+                    eprintln!("(more held events than listed: --limit to see more)");
+                }
+            }
+        }
+        GuardCommand::Release { id, yes, json: as_json } => resolve_guard(admin, by, &id, true, yes, as_json).await?,
+        GuardCommand::Discard { id, yes, json: as_json } => resolve_guard(admin, by, &id, false, yes, as_json).await?,
+    }
+    Ok(())
+}
+
+async fn resolve_guard(
+    admin: &Admin,
+    by: &WriteContext,
+    id: &str,
+    release: bool,
+    yes: bool,
+    as_json: bool,
+) -> Result<(), String> {
+    use rollcall_server::api::guard::{GuardResolutionView, GuardView};
+    let g = admin.deprovision_guard(id).await.map_err(err)?;
+    let what = if release {
+        format!(
+            "Releasing {} held events about {} users of connection {id} to the application",
+            g.held_events, g.held_users
+        )
+    } else {
+        format!(
+            "Discarding {} held events about {} users of connection {id} (the application will never be told)",
+            g.held_events, g.held_users
+        )
+    };
+    crate::confirm(yes, &what, id)?;
+    let r = admin.resolve_deprovision_guard(by, id, release).await.map_err(err)?;
+    let now = admin.deprovision_guard(id).await.map_err(err)?;
+    let view = GuardResolutionView {
+        events: r.events,
+        users: r.users,
+        tripped_at: r.tripped_us.map(rollcall_server::service::rfc3339),
+        guard: GuardView::from(&now),
+    };
+    if as_json {
+        json(&view);
+    } else {
+        println!(
+            "{} {} held events about {} users; the guard is armed again",
+            if release { "released" } else { "discarded" },
+            view.events,
+            view.users
+        );
+    }
+    Ok(())
+}

@@ -40,6 +40,15 @@ pub const CONNECTION_TOKENS_REVOKED: &str = "connection.tokens_revoked";
 /// The identity provider recognised from a connection's requests became one other than the
 /// configured one (once per change, not per request).
 pub const CONNECTION_IDP_DETECTED: &str = "connection.idp_detected";
+/// The guard against mass deprovisioning ([`crate::guard`]) tripped: the deprovisions past its
+/// threshold are held (recorded at once, in the transaction of the write that tripped it).
+pub const CONNECTION_DEPROVISION_GUARD_TRIPPED: &str = "connection.deprovision_guard_tripped";
+/// An operator released the held events: they follow this event in the log.
+pub const CONNECTION_DEPROVISION_GUARD_RELEASED: &str = "connection.deprovision_guard_released";
+/// An operator discarded the held events: the application is never told of them.
+pub const CONNECTION_DEPROVISION_GUARD_DISCARDED: &str = "connection.deprovision_guard_discarded";
+/// An operator changed the guard's settings.
+pub const CONNECTION_DEPROVISION_GUARD_SET: &str = "connection.deprovision_guard_set";
 pub const ORGANIZATION_CREATED: &str = "organization.created";
 pub const ORGANIZATION_UPDATED: &str = "organization.updated";
 pub const ORGANIZATION_DELETED: &str = "organization.deleted";
@@ -84,6 +93,10 @@ pub const ALL: &[&str] = &[
     CONNECTION_TOKEN_ROTATION_CANCELLED,
     CONNECTION_TOKENS_REVOKED,
     CONNECTION_IDP_DETECTED,
+    CONNECTION_DEPROVISION_GUARD_TRIPPED,
+    CONNECTION_DEPROVISION_GUARD_RELEASED,
+    CONNECTION_DEPROVISION_GUARD_DISCARDED,
+    CONNECTION_DEPROVISION_GUARD_SET,
     ORGANIZATION_CREATED,
     ORGANIZATION_UPDATED,
     ORGANIZATION_DELETED,

@@ -14,6 +14,7 @@ mod connection_ops;
 pub mod cursor;
 pub mod directory;
 pub mod events;
+pub mod guard;
 pub mod index;
 pub mod metrics;
 pub mod migrate;
@@ -39,6 +40,7 @@ mod update;
 pub mod webhooks;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
+pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
 pub use model::*;
 pub use roles::{
@@ -376,6 +378,31 @@ pub trait Store: Send + Sync + 'static {
         connection_id: &str,
         policy: &ConnectionPolicy,
     ) -> StoreResult<Option<Connection>>;
+    // --- the guard against mass deprovisioning ([`guard`]) ---------------------------------------
+    /// A connection's guard: settings, whether it tripped, what it holds. `None`: no connection.
+    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<GuardState>>;
+    /// Replaces a connection's guard settings (validated by the caller), recording
+    /// `connection.deprovision_guard_set`. A tripped guard stays tripped. `None`: no connection.
+    async fn set_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        settings: &GuardSettings,
+    ) -> StoreResult<Option<GuardState>>;
+    /// Up to `limit` of the events a connection's guard holds, after `after_seq` (their position
+    /// among the held events), oldest first.
+    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<HeldEvent>>;
+    /// Releases (`release`: into the event log, after a `connection.deprovision_guard_released`
+    /// event) or discards (recording `connection.deprovision_guard_discarded`) every held event of a
+    /// connection, re-arms the guard and empties its window, in one transaction. Writes nothing
+    /// when the guard had not tripped and held nothing (`tripped_us` is `None`, counts 0).
+    /// `None`: no connection.
+    async fn resolve_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        release: bool,
+    ) -> StoreResult<Option<GuardResolution>>;
     /// Protects a user (by e-mail address or userName) from deactivation and deletion by SCIM; 409
     /// when it already is.
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser>;

@@ -40,6 +40,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod guard_ops;
 mod roles_ops;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1308,6 +1309,7 @@ impl PostgresStore {
         if let Some(scope) = role_scope {
             roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
         }
+        guard_ops::after_write(&mut tx, ctx).await?;
         tx.commit().await?;
         Ok(Written::Done(Some(StoredResource {
             id: id.to_string(),
@@ -1420,6 +1422,7 @@ impl PostgresStore {
             ResourceKind::Group => members,
         };
         roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        guard_ops::after_write(&mut tx, ctx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1969,6 +1972,28 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<Connection>> {
         self.retrying(|| self.set_connection_policy_impl(ctx, connection_id, policy))
             .await
+    }
+    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<crate::GuardState>> {
+        self.deprovision_guard_impl(connection_id).await
+    }
+    async fn set_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        settings: &crate::GuardSettings,
+    ) -> StoreResult<Option<crate::GuardState>> {
+        self.set_deprovision_guard_impl(ctx, connection_id, settings).await
+    }
+    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<crate::HeldEvent>> {
+        self.held_events_impl(connection_id, after_seq, limit).await
+    }
+    async fn resolve_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        release: bool,
+    ) -> StoreResult<Option<crate::GuardResolution>> {
+        self.resolve_deprovision_guard_impl(ctx, connection_id, release).await
     }
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
         self.retrying(|| self.add_protected_user_impl(ctx, org_id, email)).await

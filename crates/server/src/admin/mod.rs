@@ -13,6 +13,7 @@
 mod access;
 mod directory;
 mod events;
+mod guard;
 mod policy;
 mod protected;
 mod roles;
@@ -185,7 +186,7 @@ fn no_organization(id: &str) -> AdminError {
     AdminError::not_found(format!("no organization with id \"{id}\""))
 }
 
-fn no_connection(id: &str) -> AdminError {
+pub(crate) fn no_connection(id: &str) -> AdminError {
     AdminError::not_found(format!("no SCIM connection with id \"{id}\""))
 }
 

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod directory;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod organizations;
 pub mod paging;
 pub mod problem;
@@ -105,6 +106,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(connections::complete_token_rotation))
         .routes(routes!(connections::cancel_token_rotation))
         .routes(routes!(connections::revoke_tokens))
+        .routes(routes!(guard::get_guard, guard::set_guard))
+        .routes(routes!(guard::list_held))
+        .routes(routes!(guard::release))
+        .routes(routes!(guard::discard))
         .routes(routes!(roles::list_roles, roles::create_role))
         .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
         .routes(routes!(roles::list_protected_users, roles::add_protected_user))

@@ -68,6 +68,7 @@ pub mod kinds {
     pub const MEMBERS: &str = "m1:";
     pub const REQUESTS: &str = "rq1:";
     pub const ATTEMPTS: &str = "a1:";
+    pub const HELD: &str = "h1:";
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ fn title_of_kind(kind: &str) -> Option<&'static str> {
         "link-not-found" => Some("Setup link not found"),
         "link-expired" => Some("Setup link expired"),
         "link-revoked" => Some("Setup link revoked"),
+        "guard-not-tripped" => Some("Guard not tripped"),
         _ => None,
     }
 }

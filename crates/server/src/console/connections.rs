@@ -1,6 +1,7 @@
 //! A SCIM connection's page: its base URL and tokens (rotation start / complete / cancel, the new
 //! token shown once), status, debug logging, policy ("what to sync"), role mappings, default roles
-//! and its request log; and creating a connection.
+//! its guard against mass deprovisioning (state, held events, release / discard, settings) and its
+//! request log; and creating a connection.
 
 use super::page::{Chrome, Framed, PageResult, done, idp_name, send, when, when_or};
 use super::session::{Fields, Form, Operator};
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 
 /// Request log entries shown on the page.
 const LOG_ROWS: i64 = 50;
+/// Held events shown on the page.
+const HELD_ROWS: i64 = 50;
 
 /// The page that shows a new token, once.
 #[derive(Template)]
@@ -117,6 +120,32 @@ pub struct TokenRow {
     pub last_used: String,
 }
 
+/// The guard against mass deprovisioning, as the page shows it.
+pub struct GuardPanel {
+    /// `armed`, `tripped` or `off`.
+    pub status: &'static str,
+    pub tripped_at: Option<String>,
+    pub held_events: i64,
+    pub held_users: i64,
+    pub window_deprovisions: i64,
+    pub enabled: bool,
+    /// Empty: the rule is off.
+    pub max_users: String,
+    pub max_percent: String,
+    pub min_users: u32,
+    pub window_minutes: u32,
+    pub held: Vec<HeldRow>,
+    /// More held events than listed.
+    pub more: bool,
+}
+
+pub struct HeldRow {
+    pub at: String,
+    pub kind: String,
+    pub user_id: String,
+    pub resource: String,
+}
+
 pub struct AttributeChoice {
     pub path: &'static str,
     pub label: &'static str,
@@ -141,6 +170,7 @@ struct ConnectionPage {
     synced: String,
     profile_mapping: String,
     on_delete: &'static str,
+    guard: GuardPanel,
     log: Vec<LogRow>,
 }
 
@@ -177,6 +207,37 @@ pub async fn show(
         .into_iter()
         .filter_map(|(label, u)| u.map(|u| token_row(label, u)))
         .collect();
+    let g = admin.deprovision_guard(&c.id).await?;
+    let (held, more) = admin.held_events(&c.id, None, HELD_ROWS).await?;
+    let guard = GuardPanel {
+        status: match (g.tripped_us, g.settings.enabled) {
+            (Some(_), _) => "tripped",
+            (None, true) => "armed",
+            (None, false) => "off",
+        },
+        tripped_at: g.tripped_us.map(when),
+        held_events: g.held_events,
+        held_users: g.held_users,
+        window_deprovisions: g.window_deprovisions,
+        enabled: g.settings.enabled,
+        max_users: g.settings.max_users.map(|n| n.to_string()).unwrap_or_default(),
+        max_percent: g.settings.max_percent.map(|n| n.to_string()).unwrap_or_default(),
+        min_users: g.settings.min_users,
+        window_minutes: g.settings.window_minutes,
+        held: held
+            .into_iter()
+            .map(|h| HeldRow {
+                at: when(h.event.created_us),
+                kind: h.event.kind,
+                user_id: h.user_id,
+                resource: match (h.event.resource_type, h.event.resource_id) {
+                    (Some(t), Some(id)) => format!("{t} {id}"),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        more,
+    };
     let policy = &c.policy;
     let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), c.name.clone(), "organizations").take();
     Ok(send(
@@ -237,6 +298,7 @@ pub async fn show(
                 OnDelete::Retain => "retain",
                 OnDelete::Purge => "purge",
             },
+            guard,
             log: log
                 .into_iter()
                 .map(|e| LogRow {
@@ -343,6 +405,18 @@ pub async fn act(
             .map(|c| format!("Identity provider set to {}.", idp_name(c.idp))),
             Err(e) => return done(&back, Err(e)),
         },
+        "guard-release" => admin.resolve_deprovision_guard(by, &id, true).await.map(|r| {
+            format!(
+                "Released {} held events about {} users to the application; the guard is armed again.",
+                r.events, r.users
+            )
+        }),
+        "guard-discard" => admin.resolve_deprovision_guard(by, &id, false).await.map(|r| {
+            format!(
+                "Discarded {} held events about {} users; the application will not be told of them. The guard is armed again.",
+                r.events, r.users
+            )
+        }),
         "delete" => {
             let org_id = match admin.connection(&id).await {
                 Ok(c) => c.org_id,
@@ -592,4 +666,40 @@ pub async fn set_policy(State(app): State<AppState>, op: Operator, Path(id): Pat
         .set_connection_policy(&op.by, &app.scim.registry, &id, policy)
         .await;
     done(&back, result.map(|_| "Policy saved.".to_string()).map_err(|e| e.detail))
+}
+
+/// The guard settings the form describes (an empty limit turns its rule off).
+fn guard_from(f: &Fields) -> Result<rollcall_store::GuardSettings, String> {
+    let number = |name: &str, label: &str| -> Result<Option<u32>, String> {
+        match f.get(name).map(str::trim).unwrap_or("") {
+            "" => Ok(None),
+            v => v
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| format!("{label} must be a whole number, not \"{v}\"")),
+        }
+    };
+    let required = |name: &str, label: &str| -> Result<u32, String> {
+        number(name, label)?.ok_or_else(|| format!("{label} is required"))
+    };
+    Ok(rollcall_store::GuardSettings {
+        enabled: f.get("enabled") == Some("on"),
+        max_users: number("max_users", "Most users")?,
+        max_percent: number("max_percent", "Most percent")?,
+        min_users: required("min_users", "Percentage applies past")?,
+        window_minutes: required("window_minutes", "Window")?,
+    })
+}
+
+pub async fn set_guard(State(app): State<AppState>, op: Operator, Path(id): Path<String>, Form(f): Form) -> Response {
+    let back = format!("{}#guard", page_of(&id));
+    if let Err(e) = f.only(&["enabled", "max_users", "max_percent", "min_users", "window_minutes"]) {
+        return done(&back, Err(e));
+    }
+    let settings = match guard_from(&f) {
+        Ok(s) => s,
+        Err(e) => return done(&back, Err(e)),
+    };
+    let result = app.admin().set_deprovision_guard(&op.by, &id, settings).await;
+    done(&back, result.map(|_| "Guard settings saved.".to_string()).map_err(|e| e.detail))
 }

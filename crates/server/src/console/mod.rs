@@ -82,6 +82,7 @@ pub fn router() -> Router<AppState> {
             post(connections::set_default_roles),
         )
         .route("/connections/{connection_id}/policy", post(connections::set_policy))
+        .route("/connections/{connection_id}/guard", post(connections::set_guard))
         .route("/events", get(events::list))
         .route("/events/{event_id}", get(events::show))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))

@@ -245,6 +245,12 @@ pub(super) fn update(
     {
         return Ok(Guarded::Protected(email));
     }
+    // The events this write records are the guard's to look at ([`guard_ops::after_write`]).
+    let since = if (kind == ResourceKind::User && doc_changed) || !member_changes.is_empty() {
+        Some(guard_ops::events_high(c)?)
+    } else {
+        None
+    };
     let touched = if kind == ResourceKind::Group && !member_changes.is_empty() {
         apply_member_changes(c, ctx, registry, pk, id, member_changes)?
     } else {
@@ -294,6 +300,9 @@ pub(super) fn update(
         && has_roles(c, &ctx.org_id)?
     {
         recompute_roles(c, ctx, &ctx.connection_id, scope)?;
+    }
+    if let Some(since) = since {
+        guard_ops::after_write(c, ctx, since)?;
     }
     Ok(Guarded::Done(Written::Done(Some(StoredResource {
         id: id.to_string(),
@@ -345,6 +354,7 @@ pub(super) fn delete(
             .flatten();
         purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
     }
+    let since = guard_ops::events_high(c)?;
     let now = now_us();
     // Membership goes with the resource, each removal recorded (so the event log alone tells who
     // is in each group); groups the member was in change version; a deleted group's members may
@@ -395,6 +405,7 @@ pub(super) fn delete(
         ResourceKind::Group => members,
     };
     recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
+    guard_ops::after_write(c, ctx, since)?;
     Ok(Guarded::Done(true))
 }
 

@@ -1,0 +1,353 @@
+//! The guard against mass deprovisioning (issue #19).
+//!
+//! Each SCIM connection has a policy ([`GuardSettings`], on by default): when more users than it
+//! allows are *deprovisioned* within a sliding window, the guard trips. A user is deprovisioned by
+//! a SCIM write that deactivates it, deletes it, or takes away its last effective role (removed
+//! from every mapped group, or the mapped group deleted).
+//!
+//! The identity provider is answered as always and the SCIM view, the directory and the access
+//! check follow it at once (security does not wait). What the guard holds is the
+//! application-facing effect of the deprovisions past the threshold: their events (and so their
+//! webhooks) go to `held_events` instead of the event log, in the same transaction as the write,
+//! until an operator releases them (moved into the log, after a
+//! `connection.deprovision_guard_released` event) or discards them. A user reactivated (or given a
+//! role again) while its deprovision is held has its held events dropped: the application never
+//! hears of the deactivation.
+//!
+//! The stores run the same steps ([`classify`], [`GuardSettings::trips`]) inside their write
+//! transactions; the window is a small table of recent deprovisions per connection
+//! (`deprovision_window`), pruned as it is written.
+
+use crate::events;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// A connection's guard policy.
+///
+/// The guard trips when the distinct users deprovisioned within the last `window_minutes` number
+/// more than `max_users`, or more than `min_users` and more than `max_percent` % of the
+/// connection's active users (those active now plus those deprovisioned in the window). A rule set
+/// to `None` is off; `enabled: false` turns the guard off altogether.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSettings {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_max_users")]
+    pub max_users: Option<u32>,
+    #[serde(default = "default_max_percent")]
+    pub max_percent: Option<u32>,
+    #[serde(default = "default_min_users")]
+    pub min_users: u32,
+    #[serde(default = "default_window_minutes")]
+    pub window_minutes: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_users() -> Option<u32> {
+    Some(25)
+}
+fn default_max_percent() -> Option<u32> {
+    Some(10)
+}
+fn default_min_users() -> u32 {
+    10
+}
+fn default_window_minutes() -> u32 {
+    60
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings {
+            enabled: true,
+            max_users: default_max_users(),
+            max_percent: default_max_percent(),
+            min_users: default_min_users(),
+            window_minutes: default_window_minutes(),
+        }
+    }
+}
+
+/// The longest window: a week.
+pub const MAX_WINDOW_MINUTES: u32 = 7 * 24 * 60;
+
+/// Which rule tripped the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripRule {
+    MaxUsers,
+    MaxPercent,
+}
+
+impl GuardSettings {
+    /// From the stored JSON (`NULL` or unreadable: the defaults).
+    pub fn from_stored(text: Option<&str>) -> GuardSettings {
+        text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
+    }
+
+    /// Refuses settings that cannot mean anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = self.max_percent
+            && !(1..=100).contains(&p)
+        {
+            return Err(format!("max_percent must be between 1 and 100 (or null for no percentage rule), not {p}"));
+        }
+        if !(1..=MAX_WINDOW_MINUTES).contains(&self.window_minutes) {
+            return Err(format!(
+                "window_minutes must be between 1 and {MAX_WINDOW_MINUTES}, not {}",
+                self.window_minutes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The window in microseconds.
+    pub fn window_us(&self) -> i64 {
+        i64::from(self.window_minutes) * 60_000_000
+    }
+
+    /// Whether the percentage rule may need the connection's active users for `count` deprovisions
+    /// (so that the count is read only when it can matter).
+    pub fn needs_active_count(&self, count: u64) -> bool {
+        self.enabled && self.max_percent.is_some() && count > u64::from(self.min_users)
+    }
+
+    /// Whether `count` distinct users deprovisioned within the window trip the guard, out of
+    /// `active_before` users active before them (active now plus the `count`). `None`: it does not.
+    pub fn trips(&self, count: u64, active_before: u64) -> Option<TripRule> {
+        if !self.enabled {
+            return None;
+        }
+        if let Some(max) = self.max_users
+            && count > u64::from(max)
+        {
+            return Some(TripRule::MaxUsers);
+        }
+        if let Some(pct) = self.max_percent
+            && count > u64::from(self.min_users)
+            && count.saturating_mul(100) > u64::from(pct).saturating_mul(active_before)
+        {
+            return Some(TripRule::MaxPercent);
+        }
+        None
+    }
+}
+
+/// One event of a write, as far as the guard looks at it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    pub kind: &'a str,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub member_id: Option<&'a str>,
+    pub data: &'a Value,
+}
+
+/// The users one write deprovisioned, and those it gave access back to.
+#[derive(Debug, Default, PartialEq)]
+pub struct Classified {
+    pub deprovisioned: BTreeSet<String>,
+    /// Reactivated, or given a role after having none: their held events are dropped.
+    pub restored: BTreeSet<String>,
+}
+
+fn roles_len(data: &Value, key: &str) -> Option<usize> {
+    data.get(key).and_then(Value::as_array).map(Vec::len)
+}
+
+/// Sorts a write's events into the users it deprovisioned and those it restored.
+pub fn classify<'a>(evs: impl IntoIterator<Item = EventView<'a>>) -> Classified {
+    let mut out = Classified::default();
+    for e in evs {
+        let Some(user) = e.resource_id.filter(|_| e.resource_type == Some("User")) else {
+            continue;
+        };
+        match e.kind {
+            events::USER_DEACTIVATED | events::USER_DELETED => {
+                out.deprovisioned.insert(user.to_string());
+            }
+            events::USER_REACTIVATED => {
+                out.restored.insert(user.to_string());
+            }
+            events::USER_ROLES_CHANGED => {
+                let (before, after) = (roles_len(e.data, "before"), roles_len(e.data, "after"));
+                if before.is_some_and(|n| n > 0) && after == Some(0) {
+                    out.deprovisioned.insert(user.to_string());
+                } else if before == Some(0) && after.is_some_and(|n| n > 0) {
+                    out.restored.insert(user.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    // A write that both takes and gives (cannot happen in one SCIM write, but): giving wins.
+    out.deprovisioned.retain(|u| !out.restored.contains(u));
+    out
+}
+
+/// The deprovisioned user an event belongs to, when the guard would hold it: the user's
+/// deactivation, deletion and role change events, and its removals from groups.
+pub fn held_subject<'a>(e: &EventView<'a>, deprovisioned: &BTreeSet<String>) -> Option<&'a str> {
+    let subject = match e.kind {
+        events::USER_DEACTIVATED | events::USER_DELETED | events::USER_ROLES_CHANGED
+            if e.resource_type == Some("User") =>
+        {
+            e.resource_id
+        }
+        events::GROUP_MEMBER_REMOVED => e.member_id,
+        _ => None,
+    }?;
+    deprovisioned.contains(subject).then_some(subject)
+}
+
+/// A connection's guard: its settings and state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardState {
+    pub connection_id: String,
+    pub settings: GuardSettings,
+    /// When it tripped; `None` while armed (or off).
+    pub tripped_us: Option<i64>,
+    /// Events held, and the distinct users they are about.
+    pub held_events: i64,
+    pub held_users: i64,
+    /// Distinct users deprovisioned within the current window.
+    pub window_deprovisions: i64,
+}
+
+/// An event the guard holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldEvent {
+    /// Position among the connection's held events (for paging).
+    pub seq: i64,
+    /// The deprovisioned user it belongs to.
+    pub user_id: String,
+    pub held_us: i64,
+    /// The event as it will be recorded on release (its `seq` is 0 until then).
+    pub event: crate::model::Event,
+}
+
+/// What a release or discard did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardResolution {
+    pub events: i64,
+    pub users: i64,
+    /// When the guard had tripped (`None`: it had not, and nothing was held).
+    pub tripped_us: Option<i64>,
+}
+
+/// The data of `connection.deprovision_guard_tripped`.
+pub fn tripped_data(rule: TripRule, count: u64, active_before: Option<u64>, settings: &GuardSettings) -> Value {
+    serde_json::json!({
+        "rule": rule,
+        "deprovisioned_users": count,
+        "active_users": active_before,
+        "settings": settings,
+    })
+}
+
+/// The data of `connection.deprovision_guard_released` and `..._discarded`.
+pub fn resolved_data(r: &GuardResolution) -> Value {
+    serde_json::json!({
+        "events": r.events,
+        "users": r.users,
+        "tripped_at": r.tripped_us.map(crate::sessions::rfc3339),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn threshold_arithmetic() {
+        let s = GuardSettings::default();
+        // Few users: the percentage rule waits for more than min_users (10).
+        assert_eq!(s.trips(3, 5), None, "3 of 5 deactivated does not trip");
+        assert_eq!(s.trips(10, 10), None);
+        assert!(!s.needs_active_count(10));
+        assert!(s.needs_active_count(11));
+        // 11 of 100 active before (11 %) > 10 %: trips.
+        assert_eq!(s.trips(11, 100), Some(TripRule::MaxPercent));
+        // 11 of 110 is exactly 10 %: not more than.
+        assert_eq!(s.trips(11, 110), None);
+        assert_eq!(s.trips(12, 110), Some(TripRule::MaxPercent));
+        // The absolute rule: more than 25 of any number.
+        assert_eq!(s.trips(25, 100_000), None);
+        assert_eq!(s.trips(26, 100_000), Some(TripRule::MaxUsers));
+        // Rules off one by one, then the guard.
+        let no_pct = GuardSettings { max_percent: None, ..s.clone() };
+        assert_eq!(no_pct.trips(20, 21), None);
+        assert!(!no_pct.needs_active_count(1000));
+        let no_abs = GuardSettings { max_users: None, ..s.clone() };
+        assert_eq!(no_abs.trips(1000, 100_000), None);
+        assert_eq!(no_abs.trips(10_001, 100_000), Some(TripRule::MaxPercent));
+        let off = GuardSettings { enabled: false, ..s.clone() };
+        assert_eq!(off.trips(u64::MAX, 1), None);
+        assert!(!off.needs_active_count(1000));
+        // max_users 0: every deprovision trips.
+        let strict = GuardSettings { max_users: Some(0), ..s };
+        assert_eq!(strict.trips(1, 1000), Some(TripRule::MaxUsers));
+    }
+
+    #[test]
+    fn settings_default_and_validate() {
+        let s = GuardSettings::from_stored(None);
+        assert_eq!(s, GuardSettings::default());
+        assert!(s.enabled && s.max_users == Some(25) && s.max_percent == Some(10) && s.window_minutes == 60);
+        let partial = GuardSettings::from_stored(Some(r#"{"max_users": null}"#));
+        assert_eq!(partial.max_users, None);
+        assert_eq!(partial.max_percent, Some(10));
+        assert!(serde_json::from_str::<GuardSettings>(r#"{"maxUsers": 3}"#).is_err());
+        assert!(GuardSettings { max_percent: Some(0), ..s.clone() }.validate().is_err());
+        assert!(GuardSettings { max_percent: Some(101), ..s.clone() }.validate().is_err());
+        assert!(GuardSettings { window_minutes: 0, ..s.clone() }.validate().is_err());
+        assert!(GuardSettings { window_minutes: MAX_WINDOW_MINUTES + 1, ..s.clone() }.validate().is_err());
+        assert!(s.validate().is_ok());
+        assert_eq!(s.window_us(), 3_600_000_000);
+    }
+
+    fn ev<'a>(kind: &'a str, rt: &'a str, id: &'a str, member: Option<&'a str>, data: &'a Value) -> EventView<'a> {
+        EventView {
+            kind,
+            resource_type: Some(rt),
+            resource_id: Some(id),
+            member_id: member,
+            data,
+        }
+    }
+
+    #[test]
+    fn classify_and_hold() {
+        let empty = json!({});
+        let lost = json!({"before": ["eng"], "after": []});
+        let kept = json!({"before": ["eng", "admin"], "after": ["eng"]});
+        let regained = json!({"before": [], "after": ["eng"]});
+        let member = json!({"member": "u3"});
+        let evs = vec![
+            ev(events::USER_DEACTIVATED, "User", "u1", None, &empty),
+            ev(events::USER_ROLES_CHANGED, "User", "u1", None, &lost),
+            ev(events::GROUP_MEMBER_REMOVED, "Group", "g1", Some("u3"), &member),
+            ev(events::USER_ROLES_CHANGED, "User", "u3", None, &lost),
+            ev(events::USER_ROLES_CHANGED, "User", "u4", None, &kept),
+            ev(events::USER_DELETED, "User", "u5", None, &empty),
+            ev(events::USER_REACTIVATED, "User", "u6", None, &empty),
+            ev(events::USER_ROLES_CHANGED, "User", "u7", None, &regained),
+            ev(events::USER_UPDATED, "User", "u8", None, &empty),
+        ];
+        let c = classify(evs.iter().copied());
+        let d: Vec<&str> = c.deprovisioned.iter().map(String::as_str).collect();
+        assert_eq!(d, ["u1", "u3", "u5"]);
+        let r: Vec<&str> = c.restored.iter().map(String::as_str).collect();
+        assert_eq!(r, ["u6", "u7"]);
+        let held: Vec<Option<&str>> = evs.iter().map(|e| held_subject(e, &c.deprovisioned)).collect();
+        assert_eq!(
+            held,
+            [Some("u1"), Some("u1"), Some("u3"), Some("u3"), None, Some("u5"), None, None, None]
+        );
+    }
+}

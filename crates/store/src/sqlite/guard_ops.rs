@@ -1,0 +1,282 @@
+//! SQLite: the guard against mass deprovisioning ([`crate::guard`]): the step every resource write
+//! runs before it is kept, and the operator's reads and decisions.
+
+use super::*;
+use crate::guard::{self, EventView, GuardResolution, GuardSettings, GuardState, HeldEvent};
+use rusqlite::OptionalExtension;
+
+/// The last event sequence number so far: the events a write records after it are its own (the
+/// writer is alone, and earlier members of its group commit have lower numbers).
+pub(super) fn events_high(c: &rusqlite::Connection) -> StoreResult<i64> {
+    Ok(c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// A connection's guard settings and when it tripped (no row: the defaults, armed).
+fn guard_row(c: &rusqlite::Connection, connection_id: &str) -> StoreResult<(GuardSettings, Option<i64>)> {
+    let row: Option<(Option<String>, Option<i64>)> = c
+        .prepare_cached("SELECT settings, tripped_us FROM deprovision_guards WHERE connection_id = ?")?
+        .query_row([connection_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (settings, tripped) = row.unwrap_or((None, None));
+    Ok((GuardSettings::from_stored(settings.as_deref()), tripped))
+}
+
+/// The guard's step at the end of a resource write, in its transaction: the events the write
+/// recorded after `since` are sorted ([`guard::classify`]); held events of users it restored are
+/// dropped; its deprovisions are counted in the window, and when they trip the guard (or it had
+/// tripped) their events move from `events` to `held_events`, with `connection.deprovision_guard_tripped`
+/// recorded when it trips now.
+pub(super) fn after_write(c: &rusqlite::Connection, ctx: &WriteContext, since: i64) -> StoreResult<()> {
+    type Row = (i64, String, Option<String>, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = c
+        .prepare_cached(
+            "SELECT seq, type, resource_type, resource_id, member_id, data FROM events WHERE seq > ? ORDER BY seq",
+        )?
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| match r.1.as_str() {
+            events::USER_ROLES_CHANGED => serde_json::from_str(&r.5).unwrap_or(Value::Null),
+            _ => Value::Null,
+        })
+        .collect();
+    let views: Vec<EventView> = rows
+        .iter()
+        .zip(&data)
+        .map(|(r, d)| EventView {
+            kind: &r.1,
+            resource_type: r.2.as_deref(),
+            resource_id: r.3.as_deref(),
+            member_id: r.4.as_deref(),
+            data: d,
+        })
+        .collect();
+    let classified = guard::classify(views.iter().copied());
+    if !classified.restored.is_empty() {
+        let mut stmt = c.prepare_cached("DELETE FROM held_events WHERE connection_id = ? AND user_id = ?")?;
+        for u in &classified.restored {
+            stmt.execute((&ctx.connection_id, u))?;
+        }
+    }
+    if classified.deprovisioned.is_empty() {
+        return Ok(());
+    }
+    let (settings, tripped) = guard_row(c, &ctx.connection_id)?;
+    if !settings.enabled {
+        return Ok(());
+    }
+    let now = now_us();
+    if tripped.is_none() {
+        c.prepare_cached("DELETE FROM deprovision_window WHERE connection_id = ? AND at_us <= ?")?
+            .execute((&ctx.connection_id, now - settings.window_us()))?;
+        let mut ins =
+            c.prepare_cached("INSERT INTO deprovision_window (connection_id, at_us, user_id) VALUES (?, ?, ?)")?;
+        for u in &classified.deprovisioned {
+            ins.execute((&ctx.connection_id, now, u))?;
+        }
+        let count: i64 = c
+            .prepare_cached("SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = ?")?
+            .query_row([&ctx.connection_id], |r| r.get(0))?;
+        let count = count.max(0) as u64;
+        let active: Option<u64> = if settings.needs_active_count(count) {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM resources WHERE connection_id = ? AND kind = 'User' AND deleted_us IS NULL
+                       AND coalesce(active, 1)",
+                )?
+                .query_row([&ctx.connection_id], |r| r.get(0))?;
+            Some(n.max(0) as u64)
+        } else {
+            None
+        };
+        let active_before = active.map(|a| a + count);
+        let Some(rule) = settings.trips(count, active_before.unwrap_or(u64::MAX)) else {
+            return Ok(());
+        };
+        c.prepare_cached(
+            "INSERT INTO deprovision_guards (connection_id, tripped_us) VALUES (?, ?)
+             ON CONFLICT (connection_id) DO UPDATE SET tripped_us = excluded.tripped_us",
+        )?
+        .execute((&ctx.connection_id, now))?;
+        resource_writes::insert_events(
+            c,
+            ctx,
+            events::CONNECTION_DEPROVISION_GUARD_TRIPPED,
+            None,
+            &[guard::tripped_data(rule, count, active_before, &settings)],
+        )?;
+    }
+    let mut hold = c.prepare_cached(
+        "INSERT INTO held_events (connection_id, user_id, held_us, id, type, org_id, resource_type, resource_id, data,
+           user_agent, request_id, created_us, actor, member_id)
+         SELECT ?, ?, ?, id, type, org_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id
+         FROM events WHERE seq = ?",
+    )?;
+    let mut remove = c.prepare_cached("DELETE FROM events WHERE seq = ?")?;
+    for (row, view) in rows.iter().zip(&views) {
+        if let Some(user) = guard::held_subject(view, &classified.deprovisioned) {
+            hold.execute((&ctx.connection_id, user, now, row.0))?;
+            remove.execute([row.0])?;
+        }
+    }
+    Ok(())
+}
+
+fn held_of(row: &SqliteRow) -> HeldEvent {
+    HeldEvent {
+        seq: row.get("seq"),
+        user_id: row.get("user_id"),
+        held_us: row.get("held_us"),
+        event: Event {
+            seq: 0,
+            ..crate::sqlite_events::event_of(row)
+        },
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn deprovision_guard_impl(&self, connection_id: &str) -> StoreResult<Option<GuardState>> {
+        let row = sqlx::query(
+            "SELECT c.id, g.settings, g.tripped_us,
+               (SELECT count(*) FROM held_events h WHERE h.connection_id = c.id) AS held_events,
+               (SELECT count(DISTINCT user_id) FROM held_events h WHERE h.connection_id = c.id) AS held_users
+             FROM scim_connections c LEFT JOIN deprovision_guards g ON g.connection_id = c.id WHERE c.id = ?",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let settings = GuardSettings::from_stored(row.get::<Option<String>, _>("settings").as_deref());
+        let window: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = ? AND at_us > ?",
+        )
+        .bind(connection_id)
+        .bind(now_us() - settings.window_us())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Some(GuardState {
+            connection_id: row.get("id"),
+            settings,
+            tripped_us: row.get("tripped_us"),
+            held_events: row.get("held_events"),
+            held_users: row.get("held_users"),
+            window_deprovisions: window,
+        }))
+    }
+
+    pub(crate) async fn set_deprovision_guard_impl(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        settings: &GuardSettings,
+    ) -> StoreResult<Option<GuardState>> {
+        let mut tx = self.begin_write().await?;
+        let Some(conn) = connection_in(&mut tx, connection_id).await? else {
+            return Ok(None);
+        };
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT settings FROM deprovision_guards WHERE connection_id = ?")
+                .bind(connection_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+        let before = GuardSettings::from_stored(before.as_deref());
+        let text = serde_json::to_string(settings).expect("settings serialize");
+        sqlx::query(
+            "INSERT INTO deprovision_guards (connection_id, settings) VALUES (?, ?)
+             ON CONFLICT (connection_id) DO UPDATE SET settings = excluded.settings",
+        )
+        .bind(connection_id)
+        .bind(&text)
+        .execute(&mut *tx)
+        .await?;
+        let ctx = ctx.about(&conn.org_id, &conn.id);
+        insert_event(
+            &mut tx,
+            &ctx,
+            events::CONNECTION_DEPROVISION_GUARD_SET,
+            None,
+            json!({"before": before, "after": settings}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.deprovision_guard_impl(connection_id).await
+    }
+
+    pub(crate) async fn held_events_impl(
+        &self,
+        connection_id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<HeldEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM held_events WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(connection_id)
+        .bind(after_seq)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(held_of).collect())
+    }
+
+    pub(crate) async fn resolve_deprovision_guard_impl(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        release: bool,
+    ) -> StoreResult<Option<GuardResolution>> {
+        let mut tx = self.begin_write().await?;
+        let Some(conn) = connection_in(&mut tx, connection_id).await? else {
+            return Ok(None);
+        };
+        let ctx = ctx.about(&conn.org_id, &conn.id);
+        let resolution = group_commit::on_connection(&mut tx, |c| {
+            let (_, tripped_us) = guard_row(c, connection_id)?;
+            let (events, users): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT count(*), count(DISTINCT user_id) FROM held_events WHERE connection_id = ?",
+                )?
+                .query_row([connection_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let resolution = GuardResolution {
+                events,
+                users,
+                tripped_us,
+            };
+            if tripped_us.is_none() && events == 0 {
+                return Ok(resolution);
+            }
+            let kind = if release {
+                events::CONNECTION_DEPROVISION_GUARD_RELEASED
+            } else {
+                events::CONNECTION_DEPROVISION_GUARD_DISCARDED
+            };
+            resource_writes::insert_events(c, &ctx, kind, None, &[guard::resolved_data(&resolution)])?;
+            if release {
+                c.prepare_cached(
+                        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
+                           request_id, created_us, actor, member_id)
+                         SELECT id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
+                           request_id, created_us, actor, member_id
+                         FROM held_events WHERE connection_id = ? ORDER BY seq",
+                    )?
+                .execute([connection_id])?;
+            }
+            c.prepare_cached("DELETE FROM held_events WHERE connection_id = ?")?
+                .execute([connection_id])?;
+            c.prepare_cached("DELETE FROM deprovision_window WHERE connection_id = ?")?
+                .execute([connection_id])?;
+            c.prepare_cached("UPDATE deprovision_guards SET tripped_us = NULL WHERE connection_id = ?")?
+                .execute([connection_id])?;
+            Ok(resolution)
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(Some(resolution))
+    }
+}
