@@ -17,6 +17,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 pub const TABLES: &[&str] = &[
     "organizations",
     "scim_connections",
+    "directory_sources",
     "api_keys",
     "resources",
     "resource_emails",
