@@ -267,6 +267,8 @@ enum OrgCommand {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of `Create` with its Google Workspace options does not matter.
+#[allow(clippy::large_enum_variant)]
 enum ConnectionCommand {
     /// Create a SCIM connection and print its base URL and token (shown once); or, with `--kind
     /// google-workspace`, a connection that reads Google Workspace through its Directory API.

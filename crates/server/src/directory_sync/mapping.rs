@@ -18,9 +18,12 @@ pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// A flag of a Google user.
+pub type UserFlag = fn(&GoogleUser) -> bool;
+
 /// The user flags that make a Google user inactive in Rollcall: suspended (by an admin, or for abuse)
 /// and archived (an Archived User licence: no sign-in).
-pub const INACTIVE_FLAGS: &[(&str, fn(&GoogleUser) -> bool)] =
+pub const INACTIVE_FLAGS: &[(&str, UserFlag)] =
     &[("suspended", |u| u.suspended), ("archived", |u| u.archived)];
 
 /// Google `emails[].type` → SCIM `emails[].type` (anything else: `other`).
