@@ -23,8 +23,7 @@ pub type UserFlag = fn(&GoogleUser) -> bool;
 
 /// The user flags that make a Google user inactive in Rollcall: suspended (by an admin, or for abuse)
 /// and archived (an Archived User licence: no sign-in).
-pub const INACTIVE_FLAGS: &[(&str, UserFlag)] =
-    &[("suspended", |u| u.suspended), ("archived", |u| u.archived)];
+pub const INACTIVE_FLAGS: &[(&str, UserFlag)] = &[("suspended", |u| u.suspended), ("archived", |u| u.archived)];
 
 /// Google `emails[].type` → SCIM `emails[].type` (anything else: `other`).
 pub const EMAIL_TYPES: &[(&str, &str)] = &[("work", "work"), ("home", "home"), ("other", "other")];
