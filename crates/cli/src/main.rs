@@ -268,8 +268,11 @@ enum OrgCommand {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of `Create` with its Google Workspace options does not matter.
+#[allow(clippy::large_enum_variant)]
 enum ConnectionCommand {
-    /// Create a SCIM connection and print its base URL and token (shown once).
+    /// Create a SCIM connection and print its base URL and token (shown once); or, with `--kind
+    /// google-workspace`, a connection that reads Google Workspace through its Directory API.
     Create {
         /// Organization id or name.
         #[arg(long)]
@@ -279,6 +282,34 @@ enum ConnectionCommand {
         idp: String,
         #[arg(long)]
         name: Option<String>,
+        /// `scim` (the identity provider pushes), or `google-workspace` (Rollcall reads the directory
+        /// as a service account with domain-wide delegation).
+        #[arg(long, default_value = "scim")]
+        kind: String,
+        /// google-workspace: the service account's key file (JSON from Google Cloud); stored encrypted.
+        #[arg(long)]
+        credentials_file: Option<std::path::PathBuf>,
+        /// google-workspace: the administrator the service account acts as.
+        #[arg(long)]
+        admin_email: Option<String>,
+        /// google-workspace: the customer id (Admin console › Account settings); default my_customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// google-workspace: read only users of this organizational unit (and below); repeatable.
+        #[arg(long = "org-unit")]
+        org_units: Vec<String>,
+        /// google-workspace: read only this group (by address) and its members; repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// google-workspace: seconds between syncs (default 600).
+        #[arg(long)]
+        interval: Option<i64>,
+        /// google-workspace: the Directory API's base URL (a test double); default Google's.
+        #[arg(long, hide = true)]
+        api_base_url: Option<String>,
+        /// google-workspace: the token endpoint (a test double); default the key's token_uri.
+        #[arg(long, hide = true)]
+        token_url: Option<String>,
         /// Public base URL the service is reached at, to print the SCIM base URL.
         #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
         public_url: Option<String>,
@@ -325,6 +356,13 @@ enum ConnectionCommand {
     /// The guard against mass deprovisioning: show, set, list what it holds, release or discard.
     #[command(subcommand)]
     Guard(ops::GuardCommand),
+    /// Sync a Google Workspace connection now, in this process, and print what it did (a serving
+    /// node syncs it on its schedule too; one at a time).
+    Sync {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -405,6 +443,9 @@ struct Settings {
     request_log_buffer: usize,
     /// Run the webhook dispatcher in `serve` (every node may: they share the work).
     webhook_dispatcher: bool,
+    /// Run directory syncs (Google Workspace connections) in `serve` (every node may: a lease in the
+    /// database gives each connection to one node at a time).
+    directory_sync: bool,
     /// Allow webhook URLs on loopback addresses (127.0.0.0/8, ::1).
     webhook_allow_loopback: bool,
     /// Allow webhook URLs on private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
@@ -489,6 +530,7 @@ impl Default for Settings {
             request_log_per_connection: RequestLogSettings::default().keep_per_connection,
             request_log_buffer: RequestLogSettings::default().buffer,
             webhook_dispatcher: true,
+            directory_sync: true,
             webhook_allow_loopback: false,
             webhook_allow_private: false,
             webhook_allowed_networks: String::new(),
@@ -1420,10 +1462,59 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         }
         Command::Connection(ConnectionCommand::Create {
             org,
+            kind,
+            credentials_file,
+            admin_email,
+            customer,
+            org_units,
+            groups,
+            interval,
+            api_base_url,
+            token_url,
+            name,
+            json,
+            ..
+        }) if kind.parse::<rollcall_store::ConnectionKind>()? == rollcall_store::ConnectionKind::GoogleWorkspace => {
+            let admin = admin(None);
+            let org = admin.find_organization(&org).await.map_err(err)?;
+            let path = credentials_file.ok_or("--credentials-file (the service account's key) is required")?;
+            let credentials = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            );
+            let (c, source) = admin
+                .create_google_workspace_connection(
+                    &by,
+                    &org.id,
+                    rollcall_server::admin::GoogleWorkspaceInput {
+                        name,
+                        customer,
+                        admin_email: admin_email
+                            .ok_or("--admin-email (the admin the service account acts as) is required")?,
+                        credentials: credentials.to_string(),
+                        scope: rollcall_store::SyncScope { org_units, groups },
+                        interval_s: interval,
+                        api_base_url,
+                        token_url,
+                    },
+                )
+                .await
+                .map_err(err)?;
+            ops::google_workspace_created(&c, &source, json);
+            Ok(())
+        }
+        Command::Connection(ConnectionCommand::Sync { id, json }) => {
+            let scim = Scim::new(store.clone(), registry.clone(), ScimConfig::default());
+            let sync = rollcall_server::directory_sync::DirectorySync::new(scim, Default::default());
+            let source = sync.sync_now(&id).await?;
+            ops::sync_report(&source, json)
+        }
+        Command::Connection(ConnectionCommand::Create {
+            org,
             idp,
             name,
             public_url,
             json,
+            ..
         }) => {
             // The URL identity providers use: the one given here or configured, else the one
             // `rollcall serve` recorded in the database; never a guess from the listen address.
@@ -1663,7 +1754,18 @@ async fn serve(
     let hooks = Webhooks::new(store.clone(), hook_config);
     let node = Node::new(store.clone(), node_settings).with_webhooks(hooks.clone());
     let background = rollcall_server::background::start(&store, &node);
-    let state = AppState::new(Scim::new(store, registry, config), node);
+    let scim = Scim::new(store, registry, config);
+    let state = AppState::new(scim.clone(), node.clone());
+    // Directory syncs (Google Workspace): due connections, and "sync now" asked for on this node.
+    let (stop_directory, directory_stopped) = tokio::sync::watch::channel(false);
+    let directory = s.directory_sync.then(|| {
+        tokio::spawn(
+            rollcall_server::directory_sync::DirectorySync::new(scim, Default::default())
+                .with_wake(node.directory_wake.clone())
+                .with_webhooks(node.webhooks.clone())
+                .run(directory_stopped),
+        )
+    });
     // The dispatcher stops when the server has finished its requests.
     let (stop_dispatcher, stopped) = tokio::sync::oneshot::channel::<()>();
     let dispatcher = s.webhook_dispatcher.then(|| {
@@ -1704,6 +1806,10 @@ async fn serve(
         let _ = m.await;
     }
     let _ = stop_dispatcher.send(());
+    let _ = stop_directory.send(true);
+    if let Some(d) = directory {
+        let _ = d.await;
+    }
     // After the last request: the request log's buffer is written before the process ends.
     background.shutdown().await;
     if let Some(d) = dispatcher {

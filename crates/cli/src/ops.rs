@@ -316,6 +316,7 @@ pub async fn connection_list(admin: &Admin, org: Option<&str>, url_known: bool, 
             let token = match (&c.token_prefix, &c.next_token_prefix) {
                 (Some(t), Some(n)) => format!("{t}… (rotating to {n}…)"),
                 (Some(t), None) => format!("{t}…"),
+                (None, _) if c.kind.is_directory() => format!("(reads {})", c.kind),
                 (None, _) => "(no token)".to_string(),
             };
             let view = ConnectionView::new(admin, c);
@@ -1102,4 +1103,62 @@ async fn resolve_guard(
         );
     }
     Ok(())
+}
+
+/// What `connection create --kind google-workspace` prints: the connection, and what the Google
+/// admin must grant.
+pub fn google_workspace_created(c: &rollcall_store::Connection, s: &rollcall_store::DirectorySource, as_json: bool) {
+    let view = rollcall_server::api::directory_sync::DirectorySyncView::new(s);
+    if as_json {
+        json(&serde_json::json!({"id": c.id, "org_id": c.org_id, "kind": c.kind, "idp": c.idp, "sync": view}));
+        return;
+    }
+    println!("Google Workspace connection {} created ({}).", c.id, c.name);
+    println!("Service account: {}", s.settings.client_email);
+    println!(
+        "The Google admin authorises its client id {} in Admin console › Security › Access and data control › API \
+         controls › Domain-wide delegation, with the scopes:",
+        s.settings
+            .client_id
+            .as_deref()
+            .unwrap_or("(see the key file's client_id)")
+    );
+    println!("  {}", rollcall_server::directory_sync::google::SCOPES.join(","));
+    println!(
+        "A serving node syncs it within moments, then every {} s; `rollcall connection sync {}` syncs it now.",
+        s.interval_s, c.id
+    );
+}
+
+/// What `connection sync` prints: the outcome of the run.
+pub fn sync_report(s: &rollcall_store::DirectorySource, as_json: bool) -> Result<(), String> {
+    let view = rollcall_server::api::directory_sync::DirectorySyncView::new(s);
+    if as_json {
+        json(&view);
+    } else {
+        let c = s.last_counts.clone().unwrap_or_default();
+        println!(
+            "sync {}: read {} users and {} groups; users: {} created, {} updated, {} deactivated, {} deleted; groups: \
+             {} created, {} updated, {} deleted",
+            s.last_status.map_or("unknown", |st| st.as_str()),
+            c.users_read,
+            c.groups_read,
+            c.users_created,
+            c.users_updated,
+            c.users_deactivated,
+            c.users_deleted,
+            c.groups_created,
+            c.groups_updated,
+            c.groups_deleted
+        );
+        if let Some(e) = &s.last_error {
+            println!("error: {e}");
+        }
+    }
+    match s.last_status {
+        Some(rollcall_store::SyncStatus::Failed) => {
+            Err(s.last_error.clone().unwrap_or_else(|| "the sync failed".into()))
+        }
+        _ => Ok(()),
+    }
 }

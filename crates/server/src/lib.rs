@@ -19,6 +19,7 @@ pub mod branding;
 pub mod bulk;
 pub mod console;
 pub mod deadline;
+pub mod directory_sync;
 pub mod discovery;
 pub mod explain;
 pub mod handlers;

@@ -80,6 +80,9 @@ pub struct NodeParts {
     /// Webhook endpoints' URL checks, redelivery and test pings, and the dispatcher's wake-up
     /// ([`Node::with_webhooks`] sets their configuration).
     pub webhooks: Arc<Webhooks>,
+    /// Wakes this node's directory sync scheduler ([`crate::directory_sync`]) when a sync is asked
+    /// for here.
+    pub directory_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Node {
@@ -98,6 +101,7 @@ impl Node {
             activity: Arc::default(),
             request_log,
             webhooks,
+            directory_wake: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 

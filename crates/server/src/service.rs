@@ -301,6 +301,19 @@ impl Scim {
             .map_err(|e| ScimError::internal(format!("the connection's attribute policy is not valid: {e}")))
     }
 
+    /// The document a create of `body` would store (without `id`, and for groups without
+    /// members), to compare with a stored one: directory syncs write only what differs.
+    pub fn canonical(&self, kind: ResourceKind, policy: &ConnectionPolicy, body: &Value) -> ApiResult<Value> {
+        let rt = self.rt(kind);
+        let mut doc = prepare(&self.registry, rt, body, None)?;
+        doc.remove("members");
+        strip_write_only(&self.registry, rt, &mut doc);
+        if let Some(p) = self.write_policy(kind, policy)? {
+            p.keep_synced(&mut doc);
+        }
+        Ok(Value::Object(doc))
+    }
+
     pub async fn create(
         &self,
         ctx: &WriteContext,

@@ -27,6 +27,7 @@ impl AppState {
             &self.scim.config.public_url,
         )
         .with_webhooks(self.node.webhooks.clone())
+        .with_directory_wake(self.node.directory_wake.clone())
     }
 }
 

@@ -99,6 +99,7 @@ mod tests {
             org_id: "o".into(),
             name: "n".into(),
             idp: IdpKind::Generic,
+            kind: Default::default(),
             status: ConnectionStatus::Active,
             token_prefix: Some("rc_scim_abcd".into()),
             token_hash: Some([1; 32]),

@@ -3,6 +3,8 @@
 //! are driven in a real browser by tests/browser.)
 
 mod common;
+#[path = "common/google_fake.rs"]
+mod google_fake;
 
 use common::*;
 use reqwest::redirect::Policy;
@@ -300,8 +302,67 @@ async fn connection_page_shows_tokens_and_explained_requests() {
     assert!(!html.contains(&srv.token(&conn)), "the token itself is never shown");
 }
 
+/// A Google Workspace connection's page shows what it reads and its sync instead of a token, and
+/// "Sync now" makes its next run due.
+async fn a_google_workspace_connection_shows_its_sync() {
+    let srv = TestServer::start().await;
+    let (c, before) = Admin::new(srv.store.clone(), Arc::default(), &srv.base)
+        .create_google_workspace_connection(
+            &WriteContext::cli(),
+            &srv.conn().org_id,
+            rollcall_server::admin::GoogleWorkspaceInput {
+                admin_email: google_fake::ADMIN_EMAIL.into(),
+                credentials: google_fake::service_account_key("https://oauth2.googleapis.com/token").to_string(),
+                scope: rollcall_store::SyncScope {
+                    org_units: vec!["/Engineering".into()],
+                    groups: vec![],
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = signed_in(&srv).await;
+    let page = b.get(&format!("/console/connections/{}", c.id)).await;
+    assert_eq!(page.status, 200);
+    for text in [
+        "Google Workspace",
+        google_fake::CLIENT_EMAIL,
+        "109876543210987654321",
+        "organizational units /Engineering",
+        "Every</dt><dd>10 min",
+        "not yet",
+        "Sync now",
+    ] {
+        assert!(page.html.contains(text), "{text} not on the page");
+    }
+    assert!(!page.html.contains("Start token rotation"));
+    assert!(!page.html.contains("PRIVATE KEY"));
+    // Its next run is pushed out, then "Sync now" brings it back.
+    srv.execute_sql(&format!(
+        "UPDATE directory_sources SET next_run_us = {} WHERE connection_id = '{}'",
+        before.next_run_us + 3_600_000_000,
+        c.id
+    ))
+    .await;
+    let p = b
+        .post(
+            &format!("/console/connections/{}/sync", c.id),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let s = srv.store.directory_source(&c.id).await.unwrap().unwrap();
+    assert!(s.next_run_us <= rollcall_store::sqlite::now_us());
+    // A SCIM connection's page is as it was.
+    let scim = b.get(&format!("/console/connections/{}", srv.conn().id)).await;
+    assert!(scim.html.contains("SCIM base URL") && scim.html.contains("Start token rotation"));
+    assert!(!scim.html.contains("Sync now"));
+}
+
 backend_tests!(
     sessions_and_csrf,
     escaping_and_headers,
-    connection_page_shows_tokens_and_explained_requests
+    connection_page_shows_tokens_and_explained_requests,
+    a_google_workspace_connection_shows_its_sync
 );

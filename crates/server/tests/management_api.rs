@@ -957,6 +957,13 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/webhooks/{id}/redeliver", &["post"]),
         ("/api/v1/webhooks/{id}/replay", &["post"]),
         ("/api/v1/webhooks/{id}/ping", &["post"]),
+        ("/api/v1/organizations/{id}/google-workspace-connections", &["post"]),
+        ("/api/v1/connections/{id}/google-workspace", &["get", "patch"]),
+        ("/api/v1/connections/{id}/sync", &["get", "post"]),
+        ("/api/v1/connections/{id}/deprovision-guard", &["get", "put"]),
+        ("/api/v1/connections/{id}/deprovision-guard/held", &["get"]),
+        ("/api/v1/connections/{id}/deprovision-guard/release", &["post"]),
+        ("/api/v1/connections/{id}/deprovision-guard/discard", &["post"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

@@ -15,6 +15,9 @@ pub enum Actor {
         connection_id: String,
         token_prefix: Option<String>,
     },
+    /// Rollcall reading a directory connection's directory (Google Workspace), on its schedule or
+    /// on demand: the changes it found.
+    DirectorySync { connection_id: String },
     /// A management API request authenticated with an operator API key.
     ApiKey { id: String, name: String },
     /// A customer's IT admin on the setup page, signed in through a setup link (`id`: the link's).

@@ -167,6 +167,7 @@ mod tests {
             org_id: "o".into(),
             name: "n".into(),
             idp: IdpKind::Okta,
+            kind: Default::default(),
             status: ConnectionStatus::Active,
             token_prefix: Some("rc_scim_old".into()),
             token_hash: Some([1; 32]),

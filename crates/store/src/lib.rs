@@ -13,6 +13,8 @@ pub mod audit;
 mod connection_ops;
 pub mod cursor;
 pub mod directory;
+pub mod directory_sync;
+mod directory_sync_stores;
 pub mod events;
 pub mod guard;
 pub mod index;
@@ -41,6 +43,10 @@ pub mod webhooks;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
+pub use directory_sync::{
+    ConnectionKind, DirectorySettings, DirectorySource, DirectorySourceUpdate, NewDirectoryConnection, SyncCounts,
+    SyncOutcome, SyncScope, SyncStatus,
+};
 pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
 pub use model::*;
 pub use roles::{
@@ -230,6 +236,51 @@ pub trait Store: Send + Sync + 'static {
         user_agent: Option<&str>,
         detected: Option<IdpKind>,
     ) -> StoreResult<()>;
+
+    // --- directory connections ([`directory_sync`], issue #17) ----------------------------------
+    /// Creates a directory connection (no token) with its settings and sealed credentials, due to
+    /// sync at once, recording `connection.created`; 404 when the organization does not exist.
+    async fn create_directory_connection(
+        &self,
+        by: &WriteContext,
+        new: NewDirectoryConnection,
+    ) -> StoreResult<(Connection, DirectorySource)>;
+    /// A directory connection's settings and sync state; `None` for a SCIM connection or none.
+    async fn directory_source(&self, connection_id: &str) -> StoreResult<Option<DirectorySource>>;
+    /// Changes a directory connection's settings, credentials or interval, recording
+    /// `connection.updated` (never with the credentials); `None` when it is not one.
+    async fn update_directory_source(
+        &self,
+        by: &WriteContext,
+        connection_id: &str,
+        update: DirectorySourceUpdate,
+    ) -> StoreResult<Option<DirectorySource>>;
+    /// Makes a directory connection's next run due at `now_us` (or earlier, as it was); a run in
+    /// progress is followed by another at its end. False when it is not a directory connection.
+    async fn request_directory_sync(&self, connection_id: &str, now_us: i64) -> StoreResult<bool>;
+    /// Leases to `owner` until `lease_until_us` up to `limit` directory connections of active
+    /// connections that are due at `now_us` (with `only`: that one, due or not) and whose lease has
+    /// expired or was released, marking them running. Concurrent callers never receive the same one.
+    async fn claim_directory_syncs(
+        &self,
+        owner: &str,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        only: Option<&str>,
+    ) -> StoreResult<Vec<DirectorySource>>;
+    /// Records a run's progress and extends its lease; false unless `owner` holds the lease.
+    async fn directory_sync_progress(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        progress: &SyncCounts,
+        lease_until_us: i64,
+    ) -> StoreResult<bool>;
+    /// Records how a run ended and releases the lease; the next run is due one interval later
+    /// (or when asked for during the run). False unless `owner` holds the lease.
+    async fn finish_directory_sync(&self, connection_id: &str, owner: &str, outcome: &SyncOutcome)
+    -> StoreResult<bool>;
 
     // --- settings of the service ---------------------------------------------------------------
     /// A setting of the service ([`service_settings`]), `None` when never written.

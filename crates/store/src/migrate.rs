@@ -17,6 +17,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 pub const TABLES: &[&str] = &[
     "organizations",
     "scim_connections",
+    "directory_sources",
     "api_keys",
     "resources",
     "resource_emails",
@@ -33,6 +34,9 @@ pub const TABLES: &[&str] = &[
     "service_settings",
     "setup_links",
     "browser_sessions",
+    "deprovision_guards",
+    "deprovision_window",
+    "held_events",
 ];
 
 /// Rows copied, per table, in [`TABLES`] order.

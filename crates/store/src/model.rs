@@ -126,6 +126,9 @@ pub struct Connection {
     pub org_id: String,
     pub name: String,
     pub idp: IdpKind,
+    /// Whether the identity provider pushes over SCIM, or Rollcall reads its directory
+    /// ([`crate::directory_sync`]); a directory connection has no token.
+    pub kind: crate::directory_sync::ConnectionKind,
     pub status: ConnectionStatus,
     /// The first characters of the token, to recognise it in lists (never enough to use it);
     /// `None` when the connection has no token.

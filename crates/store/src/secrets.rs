@@ -1,5 +1,5 @@
-//! Secrets at rest: every secret Rollcall must read back (webhook signing secrets today; outbound
-//! provisioning credentials and directory connector keys as they come) is stored sealed with
+//! Secrets at rest: every secret Rollcall must read back (webhook signing secrets, directory
+//! connectors' service account keys; outbound provisioning credentials as they come) is stored sealed with
 //! AES-256-GCM under a key the operator gives, never in clear. Tokens and API keys are not secrets
 //! of this kind: Rollcall never reads them back, so they are kept as SHA-256 hashes.
 //!
@@ -394,6 +394,12 @@ pub const COLUMNS: &[SecretColumn] = &[
         id_column: "id",
         column: "previous_secret",
         purpose: WEBHOOK_SECRET,
+    },
+    SecretColumn {
+        table: "directory_sources",
+        id_column: "connection_id",
+        column: "credentials",
+        purpose: crate::directory_sync::DIRECTORY_CREDENTIALS,
     },
 ];
 

@@ -218,6 +218,10 @@ fn conn_of(row: &SqliteRow) -> Connection {
         org_id: row.get("org_id"),
         name: row.get("name"),
         idp: idp.parse().unwrap_or(IdpKind::Generic),
+        kind: row
+            .get::<Option<String>, _>("kind")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_default(),
         status: status.parse().unwrap_or(ConnectionStatus::Disabled),
         token_prefix: row.get("token_prefix"),
         token_hash: hash_col(row, "token_hash"),
@@ -514,6 +518,7 @@ impl Store for SqliteStore {
             org_id: new.org_id,
             name: new.name,
             idp: new.idp,
+            kind: Default::default(),
             status: ConnectionStatus::Active,
             token_prefix: Some(new.token_prefix),
             token_hash: Some(new.token_hash),
@@ -740,6 +745,63 @@ impl Store for SqliteStore {
             value: r.get("value"),
             updated_us: r.get("updated_us"),
         }))
+    }
+
+    async fn create_directory_connection(
+        &self,
+        by: &WriteContext,
+        new: crate::NewDirectoryConnection,
+    ) -> StoreResult<(Connection, crate::DirectorySource)> {
+        self.create_directory_connection_impl(by, new).await
+    }
+
+    async fn directory_source(&self, connection_id: &str) -> StoreResult<Option<crate::DirectorySource>> {
+        self.directory_source_impl(connection_id).await
+    }
+
+    async fn update_directory_source(
+        &self,
+        by: &WriteContext,
+        connection_id: &str,
+        update: crate::DirectorySourceUpdate,
+    ) -> StoreResult<Option<crate::DirectorySource>> {
+        self.update_directory_source_impl(by, connection_id, update).await
+    }
+
+    async fn request_directory_sync(&self, connection_id: &str, now_us: i64) -> StoreResult<bool> {
+        self.request_directory_sync_impl(connection_id, now_us).await
+    }
+
+    async fn claim_directory_syncs(
+        &self,
+        owner: &str,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        only: Option<&str>,
+    ) -> StoreResult<Vec<crate::DirectorySource>> {
+        self.claim_directory_syncs_impl(owner, now_us, lease_until_us, limit, only)
+            .await
+    }
+
+    async fn directory_sync_progress(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        progress: &crate::SyncCounts,
+        lease_until_us: i64,
+    ) -> StoreResult<bool> {
+        self.directory_sync_progress_impl(connection_id, owner, progress, lease_until_us)
+            .await
+    }
+
+    async fn finish_directory_sync(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        outcome: &crate::SyncOutcome,
+    ) -> StoreResult<bool> {
+        self.finish_directory_sync_impl(connection_id, owner, outcome).await
     }
 
     async fn set_service_setting(&self, key: &str, value: &str) -> StoreResult<()> {

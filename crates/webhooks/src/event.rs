@@ -28,6 +28,8 @@ pub enum ActorView {
         #[schema(required = true)]
         token_prefix: Option<String>,
     },
+    /// Rollcall reading a directory connection's directory (Google Workspace): the changes it found.
+    DirectorySync { connection_id: String },
     /// A management API request with an operator API key.
     ApiKey { id: String, name: String },
     /// A customer's IT admin on the setup page, signed in through the setup link `id`.
@@ -49,6 +51,7 @@ impl From<&Actor> for ActorView {
                 connection_id,
                 token_prefix,
             },
+            Actor::DirectorySync { connection_id } => ActorView::DirectorySync { connection_id },
             Actor::ApiKey { id, name } => ActorView::ApiKey { id, name },
             Actor::SetupLink { id } => ActorView::SetupLink { id },
             Actor::Cli => ActorView::Cli,

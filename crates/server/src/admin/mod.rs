@@ -12,6 +12,7 @@
 
 mod access;
 mod directory;
+mod directory_sync;
 mod events;
 mod guard;
 mod policy;
@@ -24,6 +25,7 @@ mod webhooks;
 
 pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
+pub use directory_sync::{GoogleWorkspaceChange, GoogleWorkspaceInput};
 pub use events::EventPage;
 pub use policy::attribute_policy;
 pub use roles::{PREVIEW_SAMPLE, RoleChangeSummary, RoleEffect};
@@ -161,6 +163,8 @@ pub struct Admin {
     /// wake-up: the server's own ([`Admin::with_webhooks`]); without one, a default (the default
     /// network policy) made on first use.
     webhooks: std::sync::OnceLock<Arc<Webhooks>>,
+    /// Wakes the node's directory sync scheduler after "sync now" ([`Admin::with_directory_wake`]).
+    directory_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// A trimmed, non-empty name of at most [`MAX_NAME_CHARS`] characters without control characters.
@@ -202,7 +206,14 @@ impl Admin {
             token_cache,
             public_url: public_url.trim_end_matches('/').to_string(),
             webhooks: std::sync::OnceLock::new(),
+            directory_wake: None,
         }
+    }
+
+    /// This Admin with the node's directory sync wake-up.
+    pub fn with_directory_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Admin {
+        self.directory_wake = Some(wake);
+        self
     }
 
     /// This Admin with the node's webhook service (its network policy and dispatcher).
@@ -401,6 +412,22 @@ impl Admin {
         self.store.get_connection(id).await?.ok_or_else(|| no_connection(id))
     }
 
+    /// A connection that takes SCIM requests (tokens are theirs alone): 409 for a directory
+    /// connection, which has none.
+    async fn scim_connection(&self, id: &str) -> AdminResult<Connection> {
+        let c = self.connection(id).await?;
+        if c.kind.is_directory() {
+            return Err(AdminError::new(
+                409,
+                format!(
+                    "connection \"{id}\" is a {} connection: Rollcall reads its directory, it has no SCIM token",
+                    c.kind
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
     pub async fn update_connection(
         &self,
         by: &WriteContext,
@@ -431,6 +458,7 @@ impl Admin {
     /// Starts a token rotation: a new token that works beside the current one until the rotation is
     /// completed or cancelled (or at once, as the only token, when the connection has none).
     pub async fn start_token_rotation(&self, by: &WriteContext, id: &str) -> AdminResult<IssuedConnection> {
+        self.scim_connection(id).await?;
         let token = tokens::issue();
         let connection = self
             .store
@@ -479,6 +507,7 @@ impl Admin {
 
     /// Replaces every token of a connection with a new one at once (no overlap).
     pub async fn replace_token(&self, by: &WriteContext, id: &str) -> AdminResult<IssuedConnection> {
+        self.scim_connection(id).await?;
         let token = tokens::issue();
         if !self
             .store

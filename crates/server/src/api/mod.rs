@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod connections;
 pub mod directory;
+pub mod directory_sync;
 pub mod events;
 pub mod extract;
 pub mod guard;
@@ -110,6 +111,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(guard::list_held))
         .routes(routes!(guard::release))
         .routes(routes!(guard::discard))
+        .routes(routes!(directory_sync::create_google_workspace_connection))
+        .routes(routes!(
+            directory_sync::get_google_workspace,
+            directory_sync::update_google_workspace
+        ))
+        .routes(routes!(directory_sync::get_sync, directory_sync::request_sync))
         .routes(routes!(roles::list_roles, roles::create_role))
         .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
         .routes(routes!(roles::list_protected_users, roles::add_protected_user))

@@ -47,6 +47,25 @@ impl From<Idp> for IdpKind {
     }
 }
 
+/// How a connection gets its users and groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKindView {
+    /// The identity provider pushes over SCIM.
+    Scim,
+    /// Rollcall reads Google Workspace through its Directory API.
+    GoogleWorkspace,
+}
+
+impl From<rollcall_store::ConnectionKind> for ConnectionKindView {
+    fn from(k: rollcall_store::ConnectionKind) -> Self {
+        match k {
+            rollcall_store::ConnectionKind::Scim => ConnectionKindView::Scim,
+            rollcall_store::ConnectionKind::GoogleWorkspace => ConnectionKindView::GoogleWorkspace,
+        }
+    }
+}
+
 /// Whether a connection accepts SCIM requests. A disabled connection keeps its tokens and data, but
 /// every SCIM request gets 401 until it is active again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -150,8 +169,11 @@ pub struct ConnectionView {
     #[schema(example = "Okta production")]
     pub name: String,
     pub idp: Idp,
+    /// `scim`: the identity provider pushes to `scim_base_url` with the connection's token;
+    /// `google_workspace`: Rollcall reads the directory (no token; see `GET /connections/{id}/sync`).
+    pub kind: ConnectionKindView,
     pub status: Status,
-    /// The base URL to configure in the identity provider.
+    /// The base URL to configure in the identity provider (SCIM connections).
     #[schema(example = "https://scim.example.com/scim/v2/0190c7d2-5b7e-7000-8000-000000000001")]
     pub scim_base_url: String,
     /// The first characters of the current token; `null` after the tokens were revoked.
@@ -197,6 +219,7 @@ impl ConnectionView {
             org_id: c.org_id.clone(),
             name: c.name.clone(),
             idp: c.idp.into(),
+            kind: c.kind.into(),
             status: c.status.into(),
             scim_base_url: admin.scim_base_url(&c.id),
             token_prefix: c.token_prefix.clone(),

@@ -172,6 +172,92 @@ struct ConnectionPage {
     on_delete: &'static str,
     guard: GuardPanel,
     log: Vec<LogRow>,
+    /// For a directory connection (Google Workspace): its settings and sync status.
+    sync: Option<SyncPanel>,
+}
+
+/// A directory connection's sync, as the connection page shows it.
+struct SyncPanel {
+    customer: String,
+    admin_email: String,
+    client_email: String,
+    client_id: String,
+    scope: String,
+    every: String,
+    running: Option<String>,
+    next_run: String,
+    last_run: Option<String>,
+    last_status: Option<&'static str>,
+    last_ok: bool,
+    last_error: Option<String>,
+    counts: Option<String>,
+}
+
+fn counts_text(c: &rollcall_store::SyncCounts) -> String {
+    format!(
+        "read {} users and {} groups; users: {} created, {} updated, {} deactivated, {} deleted; groups: {} created, \
+         {} updated, {} deleted{}",
+        c.users_read,
+        c.groups_read,
+        c.users_created,
+        c.users_updated,
+        c.users_deactivated,
+        c.users_deleted,
+        c.groups_created,
+        c.groups_updated,
+        c.groups_deleted,
+        if c.failed > 0 {
+            format!("; {} not written", c.failed)
+        } else {
+            String::new()
+        }
+    )
+}
+
+impl SyncPanel {
+    fn of(s: &rollcall_store::DirectorySource) -> SyncPanel {
+        let now = rollcall_store::sqlite::now_us();
+        let running = s
+            .running_since_us
+            .filter(|_| s.lease_until_us.is_some_and(|u| u >= now));
+        let scope = &s.settings.scope;
+        let mut parts = Vec::new();
+        if !scope.org_units.is_empty() {
+            parts.push(format!("organizational units {}", scope.org_units.join(", ")));
+        }
+        if !scope.groups.is_empty() {
+            parts.push(format!("groups {}", scope.groups.join(", ")));
+        }
+        SyncPanel {
+            customer: s.settings.customer.clone(),
+            admin_email: s.settings.admin_email.clone(),
+            client_email: s.settings.client_email.clone(),
+            client_id: s.settings.client_id.clone().unwrap_or_default(),
+            scope: if parts.is_empty() {
+                "the whole directory".into()
+            } else {
+                parts.join("; ")
+            },
+            every: if s.interval_s % 60 == 0 {
+                format!("{} min", s.interval_s / 60)
+            } else {
+                format!("{} s", s.interval_s)
+            },
+            running: running.map(|since| {
+                let phase = s
+                    .progress
+                    .as_ref()
+                    .map(|p| format!(" — {}: {}", p.phase, counts_text(p)));
+                format!("since {}{}", when(since), phase.unwrap_or_default())
+            }),
+            next_run: when(s.next_run_us),
+            last_run: s.last_finished_us.map(when),
+            last_status: s.last_status.map(|st| st.as_str()),
+            last_ok: s.last_status == Some(rollcall_store::SyncStatus::Succeeded),
+            last_error: s.last_error.clone(),
+            counts: s.last_counts.as_ref().map(counts_text),
+        }
+    }
 }
 
 /// The attributes the "required" checkboxes offer (the common ones; the API takes any path).
@@ -239,6 +325,11 @@ pub async fn show(
         more,
     };
     let policy = &c.policy;
+    let sync = if c.kind.is_directory() {
+        Some(SyncPanel::of(&admin.directory_source(&c.id).await?.1))
+    } else {
+        None
+    };
     let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), c.name.clone(), "organizations").take();
     Ok(send(
         &ConnectionPage {
@@ -321,6 +412,7 @@ pub async fn show(
                 })
                 .collect(),
             c: ConnectionRow::of(&c),
+            sync,
         },
         clear,
     ))
@@ -358,6 +450,10 @@ pub async fn act(
                 Err(e) => done(&back, Err(e.detail)),
             };
         }
+        "sync" => admin
+            .request_directory_sync(&id)
+            .await
+            .map(|_| "Sync asked for: it starts within moments; reload to follow it.".into()),
         "rotate-complete" => admin
             .complete_token_rotation(by, &id)
             .await

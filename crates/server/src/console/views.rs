@@ -82,6 +82,7 @@ pub fn actor_text(a: &Actor) -> String {
             Some(p) => format!("identity provider (token {p}…)"),
             None => "identity provider".into(),
         },
+        Actor::DirectorySync { .. } => "directory sync".into(),
         Actor::ApiKey { name, .. } => format!("API key “{name}”"),
         Actor::SetupLink { .. } => "IT admin (setup link)".into(),
         Actor::Cli => "command line".into(),

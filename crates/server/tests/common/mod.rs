@@ -262,6 +262,10 @@ pub struct TestServer {
     pub conns: Vec<Conn>,
     pub config: ScimConfig,
     pub backend: Backend,
+    /// The SCIM service and node the server runs (for background work a test starts itself, such
+    /// as directory syncs).
+    pub scim: Scim,
+    pub node: Node,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     /// The request log flusher and event retention; they stop when this is dropped.
@@ -334,7 +338,8 @@ impl TestServer {
         };
         let node = Node::new(store.clone(), setup.node);
         let background = rollcall_server::background::start(&store, &node);
-        let state = AppState::new(Scim::new(store.clone(), registry, config.clone()), node);
+        let scim = Scim::new(store.clone(), registry, config.clone());
+        let state = AppState::new(scim.clone(), node.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let app = rollcall_server::app_with(state, setup.limits);
         tokio::spawn(rollcall_server::serve_with(listener, app, setup.limits, async {
@@ -347,6 +352,8 @@ impl TestServer {
             conns,
             config,
             backend,
+            scim,
+            node,
             http,
             shutdown: Some(tx),
             _background: background,

@@ -152,7 +152,7 @@ const GOOGLE: Guide = Guide {
     intro: "Google Workspace provisions users over SCIM only to applications in its own app catalog. A custom SAML app in the Google Admin console has no field for a SCIM base URL or token, so Google cannot send users here.",
     steps: &[],
     instead: Some(
-        "Tell the application's team that your directory is Google Workspace, so they can connect it by reading your directory through Google's Directory API instead. If your users sign in to Google through another identity provider (Okta, Microsoft Entra ID, OneLogin, JumpCloud), you can provision from that provider instead: choose it above.",
+        "The application's team can connect Google Workspace through Google's Directory API instead: tell them your directory is Google Workspace, and they create a Google Workspace connection, which reads your users, groups and memberships every few minutes (read-only). They give you a service account's client id; you grant it access as a Google super admin: in the Google Admin console, go to Security › Access and data control › API controls › Domain-wide delegation, click Add new, paste the client id, and enter these three OAuth scopes, comma-separated: https://www.googleapis.com/auth/admin.directory.user.readonly, https://www.googleapis.com/auth/admin.directory.group.readonly, https://www.googleapis.com/auth/admin.directory.group.member.readonly. Click Authorize. Give them the e-mail address of an administrator the service account acts as (it reads as that admin, and changes nothing). If your users sign in to Google through another identity provider (Okta, Microsoft Entra ID, OneLogin, JumpCloud), you can provision from that provider instead: choose it above.",
     ),
     cadence: "",
 };
