@@ -971,11 +971,20 @@ fn guard_text(g: &rollcall_server::api::guard::GuardView) {
     println!("connection:  {}", g.connection_id);
     println!(
         "status:      {}{}",
-        serde_json::to_value(g.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-        g.tripped_at.as_ref().map(|t| format!(" (tripped at {t})")).unwrap_or_default()
+        serde_json::to_value(g.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        g.tripped_at
+            .as_ref()
+            .map(|t| format!(" (tripped at {t})"))
+            .unwrap_or_default()
     );
     println!("held:        {} events about {} users", g.held_events, g.held_users);
-    println!("window:      {} users deprovisioned in the last {} minutes", g.window_deprovisions, s.window_minutes);
+    println!(
+        "window:      {} users deprovisioned in the last {} minutes",
+        g.window_deprovisions, s.window_minutes
+    );
     println!(
         "rules:       {} users; {} of active users (past {} users)",
         rule(s.max_users, ""),
@@ -1019,7 +1028,11 @@ pub async fn guard(admin: &Admin, by: &WriteContext, cmd: GuardCommand) -> Resul
             let g = GuardView::from(&admin.set_deprovision_guard(by, &id, s).await.map_err(err)?);
             if as_json { json(&g) } else { guard_text(&g) }
         }
-        GuardCommand::Held { id, limit, json: as_json } => {
+        GuardCommand::Held {
+            id,
+            limit,
+            json: as_json,
+        } => {
             let (found, more) = admin.held_events(&id, None, limit.clamp(1, 1000)).await.map_err(err)?;
             let views: Vec<HeldEventView> = found.iter().map(HeldEventView::from).collect();
             if as_json {

@@ -94,7 +94,9 @@ impl GuardSettings {
         if let Some(p) = self.max_percent
             && !(1..=100).contains(&p)
         {
-            return Err(format!("max_percent must be between 1 and 100 (or null for no percentage rule), not {p}"));
+            return Err(format!(
+                "max_percent must be between 1 and 100 (or null for no percentage rule), not {p}"
+            ));
         }
         if !(1..=MAX_WINDOW_MINUTES).contains(&self.window_minutes) {
             return Err(format!(
@@ -280,17 +282,29 @@ mod tests {
         assert_eq!(s.trips(25, 100_000), None);
         assert_eq!(s.trips(26, 100_000), Some(TripRule::MaxUsers));
         // Rules off one by one, then the guard.
-        let no_pct = GuardSettings { max_percent: None, ..s.clone() };
+        let no_pct = GuardSettings {
+            max_percent: None,
+            ..s.clone()
+        };
         assert_eq!(no_pct.trips(20, 21), None);
         assert!(!no_pct.needs_active_count(1000));
-        let no_abs = GuardSettings { max_users: None, ..s.clone() };
+        let no_abs = GuardSettings {
+            max_users: None,
+            ..s.clone()
+        };
         assert_eq!(no_abs.trips(1000, 100_000), None);
         assert_eq!(no_abs.trips(10_001, 100_000), Some(TripRule::MaxPercent));
-        let off = GuardSettings { enabled: false, ..s.clone() };
+        let off = GuardSettings {
+            enabled: false,
+            ..s.clone()
+        };
         assert_eq!(off.trips(u64::MAX, 1), None);
         assert!(!off.needs_active_count(1000));
         // max_users 0: every deprovision trips.
-        let strict = GuardSettings { max_users: Some(0), ..s };
+        let strict = GuardSettings {
+            max_users: Some(0),
+            ..s
+        };
         assert_eq!(strict.trips(1, 1000), Some(TripRule::MaxUsers));
     }
 
@@ -303,10 +317,38 @@ mod tests {
         assert_eq!(partial.max_users, None);
         assert_eq!(partial.max_percent, Some(10));
         assert!(serde_json::from_str::<GuardSettings>(r#"{"maxUsers": 3}"#).is_err());
-        assert!(GuardSettings { max_percent: Some(0), ..s.clone() }.validate().is_err());
-        assert!(GuardSettings { max_percent: Some(101), ..s.clone() }.validate().is_err());
-        assert!(GuardSettings { window_minutes: 0, ..s.clone() }.validate().is_err());
-        assert!(GuardSettings { window_minutes: MAX_WINDOW_MINUTES + 1, ..s.clone() }.validate().is_err());
+        assert!(
+            GuardSettings {
+                max_percent: Some(0),
+                ..s.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            GuardSettings {
+                max_percent: Some(101),
+                ..s.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            GuardSettings {
+                window_minutes: 0,
+                ..s.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            GuardSettings {
+                window_minutes: MAX_WINDOW_MINUTES + 1,
+                ..s.clone()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(s.validate().is_ok());
         assert_eq!(s.window_us(), 3_600_000_000);
     }
@@ -347,7 +389,17 @@ mod tests {
         let held: Vec<Option<&str>> = evs.iter().map(|e| held_subject(e, &c.deprovisioned)).collect();
         assert_eq!(
             held,
-            [Some("u1"), Some("u1"), Some("u3"), Some("u3"), None, Some("u5"), None, None, None]
+            [
+                Some("u1"),
+                Some("u1"),
+                Some("u3"),
+                Some("u3"),
+                None,
+                Some("u5"),
+                None,
+                None,
+                None
+            ]
         );
     }
 }

@@ -40,8 +40,8 @@ mod update;
 pub mod webhooks;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
-pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
+pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
 pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,

@@ -62,7 +62,10 @@ async fn logged(s: &dyn Store, ctx: &WriteContext, kind: &str) -> Vec<Event> {
 }
 
 async fn state(s: &dyn Store, ctx: &WriteContext) -> GuardState {
-    s.deprovision_guard(&ctx.connection_id).await.expect("guard").expect("connection")
+    s.deprovision_guard(&ctx.connection_id)
+        .await
+        .expect("guard")
+        .expect("connection")
 }
 
 async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Arc<dyn Store>) {
@@ -71,21 +74,32 @@ async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Ar
     let ids = users(s, &ctx, 40).await;
     let fresh = state(s, &ctx).await;
     assert_eq!(fresh.settings, GuardSettings::default());
-    assert_eq!((fresh.tripped_us, fresh.held_events, fresh.window_deprovisions), (None, 0, 0));
+    assert_eq!(
+        (fresh.tripped_us, fresh.held_events, fresh.window_deprovisions),
+        (None, 0, 0)
+    );
 
     // 40 active users, default policy: the 11th deactivation is more than 10 % (and more than 10).
     for id in &ids[..10] {
         deactivate(s, &ctx, id).await;
     }
     assert_eq!(logged(s, &ctx, events::USER_DEACTIVATED).await.len(), 10);
-    assert!(logged(s, &ctx, events::CONNECTION_DEPROVISION_GUARD_TRIPPED).await.is_empty());
+    assert!(
+        logged(s, &ctx, events::CONNECTION_DEPROVISION_GUARD_TRIPPED)
+            .await
+            .is_empty()
+    );
     assert_eq!(state(s, &ctx).await.window_deprovisions, 10);
     for id in &ids[10..16] {
         deactivate(s, &ctx, id).await;
     }
     // The SCIM view follows the identity provider at once.
     for id in &ids[..16] {
-        let u = s.get_resource(&ctx.connection_id, ResourceKind::User, id, false).await.unwrap().unwrap();
+        let u = s
+            .get_resource(&ctx.connection_id, ResourceKind::User, id, false)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(u.doc.get("active"), Some(&json!(false)), "{id} is inactive");
     }
     // ...but the application heard only of the first ten, and of the trip, once.
@@ -101,10 +115,16 @@ async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Ar
     let held = s.held_events(&ctx.connection_id, 0, 100).await.unwrap();
     let held_users: Vec<&str> = held.iter().map(|h| h.user_id.as_str()).collect();
     assert_eq!(held_users, ids[10..16].iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(held.iter().all(|h| h.event.kind == events::USER_DEACTIVATED && h.event.seq == 0));
+    assert!(
+        held.iter()
+            .all(|h| h.event.kind == events::USER_DEACTIVATED && h.event.seq == 0)
+    );
     // Paging by position.
     let page = s.held_events(&ctx.connection_id, held[1].seq, 2).await.unwrap();
-    assert_eq!(page.iter().map(|h| h.seq).collect::<Vec<_>>(), [held[2].seq, held[3].seq]);
+    assert_eq!(
+        page.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        [held[2].seq, held[3].seq]
+    );
 
     // Other changes keep flowing: a creation, a profile update.
     let newcomer = s
@@ -115,25 +135,53 @@ async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Ar
         doc["displayName"] = json!("Renamed");
         Ok(vec![])
     });
-    s.update_resource(&ctx, ResourceKind::User, &ids[30], None, rename).await.unwrap().unwrap();
+    s.update_resource(&ctx, ResourceKind::User, &ids[30], None, rename)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(logged(s, &ctx, events::USER_UPDATED).await.len(), 1);
-    assert!(logged(s, &ctx, events::USER_CREATED).await.iter().any(|e| e.resource_id.as_deref() == Some(newcomer.id.as_str())));
+    assert!(
+        logged(s, &ctx, events::USER_CREATED)
+            .await
+            .iter()
+            .any(|e| e.resource_id.as_deref() == Some(newcomer.id.as_str()))
+    );
 
     // A deletion while tripped is held too; a user reactivated while held produces no deactivation.
-    assert!(s.delete_resource(&ctx, ResourceKind::User, &ids[31], None).await.unwrap());
+    assert!(
+        s.delete_resource(&ctx, ResourceKind::User, &ids[31], None)
+            .await
+            .unwrap()
+    );
     assert!(logged(s, &ctx, events::USER_DELETED).await.is_empty());
-    s.update_resource(&ctx, ResourceKind::User, &ids[12], None, set_active(true)).await.unwrap().unwrap();
+    s.update_resource(&ctx, ResourceKind::User, &ids[12], None, set_active(true))
+        .await
+        .unwrap()
+        .unwrap();
     let st = state(s, &ctx).await;
     assert_eq!((st.held_users, st.held_events), (6, 6), "u12 left, u31 came");
-    assert!(s.held_events(&ctx.connection_id, 0, 100).await.unwrap().iter().all(|h| h.user_id != ids[12]));
+    assert!(
+        s.held_events(&ctx.connection_id, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.user_id != ids[12])
+    );
 
     // Release: one event naming the counts, then the held events in order, with their ids.
     let before = s.events_after(0, 100_000).await.unwrap().last().unwrap().seq;
     let operator = WriteContext {
-        actor: Actor::ApiKey { id: "k1".into(), name: "ops".into() },
+        actor: Actor::ApiKey {
+            id: "k1".into(),
+            name: "ops".into(),
+        },
         ..WriteContext::default()
     };
-    let r = s.resolve_deprovision_guard(&operator, &ctx.connection_id, true).await.unwrap().unwrap();
+    let r = s
+        .resolve_deprovision_guard(&operator, &ctx.connection_id, true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.events, r.users), (6, 6));
     assert_eq!(r.tripped_us, st.tripped_us);
     let after: Vec<Event> = s.events_after(before, 100).await.unwrap();
@@ -152,7 +200,10 @@ async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Ar
         .collect();
     expected.push((events::USER_DELETED, ids[31].as_str()));
     assert_eq!(released, expected);
-    assert!(matches!(&after[1].actor, Actor::ScimToken { .. }), "the identity provider's change, as it was");
+    assert!(
+        matches!(&after[1].actor, Actor::ScimToken { .. }),
+        "the identity provider's change, as it was"
+    );
     assert_eq!(after[1].id, held[0].event.id);
     // Re-armed with an empty window: the next deactivation flows.
     let st = state(s, &ctx).await;
@@ -161,11 +212,20 @@ async fn a_mass_deactivation_trips_the_guard_and_a_release_delivers_it(store: Ar
     assert_eq!(s.held_events(&ctx.connection_id, 0, 10).await.unwrap().len(), 0);
     // Nothing to resolve: nothing written.
     let last = s.events_after(0, 100_000).await.unwrap().last().unwrap().seq;
-    let none = s.resolve_deprovision_guard(&operator, &ctx.connection_id, true).await.unwrap().unwrap();
+    let none = s
+        .resolve_deprovision_guard(&operator, &ctx.connection_id, true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((none.events, none.tripped_us), (0, None));
     assert_eq!(s.events_after(last, 10).await.unwrap().len(), 0);
     assert!(s.deprovision_guard("nope").await.unwrap().is_none());
-    assert!(s.resolve_deprovision_guard(&operator, "nope", true).await.unwrap().is_none());
+    assert!(
+        s.resolve_deprovision_guard(&operator, "nope", true)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn a_discard_drops_what_was_held_and_settings_are_kept(store: Arc<dyn Store>) {
@@ -203,7 +263,11 @@ async fn a_discard_drops_what_was_held_and_settings_are_kept(store: Arc<dyn Stor
     assert_eq!(state(s, &other).await.tripped_us, None);
 
     let before = s.events_after(0, 100_000).await.unwrap().last().unwrap().seq;
-    let r = s.resolve_deprovision_guard(&WriteContext::cli(), &ctx.connection_id, false).await.unwrap().unwrap();
+    let r = s
+        .resolve_deprovision_guard(&WriteContext::cli(), &ctx.connection_id, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.events, r.users), (1, 1));
     let after = s.events_after(before, 100).await.unwrap();
     assert_eq!(after.len(), 1);
@@ -214,18 +278,34 @@ async fn a_discard_drops_what_was_held_and_settings_are_kept(store: Arc<dyn Stor
     assert_eq!((st.tripped_us, st.held_events), (None, 0));
     assert_eq!(st.settings, strict, "settings survive a discard");
     // The SCIM view still follows the identity provider.
-    assert!(s.get_resource(&ctx.connection_id, ResourceKind::User, &ids[2], false).await.unwrap().is_none());
+    assert!(
+        s.get_resource(&ctx.connection_id, ResourceKind::User, &ids[2], false)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Off: nothing is held however many.
-    let off = GuardSettings { enabled: false, ..strict };
-    s.set_deprovision_guard(&WriteContext::cli(), &ctx.connection_id, &off).await.unwrap().unwrap();
+    let off = GuardSettings {
+        enabled: false,
+        ..strict
+    };
+    s.set_deprovision_guard(&WriteContext::cli(), &ctx.connection_id, &off)
+        .await
+        .unwrap()
+        .unwrap();
     for id in &ids[3..8] {
         deactivate(s, &ctx, id).await;
     }
     assert_eq!(logged(s, &ctx, events::USER_DEACTIVATED).await.len(), 5);
     let st = state(s, &ctx).await;
     assert_eq!((st.tripped_us, st.held_events), (None, 0));
-    assert!(s.set_deprovision_guard(&WriteContext::cli(), "nope", &off).await.unwrap().is_none());
+    assert!(
+        s.set_deprovision_guard(&WriteContext::cli(), "nope", &off)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn removals_from_mapped_groups_count_and_are_held_together(store: Arc<dyn Store>) {
@@ -286,7 +366,10 @@ async fn removals_from_mapped_groups_count_and_are_held_together(store: Arc<dyn 
     // (more than 1): all three are held, each with its removal and its role change.
     let remove: Vec<String> = ids[..3].to_vec();
     let patch: Mutation = Arc::new(move |_doc: &mut Value| Ok(vec![MemberChange::Remove(remove.clone())]));
-    s.update_resource(&ctx, ResourceKind::Group, &group.id, None, patch).await.unwrap().unwrap();
+    s.update_resource(&ctx, ResourceKind::Group, &group.id, None, patch)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(logged(s, &ctx, events::GROUP_MEMBER_REMOVED).await.is_empty());
     assert!(
         logged(s, &ctx, events::USER_ROLES_CHANGED)
@@ -310,12 +393,23 @@ async fn removals_from_mapped_groups_count_and_are_held_together(store: Arc<dyn 
             display: None,
         }])])
     });
-    s.update_resource(&ctx, ResourceKind::Group, &group.id, None, patch).await.unwrap().unwrap();
+    s.update_resource(&ctx, ResourceKind::Group, &group.id, None, patch)
+        .await
+        .unwrap()
+        .unwrap();
     let st = state(s, &ctx).await;
     assert_eq!((st.held_users, st.held_events), (2, 4));
     // Deleting the group deprovisions the rest of its members; held as well.
-    assert!(s.delete_resource(&ctx, ResourceKind::Group, &group.id, None).await.unwrap());
+    assert!(
+        s.delete_resource(&ctx, ResourceKind::Group, &group.id, None)
+            .await
+            .unwrap()
+    );
     let st = state(s, &ctx).await;
     assert_eq!(st.held_users, 6);
-    assert_eq!(logged(s, &ctx, events::GROUP_DELETED).await.len(), 1, "the group's own deletion flows");
+    assert_eq!(
+        logged(s, &ctx, events::GROUP_DELETED).await.len(),
+        1,
+        "the group's own deletion flows"
+    );
 }

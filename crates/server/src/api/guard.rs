@@ -294,7 +294,12 @@ pub async fn list_held(
     }))
 }
 
-async fn resolve(admin: &Admin, by: &rollcall_store::WriteContext, id: &str, release: bool) -> ApiResult<Json<GuardResolutionView>> {
+async fn resolve(
+    admin: &Admin,
+    by: &rollcall_store::WriteContext,
+    id: &str,
+    release: bool,
+) -> ApiResult<Json<GuardResolutionView>> {
     let r = admin.resolve_deprovision_guard(by, id, release).await?;
     let g = admin.deprovision_guard(id).await?;
     Ok(Json(resolution(&r, &g)))

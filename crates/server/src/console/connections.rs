@@ -671,5 +671,10 @@ pub async fn set_guard(State(app): State<AppState>, op: Operator, Path(id): Path
         Err(e) => return done(&back, Err(e)),
     };
     let result = app.admin().set_deprovision_guard(&op.by, &id, settings).await;
-    done(&back, result.map(|_| "Guard settings saved.".to_string()).map_err(|e| e.detail))
+    done(
+        &back,
+        result
+            .map(|_| "Guard settings saved.".to_string())
+            .map_err(|e| e.detail),
+    )
 }

@@ -148,7 +148,11 @@ pub(super) async fn after_write(tx: &mut WriteTx, ctx: &WriteContext) -> StoreRe
     .bind(held.iter().map(|(_, e)| e.id.clone()).collect::<Vec<_>>())
     .bind(held.iter().map(|(_, e)| e.kind.to_string()).collect::<Vec<_>>())
     .bind(held.iter().map(|(_, e)| e.org_id.clone()).collect::<Vec<_>>())
-    .bind(held.iter().map(|(_, e)| e.resource_type.map(str::to_string)).collect::<Vec<_>>())
+    .bind(
+        held.iter()
+            .map(|(_, e)| e.resource_type.map(str::to_string))
+            .collect::<Vec<_>>(),
+    )
     .bind(held.iter().map(|(_, e)| e.resource_id.clone()).collect::<Vec<_>>())
     .bind(held.iter().map(|(_, e)| e.data.clone()).collect::<Vec<_>>())
     .bind(held.iter().map(|(_, e)| e.user_agent.clone()).collect::<Vec<_>>())
@@ -184,7 +188,10 @@ fn pending_of(row: &PgRow) -> PendingEvent {
             .unwrap_or(events::USER_UPDATED),
         org_id: row.get("org_id"),
         connection_id: row.get("connection_id"),
-        resource_type: resource_type.as_deref().and_then(ResourceKind::parse).map(ResourceKind::as_str),
+        resource_type: resource_type
+            .as_deref()
+            .and_then(ResourceKind::parse)
+            .map(ResourceKind::as_str),
         resource_id: row.get("resource_id"),
         data: row.get("data_text"),
         user_agent: row.get("user_agent"),

@@ -33,7 +33,9 @@ pub(super) fn after_write(c: &rusqlite::Connection, ctx: &WriteContext, since: i
         .prepare_cached(
             "SELECT seq, type, resource_type, resource_id, member_id, data FROM events WHERE seq > ? ORDER BY seq",
         )?
-        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+        .query_map([since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     if rows.is_empty() {
         return Ok(());
@@ -214,14 +216,12 @@ impl SqliteStore {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<HeldEvent>> {
-        let rows = sqlx::query(
-            "SELECT * FROM held_events WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(connection_id)
-        .bind(after_seq)
-        .bind(limit.max(0))
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM held_events WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(connection_id)
+            .bind(after_seq)
+            .bind(limit.max(0))
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows.iter().map(held_of).collect())
     }
 
@@ -239,9 +239,7 @@ impl SqliteStore {
         let resolution = group_commit::on_connection(&mut tx, |c| {
             let (_, tripped_us) = guard_row(c, connection_id)?;
             let (events, users): (i64, i64) = c
-                .prepare_cached(
-                    "SELECT count(*), count(DISTINCT user_id) FROM held_events WHERE connection_id = ?",
-                )?
+                .prepare_cached("SELECT count(*), count(DISTINCT user_id) FROM held_events WHERE connection_id = ?")?
                 .query_row([connection_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let resolution = GuardResolution {
                 events,
@@ -259,12 +257,12 @@ impl SqliteStore {
             resource_writes::insert_events(c, &ctx, kind, None, &[guard::resolved_data(&resolution)])?;
             if release {
                 c.prepare_cached(
-                        "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
+                    "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
                            request_id, created_us, actor, member_id)
                          SELECT id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
                            request_id, created_us, actor, member_id
                          FROM held_events WHERE connection_id = ? ORDER BY seq",
-                    )?
+                )?
                 .execute([connection_id])?;
             }
             c.prepare_cached("DELETE FROM held_events WHERE connection_id = ?")?
