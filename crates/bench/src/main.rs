@@ -3,6 +3,9 @@
 //! the same machine in the same run, reported as a markdown table and optionally JSON.
 
 mod baseline;
+mod directory;
+#[path = "../../server/tests/common/google_fake.rs"]
+mod google_fake;
 mod load;
 mod noisy;
 mod report;
@@ -56,6 +59,9 @@ enum Cmd {
     /// One tenant's worst requests (issue #21) against another tenant's steady IdP traffic: the
     /// victim's p50/p99 alone and beside the attacker, and the server's RSS.
     NoisyNeighbour(noisy::Args),
+    /// Reading a large Google Workspace directory (100,000 users) from the fake of Google's Directory
+    /// API as a directory sync does; `--full` also syncs it into a temporary store.
+    DirectoryRead(directory::Args),
     /// A long run of mixed IdP traffic with webhook deliveries: RSS and open file descriptors over
     /// time, and a check that every acknowledged change was recorded and delivered.
     Soak(soak::Args),
@@ -1033,6 +1039,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rollcall-bench noisy-neighbour: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::DirectoryRead(args)) => match rt.block_on(directory::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall-bench directory-read: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -218,7 +218,12 @@ impl DirectorySync {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    ids.remove(&match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    });
+                }
                 _ = stop.changed() => break,
             }
             if *stop.borrow() {

@@ -310,12 +310,12 @@ fn admit(fake: &FakeGoogle, headers: &HeaderMap, path: &str, query: &HashMap<Str
 }
 
 /// One page of `items` from `pageToken`, at most `min(maxResults, page_size)` long.
-fn page(fake: &FakeGoogle, items: &[Value], query: &HashMap<String, String>, max: usize, field: &str) -> Response {
+fn page(items: &[Value], page_size: usize, query: &HashMap<String, String>, max: usize, field: &str) -> Response {
     let asked: usize = query.get("maxResults").and_then(|m| m.parse().ok()).unwrap_or(100);
     if asked == 0 || asked > max {
         return google_error(400, "invalid", "Invalid Input: maxResults");
     }
-    let size = asked.min(fake.state.lock().unwrap().page_size.max(1));
+    let size = asked.min(page_size.max(1));
     let start: usize = match query.get("pageToken") {
         Some(t) => match t.strip_prefix("tok-").and_then(|n| n.parse().ok()) {
             Some(n) => n,
@@ -343,8 +343,8 @@ async fn users(
     if !q.contains_key("customer") && !q.contains_key("domain") {
         return google_error(400, "badRequest", "Bad Request");
     }
-    let items = fake.state.lock().unwrap().users.clone();
-    page(&fake, &items, &q, 500, "users")
+    let s = fake.state.lock().unwrap();
+    page(&s.users, s.page_size, &q, 500, "users")
 }
 
 async fn groups(
@@ -355,8 +355,8 @@ async fn groups(
     if let Err(r) = admit(&fake, &headers, "/admin/directory/v1/groups", &q) {
         return r;
     }
-    let items = fake.state.lock().unwrap().groups.clone();
-    page(&fake, &items, &q, 200, "groups")
+    let s = fake.state.lock().unwrap();
+    page(&s.groups, s.page_size, &q, 200, "groups")
 }
 
 async fn members(
@@ -373,25 +373,20 @@ async fn members(
     ) {
         return r;
     }
-    let (known, items) = {
-        let s = fake.state.lock().unwrap();
-        let group = s
-            .groups
-            .iter()
-            .find(|g| g["id"] == key.as_str() || g["email"] == key.as_str())
-            .cloned();
-        match group {
-            Some(g) => (
-                true,
-                s.members.get(g["id"].as_str().unwrap()).cloned().unwrap_or_default(),
-            ),
-            None => (false, vec![]),
-        }
-    };
-    if !known {
+    let s = fake.state.lock().unwrap();
+    let Some(group) = s
+        .groups
+        .iter()
+        .find(|g| g["id"] == key.as_str() || g["email"] == key.as_str())
+    else {
         return google_error(404, "notFound", "Resource Not Found: groupKey");
-    }
-    page(&fake, &items, &q, 200, "members")
+    };
+    let items = s
+        .members
+        .get(group["id"].as_str().unwrap_or(""))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    page(items, s.page_size, &q, 200, "members")
 }
 
 impl FakeGoogle {
