@@ -15,6 +15,7 @@ use rollcall_server::request_log::RequestLogSettings;
 use rollcall_server::service::{Scim, ScimConfig, rfc3339};
 use rollcall_server::state::AppState;
 use rollcall_server::tokens;
+use rollcall_store::postgres::notify::Heard;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{ConnectionStatus, IdpKind, NewConnection, Store, WriteContext};
@@ -1378,7 +1379,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
     // Changes made here are recorded as made by the command line.
     let by = WriteContext::cli();
     match cli.command {
-        Command::Serve(_) => serve(s, store, registry, &keys).await,
+        Command::Serve(_) => serve(s, store, postgres, registry, &keys).await,
         Command::Secrets(secrets::SecretsCommand::Status { json }) => secrets::status(&keys, &store, json).await,
         Command::Secrets(secrets::SecretsCommand::RotateKey { new_key_file, json }) => {
             secrets::rotate_key(&keys, &store, postgres.as_ref(), &new_key_file, json).await
@@ -1638,6 +1639,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
 async fn serve(
     s: Settings,
     store: Arc<dyn Store>,
+    postgres: Option<PostgresStore>,
     registry: Arc<SchemaRegistry>,
     keys: &secrets::KeyConfig,
 ) -> Result<(), String> {
@@ -1754,6 +1756,21 @@ async fn serve(
     let hooks = Webhooks::new(store.clone(), hook_config);
     let node = Node::new(store.clone(), node_settings).with_webhooks(hooks.clone());
     let background = rollcall_server::background::start(&store, &node);
+    // On PostgreSQL, the other nodes' changes reach this one at once: their events wake this
+    // node's dispatcher, their connection changes (tokens, status, policy) empty this node's token
+    // cache of the connection.
+    let hearing = postgres.map(|pg| {
+        let hooks = hooks.clone();
+        let cache = node.token_cache.clone();
+        pg.listen(move |heard| match heard {
+            Heard::Events => hooks.wake(),
+            Heard::Connection(id) => cache.forget_connection(&id),
+            Heard::Reconnected => {
+                cache.clear();
+                hooks.wake();
+            }
+        })
+    });
     let scim = Scim::new(store, registry, config);
     let state = AppState::new(scim.clone(), node.clone());
     // Directory syncs (Google Workspace): due connections, and "sync now" asked for on this node.
@@ -1804,6 +1821,9 @@ async fn serve(
     let _ = stop_metrics.send(());
     if let Some(m) = metrics_server {
         let _ = m.await;
+    }
+    if let Some(h) = hearing {
+        h.abort();
     }
     let _ = stop_dispatcher.send(());
     let _ = stop_directory.send(true);

@@ -154,7 +154,14 @@ struct Node {
 impl Node {
     /// Starts a node on an ephemeral port; `ready` waits for it.
     fn spawn(name: &'static str, database: &str) -> (Node, mpsc::Receiver<String>) {
-        let mut child = rollcall(database)
+        Node::spawn_with(name, database, &[])
+    }
+
+    /// [`Node::spawn`] with these environment variables.
+    fn spawn_with(name: &'static str, database: &str, env: &[(&str, &str)]) -> (Node, mpsc::Receiver<String>) {
+        let mut cmd = rollcall(database);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -554,4 +561,132 @@ async fn two_nodes_share_one_database() {
     for n in &mut cluster.nodes {
         assert!(matches!(n.child.try_wait(), Ok(None)), "{} exited", n.name);
     }
+}
+
+/// Nodes hear each other (PostgreSQL `LISTEN/NOTIFY`): a change made through node A reaches node B
+/// at once. A runs no webhook dispatcher and B polls only once a minute, so B delivers a user
+/// created through A promptly only if A's write woke it; a token revoked through A is refused by
+/// B, which had just cached it, well before its cache entry would expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_hears_the_other_nodes_changes_at_once() {
+    let Some(admin_url) = pg_admin_url() else {
+        eprintln!(
+            "skipped a_node_hears_the_other_nodes_changes_at_once: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) \
+             to a postgres:// URL"
+        );
+        return;
+    };
+    let db = TestDatabase::create(&admin_url).await;
+    let url = db.url.clone();
+    let key = cli_json(&url, &["--create", "api-key", "create", "--name", "hear", "--json"])["secret"]
+        .as_str()
+        .expect("API key")
+        .to_string();
+    cli_json(&url, &["org", "create", "--name", "hear", "--json"]);
+    let conn = cli_json(&url, &["connection", "create", "--org", "hear", "--json"]);
+    let conn_id = conn["id"].as_str().expect("connection id").to_string();
+    let token = conn["token"].as_str().expect("token").to_string();
+
+    let slow_poll = [
+        ("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "60000"),
+        ("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true"),
+    ];
+    let (a, rx_a) = Node::spawn_with(
+        "node-a",
+        &url,
+        &[slow_poll[0], slow_poll[1], ("ROLLCALL_WEBHOOK_DISPATCHER", "false")],
+    );
+    let (b, rx_b) = Node::spawn_with("node-b", &url, &slow_poll);
+    let mut cluster = Cluster { nodes: [a, b], db };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    cluster.nodes[0].ready(&rx_a, deadline);
+    cluster.nodes[1].ready(&rx_b, deadline);
+    let (a, b) = (cluster.nodes[0].origin.clone(), cluster.nodes[1].origin.clone());
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+
+    // A receiver recording the event types it is sent.
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen_tx.clone();
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let _ = seen.send(v["type"].as_str().unwrap_or_default().to_string());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let created = http
+        .post(format!("{a}/api/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": hook_url}))
+        .send()
+        .await
+        .expect("create webhook");
+    assert_eq!(created.status().as_u16(), 201, "{:?}", created.text().await);
+    // B's dispatcher has claimed nothing yet to deliver; let it settle after the webhook's event.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // (1) A write on A, delivered by B.
+    let scim = |origin: &str| format!("{origin}/scim/v2/{conn_id}");
+    let written = Instant::now();
+    let r = http
+        .post(format!("{}/Users", scim(&a)))
+        .bearer_auth(&token)
+        .header("Content-Type", SCIM_JSON)
+        .body(user("heard@example.com").to_string())
+        .send()
+        .await
+        .expect("POST /Users on A");
+    assert_eq!(r.status().as_u16(), 201);
+    let mut seen_rx = seen_rx;
+    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(t) = seen_rx.recv().await {
+            if t == "user.created" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(delivered.is_ok(), "B did not deliver user.created within 10 s");
+    let after = written.elapsed();
+    assert!(
+        after < Duration::from_secs(3),
+        "B delivered {after:?} after the write on A: it waited for its poll"
+    );
+    eprintln!("user.created written on A, delivered by B after {after:?}");
+
+    // (2) A token B has just cached, revoked through A: B refuses it at once.
+    let get_b = || {
+        http.get(format!("{}/Users?count=1", scim(&b)))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(get_b().await.expect("GET on B").status().as_u16(), 200);
+    let r = http
+        .post(format!("{a}/api/v1/connections/{conn_id}/revoke-tokens"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("revoke on A");
+    assert!(r.status().is_success(), "revoke: {} {:?}", r.status(), r.text().await);
+    let revoked = Instant::now();
+    loop {
+        let status = get_b().await.expect("GET on B").status().as_u16();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_millis(400),
+            "B still accepts the revoked token {:?} after the revocation (its cache keeps it for 1 s)",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("token revoked on A, refused by B after {:?}", revoked.elapsed());
 }

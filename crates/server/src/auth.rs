@@ -87,14 +87,17 @@ pub async fn authenticate(State(AppState { scim, node }): State<AppState>, mut r
     let hash = tokens::hash(&presented);
     let connection = match node.token_cache.get(&hash) {
         Some(c) => c,
-        None => match scim.store.connection_by_token_hash(&hash).await {
-            Ok(Some(c)) => {
+        None => match (
+            node.token_cache.generation(),
+            scim.store.connection_by_token_hash(&hash).await,
+        ) {
+            (generation, Ok(Some(c))) => {
                 let c = Arc::new(c);
-                node.token_cache.put(hash, c.clone());
+                node.token_cache.put_unless_forgotten(hash, c.clone(), generation);
                 c
             }
-            Ok(None) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
-            Err(e) => return error_response(&e.into_scim()),
+            (_, Ok(None)) => return unauthorized("the bearer token is not valid for this SCIM base URL"),
+            (_, Err(e)) => return error_response(&e.into_scim()),
         },
     };
     let Some(token_prefix) = connection.matching_token_prefix(&hash).map(str::to_string) else {

@@ -2,8 +2,9 @@
 //! does not pay a database round trip to check its bearer token.
 //!
 //! Entries live for [`TOKEN_CACHE_TTL`]: a rotated, revoked or deleted token, or a disabled
-//! connection, stops working on every node within that time (immediately on the node that made the
-//! change, which drops the connection's entries). Only successful lookups are cached, so random
+//! connection, stops working on every node within that time; immediately on the node that made the
+//! change, which drops the connection's entries, and on PostgreSQL on every node, which hear of the
+//! change (`rollcall_store::postgres::notify`) and drop them too. Only successful lookups are cached, so random
 //! tokens cannot fill it; its size is bounded.
 //!
 //! Beside it, [`ActivityThrottle`] decides when a node records a connection's last request, so that
@@ -13,6 +14,7 @@ use rollcall_store::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a verified token is trusted without asking the database again.
@@ -25,6 +27,9 @@ type CachedConnection = (Arc<Connection>, Instant);
 #[derive(Default)]
 pub struct TokenCache {
     entries: RwLock<HashMap<[u8; 32], CachedConnection>>,
+    /// Counts the forgets: a lookup that started before one may have read what it forgot, and is
+    /// not cached ([`TokenCache::put_unless_forgotten`]).
+    forgets: AtomicU64,
 }
 
 impl TokenCache {
@@ -37,22 +42,50 @@ impl TokenCache {
         (at.elapsed() < TOKEN_CACHE_TTL).then(|| c.clone())
     }
 
+    /// The forget count to give [`TokenCache::put_unless_forgotten`], taken before a lookup.
+    pub fn generation(&self) -> u64 {
+        self.forgets.load(Ordering::Acquire)
+    }
+
+    /// Caches what a lookup that started at `generation` read, unless something was forgotten
+    /// meanwhile (the lookup may have read a connection as it was before the change).
+    pub fn put_unless_forgotten(&self, hash: [u8; 32], connection: Arc<Connection>, generation: u64) {
+        if let Ok(mut map) = self.entries.write()
+            && self.forgets.load(Ordering::Acquire) == generation
+        {
+            Self::insert(&mut map, hash, connection);
+        }
+    }
+
     pub fn put(&self, hash: [u8; 32], connection: Arc<Connection>) {
         if let Ok(mut map) = self.entries.write() {
-            if map.len() >= MAX_ENTRIES {
-                map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
-                if map.len() >= MAX_ENTRIES {
-                    map.clear();
-                }
-            }
-            map.insert(hash, (connection, Instant::now()));
+            Self::insert(&mut map, hash, connection);
         }
+    }
+
+    fn insert(map: &mut HashMap<[u8; 32], CachedConnection>, hash: [u8; 32], connection: Arc<Connection>) {
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(hash, (connection, Instant::now()));
     }
 
     /// Forgets every entry of a connection (after its token is rotated or it is deleted).
     pub fn forget_connection(&self, connection_id: &str) {
         if let Ok(mut map) = self.entries.write() {
+            self.forgets.fetch_add(1, Ordering::AcqRel);
             map.retain(|_, (c, _)| c.id != connection_id);
+        }
+    }
+
+    /// Forgets everything (when changes may have been missed).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            self.forgets.fetch_add(1, Ordering::AcqRel);
+            map.clear();
         }
     }
 }
@@ -133,6 +166,15 @@ mod tests {
         c.put([1; 32], Arc::new(conn("a")));
         assert_eq!(c.get(&[1; 32]).unwrap().id, "a");
         c.forget_connection("a");
+        assert!(c.get(&[1; 32]).is_none());
+        // A lookup that started before a forget is not cached; one that started after is.
+        let before = c.generation();
+        c.forget_connection("b");
+        c.put_unless_forgotten([1; 32], Arc::new(conn("a")), before);
+        assert!(c.get(&[1; 32]).is_none());
+        c.put_unless_forgotten([1; 32], Arc::new(conn("a")), c.generation());
+        assert!(c.get(&[1; 32]).is_some());
+        c.clear();
         assert!(c.get(&[1; 32]).is_none());
     }
 }

@@ -41,12 +41,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod guard_ops;
+pub mod notify;
 mod roles_ops;
+mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The advisory lock taken (per transaction) while a transaction's events are numbered.
 const EVENTS_LOCK: i64 = 0x526f_6c6c_6576_0001;
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
 
 /// Tuning for [`PostgresStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +114,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings every connection it hands out by default: a round trip before each
+            // statement or transaction. Only a connection that sat idle a while is checked (one
+            // the server or a proxy may have closed); a busy one is used as it is (were it broken,
+            // its statement fails and the pool drops it).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if timeout > 0 {
@@ -165,6 +183,7 @@ impl PostgresStore {
             tx: self.pool.begin().await?,
             events: Vec::new(),
             written: Vec::new(),
+            connections: Vec::new(),
         })
     }
 
@@ -229,9 +248,12 @@ pub(crate) struct WriteTx {
     events: Vec<PendingEvent>,
     /// The events' counts by type, for the metrics once committed.
     written: Vec<(String, u64)>,
+    /// Connections changed by this transaction: announced to every node at commit
+    /// ([`notify::CONNECTIONS`]), so that their token caches forget them.
+    connections: Vec<String>,
 }
 
-struct PendingEvent {
+pub(crate) struct PendingEvent {
     id: String,
     kind: &'static str,
     org_id: Option<String>,
@@ -246,6 +268,97 @@ struct PendingEvent {
     member_id: Option<String>,
 }
 
+impl PendingEvent {
+    pub(crate) fn new(
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: Option<(ResourceKind, &str)>,
+        data: Value,
+        created_us: i64,
+    ) -> PendingEvent {
+        PendingEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            org_id: Some(ctx.org_id.clone()).filter(|s| !s.is_empty()),
+            connection_id: Some(ctx.connection_id.clone()).filter(|s| !s.is_empty()),
+            resource_type: resource.map(|r| r.0.as_str()),
+            resource_id: resource.map(|r| r.1.to_string()),
+            member_id: events::member_of(kind, &data).map(str::to_string),
+            data: data.to_string(),
+            user_agent: ctx.user_agent.clone(),
+            request_id: ctx.request_id.clone(),
+            created_us,
+            actor: ctx.actor.to_json(),
+        }
+    }
+}
+
+/// The columns of `events` a write fills, in the order of [`bind_events`]'s arrays.
+const EVENT_COLUMNS: &str = "id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id";
+
+/// `UNNEST` of the twelve event arrays [`bind_events`] binds from parameter `$p` on, with the
+/// alias `alias(<EVENT_COLUMNS>, n)` (`n`: the event's place, from 1).
+fn events_unnest(p: usize, alias: &str) -> String {
+    format!(
+        "UNNEST(${p}::text[], ${}::text[], ${}::text[], ${}::text[], ${}::text[], ${}::text[], ${}::text[], ${}::text[],
+                ${}::text[], ${}::int8[], ${}::text[], ${}::text[]) WITH ORDINALITY AS {alias}({EVENT_COLUMNS}, n)",
+        p + 1,
+        p + 2,
+        p + 3,
+        p + 4,
+        p + 5,
+        p + 6,
+        p + 7,
+        p + 8,
+        p + 9,
+        p + 10,
+        p + 11
+    )
+}
+
+/// The `SELECT` list inserting the events of alias `t` (from [`events_unnest`]).
+fn events_select(t: &str) -> String {
+    format!(
+        "{t}.id, {t}.type, {t}.org_id, {t}.connection_id, {t}.resource_type, {t}.resource_id, {t}.data::jsonb,
+         {t}.user_agent, {t}.request_id, {t}.created_us, {t}.actor::jsonb, {t}.member_id"
+    )
+}
+
+/// Binds the twelve arrays of `events` (see [`events_unnest`]).
+fn bind_events<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ev: &[PendingEvent],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    q = q
+        .bind(ev.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.org_id.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.connection_id.clone()).collect::<Vec<_>>())
+        .bind(
+            ev.iter()
+                .map(|e| e.resource_type.map(str::to_string))
+                .collect::<Vec<_>>(),
+        )
+        .bind(ev.iter().map(|e| e.resource_id.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.created_us).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.actor.clone()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.member_id.clone()).collect::<Vec<_>>());
+    q
+}
+
+/// A CTE body taking the events lock ([`EVENTS_LOCK`], bound as `$lock`) and announcing new
+/// events to every node ([`notify::EVENTS`]), once, when `cond` (an SQL condition) holds. Joined
+/// with the rows an `INSERT INTO events` reads, it runs before the first of them is numbered.
+fn events_lock_cte(lock: usize, cond: &str) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock(${lock}) AS locked, pg_notify('{}', '') AS notified WHERE {cond}",
+        notify::EVENTS
+    )
+}
+
 impl WriteTx {
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
@@ -258,52 +371,45 @@ impl WriteTx {
         resource: Option<(ResourceKind, &str)>,
         data: Value,
     ) {
-        self.events.push(PendingEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind,
-            org_id: Some(ctx.org_id.clone()).filter(|s| !s.is_empty()),
-            connection_id: Some(ctx.connection_id.clone()).filter(|s| !s.is_empty()),
-            resource_type: resource.map(|r| r.0.as_str()),
-            resource_id: resource.map(|r| r.1.to_string()),
-            data: data.to_string(),
-            user_agent: ctx.user_agent.clone(),
-            request_id: ctx.request_id.clone(),
-            created_us: now_us(),
-            actor: ctx.actor.to_json(),
-            member_id: events::member_of(kind, &data).map(str::to_string),
-        });
+        self.events.push(PendingEvent::new(ctx, kind, resource, data, now_us()));
+    }
+
+    /// Announces at commit that connection `id` changed (its tokens, status or policy).
+    pub(crate) fn connection_changed(&mut self, id: &str) {
+        self.connections.push(id.to_string());
     }
 
     /// Writes the events, numbered under the events lock (held until the commit), and commits.
+    /// The lock, the events and the notifications are one statement: the lock is held for that
+    /// statement and the `COMMIT`, not for a round trip more.
     pub(crate) async fn commit(mut self) -> StoreResult<()> {
-        if !self.events.is_empty() {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(EVENTS_LOCK)
-                .execute(&mut *self.tx)
-                .await?;
-            let ev = std::mem::take(&mut self.events);
+        let ev = std::mem::take(&mut self.events);
+        let connections = std::mem::take(&mut self.connections);
+        if !ev.is_empty() {
             for e in &ev {
                 crate::metrics::note(&mut self.written, e.kind, 1);
             }
-            sqlx::query(
-                "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
-                 SELECT t.id, t.type, t.org_id, t.connection_id, t.resource_type, t.resource_id, t.data::jsonb, t.user_agent, t.request_id, t.created_us, t.actor::jsonb, t.member_id
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
-                      WITH ORDINALITY AS t(id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id, n)
-                 ORDER BY t.n",
-            )
-            .bind(ev.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.org_id.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.connection_id.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.resource_type.map(str::to_string)).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.resource_id.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.created_us).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.actor.clone()).collect::<Vec<_>>())
-            .bind(ev.iter().map(|e| e.member_id.clone()).collect::<Vec<_>>())
+            let sql = format!(
+                "WITH lk AS ({}),
+                 cn AS (SELECT COUNT(pg_notify('{}', c)) AS n FROM UNNEST($14::text[]) c)
+                 INSERT INTO events ({EVENT_COLUMNS})
+                 SELECT {} FROM lk, cn, {} ORDER BY t.n",
+                events_lock_cte(13, "true"),
+                notify::CONNECTIONS,
+                events_select("t"),
+                events_unnest(1, "t"),
+            );
+            bind_events(sqlx::query(AssertSqlSafe(sql)), &ev)
+                .bind(EVENTS_LOCK)
+                .bind(&connections)
+                .execute(&mut *self.tx)
+                .await?;
+        } else if !connections.is_empty() {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT COUNT(pg_notify('{}', c)) FROM UNNEST($1::text[]) c",
+                notify::CONNECTIONS
+            )))
+            .bind(&connections)
             .execute(&mut *self.tx)
             .await?;
         }
@@ -916,6 +1022,7 @@ impl PostgresStore {
             None,
             json!({"token_prefix": token_prefix}),
         );
+        tx.connection_changed(id);
         tx.commit().await?;
         Ok(true)
     }
@@ -975,6 +1082,7 @@ impl PostgresStore {
         for connection_id in connections {
             let ctx = by.about(id, &connection_id);
             tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
+            tx.connection_changed(&connection_id);
         }
         let ctx = by.about(id, "");
         tx.event(&ctx, events::ORGANIZATION_DELETED, None, json!({"name": name}));
@@ -1007,6 +1115,7 @@ impl PostgresStore {
             for (kind, data) in changes {
                 tx.event(&connection_ctx(by, &c), kind, None, data);
             }
+            tx.connection_changed(id);
         }
         tx.commit().await?;
         Ok(Some(c))
@@ -1071,6 +1180,7 @@ impl PostgresStore {
         .execute(tx.conn())
         .await?;
         tx.event(&connection_ctx(by, &c), kind, None, data);
+        tx.connection_changed(id);
         tx.commit().await?;
         Ok(Some(c))
     }
@@ -1144,6 +1254,7 @@ impl PostgresStore {
             .await?;
         let ctx = by.about(&org_id, id);
         tx.event(&ctx, events::CONNECTION_DELETED, None, json!({}));
+        tx.connection_changed(id);
         tx.commit().await?;
         Ok(true)
     }
@@ -1822,8 +1933,14 @@ impl Store for PostgresStore {
             m.remove("meta");
         }
         let now = now_us();
-        self.retrying(|| self.create_resource_once(ctx, kind, &id, &doc, &members, now))
-            .await?;
+        // One statement when no role computation is needed (see `writes`); else a transaction.
+        self.retrying(|| async {
+            if members.is_empty() && self.create_resource_one_statement(ctx, kind, &id, &doc, now).await? {
+                return Ok(());
+            }
+            self.create_resource_once(ctx, kind, &id, &doc, &members, now).await
+        })
+        .await?;
         if let Value::Object(m) = &mut doc {
             m.insert("id".into(), Value::String(id.clone()));
         }
@@ -1876,7 +1993,7 @@ impl Store for PostgresStore {
         // Read and computed outside any transaction; only the write locks the row ([`crate::update`]).
         let read = || self.get_resource(&ctx.connection_id, kind, id, false);
         let write = |computed: Computed| async move {
-            self.retrying(|| self.update_write_once(ctx, kind, if_match, &computed))
+            self.retrying(|| self.write_update(ctx, kind, if_match, &computed))
                 .await
         };
         crate::update::run(&mutation, if_match, read, write)

@@ -709,6 +709,7 @@ impl PostgresStore {
             None,
             json!({"before": conn.policy, "after": policy}),
         );
+        tx.connection_changed(connection_id);
         tx.commit().await?;
         conn.policy = policy.clone();
         Ok(Some(conn))
