@@ -124,6 +124,8 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/connections/{conn}/default-roles", &[]),
     ("/connections/{conn}/policy", &[]),
     ("/connections/{conn}/requests", &["cursor", "limit"]),
+    ("/connections/{conn}/deprovision-guard", &[]),
+    ("/connections/{conn}/deprovision-guard/held", &["cursor", "limit"]),
     ("/api-keys", &[]),
     ("/organizations/{org}/setup-links", &[]),
     ("/organizations/{org}/setup-links/{link}", &[]),
