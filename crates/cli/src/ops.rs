@@ -891,13 +891,16 @@ mod tests {
     }
 }
 
-/// A rule's limit as the command line takes it: a number, or `off`.
-fn parse_limit(s: &str) -> Result<Option<u32>, String> {
+/// A rule's limit as the command line takes it: a number, or `off` (`None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(Option<u32>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
     match s.trim() {
-        "off" | "none" => Ok(None),
+        "off" | "none" => Ok(Limit(None)),
         n => n
             .parse::<u32>()
-            .map(Some)
+            .map(|n| Limit(Some(n)))
             .map_err(|_| format!("\"{n}\" is not a number or \"off\"")),
     }
 }
@@ -921,10 +924,10 @@ pub enum GuardCommand {
         /// Trip when more than this many users are deprovisioned within the window (`off`: no
         /// absolute rule).
         #[arg(long, value_parser = parse_limit)]
-        max_users: Option<Option<u32>>,
+        max_users: Option<Limit>,
         /// Trip when more than this percentage of the active users is (`off`: no percentage rule).
         #[arg(long, value_parser = parse_limit)]
-        max_percent: Option<Option<u32>>,
+        max_percent: Option<Limit>,
         /// The percentage rule applies only past this many users.
         #[arg(long)]
         min_users: Option<u32>,
@@ -968,7 +971,12 @@ pub enum GuardCommand {
 
 fn guard_text(g: &rollcall_server::api::guard::GuardView) {
     let s = &g.settings;
-    let rule = |v: Option<u32>, unit: &str| v.map_or("off".to_string(), |n| format!("more than {n}{unit}"));
+    let users = s
+        .max_users
+        .map_or("no absolute limit".to_string(), |n| format!("more than {n} users"));
+    let percent = s.max_percent.map_or("no percentage limit".to_string(), |n| {
+        format!("more than {n} % of active users (past {} users)", s.min_users)
+    });
     println!("connection:  {}", g.connection_id);
     println!(
         "status:      {}{}",
@@ -986,12 +994,7 @@ fn guard_text(g: &rollcall_server::api::guard::GuardView) {
         "window:      {} users deprovisioned in the last {} minutes",
         g.window_deprovisions, s.window_minutes
     );
-    println!(
-        "rules:       {} users; {} of active users (past {} users)",
-        rule(s.max_users, ""),
-        rule(s.max_percent, " %"),
-        s.min_users
-    );
+    println!("trips at:    {users}; {percent}");
 }
 
 pub async fn guard(admin: &Admin, by: &WriteContext, cmd: GuardCommand) -> Result<(), String> {
@@ -1014,10 +1017,10 @@ pub async fn guard(admin: &Admin, by: &WriteContext, cmd: GuardCommand) -> Resul
             if let Some(v) = enabled {
                 s.enabled = v;
             }
-            if let Some(v) = max_users {
+            if let Some(Limit(v)) = max_users {
                 s.max_users = v;
             }
-            if let Some(v) = max_percent {
+            if let Some(Limit(v)) = max_percent {
                 s.max_percent = v;
             }
             if let Some(v) = min_users {
@@ -1083,7 +1086,10 @@ async fn resolve_guard(
             g.held_events, g.held_users
         )
     };
-    crate::confirm(yes, &what, id)?;
+    // Nothing to decide: let the operation answer why, without asking first.
+    if g.tripped_us.is_some() || g.held_events > 0 {
+        crate::confirm(yes, &what, id)?;
+    }
     let r = admin.resolve_deprovision_guard(by, id, release).await.map_err(err)?;
     let now = admin.deprovision_guard(id).await.map_err(err)?;
     let view = GuardResolutionView {

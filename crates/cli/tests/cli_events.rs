@@ -766,3 +766,98 @@ async fn webhook_commands_list_ping_redeliver_and_show_attempts() {
         "{out:?}"
     );
 }
+
+/// `rollcall connection guard`: settings, what is held, and a release recorded with the `cli`
+/// actor.
+#[tokio::test]
+async fn connection_guard_commands() {
+    use rollcall_store::{ResourceKind, WriteContext};
+    use serde_json::{Value, json};
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("guard.db").display());
+    let run = |args: &[&str]| -> Value {
+        let mut all = vec!["--database", db.as_str()];
+        all.extend_from_slice(args);
+        let out = rollcall(&all, &[]);
+        ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    run(&["--create", "org", "create", "--name", "Acme"]);
+    let conn = run(&["connection", "create", "--org", "Acme", "--json"]);
+    let id = conn["id"].as_str().unwrap().to_string();
+    let g = run(&[
+        "connection",
+        "guard",
+        "set",
+        &id,
+        "--max-users",
+        "2",
+        "--max-percent",
+        "off",
+        "--json",
+    ]);
+    assert_eq!(g["settings"]["max_users"], 2);
+    assert_eq!(g["settings"]["max_percent"], Value::Null);
+    assert_eq!(g["status"], "armed");
+
+    // Three deactivations by the identity provider: the third is held.
+    {
+        let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+            .await
+            .unwrap();
+        let c = store.get_connection(&id).await.unwrap().unwrap();
+        let ctx = WriteContext {
+            org_id: c.org_id.clone(),
+            connection_id: id.clone(),
+            ..WriteContext::default()
+        };
+        for i in 0..3 {
+            let doc = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("u{i}"), "active": true});
+            let u = store
+                .create_resource(&ctx, ResourceKind::User, doc, vec![])
+                .await
+                .unwrap();
+            let off: rollcall_store::Mutation = Arc::new(|d: &mut Value| {
+                d["active"] = json!(false);
+                Ok(vec![])
+            });
+            store
+                .update_resource(&ctx, ResourceKind::User, &u.id, None, off)
+                .await
+                .unwrap();
+        }
+    }
+    let g = run(&["connection", "guard", "show", &id, "--json"]);
+    assert_eq!(
+        (g["status"].as_str(), g["held_events"].as_i64()),
+        (Some("tripped"), Some(1))
+    );
+    let held = run(&["connection", "guard", "held", &id, "--json"]);
+    assert_eq!(held.as_array().map(Vec::len), Some(1));
+    assert_eq!(held[0]["type"], "user.deactivated");
+    // Without a terminal, the release needs --yes.
+    let mut args = vec!["--database", db.as_str(), "connection", "guard", "approve", id.as_str()];
+    assert!(!rollcall(&args, &[]).status.success());
+    args.extend(["--yes", "--json"]);
+    let out = rollcall(&args, &[]);
+    ok(&out);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["events"].as_i64(), r["guard"]["status"].as_str()),
+        (Some(1), Some("armed"))
+    );
+
+    let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+        .await
+        .unwrap();
+    let events = store
+        .query_events(&EventQuery {
+            types: vec!["connection.deprovision_guard_released".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, Actor::Cli);
+}

@@ -360,9 +360,64 @@ async fn a_google_workspace_connection_shows_its_sync() {
     assert!(!scim.html.contains("Sync now"));
 }
 
+/// The connection page shows the deprovisioning guard: its settings form saves, a trip shows the
+/// held events with Release and Discard, and Release delivers them.
+async fn the_connection_page_shows_and_resolves_the_guard() {
+    let srv = TestServer::start().await;
+    let conn = srv.conn().clone();
+    let mut b = signed_in(&srv).await;
+    let page_path = format!("/console/connections/{}", conn.id);
+    let page = b.get(&page_path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("Deprovisioning guard") && page.html.contains(">armed<"));
+    let csrf = page.csrf();
+    let p = b
+        .post(
+            &format!("{page_path}/guard"),
+            &[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("max_users", "2"),
+                ("max_percent", ""),
+                ("min_users", "10"),
+                ("window_minutes", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let g = srv.store.deprovision_guard(&conn.id).await.unwrap().unwrap();
+    assert_eq!((g.settings.max_users, g.settings.max_percent), (Some(2), None));
+
+    let client = srv.client();
+    for i in 0..4 {
+        let u = client.user(&format!("p{i}@acme.example")).await;
+        let body =
+            serde_json::json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]});
+        client
+            .patch(&format!("/Users/{}", u["id"].as_str().unwrap()), &body)
+            .await
+            .expect(200);
+    }
+    let page = b.get(&page_path).await;
+    assert!(page.html.contains(">tripped<"), "the page shows the trip");
+    assert_eq!(page.html.matches("<td class=\"mono\">user.deactivated</td>").count(), 2);
+    assert!(page.html.contains("/guard-release") && page.html.contains("/guard-discard"));
+    assert!(page.html.contains("data-confirm=\"Release 2 held events"));
+    let p = b.post(&format!("{page_path}/guard-release"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let g = srv.store.deprovision_guard(&conn.id).await.unwrap().unwrap();
+    assert_eq!((g.tripped_us, g.held_events), (None, 0));
+    let released = srv.store.events_after(0, 1000).await.unwrap();
+    assert_eq!(released.iter().filter(|e| e.kind == "user.deactivated").count(), 4);
+    // Nothing left: the page says so instead of failing quietly.
+    let p = b.post(&format!("{page_path}/guard-discard"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+}
+
 backend_tests!(
     sessions_and_csrf,
     escaping_and_headers,
     connection_page_shows_tokens_and_explained_requests,
-    a_google_workspace_connection_shows_its_sync
+    a_google_workspace_connection_shows_its_sync,
+    the_connection_page_shows_and_resolves_the_guard
 );

@@ -948,6 +948,10 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/setup-links", &["get", "post"]),
         ("/api/v1/organizations/{id}/setup-links/{link}", &["get", "delete"]),
         ("/api/v1/connections/{id}/requests", &["get"]),
+        ("/api/v1/connections/{id}/deprovision-guard", &["get", "put"]),
+        ("/api/v1/connections/{id}/deprovision-guard/held", &["get"]),
+        ("/api/v1/connections/{id}/deprovision-guard/release", &["post"]),
+        ("/api/v1/connections/{id}/deprovision-guard/discard", &["post"]),
         ("/api/v1/events", &["get"]),
         ("/api/v1/events/{id}", &["get"]),
         ("/api/v1/webhooks", &["get", "post"]),
@@ -960,10 +964,6 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/google-workspace-connections", &["post"]),
         ("/api/v1/connections/{id}/google-workspace", &["get", "patch"]),
         ("/api/v1/connections/{id}/sync", &["get", "post"]),
-        ("/api/v1/connections/{id}/deprovision-guard", &["get", "put"]),
-        ("/api/v1/connections/{id}/deprovision-guard/held", &["get"]),
-        ("/api/v1/connections/{id}/deprovision-guard/release", &["post"]),
-        ("/api/v1/connections/{id}/deprovision-guard/discard", &["post"]),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

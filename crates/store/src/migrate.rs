@@ -28,15 +28,15 @@ pub const TABLES: &[&str] = &[
     "user_roles",
     "protected_users",
     "events",
+    "deprovision_guards",
+    "deprovision_window",
+    "held_events",
     "request_log",
     "webhook_endpoints",
     "webhook_attempts",
     "service_settings",
     "setup_links",
     "browser_sessions",
-    "deprovision_guards",
-    "deprovision_window",
-    "held_events",
 ];
 
 /// Rows copied, per table, in [`TABLES`] order.
