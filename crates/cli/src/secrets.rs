@@ -236,7 +236,7 @@ pub async fn prepare_serve(config: &KeyConfig, store: &Arc<dyn Store>) -> Result
         tracing::warn!(
             key_file = %file.display(),
             key_id = keys.key_id(),
-            "no secrets key configured: created one to encrypt the secrets Rollcall stores (webhook signing secrets); \
+            "no secrets key configured: created one to encrypt the secrets Rollcall stores (webhook signing secrets, Google Workspace service account keys); \
              keep a copy apart from the database's backups, and in production give the key with \
              ROLLCALL_SECRETS_KEY_FILE"
         );

@@ -26,6 +26,7 @@ pub mod http;
 pub mod mapping;
 
 use crate::service::Scim;
+use futures::StreamExt;
 use google::{GoogleDirectory, GoogleGroup, GoogleMember, GoogleTarget, GoogleUser, RetryPolicy, ServiceAccountKey};
 use rollcall_scim::ScimError;
 use rollcall_store::sqlite::now_us;
@@ -38,6 +39,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
+
+/// User writes of a run in flight at once.
+const WRITES_IN_FLIGHT: usize = 16;
 
 /// Settings of directory syncs on a node.
 #[derive(Debug, Clone)]
@@ -519,9 +523,12 @@ impl DirectorySync {
         }
         // Google id → Rollcall id, for memberships.
         let mut user_ids: HashMap<String, String> = HashMap::new();
+        // The writes, computed first, then run a few at a time (SQLite commits them together,
+        // PostgreSQL on several connections).
+        let mut writes = Vec::new();
         for u in read.users.iter().filter(|u| scoped.user_ids.contains(&u.id)) {
             let body = mapping::user_document(u);
-            match by_external.remove(&u.id) {
+            let target = match by_external.remove(&u.id) {
                 Some(existing) => {
                     user_ids.insert(u.id.clone(), existing.id.clone());
                     let desired = match scim.canonical(ResourceKind::User, policy, &body) {
@@ -535,25 +542,34 @@ impl DirectorySync {
                         continue;
                     }
                     let was_active = existing.doc.get("active").and_then(Value::as_bool) != Some(false);
-                    match scim
-                        .replace(ctx, policy, ResourceKind::User, &existing.id, &body, None)
-                        .await
-                    {
-                        Ok(_) if was_active && !mapping::is_active(u) => progress.counts.users_deactivated += 1,
-                        Ok(_) => progress.counts.users_updated += 1,
-                        Err(e) => fail(&mut failures, format!("user {}", u.primary_email), e.0),
-                    }
+                    Some((existing.id.clone(), was_active))
                 }
-                None => match scim.create(ctx, policy, ResourceKind::User, &body).await {
-                    Ok(created) => {
-                        user_ids.insert(u.id.clone(), created.id);
-                        progress.counts.users_created += 1;
-                    }
-                    Err(e) => fail(&mut failures, format!("user {}", u.primary_email), e.0),
-                },
+                None => None,
+            };
+            writes.push(UserWrite {
+                google_id: u.id.clone(),
+                email: u.primary_email.clone(),
+                deactivates: target.as_ref().is_some_and(|(_, was)| *was) && !mapping::is_active(u),
+                target: target.map(|(id, _)| id),
+                body,
+            });
+        }
+        let mut done = futures::stream::iter(writes)
+            .map(|w| write_user(scim, ctx, policy, w))
+            .buffer_unordered(WRITES_IN_FLIGHT);
+        while let Some((w, result)) = done.next().await {
+            match (&w.target, result) {
+                (None, Ok(created)) => {
+                    user_ids.insert(w.google_id, created.id);
+                    progress.counts.users_created += 1;
+                }
+                (Some(_), Ok(_)) if w.deactivates => progress.counts.users_deactivated += 1,
+                (Some(_), Ok(_)) => progress.counts.users_updated += 1,
+                (_, Err(e)) => fail(&mut failures, format!("user {}", w.email), e.0),
             }
             progress.report(false).await?;
         }
+        drop(done);
 
         // Groups: created first without group members (a group may contain one not created yet),
         // then given their members.
@@ -656,8 +672,11 @@ impl DirectorySync {
                 by_external.len()
             ));
         } else {
-            for (_, r) in by_external {
-                match scim.delete(ctx, ResourceKind::User, &r.id, None).await {
+            let mut deleted = futures::stream::iter(by_external.into_values())
+                .map(|r| delete_user(scim, ctx, r))
+                .buffer_unordered(WRITES_IN_FLIGHT);
+            while let Some((r, result)) = deleted.next().await {
+                match result {
                     Ok(()) => progress.counts.users_deleted += 1,
                     Err(e) => {
                         let name = r
@@ -702,6 +721,38 @@ impl DirectorySync {
         }
         Ok(partial)
     }
+}
+
+/// A user write a run makes: a create (no `target`) or a replace of `target`.
+struct UserWrite {
+    google_id: String,
+    email: String,
+    target: Option<String>,
+    /// The replace makes an active user inactive.
+    deactivates: bool,
+    body: Value,
+}
+
+async fn write_user(
+    scim: &Scim,
+    ctx: &WriteContext,
+    policy: &rollcall_store::ConnectionPolicy,
+    w: UserWrite,
+) -> (UserWrite, crate::response::ApiResult<StoredResource>) {
+    let result = match &w.target {
+        None => scim.create(ctx, policy, ResourceKind::User, &w.body).await,
+        Some(id) => scim.replace(ctx, policy, ResourceKind::User, id, &w.body, None).await,
+    };
+    (w, result)
+}
+
+async fn delete_user(
+    scim: &Scim,
+    ctx: &WriteContext,
+    r: StoredResource,
+) -> (StoredResource, crate::response::ApiResult<()>) {
+    let result = scim.delete(ctx, ResourceKind::User, &r.id, None).await;
+    (r, result)
 }
 
 /// Whether a canonical document (without `id`) is the one stored (with `id`).
