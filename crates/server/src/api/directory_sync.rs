@@ -271,6 +271,8 @@ fn key_text(v: serde_json::Value) -> String {
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field (a key that is not a service account's, an address, a scope)", body = Problem,
             content_type = "application/problem+json"),
         (status = 500, description = "No secrets key is configured to store the service account key", body = Problem,
@@ -339,6 +341,8 @@ pub async fn get_google_workspace(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A SCIM connection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
     )
 )]
