@@ -29,9 +29,26 @@ pub fn scim_headers(token: &str) -> HeaderMap {
     h
 }
 
+/// The host name of the started nodes when there are several ([`spread_over`]).
+pub const NODES_HOST: &str = "rollcall-nodes.bench";
+
+static NODES: std::sync::OnceLock<Vec<std::net::SocketAddr>> = std::sync::OnceLock::new();
+static NEXT_NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// From now on each new [`client`] sends requests for [`NODES_HOST`] to the next of `nodes` in
+/// turn: each connection sticks to one node, and the connections spread evenly.
+pub fn spread_over(nodes: Vec<std::net::SocketAddr>) {
+    let _ = NODES.set(nodes);
+}
+
 /// A client that keeps exactly one HTTP/1.1 connection alive: used by one task at a time.
 pub fn client(headers: &HeaderMap) -> Client {
-    Client::builder()
+    let mut builder = Client::builder();
+    if let Some(nodes) = NODES.get().filter(|n| !n.is_empty()) {
+        let k = NEXT_NODE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % nodes.len();
+        builder = builder.resolve(NODES_HOST, nodes[k]);
+    }
+    builder
         .http1_only()
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)

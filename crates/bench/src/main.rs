@@ -47,8 +47,11 @@ enum Cmd {
         #[arg(long)]
         port: u16,
         /// SQLite file for the baseline table.
+        #[arg(long, required_unless_present = "database_url", conflicts_with = "database_url")]
+        db: Option<PathBuf>,
+        /// PostgreSQL database for the baseline table (instead of --db); it must exist.
         #[arg(long)]
-        db: PathBuf,
+        database_url: Option<String>,
         /// Rows to hold (inserted at start when missing).
         #[arg(long, default_value_t = 2000)]
         rows: u64,
@@ -164,6 +167,11 @@ struct RunArgs {
     /// Port for the started server [default: a free one].
     #[arg(long)]
     port: Option<u16>,
+    /// Rollcall nodes to start on the one --database (PostgreSQL only), each on its own loopback
+    /// address (127.0.0.1, 127.0.0.2, …); the load generator's connections are spread over them
+    /// in turn, as a round-robin load balancer would.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Workloads to run, comma-separated [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     workloads: Vec<Workload>,
@@ -303,7 +311,8 @@ pub struct Target {
     /// Connection used by entra-sync.
     pub entra_base: String,
     pub entra_headers: HeaderMap,
-    pub pid: Option<u32>,
+    /// The server processes (one per node), for RSS and CPU: summed over all of them.
+    pub pids: Vec<u32>,
 }
 
 /// One measured round of one workload.
@@ -328,7 +337,7 @@ pub struct Round {
 impl Round {
     /// Adds CPU per request from CPU times (seconds) taken before the run.
     pub fn with_cpu(mut self, t: &Tally, before: CpuMark) -> Round {
-        let after = CpuMark::take(before.pid);
+        let after = CpuMark::take(&before.pids);
         let n = (t.requests + t.warmup_requests).max(1) as f64;
         let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / n);
         self.server_cpu_us = per(before.server, after.server);
@@ -336,7 +345,7 @@ impl Round {
         self
     }
 
-    fn from_tally(t: &Tally, secs: f64, pid: Option<u32>) -> Round {
+    fn from_tally(t: &Tally, secs: f64, pids: &[u32]) -> Round {
         Round {
             rps: t.requests as f64 / secs,
             p50_us: t.p50(),
@@ -344,7 +353,7 @@ impl Round {
             requests: t.requests,
             errors: t.errors,
             error_samples: t.error_samples.clone(),
-            rss_kb: pid.and_then(server::rss_kb),
+            rss_kb: server::sum_over(pids, server::rss_kb),
             server_cpu_us: None,
             client_cpu_us: None,
             reads: 0,
@@ -355,18 +364,18 @@ impl Round {
 }
 
 /// CPU times of the server and of this process at one moment.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct CpuMark {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     server: Option<f64>,
     client: Option<f64>,
 }
 
 impl CpuMark {
-    pub fn take(pid: Option<u32>) -> CpuMark {
+    pub fn take(pids: &[u32]) -> CpuMark {
         CpuMark {
-            pid,
-            server: pid.and_then(server::cpu_secs),
+            pids: pids.to_vec(),
+            server: server::sum_over(pids, server::cpu_secs),
             client: server::cpu_secs(std::process::id()),
         }
     }
@@ -606,10 +615,10 @@ async fn member_group(
     Ok(gid)
 }
 
-async fn timed_round(cfg: &Config, headers: &HeaderMap, op: Arc<dyn Op>, pid: Option<u32>) -> Round {
-    let mark = CpuMark::take(pid);
+async fn timed_round(cfg: &Config, headers: &HeaderMap, op: Arc<dyn Op>, pids: &[u32]) -> Round {
+    let mark = CpuMark::take(pids);
     let t = load::timed(cfg.timing, headers, op).await;
-    Round::from_tally(&t, cfg.timing.duration.as_secs_f64(), pid).with_cpu(&t, mark)
+    Round::from_tally(&t, cfg.timing.duration.as_secs_f64(), pids).with_cpu(&t, mark)
 }
 
 async fn run_workload(job: Job, target: &Target, seed: &Seed, cfg: &Config, round: usize) -> Round {
@@ -655,7 +664,7 @@ async fn run_workload(job: Job, target: &Target, seed: &Seed, cfg: &Config, roun
     } else {
         &target.headers
     };
-    let mut r = timed_round(cfg, headers, op, target.pid).await;
+    let mut r = timed_round(cfg, headers, op, &target.pids).await;
     match w.shape() {
         Shape::Read | Shape::Page => r.reads = r.requests,
         _ => r.writes = r.requests,
@@ -690,7 +699,7 @@ async fn start_rollcall(
     args: &RunArgs,
     database: Option<&str>,
     tmp: &std::path::Path,
-) -> Result<(Target, Proc), String> {
+) -> Result<(Target, Vec<Proc>), String> {
     let bin = args.rollcall_bin.clone().unwrap_or_else(server::default_rollcall_bin);
     if !bin.is_file() {
         return Err(format!(
@@ -702,10 +711,24 @@ async fn start_rollcall(
         Some(p) => p,
         None => server::free_port()?,
     };
-    let public = format!("http://127.0.0.1:{port}");
     let database = database
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", tmp.join("rollcall.db").display()));
+    let nodes = args.nodes.max(1);
+    if nodes > 1 && backend_name(Some(&database)) != "postgres" {
+        return Err("--nodes above 1 needs a PostgreSQL --database (nodes share one database)".into());
+    }
+    // One node answers on 127.0.0.1; several on 127.0.0.1, 127.0.0.2, … with the same port, behind
+    // one host name that each load-generator connection resolves to the next node in turn
+    // ([`load::spread_over`]): the load is spread as a round-robin balancer spreads connections.
+    let public = if nodes == 1 {
+        format!("http://127.0.0.1:{port}")
+    } else {
+        format!("http://{}:{port}", load::NODES_HOST)
+    };
+    let node_addrs: Vec<std::net::SocketAddr> = (0..nodes)
+        .map(|k| std::net::SocketAddr::from(([127, 0, 0, 1 + k as u8], port)))
+        .collect();
     let org = format!("bench-{}", run_id());
     server::rollcall_json(
         &bin,
@@ -738,27 +761,34 @@ async fn start_rollcall(
     let (okta_base, okta_token) = conn("okta", "bench-seeded")?;
     let (write_base, write_token) = conn("okta", "bench-writes")?;
     let (entra_base, entra_token) = conn("entra", "bench-entra")?;
-    let mut cmd = tokio::process::Command::new(&bin);
-    cmd.arg("--database")
-        .arg(&database)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap"])
-        .args(["--max-body-bytes", &args.max_body.to_string()])
-        // The benchmark measures the server, not its fair-share limits: no rate limit, and room for
-        // every benchmark connection (and the seeding) on one SCIM connection, all executing at
-        // once (the default lets one SCIM connection execute half the cores' worth of requests;
-        // docs/benchmarks.md, "Noisy neighbour", gives what that costs one tenant alone).
-        .args(["--rate-limit-per-second", "0"])
-        .args([
-            "--max-in-flight-per-connection",
-            &(args.concurrency * 4).max(64).to_string(),
-        ])
-        .args(["--max-active-per-connection", &args.concurrency.max(1).to_string()])
-        .args(["--max-in-flight", &(args.concurrency * 8).max(256).to_string()]);
-    server::secrets_key_env(&mut cmd);
-    let log = tmp.join("rollcall.log");
-    let mut p = Proc::spawn("rollcall", cmd, &log)?;
-    server::wait_ready(&format!("{public}/healthz"), &mut p, Duration::from_secs(60), &log).await?;
-    eprintln!("rollcall started (pid {}, {})", p.pid, redact(&database));
+    let mut procs = Vec::new();
+    for addr in &node_addrs {
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.arg("--database")
+            .arg(&database)
+            .args(["serve", "--listen", &addr.to_string(), "--no-bootstrap"])
+            .args(["--max-body-bytes", &args.max_body.to_string()])
+            // The benchmark measures the server, not its fair-share limits: no rate limit, and room for
+            // every benchmark connection (and the seeding) on one SCIM connection, all executing at
+            // once (the default lets one SCIM connection execute half the cores' worth of requests;
+            // docs/benchmarks.md, "Noisy neighbour", gives what that costs one tenant alone).
+            .args(["--rate-limit-per-second", "0"])
+            .args([
+                "--max-in-flight-per-connection",
+                &(args.concurrency * 4).max(64).to_string(),
+            ])
+            .args(["--max-active-per-connection", &args.concurrency.max(1).to_string()])
+            .args(["--max-in-flight", &(args.concurrency * 8).max(256).to_string()]);
+        server::secrets_key_env(&mut cmd);
+        let log = tmp.join(format!("rollcall-{}.log", addr.ip()));
+        let mut p = Proc::spawn("rollcall", cmd, &log)?;
+        server::wait_ready(&format!("http://{addr}/healthz"), &mut p, Duration::from_secs(60), &log).await?;
+        eprintln!("rollcall started on {addr} (pid {}, {})", p.pid, redact(&database));
+        procs.push(p);
+    }
+    if nodes > 1 {
+        load::spread_over(node_addrs);
+    }
     let target = Target {
         base: okta_base,
         headers: load::scim_headers(&okta_token),
@@ -766,24 +796,33 @@ async fn start_rollcall(
         write_headers: load::scim_headers(&write_token),
         entra_base,
         entra_headers: load::scim_headers(&entra_token),
-        pid: Some(p.pid),
+        pids: procs.iter().map(|p| p.pid).collect(),
     };
-    Ok((target, p))
+    Ok((target, procs))
 }
 
-async fn start_baseline(tmp: &std::path::Path, rows: usize) -> Result<(String, Proc), String> {
+async fn start_baseline(tmp: &std::path::Path, rows: usize, database: Option<&str>) -> Result<(String, Proc), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let port = server::free_port()?;
     let mut cmd = tokio::process::Command::new(me);
     cmd.arg("baseline-server")
-        .args(["--port", &port.to_string(), "--rows", &rows.to_string()])
-        .arg("--db")
-        .arg(tmp.join("baseline.db"));
+        .args(["--port", &port.to_string(), "--rows", &rows.to_string()]);
+    let on = match database {
+        Some(url) if backend_name(Some(url)) == "postgres" => {
+            let baseline_url = server::fresh_sibling_database(url, "baseline").await?;
+            cmd.args(["--database-url", &baseline_url]);
+            format!("PostgreSQL {}", redact(&baseline_url))
+        }
+        _ => {
+            cmd.arg("--db").arg(tmp.join("baseline.db"));
+            "SQLite".to_string()
+        }
+    };
     let log = tmp.join("baseline.log");
     let mut p = Proc::spawn("baseline-server", cmd, &log)?;
     let base = format!("http://127.0.0.1:{port}");
     server::wait_ready(&format!("{base}/healthz"), &mut p, Duration::from_secs(600), &log).await?;
-    eprintln!("baseline started (pid {}, {rows} rows)", p.pid);
+    eprintln!("baseline started (pid {}, {rows} rows, {on})", p.pid);
     Ok((base, p))
 }
 
@@ -854,19 +893,19 @@ async fn run_one(args: &RunArgs, cfg: &Config, database: Option<&str>) -> Result
                     write_headers: headers.clone(),
                     entra_base: b.trim_end_matches('/').to_string(),
                     entra_headers: headers,
-                    pid: args.server_pid,
+                    pids: args.server_pid.into_iter().collect(),
                 }
             }
             None => {
-                let (t, p) = start_rollcall(args, database, tmp.path()).await?;
-                procs.push(p);
+                let (t, nodes) = start_rollcall(args, database, tmp.path()).await?;
+                procs.extend(nodes);
                 t
             }
         };
         let baseline = if args.no_baseline {
             None
         } else {
-            let (b, p) = start_baseline(tmp.path(), cfg.seed_users).await?;
+            let (b, p) = start_baseline(tmp.path(), cfg.seed_users, database).await?;
             let pid = p.pid;
             procs.push(p);
             Some((b, pid))
@@ -904,7 +943,7 @@ async fn run_one(args: &RunArgs, cfg: &Config, database: Option<&str>) -> Result
             if let Some((b, pid)) = &baseline {
                 for (name, _, shape) in baseline_rows() {
                     let op = baseline_op(shape, b, cfg, round);
-                    let mut r = timed_round(cfg, &plain, op, Some(*pid)).await;
+                    let mut r = timed_round(cfg, &plain, op, &[*pid]).await;
                     match shape {
                         Shape::Write => r.writes = r.requests,
                         _ => r.reads = r.requests,
@@ -921,7 +960,7 @@ async fn run_one(args: &RunArgs, cfg: &Config, database: Option<&str>) -> Result
             }
         }
         let peak = json!({
-            "rollcall_kb": target.pid.and_then(server::peak_rss_kb),
+            "rollcall_kb": server::sum_over(&target.pids, server::peak_rss_kb),
             "baseline_kb": baseline.as_ref().and_then(|(_, pid)| server::peak_rss_kb(*pid)),
         });
         Ok::<_, String>((outcomes, peak))
@@ -935,6 +974,7 @@ async fn run_one(args: &RunArgs, cfg: &Config, database: Option<&str>) -> Result
         "target": if args.base_url.is_some() { "external" } else { "self-started" },
         "backend": if args.base_url.is_some() { "unknown" } else { backend_name(database) },
         "database": database.map(redact).unwrap_or_else(|| "sqlite (temporary file)".into()),
+        "nodes": if args.base_url.is_some() { 1 } else { args.nodes.max(1) },
         "concurrency": cfg.timing.concurrency,
         "duration_s": cfg.timing.duration.as_secs_f64(),
         "warmup_s": cfg.timing.warmup.as_secs_f64(),
@@ -1021,13 +1061,25 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
-        Some(Cmd::BaselineServer { port, db, rows }) => match rt.block_on(baseline::serve(port, &db, rows)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("baseline-server: {e}");
-                ExitCode::FAILURE
+        Some(Cmd::BaselineServer {
+            port,
+            db,
+            database_url,
+            rows,
+        }) => {
+            let db = match (db, database_url) {
+                (_, Some(url)) => baseline::BaselineDb::Postgres(url),
+                (Some(file), None) => baseline::BaselineDb::Sqlite(file),
+                (None, None) => unreachable!("clap requires --db or --database-url"),
+            };
+            match rt.block_on(baseline::serve(port, &db, rows)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("baseline-server: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Some(Cmd::WebhookLatency(args)) => match rt.block_on(webhook_latency::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

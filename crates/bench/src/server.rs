@@ -154,10 +154,63 @@ pub async fn pg_analyze(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Creates (afresh) a database beside the one `url` names, called `<name>_<suffix>`, on the same
+/// server, and returns its URL: the PostgreSQL baseline runs there, so that it shares the server
+/// with the measured Rollcall but not its tables.
+pub async fn fresh_sibling_database(url: &str, suffix: &str) -> Result<String, String> {
+    use sqlx::Connection;
+    let (sibling_url, sibling) = sibling_database(url, suffix)?;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("connecting to PostgreSQL to create {sibling}: {e}"))?;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS \"{sibling}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{sibling}\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("{statement}: {e}"))?;
+    }
+    let _ = conn.close().await;
+    Ok(sibling_url)
+}
+
+/// The URL and name of the database `<name>_<suffix>` beside the one `url` names.
+fn sibling_database(url: &str, suffix: &str) -> Result<(String, String), String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (server, name) = base
+        .rsplit_once('/')
+        .filter(|(server, name)| server.contains("://") && !server.ends_with('/') && !name.is_empty())
+        .ok_or_else(|| format!("\"{}\" names no database", crate::redact(url)))?;
+    let sibling = format!("{name}_{suffix}");
+    if !sibling.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "cannot name a database after \"{name}\": use a database name of letters, digits and _"
+        ));
+    }
+    let sibling_url = match query {
+        Some(q) => format!("{server}/{sibling}?{q}"),
+        None => format!("{server}/{sibling}"),
+    };
+    Ok((sibling_url, sibling))
+}
+
 fn status_field_kb(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `read` summed over the processes; `None` when there are none or one cannot be read.
+pub fn sum_over<T: std::iter::Sum<T>>(pids: &[u32], read: impl Fn(u32) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| read(*p)).sum()
 }
 
 /// Resident set size in KiB.
@@ -314,5 +367,27 @@ mod tests {
         assert!(peak_rss_kb(me).unwrap() >= rss_kb(me).unwrap() / 2);
         assert!(cpu_secs(me).unwrap() >= 0.0);
         assert!(machine()["nproc"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[cfg(test)]
+mod sibling_tests {
+    use super::sibling_database;
+
+    #[test]
+    fn the_baseline_database_sits_beside_the_measured_one() {
+        assert_eq!(
+            sibling_database("postgres://u:p@h:5432/bench", "baseline").unwrap(),
+            ("postgres://u:p@h:5432/bench_baseline".into(), "bench_baseline".into())
+        );
+        assert_eq!(
+            sibling_database("postgres://h/bench?sslmode=disable", "baseline")
+                .unwrap()
+                .0,
+            "postgres://h/bench_baseline?sslmode=disable"
+        );
+        assert!(sibling_database("postgres://h", "baseline").is_err());
+        assert!(sibling_database("postgres://h/", "baseline").is_err());
+        assert!(sibling_database("postgres://h/we\"ird", "baseline").is_err());
     }
 }

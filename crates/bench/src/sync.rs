@@ -49,7 +49,7 @@ pub async fn initial_sync(okta: bool, target: &Target, cfg: &Config) -> Round {
     let g = cfg.sync_groups;
     let conc = cfg.timing.concurrency;
     let started = Instant::now();
-    let mark = CpuMark::take(target.pid);
+    let mark = CpuMark::take(&target.pids);
 
     // Users: existence check, then create.
     let user_ids: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; n]));
@@ -151,7 +151,7 @@ pub async fn initial_sync(okta: bool, target: &Target, cfg: &Config) -> Round {
     let groups_secs = groups_started.elapsed().as_secs_f64();
     let total_secs = started.elapsed().as_secs_f64();
 
-    let mut r = Round::from_tally(&tally, total_secs, target.pid).with_cpu(&tally, mark);
+    let mut r = Round::from_tally(&tally, total_secs, &target.pids).with_cpu(&tally, mark);
     r.reads = reads;
     r.writes = writes;
     r.sync = Some(SyncInfo {
