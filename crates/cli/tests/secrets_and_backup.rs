@@ -13,6 +13,7 @@
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use std::io::{BufRead, BufReader};
@@ -551,72 +552,15 @@ async fn backup_while_serving_then_restore_and_serve_elsewhere() {
     ));
 }
 
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-/// A PostgreSQL database of the test's own, dropped afterwards.
-struct PgDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create(admin: &str) -> PgDatabase {
-        let name = format!("rollcall_secrets_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        c.close().await.unwrap();
-        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
-        let start = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[start..].find('/').map_or(base.len(), |i| start + i);
-        let url = match query {
-            Some(q) => format!("{}/{name}?{q}", &base[..host_end]),
-            None => format!("{}/{name}", &base[..host_end]),
-        };
-        PgDatabase {
-            admin: admin.to_string(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// On PostgreSQL a key is required, and a rotation is refused while a node is connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_requires_a_key_and_rotates_with_the_nodes_stopped() {
-    let Some(admin) = pg_admin_url() else {
-        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+    if pg_admin_url().is_none() {
+        skip_note("postgres_requires_a_key_and_rotates_with_the_nodes_stopped");
         return;
-    };
-    let pg = PgDatabase::create(&admin).await;
-    let db = pg.url.as_str();
+    }
+    let pg = TestDatabase::create(Backend::Postgres, "rollcall_secrets").await;
+    let db = pg.url();
     let dir = tempfile::tempdir().unwrap();
     let api_key = json_of(rollcall(db, &["api-key", "create", "--name", "t", "--json"], &[]))["secret"]
         .as_str()
@@ -773,10 +717,10 @@ async fn snapshot(srv: &Server, key: &str, org: &str, conn: &str) -> Value {
 /// them), the same webhook secret; a second copy into a database with data is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_store_moves_everything_to_postgres() {
-    let Some(admin) = pg_admin_url() else {
-        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+    if pg_admin_url().is_none() {
+        skip_note("migrate_store_moves_everything_to_postgres");
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("small.db").display());
     let key = json_of(rollcall(
@@ -885,10 +829,10 @@ async fn migrate_store_moves_everything_to_postgres() {
     assert!(before["events"].as_array().unwrap().len() > 10, "{before}");
     srv.stop();
 
-    let pg = PgDatabase::create(&admin).await;
+    let pg = TestDatabase::create(Backend::Postgres, "rollcall_secrets").await;
     let out = json_of(rollcall(
         &db,
-        &["migrate-store", "--from", &db, "--to", &pg.url, "--json"],
+        &["migrate-store", "--from", &db, "--to", pg.url(), "--json"],
         &[],
     ));
     assert_eq!(out["tables"]["resources"], 6, "{out}");
@@ -899,7 +843,7 @@ async fn migrate_store_moves_everything_to_postgres() {
     // The PostgreSQL node, with the key that was beside the SQLite database.
     let key_file = dir.path().join("rollcall-secrets.key");
     let key_env = [("ROLLCALL_SECRETS_KEY_FILE", key_file.to_str().unwrap()), PUBLIC];
-    let srv = Server::start(&pg.url, &key_env, dir.path().join("pg.log"));
+    let srv = Server::start(pg.url(), &key_env, dir.path().join("pg.log"));
     let after = snapshot(&srv, &key, &org, &conn_id).await;
     for (part, b) in before.as_object().unwrap() {
         let a = &after[part];
@@ -954,7 +898,7 @@ async fn migrate_store_moves_everything_to_postgres() {
     srv.stop();
 
     // A second copy into a database that has data is refused and changes nothing.
-    let err = failed(rollcall(&db, &["migrate-store", "--from", &db, "--to", &pg.url], &[]));
+    let err = failed(rollcall(&db, &["migrate-store", "--from", &db, "--to", pg.url()], &[]));
     assert!(err.contains("not empty"), "{err}");
 }
 

@@ -7,8 +7,9 @@
 //! and passes.
 
 use reqwest::{Method, StatusCode};
+use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use sqlx::{Connection as _, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -32,79 +33,6 @@ const MEMBERS_PER_PATCH: usize = 5;
 const CONDITIONAL_WRITERS: usize = 10;
 
 // --- database and processes ----------------------------------------------------------------------
-
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
-        None => format!("{}/{db}", &base[..host_end]),
-    }
-}
-
-/// A database of the test's own, dropped (connections terminated) when this is dropped.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(admin_url: &str) -> TestDatabase {
-        let name = format!("rollcall_two_nodes_{}", uuid::Uuid::new_v4().simple());
-        let mut c = PgConnection::connect(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to the PostgreSQL admin URL: {e}"));
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-        let _ = c.close().await;
-        TestDatabase {
-            url: with_database(admin_url, &name),
-            admin_url: admin_url.to_string(),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await {
-                        eprintln!("dropping test database {name}: {e}");
-                    }
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A `rollcall` command with a clean environment for the settings the test controls.
 fn rollcall(database: &str) -> Command {
@@ -344,26 +272,24 @@ async fn all<T: Send + 'static>(jobs: Vec<impl Future<Output = T> + Send + 'stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_one_database() {
-    let Some(admin_url) = pg_admin_url() else {
-        eprintln!(
-            "skipped two_nodes_share_one_database: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL"
-        );
+    if pg_admin_url().is_none() {
+        skip_note("two_nodes_share_one_database");
         return;
-    };
+    }
     let started = Instant::now();
-    let db = TestDatabase::create(&admin_url).await;
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_two_nodes").await;
 
     // Both nodes start at once on the empty database (their migrations race), then the tenant is
     // created with the CLI while they run.
-    let (a, rx_a) = Node::spawn("node-a", &db.url);
-    let (b, rx_b) = Node::spawn("node-b", &db.url);
+    let (a, rx_a) = Node::spawn("node-a", db.url());
+    let (b, rx_b) = Node::spawn("node-b", db.url());
     let mut cluster = Cluster { nodes: [a, b], db };
     let deadline = Instant::now() + Duration::from_secs(20);
     cluster.nodes[0].ready(&rx_a, deadline);
     cluster.nodes[1].ready(&rx_b, deadline);
     assert_ne!(cluster.nodes[0].origin, cluster.nodes[1].origin);
 
-    let url = cluster.db.url.clone();
+    let url = cluster.db.url().to_string();
     let org = cli_json(&url, &["--create", "org", "create", "--name", "two-nodes", "--json"]);
     assert_eq!(org["name"], "two-nodes", "{org}");
     let conn = cli_json(
@@ -536,7 +462,7 @@ async fn two_nodes_share_one_database() {
         let r = c.get("/Groups?count=1").await.expect(200);
         assert_eq!(total_of(&r), 1, "{}: totalResults of /Groups", c.node);
     }
-    let mut pg = PgConnection::connect(&cluster.db.url)
+    let mut pg = PgConnection::connect(cluster.db.url())
         .await
         .expect("connect to the test database");
     let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
@@ -569,15 +495,12 @@ async fn two_nodes_share_one_database() {
 /// B, which had just cached it, well before its cache entry would expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_hears_the_other_nodes_changes_at_once() {
-    let Some(admin_url) = pg_admin_url() else {
-        eprintln!(
-            "skipped a_node_hears_the_other_nodes_changes_at_once: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) \
-             to a postgres:// URL"
-        );
+    if pg_admin_url().is_none() {
+        skip_note("a_node_hears_the_other_nodes_changes_at_once");
         return;
-    };
-    let db = TestDatabase::create(&admin_url).await;
-    let url = db.url.clone();
+    }
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_two_nodes").await;
+    let url = db.url().to_string();
     let key = cli_json(&url, &["--create", "api-key", "create", "--name", "hear", "--json"])["secret"]
         .as_str()
         .expect("API key")

@@ -12,8 +12,9 @@
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row};
+use sqlx::{Connection as _, PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,55 +28,24 @@ const KILLS: usize = 3;
 /// Concurrent SCIM writers.
 const WRITERS: usize = 4;
 
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
 /// The test's database: a SQLite file, or a PostgreSQL database dropped afterwards.
 struct Database {
     url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    db: TestDatabase,
 }
 
 impl Database {
-    async fn sqlite() -> Database {
-        let dir = tempfile::tempdir().unwrap();
+    async fn create(backend: Backend) -> Database {
+        let db = TestDatabase::create(backend, "rollcall_durable").await;
         Database {
-            url: format!("sqlite://{}", dir.path().join("durable.db").display()),
-            _dir: Some(dir),
-            pg: None,
-        }
-    }
-
-    async fn postgres(admin: &str) -> Database {
-        let name = format!("rollcall_durable_{}", uuid::Uuid::new_v4().simple());
-        let mut c = PgConnection::connect(admin).await.expect("connect to PostgreSQL");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-        let _ = c.close().await;
-        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
-        let start = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[start..].find('/').map_or(base.len(), |i| start + i);
-        let mut url = format!("{}/{name}", &base[..host_end]);
-        if let Some(q) = query {
-            url = format!("{url}?{q}");
-        }
-        Database {
-            url,
-            _dir: None,
-            pg: Some((admin.to_string(), name)),
+            url: db.url().to_string(),
+            db,
         }
     }
 
     /// Every event after `after`: (seq, id, type, resource_id).
     async fn events(&self, after: i64) -> Vec<(i64, String, String, Option<String>)> {
-        if self.pg.is_some() {
+        if self.db.backend() == Backend::Postgres {
             let mut c = PgConnection::connect(&self.url).await.unwrap();
             let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > $1 ORDER BY seq";
             let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
@@ -85,27 +55,6 @@ impl Database {
             let sql = "SELECT seq, id, type, resource_id FROM events WHERE seq > ? ORDER BY seq";
             let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
             rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }
@@ -385,14 +334,14 @@ async fn crash_and_recover(db: Database) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_survives_sigkill_without_losing_events_or_deliveries() {
-    crash_and_recover(Database::sqlite().await).await;
+    crash_and_recover(Database::create(Backend::Sqlite).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_survives_sigkill_without_losing_events_or_deliveries() {
-    let Some(admin) = pg_admin_url() else {
-        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL to a postgres:// URL");
+    if pg_admin_url().is_none() {
+        skip_note("postgres_survives_sigkill_without_losing_events_or_deliveries");
         return;
-    };
-    crash_and_recover(Database::postgres(&admin).await).await;
+    }
+    crash_and_recover(Database::create(Backend::Postgres).await).await;
 }

@@ -2226,12 +2226,11 @@ async fn crossing_updates_both_succeed(store: Arc<dyn Store>) {
 /// Several nodes starting at once on an empty database: the migrations run once, every node opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_start_migrates_once() {
-    let Some(admin_url) = pg_admin_url() else {
+    let Some(db) = pg_database().await else {
         skip_note("postgres_concurrent_start_migrates_once");
         return;
     };
-    let (url, name) = create_pg_database(&admin_url).await;
-    let _guard = Guard::Postgres { admin_url, name };
+    let url = db.url().to_string();
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let url = url.clone();

@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{create_pg_database, pg_admin_url, registry, skip_note};
+use harness::{pg_database, registry, skip_note};
 use rollcall_store::EventQuery;
 use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
@@ -110,12 +110,11 @@ async fn sqlite_event_filters_use_indexes() {
 
 #[tokio::test]
 async fn postgres_event_filters_use_indexes() {
-    let Some(admin_url) = pg_admin_url() else {
+    let Some(db) = pg_database().await else {
         skip_note("postgres_event_filters_use_indexes");
         return;
     };
-    let (url, name) = create_pg_database(&admin_url).await;
-    let _guard = harness::Guard::Postgres { admin_url, name };
+    let url = db.url().to_string();
     let _store = PostgresStore::open(&url, registry(), PgSettings::default())
         .await
         .expect("open and migrate");

@@ -10,61 +10,10 @@ use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::postgres::{PgSettings, PostgresStore, bind_all};
 use rollcall_store::sql::{Bind, SqlBuilder};
 use rollcall_store::*;
+use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use std::sync::Arc;
-
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
-        None => format!("{}/{db}", &base[..host_end]),
-    }
-}
-
-/// Drops the test database when the test ends, passed or not.
-struct DropDb {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 async fn tenant(store: &PostgresStore, name: &str) -> WriteContext {
     let org = store.create_organization(&WriteContext::cli(), name).await.unwrap();
@@ -173,22 +122,12 @@ async fn plans(conn: &mut PgConnection, stmt: &SqlBuilder) -> Vec<(&'static str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_lookups_are_index_scans() {
-    let Some(admin_url) = pg_admin_url() else {
-        eprintln!("skipped postgres_explain: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
+    if pg_admin_url().is_none() {
+        skip_note("hot_lookups_are_index_scans");
         return;
-    };
-    let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _ = admin.close().await;
-    let _drop = DropDb {
-        admin_url: admin_url.clone(),
-        name: name.clone(),
-    };
-    let url = with_database(&admin_url, &name);
+    }
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_test").await;
+    let url = db.url().to_string();
     let registry = Arc::new(SchemaRegistry::standard());
     let store = PostgresStore::open(&url, registry.clone(), PgSettings::default())
         .await

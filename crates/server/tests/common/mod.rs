@@ -20,7 +20,7 @@ use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{Connection, IdpKind, NewConnection, Store, WriteContext};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use sqlx::{Connection as _, PgConnection};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -35,154 +35,16 @@ pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkReques
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 pub const SCIM_JSON: &str = "application/scim+json";
 
-/// Environment variables naming a PostgreSQL server to run the tests against as well (the first one
-/// holding a `postgres://` URL wins). The URL is an admin URL: every test creates a database of its
-/// own from it and drops it afterwards.
-pub const DATABASE_URL_ENVS: [&str; 2] = ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"];
+/// Declares test bodies once per backend (`sqlite::NAME`, `postgres::NAME`): see `rollcall-testkit`.
+pub(crate) use rollcall_testkit::backend_tests;
+#[allow(unused_imports)] // each test file uses a part of the harness
+pub use rollcall_testkit::{
+    Backend, DATABASE_URL_ENVS, TestDatabase, current_backend, pg_admin_url, run_on, with_database,
+};
 
-/// The backend a test runs against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-tokio::task_local! {
-    /// The backend of the running test, set by [`run_on`].
-    static BACKEND: Backend;
-}
-
-/// The PostgreSQL admin URL from the environment, if any.
-pub fn pg_admin_url() -> Option<String> {
-    if let Ok(url) = std::env::var(DATABASE_URL_ENVS[0])
-        && !url.is_empty()
-        && !url.starts_with("sqlite:")
-        && !is_postgres(&url)
-    {
-        panic!("{}={url}: unsupported database URL", DATABASE_URL_ENVS[0]);
-    }
-    DATABASE_URL_ENVS
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| is_postgres(u))
-}
-
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// Runs one test body against `backend`. Without a PostgreSQL URL the PostgreSQL run prints a note
-/// and passes.
-pub async fn run_on<F: Future<Output = ()>>(backend: Backend, name: &str, test: impl FnOnce() -> F) {
-    if backend == Backend::Postgres && pg_admin_url().is_none() {
-        eprintln!(
-            "skipped postgres::{name}: set {} (or {}) to a postgres:// URL",
-            DATABASE_URL_ENVS[0], DATABASE_URL_ENVS[1]
-        );
-        return;
-    }
-    BACKEND.scope(backend, test()).await
-}
-
-/// Declares test bodies (`async fn NAME()`, defined in the same file) as tests, once per backend:
-/// `sqlite::NAME` and `postgres::NAME`. Tests listed under `multi_thread` run on a two-worker
-/// runtime, the others on the default current-thread runtime.
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)? $(; multi_thread: $($mt:ident),* $(,)?)?) => {
-        backend_tests!(@mod sqlite, Sqlite; $($name),*; $($($mt),*)?);
-        backend_tests!(@mod postgres, Postgres; $($name),*; $($($mt),*)?);
-    };
-    (@mod $module:ident, $backend:ident; $($name:ident),*; $($mt:ident),*) => {
-        mod $module {
-            use $crate::common::{Backend, run_on};
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    run_on(Backend::$backend, stringify!($name), super::$name).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $mt() {
-                    run_on(Backend::$backend, stringify!($mt), super::$mt).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use backend_tests;
-
-/// What a test's database leaves to clean up: the SQLite file's directory, or the PostgreSQL
-/// database (dropped, with its connections terminated, when the server is dropped, also while
-/// unwinding from a failed assertion).
-pub enum DbGuard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for DbGuard {
-    fn drop(&mut self) {
-        if let DbGuard::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await {
-                            eprintln!("dropping test database {name}: {e}");
-                        }
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Creates a fresh database from the admin URL; with ICU available, one whose default collation is
-/// not byte order, so that results cannot depend on the server's locale. Returns its URL and name.
-async fn create_pg_database(admin_url: &str) -> (String, String) {
-    let name = format!("rollcall_http_{}", uuid::Uuid::new_v4().simple());
-    let mut c = PgConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the PostgreSQL admin URL: {e}"));
-    let icu = format!(
-        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    );
-    if sqlx::query(AssertSqlSafe(icu)).execute(&mut c).await.is_err() {
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-    }
-    let _ = c.close().await;
-    (with_database(admin_url, &name), name)
-}
+/// What a test's database leaves to clean up (the SQLite file's directory, or the PostgreSQL
+/// database, dropped with its connections terminated, also while unwinding from a failed assertion).
+pub type DbGuard = TestDatabase;
 
 /// The key the test stores seal secrets (webhook signing secrets) with.
 pub fn secret_keys() -> rollcall_store::secrets::SecretBox {
@@ -193,35 +55,23 @@ pub fn secret_keys() -> rollcall_store::secrets::SecretBox {
 
 /// Opens a fresh store on `backend`, with the guard that cleans it up.
 pub async fn open_store(backend: Backend, registry: Arc<SchemaRegistry>) -> (Arc<dyn Store>, DbGuard) {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("t.db").display());
-            let store = SqliteStore::open(&url, registry)
+    // The guard exists before the store opens, so a failing open still drops the database.
+    let db = TestDatabase::create(backend, "rollcall_http").await;
+    let store: Arc<dyn Store> = match backend {
+        Backend::Sqlite => Arc::new(
+            SqliteStore::open(db.url(), registry)
                 .await
-                .unwrap_or_else(|e| panic!("opening {url}: {e}"))
-                .with_secrets(secret_keys());
-            (Arc::new(store), DbGuard::Sqlite(dir))
-        }
-        Backend::Postgres => {
-            let admin_url = pg_admin_url().expect("a PostgreSQL URL");
-            let (url, name) = create_pg_database(&admin_url).await;
-            // The guard exists before the store opens, so a failing open still drops the database.
-            let guard = DbGuard::Postgres { admin_url, name };
-            let store = PostgresStore::open(&url, registry, PgSettings::default())
+                .unwrap_or_else(|e| panic!("opening {}: {e}", db.url()))
+                .with_secrets(secret_keys()),
+        ),
+        Backend::Postgres => Arc::new(
+            PostgresStore::open(db.url(), registry, PgSettings::default())
                 .await
                 .unwrap_or_else(|e| panic!("opening the test database: {e}"))
-                .with_secrets(secret_keys());
-            (Arc::new(store), guard)
-        }
-    }
-}
-
-/// The backend of the running test; panics outside [`backend_tests!`].
-pub fn current_backend() -> Backend {
-    BACKEND
-        .try_with(|b| *b)
-        .expect("declare the test with backend_tests! so that it runs on a known backend")
+                .with_secrets(secret_keys()),
+        ),
+    };
+    (store, db)
 }
 
 /// A connection the harness created: its id, organization and bearer token.
@@ -365,15 +215,16 @@ impl TestServer {
     /// data as an older version left it, say.
     pub async fn execute_sql(&self, sql: &str) {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match &self._db {
-            DbGuard::Sqlite(dir) => {
-                let url = format!("sqlite://{}", dir.path().join("t.db").display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.expect("connect to SQLite");
+        match self._db.backend() {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(self._db.url())
+                    .await
+                    .expect("connect to SQLite");
                 sqlx::raw_sql(sql).execute(&mut c).await.expect("run SQL on SQLite");
                 let _ = c.close().await;
             }
-            DbGuard::Postgres { admin_url, name } => {
-                let mut c = PgConnection::connect(&with_database(admin_url, name))
+            Backend::Postgres => {
+                let mut c = PgConnection::connect(self._db.url())
                     .await
                     .expect("connect to PostgreSQL");
                 sqlx::raw_sql(sql).execute(&mut c).await.expect("run SQL on PostgreSQL");

@@ -1,6 +1,7 @@
 //! The store test harness shared by the contract test files: a fresh database per test, on SQLite
 //! (a temporary file) and, when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`) names a PostgreSQL
-//! server, on PostgreSQL too (created from the admin URL, dropped afterwards).
+//! server, on PostgreSQL too (created from the admin URL, dropped afterwards), from
+//! `rollcall-testkit`.
 #![allow(dead_code)]
 
 use rollcall_scim::schema::SchemaRegistry;
@@ -8,46 +9,16 @@ use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::secrets::{SecretBox, SecretKey};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{Actor, IdpKind, NewConnection, Store, WriteContext};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+#[allow(unused_imports)] // each test file uses a part of the harness
+pub use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use std::sync::Arc;
 
-/// A store under test, with what must be cleaned up after it.
+/// A store under test, with its database (removed when this is dropped).
 pub struct TestDb {
     pub store: Arc<dyn Store>,
     /// The database's URL, to open it again.
     pub url: String,
-    _guard: Guard,
-}
-
-pub enum Guard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Guard::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime (or while unwinding): use a runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    _db: TestDatabase,
 }
 
 /// The key the test stores seal secrets with.
@@ -60,8 +31,8 @@ pub fn registry() -> Arc<SchemaRegistry> {
 }
 
 pub async fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let db = TestDatabase::create(Backend::Sqlite, "rollcall_test").await;
+    let url = db.url().to_string();
     let store = SqliteStore::open(&url, registry())
         .await
         .expect("open sqlite")
@@ -69,61 +40,19 @@ pub async fn sqlite_db() -> TestDb {
     TestDb {
         store: Arc::new(store),
         url,
-        _guard: Guard::Sqlite(dir),
+        _db: db,
     }
 }
 
-/// The PostgreSQL admin URL from the environment, if any.
-pub fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-/// `url` with its database name replaced by `db`.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Creates a fresh database; with ICU available, one whose default collation is not byte order, so
-/// that the store's results cannot depend on the server's locale.
-pub async fn create_pg_database(admin_url: &str) -> (String, String) {
-    let name = format!("rollcall_test_{}", uuid::Uuid::new_v4().simple());
-    let mut c = PgConnection::connect(admin_url)
-        .await
-        .expect("connect to the admin URL");
-    let icu = format!(
-        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    );
-    if sqlx::query(AssertSqlSafe(icu)).execute(&mut c).await.is_err() {
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-    }
-    let _ = c.close().await;
-    (with_database(admin_url, &name), name)
+/// A fresh PostgreSQL database (`None` without a PostgreSQL URL), not yet opened by a store.
+pub async fn pg_database() -> Option<TestDatabase> {
+    pg_admin_url()?;
+    Some(TestDatabase::create(Backend::Postgres, "rollcall_test").await)
 }
 
 pub async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)> {
-    let admin_url = pg_admin_url()?;
-    let (url, name) = create_pg_database(&admin_url).await;
-    let guard = Guard::Postgres { admin_url, name };
+    let db = pg_database().await?;
+    let url = db.url().to_string();
     let store = PostgresStore::open(&url, registry(), settings)
         .await
         .expect("open postgres")
@@ -132,7 +61,7 @@ pub async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)>
         TestDb {
             store: Arc::new(store.clone()),
             url,
-            _guard: guard,
+            _db: db,
         },
         store,
     ))
@@ -140,10 +69,6 @@ pub async fn pg_db_with(settings: PgSettings) -> Option<(TestDb, PostgresStore)>
 
 pub async fn pg_db() -> Option<TestDb> {
     pg_db_with(PgSettings::default()).await.map(|(db, _)| db)
-}
-
-pub fn skip_note(test: &str) {
-    eprintln!("skipped postgres::{test}: set ROLLCALL_TEST_DATABASE_URL (or DATABASE_URL) to a postgres:// URL");
 }
 
 /// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Arc<dyn Store>)`.

@@ -13,24 +13,12 @@ use rollcall_store::postgres::{PgSettings, PostgresStore};
 use rollcall_store::sqlite::SqliteStore;
 use rollcall_store::{NewWebhook, Store, Webhook};
 use rollcall_webhooks::signing;
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-pub fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
+pub use rollcall_testkit::{Backend, TestDatabase, pg_admin_url};
 
 /// Declares `sqlite::NAME` and `postgres::NAME` for each `async fn NAME(Backend)`.
 macro_rules! backend_tests {
@@ -48,7 +36,7 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if $crate::common::pg_admin_url().is_none() {
-                        eprintln!("skipped postgres::{}: set ROLLCALL_TEST_DATABASE_URL to a postgres:// URL", stringify!($name));
+                        rollcall_testkit::skip_note(stringify!($name));
                         return;
                     }
                     super::$name($crate::common::Backend::Postgres).await;
@@ -62,87 +50,34 @@ pub(crate) use backend_tests;
 /// A test database, removed when dropped. `url` opens more stores on the same database.
 pub struct Db {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    db: TestDatabase,
 }
 
 impl Db {
     pub async fn create(backend: Backend) -> Db {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("hooks.db").display());
-                Db {
-                    url,
-                    _dir: Some(dir),
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let admin = pg_admin_url().expect("a PostgreSQL URL");
-                let name = format!("rollcall_hooks_{}", uuid::Uuid::new_v4().simple());
-                let mut c = PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&mut c)
-                    .await
-                    .expect("create database");
-                let _ = c.close().await;
-                let (base, query) = admin
-                    .split_once('?')
-                    .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-                let host_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-                let host_end = base[host_end..].find('/').map_or(base.len(), |i| host_end + i);
-                let mut url = format!("{}/{name}", &base[..host_end]);
-                if let Some(q) = query {
-                    url = format!("{url}?{q}");
-                }
-                Db {
-                    url,
-                    _dir: None,
-                    pg: Some((admin, name)),
-                }
-            }
+        let db = TestDatabase::create(backend, "rollcall_hooks").await;
+        Db {
+            url: db.url().to_string(),
+            db,
         }
     }
 
     /// Opens a store (another pool each time) on this database, every one with the same key.
     pub async fn open(&self) -> Arc<dyn Store> {
         let registry = Arc::new(SchemaRegistry::standard());
-        if self.pg.is_some() {
-            Arc::new(
+        match self.db.backend() {
+            Backend::Postgres => Arc::new(
                 PostgresStore::open(&self.url, registry, PgSettings::default())
                     .await
                     .expect("open PostgreSQL store")
                     .with_secrets(secret_keys()),
-            )
-        } else {
-            Arc::new(
+            ),
+            Backend::Sqlite => Arc::new(
                 SqliteStore::open(&self.url, registry)
                     .await
                     .expect("open SQLite store")
                     .with_secrets(secret_keys()),
-            )
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
+            ),
         }
     }
 }
