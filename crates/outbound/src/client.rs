@@ -155,29 +155,12 @@ impl Transport {
         &self.policy
     }
 
-    /// Whether `url` may be called: `https://`, or `http://` to a loopback address, with no
-    /// credentials or fragment, to an address the policy allows (names are checked again at each
-    /// connection).
+    /// Whether `url` may be called: `https://`, or `http://` to a loopback address
+    /// ([`check_scheme`]), with no credentials or fragment, to an address the policy allows (names
+    /// are checked again at each connection).
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed = self.policy.check_url_form(url)?;
-        match parsed.scheme() {
-            "https" => Ok(parsed),
-            _ => {
-                let loopback = match parsed.host() {
-                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                    None => false,
-                };
-                if loopback {
-                    Ok(parsed)
-                } else {
-                    Err(format!(
-                        "\"{url}\" must use https:// (http:// is accepted for loopback addresses only)"
-                    ))
-                }
-            }
-        }
+        check_scheme(url)?;
+        self.policy.check_url_form(url)
     }
 
     /// One exchange: the request, then the whole answer, within `timeout`.
@@ -215,6 +198,31 @@ impl Transport {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout(timeout)),
         }
+    }
+}
+
+/// Whether `url` is a URL Rollcall calls out to: `https://`, or `http://` to a loopback address
+/// only (test fakes, a local token endpoint).
+pub fn check_scheme(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url.trim()).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(parsed)
+            } else {
+                Err(format!(
+                    "\"{url}\" must use https:// (http:// is accepted for loopback addresses only)"
+                ))
+            }
+        }
+        other => Err(format!("\"{url}\" must use https://, not {other}://")),
     }
 }
 
