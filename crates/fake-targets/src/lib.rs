@@ -44,8 +44,7 @@ pub enum Fault {
     /// Answer this status without processing (429 and 503 with an optional `Retry-After`, given
     /// as the header's text: seconds or an HTTP date).
     Status { status: u16, retry_after: Option<String> },
-    /// Wait this long before processing (a client with a shorter deadline times out, and the
-    /// change is not made if it hangs up).
+    /// Wait this long before processing (a client with a shorter deadline times out first).
     Delay(Duration),
     /// Process the request, then wait this long before answering (the change is made even if the
     /// client times out).
@@ -163,6 +162,8 @@ pub(crate) struct Inner {
     tokens: HashMap<String, Option<Instant>>,
     token_lifetime: Duration,
     issued: u64,
+    /// Whether requests are recorded (off for long benchmark runs).
+    recording: bool,
 }
 
 /// A running fake target. Dropping it stops it.
@@ -201,6 +202,7 @@ impl FakeTarget {
             tokens,
             token_lifetime: Duration::from_secs(3600),
             issued: 0,
+            recording: true,
         }));
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
@@ -305,6 +307,12 @@ impl FakeTarget {
         self.state.lock().unwrap().recorded.len()
     }
 
+    /// Whether requests are recorded from now on (on at start; a long benchmark turns it off to
+    /// keep memory flat).
+    pub fn set_recording(&self, on: bool) {
+        self.state.lock().unwrap().recording = on;
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.state.lock().unwrap().recorded.clear();
@@ -401,7 +409,11 @@ async fn handle(
         }
     };
     let record = |status: u16| {
-        state.lock().unwrap().recorded.push(Recorded {
+        let mut s = state.lock().unwrap();
+        if !s.recording {
+            return;
+        }
+        s.recorded.push(Recorded {
             at: Instant::now(),
             method: method.to_string(),
             path: rel.clone(),

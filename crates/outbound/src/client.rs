@@ -36,7 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
-use rollcall_webhooks::ssrf::{GuardedResolver, NetworkPolicy};
+use rollcall_webhooks::ssrf::{GuardedResolver, NetworkPolicy, Refused};
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
@@ -175,12 +175,10 @@ impl Transport {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let text = describe(&e);
-                if e.is_connect() {
-                    if text.contains("refused address") || text.contains("is a ") && text.contains(" address") {
-                        TransportError::Refused(text)
-                    } else {
-                        TransportError::Connect(text)
-                    }
+                if refused_by_policy(&e) {
+                    TransportError::Refused(text)
+                } else if e.is_connect() {
+                    TransportError::Connect(text)
                 } else {
                     TransportError::Lost(text)
                 }
@@ -224,6 +222,19 @@ pub fn check_scheme(url: &str) -> Result<Url, String> {
         }
         other => Err(format!("\"{url}\" must use https://, not {other}://")),
     }
+}
+
+/// Whether the resolver refused the name's addresses (the network policy), somewhere in the
+/// error's causes.
+fn refused_by_policy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<Refused>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// An error with its causes, outermost first.
