@@ -752,7 +752,8 @@ where
     let mut unknown = false;
     loop {
         n += 1;
-        let (retry_after, failure): (Option<Duration>, Result<RawResponse, TransportError>) = match attempt().await {
+        // What to wait for before the next attempt (a `Retry-After`), when one is worth making.
+        let retry_after: Option<Duration> = match attempt().await {
             Err(AttemptError::Abort(mut e)) => {
                 e.attempts = n;
                 e.may_have_committed |= unknown;
@@ -789,7 +790,7 @@ where
                     unknown |= maybe_processed;
                     tracing::info!(method, url = %strip_query(url), status = resp.status, attempt = n,
                         "outbound: retrying a request");
-                    (ra, Ok(resp))
+                    ra
                 }
             },
             Err(AttemptError::Transport(e)) => {
@@ -807,10 +808,9 @@ where
                 unknown |= e.maybe_processed();
                 tracing::info!(method, url = %strip_query(url), error = %e, attempt = n,
                     "outbound: retrying a request");
-                (None, Err(e))
+                None
             }
         };
-        drop(failure);
         tokio::time::sleep(policy.delay(n, retry_after)).await;
     }
 }
