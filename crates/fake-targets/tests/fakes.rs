@@ -607,3 +607,100 @@ async fn an_expired_token_from_the_fake_endpoint_is_replaced() {
     assert_eq!(fake.tokens_issued(), 3);
     assert_eq!(fake.requests().iter().filter(|r| r.status == 401).count(), 1);
 }
+
+/// The fakes and the profiles are two readings of the same documentation: where both say
+/// something, they must say the same.
+#[test]
+fn each_fake_agrees_with_its_profile() {
+    for vendor in Vendor::ALL {
+        let r = vendor.rules();
+        let p = profile::profile(vendor.profile_id()).unwrap_or_else(|| panic!("{vendor:?} has no profile"));
+        let id = p.id;
+        assert_eq!(r.spc_path, p.service_provider_config_path, "{id}");
+        assert_eq!(r.filtered_patch_paths, p.patch.filtered_paths, "{id}");
+        assert_eq!(
+            r.max_member_changes,
+            p.patch.max_member_changes.map(|m| m as usize),
+            "{id}"
+        );
+        assert_eq!(r.groups, p.groups.supported, "{id}");
+        if r.groups {
+            assert_eq!(r.replace_all_members, p.patch.replace_all_members, "{id}");
+            assert_eq!(r.members_in_get, p.groups.members_read_back, "{id}");
+        }
+        assert_eq!(r.one_value_multi, p.users.one_value_per_multi_valued, "{id}");
+        assert_eq!(r.primary_email_required, p.users.primary_email_required, "{id}");
+        assert_eq!(
+            r.required_on_create,
+            p.users
+                .required_on_create
+                .iter()
+                .filter(|a| **a != "entitlements")
+                .copied()
+                .collect::<Vec<_>>(),
+            "{id}"
+        );
+        assert_eq!(r.refused_on_create, p.users.refused_on_create, "{id}");
+        assert_eq!(
+            r.profile_entitlement_required,
+            p.users.exactly_one.contains(&"entitlements"),
+            "{id}"
+        );
+        assert_eq!(
+            r.delete_deactivates,
+            p.users.delete == profile::DeleteMeaning::Deactivates,
+            "{id}"
+        );
+        assert_eq!(
+            r.inactive_removes,
+            p.users.deactivate == profile::DeactivateMeaning::RemovesAccess,
+            "{id}"
+        );
+        assert_eq!(
+            r.user_agent_required,
+            p.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("user-agent")),
+            "{id}"
+        );
+        assert_eq!(
+            r.oauth,
+            p.auth.first() == Some(&profile::AuthKind::OauthClientCredentials),
+            "{id}"
+        );
+        if vendor != Vendor::Generic {
+            // The generic profile's filters come from the target's ServiceProviderConfig.
+            assert_eq!(r.filter_and, p.filter.and, "{id}");
+            assert_eq!(
+                r.filter_eq_only,
+                p.filter.operators == profile::FilterOperators::EqOnly,
+                "{id}"
+            );
+            if let Some(attrs) = r.user_filter_attrs {
+                assert!(
+                    attrs.iter().all(|a| p.filter.can_find_users_by(a) || *a == "emails"),
+                    "{id}: {attrs:?}"
+                );
+            }
+        }
+        // The fake's base path fits the profile's URL shape.
+        let shape = p.base_url.splitn(4, '/').nth(3).unwrap_or("");
+        let fake: Vec<&str> = r.base_path.trim_matches('/').split('/').collect();
+        let want: Vec<&str> = shape.trim_matches('/').split('/').collect();
+        assert_eq!(fake.len(), want.len(), "{id}: {} vs {}", r.base_path, p.base_url);
+        for (f, w) in fake.iter().zip(&want) {
+            assert!(w.starts_with('{') || f == w, "{id}: {} vs {}", r.base_path, p.base_url);
+        }
+        // Documented rate limits: the fake enforces what the profile keeps under.
+        for l in r.limits {
+            assert!(
+                p.rate_limits.iter().any(|b| b.documented
+                    && b.requests == l.per_minute
+                    && b.per_seconds == 60
+                    && b.burst == l.burst
+                    && b.scope.methods == l.methods
+                    && b.scope.resource == l.resource
+                    && b.scope.by_id == l.by_id),
+                "{id}: {l:?}"
+            );
+        }
+    }
+}
