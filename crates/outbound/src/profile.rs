@@ -36,7 +36,7 @@ pub const SALESFORCE: &str = "salesforce";
 pub const SLACK: &str = "slack";
 
 /// How a target authenticates requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     /// `Authorization: Bearer <token>` with a long-lived token.
