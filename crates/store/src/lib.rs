@@ -35,6 +35,7 @@ pub mod service_settings;
 pub mod sessions;
 pub mod sql;
 pub mod sqlite;
+pub mod staging;
 pub mod sqlite_events;
 mod sqlite_sessions;
 mod sqlite_webhooks;
@@ -48,6 +49,7 @@ pub use directory_sync::{
     SyncOutcome, SyncScope, SyncStatus,
 };
 pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
+pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
@@ -165,7 +167,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: staging::StagingStore + Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.
