@@ -77,6 +77,17 @@ pub enum MatchedBy {
     EmailAndExternalId,
 }
 
+impl MatchedBy {
+    /// How the console says it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            MatchedBy::Email => "e-mail",
+            MatchedBy::ExternalId => "external id",
+            MatchedBy::EmailAndExternalId => "e-mail and external id",
+        }
+    }
+}
+
 /// An account and the one user it matched (and no other account matched that user).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MatchedPair {
