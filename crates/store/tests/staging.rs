@@ -149,7 +149,8 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
     );
     assert!(s.get_resource(c, ResourceKind::User, &ids[0], false).await.unwrap().is_some());
     assert!(listed(s, &ctx.org_id, false).await.is_empty(), "the directory leaves staging out");
-    assert_eq!(listed(s, &ctx.org_id, true).await, ["ann.lee", "bob"]);
+    // (The directory lists deleted users too, with their status.)
+    assert_eq!(listed(s, &ctx.org_id, true).await, ["ann.lee", "bob", "cat"]);
     let users = s.match_users(c).await.unwrap();
     assert_eq!(users.len(), 2);
     assert_eq!(users[0].emails, ["ann@example.com"]);
@@ -193,7 +194,7 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
     assert_eq!(sent[4].data["member"], json!(ids[0]));
     assert_eq!(sent[6].data["after"], json!(["member"]));
     assert!(sent[1..].iter().all(|e| e.data["reason"] == json!("connection_activated")));
-    assert_eq!(listed(s, &ctx.org_id, false).await, ["ann.lee", "bob"]);
+    assert_eq!(listed(s, &ctx.org_id, false).await, ["ann.lee", "bob", "cat"]);
     s.update_resource(&ctx, ResourceKind::User, &ids[1], None, rename("bob.roe"))
         .await
         .unwrap()
