@@ -1569,7 +1569,11 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
                     "SCIM connection {} created for {}{}.",
                     c.id,
                     org.name,
-                    if staging { ", in staging (`rollcall connection activate` to go live)" } else { "" }
+                    if staging {
+                        ", in staging (`rollcall connection activate` to go live)"
+                    } else {
+                        ""
+                    }
                 );
                 match (&base, recorded_at) {
                     (Some(base), None) => println!("SCIM base URL: {base}"),

@@ -1241,7 +1241,10 @@ fn match_report_text(r: &rollcall_server::admin::staging::MatchReport) {
         );
     }
     if r.truncated {
-        println!("(lists cut at {} items; --json for the same)", rollcall_server::admin::staging::REPORT_LIST_LIMIT);
+        println!(
+            "(lists cut at {} items; --json for the same)",
+            rollcall_server::admin::staging::REPORT_LIST_LIMIT
+        );
     }
 }
 
@@ -1252,7 +1255,11 @@ pub async fn match_report(admin: &Admin, by: &WriteContext, cmd: MatchReportComm
             let r = admin.match_report(&id).await.map_err(err)?;
             if as_json { json(&r) } else { match_report_text(&r) }
         }
-        MatchReportCommand::Upload { id, file, json: as_json } => {
+        MatchReportCommand::Upload {
+            id,
+            file,
+            json: as_json,
+        } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}"))?
             } else {

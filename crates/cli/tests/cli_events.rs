@@ -910,7 +910,11 @@ async fn connection_staging_commands() {
         "--json",
     ]);
     assert_eq!(
-        (r["counts"]["matched"].as_u64(), r["counts"]["idp_only"].as_u64(), r["counts"]["app_only"].as_u64()),
+        (
+            r["counts"]["matched"].as_u64(),
+            r["counts"]["idp_only"].as_u64(),
+            r["counts"]["app_only"].as_u64()
+        ),
         (Some(1), Some(1), Some(1))
     );
     let text = rollcall(&["--database", &db, "connection", "match-report", "show", &id], &[]);
@@ -920,7 +924,15 @@ async fn connection_staging_commands() {
     assert!(text.contains("app only   zed@acme.example"), "{text}");
     std::fs::write(&csv, "email,mail\nx,y\n").unwrap();
     let bad = rollcall(
-        &["--database", &db, "connection", "match-report", "upload", &id, csv.to_str().unwrap()],
+        &[
+            "--database",
+            &db,
+            "connection",
+            "match-report",
+            "upload",
+            &id,
+            csv.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(!bad.status.success());
@@ -973,5 +985,10 @@ async fn connection_staging_commands() {
             "connection.match_report_deleted"
         ]
     );
-    assert!(events.iter().filter(|e| e.kind.starts_with("connection.")).all(|e| e.actor == Actor::Cli));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind.starts_with("connection."))
+            .all(|e| e.actor == Actor::Cli)
+    );
 }

@@ -424,11 +424,17 @@ async fn the_console_stages_reports_and_activates() {
     let page = b.get(&page_path).await;
     assert!(!page.html.contains("id=\"staging-badge\""));
     let csrf = page.csrf();
-    assert!(page.html.contains("data-confirm=\"Put this connection back into staging?"));
+    assert!(
+        page.html
+            .contains("data-confirm=\"Put this connection back into staging?")
+    );
     let p = b.post(&format!("{page_path}/stage"), &[("csrf", &csrf)]).await;
     assert_eq!(p.status, 303, "{}", p.html);
     let page = b.get(&page_path).await;
-    assert!(page.html.contains("id=\"staging-badge\""), "the page marks the connection");
+    assert!(
+        page.html.contains("id=\"staging-badge\""),
+        "the page marks the connection"
+    );
     assert!(page.html.contains("data-confirm=\"Go live?"));
     let org = b.get(&format!("/console/organizations/{}", conn.org_id)).await;
     assert!(org.html.contains(">staging</span>"));
@@ -444,18 +450,41 @@ async fn the_console_stages_reports_and_activates() {
     let p = b.post(&report_path, &[("csrf", &csrf), ("csv", csv)]).await;
     assert_eq!(p.status, 303, "{}", p.html);
     let report = b.get(&report_path).await;
-    assert!(report.html.contains("<dd id=\"count-matched\">1</dd>"), "{}", report.html);
+    assert!(
+        report.html.contains("<dd id=\"count-matched\">1</dd>"),
+        "{}",
+        report.html
+    );
     assert!(report.html.contains("<dd id=\"count-app-only\">1 "));
     assert!(report.html.contains("<dd id=\"count-idp-only\">1 "));
     assert!(report.html.contains("script&#62;@x.example") || report.html.contains("script&gt;@x.example"));
     assert!(!report.html.contains("<script>@x"), "escaped");
-    let bad = b.post(&report_path, &[("csrf", &csrf), ("csv", "email,mail\na,b\n")]).await;
+    let bad = b
+        .post(&report_path, &[("csrf", &csrf), ("csv", "email,mail\na,b\n")])
+        .await;
     assert_eq!(bad.status, 303);
-    assert!(srv.store.match_accounts(&conn.id).await.unwrap().unwrap().accounts.len() == 2);
+    assert!(
+        srv.store
+            .match_accounts(&conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .accounts
+            .len()
+            == 2
+    );
 
     let p = b.post(&format!("{page_path}/activate"), &[("csrf", &csrf)]).await;
     assert_eq!(p.status, 303, "{}", p.html);
-    assert!(srv.store.get_connection(&conn.id).await.unwrap().unwrap().staged_us.is_none());
+    assert!(
+        srv.store
+            .get_connection(&conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .staged_us
+            .is_none()
+    );
     let created = srv.store.events_after(0, 1000).await.unwrap();
     assert_eq!(created.iter().filter(|e| e.kind == "user.created").count(), 2);
     let page = b.get(&page_path).await;

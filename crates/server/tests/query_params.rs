@@ -112,7 +112,14 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/organizations/{org}/users/{user_id}", &[]),
     (
         "/organizations/{org}/groups",
-        &["connection_id", "display_name", "external_id", "include_staging", "cursor", "limit"],
+        &[
+            "connection_id",
+            "display_name",
+            "external_id",
+            "include_staging",
+            "cursor",
+            "limit",
+        ],
     ),
     ("/organizations/{org}/groups/{group_id}", &[]),
     ("/organizations/{org}/groups/{group_id}/members", &["cursor", "limit"]),

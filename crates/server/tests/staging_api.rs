@@ -191,8 +191,13 @@ impl Fixture {
     }
 
     async fn patch(&self, c: &Scim2, path: &str, ops: Value) {
-        self.scim(c, Method::PATCH, path, Some(json!({"schemas": [PATCH], "Operations": ops})))
-            .await;
+        self.scim(
+            c,
+            Method::PATCH,
+            path,
+            Some(json!({"schemas": [PATCH], "Operations": ops})),
+        )
+        .await;
     }
 
     /// Every event of the connection in the feed.
@@ -201,7 +206,11 @@ impl Fixture {
         let mut after = String::new();
         loop {
             let page = self
-                .ok(Method::GET, &format!("events?connection_id={}&limit=1000{after}", c.id), None)
+                .ok(
+                    Method::GET,
+                    &format!("events?connection_id={}&limit=1000{after}", c.id),
+                    None,
+                )
                 .await;
             out.extend(page["data"].as_array().cloned().unwrap_or_default());
             if page["has_more"] != json!(true) {
@@ -233,7 +242,11 @@ impl Fixture {
 
     async fn users(&self, query: &str) -> Vec<Value> {
         let v = self
-            .ok(Method::GET, &format!("organizations/{}/users?limit=1000{query}", self.org_id), None)
+            .ok(
+                Method::GET,
+                &format!("organizations/{}/users?limit=1000{query}", self.org_id),
+                None,
+            )
             .await;
         v["data"].as_array().cloned().unwrap()
     }
@@ -354,12 +367,24 @@ async fn a_webhook_consumer_that_starts_at_go_live_ends_with_the_directory() {
     }
     let eng = f.group(&c, "Engineering", &[&u[0], &u[1], &u[2]]).await;
     let sales = f.group(&c, "Sales", &[&u[3]]).await;
-    f.patch(&c, &format!("/Users/{}", u[4]), json!([{"op": "replace", "value": {"active": false}}]))
-        .await;
-    f.patch(&c, &format!("/Users/{}", u[1]), json!([{"op": "replace", "path": "userName", "value": "robert@acme.example"}]))
-        .await;
-    f.patch(&c, &format!("/Groups/{eng}"), json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", u[2])}]))
-        .await;
+    f.patch(
+        &c,
+        &format!("/Users/{}", u[4]),
+        json!([{"op": "replace", "value": {"active": false}}]),
+    )
+    .await;
+    f.patch(
+        &c,
+        &format!("/Users/{}", u[1]),
+        json!([{"op": "replace", "path": "userName", "value": "robert@acme.example"}]),
+    )
+    .await;
+    f.patch(
+        &c,
+        &format!("/Groups/{eng}"),
+        json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", u[2])}]),
+    )
+    .await;
     f.scim(&c, Method::DELETE, &format!("/Users/{}", u[5]), None).await;
     // Answered as usual: the SCIM view follows.
     let eng_doc = f.scim(&c, Method::GET, &format!("/Groups/{eng}"), None).await;
@@ -372,7 +397,10 @@ async fn a_webhook_consumer_that_starts_at_go_live_ends_with_the_directory() {
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(feed, ["connection.created", "connection.staged", "role_mapping.created"]);
+    assert_eq!(
+        feed,
+        ["connection.created", "connection.staged", "role_mapping.created"]
+    );
     assert!(f.users("").await.is_empty(), "the directory leaves staging out");
     assert!(f.users(&format!("&connection_id={}", c.id)).await.is_empty());
     // Shown when asked (the directory lists deleted users too, with their status).
@@ -388,7 +416,10 @@ async fn a_webhook_consumer_that_starts_at_go_live_ends_with_the_directory() {
             None,
         )
         .await;
-    assert_eq!((access["allowed"].clone(), access["reason"].clone()), (json!(false), json!("unknown_user")));
+    assert_eq!(
+        (access["allowed"].clone(), access["reason"].clone()),
+        (json!(false), json!("unknown_user"))
+    );
     let conn = f.ok(Method::GET, &format!("connections/{}", c.id), None).await;
     assert_eq!(conn["staging"], json!(true));
 
@@ -432,14 +463,30 @@ async fn a_webhook_consumer_that_starts_at_go_live_ends_with_the_directory() {
     );
     // Then changes as usual.
     let gus = f.user(&c, "gus").await;
-    f.patch(&c, &format!("/Groups/{sales}"), json!([{"op": "add", "path": "members", "value": [{"value": gus}]}]))
-        .await;
-    f.patch(&c, &format!("/Groups/{eng}"), json!([{"op": "add", "path": "members", "value": [{"value": zed}]}]))
-        .await;
-    f.patch(&c, &format!("/Users/{}", u[3]), json!([{"op": "replace", "value": {"active": false}}]))
-        .await;
-    f.patch(&c, &format!("/Groups/{sales}"), json!([{"op": "replace", "path": "displayName", "value": "Sales EMEA"}]))
-        .await;
+    f.patch(
+        &c,
+        &format!("/Groups/{sales}"),
+        json!([{"op": "add", "path": "members", "value": [{"value": gus}]}]),
+    )
+    .await;
+    f.patch(
+        &c,
+        &format!("/Groups/{eng}"),
+        json!([{"op": "add", "path": "members", "value": [{"value": zed}]}]),
+    )
+    .await;
+    f.patch(
+        &c,
+        &format!("/Users/{}", u[3]),
+        json!([{"op": "replace", "value": {"active": false}}]),
+    )
+    .await;
+    f.patch(
+        &c,
+        &format!("/Groups/{sales}"),
+        json!([{"op": "replace", "path": "displayName", "value": "Sales EMEA"}]),
+    )
+    .await;
     f.scim(&c, Method::DELETE, &format!("/Users/{}", u[0]), None).await;
 
     let last = f.feed(&c).await.last().unwrap()["sequence"].as_i64().unwrap();
@@ -535,15 +582,23 @@ async fn staging_endpoints_refuse_what_they_cannot_do() {
     assert_eq!(staged["staging"], json!(true));
     assert!(problem(f.api(Method::POST, &stage, None).await, 409).contains("already in staging"));
     assert!(f.users("").await.is_empty());
-    f.patch(&c, &format!("/Users/{ann}"), json!([{"op": "replace", "value": {"active": false}}]))
-        .await;
+    f.patch(
+        &c,
+        &format!("/Users/{ann}"),
+        json!([{"op": "replace", "value": {"active": false}}]),
+    )
+    .await;
     let feed = f.feed(&c).await;
     assert_eq!(feed.last().unwrap()["type"], "connection.staged");
     assert_eq!(feed.last().unwrap()["data"], json!({"users": 1, "groups": 0}));
     assert_eq!(feed.last().unwrap()["actor"]["type"], "api_key");
     problem(
-        f.api(Method::GET, &format!("organizations/{}/users?include_staging=yes", f.org_id), None)
-            .await,
+        f.api(
+            Method::GET,
+            &format!("organizations/{}/users?include_staging=yes", f.org_id),
+            None,
+        )
+        .await,
         400,
     );
 
@@ -552,19 +607,29 @@ async fn staging_endpoints_refuse_what_they_cannot_do() {
     assert_eq!(empty["uploaded_at"], Value::Null);
     assert_eq!(empty["counts"]["idp_only"], json!(1));
     problem(f.api(Method::DELETE, &report, None).await, 404);
-    problem(f.api(Method::POST, &report, Some(json!({"accounts": [{"mail": "a@b.c"}]}))).await, 422);
+    problem(
+        f.api(Method::POST, &report, Some(json!({"accounts": [{"mail": "a@b.c"}]})))
+            .await,
+        422,
+    );
     assert!(
-        problem(f.api(Method::POST, &report, Some(json!({"accounts": [{"roles": ["x"]}]}))).await, 422)
-            .contains("neither an email nor an external_id")
+        problem(
+            f.api(Method::POST, &report, Some(json!({"accounts": [{"roles": ["x"]}]})))
+                .await,
+            422
+        )
+        .contains("neither an email nor an external_id")
     );
     let many: Vec<Value> = (0..10_001).map(|i| json!({"external_id": format!("{i}")})).collect();
-    assert!(
-        problem(f.api(Method::POST, &report, Some(json!({"accounts": many}))).await, 422).contains("10000")
-    );
+    assert!(problem(f.api(Method::POST, &report, Some(json!({"accounts": many}))).await, 422).contains("10000"));
     // Bad input changed nothing.
     assert_eq!(f.ok(Method::GET, &report, None).await["uploaded_at"], Value::Null);
-    f.ok(Method::POST, &report, Some(json!({"accounts": [{"email": "ann@acme.example"}]})))
-        .await;
+    f.ok(
+        Method::POST,
+        &report,
+        Some(json!({"accounts": [{"email": "ann@acme.example"}]})),
+    )
+    .await;
     let (status, _) = f.api(Method::DELETE, &report, None).await;
     assert_eq!(status, 204);
 

@@ -35,10 +35,10 @@ pub mod service_settings;
 pub mod sessions;
 pub mod sql;
 pub mod sqlite;
-pub mod staging;
 pub mod sqlite_events;
 mod sqlite_sessions;
 mod sqlite_webhooks;
+pub mod staging;
 mod update;
 pub mod webhooks;
 
@@ -49,7 +49,6 @@ pub use directory_sync::{
     SyncOutcome, SyncScope, SyncStatus,
 };
 pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
-pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
@@ -59,6 +58,7 @@ pub use sessions::{
     BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
     SetupSessionRow,
 };
+pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
     AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
 };

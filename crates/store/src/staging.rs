@@ -71,7 +71,9 @@ impl MatchAccount {
         }
         for v in [&self.email, &self.external_id].into_iter().flatten() {
             if v.chars().count() > MAX_FIELD_LEN {
-                return Err(format!("account {n}: a field is longer than {MAX_FIELD_LEN} characters"));
+                return Err(format!(
+                    "account {n}: a field is longer than {MAX_FIELD_LEN} characters"
+                ));
             }
         }
         if let Some(roles) = &mut self.roles {
@@ -396,7 +398,10 @@ mod tests {
     #[test]
     fn activation_events_come_in_an_order_a_consumer_can_apply() {
         let (snap, evs) = activation_events(
-            vec![("u1".into(), json!({"userName": "a"})), ("u2".into(), json!({"userName": "b"}))],
+            vec![
+                ("u1".into(), json!({"userName": "a"})),
+                ("u2".into(), json!({"userName": "b"})),
+            ],
             vec![("g1".into(), json!({"displayName": "Eng"}))],
             vec![("g1".into(), "u2".into())],
             group_roles(vec![("u2".into(), "viewer".into()), ("u2".into(), "admin".into())]),

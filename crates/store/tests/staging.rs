@@ -134,12 +134,19 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
         .await
         .unwrap()
         .unwrap();
-    assert!(s.delete_resource(&ctx, ResourceKind::User, &ids[2], None).await.unwrap());
+    assert!(
+        s.delete_resource(&ctx, ResourceKind::User, &ids[2], None)
+            .await
+            .unwrap()
+    );
     // The live connection beside it is heard as always.
     s.create_resource(&other, ResourceKind::User, user_doc("gus"), vec![])
         .await
         .unwrap();
-    assert_eq!(kinds(&log_of(s, &other.connection_id).await), ["connection.created", "user.created"]);
+    assert_eq!(
+        kinds(&log_of(s, &other.connection_id).await),
+        ["connection.created", "user.created"]
+    );
 
     // Stored and answered as always (the SCIM view and the roles), but nothing in the log.
     assert_eq!(
@@ -147,8 +154,16 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
         ["connection.created", "connection.staged", "role_mapping.created"],
         "only the operator's changes are logged while staging"
     );
-    assert!(s.get_resource(c, ResourceKind::User, &ids[0], false).await.unwrap().is_some());
-    assert!(listed(s, &ctx.org_id, false).await.is_empty(), "the directory leaves staging out");
+    assert!(
+        s.get_resource(c, ResourceKind::User, &ids[0], false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        listed(s, &ctx.org_id, false).await.is_empty(),
+        "the directory leaves staging out"
+    );
     // (The directory lists deleted users too, with their status.)
     assert_eq!(listed(s, &ctx.org_id, true).await, ["ann.lee", "bob", "cat"]);
     let users = s.match_users(c).await.unwrap();
@@ -193,7 +208,11 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
     assert_eq!(sent[3].data["attributes"]["displayName"], json!("Staff"));
     assert_eq!(sent[4].data["member"], json!(ids[0]));
     assert_eq!(sent[6].data["after"], json!(["member"]));
-    assert!(sent[1..].iter().all(|e| e.data["reason"] == json!("connection_activated")));
+    assert!(
+        sent[1..]
+            .iter()
+            .all(|e| e.data["reason"] == json!("connection_activated"))
+    );
     assert_eq!(listed(s, &ctx.org_id, false).await, ["ann.lee", "bob", "cat"]);
     s.update_resource(&ctx, ResourceKind::User, &ids[1], None, rename("bob.roe"))
         .await
@@ -202,7 +221,12 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
     assert_eq!(log_of(s, c).await.last().unwrap().kind, "user.updated");
     let again = s.activate_connection(&WriteContext::cli(), c).await.unwrap().unwrap();
     assert!(matches!(again, StagingOutcome::Already(_)));
-    assert!(s.activate_connection(&WriteContext::cli(), "nope").await.unwrap().is_none());
+    assert!(
+        s.activate_connection(&WriteContext::cli(), "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn staging_again_silences_it_and_is_refused_while_the_guard_holds(store: Arc<dyn Store>) {
@@ -291,7 +315,12 @@ async fn match_accounts_are_kept_per_connection(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(s.match_accounts(c).await.unwrap().unwrap().accounts, accounts[1..]);
-    assert!(s.set_match_accounts(&WriteContext::cli(), "nope", &accounts).await.unwrap().is_none());
+    assert!(
+        s.set_match_accounts(&WriteContext::cli(), "nope", &accounts)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(s.delete_match_accounts(&WriteContext::cli(), c).await.unwrap());
     assert_eq!(s.match_accounts(c).await.unwrap(), None);
     let log = log_of(s, c).await;
@@ -305,7 +334,10 @@ async fn match_accounts_are_kept_per_connection(store: Arc<dyn Store>) {
     );
     assert_eq!(log[1].data, json!({"accounts": 2}));
     // Deleting the connection deletes its upload.
-    s.set_match_accounts(&WriteContext::cli(), c, &accounts).await.unwrap().unwrap();
+    s.set_match_accounts(&WriteContext::cli(), c, &accounts)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(s.delete_connection(&WriteContext::cli(), c).await.unwrap());
     assert_eq!(s.match_accounts(c).await.unwrap(), None);
 }

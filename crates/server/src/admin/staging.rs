@@ -225,7 +225,9 @@ pub fn compare(accounts: &[MatchAccount], users: &[MatchUser]) -> (MatchCounts, 
         if accs.len() > 1 {
             ambiguous_users.insert(ui);
             counts.ambiguous += 1;
-            lists.ambiguous.push((AmbiguityKind::UserMatchesSeveralAccounts, accs.clone(), vec![ui]));
+            lists
+                .ambiguous
+                .push((AmbiguityKind::UserMatchesSeveralAccounts, accs.clone(), vec![ui]));
         } else if accs.is_empty() {
             counts.idp_only += 1;
             lists.idp_only.push(ui);
@@ -362,7 +364,10 @@ pub fn parse_accounts_csv(text: &str) -> Result<Vec<MatchAccount>, String> {
         ));
     } else {
         (
-            ["email", "external_id", "roles"].iter().map(|s| s.to_string()).collect(),
+            ["email", "external_id", "roles"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             Some(first),
         )
     };
@@ -534,7 +539,9 @@ impl Admin {
         if self.store.delete_match_accounts(by, &connection.id).await? {
             Ok(())
         } else {
-            Err(AdminError::not_found("no accounts were uploaded for this connection's match report"))
+            Err(AdminError::not_found(
+                "no accounts were uploaded for this connection's match report",
+            ))
         }
     }
 }
@@ -594,19 +601,31 @@ mod tests {
                 role_differences: 1
             }
         );
-        assert_eq!(lists.matched, vec![(0, 0, MatchedBy::Email), (1, 1, MatchedBy::ExternalId)]);
+        assert_eq!(
+            lists.matched,
+            vec![(0, 0, MatchedBy::Email), (1, 1, MatchedBy::ExternalId)]
+        );
         assert_eq!(lists.idp_only, vec![2]);
         assert_eq!(lists.app_only, vec![2]);
         assert_eq!(lists.role_differences, vec![(1, 1)]);
-        assert!(lists.ambiguous.contains(&(AmbiguityKind::UserMatchesSeveralAccounts, vec![4, 5], vec![5])));
-        assert!(lists.ambiguous.contains(&(AmbiguityKind::AccountMatchesSeveralUsers, vec![3], vec![3, 4])));
+        assert!(
+            lists
+                .ambiguous
+                .contains(&(AmbiguityKind::UserMatchesSeveralAccounts, vec![4, 5], vec![5]))
+        );
+        assert!(
+            lists
+                .ambiguous
+                .contains(&(AmbiguityKind::AccountMatchesSeveralUsers, vec![3], vec![3, 4]))
+        );
         // The ambiguous users are in no other list.
         assert!(!lists.idp_only.contains(&3) && !lists.idp_only.contains(&5));
     }
 
     #[test]
     fn csv_with_and_without_header() {
-        let with = parse_accounts_csv("roles,email\r\n\"admin; viewer\",ann@example.com\n\n,bob@example.com\n").unwrap();
+        let with =
+            parse_accounts_csv("roles,email\r\n\"admin; viewer\",ann@example.com\n\n,bob@example.com\n").unwrap();
         assert_eq!(with.len(), 2);
         assert_eq!(with[0].email.as_deref(), Some("ann@example.com"));
         assert_eq!(with[0].roles, Some(vec!["admin".to_string(), "viewer".to_string()]));

@@ -74,21 +74,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|e| {
-                if let Some(t) = crate::deadline::body_timeout(&e) {
-                    return ApiProblem::new(408, t.to_string());
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            if let Some(t) = crate::deadline::body_timeout(&e) {
+                return ApiProblem::new(408, t.to_string());
+            }
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                if s.to_string().contains("length limit") {
+                    return too_large();
                 }
-                let mut source: Option<&dyn std::error::Error> = Some(&e);
-                while let Some(s) = source {
-                    if s.to_string().contains("length limit") {
-                        return too_large();
-                    }
-                    source = s.source();
-                }
-                ApiProblem::new(400, "the request body could not be read")
-            })?;
+                source = s.source();
+            }
+            ApiProblem::new(400, "the request body could not be read")
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiProblem::new(422, "the request body is empty; send a JSON object"));
         }

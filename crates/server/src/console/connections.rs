@@ -839,7 +839,11 @@ fn account_text(a: &crate::admin::staging::MatchAccountView) -> String {
 
 fn user_text(u: &crate::admin::staging::MatchUserView) -> String {
     let name = u.user_name.clone().unwrap_or_else(|| u.id.clone());
-    if u.status == "active" { name } else { format!("{name} ({})", u.status) }
+    if u.status == "active" {
+        name
+    } else {
+        format!("{name} ({})", u.status)
+    }
 }
 
 impl MatchReportPage {
@@ -868,7 +872,14 @@ pub async fn match_report(
     let c = admin.connection(&connection_id).await?;
     let org = admin.organization(&c.org_id).await?;
     let r = admin.match_report(&c.id).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), format!("Match report · {}", c.name), "organizations").take();
+    let (chrome, clear) = Framed::console(
+        &app,
+        &headers,
+        &op.signed(),
+        format!("Match report · {}", c.name),
+        "organizations",
+    )
+    .take();
     Ok(send(
         &MatchReportPage {
             chrome,
@@ -897,7 +908,11 @@ pub async fn upload_match_report(
     let admin = app.admin();
     if f.get("delete") == Some("yes") {
         let r = admin.delete_match_accounts(&op.by, &id).await;
-        return done(&back, r.map(|_| "The uploaded accounts are forgotten.".into()).map_err(|e| e.detail));
+        return done(
+            &back,
+            r.map(|_| "The uploaded accounts are forgotten.".into())
+                .map_err(|e| e.detail),
+        );
     }
     let accounts = match crate::admin::staging::parse_accounts_csv(f.get("csv").unwrap_or_default()) {
         Ok(a) if a.is_empty() => return done(&back, Err("The CSV holds no account.".into())),

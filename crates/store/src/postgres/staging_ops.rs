@@ -35,12 +35,14 @@ async fn flip(tx: &mut WriteTx, id: &str, stage_at: Option<i64>) -> StoreResult<
                 .fetch_optional(tx.conn())
                 .await?
         }
-        None => sqlx::query(
-            "UPDATE scim_connections SET staged_us = NULL WHERE id = $1 AND staged_us IS NOT NULL RETURNING *",
-        )
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?,
+        None => {
+            sqlx::query(
+                "UPDATE scim_connections SET staged_us = NULL WHERE id = $1 AND staged_us IS NOT NULL RETURNING *",
+            )
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+        }
     };
     Ok(row.as_ref().map(conn_of))
 }

@@ -9,10 +9,12 @@ use crate::staging::{
 /// Whether connection `id` is in staging, read in the writer's transaction (the writer is alone,
 /// so this is the state the write commits with).
 pub(super) fn is_staged(c: &rusqlite::Connection, id: &str) -> StoreResult<bool> {
-    Ok(c.prepare_cached("SELECT staged_us IS NOT NULL FROM scim_connections WHERE id = ?")?
-        .query_row([id], |r| r.get::<_, bool>(0))
-        .optional()?
-        .unwrap_or(false))
+    Ok(
+        c.prepare_cached("SELECT staged_us IS NOT NULL FROM scim_connections WHERE id = ?")?
+            .query_row([id], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false),
+    )
 }
 
 fn parse_doc(text: String) -> Value {
