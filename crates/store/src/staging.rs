@@ -317,9 +317,12 @@ pub(crate) fn match_users_sql(postgres: bool) -> String {
     }
 }
 
+/// A row of [`match_users_sql`]: row key, id, userName, externalId, active.
+pub(crate) type UserRow = (i64, String, Option<String>, Option<String>, bool);
+
 /// Puts the users, their e-mails and roles (rows by user row key) together.
 pub(crate) fn match_users(
-    users: Vec<(i64, String, Option<String>, Option<String>, bool)>,
+    users: Vec<UserRow>,
     emails: Vec<(i64, String)>,
     roles: Vec<(i64, String)>,
 ) -> Vec<MatchUser> {

@@ -15,6 +15,7 @@ contract!(
     a_staging_connection_is_silent_until_it_goes_live_with_its_state,
     staging_again_silences_it_and_is_refused_while_the_guard_holds,
     match_accounts_are_kept_per_connection,
+    writes_racing_with_go_live_are_in_the_snapshot_or_after_it,
 );
 
 fn user_doc(name: &str) -> Value {
@@ -340,4 +341,85 @@ async fn match_accounts_are_kept_per_connection(store: Arc<dyn Store>) {
         .unwrap();
     assert!(s.delete_connection(&WriteContext::cli(), c).await.unwrap());
     assert_eq!(s.match_accounts(c).await.unwrap(), None);
+}
+
+/// Identity provider writes running while the connection goes live: each is either in the
+/// snapshot (its events left out) or after it (its events in the log), never lost nor doubled, so
+/// a consumer that starts at `connection.activated` ends with the connection's users.
+async fn writes_racing_with_go_live_are_in_the_snapshot_or_after_it(store: Arc<dyn Store>) {
+    use std::collections::BTreeMap;
+    let ctx = tenant(&*store, "acme").await;
+    let c = ctx.connection_id.clone();
+    store.stage_connection(&WriteContext::cli(), &c).await.unwrap().unwrap();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..12 {
+                let name = format!("w{w}-{i}");
+                let id = store
+                    .create_resource(&ctx, ResourceKind::User, user_doc(&name), vec![])
+                    .await
+                    .unwrap()
+                    .id;
+                let renamed: Mutation = Arc::new(move |doc: &mut Value| {
+                    doc["userName"] = json!(format!("{}-renamed", doc["userName"].as_str().unwrap_or_default()));
+                    Ok(vec![])
+                });
+                store
+                    .update_resource(&ctx, ResourceKind::User, &id, None, renamed)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }));
+    }
+    // Going live while they write (wherever the writers are by then).
+    tokio::task::yield_now().await;
+    let live = store
+        .activate_connection(&WriteContext::cli(), &c)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(live, StagingOutcome::Done(_, Some(_))));
+    for w in writers {
+        w.await.unwrap();
+    }
+    let log = log_of(&*store, &c).await;
+    let start = log
+        .iter()
+        .position(|e| e.kind == "connection.activated")
+        .expect("connection.activated");
+    let mut mirror: BTreeMap<String, String> = BTreeMap::new();
+    for e in &log[start + 1..] {
+        let id = e.resource_id.clone().unwrap_or_default();
+        match e.kind.as_str() {
+            "user.created" => {
+                let name = e.data["attributes"]["userName"].as_str().unwrap().to_string();
+                assert!(mirror.insert(id, name).is_none(), "created twice");
+            }
+            "user.updated" => {
+                let name = e.data["changed"]["userName"]["after"].as_str().unwrap().to_string();
+                *mirror.get_mut(&id).expect("an update of a user the consumer has") = name;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let directory: BTreeMap<String, String> = store
+        .directory_users(
+            &ctx.org_id,
+            &DirectoryQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.id, u.doc["userName"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(directory.len(), 48);
+    assert!(directory.values().all(|n| n.ends_with("-renamed")));
+    assert_eq!(mirror, directory);
 }

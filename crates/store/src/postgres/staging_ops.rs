@@ -55,10 +55,9 @@ impl PostgresStore {
             .fetch_one(tx.conn())
             .await?;
         if held > 0 {
-            return Ok(match connection_plain(&mut tx, id).await? {
-                Some(_) => Some(StagingOutcome::GuardHolds(held)),
-                None => None,
-            });
+            return Ok(connection_plain(&mut tx, id)
+                .await?
+                .map(|_| StagingOutcome::GuardHolds(held)));
         }
         let Some(conn) = flip(&mut tx, id, Some(now_us())).await? else {
             return Ok(connection_plain(&mut tx, id).await?.map(StagingOutcome::Already));
@@ -218,11 +217,10 @@ impl StagingStore for PostgresStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *rx)
             .await?;
-        let users: Vec<(i64, String, Option<String>, Option<String>, bool)> =
-            sqlx::query_as(AssertSqlSafe(staging::match_users_sql(true)))
-                .bind(connection_id)
-                .fetch_all(&mut *rx)
-                .await?;
+        let users: Vec<staging::UserRow> = sqlx::query_as(AssertSqlSafe(staging::match_users_sql(true)))
+            .bind(connection_id)
+            .fetch_all(&mut *rx)
+            .await?;
         let emails: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(DirectorySql::pg(StagingSql::EMAILS)))
             .bind(connection_id)
             .fetch_all(&mut *rx)

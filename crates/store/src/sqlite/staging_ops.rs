@@ -206,11 +206,10 @@ impl StagingStore for SqliteStore {
     async fn match_users(&self, connection_id: &str) -> StoreResult<Vec<MatchUser>> {
         // One read transaction, so the three reads agree.
         let mut rx = self.reader.begin().await?;
-        let users: Vec<(i64, String, Option<String>, Option<String>, bool)> =
-            sqlx::query_as(AssertSqlSafe(staging::match_users_sql(false)))
-                .bind(connection_id)
-                .fetch_all(&mut *rx)
-                .await?;
+        let users: Vec<staging::UserRow> = sqlx::query_as(AssertSqlSafe(staging::match_users_sql(false)))
+            .bind(connection_id)
+            .fetch_all(&mut *rx)
+            .await?;
         let emails: Vec<(i64, String)> = sqlx::query_as(StagingSql::EMAILS)
             .bind(connection_id)
             .fetch_all(&mut *rx)
