@@ -374,14 +374,19 @@ async fn writes_racing_with_go_live_are_in_the_snapshot_or_after_it(store: Arc<d
             }
         }));
     }
-    // Going live while they write (wherever the writers are by then).
-    tokio::task::yield_now().await;
+    // Going live while they write: once some of their users exist, most still to come.
+    while store.match_users(&c).await.unwrap().len() < 12 {
+        tokio::task::yield_now().await;
+    }
     let live = store
         .activate_connection(&WriteContext::cli(), &c)
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(live, StagingOutcome::Done(_, Some(_))));
+    let StagingOutcome::Done(_, Some(snapshot)) = live else {
+        panic!("{live:?}")
+    };
+    assert!(snapshot.users >= 12, "{snapshot:?}");
     for w in writers {
         w.await.unwrap();
     }
