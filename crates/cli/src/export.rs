@@ -107,6 +107,7 @@ pub async fn export(
         let query = DirectoryQuery {
             after_pk: after,
             limit: PAGE,
+            include_staging: true,
             ..Default::default()
         };
         let page = admin.directory_users(&org.id, query).await.map_err(err)?;
@@ -129,6 +130,7 @@ pub async fn export(
         let query = GroupQuery {
             after_pk: after,
             limit: PAGE,
+            include_staging: true,
             ..Default::default()
         };
         let page = admin.directory_groups(&org.id, query).await.map_err(err)?;

@@ -314,6 +314,10 @@ enum ConnectionCommand {
         /// Public base URL the service is reached at, to print the SCIM base URL.
         #[arg(long, env = "ROLLCALL_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Create it in staging (shadow mode): nothing reaches the application until
+        /// `rollcall connection activate`.
+        #[arg(long)]
+        staging: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -357,6 +361,26 @@ enum ConnectionCommand {
     /// The guard against mass deprovisioning: show, set, list what it holds, release or discard.
     #[command(subcommand)]
     Guard(ops::GuardCommand),
+    /// Put a live connection into staging (shadow mode): its identity provider is answered as
+    /// usual, the application hears nothing of its users and groups until it is activated.
+    Stage {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a staging connection live: the application receives its current state, then its
+    /// changes (asks first; `--yes` to skip).
+    Activate {
+        id: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The match report of a connection: the application's accounts against what the identity
+    /// provider pushed (show, upload a CSV, delete).
+    #[command(subcommand)]
+    MatchReport(ops::MatchReportCommand),
     /// Sync a Google Workspace connection now, in this process, and print what it did (a serving
     /// node syncs it on its schedule too; one at a time).
     Sync {
@@ -1514,6 +1538,7 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             idp,
             name,
             public_url,
+            staging,
             json,
             ..
         }) => {
@@ -1523,10 +1548,13 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             let admin = admin(public_url.clone());
             let org = admin.find_organization(&org).await.map_err(err)?;
             let idp: IdpKind = idp.parse()?;
-            let issued = admin
+            let mut issued = admin
                 .create_connection(&by, &org.id, name.as_deref(), idp)
                 .await
                 .map_err(err)?;
+            if staging {
+                issued.connection = admin.stage_connection(&by, &issued.connection.id).await.map_err(err)?;
+            }
             let c = &issued.connection;
             let base = public_url.as_ref().map(|_| admin.scim_base_url(&c.id));
             let path = format!("/scim/v2/{}", c.id);
@@ -1534,10 +1562,19 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
                 println!(
                     "{}",
                     serde_json::json!({"id": c.id, "org_id": c.org_id, "idp": c.idp, "scim_base_url": base,
-                        "scim_path": path, "token": issued.token})
+                        "scim_path": path, "token": issued.token, "staging": c.staged_us.is_some()})
                 );
             } else {
-                println!("SCIM connection {} created for {}.", c.id, org.name);
+                println!(
+                    "SCIM connection {} created for {}{}.",
+                    c.id,
+                    org.name,
+                    if staging {
+                        ", in staging (`rollcall connection activate` to go live)"
+                    } else {
+                        ""
+                    }
+                );
                 match (&base, recorded_at) {
                     (Some(base), None) => println!("SCIM base URL: {base}"),
                     (Some(base), Some(at)) => println!(
@@ -1595,6 +1632,11 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Connection(ConnectionCommand::Guard(cmd)) => ops::guard(&admin(None), &by, cmd).await,
+        Command::Connection(ConnectionCommand::Stage { id, json }) => ops::stage(&admin(None), &by, &id, json).await,
+        Command::Connection(ConnectionCommand::Activate { id, yes, json }) => {
+            ops::activate(&admin(None), &by, &id, yes, json).await
+        }
+        Command::Connection(ConnectionCommand::MatchReport(cmd)) => ops::match_report(&admin(None), &by, cmd).await,
         Command::Connection(ConnectionCommand::Delete { id, yes }) => {
             let admin = admin(None);
             let c = admin.connection(&id).await.map_err(err)?;

@@ -1168,3 +1168,159 @@ pub fn sync_report(s: &rollcall_store::DirectorySource, as_json: bool) -> Result
         _ => Ok(()),
     }
 }
+
+#[derive(Subcommand)]
+pub enum MatchReportCommand {
+    /// Show the match report of a connection, computed now: the uploaded accounts against what
+    /// the identity provider pushed.
+    Show {
+        /// Connection id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload the application's accounts from a CSV file (columns `email`, `external_id`, `roles`
+    /// with roles separated by `;`; a header line naming them, or those columns in that order),
+    /// replacing any earlier upload, and show the report. `-` reads standard input.
+    Upload {
+        /// Connection id.
+        id: String,
+        /// The CSV file.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the uploaded accounts.
+    Delete {
+        /// Connection id.
+        id: String,
+    },
+}
+
+fn match_report_text(r: &rollcall_server::admin::staging::MatchReport) {
+    let c = &r.counts;
+    println!(
+        "connection:        {} ({})",
+        r.connection_id,
+        if r.staging { "staging" } else { "live" }
+    );
+    match &r.uploaded_at {
+        Some(at) => println!("accounts uploaded: {} at {at}", r.accounts),
+        None => println!("accounts uploaded: none (`rollcall connection match-report upload ID FILE.csv`)"),
+    }
+    println!("identity provider: {} users", r.idp_users);
+    println!("matched:           {}", c.matched);
+    println!("in the IdP only:   {} (would be new accounts)", c.idp_only);
+    println!("in the app only:   {} (would lose access)", c.app_only);
+    println!("ambiguous:         {}", c.ambiguous);
+    println!("role differences:  {}", c.role_differences);
+    let who = |a: &rollcall_server::admin::staging::MatchAccountView| {
+        a.email.clone().or_else(|| a.external_id.clone()).unwrap_or_default()
+    };
+    for a in &r.app_only {
+        println!("  app only   {}", who(a));
+    }
+    for u in &r.idp_only {
+        println!("  IdP only   {}", u.user_name.clone().unwrap_or_else(|| u.id.clone()));
+    }
+    for a in &r.ambiguous {
+        let accounts: Vec<String> = a.accounts.iter().map(who).collect();
+        let users: Vec<String> = a
+            .users
+            .iter()
+            .map(|u| u.user_name.clone().unwrap_or_else(|| u.id.clone()))
+            .collect();
+        println!("  ambiguous  {} ~ {}", accounts.join(", "), users.join(", "));
+    }
+    for d in &r.role_differences {
+        println!(
+            "  roles      {}: gains [{}], loses [{}]",
+            who(&d.account),
+            d.would_gain.join(", "),
+            d.would_lose.join(", ")
+        );
+    }
+    if r.truncated {
+        println!(
+            "(lists cut at {} items; --json for the same)",
+            rollcall_server::admin::staging::REPORT_LIST_LIMIT
+        );
+    }
+}
+
+pub async fn match_report(admin: &Admin, by: &WriteContext, cmd: MatchReportCommand) -> Result<(), String> {
+    use rollcall_server::admin::staging::parse_accounts_csv;
+    match cmd {
+        MatchReportCommand::Show { id, json: as_json } => {
+            let r = admin.match_report(&id).await.map_err(err)?;
+            if as_json { json(&r) } else { match_report_text(&r) }
+        }
+        MatchReportCommand::Upload {
+            id,
+            file,
+            json: as_json,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}"))?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            };
+            let accounts = parse_accounts_csv(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let r = admin.upload_match_accounts(by, &id, accounts).await.map_err(err)?;
+            if as_json { json(&r) } else { match_report_text(&r) }
+        }
+        MatchReportCommand::Delete { id } => {
+            admin.delete_match_accounts(by, &id).await.map_err(err)?;
+            println!("the uploaded accounts of connection {id} are forgotten");
+        }
+    }
+    Ok(())
+}
+
+/// `connection stage`: puts a live connection into staging.
+pub async fn stage(admin: &Admin, by: &WriteContext, id: &str, as_json: bool) -> Result<(), String> {
+    let c = admin.stage_connection(by, id).await.map_err(err)?;
+    if as_json {
+        json(&rollcall_server::api::schemas::ConnectionView::new(admin, &c));
+    } else {
+        println!(
+            "connection {id} is in staging: its identity provider is answered as usual, the application hears \
+             nothing of its users and groups until `rollcall connection activate {id}`"
+        );
+    }
+    Ok(())
+}
+
+/// `connection activate`: takes a staging connection live (asks first).
+pub async fn activate(admin: &Admin, by: &WriteContext, id: &str, yes: bool, as_json: bool) -> Result<(), String> {
+    let c = admin.connection(id).await.map_err(err)?;
+    if c.staged_us.is_some() {
+        let r = admin.match_report(id).await.map_err(err)?;
+        let what = format!(
+            "Taking connection {id} live: the application receives its {} users (and their groups and roles) now{}",
+            r.idp_users,
+            if r.uploaded_at.is_some() {
+                format!(
+                    "; the match report counts {} accounts that would lose access and {} ambiguous",
+                    r.counts.app_only, r.counts.ambiguous
+                )
+            } else {
+                String::new()
+            }
+        );
+        crate::confirm(yes, &what, id)?;
+    }
+    let (c, snapshot) = admin.activate_connection(by, id).await.map_err(err)?;
+    if as_json {
+        json(&rollcall_server::api::staging::Activation {
+            connection: rollcall_server::api::schemas::ConnectionView::new(admin, &c),
+            snapshot: (&snapshot).into(),
+        });
+    } else {
+        println!(
+            "connection {id} is live: sent {} users, {} groups, {} memberships and the roles of {} users",
+            snapshot.users, snapshot.groups, snapshot.memberships, snapshot.users_with_roles
+        );
+    }
+    Ok(())
+}

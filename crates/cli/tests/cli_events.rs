@@ -861,3 +861,134 @@ async fn connection_guard_commands() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor, Actor::Cli);
 }
+
+/// `rollcall connection create --staging`, `match-report upload|show|delete`, `activate` (asks
+/// first) and `stage`: what the application receives, recorded with the `cli` actor.
+#[tokio::test]
+async fn connection_staging_commands() {
+    use rollcall_store::{ResourceKind, WriteContext};
+    use serde_json::{Value, json};
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("staging.db").display());
+    let run = |args: &[&str]| -> Value {
+        let mut all = vec!["--database", db.as_str()];
+        all.extend_from_slice(args);
+        let out = rollcall(&all, &[]);
+        ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    run(&["--create", "org", "create", "--name", "Acme"]);
+    let conn = run(&["connection", "create", "--org", "Acme", "--staging", "--json"]);
+    assert_eq!(conn["staging"], json!(true));
+    let id = conn["id"].as_str().unwrap().to_string();
+    {
+        let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+            .await
+            .unwrap();
+        let c = store.get_connection(&id).await.unwrap().unwrap();
+        let ctx = WriteContext {
+            org_id: c.org_id.clone(),
+            connection_id: id.clone(),
+            ..WriteContext::default()
+        };
+        for name in ["ann@acme.example", "bob@acme.example"] {
+            let doc = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+            store
+                .create_resource(&ctx, ResourceKind::User, doc, vec![])
+                .await
+                .unwrap();
+        }
+    }
+    let csv = dir.0.join("accounts.csv");
+    std::fs::write(&csv, "email,roles\nANN@acme.example,admin\nzed@acme.example,\n").unwrap();
+    let r = run(&[
+        "connection",
+        "match-report",
+        "upload",
+        &id,
+        csv.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            r["counts"]["matched"].as_u64(),
+            r["counts"]["idp_only"].as_u64(),
+            r["counts"]["app_only"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let text = rollcall(&["--database", &db, "connection", "match-report", "show", &id], &[]);
+    ok(&text);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("in the app only:   1"), "{text}");
+    assert!(text.contains("app only   zed@acme.example"), "{text}");
+    std::fs::write(&csv, "email,mail\nx,y\n").unwrap();
+    let bad = rollcall(
+        &[
+            "--database",
+            &db,
+            "connection",
+            "match-report",
+            "upload",
+            &id,
+            csv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown CSV column"));
+
+    // Going live asks first.
+    let mut args = vec!["--database", db.as_str(), "connection", "activate", id.as_str()];
+    assert!(!rollcall(&args, &[]).status.success());
+    args.extend(["--yes", "--json"]);
+    let out = rollcall(&args, &[]);
+    ok(&out);
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(live["connection"]["staging"], json!(false));
+    assert_eq!(live["snapshot"]["users"], json!(2));
+    let again = rollcall(&["--database", &db, "connection", "activate", &id, "--yes"], &[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("live"));
+    let staged = run(&["connection", "stage", &id, "--json"]);
+    assert_eq!(staged["staging"], json!(true));
+    let gone = rollcall(&["--database", &db, "connection", "match-report", "delete", &id], &[]);
+    ok(&gone);
+
+    let store = SqliteStore::open(&db, Arc::new(SchemaRegistry::standard()))
+        .await
+        .unwrap();
+    let events = store
+        .query_events(&EventQuery {
+            types: vec![
+                "connection.activated".into(),
+                "connection.staged".into(),
+                "user.created".into(),
+                "connection.match_report_uploaded".into(),
+                "connection.match_report_deleted".into(),
+            ],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "connection.staged",
+            "connection.match_report_uploaded",
+            "connection.activated",
+            "user.created",
+            "user.created",
+            "connection.staged",
+            "connection.match_report_deleted"
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind.starts_with("connection."))
+            .all(|e| e.actor == Actor::Cli)
+    );
+}

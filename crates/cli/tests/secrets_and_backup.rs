@@ -707,6 +707,7 @@ async fn snapshot(srv: &Server, key: &str, org: &str, conn: &str) -> Value {
         "roles": api_get(srv, key, &format!("organizations/{org}/roles")).await,
         "mappings": api_get(srv, key, &format!("connections/{conn}/role-mappings")).await,
         "webhooks": api_get(srv, key, "webhooks").await,
+        "match_report": api_get(srv, key, &format!("connections/{conn}/match-report")).await,
         "events": events,
     })
 }
@@ -800,6 +801,14 @@ async fn migrate_store_moves_everything_to_postgres() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let r = client
+        .post(format!("{}/api/v1/connections/{conn_id}/match-report", srv.origin))
+        .bearer_auth(&key)
+        .json(&json!({"accounts": [{"email": "u0@acme.example", "roles": ["admin"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
         .post(format!("{}/api/v1/webhooks", srv.origin))
         .bearer_auth(&key)
         .json(&json!({"url": "http://127.0.0.1:9/hook", "org_id": org, "event_types": ["user.*"]}))
@@ -838,6 +847,7 @@ async fn migrate_store_moves_everything_to_postgres() {
     assert_eq!(out["tables"]["resources"], 6, "{out}");
     assert_eq!(out["tables"]["group_members"], 2, "{out}");
     assert_eq!(out["tables"]["webhook_endpoints"], 1, "{out}");
+    assert_eq!(out["tables"]["match_reports"], 1, "{out}");
     assert_eq!(out["secrets_key_ids"].as_array().unwrap().len(), 1, "{out}");
 
     // The PostgreSQL node, with the key that was beside the SQLite database.

@@ -341,7 +341,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     }
     if let Some(v) = req.headers().get(header::CONTENT_LENGTH) {
         let max_body = match form {
-            ErrorForm::Problem => crate::api::extract::MAX_BODY_BYTES,
+            ErrorForm::Problem => crate::api::extract::max_body_bytes(req.uri().path()),
             _ => g.0.scim_max_body,
         };
         match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {

@@ -414,10 +414,88 @@ async fn the_connection_page_shows_and_resolves_the_guard() {
     assert_eq!(p.status, 303);
 }
 
+/// Staging in the console: the badge, the match report page with its CSV upload (escaped), and
+/// Activate and "Put back into staging" (asking first).
+async fn the_console_stages_reports_and_activates() {
+    let srv = TestServer::start().await;
+    let conn = srv.conn().clone();
+    let mut b = signed_in(&srv).await;
+    let page_path = format!("/console/connections/{}", conn.id);
+    let page = b.get(&page_path).await;
+    assert!(!page.html.contains("id=\"staging-badge\""));
+    let csrf = page.csrf();
+    assert!(
+        page.html
+            .contains("data-confirm=\"Put this connection back into staging?")
+    );
+    let p = b.post(&format!("{page_path}/stage"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let page = b.get(&page_path).await;
+    assert!(
+        page.html.contains("id=\"staging-badge\""),
+        "the page marks the connection"
+    );
+    assert!(page.html.contains("data-confirm=\"Go live?"));
+    let org = b.get(&format!("/console/organizations/{}", conn.org_id)).await;
+    assert!(org.html.contains(">staging</span>"));
+
+    let client = srv.client();
+    client.user("ann@acme.example").await;
+    client.user("bob@acme.example").await;
+    let report_path = format!("{page_path}/match-report");
+    let report = b.get(&report_path).await;
+    assert_eq!(report.status, 200);
+    assert!(report.html.contains("none yet") && report.html.contains("type=\"file\""));
+    let csv = "email,roles\nann@acme.example,admin\n<script>@x.example,\n";
+    let p = b.post(&report_path, &[("csrf", &csrf), ("csv", csv)]).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let report = b.get(&report_path).await;
+    assert!(
+        report.html.contains("<dd id=\"count-matched\">1</dd>"),
+        "{}",
+        report.html
+    );
+    assert!(report.html.contains("<dd id=\"count-app-only\">1 "));
+    assert!(report.html.contains("<dd id=\"count-idp-only\">1 "));
+    assert!(report.html.contains("script&#62;@x.example") || report.html.contains("script&gt;@x.example"));
+    assert!(!report.html.contains("<script>@x"), "escaped");
+    let bad = b
+        .post(&report_path, &[("csrf", &csrf), ("csv", "email,mail\na,b\n")])
+        .await;
+    assert_eq!(bad.status, 303);
+    assert!(
+        srv.store
+            .match_accounts(&conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .accounts
+            .len()
+            == 2
+    );
+
+    let p = b.post(&format!("{page_path}/activate"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    assert!(
+        srv.store
+            .get_connection(&conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .staged_us
+            .is_none()
+    );
+    let created = srv.store.events_after(0, 1000).await.unwrap();
+    assert_eq!(created.iter().filter(|e| e.kind == "user.created").count(), 2);
+    let page = b.get(&page_path).await;
+    assert!(!page.html.contains("id=\"staging-badge\""));
+}
+
 backend_tests!(
     sessions_and_csrf,
     escaping_and_headers,
     connection_page_shows_tokens_and_explained_requests,
     a_google_workspace_connection_shows_its_sync,
-    the_connection_page_shows_and_resolves_the_guard
+    the_connection_page_shows_and_resolves_the_guard,
+    the_console_stages_reports_and_activates
 );

@@ -182,6 +182,7 @@ mod tests {
             detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
+            staged_us: None,
         }
     }
 

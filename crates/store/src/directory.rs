@@ -63,6 +63,8 @@ pub struct DirectoryQuery {
     pub role: Option<String>,
     /// Members of this group (its Rollcall id).
     pub group_id: Option<String>,
+    /// Users of connections in staging too ([`crate::staging`]); left out by default.
+    pub include_staging: bool,
     /// Users with a row key above this (cursor paging).
     pub after_pk: i64,
     pub limit: i64,
@@ -102,6 +104,8 @@ pub struct GroupQuery {
     /// Folded.
     pub display_name: Option<String>,
     pub external_id: Option<String>,
+    /// Groups of connections in staging too; left out by default.
+    pub include_staging: bool,
     pub after_pk: i64,
     pub limit: i64,
 }
@@ -167,10 +171,14 @@ fn doc_sql(dialect: Dialect) -> &'static str {
     }
 }
 
-/// Restricts `r` to the organization's connections (and to one of them when asked).
-fn in_org(b: &mut SqlBuilder, org_id: &str, connection_id: Option<&str>) {
+/// Restricts `r` to the organization's connections (and to one of them when asked), without those
+/// in staging unless `include_staging`.
+fn in_org(b: &mut SqlBuilder, org_id: &str, connection_id: Option<&str>, include_staging: bool) {
     b.push("r.connection_id IN (SELECT c.id FROM scim_connections c WHERE c.org_id = ");
     b.text(org_id);
+    if !include_staging {
+        b.push(" AND c.staged_us IS NULL");
+    }
     b.push(")");
     if let Some(c) = connection_id {
         b.push(" AND r.connection_id = ");
@@ -190,7 +198,7 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
         doc_sql(dialect),
         roles_sql(dialect)
     ));
-    in_org(&mut b, org_id, q.connection_id.as_deref());
+    in_org(&mut b, org_id, q.connection_id.as_deref(), q.include_staging);
     match q.status {
         None => {}
         Some(UserStatus::Deleted) => {
@@ -278,7 +286,7 @@ pub fn groups_sql(dialect: Dialect, org_id: &str, q: &GroupQuery) -> SqlBuilder 
         " (SELECT count(*) FROM group_members m WHERE m.group_pk = r.pk) AS member_count, r.created_us, r.modified_us
          FROM resources r WHERE r.kind = 'Group' AND r.deleted_us IS NULL AND ",
     );
-    in_org(&mut b, org_id, q.connection_id.as_deref());
+    in_org(&mut b, org_id, q.connection_id.as_deref(), q.include_staging);
     if let Some(id) = &q.id {
         b.push(" AND r.id = ");
         b.text(id.clone());

@@ -409,5 +409,6 @@ pub(crate) fn new_connection(new: &NewDirectoryConnection, id: String, now: i64)
         detected_idp_last_seen_us: None,
         policy: Default::default(),
         debug_logging: false,
+        staged_us: None,
     }
 }

@@ -49,6 +49,14 @@ pub const CONNECTION_DEPROVISION_GUARD_RELEASED: &str = "connection.deprovision_
 pub const CONNECTION_DEPROVISION_GUARD_DISCARDED: &str = "connection.deprovision_guard_discarded";
 /// An operator changed the guard's settings.
 pub const CONNECTION_DEPROVISION_GUARD_SET: &str = "connection.deprovision_guard_set";
+/// A connection was put into staging ([`crate::staging`]): from now on the application hears
+/// nothing of its users and groups.
+pub const CONNECTION_STAGED: &str = "connection.staged";
+/// A staging connection went live: its current state follows this event in the log.
+pub const CONNECTION_ACTIVATED: &str = "connection.activated";
+/// The application's accounts were uploaded for a connection's match report.
+pub const CONNECTION_MATCH_REPORT_UPLOADED: &str = "connection.match_report_uploaded";
+pub const CONNECTION_MATCH_REPORT_DELETED: &str = "connection.match_report_deleted";
 pub const ORGANIZATION_CREATED: &str = "organization.created";
 pub const ORGANIZATION_UPDATED: &str = "organization.updated";
 pub const ORGANIZATION_DELETED: &str = "organization.deleted";
@@ -97,6 +105,10 @@ pub const ALL: &[&str] = &[
     CONNECTION_DEPROVISION_GUARD_RELEASED,
     CONNECTION_DEPROVISION_GUARD_DISCARDED,
     CONNECTION_DEPROVISION_GUARD_SET,
+    CONNECTION_STAGED,
+    CONNECTION_ACTIVATED,
+    CONNECTION_MATCH_REPORT_UPLOADED,
+    CONNECTION_MATCH_REPORT_DELETED,
     ORGANIZATION_CREATED,
     ORGANIZATION_UPDATED,
     ORGANIZATION_DELETED,

@@ -38,6 +38,7 @@ pub mod sqlite;
 pub mod sqlite_events;
 mod sqlite_sessions;
 mod sqlite_webhooks;
+pub mod staging;
 mod update;
 pub mod webhooks;
 
@@ -57,6 +58,7 @@ pub use sessions::{
     BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
     SetupSessionRow,
 };
+pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
     AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
 };
@@ -165,7 +167,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: staging::StagingStore + Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.

@@ -31,6 +31,7 @@ pub const TABLES: &[&str] = &[
     "deprovision_guards",
     "deprovision_window",
     "held_events",
+    "match_reports",
     "request_log",
     "webhook_endpoints",
     "webhook_attempts",

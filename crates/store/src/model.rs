@@ -157,6 +157,10 @@ pub struct Connection {
     /// Whether the request log keeps the bodies of this connection's SCIM requests and responses
     /// (redacted): switched on by an operator while diagnosing an identity provider.
     pub debug_logging: bool,
+    /// When the connection was put into staging ([`crate::staging`]); `None` while it is live.
+    /// While staging, the identity provider is answered and its changes stored as always, but
+    /// the application hears nothing of its users and groups.
+    pub staged_us: Option<i64>,
 }
 
 /// What happens to a user the identity provider deletes (`DELETE /Users/{id}`).

@@ -43,6 +43,7 @@ use std::time::Duration;
 mod guard_ops;
 pub mod notify;
 mod roles_ops;
+mod staging_ops;
 mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -389,21 +390,50 @@ impl WriteTx {
             for e in &ev {
                 crate::metrics::note(&mut self.written, e.kind, 1);
             }
-            let sql = format!(
-                "WITH lk AS ({}),
-                 cn AS (SELECT COUNT(pg_notify('{}', c)) AS n FROM UNNEST($14::text[]) c)
-                 INSERT INTO events ({EVENT_COLUMNS})
-                 SELECT {} FROM lk, cn, {} ORDER BY t.n",
-                events_lock_cte(13, "true"),
-                notify::CONNECTIONS,
-                events_select("t"),
-                events_unnest(1, "t"),
-            );
-            bind_events(sqlx::query(AssertSqlSafe(sql)), &ev)
+            // The connections whose user and group events these are: those in staging are locked
+            // (`FOR SHARE`, before the events lock) and their events left out ([`crate::staging`]).
+            let mut about: Vec<String> = ev
+                .iter()
+                .filter(|e| e.resource_type.is_some())
+                .filter_map(|e| e.connection_id.clone())
+                .collect();
+            about.sort();
+            about.dedup();
+            let sql = if about.is_empty() {
+                format!(
+                    "WITH lk AS ({}),
+                     cn AS (SELECT COUNT(pg_notify('{}', c)) AS n FROM UNNEST($14::text[]) c)
+                     INSERT INTO events ({EVENT_COLUMNS})
+                     SELECT {} FROM lk, cn, {} ORDER BY t.n",
+                    events_lock_cte(13, "true"),
+                    notify::CONNECTIONS,
+                    events_select("t"),
+                    events_unnest(1, "t"),
+                )
+            } else {
+                format!(
+                    "WITH st AS (SELECT id FROM scim_connections WHERE id = ANY($15::text[]) AND staged_us IS NOT NULL
+                                 ORDER BY id FOR SHARE),
+                     lk AS ({}),
+                     cn AS (SELECT COUNT(pg_notify('{}', c)) AS n FROM UNNEST($14::text[]) c)
+                     INSERT INTO events ({EVENT_COLUMNS})
+                     SELECT {} FROM lk, cn, {}
+                     WHERE t.resource_type IS NULL OR t.connection_id IS NULL
+                       OR t.connection_id NOT IN (SELECT id FROM st)
+                     ORDER BY t.n",
+                    events_lock_cte(13, "(SELECT count(*) FROM st) >= 0"),
+                    notify::CONNECTIONS,
+                    events_select("t"),
+                    events_unnest(1, "t"),
+                )
+            };
+            let mut q = bind_events(sqlx::query(AssertSqlSafe(sql)), &ev)
                 .bind(EVENTS_LOCK)
-                .bind(&connections)
-                .execute(&mut *self.tx)
-                .await?;
+                .bind(&connections);
+            if !about.is_empty() {
+                q = q.bind(&about);
+            }
+            q.execute(&mut *self.tx).await?;
         } else if !connections.is_empty() {
             sqlx::query(AssertSqlSafe(format!(
                 "SELECT COUNT(pg_notify('{}', c)) FROM UNNEST($1::text[]) c",
@@ -476,6 +506,7 @@ fn conn_of(row: &PgRow) -> Connection {
         detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
         debug_logging: row.get("debug_logging"),
+        staged_us: row.try_get("staged_us").unwrap_or(None),
     }
 }
 
@@ -1638,6 +1669,7 @@ impl Store for PostgresStore {
             detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
+            staged_us: None,
         };
         self.retrying(|| self.create_connection_once(by, &c)).await?;
         Ok(c)

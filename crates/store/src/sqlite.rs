@@ -20,6 +20,7 @@ mod inline_read;
 pub mod lock;
 mod resource_writes;
 mod roles_ops;
+mod staging_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
 use rollcall_scim::ScimError;
@@ -238,6 +239,7 @@ fn conn_of(row: &SqliteRow) -> Connection {
         detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
         policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
         debug_logging: row.get("debug_logging"),
+        staged_us: row.try_get("staged_us").unwrap_or(None),
     }
 }
 
@@ -533,6 +535,7 @@ impl Store for SqliteStore {
             detected_idp_last_seen_us: None,
             policy: Default::default(),
             debug_logging: false,
+            staged_us: None,
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(

@@ -90,6 +90,8 @@ impl Admin {
         let org = self.organization(org_id).await?;
         let query = DirectoryQuery {
             id: Some(id.to_string()),
+            // Found by id whatever its connection's state (the lists leave staging out).
+            include_staging: true,
             limit: 1,
             ..Default::default()
         };
@@ -118,6 +120,8 @@ impl Admin {
         let org = self.organization(org_id).await?;
         let query = GroupQuery {
             id: Some(id.to_string()),
+            // Found by id whatever its connection's state (the lists leave staging out).
+            include_staging: true,
             limit: 1,
             ..Default::default()
         };

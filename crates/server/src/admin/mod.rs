@@ -20,6 +20,7 @@ mod protected;
 mod roles;
 mod sessions;
 mod setup_links;
+pub mod staging;
 mod token_use;
 mod webhooks;
 

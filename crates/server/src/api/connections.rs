@@ -36,7 +36,11 @@ pub async fn create_connection(
     JsonBody(body): JsonBody<CreateConnection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<ConnectionWithToken>)> {
     let idp = body.idp.map(IdpKind::from).unwrap_or(IdpKind::Generic);
-    let issued = admin.create_connection(&by, &org_id, body.name.as_deref(), idp).await?;
+    let mut issued = admin.create_connection(&by, &org_id, body.name.as_deref(), idp).await?;
+    if body.staging == Some(true) {
+        // Before the token is handed out: no SCIM request can come in between.
+        issued.connection = admin.stage_connection(&by, &issued.connection.id).await?;
+    }
     Ok((
         StatusCode::CREATED,
         location("connections", &issued.connection.id),

@@ -23,6 +23,18 @@ fn text_param(pairs: &[(String, String)], name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A `true`/`false` query parameter (absent: false).
+fn bool_param(pairs: &[(String, String)], name: &str) -> Result<bool, ApiProblem> {
+    match text_param(pairs, name).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiProblem::new(
+            400,
+            format!("{name}: expected true or false, not \"{other}\""),
+        )),
+    }
+}
+
 /// A user's status.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -133,6 +145,9 @@ pub struct UserListParams {
     role: Option<String>,
     /// Direct members of this group (id).
     group_id: Option<String>,
+    /// `true`: also the users of connections in staging (left out by default, as from the access
+    /// check; docs/go-live.md).
+    include_staging: Option<bool>,
     cursor: Option<String>,
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
@@ -184,6 +199,8 @@ pub struct GroupListParams {
     /// Ignoring case.
     display_name: Option<String>,
     external_id: Option<String>,
+    /// `true`: also the groups of connections in staging (left out by default).
+    include_staging: Option<bool>,
     cursor: Option<String>,
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
@@ -292,6 +309,7 @@ pub async fn list_users(
         external_id: text_param(&pairs, "external_id"),
         role: text_param(&pairs, "role"),
         group_id: text_param(&pairs, "group_id"),
+        include_staging: bool_param(&pairs, "include_staging")?,
         after_pk: paging::number_cursor(&pairs, "cursor", kinds::USERS)?.unwrap_or(0),
         limit: paging::limit(&pairs)?,
     };
@@ -345,6 +363,7 @@ pub async fn list_groups(
         id: None,
         display_name: text_param(&pairs, "display_name"),
         external_id: text_param(&pairs, "external_id"),
+        include_staging: bool_param(&pairs, "include_staging")?,
         after_pk: paging::number_cursor(&pairs, "cursor", kinds::GROUPS)?.unwrap_or(0),
         limit: paging::limit(&pairs)?,
     };

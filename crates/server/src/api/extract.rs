@@ -13,6 +13,18 @@ use std::sync::OnceLock;
 
 /// Largest accepted request body of the management API, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest body of a match report upload (`POST /connections/{id}/match-report`: up to 10,000
+/// accounts).
+pub const MAX_MATCH_REPORT_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The body limit of a management API path.
+pub fn max_body_bytes(path: &str) -> usize {
+    if path.ends_with("/match-report") {
+        MAX_MATCH_REPORT_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
 
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
@@ -47,10 +59,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 format!("the request body must be JSON, sent with \"Content-Type: application/json\" (got {got})"),
             ));
         }
+        let limit = max_body_bytes(req.uri().path());
         let too_large = || {
             ApiProblem::new(
                 413,
-                format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+                format!("the request body is larger than the limit of {limit} bytes"),
             )
         };
         let declared = req
@@ -58,24 +71,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                if let Some(t) = crate::deadline::body_timeout(&e) {
-                    return ApiProblem::new(408, t.to_string());
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            if let Some(t) = crate::deadline::body_timeout(&e) {
+                return ApiProblem::new(408, t.to_string());
+            }
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                if s.to_string().contains("length limit") {
+                    return too_large();
                 }
-                let mut source: Option<&dyn std::error::Error> = Some(&e);
-                while let Some(s) = source {
-                    if s.to_string().contains("length limit") {
-                        return too_large();
-                    }
-                    source = s.source();
-                }
-                ApiProblem::new(400, "the request body could not be read")
-            })?;
+                source = s.source();
+            }
+            ApiProblem::new(400, "the request body could not be read")
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiProblem::new(422, "the request body is empty; send a JSON object"));
         }

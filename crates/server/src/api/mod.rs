@@ -19,6 +19,7 @@ pub mod problem;
 pub mod roles;
 pub mod schemas;
 pub mod setup_links;
+pub mod staging;
 pub mod webhooks;
 
 use crate::state::AppState;
@@ -111,6 +112,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(guard::list_held))
         .routes(routes!(guard::release))
         .routes(routes!(guard::discard))
+        .routes(routes!(staging::stage))
+        .routes(routes!(staging::activate))
+        .routes(routes!(
+            staging::get_match_report,
+            staging::upload_match_report,
+            staging::delete_match_report
+        ))
         .routes(routes!(directory_sync::create_google_workspace_connection))
         .routes(routes!(
             directory_sync::get_google_workspace,

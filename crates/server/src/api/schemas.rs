@@ -210,6 +210,13 @@ pub struct ConnectionView {
     /// Whether the request log keeps the (redacted) bodies of this connection's SCIM requests and
     /// responses (`GET /connections/{id}/requests`).
     pub debug_logging: bool,
+    /// `true` while the connection is in staging (shadow mode, docs/go-live.md): the identity
+    /// provider is answered and its changes stored, but the application hears nothing of them
+    /// until `POST /connections/{id}/activate`.
+    pub staging: bool,
+    /// When it was put into staging; `null` while live.
+    #[schema(required = true, format = DateTime)]
+    pub staged_at: Option<String>,
 }
 
 impl ConnectionView {
@@ -232,6 +239,8 @@ impl ConnectionView {
             detected_idp_first_seen_at: c.detected_idp_first_seen_us.map(rfc3339),
             detected_idp_last_seen_at: c.detected_idp_last_seen_us.map(rfc3339),
             debug_logging: c.debug_logging,
+            staging: c.staged_us.is_some(),
+            staged_at: c.staged_us.map(rfc3339),
         }
     }
 }
@@ -259,6 +268,9 @@ pub struct CreateConnection {
     pub name: Option<String>,
     /// Defaults to `generic`.
     pub idp: Option<Idp>,
+    /// `true` creates it in staging (docs/go-live.md): nothing reaches the application until it
+    /// is activated. Default `false`.
+    pub staging: Option<bool>,
 }
 
 /// The fields to change; absent fields stay as they are.

@@ -501,6 +501,17 @@ pub async fn act(
             .map(|c| format!("Identity provider set to {}.", idp_name(c.idp))),
             Err(e) => return done(&back, Err(e)),
         },
+        "stage" => admin.stage_connection(by, &id).await.map(|_| {
+            "The connection is in staging: the application hears nothing of its users and groups until it is activated."
+                .into()
+        }),
+        "activate" => admin.activate_connection(by, &id).await.map(|(_, s)| {
+            format!(
+                "The connection is live: the application received {} users, {} groups, {} memberships and the roles \
+                 of {} users, and hears its changes from now on.",
+                s.users, s.groups, s.memberships, s.users_with_roles
+            )
+        }),
         "guard-release" => admin.resolve_deprovision_guard(by, &id, true).await.map(|r| {
             format!(
                 "Released {} held events about {} users to the application; the guard is armed again.",
@@ -801,6 +812,117 @@ pub async fn set_guard(State(app): State<AppState>, op: Operator, Path(id): Path
         &back,
         result
             .map(|_| "Guard settings saved.".to_string())
+            .map_err(|e| e.detail),
+    )
+}
+
+/// The match report page: counts and lists, and the CSV upload.
+#[derive(Template)]
+#[template(path = "match_report.html")]
+struct MatchReportPage {
+    chrome: Chrome,
+    org_id: String,
+    org_name: String,
+    c: ConnectionRow,
+    r: crate::admin::staging::MatchReport,
+    uploaded: String,
+}
+
+fn account_text(a: &crate::admin::staging::MatchAccountView) -> String {
+    match (&a.email, &a.external_id) {
+        (Some(e), Some(x)) => format!("{e} ({x})"),
+        (Some(e), None) => e.clone(),
+        (None, Some(x)) => x.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+fn user_text(u: &crate::admin::staging::MatchUserView) -> String {
+    let name = u.user_name.clone().unwrap_or_else(|| u.id.clone());
+    if u.status == "active" {
+        name
+    } else {
+        format!("{name} ({})", u.status)
+    }
+}
+
+impl MatchReportPage {
+    fn account(&self, a: &crate::admin::staging::MatchAccountView) -> String {
+        account_text(a)
+    }
+    fn user(&self, u: &crate::admin::staging::MatchUserView) -> String {
+        user_text(u)
+    }
+    fn accounts(&self, a: &[crate::admin::staging::MatchAccountView]) -> String {
+        a.iter().map(account_text).collect::<Vec<_>>().join(", ")
+    }
+    fn users(&self, u: &[crate::admin::staging::MatchUserView]) -> String {
+        u.iter().map(user_text).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `GET /console/connections/{id}/match-report`.
+pub async fn match_report(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(connection_id): Path<String>,
+) -> PageResult {
+    let admin = app.admin();
+    let c = admin.connection(&connection_id).await?;
+    let org = admin.organization(&c.org_id).await?;
+    let r = admin.match_report(&c.id).await?;
+    let (chrome, clear) = Framed::console(
+        &app,
+        &headers,
+        &op.signed(),
+        format!("Match report · {}", c.name),
+        "organizations",
+    )
+    .take();
+    Ok(send(
+        &MatchReportPage {
+            chrome,
+            org_id: org.id,
+            org_name: org.name,
+            uploaded: r.uploaded_at.clone().unwrap_or_default(),
+            c: ConnectionRow::of(&c),
+            r,
+        },
+        clear,
+    ))
+}
+
+/// `POST /console/connections/{id}/match-report`: the CSV pasted (or read from a file by the
+/// page's script) replaces the uploaded accounts; `delete=yes` forgets them.
+pub async fn upload_match_report(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = format!("{}/match-report", page_of(&id));
+    if let Err(e) = f.only(&["csv", "delete"]) {
+        return done(&back, Err(e));
+    }
+    let admin = app.admin();
+    if f.get("delete") == Some("yes") {
+        let r = admin.delete_match_accounts(&op.by, &id).await;
+        return done(
+            &back,
+            r.map(|_| "The uploaded accounts are forgotten.".into())
+                .map_err(|e| e.detail),
+        );
+    }
+    let accounts = match crate::admin::staging::parse_accounts_csv(f.get("csv").unwrap_or_default()) {
+        Ok(a) if a.is_empty() => return done(&back, Err("The CSV holds no account.".into())),
+        Ok(a) => a,
+        Err(e) => return done(&back, Err(e)),
+    };
+    let r = admin.upload_match_accounts(&op.by, &id, accounts).await;
+    done(
+        &back,
+        r.map(|r| format!("{} accounts uploaded; the report below compares them.", r.accounts))
             .map_err(|e| e.detail),
     )
 }

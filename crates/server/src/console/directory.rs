@@ -84,6 +84,7 @@ pub async fn users(
     let mut query = DirectoryQuery {
         after_pk: uq.after.unwrap_or(0),
         limit: PAGE,
+        include_staging: true,
         ..Default::default()
     };
     if !status_text.is_empty() {
@@ -266,6 +267,7 @@ pub async fn groups(
                 display_name: (!q.trim().is_empty()).then(|| q.trim().to_string()),
                 after_pk: gq.after.unwrap_or(0),
                 limit: PAGE,
+                include_staging: true,
                 ..Default::default()
             },
         )

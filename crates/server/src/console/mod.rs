@@ -68,6 +68,10 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{org_id}/groups", get(directory::groups))
         .route("/organizations/{org_id}/groups/{group_id}", get(directory::group))
         .route("/connections/{connection_id}", get(connections::show))
+        .route(
+            "/connections/{connection_id}/match-report",
+            get(connections::match_report).post(connections::upload_match_report),
+        )
         .route("/connections/{connection_id}/{action}", post(connections::act))
         .route(
             "/connections/{connection_id}/mappings",

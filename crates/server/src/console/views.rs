@@ -16,6 +16,8 @@ pub struct ConnectionRow {
     pub token: String,
     pub rotating: Option<String>,
     pub created: String,
+    /// In staging (shadow mode, docs/go-live.md): the application hears nothing of it yet.
+    pub staging: bool,
 }
 
 impl ConnectionRow {
@@ -36,6 +38,7 @@ impl ConnectionRow {
                 .unwrap_or_else(|| "no token".into()),
             rotating: c.next_token_prefix.as_ref().map(|p| format!("{p}…")),
             created: when(c.created_us),
+            staging: c.staged_us.is_some(),
         }
     }
 }

@@ -63,6 +63,14 @@ pub(super) async fn after_write(tx: &mut WriteTx, ctx: &WriteContext) -> StoreRe
     if classified.deprovisioned.is_empty() {
         return Ok(());
     }
+    // A staging connection's user events never reach the log ([`crate::staging`]): nothing to hold.
+    let staged: Option<bool> = sqlx::query_scalar("SELECT staged_us IS NOT NULL FROM scim_connections WHERE id = $1")
+        .bind(&ctx.connection_id)
+        .fetch_optional(tx.conn())
+        .await?;
+    if staged == Some(true) {
+        return Ok(());
+    }
     lock_guard(tx, &ctx.connection_id).await?;
     let (settings, tripped) = guard_row(tx, &ctx.connection_id).await?;
     if !settings.enabled {

@@ -119,8 +119,9 @@ fn members_plan(changes: &[MemberChange]) -> Option<MembersPlan> {
 
 impl PostgresStore {
     /// Creates a resource in one statement with its e-mail rows and its event, when no role
-    /// computation is needed (a user in an organization without roles, a group without members).
-    /// Returns false when nothing was written (the organization has roles).
+    /// computation is needed (a user in an organization without roles, a group without members)
+    /// and the connection is not in staging ([`crate::staging`]). Returns false when nothing was
+    /// written (the organization has roles, or the connection is in staging).
     pub(super) async fn create_resource_one_statement(
         &self,
         ctx: &WriteContext,
@@ -139,7 +140,9 @@ impl PostgresStore {
             now_us(),
         );
         let sql = format!(
-            "WITH gate AS (SELECT ($15::bool OR NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $14)) AS ok),
+            "WITH gate AS (SELECT ($15::bool OR NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $14))
+                             AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $16 AND staged_us IS NOT NULL)
+                             AS ok),
              r AS (INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active,
                        version, created_us, modified_us, doc, doc_ci)
                    SELECT $16, $17, $18, $19, $20, $21, $22, 1, $23, $23, $24, $25 FROM gate WHERE gate.ok RETURNING pk),
@@ -255,7 +258,8 @@ impl PostgresStore {
                         AND (g.version = $17 OR g.doc = $18::jsonb)
                         AND NOT EXISTS (SELECT 1 FROM UNNEST($27::text[]) a(id) WHERE NOT EXISTS
                               (SELECT 1 FROM mem WHERE mem.id = a.id AND mem.live AND mem.pk <> g.pk))
-                        AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15) AS ok
+                        AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15)
+                        AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $13 AND staged_us IS NOT NULL) AS ok
                       FROM g),
              plan AS (SELECT mem.pk, p.id, p.in_present, p.in_set, p.in_display, p.out_present, p.out_display,
                         EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_pk = gate.pk AND gm.member_pk = mem.pk)

@@ -54,6 +54,10 @@ pub(crate) fn insert_events(
     if data.is_empty() {
         return Ok(());
     }
+    // A staging connection's user and group events are not written ([`crate::staging`]).
+    if resource.is_some() && !ctx.connection_id.is_empty() && super::staging_ops::is_staged(c, &ctx.connection_id)? {
+        return Ok(());
+    }
     let sql = format!(
         "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent, request_id, created_us, actor, member_id)
          VALUES {}",

@@ -56,6 +56,21 @@
     done();
   }
 
+  // <input type="file" data-fill="id">: the chosen file's text goes into the textarea with that id
+  // (the match report's CSV upload: the form itself stays a plain form).
+  function setupFileFill() {
+    document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
+      input.addEventListener("change", function () {
+        var target = document.getElementById(input.getAttribute("data-fill"));
+        var file = input.files && input.files[0];
+        if (!target || !file) return;
+        var reader = new FileReader();
+        reader.onload = function () { target.value = String(reader.result); };
+        reader.readAsText(file);
+      });
+    });
+  }
+
   // <form data-confirm="question">: asks before sending.
   function setupConfirm() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
@@ -126,6 +141,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupCopy();
     setupConfirm();
+    setupFileFill();
     setupTypeToConfirm();
     setupEnables();
     setupLive();

@@ -381,6 +381,7 @@ pub async fn connection(
             DirectoryQuery {
                 connection_id: Some(c.id.clone()),
                 limit: ARRIVALS,
+                include_staging: true,
                 ..Default::default()
             },
         )
@@ -392,6 +393,7 @@ pub async fn connection(
             GroupQuery {
                 connection_id: Some(c.id.clone()),
                 limit: 50,
+                include_staging: true,
                 ..Default::default()
             },
         )

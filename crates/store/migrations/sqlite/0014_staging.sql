@@ -1,0 +1,15 @@
+-- Staging connections (issue #19, `crate::staging`).
+
+-- When the connection was put into staging; NULL: live. While it is set, the connection's user and
+-- group events are not written to the log (so neither the Events API nor webhooks see them), and
+-- the directory and the access check leave its users out unless asked.
+ALTER TABLE scim_connections ADD COLUMN staged_us INTEGER;
+
+-- The accounts the application already has for the connection's organization, uploaded to be
+-- matched against what the identity provider pushes (one upload per connection; JSON array).
+CREATE TABLE match_reports (
+    connection_id  TEXT PRIMARY KEY REFERENCES scim_connections (id) ON DELETE CASCADE,
+    accounts       TEXT NOT NULL,
+    account_count  INTEGER NOT NULL,
+    uploaded_us    INTEGER NOT NULL
+);

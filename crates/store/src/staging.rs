@@ -1,0 +1,437 @@
+//! Staging connections: shadow mode before go-live (issue #19).
+//!
+//! A connection in staging (`scim_connections.staged_us` set) answers its identity provider and
+//! stores every change exactly as a live one, but the application hears nothing of it: the events
+//! about its users and groups are not written to the log at all (so no path that reads the log,
+//! the Events API, webhooks or an export, can leak them), and the directory and the access check
+//! leave its users out unless asked ([`crate::DirectoryQuery::include_staging`]). The decision is
+//! taken where the events are written, in the write's transaction:
+//!
+//! - SQLite: [`crate::sqlite`]'s one `insert_events` looks the connection up (the writer is alone);
+//! - PostgreSQL: the statement that writes a transaction's events locks the staging connections it
+//!   names (`FOR SHARE`, only rows still staged) before it takes the events lock, and leaves their
+//!   user and group events out. Going live updates the connection's row first, so a write racing
+//!   with it either commits first (its changes are in the snapshot, its events left out) or waits
+//!   for it (its changes are after the snapshot, its events in the log). The one-statement fast
+//!   paths step aside for a staging connection.
+//!
+//! Going live ([`activation_events`]) clears `staged_us` and, in the same transaction, writes the
+//! connection's current state as ordinary events after a `connection.activated` event: every
+//! user (`user.created`), then every group (`group.created`), then every membership
+//! (`group.member_added`), then every user's roles (`user.roles_changed` from none), each marked
+//! `"reason": "connection_activated"`. A consumer that applies them in order holds the directory as
+//! it was at that moment, and the changes after it follow as usual.
+//!
+//! The match report compares the accounts the application already has ([`MatchAccount`], uploaded
+//! per connection) with the connection's users ([`MatchUser`]); the comparison itself is the
+//! server's (it is recomputed on every read, so it follows the identity provider).
+
+use crate::StoreResult;
+use crate::directory::UserStatus;
+use crate::events;
+use crate::model::WriteContext;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The most accounts one upload may hold.
+pub const MAX_MATCH_ACCOUNTS: usize = 10_000;
+/// The longest e-mail, external id or role key of an uploaded account.
+pub const MAX_FIELD_LEN: usize = 512;
+/// The most roles one uploaded account may list.
+pub const MAX_ACCOUNT_ROLES: usize = 100;
+
+/// An account the application already has, as uploaded for the match report: an e-mail address,
+/// an external id (the identity provider's `externalId`), or both; with its current roles when the
+/// application wants them compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchAccount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// `None`: roles not compared for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+impl MatchAccount {
+    /// Trims the fields (empty ones become absent) and checks them; `n` is its place, from 1.
+    pub fn normalized(mut self, n: usize) -> Result<MatchAccount, String> {
+        let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        self.email = clean(self.email);
+        self.external_id = clean(self.external_id);
+        if self.email.is_none() && self.external_id.is_none() {
+            return Err(format!("account {n} has neither an email nor an external_id"));
+        }
+        if let Some(e) = &self.email
+            && !e.contains('@')
+        {
+            return Err(format!("account {n}: \"{e}\" is not an e-mail address"));
+        }
+        for v in [&self.email, &self.external_id].into_iter().flatten() {
+            if v.chars().count() > MAX_FIELD_LEN {
+                return Err(format!(
+                    "account {n}: a field is longer than {MAX_FIELD_LEN} characters"
+                ));
+            }
+        }
+        if let Some(roles) = &mut self.roles {
+            let mut keys: Vec<String> = roles
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            if keys.len() > MAX_ACCOUNT_ROLES {
+                return Err(format!("account {n} lists more than {MAX_ACCOUNT_ROLES} roles"));
+            }
+            if keys.iter().any(|k| k.chars().count() > MAX_FIELD_LEN) {
+                return Err(format!("account {n}: a role is longer than {MAX_FIELD_LEN} characters"));
+            }
+            *roles = keys;
+        }
+        Ok(self)
+    }
+}
+
+/// Checks and normalizes an upload ([`MatchAccount::normalized`], at most [`MAX_MATCH_ACCOUNTS`]).
+pub fn normalize_accounts(accounts: Vec<MatchAccount>) -> Result<Vec<MatchAccount>, String> {
+    if accounts.len() > MAX_MATCH_ACCOUNTS {
+        return Err(format!(
+            "{} accounts: one upload holds at most {MAX_MATCH_ACCOUNTS}",
+            accounts.len()
+        ));
+    }
+    accounts
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| a.normalized(i + 1))
+        .collect()
+}
+
+/// The accounts uploaded for a connection's match report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchUpload {
+    pub connection_id: String,
+    pub accounts: Vec<MatchAccount>,
+    pub uploaded_us: i64,
+}
+
+/// A user of a connection (not deleted) as the match report compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchUser {
+    pub id: String,
+    pub user_name: Option<String>,
+    pub external_id: Option<String>,
+    /// Its e-mail addresses, folded.
+    pub emails: Vec<String>,
+    pub status: UserStatus,
+    /// Effective role keys, sorted.
+    pub roles: Vec<String>,
+}
+
+/// What went to the application when a connection went live (the data of `connection.activated`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub users: u64,
+    pub groups: u64,
+    pub memberships: u64,
+    /// Users with at least one role (a `user.roles_changed` each).
+    pub users_with_roles: u64,
+}
+
+/// What staging or going live did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StagingOutcome {
+    /// Done: the connection as it is now, and (going live) what was sent.
+    Done(crate::model::Connection, Option<Snapshot>),
+    /// Nothing to do: already in staging (when staging) or live (when going live).
+    Already(crate::model::Connection),
+    /// Staging refused: the deprovisioning guard holds this many events (release or discard first).
+    GuardHolds(i64),
+}
+
+/// `reason` of the events of a go-live snapshot.
+pub const ACTIVATION_REASON: &str = "connection_activated";
+
+/// The snapshot's events, in the order they are written: `(type, resource, data)`.
+pub type SnapshotEvent = (&'static str, Option<(crate::model::ResourceKind, String)>, Value);
+
+/// The events of going live, from the connection's current state read in the transaction:
+/// `users` and `groups` as (id, stored document), `members` as (group id, member id) by group,
+/// `roles` as (user id, role keys sorted).
+pub fn activation_events(
+    users: Vec<(String, Value)>,
+    groups: Vec<(String, Value)>,
+    members: Vec<(String, String)>,
+    roles: Vec<(String, Vec<String>)>,
+) -> (Snapshot, Vec<SnapshotEvent>) {
+    use crate::model::ResourceKind;
+    let snapshot = Snapshot {
+        users: users.len() as u64,
+        groups: groups.len() as u64,
+        memberships: members.len() as u64,
+        users_with_roles: roles.len() as u64,
+    };
+    let mut out: Vec<SnapshotEvent> = Vec::with_capacity(1 + users.len() + groups.len() + members.len() + roles.len());
+    out.push((events::CONNECTION_ACTIVATED, None, json!(snapshot)));
+    for (id, doc) in users {
+        out.push((
+            events::USER_CREATED,
+            Some((ResourceKind::User, id)),
+            json!({"attributes": doc, "reason": ACTIVATION_REASON}),
+        ));
+    }
+    for (id, doc) in groups {
+        out.push((
+            events::GROUP_CREATED,
+            Some((ResourceKind::Group, id)),
+            json!({"attributes": doc, "reason": ACTIVATION_REASON}),
+        ));
+    }
+    for (group, member) in members {
+        out.push((
+            events::GROUP_MEMBER_ADDED,
+            Some((ResourceKind::Group, group)),
+            json!({"member": member, "reason": ACTIVATION_REASON}),
+        ));
+    }
+    for (user, keys) in roles {
+        out.push((
+            events::USER_ROLES_CHANGED,
+            Some((ResourceKind::User, user)),
+            json!({"before": [], "after": keys, "added": keys, "removed": [], "reason": ACTIVATION_REASON}),
+        ));
+    }
+    (snapshot, out)
+}
+
+/// Groups `(user id, role key)` rows (ordered by user) into one entry per user.
+pub fn group_roles(rows: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (user, key) in rows {
+        match out.last_mut() {
+            Some((u, keys)) if *u == user => keys.push(key),
+            _ => out.push((user, vec![key])),
+        }
+    }
+    for (_, keys) in &mut out {
+        keys.sort();
+        keys.dedup();
+    }
+    out
+}
+
+/// The data of `connection.staged`.
+pub fn staged_data(users: i64, groups: i64) -> Value {
+    json!({"users": users, "groups": groups})
+}
+
+/// Staging connections and their match reports, on both databases.
+#[async_trait::async_trait]
+pub trait StagingStore {
+    /// Puts a live connection into staging, recording `connection.staged`. `None`: no connection.
+    async fn stage_connection(&self, ctx: &WriteContext, connection_id: &str) -> StoreResult<Option<StagingOutcome>>;
+    /// Takes a staging connection live: clears staging and writes its current state as events
+    /// ([`activation_events`]), in one transaction. `None`: no connection.
+    async fn activate_connection(&self, ctx: &WriteContext, connection_id: &str)
+    -> StoreResult<Option<StagingOutcome>>;
+    /// Replaces the accounts uploaded for a connection's match report (normalized by the caller),
+    /// recording `connection.match_report_uploaded`. `None`: no connection.
+    async fn set_match_accounts(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        accounts: &[MatchAccount],
+    ) -> StoreResult<Option<MatchUpload>>;
+    /// The accounts uploaded for a connection, if any.
+    async fn match_accounts(&self, connection_id: &str) -> StoreResult<Option<MatchUpload>>;
+    /// Forgets the uploaded accounts, recording `connection.match_report_deleted`; false when there
+    /// were none.
+    async fn delete_match_accounts(&self, ctx: &WriteContext, connection_id: &str) -> StoreResult<bool>;
+    /// The connection's users that are not deleted, with their e-mails and roles, by row key.
+    async fn match_users(&self, connection_id: &str) -> StoreResult<Vec<MatchUser>>;
+}
+
+/// The statements, written once (`?` placeholders; PostgreSQL numbers them with
+/// [`crate::directory_sync::DirectorySql::pg`]).
+pub(crate) struct StagingSql;
+
+impl StagingSql {
+    pub(crate) const STAGE: &'static str =
+        "UPDATE scim_connections SET staged_us = ? WHERE id = ? AND staged_us IS NULL";
+    pub(crate) const ACTIVATE: &'static str =
+        "UPDATE scim_connections SET staged_us = NULL WHERE id = ? AND staged_us IS NOT NULL";
+    pub(crate) const HELD: &'static str = "SELECT count(*) FROM held_events WHERE connection_id = ?";
+    pub(crate) const COUNTS: &'static str = "SELECT
+           (SELECT count(*) FROM resources WHERE connection_id = ? AND kind = 'User' AND deleted_us IS NULL),
+           (SELECT count(*) FROM resources WHERE connection_id = ? AND kind = 'Group' AND deleted_us IS NULL)";
+    pub(crate) const MEMBERS: &'static str = "SELECT g.id, m.id FROM resources g
+           JOIN group_members gm ON gm.group_pk = g.pk JOIN resources m ON m.pk = gm.member_pk
+           WHERE g.connection_id = ? AND g.kind = 'Group' AND g.deleted_us IS NULL AND m.deleted_us IS NULL
+           ORDER BY g.pk, m.pk";
+    pub(crate) const ROLES: &'static str = "SELECT r.id, ro.key FROM resources r
+           JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, ro.key";
+    pub(crate) const EMAILS: &'static str = "SELECT e.resource_pk, e.value_ci FROM resource_emails e
+           JOIN resources r ON r.pk = e.resource_pk
+           WHERE e.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY e.resource_pk";
+    pub(crate) const ROLES_BY_PK: &'static str = "SELECT ur.user_pk, ro.key FROM resources r
+           JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY ur.user_pk, ro.key";
+    pub(crate) const PUT_REPORT_SQLITE: &'static str =
+        "INSERT INTO match_reports (connection_id, accounts, account_count, uploaded_us) VALUES (?, ?, ?, ?)
+         ON CONFLICT (connection_id) DO UPDATE SET accounts = excluded.accounts,
+           account_count = excluded.account_count, uploaded_us = excluded.uploaded_us";
+    pub(crate) const PUT_REPORT_POSTGRES: &'static str =
+        "INSERT INTO match_reports (connection_id, accounts, account_count, uploaded_us) VALUES ($1, $2::jsonb, $3, $4)
+         ON CONFLICT (connection_id) DO UPDATE SET accounts = excluded.accounts,
+           account_count = excluded.account_count, uploaded_us = excluded.uploaded_us";
+    pub(crate) const DELETE_REPORT: &'static str = "DELETE FROM match_reports WHERE connection_id = ?";
+}
+
+/// The statements whose text differs between the databases (how a document is read).
+pub(crate) fn resources_sql(postgres: bool, kind: &str) -> String {
+    let doc = if postgres { "doc::text" } else { "doc" };
+    let sql = format!(
+        "SELECT id, {doc} FROM resources WHERE connection_id = ? AND kind = '{kind}' AND deleted_us IS NULL ORDER BY pk"
+    );
+    if postgres {
+        crate::directory_sync::DirectorySql::pg(&sql)
+    } else {
+        sql
+    }
+}
+
+pub(crate) fn match_users_sql(postgres: bool) -> String {
+    if postgres {
+        "SELECT pk, id, doc->>'userName' AS user_name, external_id, active IS NOT false AS active FROM resources
+         WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
+            .to_string()
+    } else {
+        "SELECT pk, id, json_extract(doc, '$.userName') AS user_name, external_id, coalesce(active, 1) <> 0 AS active
+         FROM resources WHERE connection_id = ? AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
+            .to_string()
+    }
+}
+
+/// A row of [`match_users_sql`]: row key, id, userName, externalId, active.
+pub(crate) type UserRow = (i64, String, Option<String>, Option<String>, bool);
+
+/// Puts the users, their e-mails and roles (rows by user row key) together.
+pub(crate) fn match_users(
+    users: Vec<UserRow>,
+    emails: Vec<(i64, String)>,
+    roles: Vec<(i64, String)>,
+) -> Vec<MatchUser> {
+    use std::collections::HashMap;
+    let mut by_pk: HashMap<i64, (Vec<String>, Vec<String>)> = HashMap::new();
+    for (pk, e) in emails {
+        by_pk.entry(pk).or_default().0.push(e);
+    }
+    for (pk, r) in roles {
+        by_pk.entry(pk).or_default().1.push(r);
+    }
+    users
+        .into_iter()
+        .map(|(pk, id, user_name, external_id, active)| {
+            let (mut emails, mut roles) = by_pk.remove(&pk).unwrap_or_default();
+            emails.sort();
+            emails.dedup();
+            roles.sort();
+            roles.dedup();
+            MatchUser {
+                id,
+                user_name,
+                external_id,
+                emails,
+                status: if active {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Deactivated
+                },
+                roles,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_are_checked_and_normalized() {
+        let a = MatchAccount {
+            email: Some("  Ann@Example.com ".into()),
+            external_id: Some(" ".into()),
+            roles: Some(vec!["b".into(), " a ".into(), "b".into(), "".into()]),
+        }
+        .normalized(1)
+        .unwrap();
+        assert_eq!(a.email.as_deref(), Some("Ann@Example.com"));
+        assert_eq!(a.external_id, None);
+        assert_eq!(a.roles, Some(vec!["a".to_string(), "b".to_string()]));
+        let none = MatchAccount {
+            email: None,
+            external_id: Some("".into()),
+            roles: None,
+        };
+        assert!(none.normalized(7).unwrap_err().contains("account 7"));
+        let bad = MatchAccount {
+            email: Some("not-an-address".into()),
+            external_id: None,
+            roles: None,
+        };
+        assert!(bad.normalized(1).is_err());
+        let many = vec![
+            MatchAccount {
+                email: None,
+                external_id: Some("x".into()),
+                roles: None
+            };
+            MAX_MATCH_ACCOUNTS + 1
+        ];
+        assert!(normalize_accounts(many).is_err());
+        assert!(serde_json::from_str::<MatchAccount>(r#"{"mail": "a@b"}"#).is_err());
+    }
+
+    #[test]
+    fn activation_events_come_in_an_order_a_consumer_can_apply() {
+        let (snap, evs) = activation_events(
+            vec![
+                ("u1".into(), json!({"userName": "a"})),
+                ("u2".into(), json!({"userName": "b"})),
+            ],
+            vec![("g1".into(), json!({"displayName": "Eng"}))],
+            vec![("g1".into(), "u2".into())],
+            group_roles(vec![("u2".into(), "viewer".into()), ("u2".into(), "admin".into())]),
+        );
+        assert_eq!(
+            snap,
+            Snapshot {
+                users: 2,
+                groups: 1,
+                memberships: 1,
+                users_with_roles: 1
+            }
+        );
+        let kinds: Vec<&str> = evs.iter().map(|e| e.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                events::CONNECTION_ACTIVATED,
+                events::USER_CREATED,
+                events::USER_CREATED,
+                events::GROUP_CREATED,
+                events::GROUP_MEMBER_ADDED,
+                events::USER_ROLES_CHANGED
+            ]
+        );
+        assert_eq!(evs[5].2["after"], json!(["admin", "viewer"]));
+        assert_eq!(evs[4].2["member"], json!("u2"));
+        assert!(evs[1..].iter().all(|e| e.2["reason"] == ACTIVATION_REASON));
+    }
+}
