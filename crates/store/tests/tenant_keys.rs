@@ -41,6 +41,7 @@ const TABLES: &[(&str, Keyed)] = &[
     ("deprovision_guards", Keyed::Leads("connection_id")),
     ("deprovision_window", Keyed::Leads("connection_id")),
     ("directory_sources", Keyed::Leads("connection_id")),
+    ("match_reports", Keyed::Leads("connection_id")),
     ("api_keys", Keyed::Global("operator API keys act on every organization")),
     (
         "browser_sessions",
