@@ -40,6 +40,7 @@ mod sqlite_sessions;
 mod sqlite_webhooks;
 mod update;
 pub mod webhooks;
+pub mod workspaces;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
@@ -52,6 +53,10 @@ pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
     RoleUpdate, UserRef,
+};
+pub use workspaces::{
+    NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
+    WorkspaceSettingsUpdate, WorkspaceStore, WorkspaceUpdate,
 };
 pub use sessions::{
     BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
@@ -165,7 +170,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WorkspaceStore + Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.

@@ -20,6 +20,7 @@ mod inline_read;
 pub mod lock;
 mod resource_writes;
 mod roles_ops;
+mod workspaces_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
 use rollcall_scim::ScimError;

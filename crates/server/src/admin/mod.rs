@@ -22,6 +22,7 @@ mod sessions;
 mod setup_links;
 mod token_use;
 mod webhooks;
+mod workspaces;
 
 pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
