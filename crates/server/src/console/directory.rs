@@ -167,6 +167,7 @@ struct UserPage {
     connection_id: String,
     external_id: String,
     roles: Vec<String>,
+    workspaces: Vec<String>,
     groups: Vec<GroupRef>,
     json: String,
     created: String,
@@ -202,6 +203,7 @@ pub async fn user(
             connection_id: u.connection_id.clone(),
             external_id: u.external_id.clone().unwrap_or_default(),
             roles: u.roles.clone(),
+            workspaces: u.workspaces.clone(),
             groups: u
                 .groups
                 .clone()
