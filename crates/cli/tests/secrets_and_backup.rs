@@ -762,6 +762,9 @@ async fn snapshot(srv: &Server, key: &str, org: &str, conn: &str) -> Value {
         "members": members,
         "roles": api_get(srv, key, &format!("organizations/{org}/roles")).await,
         "mappings": api_get(srv, key, &format!("connections/{conn}/role-mappings")).await,
+        "workspaces": api_get(srv, key, &format!("organizations/{org}/workspaces")).await,
+        "workspace_mappings": api_get(srv, key, &format!("connections/{conn}/workspace-mappings")).await,
+        "workspace_settings": api_get(srv, key, &format!("organizations/{org}/workspace-settings")).await,
         "webhooks": api_get(srv, key, "webhooks").await,
         "events": events,
     })
@@ -812,6 +815,45 @@ async fn migrate_store_moves_everything_to_postgres() {
             "admin",
             "--group-name",
             "Eng",
+        ],
+        &[],
+    ));
+    // Workspaces too: one mapped from the group, a default one, one for every group.
+    ok(rollcall(
+        &db,
+        &["workspace", "create", "--org", "acme", "--key", "eng"],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &["workspace", "create", "--org", "acme", "--key", "everyone"],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &[
+            "workspace-mapping",
+            "create",
+            "--connection",
+            &conn_id,
+            "--workspace",
+            "eng",
+            "--group-name",
+            "Eng",
+        ],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &[
+            "workspace-settings",
+            "set",
+            "--org",
+            "acme",
+            "--default",
+            "everyone",
+            "--auto-create",
+            "on",
         ],
         &[],
     ));
@@ -894,6 +936,10 @@ async fn migrate_store_moves_everything_to_postgres() {
     assert_eq!(out["tables"]["resources"], 6, "{out}");
     assert_eq!(out["tables"]["group_members"], 2, "{out}");
     assert_eq!(out["tables"]["webhook_endpoints"], 1, "{out}");
+    // The four users left (one was deleted) in the default workspace, the group's two members in
+    // its mapped one and in its own.
+    assert_eq!(out["tables"]["user_workspaces"], 8, "{out}");
+    assert_eq!(out["tables"]["workspaces"], 3, "{out}");
     assert_eq!(out["secrets_key_ids"].as_array().unwrap().len(), 1, "{out}");
 
     // The PostgreSQL node, with the key that was beside the SQLite database.

@@ -118,7 +118,15 @@ async fn workspace_commands_define_map_preview_and_set() {
     };
 
     let sales = json(&[
-        "workspace", "create", "--org", "Acme", "--key", "sales", "--name", "Sales", "--json",
+        "workspace",
+        "create",
+        "--org",
+        "Acme",
+        "--key",
+        "sales",
+        "--name",
+        "Sales",
+        "--json",
     ]);
     assert_eq!(sales["key"], "sales");
     assert_eq!(sales["group"], Value::Null);
@@ -232,7 +240,14 @@ async fn workspace_commands_define_map_preview_and_set() {
 
     // Renamed, then the mapping and the workspace deleted (--yes, no terminal).
     let renamed = json(&[
-        "workspace", "update", "--org", "Acme", "sales", "--name", "Sales EMEA", "--json",
+        "workspace",
+        "update",
+        "--org",
+        "Acme",
+        "sales",
+        "--name",
+        "Sales EMEA",
+        "--json",
     ]);
     assert_eq!(renamed["name"], "Sales EMEA");
     let dry = run(&[
@@ -244,7 +259,14 @@ async fn workspace_commands_define_map_preview_and_set() {
         "--dry-run",
     ]);
     assert!(dry.contains("2 users lose Sales EMEA"), "{dry}");
-    run(&["workspace-mapping", "delete", "--connection", &conn, &mapping_id, "--yes"]);
+    run(&[
+        "workspace-mapping",
+        "delete",
+        "--connection",
+        &conn,
+        &mapping_id,
+        "--yes",
+    ]);
     assert!(!workspaces(db, &org_id).await["ada"].contains(&"sales".to_string()));
     let out = rollcall(db, &["workspace", "delete", "--org", "Acme", "everyone"]);
     assert!(!out.status.success(), "asks first; without a terminal, refuses");

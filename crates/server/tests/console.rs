@@ -451,7 +451,11 @@ async fn workspaces_on_the_organization_connection_and_user_pages() {
     ];
     let preview = b.post(&format!("{conn_path}/workspace-mappings"), &fields).await;
     assert_eq!(preview.status, 200, "{}", preview.html);
-    assert!(preview.html.contains("1 user gains &#60;Sales&#62;"), "{}", preview.html);
+    assert!(
+        preview.html.contains("1 user gains &#60;Sales&#62;"),
+        "{}",
+        preview.html
+    );
     assert!(srv.store.list_workspace_mappings(&conn.id).await.unwrap().is_empty());
     let mut confirmed = fields.to_vec();
     confirmed.push(("confirm", "yes"));
@@ -460,7 +464,11 @@ async fn workspaces_on_the_organization_connection_and_user_pages() {
     let mappings = srv.store.list_workspace_mappings(&conn.id).await.unwrap();
     assert_eq!(mappings.len(), 1);
     let user_page = b.get(&format!("{org_path}/users/{ada}")).await;
-    assert!(user_page.html.contains("<dt>Workspaces</dt><dd class=\"mono\">sales</dd>"));
+    assert!(
+        user_page
+            .html
+            .contains("<dt>Workspaces</dt><dd class=\"mono\">sales</dd>")
+    );
 
     // The settings: a default workspace, a workspace for every group.
     let p = b

@@ -140,7 +140,12 @@ async fn events_of(api: &Api, types: &str, cursor: &Option<String>) -> (Vec<(Str
         .as_array()
         .expect("data")
         .iter()
-        .map(|e| (e["resource_id"].as_str().unwrap_or_default().to_string(), e["data"].clone()))
+        .map(|e| {
+            (
+                e["resource_id"].as_str().unwrap_or_default().to_string(),
+                e["data"].clone(),
+            )
+        })
         .collect();
     (out, end(api).await)
 }
@@ -215,7 +220,9 @@ async fn an_idp_pushes_groups_and_workspaces_follow() {
     )
     .await
     .problem(422);
-    api.get(&format!("organizations/{org}/workspaces/nope")).await.problem(404);
+    api.get(&format!("organizations/{org}/workspaces/nope"))
+        .await
+        .problem(404);
     let by_key = api
         .get(&format!("organizations/{org}/workspaces/Sales"))
         .await

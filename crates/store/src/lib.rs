@@ -54,16 +54,16 @@ pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
     RoleUpdate, UserRef,
 };
-pub use workspaces::{
-    NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
-    WorkspaceSettingsUpdate, WorkspaceStore, WorkspaceUpdate,
-};
 pub use sessions::{
     BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
     SetupSessionRow,
 };
 pub use webhooks::{
     AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
+};
+pub use workspaces::{
+    NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
+    WorkspaceSettingsUpdate, WorkspaceStore, WorkspaceUpdate,
 };
 
 use async_trait::async_trait;

@@ -687,13 +687,8 @@ pub async fn recompute<R: RoleRows + ?Sized>(
             "added": config.keys_of(&added.into_iter().collect()),
             "removed": config.keys_of(&removed.into_iter().collect()),
         });
-        rows.event(
-            &event_ctx,
-            kind.changed_event(),
-            (ResourceKind::User, &user.id),
-            data,
-        )
-        .await?;
+        rows.event(&event_ctx, kind.changed_event(), (ResourceKind::User, &user.id), data)
+            .await?;
         changed += 1;
     }
     Ok(changed)

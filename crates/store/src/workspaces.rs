@@ -175,8 +175,7 @@ impl WorkspaceSql {
     /// Binds: id.
     pub(crate) const DELETE: &'static str = "DELETE FROM workspaces WHERE id = ?";
     /// Binds: connection id, group id: the workspace created for a group.
-    pub(crate) const OF_GROUP: &'static str =
-        "SELECT * FROM workspaces WHERE group_connection_id = ? AND group_id = ?";
+    pub(crate) const OF_GROUP: &'static str = "SELECT * FROM workspaces WHERE group_connection_id = ? AND group_id = ?";
     /// Binds: name, id.
     pub(crate) const RENAME: &'static str = "UPDATE workspaces SET name = ? WHERE id = ?";
     /// Binds: id, connection_id, workspace_id, match_kind, match_value, match_display, created_us.
@@ -225,7 +224,10 @@ impl WorkspaceSql {
 /// A workspace row (`SELECT * FROM workspaces`).
 pub(crate) fn workspace_of(row: &impl Cols) -> Workspace {
     let group = match (row.opt_text("group_connection_id"), row.opt_text("group_id")) {
-        (Some(connection_id), Some(group_id)) => Some(WorkspaceGroup { connection_id, group_id }),
+        (Some(connection_id), Some(group_id)) => Some(WorkspaceGroup {
+            connection_id,
+            group_id,
+        }),
         _ => None,
     };
     Workspace {
@@ -246,8 +248,7 @@ pub(crate) fn workspace_mapping_of(row: &impl Cols) -> WorkspaceMapping {
         connection_id: row.text("connection_id"),
         workspace_id: row.text("workspace_id"),
         workspace_key: row.text("workspace_key"),
-        matches: RoleMatch::from_parts(&kind, row.text("match_display"))
-            .unwrap_or(RoleMatch::GroupName(String::new())),
+        matches: RoleMatch::from_parts(&kind, row.text("match_display")).unwrap_or(RoleMatch::GroupName(String::new())),
         created_us: row.int("created_us"),
     }
 }

@@ -84,7 +84,10 @@ async fn map(s: &dyn Store, ctx: &WriteContext, ws: &Workspace, m: RoleMatch) ->
 }
 
 async fn patch(s: &dyn Store, ctx: &WriteContext, kind: ResourceKind, id: &str, f: Mutation) {
-    s.update_resource(ctx, kind, id, None, f).await.expect("update").expect("found");
+    s.update_resource(ctx, kind, id, None, f)
+        .await
+        .expect("update")
+        .expect("found");
 }
 
 fn members(change: MemberChange) -> Mutation {
@@ -254,7 +257,14 @@ async fn workspaces_follow_mappings_defaults_memberships_and_status(store: Arc<d
     // Renaming the group: a mapping by name no longer matches; one by IdP id does.
     map(s, &ctx, &sales, RoleMatch::GroupId("00AA-SALES".into())).await;
     let seq = high(s).await;
-    patch(s, &ctx, ResourceKind::Group, &sales_group, set("displayName", json!("Revenue"))).await;
+    patch(
+        s,
+        &ctx,
+        ResourceKind::Group,
+        &sales_group,
+        set("displayName", json!("Revenue")),
+    )
+    .await;
     assert!(changes_after(s, seq).await.is_empty(), "still mapped by id");
     assert!(
         s.delete_workspace_mapping(&ctx, &ctx.connection_id, &by_name.id)
@@ -362,7 +372,14 @@ async fn a_workspace_for_every_group_follows_the_group(store: Arc<dyn Store>) {
     assert_eq!(m["bob"], vec![ops_key.clone()]);
 
     // A rename renames it (its key stays).
-    patch(s, &ctx, ResourceKind::Group, &ops, set("displayName", json!("Operations"))).await;
+    patch(
+        s,
+        &ctx,
+        ResourceKind::Group,
+        &ops,
+        set("displayName", json!("Operations")),
+    )
+    .await;
     let w = s.get_workspace(&ctx.org_id, &ops_key).await.unwrap().unwrap();
     assert_eq!(w.name, "Operations");
 
@@ -601,7 +618,10 @@ async fn roles_and_workspaces_are_computed_side_by_side(store: Arc<dyn Store>) {
         )
         .await
         .unwrap()[0];
-    assert_eq!((u.roles.clone(), u.workspaces.clone()), (keys(&["sales"]), keys(&["sales"])));
+    assert_eq!(
+        (u.roles.clone(), u.workspaces.clone()),
+        (keys(&["sales"]), keys(&["sales"]))
+    );
     // One membership change: one event of each kind.
     let seq = high(s).await;
     patch(

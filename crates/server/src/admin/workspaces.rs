@@ -2,7 +2,9 @@
 //! their group mappings per connection, and the organization's default workspace and
 //! "a workspace for every group" setting. Previews go through the role preview.
 
-use super::{Admin, AdminError, AdminResult, PREVIEW_SAMPLE, RoleEffect, admin_err, validate_name, validate_text, with_org};
+use super::{
+    Admin, AdminError, AdminResult, PREVIEW_SAMPLE, RoleEffect, admin_err, validate_name, validate_text, with_org,
+};
 use rollcall_store::{
     Connection, NewWorkspace, NewWorkspaceMapping, RoleChange, RoleMatch, WorkspaceSettingsUpdate, WorkspaceUpdate,
     WriteContext,
@@ -104,9 +106,7 @@ impl Admin {
         matches: RoleMatch,
     ) -> AdminResult<(Workspace, RoleMatch)> {
         let ws = self.store.get_workspace(&c.org_id, workspace).await?.ok_or_else(|| {
-            AdminError::invalid(format!(
-                "no workspace \"{workspace}\" in the connection's organization"
-            ))
+            AdminError::invalid(format!("no workspace \"{workspace}\" in the connection's organization"))
         })?;
         if matches!(matches, RoleMatch::AppRole(_)) {
             return Err(AdminError::invalid(
@@ -159,7 +159,12 @@ impl Admin {
         }
     }
 
-    async fn preview_workspaces(&self, c: &Connection, change: RoleChange, missing: AdminError) -> AdminResult<RoleEffect> {
+    async fn preview_workspaces(
+        &self,
+        c: &Connection,
+        change: RoleChange,
+        missing: AdminError,
+    ) -> AdminResult<RoleEffect> {
         let preview = self
             .store
             .preview_workspace_change(&c.id, &change, PREVIEW_SAMPLE)
@@ -228,9 +233,11 @@ impl Admin {
             None => None,
             Some(None) => Some(None),
             Some(Some(w)) => {
-                let ws = self.store.get_workspace(&org.id, w).await?.ok_or_else(|| {
-                    AdminError::invalid(format!("no workspace \"{w}\" in this organization"))
-                })?;
+                let ws = self
+                    .store
+                    .get_workspace(&org.id, w)
+                    .await?
+                    .ok_or_else(|| AdminError::invalid(format!("no workspace \"{w}\" in this organization")))?;
                 Some(Some(ws.id))
             }
         };

@@ -523,8 +523,6 @@ pub async fn delete_workspace_mapping(
     ApiCaller(by): ApiCaller,
     Path((connection_id, mapping)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    admin
-        .delete_workspace_mapping(&by, &connection_id, &mapping)
-        .await?;
+    admin.delete_workspace_mapping(&by, &connection_id, &mapping).await?;
     Ok(StatusCode::NO_CONTENT)
 }

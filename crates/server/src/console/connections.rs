@@ -392,7 +392,10 @@ pub async fn show(
                 .collect(),
             workspaces: workspaces
                 .into_iter()
-                .map(|w| WorkspaceChoice { key: w.key, name: w.name })
+                .map(|w| WorkspaceChoice {
+                    key: w.key,
+                    name: w.name,
+                })
                 .collect(),
             required: REQUIRABLE
                 .iter()
@@ -730,7 +733,11 @@ pub async fn create_workspace_mapping(
                 Confirm {
                     title: format!(
                         "Make the members of {} “{value}” members of {workspace}?",
-                        if kind == "group_id" { "the group with id" } else { "the group" }
+                        if kind == "group_id" {
+                            "the group with id"
+                        } else {
+                            "the group"
+                        }
                     ),
                     effect: effect.sentence_of("workspaces"),
                     lines: super::views::effect_lines(&effect),
@@ -772,10 +779,7 @@ pub async fn delete_workspace_mapping(
     if let Err(e) = f.only(&[]) {
         return done(&back, Err(e));
     }
-    let result = app
-        .admin()
-        .delete_workspace_mapping(&op.by, &id, &mapping_id)
-        .await;
+    let result = app.admin().delete_workspace_mapping(&op.by, &id, &mapping_id).await;
     done(
         &back,
         result

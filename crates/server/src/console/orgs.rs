@@ -289,9 +289,7 @@ pub async fn delete_workspace(
     let result = app.admin().delete_workspace(&op.by, &org_id, &workspace_id).await;
     done(
         &back,
-        result
-            .map(|()| "Workspace deleted.".to_string())
-            .map_err(|e| e.detail),
+        result.map(|()| "Workspace deleted.".to_string()).map_err(|e| e.detail),
     )
 }
 

@@ -2,11 +2,12 @@
 
 use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
-use crate::index::fold;
 use crate::directory_sync::DirectorySql;
+use crate::index::fold;
 use crate::roles::{
-    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
-    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
+    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig,
+    RoleMapping, RoleMatch, RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles,
+    recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -180,10 +181,10 @@ impl RoleRows for Rows<'_> {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE user_pk = $1 AND {column} = ANY($2)"
             )))
-                .bind(user_pk)
-                .bind(role_ids)
-                .execute(self.0.conn())
-                .await?;
+            .bind(user_pk)
+            .bind(role_ids)
+            .execute(self.0.conn())
+            .await?;
         }
         Ok(())
     }
@@ -250,7 +251,11 @@ pub(super) async fn recompute_org(
 }
 
 /// The groups of a connection a mapping can match (by id/externalId or by name), as row keys.
-pub(super) async fn mapped_groups(tx: &mut WriteTx, connection_id: &str, m: &RoleMatch) -> StoreResult<Option<Vec<i64>>> {
+pub(super) async fn mapped_groups(
+    tx: &mut WriteTx,
+    connection_id: &str,
+    m: &RoleMatch,
+) -> StoreResult<Option<Vec<i64>>> {
     let value = m.folded();
     let pks: Vec<i64> = match m {
         RoleMatch::GroupId(raw) => {

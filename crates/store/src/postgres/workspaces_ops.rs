@@ -2,13 +2,13 @@
 //! workspaces created for groups, on the role engine ([`roles_ops`]).
 
 use super::*;
+use crate::directory_sync::DirectorySql;
 use crate::roles::{GrantKind, RoleChange, RolePreview};
 use crate::workspaces::{
     self, NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
     WorkspaceSettingsUpdate, WorkspaceSql, WorkspaceStore, WorkspaceUpdate, group_workspace_key, group_workspace_name,
     workspace_mapping_of, workspace_of,
 };
-use crate::directory_sync::DirectorySql;
 use roles_ops::{recompute_for_mapping, recompute_org};
 
 const KIND: GrantKind = GrantKind::Workspace;
@@ -85,7 +85,12 @@ async fn auto_create(tx: &mut WriteTx, org_id: &str) -> StoreResult<bool> {
 
 /// After a group is created: its workspace, when the organization creates one for every group
 /// (before its members' workspaces are computed).
-pub(super) async fn group_created(tx: &mut WriteTx, ctx: &WriteContext, group_id: &str, doc: &Value) -> StoreResult<()> {
+pub(super) async fn group_created(
+    tx: &mut WriteTx,
+    ctx: &WriteContext,
+    group_id: &str,
+    doc: &Value,
+) -> StoreResult<()> {
     if auto_create(tx, &ctx.org_id).await? && of_group(tx, &ctx.connection_id, group_id).await?.is_none() {
         insert_group_workspace(tx, ctx, &ctx.connection_id, group_id, workspaces::display_name(doc)).await?;
     }
@@ -115,10 +120,7 @@ pub(super) async fn group_renamed(
         .bind(&ws.id)
         .execute(tx.conn())
         .await?;
-    let updated = Workspace {
-        name,
-        ..ws.clone()
-    };
+    let updated = Workspace { name, ..ws.clone() };
     tx.event(
         ctx,
         events::WORKSPACE_UPDATED,
@@ -248,7 +250,12 @@ impl WorkspaceStore for PostgresStore {
             .await
             .map_err(|e| workspaces::key_taken(e, &after.key))?;
         let ctx = with_org(ctx, org_id);
-        tx.event(&ctx, events::WORKSPACE_UPDATED, None, json!({"workspace": after, "before": before}));
+        tx.event(
+            &ctx,
+            events::WORKSPACE_UPDATED,
+            None,
+            json!({"workspace": after, "before": before}),
+        );
         tx.commit().await?;
         Ok(Some(after))
     }
@@ -323,7 +330,12 @@ impl WorkspaceStore for PostgresStore {
             connection_id: conn.id.clone(),
             ..ctx.clone()
         };
-        tx.event(&ctx, events::WORKSPACE_MAPPING_CREATED, None, json!({"mapping": mapping}));
+        tx.event(
+            &ctx,
+            events::WORKSPACE_MAPPING_CREATED,
+            None,
+            json!({"mapping": mapping}),
+        );
         recompute_for_mapping(&mut tx, KIND, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(mapping)
@@ -361,7 +373,12 @@ impl WorkspaceStore for PostgresStore {
             connection_id: conn.id.clone(),
             ..ctx.clone()
         };
-        tx.event(&ctx, events::WORKSPACE_MAPPING_DELETED, None, json!({"mapping": mapping}));
+        tx.event(
+            &ctx,
+            events::WORKSPACE_MAPPING_DELETED,
+            None,
+            json!({"mapping": mapping}),
+        );
         recompute_for_mapping(&mut tx, KIND, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(true)
@@ -424,13 +441,16 @@ impl WorkspaceStore for PostgresStore {
             .execute(tx.conn())
             .await?;
         let ctx = with_org(ctx, org_id);
-        tx.event(&ctx, events::ORGANIZATION_WORKSPACE_SETTINGS_SET, None, json!({"before": before, "after": after}));
+        tx.event(
+            &ctx,
+            events::ORGANIZATION_WORKSPACE_SETTINGS_SET,
+            None,
+            json!({"before": before, "after": after}),
+        );
         if after.auto_create && !before.auto_create {
             let sql = WorkspaceSql::groups_without_workspace(Dialect::Postgres);
-            let groups: Vec<(String, String, Option<String>)> = sqlx::query_as(pg(&sql))
-                .bind(org_id)
-                .fetch_all(tx.conn())
-                .await?;
+            let groups: Vec<(String, String, Option<String>)> =
+                sqlx::query_as(pg(&sql)).bind(org_id).fetch_all(tx.conn()).await?;
             for (connection_id, group_id, name) in &groups {
                 insert_group_workspace(&mut tx, &ctx, connection_id, group_id, name.as_deref()).await?;
             }

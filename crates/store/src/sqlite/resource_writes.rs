@@ -113,11 +113,10 @@ fn write_emails(
 /// Whether the organization has roles or workspaces at all: without any, there are no effective
 /// roles or workspaces to compute.
 fn has_roles(c: &rusqlite::Connection, org_id: &str) -> StoreResult<bool> {
-    Ok(c
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM roles WHERE org_id = ?) OR EXISTS (SELECT 1 FROM workspaces WHERE org_id = ?)",
-        )?
-        .query_row([org_id, org_id], |r| r.get(0))?)
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM roles WHERE org_id = ?) OR EXISTS (SELECT 1 FROM workspaces WHERE org_id = ?)",
+    )?
+    .query_row([org_id, org_id], |r| r.get(0))?)
 }
 
 /// Creates a user or group (with its first members) and records the events.

@@ -4,8 +4,9 @@ use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
 use crate::index::fold;
 use crate::roles::{
-    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
-    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
+    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig,
+    RoleMapping, RoleMatch, RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles,
+    recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -335,7 +336,11 @@ pub(super) async fn recompute_org(
 }
 
 /// The groups of a connection a mapping can match (by id/externalId or by name), as row keys.
-pub(super) async fn mapped_groups(tx: &mut SqliteConnection, connection_id: &str, m: &RoleMatch) -> StoreResult<Option<Vec<i64>>> {
+pub(super) async fn mapped_groups(
+    tx: &mut SqliteConnection,
+    connection_id: &str,
+    m: &RoleMatch,
+) -> StoreResult<Option<Vec<i64>>> {
     let value = m.folded();
     let pks: Vec<i64> = match m {
         RoleMatch::GroupId(raw) => {
@@ -724,7 +729,16 @@ impl SqliteStore {
             json!({"default_roles": keys}),
         )
         .await?;
-        recompute_on(&mut tx, GrantKind::Role, &ctx, &conn.org_id, &conn.id, RoleScope::Connection, None).await?;
+        recompute_on(
+            &mut tx,
+            GrantKind::Role,
+            &ctx,
+            &conn.org_id,
+            &conn.id,
+            RoleScope::Connection,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(self.default_roles_impl(connection_id).await?))
     }

@@ -29,8 +29,14 @@ fn of_group(c: &rusqlite::Connection, connection_id: &str, group_id: &str) -> St
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let group = match (row.get::<_, Option<String>>("group_connection_id")?, row.get::<_, Option<String>>("group_id")?) {
-        (Some(connection_id), Some(group_id)) => Some(WorkspaceGroup { connection_id, group_id }),
+    let group = match (
+        row.get::<_, Option<String>>("group_connection_id")?,
+        row.get::<_, Option<String>>("group_id")?,
+    ) {
+        (Some(connection_id), Some(group_id)) => Some(WorkspaceGroup {
+            connection_id,
+            group_id,
+        }),
         _ => None,
     };
     Ok(Some(Workspace {
@@ -81,14 +87,18 @@ fn insert_group_workspace(
 
 /// Whether the organization creates a workspace for every group.
 fn auto_create(c: &rusqlite::Connection, org_id: &str) -> StoreResult<bool> {
-    Ok(c
-        .prepare_cached(WorkspaceSql::AUTO_CREATE)?
+    Ok(c.prepare_cached(WorkspaceSql::AUTO_CREATE)?
         .query_row([org_id], |r| r.get(0))?)
 }
 
 /// After a group is created: its workspace, when the organization creates one for every group
 /// (before its members' workspaces are computed).
-pub(super) fn group_created(c: &rusqlite::Connection, ctx: &WriteContext, group_id: &str, doc: &Value) -> StoreResult<()> {
+pub(super) fn group_created(
+    c: &rusqlite::Connection,
+    ctx: &WriteContext,
+    group_id: &str,
+    doc: &Value,
+) -> StoreResult<()> {
     if auto_create(c, &ctx.org_id)? && of_group(c, &ctx.connection_id, group_id)?.is_none() {
         insert_group_workspace(c, ctx, &ctx.connection_id, group_id, workspaces::display_name(doc))?;
     }
@@ -114,10 +124,7 @@ pub(super) fn group_renamed(
         return Ok(());
     }
     c.prepare_cached(WorkspaceSql::RENAME)?.execute((&name, &ws.id))?;
-    let updated = Workspace {
-        name,
-        ..ws.clone()
-    };
+    let updated = Workspace { name, ..ws.clone() };
     insert_events(
         c,
         ctx,
@@ -272,10 +279,7 @@ impl WorkspaceStore for SqliteStore {
         let ctx = with_org(ctx, org_id);
         // Members lose it (with their events) before it goes.
         recompute_org(&mut tx, KIND, &ctx, org_id, Some(&ws.id)).await?;
-        sqlx::query(WorkspaceSql::DELETE)
-            .bind(&ws.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(WorkspaceSql::DELETE).bind(&ws.id).execute(&mut *tx).await?;
         insert_event(&mut tx, &ctx, events::WORKSPACE_DELETED, None, json!({"workspace": ws})).await?;
         tx.commit().await?;
         Ok(true)
