@@ -463,6 +463,11 @@ async fn workspaces_on_the_organization_connection_and_user_pages() {
     assert_eq!(p.status, 303, "{}", p.html);
     let mappings = srv.store.list_workspace_mappings(&conn.id).await.unwrap();
     assert_eq!(mappings.len(), 1);
+    let listed = b.get(&format!("{org_path}/users?field=workspace&q=SALES")).await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.html.contains(&ada), "the directory filters by workspace");
+    let none = b.get(&format!("{org_path}/users?field=workspace&q=nope")).await;
+    assert!(!none.html.contains(&ada));
     let user_page = b.get(&format!("{org_path}/users/{ada}")).await;
     assert!(
         user_page

@@ -450,6 +450,15 @@ async fn a_workspace_for_every_pushed_group() {
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].1["added"], json!([key]));
 
+    // A group pushed without members gets one too (PostgreSQL's one-statement create steps aside).
+    let empty = id(&c.group("Empty", &[]).await);
+    let w = api
+        .get(&format!("organizations/{org}/workspaces/group:{empty}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(w["name"], "Empty");
+
     // Renamed in the IdP: the workspace's name follows, its key stays.
     c.patch(
         &format!("/Groups/{eng}"),
