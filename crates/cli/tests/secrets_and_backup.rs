@@ -1083,6 +1083,12 @@ async fn export_writes_one_organization() {
     assert_eq!(doc["organization"]["id"], acme.as_str());
     assert_eq!(doc["connections"].as_array().unwrap().len(), 1);
     assert!(doc["connections"][0]["policy"].is_object());
+    assert_eq!(
+        doc["workspace_settings"],
+        json!({"default_workspace": null, "auto_create": false})
+    );
+    assert!(doc["workspaces"].as_array().unwrap().is_empty());
+    assert!(doc["connections"][0]["workspace_mappings"].is_array());
     let users = doc["users"].as_array().unwrap();
     assert_eq!(users.len(), 3);
     assert!(
