@@ -18,6 +18,7 @@ contract!(
     a_preview_matches_what_the_mapping_does,
     bad_input_is_refused_and_changes_nothing,
     roles_and_workspaces_are_computed_side_by_side,
+    a_held_deprovision_holds_the_workspace_change_with_it,
 );
 
 fn user_doc(name: &str) -> Value {
@@ -641,4 +642,54 @@ async fn roles_and_workspaces_are_computed_side_by_side(store: Arc<dyn Store>) {
         .filter(|k| k.ends_with("_changed"))
         .collect();
     assert_eq!(kinds, keys(&["user.roles_changed", "user.workspaces_changed"]));
+}
+
+async fn a_held_deprovision_holds_the_workspace_change_with_it(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let mut ids = Vec::new();
+    for name in ["ann", "bob", "cy"] {
+        ids.push(user(s, &ctx, name).await);
+    }
+    let everyone = workspace(s, &ctx, "everyone").await;
+    s.set_workspace_settings(
+        &ctx,
+        &ctx.org_id,
+        WorkspaceSettingsUpdate {
+            default_workspace_id: Some(Some(everyone.id.clone())),
+            auto_create: None,
+        },
+    )
+    .await
+    .unwrap();
+    s.set_deprovision_guard(
+        &WriteContext::cli(),
+        &ctx.connection_id,
+        &GuardSettings {
+            max_users: Some(1),
+            ..GuardSettings::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Two deactivations trip the guard (more than 1): the second one's events are held, its
+    // workspace change with its deactivation; the access-facing rows follow at once.
+    let seq = high(s).await;
+    for id in &ids[..2] {
+        patch(s, &ctx, ResourceKind::User, id, set("active", json!(false))).await;
+    }
+    let held = s.held_events(&ctx.connection_id, 0, 100).await.unwrap();
+    let kinds: BTreeSet<(String, String)> = held.iter().map(|h| (h.user_id.clone(), h.event.kind.clone())).collect();
+    assert!(
+        kinds.contains(&(ids[1].clone(), "user.workspaces_changed".to_string())),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&(ids[1].clone(), "user.deactivated".to_string())));
+    let logged: Vec<String> = changes_after(s, seq).await.into_iter().map(|(u, _)| u).collect();
+    assert!(!logged.contains(&ids[1]), "held, not in the log");
+    assert!(
+        memberships(s, &ctx.org_id).await["bob"].is_empty(),
+        "security does not wait"
+    );
 }
