@@ -1,8 +1,9 @@
 //! `rollcall export --org ORG`: one organization as one JSON document, for support and audits: the
 //! organization, its connections (token prefixes, never token hashes) with their policies, default
-//! roles and role mappings, its roles and protected users, every user (with full SCIM attributes,
-//! status, profile and effective roles), every group with its members, its webhook endpoints (never
-//! their secrets) and every retained event. Each part is what the management API answers for it.
+//! roles and role and workspace mappings, its roles, workspaces (and their settings) and protected
+//! users, every user (with full SCIM attributes, status, profile, effective roles and workspaces),
+//! every group with its members, its webhook endpoints (never their secrets) and every retained
+//! event. Each part is what the management API answers for it.
 //! Users, members and events are read a page at a time and written as they come, so the size of an
 //! organization does not decide the memory used.
 
@@ -12,6 +13,7 @@ use rollcall_server::api::directory::{GroupView, MemberView, UserView};
 use rollcall_server::api::roles::{PolicyView, ProtectedUserView, RoleMappingView, RoleView};
 use rollcall_server::api::schemas::{ConnectionView, OrganizationView};
 use rollcall_server::api::webhooks::WebhookView;
+use rollcall_server::api::workspaces::{WorkspaceMappingView, WorkspaceSettingsView, WorkspaceView};
 use rollcall_store::{DirectoryQuery, EventQuery, GroupQuery};
 use rollcall_webhooks::EventView;
 use serde::Serialize;
@@ -76,15 +78,19 @@ pub async fn export(
     for c in &connections {
         let mappings = admin.list_role_mappings(&c.id).await.map_err(err)?;
         let defaults = admin.default_roles(&c.id).await.map_err(err)?;
+        let workspace_mappings = admin.list_workspace_mappings(&c.id).await.map_err(err)?;
         conns.push(json!({
             "connection": ConnectionView::new(admin, c),
             "policy": PolicyView::from(&c.policy),
             "default_roles": defaults.iter().map(RoleView::from).collect::<Vec<_>>(),
             "role_mappings": mappings.iter().map(RoleMappingView::from).collect::<Vec<_>>(),
+            "workspace_mappings": workspace_mappings.iter().map(WorkspaceMappingView::from).collect::<Vec<_>>(),
         }));
     }
     summary.connections = conns.len();
     let roles = admin.list_roles(&org.id).await.map_err(err)?;
+    let workspaces = admin.list_workspaces(&org.id).await.map_err(err)?;
+    let workspace_settings = admin.workspace_settings(&org.id).await.map_err(err)?;
     let protected = admin.list_protected_users(&org.id).await.map_err(err)?;
     let webhooks = admin.list_webhooks(Some(&org.id)).await.map_err(err)?;
     summary.webhooks = webhooks.len();
@@ -94,6 +100,8 @@ pub async fn export(
         "organization": OrganizationView::from(&org),
         "connections": conns,
         "roles": roles.iter().map(RoleView::from).collect::<Vec<_>>(),
+        "workspaces": workspaces.iter().map(WorkspaceView::from).collect::<Vec<_>>(),
+        "workspace_settings": WorkspaceSettingsView::from(&workspace_settings),
         "protected_users": protected.iter().map(ProtectedUserView::from).collect::<Vec<_>>(),
         "webhooks": webhooks.iter().map(WebhookView::from).collect::<Vec<_>>(),
     });

@@ -32,6 +32,7 @@ mod export;
 mod ops;
 mod secrets;
 mod statements;
+mod workspaces;
 
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Self-hosted SCIM 2.0 provisioning service")]
@@ -92,6 +93,15 @@ enum Command {
     /// Show or replace a connection's default roles (every active user it provisions has them).
     #[command(subcommand, name = "default-roles")]
     DefaultRoles(ops::DefaultRolesCommand),
+    /// Manage an organization's workspaces (IdP groups as workspace memberships).
+    #[command(subcommand)]
+    Workspace(workspaces::WorkspaceCommand),
+    /// Manage a connection's workspace mappings (IdP group to workspace).
+    #[command(subcommand, name = "workspace-mapping")]
+    WorkspaceMapping(workspaces::WorkspaceMappingCommand),
+    /// Show or change an organization's default workspace and whether every group gets one.
+    #[command(subcommand, name = "workspace-settings")]
+    WorkspaceSettings(workspaces::WorkspaceSettingsCommand),
     /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
     #[command(subcommand)]
     Webhook(ops::WebhookCommand),
@@ -1435,6 +1445,9 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
         Command::Role(cmd) => ops::role(&admin(None), &by, cmd).await,
         Command::RoleMapping(cmd) => ops::role_mapping(&admin(None), &by, cmd).await,
         Command::DefaultRoles(cmd) => ops::default_roles(&admin(None), &by, cmd).await,
+        Command::Workspace(cmd) => workspaces::workspace(&admin(None), &by, cmd).await,
+        Command::WorkspaceMapping(cmd) => workspaces::workspace_mapping(&admin(None), &by, cmd).await,
+        Command::WorkspaceSettings(cmd) => workspaces::workspace_settings(&admin(None), &by, cmd).await,
         Command::Export { org, out } => {
             let admin = admin(None);
             match out {

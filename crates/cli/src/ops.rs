@@ -15,23 +15,23 @@ use rollcall_store::roles::RoleMatch;
 use rollcall_store::{ConnectionStatus, ConnectionUpdate, WebhookAttempt, WriteContext};
 use serde::Serialize;
 
-fn err(e: AdminError) -> String {
+pub(crate) fn err(e: AdminError) -> String {
     e.to_string()
 }
 
 /// Prints `rows` under `header`, columns separated by tabs (one row a line, for `cut` and `awk`).
-fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+pub(crate) fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     println!("{}", header.join("\t"));
     for r in rows {
         println!("{}", r.join("\t"));
     }
 }
 
-fn json(v: &impl Serialize) {
+pub(crate) fn json(v: &impl Serialize) {
     println!("{}", serde_json::to_string(v).unwrap_or_default());
 }
 
-fn or_dash(v: Option<&str>) -> String {
+pub(crate) fn or_dash(v: Option<&str>) -> String {
     v.unwrap_or("-").to_string()
 }
 
@@ -1318,8 +1318,13 @@ pub async fn activate(admin: &Admin, by: &WriteContext, id: &str, yes: bool, as_
         });
     } else {
         println!(
-            "connection {id} is live: sent {} users, {} groups, {} memberships and the roles of {} users",
-            snapshot.users, snapshot.groups, snapshot.memberships, snapshot.users_with_roles
+            "connection {id} is live: sent {} users, {} groups, {} memberships, the roles of {} users and the \
+             workspaces of {}",
+            snapshot.users,
+            snapshot.groups,
+            snapshot.memberships,
+            snapshot.users_with_roles,
+            snapshot.users_with_workspaces
         );
     }
     Ok(())

@@ -706,6 +706,9 @@ async fn snapshot(srv: &Server, key: &str, org: &str, conn: &str) -> Value {
         "members": members,
         "roles": api_get(srv, key, &format!("organizations/{org}/roles")).await,
         "mappings": api_get(srv, key, &format!("connections/{conn}/role-mappings")).await,
+        "workspaces": api_get(srv, key, &format!("organizations/{org}/workspaces")).await,
+        "workspace_mappings": api_get(srv, key, &format!("connections/{conn}/workspace-mappings")).await,
+        "workspace_settings": api_get(srv, key, &format!("organizations/{org}/workspace-settings")).await,
         "webhooks": api_get(srv, key, "webhooks").await,
         "match_report": api_get(srv, key, &format!("connections/{conn}/match-report")).await,
         "events": events,
@@ -757,6 +760,45 @@ async fn migrate_store_moves_everything_to_postgres() {
             "admin",
             "--group-name",
             "Eng",
+        ],
+        &[],
+    ));
+    // Workspaces too: one mapped from the group, a default one, one for every group.
+    ok(rollcall(
+        &db,
+        &["workspace", "create", "--org", "acme", "--key", "eng"],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &["workspace", "create", "--org", "acme", "--key", "everyone"],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &[
+            "workspace-mapping",
+            "create",
+            "--connection",
+            &conn_id,
+            "--workspace",
+            "eng",
+            "--group-name",
+            "Eng",
+        ],
+        &[],
+    ));
+    ok(rollcall(
+        &db,
+        &[
+            "workspace-settings",
+            "set",
+            "--org",
+            "acme",
+            "--default",
+            "everyone",
+            "--auto-create",
+            "on",
         ],
         &[],
     ));
@@ -848,6 +890,10 @@ async fn migrate_store_moves_everything_to_postgres() {
     assert_eq!(out["tables"]["group_members"], 2, "{out}");
     assert_eq!(out["tables"]["webhook_endpoints"], 1, "{out}");
     assert_eq!(out["tables"]["match_reports"], 1, "{out}");
+    // The four users left (one was deleted) in the default workspace, the group's two members in
+    // its mapped one and in its own.
+    assert_eq!(out["tables"]["user_workspaces"], 8, "{out}");
+    assert_eq!(out["tables"]["workspaces"], 3, "{out}");
     assert_eq!(out["secrets_key_ids"].as_array().unwrap().len(), 1, "{out}");
 
     // The PostgreSQL node, with the key that was beside the SQLite database.
@@ -991,6 +1037,12 @@ async fn export_writes_one_organization() {
     assert_eq!(doc["organization"]["id"], acme.as_str());
     assert_eq!(doc["connections"].as_array().unwrap().len(), 1);
     assert!(doc["connections"][0]["policy"].is_object());
+    assert_eq!(
+        doc["workspace_settings"],
+        json!({"default_workspace": null, "auto_create": false})
+    );
+    assert!(doc["workspaces"].as_array().unwrap().is_empty());
+    assert!(doc["connections"][0]["workspace_mappings"].is_array());
     let users = doc["users"].as_array().unwrap();
     assert_eq!(users.len(), 3);
     assert!(

@@ -491,11 +491,105 @@ async fn the_console_stages_reports_and_activates() {
     assert!(!page.html.contains("id=\"staging-badge\""));
 }
 
+/// Workspaces on the organization's page (create, settings, delete), mappings on the connection
+/// page (previewed, then saved) and a user's workspaces on its page; names escaped.
+async fn workspaces_on_the_organization_connection_and_user_pages() {
+    let srv = TestServer::start().await;
+    let conn = srv.conn().clone();
+    let client = srv.client();
+    let ada = client.user("ada@acme.example").await;
+    let ada = ada["id"].as_str().unwrap().to_string();
+    client.group("Sales", &[&ada]).await;
+    let mut b = signed_in(&srv).await;
+    let org_path = format!("/console/organizations/{}", conn.org_id);
+    let page = b.get(&org_path).await;
+    assert!(page.html.contains("id=\"workspaces\""), "a Workspaces section");
+    let csrf = page.csrf();
+    let p = b
+        .post(
+            &format!("{org_path}/workspaces"),
+            &[("csrf", &csrf), ("key", "sales"), ("name", "<Sales>")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let page = b.get(&org_path).await;
+    assert!(page.html.contains("&#60;Sales&#62;") && !page.html.contains("<Sales>"));
+    let ws = srv.store.get_workspace(&conn.org_id, "sales").await.unwrap().unwrap();
+
+    // A mapping: the first post previews, the second saves.
+    let conn_path = format!("/console/connections/{}", conn.id);
+    let page = b.get(&conn_path).await;
+    assert!(page.html.contains("Map a group to a workspace"));
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "group_name"),
+        ("value", "sales"),
+        ("workspace", "sales"),
+    ];
+    let preview = b.post(&format!("{conn_path}/workspace-mappings"), &fields).await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    assert!(
+        preview.html.contains("1 user gains &#60;Sales&#62;"),
+        "{}",
+        preview.html
+    );
+    assert!(srv.store.list_workspace_mappings(&conn.id).await.unwrap().is_empty());
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let p = b.post(&format!("{conn_path}/workspace-mappings"), &confirmed).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let mappings = srv.store.list_workspace_mappings(&conn.id).await.unwrap();
+    assert_eq!(mappings.len(), 1);
+    let listed = b.get(&format!("{org_path}/users?field=workspace&q=SALES")).await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.html.contains(&ada), "the directory filters by workspace");
+    let none = b.get(&format!("{org_path}/users?field=workspace&q=nope")).await;
+    assert!(!none.html.contains(&ada));
+    let user_page = b.get(&format!("{org_path}/users/{ada}")).await;
+    assert!(
+        user_page
+            .html
+            .contains("<dt>Workspaces</dt><dd class=\"mono\">sales</dd>")
+    );
+
+    // The settings: a default workspace, a workspace for every group.
+    let p = b
+        .post(
+            &format!("{org_path}/workspace-settings"),
+            &[("csrf", &csrf), ("default_workspace", &ws.id), ("auto_create", "on")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let s = srv.store.workspace_settings(&conn.org_id).await.unwrap();
+    assert_eq!(s.default_workspace_id.as_deref(), Some(ws.id.as_str()));
+    assert!(s.auto_create);
+    assert!(b.get(&org_path).await.html.contains("sales (default)"));
+
+    let p = b
+        .post(
+            &format!("{conn_path}/workspace-mappings/{}/delete", mappings[0].id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(srv.store.list_workspace_mappings(&conn.id).await.unwrap().is_empty());
+    let p = b
+        .post(&format!("{org_path}/workspaces/{}/delete", ws.id), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(srv.store.get_workspace(&conn.org_id, "sales").await.unwrap().is_none());
+    // A form without its CSRF token changes nothing.
+    let p = b.post(&format!("{org_path}/workspaces"), &[("key", "x")]).await;
+    assert_ne!(p.status, 303);
+    assert!(srv.store.get_workspace(&conn.org_id, "x").await.unwrap().is_none());
+}
+
 backend_tests!(
     sessions_and_csrf,
     escaping_and_headers,
     connection_page_shows_tokens_and_explained_requests,
     a_google_workspace_connection_shows_its_sync,
     the_connection_page_shows_and_resolves_the_guard,
-    the_console_stages_reports_and_activates
+    the_console_stages_reports_and_activates,
+    workspaces_on_the_organization_connection_and_user_pages
 );

@@ -94,6 +94,9 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/organizations/{org}/roles", &[]),
     ("/organizations/{org}/roles/{role}", &[]),
     ("/organizations/{org}/protected-users", &[]),
+    ("/organizations/{org}/workspaces", &[]),
+    ("/organizations/{org}/workspaces/{workspace}", &[]),
+    ("/organizations/{org}/workspace-settings", &[]),
     (
         "/organizations/{org}/users",
         &[
@@ -103,6 +106,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
             "user_name",
             "external_id",
             "role",
+            "workspace",
             "group_id",
             "include_staging",
             "cursor",
@@ -130,6 +134,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/connections/{conn}", &[]),
     ("/connections/{conn}/role-mappings", &[]),
     ("/connections/{conn}/default-roles", &[]),
+    ("/connections/{conn}/workspace-mappings", &[]),
     ("/connections/{conn}/policy", &[]),
     ("/connections/{conn}/requests", &["cursor", "limit"]),
     ("/connections/{conn}/deprovision-guard", &[]),

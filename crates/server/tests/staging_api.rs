@@ -459,7 +459,7 @@ async fn a_webhook_consumer_that_starts_at_go_live_ends_with_the_directory() {
     assert_eq!(live["connection"]["staging"], json!(false));
     assert_eq!(
         live["snapshot"],
-        json!({"users": 6, "groups": 2, "memberships": 3, "users_with_roles": 2})
+        json!({"users": 6, "groups": 2, "memberships": 3, "users_with_roles": 2, "users_with_workspaces": 0})
     );
     // Then changes as usual.
     let gus = f.user(&c, "gus").await;

@@ -61,6 +61,8 @@ pub struct DirectoryQuery {
     pub user_name: Option<String>,
     pub external_id: Option<String>,
     pub role: Option<String>,
+    /// Members of this workspace, by key (folded).
+    pub workspace: Option<String>,
     /// Members of this group (its Rollcall id).
     pub group_id: Option<String>,
     /// Users of connections in staging too ([`crate::staging`]); left out by default.
@@ -82,6 +84,8 @@ pub struct DirectoryUser {
     pub doc: Value,
     /// Effective role keys, sorted.
     pub roles: Vec<String>,
+    /// Effective workspace keys, sorted.
+    pub workspaces: Vec<String>,
     /// The live groups it is a direct member of, when asked for.
     pub groups: Option<Vec<GroupRef>>,
     pub created_us: i64,
@@ -164,6 +168,20 @@ fn roles_sql(dialect: Dialect) -> &'static str {
     }
 }
 
+/// The workspace keys of user `r` as a JSON array text.
+fn workspaces_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "(SELECT json_group_array(k) FROM (SELECT w.key AS k FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id
+               WHERE uw.user_pk = r.pk ORDER BY w.key))"
+        }
+        Dialect::Postgres => {
+            "(SELECT coalesce(json_agg(w.key ORDER BY w.key), '[]')::text FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id
+               WHERE uw.user_pk = r.pk)"
+        }
+    }
+}
+
 fn doc_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "r.doc",
@@ -186,17 +204,18 @@ fn in_org(b: &mut SqlBuilder, org_id: &str, connection_id: Option<&str>, include
     }
 }
 
-/// The users query: columns `pk, id, connection_id, external_id, status, doc, roles, created_us,
-/// modified_us, deleted_us`, ordered by `pk`.
+/// The users query: columns `pk, id, connection_id, external_id, status, doc, roles, workspaces,
+/// created_us, modified_us, deleted_us`, ordered by `pk`.
 pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuilder {
     let mut b = SqlBuilder::new(dialect);
     b.push(&format!(
         "SELECT r.pk, r.id, r.connection_id, r.external_id, {} AS status, {} AS doc, {} AS roles,
-                r.created_us, r.modified_us, r.deleted_us
+                {} AS workspaces, r.created_us, r.modified_us, r.deleted_us
          FROM resources r WHERE r.kind = 'User' AND ",
         status_sql(dialect),
         doc_sql(dialect),
-        roles_sql(dialect)
+        roles_sql(dialect),
+        workspaces_sql(dialect)
     ));
     in_org(&mut b, org_id, q.connection_id.as_deref(), q.include_staging);
     match q.status {
@@ -241,6 +260,15 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
         b.text(org_id);
         b.push(" AND ro.key_ci = ");
         b.text(role.clone());
+        b.push(")");
+    }
+    if let Some(w) = &q.workspace {
+        b.push(
+            " AND r.pk IN (SELECT uw.user_pk FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id WHERE w.org_id = ",
+        );
+        b.text(org_id);
+        b.push(" AND w.key_ci = ");
+        b.text(w.clone());
         b.push(")");
     }
     if let Some(g) = &q.group_id {

@@ -10,6 +10,9 @@ pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_DELETED: &str = "user.deleted";
 /// A user's effective roles changed (membership, mappings, the user's status or app roles).
 pub const USER_ROLES_CHANGED: &str = "user.roles_changed";
+/// A user's effective workspaces changed (membership, workspace mappings, the default workspace,
+/// a workspace created for a group, the user's status); same data shape as `user.roles_changed`.
+pub const USER_WORKSPACES_CHANGED: &str = "user.workspaces_changed";
 /// SCIM asked to deactivate or delete a protected user; the request was refused.
 pub const USER_PROTECTION_REFUSED: &str = "user.protected_change_refused";
 pub const ROLE_CREATED: &str = "role.created";
@@ -18,6 +21,13 @@ pub const ROLE_DELETED: &str = "role.deleted";
 pub const ROLE_MAPPING_CREATED: &str = "role_mapping.created";
 pub const ROLE_MAPPING_DELETED: &str = "role_mapping.deleted";
 pub const CONNECTION_DEFAULT_ROLES_SET: &str = "connection.default_roles_set";
+pub const WORKSPACE_CREATED: &str = "workspace.created";
+pub const WORKSPACE_UPDATED: &str = "workspace.updated";
+pub const WORKSPACE_DELETED: &str = "workspace.deleted";
+pub const WORKSPACE_MAPPING_CREATED: &str = "workspace_mapping.created";
+pub const WORKSPACE_MAPPING_DELETED: &str = "workspace_mapping.deleted";
+/// The organization's default workspace or its "a workspace for every group" setting changed.
+pub const ORGANIZATION_WORKSPACE_SETTINGS_SET: &str = "organization.workspace_settings_set";
 pub const CONNECTION_POLICY_SET: &str = "connection.policy_set";
 pub const PROTECTED_USER_ADDED: &str = "protected_user.added";
 pub const PROTECTED_USER_REMOVED: &str = "protected_user.removed";
@@ -84,6 +94,7 @@ pub const ALL: &[&str] = &[
     USER_REACTIVATED,
     USER_DELETED,
     USER_ROLES_CHANGED,
+    USER_WORKSPACES_CHANGED,
     USER_PROTECTION_REFUSED,
     GROUP_CREATED,
     GROUP_UPDATED,
@@ -122,6 +133,12 @@ pub const ALL: &[&str] = &[
     ROLE_MAPPING_CREATED,
     ROLE_MAPPING_DELETED,
     CONNECTION_DEFAULT_ROLES_SET,
+    WORKSPACE_CREATED,
+    WORKSPACE_UPDATED,
+    WORKSPACE_DELETED,
+    WORKSPACE_MAPPING_CREATED,
+    WORKSPACE_MAPPING_DELETED,
+    ORGANIZATION_WORKSPACE_SETTINGS_SET,
     CONNECTION_POLICY_SET,
     PROTECTED_USER_ADDED,
     PROTECTED_USER_REMOVED,

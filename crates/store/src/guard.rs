@@ -192,10 +192,13 @@ pub fn classify<'a>(evs: impl IntoIterator<Item = EventView<'a>>) -> Classified 
 }
 
 /// The deprovisioned user an event belongs to, when the guard would hold it: the user's
-/// deactivation, deletion and role change events, and its removals from groups.
+/// deactivation, deletion, role and workspace change events, and its removals from groups.
 pub fn held_subject<'a>(e: &EventView<'a>, deprovisioned: &BTreeSet<String>) -> Option<&'a str> {
     let subject = match e.kind {
-        events::USER_DEACTIVATED | events::USER_DELETED | events::USER_ROLES_CHANGED
+        events::USER_DEACTIVATED
+        | events::USER_DELETED
+        | events::USER_ROLES_CHANGED
+        | events::USER_WORKSPACES_CHANGED
             if e.resource_type == Some("User") =>
         {
             e.resource_id

@@ -41,6 +41,7 @@ mod sqlite_webhooks;
 pub mod staging;
 mod update;
 pub mod webhooks;
+pub mod workspaces;
 
 pub use audit::{Actor, EventQuery, RequestLogEntry};
 pub use directory::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef, UserStatus};
@@ -61,6 +62,10 @@ pub use sessions::{
 pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
     AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
+};
+pub use workspaces::{
+    NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
+    WorkspaceSettingsUpdate, WorkspaceStore, WorkspaceUpdate,
 };
 
 use async_trait::async_trait;
@@ -167,7 +172,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: staging::StagingStore + Send + Sync + 'static {
+pub trait Store: staging::StagingStore + WorkspaceStore + Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.

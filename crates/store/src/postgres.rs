@@ -44,6 +44,7 @@ mod guard_ops;
 pub mod notify;
 mod roles_ops;
 mod staging_ops;
+mod workspaces_ops;
 mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1338,6 +1339,9 @@ impl PostgresStore {
             }
             ResourceKind::Group => Vec::new(),
         };
+        if kind == ResourceKind::Group {
+            workspaces_ops::group_created(&mut tx, ctx, id, doc).await?;
+        }
         roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
         tx.commit().await
     }
@@ -1443,6 +1447,9 @@ impl PostgresStore {
             write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
             let ev = events::updated(kind, before, doc);
             tx.event(ctx, ev, Some((kind, id)), events::diff(before, doc));
+            if kind == ResourceKind::Group {
+                workspaces_ops::group_renamed(&mut tx, ctx, id, before, doc).await?;
+            }
         } else {
             sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE pk = $3")
                 .bind(version)
@@ -1568,6 +1575,10 @@ impl PostgresStore {
             ResourceKind::Group => members,
         };
         roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        if kind == ResourceKind::Group {
+            // After its members lost it (with their events).
+            workspaces_ops::group_deleted(&mut tx, ctx, id).await?;
+        }
         guard_ops::after_write(&mut tx, ctx).await?;
         tx.commit().await?;
         Ok(true)

@@ -26,6 +26,87 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 
+/// What the engine below computes: effective roles or effective workspaces ([`crate::workspaces`]).
+/// Both are granted the same way (defaults, group mappings by id or name); each kind has its own
+/// tables and its own change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    Role,
+    Workspace,
+}
+
+impl GrantKind {
+    pub const ALL: [GrantKind; 2] = [GrantKind::Role, GrantKind::Workspace];
+
+    /// The event recorded for a user whose effective set changed.
+    pub fn changed_event(self) -> &'static str {
+        match self {
+            GrantKind::Role => events::USER_ROLES_CHANGED,
+            GrantKind::Workspace => events::USER_WORKSPACES_CHANGED,
+        }
+    }
+
+    /// The table of effective grants and its grant column.
+    pub fn held(self) -> (&'static str, &'static str) {
+        match self {
+            GrantKind::Role => ("user_roles", "role_id"),
+            GrantKind::Workspace => ("user_workspaces", "workspace_id"),
+        }
+    }
+
+    /// The table of mappings (same columns for both, but the grant column).
+    pub fn mappings_table(self) -> &'static str {
+        match self {
+            GrantKind::Role => "role_mappings",
+            GrantKind::Workspace => "workspace_mappings",
+        }
+    }
+
+    /// The statements that load a [`RoleConfig`], with `?` placeholders (PostgreSQL numbers
+    /// them) and what each binds: the organization's grants `(id, key)`; the default grant ids
+    /// (roles per connection, the default workspace per organization); the mappings
+    /// `(kind, folded value, id)` (a workspace created for a group is mapped to the group by its
+    /// Rollcall id).
+    pub fn config_sql(self) -> [(&'static str, &'static [ConfigBind]); 3] {
+        use ConfigBind::{Connection, Org};
+        match self {
+            GrantKind::Role => [
+                ("SELECT id, key FROM roles WHERE org_id = ?", &[Org]),
+                (
+                    "SELECT role_id FROM connection_default_roles WHERE connection_id = ?",
+                    &[Connection],
+                ),
+                (
+                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?",
+                    &[Connection],
+                ),
+            ],
+            GrantKind::Workspace => [
+                ("SELECT id, key FROM workspaces WHERE org_id = ?", &[Org]),
+                (
+                    "SELECT default_workspace_id FROM workspace_settings
+                     WHERE org_id = ? AND default_workspace_id IS NOT NULL",
+                    &[Org],
+                ),
+                (
+                    "SELECT match_kind, match_value, workspace_id FROM workspace_mappings WHERE connection_id = ?
+                     UNION ALL SELECT 'group_id', lower(group_id), id FROM workspaces
+                     WHERE org_id = ? AND group_connection_id = ? AND group_id IS NOT NULL",
+                    &[Connection, Org, Connection],
+                ),
+            ],
+        }
+    }
+}
+
+/// What a statement of [`GrantKind::config_sql`] binds, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigBind {
+    Org,
+    Connection,
+}
+
 /// The prefix of the role a group grants by name alone.
 pub const SCIM_ROLE_PREFIX: &str = "scim:";
 
@@ -159,6 +240,25 @@ impl RoleConfig {
             scim_roles,
             defaults,
             mappings,
+        }
+    }
+
+    /// The configuration of `kind`: for workspaces, without the `scim:<group name>` convention of
+    /// roles (a workspace for a group is created and mapped to it instead).
+    pub fn of_kind(
+        kind: GrantKind,
+        grants: Vec<(String, String)>,
+        defaults: Vec<String>,
+        mappings: Vec<(String, String, String)>,
+    ) -> RoleConfig {
+        match kind {
+            GrantKind::Role => RoleConfig::new(grants, defaults, mappings),
+            GrantKind::Workspace => RoleConfig {
+                keys: grants.into_iter().collect(),
+                scim_roles: HashMap::new(),
+                defaults,
+                mappings,
+            },
         }
     }
 
@@ -512,7 +612,7 @@ impl RoleScope {
 /// The queries role computation needs, inside the caller's write transaction.
 #[async_trait]
 pub trait RoleRows: Send {
-    async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig>;
+    async fn role_config(&mut self, kind: GrantKind, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig>;
     /// Users in scope (live or not) with their live groups; app roles only when asked.
     async fn user_facts(
         &mut self,
@@ -520,14 +620,15 @@ pub trait RoleRows: Send {
         scope: &RoleScope,
         with_app_roles: bool,
     ) -> StoreResult<Vec<UserFacts>>;
-    /// The stored effective roles of users in scope.
+    /// The stored effective grants of users in scope.
     async fn stored_roles(
         &mut self,
+        kind: GrantKind,
         connection_id: &str,
         scope: &RoleScope,
     ) -> StoreResult<HashMap<i64, BTreeSet<String>>>;
-    async fn grant(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()>;
-    async fn revoke(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()>;
+    async fn grant(&mut self, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()>;
+    async fn revoke(&mut self, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()>;
     /// Queues an event in the transaction.
     async fn event(
         &mut self,
@@ -538,11 +639,12 @@ pub trait RoleRows: Send {
     ) -> StoreResult<()>;
 }
 
-/// Recomputes the effective roles of the users in `scope` on one connection, writing the
-/// differences and one `user.roles_changed` event per user whose roles changed. Returns how many
-/// users changed.
+/// Recomputes the effective grants of `kind` (roles or workspaces) of the users in `scope` on one
+/// connection, writing the differences and one `user.roles_changed` (`user.workspaces_changed`)
+/// event per user whose set changed. Returns how many users changed.
 pub async fn recompute<R: RoleRows + ?Sized>(
     rows: &mut R,
+    kind: GrantKind,
     ctx: &WriteContext,
     org_id: &str,
     connection_id: &str,
@@ -554,7 +656,7 @@ pub async fn recompute<R: RoleRows + ?Sized>(
     {
         return Ok(0);
     }
-    let mut config = rows.role_config(org_id, connection_id).await?;
+    let mut config = rows.role_config(kind, org_id, connection_id).await?;
     if config.is_empty() {
         return Ok(0);
     }
@@ -562,7 +664,7 @@ pub async fn recompute<R: RoleRows + ?Sized>(
         config.exclude(r);
     }
     let users = rows.user_facts(connection_id, &scope, config.uses_app_roles()).await?;
-    let mut stored = rows.stored_roles(connection_id, &scope).await?;
+    let mut stored = rows.stored_roles(kind, connection_id, &scope).await?;
     let mut changed = 0;
     for user in users {
         let before = stored.remove(&user.pk).unwrap_or_default();
@@ -572,8 +674,8 @@ pub async fn recompute<R: RoleRows + ?Sized>(
         }
         let added: Vec<String> = after.difference(&before).cloned().collect();
         let removed: Vec<String> = before.difference(&after).cloned().collect();
-        rows.revoke(user.pk, &removed).await?;
-        rows.grant(user.pk, &added).await?;
+        rows.revoke(kind, user.pk, &removed).await?;
+        rows.grant(kind, user.pk, &added).await?;
         let event_ctx = WriteContext {
             org_id: org_id.to_string(),
             connection_id: user.connection_id.clone(),
@@ -585,13 +687,8 @@ pub async fn recompute<R: RoleRows + ?Sized>(
             "added": config.keys_of(&added.into_iter().collect()),
             "removed": config.keys_of(&removed.into_iter().collect()),
         });
-        rows.event(
-            &event_ctx,
-            events::USER_ROLES_CHANGED,
-            (ResourceKind::User, &user.id),
-            data,
-        )
-        .await?;
+        rows.event(&event_ctx, kind.changed_event(), (ResourceKind::User, &user.id), data)
+            .await?;
         changed += 1;
     }
     Ok(changed)

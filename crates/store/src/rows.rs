@@ -135,6 +135,7 @@ pub(crate) fn directory_user_of(row: &impl Cols) -> DirectoryUser {
         status: directory::parse_status(&row.text("status")),
         doc: serde_json::from_str(&row.text("doc")).unwrap_or(Value::Null),
         roles: directory::parse_roles(row.opt_text("roles").as_deref()),
+        workspaces: directory::parse_roles(row.opt_text("workspaces").as_deref()),
         groups: None,
         created_us: row.int("created_us"),
         modified_us: row.int("modified_us"),

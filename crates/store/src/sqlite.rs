@@ -21,6 +21,7 @@ pub mod lock;
 mod resource_writes;
 mod roles_ops;
 mod staging_ops;
+mod workspaces_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
 use rollcall_scim::ScimError;

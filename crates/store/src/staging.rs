@@ -140,6 +140,8 @@ pub struct Snapshot {
     pub memberships: u64,
     /// Users with at least one role (a `user.roles_changed` each).
     pub users_with_roles: u64,
+    /// Users in at least one workspace (a `user.workspaces_changed` each).
+    pub users_with_workspaces: u64,
 }
 
 /// What staging or going live did.
@@ -167,6 +169,7 @@ pub fn activation_events(
     groups: Vec<(String, Value)>,
     members: Vec<(String, String)>,
     roles: Vec<(String, Vec<String>)>,
+    workspaces: Vec<(String, Vec<String>)>,
 ) -> (Snapshot, Vec<SnapshotEvent>) {
     use crate::model::ResourceKind;
     let snapshot = Snapshot {
@@ -174,8 +177,10 @@ pub fn activation_events(
         groups: groups.len() as u64,
         memberships: members.len() as u64,
         users_with_roles: roles.len() as u64,
+        users_with_workspaces: workspaces.len() as u64,
     };
-    let mut out: Vec<SnapshotEvent> = Vec::with_capacity(1 + users.len() + groups.len() + members.len() + roles.len());
+    let mut out: Vec<SnapshotEvent> =
+        Vec::with_capacity(1 + users.len() + groups.len() + members.len() + roles.len() + workspaces.len());
     out.push((events::CONNECTION_ACTIVATED, None, json!(snapshot)));
     for (id, doc) in users {
         out.push((
@@ -201,6 +206,13 @@ pub fn activation_events(
     for (user, keys) in roles {
         out.push((
             events::USER_ROLES_CHANGED,
+            Some((ResourceKind::User, user)),
+            json!({"before": [], "after": keys, "added": keys, "removed": [], "reason": ACTIVATION_REASON}),
+        ));
+    }
+    for (user, keys) in workspaces {
+        out.push((
+            events::USER_WORKSPACES_CHANGED,
             Some((ResourceKind::User, user)),
             json!({"before": [], "after": keys, "added": keys, "removed": [], "reason": ACTIVATION_REASON}),
         ));
@@ -275,6 +287,10 @@ impl StagingSql {
     pub(crate) const ROLES: &'static str = "SELECT r.id, ro.key FROM resources r
            JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
            WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, ro.key";
+    /// The workspaces of the connection's live users, by user, as `(user id, workspace key)`.
+    pub(crate) const WORKSPACES: &'static str = "SELECT r.id, w.key FROM resources r
+           JOIN user_workspaces uw ON uw.user_pk = r.pk JOIN workspaces w ON w.id = uw.workspace_id
+           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, w.key";
     pub(crate) const EMAILS: &'static str = "SELECT e.resource_pk, e.value_ci FROM resource_emails e
            JOIN resources r ON r.pk = e.resource_pk
            WHERE e.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY e.resource_pk";
@@ -408,6 +424,7 @@ mod tests {
             vec![("g1".into(), json!({"displayName": "Eng"}))],
             vec![("g1".into(), "u2".into())],
             group_roles(vec![("u2".into(), "viewer".into()), ("u2".into(), "admin".into())]),
+            group_roles(vec![("u1".into(), "group:g1".into())]),
         );
         assert_eq!(
             snap,
@@ -415,7 +432,8 @@ mod tests {
                 users: 2,
                 groups: 1,
                 memberships: 1,
-                users_with_roles: 1
+                users_with_roles: 1,
+                users_with_workspaces: 1,
             }
         );
         let kinds: Vec<&str> = evs.iter().map(|e| e.0).collect();
@@ -427,7 +445,8 @@ mod tests {
                 events::USER_CREATED,
                 events::GROUP_CREATED,
                 events::GROUP_MEMBER_ADDED,
-                events::USER_ROLES_CHANGED
+                events::USER_ROLES_CHANGED,
+                events::USER_WORKSPACES_CHANGED
             ]
         );
         assert_eq!(evs[5].2["after"], json!(["admin", "viewer"]));

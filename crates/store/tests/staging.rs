@@ -173,6 +173,33 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
     assert_eq!(users[0].roles, ["member"]);
     assert_eq!(users[0].user_name.as_deref(), Some("ann.lee"));
 
+    // A default workspace: the staging users are in it, silently until go-live.
+    let everyone = s
+        .create_workspace(
+            &WriteContext::cli(),
+            NewWorkspace {
+                org_id: ctx.org_id.clone(),
+                key: "everyone".into(),
+                name: "Everyone".into(),
+            },
+        )
+        .await
+        .unwrap();
+    s.set_workspace_settings(
+        &WriteContext::cli(),
+        &ctx.org_id,
+        WorkspaceSettingsUpdate {
+            default_workspace_id: Some(Some(everyone.id.clone())),
+            auto_create: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !kinds(&log_of(s, c).await).contains(&"user.workspaces_changed"),
+        "staging users' workspaces are not heard"
+    );
+
     // Go-live: the state as events, in order, then changes as usual.
     let before = s.events_after(0, 100_000).await.unwrap().last().unwrap().seq;
     let live = s.activate_connection(&WriteContext::cli(), c).await.unwrap().unwrap();
@@ -186,7 +213,8 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
             users: 2,
             groups: 1,
             memberships: 2,
-            users_with_roles: 2
+            users_with_roles: 2,
+            users_with_workspaces: 2,
         }
     );
     let sent: Vec<Event> = log_of(s, c).await.into_iter().filter(|e| e.seq > before).collect();
@@ -200,9 +228,12 @@ async fn a_staging_connection_is_silent_until_it_goes_live_with_its_state(store:
             "group.member_added",
             "group.member_added",
             "user.roles_changed",
-            "user.roles_changed"
+            "user.roles_changed",
+            "user.workspaces_changed",
+            "user.workspaces_changed"
         ]
     );
+    assert_eq!(sent[9].data["after"], json!(["everyone"]));
     assert_eq!(sent[0].data["users"], json!(2));
     assert_eq!(sent[1].resource_id.as_deref(), Some(ids[0].as_str()));
     assert_eq!(sent[1].data["attributes"]["userName"], json!("ann.lee"));

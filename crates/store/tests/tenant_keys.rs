@@ -42,6 +42,9 @@ const TABLES: &[(&str, Keyed)] = &[
     ("deprovision_window", Keyed::Leads("connection_id")),
     ("directory_sources", Keyed::Leads("connection_id")),
     ("match_reports", Keyed::Leads("connection_id")),
+    ("workspaces", Keyed::Leads("org_id")),
+    ("workspace_settings", Keyed::Leads("org_id")),
+    ("workspace_mappings", Keyed::Leads("connection_id")),
     ("api_keys", Keyed::Global("operator API keys act on every organization")),
     (
         "browser_sessions",
@@ -57,6 +60,10 @@ const TABLES: &[(&str, Keyed)] = &[
     ),
     (
         "user_roles",
+        Keyed::Gap("rows name a user by resources.pk; add connection_id and lead the key with it"),
+    ),
+    (
+        "user_workspaces",
         Keyed::Gap("rows name a user by resources.pk; add connection_id and lead the key with it"),
     ),
     (

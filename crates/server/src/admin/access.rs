@@ -1,4 +1,5 @@
-//! The access check the application calls at sign-in: may this user sign in, with which roles.
+//! The access check the application calls at sign-in: may this user sign in, with which roles and
+//! in which workspaces.
 
 use super::{Admin, AdminResult};
 use rollcall_store::index::fold;
@@ -22,10 +23,13 @@ pub struct Access {
     /// The user decided on (the active one first, when several connections know the address).
     pub user: Option<DirectoryUser>,
     pub roles: Vec<String>,
+    /// Effective workspace keys; empty unless allowed.
+    pub workspaces: Vec<String>,
 }
 
 impl Admin {
-    /// Whether a user may sign in (active and not deleted) and its effective roles: one indexed query.
+    /// Whether a user may sign in (active and not deleted) and its effective roles and workspaces:
+    /// one indexed query.
     pub async fn access(&self, org_id: &str, lookup: UserLookup) -> AdminResult<Access> {
         let mut query = DirectoryQuery {
             limit: 20,
@@ -54,6 +58,7 @@ impl Admin {
                 reason: "unknown_user",
                 user: None,
                 roles: Vec::new(),
+                workspaces: Vec::new(),
             });
         };
         let allowed = user.status == UserStatus::Active;
@@ -61,6 +66,7 @@ impl Admin {
             allowed,
             reason: user.status.as_str(),
             roles: if allowed { user.roles.clone() } else { Vec::new() },
+            workspaces: if allowed { user.workspaces.clone() } else { Vec::new() },
             user: Some(user),
         })
     }

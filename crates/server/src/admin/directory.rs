@@ -79,6 +79,7 @@ impl Admin {
         query.email = query.email.map(|e| fold(e.trim()));
         query.user_name = query.user_name.map(|u| fold(u.trim()));
         query.role = query.role.map(|r| fold(r.trim()));
+        query.workspace = query.workspace.map(|w| fold(w.trim()));
         let limit = query.limit;
         query.limit = limit + 1;
         let users = self.store.directory_users(&org.id, &query, false).await?;

@@ -23,6 +23,7 @@ mod setup_links;
 pub mod staging;
 mod token_use;
 mod webhooks;
+mod workspaces;
 
 pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};

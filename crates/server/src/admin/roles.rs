@@ -48,8 +48,8 @@ pub struct RoleEffect {
 }
 
 impl RoleEffect {
-    fn of(preview: RolePreview, roles: &[Role]) -> RoleEffect {
-        let names: HashMap<&str, &str> = roles.iter().map(|r| (r.id.as_str(), r.name.as_str())).collect();
+    /// The effect, roles (or workspaces) named by `names` (id → name).
+    pub(crate) fn of(preview: RolePreview, names: &HashMap<String, String>) -> RoleEffect {
         RoleEffect {
             changes: preview
                 .changes
@@ -57,7 +57,7 @@ impl RoleEffect {
                 .map(|c| RoleChangeSummary {
                     role_name: names
                         .get(c.role_id.as_str())
-                        .map_or_else(|| c.role_key.clone(), |n| n.to_string()),
+                        .map_or_else(|| c.role_key.clone(), String::clone),
                     role_id: c.role_id,
                     role_key: c.role_key,
                     gained: c.gained,
@@ -78,6 +78,12 @@ impl RoleEffect {
     /// The effect in one English sentence, by role name: "12 users gain Admin, 3 users lose
     /// Viewer", or "No user's roles change".
     pub fn sentence(&self) -> String {
+        self.sentence_of("roles")
+    }
+
+    /// The effect in one sentence, `what` naming the grants when nothing changes ("No user's
+    /// workspaces change").
+    pub fn sentence_of(&self, what: &str) -> String {
         let users = |n: i64| {
             if n == 1 {
                 "1 user".to_string()
@@ -97,7 +103,7 @@ impl RoleEffect {
             }
         }
         if parts.is_empty() {
-            "No user's roles change".to_string()
+            format!("No user's {what} change")
         } else {
             parts.join(", ")
         }
@@ -294,8 +300,14 @@ impl Admin {
             .await
             .map_err(admin_err)?
             .ok_or(missing)?;
-        let roles = self.store.list_roles(&c.org_id).await?;
-        Ok(RoleEffect::of(preview, &roles))
+        let names = self
+            .store
+            .list_roles(&c.org_id)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.name))
+            .collect();
+        Ok(RoleEffect::of(preview, &names))
     }
 
     /// What [`Admin::create_role_mapping`] with these arguments would do to the connection's users'

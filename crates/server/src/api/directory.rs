@@ -87,6 +87,8 @@ pub struct UserView {
     pub profile: Map<String, Value>,
     /// Effective role keys, sorted. Empty unless the user is active.
     pub roles: Vec<String>,
+    /// Effective workspace keys, sorted. Empty unless the user is active.
+    pub workspaces: Vec<String>,
     /// The groups it is a direct member of (single-user reads only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<GroupRefView>>,
@@ -112,6 +114,7 @@ impl UserView {
             status: u.status.into(),
             profile: profiles.profile(connections, u),
             roles: u.roles.clone(),
+            workspaces: u.workspaces.clone(),
             groups: u.groups.as_ref().map(|g| g.iter().map(GroupRefView::from).collect()),
             attributes: full.then(|| u.doc.clone()),
             created_at: rfc3339(u.created_us),
@@ -129,8 +132,8 @@ pub struct UserList {
     pub next_cursor: Option<String>,
 }
 
-/// Filters and paging of the user list; all filters are exact (e-mail address, userName and role
-/// ignore case).
+/// Filters and paging of the user list; all filters are exact (e-mail address, userName, role and
+/// workspace ignore case).
 #[derive(Debug, Clone, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
@@ -143,6 +146,8 @@ pub struct UserListParams {
     external_id: Option<String>,
     /// Users with this effective role (key).
     role: Option<String>,
+    /// Members of this workspace (key).
+    workspace: Option<String>,
     /// Direct members of this group (id).
     group_id: Option<String>,
     /// `true`: also the users of connections in staging (left out by default, as from the access
@@ -262,7 +267,7 @@ pub struct AccessParams {
     external_id: Option<String>,
 }
 
-/// Whether a user may sign in, and with which roles.
+/// Whether a user may sign in, and with which roles and workspaces.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccessView {
     /// True only for an active user that is not deleted.
@@ -275,6 +280,8 @@ pub struct AccessView {
     pub connection_id: Option<String>,
     /// Effective role keys; empty unless allowed.
     pub roles: Vec<String>,
+    /// Effective workspace keys; empty unless allowed.
+    pub workspaces: Vec<String>,
 }
 
 /// List the organization's users (from all its connections), a page at a time.
@@ -308,6 +315,7 @@ pub async fn list_users(
         user_name: text_param(&pairs, "user_name"),
         external_id: text_param(&pairs, "external_id"),
         role: text_param(&pairs, "role"),
+        workspace: text_param(&pairs, "workspace"),
         group_id: text_param(&pairs, "group_id"),
         include_staging: bool_param(&pairs, "include_staging")?,
         after_pk: paging::number_cursor(&pairs, "cursor", kinds::USERS)?.unwrap_or(0),
@@ -414,7 +422,8 @@ pub async fn list_group_members(
     }))
 }
 
-/// May this user sign in, and with which roles? The call to make at sign-in: one indexed query.
+/// May this user sign in, with which roles and in which workspaces? The call to make at sign-in:
+/// one indexed query.
 #[utoipa::path(get, path = "/organizations/{id}/access", tag = "directory",
     params(("id" = String, Path, description = "Organization id"), AccessParams),
     responses(
@@ -451,5 +460,6 @@ pub async fn access(
         user_id: a.user.as_ref().map(|u| u.id.clone()),
         connection_id: a.user.as_ref().map(|u| u.connection_id.clone()),
         roles: a.roles,
+        workspaces: a.workspaces,
     }))
 }

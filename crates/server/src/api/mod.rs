@@ -21,6 +21,7 @@ pub mod schemas;
 pub mod setup_links;
 pub mod staging;
 pub mod webhooks;
+pub mod workspaces;
 
 use crate::state::AppState;
 use axum::Router;
@@ -55,6 +56,7 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
         (name = "organizations", description = "Customers of the application, each with its SCIM connections"),
         (name = "connections", description = "SCIM connections (one identity provider each) and their tokens"),
         (name = "roles", description = "Roles, group-to-role mappings, default roles, protected users and attribute policy"),
+        (name = "workspaces", description = "Workspaces: IdP groups as workspace memberships, their mappings, the default workspace and a workspace for every group"),
         (name = "directory", description = "Provisioned users and groups, read-only, and the sign-in access check"),
         (name = "api-keys", description = "Operator API keys for this API"),
         (name = "setup-links", description = "Links for an organization's IT admin to set up SCIM on the setup page, \
@@ -136,6 +138,23 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(roles::get_default_roles, roles::set_default_roles))
         .routes(routes!(roles::preview_default_roles))
         .routes(routes!(roles::get_policy, roles::set_policy))
+        .routes(routes!(workspaces::list_workspaces, workspaces::create_workspace))
+        .routes(routes!(
+            workspaces::get_workspace,
+            workspaces::update_workspace,
+            workspaces::delete_workspace
+        ))
+        .routes(routes!(
+            workspaces::get_workspace_settings,
+            workspaces::set_workspace_settings
+        ))
+        .routes(routes!(
+            workspaces::list_workspace_mappings,
+            workspaces::create_workspace_mapping
+        ))
+        .routes(routes!(workspaces::delete_workspace_mapping))
+        .routes(routes!(workspaces::preview_workspace_mapping))
+        .routes(routes!(workspaces::preview_workspace_mapping_removal))
         .routes(routes!(directory::list_users))
         .routes(routes!(directory::get_user))
         .routes(routes!(directory::list_groups))

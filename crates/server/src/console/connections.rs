@@ -91,6 +91,18 @@ pub struct MappingRow {
     pub value: String,
 }
 
+pub struct WorkspaceMappingRow {
+    pub id: String,
+    pub workspace_key: String,
+    pub kind: &'static str,
+    pub value: String,
+}
+
+pub struct WorkspaceChoice {
+    pub key: String,
+    pub name: String,
+}
+
 pub struct RoleChoice {
     pub key: String,
     pub name: String,
@@ -166,6 +178,8 @@ struct ConnectionPage {
     tokens: Vec<TokenRow>,
     mappings: Vec<MappingRow>,
     roles: Vec<RoleChoice>,
+    workspace_mappings: Vec<WorkspaceMappingRow>,
+    workspaces: Vec<WorkspaceChoice>,
     required: Vec<AttributeChoice>,
     synced: String,
     profile_mapping: String,
@@ -281,6 +295,8 @@ pub async fn show(
     let mappings = admin.list_role_mappings(&c.id).await?;
     let defaults = admin.default_roles(&c.id).await?;
     let roles = admin.list_roles(&c.org_id).await?;
+    let workspace_mappings = admin.list_workspace_mappings(&c.id).await?;
+    let workspaces = admin.list_workspaces(&c.org_id).await?;
     let (log, _) = admin.request_log(&c.id, None, LOG_ROWS).await?;
     let uses = admin.token_uses(&c.id).await?;
     let token_row = |label, u: crate::admin::TokenUse| TokenRow {
@@ -360,6 +376,25 @@ pub async fn show(
                     default: defaults.iter().any(|d| d.id == r.id),
                     key: r.key,
                     name: r.name,
+                })
+                .collect(),
+            workspace_mappings: workspace_mappings
+                .into_iter()
+                .map(|m| WorkspaceMappingRow {
+                    id: m.id,
+                    workspace_key: m.workspace_key,
+                    kind: match m.matches {
+                        RoleMatch::GroupId(_) => "group id",
+                        _ => "group name",
+                    },
+                    value: m.matches.value().to_string(),
+                })
+                .collect(),
+            workspaces: workspaces
+                .into_iter()
+                .map(|w| WorkspaceChoice {
+                    key: w.key,
+                    name: w.name,
                 })
                 .collect(),
             required: REQUIRABLE
@@ -507,9 +542,9 @@ pub async fn act(
         }),
         "activate" => admin.activate_connection(by, &id).await.map(|(_, s)| {
             format!(
-                "The connection is live: the application received {} users, {} groups, {} memberships and the roles \
-                 of {} users, and hears its changes from now on.",
-                s.users, s.groups, s.memberships, s.users_with_roles
+                "The connection is live: the application received {} users, {} groups, {} memberships, the roles \
+                 of {} users and the workspaces of {}, and hears its changes from now on.",
+                s.users, s.groups, s.memberships, s.users_with_roles, s.users_with_workspaces
             )
         }),
         "guard-release" => admin.resolve_deprovision_guard(by, &id, true).await.map(|r| {
@@ -673,6 +708,94 @@ pub async fn delete_mapping(
     done(
         &back,
         result.map(|()| "Mapping deleted.".to_string()).map_err(|e| e.detail),
+    )
+}
+
+/// Maps a group to a workspace: the first post shows what it would change, the second
+/// (`confirm=yes`) saves it.
+pub async fn create_workspace_mapping(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    op: Operator,
+    Path(id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&["workspace", "kind", "value", "confirm"]) {
+        return done(&back, Err(e));
+    }
+    let (kind, value, workspace) = (
+        f.get("kind").unwrap_or(""),
+        f.get("value").unwrap_or(""),
+        f.get("workspace").unwrap_or(""),
+    );
+    let matches = match kind {
+        "group_id" => RoleMatch::GroupId(value.to_string()),
+        "group_name" => RoleMatch::GroupName(value.to_string()),
+        _ => return done(&back, Err("choose what to match: a group name or a group id".into())),
+    };
+    let admin = app.admin();
+    if f.get("confirm") != Some("yes") {
+        return match admin.preview_workspace_mapping(&id, workspace, matches).await {
+            Ok(effect) => confirm_page(
+                &app,
+                &headers,
+                &op,
+                Confirm {
+                    title: format!(
+                        "Make the members of {} “{value}” members of {workspace}?",
+                        if kind == "group_id" {
+                            "the group with id"
+                        } else {
+                            "the group"
+                        }
+                    ),
+                    effect: effect.sentence_of("workspaces"),
+                    lines: super::views::effect_lines(&effect),
+                    action: format!("/console/connections/{id}/workspace-mappings"),
+                    fields: vec![
+                        ("kind".into(), kind.into()),
+                        ("value".into(), value.into()),
+                        ("workspace".into(), workspace.into()),
+                    ],
+                    button: "Save the mapping",
+                },
+            ),
+            Err(e) => done(&back, Err(e.detail)),
+        };
+    }
+    let result = admin.create_workspace_mapping(&op.by, &id, workspace, matches).await;
+    done(
+        &back,
+        result
+            .map(|m| {
+                format!(
+                    "Mapping saved: {} \"{}\" grants the workspace {}.",
+                    m.matches.kind(),
+                    m.matches.value(),
+                    m.workspace_key
+                )
+            })
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn delete_workspace_mapping(
+    State(app): State<AppState>,
+    op: Operator,
+    Path((id, mapping_id)): Path<(String, String)>,
+    Form(f): Form,
+) -> Response {
+    let back = page_of(&id);
+    if let Err(e) = f.only(&[]) {
+        return done(&back, Err(e));
+    }
+    let result = app.admin().delete_workspace_mapping(&op.by, &id, &mapping_id).await;
+    done(
+        &back,
+        result
+            .map(|()| "Workspace mapping deleted.".to_string())
+            .map_err(|e| e.detail),
     )
 }
 

@@ -26,6 +26,7 @@ pub struct UserRow {
     pub status: &'static str,
     pub active: bool,
     pub roles: String,
+    pub workspaces: String,
 }
 
 #[derive(Template)]
@@ -44,7 +45,7 @@ struct UsersPage {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersQuery {
-    /// `email`, `user_name`, `role` or `external_id`.
+    /// `email`, `user_name`, `role`, `workspace` or `external_id`.
     field: Option<String>,
     q: Option<String>,
     status: Option<String>,
@@ -100,6 +101,7 @@ pub async fn users(
             "email" => query.email = t,
             "user_name" => query.user_name = t,
             "role" => query.role = t,
+            "workspace" => query.workspace = t,
             "external_id" => query.external_id = t,
             other => {
                 return Err(crate::admin::AdminError::new(400, format!("unknown filter field \"{other}\"")).into());
@@ -136,6 +138,7 @@ pub async fn users(
                     active: u.status == UserStatus::Active,
                     status: u.status.as_str(),
                     roles: u.roles.join(", "),
+                    workspaces: u.workspaces.join(", "),
                     id: u.id,
                 })
                 .collect(),
@@ -168,6 +171,7 @@ struct UserPage {
     connection_id: String,
     external_id: String,
     roles: Vec<String>,
+    workspaces: Vec<String>,
     groups: Vec<GroupRef>,
     json: String,
     created: String,
@@ -203,6 +207,7 @@ pub async fn user(
             connection_id: u.connection_id.clone(),
             external_id: u.external_id.clone().unwrap_or_default(),
             roles: u.roles.clone(),
+            workspaces: u.workspaces.clone(),
             groups: u
                 .groups
                 .clone()

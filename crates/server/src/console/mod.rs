@@ -50,6 +50,15 @@ pub fn router() -> Router<AppState> {
             "/organizations/{org_id}/roles/{role_id}/delete",
             post(orgs::delete_role),
         )
+        .route("/organizations/{org_id}/workspaces", post(orgs::create_workspace))
+        .route(
+            "/organizations/{org_id}/workspaces/{workspace_id}/delete",
+            post(orgs::delete_workspace),
+        )
+        .route(
+            "/organizations/{org_id}/workspace-settings",
+            post(orgs::set_workspace_settings),
+        )
         .route("/organizations/{org_id}/protected-users", post(orgs::add_protected))
         .route(
             "/organizations/{org_id}/protected-users/remove",
@@ -80,6 +89,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/connections/{connection_id}/mappings/{mapping_id}/delete",
             post(connections::delete_mapping),
+        )
+        .route(
+            "/connections/{connection_id}/workspace-mappings",
+            post(connections::create_workspace_mapping),
+        )
+        .route(
+            "/connections/{connection_id}/workspace-mappings/{mapping_id}/delete",
+            post(connections::delete_workspace_mapping),
         )
         .route(
             "/connections/{connection_id}/default-roles",

@@ -1,5 +1,5 @@
 //! Organizations: the list (search, pages), creating, renaming and deleting one, and an
-//! organization's page (its connections, roles, protected users and setup links).
+//! organization's page (its connections, roles, workspaces, protected users and setup links).
 
 use super::page::{Chrome, Framed, PageResult, done, send, when};
 use super::session::{Form, Operator};
@@ -99,6 +99,15 @@ pub struct RoleRow {
     pub description: String,
 }
 
+pub struct WorkspaceRow {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    /// The group it was created for, or empty.
+    pub group: String,
+    pub default: bool,
+}
+
 #[derive(Template)]
 #[template(path = "org.html")]
 struct OrgPage {
@@ -108,6 +117,8 @@ struct OrgPage {
     created: String,
     connections: Vec<ConnectionRow>,
     roles: Vec<RoleRow>,
+    workspaces: Vec<WorkspaceRow>,
+    auto_create: bool,
     protected: Vec<String>,
     idps: Vec<IdpOption>,
 }
@@ -122,6 +133,8 @@ pub async fn show(
     let org = admin.organization(&org_id).await?;
     let connections = admin.list_connections(Some(&org.id)).await?;
     let roles = admin.list_roles(&org.id).await?;
+    let workspaces = admin.list_workspaces(&org.id).await?;
+    let ws_settings = admin.workspace_settings(&org.id).await?;
     let protected = admin.list_protected_users(&org.id).await?;
     let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), org.name.clone(), "organizations").take();
     Ok(send(
@@ -140,6 +153,17 @@ pub async fn show(
                     description: r.description.unwrap_or_default(),
                 })
                 .collect(),
+            workspaces: workspaces
+                .into_iter()
+                .map(|w| WorkspaceRow {
+                    default: ws_settings.default_workspace_id.as_deref() == Some(w.id.as_str()),
+                    group: w.group.map(|g| g.group_id).unwrap_or_default(),
+                    id: w.id,
+                    key: w.key,
+                    name: w.name,
+                })
+                .collect(),
+            auto_create: ws_settings.auto_create,
             protected: protected.into_iter().map(|p| p.email).collect(),
             idps: idp_options(),
         },
@@ -227,6 +251,76 @@ pub async fn delete_role(
     done(
         &back,
         result.map(|()| "Role deleted.".to_string()).map_err(|e| e.detail),
+    )
+}
+
+pub async fn create_workspace(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["key", "name"]) {
+        return done(&back, Err(e));
+    }
+    let result = app
+        .admin()
+        .create_workspace(&op.by, &org_id, f.get("key").unwrap_or(""), f.get("name"))
+        .await;
+    done(
+        &back,
+        result
+            .map(|w| format!("Workspace \"{}\" created.", w.key))
+            .map_err(|e| e.detail),
+    )
+}
+
+pub async fn delete_workspace(
+    State(app): State<AppState>,
+    op: Operator,
+    Path((org_id, workspace_id)): Path<(String, String)>,
+    Form(f): Form,
+) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&[]) {
+        return done(&back, Err(e));
+    }
+    let result = app.admin().delete_workspace(&op.by, &org_id, &workspace_id).await;
+    done(
+        &back,
+        result.map(|()| "Workspace deleted.".to_string()).map_err(|e| e.detail),
+    )
+}
+
+/// The default workspace (empty: none) and whether every group gets a workspace.
+pub async fn set_workspace_settings(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = org_page(&org_id);
+    if let Err(e) = f.only(&["default_workspace", "auto_create"]) {
+        return done(&back, Err(e));
+    }
+    let default = f.get("default_workspace").filter(|d| !d.is_empty());
+    let auto_create = f.get("auto_create") == Some("on");
+    let result = app
+        .admin()
+        .set_workspace_settings(&op.by, &org_id, Some(default), Some(auto_create))
+        .await;
+    done(
+        &back,
+        result
+            .map(|s| {
+                format!(
+                    "Default workspace: {}; a workspace for every group: {}.",
+                    s.default_workspace_key.as_deref().unwrap_or("none"),
+                    if s.auto_create { "on" } else { "off" }
+                )
+            })
+            .map_err(|e| e.detail),
     )
 }
 

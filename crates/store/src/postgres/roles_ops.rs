@@ -2,10 +2,12 @@
 
 use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
+use crate::directory_sync::DirectorySql;
 use crate::index::fold;
 use crate::roles::{
-    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
-    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
+    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig,
+    RoleMapping, RoleMatch, RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles,
+    recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -47,25 +49,35 @@ fn scope_args(connection_id: &str, bind: ScopeBind) -> PgArguments {
 
 #[async_trait]
 impl RoleRows for Rows<'_> {
-    async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
-        let roles: Vec<(String, String)> = sqlx::query_as("SELECT id, key FROM roles WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_all(self.0.conn())
-            .await?;
-        if roles.is_empty() {
+    async fn role_config(&mut self, kind: GrantKind, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
+        let [keys_sql, defaults_sql, mappings_sql] = kind.config_sql();
+        let args = |binds: &[ConfigBind]| {
+            let mut args = PgArguments::default();
+            for b in binds {
+                let v = match b {
+                    ConfigBind::Org => org_id,
+                    ConfigBind::Connection => connection_id,
+                };
+                args.add(v.to_string()).expect("bind");
+            }
+            args
+        };
+        let grants: Vec<(String, String)> =
+            sqlx::query_as_with(AssertSqlSafe(DirectorySql::pg(keys_sql.0)), args(keys_sql.1))
+                .fetch_all(self.0.conn())
+                .await?;
+        if grants.is_empty() {
             return Ok(RoleConfig::default());
         }
         let defaults: Vec<String> =
-            sqlx::query_scalar("SELECT role_id FROM connection_default_roles WHERE connection_id = $1")
-                .bind(connection_id)
+            sqlx::query_scalar_with(AssertSqlSafe(DirectorySql::pg(defaults_sql.0)), args(defaults_sql.1))
                 .fetch_all(self.0.conn())
                 .await?;
         let mappings: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = $1")
-                .bind(connection_id)
+            sqlx::query_as_with(AssertSqlSafe(DirectorySql::pg(mappings_sql.0)), args(mappings_sql.1))
                 .fetch_all(self.0.conn())
                 .await?;
-        Ok(RoleConfig::new(roles, defaults, mappings))
+        Ok(RoleConfig::of_kind(kind, grants, defaults, mappings))
     }
 
     async fn user_facts(
@@ -129,12 +141,14 @@ impl RoleRows for Rows<'_> {
 
     async fn stored_roles(
         &mut self,
+        kind: GrantKind,
         connection_id: &str,
         scope: &RoleScope,
     ) -> StoreResult<HashMap<i64, BTreeSet<String>>> {
         let (pred, bind) = scope_sql(scope);
+        let (table, column) = kind.held();
         let sql = format!(
-            "SELECT ur.user_pk, ur.role_id FROM user_roles ur
+            "SELECT ur.user_pk, ur.{column} FROM {table} ur
              WHERE ur.user_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = $1 AND r.kind = 'User' AND {pred})"
         );
         let rows: Vec<(i64, String)> = sqlx::query_as_with(AssertSqlSafe(sql), scope_args(connection_id, bind))
@@ -147,11 +161,12 @@ impl RoleRows for Rows<'_> {
         Ok(out)
     }
 
-    async fn grant(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+    async fn grant(&mut self, kind: GrantKind, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
         if !role_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO user_roles (user_pk, role_id) SELECT $1, r FROM UNNEST($2::text[]) r ON CONFLICT DO NOTHING",
-            )
+            let (table, column) = kind.held();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (user_pk, {column}) SELECT $1, r FROM UNNEST($2::text[]) r ON CONFLICT DO NOTHING"
+            )))
             .bind(user_pk)
             .bind(role_ids)
             .execute(self.0.conn())
@@ -160,13 +175,16 @@ impl RoleRows for Rows<'_> {
         Ok(())
     }
 
-    async fn revoke(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+    async fn revoke(&mut self, kind: GrantKind, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
         if !role_ids.is_empty() {
-            sqlx::query("DELETE FROM user_roles WHERE user_pk = $1 AND role_id = ANY($2)")
-                .bind(user_pk)
-                .bind(role_ids)
-                .execute(self.0.conn())
-                .await?;
+            let (table, column) = kind.held();
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE user_pk = $1 AND {column} = ANY($2)"
+            )))
+            .bind(user_pk)
+            .bind(role_ids)
+            .execute(self.0.conn())
+            .await?;
         }
         Ok(())
     }
@@ -183,36 +201,61 @@ impl RoleRows for Rows<'_> {
     }
 }
 
-/// Recomputes effective roles on one connection in the open transaction.
+/// Recomputes effective roles and workspaces on one connection in the open transaction.
 pub(super) async fn recompute_roles(
     tx: &mut WriteTx,
     ctx: &WriteContext,
     connection_id: &str,
     scope: RoleScope,
 ) -> StoreResult<usize> {
-    recompute(&mut Rows(tx), ctx, &ctx.org_id, connection_id, scope, None).await
+    let roles = recompute(
+        &mut Rows(tx),
+        GrantKind::Role,
+        ctx,
+        &ctx.org_id,
+        connection_id,
+        scope.clone(),
+        None,
+    )
+    .await?;
+    let workspaces = recompute(
+        &mut Rows(tx),
+        GrantKind::Workspace,
+        ctx,
+        &ctx.org_id,
+        connection_id,
+        scope,
+        None,
+    )
+    .await?;
+    Ok(roles + workspaces)
 }
 
-/// Recomputes effective roles of every user of every connection of an organization, as if
-/// `without_role` (about to be deleted) granted nothing.
-async fn recompute_org(
+/// Recomputes the effective grants of `kind` of every user of every connection of an
+/// organization, as if `without` (about to be deleted) granted nothing.
+pub(super) async fn recompute_org(
     tx: &mut WriteTx,
+    kind: GrantKind,
     ctx: &WriteContext,
     org_id: &str,
-    without_role: Option<&str>,
+    without: Option<&str>,
 ) -> StoreResult<()> {
     let connections: Vec<String> = sqlx::query_scalar("SELECT id FROM scim_connections WHERE org_id = $1")
         .bind(org_id)
         .fetch_all(tx.conn())
         .await?;
     for c in connections {
-        recompute(&mut Rows(tx), ctx, org_id, &c, RoleScope::Connection, without_role).await?;
+        recompute(&mut Rows(tx), kind, ctx, org_id, &c, RoleScope::Connection, without).await?;
     }
     Ok(())
 }
 
 /// The groups of a connection a mapping can match (by id/externalId or by name), as row keys.
-async fn mapped_groups(tx: &mut WriteTx, connection_id: &str, m: &RoleMatch) -> StoreResult<Option<Vec<i64>>> {
+pub(super) async fn mapped_groups(
+    tx: &mut WriteTx,
+    connection_id: &str,
+    m: &RoleMatch,
+) -> StoreResult<Option<Vec<i64>>> {
     let value = m.folded();
     let pks: Vec<i64> = match m {
         RoleMatch::GroupId(raw) => {
@@ -244,8 +287,9 @@ async fn mapped_groups(tx: &mut WriteTx, connection_id: &str, m: &RoleMatch) -> 
 
 /// Recomputes the users a mapping can affect: members of the matching groups, or every user of the
 /// connection for app-role mappings.
-async fn recompute_for_mapping(
+pub(super) async fn recompute_for_mapping(
     tx: &mut WriteTx,
+    kind: GrantKind,
     ctx: &WriteContext,
     connection_id: &str,
     m: &RoleMatch,
@@ -254,6 +298,7 @@ async fn recompute_for_mapping(
         None => {
             recompute(
                 &mut Rows(tx),
+                kind,
                 ctx,
                 &ctx.org_id,
                 connection_id,
@@ -266,6 +311,7 @@ async fn recompute_for_mapping(
             for g in groups {
                 recompute(
                     &mut Rows(tx),
+                    kind,
                     ctx,
                     &ctx.org_id,
                     connection_id,
@@ -331,7 +377,7 @@ impl PostgresStore {
         };
         tx.event(&ctx, events::ROLE_CREATED, None, json!({"role": role}));
         if is_scim_role(&role.key) {
-            recompute_org(&mut tx, &ctx, &role.org_id, None).await?;
+            recompute_org(&mut tx, GrantKind::Role, &ctx, &role.org_id, None).await?;
         }
         tx.commit().await?;
         Ok(role)
@@ -406,7 +452,7 @@ impl PostgresStore {
             json!({"role": after, "before": before}),
         );
         if fold(&before.key) != fold(&after.key) && (is_scim_role(&before.key) || is_scim_role(&after.key)) {
-            recompute_org(&mut tx, &ctx, org_id, None).await?;
+            recompute_org(&mut tx, GrantKind::Role, &ctx, org_id, None).await?;
         }
         tx.commit().await?;
         Ok(Some(after))
@@ -429,7 +475,7 @@ impl PostgresStore {
             ..ctx.clone()
         };
         // Users lose the role (with their events) before it goes.
-        recompute_org(&mut tx, &ctx, org_id, Some(id)).await?;
+        recompute_org(&mut tx, GrantKind::Role, &ctx, org_id, Some(id)).await?;
         sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
@@ -495,7 +541,7 @@ impl PostgresStore {
             ..ctx.clone()
         };
         tx.event(&ctx, events::ROLE_MAPPING_CREATED, None, json!({"mapping": mapping}));
-        recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
+        recompute_for_mapping(&mut tx, GrantKind::Role, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(mapping)
     }
@@ -541,14 +587,27 @@ impl PostgresStore {
             ..ctx.clone()
         };
         tx.event(&ctx, events::ROLE_MAPPING_DELETED, None, json!({"mapping": mapping}));
-        recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
+        recompute_for_mapping(&mut tx, GrantKind::Role, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// See [`Store::preview_role_change`]: one read-only transaction with one snapshot, rolled back.
+    /// See [`Store::preview_role_change`].
     pub(super) async fn preview_role_change_impl(
         &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>> {
+        self.preview_grant_change(GrantKind::Role, connection_id, change, sample)
+            .await
+    }
+
+    /// What `change` would do to the effective grants of `kind` on a connection: one read-only
+    /// transaction with one snapshot, rolled back.
+    pub(super) async fn preview_grant_change(
+        &self,
+        kind: GrantKind,
         connection_id: &str,
         change: &RoleChange,
         sample: usize,
@@ -564,12 +623,14 @@ impl PostgresStore {
         let Some(org_id) = org_id else {
             return Ok(None);
         };
-        let before = Rows(&mut tx).role_config(&org_id, connection_id).await?;
+        let before = Rows(&mut tx).role_config(kind, &org_id, connection_id).await?;
         let removed = match change {
             RoleChange::RemoveMapping { mapping_id } => {
-                let m: Option<(String, String, String)> = sqlx::query_as(
-                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = $1 AND id = $2",
-                )
+                let (_, grant_column) = kind.held();
+                let m: Option<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT match_kind, match_value, {grant_column} FROM {} WHERE connection_id = $1 AND id = $2",
+                    kind.mappings_table()
+                )))
                 .bind(connection_id)
                 .bind(mapping_id)
                 .fetch_optional(tx.conn())
@@ -671,6 +732,7 @@ impl PostgresStore {
         );
         recompute(
             &mut Rows(&mut tx),
+            GrantKind::Role,
             &ctx,
             &conn.org_id,
             &conn.id,

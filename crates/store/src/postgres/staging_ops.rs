@@ -99,11 +99,16 @@ impl PostgresStore {
             .bind(id)
             .fetch_all(tx.conn())
             .await?;
+        let workspaces: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(DirectorySql::pg(StagingSql::WORKSPACES)))
+            .bind(id)
+            .fetch_all(tx.conn())
+            .await?;
         let (snapshot, evs) = activation_events(
             users.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
             groups.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
             members,
             group_roles(roles),
+            group_roles(workspaces),
         );
         let ctx = ctx.about(&conn.org_id, &conn.id);
         for (kind, resource, data) in evs {

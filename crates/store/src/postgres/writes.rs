@@ -140,9 +140,11 @@ impl PostgresStore {
             now_us(),
         );
         let sql = format!(
-            "WITH gate AS (SELECT ($15::bool OR NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $14))
-                             AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $16 AND staged_us IS NOT NULL)
-                             AS ok),
+            "WITH gate AS (SELECT ($15::bool OR (NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $14)
+                                                AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $14)))
+                                 AND NOT EXISTS (SELECT 1 FROM workspace_settings WHERE org_id = $14 AND auto_create)
+                                 AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $16 AND staged_us IS NOT NULL)
+                                 AS ok),
              r AS (INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active,
                        version, created_us, modified_us, doc, doc_ci)
                    SELECT $16, $17, $18, $19, $20, $21, $22, 1, $23, $23, $24, $25 FROM gate WHERE gate.ok RETURNING pk),
@@ -259,6 +261,7 @@ impl PostgresStore {
                         AND NOT EXISTS (SELECT 1 FROM UNNEST($27::text[]) a(id) WHERE NOT EXISTS
                               (SELECT 1 FROM mem WHERE mem.id = a.id AND mem.live AND mem.pk <> g.pk))
                         AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15)
+                        AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $15)
                         AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $13 AND staged_us IS NOT NULL) AS ok
                       FROM g),
              plan AS (SELECT mem.pk, p.id, p.in_present, p.in_set, p.in_display, p.out_present, p.out_display,

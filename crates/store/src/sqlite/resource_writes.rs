@@ -114,12 +114,13 @@ fn write_emails(
     Ok(())
 }
 
-/// Whether the organization has roles at all: without any, there are no effective roles to compute.
+/// Whether the organization has roles or workspaces at all: without any, there are no effective
+/// roles or workspaces to compute.
 fn has_roles(c: &rusqlite::Connection, org_id: &str) -> StoreResult<bool> {
-    Ok(
-        c.prepare_cached("SELECT EXISTS (SELECT 1 FROM roles WHERE org_id = ?)")?
-            .query_row([org_id], |r| r.get(0))?,
-    )
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM roles WHERE org_id = ?) OR EXISTS (SELECT 1 FROM workspaces WHERE org_id = ?)",
+    )?
+    .query_row([org_id, org_id], |r| r.get(0))?)
 }
 
 /// Creates a user or group (with its first members) and records the events.
@@ -171,6 +172,9 @@ pub(super) fn create(
         ResourceKind::Group if !members.is_empty() => add_members(c, ctx, pk, &id, &members)?,
         ResourceKind::Group => Vec::new(),
     };
+    if kind == ResourceKind::Group {
+        workspaces_ops::group_created(c, ctx, &id, &doc)?;
+    }
     if has_roles(c, &ctx.org_id)? {
         recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
     }
@@ -295,6 +299,9 @@ pub(super) fn update(
         write_emails(c, pk, &ctx.connection_id, &fields.emails_ci, true)?;
         let ev = events::updated(kind, before, &doc);
         insert_events(c, ctx, ev, Some((kind, id)), &[events::diff(before, &doc)])?;
+        if kind == ResourceKind::Group {
+            workspaces_ops::group_renamed(c, ctx, id, before, &doc)?;
+        }
     } else {
         c.prepare_cached("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")?
             .execute((version, now, pk))?;
@@ -409,6 +416,10 @@ pub(super) fn delete(
         ResourceKind::Group => members,
     };
     recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
+    if kind == ResourceKind::Group {
+        // After its members lost it (with their events).
+        workspaces_ops::group_deleted(c, ctx, id)?;
+    }
     guard_ops::after_write(c, ctx, since)?;
     Ok(Guarded::Done(true))
 }

@@ -4,8 +4,9 @@ use super::*;
 use crate::directory::{self, DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery, GroupRef};
 use crate::index::fold;
 use crate::roles::{
-    GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig, RoleMapping, RoleMatch,
-    RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles, recompute,
+    ConfigBind, GrantKind, GroupFacts, NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleConfig,
+    RoleMapping, RoleMatch, RolePreview, RoleRows, RoleScope, RoleUpdate, UserFacts, UserRef, app_roles_of, diff_roles,
+    recompute,
 };
 use crate::rows::{
     directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of, role_of,
@@ -41,24 +42,44 @@ fn scope_params<'a>(connection_id: &'a &'a str, bind: &'a Option<Bind>) -> Vec<&
     params
 }
 
-/// The organization's roles and the connection's defaults and mappings (see [`RoleRows::role_config`]).
-fn role_config_on(c: &rusqlite::Connection, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
-    let roles: Vec<(String, String)> = c
-        .prepare_cached("SELECT id, key FROM roles WHERE org_id = ?")?
-        .query_map([org_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+/// The organization's grants of `kind` and the defaults and mappings that apply on the connection
+/// (see [`RoleRows::role_config`]).
+pub(super) fn role_config_on(
+    c: &rusqlite::Connection,
+    kind: GrantKind,
+    org_id: &str,
+    connection_id: &str,
+) -> StoreResult<RoleConfig> {
+    let [keys_sql, defaults_sql, mappings_sql] = kind.config_sql();
+    let params = |binds: &[ConfigBind]| -> Vec<String> {
+        binds
+            .iter()
+            .map(|b| match b {
+                ConfigBind::Org => org_id.to_string(),
+                ConfigBind::Connection => connection_id.to_string(),
+            })
+            .collect()
+    };
+    let grants: Vec<(String, String)> = c
+        .prepare_cached(keys_sql.0)?
+        .query_map(rusqlite::params_from_iter(params(keys_sql.1)), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    if roles.is_empty() {
+    if grants.is_empty() {
         return Ok(RoleConfig::default());
     }
     let defaults: Vec<String> = c
-        .prepare_cached("SELECT role_id FROM connection_default_roles WHERE connection_id = ?")?
-        .query_map([connection_id], |r| r.get(0))?
+        .prepare_cached(defaults_sql.0)?
+        .query_map(rusqlite::params_from_iter(params(defaults_sql.1)), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mappings: Vec<(String, String, String)> = c
-        .prepare_cached("SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?")?
-        .query_map([connection_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .prepare_cached(mappings_sql.0)?
+        .query_map(rusqlite::params_from_iter(params(mappings_sql.1)), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(RoleConfig::new(roles, defaults, mappings))
+    Ok(RoleConfig::of_kind(kind, grants, defaults, mappings))
 }
 
 /// The users in scope with their live groups (see [`RoleRows::user_facts`]).
@@ -118,8 +139,9 @@ fn user_facts_on(
 
 /// What `change` would do to the effective roles of the users of a connection, computed in one read
 /// transaction on `c` (see [`crate::Store::preview_role_change`]).
-fn preview_on(
+pub(super) fn preview_on(
     c: &rusqlite::Connection,
+    kind: GrantKind,
     connection_id: &str,
     change: &RoleChange,
     sample: usize,
@@ -132,13 +154,15 @@ fn preview_on(
     else {
         return Ok(None);
     };
-    let before = role_config_on(c, &org_id, connection_id)?;
+    let before = role_config_on(c, kind, &org_id, connection_id)?;
     let removed = match change {
         RoleChange::RemoveMapping { mapping_id } => {
+            let (_, grant_column) = kind.held();
             let m: Option<(String, String, String)> = c
-                .prepare_cached(
-                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ? AND id = ?",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT match_kind, match_value, {grant_column} FROM {} WHERE connection_id = ? AND id = ?",
+                    kind.mappings_table()
+                ))?
                 .query_row([connection_id, mapping_id.as_str()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
@@ -176,8 +200,8 @@ fn preview_on(
 
 #[async_trait]
 impl RoleRows for Rows<'_> {
-    async fn role_config(&mut self, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
-        role_config_on(self.0, org_id, connection_id)
+    async fn role_config(&mut self, kind: GrantKind, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig> {
+        role_config_on(self.0, kind, org_id, connection_id)
     }
 
     async fn user_facts(
@@ -191,12 +215,14 @@ impl RoleRows for Rows<'_> {
 
     async fn stored_roles(
         &mut self,
+        kind: GrantKind,
         connection_id: &str,
         scope: &RoleScope,
     ) -> StoreResult<HashMap<i64, BTreeSet<String>>> {
         let (pred, bind) = scope_sql(scope);
+        let (table, column) = kind.held();
         let sql = format!(
-            "SELECT ur.user_pk, ur.role_id FROM user_roles ur
+            "SELECT ur.user_pk, ur.{column} FROM {table} ur
              WHERE ur.user_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = ? AND r.kind = 'User' AND {pred})"
         );
         let mut out: HashMap<i64, BTreeSet<String>> = HashMap::new();
@@ -208,20 +234,22 @@ impl RoleRows for Rows<'_> {
         Ok(out)
     }
 
-    async fn grant(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
-        let mut stmt = self
-            .0
-            .prepare_cached("INSERT OR IGNORE INTO user_roles (user_pk, role_id) VALUES (?, ?)")?;
+    async fn grant(&mut self, kind: GrantKind, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+        let (table, column) = kind.held();
+        let mut stmt = self.0.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {table} (user_pk, {column}) VALUES (?, ?)"
+        ))?;
         for r in role_ids {
             stmt.execute((user_pk, r))?;
         }
         Ok(())
     }
 
-    async fn revoke(&mut self, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+    async fn revoke(&mut self, kind: GrantKind, user_pk: i64, role_ids: &[String]) -> StoreResult<()> {
+        let (table, column) = kind.held();
         let mut stmt = self
             .0
-            .prepare_cached("DELETE FROM user_roles WHERE user_pk = ? AND role_id = ?")?;
+            .prepare_cached(&format!("DELETE FROM {table} WHERE user_pk = ? AND {column} = ?"))?;
         for r in role_ids {
             stmt.execute((user_pk, r))?;
         }
@@ -239,18 +267,19 @@ impl RoleRows for Rows<'_> {
     }
 }
 
-/// Recomputes effective roles of the users in `scope` on one connection, synchronously on the
-/// writer's handle (as if `without_role` granted nothing).
+/// Recomputes the effective grants of `kind` of the users in `scope` on one connection,
+/// synchronously on the writer's handle (as if `without` granted nothing).
 pub(super) fn recompute_sync(
     c: &mut rusqlite::Connection,
+    kind: GrantKind,
     ctx: &WriteContext,
     org_id: &str,
     connection_id: &str,
     scope: RoleScope,
-    without_role: Option<&str>,
+    without: Option<&str>,
 ) -> StoreResult<usize> {
     use futures::FutureExt;
-    recompute(&mut Rows(c), ctx, org_id, connection_id, scope, without_role)
+    recompute(&mut Rows(c), kind, ctx, org_id, connection_id, scope, without)
         .now_or_never()
         .unwrap_or_else(|| {
             Err(StoreError::Scim(ScimError::internal(
@@ -259,51 +288,59 @@ pub(super) fn recompute_sync(
         })
 }
 
-/// Recomputes effective roles on the writer's connection in its open transaction.
+/// Recomputes effective roles and workspaces on the writer's connection in its open transaction.
 pub(super) fn recompute_roles(
     c: &mut rusqlite::Connection,
     ctx: &WriteContext,
     connection_id: &str,
     scope: RoleScope,
 ) -> StoreResult<usize> {
-    recompute_sync(c, ctx, &ctx.org_id, connection_id, scope, None)
+    let roles = recompute_sync(c, GrantKind::Role, ctx, &ctx.org_id, connection_id, scope.clone(), None)?;
+    let workspaces = recompute_sync(c, GrantKind::Workspace, ctx, &ctx.org_id, connection_id, scope, None)?;
+    Ok(roles + workspaces)
 }
 
 /// [`recompute_sync`] from a sqlx-side write transaction.
-async fn recompute_on(
+pub(super) async fn recompute_on(
     tx: &mut group_commit::WriteTx,
+    kind: GrantKind,
     ctx: &WriteContext,
     org_id: &str,
     connection_id: &str,
     scope: RoleScope,
-    without_role: Option<&str>,
+    without: Option<&str>,
 ) -> StoreResult<usize> {
     group_commit::on_connection(tx, |c| {
-        recompute_sync(c, ctx, org_id, connection_id, scope, without_role)
+        recompute_sync(c, kind, ctx, org_id, connection_id, scope, without)
     })
     .await
 }
 
-/// Recomputes effective roles of every user of every connection of an organization, as if
-/// `without_role` (about to be deleted) granted nothing.
-async fn recompute_org(
+/// Recomputes the effective grants of `kind` of every user of every connection of an
+/// organization, as if `without` (about to be deleted) granted nothing.
+pub(super) async fn recompute_org(
     tx: &mut group_commit::WriteTx,
+    kind: GrantKind,
     ctx: &WriteContext,
     org_id: &str,
-    without_role: Option<&str>,
+    without: Option<&str>,
 ) -> StoreResult<()> {
     let connections: Vec<String> = sqlx::query_scalar("SELECT id FROM scim_connections WHERE org_id = ?")
         .bind(org_id)
         .fetch_all(&mut **tx)
         .await?;
     for c in connections {
-        recompute_on(tx, ctx, org_id, &c, RoleScope::Connection, without_role).await?;
+        recompute_on(tx, kind, ctx, org_id, &c, RoleScope::Connection, without).await?;
     }
     Ok(())
 }
 
 /// The groups of a connection a mapping can match (by id/externalId or by name), as row keys.
-async fn mapped_groups(tx: &mut SqliteConnection, connection_id: &str, m: &RoleMatch) -> StoreResult<Option<Vec<i64>>> {
+pub(super) async fn mapped_groups(
+    tx: &mut SqliteConnection,
+    connection_id: &str,
+    m: &RoleMatch,
+) -> StoreResult<Option<Vec<i64>>> {
     let value = m.folded();
     let pks: Vec<i64> = match m {
         RoleMatch::GroupId(raw) => {
@@ -335,19 +372,20 @@ async fn mapped_groups(tx: &mut SqliteConnection, connection_id: &str, m: &RoleM
 
 /// Recomputes the users a mapping can affect: members of the matching groups, or every user of the
 /// connection for app-role mappings.
-async fn recompute_for_mapping(
+pub(super) async fn recompute_for_mapping(
     tx: &mut group_commit::WriteTx,
+    kind: GrantKind,
     ctx: &WriteContext,
     connection_id: &str,
     m: &RoleMatch,
 ) -> StoreResult<()> {
     match mapped_groups(tx, connection_id, m).await? {
         None => {
-            recompute_on(tx, ctx, &ctx.org_id, connection_id, RoleScope::Connection, None).await?;
+            recompute_on(tx, kind, ctx, &ctx.org_id, connection_id, RoleScope::Connection, None).await?;
         }
         Some(groups) => {
             for g in groups {
-                recompute_on(tx, ctx, &ctx.org_id, connection_id, RoleScope::MembersOf(g), None).await?;
+                recompute_on(tx, kind, ctx, &ctx.org_id, connection_id, RoleScope::MembersOf(g), None).await?;
             }
         }
     }
@@ -387,7 +425,7 @@ impl SqliteStore {
         };
         insert_event(&mut tx, &ctx, events::ROLE_CREATED, None, json!({"role": role})).await?;
         if is_scim_role(&role.key) {
-            recompute_org(&mut tx, &ctx, &role.org_id, None).await?;
+            recompute_org(&mut tx, GrantKind::Role, &ctx, &role.org_id, None).await?;
         }
         tx.commit().await?;
         Ok(role)
@@ -464,7 +502,7 @@ impl SqliteStore {
         )
         .await?;
         if fold(&before.key) != fold(&after.key) && (is_scim_role(&before.key) || is_scim_role(&after.key)) {
-            recompute_org(&mut tx, &ctx, org_id, None).await?;
+            recompute_org(&mut tx, GrantKind::Role, &ctx, org_id, None).await?;
         }
         tx.commit().await?;
         Ok(Some(after))
@@ -487,7 +525,7 @@ impl SqliteStore {
             ..ctx.clone()
         };
         // Users lose the role (with their events) before it goes.
-        recompute_org(&mut tx, &ctx, org_id, Some(id)).await?;
+        recompute_org(&mut tx, GrantKind::Role, &ctx, org_id, Some(id)).await?;
         sqlx::query("DELETE FROM roles WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -560,7 +598,7 @@ impl SqliteStore {
             json!({"mapping": mapping}),
         )
         .await?;
-        recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
+        recompute_for_mapping(&mut tx, GrantKind::Role, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(mapping)
     }
@@ -613,7 +651,7 @@ impl SqliteStore {
             json!({"mapping": mapping}),
         )
         .await?;
-        recompute_for_mapping(&mut tx, &ctx, &conn.id, &mapping.matches).await?;
+        recompute_for_mapping(&mut tx, GrantKind::Role, &ctx, &conn.id, &mapping.matches).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -626,7 +664,7 @@ impl SqliteStore {
     ) -> StoreResult<Option<RolePreview>> {
         let (connection_id, change) = (connection_id.to_string(), change.clone());
         self.inline
-            .read(move |c| preview_on(c, &connection_id, &change, sample))
+            .read(move |c| preview_on(c, GrantKind::Role, &connection_id, &change, sample))
             .await
     }
 
@@ -691,7 +729,16 @@ impl SqliteStore {
             json!({"default_roles": keys}),
         )
         .await?;
-        recompute_on(&mut tx, &ctx, &conn.org_id, &conn.id, RoleScope::Connection, None).await?;
+        recompute_on(
+            &mut tx,
+            GrantKind::Role,
+            &ctx,
+            &conn.org_id,
+            &conn.id,
+            RoleScope::Connection,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(self.default_roles_impl(connection_id).await?))
     }

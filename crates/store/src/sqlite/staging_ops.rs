@@ -101,11 +101,16 @@ impl StagingStore for SqliteStore {
             .bind(connection_id)
             .fetch_all(&mut *tx)
             .await?;
+        let workspaces: Vec<(String, String)> = sqlx::query_as(StagingSql::WORKSPACES)
+            .bind(connection_id)
+            .fetch_all(&mut *tx)
+            .await?;
         let (snapshot, evs) = activation_events(
             users.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
             groups.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
             members,
             group_roles(roles),
+            group_roles(workspaces),
         );
         let ctx = ctx.about(&conn.org_id, &conn.id);
         group_commit::on_connection(&mut tx, |c| {
