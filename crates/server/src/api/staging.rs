@@ -25,6 +25,8 @@ pub struct SnapshotView {
     pub memberships: u64,
     /// `user.roles_changed` events (users with at least one role).
     pub users_with_roles: u64,
+    /// `user.workspaces_changed` events (users in at least one workspace).
+    pub users_with_workspaces: u64,
 }
 
 impl From<&Snapshot> for SnapshotView {
@@ -34,6 +36,7 @@ impl From<&Snapshot> for SnapshotView {
             groups: s.groups,
             memberships: s.memberships,
             users_with_roles: s.users_with_roles,
+            users_with_workspaces: s.users_with_workspaces,
         }
     }
 }
