@@ -85,6 +85,42 @@ pub const CLIENT_SIGNATURES: &[(&str, &str, &str)] = &[
     ("google", "google", "Google Workspace auto-provisioning"),
 ];
 
+/// A "Test Connection" an identity provider runs by writing: the requests that together are the
+/// test, so that the request log can show them as such rather than as a user and a group that came
+/// and went.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTest {
+    /// The provider, as a connection's `idp` names it.
+    pub idp: &'static str,
+    /// What the request log calls the run of requests.
+    pub name: &'static str,
+    /// What it does, in a sentence.
+    pub summary: &'static str,
+    /// The requests, each as (methods, resource endpoint, whether a resource id follows it), in the
+    /// order they are sent; all within [`ConnectionTest::within_seconds`] of the first.
+    pub steps: &'static [(&'static [&'static str], &'static str, bool)],
+    pub within_seconds: i64,
+    /// Where the behaviour is documented.
+    pub source: &'static str,
+}
+
+/// The connection tests Rollcall recognises in a connection's request log.
+pub const CONNECTION_TESTS: &[ConnectionTest] = &[ConnectionTest {
+    idp: "jumpcloud",
+    name: "JumpCloud's Test Connection",
+    summary: "JumpCloud's Test Connection: it creates a test user (the Test User Email) and a test group, then deletes both (or deactivates the user where DELETE is not supported)",
+    steps: &[
+        (&["POST"], "Users", false),
+        (&["POST"], "Groups", false),
+        (&["DELETE"], "Groups", true),
+        (&["DELETE", "PATCH", "PUT"], "Users", true),
+    ],
+    within_seconds: 120,
+    source: "jumpcloud.com/support/provision-and-manage-users-and-groups-in-apps-using-custom-scim-identity-management-integration: \
+             \"A test user and test group are created to test the integration. Both will be deleted if the DELETE method \
+             is supported by the service provider\"",
+}];
+
 /// The identity provider a `User-Agent` names, by [`CLIENT_SIGNATURES`]; `None` for a client this
 /// table does not know (curl, an SDK, a test tool).
 ///

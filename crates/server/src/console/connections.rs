@@ -108,6 +108,9 @@ pub struct LogRow {
     pub user_agent: String,
     /// What went wrong and how to fix it, for a failure.
     pub explanation: Option<(String, String)>,
+    /// The run of requests this one is part of (JumpCloud's Test Connection): its name and what
+    /// it does.
+    pub activity: Option<(&'static str, &'static str)>,
     /// Kept while debug logging is on (redacted).
     pub request_body: Option<String>,
     pub response_body: Option<String>,
@@ -390,9 +393,11 @@ pub async fn show(
                 OnDelete::Purge => "purge",
             },
             guard,
-            log: log
+            log: crate::explain::activities(&log, c.idp.as_str())
                 .into_iter()
-                .map(|e| LogRow {
+                .zip(log)
+                .map(|(activity, e)| LogRow {
+                    activity: activity.map(|a| (a.name, a.summary)),
                     explanation: crate::explain::explain(&e).map(|x| (x.summary, x.fix)),
                     request_body: e.request_body.clone(),
                     response_body: e.response_body.clone(),
