@@ -268,7 +268,44 @@ async fn pingone_users_and_groups() {
     replay("pingone", "users_and_groups").await;
 }
 
+/// The PATCH requests Entra ID and the RFC read differently, on an Okta connection: read the RFC's
+/// way (refused, nothing changed) unless the request's User-Agent says Entra ID sent it; on a
+/// generic connection, Entra's way.
+async fn readings_follow_the_calling_identity_provider() {
+    let srv = TestServer::start_with(Setup {
+        connections: vec![("acme".into(), IdpKind::Okta), ("acme".into(), IdpKind::Generic)],
+        ..Setup::default()
+    })
+    .await;
+    let patch = |ops: Value| serde_json::json!({"schemas": [PATCH_OP], "Operations": ops});
+    for (conn, okta) in [(&srv.conns[0], true), (&srv.conns[1], false)] {
+        let c = srv.client_for(conn);
+        let u = id(&c.create_user(&serde_json::json!({"schemas": [USER_SCHEMA], "userName": "ada"})).await);
+        let g = id(&c.group("Engineers", &[u.as_str()]).await);
+        let remove = patch(serde_json::json!([{"op": "Remove", "path": "members", "value": [{"value": u}]}]));
+        let work_mail =
+            patch(serde_json::json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "ada@example.com"}]));
+        if okta {
+            let detail = c.patch(&format!("/Groups/{g}"), &remove).await.expect_error(400, Some("invalidValue"));
+            assert!(detail.contains("okta"), "{detail}");
+            assert_eq!(member_ids(&c.fetch(&format!("/Groups/{g}")).await), vec![u.clone()], "nothing changed");
+            c.patch(&format!("/Users/{u}"), &work_mail).await.expect_error(400, Some("noTarget"));
+            assert!(c.fetch(&format!("/Users/{u}")).await.get("emails").is_none());
+            // The same requests from Entra ID's provisioning service are read its way.
+            let entra = c.with_user_agent("Azure AD SCIM Client");
+            entra.patch(&format!("/Groups/{g}"), &remove).await.expect(204);
+            entra.patch(&format!("/Users/{u}"), &work_mail).await.expect(200);
+        } else {
+            c.patch(&format!("/Groups/{g}"), &remove).await.expect(204);
+            c.patch(&format!("/Users/{u}"), &work_mail).await.expect(200);
+        }
+        assert_eq!(member_ids(&c.fetch(&format!("/Groups/{g}")).await), Vec::<String>::new());
+        assert_eq!(c.fetch(&format!("/Users/{u}")).await["emails"][0]["value"], "ada@example.com");
+    }
+}
+
 backend_tests!(
+    readings_follow_the_calling_identity_provider,
     okta_users_and_groups,
     entra_without_the_flag,
     entra_with_the_flag,
