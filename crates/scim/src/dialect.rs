@@ -545,7 +545,9 @@ mod tests {
 
     #[test]
     fn the_request_names_its_dialect_before_the_connection() {
-        let d = |ua: Option<&str>, configured: &str, detected: Option<&str>| Dialect::for_request(ua, configured, detected).idp();
+        let d = |ua: Option<&str>, configured: &str, detected: Option<&str>| {
+            Dialect::for_request(ua, configured, detected).idp()
+        };
         assert_eq!(d(Some("Azure AD SCIM Client"), "okta", None), "entra");
         assert_eq!(d(Some("Okta SCIM Client 1.0.0"), "entra", Some("entra")), "okta");
         assert_eq!(d(None, "jumpcloud", Some("okta")), "jumpcloud");

@@ -67,12 +67,15 @@ fn entra_without_the_flag_removes_only_the_listed_member() {
         assert_eq!(out.members, vec![MemberChange::Remove(vec!["u1091".into()])], "{idp}");
     }
     // With the flag, the RFC form: the same change, for every provider.
-    let flagged = patch(json!([{"op": "remove", "path": "members[value eq \"7f4bc1a3-285e-48ae-8202-5accb43efb0e\"]"}]));
+    let flagged =
+        patch(json!([{"op": "remove", "path": "members[value eq \"7f4bc1a3-285e-48ae-8202-5accb43efb0e\"]"}]));
     for idp in IDPS {
         let (_, out) = run("Group", &group(), flagged.clone(), Dialect::of(idp)).unwrap();
         assert_eq!(
             out.members,
-            vec![MemberChange::Remove(vec!["7f4bc1a3-285e-48ae-8202-5accb43efb0e".into()])]
+            vec![MemberChange::Remove(vec![
+                "7f4bc1a3-285e-48ae-8202-5accb43efb0e".into()
+            ])]
         );
     }
 }
@@ -113,10 +116,18 @@ fn replace_through_an_unmatched_filter_creates_for_entra_and_is_no_target_by_the
     let req = patch(json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "work@example.com"}]));
     for idp in IDPS {
         let d = Dialect::of(idp);
-        match (d.reading(Conflict::ReplaceUnmatchedFilter), run("User", &user(), req.clone(), d)) {
+        match (
+            d.reading(Conflict::ReplaceUnmatchedFilter),
+            run("User", &user(), req.clone(), d),
+        ) {
             (Reading::Vendor, Ok((doc, out))) => {
                 assert!(out.document_changed);
-                assert!(doc["emails"].as_array().unwrap().contains(&json!({"type": "work", "value": "work@example.com"})));
+                assert!(
+                    doc["emails"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!({"type": "work", "value": "work@example.com"}))
+                );
             }
             (Reading::Rfc, Err(e)) => {
                 assert_eq!(e.scim_type, Some(ScimType::NoTarget), "{idp}: {e}");
@@ -126,7 +137,8 @@ fn replace_through_an_unmatched_filter_creates_for_entra_and_is_no_target_by_the
         }
     }
     // Where the filter matches, every provider replaces.
-    let matched = patch(json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "new@example.com"}]));
+    let matched =
+        patch(json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "new@example.com"}]));
     for idp in IDPS {
         let (doc, _) = run("User", &user(), matched.clone(), Dialect::of(idp)).unwrap();
         assert_eq!(doc["emails"], json!([{"value": "new@example.com", "type": "home"}]));
@@ -187,7 +199,13 @@ fn entra_samples_without_and_with_the_flag_reach_the_same_result() {
         assert_eq!(a, b, "{without} / {with}");
     }
     // The disable request: a boolean either way.
-    let (a, _) = run("User", &user(), patch(json!([{"op": "Replace", "path": "active", "value": "False"}])), entra).unwrap();
+    let (a, _) = run(
+        "User",
+        &user(),
+        patch(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        entra,
+    )
+    .unwrap();
     assert_eq!(a["active"], false);
     // The group member removal pair: the same member change (different ids on the page).
     let (_, a) = run(

@@ -134,7 +134,9 @@ pub fn activities(entries: &[RequestLogEntry], configured_idp: &str) -> Vec<Opti
                 .take(test.steps.len())
                 .collect();
             if writes.len() < test.steps.len()
-                || writes.iter().any(|&i| out[i].is_some() || entries[i].at_us - first_at > window)
+                || writes
+                    .iter()
+                    .any(|&i| out[i].is_some() || entries[i].at_us - first_at > window)
             {
                 continue;
             }
@@ -155,7 +157,12 @@ pub fn activities(entries: &[RequestLogEntry], configured_idp: &str) -> Vec<Opti
             if !complete {
                 continue;
             }
-            let last_at = matched.iter().flatten().map(|&i| entries[i].at_us).max().unwrap_or(first_at);
+            let last_at = matched
+                .iter()
+                .flatten()
+                .map(|&i| entries[i].at_us)
+                .max()
+                .unwrap_or(first_at);
             let activity = Activity {
                 kind: "connection_test",
                 idp: test.idp,
@@ -164,8 +171,8 @@ pub fn activities(entries: &[RequestLogEntry], configured_idp: &str) -> Vec<Opti
             };
             for &i in &mine {
                 let e = &entries[i];
-                let lookup = e.method.eq_ignore_ascii_case("GET")
-                    && (first_at - LOOKUP_BEFORE_US..=last_at).contains(&e.at_us);
+                let lookup =
+                    e.method.eq_ignore_ascii_case("GET") && (first_at - LOOKUP_BEFORE_US..=last_at).contains(&e.at_us);
                 if out[i].is_none() && (matched.contains(&Some(i)) || lookup) {
                     out[i] = Some(activity);
                 }
@@ -762,7 +769,12 @@ mod tests {
     #[test]
     fn jumpclouds_connection_test_is_recognised_in_any_order_of_reading() {
         let test = vec![
-            at(entry("GET", "/scim/v2/{c}/Users?filter=userName+eq+%22t%40x%22", 200), 0, 1, None),
+            at(
+                entry("GET", "/scim/v2/{c}/Users?filter=userName+eq+%22t%40x%22", 200),
+                0,
+                1,
+                None,
+            ),
             at(entry("POST", "/scim/v2/{c}/Users", 201), 1, 2, None),
             at(entry("POST", "/scim/v2/{c}/Groups", 201), 2, 3, None),
             at(entry("DELETE", "/scim/v2/{c}/Groups/g1", 204), 3, 4, None),

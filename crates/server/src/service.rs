@@ -1,9 +1,9 @@
 //! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
 
 use crate::response::{ApiError, ApiResult};
+use rollcall_scim::dialect::Dialect;
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::limits::{Excess, ResourceLimits};
-use rollcall_scim::dialect::Dialect;
 use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_as};
 use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;

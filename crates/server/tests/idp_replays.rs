@@ -62,7 +62,10 @@ fn substitute(s: &str, vars: &HashMap<String, String>) -> String {
         let after = &rest[start + 2..];
         let end = after.find('}').unwrap_or_else(|| panic!("unclosed ${{ in {s}"));
         let name = &after[..end];
-        out.push_str(vars.get(name).unwrap_or_else(|| panic!("nothing captured as {name} (in {s})")));
+        out.push_str(
+            vars.get(name)
+                .unwrap_or_else(|| panic!("nothing captured as {name} (in {s})")),
+        );
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -124,11 +127,7 @@ async fn replay_on(srv: &TestServer, fx: &Value, label: &str) -> HashMap<String,
         })
         .unwrap_or_default();
     for (i, step) in fx["steps"].as_array().expect("steps").iter().enumerate() {
-        let what = format!(
-            "{label} step {} ({})",
-            i + 1,
-            step["name"].as_str().unwrap_or_default()
-        );
+        let what = format!("{label} step {} ({})", i + 1, step["name"].as_str().unwrap_or_default());
         let method = Method::from_bytes(step["method"].as_str().expect("method").as_bytes()).unwrap();
         let path = encode_path(&substitute(step["path"].as_str().expect("path"), &vars));
         let mut b = client.bare(method, &path);
@@ -164,12 +163,20 @@ async fn replay_on(srv: &TestServer, fx: &Value, label: &str) -> HashMap<String,
                     let mut want: Vec<String> = s["$members:".len()..]
                         .split(',')
                         .filter(|n| !n.is_empty())
-                        .map(|n| vars.get(n).unwrap_or_else(|| panic!("{what}: nothing captured as {n}")).clone())
+                        .map(|n| {
+                            vars.get(n)
+                                .unwrap_or_else(|| panic!("{what}: nothing captured as {n}"))
+                                .clone()
+                        })
                         .collect();
                     want.sort();
                     let mut have: Vec<String> = got
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|m| m["value"].as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     have.sort();
                     assert_eq!(have, want, "{what}: {pointer}: {}", r.text);
@@ -212,7 +219,10 @@ async fn onelogin_users_and_groups() {
 /// JumpCloud's connection test, and the provisioning that follows as what it is.
 async fn jumpcloud_users_and_groups() {
     let (srv, _) = replay("jumpcloud", "users_and_groups").await;
-    let steps = fixture("jumpcloud", "users_and_groups")["steps"].as_array().unwrap().len();
+    let steps = fixture("jumpcloud", "users_and_groups")["steps"]
+        .as_array()
+        .unwrap()
+        .len();
     let key = Admin::new(srv.store.clone(), Arc::default(), &srv.base)
         .create_api_key(&WriteContext::cli(), "replay")
         .await
@@ -230,7 +240,10 @@ async fn jumpcloud_users_and_groups() {
         if data.len() >= steps {
             break data;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "request log: {body}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "request log: {body}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     // Oldest first: the four writes of the test are marked, the provisioning after them is not.
@@ -239,7 +252,14 @@ async fn jumpcloud_users_and_groups() {
         .rev()
         .map(|e| {
             let path = e["path"].as_str().unwrap();
-            let endpoint = path.split('?').next().unwrap().split('/').nth(4).unwrap_or_default().to_string();
+            let endpoint = path
+                .split('?')
+                .next()
+                .unwrap()
+                .split('/')
+                .nth(4)
+                .unwrap_or_default()
+                .to_string();
             (
                 format!("{} {endpoint}", e["method"].as_str().unwrap()),
                 e["activity"]["kind"] == "connection_test",
@@ -280,16 +300,28 @@ async fn readings_follow_the_calling_identity_provider() {
     let patch = |ops: Value| serde_json::json!({"schemas": [PATCH_OP], "Operations": ops});
     for (conn, okta) in [(&srv.conns[0], true), (&srv.conns[1], false)] {
         let c = srv.client_for(conn);
-        let u = id(&c.create_user(&serde_json::json!({"schemas": [USER_SCHEMA], "userName": "ada"})).await);
+        let u = id(&c
+            .create_user(&serde_json::json!({"schemas": [USER_SCHEMA], "userName": "ada"}))
+            .await);
         let g = id(&c.group("Engineers", &[u.as_str()]).await);
         let remove = patch(serde_json::json!([{"op": "Remove", "path": "members", "value": [{"value": u}]}]));
-        let work_mail =
-            patch(serde_json::json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "ada@example.com"}]));
+        let work_mail = patch(
+            serde_json::json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "ada@example.com"}]),
+        );
         if okta {
-            let detail = c.patch(&format!("/Groups/{g}"), &remove).await.expect_error(400, Some("invalidValue"));
+            let detail = c
+                .patch(&format!("/Groups/{g}"), &remove)
+                .await
+                .expect_error(400, Some("invalidValue"));
             assert!(detail.contains("okta"), "{detail}");
-            assert_eq!(member_ids(&c.fetch(&format!("/Groups/{g}")).await), vec![u.clone()], "nothing changed");
-            c.patch(&format!("/Users/{u}"), &work_mail).await.expect_error(400, Some("noTarget"));
+            assert_eq!(
+                member_ids(&c.fetch(&format!("/Groups/{g}")).await),
+                vec![u.clone()],
+                "nothing changed"
+            );
+            c.patch(&format!("/Users/{u}"), &work_mail)
+                .await
+                .expect_error(400, Some("noTarget"));
             assert!(c.fetch(&format!("/Users/{u}")).await.get("emails").is_none());
             // The same requests from Entra ID's provisioning service are read its way.
             let entra = c.with_user_agent("Azure AD SCIM Client");
@@ -299,8 +331,14 @@ async fn readings_follow_the_calling_identity_provider() {
             c.patch(&format!("/Groups/{g}"), &remove).await.expect(204);
             c.patch(&format!("/Users/{u}"), &work_mail).await.expect(200);
         }
-        assert_eq!(member_ids(&c.fetch(&format!("/Groups/{g}")).await), Vec::<String>::new());
-        assert_eq!(c.fetch(&format!("/Users/{u}")).await["emails"][0]["value"], "ada@example.com");
+        assert_eq!(
+            member_ids(&c.fetch(&format!("/Groups/{g}")).await),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            c.fetch(&format!("/Users/{u}")).await["emails"][0]["value"],
+            "ada@example.com"
+        );
     }
 }
 
@@ -320,7 +358,10 @@ fn paths_are_encoded_as_clients_send_them() {
         encode_path("/Users?filter=userName eq \"a@b.c\"&count=100"),
         "/Users?filter=userName%20eq%20%22a%40b.c%22&count=100"
     );
-    assert_eq!(encode_path("/Users?filter=userName%20eq%20%22x%22"), "/Users?filter=userName%20eq%20%22x%22");
+    assert_eq!(
+        encode_path("/Users?filter=userName%20eq%20%22x%22"),
+        "/Users?filter=userName%20eq%20%22x%22"
+    );
     assert_eq!(encode_path("/Users/abc"), "/Users/abc");
     let vars = HashMap::from([("u".to_string(), "42".to_string())]);
     assert_eq!(substitute("/Users/${u}?x=${u}", &vars), "/Users/42?x=42");

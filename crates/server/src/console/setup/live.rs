@@ -148,7 +148,11 @@ pub async fn stream(
                     if let Some(a) = activity {
                         line.summary = format!("{} (part of {})", line.summary, a.name);
                     }
-                    Event::default().event("request").id(e.seq.to_string()).json_data(line).ok()
+                    Event::default()
+                        .event("request")
+                        .id(e.seq.to_string())
+                        .json_data(line)
+                        .ok()
                 })
                 .map(Ok)
                 .collect();
