@@ -286,6 +286,10 @@ async fn a_permission_403_fails_the_run_and_changes_nothing() {
     assert!(e.contains("403") && e.contains("forbidden"), "{e}");
     assert_eq!(fake.with(|s| s.failed_at.len()), 1, "not retried");
     assert!(users(&srv, &id).await.is_empty());
+    // The failed run is an event; nothing else was written.
+    let types = event_types(&srv, &id).await;
+    assert_eq!(count(&types, "connection.directory_sync_failed"), 1, "{types:?}");
+    assert!(types.iter().all(|t| t.starts_with("connection.")), "{types:?}");
     // Retries that never end fail the run too.
     for _ in 0..4 {
         fake.fail_next(Failure::google("/users", 429, "rateLimitExceeded", Some("0")));
