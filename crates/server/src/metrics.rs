@@ -56,12 +56,7 @@ pub const DIRECTORY_SYNC_READ: &str = "rollcall_directory_sync_read_total";
 pub const DIRECTORY_SYNC_CHANGES: &str = "rollcall_directory_sync_changes_total";
 
 /// Records one directory sync run's outcome (no connection id: the labels stay bounded).
-pub fn directory_sync_run(
-    kind: &'static str,
-    status: &'static str,
-    seconds: f64,
-    counts: &rollcall_store::SyncCounts,
-) {
+pub fn directory_sync_run(kind: &'static str, status: &'static str, seconds: f64, counts: &rollcall_store::SyncCounts) {
     metrics::counter!(DIRECTORY_SYNC_RUNS, "kind" => kind, "status" => status).increment(1);
     metrics::histogram!(DIRECTORY_SYNC_SECONDS, "kind" => kind, "status" => status).record(seconds);
     for (resource, n) in [("user", counts.users_read), ("group", counts.groups_read)] {

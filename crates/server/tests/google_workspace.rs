@@ -628,14 +628,28 @@ async fn the_management_api_creates_syncs_and_reports() {
     let sample = |name: &str, label: &str| -> f64 {
         metrics
             .lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("kind=\"google_workspace\"") && l.contains(label))
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains("kind=\"google_workspace\"") && l.contains(label)
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    assert!(sample("rollcall_directory_sync_runs_total", "status=\"succeeded\"") >= 2.0, "{metrics}");
-    assert!(sample("rollcall_directory_sync_changes_total", "change=\"user_created\"") >= 6.0, "{metrics}");
-    assert!(sample("rollcall_directory_sync_read_total", "resource=\"user\"") >= 11.0, "{metrics}");
-    assert!(sample("rollcall_directory_sync_duration_seconds_count", "status=\"succeeded\"") >= 2.0, "{metrics}");
+    assert!(
+        sample("rollcall_directory_sync_runs_total", "status=\"succeeded\"") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_changes_total", "change=\"user_created\"") >= 6.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_read_total", "resource=\"user\"") >= 11.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_duration_seconds_count", "status=\"succeeded\"") >= 2.0,
+        "{metrics}"
+    );
     let next = time::OffsetDateTime::parse(
         second["next_run_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,

@@ -10,11 +10,11 @@
 //! The statements are written once for both databases ([`DirectorySql`]).
 
 use crate::model::{Connection, IdpKind, WriteContext};
-use serde_json::Value;
 use crate::secrets::SecretKeys;
 use crate::{StoreError, StoreResult};
 use rollcall_scim::ScimError;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 

@@ -489,7 +489,12 @@ impl PostgresStore {
                 let previous: Option<String> = row.try_get("last_status")?;
                 if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
                     let org_id: String = row.try_get("org_id")?;
-                    tx.event(&directory_sync::run_event_context(&org_id, connection_id), kind, None, data);
+                    tx.event(
+                        &directory_sync::run_event_context(&org_id, connection_id),
+                        kind,
+                        None,
+                        data,
+                    );
                 }
             }
             tx.commit().await?;

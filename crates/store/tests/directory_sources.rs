@@ -207,7 +207,10 @@ async fn one_node_at_a_time(store: Arc<dyn Store>) {
     let kinds: Vec<&str> = runs.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["connection.directory_sync_failed", "connection.directory_sync_recovered"]
+        [
+            "connection.directory_sync_failed",
+            "connection.directory_sync_recovered"
+        ]
     );
     assert_eq!(runs[0].data["status"], "failed");
     assert_eq!(runs[0].data["error"], "token endpoint: unauthorized_client");
