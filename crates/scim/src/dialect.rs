@@ -16,7 +16,9 @@
 //! | Entra ID (the provisioning service before its 2020 SCIM fixes; Microsoft's SCIM reference code and samples) | filter values without quotes: `externalId eq abc123`, `id eq 5f1c... and manager eq 7a2b...` | [`bare_filter_value`]: a bare word that cannot be a number, `true`, `false` or `null` is a string | `filter` |
 //! | OneLogin (the customer-written SCIM JSON template, <https://developers.onelogin.com/scim/define-user-schema>) | a POST/PUT body whose `schemas` lacks the core URN: `["urn:scim:schemas:core:1.0"]` (SCIM 1.1 URNs, as OneLogin's own template), or custom URNs | [`schemas_without_core`]: read as the endpoint's resource type when its attributes fit; an error names the unknown URNs and the attribute that does not belong | `resource` |
 //! | Entra ID | the `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group` schema URN beside the core one | unknown `schemas` URNs are ignored | [`known_schemas`] |
-//! | Okta, Entra | `remove` on `members` with a `value` list of members | removes only those members | `patch` |
+//! | Entra ID (without `aadOptscim062020`), JumpCloud | `remove` on `members` with a `value` list of members | removes only those members, for the providers [`READINGS`] names (the RFC reads it otherwise: see below) | `patch` |
+//! | PingOne / PingFederate (its documented user filter expression, <https://docs.pingidentity.com/pingone/integrations/p1_scim_filter_expressions.html>) | `username Eq "jsmith"`, `email Co "..."`: attribute names and operators in another case | names and operators are case-insensitive (RFC 7644 §3.4.2.2) | `filter` |
+//! | JumpCloud (Test Connection) | a test user and a test group created, then deleted (or the user deactivated) | accepted like any provisioning; the request log names the run ([`CONNECTION_TESTS`]) | server |
 //! | Okta | a placeholder `password` on create | accepted; passwords are validated then discarded, never stored | `resource` |
 //! | Okta | `"groups": []` on create | readOnly attributes on input are ignored | `resource` |
 //! | Okta, Entra | `id`/`meta` echoed back in PUT bodies and PATCH values | readOnly attributes on input are ignored | `resource`, `patch` |
@@ -25,6 +27,23 @@
 //! | several | a single object where a multi-valued attribute expects an array | wrapped into a one-element array | [`as_multi_valued`] |
 //! | several | numbers for string attributes (`"employeeNumber": 701984`) | the number's text, as sent, whatever its size (`18446744073709551616` stays `"18446744073709551616"`) | [`number_as_string`] |
 
+//!
+//! Every row above is read the same way for every client: the RFC gives those requests no other
+//! meaning, so tolerating them changes the meaning of no valid request. Two requests are different:
+//! an identity provider documents them with a meaning the RFC contradicts, so the same bytes mean
+//! one thing from that provider and another from an RFC-following client. For those, the
+//! connection's identity provider chooses the reading, from one table, [`READINGS`] (see
+//! [`Dialect`]):
+//!
+//! | Request | The RFC's reading | The vendor reading, and who documents it | Read the vendor's way for |
+//! |---|---|---|---|
+//! | `remove` of a multi-valued attribute with a `value` list and no filter: `{"op": "Remove", "path": "members", "value": [{"value": "u1"}]}` | RFC 7644 §3.5.2.2: without a filter "the attribute and all values are removed"; `value` has no meaning on `remove`. Rollcall does not empty the attribute on that reading: it refuses the request (`invalidValue`), since a client that lists values never means "all" | only the listed values go: Entra ID without `aadOptscim062020` (the "Requests made to remove a group member" sample of Microsoft's SCIM known-issues page); JumpCloud sends the same form | `entra`, `jumpcloud`, `onelogin`, `ping`, `generic` |
+//! | `replace` through a value filter that matches no value: `{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x"}` for a user without a work e-mail | RFC 7644 §3.5.2.3: 400 `noTarget` | the element the filter describes is created: Entra ID, both PATCH generations (the "Requests to replace multiple attributes" samples), maps its `mail` to `emails[type eq "work"].value` | `entra`, `generic` |
+//!
+//! Okta (which documents `members[value eq "..."]` for removals and PUT for profile changes) and
+//! Google get the RFC's reading of both; OneLogin, JumpCloud and PingOne, which update users with
+//! PUT, get the RFC's reading of the second. A `generic` connection keeps the vendor readings, as
+//! Rollcall always read them, because an unrecognised client is more likely one that needs them.
 //!
 //! Beside these readings, [`CLIENT_SIGNATURES`] recognises which identity provider is calling from
 //! its `User-Agent`; the server records it on the connection (`detected_idp`).
@@ -68,6 +87,42 @@ pub const CLIENT_SIGNATURES: &[(&str, &str, &str)] = &[
     ("google", "google", "Google Workspace auto-provisioning"),
 ];
 
+/// A "Test Connection" an identity provider runs by writing: the requests that together are the
+/// test, so that the request log can show them as such rather than as a user and a group that came
+/// and went.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTest {
+    /// The provider, as a connection's `idp` names it.
+    pub idp: &'static str,
+    /// What the request log calls the run of requests.
+    pub name: &'static str,
+    /// What it does, in a sentence.
+    pub summary: &'static str,
+    /// The requests, each as (methods, resource endpoint, whether a resource id follows it), in the
+    /// order they are sent; all within [`ConnectionTest::within_seconds`] of the first.
+    pub steps: &'static [(&'static [&'static str], &'static str, bool)],
+    pub within_seconds: i64,
+    /// Where the behaviour is documented.
+    pub source: &'static str,
+}
+
+/// The connection tests Rollcall recognises in a connection's request log.
+pub const CONNECTION_TESTS: &[ConnectionTest] = &[ConnectionTest {
+    idp: "jumpcloud",
+    name: "JumpCloud's Test Connection",
+    summary: "JumpCloud's Test Connection: it creates a test user (the Test User Email) and a test group, then deletes both (or deactivates the user where DELETE is not supported)",
+    steps: &[
+        (&["POST"], "Users", false),
+        (&["POST"], "Groups", false),
+        (&["DELETE"], "Groups", true),
+        (&["DELETE", "PATCH", "PUT"], "Users", true),
+    ],
+    within_seconds: 120,
+    source: "jumpcloud.com/support/provision-and-manage-users-and-groups-in-apps-using-custom-scim-identity-management-integration: \
+             \"A test user and test group are created to test the integration. Both will be deleted if the DELETE method \
+             is supported by the service provider\"",
+}];
+
 /// The identity provider a `User-Agent` names, by [`CLIENT_SIGNATURES`]; `None` for a client this
 /// table does not know (curl, an SDK, a test tool).
 ///
@@ -83,6 +138,129 @@ pub fn detect_client(user_agent: &str) -> Option<&'static str> {
         .iter()
         .find(|(fragment, _, _)| ua.contains(fragment))
         .map(|(_, idp, _)| *idp)
+}
+
+/// A request whose meaning an identity provider documents differently from the RFC (see the second
+/// table of this module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// `remove` on a multi-valued attribute (a Group's `members` or any other) with a `value` list
+    /// and no value filter.
+    RemoveWithValue,
+    /// `replace` through a value filter (`emails[type eq "work"].value`) that matches no value.
+    ReplaceUnmatchedFilter,
+}
+
+/// Which meaning a [`Conflict`] request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The RFC's: for [`Conflict::RemoveWithValue`] the request is refused with `invalidValue`
+    /// (the RFC would empty the attribute, which no client listing values means); for
+    /// [`Conflict::ReplaceUnmatchedFilter`], 400 `noTarget`.
+    Rfc,
+    /// The identity provider's documented meaning: only the listed values are removed; the
+    /// element the filter describes is created.
+    Vendor,
+}
+
+/// One conflicting request: the connection `idp` values that read it the vendor's way, every other
+/// one reading it the RFC's way, and where the vendor reading is documented.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadingRow {
+    pub conflict: Conflict,
+    pub vendor_reading_for: &'static [&'static str],
+    pub source: &'static str,
+}
+
+/// The readings of the conflicting requests, by the connection's identity provider (its `idp`
+/// values: `okta`, `entra`, `google`, `onelogin`, `jumpcloud`, `ping`, `generic`).
+pub const READINGS: &[ReadingRow] = &[
+    ReadingRow {
+        conflict: Conflict::RemoveWithValue,
+        vendor_reading_for: &["entra", "jumpcloud", "onelogin", "ping", "generic"],
+        source: "Microsoft Entra ID without aadOptscim062020: \"Requests made to remove a group member\" \
+                 (learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility); \
+                 JumpCloud sends the same form; OneLogin and PingOne document no member removal form, so nothing \
+                 they send is refused; Okta documents members[value eq \"id\"] (developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20)",
+    },
+    ReadingRow {
+        conflict: Conflict::ReplaceUnmatchedFilter,
+        vendor_reading_for: &["entra", "generic"],
+        source: "Microsoft Entra ID, both PATCH generations: \"Requests to replace multiple attributes\" replace \
+                 emails[type eq \"work\"].value, which Entra maps from mail whether or not the user has one yet",
+    },
+];
+
+/// The reading of each [`Conflict`] for one request: chosen by the identity provider calling.
+///
+/// ```
+/// use rollcall_scim::dialect::{Conflict, Dialect, Reading};
+/// let entra = Dialect::of("entra");
+/// assert_eq!(entra.reading(Conflict::RemoveWithValue), Reading::Vendor);
+/// let okta = Dialect::of("okta");
+/// assert_eq!(okta.reading(Conflict::RemoveWithValue), Reading::Rfc);
+/// assert_eq!(okta.reading(Conflict::ReplaceUnmatchedFilter), Reading::Rfc);
+/// // An unknown provider reads as a generic connection does.
+/// assert_eq!(Dialect::of("acme").reading(Conflict::ReplaceUnmatchedFilter), Reading::Vendor);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    idp: &'static str,
+}
+
+impl Default for Dialect {
+    /// A `generic` connection's.
+    fn default() -> Self {
+        Dialect { idp: "generic" }
+    }
+}
+
+impl Dialect {
+    /// The readings of the identity provider named as a connection's `idp` is (`okta`, `entra`,
+    /// ...); an unknown name reads as `generic`.
+    pub fn of(idp: &str) -> Dialect {
+        const KNOWN: [&str; 7] = ["okta", "entra", "google", "onelogin", "jumpcloud", "ping", "generic"];
+        Dialect {
+            idp: KNOWN
+                .into_iter()
+                .find(|k| k.eq_ignore_ascii_case(idp))
+                .unwrap_or("generic"),
+        }
+    }
+
+    /// The readings for one request: the identity provider its `User-Agent` names (the client is
+    /// what it is, even on a connection configured for another), else the connection's configured
+    /// `idp`, else, for a `generic` connection, the provider recognised on it before
+    /// (`detected_idp`).
+    ///
+    /// ```
+    /// use rollcall_scim::dialect::Dialect;
+    /// assert_eq!(Dialect::for_request(Some("Azure AD SCIM Client"), "okta", None), Dialect::of("entra"));
+    /// assert_eq!(Dialect::for_request(Some("curl/8"), "okta", Some("entra")), Dialect::of("okta"));
+    /// assert_eq!(Dialect::for_request(None, "generic", Some("okta")), Dialect::of("okta"));
+    /// ```
+    pub fn for_request(user_agent: Option<&str>, configured: &str, detected: Option<&str>) -> Dialect {
+        if let Some(idp) = user_agent.and_then(detect_client) {
+            return Dialect::of(idp);
+        }
+        match Dialect::of(configured) {
+            d if d.idp != "generic" => d,
+            d => detected.map(Dialect::of).unwrap_or(d),
+        }
+    }
+
+    /// The identity provider whose readings these are.
+    pub fn idp(self) -> &'static str {
+        self.idp
+    }
+
+    /// How this identity provider's requests of kind `conflict` are read, by [`READINGS`].
+    pub fn reading(self, conflict: Conflict) -> Reading {
+        match READINGS.iter().find(|r| r.conflict == conflict) {
+            Some(row) if !row.vendor_reading_for.contains(&self.idp) => Reading::Rfc,
+            _ => Reading::Vendor,
+        }
+    }
 }
 
 /// How the filter parser reads a comparison value written without quotes (other than `true`,
@@ -335,6 +513,49 @@ mod tests {
         for (_, idp, _) in CLIENT_SIGNATURES {
             assert!(["okta", "entra", "google", "onelogin", "jumpcloud", "ping"].contains(idp));
         }
+    }
+
+    #[test]
+    fn readings_by_identity_provider() {
+        use Conflict::*;
+        use Reading::*;
+        for (idp, remove, replace) in [
+            ("entra", Vendor, Vendor),
+            ("generic", Vendor, Vendor),
+            ("jumpcloud", Vendor, Rfc),
+            ("onelogin", Vendor, Rfc),
+            ("ping", Vendor, Rfc),
+            ("okta", Rfc, Rfc),
+            ("google", Rfc, Rfc),
+            ("ENTRA", Vendor, Vendor),
+            ("nobody", Vendor, Vendor),
+        ] {
+            let d = Dialect::of(idp);
+            assert_eq!(d.reading(RemoveWithValue), remove, "{idp}");
+            assert_eq!(d.reading(ReplaceUnmatchedFilter), replace, "{idp}");
+        }
+        // Each conflict has exactly one row, and every row names known providers.
+        for c in [RemoveWithValue, ReplaceUnmatchedFilter] {
+            assert_eq!(READINGS.iter().filter(|r| r.conflict == c).count(), 1);
+        }
+        for row in READINGS {
+            for idp in row.vendor_reading_for {
+                assert_eq!(Dialect::of(idp).idp(), *idp);
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_names_its_dialect_before_the_connection() {
+        let d = |ua: Option<&str>, configured: &str, detected: Option<&str>| {
+            Dialect::for_request(ua, configured, detected).idp()
+        };
+        assert_eq!(d(Some("Azure AD SCIM Client"), "okta", None), "entra");
+        assert_eq!(d(Some("Okta SCIM Client 1.0.0"), "entra", Some("entra")), "okta");
+        assert_eq!(d(None, "jumpcloud", Some("okta")), "jumpcloud");
+        assert_eq!(d(Some("python-httpx/0.27"), "generic", None), "generic");
+        assert_eq!(d(None, "generic", Some("entra")), "entra");
+        assert_eq!(d(None, "generic", Some("okta")), "okta");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! Error details name the 1-based operation number and what it was, e.g.
 //! `operation 2 (replace "emails[type eq "work"].value"): ...`.
 
+use crate::dialect::{Conflict, Dialect, Reading};
 use crate::error::{ScimError, ScimResult};
 use crate::filter::{CompValue, CompareOp, Filter};
 use crate::limits::{ResourceLimits, too_many_values};
@@ -285,6 +286,40 @@ pub fn apply_patch_with(
     request: &PatchRequest,
     max_values: usize,
 ) -> ScimResult<PatchOutcome> {
+    apply_patch_as(registry, rt, doc, request, max_values, Dialect::default())
+}
+
+/// [`apply_patch_with`], reading the requests whose meaning identity providers and the RFC disagree
+/// on ([`crate::dialect::Conflict`]) as `dialect` chooses: the calling identity provider's.
+///
+/// ```
+/// use rollcall_scim::dialect::Dialect;
+/// use rollcall_scim::patch::{apply_patch_as, PatchRequest};
+/// use rollcall_scim::schema::SchemaRegistry;
+/// use serde_json::json;
+/// let reg = SchemaRegistry::standard();
+/// let rt = reg.resource_type("User").unwrap();
+/// let doc = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "b"});
+/// let req = PatchRequest::from_json(&json!({"Operations": [
+///     {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@example.com"}
+/// ]})).unwrap();
+/// // Entra ID means "create the work e-mail"; the RFC answers noTarget, as Okta's connection does.
+/// let mut d = doc.clone();
+/// apply_patch_as(&reg, rt, &mut d, &req, usize::MAX, Dialect::of("entra")).unwrap();
+/// assert_eq!(d["emails"][0]["value"], "b@example.com");
+/// let mut d = doc.clone();
+/// let e = apply_patch_as(&reg, rt, &mut d, &req, usize::MAX, Dialect::of("okta")).unwrap_err();
+/// assert_eq!(e.scim_type, Some(rollcall_scim::ScimType::NoTarget));
+/// assert_eq!(d, doc);
+/// ```
+pub fn apply_patch_as(
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    doc: &mut Value,
+    request: &PatchRequest,
+    max_values: usize,
+    dialect: Dialect,
+) -> ScimResult<PatchOutcome> {
     let work = doc
         .as_object_mut()
         .ok_or_else(|| ScimError::internal("the stored resource document is not a JSON object"))?;
@@ -296,6 +331,7 @@ pub fn apply_patch_with(
         members: Vec::new(),
         saved: Vec::new(),
         max_values,
+        dialect,
     };
     // The operations edit `doc` in place; `ctx.saved` holds the original value of every top-level
     // key before its first edit, so a failure restores exactly what was there (see `Ctx::save`).
@@ -383,6 +419,8 @@ struct Ctx<'r> {
     saved: Vec<(&'r str, Option<Value>)>,
     /// Most values an operation may leave in a multi-valued attribute it grew.
     max_values: usize,
+    /// How requests that identity providers and the RFC read differently are read.
+    dialect: Dialect,
 }
 
 /// `null`, or the empty string Entra ID sends to clear an attribute.
@@ -702,8 +740,8 @@ impl<'r> Ctx<'r> {
             None
         };
         match (kind, value) {
-            (PatchOpKind::Remove, _) => remove(work, t, value)?,
-            (_, Some(v)) => write(work, kind, t, v)?,
+            (PatchOpKind::Remove, _) => remove(work, t, value, self.dialect)?,
+            (_, Some(v)) => write(work, kind, t, v, self.dialect)?,
             (_, None) => {
                 return Err(ScimError::invalid_syntax(format!(
                     "\"value\" is required for {}",
@@ -765,7 +803,9 @@ impl<'r> Ctx<'r> {
                         self.members.push(MemberChange::RemoveWhere(f));
                     }
                 } else if let Some(v) = value {
-                    // Okta and Entra ID: `remove` on `members` with a value list removes only those.
+                    // Entra ID: `remove` on `members` with a value list removes only those (see
+                    // `dialect::READINGS`).
+                    refuse_remove_with_value(self.dialect, "members")?;
                     let ids: Vec<String> = parse_members(v)?.into_iter().map(|m| m.value).collect();
                     if !ids.is_empty() {
                         self.members.push(MemberChange::Remove(ids));
@@ -1150,14 +1190,35 @@ fn element_from_filter(attr: &AttributeDef, f: &Filter, out: &mut Map<String, Va
     }
 }
 
+/// The RFC's reading of a `remove` with a `value` list and no filter ([`Conflict::RemoveWithValue`]):
+/// refused, since the RFC would remove every value while the client listed the ones it meant.
+fn refuse_remove_with_value(dialect: Dialect, name: &str) -> ScimResult<()> {
+    if dialect.reading(Conflict::RemoveWithValue) == Reading::Vendor {
+        return Ok(());
+    }
+    Err(ScimError::invalid_value(format!(
+        "remove takes no \"value\": RFC 7644 §3.5.2.2 would remove every value of \"{name}\" here, while \
+         the values listed say only those were meant (the form older Microsoft Entra ID sends). Nothing was \
+         changed: name the values in a filter, as in \"{name}[value eq \\\"<id>\\\"]\", or set the \
+         connection's identity provider to entra if Entra ID sends this ({} connections read it the RFC's way)",
+        dialect.idp()
+    )))
+}
+
 /// `add` and `replace` on one attribute.
-fn write(work: &mut Map<String, Value>, kind: PatchOpKind, t: &Target<'_>, value: &Value) -> ScimResult<()> {
+fn write(
+    work: &mut Map<String, Value>,
+    kind: PatchOpKind,
+    t: &Target<'_>,
+    value: &Value,
+    dialect: Dialect,
+) -> ScimResult<()> {
     let attr = t.attr;
     let name = attr.name.as_str();
     let top = t.ext.is_none();
     let c = container_mut(work, t.ext);
     if attr.multi_valued && (t.filter.is_some() || t.sub.is_some()) {
-        return write_elements(c, t, value);
+        return write_elements(c, kind, t, value, dialect);
     }
     if attr.multi_valued {
         if value.is_null() {
@@ -1252,7 +1313,13 @@ fn write(work: &mut Map<String, Value>, kind: PatchOpKind, t: &Target<'_>, value
 /// `add` and `replace` on elements of a multi-valued attribute: `emails[type eq "work"]`,
 /// `emails[type eq "work"].value`, or `emails.value` (every element).
 /// `add` and `replace` behave the same here: both set what the path designates.
-fn write_elements(c: &mut Map<String, Value>, t: &Target<'_>, value: &Value) -> ScimResult<()> {
+fn write_elements(
+    c: &mut Map<String, Value>,
+    kind: PatchOpKind,
+    t: &Target<'_>,
+    value: &Value,
+    dialect: Dialect,
+) -> ScimResult<()> {
     let attr = t.attr;
     let name = attr.name.as_str();
     let top = t.ext.is_none();
@@ -1265,11 +1332,23 @@ fn write_elements(c: &mut Map<String, Value>, t: &Target<'_>, value: &Value) -> 
         .map(|(i, _)| i)
         .collect();
     if matched.is_empty() {
+        if kind == PatchOpKind::Replace
+            && t.filter.is_some()
+            && dialect.reading(Conflict::ReplaceUnmatchedFilter) == Reading::Rfc
+        {
+            drop_if_unassigned(c, name, top);
+            return Err(ScimError::no_target(format!(
+                "no value of \"{name}\" matches the filter, and replace changes only values that exist \
+                 (RFC 7644 §3.5.2.3); use add to create one. Rollcall creates the value instead for \
+                 clients documented to expect it (Microsoft Entra ID), not for {} connections",
+                dialect.idp()
+            )));
+        }
         if !clear {
-            // IdP dialect: Entra ID sends `replace` (and Okta `add`) on `emails[type eq "work"].value`
+            // IdP dialect: Entra ID sends `replace` (and `add`) on `emails[type eq "work"].value`
             // or `addresses[type eq "work"].streetAddress` for a user who has no such element yet.
-            // RFC 7644 §3.5.2.3 would answer noTarget for replace; instead the element the filter
-            // describes is created, so later operations on the same filter land in it.
+            // The element the filter describes is created, so later operations on the same filter
+            // land in it; for `replace`, only where `dialect::READINGS` says so.
             let el = new_element(attr, t, value)?;
             if !is_unassigned(&el) {
                 items.push(el);
@@ -1352,7 +1431,7 @@ fn new_element(attr: &AttributeDef, t: &Target<'_>, value: &Value) -> ScimResult
 }
 
 /// `remove` on one attribute.
-fn remove(work: &mut Map<String, Value>, t: &Target<'_>, value: Option<&Value>) -> ScimResult<()> {
+fn remove(work: &mut Map<String, Value>, t: &Target<'_>, value: Option<&Value>, dialect: Dialect) -> ScimResult<()> {
     let attr = t.attr;
     let name = attr.name.as_str();
     let top = t.ext.is_none();
@@ -1394,7 +1473,9 @@ fn remove(work: &mut Map<String, Value>, t: &Target<'_>, value: Option<&Value>) 
     };
     match (&t.filter, t.sub, listed) {
         (None, None, Some(listed)) => {
-            // Okta and Entra ID send `remove` with a `value` list: only the listed values go.
+            // Entra ID sends `remove` with a `value` list: only the listed values go (for the
+            // clients `dialect::READINGS` names).
+            refuse_remove_with_value(dialect, name)?;
             // Listed values that give a `value` (all that IdPs send) are looked up by it, so the
             // work is O(listed + values), not O(listed × values).
             let listed = coerce_items(attr, listed)?;

@@ -48,6 +48,17 @@ impl Caller {
     pub fn connection_id(&self) -> &str {
         &self.connection.id
     }
+
+    /// How this request's PATCH operations that identity providers and the RFC read differently
+    /// are read (`rollcall_scim::dialect::READINGS`): by the identity provider its User-Agent names,
+    /// else the connection's configured one, else the one recognised on the connection before.
+    pub fn dialect(&self) -> rollcall_scim::dialect::Dialect {
+        rollcall_scim::dialect::Dialect::for_request(
+            self.user_agent.as_deref(),
+            self.connection.idp.as_str(),
+            self.connection.detected_idp.map(|d| d.as_str()),
+        )
+    }
 }
 
 /// The connection id in a `/scim/v2/{connection_id}/...` path.

@@ -139,6 +139,7 @@ pub async fn bulk(
     let mut errors = 0u64;
     let ctx = c.write_context();
     let policy = &c.connection.policy;
+    let dialect = c.dialect();
     for op in ops {
         if fail_on_errors.is_some_and(|max| errors >= max) {
             break;
@@ -181,7 +182,7 @@ pub async fn bulk(
                 }
                 "PATCH" => {
                     let r = s
-                        .patch(&ctx, policy, kind, &need_id()?, &data, version)
+                        .patch(&ctx, policy, dialect, kind, &need_id()?, &data, version)
                         .await
                         .map_err(unapi)?;
                     Ok((200, Some((kind, r.id, r.version))))

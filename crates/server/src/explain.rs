@@ -61,6 +61,127 @@ pub fn explain(e: &RequestLogEntry) -> Option<Explanation> {
     })
 }
 
+/// What a request was part of, when an identity provider sends a run of requests that means
+/// something as a whole: its connection test (`rollcall_scim::dialect::CONNECTION_TESTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// `connection_test`.
+    pub kind: &'static str,
+    /// The identity provider, as a connection's `idp` names it.
+    pub idp: &'static str,
+    /// `JumpCloud's Test Connection`.
+    pub name: &'static str,
+    /// What the run does, in a sentence.
+    pub summary: &'static str,
+}
+
+/// How long before a connection test's first write its lookups count as part of it.
+const LOOKUP_BEFORE_US: i64 = 10_000_000;
+
+/// The part of a SCIM path after `/scim/v2/{connection}`: the endpoint and whether an id follows.
+fn endpoint_of(path: &str) -> Option<(&str, bool)> {
+    let path = path.split('?').next().unwrap_or(path);
+    let mut segments = path.strip_prefix("/scim/v2/")?.split('/').skip(1);
+    let endpoint = segments.next().filter(|s| !s.is_empty())?;
+    let id = segments.next().is_some_and(|s| !s.is_empty());
+    Some((endpoint, id))
+}
+
+/// Marks the entries that are, together, an identity provider's connection test: for each entry,
+/// the [`Activity`] it is part of, or `None`. `entries` may be in any order (the request log is
+/// read newest first); the client of an entry is the identity provider its User-Agent names, else
+/// the connection's configured `idp`.
+///
+/// A test is recognised when its steps are consecutive writes of its provider (lookups may come
+/// between), all within its time window, each deletion after the creation on the same endpoint;
+/// the lookups (GET) from ten seconds before its first write to its last belong to it too. The
+/// request log holds no ids of created resources, so the steps are matched by method, endpoint and
+/// order.
+pub fn activities(entries: &[RequestLogEntry], configured_idp: &str) -> Vec<Option<Activity>> {
+    let mut out: Vec<Option<Activity>> = vec![None; entries.len()];
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| (entries[i].at_us, entries[i].seq));
+    for test in rollcall_scim::dialect::CONNECTION_TESTS {
+        let mine: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let e = &entries[i];
+                e.user_agent
+                    .as_deref()
+                    .and_then(rollcall_scim::dialect::detect_client)
+                    .unwrap_or(configured_idp)
+                    == test.idp
+            })
+            .collect();
+        let step_of = |e: &RequestLogEntry, step: &(&[&str], &str, bool)| {
+            step.0.iter().any(|m| e.method.eq_ignore_ascii_case(m))
+                && endpoint_of(&e.path).is_some_and(|(endpoint, id)| endpoint == step.1 && id == step.2)
+        };
+        let window = test.within_seconds * 1_000_000;
+        let is_write = |i: usize| !entries[i].method.eq_ignore_ascii_case("GET");
+        for (k, &start) in mine.iter().enumerate() {
+            if out[start].is_some() || !is_write(start) {
+                continue;
+            }
+            let first_at = entries[start].at_us;
+            // The test's writes are consecutive among its provider's writes (lookups may come
+            // between): a user and a group created and deleted amid other provisioning are not it.
+            let writes: Vec<usize> = mine[k..]
+                .iter()
+                .copied()
+                .filter(|&i| is_write(i))
+                .take(test.steps.len())
+                .collect();
+            if writes.len() < test.steps.len()
+                || writes
+                    .iter()
+                    .any(|&i| out[i].is_some() || entries[i].at_us - first_at > window)
+            {
+                continue;
+            }
+            let mut matched: Vec<Option<usize>> = vec![None; test.steps.len()];
+            let complete = writes.iter().all(|&w| {
+                let step = test.steps.iter().enumerate().position(|(s, st)| {
+                    // A deletion comes after the creation on the same endpoint.
+                    let created = !st.2
+                        || test
+                            .steps
+                            .iter()
+                            .enumerate()
+                            .any(|(c, cs)| !cs.2 && cs.1 == st.1 && matched[c].is_some());
+                    matched[s].is_none() && created && step_of(&entries[w], st)
+                });
+                step.map(|s| matched[s] = Some(w)).is_some()
+            });
+            if !complete {
+                continue;
+            }
+            let last_at = matched
+                .iter()
+                .flatten()
+                .map(|&i| entries[i].at_us)
+                .max()
+                .unwrap_or(first_at);
+            let activity = Activity {
+                kind: "connection_test",
+                idp: test.idp,
+                name: test.name,
+                summary: test.summary,
+            };
+            for &i in &mine {
+                let e = &entries[i];
+                let lookup =
+                    e.method.eq_ignore_ascii_case("GET") && (first_at - LOOKUP_BEFORE_US..=last_at).contains(&e.at_us);
+                if out[i].is_none() && (matched.contains(&Some(i)) || lookup) {
+                    out[i] = Some(activity);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn ex(kind: &'static str, summary: impl Into<String>, fix: impl Into<String>) -> Explanation {
     Explanation {
         summary: summary.into(),
@@ -637,6 +758,77 @@ mod tests {
 
     const REQUIRED: &str = "a bearer token is required: send \"Authorization: Bearer <token>\"";
     const INVALID: &str = "the bearer token is not valid for this SCIM base URL";
+
+    fn at(mut e: RequestLogEntry, seconds: i64, seq: i64, ua: Option<&str>) -> RequestLogEntry {
+        e.at_us = seconds * 1_000_000;
+        e.seq = seq;
+        e.user_agent = ua.map(str::to_string);
+        e
+    }
+
+    #[test]
+    fn jumpclouds_connection_test_is_recognised_in_any_order_of_reading() {
+        let test = vec![
+            at(
+                entry("GET", "/scim/v2/{c}/Users?filter=userName+eq+%22t%40x%22", 200),
+                0,
+                1,
+                None,
+            ),
+            at(entry("POST", "/scim/v2/{c}/Users", 201), 1, 2, None),
+            at(entry("POST", "/scim/v2/{c}/Groups", 201), 2, 3, None),
+            at(entry("DELETE", "/scim/v2/{c}/Groups/g1", 204), 3, 4, None),
+            at(entry("DELETE", "/scim/v2/{c}/Users/u1", 204), 4, 5, None),
+            // Provisioning that follows is not part of it.
+            at(entry("GET", "/scim/v2/{c}/Users?filter=x", 200), 30, 6, None),
+            at(entry("POST", "/scim/v2/{c}/Users", 201), 31, 7, None),
+        ];
+        let marks = activities(&test, "jumpcloud");
+        let named: Vec<bool> = marks.iter().map(Option::is_some).collect();
+        assert_eq!(named, [true, true, true, true, true, false, false]);
+        assert_eq!(marks[1].unwrap().name, "JumpCloud's Test Connection");
+        assert_eq!(marks[1].unwrap().kind, "connection_test");
+        // Newest first, as the request log is read: the same marks.
+        let mut reversed = test.clone();
+        reversed.reverse();
+        let mut back: Vec<bool> = activities(&reversed, "jumpcloud").iter().map(Option::is_some).collect();
+        back.reverse();
+        assert_eq!(back, named);
+        // The client named by its User-Agent counts, whatever the connection says.
+        let by_ua: Vec<RequestLogEntry> = test
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.user_agent = Some("JumpCloud SCIM".into());
+                e
+            })
+            .collect();
+        assert!(activities(&by_ua, "okta")[1].is_some());
+        // Another provider's connection, or another client's requests: nothing.
+        assert!(activities(&test, "okta").iter().all(Option::is_none));
+        let okta: Vec<RequestLogEntry> = test
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.user_agent = Some("Okta SCIM Client 1.0.0".into());
+                e
+            })
+            .collect();
+        assert!(activities(&okta, "jumpcloud").iter().all(Option::is_none));
+        // A deactivation instead of the user's deletion (DELETE unsupported) completes it too.
+        let mut deactivated = test[..5].to_vec();
+        deactivated[4] = at(entry("PATCH", "/scim/v2/{c}/Users/u1", 200), 4, 5, None);
+        assert!(activities(&deactivated, "jumpcloud").iter().all(Option::is_some));
+        // Incomplete, out of order, or too slow: not a connection test.
+        assert!(activities(&test[..4], "jumpcloud").iter().all(Option::is_none));
+        let mut deleted_first = test[..5].to_vec();
+        deleted_first[3].at_us = 0;
+        deleted_first[3].seq = 0;
+        assert!(activities(&deleted_first, "jumpcloud").iter().all(Option::is_none));
+        let mut slow = test[..5].to_vec();
+        slow[4].at_us = 1_000 * 1_000_000;
+        assert!(activities(&slow, "jumpcloud").iter().all(Option::is_none));
+    }
 
     #[test]
     fn successes_have_no_explanation() {

@@ -287,6 +287,7 @@ async fn patch(
         .patch(
             &caller.write_context(),
             &caller.connection.policy,
+            caller.dialect(),
             kind,
             id,
             &body,

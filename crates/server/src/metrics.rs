@@ -42,6 +42,40 @@ pub const DB_STATEMENT_SECONDS: &str = "rollcall_db_statement_seconds";
 /// Events after each webhook endpoint's cursor in its scope (capped), set at every scrape.
 pub const WEBHOOK_BACKLOG: &str = "rollcall_webhook_backlog_events";
 
+/// Directory sync runs (Google Workspace connections), by connection `kind` (`google_workspace`)
+/// and `status` (`succeeded`, `partial`, `failed`).
+pub const DIRECTORY_SYNC_RUNS: &str = "rollcall_directory_sync_runs_total";
+/// How long a directory sync run took, from its claim to its outcome, by `kind` and `status`.
+pub const DIRECTORY_SYNC_SECONDS: &str = "rollcall_directory_sync_duration_seconds";
+/// Users and groups directory syncs read from the directory, by `kind` and `resource` (`user`,
+/// `group`).
+pub const DIRECTORY_SYNC_READ: &str = "rollcall_directory_sync_read_total";
+/// What directory syncs wrote, by `kind` and `change` (`user_created`, `user_updated`,
+/// `user_deactivated`, `user_deleted`, `group_created`, `group_updated`, `group_deleted`, and
+/// `failed` for a user or group that could not be written).
+pub const DIRECTORY_SYNC_CHANGES: &str = "rollcall_directory_sync_changes_total";
+
+/// Records one directory sync run's outcome (no connection id: the labels stay bounded).
+pub fn directory_sync_run(kind: &'static str, status: &'static str, seconds: f64, counts: &rollcall_store::SyncCounts) {
+    metrics::counter!(DIRECTORY_SYNC_RUNS, "kind" => kind, "status" => status).increment(1);
+    metrics::histogram!(DIRECTORY_SYNC_SECONDS, "kind" => kind, "status" => status).record(seconds);
+    for (resource, n) in [("user", counts.users_read), ("group", counts.groups_read)] {
+        metrics::counter!(DIRECTORY_SYNC_READ, "kind" => kind, "resource" => resource).increment(n);
+    }
+    for (change, n) in [
+        ("user_created", counts.users_created),
+        ("user_updated", counts.users_updated),
+        ("user_deactivated", counts.users_deactivated),
+        ("user_deleted", counts.users_deleted),
+        ("group_created", counts.groups_created),
+        ("group_updated", counts.groups_updated),
+        ("group_deleted", counts.groups_deleted),
+        ("failed", counts.failed),
+    ] {
+        metrics::counter!(DIRECTORY_SYNC_CHANGES, "kind" => kind, "change" => change).increment(n);
+    }
+}
+
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 

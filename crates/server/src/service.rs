@@ -1,9 +1,10 @@
 //! The SCIM operations, independent of HTTP: the handlers and `/Bulk` both call these.
 
 use crate::response::{ApiError, ApiResult};
+use rollcall_scim::dialect::Dialect;
 use rollcall_scim::filter::{Filter, FilterLimits};
 use rollcall_scim::limits::{Excess, ResourceLimits};
-use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_with};
+use rollcall_scim::patch::{MemberChange, MemberRef, PatchRequest, apply_patch_as};
 use rollcall_scim::policy::AttributePolicy;
 use rollcall_scim::projection::Projection;
 use rollcall_scim::redact::SecretAttributes;
@@ -401,16 +402,20 @@ impl Scim {
             .ok_or_else(|| not_found(kind, id))
     }
 
+    /// PATCH: the operations applied atomically, with `dialect` choosing the reading of requests
+    /// identity providers and the RFC read differently (see `Caller::dialect`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         ctx: &WriteContext,
         policy: &ConnectionPolicy,
+        dialect: Dialect,
         kind: ResourceKind,
         id: &str,
         body: &Value,
         if_match: Option<i64>,
     ) -> ApiResult<StoredResource> {
-        self.patch_unscrubbed(ctx, policy, kind, id, body, if_match)
+        self.patch_unscrubbed(ctx, policy, dialect, kind, id, body, if_match)
             .await
             .map_err(|e| {
                 // Error details quote paths; values in paths on secret attributes are removed.
@@ -438,10 +443,12 @@ impl Scim {
         ApiError(e)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn patch_unscrubbed(
         &self,
         ctx: &WriteContext,
         policy: &ConnectionPolicy,
+        dialect: Dialect,
         kind: ResourceKind,
         id: &str,
         body: &Value,
@@ -455,7 +462,7 @@ impl Scim {
             let rt = registry.resource_type(kind.as_str()).expect("registered");
             let before = policy.as_ref().map(|_| doc.clone());
             let tolerated = limits.excess_of(doc);
-            let outcome = apply_patch_with(&registry, rt, doc, &request, limits.max_values_per_attribute)?;
+            let outcome = apply_patch_as(&registry, rt, doc, &request, limits.max_values_per_attribute, dialect)?;
             if let Value::Object(m) = doc {
                 strip_write_only(&registry, rt, m);
                 if let Some(p) = &policy {

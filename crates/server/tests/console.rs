@@ -360,6 +360,91 @@ async fn a_google_workspace_connection_shows_its_sync() {
     assert!(!scim.html.contains("Sync now"));
 }
 
+/// The organization page's form creates a Google Workspace connection (the key pasted as JSON, OUs
+/// one per line, the interval in minutes) and opens its page; a bad key changes nothing and says why.
+async fn a_google_workspace_connection_is_created_from_the_form() {
+    let srv = TestServer::start().await;
+    let org = srv.conn().org_id.clone();
+    let mut b = signed_in(&srv).await;
+    let page = b.get(&format!("/console/organizations/{org}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html.contains("Connect Google Workspace"),
+        "the form is on the page"
+    );
+    let key = google_fake::service_account_key("https://oauth2.googleapis.com/token").to_string();
+    let connections = |srv: &TestServer| {
+        let store = srv.store.clone();
+        let org = org.clone();
+        async move { store.list_connections(Some(&org)).await.unwrap() }
+    };
+    let before = connections(&srv).await.len();
+    // A key that is not a service account's: refused, nothing created.
+    let p = b
+        .post(
+            &format!("/console/organizations/{org}/google-workspace-connections"),
+            &[
+                ("csrf", &page.csrf()),
+                ("admin_email", google_fake::ADMIN_EMAIL),
+                ("credentials", "{\"type\": \"authorized_user\"}"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        p.location.as_deref(),
+        Some(format!("/console/organizations/{org}").as_str())
+    );
+    assert_eq!(connections(&srv).await.len(), before);
+    let back = b.get(&format!("/console/organizations/{org}")).await;
+    assert!(
+        back.html.contains("Not done:") && back.html.contains("not a Google service account key"),
+        "says why: {}",
+        back.html
+    );
+    // A good one.
+    let p = b
+        .post(
+            &format!("/console/organizations/{org}/google-workspace-connections"),
+            &[
+                ("csrf", &page.csrf()),
+                ("admin_email", google_fake::ADMIN_EMAIL),
+                ("credentials", &key),
+                ("org_units", "/Engineering\r\n\r\n /Research \r\n"),
+                ("groups", ""),
+                ("interval_minutes", "30"),
+                ("name", "Acme Google"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let created: Vec<_> = connections(&srv)
+        .await
+        .into_iter()
+        .filter(|c| c.kind == rollcall_store::ConnectionKind::GoogleWorkspace)
+        .collect();
+    assert_eq!(created.len(), 1);
+    let c = &created[0];
+    assert_eq!(c.name, "Acme Google");
+    assert_eq!(p.location, Some(format!("/console/connections/{}", c.id)));
+    let s = srv.store.directory_source(&c.id).await.unwrap().unwrap();
+    assert_eq!(s.interval_s, 1800);
+    assert_eq!(s.settings.scope.org_units, ["/Engineering", "/Research"]);
+    assert_eq!(s.settings.admin_email, google_fake::ADMIN_EMAIL);
+    let shown = b.get(&format!("/console/connections/{}", c.id)).await;
+    assert!(shown.html.contains(google_fake::CLIENT_EMAIL));
+    assert!(!shown.html.contains("PRIVATE KEY"), "the key is never shown");
+    // Without the page's CSRF token: refused.
+    let p = b
+        .post(
+            &format!("/console/organizations/{org}/google-workspace-connections"),
+            &[("admin_email", google_fake::ADMIN_EMAIL), ("credentials", &key)],
+        )
+        .await;
+    assert_ne!(p.status, 303);
+    assert_eq!(connections(&srv).await.len(), before + 1);
+}
+
 /// The connection page shows the deprovisioning guard: its settings form saves, a trip shows the
 /// held events with Release and Discard, and Release delivers them.
 async fn the_connection_page_shows_and_resolves_the_guard() {
@@ -589,6 +674,7 @@ backend_tests!(
     escaping_and_headers,
     connection_page_shows_tokens_and_explained_requests,
     a_google_workspace_connection_shows_its_sync,
+    a_google_workspace_connection_is_created_from_the_form,
     the_connection_page_shows_and_resolves_the_guard,
     the_console_stages_reports_and_activates,
     workspaces_on_the_organization_connection_and_user_pages

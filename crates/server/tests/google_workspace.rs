@@ -286,6 +286,10 @@ async fn a_permission_403_fails_the_run_and_changes_nothing() {
     assert!(e.contains("403") && e.contains("forbidden"), "{e}");
     assert_eq!(fake.with(|s| s.failed_at.len()), 1, "not retried");
     assert!(users(&srv, &id).await.is_empty());
+    // The failed run is an event; nothing else was written.
+    let types = event_types(&srv, &id).await;
+    assert_eq!(count(&types, "connection.directory_sync_failed"), 1, "{types:?}");
+    assert!(types.iter().all(|t| t.starts_with("connection.")), "{types:?}");
     // Retries that never end fail the run too.
     for _ in 0..4 {
         fake.fail_next(Failure::google("/users", 429, "rateLimitExceeded", Some("0")));
@@ -611,6 +615,41 @@ async fn the_management_api_creates_syncs_and_reports() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(second["last_counts"]["users_created"], 1, "{second}");
+    // The runs are in the metrics (the recorder is the process's: other tests' runs count too).
+    let metrics = http
+        .get(format!("{}/metrics", srv.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains("kind=\"google_workspace\"") && l.contains(label)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        sample("rollcall_directory_sync_runs_total", "status=\"succeeded\"") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_changes_total", "change=\"user_created\"") >= 6.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_read_total", "resource=\"user\"") >= 11.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("rollcall_directory_sync_duration_seconds_count", "status=\"succeeded\"") >= 2.0,
+        "{metrics}"
+    );
     let next = time::OffsetDateTime::parse(
         second["next_run_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,

@@ -9,11 +9,12 @@
 //!
 //! The statements are written once for both databases ([`DirectorySql`]).
 
-use crate::model::{Connection, IdpKind};
+use crate::model::{Connection, IdpKind, WriteContext};
 use crate::secrets::SecretKeys;
 use crate::{StoreError, StoreResult};
 use rollcall_scim::ScimError;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 
@@ -366,6 +367,45 @@ impl DirectorySql {
          ELSE ? + interval_s * 1000000 END, \
          lease_owner = NULL, lease_until_us = NULL, running_since_us = NULL, progress = NULL \
          WHERE connection_id = ? AND lease_owner = ?";
+    /// Before [`Self::FINISH`], in its transaction: the connection's organization and the last
+    /// run's status, for the event a run's end may raise ([`run_event`]); connection_id, owner.
+    pub(crate) const FINISH_CONTEXT: &'static str = "SELECT c.org_id, d.last_status FROM directory_sources d \
+         JOIN scim_connections c ON c.id = d.connection_id WHERE d.connection_id = ? AND d.lease_owner = ?";
+}
+
+/// The event a run's end raises, if any: `connection.directory_sync_failed` when it ended `failed`
+/// or `partial`, `connection.directory_sync_recovered` when it succeeded after one that had not.
+/// A run that succeeds like the one before raises none, so routine runs stay quiet.
+pub(crate) fn run_event(previous: Option<&str>, outcome: &SyncOutcome) -> Option<(&'static str, Value)> {
+    let kind = match outcome.status {
+        SyncStatus::Failed | SyncStatus::Partial => crate::events::CONNECTION_DIRECTORY_SYNC_FAILED,
+        SyncStatus::Succeeded if previous.is_some_and(|p| p != SyncStatus::Succeeded.as_str()) => {
+            crate::events::CONNECTION_DIRECTORY_SYNC_RECOVERED
+        }
+        SyncStatus::Succeeded => return None,
+    };
+    Some((
+        kind,
+        serde_json::json!({
+            "status": outcome.status.as_str(),
+            "error": outcome.error.as_deref().map(clip_error),
+            "counts": outcome.counts,
+            "previous_status": previous,
+        }),
+    ))
+}
+
+/// The write context of a run's event: the connection's organization, the `directory_sync` actor.
+pub(crate) fn run_event_context(org_id: &str, connection_id: &str) -> WriteContext {
+    WriteContext {
+        org_id: org_id.to_string(),
+        connection_id: connection_id.to_string(),
+        user_agent: None,
+        request_id: None,
+        actor: crate::Actor::DirectorySync {
+            connection_id: connection_id.to_string(),
+        },
+    }
 }
 
 /// Checks a new source's settings (the caller validates them in detail) and seals its key.

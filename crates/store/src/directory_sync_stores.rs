@@ -11,7 +11,7 @@ use crate::sqlite::{SqliteStore, insert_event, now_us};
 use crate::{StoreError, StoreResult};
 use rollcall_scim::ScimError;
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
 fn no_organization(org_id: &str) -> StoreError {
     StoreError::Scim(ScimError::new(
@@ -269,6 +269,11 @@ impl SqliteStore {
         outcome: &SyncOutcome,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
+        let before = sqlx::query(DirectorySql::FINISH_CONTEXT)
+            .bind(connection_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
         let done = sqlx::query(DirectorySql::FINISH)
             .bind(outcome.finished_us)
             .bind(outcome.status.as_str())
@@ -279,8 +284,17 @@ impl SqliteStore {
             .bind(owner)
             .execute(&mut *tx)
             .await?;
+        let finished = done.rows_affected() == 1;
+        if finished && let Some(row) = before {
+            let previous: Option<String> = row.try_get("last_status")?;
+            if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
+                let org_id: String = row.try_get("org_id")?;
+                let ctx = directory_sync::run_event_context(&org_id, connection_id);
+                insert_event(&mut tx, &ctx, kind, None, data).await?;
+            }
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(finished)
     }
 }
 
@@ -453,16 +467,39 @@ impl PostgresStore {
         owner: &str,
         outcome: &SyncOutcome,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::FINISH)))
-            .bind(outcome.finished_us)
-            .bind(outcome.status.as_str())
-            .bind(outcome.error.as_deref().map(directory_sync::clip_error))
-            .bind(counts_json(&outcome.counts))
-            .bind(outcome.finished_us)
-            .bind(connection_id)
-            .bind(owner)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.retrying(|| async {
+            let mut tx = self.begin_write().await?;
+            let before = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::FINISH_CONTEXT)))
+                .bind(connection_id)
+                .bind(owner)
+                .fetch_optional(tx.conn())
+                .await?;
+            let done = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::FINISH)))
+                .bind(outcome.finished_us)
+                .bind(outcome.status.as_str())
+                .bind(outcome.error.as_deref().map(directory_sync::clip_error))
+                .bind(counts_json(&outcome.counts))
+                .bind(outcome.finished_us)
+                .bind(connection_id)
+                .bind(owner)
+                .execute(tx.conn())
+                .await?;
+            let finished = done.rows_affected() == 1;
+            if finished && let Some(row) = before {
+                let previous: Option<String> = row.try_get("last_status")?;
+                if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
+                    let org_id: String = row.try_get("org_id")?;
+                    tx.event(
+                        &directory_sync::run_event_context(&org_id, connection_id),
+                        kind,
+                        None,
+                        data,
+                    );
+                }
+            }
+            tx.commit().await?;
+            Ok(finished)
+        })
+        .await
     }
 }

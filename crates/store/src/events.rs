@@ -50,6 +50,11 @@ pub const CONNECTION_TOKENS_REVOKED: &str = "connection.tokens_revoked";
 /// The identity provider recognised from a connection's requests became one other than the
 /// configured one (once per change, not per request).
 pub const CONNECTION_IDP_DETECTED: &str = "connection.idp_detected";
+/// A Google Workspace connection's directory sync ended `failed` or `partial` (data: `status`,
+/// `error`, `counts`, `previous_status`).
+pub const CONNECTION_DIRECTORY_SYNC_FAILED: &str = "connection.directory_sync_failed";
+/// A directory sync succeeded after one that had not (data as for the failure).
+pub const CONNECTION_DIRECTORY_SYNC_RECOVERED: &str = "connection.directory_sync_recovered";
 /// The guard against mass deprovisioning ([`crate::guard`]) tripped: the deprovisions past its
 /// threshold are held (recorded at once, in the transaction of the write that tripped it).
 pub const CONNECTION_DEPROVISION_GUARD_TRIPPED: &str = "connection.deprovision_guard_tripped";
@@ -112,6 +117,8 @@ pub const ALL: &[&str] = &[
     CONNECTION_TOKEN_ROTATION_CANCELLED,
     CONNECTION_TOKENS_REVOKED,
     CONNECTION_IDP_DETECTED,
+    CONNECTION_DIRECTORY_SYNC_FAILED,
+    CONNECTION_DIRECTORY_SYNC_RECOVERED,
     CONNECTION_DEPROVISION_GUARD_TRIPPED,
     CONNECTION_DEPROVISION_GUARD_RELEASED,
     CONNECTION_DEPROVISION_GUARD_DISCARDED,

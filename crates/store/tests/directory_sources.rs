@@ -190,6 +190,41 @@ async fn one_node_at_a_time(store: Arc<dyn Store>) {
     assert!(!store.finish_directory_sync(&c.id, "node-a", &outcome).await.unwrap());
     // A disabled connection is not synced.
     assert!(store.finish_directory_sync(&c.id, "node-b", &outcome).await.unwrap());
+    // The runs' events: the failure, and the success after it; the first success and the finishes
+    // of a lease not held raise none.
+    let runs = store
+        .query_events(&EventQuery {
+            limit: 100,
+            types: vec![
+                "connection.directory_sync_failed".into(),
+                "connection.directory_sync_recovered".into(),
+            ],
+            connection_id: Some(c.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = runs.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "connection.directory_sync_failed",
+            "connection.directory_sync_recovered"
+        ]
+    );
+    assert_eq!(runs[0].data["status"], "failed");
+    assert_eq!(runs[0].data["error"], "token endpoint: unauthorized_client");
+    assert_eq!(runs[0].data["previous_status"], "succeeded");
+    assert_eq!(runs[1].data["status"], "succeeded");
+    assert_eq!(runs[1].data["previous_status"], "failed");
+    assert_eq!(runs[1].data["counts"]["users_created"], 3);
+    assert_eq!(runs[0].org_id.as_deref(), Some(c.org_id.as_str()));
+    assert_eq!(
+        runs[0].actor,
+        Actor::DirectorySync {
+            connection_id: c.id.clone()
+        }
+    );
     store
         .update_connection(
             &WriteContext::cli(),

@@ -174,6 +174,11 @@ pub struct RequestView {
     /// A failed request explained in plain words, with a suggested fix; `null` for a success.
     #[schema(required = true)]
     pub explanation: Option<ExplanationView>,
+    /// What the request was part of, when an identity provider sends a run of requests that means
+    /// something as a whole (JumpCloud's Test Connection); `null` otherwise. Recognised among the
+    /// requests of the same page.
+    #[schema(required = true)]
+    pub activity: Option<ActivityView>,
     /// With debug logging on: the request body, passwords and tokens redacted (JSON, or a string
     /// when it was not JSON). Otherwise `null`.
     #[schema(required = true, value_type = Object)]
@@ -201,6 +206,33 @@ pub struct ExplanationView {
     pub summary: String,
     /// What to change, and where.
     pub fix: String,
+}
+
+/// A run of requests that is, as a whole, something an identity provider does.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActivityView {
+    /// `connection_test`: the identity provider's connection test (JumpCloud creates a test user
+    /// and group and removes them again).
+    #[schema(example = "connection_test")]
+    pub kind: String,
+    /// The identity provider, as a connection's `idp` names it.
+    #[schema(example = "jumpcloud")]
+    pub idp: String,
+    #[schema(example = "JumpCloud's Test Connection")]
+    pub name: String,
+    /// What the run does.
+    pub summary: String,
+}
+
+impl From<crate::explain::Activity> for ActivityView {
+    fn from(a: crate::explain::Activity) -> Self {
+        ActivityView {
+            kind: a.kind.to_string(),
+            idp: a.idp.to_string(),
+            name: a.name.to_string(),
+            summary: a.summary.to_string(),
+        }
+    }
 }
 
 impl From<Explanation> for ExplanationView {
@@ -233,6 +265,7 @@ impl From<&RequestLogEntry> for RequestView {
             token_prefix: e.token_prefix.clone(),
             auth_scheme: e.auth_scheme.clone(),
             explanation: explain(e).map(ExplanationView::from),
+            activity: None,
             request_body: body_view(&e.request_body),
             response_body: body_view(&e.response_body),
         }
@@ -288,8 +321,17 @@ pub async fn list_requests(
     let next_cursor = more
         .then(|| found.last().map(|e| cursor::encode_number(kinds::REQUESTS, e.seq)))
         .flatten();
+    let idp = admin.connection(&id).await?.idp;
+    let activities = crate::explain::activities(&found, idp.as_str());
     Ok(Json(RequestList {
-        data: found.iter().map(RequestView::from).collect(),
+        data: found
+            .iter()
+            .zip(activities)
+            .map(|(e, a)| RequestView {
+                activity: a.map(ActivityView::from),
+                ..RequestView::from(e)
+            })
+            .collect(),
         next_cursor,
     }))
 }

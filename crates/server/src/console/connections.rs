@@ -84,6 +84,70 @@ pub async fn create(
     }
 }
 
+/// `POST /console/organizations/{org_id}/google-workspace-connections`: a Google Workspace
+/// connection from the organization page's form (the service account key pasted as JSON,
+/// organizational units and groups one per line, the interval in minutes). On success the
+/// connection's page, where its first sync shows; otherwise back to the organization with why.
+pub async fn create_google_workspace(
+    State(app): State<AppState>,
+    op: Operator,
+    Path(org_id): Path<String>,
+    Form(f): Form,
+) -> Response {
+    let back = format!("/console/organizations/{org_id}");
+    if let Err(e) = f.only(&[
+        "name",
+        "admin_email",
+        "customer",
+        "credentials",
+        "org_units",
+        "groups",
+        "interval_minutes",
+    ]) {
+        return done(&back, Err(e));
+    }
+    let text = |k: &str| f.get(k).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let lines = |k: &str| -> Vec<String> {
+        f.get(k)
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let interval_s = match text("interval_minutes") {
+        None => None,
+        Some(m) => match m.parse::<i64>() {
+            Ok(m) => Some(m.saturating_mul(60)),
+            Err(_) => return done(&back, Err(format!("the interval is a number of minutes, not \"{m}\""))),
+        },
+    };
+    let input = crate::admin::GoogleWorkspaceInput {
+        name: text("name"),
+        customer: text("customer"),
+        admin_email: text("admin_email").unwrap_or_default(),
+        credentials: f.get("credentials").unwrap_or("").trim().to_string(),
+        scope: rollcall_store::SyncScope {
+            org_units: lines("org_units"),
+            groups: lines("groups"),
+        },
+        interval_s,
+        ..Default::default()
+    };
+    match app
+        .admin()
+        .create_google_workspace_connection(&op.by, &org_id, input)
+        .await
+    {
+        Ok((c, _)) => done(
+            &format!("/console/connections/{}", c.id),
+            Ok("Google Workspace connection created; its first sync starts now".into()),
+        ),
+        Err(e) => done(&back, Err(e.detail)),
+    }
+}
+
 pub struct MappingRow {
     pub id: String,
     pub role_key: String,
@@ -120,6 +184,9 @@ pub struct LogRow {
     pub user_agent: String,
     /// What went wrong and how to fix it, for a failure.
     pub explanation: Option<(String, String)>,
+    /// The run of requests this one is part of (JumpCloud's Test Connection): its name and what
+    /// it does.
+    pub activity: Option<(&'static str, &'static str)>,
     /// Kept while debug logging is on (redacted).
     pub request_body: Option<String>,
     pub response_body: Option<String>,
@@ -425,9 +492,11 @@ pub async fn show(
                 OnDelete::Purge => "purge",
             },
             guard,
-            log: log
+            log: crate::explain::activities(&log, c.idp.as_str())
                 .into_iter()
-                .map(|e| LogRow {
+                .zip(log)
+                .map(|(activity, e)| LogRow {
+                    activity: activity.map(|a| (a.name, a.summary)),
                     explanation: crate::explain::explain(&e).map(|x| (x.summary, x.fix)),
                     request_body: e.request_body.clone(),
                     response_body: e.response_body.clone(),

@@ -45,6 +45,10 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{org_id}/rename", post(orgs::rename))
         .route("/organizations/{org_id}/delete", post(orgs::delete))
         .route("/organizations/{org_id}/connections", post(connections::create))
+        .route(
+            "/organizations/{org_id}/google-workspace-connections",
+            post(connections::create_google_workspace),
+        )
         .route("/organizations/{org_id}/roles", post(orgs::create_role))
         .route(
             "/organizations/{org_id}/roles/{role_id}/delete",

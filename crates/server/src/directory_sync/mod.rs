@@ -329,6 +329,12 @@ impl DirectorySync {
                 "directory sync finished"
             ),
         }
+        crate::metrics::directory_sync_run(
+            source.kind.as_str(),
+            status.as_str(),
+            started.elapsed().as_secs_f64(),
+            &counts,
+        );
         let outcome = SyncOutcome {
             finished_us: now_us(),
             status,

@@ -113,6 +113,7 @@ pub async fn stream(
         _ => return crate::console::page::not_found().await,
     };
     let admin = app.admin();
+    let idp = connection.idp;
     let started = tokio::time::Instant::now();
     // Oldest first, from the last few already logged.
     let stream = futures::stream::unfold((admin, connection.id, seen), move |(admin, id, mut last)| async move {
@@ -131,15 +132,26 @@ pub async fn stream(
                 }
             };
             entries.reverse();
-            let fresh: Vec<&RequestLogEntry> = entries.iter().filter(|e| last.is_none_or(|l| e.seq > l)).collect();
+            // Runs of requests are recognised among the whole batch, so that the last request of
+            // JumpCloud's Test Connection says what the run was even when its first ones were sent.
+            let marks = crate::explain::activities(&entries, idp.as_str());
+            let fresh: Vec<(&RequestLogEntry, Option<crate::explain::Activity>)> = entries
+                .iter()
+                .zip(marks)
+                .filter(|(e, _)| last.is_none_or(|l| e.seq > l))
+                .collect();
             let next_last = entries.last().map(|e| e.seq).or(last).or(Some(0));
             let events: Vec<Result<Event, std::convert::Infallible>> = fresh
                 .into_iter()
-                .filter_map(|e| {
+                .filter_map(|(e, activity)| {
+                    let mut line = LiveRequest::from(e);
+                    if let Some(a) = activity {
+                        line.summary = format!("{} (part of {})", line.summary, a.name);
+                    }
                     Event::default()
                         .event("request")
                         .id(e.seq.to_string())
-                        .json_data(LiveRequest::from(e))
+                        .json_data(line)
                         .ok()
                 })
                 .map(Ok)
