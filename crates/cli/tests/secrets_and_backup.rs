@@ -424,8 +424,9 @@ async fn backup_while_serving_then_restore_and_serve_elsewhere() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     let created = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    const WRITERS: usize = 4;
     let mut writers = Vec::new();
-    for w in 0..4 {
+    for w in 0..WRITERS {
         let (base, token, created, stop) = (
             format!("{}/scim/v2/{conn_id}", srv.origin),
             token.clone(),
@@ -472,7 +473,9 @@ async fn backup_while_serving_then_restore_and_serve_elsewhere() {
     let total = created.load(SeqCst);
     let users = summary["summary"]["users"].as_u64().unwrap() as usize;
     assert!(
-        (before..=during).contains(&users) && users < total,
+        // A create the backup saw may not be counted yet when the backup ends (its 201 still on the
+        // way): at most one per writer.
+        (before..=during + WRITERS).contains(&users) && users < total,
         "the backup has {users} users; {before} were created before it started, {during} when it ended, {total} in all"
     );
     assert_eq!(summary["summary"]["secrets"]["total"], 1, "{summary}");

@@ -15,8 +15,11 @@
 //!    transaction), so sixteen clients changing members of one group do not redo each other's work.
 //!
 //! When the document did change in between, the update is read and computed again, up to
-//! [`UPDATE_TRIES`] times, after a short random pause that grows; past that the client is asked
-//! to retry (503).
+//! [`UPDATE_TRIES`] times; past that the client is asked to retry (503). From its first collision
+//! on, a writer takes its turn with the other writers of that resource that collided on this node
+//! (one at a time, a lock held from the read to the write), so a burst of writers on one resource
+//! settles in one pass instead of racing until some run out of tries; a collision while holding the
+//! turn (a newcomer, or another node) pauses a short random while that grows.
 
 use crate::model::StoredResource;
 use crate::{Mutation, StoreError, StoreResult};
@@ -125,6 +128,17 @@ fn pause(tries: u32) -> Duration {
     Duration::from_micros(mixed % cap_us.max(1))
 }
 
+/// Turns for writers that collided, by resource id (striped: ids that share a stripe wait for each
+/// other only after colliding, which is rare).
+static TURNS: [tokio::sync::Mutex<()>; 64] = [const { tokio::sync::Mutex::const_new(()) }; 64];
+
+fn turn_of(id: &str) -> &'static tokio::sync::Mutex<()> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    &TURNS[(h.finish() % TURNS.len() as u64) as usize]
+}
+
 /// Runs an update: `read` the resource (`None`: it does not exist), compute, `write` (see the
 /// module documentation).
 pub(crate) async fn run<R, RF, W, WF>(
@@ -139,6 +153,9 @@ where
     W: FnMut(Computed) -> WF,
     WF: Future<Output = StoreResult<Written>>,
 {
+    // Held from a writer's first collision on: writers of one resource that collided take turns
+    // (on this node), so a burst of them cannot keep beating each other until one runs out of tries.
+    let mut turn: Option<tokio::sync::MutexGuard<'static, ()>> = None;
     for tries in 1..=UPDATE_TRIES {
         let Some(current) = read().await? else {
             return Ok(None);
@@ -153,6 +170,7 @@ where
             // Nothing to write: the resource as it was read.
             return Ok(Some(computed.current));
         }
+        let id = computed.current.id.clone();
         match write(computed).await? {
             Written::Done(res) => return Ok(res),
             Written::Changed => {
@@ -160,7 +178,13 @@ where
                     tries,
                     "the document changed while an update was computed; computing again"
                 );
-                tokio::time::sleep(pause(tries)).await;
+                if turn.is_none() {
+                    turn = Some(turn_of(&id).lock().await);
+                } else {
+                    // Changed again while holding the turn: by a writer on its first try, or on
+                    // another node.
+                    tokio::time::sleep(pause(tries)).await;
+                }
             }
         }
     }
