@@ -18,3 +18,13 @@
 //! - `engine`: runs of a target — event-driven from the event log with a durable cursor, full
 //!   reconciliation, matching and linking through the mapping table, the deletion threshold,
 //!   quarantine.
+
+pub mod auth;
+pub mod client;
+pub mod profile;
+
+pub use auth::{ClientAuthMethod, Credentials, OAuthClientCredentials, Secret};
+pub use client::{
+    ClientError, ErrorKind, RetryMode, RetryPolicy, ScimRequest, ScimResponse, TargetClient, TargetConfig, Transport,
+};
+pub use profile::{TargetProfile, profile};
