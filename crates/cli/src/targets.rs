@@ -21,6 +21,8 @@ fn json(v: &impl Serialize) {
     println!("{}", serde_json::to_string(v).unwrap_or_default());
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum TargetCommand {
     /// List an organization's provisioning targets.

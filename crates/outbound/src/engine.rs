@@ -136,6 +136,9 @@ struct Tally {
     failing_streak: u64,
 }
 
+/// Failed runs in a row after which a target is quarantined.
+const QUARANTINE_AFTER_FAILED_RUNS: i64 = 3;
+
 /// A run stops after this many objects in a row failed because of the target.
 const MAX_FAILING_STREAK: u64 = 20;
 
@@ -1185,9 +1188,28 @@ impl Outbound {
         } else {
             self.run_events(&t, owner).await
         };
-        let release = match &outcome {
-            Ok(Some(run)) if run.status == RunStatus::Failed => self.backoff(&t),
-            Err(_) => self.backoff(&t),
+        let failed_with = match &outcome {
+            Ok(Some(run)) if run.status == RunStatus::Failed => Some(run.error.clone().unwrap_or_default()),
+            Err(e) => Some(e.to_string()),
+            _ => None,
+        };
+        let release = match failed_with {
+            // Runs failing again and again (the target down, refusing the credentials): quarantined,
+            // retried on the longer schedule, with the reason shown.
+            Some(error) if t.failures + 1 >= QUARANTINE_AFTER_FAILED_RUNS => {
+                if t.status != TargetStatus::Quarantined {
+                    let reason = format!("{} runs in a row failed; the last: {error}", t.failures + 1);
+                    if let Err(e) = self.quarantine(&t, reason, 0, 0).await {
+                        tracing::warn!(target_id = %t.id, error = %e, "quarantining a target failed");
+                    }
+                }
+                TargetRelease {
+                    failures: t.failures + 1,
+                    next_attempt_us: now_us() + self.quarantine_delay(t.failures + 1).as_micros() as i64,
+                    next_full_us: None,
+                }
+            }
+            Some(_) => self.backoff(&t),
             _ => {
                 let quarantined = matches!(
                     ob.get_target(&t.org_id, &t.id).await,
