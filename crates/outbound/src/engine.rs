@@ -65,7 +65,9 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             poll_interval: Duration::from_millis(500),
-            lease: Duration::from_secs(60),
+            // As webhook delivery: short enough that another node (or this one, restarted) takes
+            // over soon after a crash; a running full run extends it as it goes.
+            lease: Duration::from_secs(30),
             concurrency: 8,
             batch: 500,
             retry_base: Duration::from_secs(5),
