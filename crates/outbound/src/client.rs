@@ -36,7 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
-use rollcall_webhooks::ssrf::{GuardedResolver, NetworkPolicy};
+use rollcall_webhooks::ssrf::{GuardedResolver, NetworkPolicy, Refused};
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
@@ -155,29 +155,12 @@ impl Transport {
         &self.policy
     }
 
-    /// Whether `url` may be called: `https://`, or `http://` to a loopback address, with no
-    /// credentials or fragment, to an address the policy allows (names are checked again at each
-    /// connection).
+    /// Whether `url` may be called: `https://`, or `http://` to a loopback address
+    /// ([`check_scheme`]), with no credentials or fragment, to an address the policy allows (names
+    /// are checked again at each connection).
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed = self.policy.check_url_form(url)?;
-        match parsed.scheme() {
-            "https" => Ok(parsed),
-            _ => {
-                let loopback = match parsed.host() {
-                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                    None => false,
-                };
-                if loopback {
-                    Ok(parsed)
-                } else {
-                    Err(format!(
-                        "\"{url}\" must use https:// (http:// is accepted for loopback addresses only)"
-                    ))
-                }
-            }
-        }
+        check_scheme(url)?;
+        self.policy.check_url_form(url)
     }
 
     /// One exchange: the request, then the whole answer, within `timeout`.
@@ -192,12 +175,10 @@ impl Transport {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let text = describe(&e);
-                if e.is_connect() {
-                    if text.contains("refused address") || text.contains("is a ") && text.contains(" address") {
-                        TransportError::Refused(text)
-                    } else {
-                        TransportError::Connect(text)
-                    }
+                if refused_by_policy(&e) {
+                    TransportError::Refused(text)
+                } else if e.is_connect() {
+                    TransportError::Connect(text)
                 } else {
                     TransportError::Lost(text)
                 }
@@ -216,6 +197,44 @@ impl Transport {
             Err(_) => Err(TransportError::Timeout(timeout)),
         }
     }
+}
+
+/// Whether `url` is a URL Rollcall calls out to: `https://`, or `http://` to a loopback address
+/// only (test fakes, a local token endpoint).
+pub fn check_scheme(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url.trim()).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(parsed)
+            } else {
+                Err(format!(
+                    "\"{url}\" must use https:// (http:// is accepted for loopback addresses only)"
+                ))
+            }
+        }
+        other => Err(format!("\"{url}\" must use https://, not {other}://")),
+    }
+}
+
+/// Whether the resolver refused the name's addresses (the network policy), somewhere in the
+/// error's causes.
+fn refused_by_policy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<Refused>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// An error with its causes, outermost first.
@@ -733,7 +752,8 @@ where
     let mut unknown = false;
     loop {
         n += 1;
-        let (retry_after, failure): (Option<Duration>, Result<RawResponse, TransportError>) = match attempt().await {
+        // What to wait for before the next attempt (a `Retry-After`), when one is worth making.
+        let retry_after: Option<Duration> = match attempt().await {
             Err(AttemptError::Abort(mut e)) => {
                 e.attempts = n;
                 e.may_have_committed |= unknown;
@@ -770,7 +790,7 @@ where
                     unknown |= maybe_processed;
                     tracing::info!(method, url = %strip_query(url), status = resp.status, attempt = n,
                         "outbound: retrying a request");
-                    (ra, Ok(resp))
+                    ra
                 }
             },
             Err(AttemptError::Transport(e)) => {
@@ -788,10 +808,9 @@ where
                 unknown |= e.maybe_processed();
                 tracing::info!(method, url = %strip_query(url), error = %e, attempt = n,
                     "outbound: retrying a request");
-                (None, Err(e))
+                None
             }
         };
-        drop(failure);
         tokio::time::sleep(policy.delay(n, retry_after)).await;
     }
 }

@@ -36,7 +36,7 @@ pub const SALESFORCE: &str = "salesforce";
 pub const SLACK: &str = "slack";
 
 /// How a target authenticates requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     /// `Authorization: Bearer <token>` with a long-lived token.
@@ -454,7 +454,8 @@ pub static PROFILES: &[TargetProfile] = &[
     //   1,000 users per hour"; soft deprovision (`active: false`) suspends and can be reversed,
     //   hard deprovision (DELETE) is irreversible.
     // - REST "SCIM" endpoints for enterprises: "Complex SCIM path selectors that include filters
-    //   are not supported"; filters `userName`, `externalId`, `id`, `displayName` with `eq`.
+    //   are not supported"; the list's `filter` takes one of `userName`, `externalId`, `id`,
+    //   `displayName` with `eq` ("multiple filters are not supported").
     // - "Rate limits for the REST API": 5,000 requests an hour for a personal access token.
     TargetProfile {
         id: GITHUB_EMU,
@@ -680,6 +681,8 @@ pub static PROFILES: &[TargetProfile] = &[
     //   DELETE) 600 a minute with bursts of 180; reads 1,000 a minute (bursts 1,000); per
     //   endpoint: GET /Users/<id> 300 a minute (bursts 300); POST /Users, PUT or PATCH
     //   /Users/<id>, DELETE /Users/<id> 180 a minute each (bursts 20). A 429 carries Retry-After.
+    // - Filters: Slack's documentation and SDK examples filter users with `userName eq`; nothing
+    //   more is documented, so the profile assumes `eq` alone, on userName and email.
     TargetProfile {
         id: SLACK,
         title: "Slack",
@@ -909,7 +912,7 @@ impl TargetProfile {
                 }
             }
             if !kinds.is_empty() {
-                self.auth = leak_auth(&kinds);
+                self.auth = auth_list(&kinds);
             }
         }
         Ok(())
@@ -944,7 +947,7 @@ impl TargetProfile {
 }
 
 /// The auth-kind lists a ServiceProviderConfig can produce, as static slices (there are few).
-fn leak_auth(kinds: &[AuthKind]) -> &'static [AuthKind] {
+fn auth_list(kinds: &[AuthKind]) -> &'static [AuthKind] {
     const ALL: &[&[AuthKind]] = &[
         &[AuthKind::Bearer],
         &[AuthKind::Basic],

@@ -576,3 +576,19 @@ async fn the_service_provider_config_is_read_at_the_profile_path() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_name_resolving_to_a_refused_address_is_refused_at_connection_and_not_retried() {
+    let (base, state) = scripted_target(vec![]).await;
+    // `localhost` passes the URL check (a name), then resolves to 127.0.0.1, which the default
+    // policy refuses: the resolver says no at connection time (as after DNS rebinding).
+    let base = base.replace("127.0.0.1", "localhost");
+    let mut config = TargetConfig::new(&base, profile::generic().clone(), Credentials::bearer("t"));
+    config.retry = fast_retries();
+    let c = TargetClient::new(Transport::new(NetworkPolicy::default()), config).unwrap();
+    let e = c.send(ScimRequest::get("Users")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    assert_eq!(e.attempts, 1);
+    assert!(!e.may_have_committed);
+    assert!(state.lock().unwrap().seen.is_empty());
+}
