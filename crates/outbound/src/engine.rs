@@ -59,6 +59,9 @@ pub struct EngineConfig {
     pub max_backoff: Duration,
     /// The pause before a quarantined target is tried again; it doubles, up to `max_backoff`.
     pub quarantine_base: Duration,
+    /// The rate limit of every target instead of its profile's (`Some(vec![])`: none). For
+    /// benchmarks against a local fake.
+    pub rate_limits: Option<Vec<crate::profile::RateBucket>>,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +76,7 @@ impl Default for EngineConfig {
             retry_base: Duration::from_secs(5),
             max_backoff: Duration::from_secs(6 * 3600),
             quarantine_base: Duration::from_secs(15 * 60),
+            rate_limits: None,
         }
     }
 }
@@ -170,10 +174,9 @@ impl Outbound {
         let mut profile: TargetProfile = profile::profile(&t.profile)
             .ok_or_else(|| EngineError::Config(format!("unknown target profile \"{}\"", t.profile)))?
             .clone();
-        let client = TargetClient::new(
-            self.transport.clone(),
-            TargetConfig::new(t.base_url.clone(), profile.clone(), credentials_of(t)),
-        )?;
+        let mut config = TargetConfig::new(t.base_url.clone(), profile.clone(), credentials_of(t));
+        config.rate_limits = self.config.rate_limits.clone();
+        let client = TargetClient::new(self.transport.clone(), config)?;
         let remote = Remote::new(client, profile.clone());
         if profile.id == profile::GENERIC {
             match remote.service_provider_config().await {
