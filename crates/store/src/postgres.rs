@@ -42,6 +42,7 @@ use std::time::Duration;
 
 mod guard_ops;
 pub mod notify;
+mod outbound;
 mod roles_ops;
 mod staging_ops;
 mod workspaces_ops;
@@ -2358,6 +2359,9 @@ impl Store for PostgresStore {
         self.list_webhook_attempts_impl(id, before, limit).await
     }
 
+    fn outbound(&self) -> &dyn crate::outbound::OutboundStore {
+        self
+    }
     fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
         self.secrets.set(keys)
     }
