@@ -10,6 +10,7 @@
 //! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
 
 pub mod audit;
+mod backend;
 mod connection_ops;
 pub mod cursor;
 pub mod directory;
@@ -24,7 +25,6 @@ pub mod model;
 pub mod postgres;
 pub mod postgres_events;
 mod postgres_sessions;
-mod postgres_webhooks;
 mod resource_doc;
 pub mod roles;
 mod rows;
@@ -37,7 +37,6 @@ pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;
 mod sqlite_sessions;
-mod sqlite_webhooks;
 pub mod staging;
 mod update;
 pub mod webhooks;
@@ -60,7 +59,8 @@ pub use sessions::{
 };
 pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
-    AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
+    AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookStore,
+    WebhookUpdate,
 };
 
 use async_trait::async_trait;
@@ -167,7 +167,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: staging::StagingStore + Send + Sync + 'static {
+pub trait Store: staging::StagingStore + webhooks::WebhookStore + Send + Sync + 'static {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.
@@ -499,81 +499,6 @@ pub trait Store: staging::StagingStore + Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<RequestLogEntry>>;
-    // --- webhooks ------------------------------------------------------------------------------
-    /// Creates an endpoint (active, its cursor at the end of the log) and records `webhook.created`.
-    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
-    /// The endpoints of one organization (with `Some`), or every endpoint, oldest first.
-    async fn list_webhooks(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>>;
-    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>>;
-    /// Changes an endpoint's settings or status. `None` when it does not exist.
-    async fn update_webhook(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>>;
-    /// Replaces the signing secret; the old one keeps signing beside it until `previous_until_us`.
-    async fn rotate_webhook_secret(
-        &self,
-        id: &str,
-        secret: &str,
-        previous_until_us: i64,
-    ) -> StoreResult<Option<Webhook>>;
-    /// Deletes an endpoint with its attempts. Returns false when it does not exist.
-    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
-    /// Moves the cursor back so that delivery starts again at event `from_seq` (400 when that
-    /// would move it forward). `None` when the endpoint does not exist.
-    async fn replay_webhook(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>>;
-    /// Leases up to `limit` active endpoints that are due (`next_attempt_us <= now_us`), whose lease
-    /// has expired or was released, and that have events after their cursor, to `owner` until
-    /// `lease_until_us`. Concurrent callers never receive the same endpoint.
-    async fn claim_webhooks(
-        &self,
-        owner: &str,
-        now_us: i64,
-        lease_until_us: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<Webhook>>;
-    /// Up to `limit` events after `after_seq` in the scope of an endpoint of `org_id` (`None`: every
-    /// event), oldest first. Subscriptions are not applied: see [`Webhook::wants`].
-    async fn webhook_events(&self, org_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<Event>>;
-    /// One event by id.
-    async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>>;
-    /// Advances an endpoint's cursor from `from_seq` to `to_seq` (the events in between were
-    /// delivered or skipped), records `attempt` if given, clears the failure state and extends the
-    /// lease, in one transaction, and returns the endpoint as it is now (its URL, secrets and
-    /// subscription may have changed meanwhile). Changes nothing and returns `None` unless `owner`
-    /// holds the lease, the endpoint is active and its cursor is still at `from_seq`.
-    async fn webhook_advance(
-        &self,
-        id: &str,
-        owner: &str,
-        from_seq: i64,
-        to_seq: i64,
-        attempt: Option<NewWebhookAttempt>,
-        lease_until_us: i64,
-    ) -> StoreResult<Option<Webhook>>;
-    /// Records a failed attempt and its consequence (retry at `next_attempt_us`, or disabled with a
-    /// reason, recording `webhook.disabled`), and releases the lease, in one transaction. Records
-    /// nothing and returns false unless `owner` holds the lease and the cursor is at `cursor_seq`.
-    async fn webhook_failed(
-        &self,
-        id: &str,
-        owner: &str,
-        cursor_seq: i64,
-        attempt: NewWebhookAttempt,
-        failure: WebhookFailure,
-    ) -> StoreResult<bool>;
-    /// Gives up the lease (if `owner` holds it) so the endpoint can be claimed again at once.
-    async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()>;
-    /// Records an attempt made outside the dispatcher (redelivery, ping).
-    async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt>;
-    /// Up to `limit` attempts on an endpoint with an id below `before` (all, without it), newest first.
-    async fn list_webhook_attempts(
-        &self,
-        endpoint_id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<WebhookAttempt>>;
-
-    /// Events after each active webhook endpoint's cursor in its scope (its organization's, or
-    /// all for a global endpoint), counted up to `cap`: `(endpoint id, count)`, for `/metrics`.
-    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>>;
     /// The database pools' connections, for `/metrics`.
     fn pool_stats(&self) -> Vec<metrics::PoolStats> {
         Vec::new()

@@ -9,7 +9,6 @@ use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
-use crate::webhooks::{NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookUpdate};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
@@ -1297,81 +1296,12 @@ impl Store for SqliteStore {
         self.request_log_impl(connection_id, before, limit).await
     }
 
-    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
-        self.create_webhook_impl(new).await
-    }
-    async fn list_webhooks(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>> {
-        self.list_webhooks_impl(org_id).await
-    }
-    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>> {
-        self.get_webhook_impl(id).await
-    }
-    async fn update_webhook(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
-        self.update_webhook_impl(id, update).await
-    }
-    async fn rotate_webhook_secret(&self, id: &str, secret: &str, until_us: i64) -> StoreResult<Option<Webhook>> {
-        self.rotate_webhook_secret_impl(id, secret, until_us).await
-    }
-    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        self.delete_webhook_impl(id).await
-    }
-    async fn replay_webhook(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
-        self.replay_webhook_impl(id, from_seq).await
-    }
-    async fn claim_webhooks(&self, owner: &str, now: i64, until: i64, limit: i64) -> StoreResult<Vec<Webhook>> {
-        self.claim_webhooks_impl(owner, now, until, limit).await
-    }
-    async fn webhook_events(&self, org_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        self.webhook_events_impl(org_id, after_seq, limit).await
-    }
-    async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>> {
-        self.event_by_id_impl(id).await
-    }
-    async fn webhook_advance(
-        &self,
-        id: &str,
-        owner: &str,
-        from_seq: i64,
-        to_seq: i64,
-        attempt: Option<NewWebhookAttempt>,
-        lease_until_us: i64,
-    ) -> StoreResult<Option<Webhook>> {
-        self.webhook_advance_impl(id, owner, from_seq, to_seq, attempt, lease_until_us)
-            .await
-    }
-    async fn webhook_failed(
-        &self,
-        id: &str,
-        owner: &str,
-        cursor_seq: i64,
-        attempt: NewWebhookAttempt,
-        failure: WebhookFailure,
-    ) -> StoreResult<bool> {
-        self.webhook_failed_impl(id, owner, cursor_seq, attempt, failure).await
-    }
-    async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
-        self.release_webhook_impl(id, owner).await
-    }
-    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
-        self.webhook_backlog_impl(cap).await
-    }
     fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
         vec![crate::metrics::PoolStats {
             name: "sqlite_read",
             size: self.reader.size(),
             idle: self.reader.num_idle() as u32,
         }]
-    }
-    async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
-        self.record_webhook_attempt_impl(attempt).await
-    }
-    async fn list_webhook_attempts(
-        &self,
-        id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<WebhookAttempt>> {
-        self.list_webhook_attempts_impl(id, before, limit).await
     }
 
     fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
