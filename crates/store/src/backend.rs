@@ -31,9 +31,16 @@ pub(crate) trait Backend: Sync {
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = StoreResult<T>> + Send,
         T: Send;
+    /// Runs one statement as a write of its own (one round trip on PostgreSQL); returns the number
+    /// of rows it changed.
+    fn write_one(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<u64>> + Send;
     /// An `events` row.
     fn event_of(row: &<Self::Db as sqlx::Database>::Row) -> Event;
 }
+
+/// A statement of a backend with its arguments.
+pub(crate) type SqlQuery<S> =
+    sqlx::query::Query<'static, <S as Backend>::Db, <<S as Backend>::Db as sqlx::Database>::Arguments>;
 
 /// A write transaction of a backend.
 pub(crate) trait Tx {
@@ -88,6 +95,12 @@ impl Backend for SqliteStore {
     {
         f().await
     }
+    async fn write_one(&self, q: SqlQuery<Self>) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = q.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
     fn event_of(row: &sqlx::sqlite::SqliteRow) -> Event {
         crate::sqlite_events::event_of(row)
     }
@@ -126,6 +139,12 @@ impl Backend for PostgresStore {
         T: Send,
     {
         self.retrying(f)
+    }
+    async fn write_one(&self, q: SqlQuery<Self>) -> StoreResult<u64> {
+        let done = q.execute(self.pool()).await;
+        Ok(done
+            .map_err(|e| crate::postgres::finish_error(e.into()))?
+            .rows_affected())
     }
     fn event_of(row: &sqlx::postgres::PgRow) -> Event {
         crate::postgres_events::event_of(row)

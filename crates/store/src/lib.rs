@@ -24,7 +24,6 @@ pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod postgres_events;
-mod postgres_sessions;
 mod resource_doc;
 pub mod roles;
 mod rows;
@@ -36,7 +35,6 @@ pub mod sessions;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;
-mod sqlite_sessions;
 pub mod staging;
 mod update;
 pub mod webhooks;
@@ -54,8 +52,8 @@ pub use roles::{
     RoleUpdate, UserRef,
 };
 pub use sessions::{
-    BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
-    SetupSessionRow,
+    BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SessionStore, SetupLink,
+    SetupLinkStatus, SetupSessionRow,
 };
 pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
@@ -167,7 +165,9 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: staging::StagingStore + webhooks::WebhookStore + Send + Sync + 'static {
+pub trait Store:
+    staging::StagingStore + webhooks::WebhookStore + sessions::SessionStore + Send + Sync + 'static
+{
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.
@@ -300,38 +300,6 @@ pub trait Store: staging::StagingStore + webhooks::WebhookStore + Send + Sync + 
     /// Revokes a key (a no-op for a revoked one) and ends its console sessions, in one transaction.
     /// `None` when it does not exist.
     async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>>;
-
-    // --- browser sessions and setup links ([`sessions`], issue #14) ------------------------------
-    /// Records a signed-in browser; for a `setup` session, also when its link was last used.
-    async fn create_browser_session(&self, new: NewBrowserSession) -> StoreResult<BrowserSession>;
-    /// The `console` session whose token hashes to `token_hash`, unexpired at `now_us`, with the API
-    /// key it signed in with, revoked or not (the caller refuses a revoked one). One query.
-    async fn console_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<ConsoleSessionRow>>;
-    /// The `setup` session whose token hashes to `token_hash`, unexpired at `now_us`, with its setup
-    /// link, revoked or expired or not (the caller refuses those), and its organization's name. One query.
-    async fn setup_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<SetupSessionRow>>;
-    /// Records that a session was used at `at_us` (never moves back). Callers throttle it.
-    async fn touch_browser_session(&self, token_hash: &[u8; 32], at_us: i64) -> StoreResult<()>;
-    /// Ends a session (sign-out); false when there was none.
-    async fn delete_browser_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
-    /// Ends every session of a subject (an API key's console sessions, a setup link's sessions);
-    /// returns how many.
-    async fn delete_subject_sessions(&self, kind: SessionKind, subject_id: &str) -> StoreResult<u64>;
-    /// Deletes up to `batch` sessions expired at `now_us`; returns how many. Safe on several nodes.
-    async fn prune_browser_sessions(&self, now_us: i64, batch: i64) -> StoreResult<u64>;
-    /// Creates a setup link and records `setup_link.created`; 404 when the organization does not exist.
-    async fn create_setup_link(&self, by: &WriteContext, new: NewSetupLink) -> StoreResult<SetupLink>;
-    /// An organization's setup links, revoked and expired ones included, newest first.
-    async fn list_setup_links(&self, org_id: &str) -> StoreResult<Vec<SetupLink>>;
-    async fn get_setup_link(&self, id: &str) -> StoreResult<Option<SetupLink>>;
-    /// The link whose token hashes to `token_hash`, whatever its status.
-    async fn setup_link_by_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SetupLink>>;
-    /// Revokes a link (recording `setup_link.revoked`; a no-op for a revoked one) and ends its
-    /// sessions, in one transaction. `None` when it does not exist.
-    async fn revoke_setup_link(&self, by: &WriteContext, id: &str) -> StoreResult<Option<SetupLink>>;
-    /// Records the connection created through a link; 400 when it is not a connection of the link's
-    /// organization. `None` when the link does not exist.
-    async fn set_setup_link_connection(&self, id: &str, connection_id: &str) -> StoreResult<Option<SetupLink>>;
 
     // --- SCIM resources ------------------------------------------------------------------------
     /// Inserts a resource (document without `id`/`meta`), with initial members for a group.

@@ -897,62 +897,6 @@ impl Store for SqliteStore {
         Ok(Some(key))
     }
 
-    async fn create_browser_session(&self, new: crate::NewBrowserSession) -> StoreResult<crate::BrowserSession> {
-        self.create_browser_session_impl(new).await
-    }
-
-    async fn console_session(
-        &self,
-        token_hash: &[u8; 32],
-        now_us: i64,
-    ) -> StoreResult<Option<crate::ConsoleSessionRow>> {
-        self.console_session_impl(token_hash, now_us).await
-    }
-
-    async fn setup_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<crate::SetupSessionRow>> {
-        self.setup_session_impl(token_hash, now_us).await
-    }
-
-    async fn touch_browser_session(&self, token_hash: &[u8; 32], at_us: i64) -> StoreResult<()> {
-        self.touch_browser_session_impl(token_hash, at_us).await
-    }
-
-    async fn delete_browser_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
-        self.delete_browser_session_impl(token_hash).await
-    }
-
-    async fn delete_subject_sessions(&self, kind: crate::SessionKind, subject_id: &str) -> StoreResult<u64> {
-        self.delete_subject_sessions_impl(kind, subject_id).await
-    }
-
-    async fn prune_browser_sessions(&self, now_us: i64, batch: i64) -> StoreResult<u64> {
-        self.prune_browser_sessions_impl(now_us, batch).await
-    }
-
-    async fn create_setup_link(&self, by: &WriteContext, new: crate::NewSetupLink) -> StoreResult<crate::SetupLink> {
-        self.create_setup_link_impl(by, new).await
-    }
-
-    async fn list_setup_links(&self, org_id: &str) -> StoreResult<Vec<crate::SetupLink>> {
-        self.list_setup_links_impl(org_id).await
-    }
-
-    async fn get_setup_link(&self, id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.get_setup_link_impl(id).await
-    }
-
-    async fn setup_link_by_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<crate::SetupLink>> {
-        self.setup_link_by_hash_impl(token_hash).await
-    }
-
-    async fn revoke_setup_link(&self, by: &WriteContext, id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.revoke_setup_link_impl(by, id).await
-    }
-
-    async fn set_setup_link_connection(&self, id: &str, connection_id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.set_setup_link_connection_impl(id, connection_id).await
-    }
-
     async fn create_resource(
         &self,
         ctx: &WriteContext,

@@ -7,7 +7,7 @@
 //! every write a dispatcher makes afterwards names the lease owner and the cursor it started from,
 //! so a dispatcher whose lease expired, or whose endpoint was replayed meanwhile, changes nothing.
 
-use crate::backend::{Backend, Tx, locking, no_organization};
+use crate::backend::{Backend, SqlQuery, Tx, locking, no_organization};
 use crate::model::{Event, WriteContext};
 use crate::rows::{attempt_of, webhook_of};
 use crate::{StoreError, StoreResult, events, secrets};
@@ -796,19 +796,12 @@ macro_rules! webhook_store {
             }
 
             async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    sqlx::query(
-                        "UPDATE webhook_endpoints SET lease_owner = NULL, lease_expires_us = NULL
-                         WHERE id = $1 AND lease_owner = $2",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .execute(tx.conn())
-                    .await?;
-                    tx.commit().await
-                })
-                .await
+                let q = sqlx::query(
+                    "UPDATE webhook_endpoints SET lease_owner = NULL, lease_expires_us = NULL
+                     WHERE id = $1 AND lease_owner = $2",
+                );
+                self.write_one(q.bind(id.to_string()).bind(owner.to_string())).await?;
+                Ok(())
             }
 
             async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
@@ -864,9 +857,6 @@ macro_rules! webhook_store {
         }
     };
 }
-
-/// A statement of a backend with its arguments.
-type SqlQuery<S> = sqlx::query::Query<'static, <S as Backend>::Db, <<S as Backend>::Db as sqlx::Database>::Arguments>;
 
 webhook_store!(crate::sqlite::SqliteStore);
 webhook_store!(crate::postgres::PostgresStore);
