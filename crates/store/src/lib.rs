@@ -45,7 +45,7 @@ pub use directory_sync::{
     ConnectionKind, DirectorySettings, DirectorySource, DirectorySourceUpdate, NewDirectoryConnection, SyncCounts,
     SyncOutcome, SyncScope, SyncStatus,
 };
-pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
+pub use guard::{GuardResolution, GuardSettings, GuardState, GuardStore, HeldEvent};
 pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
@@ -166,7 +166,7 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
 pub trait Store:
-    staging::StagingStore + webhooks::WebhookStore + sessions::SessionStore + Send + Sync + 'static
+    staging::StagingStore + webhooks::WebhookStore + sessions::SessionStore + guard::GuardStore + Send + Sync + 'static
 {
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
@@ -399,31 +399,6 @@ pub trait Store:
         connection_id: &str,
         policy: &ConnectionPolicy,
     ) -> StoreResult<Option<Connection>>;
-    // --- the guard against mass deprovisioning ([`guard`]) ---------------------------------------
-    /// A connection's guard: settings, whether it tripped, what it holds. `None`: no connection.
-    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<GuardState>>;
-    /// Replaces a connection's guard settings (validated by the caller), recording
-    /// `connection.deprovision_guard_set`. A tripped guard stays tripped. `None`: no connection.
-    async fn set_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &GuardSettings,
-    ) -> StoreResult<Option<GuardState>>;
-    /// Up to `limit` of the events a connection's guard holds, after `after_seq` (their position
-    /// among the held events), oldest first.
-    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<HeldEvent>>;
-    /// Releases (`release`: into the event log, after a `connection.deprovision_guard_released`
-    /// event) or discards (recording `connection.deprovision_guard_discarded`) every held event of a
-    /// connection, re-arms the guard and empties its window, in one transaction. Writes nothing
-    /// when the guard had not tripped and held nothing (`tripped_us` is `None`, counts 0).
-    /// `None`: no connection.
-    async fn resolve_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<GuardResolution>>;
     /// Protects a user (by e-mail address or userName) from deactivation and deletion by SCIM; 409
     /// when it already is.
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser>;

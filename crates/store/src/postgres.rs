@@ -2127,28 +2127,6 @@ impl Store for PostgresStore {
         self.retrying(|| self.set_connection_policy_impl(ctx, connection_id, policy))
             .await
     }
-    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<crate::GuardState>> {
-        self.deprovision_guard_impl(connection_id).await
-    }
-    async fn set_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &crate::GuardSettings,
-    ) -> StoreResult<Option<crate::GuardState>> {
-        self.set_deprovision_guard_impl(ctx, connection_id, settings).await
-    }
-    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<crate::HeldEvent>> {
-        self.held_events_impl(connection_id, after_seq, limit).await
-    }
-    async fn resolve_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<crate::GuardResolution>> {
-        self.resolve_deprovision_guard_impl(ctx, connection_id, release).await
-    }
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
         self.retrying(|| self.add_protected_user_impl(ctx, org_id, email)).await
     }
