@@ -18,9 +18,13 @@
 //! transactions; the window is a small table of recent deprovisions per connection
 //! (`deprovision_window`), pruned as it is written.
 
+use crate::StoreResult;
+use crate::backend::{Backend, Tx};
 use crate::events;
+use crate::model::{Event, WriteContext};
+use crate::rows::Cols;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// A connection's guard policy.
@@ -262,6 +266,156 @@ pub fn resolved_data(r: &GuardResolution) -> Value {
         "tripped_at": r.tripped_us.map(crate::sessions::rfc3339),
     })
 }
+
+/// A connection's guard, as the operator sees and resolves it; [`crate::Store`] includes it. (The
+/// guard's step inside every resource write is each backend's own: `*/guard_ops.rs`.)
+#[async_trait::async_trait]
+pub trait GuardStore: Send + Sync {
+    /// A connection's guard: settings, whether it tripped, what it holds. `None`: no connection.
+    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<GuardState>>;
+    /// Replaces a connection's guard settings (validated by the caller), recording
+    /// `connection.deprovision_guard_set`. A tripped guard stays tripped. `None`: no connection.
+    async fn set_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        settings: &GuardSettings,
+    ) -> StoreResult<Option<GuardState>>;
+    /// Up to `limit` of the events a connection's guard holds, after `after_seq` (their position
+    /// among the held events), oldest first.
+    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<HeldEvent>>;
+    /// Releases (`release`: into the event log, after a `connection.deprovision_guard_released`
+    /// event) or discards (recording `connection.deprovision_guard_discarded`) every held event of a
+    /// connection, re-arms the guard and empties its window, in one transaction. Writes nothing
+    /// when the guard had not tripped and held nothing (`tripped_us` is `None`, counts 0).
+    /// `None`: no connection.
+    async fn resolve_deprovision_guard(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        release: bool,
+    ) -> StoreResult<Option<GuardResolution>>;
+}
+
+/// [`GuardStore`] for a [`Backend`]: the reads and the settings written once; resolving moves
+/// events the way each backend's writes record them (`resolve_deprovision_guard_impl`).
+macro_rules! guard_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl GuardStore for $store {
+            async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<GuardState>> {
+                let row = sqlx::query(
+                    "SELECT c.id, g.settings, g.tripped_us,
+                       (SELECT count(*) FROM held_events h WHERE h.connection_id = c.id) AS held_events,
+                       (SELECT count(DISTINCT user_id) FROM held_events h WHERE h.connection_id = c.id) AS held_users
+                     FROM scim_connections c LEFT JOIN deprovision_guards g ON g.connection_id = c.id WHERE c.id = $1",
+                )
+                .bind(connection_id)
+                .fetch_optional(self.reads())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let settings = GuardSettings::from_stored(row.opt_text("settings").as_deref());
+                let window: i64 = sqlx::query_scalar(
+                    "SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = $1 AND at_us > $2",
+                )
+                .bind(connection_id)
+                .bind(crate::sqlite::now_us() - settings.window_us())
+                .fetch_one(self.reads())
+                .await?;
+                Ok(Some(GuardState {
+                    connection_id: row.text("id"),
+                    settings,
+                    tripped_us: row.opt_int("tripped_us"),
+                    held_events: row.int("held_events"),
+                    held_users: row.int("held_users"),
+                    window_deprovisions: window,
+                }))
+            }
+
+            async fn set_deprovision_guard(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+                settings: &GuardSettings,
+            ) -> StoreResult<Option<GuardState>> {
+                let found = self
+                    .writing(move || async move {
+                        let mut tx = self.begin().await?;
+                        // Without a row lock: the resource writes' foreign keys take a share lock on
+                        // the connection while they hold the guard's lock (PostgreSQL).
+                        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1")
+                            .bind(connection_id)
+                            .fetch_optional(tx.conn())
+                            .await?;
+                        let Some(org) = org else { return Ok(false) };
+                        let before: Option<String> =
+                            sqlx::query_scalar("SELECT settings FROM deprovision_guards WHERE connection_id = $1")
+                                .bind(connection_id)
+                                .fetch_optional(tx.conn())
+                                .await?
+                                .flatten();
+                        let before = GuardSettings::from_stored(before.as_deref());
+                        sqlx::query(
+                            "INSERT INTO deprovision_guards (connection_id, settings) VALUES ($1, $2)
+                             ON CONFLICT (connection_id) DO UPDATE SET settings = excluded.settings",
+                        )
+                        .bind(connection_id)
+                        .bind(serde_json::to_string(settings).expect("settings serialize"))
+                        .execute(tx.conn())
+                        .await?;
+                        tx.record(
+                            &ctx.about(&org, connection_id),
+                            events::CONNECTION_DEPROVISION_GUARD_SET,
+                            None,
+                            json!({"before": before, "after": settings}),
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        Ok(true)
+                    })
+                    .await?;
+                if !found {
+                    return Ok(None);
+                }
+                self.deprovision_guard(connection_id).await
+            }
+
+            async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<HeldEvent>> {
+                let rows =
+                    sqlx::query("SELECT * FROM held_events WHERE connection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                        .bind(connection_id)
+                        .bind(after_seq)
+                        .bind(limit.max(0))
+                        .fetch_all(self.reads())
+                        .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| HeldEvent {
+                        seq: row.int("seq"),
+                        user_id: row.text("user_id"),
+                        held_us: row.int("held_us"),
+                        event: Event {
+                            seq: 0,
+                            ..<$store as Backend>::event_of(row)
+                        },
+                    })
+                    .collect())
+            }
+
+            async fn resolve_deprovision_guard(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+                release: bool,
+            ) -> StoreResult<Option<GuardResolution>> {
+                self.resolve_deprovision_guard_impl(ctx, connection_id, release).await
+            }
+        }
+    };
+}
+
+guard_store!(crate::sqlite::SqliteStore);
+guard_store!(crate::postgres::PostgresStore);
 
 #[cfg(test)]
 mod tests {

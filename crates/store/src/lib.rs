@@ -10,6 +10,7 @@
 //! only folds ASCII). SCIM filters compile to SQL over those ([`sql`]).
 
 pub mod audit;
+mod backend;
 mod connection_ops;
 pub mod cursor;
 pub mod directory;
@@ -24,8 +25,6 @@ pub mod model;
 pub mod outbound;
 pub mod postgres;
 pub mod postgres_events;
-mod postgres_sessions;
-mod postgres_webhooks;
 mod resource_doc;
 pub mod roles;
 mod rows;
@@ -37,8 +36,6 @@ pub mod sessions;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlite_events;
-mod sqlite_sessions;
-mod sqlite_webhooks;
 pub mod staging;
 mod update;
 pub mod webhooks;
@@ -50,19 +47,20 @@ pub use directory_sync::{
     ConnectionKind, DirectorySettings, DirectorySource, DirectorySourceUpdate, NewDirectoryConnection, SyncCounts,
     SyncOutcome, SyncScope, SyncStatus,
 };
-pub use guard::{GuardResolution, GuardSettings, GuardState, HeldEvent};
+pub use guard::{GuardResolution, GuardSettings, GuardState, GuardStore, HeldEvent};
 pub use model::*;
 pub use roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleDelta, RoleMapping, RoleMatch, RolePreview,
     RoleUpdate, UserRef,
 };
 pub use sessions::{
-    BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SetupLink, SetupLinkStatus,
-    SetupSessionRow,
+    BrowserSession, ConsoleSessionRow, NewBrowserSession, NewSetupLink, SessionKind, SessionStore, SetupLink,
+    SetupLinkStatus, SetupSessionRow,
 };
 pub use staging::{MatchAccount, MatchUpload, MatchUser, Snapshot, StagingOutcome, StagingStore};
 pub use webhooks::{
-    AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookUpdate,
+    AttemptOrigin, NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookStatus, WebhookStore,
+    WebhookUpdate,
 };
 pub use workspaces::{
     NewWorkspace, NewWorkspaceMapping, Workspace, WorkspaceGroup, WorkspaceMapping, WorkspaceSettings,
@@ -173,7 +171,16 @@ pub type Mutation = std::sync::Arc<dyn Fn(&mut Value) -> Result<Vec<MemberChange
 
 /// The one storage interface; SQLite and PostgreSQL implement it with the same behaviour.
 #[async_trait]
-pub trait Store: staging::StagingStore + WorkspaceStore + Send + Sync + 'static {
+pub trait Store:
+    staging::StagingStore
+    + WorkspaceStore
+    + webhooks::WebhookStore
+    + sessions::SessionStore
+    + guard::GuardStore
+    + Send
+    + Sync
+    + 'static
+{
     // --- tenancy -----------------------------------------------------------------------------
     // The writes below take the caller's context (`by`) for the actor, User-Agent and request id of
     // the events they record; the events name the organization and connection of the object.
@@ -307,38 +314,6 @@ pub trait Store: staging::StagingStore + WorkspaceStore + Send + Sync + 'static 
     /// `None` when it does not exist.
     async fn revoke_api_key(&self, by: &WriteContext, id: &str) -> StoreResult<Option<ApiKey>>;
 
-    // --- browser sessions and setup links ([`sessions`], issue #14) ------------------------------
-    /// Records a signed-in browser; for a `setup` session, also when its link was last used.
-    async fn create_browser_session(&self, new: NewBrowserSession) -> StoreResult<BrowserSession>;
-    /// The `console` session whose token hashes to `token_hash`, unexpired at `now_us`, with the API
-    /// key it signed in with, revoked or not (the caller refuses a revoked one). One query.
-    async fn console_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<ConsoleSessionRow>>;
-    /// The `setup` session whose token hashes to `token_hash`, unexpired at `now_us`, with its setup
-    /// link, revoked or expired or not (the caller refuses those), and its organization's name. One query.
-    async fn setup_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<SetupSessionRow>>;
-    /// Records that a session was used at `at_us` (never moves back). Callers throttle it.
-    async fn touch_browser_session(&self, token_hash: &[u8; 32], at_us: i64) -> StoreResult<()>;
-    /// Ends a session (sign-out); false when there was none.
-    async fn delete_browser_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
-    /// Ends every session of a subject (an API key's console sessions, a setup link's sessions);
-    /// returns how many.
-    async fn delete_subject_sessions(&self, kind: SessionKind, subject_id: &str) -> StoreResult<u64>;
-    /// Deletes up to `batch` sessions expired at `now_us`; returns how many. Safe on several nodes.
-    async fn prune_browser_sessions(&self, now_us: i64, batch: i64) -> StoreResult<u64>;
-    /// Creates a setup link and records `setup_link.created`; 404 when the organization does not exist.
-    async fn create_setup_link(&self, by: &WriteContext, new: NewSetupLink) -> StoreResult<SetupLink>;
-    /// An organization's setup links, revoked and expired ones included, newest first.
-    async fn list_setup_links(&self, org_id: &str) -> StoreResult<Vec<SetupLink>>;
-    async fn get_setup_link(&self, id: &str) -> StoreResult<Option<SetupLink>>;
-    /// The link whose token hashes to `token_hash`, whatever its status.
-    async fn setup_link_by_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SetupLink>>;
-    /// Revokes a link (recording `setup_link.revoked`; a no-op for a revoked one) and ends its
-    /// sessions, in one transaction. `None` when it does not exist.
-    async fn revoke_setup_link(&self, by: &WriteContext, id: &str) -> StoreResult<Option<SetupLink>>;
-    /// Records the connection created through a link; 400 when it is not a connection of the link's
-    /// organization. `None` when the link does not exist.
-    async fn set_setup_link_connection(&self, id: &str, connection_id: &str) -> StoreResult<Option<SetupLink>>;
-
     // --- SCIM resources ------------------------------------------------------------------------
     /// Inserts a resource (document without `id`/`meta`), with initial members for a group.
     /// Fails with 409 `uniqueness` when `userName` (users) or `displayName` (groups) is taken, and
@@ -437,31 +412,6 @@ pub trait Store: staging::StagingStore + WorkspaceStore + Send + Sync + 'static 
         connection_id: &str,
         policy: &ConnectionPolicy,
     ) -> StoreResult<Option<Connection>>;
-    // --- the guard against mass deprovisioning ([`guard`]) ---------------------------------------
-    /// A connection's guard: settings, whether it tripped, what it holds. `None`: no connection.
-    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<GuardState>>;
-    /// Replaces a connection's guard settings (validated by the caller), recording
-    /// `connection.deprovision_guard_set`. A tripped guard stays tripped. `None`: no connection.
-    async fn set_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &GuardSettings,
-    ) -> StoreResult<Option<GuardState>>;
-    /// Up to `limit` of the events a connection's guard holds, after `after_seq` (their position
-    /// among the held events), oldest first.
-    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<HeldEvent>>;
-    /// Releases (`release`: into the event log, after a `connection.deprovision_guard_released`
-    /// event) or discards (recording `connection.deprovision_guard_discarded`) every held event of a
-    /// connection, re-arms the guard and empties its window, in one transaction. Writes nothing
-    /// when the guard had not tripped and held nothing (`tripped_us` is `None`, counts 0).
-    /// `None`: no connection.
-    async fn resolve_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<GuardResolution>>;
     /// Protects a user (by e-mail address or userName) from deactivation and deletion by SCIM; 409
     /// when it already is.
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser>;
@@ -505,81 +455,6 @@ pub trait Store: staging::StagingStore + WorkspaceStore + Send + Sync + 'static 
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<RequestLogEntry>>;
-    // --- webhooks ------------------------------------------------------------------------------
-    /// Creates an endpoint (active, its cursor at the end of the log) and records `webhook.created`.
-    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
-    /// The endpoints of one organization (with `Some`), or every endpoint, oldest first.
-    async fn list_webhooks(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>>;
-    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>>;
-    /// Changes an endpoint's settings or status. `None` when it does not exist.
-    async fn update_webhook(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>>;
-    /// Replaces the signing secret; the old one keeps signing beside it until `previous_until_us`.
-    async fn rotate_webhook_secret(
-        &self,
-        id: &str,
-        secret: &str,
-        previous_until_us: i64,
-    ) -> StoreResult<Option<Webhook>>;
-    /// Deletes an endpoint with its attempts. Returns false when it does not exist.
-    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
-    /// Moves the cursor back so that delivery starts again at event `from_seq` (400 when that
-    /// would move it forward). `None` when the endpoint does not exist.
-    async fn replay_webhook(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>>;
-    /// Leases up to `limit` active endpoints that are due (`next_attempt_us <= now_us`), whose lease
-    /// has expired or was released, and that have events after their cursor, to `owner` until
-    /// `lease_until_us`. Concurrent callers never receive the same endpoint.
-    async fn claim_webhooks(
-        &self,
-        owner: &str,
-        now_us: i64,
-        lease_until_us: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<Webhook>>;
-    /// Up to `limit` events after `after_seq` in the scope of an endpoint of `org_id` (`None`: every
-    /// event), oldest first. Subscriptions are not applied: see [`Webhook::wants`].
-    async fn webhook_events(&self, org_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<Event>>;
-    /// One event by id.
-    async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>>;
-    /// Advances an endpoint's cursor from `from_seq` to `to_seq` (the events in between were
-    /// delivered or skipped), records `attempt` if given, clears the failure state and extends the
-    /// lease, in one transaction, and returns the endpoint as it is now (its URL, secrets and
-    /// subscription may have changed meanwhile). Changes nothing and returns `None` unless `owner`
-    /// holds the lease, the endpoint is active and its cursor is still at `from_seq`.
-    async fn webhook_advance(
-        &self,
-        id: &str,
-        owner: &str,
-        from_seq: i64,
-        to_seq: i64,
-        attempt: Option<NewWebhookAttempt>,
-        lease_until_us: i64,
-    ) -> StoreResult<Option<Webhook>>;
-    /// Records a failed attempt and its consequence (retry at `next_attempt_us`, or disabled with a
-    /// reason, recording `webhook.disabled`), and releases the lease, in one transaction. Records
-    /// nothing and returns false unless `owner` holds the lease and the cursor is at `cursor_seq`.
-    async fn webhook_failed(
-        &self,
-        id: &str,
-        owner: &str,
-        cursor_seq: i64,
-        attempt: NewWebhookAttempt,
-        failure: WebhookFailure,
-    ) -> StoreResult<bool>;
-    /// Gives up the lease (if `owner` holds it) so the endpoint can be claimed again at once.
-    async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()>;
-    /// Records an attempt made outside the dispatcher (redelivery, ping).
-    async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt>;
-    /// Up to `limit` attempts on an endpoint with an id below `before` (all, without it), newest first.
-    async fn list_webhook_attempts(
-        &self,
-        endpoint_id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<WebhookAttempt>>;
-
-    /// Events after each active webhook endpoint's cursor in its scope (its organization's, or
-    /// all for a global endpoint), counted up to `cap`: `(endpoint id, count)`, for `/metrics`.
-    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>>;
     /// The database pools' connections, for `/metrics`.
     fn pool_stats(&self) -> Vec<metrics::PoolStats> {
         Vec::new()

@@ -1,9 +1,9 @@
 //! The inventory and resealing of stored secrets ([`crate::secrets`]) on both databases, from the
 //! statements of [`SecretColumn`], written once.
 
+use crate::backend::{Backend, Tx};
 use crate::postgres::PostgresStore;
 use crate::secrets::{self, COLUMNS, Reseal, SecretBox, SecretInventory};
-use crate::sql::Dialect;
 use crate::sqlite::SqliteStore;
 use crate::{StoreError, StoreResult};
 use sqlx::{AssertSqlSafe, Row};
@@ -35,91 +35,56 @@ fn changed_meanwhile(column: &secrets::SecretColumn, id: &str) -> StoreError {
     )))
 }
 
-impl SqliteStore {
-    pub(crate) async fn secret_inventory_impl(&self) -> StoreResult<SecretInventory> {
-        let mut inv = SecretInventory::default();
-        for column in COLUMNS {
-            let rows = sqlx::query(AssertSqlSafe(column.select_sql(Dialect::Sqlite, false)))
-                .fetch_all(&self.reader)
-                .await?;
-            for row in rows {
-                inv.add(column, &row.get::<String, _>("value"));
-            }
-        }
-        Ok(inv)
-    }
-
-    pub(crate) async fn reseal_secrets_impl(&self, to: &SecretBox, which: Reseal) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let mut count = 0;
-        for column in COLUMNS {
-            let rows: Vec<(String, String)> = sqlx::query(AssertSqlSafe(column.select_sql(Dialect::Sqlite, true)))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| (r.get("id"), r.get("value")))
-                .collect();
-            for (id, old, new) in rewrites(&self.secrets, column, to, which, rows)? {
-                let done = sqlx::query(AssertSqlSafe(column.update_sql(Dialect::Sqlite)))
-                    .bind(&new)
-                    .bind(&id)
-                    .bind(&old)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() != 1 {
-                    return Err(changed_meanwhile(column, &id));
-                }
-                count += 1;
-            }
-        }
-        tx.commit().await?;
-        Ok(count)
-    }
-}
-
-impl PostgresStore {
-    pub(crate) async fn secret_inventory_impl(&self) -> StoreResult<SecretInventory> {
-        let mut inv = SecretInventory::default();
-        for column in COLUMNS {
-            let rows = sqlx::query(AssertSqlSafe(column.select_sql(Dialect::Postgres, false)))
-                .fetch_all(self.pool())
-                .await?;
-            for row in rows {
-                inv.add(column, &row.get::<String, _>("value"));
-            }
-        }
-        Ok(inv)
-    }
-
-    pub(crate) async fn reseal_secrets_impl(&self, to: &SecretBox, which: Reseal) -> StoreResult<u64> {
-        self.retrying(|| async {
-            let mut tx = self.begin_write().await?;
-            let mut count = 0;
-            for column in COLUMNS {
-                // Locked: a node changing an endpoint's secret meanwhile waits for this transaction.
-                let rows: Vec<(String, String)> =
-                    sqlx::query(AssertSqlSafe(column.select_sql(Dialect::Postgres, true)))
-                        .fetch_all(tx.conn())
-                        .await?
-                        .iter()
-                        .map(|r| (r.get("id"), r.get("value")))
-                        .collect();
-                for (id, old, new) in rewrites(&self.secrets, column, to, which, rows)? {
-                    let done = sqlx::query(AssertSqlSafe(column.update_sql(Dialect::Postgres)))
-                        .bind(&new)
-                        .bind(&id)
-                        .bind(&old)
-                        .execute(tx.conn())
-                        .await?;
-                    if done.rows_affected() != 1 {
-                        return Err(changed_meanwhile(column, &id));
+/// The inventory and the resealing for a [`Backend`].
+macro_rules! secrets_store {
+    ($store:ty) => {
+        impl $store {
+            pub(crate) async fn secret_inventory_impl(&self) -> StoreResult<SecretInventory> {
+                let mut inv = SecretInventory::default();
+                for column in COLUMNS {
+                    let sql = column.select_sql(<$store as Backend>::DIALECT, false);
+                    for row in sqlx::query(AssertSqlSafe(sql)).fetch_all(self.reads()).await? {
+                        inv.add(column, &row.get::<String, _>("value"));
                     }
-                    count += 1;
                 }
+                Ok(inv)
             }
-            tx.commit().await?;
-            Ok(count)
-        })
-        .await
-    }
+
+            pub(crate) async fn reseal_secrets_impl(&self, to: &SecretBox, which: Reseal) -> StoreResult<u64> {
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let mut count = 0;
+                    for column in COLUMNS {
+                        // Locked on PostgreSQL: a node changing an endpoint's secret meanwhile waits
+                        // for this transaction.
+                        let sql = column.select_sql(<$store as Backend>::DIALECT, true);
+                        let rows: Vec<(String, String)> = sqlx::query(AssertSqlSafe(sql))
+                            .fetch_all(tx.conn())
+                            .await?
+                            .iter()
+                            .map(|r| (r.get("id"), r.get("value")))
+                            .collect();
+                        for (id, old, new) in rewrites(&self.secrets, column, to, which, rows)? {
+                            let done = sqlx::query(AssertSqlSafe(column.update_sql(<$store as Backend>::DIALECT)))
+                                .bind(&new)
+                                .bind(&id)
+                                .bind(&old)
+                                .execute(tx.conn())
+                                .await?;
+                            if done.rows_affected() != 1 {
+                                return Err(changed_meanwhile(column, &id));
+                            }
+                            count += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(count)
+                })
+                .await
+            }
+        }
+    };
 }
+
+secrets_store!(SqliteStore);
+secrets_store!(PostgresStore);

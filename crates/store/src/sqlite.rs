@@ -9,7 +9,6 @@ use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
-use crate::webhooks::{NewWebhook, NewWebhookAttempt, Webhook, WebhookAttempt, WebhookFailure, WebhookUpdate};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
@@ -900,62 +899,6 @@ impl Store for SqliteStore {
         Ok(Some(key))
     }
 
-    async fn create_browser_session(&self, new: crate::NewBrowserSession) -> StoreResult<crate::BrowserSession> {
-        self.create_browser_session_impl(new).await
-    }
-
-    async fn console_session(
-        &self,
-        token_hash: &[u8; 32],
-        now_us: i64,
-    ) -> StoreResult<Option<crate::ConsoleSessionRow>> {
-        self.console_session_impl(token_hash, now_us).await
-    }
-
-    async fn setup_session(&self, token_hash: &[u8; 32], now_us: i64) -> StoreResult<Option<crate::SetupSessionRow>> {
-        self.setup_session_impl(token_hash, now_us).await
-    }
-
-    async fn touch_browser_session(&self, token_hash: &[u8; 32], at_us: i64) -> StoreResult<()> {
-        self.touch_browser_session_impl(token_hash, at_us).await
-    }
-
-    async fn delete_browser_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
-        self.delete_browser_session_impl(token_hash).await
-    }
-
-    async fn delete_subject_sessions(&self, kind: crate::SessionKind, subject_id: &str) -> StoreResult<u64> {
-        self.delete_subject_sessions_impl(kind, subject_id).await
-    }
-
-    async fn prune_browser_sessions(&self, now_us: i64, batch: i64) -> StoreResult<u64> {
-        self.prune_browser_sessions_impl(now_us, batch).await
-    }
-
-    async fn create_setup_link(&self, by: &WriteContext, new: crate::NewSetupLink) -> StoreResult<crate::SetupLink> {
-        self.create_setup_link_impl(by, new).await
-    }
-
-    async fn list_setup_links(&self, org_id: &str) -> StoreResult<Vec<crate::SetupLink>> {
-        self.list_setup_links_impl(org_id).await
-    }
-
-    async fn get_setup_link(&self, id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.get_setup_link_impl(id).await
-    }
-
-    async fn setup_link_by_hash(&self, token_hash: &[u8; 32]) -> StoreResult<Option<crate::SetupLink>> {
-        self.setup_link_by_hash_impl(token_hash).await
-    }
-
-    async fn revoke_setup_link(&self, by: &WriteContext, id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.revoke_setup_link_impl(by, id).await
-    }
-
-    async fn set_setup_link_connection(&self, id: &str, connection_id: &str) -> StoreResult<Option<crate::SetupLink>> {
-        self.set_setup_link_connection_impl(id, connection_id).await
-    }
-
     async fn create_resource(
         &self,
         ctx: &WriteContext,
@@ -1214,28 +1157,6 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Connection>> {
         self.set_connection_policy_impl(ctx, connection_id, policy).await
     }
-    async fn deprovision_guard(&self, connection_id: &str) -> StoreResult<Option<crate::GuardState>> {
-        self.deprovision_guard_impl(connection_id).await
-    }
-    async fn set_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &crate::GuardSettings,
-    ) -> StoreResult<Option<crate::GuardState>> {
-        self.set_deprovision_guard_impl(ctx, connection_id, settings).await
-    }
-    async fn held_events(&self, connection_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<crate::HeldEvent>> {
-        self.held_events_impl(connection_id, after_seq, limit).await
-    }
-    async fn resolve_deprovision_guard(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<crate::GuardResolution>> {
-        self.resolve_deprovision_guard_impl(ctx, connection_id, release).await
-    }
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
         self.add_protected_user_impl(ctx, org_id, email).await
     }
@@ -1299,81 +1220,12 @@ impl Store for SqliteStore {
         self.request_log_impl(connection_id, before, limit).await
     }
 
-    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
-        self.create_webhook_impl(new).await
-    }
-    async fn list_webhooks(&self, org_id: Option<&str>) -> StoreResult<Vec<Webhook>> {
-        self.list_webhooks_impl(org_id).await
-    }
-    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>> {
-        self.get_webhook_impl(id).await
-    }
-    async fn update_webhook(&self, id: &str, update: WebhookUpdate) -> StoreResult<Option<Webhook>> {
-        self.update_webhook_impl(id, update).await
-    }
-    async fn rotate_webhook_secret(&self, id: &str, secret: &str, until_us: i64) -> StoreResult<Option<Webhook>> {
-        self.rotate_webhook_secret_impl(id, secret, until_us).await
-    }
-    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
-        self.delete_webhook_impl(id).await
-    }
-    async fn replay_webhook(&self, id: &str, from_seq: i64) -> StoreResult<Option<Webhook>> {
-        self.replay_webhook_impl(id, from_seq).await
-    }
-    async fn claim_webhooks(&self, owner: &str, now: i64, until: i64, limit: i64) -> StoreResult<Vec<Webhook>> {
-        self.claim_webhooks_impl(owner, now, until, limit).await
-    }
-    async fn webhook_events(&self, org_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        self.webhook_events_impl(org_id, after_seq, limit).await
-    }
-    async fn event_by_id(&self, id: &str) -> StoreResult<Option<Event>> {
-        self.event_by_id_impl(id).await
-    }
-    async fn webhook_advance(
-        &self,
-        id: &str,
-        owner: &str,
-        from_seq: i64,
-        to_seq: i64,
-        attempt: Option<NewWebhookAttempt>,
-        lease_until_us: i64,
-    ) -> StoreResult<Option<Webhook>> {
-        self.webhook_advance_impl(id, owner, from_seq, to_seq, attempt, lease_until_us)
-            .await
-    }
-    async fn webhook_failed(
-        &self,
-        id: &str,
-        owner: &str,
-        cursor_seq: i64,
-        attempt: NewWebhookAttempt,
-        failure: WebhookFailure,
-    ) -> StoreResult<bool> {
-        self.webhook_failed_impl(id, owner, cursor_seq, attempt, failure).await
-    }
-    async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()> {
-        self.release_webhook_impl(id, owner).await
-    }
-    async fn webhook_backlog(&self, cap: i64) -> StoreResult<Vec<(String, i64)>> {
-        self.webhook_backlog_impl(cap).await
-    }
     fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
         vec![crate::metrics::PoolStats {
             name: "sqlite_read",
             size: self.reader.size(),
             idle: self.reader.num_idle() as u32,
         }]
-    }
-    async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt> {
-        self.record_webhook_attempt_impl(attempt).await
-    }
-    async fn list_webhook_attempts(
-        &self,
-        id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<WebhookAttempt>> {
-        self.list_webhook_attempts_impl(id, before, limit).await
     }
 
     fn outbound(&self) -> &dyn crate::outbound::OutboundStore {

@@ -14,7 +14,7 @@
 
 use crate::{Webhooks, payload};
 use rollcall_store::sqlite::now_us;
-use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Store, Webhook, WebhookFailure, WebhookStatus};
+use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Webhook, WebhookFailure, WebhookStatus, WebhookStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -109,7 +109,7 @@ impl Worker {
         }
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
+    fn store(&self) -> &Arc<dyn WebhookStore> {
         &self.hooks.store
     }
 

@@ -26,7 +26,7 @@ pub use event::{ActorView, EventView};
 pub use ssrf::NetworkPolicy;
 
 use rollcall_store::sqlite::now_us;
-use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Store, Webhook};
+use rollcall_store::{AttemptOrigin, Event, NewWebhookAttempt, Webhook, WebhookStore};
 use sender::{Message, Outcome, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,14 +73,14 @@ impl WebhookConfig {
 
 /// Webhook services shared by the management API and the dispatcher.
 pub struct Webhooks {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn WebhookStore>,
     pub config: WebhookConfig,
     sender: Sender,
     wake: Notify,
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, config: WebhookConfig) -> Arc<Webhooks> {
+    pub fn new(store: Arc<dyn WebhookStore>, config: WebhookConfig) -> Arc<Webhooks> {
         let sender = Sender::new(Arc::new(config.policy.clone()), config.timeout);
         Arc::new(Webhooks {
             store,

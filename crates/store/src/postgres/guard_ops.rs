@@ -3,7 +3,7 @@
 //! operator's reads and decisions.
 
 use super::*;
-use crate::guard::{self, EventView, GuardResolution, GuardSettings, GuardState, HeldEvent};
+use crate::guard::{self, EventView, GuardResolution, GuardSettings};
 
 /// Serializes the guard's steps of one connection (a transaction-scoped advisory lock, taken after
 /// the write's row locks and before the events lock, so it joins no cycle).
@@ -213,111 +213,6 @@ fn pending_of(row: &PgRow) -> PendingEvent {
 }
 
 impl PostgresStore {
-    pub(crate) async fn deprovision_guard_impl(&self, connection_id: &str) -> StoreResult<Option<GuardState>> {
-        let row = sqlx::query(
-            "SELECT c.id, g.settings, g.tripped_us,
-               (SELECT count(*) FROM held_events h WHERE h.connection_id = c.id) AS held_events,
-               (SELECT count(DISTINCT user_id) FROM held_events h WHERE h.connection_id = c.id) AS held_users
-             FROM scim_connections c LEFT JOIN deprovision_guards g ON g.connection_id = c.id WHERE c.id = $1",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let settings = GuardSettings::from_stored(row.get::<Option<String>, _>("settings").as_deref());
-        let window: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = $1 AND at_us > $2",
-        )
-        .bind(connection_id)
-        .bind(now_us() - settings.window_us())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(GuardState {
-            connection_id: row.get("id"),
-            settings,
-            tripped_us: row.get("tripped_us"),
-            held_events: row.get("held_events"),
-            held_users: row.get("held_users"),
-            window_deprovisions: window,
-        }))
-    }
-
-    async fn set_deprovision_guard_once(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &GuardSettings,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let Some(conn) = connection_of(&mut tx, connection_id).await? else {
-            return Ok(false);
-        };
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT settings FROM deprovision_guards WHERE connection_id = $1")
-                .bind(connection_id)
-                .fetch_optional(tx.conn())
-                .await?
-                .flatten();
-        let before = GuardSettings::from_stored(before.as_deref());
-        sqlx::query(
-            "INSERT INTO deprovision_guards (connection_id, settings) VALUES ($1, $2)
-             ON CONFLICT (connection_id) DO UPDATE SET settings = excluded.settings",
-        )
-        .bind(connection_id)
-        .bind(serde_json::to_string(settings).expect("settings serialize"))
-        .execute(tx.conn())
-        .await?;
-        tx.event(
-            &ctx.about(&conn.org_id, &conn.id),
-            events::CONNECTION_DEPROVISION_GUARD_SET,
-            None,
-            json!({"before": before, "after": settings}),
-        );
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub(crate) async fn set_deprovision_guard_impl(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &GuardSettings,
-    ) -> StoreResult<Option<GuardState>> {
-        if !self
-            .retrying(|| self.set_deprovision_guard_once(ctx, connection_id, settings))
-            .await?
-        {
-            return Ok(None);
-        }
-        self.deprovision_guard_impl(connection_id).await
-    }
-
-    pub(crate) async fn held_events_impl(
-        &self,
-        connection_id: &str,
-        after_seq: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<HeldEvent>> {
-        let rows = sqlx::query("SELECT * FROM held_events WHERE connection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-            .bind(connection_id)
-            .bind(after_seq)
-            .bind(limit.max(0))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| HeldEvent {
-                seq: row.get("seq"),
-                user_id: row.get("user_id"),
-                held_us: row.get("held_us"),
-                event: Event {
-                    seq: 0,
-                    ..crate::postgres_events::event_of(row)
-                },
-            })
-            .collect())
-    }
-
     async fn resolve_once(
         &self,
         ctx: &WriteContext,

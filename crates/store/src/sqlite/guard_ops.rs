@@ -2,7 +2,7 @@
 //! runs before it is kept, and the operator's reads and decisions.
 
 use super::*;
-use crate::guard::{self, EventView, GuardResolution, GuardSettings, GuardState, HeldEvent};
+use crate::guard::{self, EventView, GuardResolution, GuardSettings};
 use rusqlite::OptionalExtension;
 
 /// The last event sequence number so far: the events a write records after it are its own (the
@@ -129,102 +129,7 @@ pub(super) fn after_write(c: &rusqlite::Connection, ctx: &WriteContext, since: i
     Ok(())
 }
 
-fn held_of(row: &SqliteRow) -> HeldEvent {
-    HeldEvent {
-        seq: row.get("seq"),
-        user_id: row.get("user_id"),
-        held_us: row.get("held_us"),
-        event: Event {
-            seq: 0,
-            ..crate::sqlite_events::event_of(row)
-        },
-    }
-}
-
 impl SqliteStore {
-    pub(crate) async fn deprovision_guard_impl(&self, connection_id: &str) -> StoreResult<Option<GuardState>> {
-        let row = sqlx::query(
-            "SELECT c.id, g.settings, g.tripped_us,
-               (SELECT count(*) FROM held_events h WHERE h.connection_id = c.id) AS held_events,
-               (SELECT count(DISTINCT user_id) FROM held_events h WHERE h.connection_id = c.id) AS held_users
-             FROM scim_connections c LEFT JOIN deprovision_guards g ON g.connection_id = c.id WHERE c.id = ?",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let settings = GuardSettings::from_stored(row.get::<Option<String>, _>("settings").as_deref());
-        let window: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = ? AND at_us > ?",
-        )
-        .bind(connection_id)
-        .bind(now_us() - settings.window_us())
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(Some(GuardState {
-            connection_id: row.get("id"),
-            settings,
-            tripped_us: row.get("tripped_us"),
-            held_events: row.get("held_events"),
-            held_users: row.get("held_users"),
-            window_deprovisions: window,
-        }))
-    }
-
-    pub(crate) async fn set_deprovision_guard_impl(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        settings: &GuardSettings,
-    ) -> StoreResult<Option<GuardState>> {
-        let mut tx = self.begin_write().await?;
-        let Some(conn) = connection_in(&mut tx, connection_id).await? else {
-            return Ok(None);
-        };
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT settings FROM deprovision_guards WHERE connection_id = ?")
-                .bind(connection_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
-        let before = GuardSettings::from_stored(before.as_deref());
-        let text = serde_json::to_string(settings).expect("settings serialize");
-        sqlx::query(
-            "INSERT INTO deprovision_guards (connection_id, settings) VALUES (?, ?)
-             ON CONFLICT (connection_id) DO UPDATE SET settings = excluded.settings",
-        )
-        .bind(connection_id)
-        .bind(&text)
-        .execute(&mut *tx)
-        .await?;
-        let ctx = ctx.about(&conn.org_id, &conn.id);
-        insert_event(
-            &mut tx,
-            &ctx,
-            events::CONNECTION_DEPROVISION_GUARD_SET,
-            None,
-            json!({"before": before, "after": settings}),
-        )
-        .await?;
-        tx.commit().await?;
-        self.deprovision_guard_impl(connection_id).await
-    }
-
-    pub(crate) async fn held_events_impl(
-        &self,
-        connection_id: &str,
-        after_seq: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<HeldEvent>> {
-        let rows = sqlx::query("SELECT * FROM held_events WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?")
-            .bind(connection_id)
-            .bind(after_seq)
-            .bind(limit.max(0))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(held_of).collect())
-    }
-
     pub(crate) async fn resolve_deprovision_guard_impl(
         &self,
         ctx: &WriteContext,

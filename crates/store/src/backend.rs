@@ -1,0 +1,169 @@
+//! What the store bodies written once for both databases need of a backend, and nothing more: its
+//! readers, its write transactions and the events they record, and how a write runs (run again
+//! after a serialization failure and its errors mapped on PostgreSQL; once on SQLite, whose writes
+//! queue for the one writer). The bodies are macros ([`crate::webhooks`], [`crate::sessions`])
+//! instantiated once per backend with its concrete types, so every statement is written once, with
+//! `$n` placeholders (sqlx's SQLite driver numbers them too) and the few real differences behind
+//! [`Dialect`] ([`locking!`]).
+
+use crate::model::{Event, ResourceKind, WriteContext};
+use crate::postgres::PostgresStore;
+use crate::sql::Dialect;
+use crate::sqlite::SqliteStore;
+use crate::{StoreError, StoreResult};
+use rollcall_scim::ScimError;
+use serde_json::Value;
+use std::future::Future;
+
+/// One backend, as the shared store bodies see it.
+pub(crate) trait Backend: Sync {
+    type Db: sqlx::Database;
+    type Tx: Tx<Conn = <Self::Db as sqlx::Database>::Connection> + Send;
+    const DIALECT: Dialect;
+    /// The pool reads run on.
+    fn reads(&self) -> &sqlx::Pool<Self::Db>;
+    /// Starts a write transaction.
+    fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
+    /// Runs a write transaction (`f` begins and commits it); the one place writes are retried and
+    /// their errors mapped.
+    fn writing<T, F, Fut>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = StoreResult<T>> + Send,
+        T: Send;
+    /// Runs one statement as a write of its own (one round trip on PostgreSQL); returns the number
+    /// of rows it changed.
+    fn write_one(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// An `events` row.
+    fn event_of(row: &<Self::Db as sqlx::Database>::Row) -> Event;
+}
+
+/// A statement of a backend with its arguments.
+pub(crate) type SqlQuery<S> =
+    sqlx::query::Query<'static, <S as Backend>::Db, <<S as Backend>::Db as sqlx::Database>::Arguments>;
+
+/// A write transaction of a backend.
+pub(crate) trait Tx {
+    type Conn;
+    fn conn(&mut self) -> &mut Self::Conn;
+    /// Records an event in this transaction.
+    fn record(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: Option<(ResourceKind, &str)>,
+        data: Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// A statement with a row-locking clause that only PostgreSQL has (SQLite writes one at a time):
+/// `locking!(dialect, "SELECT … WHERE id = $1", "FOR UPDATE")`, with an optional tail after the clause.
+macro_rules! locking {
+    ($d:expr, $head:literal, $lock:literal $(, $tail:literal)?) => {
+        match $d {
+            $crate::sql::Dialect::Sqlite => concat!($head $(, $tail)?),
+            $crate::sql::Dialect::Postgres => concat!($head, " ", $lock $(, $tail)?),
+        }
+    };
+}
+pub(crate) use locking;
+
+/// The 404 of a write naming an organization that does not exist.
+pub(crate) fn no_organization(org_id: &str) -> StoreError {
+    StoreError::Scim(ScimError::new(
+        404,
+        None,
+        format!("no organization with id \"{org_id}\""),
+    ))
+}
+
+impl Backend for SqliteStore {
+    type Db = sqlx::Sqlite;
+    type Tx = crate::sqlite::group_commit::WriteTx;
+    const DIALECT: Dialect = Dialect::Sqlite;
+    fn reads(&self) -> &sqlx::SqlitePool {
+        &self.reader
+    }
+    fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send {
+        self.begin_write()
+    }
+    async fn writing<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = StoreResult<T>> + Send,
+        T: Send,
+    {
+        f().await
+    }
+    async fn write_one(&self, q: SqlQuery<Self>) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = q.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+    fn event_of(row: &sqlx::sqlite::SqliteRow) -> Event {
+        crate::sqlite_events::event_of(row)
+    }
+}
+
+impl Tx for crate::sqlite::group_commit::WriteTx {
+    type Conn = sqlx::SqliteConnection;
+    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self
+    }
+    fn record(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: Option<(ResourceKind, &str)>,
+        data: Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::sqlite::insert_event(self, ctx, kind, resource, data)
+    }
+}
+
+impl Backend for PostgresStore {
+    type Db = sqlx::Postgres;
+    type Tx = crate::postgres::WriteTx;
+    const DIALECT: Dialect = Dialect::Postgres;
+    fn reads(&self) -> &sqlx::PgPool {
+        self.pool()
+    }
+    fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send {
+        self.begin_write()
+    }
+    fn writing<T, F, Fut>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = StoreResult<T>> + Send,
+        T: Send,
+    {
+        self.retrying(f)
+    }
+    async fn write_one(&self, q: SqlQuery<Self>) -> StoreResult<u64> {
+        let done = q.execute(self.pool()).await;
+        Ok(done
+            .map_err(|e| crate::postgres::finish_error(e.into()))?
+            .rows_affected())
+    }
+    fn event_of(row: &sqlx::postgres::PgRow) -> Event {
+        crate::postgres_events::event_of(row)
+    }
+}
+
+impl Tx for crate::postgres::WriteTx {
+    type Conn = sqlx::PgConnection;
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        crate::postgres::WriteTx::conn(self)
+    }
+    fn record(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: Option<(ResourceKind, &str)>,
+        data: Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.event(ctx, kind, resource, data);
+        std::future::ready(Ok(()))
+    }
+}
