@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { startServer, launchBrowser, freshPage, scimClient, shot } from "./harness.mjs";
+import { startServer, launchBrowser, freshPage, scimClient, shot, signIn as signInAs, flash } from "./harness.mjs";
 
 let srv;
 let browser;
@@ -19,18 +19,7 @@ after(async () => {
 });
 
 /** Signs an operator in on `page` with the server's API key. */
-async function signIn(page) {
-  await page.goto(`${srv.base}/console`);
-  assert.match(page.url(), /\/console\/sign-in/);
-  await page.getByLabel("Operator API key").fill(srv.key);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(/\/console\/organizations/);
-}
-
-/** The message a form left at the top of the page. */
-async function flash(page) {
-  return (await page.locator(".flash").innerText()).trim();
-}
+const signIn = (page) => signInAs(page, srv);
 
 test("an operator signs in, creates an organization, a role and a setup link; the IT admin connects Entra ID and watches its requests arrive", async () => {
   const { page, problems } = await freshPage(browser);

@@ -113,13 +113,21 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: chromiumPath(), headless: true, args: ["--no-sandbox"] });
 }
 
-/** A new context (no cookies) whose pages fail the test on a JavaScript dialog or a page error. */
+/**
+ * A new context (no cookies) whose pages fail the test on a JavaScript dialog other than a
+ * confirmation, or a page error. Confirmations are recorded in `dialogs.confirms` and accepted,
+ * or dismissed while `dialogs.accept` is false.
+ */
 export async function freshPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   const problems = [];
+  const dialogs = { confirms: [], accept: true };
   page.on("dialog", async (d) => {
-    if (d.type() === "confirm") return d.accept();
+    if (d.type() === "confirm") {
+      dialogs.confirms.push(d.message());
+      return dialogs.accept ? d.accept() : d.dismiss();
+    }
     problems.push(`unexpected ${d.type()} dialog: ${d.message()}`);
     return d.dismiss();
   });
@@ -134,9 +142,31 @@ export async function freshPage(browser) {
       problems.push(`${r.request().resourceType()} ${r.url()} answered ${r.status()}`);
     }
   });
-  return { context, page, problems };
+  return { context, page, problems, dialogs };
 }
 
 export async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Signs an operator in on `page` with the server's API key. */
+export async function signIn(page, srv) {
+  await page.goto(`${srv.base}/console`);
+  if (!/\/console\/sign-in/.test(page.url())) throw new Error(`expected the sign-in page, got ${page.url()}`);
+  await page.getByLabel("Operator API key").fill(srv.key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/console\/organizations/);
+}
+
+/** The message a form left at the top of the page. */
+export async function flash(page) {
+  return (await page.locator(".flash").innerText()).trim();
+}
+
+/**
+ * Clicks what submits a form and waits for the page it leads to (a form posted to the page it
+ * came from lands on the same address, so waiting for the address would not do).
+ */
+export async function submit(page, target) {
+  await Promise.all([page.waitForEvent("load"), target.click()]);
 }
