@@ -28,7 +28,6 @@ impl AppState {
         )
         .with_webhooks(self.node.webhooks.clone())
         .with_directory_wake(self.node.directory_wake.clone())
-        .with_outbound(self.node.outbound.clone())
     }
 }
 
