@@ -8,6 +8,7 @@ mod directory;
 mod google_fake;
 mod load;
 mod noisy;
+mod outbound;
 mod report;
 mod scim;
 mod server;
@@ -65,6 +66,9 @@ enum Cmd {
     /// Reading a large Google Workspace directory (100,000 users) from the fake of Google's Directory
     /// API as a directory sync does; `--full` also syncs it into a temporary store.
     DirectoryRead(directory::Args),
+    /// Outbound provisioning against the in-repo fake of a generic SCIM server: the initial push
+    /// of N users, an unchanged full run, and change → target latency (p50/p99).
+    Outbound(outbound::Args),
     /// A long run of mixed IdP traffic with webhook deliveries: RSS and open file descriptors over
     /// time, and a check that every acknowledged change was recorded and delivered.
     Soak(soak::Args),
@@ -1091,6 +1095,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rollcall-bench noisy-neighbour: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::Outbound(args)) => match rt.block_on(outbound::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollcall-bench outbound: {e}");
                 ExitCode::FAILURE
             }
         },

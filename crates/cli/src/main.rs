@@ -32,6 +32,7 @@ mod export;
 mod ops;
 mod secrets;
 mod statements;
+mod targets;
 mod workspaces;
 
 #[derive(Parser)]
@@ -105,6 +106,9 @@ enum Command {
     /// Webhook endpoints: list, delivery attempts, redeliver an event, send a test message.
     #[command(subcommand)]
     Webhook(ops::WebhookCommand),
+    /// Outbound provisioning targets: create, plan, approve, sync, runs, objects, retry.
+    #[command(subcommand)]
+    Target(targets::TargetCommand),
     /// Setup links for an organization's IT admin (the setup page): create, list, revoke.
     #[command(subcommand, name = "setup-link")]
     SetupLink(ops::SetupLinkCommand),
@@ -481,6 +485,9 @@ struct Settings {
     /// Run directory syncs (Google Workspace connections) in `serve` (every node may: a lease in the
     /// database gives each connection to one node at a time).
     directory_sync: bool,
+    /// Run the outbound provisioning worker in `serve` (every node may: a lease in the database
+    /// gives each provisioning target to one node at a time).
+    outbound_provisioning: bool,
     /// Allow webhook URLs on loopback addresses (127.0.0.0/8, ::1).
     webhook_allow_loopback: bool,
     /// Allow webhook URLs on private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
@@ -566,6 +573,7 @@ impl Default for Settings {
             request_log_buffer: RequestLogSettings::default().buffer,
             webhook_dispatcher: true,
             directory_sync: true,
+            outbound_provisioning: true,
             webhook_allow_loopback: false,
             webhook_allow_private: false,
             webhook_allowed_networks: String::new(),
@@ -1493,6 +1501,15 @@ async fn run(cli: Cli, s: Settings) -> Result<(), String> {
             let (url, _) = resolve_public_url(flag, &s, &store).await?;
             ops::setup_link(&admin(url.clone()), &by, cmd, url.is_some()).await
         }
+        Command::Target(cmd) => {
+            // With the server's network policy, so that a plan reads where the server would push.
+            let outbound = rollcall_outbound::Outbound::new(
+                store.clone(),
+                rollcall_outbound::Transport::new(webhook_config(&s)?.policy),
+                Default::default(),
+            );
+            targets::target(&admin(None).with_outbound(outbound), &by, cmd).await
+        }
         Command::Webhook(cmd) => {
             // With the server's network policy, so that a redelivery goes where the server's would.
             let hooks = Webhooks::new(store.clone(), webhook_config(&s)?);
@@ -1809,20 +1826,33 @@ async fn serve(
         branding,
     };
     let hooks = Webhooks::new(store.clone(), hook_config);
-    let node = Node::new(store.clone(), node_settings).with_webhooks(hooks.clone());
+    // Outbound provisioning reaches tenants' target URLs through the webhooks' network policy.
+    let outbound = rollcall_outbound::Outbound::new(
+        store.clone(),
+        rollcall_outbound::Transport::new(hooks.config.policy.clone()),
+        Default::default(),
+    );
+    let node = Node::new(store.clone(), node_settings)
+        .with_webhooks(hooks.clone())
+        .with_outbound(outbound.clone());
     let background = rollcall_server::background::start(&store, &node);
     // On PostgreSQL, the other nodes' changes reach this one at once: their events wake this
     // node's dispatcher, their connection changes (tokens, status, policy) empty this node's token
     // cache of the connection.
     let hearing = postgres.map(|pg| {
         let hooks = hooks.clone();
+        let outbound = outbound.clone();
         let cache = node.token_cache.clone();
         pg.listen(move |heard| match heard {
-            Heard::Events => hooks.wake(),
+            Heard::Events => {
+                hooks.wake();
+                outbound.wake();
+            }
             Heard::Connection(id) => cache.forget_connection(&id),
             Heard::Reconnected => {
                 cache.clear();
                 hooks.wake();
+                outbound.wake();
             }
         })
     });
@@ -1837,6 +1867,14 @@ async fn serve(
                 .with_webhooks(node.webhooks.clone())
                 .run(directory_stopped),
         )
+    });
+    // The outbound provisioning worker (pushes to provisioning targets), beside the dispatcher.
+    let (stop_outbound, outbound_stopped) = tokio::sync::oneshot::channel::<()>();
+    let outbound_worker = s.outbound_provisioning.then(|| {
+        let node = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        tokio::spawn(outbound.clone().run_worker(node, async {
+            let _ = outbound_stopped.await;
+        }))
     });
     // The dispatcher stops when the server has finished its requests.
     let (stop_dispatcher, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1881,6 +1919,10 @@ async fn serve(
         h.abort();
     }
     let _ = stop_dispatcher.send(());
+    let _ = stop_outbound.send(());
+    if let Some(w) = outbound_worker {
+        let _ = w.await;
+    }
     let _ = stop_directory.send(true);
     if let Some(d) = directory {
         let _ = d.await;

@@ -300,27 +300,31 @@ async fn fetch_token(
             &format!("the token endpoint: {e}"),
         )
     })?;
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
-    if let Some(scope) = oauth.scope.as_deref().filter(|s| !s.trim().is_empty()) {
-        form.append_pair("scope", scope.trim());
-    }
-    let basic = match oauth.client_auth {
-        ClientAuthMethod::ClientSecretPost => {
-            form.append_pair("client_id", &oauth.client_id);
-            form.append_pair("client_secret", oauth.client_secret.expose());
-            None
+    // In a block: the serializer is not `Send` and must not live across the awaits below.
+    let (body, basic) = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = oauth.scope.as_deref().filter(|s| !s.trim().is_empty()) {
+            form.append_pair("scope", scope.trim());
         }
-        ClientAuthMethod::ClientSecretBasic => {
-            let raw = Zeroizing::new(format!(
-                "{}:{}",
-                form_encode(&oauth.client_id),
-                form_encode(oauth.client_secret.expose())
-            ));
-            Some(sensitive(&format!("Basic {}", STANDARD.encode(raw.as_bytes())))?)
-        }
+        let basic = match oauth.client_auth {
+            ClientAuthMethod::ClientSecretPost => {
+                form.append_pair("client_id", &oauth.client_id);
+                form.append_pair("client_secret", oauth.client_secret.expose());
+                None
+            }
+            ClientAuthMethod::ClientSecretBasic => {
+                let raw = Zeroizing::new(format!(
+                    "{}:{}",
+                    form_encode(&oauth.client_id),
+                    form_encode(oauth.client_secret.expose())
+                ));
+                Some(sensitive(&format!("Basic {}", STANDARD.encode(raw.as_bytes())))?)
+            }
+        };
+        let body = Bytes::from(Zeroizing::new(form.finish()).as_bytes().to_vec());
+        (body, basic)
     };
-    let body = Bytes::from(Zeroizing::new(form.finish()).as_bytes().to_vec());
     let build = || {
         let mut b = http::Request::post(url.as_str())
             .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")

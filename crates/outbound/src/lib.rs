@@ -21,10 +21,15 @@
 
 pub mod auth;
 pub mod client;
+pub mod engine;
+pub mod plan;
 pub mod profile;
+pub mod remote;
 
 pub use auth::{ClientAuthMethod, Credentials, OAuthClientCredentials, Secret};
 pub use client::{
     ClientError, ErrorKind, RetryMode, RetryPolicy, ScimRequest, ScimResponse, TargetClient, TargetConfig, Transport,
 };
+pub use engine::{EngineConfig, EngineError, Outbound};
+pub use plan::Plan;
 pub use profile::{TargetProfile, profile};

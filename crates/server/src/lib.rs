@@ -157,7 +157,7 @@ pub fn app_with(state: AppState, limits: HttpLimits) -> Router {
     router
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
-            node.webhooks.clone(),
+            node.clone(),
             webhook_wake::wake_after_writes,
         ))
         .layer(DefaultBodyLimit::disable())

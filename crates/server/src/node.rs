@@ -83,6 +83,9 @@ pub struct NodeParts {
     /// Wakes this node's directory sync scheduler ([`crate::directory_sync`]) when a sync is asked
     /// for here.
     pub directory_wake: Arc<tokio::sync::Notify>,
+    /// Outbound provisioning: plans, the worker's wake-up ([`Node::with_outbound`] shares the
+    /// instance the node's worker runs).
+    pub outbound: Arc<rollcall_outbound::Outbound>,
 }
 
 impl Node {
@@ -93,6 +96,11 @@ impl Node {
             .rate_limit
             .map(|(per_second, burst)| ConnectionRateLimiter::new(per_second, burst));
         let request_log = Arc::new(RequestLog::new(settings.activity.request_log));
+        let outbound = rollcall_outbound::Outbound::new(
+            store.clone(),
+            rollcall_outbound::Transport::new(rollcall_webhooks::NetworkPolicy::default()),
+            Default::default(),
+        );
         let webhooks = Webhooks::new(store, WebhookConfig::default());
         Node(Arc::new(NodeParts {
             settings,
@@ -102,6 +110,7 @@ impl Node {
             request_log,
             webhooks,
             directory_wake: Arc::new(tokio::sync::Notify::new()),
+            outbound,
         }))
     }
 
@@ -109,6 +118,13 @@ impl Node {
     /// here wake it).
     pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Node {
         Arc::make_mut(&mut self.0).webhooks = webhooks;
+        self
+    }
+
+    /// Uses this outbound provisioning service (the one the node's worker runs, so that writes
+    /// here wake it).
+    pub fn with_outbound(mut self, outbound: Arc<rollcall_outbound::Outbound>) -> Node {
+        Arc::make_mut(&mut self.0).outbound = outbound;
         self
     }
 }

@@ -28,6 +28,7 @@ impl AppState {
         )
         .with_webhooks(self.node.webhooks.clone())
         .with_directory_wake(self.node.directory_wake.clone())
+        .with_outbound(self.node.outbound.clone())
     }
 }
 

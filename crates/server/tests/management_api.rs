@@ -980,6 +980,35 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/organizations/{id}/google-workspace-connections", &["post"]),
         ("/api/v1/connections/{id}/google-workspace", &["get", "patch"]),
         ("/api/v1/connections/{id}/sync", &["get", "post"]),
+        ("/api/v1/organizations/{id}/provisioning-targets", &["get", "post"]),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}",
+            &["get", "patch", "delete"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/plan",
+            &["get"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/approve",
+            &["post"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/sync",
+            &["post"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/runs",
+            &["get"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/objects",
+            &["get"],
+        ),
+        (
+            "/api/v1/organizations/{id}/provisioning-targets/{target}/objects/{object}/retry",
+            &["post"],
+        ),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

@@ -153,6 +153,17 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/webhooks", &["org_id"]),
     ("/webhooks/{id}", &[]),
     ("/webhooks/{id}/attempts", &["cursor", "limit"]),
+    ("/organizations/{org}/provisioning-targets", &[]),
+    ("/organizations/{org}/provisioning-targets/{target}", &[]),
+    ("/organizations/{org}/provisioning-targets/{target}/plan", &[]),
+    (
+        "/organizations/{org}/provisioning-targets/{target}/runs",
+        &["cursor", "limit"],
+    ),
+    (
+        "/organizations/{org}/provisioning-targets/{target}/objects",
+        &["state", "cursor", "limit"],
+    ),
 ];
 
 async fn every_get_endpoint_refuses_an_unknown_query_parameter() {

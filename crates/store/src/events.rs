@@ -89,6 +89,22 @@ pub const WEBHOOK_ENABLED: &str = "webhook.enabled";
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
 pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+/// Outbound provisioning (#15): a provisioning target was created, changed, deleted, approved.
+pub const PROVISIONING_TARGET_CREATED: &str = "provisioning.target_created";
+pub const PROVISIONING_TARGET_UPDATED: &str = "provisioning.target_updated";
+pub const PROVISIONING_TARGET_DELETED: &str = "provisioning.target_deleted";
+pub const PROVISIONING_TARGET_APPROVED: &str = "provisioning.target_approved";
+/// Paused by an operator, or by the deletion threshold of a run.
+pub const PROVISIONING_TARGET_PAUSED: &str = "provisioning.target_paused";
+/// Most calls of a run failed: retried on a longer schedule.
+pub const PROVISIONING_TARGET_QUARANTINED: &str = "provisioning.target_quarantined";
+/// Enabled again, by an operator or by a run that succeeded after a quarantine.
+pub const PROVISIONING_TARGET_RESUMED: &str = "provisioning.target_resumed";
+pub const PROVISIONING_RUN_STARTED: &str = "provisioning.run_started";
+pub const PROVISIONING_RUN_FINISHED: &str = "provisioning.run_finished";
+/// A user or group created, linked, updated, deactivated or deleted on a target.
+pub const PROVISIONING_OBJECT_PUSHED: &str = "provisioning.object_pushed";
+pub const PROVISIONING_OBJECT_FAILED: &str = "provisioning.object_failed";
 
 /// Every event type. A type filter of the Events API must name one of these, or a prefix of some
 /// (`user.*`): add new types here.
@@ -156,6 +172,17 @@ pub const ALL: &[&str] = &[
     WEBHOOK_DISABLED,
     WEBHOOK_SECRET_ROTATED,
     WEBHOOK_REPLAYED,
+    PROVISIONING_TARGET_CREATED,
+    PROVISIONING_TARGET_UPDATED,
+    PROVISIONING_TARGET_DELETED,
+    PROVISIONING_TARGET_APPROVED,
+    PROVISIONING_TARGET_PAUSED,
+    PROVISIONING_TARGET_QUARANTINED,
+    PROVISIONING_TARGET_RESUMED,
+    PROVISIONING_RUN_STARTED,
+    PROVISIONING_RUN_FINISHED,
+    PROVISIONING_OBJECT_PUSHED,
+    PROVISIONING_OBJECT_FAILED,
 ];
 
 /// The event types one filter term names: an exact type (`user.created`) or every type under a

@@ -22,6 +22,7 @@ pub mod index;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod outbound;
 pub mod postgres;
 pub mod postgres_events;
 mod resource_doc;
@@ -470,6 +471,10 @@ pub trait Store:
     /// store's keys (clear text as it is) and sealed under `to`'s primary key. Returns how many
     /// were rewritten; on any error nothing is.
     async fn reseal_secrets(&self, to: &secrets::SecretBox, which: secrets::Reseal) -> StoreResult<u64>;
+
+    // --- outbound provisioning ([`outbound`], issue #15) --------------------------------------
+    /// Provisioning targets, their mapping tables and runs.
+    fn outbound(&self) -> &dyn outbound::OutboundStore;
 }
 
 /// Re-exported so callers can name filters without depending on the core directly.

@@ -42,6 +42,9 @@ pub const TABLES: &[&str] = &[
     "service_settings",
     "setup_links",
     "browser_sessions",
+    "provisioning_targets",
+    "provisioning_objects",
+    "provisioning_runs",
 ];
 
 /// Rows copied, per table, in [`TABLES`] order.

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 mod guard_ops;
 pub mod notify;
+mod outbound;
 mod roles_ops;
 mod staging_ops;
 mod workspaces_ops;
@@ -2210,6 +2211,9 @@ impl Store for PostgresStore {
         }]
     }
 
+    fn outbound(&self) -> &dyn crate::outbound::OutboundStore {
+        self
+    }
     fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
         self.secrets.set(keys)
     }

@@ -401,6 +401,12 @@ pub const COLUMNS: &[SecretColumn] = &[
         column: "credentials",
         purpose: crate::directory_sync::DIRECTORY_CREDENTIALS,
     },
+    SecretColumn {
+        table: "provisioning_targets",
+        id_column: "id",
+        column: "credentials",
+        purpose: crate::outbound::PROVISIONING_CREDENTIALS,
+    },
 ];
 
 impl SecretColumn {

@@ -17,6 +17,7 @@ pub(crate) mod group_commit;
 mod guard_ops;
 mod inline_read;
 pub mod lock;
+mod outbound;
 mod resource_writes;
 mod roles_ops;
 mod staging_ops;
@@ -1227,6 +1228,9 @@ impl Store for SqliteStore {
         }]
     }
 
+    fn outbound(&self) -> &dyn crate::outbound::OutboundStore {
+        self
+    }
     fn set_secret_keys(&self, keys: crate::secrets::SecretBox) -> bool {
         self.secrets.set(keys)
     }

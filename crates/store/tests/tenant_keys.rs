@@ -45,6 +45,7 @@ const TABLES: &[(&str, Keyed)] = &[
     ("workspaces", Keyed::Leads("org_id")),
     ("workspace_settings", Keyed::Leads("org_id")),
     ("workspace_mappings", Keyed::Leads("connection_id")),
+    ("provisioning_targets", Keyed::Leads("org_id")),
     ("api_keys", Keyed::Global("operator API keys act on every organization")),
     (
         "browser_sessions",
@@ -69,6 +70,14 @@ const TABLES: &[(&str, Keyed)] = &[
     (
         "resource_emails",
         Keyed::Gap("carries connection_id, but its lookup index leads with the address; lead it with connection_id"),
+    ),
+    (
+        "provisioning_objects",
+        Keyed::Gap("rows name their provisioning target, which carries org_id; add org_id and lead the key with it"),
+    ),
+    (
+        "provisioning_runs",
+        Keyed::Gap("rows name their provisioning target, which carries org_id; add org_id and lead the key with it"),
     ),
     (
         "webhook_attempts",

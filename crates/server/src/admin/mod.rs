@@ -15,6 +15,7 @@ mod directory;
 mod directory_sync;
 mod events;
 mod guard;
+mod outbound;
 mod policy;
 mod protected;
 mod roles;
@@ -29,6 +30,7 @@ pub use access::{Access, UserLookup};
 pub use directory::{DirectoryPage, Profiles};
 pub use directory_sync::{GoogleWorkspaceChange, GoogleWorkspaceInput};
 pub use events::EventPage;
+pub use outbound::TargetInput;
 pub use policy::attribute_policy;
 pub use roles::{PREVIEW_SAMPLE, RoleChangeSummary, RoleEffect};
 pub use sessions::{
@@ -167,6 +169,9 @@ pub struct Admin {
     webhooks: std::sync::OnceLock<Arc<Webhooks>>,
     /// Wakes the node's directory sync scheduler after "sync now" ([`Admin::with_directory_wake`]).
     directory_wake: Option<Arc<tokio::sync::Notify>>,
+    /// Outbound provisioning: plans and the worker's wake-up ([`Admin::with_outbound`]); without
+    /// one, a default made on first use.
+    outbound: std::sync::OnceLock<Arc<rollcall_outbound::Outbound>>,
 }
 
 /// A trimmed, non-empty name of at most [`MAX_NAME_CHARS`] characters without control characters.
@@ -209,7 +214,24 @@ impl Admin {
             public_url: public_url.trim_end_matches('/').to_string(),
             webhooks: std::sync::OnceLock::new(),
             directory_wake: None,
+            outbound: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This Admin with the node's outbound provisioning service.
+    pub fn with_outbound(self, outbound: Arc<rollcall_outbound::Outbound>) -> Admin {
+        let _ = self.outbound.set(outbound);
+        self
+    }
+
+    pub(crate) fn outbound(&self) -> &Arc<rollcall_outbound::Outbound> {
+        self.outbound.get_or_init(|| {
+            rollcall_outbound::Outbound::new(
+                self.store.clone(),
+                rollcall_outbound::Transport::new(self.webhooks().config.policy.clone()),
+                Default::default(),
+            )
+        })
     }
 
     /// This Admin with the node's directory sync wake-up.

@@ -14,6 +14,7 @@ pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod organizations;
+pub mod outbound;
 pub mod paging;
 pub mod problem;
 pub mod roles;
@@ -64,6 +65,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
         (name = "events", description = "Every change, in commit order, with who made it: the change feed and audit log"),
         (name = "webhooks", description = "Webhook endpoints: signed deliveries of the event log (Standard Webhooks), \
             their attempts, replay and redelivery"),
+        (name = "provisioning", description = "Outbound provisioning: downstream SCIM applications an organization's \
+            directory is pushed to, their plans, approval, runs and per-object state"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -127,6 +130,18 @@ fn routes() -> OpenApiRouter<AppState> {
             directory_sync::update_google_workspace
         ))
         .routes(routes!(directory_sync::get_sync, directory_sync::request_sync))
+        .routes(routes!(outbound::list_targets, outbound::create_target))
+        .routes(routes!(
+            outbound::get_target,
+            outbound::update_target,
+            outbound::delete_target
+        ))
+        .routes(routes!(outbound::plan))
+        .routes(routes!(outbound::approve))
+        .routes(routes!(outbound::sync))
+        .routes(routes!(outbound::list_runs))
+        .routes(routes!(outbound::list_objects))
+        .routes(routes!(outbound::retry_object))
         .routes(routes!(roles::list_roles, roles::create_role))
         .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
         .routes(routes!(roles::list_protected_users, roles::add_protected_user))
