@@ -318,8 +318,11 @@ async fn crash_and_recover(db: Database) {
             None => break,
         }
     }
-    // A crashed node's lease (30 s) must expire before the target is pushed again.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    // A crashed node's lease (30 s) must expire before the target is pushed again, and then the
+    // backlog goes to a Python server on a loaded machine: the deadline is generous (this is not a
+    // measure of speed; rollcall-bench outbound is).
+    let caught_up = Instant::now();
+    let deadline = caught_up + Duration::from_secs(300);
     loop {
         let remote = down.users().await;
         let mut by_external: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
@@ -368,9 +371,11 @@ async fn crash_and_recover(db: Database) {
         .unwrap();
     assert_eq!(failed["data"], json!([]), "no object failed");
     eprintln!(
-        "{} users, {} acknowledged title changes, all on the target once across {KILLS} SIGKILLs",
+        "{} users, {} acknowledged title changes, all on the target once across {KILLS} SIGKILLs \
+         ({:.1} s after the writers stopped)",
         rollcall_users.len(),
-        titles.len()
+        titles.len(),
+        caught_up.elapsed().as_secs_f64()
     );
     drop(server);
 }

@@ -62,6 +62,9 @@ pub struct EngineConfig {
     /// The rate limit of every target instead of its profile's (`Some(vec![])`: none). For
     /// benchmarks against a local fake.
     pub rate_limits: Option<Vec<crate::profile::RateBucket>>,
+    /// How one request to a target is retried (429, 5xx, timeouts), and its deadline.
+    pub request_retry: crate::client::RetryPolicy,
+    pub request_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +80,8 @@ impl Default for EngineConfig {
             max_backoff: Duration::from_secs(6 * 3600),
             quarantine_base: Duration::from_secs(15 * 60),
             rate_limits: None,
+            request_retry: crate::client::RetryPolicy::default(),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +101,13 @@ pub enum EngineError {
     Target(#[from] ClientError),
     #[error("{0}")]
     Config(String),
+    /// Another node took the target over (this one stalled past its lease): the run stops.
+    #[error("the lease on the target was lost")]
+    LeaseLost,
+    /// So many calls in a row failed because of the target that the run stopped; what it had not
+    /// pushed yet is pushed by the next run (the cursor stays).
+    #[error("{0} objects in a row failed because of the target; the last: {1}")]
+    TargetFailing(u64, String),
 }
 
 /// The outbound provisioning service of a node: plans, runs, and the worker.
@@ -140,6 +152,64 @@ struct Tally {
     attempted: u64,
     /// Target failures in a row (a run stops after too many).
     failing_streak: u64,
+    /// The last failure, for the run's error when it stops.
+    last_error: Option<String>,
+}
+
+impl Tally {
+    /// Stops a run that the target keeps failing.
+    fn check_streak(&self) -> Result<(), EngineError> {
+        if self.failing_streak >= MAX_FAILING_STREAK {
+            return Err(EngineError::TargetFailing(
+                self.failing_streak,
+                self.last_error.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps a lease while a run makes progress: extended every [`LEASE_EVERY`] objects or when a
+/// third of it has passed; a lost lease stops the run.
+struct LeaseKeeper<'a> {
+    ob: &'a dyn rollcall_store::outbound::OutboundStore,
+    target_id: &'a str,
+    owner: &'a str,
+    lease_us: i64,
+    since: u64,
+    extended_us: i64,
+}
+
+impl<'a> LeaseKeeper<'a> {
+    fn new(ob: &'a dyn rollcall_store::outbound::OutboundStore, t: &'a Target, owner: &'a str, lease_us: i64) -> Self {
+        LeaseKeeper {
+            ob,
+            target_id: &t.id,
+            owner,
+            lease_us,
+            since: 0,
+            extended_us: now_us(),
+        }
+    }
+
+    /// One object done; `cursor`: where the target's cursor is now (it does not move).
+    async fn tick(&mut self, cursor: i64) -> Result<bool, EngineError> {
+        self.since += 1;
+        let now = now_us();
+        if self.since < LEASE_EVERY && now - self.extended_us < self.lease_us / 3 {
+            return Ok(false);
+        }
+        if !self
+            .ob
+            .advance_target(self.target_id, self.owner, cursor, cursor, now + self.lease_us)
+            .await?
+        {
+            return Err(EngineError::LeaseLost);
+        }
+        self.since = 0;
+        self.extended_us = now;
+        Ok(true)
+    }
 }
 
 /// Failed runs in a row after which a target is quarantined.
@@ -147,6 +217,14 @@ const QUARANTINE_AFTER_FAILED_RUNS: i64 = 3;
 
 /// A run stops after this many objects in a row failed because of the target.
 const MAX_FAILING_STREAK: u64 = 20;
+
+/// Automatic attempts at a failed object; after the last, it waits for a retry asked for (or the
+/// next change to it, or the next full run).
+pub const MAX_OBJECT_ATTEMPTS: i64 = 8;
+
+/// Objects pushed between two extensions of the lease at most (it is also extended when a third of
+/// it has passed).
+const LEASE_EVERY: u64 = 100;
 
 impl Outbound {
     pub fn new(store: Arc<dyn Store>, transport: Transport, config: EngineConfig) -> Arc<Outbound> {
@@ -176,6 +254,8 @@ impl Outbound {
             .clone();
         let mut config = TargetConfig::new(t.base_url.clone(), profile.clone(), credentials_of(t));
         config.rate_limits = self.config.rate_limits.clone();
+        config.retry = self.config.request_retry;
+        config.timeout = self.config.request_timeout;
         let client = TargetClient::new(self.transport.clone(), config)?;
         let remote = Remote::new(client, profile.clone());
         if profile.id == profile::GENERIC {
@@ -368,6 +448,7 @@ impl Outbound {
             state,
             error: None,
             attempts: 0,
+            retry_at_us: None,
             updated_us: now_us(),
         };
         let mut data = data;
@@ -390,6 +471,7 @@ impl Outbound {
         error: String,
         status: Option<u16>,
     ) -> Result<(), StoreError> {
+        let attempts = row.map_or(0, |r| r.attempts) + 1;
         let o = TargetObject {
             target_id: t.id.clone(),
             kind: ResourceKind::User,
@@ -398,7 +480,8 @@ impl Outbound {
             sent: row.and_then(|r| r.sent.clone()),
             state: ObjectState::Failed,
             error: Some(error.clone()),
-            attempts: row.map_or(0, |r| r.attempts) + 1,
+            attempts,
+            retry_at_us: self.retry_at(attempts),
             updated_us: now_us(),
         };
         let data = json!({"target": t.id, "action": action, "error": rollcall_store::outbound::clip_error(&error), "status": status});
@@ -589,6 +672,7 @@ impl Outbound {
                 if against_target {
                     tally.target_failures += 1;
                     tally.failing_streak += 1;
+                    tally.last_error = Some(e.to_string());
                 } else {
                     tally.failing_streak = 0;
                 }
@@ -636,7 +720,7 @@ impl Outbound {
                 .advance_target(&t.id, owner, cursor, last, now_us() + self.config.lease_us())
                 .await?
             {
-                return Err(EngineError::Config("the lease was lost".into()));
+                return Err(EngineError::LeaseLost);
             }
             cursor = last;
         }
@@ -716,30 +800,20 @@ impl Outbound {
             self.pause_for_threshold(t, removals, known).await?;
             work.retain(|(_, _, a)| !a.removes());
         }
-        let mut since_progress = 0;
+        let mut lease = LeaseKeeper::new(self.store.outbound(), t, owner, self.config.lease_us());
         for (id, doc, action) in work {
             let row = rows.get(&(ResourceKind::User, id.clone()));
             self.apply(t, &remote, &id, row, doc.as_ref(), action, index.is_some(), &mut tally)
                 .await?;
-            since_progress += 1;
-            if since_progress >= 200 {
-                since_progress = 0;
+            // A target failing call after call stops the run: it stays due, and is tried again
+            // after the backoff.
+            tally.check_streak()?;
+            if lease.tick(cursor).await? {
                 tally.counts.requests = remote.requests();
                 self.store
                     .outbound()
                     .run_progress(&t.id, &run.id, &tally.counts)
                     .await?;
-                if !self
-                    .store
-                    .outbound()
-                    .advance_target(&t.id, owner, cursor, cursor, now_us() + self.config.lease_us())
-                    .await?
-                {
-                    return Err(EngineError::Config("the lease was lost".into()));
-                }
-            }
-            if tally.failing_streak >= MAX_FAILING_STREAK {
-                break;
             }
         }
         self.push_groups(t, &remote, &mut tally).await?;
@@ -806,24 +880,13 @@ impl Outbound {
                 _ => {}
             }
         }
-        if t.kicked {
-            let pending = ob
-                .target_objects(
-                    &t.id,
-                    &ObjectQuery {
-                        state: Some(ObjectState::Pending),
-                        limit: self.config.batch,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            for o in pending {
-                match o.kind {
-                    ResourceKind::User => {
-                        users.insert(o.local_id);
-                    }
-                    ResourceKind::Group => groups_touched = true,
+        // Objects that failed (or whose retry was asked for) and are due again.
+        for o in ob.due_objects(&t.id, now_us(), self.config.batch).await? {
+            match o.kind {
+                ResourceKind::User => {
+                    users.insert(o.local_id);
                 }
+                ResourceKind::Group => groups_touched = true,
             }
         }
         if users.is_empty() && !groups_touched {
@@ -842,8 +905,14 @@ impl Outbound {
                 let row = ob.target_object(&t.id, ResourceKind::User, id).await?;
                 let (_, desired) = self.desired_user(t, remote.profile(), id).await?;
                 // No read-back: the mapping table knows what the target has.
-                if let Some(a) = decide_user(desired.as_ref(), row.as_ref(), t.deprovision, |_| (Found::None, None)) {
-                    work.push((id.clone(), row, desired, a));
+                match decide_user(desired.as_ref(), row.as_ref(), t.deprovision, |_| (Found::None, None)) {
+                    Some(a) => work.push((id.clone(), row, desired, a)),
+                    // Failed before it reached the target, and no longer wanted there: forgotten
+                    // (else it would stay due).
+                    None if row.as_ref().is_some_and(|r| r.remote_id.is_none()) => {
+                        ob.forget_object(&t.id, ResourceKind::User, id).await?;
+                    }
+                    None => {}
                 }
             }
             let removals = work.iter().filter(|w| w.3.removes()).count() as u64;
@@ -856,6 +925,7 @@ impl Outbound {
                     paused = true;
                 }
             }
+            let mut lease = LeaseKeeper::new(ob, t, owner, self.config.lease_us());
             for (id, row, desired, action) in work {
                 // A create searches before it posts (searched: false), so a lost answer links.
                 self.apply(
@@ -869,9 +939,10 @@ impl Outbound {
                     &mut tally,
                 )
                 .await?;
-                if tally.failing_streak >= MAX_FAILING_STREAK {
-                    break;
-                }
+                // A target failing call after call stops the run before the cursor moves: the
+                // events are read again after the backoff (what was pushed is unchanged then).
+                tally.check_streak()?;
+                lease.tick(t.cursor_seq).await?;
             }
             if groups_touched {
                 self.push_groups(t, &remote, &mut tally).await?;
@@ -1121,6 +1192,7 @@ impl Outbound {
                     state: ObjectState::Synced,
                     error: None,
                     attempts: 0,
+                    retry_at_us: None,
                     updated_us: now_us(),
                 };
                 let changed = row.is_none() || !add.is_empty() || !remove.is_empty();
@@ -1149,6 +1221,7 @@ impl Outbound {
                         state: ObjectState::Failed,
                         error: Some(e.to_string()),
                         attempts: row.map_or(0, |r| r.attempts) + 1,
+                        retry_at_us: self.retry_at(row.map_or(0, |r| r.attempts) + 1),
                         updated_us: now_us(),
                     };
                     ob.record_object(
@@ -1168,13 +1241,17 @@ impl Outbound {
             if *kind != ResourceKind::Group || wanted.contains(id) {
                 continue;
             }
-            if let Some(r) = &row.remote_id {
-                match remote.delete_group(r).await {
+            match &row.remote_id {
+                Some(r) => match remote.delete_group(r).await {
                     Ok(()) => {
                         tally.counts.groups_deleted += 1;
                         ob.forget_object(&t.id, ResourceKind::Group, id).await?;
                     }
                     Err(e) => tracing::warn!(target_id = %t.id, group = %id, error = %e, "deleting a group failed"),
+                },
+                // Never reached the target (its push failed): nothing to delete there.
+                None => {
+                    ob.forget_object(&t.id, ResourceKind::Group, id).await?;
                 }
             }
         }
@@ -1253,6 +1330,21 @@ impl Outbound {
             // A failed full run stays due: it is tried again when the backoff ends.
             next_full_us: None,
         }
+    }
+
+    /// When a failed object is pushed again on its own after `attempts` failures: `retry_base`
+    /// doubled per attempt up to `max_backoff`; `None` after the last automatic attempt.
+    fn retry_at(&self, attempts: i64) -> Option<i64> {
+        if attempts >= MAX_OBJECT_ATTEMPTS {
+            return None;
+        }
+        let exp = (attempts.clamp(1, 20) - 1) as u32;
+        let delay = self
+            .config
+            .retry_base
+            .saturating_mul(1 << exp.min(16))
+            .min(self.config.max_backoff);
+        Some(now_us() + delay.as_micros() as i64)
     }
 
     fn quarantine_delay(&self, failures: i64) -> Duration {

@@ -652,6 +652,7 @@ mod tests {
             state,
             error: None,
             attempts: 0,
+            retry_at_us: None,
             updated_us: 0,
         }
     }

@@ -290,8 +290,6 @@ pub struct Target {
     /// Time between full reconciliations.
     pub interval_s: i64,
     pub next_full_us: i64,
-    /// A run was asked for (an object to retry).
-    pub kicked: bool,
     /// Failed runs in a row, and when the next may start.
     pub failures: i64,
     pub next_attempt_us: i64,
@@ -380,6 +378,9 @@ pub struct TargetObject {
     pub error: Option<String>,
     /// Failed pushes in a row.
     pub attempts: i64,
+    /// When a failed (or retried) object is pushed again on its own; `None` once synced, or after
+    /// the last automatic attempt.
+    pub retry_at_us: Option<i64>,
     pub updated_us: i64,
 }
 
@@ -481,7 +482,8 @@ pub trait OutboundStore: Send + Sync {
     async fn request_target_sync(&self, org_id: &str, id: &str, now_us: i64) -> StoreResult<bool>;
     /// Leases to `owner` until `lease_until_us` up to `limit` approved targets, enabled (or
     /// quarantined) and due (`next_attempt_us <= now_us`), whose lease is free, and that have work:
-    /// events of their organization after their cursor, a full run due, or a run asked for.
+    /// events of their organization after their cursor, a full run due, or objects due to be pushed
+    /// again.
     /// Concurrent callers never receive the same target.
     async fn claim_targets(
         &self,
@@ -521,9 +523,12 @@ pub trait OutboundStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Removes an object from the mapping table (it is no longer on the target).
     async fn forget_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool>;
-    /// Marks an object to push again at the next run, and asks for one. False when it is not in the
-    /// mapping table.
+    /// Marks an object to push again at once (state `pending`, due now): the worker claims its
+    /// target for it. False when it is not in the mapping table.
     async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool>;
+    /// Up to `limit` objects of a target due to be pushed again (`retry_at_us <= now_us`), the
+    /// longest waiting first.
+    async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>>;
 
     /// Starts a run (status `running`), recording `provisioning.run_started`.
     async fn start_run(&self, by: &WriteContext, target_id: &str, kind: RunKind) -> StoreResult<Run>;
@@ -734,7 +739,6 @@ where
         cursor_seq: row.try_get("cursor_seq")?,
         interval_s: row.try_get("interval_s")?,
         next_full_us: row.try_get("next_full_us")?,
-        kicked: row.try_get::<i64, _>("kicked")? != 0,
         failures: row.try_get("failures")?,
         next_attempt_us: row.try_get("next_attempt_us")?,
         lease_owner: row.try_get("lease_owner")?,
@@ -763,6 +767,7 @@ where
         state: state.parse().map_err(invalid)?,
         error: row.try_get("error")?,
         attempts: row.try_get("attempts")?,
+        retry_at_us: row.try_get("retry_at_us")?,
         updated_us: row.try_get("updated_us")?,
     })
 }
@@ -822,7 +827,6 @@ pub(crate) fn prepared(new: &NewTarget, cursor_seq: i64, now: i64) -> Target {
         cursor_seq,
         interval_s: new.interval_s,
         next_full_us: now,
-        kicked: false,
         failures: 0,
         next_attempt_us: 0,
         lease_owner: None,
@@ -847,8 +851,8 @@ impl OutboundSql {
 
     pub(crate) const INSERT: &'static str = "INSERT INTO provisioning_targets (org_id, id, name, base_url, auth_kind, \
          auth, credentials, profile, scope, mapping, deprovision, status, status_reason, deletion_threshold, \
-         approved_us, cursor_seq, interval_s, next_full_us, kicked, failures, next_attempt_us, created_us, updated_us) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)";
+         approved_us, cursor_seq, interval_s, next_full_us, failures, next_attempt_us, created_us, updated_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)";
 
     pub(crate) const HIGH_SEQ: &'static str = "SELECT coalesce(max(seq), 0) FROM events";
     pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = ?";
@@ -877,19 +881,21 @@ impl OutboundSql {
     pub(crate) const REQUEST: &'static str = "UPDATE provisioning_targets SET next_full_us = CASE WHEN next_full_us < ? \
          THEN next_full_us ELSE ? END WHERE org_id = ? AND id = ?";
 
-    /// Binds: owner, lease_until, now (lease), now (attempt), now (full), limit. The PostgreSQL form
+    /// Binds: owner, lease_until, now (lease), now (attempt), now (full), now (retry), limit. The PostgreSQL form
     /// locks the rows it picks (`FOR UPDATE SKIP LOCKED`).
     pub(crate) fn claim(postgres: bool) -> String {
         let lock = if postgres { " FOR UPDATE OF t SKIP LOCKED" } else { "" };
         let sql = format!(
-            "UPDATE provisioning_targets SET lease_owner = ?, lease_until_us = ?, kicked = 0
+            "UPDATE provisioning_targets SET lease_owner = ?, lease_until_us = ?
              WHERE id IN (
                  SELECT t.id FROM provisioning_targets t
                  WHERE t.approved_us IS NOT NULL AND t.status IN ('enabled', 'quarantined')
                    AND (t.lease_until_us IS NULL OR t.lease_until_us < ?)
                    AND t.next_attempt_us <= ?
-                   AND (t.next_full_us <= ? OR t.kicked <> 0
-                        OR EXISTS (SELECT 1 FROM events e WHERE e.org_id = t.org_id AND e.seq > t.cursor_seq))
+                   AND (t.next_full_us <= ?
+                        OR EXISTS (SELECT 1 FROM events e WHERE e.org_id = t.org_id AND e.seq > t.cursor_seq)
+                        OR EXISTS (SELECT 1 FROM provisioning_objects o
+                                   WHERE o.target_id = t.id AND o.retry_at_us <= ?))
                  ORDER BY t.next_attempt_us, t.id LIMIT ?{lock})
              RETURNING *"
         );
@@ -912,15 +918,18 @@ impl OutboundSql {
     pub(crate) const OBJECT: &'static str =
         "SELECT * FROM provisioning_objects WHERE target_id = ? AND kind = ? AND local_id = ?";
     pub(crate) const UPSERT_OBJECT: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
-         remote_id, sent, state, error, attempts, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (target_id, kind, local_id) DO UPDATE SET remote_id = excluded.remote_id, sent = excluded.sent, \
-         state = excluded.state, error = excluded.error, attempts = excluded.attempts, updated_us = excluded.updated_us";
+         state = excluded.state, error = excluded.error, attempts = excluded.attempts, \
+         retry_at_us = excluded.retry_at_us, updated_us = excluded.updated_us";
+    /// Binds: target, now, limit. The objects due to be pushed again, the longest waiting first.
+    pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = ? \
+         AND retry_at_us <= ? ORDER BY retry_at_us, kind, local_id LIMIT ?";
     pub(crate) const FORGET_OBJECT: &'static str =
         "DELETE FROM provisioning_objects WHERE target_id = ? AND kind = ? AND local_id = ?";
-    /// Binds: now, target, kind, local_id.
-    pub(crate) const RETRY_OBJECT: &'static str = "UPDATE provisioning_objects SET state = 'pending', updated_us = ? \
-         WHERE target_id = ? AND kind = ? AND local_id = ?";
-    pub(crate) const KICK: &'static str = "UPDATE provisioning_targets SET kicked = 1 WHERE id = ?";
+    /// Binds: now (retry), now (updated), target, kind, local_id.
+    pub(crate) const RETRY_OBJECT: &'static str = "UPDATE provisioning_objects SET state = 'pending', \
+         retry_at_us = ?, updated_us = ? WHERE target_id = ? AND kind = ? AND local_id = ?";
     pub(crate) const TARGET_ORG: &'static str = "SELECT org_id FROM provisioning_targets WHERE id = ?";
 
     pub(crate) const INSERT_RUN: &'static str = "INSERT INTO provisioning_runs (target_id, id, kind, status, \

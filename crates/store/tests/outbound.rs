@@ -351,6 +351,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         state,
         error: None,
         attempts: 0,
+        retry_at_us: None,
         updated_us: now,
     };
     ob.record_object(
@@ -367,7 +368,12 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     failed.remote_id = None;
     failed.error = Some("x".repeat(5000));
     failed.attempts = 1;
+    failed.retry_at_us = Some(now + 60_000_000);
     ob.record_object(&WriteContext::system(), &failed, None).await.unwrap();
+    // A failed object is due again at its retry time, not before.
+    assert!(ob.due_objects(&t.id, now, 10).await.unwrap().is_empty());
+    let due = ob.due_objects(&t.id, now + 60_000_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|o| o.local_id.as_str()).collect::<Vec<_>>(), ["u2"]);
     // Replacing keeps one row per object.
     ob.record_object(&WriteContext::system(), &obj("u1", ObjectState::Synced), None)
         .await
@@ -418,7 +424,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].resource_id.as_deref(), Some("u1"));
     assert_eq!(pushed[0].resource_type.as_deref(), Some("User"));
-    // Retry: pending, and the target has work.
+    // Retry: pending and due at once.
     assert!(ob.retry_object(&t.id, ResourceKind::User, "u2").await.unwrap());
     assert!(!ob.retry_object(&t.id, ResourceKind::User, "nobody").await.unwrap());
     let o = ob
@@ -427,8 +433,34 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(o.state, ObjectState::Pending);
-    assert!(ob.get_target(&ctx.org_id, &t.id).await.unwrap().unwrap().kicked);
+    let now2 = rollcall_store::sqlite::now_us();
+    assert!(o.retry_at_us.is_some_and(|at| at <= now2));
+    let due = ob.due_objects(&t.id, now2, 10).await.unwrap();
+    assert_eq!(due.iter().map(|o| o.local_id.as_str()).collect::<Vec<_>>(), ["u2"]);
+    // An object due again is work on its own: with the full run done and the log read, the target
+    // is claimed for it, and not once it is gone.
+    ob.approve_target(&WriteContext::cli(), &ctx.org_id, &t.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let high = store.events_after(0, 10_000).await.unwrap().last().map_or(0, |e| e.seq);
+    let at = rollcall_store::sqlite::now_us();
+    let claimed = ob.claim_targets("n", at, at + 10, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the first full run is due");
+    assert!(
+        ob.advance_target(&t.id, "n", claimed[0].cursor_seq, high, at + 10)
+            .await
+            .unwrap()
+    );
+    let done = TargetRelease {
+        next_full_us: Some(at + 3_600_000_000),
+        ..Default::default()
+    };
+    ob.release_target(&t.id, "n", &done).await.unwrap();
+    assert_eq!(ob.claim_targets("n", at + 20, at + 30, 10).await.unwrap().len(), 1);
+    ob.release_target(&t.id, "n", &done).await.unwrap();
     assert!(ob.forget_object(&t.id, ResourceKind::User, "u2").await.unwrap());
+    assert!(ob.claim_targets("n", at + 40, at + 50, 10).await.unwrap().is_empty());
     assert!(
         ob.target_object(&t.id, ResourceKind::User, "u2")
             .await

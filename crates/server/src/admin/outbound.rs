@@ -43,6 +43,8 @@ fn engine_err(e: EngineError) -> AdminError {
         EngineError::Store(e) => admin_err(e),
         EngineError::Target(e) => AdminError::new(502, format!("the target answered: {e}")).with_kind("target-failed"),
         EngineError::Config(e) => AdminError::invalid(e),
+        e @ EngineError::TargetFailing(..) => AdminError::new(502, e.to_string()).with_kind("target-failed"),
+        e @ EngineError::LeaseLost => AdminError::new(409, e.to_string()),
     }
 }
 

@@ -26,7 +26,6 @@ CREATE TABLE provisioning_targets (
     cursor_seq          bigint NOT NULL,
     interval_s          bigint NOT NULL,
     next_full_us        bigint NOT NULL,
-    kicked              bigint NOT NULL DEFAULT 0,
     failures            bigint NOT NULL DEFAULT 0,
     next_attempt_us     bigint NOT NULL DEFAULT 0,
     lease_owner         text,
@@ -37,7 +36,7 @@ CREATE TABLE provisioning_targets (
 CREATE UNIQUE INDEX provisioning_targets_name ON provisioning_targets (org_id, name);
 
 -- The mapping table: (target, local object) -> remote id, with the attributes last sent and the
--- object's state (synced, pending, failed, deactivated, deleted) and last error.
+-- object's state (synced, pending, failed, deactivated, deleted), its last error and failed attempts.
 CREATE TABLE provisioning_objects (
     target_id    text NOT NULL REFERENCES provisioning_targets (id) ON DELETE CASCADE,
     kind         text NOT NULL,
@@ -47,10 +46,14 @@ CREATE TABLE provisioning_objects (
     state        text NOT NULL,
     error        text,
     attempts     bigint NOT NULL DEFAULT 0,
+    retry_at_us  bigint,
     updated_us   bigint NOT NULL,
     PRIMARY KEY (target_id, kind, local_id)
 );
 CREATE INDEX provisioning_objects_state ON provisioning_objects (target_id, state);
+-- Failed objects are pushed again on their own at retry_at_us (a backoff that grows with the
+-- attempts; NULL once synced, or after the last automatic attempt: then only a retry asked for).
+CREATE INDEX provisioning_objects_retry ON provisioning_objects (target_id, retry_at_us) WHERE retry_at_us IS NOT NULL;
 
 -- Runs of a target: event-driven syncs that pushed something, full reconciliations.
 CREATE TABLE provisioning_runs (

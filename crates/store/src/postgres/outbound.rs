@@ -256,6 +256,7 @@ impl ob::OutboundStore for PostgresStore {
             .bind(now)
             .bind(now)
             .bind(now)
+            .bind(now)
             .bind(limit)
             .fetch_all(tx.conn())
             .await?;
@@ -359,6 +360,7 @@ impl ob::OutboundStore for PostgresStore {
             .bind(o.state.as_str())
             .bind(o.error.as_deref().map(ob::clip_error))
             .bind(o.attempts)
+            .bind(o.retry_at_us)
             .bind(o.updated_us)
             .execute(tx.conn())
             .await?;
@@ -383,21 +385,27 @@ impl ob::OutboundStore for PostgresStore {
 
     async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
+        let now = now_us();
         let done = sqlx::query(AssertSqlSafe(Q::pg(Q::RETRY_OBJECT)))
-            .bind(now_us())
+            .bind(now)
+            .bind(now)
             .bind(target_id)
             .bind(kind.as_str())
             .bind(local_id)
             .execute(tx.conn())
             .await?;
-        if done.rows_affected() == 1 {
-            sqlx::query(AssertSqlSafe(Q::pg(Q::KICK)))
-                .bind(target_id)
-                .execute(tx.conn())
-                .await?;
-        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>> {
+        let rows = sqlx::query(AssertSqlSafe(Q::pg(Q::DUE_OBJECTS)))
+            .bind(target_id)
+            .bind(now_us)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(ob::object_of).collect()
     }
 
     async fn start_run(&self, by: &WriteContext, target_id: &str, kind: RunKind) -> StoreResult<Run> {

@@ -248,6 +248,7 @@ impl ob::OutboundStore for SqliteStore {
             .bind(now)
             .bind(now)
             .bind(now)
+            .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
@@ -351,6 +352,7 @@ impl ob::OutboundStore for SqliteStore {
             .bind(o.state.as_str())
             .bind(o.error.as_deref().map(ob::clip_error))
             .bind(o.attempts)
+            .bind(o.retry_at_us)
             .bind(o.updated_us)
             .execute(&mut *tx)
             .await?;
@@ -375,18 +377,27 @@ impl ob::OutboundStore for SqliteStore {
 
     async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
+        let now = now_us();
         let done = sqlx::query(Q::RETRY_OBJECT)
-            .bind(now_us())
+            .bind(now)
+            .bind(now)
             .bind(target_id)
             .bind(kind.as_str())
             .bind(local_id)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 1 {
-            sqlx::query(Q::KICK).bind(target_id).execute(&mut *tx).await?;
-        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>> {
+        let rows = sqlx::query(Q::DUE_OBJECTS)
+            .bind(target_id)
+            .bind(now_us)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(ob::object_of).collect()
     }
 
     async fn start_run(&self, by: &WriteContext, target_id: &str, kind: RunKind) -> StoreResult<Run> {
