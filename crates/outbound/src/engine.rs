@@ -110,6 +110,37 @@ pub enum EngineError {
     TargetFailing(u64, String),
 }
 
+/// Where one user stands on one target after a just-in-time request ([`Outbound::provision_user`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JitOutcome {
+    pub target_id: String,
+    pub status: JitStatus,
+    /// The user's id on the target, once it is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    /// Why the last push failed (`failed`), or why nothing was asked (`target_paused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The states of a just-in-time request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JitStatus {
+    /// On the target, up to date.
+    Synced,
+    /// Asked for; not done when the wait ended (the push goes on).
+    Pending,
+    /// The push failed (it is tried again on its own, see `error`).
+    Failed,
+    /// The user is not in the target's scope (or not active): nothing asked.
+    NotInScope,
+    /// The target's first push is not approved yet: nothing asked.
+    NotApproved,
+    /// The target is paused: nothing asked.
+    TargetPaused,
+}
+
 /// The outbound provisioning service of a node: plans, runs, and the worker.
 pub struct Outbound {
     pub store: Arc<dyn Store>,
@@ -422,6 +453,62 @@ impl Outbound {
         let removals = plan.summary.deactivate + plan.summary.delete;
         plan.summary.exceeds_deletion_threshold = t.deletion_threshold.exceeded(removals, known);
         Ok(plan)
+    }
+
+    /// Just in time: makes sure a user is on a target, waiting up to `wait` for it. A user already
+    /// synced answers at once; otherwise the object is made due now and the worker (of this node
+    /// or another, under the target's lease: never beside a run) pushes it; this waits for the
+    /// mapping table to say how it went. A wait that ends first answers `pending`.
+    pub async fn provision_user(&self, t: &Target, user_id: &str, wait: Duration) -> Result<JitOutcome, EngineError> {
+        let outcome = |status, remote_id: Option<String>, error: Option<String>| JitOutcome {
+            target_id: t.id.clone(),
+            status,
+            remote_id,
+            error,
+        };
+        if t.approved_us.is_none() {
+            return Ok(outcome(JitStatus::NotApproved, None, None));
+        }
+        if t.status == TargetStatus::Paused {
+            return Ok(outcome(JitStatus::TargetPaused, None, t.status_reason.clone()));
+        }
+        let profile = profile::profile(&t.profile)
+            .ok_or_else(|| EngineError::Config(format!("unknown target profile \"{}\"", t.profile)))?;
+        let (_, desired) = self.desired_user(t, profile, user_id).await?;
+        let Some(desired) = desired else {
+            return Ok(outcome(JitStatus::NotInScope, None, None));
+        };
+        let ob = self.store.outbound();
+        let row = ob.target_object(&t.id, ResourceKind::User, user_id).await?;
+        if let Some(r) = &row
+            && r.state == ObjectState::Synced
+            && r.remote_id.is_some()
+            && changed_attributes(r.sent.as_ref(), &desired).is_empty()
+        {
+            return Ok(outcome(JitStatus::Synced, r.remote_id.clone(), None));
+        }
+        let asked = now_us();
+        ob.request_push(&t.id, ResourceKind::User, user_id, asked).await?;
+        self.wake();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(r) = ob.target_object(&t.id, ResourceKind::User, user_id).await?
+                && r.updated_us > asked
+            {
+                match r.state {
+                    ObjectState::Synced => return Ok(outcome(JitStatus::Synced, r.remote_id, None)),
+                    ObjectState::Failed => return Ok(outcome(JitStatus::Failed, r.remote_id, r.error)),
+                    _ => {}
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(outcome(JitStatus::Pending, None, None));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 
     // --- pushing one user -------------------------------------------------------------------

@@ -371,7 +371,133 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(status, 404);
 }
 
+/// The access check provisions just in time: the user is on the target when the answer comes
+/// (once, whatever the worker was doing), and says so; a user who may not sign in is not pushed;
+/// a paused, unapproved or out-of-scope target asks nothing; bad parameters are refused.
+async fn the_access_check_provisions_just_in_time() {
+    let f = Fixture::start().await;
+    let down = Downstream::start().await;
+    let path = format!("organizations/{}/provisioning-targets", f.org_id);
+    let create = |name: &str, scope: Value| json!({"name": name, "base_url": down.url, "auth": {"kind": "bearer", "token": TOKEN}, "scope": scope});
+    let (status, t) = f.api(Method::POST, &path, Some(create("Downstream", json!({})))).await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    let (status, _) = f.api(Method::POST, &format!("{path}/{id}/approve"), None).await;
+    assert_eq!(status, 200);
+
+    // A user who has just arrived from the IdP signs in: on the target before the answer.
+    let cy = f.create_user("cy@acme.test").await;
+    let access = format!("organizations/{}/access", f.org_id);
+    let (status, a) = f
+        .api(
+            Method::GET,
+            &format!("{access}?user_id={cy}&provision={id}&wait_ms=10000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["allowed"], json!(true));
+    let p = &a["provisioning"][0];
+    assert_eq!(
+        (p["target_id"].as_str(), p["status"].as_str()),
+        (Some(id.as_str()), Some("synced")),
+        "{a}"
+    );
+    let remote = down.user_named("cy@acme.test").await;
+    assert_eq!(remote.len(), 1, "on the target once");
+    assert_eq!(p["remote_id"], remote[0]["id"]);
+    assert_eq!(remote[0]["externalId"], json!(cy));
+    // Asked again: answered from the mapping table at once.
+    let (_, again) = f
+        .api(
+            Method::GET,
+            &format!("{access}?email=cy@acme.test&provision={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(again["provisioning"][0]["status"], json!("synced"));
+    // Without `provision`, the answer has no provisioning part.
+    let (_, plain) = f.api(Method::GET, &format!("{access}?user_id={cy}"), None).await;
+    assert!(plain.get("provisioning").is_none(), "{plain}");
+
+    // A deactivated user is not pushed.
+    let dee = f.create_user("dee@acme.test").await;
+    f.scim(
+        Method::PATCH,
+        &format!("Users/{dee}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    )
+    .await;
+    let (status, a) = f
+        .api(
+            Method::GET,
+            &format!("{access}?user_id={dee}&provision={id}&wait_ms=0"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (a["allowed"].clone(), a["provisioning"].clone()),
+        (json!(false), json!([]))
+    );
+
+    // An unapproved target, a target scoped to a group the user is not in, a paused target.
+    let group = f
+        .scim(
+            Method::POST,
+            "Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Admins"}),
+        )
+        .await;
+    let (_, waiting) = f.api(Method::POST, &path, Some(create("Waiting", json!({})))).await;
+    let (_, scoped) = f
+        .api(
+            Method::POST,
+            &path,
+            Some(create("Admins only", json!({"groups": [group["id"]]}))),
+        )
+        .await;
+    let scoped_id = scoped["id"].as_str().unwrap().to_string();
+    f.api(Method::POST, &format!("{path}/{scoped_id}/approve"), None).await;
+    f.api(
+        Method::PATCH,
+        &format!("{path}/{id}"),
+        Some(json!({"status": "paused"})),
+    )
+    .await;
+    let ids = format!("{},{scoped_id}&provision={id}", waiting["id"].as_str().unwrap());
+    let (status, a) = f
+        .api(
+            Method::GET,
+            &format!("{access}?user_id={cy}&provision={ids}&wait_ms=0"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let statuses: Vec<&str> = a["provisioning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["not_approved", "not_in_scope", "target_paused"]);
+
+    // Bad parameters: refused, with what was wrong.
+    for (query, want) in [
+        (format!("user_id={cy}&provision=nope"), 404),
+        (format!("user_id={cy}&provision="), 400),
+        (format!("user_id={cy}&provision={id}&wait_ms=10001"), 400),
+        (format!("user_id={cy}&provision={id}&wait_ms=soon"), 400),
+        (format!("user_id={cy}&provision={}", [id.as_str(); 11].join(",")), 422),
+    ] {
+        let (status, problem) = f.api(Method::GET, &format!("{access}?{query}"), None).await;
+        assert_eq!(status, want, "{query}: {problem}");
+    }
+    assert_eq!(down.user_named("dee@acme.test").await.len(), 0);
+}
+
 backend_tests!(
     bad_input_is_refused_and_changes_nothing;
-    multi_thread: a_target_is_planned_approved_and_pushed_over_http,
+    multi_thread: a_target_is_planned_approved_and_pushed_over_http, the_access_check_provisions_just_in_time,
 );

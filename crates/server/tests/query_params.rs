@@ -129,7 +129,7 @@ const GET_ENDPOINTS: &[(&str, &[&str])] = &[
     ("/organizations/{org}/groups/{group_id}/members", &["cursor", "limit"]),
     (
         "/organizations/{org}/access",
-        &["user_id", "email", "user_name", "external_id"],
+        &["user_id", "email", "user_name", "external_id", "provision", "wait_ms"],
     ),
     ("/connections/{conn}", &[]),
     ("/connections/{conn}/role-mappings", &[]),

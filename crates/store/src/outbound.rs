@@ -526,6 +526,10 @@ pub trait OutboundStore: Send + Sync {
     /// Marks an object to push again at once (state `pending`, due now): the worker claims its
     /// target for it. False when it is not in the mapping table.
     async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool>;
+    /// Asks for an object to be pushed soon (due at `now_us`), for just-in-time provisioning: a
+    /// row `pending` without a remote id when the mapping table has none; a `synced` one becomes
+    /// `pending` (pushed whole again); another keeps its state and attempts.
+    async fn request_push(&self, target_id: &str, kind: ResourceKind, local_id: &str, now_us: i64) -> StoreResult<()>;
     /// Up to `limit` objects of a target due to be pushed again (`retry_at_us <= now_us`), the
     /// longest waiting first.
     async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>>;
@@ -922,6 +926,11 @@ impl OutboundSql {
          ON CONFLICT (target_id, kind, local_id) DO UPDATE SET remote_id = excluded.remote_id, sent = excluded.sent, \
          state = excluded.state, error = excluded.error, attempts = excluded.attempts, \
          retry_at_us = excluded.retry_at_us, updated_us = excluded.updated_us";
+    /// Binds: target, kind, local_id, now (retry), now (updated).
+    pub(crate) const REQUEST_PUSH: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES (?, ?, ?, NULL, NULL, 'pending', NULL, 0, ?, ?) \
+         ON CONFLICT (target_id, kind, local_id) DO UPDATE SET retry_at_us = excluded.retry_at_us, \
+         state = CASE WHEN provisioning_objects.state = 'synced' THEN 'pending' ELSE provisioning_objects.state END";
     /// Binds: target, now, limit. The objects due to be pushed again, the longest waiting first.
     pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = ? \
          AND retry_at_us <= ? ORDER BY retry_at_us, kind, local_id LIMIT ?";

@@ -3,7 +3,7 @@
 //! line and the console call these; none reaches the store directly.
 
 use super::{Admin, AdminError, AdminResult, admin_err, validate_name};
-use rollcall_outbound::engine::EngineError;
+use rollcall_outbound::engine::{EngineError, JitOutcome};
 use rollcall_outbound::{Plan, plan, profile};
 use rollcall_store::outbound::{
     AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, NewTarget, ObjectQuery, ObjectState, Run,
@@ -17,6 +17,8 @@ pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 pub const MAX_SCOPE_ENTRIES: usize = 100;
 /// Most entries in an attribute mapping.
 pub const MAX_MAPPING_ENTRIES: usize = 100;
+/// Most targets one access check may provision to.
+pub const MAX_JIT_TARGETS: usize = 10;
 
 /// What an operator gives to create a target.
 #[derive(Clone)]
@@ -190,6 +192,32 @@ impl Admin {
             .get_target(org_id, id)
             .await?
             .ok_or_else(|| no_target(id))
+    }
+
+    /// Just-in-time provisioning for the access check: makes sure the user is on each of
+    /// `target_ids` (targets of the organization), waiting up to `wait` in all.
+    /// `user_id`: `None` for a user who may not sign in: the targets are checked, nothing is asked.
+    pub async fn provision_for_access(
+        &self,
+        org_id: &str,
+        user_id: Option<&str>,
+        target_ids: &[String],
+        wait: std::time::Duration,
+    ) -> AdminResult<Vec<JitOutcome>> {
+        if target_ids.len() > MAX_JIT_TARGETS {
+            return Err(AdminError::invalid(format!(
+                "at most {MAX_JIT_TARGETS} provisioning targets in one access check"
+            )));
+        }
+        let mut targets = Vec::new();
+        for id in target_ids {
+            targets.push(self.target(org_id, id).await?);
+        }
+        let Some(user_id) = user_id else {
+            return Ok(Vec::new());
+        };
+        let asks = targets.iter().map(|t| self.outbound().provision_user(t, user_id, wait));
+        futures::future::try_join_all(asks).await.map_err(engine_err)
     }
 
     /// Changes a target. A new scope or mapping withdraws its approval; `status` pauses or resumes

@@ -265,6 +265,33 @@ pub struct AccessParams {
     /// Ignoring case.
     user_name: Option<String>,
     external_id: Option<String>,
+    /// Just-in-time provisioning: ids of the organization's provisioning targets the user must be
+    /// on before the answer (comma-separated, or the parameter repeated; at most 10). Only for a
+    /// user who is allowed; the answer's `provisioning` says how each went.
+    provision: Option<String>,
+    /// How long the check may wait for `provision`, in milliseconds (0–10000, default 5000). A
+    /// push not done by then answers `pending` and goes on.
+    wait_ms: Option<u32>,
+}
+
+/// Longest wait of a just-in-time access check, in milliseconds.
+const MAX_JIT_WAIT_MS: u64 = 10_000;
+/// The wait when `wait_ms` is not given.
+const DEFAULT_JIT_WAIT_MS: u64 = 5_000;
+
+/// Where the user stands on one provisioning target after a just-in-time access check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProvisioningView {
+    pub target_id: String,
+    /// `synced` (on the target, up to date), `pending` (asked for; not done when the wait ended:
+    /// the push goes on), `failed` (see `error`; tried again on its own), `not_in_scope`,
+    /// `not_approved` (the target's first push waits for approval) or `target_paused`.
+    pub status: String,
+    /// The user's id on the target, once there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether a user may sign in, and with which roles and workspaces.
@@ -282,6 +309,9 @@ pub struct AccessView {
     pub roles: Vec<String>,
     /// Effective workspace keys; empty unless allowed.
     pub workspaces: Vec<String>,
+    /// With `provision` only: one entry per target asked for (empty unless allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<Vec<ProvisioningView>>,
 }
 
 /// List the organization's users (from all its connections), a page at a time.
@@ -430,7 +460,7 @@ pub async fn list_group_members(
         (status = 200, description = "The decision", body = AccessView),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Not exactly one of user_id, email, user_name, external_id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not exactly one of user_id, email, user_name, external_id; or a bad provision or wait_ms", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn access(
     State(admin): State<Admin>,
@@ -453,8 +483,60 @@ pub async fn access(
             "give exactly one of the query parameters user_id, email, user_name and external_id",
         )
     })?;
+    let targets: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "provision")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if pairs.iter().any(|(k, _)| k == "provision") && targets.is_empty() {
+        return Err(ApiProblem::new(
+            400,
+            "provision: give one or more provisioning target ids",
+        ));
+    }
+    let wait_ms = match text_param(&pairs, "wait_ms") {
+        None => DEFAULT_JIT_WAIT_MS,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= MAX_JIT_WAIT_MS)
+            .ok_or_else(|| {
+                ApiProblem::new(
+                    400,
+                    format!(
+                        "wait_ms: expected a whole number of milliseconds from 0 to {MAX_JIT_WAIT_MS}, not \"{v}\""
+                    ),
+                )
+            })?,
+    };
     let a = admin.access(&org_id, lookup).await?;
+    let provisioning = if targets.is_empty() {
+        None
+    } else {
+        let user_id = a.user.as_ref().filter(|_| a.allowed).map(|u| u.id.as_str());
+        let outcomes = admin
+            .provision_for_access(&org_id, user_id, &targets, std::time::Duration::from_millis(wait_ms))
+            .await?;
+        Some(
+            outcomes
+                .into_iter()
+                .map(|o| ProvisioningView {
+                    target_id: o.target_id,
+                    status: serde_json::to_value(o.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    remote_id: o.remote_id,
+                    error: o.error,
+                })
+                .collect(),
+        )
+    };
     Ok(Json(AccessView {
+        provisioning,
         allowed: a.allowed,
         reason: a.reason.to_string(),
         user_id: a.user.as_ref().map(|u| u.id.clone()),

@@ -398,6 +398,20 @@ impl ob::OutboundStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn request_push(&self, target_id: &str, kind: ResourceKind, local_id: &str, now_us: i64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(AssertSqlSafe(Q::pg(Q::REQUEST_PUSH)))
+            .bind(target_id)
+            .bind(kind.as_str())
+            .bind(local_id)
+            .bind(now_us)
+            .bind(now_us)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>> {
         let rows = sqlx::query(AssertSqlSafe(Q::pg(Q::DUE_OBJECTS)))
             .bind(target_id)
