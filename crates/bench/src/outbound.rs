@@ -112,6 +112,7 @@ pub async fn run(args: Args) -> Result<(), String> {
                 mapping: AttributeMapping::default(),
                 deprovision: Deprovision::Deactivate,
                 deletion_threshold: DeletionThreshold::default(),
+                rate_limit: None,
                 interval_s: 7 * 24 * 3600,
                 approved: true,
             },

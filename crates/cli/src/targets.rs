@@ -7,8 +7,8 @@ use rollcall_server::admin::{Admin, AdminError, TargetInput};
 use rollcall_server::api::outbound::{ObjectView, RunView, TargetView};
 use rollcall_store::WriteContext;
 use rollcall_store::outbound::{
-    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, ObjectState, TargetScope, TargetStatus,
-    TargetUpdate,
+    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, ObjectState, RateLimit, TargetScope,
+    TargetStatus, TargetUpdate,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -80,6 +80,13 @@ pub enum TargetCommand {
         /// Seconds between full reconciliations.
         #[arg(long, default_value_t = 3600)]
         interval: i64,
+        /// The target's own rate limit, requests a minute (default: its profile's, from the
+        /// vendor's published limits).
+        #[arg(long)]
+        rate_limit: Option<u32>,
+        /// With --rate-limit: requests at once after a pause (default: a tenth of it).
+        #[arg(long, requires = "rate_limit")]
+        burst: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -232,6 +239,8 @@ pub async fn target(admin: &Admin, by: &WriteContext, cmd: TargetCommand) -> Res
             push_groups,
             deprovision,
             interval,
+            rate_limit,
+            burst,
             json: as_json,
         } => {
             let org_id = admin.find_organization(&org).await.map_err(err)?.id;
@@ -260,6 +269,7 @@ pub async fn target(admin: &Admin, by: &WriteContext, cmd: TargetCommand) -> Res
                         mapping: AttributeMapping::default(),
                         deprovision,
                         deletion_threshold: DeletionThreshold::default(),
+                        rate_limit: rate_limit.map(|per_minute| RateLimit { per_minute, burst }),
                         interval_s: interval,
                     },
                 )

@@ -284,7 +284,18 @@ impl Outbound {
             .ok_or_else(|| EngineError::Config(format!("unknown target profile \"{}\"", t.profile)))?
             .clone();
         let mut config = TargetConfig::new(t.base_url.clone(), profile.clone(), credentials_of(t));
-        config.rate_limits = self.config.rate_limits.clone();
+        // The node-wide override (benchmarks), else the target's own limit, else its profile's.
+        config.rate_limits = self.config.rate_limits.clone().or_else(|| {
+            t.rate_limit.map(|r| {
+                vec![profile::RateBucket {
+                    scope: profile::BucketScope::ALL,
+                    requests: r.per_minute,
+                    per_seconds: 60,
+                    burst: r.burst(),
+                    documented: false,
+                }]
+            })
+        });
         config.retry = self.config.request_retry;
         config.timeout = self.config.request_timeout;
         let client = TargetClient::new(self.transport.clone(), config)?;

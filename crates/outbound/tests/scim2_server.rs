@@ -84,6 +84,7 @@ async fn target(store: &dyn Store, org_id: &str, url: &str, scope: TargetScope) 
                 mapping: AttributeMapping::default(),
                 deprovision: Deprovision::Deactivate,
                 deletion_threshold: DeletionThreshold::default(),
+                rate_limit: None,
                 interval_s: 3600,
                 approved: false,
             },

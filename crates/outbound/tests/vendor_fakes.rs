@@ -107,6 +107,7 @@ async fn approved_target(store: &dyn Store, org_id: &str, fake: &FakeTarget) -> 
                     max_percent: None,
                     max_users: None,
                 },
+                rate_limit: None,
                 interval_s: 3600,
                 approved: false,
             },
@@ -375,7 +376,60 @@ async fn every_vendor_takes_creates_changes_and_deprovisioning(store: Arc<dyn St
     }
 }
 
+/// A target's own rate limit is what the engine keeps to (in place of the profile's): six creates
+/// at 600 a minute with a burst of 1 (and the run's reads) are a tenth of a second apart.
+async fn a_target_rate_limit_is_kept(store: Arc<dyn Store>) {
+    let fake = FakeTarget::start(Vendor::Generic).await;
+    let ctx = tenant(&*store, "acme").await;
+    let ob = Outbound::new(
+        store.clone(),
+        Transport::unrestricted(),
+        EngineConfig {
+            // No node-wide override: the target's limit applies.
+            rate_limits: None,
+            ..Default::default()
+        },
+    );
+    let t = approved_target(&*store, &ctx.org_id, &fake).await;
+    let t = store
+        .outbound()
+        .update_target(
+            &WriteContext::cli(),
+            &ctx.org_id,
+            &t.id,
+            TargetUpdate {
+                rate_limit: Some(Some(RateLimit {
+                    per_minute: 600,
+                    burst: Some(1),
+                })),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.rate_limit.map(|r| r.burst()), Some(1));
+    add_users(&*store, &ctx, "r", 6).await;
+    assert_eq!(ob.run_once("node-a").await.unwrap(), 1);
+    let posts: Vec<std::time::Instant> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(posts.len(), 6);
+    let requests = fake.requests();
+    let span = requests.last().unwrap().at - requests[0].at;
+    assert!(
+        // 100 ms a request at 600 a minute; 80 leaves room for when each was seen.
+        span >= Duration::from_millis(80) * (requests.len() as u32 - 1),
+        "{} requests in {span:?}",
+        requests.len()
+    );
+}
+
 contract!(
+    a_target_rate_limit_is_kept,
     a_failing_target_stops_the_run_and_loses_nothing,
     failed_objects_are_pushed_again_on_their_own,
     every_vendor_takes_creates_changes_and_deprovisioning

@@ -329,6 +329,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
             json!({"name": "", "base_url": "https://scim.example.com/v2", "auth": {"kind": "bearer", "token": "x"}}),
             422,
         ),
+        (
+            json!({"name": "T", "base_url": "https://scim.example.com/v2", "auth": {"kind": "bearer", "token": "x"}, "rate_limit": {"per_minute": 0}}),
+            422,
+        ),
+        (
+            json!({"name": "T", "base_url": "https://scim.example.com/v2", "auth": {"kind": "bearer", "token": "x"}, "rate_limit": {"per_minute": 60, "per_hour": 1}}),
+            422,
+        ),
     ];
     for (body, want) in cases {
         let (status, problem) = f.api(Method::POST, &path, Some(body.clone())).await;
@@ -348,11 +356,45 @@ async fn bad_input_is_refused_and_changes_nothing() {
     // With the connection in scope it is accepted; the same name again is a 409.
     let mut good = ok.clone();
     good["scope"] = json!({"connections": [f.conn_id]});
+    good["rate_limit"] = json!({"per_minute": 600});
     let (status, t) = f.api(Method::POST, &path, Some(good.clone())).await;
     assert_eq!(status, 201, "{t}");
+    assert_eq!(t["rate_limit"], json!({"per_minute": 600, "burst": 60}));
     let (status, _) = f.api(Method::POST, &path, Some(good)).await;
     assert_eq!(status, 409);
     let id = t["id"].as_str().unwrap();
+    // The rate limit: changed, refused when out of range, back to the profile's with null.
+    let (status, t2) = f
+        .api(
+            Method::PATCH,
+            &format!("{path}/{id}"),
+            Some(json!({"rate_limit": {"per_minute": 60, "burst": 5}})),
+        )
+        .await;
+    assert_eq!(
+        (status, t2["rate_limit"].clone()),
+        (200, json!({"per_minute": 60, "burst": 5}))
+    );
+    let (status, _) = f
+        .api(
+            Method::PATCH,
+            &format!("{path}/{id}"),
+            Some(json!({"rate_limit": {"per_minute": 100001}})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, t2) = f
+        .api(
+            Method::PATCH,
+            &format!("{path}/{id}"),
+            Some(json!({"rate_limit": null})),
+        )
+        .await;
+    assert_eq!((status, t2["rate_limit"].clone()), (200, Value::Null));
+    let (_, t2) = f
+        .api(Method::PATCH, &format!("{path}/{id}"), Some(json!({"name": "Renamed"})))
+        .await;
+    assert_eq!(t2["rate_limit"], Value::Null, "absent leaves it");
     let (status, _) = f
         .api(
             Method::PATCH,

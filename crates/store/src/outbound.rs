@@ -213,6 +213,34 @@ impl TargetScope {
 #[serde(transparent)]
 pub struct AttributeMapping(pub BTreeMap<String, Option<String>>);
 
+/// A target's own rate limit, in place of its profile's (a token bucket over every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests a minute, sustained (1–100,000).
+    pub per_minute: u32,
+    /// Requests at once after a pause (1–10,000; default: a tenth of `per_minute`, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100_000).contains(&self.per_minute) {
+            return Err("rate_limit.per_minute must be from 1 to 100000".into());
+        }
+        if self.burst.is_some_and(|b| !(1..=10_000).contains(&b)) {
+            return Err("rate_limit.burst must be from 1 to 10000".into());
+        }
+        Ok(())
+    }
+
+    /// The burst in force.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or((self.per_minute / 10).max(1))
+    }
+}
+
 /// When a run stops: more than `max_percent` % of the users in scope, or more than `max_users`,
 /// deactivated or deleted in one run pauses the target (`None`: that rule is off).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +310,8 @@ pub struct Target {
     pub status: TargetStatus,
     pub status_reason: Option<String>,
     pub deletion_threshold: DeletionThreshold,
+    /// The target's own rate limit (`None`: its profile's).
+    pub rate_limit: Option<RateLimit>,
     /// When the push was approved; `None`: it waits for approval (new target, or its scope or
     /// mapping changed since).
     pub approved_us: Option<i64>,
@@ -339,6 +369,8 @@ pub struct NewTarget {
     pub mapping: AttributeMapping,
     pub deprovision: Deprovision,
     pub deletion_threshold: DeletionThreshold,
+    /// The target's own rate limit (`None`: its profile's).
+    pub rate_limit: Option<RateLimit>,
     pub interval_s: i64,
     /// Approved at creation (the operator has seen the plan, or asks for no approval).
     pub approved: bool,
@@ -357,6 +389,8 @@ pub struct TargetUpdate {
     pub mapping: Option<AttributeMapping>,
     pub deprovision: Option<Deprovision>,
     pub deletion_threshold: Option<DeletionThreshold>,
+    /// `Some(None)`: back to the profile's rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
     pub interval_s: Option<i64>,
     /// `Enabled` resumes a paused or quarantined target; `Paused` pauses it (`Quarantined` is
     /// refused: only runs quarantine).
@@ -581,6 +615,9 @@ pub(crate) fn check_new(new: &NewTarget) -> StoreResult<()> {
     check_interval(new.interval_s)?;
     new.auth.validate(new.auth_kind).map_err(invalid)?;
     new.deletion_threshold.validate().map_err(invalid)?;
+    if let Some(r) = &new.rate_limit {
+        r.validate().map_err(invalid)?;
+    }
     Ok(())
 }
 
@@ -599,6 +636,7 @@ pub fn target_data(t: &Target) -> Value {
         "scope": t.scope,
         "deprovision": t.deprovision,
         "status": t.status,
+        "rate_limit": t.rate_limit,
     })
 }
 
@@ -632,6 +670,10 @@ pub(crate) fn apply_update(
         th.validate().map_err(invalid)?;
     }
     set!(deletion_threshold, "deletion_threshold");
+    if let Some(Some(r)) = &update.rate_limit {
+        r.validate().map_err(invalid)?;
+    }
+    set!(rate_limit, "rate_limit");
     if let Some(i) = update.interval_s {
         check_interval(i)?;
     }
@@ -739,6 +781,10 @@ where
         status: parse("status")?.parse().map_err(invalid)?,
         status_reason: row.try_get("status_reason")?,
         deletion_threshold: serde_json::from_value(json("deletion_threshold")?).unwrap_or_default(),
+        rate_limit: {
+            let raw: Option<String> = row.try_get("rate_limit")?;
+            raw.and_then(|r| serde_json::from_str(&r).ok())
+        },
         approved_us: row.try_get("approved_us")?,
         cursor_seq: row.try_get("cursor_seq")?,
         interval_s: row.try_get("interval_s")?,
@@ -827,6 +873,7 @@ pub(crate) fn prepared(new: &NewTarget, cursor_seq: i64, now: i64) -> Target {
         status: TargetStatus::Enabled,
         status_reason: None,
         deletion_threshold: new.deletion_threshold.clone(),
+        rate_limit: new.rate_limit,
         approved_us: new.approved.then_some(now),
         cursor_seq,
         interval_s: new.interval_s,
@@ -855,8 +902,8 @@ impl OutboundSql {
 
     pub(crate) const INSERT: &'static str = "INSERT INTO provisioning_targets (org_id, id, name, base_url, auth_kind, \
          auth, credentials, profile, scope, mapping, deprovision, status, status_reason, deletion_threshold, \
-         approved_us, cursor_seq, interval_s, next_full_us, failures, next_attempt_us, created_us, updated_us) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)";
+         rate_limit, approved_us, cursor_seq, interval_s, next_full_us, failures, next_attempt_us, created_us, updated_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)";
 
     pub(crate) const HIGH_SEQ: &'static str = "SELECT coalesce(max(seq), 0) FROM events";
     pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = ?";
@@ -868,7 +915,7 @@ impl OutboundSql {
     /// Binds: every column an update may change, then org_id, id.
     pub(crate) const UPDATE: &'static str = "UPDATE provisioning_targets SET name = ?, base_url = ?, auth_kind = ?, \
          auth = ?, credentials = ?, profile = ?, scope = ?, mapping = ?, deprovision = ?, status = ?, \
-         status_reason = ?, deletion_threshold = ?, approved_us = ?, interval_s = ?, failures = ?, \
+         status_reason = ?, deletion_threshold = ?, rate_limit = ?, approved_us = ?, interval_s = ?, failures = ?, \
          next_attempt_us = ?, updated_us = ? WHERE org_id = ? AND id = ?";
 
     pub(crate) const DELETE: &'static str = "DELETE FROM provisioning_targets WHERE org_id = ? AND id = ?";
@@ -958,6 +1005,7 @@ pub(crate) struct TargetBinds {
     pub scope: String,
     pub mapping: String,
     pub threshold: String,
+    pub rate_limit: Option<String>,
     pub sealed: String,
 }
 
@@ -968,6 +1016,7 @@ impl TargetBinds {
             scope: to_json(&t.scope),
             mapping: to_json(&t.mapping),
             threshold: to_json(&t.deletion_threshold),
+            rate_limit: t.rate_limit.as_ref().map(to_json),
             sealed: keys.seal(&t.credentials, &credentials_context(&t.id))?,
         })
     }

@@ -25,6 +25,7 @@ fn new_target(org_id: &str, name: &str) -> NewTarget {
         mapping: AttributeMapping::default(),
         deprovision: Deprovision::Deactivate,
         deletion_threshold: DeletionThreshold::default(),
+        rate_limit: None,
         interval_s: 3600,
         approved: false,
     }

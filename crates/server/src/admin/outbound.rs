@@ -6,8 +6,8 @@ use super::{Admin, AdminError, AdminResult, admin_err, validate_name};
 use rollcall_outbound::engine::{EngineError, JitOutcome};
 use rollcall_outbound::{Plan, plan, profile};
 use rollcall_store::outbound::{
-    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, NewTarget, ObjectQuery, ObjectState, Run,
-    Target, TargetObject, TargetScope, TargetStatus, TargetUpdate,
+    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, NewTarget, ObjectQuery, ObjectState,
+    RateLimit, Run, Target, TargetObject, TargetScope, TargetStatus, TargetUpdate,
 };
 use rollcall_store::{GroupQuery, ResourceKind, WriteContext};
 
@@ -33,6 +33,8 @@ pub struct TargetInput {
     pub mapping: AttributeMapping,
     pub deprovision: Deprovision,
     pub deletion_threshold: DeletionThreshold,
+    /// The target's own rate limit (`None`: its profile's).
+    pub rate_limit: Option<RateLimit>,
     pub interval_s: i64,
 }
 
@@ -155,6 +157,9 @@ impl Admin {
         self.check_scope(org_id, &input.scope).await?;
         Self::check_mapping(&input.mapping)?;
         input.deletion_threshold.validate().map_err(AdminError::invalid)?;
+        if let Some(r) = &input.rate_limit {
+            r.validate().map_err(AdminError::invalid)?;
+        }
         let t = self
             .store
             .outbound()
@@ -172,6 +177,7 @@ impl Admin {
                     mapping: input.mapping,
                     deprovision: input.deprovision,
                     deletion_threshold: input.deletion_threshold,
+                    rate_limit: input.rate_limit,
                     interval_s: input.interval_s,
                     approved: false,
                 },

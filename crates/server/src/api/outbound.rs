@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use rollcall_store::outbound::{
-    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, ObjectState, Run, RunCounts, Target,
-    TargetObject, TargetScope, TargetStatus, TargetUpdate,
+    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, ObjectState, RateLimit, Run, RunCounts,
+    Target, TargetObject, TargetScope, TargetStatus, TargetUpdate,
 };
 use rollcall_store::{ResourceKind, cursor};
 use serde::{Deserialize, Serialize};
@@ -162,9 +162,42 @@ pub struct CreateTarget {
     #[schema(value_type = String, example = "deactivate")]
     pub deprovision: Deprovision,
     pub deletion_threshold: Option<ThresholdView>,
+    /// The target's own rate limit, in place of its profile's (absent or `null`: the profile's,
+    /// from the vendor's published limits).
+    pub rate_limit: Option<RateLimitView>,
     /// Seconds between full reconciliations, 60 to 604800. Default 3600.
     #[serde(default = "hour")]
     pub reconcile_interval_s: i64,
+}
+
+/// A target's own rate limit: a token bucket over every request to it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitView {
+    /// Requests a minute, sustained (1–100000).
+    #[schema(example = 600)]
+    pub per_minute: u32,
+    /// Requests at once after a pause (1–10000; default a tenth of `per_minute`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl From<RateLimitView> for RateLimit {
+    fn from(v: RateLimitView) -> RateLimit {
+        RateLimit {
+            per_minute: v.per_minute,
+            burst: v.burst,
+        }
+    }
+}
+
+impl From<RateLimit> for RateLimitView {
+    fn from(r: RateLimit) -> RateLimitView {
+        RateLimitView {
+            per_minute: r.per_minute,
+            burst: Some(r.burst()),
+        }
+    }
 }
 
 fn generic() -> String {
@@ -191,6 +224,9 @@ pub struct UpdateTarget {
     #[schema(value_type = Option<String>)]
     pub deprovision: Option<Deprovision>,
     pub deletion_threshold: Option<ThresholdView>,
+    /// `null`: back to the profile's rate limit.
+    #[serde(default, deserialize_with = "super::roles::serde_with_double_option::deserialize")]
+    pub rate_limit: Option<Option<RateLimitView>>,
     pub reconcile_interval_s: Option<i64>,
     #[schema(value_type = Option<String>, example = "paused")]
     pub status: Option<TargetStatus>,
@@ -217,6 +253,9 @@ pub struct TargetView {
     #[schema(required = true)]
     pub status_reason: Option<String>,
     pub deletion_threshold: ThresholdView,
+    /// Its own rate limit (`null`: the profile's).
+    #[schema(required = true)]
+    pub rate_limit: Option<RateLimitView>,
     /// Whether its push is approved (a new target, or one whose scope or mapping changed, waits
     /// for approval after its plan is read).
     pub approved: bool,
@@ -265,6 +304,7 @@ impl From<&Target> for TargetView {
                 max_percent: t.deletion_threshold.max_percent,
                 max_users: t.deletion_threshold.max_users,
             },
+            rate_limit: t.rate_limit.map(Into::into),
             approved: t.approved(),
             approved_at: t.approved_us.map(rfc3339),
             reconcile_interval_s: t.interval_s,
@@ -483,6 +523,7 @@ pub async fn create_target(
                     max_percent: th.max_percent,
                     max_users: th.max_users,
                 },
+                rate_limit: body.rate_limit.map(Into::into),
                 interval_s: body.reconcile_interval_s,
             },
         )
@@ -547,6 +588,7 @@ pub async fn update_target(
             max_percent: t.max_percent,
             max_users: t.max_users,
         }),
+        rate_limit: body.rate_limit.map(|r| r.map(Into::into)),
         interval_s: body.reconcile_interval_s,
         status: body.status,
     };

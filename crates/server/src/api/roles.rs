@@ -80,7 +80,7 @@ pub struct UpdateRole {
 }
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-mod serde_with_double_option {
+pub(crate) mod serde_with_double_option {
     use serde::{Deserialize, Deserializer};
     pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)

@@ -4,7 +4,7 @@
 -- A target: where (base_url), how to authenticate (auth_kind; auth: JSON of the parts that are not
 -- secret; credentials: the secret, sealed — see secrets.rs, provisioning_credentials:<target id>),
 -- the target's rules (profile), what is pushed (scope, mapping: JSON), what deprovisioning means,
--- its status, the deletion threshold, whether its first push (or the push after a change of scope
+-- its status, the deletion threshold, its own rate limit (JSON; NULL: the profile's), whether its first push (or the push after a change of scope
 -- or mapping) is approved, the event-log cursor and a lease (a node pushes a target only while it
 -- holds it), the next full reconciliation and the backoff after failures.
 CREATE TABLE provisioning_targets (
@@ -22,6 +22,7 @@ CREATE TABLE provisioning_targets (
     status              text NOT NULL,
     status_reason       text,
     deletion_threshold  text NOT NULL,
+    rate_limit          text,
     approved_us         bigint,
     cursor_seq          bigint NOT NULL,
     interval_s          bigint NOT NULL,
