@@ -147,7 +147,21 @@ pub struct Outbound {
     pub config: EngineConfig,
     transport: Transport,
     wake: Notify,
+    /// A client per target, kept across runs (its connections, OAuth token and rate-limit
+    /// buckets), until the target changes; a generic profile read again at least every
+    /// [`PROFILE_REFRESH`] and at every full run.
+    remotes: std::sync::Mutex<HashMap<String, CachedRemote>>,
 }
+
+struct CachedRemote {
+    /// The target's `updated_us` when the client was made.
+    updated_us: i64,
+    remote: Remote,
+    refined_at: std::time::Instant,
+}
+
+/// How long a target's `/ServiceProviderConfig` is trusted between full runs.
+const PROFILE_REFRESH: Duration = Duration::from_secs(600);
 
 /// The credentials of a target for its client.
 pub fn credentials_of(t: &Target) -> Credentials {
@@ -264,6 +278,7 @@ impl Outbound {
             config,
             transport,
             wake: Notify::new(),
+            remotes: Default::default(),
         })
     }
 
@@ -278,9 +293,39 @@ impl Outbound {
     }
 
     /// A client for a target, with its profile in force (for `generic`: refined from its
-    /// `/ServiceProviderConfig`).
+    /// `/ServiceProviderConfig`): the one kept for the target, unless it changed since.
     pub async fn connect(&self, t: &Target) -> Result<Remote, EngineError> {
-        let mut profile: TargetProfile = profile::profile(&t.profile)
+        self.connect_with(t, false).await
+    }
+
+    /// `refresh`: read a generic target's `/ServiceProviderConfig` again (a full run).
+    async fn connect_with(&self, t: &Target, refresh: bool) -> Result<Remote, EngineError> {
+        let kept = {
+            let remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+            remotes
+                .get(&t.id)
+                .filter(|c| c.updated_us == t.updated_us)
+                .map(|c| (c.remote.session(), c.refined_at))
+        };
+        let remote = match kept {
+            Some((remote, at)) if !refresh && at.elapsed() < PROFILE_REFRESH => return Ok(remote),
+            Some((remote, _)) => remote,
+            None => self.new_remote(t)?,
+        };
+        let remote = self.refine(t, remote).await?;
+        self.remotes.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            t.id.clone(),
+            CachedRemote {
+                updated_us: t.updated_us,
+                remote: remote.session(),
+                refined_at: std::time::Instant::now(),
+            },
+        );
+        Ok(remote)
+    }
+
+    fn new_remote(&self, t: &Target) -> Result<Remote, EngineError> {
+        let profile: TargetProfile = profile::profile(&t.profile)
             .ok_or_else(|| EngineError::Config(format!("unknown target profile \"{}\"", t.profile)))?
             .clone();
         let mut config = TargetConfig::new(t.base_url.clone(), profile.clone(), credentials_of(t));
@@ -299,7 +344,14 @@ impl Outbound {
         config.retry = self.config.request_retry;
         config.timeout = self.config.request_timeout;
         let client = TargetClient::new(self.transport.clone(), config)?;
-        let remote = Remote::new(client, profile.clone());
+        Ok(Remote::new(client, profile))
+    }
+
+    /// A generic target's profile, refined from its `/ServiceProviderConfig`.
+    async fn refine(&self, t: &Target, remote: Remote) -> Result<Remote, EngineError> {
+        let Some(mut profile) = profile::profile(&t.profile).cloned() else {
+            return Ok(remote);
+        };
         if profile.id == profile::GENERIC {
             match remote.service_provider_config().await {
                 Ok(spc) => {
@@ -828,7 +880,7 @@ impl Outbound {
     }
 
     async fn full_body(&self, t: &Target, owner: &str, run: &mut Run, cursor: i64) -> Result<Tally, EngineError> {
-        let remote = self.connect(t).await?;
+        let remote = self.connect_with(t, true).await?;
         let desired = self.desired_users(t, remote.profile()).await?;
         let rows = self.mapping(t).await?;
         let mut tally = Tally::default();

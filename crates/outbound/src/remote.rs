@@ -53,6 +53,16 @@ impl Remote {
         }
     }
 
+    /// The same client (its connections, OAuth token and rate-limit buckets) and profile, with
+    /// its own request count: one run's.
+    pub fn session(&self) -> Remote {
+        Remote {
+            client: self.client.clone(),
+            profile: self.profile.clone(),
+            requests: Default::default(),
+        }
+    }
+
     /// The same target (and request count) under a refined profile.
     pub fn with_profile(mut self, profile: TargetProfile) -> Remote {
         self.profile = profile;

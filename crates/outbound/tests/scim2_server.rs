@@ -193,8 +193,8 @@ async fn plan_approve_push_and_sync(store: Arc<dyn Store>) {
     assert_eq!(runs[0].kind, RunKind::Events);
     assert_eq!(runs[0].counts.updated, 1);
     assert_eq!(
-        runs[0].counts.requests, 2,
-        "the ServiceProviderConfig and one PATCH: no read-back"
+        runs[0].counts.requests, 1,
+        "one PATCH: no read-back, and the ServiceProviderConfig read by the full run is kept"
     );
 
     // Deactivated in Rollcall: deactivated downstream (one of three is more than 10 %: lower the
