@@ -13,7 +13,7 @@ use crate::roles::{
 };
 use crate::rows::{
     Cols, conn_of, directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of,
-    role_of,
+    mapping_taken, role_of, taken,
 };
 use crate::sql::{Bind, SqlBuilder};
 use crate::sqlite::now_us;
@@ -25,14 +25,6 @@ use sqlx::AssertSqlSafe;
 
 const MAPPING_SELECT: &str = "SELECT m.id, m.connection_id, m.role_id, ro.key AS role_key, m.match_kind,
         m.match_display, m.created_us FROM role_mappings m JOIN roles ro ON ro.id = m.role_id";
-
-/// 409 for a unique-index violation, else the database error.
-fn taken(e: sqlx::Error, detail: impl FnOnce() -> String) -> StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(detail())),
-        _ => StoreError::Database(e),
-    }
-}
 
 fn foreign_role(id: &str) -> StoreError {
     StoreError::Scim(ScimError::invalid_value(format!(
@@ -115,7 +107,7 @@ macro_rules! role_store {
                     .bind(role.created_us)
                     .execute(tx.conn())
                     .await
-                    .map_err(|e| key_taken(e, &role.key))?;
+                    .map_err(|e| key_taken(e, "role", &role.key))?;
                     let ctx = with_org(ctx, &role.org_id);
                     tx.record(&ctx, events::ROLE_CREATED, None, json!({"role": role})).await?;
                     if is_scim_role(&role.key) {
@@ -180,11 +172,12 @@ macro_rules! role_store {
                         .bind(id)
                         .execute(tx.conn())
                         .await
-                        .map_err(|e| key_taken(e, &after.key))?;
+                        .map_err(|e| key_taken(e, "role", &after.key))?;
                     let ctx = with_org(ctx, org_id);
                     let data = json!({"role": after, "before": before});
                     tx.record(&ctx, events::ROLE_UPDATED, None, data).await?;
-                    if fold(&before.key) != fold(&after.key) && (is_scim_role(&before.key) || is_scim_role(&after.key)) {
+                    let scim = is_scim_role(&before.key) || is_scim_role(&after.key);
+                    if scim && fold(&before.key) != fold(&after.key) {
                         let job = GrantJob::Org { kind: GrantKind::Role, without: None };
                         <$store as GrantBackend>::grant_job(&mut tx, &ctx, job).await?;
                     }
@@ -194,7 +187,12 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn delete_role_impl(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
+            pub(crate) async fn delete_role_impl(
+                &self,
+                ctx: &WriteContext,
+                org_id: &str,
+                id: &str,
+            ) -> StoreResult<bool> {
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
                     let Some(role) = Self::role_in(&mut tx, org_id, id).await? else {
@@ -248,7 +246,7 @@ macro_rules! role_store {
                     .bind(mapping.created_us)
                     .execute(tx.conn())
                     .await
-                    .map_err(|e| taken(e, || "this mapping already exists on the connection".into()))?;
+                    .map_err(mapping_taken)?;
                     let ctx = on_connection(ctx, &conn);
                     tx.record(&ctx, events::ROLE_MAPPING_CREATED, None, json!({"mapping": mapping})).await?;
                     let job = GrantJob::Mapping { kind: GrantKind::Role, matches: &mapping.matches };

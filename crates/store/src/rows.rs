@@ -209,14 +209,24 @@ pub(crate) fn directory_member_of(row: &impl Cols) -> directory::DirectoryMember
     }
 }
 
-/// A unique-index violation on a role key as the 409 to answer.
-pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
+/// A unique-index violation as the 409 to answer (`detail` says what is taken), else the error.
+pub(crate) fn taken(e: sqlx::Error, detail: impl FnOnce() -> String) -> StoreError {
     match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "a role with key \"{key}\" already exists in this organization"
-        ))),
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(detail())),
         _ => StoreError::Database(e),
     }
+}
+
+/// A role (`what`: "role") or workspace key taken in the organization: 409.
+pub(crate) fn key_taken(e: sqlx::Error, what: &str, key: &str) -> StoreError {
+    taken(e, || {
+        format!("a {what} with key \"{key}\" already exists in this organization")
+    })
+}
+
+/// A duplicate role or workspace mapping: 409.
+pub(crate) fn mapping_taken(e: sqlx::Error) -> StoreError {
+    taken(e, || "this mapping already exists on the connection".into())
 }
 
 /// Whether a role key follows the `scim:<group name>` convention.

@@ -24,7 +24,7 @@ use crate::grant_rows::{Arg, GrantBackend, GrantDb, GrantJob, first};
 use crate::index::fold;
 use crate::model::WriteContext;
 use crate::roles::{GrantKind, RoleChange, RoleMatch, RolePreview};
-use crate::rows::Cols;
+use crate::rows::{Cols, key_taken, mapping_taken};
 use crate::sql::Dialect;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
@@ -379,26 +379,6 @@ pub(crate) fn workspace_mapping_of(row: &impl Cols) -> WorkspaceMapping {
     }
 }
 
-/// 409 for a workspace key taken in the organization.
-pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> crate::StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => crate::StoreError::Scim(rollcall_scim::ScimError::conflict(format!(
-            "a workspace with key \"{key}\" already exists in this organization"
-        ))),
-        _ => crate::StoreError::Database(e),
-    }
-}
-
-/// 409 for a duplicate mapping.
-pub(crate) fn mapping_taken(e: sqlx::Error) -> crate::StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => crate::StoreError::Scim(rollcall_scim::ScimError::conflict(
-            "this mapping already exists on the connection",
-        )),
-        _ => crate::StoreError::Database(e),
-    }
-}
-
 /// 400: workspaces are mapped from groups only.
 pub(crate) fn check_match(m: &RoleMatch) -> StoreResult<()> {
     match m {
@@ -512,7 +492,7 @@ macro_rules! workspace_store {
                         .bind(ws.created_us)
                         .execute(tx.conn())
                         .await
-                        .map_err(|e| key_taken(e, &ws.key))?;
+                        .map_err(|e| key_taken(e, "workspace", &ws.key))?;
                     let ctx = with_org(ctx, &ws.org_id);
                     tx.record(&ctx, events::WORKSPACE_CREATED, None, json!({"workspace": ws})).await?;
                     tx.commit().await?;
@@ -566,7 +546,7 @@ macro_rules! workspace_store {
                         .bind(&before.id)
                         .execute(tx.conn())
                         .await
-                        .map_err(|e| key_taken(e, &after.key))?;
+                        .map_err(|e| key_taken(e, "workspace", &after.key))?;
                     let data = json!({"workspace": after, "before": before});
                     tx.record(&with_org(ctx, org_id), events::WORKSPACE_UPDATED, None, data).await?;
                     tx.commit().await?;
@@ -646,7 +626,12 @@ macro_rules! workspace_store {
                 Ok(rows.iter().map(workspace_mapping_of).collect())
             }
 
-            async fn delete_workspace_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool> {
+            async fn delete_workspace_mapping(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+                id: &str,
+            ) -> StoreResult<bool> {
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
                     let row = sqlx::query(WorkspaceSql::GET_MAPPING)
