@@ -34,6 +34,7 @@ pub(crate) enum Cell {
     Text(String),
 }
 
+/// Typed reads of a cell; the text ones take the text out.
 impl Cell {
     pub(crate) fn opt_int(&self) -> Option<i64> {
         match self {
@@ -61,8 +62,8 @@ pub(crate) trait GrantDb {
     const DIALECT: Dialect;
     /// The rows of a statement.
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Vec<Cell>>>;
-    /// Runs a statement; returns the number of rows it changed.
-    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
+    /// Runs a statement.
+    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<()>;
     /// Records an event in the transaction.
     async fn grant_event(
         &mut self,
@@ -241,8 +242,7 @@ async fn grant<D: GrantDb>(db: &mut D, kind: GrantKind, user_pk: i64, ids: &[Str
     let sql = format!(
         "INSERT INTO {table} (user_pk, {column}) SELECT $1, e.v FROM {elements} WHERE true ON CONFLICT DO NOTHING"
     );
-    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await?;
-    Ok(())
+    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await
 }
 
 /// Takes `ids` of `kind` from a user.
@@ -255,8 +255,7 @@ async fn revoke<D: GrantDb>(db: &mut D, kind: GrantKind, user_pk: i64, ids: &[St
         "DELETE FROM {table} WHERE user_pk = $1 AND {}",
         in_list(D::DIALECT, column, 2, "text")
     );
-    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await?;
-    Ok(())
+    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await
 }
 
 /// Recomputes the effective grants of `kind` (roles or workspaces) of the users in `scope` on one

@@ -40,10 +40,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod grant_db;
 mod guard_ops;
 pub mod notify;
 mod outbound;
-mod roles_ops;
 mod staging_ops;
 mod writes;
 

@@ -14,13 +14,13 @@ use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, Grou
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
 pub mod backup;
+mod grant_db;
 pub(crate) mod group_commit;
 mod guard_ops;
 mod inline_read;
 pub mod lock;
 mod outbound;
 mod resource_writes;
-mod roles_ops;
 mod staging_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;

@@ -9,7 +9,7 @@ use super::*;
 use crate::grant_rows::{protected_match, recompute_grants};
 use crate::update::{Computed, Written, precondition_failed};
 use crate::workspaces;
-use roles_ops::{Inline, block};
+use grant_db::{Inline, block};
 use rusqlite::OptionalExtension;
 use rusqlite::params_from_iter;
 use std::collections::HashSet;

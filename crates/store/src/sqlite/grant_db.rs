@@ -69,10 +69,11 @@ impl GrantDb for Inline<'_> {
         Ok(out)
     }
 
-    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<()> {
         let mut stmt = self.0.prepare_cached(sql)?;
         bind(&mut stmt, args)?;
-        Ok(stmt.raw_execute()? as u64)
+        stmt.raw_execute()?;
+        Ok(())
     }
 
     async fn grant_event(

@@ -48,11 +48,11 @@ impl GrantDb for WriteTx {
             .collect())
     }
 
-    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        let done = sqlx::query_with(AssertSqlSafe(sql.to_string()), args_of(args))
+    async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<()> {
+        sqlx::query_with(AssertSqlSafe(sql.to_string()), args_of(args))
             .execute(self.conn())
             .await?;
-        Ok(done.rows_affected())
+        Ok(())
     }
 
     async fn grant_event(
