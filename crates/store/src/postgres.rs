@@ -19,6 +19,7 @@ use crate::model::*;
 use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
+use crate::rows::{conn_of, hash_col};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
@@ -39,12 +40,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod grant_db;
 mod guard_ops;
 pub mod notify;
 mod outbound;
-mod roles_ops;
 mod staging_ops;
-mod workspaces_ops;
 mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -470,44 +470,6 @@ fn org_of(row: &PgRow) -> Organization {
         id: row.get("id"),
         name: row.get("name"),
         created_us: row.get("created_us"),
-    }
-}
-
-/// A 32-byte hash column (NULL or malformed: `None`).
-fn hash_col(row: &PgRow, col: &str) -> Option<[u8; 32]> {
-    let v: Option<Vec<u8>> = row.get(col);
-    v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-}
-
-fn conn_of(row: &PgRow) -> Connection {
-    let idp: String = row.get("idp");
-    let status: String = row.get("status");
-    Connection {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        name: row.get("name"),
-        idp: idp.parse().unwrap_or(IdpKind::Generic),
-        kind: row
-            .get::<Option<String>, _>("kind")
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_default(),
-        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
-        token_prefix: row.get("token_prefix"),
-        token_hash: hash_col(row, "token_hash"),
-        next_token_prefix: row.get("next_token_prefix"),
-        next_token_hash: hash_col(row, "next_token_hash"),
-        rotation_started_us: row.get("rotation_started_us"),
-        created_us: row.get("created_us"),
-        last_request_us: row.get("last_request_us"),
-        last_user_agent: row.get("last_user_agent"),
-        detected_idp: row
-            .get::<Option<String>, _>("detected_idp")
-            .and_then(|s| s.parse().ok()),
-        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
-        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
-        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
-        debug_logging: row.get("debug_logging"),
-        staged_us: row.try_get("staged_us").unwrap_or(None),
     }
 }
 
@@ -1340,9 +1302,9 @@ impl PostgresStore {
             ResourceKind::Group => Vec::new(),
         };
         if kind == ResourceKind::Group {
-            workspaces_ops::group_created(&mut tx, ctx, id, doc).await?;
+            crate::workspaces::group_created(&mut tx, ctx, id, doc).await?;
         }
-        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        crate::grant_rows::recompute_grants(&mut tx, ctx, RoleScope::Users(affected)).await?;
         tx.commit().await
     }
 
@@ -1398,7 +1360,7 @@ impl PostgresStore {
         if kind == ResourceKind::User
             && doc.get("active").and_then(Value::as_bool) == Some(false)
             && before.get("active").and_then(Value::as_bool) != Some(false)
-            && let Some(email) = roles_ops::protected_match(tx.conn(), &ctx.org_id, pk, before).await?
+            && let Some(email) = crate::grant_rows::protected_match(&mut tx, &ctx.org_id, pk, before).await?
         {
             drop(tx);
             return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
@@ -1448,7 +1410,7 @@ impl PostgresStore {
             let ev = events::updated(kind, before, doc);
             tx.event(ctx, ev, Some((kind, id)), events::diff(before, doc));
             if kind == ResourceKind::Group {
-                workspaces_ops::group_renamed(&mut tx, ctx, id, before, doc).await?;
+                crate::workspaces::group_renamed(&mut tx, ctx, id, before, doc).await?;
             }
         } else {
             sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE pk = $3")
@@ -1460,7 +1422,7 @@ impl PostgresStore {
         }
         // After the row is written: the computation reads the stored status, app roles and names.
         if let Some(scope) = role_scope {
-            roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, scope).await?;
+            crate::grant_rows::recompute_grants(&mut tx, ctx, scope).await?;
         }
         guard_ops::after_write(&mut tx, ctx).await?;
         tx.commit().await?;
@@ -1502,7 +1464,7 @@ impl PostgresStore {
         }
         let mut purge = false;
         if kind == ResourceKind::User {
-            if let Some(email) = roles_ops::protected_match(tx.conn(), &ctx.org_id, pk, &doc).await? {
+            if let Some(email) = crate::grant_rows::protected_match(&mut tx, &ctx.org_id, pk, &doc).await? {
                 drop(tx);
                 return Err(self.refuse_protected(ctx, id, &email, "delete").await);
             }
@@ -1574,10 +1536,10 @@ impl PostgresStore {
             ResourceKind::User => Vec::new(),
             ResourceKind::Group => members,
         };
-        roles_ops::recompute_roles(&mut tx, ctx, &ctx.connection_id, RoleScope::Users(affected)).await?;
+        crate::grant_rows::recompute_grants(&mut tx, ctx, RoleScope::Users(affected)).await?;
         if kind == ResourceKind::Group {
             // After its members lost it (with their events).
-            workspaces_ops::group_deleted(&mut tx, ctx, id).await?;
+            crate::workspaces::group_deleted(&mut tx, ctx, id).await?;
         }
         guard_ops::after_write(&mut tx, ctx).await?;
         tx.commit().await?;
@@ -2077,7 +2039,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
-        self.retrying(|| self.create_role_impl(ctx, new.clone())).await
+        self.create_role_impl(ctx, new).await
     }
     async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>> {
         self.list_roles_impl(org_id).await
@@ -2092,21 +2054,19 @@ impl Store for PostgresStore {
         id: &str,
         update: RoleUpdate,
     ) -> StoreResult<Option<Role>> {
-        self.retrying(|| self.update_role_impl(ctx, org_id, id, update.clone()))
-            .await
+        self.update_role_impl(ctx, org_id, id, update).await
     }
     async fn delete_role(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
-        self.retrying(|| self.delete_role_impl(ctx, org_id, id)).await
+        self.delete_role_impl(ctx, org_id, id).await
     }
     async fn create_role_mapping(&self, ctx: &WriteContext, new: NewRoleMapping) -> StoreResult<RoleMapping> {
-        self.retrying(|| self.create_role_mapping_impl(ctx, new.clone())).await
+        self.create_role_mapping_impl(ctx, new).await
     }
     async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>> {
         self.list_role_mappings_impl(connection_id).await
     }
     async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool> {
-        self.retrying(|| self.delete_role_mapping_impl(ctx, connection_id, id))
-            .await
+        self.delete_role_mapping_impl(ctx, connection_id, id).await
     }
     async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
         self.default_roles_impl(connection_id).await
@@ -2117,9 +2077,7 @@ impl Store for PostgresStore {
         change: &RoleChange,
         sample: usize,
     ) -> StoreResult<Option<RolePreview>> {
-        self.preview_role_change_impl(connection_id, change, sample)
-            .await
-            .map_err(finish_error)
+        self.preview_role_change_impl(connection_id, change, sample).await
     }
     async fn set_default_roles(
         &self,
@@ -2127,8 +2085,7 @@ impl Store for PostgresStore {
         connection_id: &str,
         role_ids: &[String],
     ) -> StoreResult<Option<Vec<Role>>> {
-        self.retrying(|| self.set_default_roles_impl(ctx, connection_id, role_ids))
-            .await
+        self.set_default_roles_impl(ctx, connection_id, role_ids).await
     }
     async fn set_connection_policy(
         &self,
@@ -2136,18 +2093,16 @@ impl Store for PostgresStore {
         connection_id: &str,
         policy: &ConnectionPolicy,
     ) -> StoreResult<Option<Connection>> {
-        self.retrying(|| self.set_connection_policy_impl(ctx, connection_id, policy))
-            .await
+        self.set_connection_policy_impl(ctx, connection_id, policy).await
     }
     async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser> {
-        self.retrying(|| self.add_protected_user_impl(ctx, org_id, email)).await
+        self.add_protected_user_impl(ctx, org_id, email).await
     }
     async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>> {
         self.list_protected_users_impl(org_id).await
     }
     async fn remove_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<bool> {
-        self.retrying(|| self.remove_protected_user_impl(ctx, org_id, email))
-            .await
+        self.remove_protected_user_impl(ctx, org_id, email).await
     }
     async fn directory_users(
         &self,

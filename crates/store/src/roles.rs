@@ -15,15 +15,14 @@
 //! and mapping changes); each user whose set changed gets a `user.roles_changed` event in that same
 //! transaction. Comparisons of names and values are case-insensitive.
 //!
-//! The algorithm lives here once; each backend implements [`RoleRows`] (a handful of queries).
+//! The algorithm lives here once; its statements, once for both databases, in [`crate::grant_rows`].
 
 use crate::StoreResult;
 use crate::events;
 use crate::index::fold;
-use crate::model::{ResourceKind, WriteContext};
-use async_trait::async_trait;
+use crate::model::ResourceKind;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 /// What the engine below computes: effective roles or effective workspaces ([`crate::workspaces`]).
@@ -63,36 +62,36 @@ impl GrantKind {
         }
     }
 
-    /// The statements that load a [`RoleConfig`], with `?` placeholders (PostgreSQL numbers
-    /// them) and what each binds: the organization's grants `(id, key)`; the default grant ids
-    /// (roles per connection, the default workspace per organization); the mappings
+    /// The statements that load a [`RoleConfig`], with `$n` placeholders, and what each binds: the
+    /// organization's grants `(id, key)`; the default grant ids (roles per connection, the default
+    /// workspace per organization); the mappings
     /// `(kind, folded value, id)` (a workspace created for a group is mapped to the group by its
     /// Rollcall id).
     pub fn config_sql(self) -> [(&'static str, &'static [ConfigBind]); 3] {
         use ConfigBind::{Connection, Org};
         match self {
             GrantKind::Role => [
-                ("SELECT id, key FROM roles WHERE org_id = ?", &[Org]),
+                ("SELECT id, key FROM roles WHERE org_id = $1", &[Org]),
                 (
-                    "SELECT role_id FROM connection_default_roles WHERE connection_id = ?",
+                    "SELECT role_id FROM connection_default_roles WHERE connection_id = $1",
                     &[Connection],
                 ),
                 (
-                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = ?",
+                    "SELECT match_kind, match_value, role_id FROM role_mappings WHERE connection_id = $1",
                     &[Connection],
                 ),
             ],
             GrantKind::Workspace => [
-                ("SELECT id, key FROM workspaces WHERE org_id = ?", &[Org]),
+                ("SELECT id, key FROM workspaces WHERE org_id = $1", &[Org]),
                 (
                     "SELECT default_workspace_id FROM workspace_settings
-                     WHERE org_id = ? AND default_workspace_id IS NOT NULL",
+                     WHERE org_id = $1 AND default_workspace_id IS NOT NULL",
                     &[Org],
                 ),
                 (
-                    "SELECT match_kind, match_value, workspace_id FROM workspace_mappings WHERE connection_id = ?
+                    "SELECT match_kind, match_value, workspace_id FROM workspace_mappings WHERE connection_id = $1
                      UNION ALL SELECT 'group_id', lower(group_id), id FROM workspaces
-                     WHERE org_id = ? AND group_connection_id = ? AND group_id IS NOT NULL",
+                     WHERE org_id = $2 AND group_connection_id = $3 AND group_id IS NOT NULL",
                     &[Connection, Org, Connection],
                 ),
             ],
@@ -359,7 +358,7 @@ impl RoleConfig {
         Ok(out)
     }
 
-    fn keys_of(&self, ids: &BTreeSet<String>) -> Vec<String> {
+    pub(crate) fn keys_of(&self, ids: &BTreeSet<String>) -> Vec<String> {
         let mut keys: Vec<String> = ids.iter().filter_map(|id| self.keys.get(id).cloned()).collect();
         keys.sort();
         keys
@@ -520,7 +519,7 @@ impl RoleDiff {
 }
 
 /// Compares the effective roles of `users` under `before` and `after` in one pass, with
-/// [`RoleConfig::effective`] (the computation [`recompute`] stores), keeping up to `sample` users
+/// [`RoleConfig::effective`] (the computation [`crate::grant_rows::recompute`] stores), keeping up to `sample` users
 /// per role and direction, the oldest first.
 pub fn diff_roles(before: &RoleConfig, after: &RoleConfig, mut users: Vec<UserFacts>, sample: usize) -> RoleDiff {
     users.sort_by_key(|u| u.pk);
@@ -609,94 +608,10 @@ impl RoleScope {
     }
 }
 
-/// The queries role computation needs, inside the caller's write transaction.
-#[async_trait]
-pub trait RoleRows: Send {
-    async fn role_config(&mut self, kind: GrantKind, org_id: &str, connection_id: &str) -> StoreResult<RoleConfig>;
-    /// Users in scope (live or not) with their live groups; app roles only when asked.
-    async fn user_facts(
-        &mut self,
-        connection_id: &str,
-        scope: &RoleScope,
-        with_app_roles: bool,
-    ) -> StoreResult<Vec<UserFacts>>;
-    /// The stored effective grants of users in scope.
-    async fn stored_roles(
-        &mut self,
-        kind: GrantKind,
-        connection_id: &str,
-        scope: &RoleScope,
-    ) -> StoreResult<HashMap<i64, BTreeSet<String>>>;
-    async fn grant(&mut self, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()>;
-    async fn revoke(&mut self, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()>;
-    /// Queues an event in the transaction.
-    async fn event(
-        &mut self,
-        ctx: &WriteContext,
-        kind: &'static str,
-        resource: (ResourceKind, &str),
-        data: Value,
-    ) -> StoreResult<()>;
-}
-
-/// Recomputes the effective grants of `kind` (roles or workspaces) of the users in `scope` on one
-/// connection, writing the differences and one `user.roles_changed` (`user.workspaces_changed`)
-/// event per user whose set changed. Returns how many users changed.
-pub async fn recompute<R: RoleRows + ?Sized>(
-    rows: &mut R,
-    kind: GrantKind,
-    ctx: &WriteContext,
-    org_id: &str,
-    connection_id: &str,
-    scope: RoleScope,
-    without_role: Option<&str>,
-) -> StoreResult<usize> {
-    if let RoleScope::Users(pks) = &scope
-        && pks.is_empty()
-    {
-        return Ok(0);
-    }
-    let mut config = rows.role_config(kind, org_id, connection_id).await?;
-    if config.is_empty() {
-        return Ok(0);
-    }
-    if let Some(r) = without_role {
-        config.exclude(r);
-    }
-    let users = rows.user_facts(connection_id, &scope, config.uses_app_roles()).await?;
-    let mut stored = rows.stored_roles(kind, connection_id, &scope).await?;
-    let mut changed = 0;
-    for user in users {
-        let before = stored.remove(&user.pk).unwrap_or_default();
-        let after = config.effective(&user);
-        if before == after {
-            continue;
-        }
-        let added: Vec<String> = after.difference(&before).cloned().collect();
-        let removed: Vec<String> = before.difference(&after).cloned().collect();
-        rows.revoke(kind, user.pk, &removed).await?;
-        rows.grant(kind, user.pk, &added).await?;
-        let event_ctx = WriteContext {
-            org_id: org_id.to_string(),
-            connection_id: user.connection_id.clone(),
-            ..ctx.clone()
-        };
-        let data = json!({
-            "before": config.keys_of(&before),
-            "after": config.keys_of(&after),
-            "added": config.keys_of(&added.into_iter().collect()),
-            "removed": config.keys_of(&removed.into_iter().collect()),
-        });
-        rows.event(&event_ctx, kind.changed_event(), (ResourceKind::User, &user.id), data)
-            .await?;
-        changed += 1;
-    }
-    Ok(changed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn config() -> RoleConfig {
         RoleConfig::new(

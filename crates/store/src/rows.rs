@@ -4,6 +4,7 @@
 use crate::StoreError;
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
+use crate::model::{Connection, ConnectionPolicy, ConnectionStatus, IdpKind};
 use crate::roles::{Role, RoleMapping, RoleMatch};
 use crate::secrets::{self, SecretKeys};
 use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
@@ -19,6 +20,9 @@ pub(crate) trait Cols {
     fn opt_int(&self, col: &str) -> Option<i64>;
     fn flag(&self, col: &str) -> bool;
     fn bytes(&self, col: &str) -> Vec<u8>;
+    fn opt_bytes(&self, col: &str) -> Option<Vec<u8>>;
+    /// A nullable integer column the row may not have (`None` then).
+    fn maybe_int(&self, col: &str) -> Option<i64>;
 }
 
 impl<R> Cols for R
@@ -47,6 +51,43 @@ where
     }
     fn bytes(&self, col: &str) -> Vec<u8> {
         self.get(col)
+    }
+    fn opt_bytes(&self, col: &str) -> Option<Vec<u8>> {
+        self.get(col)
+    }
+    fn maybe_int(&self, col: &str) -> Option<i64> {
+        self.try_get(col).unwrap_or(None)
+    }
+}
+
+/// A 32-byte hash column (NULL or malformed: `None`).
+pub(crate) fn hash_col(row: &impl Cols, col: &str) -> Option<[u8; 32]> {
+    row.opt_bytes(col).and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+}
+
+/// A row of `scim_connections`.
+pub(crate) fn conn_of(row: &impl Cols) -> Connection {
+    Connection {
+        id: row.text("id"),
+        org_id: row.text("org_id"),
+        name: row.text("name"),
+        idp: row.text("idp").parse().unwrap_or(IdpKind::Generic),
+        kind: row.opt_text("kind").and_then(|k| k.parse().ok()).unwrap_or_default(),
+        status: row.text("status").parse().unwrap_or(ConnectionStatus::Disabled),
+        token_prefix: row.opt_text("token_prefix"),
+        token_hash: hash_col(row, "token_hash"),
+        next_token_prefix: row.opt_text("next_token_prefix"),
+        next_token_hash: hash_col(row, "next_token_hash"),
+        rotation_started_us: row.opt_int("rotation_started_us"),
+        created_us: row.int("created_us"),
+        last_request_us: row.opt_int("last_request_us"),
+        last_user_agent: row.opt_text("last_user_agent"),
+        detected_idp: row.opt_text("detected_idp").and_then(|s| s.parse().ok()),
+        detected_idp_first_seen_us: row.opt_int("detected_idp_first_seen_us"),
+        detected_idp_last_seen_us: row.opt_int("detected_idp_last_seen_us"),
+        policy: ConnectionPolicy::from_stored(row.opt_text("policy").as_deref()),
+        debug_logging: row.flag("debug_logging"),
+        staged_us: row.maybe_int("staged_us"),
     }
 }
 
@@ -168,14 +209,24 @@ pub(crate) fn directory_member_of(row: &impl Cols) -> directory::DirectoryMember
     }
 }
 
-/// A unique-index violation on a role key as the 409 to answer.
-pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
+/// A unique-index violation as the 409 to answer (`detail` says what is taken), else the error.
+pub(crate) fn taken(e: sqlx::Error, detail: impl FnOnce() -> String) -> StoreError {
     match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "a role with key \"{key}\" already exists in this organization"
-        ))),
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(detail())),
         _ => StoreError::Database(e),
     }
+}
+
+/// A role (`what`: "role") or workspace key taken in the organization: 409.
+pub(crate) fn key_taken(e: sqlx::Error, what: &str, key: &str) -> StoreError {
+    taken(e, || {
+        format!("a {what} with key \"{key}\" already exists in this organization")
+    })
+}
+
+/// A duplicate role or workspace mapping: 409.
+pub(crate) fn mapping_taken(e: sqlx::Error) -> StoreError {
+    taken(e, || "this mapping already exists on the connection".into())
 }
 
 /// Whether a role key follows the `scim:<group name>` convention.

@@ -8,20 +8,20 @@ use crate::model::*;
 use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
+use crate::rows::{conn_of, hash_col};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
 
 pub mod backup;
+mod grant_db;
 pub(crate) mod group_commit;
 mod guard_ops;
 mod inline_read;
 pub mod lock;
 mod outbound;
 mod resource_writes;
-mod roles_ops;
 mod staging_ops;
-mod workspaces_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
 use rollcall_scim::ScimError;
@@ -30,10 +30,8 @@ use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -184,63 +182,11 @@ impl SqliteStore {
     }
 }
 
-fn bind_all(binds: &[Bind]) -> SqliteArguments {
-    let mut args = SqliteArguments::default();
-    for b in binds {
-        let r = match b {
-            Bind::Text(s) => args.add(s.as_str()),
-            Bind::Int(i) => args.add(*i),
-            Bind::Real(f) => args.add(*f),
-            Bind::Bool(v) => args.add(*v),
-        };
-        r.expect("binding a plain value cannot fail");
-    }
-    args
-}
-
 fn org_of(row: &SqliteRow) -> Organization {
     Organization {
         id: row.get("id"),
         name: row.get("name"),
         created_us: row.get("created_us"),
-    }
-}
-
-/// A 32-byte hash column (NULL or malformed: `None`).
-fn hash_col(row: &SqliteRow, col: &str) -> Option<[u8; 32]> {
-    let v: Option<Vec<u8>> = row.get(col);
-    v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-}
-
-fn conn_of(row: &SqliteRow) -> Connection {
-    let idp: String = row.get("idp");
-    let status: String = row.get("status");
-    Connection {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        name: row.get("name"),
-        idp: idp.parse().unwrap_or(IdpKind::Generic),
-        kind: row
-            .get::<Option<String>, _>("kind")
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_default(),
-        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
-        token_prefix: row.get("token_prefix"),
-        token_hash: hash_col(row, "token_hash"),
-        next_token_prefix: row.get("next_token_prefix"),
-        next_token_hash: hash_col(row, "next_token_hash"),
-        rotation_started_us: row.get("rotation_started_us"),
-        created_us: row.get("created_us"),
-        last_request_us: row.get("last_request_us"),
-        last_user_agent: row.get("last_user_agent"),
-        detected_idp: row
-            .get::<Option<String>, _>("detected_idp")
-            .and_then(|s| s.parse().ok()),
-        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
-        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
-        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
-        debug_logging: row.get("debug_logging"),
-        staged_us: row.try_get("staged_us").unwrap_or(None),
     }
 }
 

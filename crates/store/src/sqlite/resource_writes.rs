@@ -6,8 +6,10 @@
 //! role computation here through [`group_commit::on_connection`].
 
 use super::*;
+use crate::grant_rows::{protected_match, recompute_grants};
 use crate::update::{Computed, Written, precondition_failed};
-use roles_ops::recompute_roles;
+use crate::workspaces;
+use grant_db::{Inline, block};
 use rusqlite::OptionalExtension;
 use rusqlite::params_from_iter;
 use std::collections::HashSet;
@@ -114,15 +116,6 @@ fn write_emails(
     Ok(())
 }
 
-/// Whether the organization has roles or workspaces at all: without any, there are no effective
-/// roles or workspaces to compute.
-fn has_roles(c: &rusqlite::Connection, org_id: &str) -> StoreResult<bool> {
-    Ok(c.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM roles WHERE org_id = ?) OR EXISTS (SELECT 1 FROM workspaces WHERE org_id = ?)",
-    )?
-    .query_row([org_id, org_id], |r| r.get(0))?)
-}
-
 /// Creates a user or group (with its first members) and records the events.
 pub(super) fn create(
     c: &mut rusqlite::Connection,
@@ -173,11 +166,9 @@ pub(super) fn create(
         ResourceKind::Group => Vec::new(),
     };
     if kind == ResourceKind::Group {
-        workspaces_ops::group_created(c, ctx, &id, &doc)?;
+        block(workspaces::group_created(&mut Inline(c), ctx, &id, &doc))?;
     }
-    if has_roles(c, &ctx.org_id)? {
-        recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
-    }
+    block(recompute_grants(&mut Inline(c), ctx, RoleScope::Users(affected)))?;
     crate::resource_doc::put_id(&mut doc, &id);
     Ok(StoredResource {
         id,
@@ -249,7 +240,7 @@ pub(super) fn update(
     if kind == ResourceKind::User
         && doc.get("active").and_then(Value::as_bool) == Some(false)
         && before.get("active").and_then(Value::as_bool) != Some(false)
-        && let Some(email) = protected_match(c, &ctx.org_id, pk, before)?
+        && let Some(email) = block(protected_match(&mut Inline(c), &ctx.org_id, pk, before))?
     {
         return Ok(Guarded::Protected(email));
     }
@@ -300,17 +291,15 @@ pub(super) fn update(
         let ev = events::updated(kind, before, &doc);
         insert_events(c, ctx, ev, Some((kind, id)), &[events::diff(before, &doc)])?;
         if kind == ResourceKind::Group {
-            workspaces_ops::group_renamed(c, ctx, id, before, &doc)?;
+            block(workspaces::group_renamed(&mut Inline(c), ctx, id, before, &doc))?;
         }
     } else {
         c.prepare_cached("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")?
             .execute((version, now, pk))?;
     }
     // After the row is written: the computation reads the stored status, app roles and names.
-    if let Some(scope) = role_scope
-        && has_roles(c, &ctx.org_id)?
-    {
-        recompute_roles(c, ctx, &ctx.connection_id, scope)?;
+    if let Some(scope) = role_scope {
+        block(recompute_grants(&mut Inline(c), ctx, scope))?;
     }
     if let Some(since) = since {
         guard_ops::after_write(c, ctx, since)?;
@@ -355,7 +344,7 @@ pub(super) fn delete(
     let mut purge = false;
     if kind == ResourceKind::User {
         let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-        if let Some(email) = protected_match(c, &ctx.org_id, pk, &doc)? {
+        if let Some(email) = block(protected_match(&mut Inline(c), &ctx.org_id, pk, &doc))? {
             return Ok(Guarded::Protected(email));
         }
         let policy: Option<String> = c
@@ -415,10 +404,10 @@ pub(super) fn delete(
         ResourceKind::User => Vec::new(),
         ResourceKind::Group => members,
     };
-    recompute_roles(c, ctx, &ctx.connection_id, RoleScope::Users(affected))?;
+    block(recompute_grants(&mut Inline(c), ctx, RoleScope::Users(affected)))?;
     if kind == ResourceKind::Group {
         // After its members lost it (with their events).
-        workspaces_ops::group_deleted(c, ctx, id)?;
+        block(workspaces::group_deleted(&mut Inline(c), ctx, id))?;
     }
     guard_ops::after_write(c, ctx, since)?;
     Ok(Guarded::Done(true))
@@ -601,15 +590,4 @@ fn add_members(
         )?;
     }
     Ok(added.into_iter().map(|(pk, _)| pk).collect())
-}
-
-/// The protected e-mail address (or userName) that user `pk` of the organization matches, if any.
-fn protected_match(c: &rusqlite::Connection, org_id: &str, pk: i64, doc: &Value) -> StoreResult<Option<String>> {
-    let user_name = crate::rows::folded_user_name(doc);
-    Ok(c.prepare_cached(
-        "SELECT email FROM protected_users WHERE org_id = ?
-           AND (email_ci = ? OR email_ci IN (SELECT value_ci FROM resource_emails WHERE resource_pk = ?)) LIMIT 1",
-    )?
-    .query_row((org_id, user_name, pk), |r| r.get(0))
-    .optional()?)
 }
