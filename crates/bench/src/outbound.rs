@@ -233,7 +233,11 @@ pub async fn run(args: Args) -> Result<(), String> {
                     doc["nickName"] = json!(format!("load {n}"));
                     Ok(vec![])
                 });
-                if store.update_resource(&ctx, ResourceKind::User, id, None, m).await.is_ok() {
+                if store
+                    .update_resource(&ctx, ResourceKind::User, id, None, m)
+                    .await
+                    .is_ok()
+                {
                     n += 1;
                 }
                 outbound.wake();
