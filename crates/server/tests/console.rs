@@ -290,7 +290,8 @@ async fn connection_page_shows_tokens_and_explained_requests() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let html = loop {
         let p = b.get(&page).await;
-        if !p.html.contains("not in the request log") && p.html.contains("401") {
+        // The 401's row (its status badge), not "401" anywhere on the page (an id, a token).
+        if !p.html.contains("not in the request log") && p.html.contains("status-bad\">401</span>") {
             break p.html;
         }
         assert!(std::time::Instant::now() < deadline, "{}", p.html);
