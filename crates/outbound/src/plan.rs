@@ -12,7 +12,7 @@
 //! decisions object by object ([`decide_user`]), so a plan is what the push does.
 
 use crate::profile::TargetProfile;
-use rollcall_store::outbound::{AttributeMapping, Deprovision, ObjectState, TargetObject};
+use rollcall_store::outbound::{AttributeMapping, Deprovision, MappingSource, ObjectState, TargetObject};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -39,10 +39,10 @@ pub const DEFAULT_MAPPING: &[(&str, &str)] = &[
 
 /// The mapping in force: the defaults, then the target's own entries (added, replaced, or — with
 /// no source — removed).
-pub fn effective_mapping(mapping: &AttributeMapping) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = DEFAULT_MAPPING
+pub fn effective_mapping(mapping: &AttributeMapping) -> BTreeMap<String, MappingSource> {
+    let mut out: BTreeMap<String, MappingSource> = DEFAULT_MAPPING
         .iter()
-        .map(|(t, s)| (t.to_string(), s.to_string()))
+        .map(|(t, s)| (t.to_string(), MappingSource::Path(s.to_string())))
         .collect();
     for (target, source) in &mapping.0 {
         match source {
@@ -53,7 +53,11 @@ pub fn effective_mapping(mapping: &AttributeMapping) -> BTreeMap<String, String>
     out
 }
 
-/// Checks a target's mapping: paths of letters, digits and dots, never `id` as a target path.
+/// Longest constant of a mapping, as JSON.
+pub const MAX_CONSTANT_BYTES: usize = 4096;
+
+/// Checks a target's mapping: paths of letters, digits and dots, never `id` as a target path;
+/// constants not null and at most [`MAX_CONSTANT_BYTES`].
 pub fn validate_mapping(mapping: &AttributeMapping) -> Result<(), String> {
     let ok = |p: &str| {
         !p.is_empty()
@@ -71,10 +75,21 @@ pub fn validate_mapping(mapping: &AttributeMapping) -> Result<(), String> {
         if matches!(target.as_str(), "id" | "meta" | "schemas" | "active" | "groups") {
             return Err(format!("\"{target}\" is set by Rollcall and cannot be mapped"));
         }
-        if let Some(s) = source
-            && !ok(s)
-        {
-            return Err(format!("\"{s}\" (the source of \"{target}\") is not an attribute path"));
+        match source {
+            Some(MappingSource::Path(s)) if !ok(s) => {
+                return Err(format!("\"{s}\" (the source of \"{target}\") is not an attribute path"));
+            }
+            Some(MappingSource::Constant(c)) if c.value.is_null() => {
+                return Err(format!(
+                    "the constant of \"{target}\" is null; map it to null to send nothing"
+                ));
+            }
+            Some(MappingSource::Constant(c)) if c.value.to_string().len() > MAX_CONSTANT_BYTES => {
+                return Err(format!(
+                    "the constant of \"{target}\" is longer than {MAX_CONSTANT_BYTES} bytes"
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -130,10 +145,10 @@ pub fn shape_user(doc: &Value, local_id: &str, mapping: &AttributeMapping, profi
         {
             continue;
         }
-        let value = if source == "id" {
-            Some(Value::String(local_id.to_string()))
-        } else {
-            source_value(doc, &source).cloned()
+        let value = match &source {
+            MappingSource::Constant(c) => Some(c.value.clone()),
+            MappingSource::Path(p) if p == "id" => Some(Value::String(local_id.to_string())),
+            MappingSource::Path(p) => source_value(doc, p).cloned(),
         };
         let Some(mut value) = value else { continue };
         if let Value::Array(items) = &mut value {
@@ -625,6 +640,34 @@ mod tests {
         let mut bad = AttributeMapping::default();
         bad.0.insert("a b".into(), None);
         assert!(validate_mapping(&bad).is_err());
+    }
+
+    #[test]
+    fn a_constant_is_sent_for_every_user() {
+        // Salesforce: one profile entitlement for every user, whatever the IdP sent.
+        let sf = profile::profile("salesforce").unwrap();
+        let m = AttributeMapping::default().constant("entitlements", json!([{"value": "00e5g000001AbCd"}]));
+        assert!(validate_mapping(&m).is_ok());
+        let doc = shape_user(&alice(), "u1", &m, sf);
+        assert_eq!(
+            doc["entitlements"],
+            json!([{"value": "00e5g000001AbCd", "primary": true}])
+        );
+        // It overrides what the user has, and is stored and read as JSON the same way.
+        let m = AttributeMapping::default().constant("title", json!("Contractor"));
+        assert_eq!(
+            shape_user(&alice(), "u1", &m, profile::generic())["title"],
+            json!("Contractor")
+        );
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(text, r#"{"title":{"value":"Contractor"}}"#);
+        assert_eq!(serde_json::from_str::<AttributeMapping>(&text).unwrap(), m);
+        // A null constant, an unknown key beside `value`, a constant too long: refused.
+        let null = AttributeMapping::default().constant("title", Value::Null);
+        assert!(validate_mapping(&null).is_err());
+        assert!(serde_json::from_str::<AttributeMapping>(r#"{"title":{"value":"x","extra":1}}"#).is_err());
+        let long = AttributeMapping::default().constant("title", json!("x".repeat(MAX_CONSTANT_BYTES)));
+        assert!(validate_mapping(&long).is_err());
     }
 
     #[test]

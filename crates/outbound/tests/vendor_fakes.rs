@@ -31,7 +31,6 @@ fn user(name: &str) -> Value {
         "name": {"givenName": "Given", "familyName": "Example"},
         "emails": [{"value": name, "primary": true}],
         "title": "Engineer",
-        "entitlements": [{"value": "00e000000000001", "type": "profile"}],
         "active": true,
     })
 }
@@ -87,7 +86,8 @@ async fn approved_target(store: &dyn Store, org_id: &str, fake: &FakeTarget) -> 
     let ob = store.outbound();
     let mut mapping = AttributeMapping::default();
     if fake.vendor() == Vendor::Salesforce {
-        mapping.0.insert("entitlements".into(), Some("entitlements".into()));
+        // Every Salesforce user needs exactly one profile: a constant of the mapping.
+        mapping = mapping.constant("entitlements", json!([{"value": "00e000000000001"}]));
     }
     let t = ob
         .create_target(

@@ -207,11 +207,49 @@ impl TargetScope {
     }
 }
 
-/// The attributes sent, beside the defaults: target attribute path → source attribute path of the
-/// user's SCIM document (`None`: do not send that attribute).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The attributes sent, beside the defaults: target attribute path → where its value comes from
+/// (`None`: do not send that attribute).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct AttributeMapping(pub BTreeMap<String, Option<String>>);
+pub struct AttributeMapping(pub BTreeMap<String, Option<MappingSource>>);
+
+impl AttributeMapping {
+    /// Sends `target` from the attribute at `source` of the user's document.
+    pub fn path(mut self, target: &str, source: &str) -> Self {
+        self.0.insert(target.into(), Some(MappingSource::Path(source.into())));
+        self
+    }
+
+    /// Sends `value` as `target` for every user.
+    pub fn constant(mut self, target: &str, value: Value) -> Self {
+        self.0
+            .insert(target.into(), Some(MappingSource::Constant(ConstantValue { value })));
+        self
+    }
+}
+
+/// Where a mapped attribute's value comes from: an attribute path of the user's SCIM document
+/// (`"department"`, `"name.givenName"`), or a constant, the same for every user
+/// (`{"value": [{"value": "00e5g000001AbCd"}]}`: Salesforce's profile entitlement).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MappingSource {
+    Path(String),
+    Constant(ConstantValue),
+}
+
+impl From<&str> for MappingSource {
+    fn from(path: &str) -> MappingSource {
+        MappingSource::Path(path.to_string())
+    }
+}
+
+/// A constant mapped value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstantValue {
+    pub value: Value,
+}
 
 /// A target's own rate limit, in place of its profile's (a token bucket over every request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

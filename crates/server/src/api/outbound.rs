@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use rollcall_store::outbound::{
-    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, ObjectState, RateLimit, Run, RunCounts,
-    Target, TargetObject, TargetScope, TargetStatus, TargetUpdate,
+    AttributeMapping, AuthKind, AuthSettings, DeletionThreshold, Deprovision, MappingSource, ObjectState, RateLimit,
+    Run, RunCounts, Target, TargetObject, TargetScope, TargetStatus, TargetUpdate,
 };
 use rollcall_store::{ResourceKind, cursor};
 use serde::{Deserialize, Serialize};
@@ -153,10 +153,12 @@ pub struct CreateTarget {
     pub auth: AuthInput,
     #[serde(default)]
     pub scope: ScopeView,
-    /// Attributes beside the defaults: target attribute → source attribute of the user's SCIM
-    /// document (`null`: not sent).
+    /// Attributes beside the defaults: target attribute → a source attribute path of the user's
+    /// SCIM document (`"department"`), a constant sent for every user (`{"value": …}`, such as
+    /// Salesforce's profile entitlement), or `null` (not sent).
     #[serde(default)]
-    pub mapping: BTreeMap<String, Option<String>>,
+    #[schema(value_type = Object, example = json!({"title": "department", "entitlements": {"value": [{"value": "00e5g000001AbCd"}]}, "nickName": null}))]
+    pub mapping: BTreeMap<String, Option<MappingSource>>,
     /// What deprovisioning means: `deactivate` (default) or `delete`.
     #[serde(default = "deactivate")]
     #[schema(value_type = String, example = "deactivate")]
@@ -220,7 +222,8 @@ pub struct UpdateTarget {
     pub profile: Option<String>,
     pub auth: Option<AuthInput>,
     pub scope: Option<ScopeView>,
-    pub mapping: Option<BTreeMap<String, Option<String>>>,
+    #[schema(value_type = Option<Object>)]
+    pub mapping: Option<BTreeMap<String, Option<MappingSource>>>,
     #[schema(value_type = Option<String>)]
     pub deprovision: Option<Deprovision>,
     pub deletion_threshold: Option<ThresholdView>,
@@ -243,7 +246,7 @@ pub struct TargetView {
     pub auth: AuthView,
     pub scope: ScopeView,
     #[schema(value_type = Object)]
-    pub mapping: BTreeMap<String, Option<String>>,
+    pub mapping: BTreeMap<String, Option<MappingSource>>,
     #[schema(value_type = String)]
     pub deprovision: Deprovision,
     /// `enabled`, `paused` or `quarantined`.
