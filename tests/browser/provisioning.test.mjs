@@ -163,6 +163,7 @@ test("a provisioning target is added, its plan read and approved after a confirm
   await page.getByLabel(/^Credentials/).fill(TOKEN);
   await page.getByLabel("Deactivate (active: false)").check();
   await page.getByLabel("Every active user of the organization").check();
+  await shot(page, "console-target-form");
 
   // Refused: the admin layer's reason, what was typed kept, the credentials not.
   await submit(page, page.getByRole("button", { name: "Add target" }));

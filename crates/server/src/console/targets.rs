@@ -101,6 +101,26 @@ fn duration(us: i64) -> String {
     }
 }
 
+/// A schedule's interval in seconds, for people.
+fn interval(s: i64) -> String {
+    let plural = |n: i64, one: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    if s > 0 && s % 86_400 == 0 {
+        plural(s / 86_400, "day")
+    } else if s > 0 && s % 3600 == 0 {
+        plural(s / 3600, "hour")
+    } else if s > 0 && s % 60 == 0 {
+        plural(s / 60, "minute")
+    } else {
+        plural(s, "second")
+    }
+}
+
 /// What a run did, in a line: the users in scope, then every count that is not zero.
 fn counts_text(c: &RunCounts) -> String {
     let mut parts = vec![format!("{} in scope", c.users_in_scope)];
@@ -767,10 +787,7 @@ pub async fn show(
             },
         ),
         ("Deletion threshold", threshold),
-        (
-            "Full reconciliation",
-            format!("every {}", duration(t.interval_s * 1_000_000)),
-        ),
+        ("Full reconciliation", format!("every {}", interval(t.interval_s))),
         ("Next full reconciliation", when(t.next_full_us)),
     ]);
     if t.failures > 0 {
@@ -936,4 +953,62 @@ pub async fn retry(
             .map(|o| format!("{} {} is pushed again now.", o.kind.as_str(), o.local_id))
             .map_err(|e| e.detail),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_intervals_read_for_people() {
+        assert_eq!(duration(850_000), "850 ms");
+        assert_eq!(duration(12_300_000), "12.3 s");
+        assert_eq!(duration(243_000_000), "4 min 3 s");
+        assert_eq!(interval(3600), "1 hour");
+        assert_eq!(interval(7200), "2 hours");
+        assert_eq!(interval(90), "90 seconds");
+        assert_eq!(interval(600), "10 minutes");
+        assert_eq!(interval(604_800), "7 days");
+    }
+
+    #[test]
+    fn run_counts_name_what_happened() {
+        let c = RunCounts {
+            users_in_scope: 3,
+            created: 2,
+            failed: 1,
+            requests: 5,
+            ..Default::default()
+        };
+        assert_eq!(counts_text(&c), "3 in scope · 2 created · 1 failed · 5 requests");
+    }
+
+    #[test]
+    fn the_form_makes_a_scope_or_says_why_not() {
+        let mut d = Draft {
+            name: "t".into(),
+            base_url: "https://x.example/scim/v2/".into(),
+            ..Default::default()
+        };
+        let input = d.input("secret").unwrap();
+        assert!(input.scope.is_everyone());
+        assert_eq!(input.auth_kind, AuthKind::Bearer);
+        d.scope_mode = "chosen".into();
+        assert!(
+            d.input("secret")
+                .unwrap_err()
+                .detail
+                .contains("choose the connections or groups")
+        );
+        d.groups = vec!["g1".into()];
+        d.auth_kind = "basic".into();
+        d.username = "u".into();
+        d.token_url = "https://ignored.example".into();
+        let input = d.input("secret").unwrap();
+        assert_eq!(input.scope.groups, vec!["g1".to_string()]);
+        assert_eq!(input.auth.username.as_deref(), Some("u"));
+        assert_eq!(input.auth.token_url, None, "only the fields of the kind chosen");
+        d.auth_kind = "kerberos".into();
+        assert!(d.input("secret").is_err());
+    }
 }
