@@ -716,8 +716,15 @@ async fn provisioning_targets_in_the_console() {
     let token = fake.token();
     let conn = srv.conn().clone();
     let client = srv.client();
-    client.user("ada@acme.example").await;
+    let ada = client.user("ada@acme.example").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     client.user("bob@acme.example").await;
+    let sales = client.group("Sales <team>", &[&ada]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut b = signed_in(&srv).await;
     let org_path = format!("/console/organizations/{}", conn.org_id);
     let targets_of = |org: String| {
@@ -823,6 +830,71 @@ async fn provisioning_targets_in_the_console() {
         listed.html
     );
     assert!(!listed.html.contains(&token) && !listed.html.contains("<b>Down</b>"));
+
+    // A target that refuses the credentials: its page says why there is no plan.
+    let p = post_owned(
+        &mut b,
+        &create_path,
+        &form("Wrong token", &fake.base_url(), "not-the-token"),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let wrong_path = p.location.unwrap();
+    let page = b.get(&wrong_path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("id=\"plan-error\""), "{}", page.html);
+    assert!(page.html.contains("HTTP 401"), "{}", page.html);
+    assert!(!page.html.contains("not-the-token"));
+    assert_eq!(
+        b.post(&format!("{wrong_path}/delete"), &[("csrf", &csrf)]).await.status,
+        303
+    );
+    assert_eq!(targets_of(conn.org_id.clone()).await.len(), 1);
+
+    // A scope of chosen groups: an unknown one refused (the choices kept), then shown by name.
+    let mut scoped = form("Sales only", &fake.base_url(), &token);
+    scoped.retain(|(k, _)| k != "scope_mode");
+    for (k, v) in [
+        ("scope_mode", "chosen"),
+        ("groups", sales.as_str()),
+        ("groups", "nope"),
+        ("push_groups", sales.as_str()),
+    ] {
+        scoped.push((k.into(), v.into()));
+    }
+    let p = post_owned(&mut b, &create_path, &scoped).await;
+    assert_eq!(p.status, 422);
+    assert!(p.html.contains("scope: no group with id &#34;nope&#34;"), "{}", p.html);
+    assert!(
+        p.html.contains(&format!("name=\"groups\" value=\"{sales}\" checked")),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains("value=\"chosen\" checked"));
+    scoped.retain(|(_, v)| v != "nope");
+    let p = post_owned(&mut b, &create_path, &scoped).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let scoped_path = p.location.unwrap();
+    let page = b.get(&scoped_path).await;
+    assert!(
+        page.html.contains("the active members of Sales &#60;team&#62;"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<dt>Groups pushed</dt><dd>Sales &#60;team&#62;</dd>"),
+        "{}",
+        page.html
+    );
+    assert_eq!(element_text(&page.html, "plan-count-in-scope"), "1");
+    assert_eq!(
+        b.post(&format!("{scoped_path}/delete"), &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(targets_of(conn.org_id.clone()).await.len(), 1);
 
     // Another organization's address of the target: not found, and nothing done through it.
     let other = srv
@@ -950,6 +1022,41 @@ async fn provisioning_targets_in_the_console() {
             .await
             .html
             .contains("A full reconciliation starts now")
+    );
+
+    // Deactivating a third of its users at once is more than the deletion threshold allows: the
+    // run pauses the target, with the reason, and the plan warns.
+    let deactivated = client
+        .patch(
+            &format!("/Users/{ada}"),
+            &serde_json::json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        )
+        .await;
+    assert_eq!(deactivated.status.as_u16(), 200);
+    eventually("the threshold to pause the target", || async {
+        srv.store
+            .outbound()
+            .get_target(&conn.org_id, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            == rollcall_store::outbound::TargetStatus::Paused
+    })
+    .await;
+    let page = b.get(&format!("{target_path}?plan=1")).await;
+    assert_eq!(element_text(&page.html, "target-status"), "paused");
+    assert!(!element_text(&page.html, "target-reason").is_empty(), "{}", page.html);
+    assert!(page.html.contains("id=\"plan-threshold\""), "{}", page.html);
+    assert_eq!(element_text(&page.html, "plan-count-deactivate"), "1");
+    assert!(page.html.contains("id=\"plan-deactivate\""));
+    let listed = b.get(&org_path).await;
+    assert!(
+        listed
+            .html
+            .contains("status-warn\">paused</span><br><span class=\"help\">"),
+        "{}",
+        listed.html
     );
 
     // New credentials: never shown; empty ones refused.

@@ -27,6 +27,9 @@ const GROUP_CHOICES: i64 = 200;
 const RUNS: i64 = 20;
 /// Objects shown on a target's page (failed ones first).
 const OBJECTS: i64 = 100;
+/// The longest a page waits for a target to be read for its plan (a target that does not answer
+/// is retried with backoff: the page says so instead of hanging).
+const PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Lines shown per kind of action in a plan.
 const PLAN_LINES: usize = 200;
 
@@ -803,9 +806,16 @@ pub async fn show(
     settings.extend([("Created", when(t.created_us)), ("Id", t.id.clone())]);
 
     let (plan, plan_error) = if !t.approved() || q.plan.is_some() {
-        match admin.target_plan(&org.id, &t.id).await {
-            Ok(p) => (Some(plan_view(&p)), String::new()),
-            Err(e) => (None, e.detail),
+        match tokio::time::timeout(PLAN_WAIT, admin.target_plan(&org.id, &t.id)).await {
+            Ok(Ok(p)) => (Some(plan_view(&p)), String::new()),
+            Ok(Err(e)) => (None, e.detail),
+            Err(_) => (
+                None,
+                format!(
+                    "the target did not answer within {} s; reload the page to try again, or check its base URL",
+                    PLAN_WAIT.as_secs()
+                ),
+            ),
         }
     } else {
         (None, String::new())
