@@ -758,6 +758,14 @@ async fn provisioning_targets_in_the_console() {
     };
     let create_path = format!("{org_path}/provisioning-targets");
 
+    // The form's address, visited: the organization's page.
+    let p = b.get(&create_path).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        p.location.as_deref(),
+        Some(format!("{org_path}#provisioning-targets").as_str())
+    );
+
     // Without the CSRF token: refused, nothing created.
     let mut forged = form("Forged", &fake.base_url(), &token);
     forged.remove(0);
@@ -1050,6 +1058,12 @@ async fn provisioning_targets_in_the_console() {
     assert!(page.html.contains("id=\"plan-threshold\""), "{}", page.html);
     assert_eq!(element_text(&page.html, "plan-count-deactivate"), "1");
     assert!(page.html.contains("id=\"plan-deactivate\""));
+    assert!(
+        page.html
+            .contains(&format!("href=\"{org_path}/users/{ada}\">ada@acme.example</a>")),
+        "a deactivation names its user: {}",
+        page.html
+    );
     let listed = b.get(&org_path).await;
     assert!(
         listed

@@ -77,7 +77,10 @@ pub fn router() -> Router<AppState> {
             "/organizations/{org_id}/setup-links/{link_id}/revoke",
             post(setup_links::revoke),
         )
-        .route("/organizations/{org_id}/provisioning-targets", post(targets::create))
+        .route(
+            "/organizations/{org_id}/provisioning-targets",
+            get(targets::list).post(targets::create),
+        )
         .route(
             "/organizations/{org_id}/provisioning-targets/{target_id}",
             get(targets::show),

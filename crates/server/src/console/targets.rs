@@ -383,6 +383,12 @@ pub async fn section(admin: &Admin, org_id: &str, draft: Option<Draft>) -> Admin
     })
 }
 
+/// `GET /console/organizations/{org}/provisioning-targets` (the address a refused form leaves in
+/// the address bar): the organization's page, at its targets.
+pub async fn list(Path(org_id): Path<String>, _op: Operator) -> Response {
+    axum::response::Redirect::to(&org_url(&org_id)).into_response()
+}
+
 /// `POST /console/organizations/{org}/provisioning-targets`: a new target (waiting for approval),
 /// or the organization's page again with the form as it was typed (but its credentials) and why
 /// nothing was created.
@@ -638,6 +644,20 @@ fn object_row(org_id: &str, o: &TargetObject) -> ObjectRow {
     }
 }
 
+/// Names the users a plan line knows only by id (those deprovisioned) from the directory, where
+/// it still has them.
+async fn named_plan(admin: &Admin, org_id: &str, mut plan: PlanView) -> PlanView {
+    for line in plan.sections.iter_mut().flat_map(|s| s.lines.iter_mut()) {
+        if line.user == line.user_id
+            && let Ok(u) = admin.directory_user(org_id, &line.user_id).await
+            && let Some(n) = u.doc.get("userName").and_then(Value::as_str)
+        {
+            line.user = n.to_string();
+        }
+    }
+    plan
+}
+
 /// Names the users whose row has none (never pushed: nothing was sent yet) from the directory.
 async fn named(admin: &Admin, org_id: &str, mut rows: Vec<ObjectRow>) -> Vec<ObjectRow> {
     for r in rows.iter_mut().filter(|r| r.name.is_empty() && r.kind == "User") {
@@ -807,7 +827,7 @@ pub async fn show(
 
     let (plan, plan_error) = if !t.approved() || q.plan.is_some() {
         match tokio::time::timeout(PLAN_WAIT, admin.target_plan(&org.id, &t.id)).await {
-            Ok(Ok(p)) => (Some(plan_view(&p)), String::new()),
+            Ok(Ok(p)) => (Some(named_plan(&admin, &org.id, plan_view(&p)).await), String::new()),
             Ok(Err(e)) => (None, e.detail),
             Err(_) => (
                 None,
