@@ -40,14 +40,18 @@ function chromiumPath() {
   throw new Error("no Chromium found: install Debian's chromium package or set CHROMIUM");
 }
 
-/** Starts a server; `stop()` ends it and removes its database. */
-export async function startServer() {
+/**
+ * Starts a server; `stop()` ends it and removes its database. `env`: settings for it
+ * (`ROLLCALL_…` variables; the caller's own are never passed on).
+ */
+export async function startServer({ env: settings = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "rollcall-browser-"));
   const db = join(dir, "rollcall.db");
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" };
   for (const k of Object.keys(env)) if (k.startsWith("ROLLCALL_")) delete env[k];
+  Object.assign(env, settings);
   const cli = (...args) => execFileSync(BIN, ["--database", db, ...args], { encoding: "utf8", env });
   const child = spawn(BIN, ["--database", db, "serve", "--listen", `127.0.0.1:${port}`, "--public-url", base, "--no-bootstrap"], {
     env,

@@ -8,6 +8,7 @@ mod google_fake;
 
 use common::*;
 use reqwest::redirect::Policy;
+use rollcall_fake_targets::{FakeTarget, Fault, FaultRule, Vendor};
 use rollcall_server::admin::Admin;
 use rollcall_store::WriteContext;
 use std::sync::Arc;
@@ -670,6 +671,445 @@ async fn workspaces_on_the_organization_connection_and_user_pages() {
     assert!(srv.store.get_workspace(&conn.org_id, "x").await.unwrap().is_none());
 }
 
+/// Waits (up to a minute) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A form post of owned fields.
+async fn post_owned(b: &mut Browser, path: &str, fields: &[(String, String)]) -> Page {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    b.post(path, &pairs).await
+}
+
+/// The text of the element with `id` (up to its closing tag).
+fn element_text<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let start = at + html[at..].find('>').unwrap() + 1;
+    let end = start + html[start..].find('<').unwrap();
+    &html[start..end]
+}
+
+/// Provisioning targets: the organization page's section and form (refusals keep what was typed
+/// but the credentials), a target's page with its plan, approval, runs, objects and a failed
+/// object's retry, pausing, credentials, deletion; CSRF, escaping, credentials never shown, and
+/// another organization's target not found.
+async fn provisioning_targets_in_the_console() {
+    let srv = TestServer::start_with(Setup {
+        outbound_loopback: true,
+        ..Setup::default()
+    })
+    .await;
+    let fake = FakeTarget::start(Vendor::Generic).await;
+    let token = fake.token();
+    let conn = srv.conn().clone();
+    let client = srv.client();
+    let ada = client.user("ada@acme.example").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    client.user("bob@acme.example").await;
+    let sales = client.group("Sales <team>", &[&ada]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = signed_in(&srv).await;
+    let org_path = format!("/console/organizations/{}", conn.org_id);
+    let targets_of = |org: String| {
+        let store = srv.store.clone();
+        async move { store.outbound().list_targets(&org).await.unwrap() }
+    };
+
+    let page = b.get(&org_path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("id=\"provisioning-targets\""), "{}", page.html);
+    assert!(page.html.contains("No provisioning target yet."));
+    assert!(
+        page.html.contains("value=\"aws-iam-identity-center\""),
+        "the profiles table"
+    );
+    let csrf = page.csrf();
+    let form = |name: &str, url: &str, credentials: &str| -> Vec<(String, String)> {
+        [
+            ("csrf", csrf.as_str()),
+            ("name", name),
+            ("base_url", url),
+            ("profile", "generic"),
+            ("auth_kind", "bearer"),
+            ("credentials", credentials),
+            ("deprovision", "deactivate"),
+            ("scope_mode", "all"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let create_path = format!("{org_path}/provisioning-targets");
+
+    // The form's address, visited: the organization's page.
+    let p = b.get(&create_path).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        p.location.as_deref(),
+        Some(format!("{org_path}#provisioning-targets").as_str())
+    );
+
+    // Without the CSRF token: refused, nothing created.
+    let mut forged = form("Forged", &fake.base_url(), &token);
+    forged.remove(0);
+    let p = post_owned(&mut b, &create_path, &forged).await;
+    assert_eq!(p.status, 403);
+    assert!(targets_of(conn.org_id.clone()).await.is_empty());
+
+    // Refused by the admin layer: its message, what was typed, never the credentials.
+    let p = post_owned(
+        &mut b,
+        &create_path,
+        &form("Typed <name>", "ftp://nowhere.example/scim", "SECRET-TYPED-1"),
+    )
+    .await;
+    assert_eq!(p.status, 422, "{}", p.html);
+    assert!(p.html.contains("base_url:"), "{}", p.html);
+    assert!(p.html.contains("value=\"Typed &#60;name&#62;\""), "{}", p.html);
+    assert!(p.html.contains("ftp://nowhere.example/scim"));
+    assert!(!p.html.contains("SECRET-TYPED-1"));
+    let p = post_owned(&mut b, &create_path, &form("No secret", &fake.base_url(), "")).await;
+    assert_eq!(p.status, 422);
+    assert!(p.html.contains("credentials must not be empty"), "{}", p.html);
+    let mut chosen_nothing = form("Nobody", &fake.base_url(), "SECRET-TYPED-2");
+    chosen_nothing.retain(|(k, _)| k != "scope_mode");
+    chosen_nothing.push(("scope_mode".into(), "chosen".into()));
+    let p = post_owned(&mut b, &create_path, &chosen_nothing).await;
+    assert_eq!(p.status, 422);
+    assert!(!p.html.contains("SECRET-TYPED-2"));
+    let mut unknown = form("Unknown", &fake.base_url(), &token);
+    unknown.push(("approved".into(), "yes".into()));
+    let p = post_owned(&mut b, &create_path, &unknown).await;
+    assert_eq!(p.status, 303);
+    assert!(targets_of(conn.org_id.clone()).await.is_empty());
+
+    // Created: waiting for approval, its plan on its page.
+    let p = post_owned(&mut b, &create_path, &form("<b>Down</b>", &fake.base_url(), &token)).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let target_path = p.location.unwrap();
+    let targets = targets_of(conn.org_id.clone()).await;
+    assert_eq!(targets.len(), 1);
+    let id = targets[0].id.clone();
+    assert_eq!(target_path, format!("{org_path}/provisioning-targets/{id}"));
+    let page = b.get(&target_path).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html
+            .contains("Provisioning target &#34;&#60;b&#62;Down&#60;/b&#62;&#34; created"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("<b>Down</b>") && !page.html.contains(&token));
+    assert!(page.html.contains("set (never shown)"));
+    assert!(page.html.contains("waiting for approval"));
+    assert_eq!(element_text(&page.html, "plan-count-create"), "2");
+    assert!(page.html.contains("id=\"plan-create\""));
+    assert!(page.html.contains("ada@acme.example") && page.html.contains("bob@acme.example"));
+    assert!(page.html.contains("Approve and start the first push"));
+    assert!(
+        page.html
+            .contains("data-confirm=\"Approve and start the first push? 2 user(s) will be created")
+    );
+    assert!(!page.html.contains("Sync now"), "no sync before approval");
+    assert!(fake.users().is_empty(), "the plan writes nothing");
+    let listed = b.get(&org_path).await;
+    assert!(
+        listed
+            .html
+            .contains(&format!("href=\"{target_path}\">&#60;b&#62;Down&#60;/b&#62;</a>")),
+        "{}",
+        listed.html
+    );
+    assert!(!listed.html.contains(&token) && !listed.html.contains("<b>Down</b>"));
+
+    // A target that refuses the credentials: its page says why there is no plan.
+    let p = post_owned(
+        &mut b,
+        &create_path,
+        &form("Wrong token", &fake.base_url(), "not-the-token"),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let wrong_path = p.location.unwrap();
+    let page = b.get(&wrong_path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("id=\"plan-error\""), "{}", page.html);
+    assert!(page.html.contains("HTTP 401"), "{}", page.html);
+    assert!(!page.html.contains("not-the-token"));
+    assert_eq!(
+        b.post(&format!("{wrong_path}/delete"), &[("csrf", &csrf)]).await.status,
+        303
+    );
+    assert_eq!(targets_of(conn.org_id.clone()).await.len(), 1);
+
+    // A scope of chosen groups: an unknown one refused (the choices kept), then shown by name.
+    let mut scoped = form("Sales only", &fake.base_url(), &token);
+    scoped.retain(|(k, _)| k != "scope_mode");
+    for (k, v) in [
+        ("scope_mode", "chosen"),
+        ("groups", sales.as_str()),
+        ("groups", "nope"),
+        ("push_groups", sales.as_str()),
+    ] {
+        scoped.push((k.into(), v.into()));
+    }
+    let p = post_owned(&mut b, &create_path, &scoped).await;
+    assert_eq!(p.status, 422);
+    assert!(p.html.contains("scope: no group with id &#34;nope&#34;"), "{}", p.html);
+    assert!(
+        p.html.contains(&format!("name=\"groups\" value=\"{sales}\" checked")),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains("value=\"chosen\" checked"));
+    scoped.retain(|(_, v)| v != "nope");
+    let p = post_owned(&mut b, &create_path, &scoped).await;
+    assert_eq!(p.status, 303, "{}", p.html);
+    let scoped_path = p.location.unwrap();
+    let page = b.get(&scoped_path).await;
+    assert!(
+        page.html.contains("the active members of Sales &#60;team&#62;"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<dt>Groups pushed</dt><dd>Sales &#60;team&#62;</dd>"),
+        "{}",
+        page.html
+    );
+    assert_eq!(element_text(&page.html, "plan-count-in-scope"), "1");
+    assert_eq!(
+        b.post(&format!("{scoped_path}/delete"), &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(targets_of(conn.org_id.clone()).await.len(), 1);
+
+    // Another organization's address of the target: not found, and nothing done through it.
+    let other = srv
+        .store
+        .create_organization(&WriteContext::cli(), "other")
+        .await
+        .unwrap();
+    let elsewhere = format!("/console/organizations/{}/provisioning-targets/{id}", other.id);
+    assert_eq!(b.get(&elsewhere).await.status, 404);
+    let p = b.post(&format!("{elsewhere}/approve"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    assert!(
+        !srv.store
+            .outbound()
+            .get_target(&conn.org_id, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .approved()
+    );
+    assert_eq!(b.get(&format!("{target_path}?state=nonsense")).await.status, 422);
+    assert_eq!(b.get(&format!("{target_path}?unknown=1")).await.status, 400);
+    // Approving without the CSRF token: refused.
+    assert_eq!(b.post(&format!("{target_path}/approve"), &[]).await.status, 403);
+
+    // Approved: a run pushes both users.
+    let p = b.post(&format!("{target_path}/approve"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    assert!(b.get(&target_path).await.html.contains("Push approved"));
+    eventually("the first push", || async { fake.users().len() == 2 }).await;
+    eventually("a succeeded run on the page", || {
+        let mut b2 = Browser {
+            http: b.http.clone(),
+            base: b.base.clone(),
+            cookies: b.cookies.clone(),
+        };
+        let path = target_path.clone();
+        async move {
+            let page = b2.get(&path).await;
+            page.html.contains("id=\"runs-table\"") && page.html.contains("status-ok\">succeeded</span>")
+        }
+    })
+    .await;
+    let page = b.get(&target_path).await;
+    assert!(
+        page.html.contains("Sync now") && page.html.contains("2 created"),
+        "{}",
+        page.html
+    );
+    assert!(
+        !page.html.contains("id=\"plan-summary\""),
+        "the plan of an approved target is on demand"
+    );
+    let dry = b.get(&format!("{target_path}?plan=1")).await;
+    assert_eq!(element_text(&dry.html, "plan-count-unchanged"), "2", "{}", dry.html);
+
+    // A user the target refuses: a failed object with its error, retried from the page.
+    fake.inject(FaultRule {
+        fault: Fault::Status {
+            status: 400,
+            retry_after: None,
+        },
+        method: Some("POST".into()),
+        resource: Some("Users".into()),
+        times: usize::MAX,
+    });
+    let cy = client.user("cy@acme.example").await["id"].as_str().unwrap().to_string();
+    eventually("cy's push to fail", || async {
+        srv.store
+            .outbound()
+            .target_object(&id, rollcall_store::ResourceKind::User, &cy)
+            .await
+            .unwrap()
+            .is_some_and(|o| o.state == rollcall_store::outbound::ObjectState::Failed)
+    })
+    .await;
+    let page = b.get(&format!("{target_path}?state=failed")).await;
+    assert!(page.html.contains("HTTP 400"), "{}", page.html);
+    assert!(page.html.contains(&format!("{target_path}/objects/{cy}/retry")));
+    let all = b.get(&target_path).await;
+    let failed_at = all.html.find("status-bad\">failed</span>").expect("the failed object");
+    let synced_at = all.html.find("status-ok\">synced</span>").expect("the synced objects");
+    assert!(failed_at < synced_at, "failed objects come first");
+    fake.clear_faults();
+    assert_eq!(
+        b.post(&format!("{target_path}/objects/{cy}/retry"), &[]).await.status,
+        403
+    );
+    let p = b
+        .post(&format!("{target_path}/objects/{cy}/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(b.get(&target_path).await.html.contains("is pushed again now"));
+    eventually("cy on the target", || async { fake.users().len() == 3 }).await;
+    let p = b
+        .post(&format!("{target_path}/objects/nobody/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(b.get(&target_path).await.html.contains("no object with id"));
+
+    // Pause, resume, sync.
+    assert_eq!(
+        b.post(&format!("{target_path}/pause"), &[("csrf", &csrf)]).await.status,
+        303
+    );
+    let page = b.get(&target_path).await;
+    assert_eq!(element_text(&page.html, "target-status"), "paused");
+    assert!(page.html.contains(">Resume</button>"));
+    assert_eq!(
+        b.post(&format!("{target_path}/resume"), &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        element_text(&b.get(&target_path).await.html, "target-status"),
+        "enabled"
+    );
+    assert_eq!(
+        b.post(&format!("{target_path}/sync"), &[("csrf", &csrf)]).await.status,
+        303
+    );
+    assert!(
+        b.get(&target_path)
+            .await
+            .html
+            .contains("A full reconciliation starts now")
+    );
+
+    // Deactivating a third of its users at once is more than the deletion threshold allows: the
+    // run pauses the target, with the reason, and the plan warns.
+    let deactivated = client
+        .patch(
+            &format!("/Users/{ada}"),
+            &serde_json::json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        )
+        .await;
+    assert_eq!(deactivated.status.as_u16(), 200);
+    eventually("the threshold to pause the target", || async {
+        srv.store
+            .outbound()
+            .get_target(&conn.org_id, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            == rollcall_store::outbound::TargetStatus::Paused
+    })
+    .await;
+    let page = b.get(&format!("{target_path}?plan=1")).await;
+    assert_eq!(element_text(&page.html, "target-status"), "paused");
+    assert!(!element_text(&page.html, "target-reason").is_empty(), "{}", page.html);
+    assert!(page.html.contains("id=\"plan-threshold\""), "{}", page.html);
+    assert_eq!(element_text(&page.html, "plan-count-deactivate"), "1");
+    assert!(page.html.contains("id=\"plan-deactivate\""));
+    assert!(
+        page.html
+            .contains(&format!("href=\"{org_path}/users/{ada}\">ada@acme.example</a>")),
+        "a deactivation names its user: {}",
+        page.html
+    );
+    let listed = b.get(&org_path).await;
+    assert!(
+        listed
+            .html
+            .contains("status-warn\">paused</span><br><span class=\"help\">"),
+        "{}",
+        listed.html
+    );
+
+    // New credentials: never shown; empty ones refused.
+    let p = b
+        .post(
+            &format!("{target_path}/credentials"),
+            &[("csrf", &csrf), ("credentials", "NEW-SECRET-XYZ")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let page = b.get(&target_path).await;
+    assert!(page.html.contains("Credentials replaced") && !page.html.contains("NEW-SECRET-XYZ"));
+    assert_eq!(
+        srv.store
+            .outbound()
+            .get_target(&conn.org_id, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .credentials,
+        "NEW-SECRET-XYZ"
+    );
+    b.post(
+        &format!("{target_path}/credentials"),
+        &[("csrf", &csrf), ("credentials", "")],
+    )
+    .await;
+    assert!(b.get(&target_path).await.html.contains("credentials must not be empty"));
+
+    // Deleted: gone from the organization's page; its page is not found.
+    assert_eq!(b.post(&format!("{target_path}/delete"), &[]).await.status, 403);
+    let p = b.post(&format!("{target_path}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    assert!(p.location.unwrap().starts_with(&org_path));
+    assert!(targets_of(conn.org_id.clone()).await.is_empty());
+    assert_eq!(b.get(&target_path).await.status, 404);
+}
+
 backend_tests!(
     sessions_and_csrf,
     escaping_and_headers,
@@ -678,5 +1118,6 @@ backend_tests!(
     a_google_workspace_connection_is_created_from_the_form,
     the_connection_page_shows_and_resolves_the_guard,
     the_console_stages_reports_and_activates,
-    workspaces_on_the_organization_connection_and_user_pages
+    workspaces_on_the_organization_connection_and_user_pages,
+    provisioning_targets_in_the_console
 );

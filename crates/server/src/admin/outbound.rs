@@ -65,6 +65,11 @@ fn check_credentials(c: &str) -> AdminResult<()> {
 }
 
 impl Admin {
+    /// The target profiles an operator chooses from, `generic` first.
+    pub fn target_profiles(&self) -> &'static [profile::TargetProfile] {
+        profile::PROFILES
+    }
+
     fn check_profile(&self, profile_id: &str, kind: AuthKind) -> AdminResult<()> {
         let Some(p) = profile::profile(profile_id) else {
             return Err(AdminError::invalid(format!(

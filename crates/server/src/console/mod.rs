@@ -21,6 +21,7 @@ pub mod page;
 pub mod session;
 pub mod setup;
 mod setup_links;
+mod targets;
 pub(crate) mod views;
 mod webhooks;
 
@@ -75,6 +76,22 @@ pub fn router() -> Router<AppState> {
         .route(
             "/organizations/{org_id}/setup-links/{link_id}/revoke",
             post(setup_links::revoke),
+        )
+        .route(
+            "/organizations/{org_id}/provisioning-targets",
+            get(targets::list).post(targets::create),
+        )
+        .route(
+            "/organizations/{org_id}/provisioning-targets/{target_id}",
+            get(targets::show),
+        )
+        .route(
+            "/organizations/{org_id}/provisioning-targets/{target_id}/{action}",
+            post(targets::act),
+        )
+        .route(
+            "/organizations/{org_id}/provisioning-targets/{target_id}/objects/{object_id}/retry",
+            post(targets::retry),
         )
         .route("/organizations/{org_id}/users", get(directory::users))
         .route("/organizations/{org_id}/users/{user_id}", get(directory::user))

@@ -1,14 +1,15 @@
 //! Organizations: the list (search, pages), creating, renaming and deleting one, and an
 //! organization's page (its connections, roles, workspaces, protected users and setup links).
 
-use super::page::{Chrome, Framed, PageResult, done, send, when};
+use super::page::{Chrome, Flash, Framed, PageError, PageResult, done, send, when};
 use super::session::{Form, Operator};
+use super::targets::{Draft, TargetsSection};
 use super::views::{ConnectionRow, IdpOption, idp_options};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// Organizations per page.
@@ -121,6 +122,7 @@ struct OrgPage {
     auto_create: bool,
     protected: Vec<String>,
     idps: Vec<IdpOption>,
+    targets: TargetsSection,
 }
 
 pub async fn show(
@@ -129,14 +131,53 @@ pub async fn show(
     op: Operator,
     Path(org_id): Path<String>,
 ) -> PageResult {
+    org_page_with(&app, &headers, &op, &org_id, None).await
+}
+
+/// The organization's page again after the form adding a provisioning target was refused: what
+/// was typed (but the credentials), and why nothing was created (422).
+pub async fn refused_target(
+    app: &AppState,
+    headers: &HeaderMap,
+    op: &Operator,
+    org_id: &str,
+    draft: Draft,
+    why: String,
+) -> Response {
+    match org_page_with(app, headers, op, org_id, Some((draft, why))).await {
+        Ok(mut resp) => {
+            if resp.status() == StatusCode::OK {
+                *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn org_page_with(
+    app: &AppState,
+    headers: &HeaderMap,
+    op: &Operator,
+    org_id: &str,
+    refused: Option<(Draft, String)>,
+) -> Result<Response, PageError> {
     let admin = app.admin();
-    let org = admin.organization(&org_id).await?;
+    let org = admin.organization(org_id).await?;
     let connections = admin.list_connections(Some(&org.id)).await?;
     let roles = admin.list_roles(&org.id).await?;
     let workspaces = admin.list_workspaces(&org.id).await?;
     let ws_settings = admin.workspace_settings(&org.id).await?;
     let protected = admin.list_protected_users(&org.id).await?;
-    let (chrome, clear) = Framed::console(&app, &headers, &op.signed(), org.name.clone(), "organizations").take();
+    let (draft, why) = match refused {
+        Some((d, w)) => (Some(d), Some(w)),
+        None => (None, None),
+    };
+    let targets = super::targets::section(&admin, &org.id, draft).await?;
+    let (mut chrome, clear) = Framed::console(app, headers, &op.signed(), org.name.clone(), "organizations").take();
+    if let Some(why) = why {
+        chrome.flash = Some(Flash::error(why));
+    }
     Ok(send(
         &OrgPage {
             chrome,
@@ -166,6 +207,7 @@ pub async fn show(
             auto_create: ws_settings.auto_create,
             protected: protected.into_iter().map(|p| p.email).collect(),
             idps: idp_options(),
+            targets,
         },
         clear,
     ))

@@ -92,6 +92,8 @@ pub struct Setup {
     pub node: NodeSettings,
     /// The HTTP layer's limits (timeouts, connection and in-flight caps).
     pub limits: rollcall_server::HttpLimits,
+    /// Run the outbound provisioning worker, allowed to push to loopback targets (the fakes).
+    pub outbound_loopback: bool,
 }
 
 impl Default for Setup {
@@ -101,6 +103,7 @@ impl Default for Setup {
             config: ScimConfig::default(),
             node: NodeSettings::default(),
             limits: rollcall_server::HttpLimits::default(),
+            outbound_loopback: false,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     /// The request log flusher and event retention; they stop when this is dropped.
     _background: rollcall_server::background::Background,
+    /// Stops the outbound provisioning worker ([`Setup::outbound_loopback`]) when dropped.
+    _outbound: Option<oneshot::Sender<()>>,
     // Last field: dropped after the shutdown signal is sent.
     _db: DbGuard,
 }
@@ -186,7 +191,27 @@ impl TestServer {
             public_url: base.clone(),
             ..setup.config
         };
-        let node = Node::new(store.clone(), setup.node);
+        let mut node = Node::new(store.clone(), setup.node);
+        let mut outbound_stop = None;
+        if setup.outbound_loopback {
+            let outbound = rollcall_outbound::Outbound::new(
+                store.clone(),
+                rollcall_outbound::Transport::new(rollcall_webhooks::NetworkPolicy {
+                    allow_loopback: true,
+                    ..Default::default()
+                }),
+                rollcall_outbound::EngineConfig {
+                    poll_interval: std::time::Duration::from_millis(100),
+                    ..Default::default()
+                },
+            );
+            node = node.with_outbound(outbound.clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            tokio::spawn(outbound.run_worker("test-node".into(), async {
+                let _ = stopped.await;
+            }));
+            outbound_stop = Some(stop);
+        }
         let background = rollcall_server::background::start(&store, &node);
         let scim = Scim::new(store.clone(), registry, config.clone());
         let state = AppState::new(scim.clone(), node.clone());
@@ -207,6 +232,7 @@ impl TestServer {
             http,
             shutdown: Some(tx),
             _background: background,
+            _outbound: outbound_stop,
             _db: db,
         }
     }

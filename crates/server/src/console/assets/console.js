@@ -105,6 +105,23 @@
     });
   }
 
+  // <select data-switch="name">: the elements with data-case="name" show only while the select's
+  // value is their data-when (a new provisioning target's authentication fields). Without the
+  // script every field shows, and the server takes the ones the chosen kind needs.
+  function setupSwitches() {
+    document.querySelectorAll("select[data-switch]").forEach(function (select) {
+      var name = select.getAttribute("data-switch");
+      var cases = document.querySelectorAll("[data-case]");
+      var check = function () {
+        cases.forEach(function (el) {
+          if (el.getAttribute("data-case") === name) el.hidden = el.getAttribute("data-when") !== select.value;
+        });
+      };
+      select.addEventListener("change", check);
+      check();
+    });
+  }
+
   // <section data-live="url">: the setup page's live panel, fed by Server-Sent Events. Each event
   // is one request the identity provider sent, already explained by the server.
   function setupLive() {
@@ -144,6 +161,7 @@
     setupFileFill();
     setupTypeToConfirm();
     setupEnables();
+    setupSwitches();
     setupLive();
   });
 })();
