@@ -42,8 +42,8 @@ use std::time::Duration;
 mod guard_ops;
 pub mod notify;
 mod outbound;
+pub(crate) mod request_log;
 mod roles_ops;
-mod staging_ops;
 mod workspaces_ops;
 mod writes;
 
@@ -479,37 +479,7 @@ fn hash_col(row: &PgRow, col: &str) -> Option<[u8; 32]> {
     v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
 }
 
-fn conn_of(row: &PgRow) -> Connection {
-    let idp: String = row.get("idp");
-    let status: String = row.get("status");
-    Connection {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        name: row.get("name"),
-        idp: idp.parse().unwrap_or(IdpKind::Generic),
-        kind: row
-            .get::<Option<String>, _>("kind")
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_default(),
-        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
-        token_prefix: row.get("token_prefix"),
-        token_hash: hash_col(row, "token_hash"),
-        next_token_prefix: row.get("next_token_prefix"),
-        next_token_hash: hash_col(row, "next_token_hash"),
-        rotation_started_us: row.get("rotation_started_us"),
-        created_us: row.get("created_us"),
-        last_request_us: row.get("last_request_us"),
-        last_user_agent: row.get("last_user_agent"),
-        detected_idp: row
-            .get::<Option<String>, _>("detected_idp")
-            .and_then(|s| s.parse().ok()),
-        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
-        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
-        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
-        debug_logging: row.get("debug_logging"),
-        staged_us: row.try_get("staged_us").unwrap_or(None),
-    }
-}
+use crate::rows::connection_of as conn_of;
 
 fn api_key_of(row: &PgRow) -> ApiKey {
     ApiKey {
@@ -2170,12 +2140,7 @@ impl Store for PostgresStore {
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(crate::postgres_events::event_of).collect())
+        self.events_after_impl(after, limit).await
     }
 
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
@@ -2191,7 +2156,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
-        self.retrying(|| self.append_request_log_impl(entries, keep)).await
+        self.append_request_log_impl(entries, keep).await
     }
 
     async fn request_log(

@@ -2,8 +2,10 @@
 //! columns with the same meaning, and [`Cols`] reads them from a SQLite or a PostgreSQL row alike.
 
 use crate::StoreError;
+use crate::audit::{Actor, RequestLogEntry};
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
+use crate::model::{Connection, ConnectionPolicy, ConnectionStatus, Event, IdpKind};
 use crate::roles::{Role, RoleMapping, RoleMatch};
 use crate::secrets::{self, SecretKeys};
 use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
@@ -17,8 +19,13 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Option<String>;
     fn int(&self, col: &str) -> i64;
     fn opt_int(&self, col: &str) -> Option<i64>;
+    /// A 32-bit integer column (`integer` on PostgreSQL).
+    fn int4(&self, col: &str) -> i32;
     fn flag(&self, col: &str) -> bool;
     fn bytes(&self, col: &str) -> Vec<u8>;
+    fn opt_bytes(&self, col: &str) -> Option<Vec<u8>>;
+    /// A nullable integer column the row may not have (`None` then).
+    fn opt_int_if_any(&self, col: &str) -> Option<i64>;
 }
 
 impl<R> Cols for R
@@ -27,6 +34,7 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
@@ -42,11 +50,51 @@ where
     fn opt_int(&self, col: &str) -> Option<i64> {
         self.get(col)
     }
+    fn int4(&self, col: &str) -> i32 {
+        self.get(col)
+    }
     fn flag(&self, col: &str) -> bool {
         self.get(col)
     }
     fn bytes(&self, col: &str) -> Vec<u8> {
         self.get(col)
+    }
+    fn opt_bytes(&self, col: &str) -> Option<Vec<u8>> {
+        self.get(col)
+    }
+    fn opt_int_if_any(&self, col: &str) -> Option<i64> {
+        self.try_get(col).unwrap_or(None)
+    }
+}
+
+/// A 32-byte hash column (NULL or malformed: `None`).
+fn hash_col(row: &impl Cols, col: &str) -> Option<[u8; 32]> {
+    row.opt_bytes(col).and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+}
+
+/// A row of `scim_connections`.
+pub(crate) fn connection_of(row: &impl Cols) -> Connection {
+    Connection {
+        id: row.text("id"),
+        org_id: row.text("org_id"),
+        name: row.text("name"),
+        idp: row.text("idp").parse().unwrap_or(IdpKind::Generic),
+        kind: row.opt_text("kind").and_then(|k| k.parse().ok()).unwrap_or_default(),
+        status: row.text("status").parse().unwrap_or(ConnectionStatus::Disabled),
+        token_prefix: row.opt_text("token_prefix"),
+        token_hash: hash_col(row, "token_hash"),
+        next_token_prefix: row.opt_text("next_token_prefix"),
+        next_token_hash: hash_col(row, "next_token_hash"),
+        rotation_started_us: row.opt_int("rotation_started_us"),
+        created_us: row.int("created_us"),
+        last_request_us: row.opt_int("last_request_us"),
+        last_user_agent: row.opt_text("last_user_agent"),
+        detected_idp: row.opt_text("detected_idp").and_then(|s| s.parse().ok()),
+        detected_idp_first_seen_us: row.opt_int("detected_idp_first_seen_us"),
+        detected_idp_last_seen_us: row.opt_int("detected_idp_last_seen_us"),
+        policy: ConnectionPolicy::from_stored(row.opt_text("policy").as_deref()),
+        debug_logging: row.flag("debug_logging"),
+        staged_us: row.opt_int_if_any("staged_us"),
     }
 }
 
@@ -165,6 +213,45 @@ pub(crate) fn directory_member_of(row: &impl Cols) -> directory::DirectoryMember
         kind: row.text("kind"),
         name: row.opt_text("name"),
         status: row.opt_text("status").as_deref().map(directory::parse_status),
+    }
+}
+
+/// An `events` row, with its `data` and `actor` as each database stores JSON.
+pub(crate) fn event_of(row: &impl Cols, data: Value, actor: Option<String>) -> Event {
+    Event {
+        seq: row.int("seq"),
+        id: row.text("id"),
+        kind: row.text("type"),
+        org_id: row.opt_text("org_id"),
+        connection_id: row.opt_text("connection_id"),
+        resource_type: row.opt_text("resource_type"),
+        resource_id: row.opt_text("resource_id"),
+        data,
+        created_us: row.int("created_us"),
+        actor: Actor::from_json(actor.as_deref()),
+        user_agent: row.opt_text("user_agent"),
+        request_id: row.opt_text("request_id"),
+    }
+}
+
+/// A `request_log` row.
+pub(crate) fn request_log_of(row: &impl Cols) -> RequestLogEntry {
+    RequestLogEntry {
+        seq: row.int("seq"),
+        connection_id: row.text("connection_id"),
+        at_us: row.int("at_us"),
+        method: row.text("method"),
+        path: row.text("path"),
+        status: u16::try_from(row.int4("status")).unwrap_or(0),
+        latency_us: row.int("latency_us"),
+        scim_type: row.opt_text("scim_type"),
+        error_detail: row.opt_text("error_detail"),
+        user_agent: row.opt_text("user_agent"),
+        request_id: row.opt_text("request_id"),
+        token_prefix: row.opt_text("token_prefix"),
+        auth_scheme: row.opt_text("auth_scheme"),
+        request_body: row.opt_text("request_body"),
+        response_body: row.opt_text("response_body"),
     }
 }
 

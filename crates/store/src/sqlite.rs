@@ -18,9 +18,9 @@ mod guard_ops;
 mod inline_read;
 pub mod lock;
 mod outbound;
+pub(crate) mod request_log;
 mod resource_writes;
 mod roles_ops;
-mod staging_ops;
 mod workspaces_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
@@ -184,7 +184,7 @@ impl SqliteStore {
     }
 }
 
-fn bind_all(binds: &[Bind]) -> SqliteArguments {
+pub(crate) fn bind_all(binds: &[Bind]) -> SqliteArguments {
     let mut args = SqliteArguments::default();
     for b in binds {
         let r = match b {
@@ -212,37 +212,7 @@ fn hash_col(row: &SqliteRow, col: &str) -> Option<[u8; 32]> {
     v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
 }
 
-fn conn_of(row: &SqliteRow) -> Connection {
-    let idp: String = row.get("idp");
-    let status: String = row.get("status");
-    Connection {
-        id: row.get("id"),
-        org_id: row.get("org_id"),
-        name: row.get("name"),
-        idp: idp.parse().unwrap_or(IdpKind::Generic),
-        kind: row
-            .get::<Option<String>, _>("kind")
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_default(),
-        status: status.parse().unwrap_or(ConnectionStatus::Disabled),
-        token_prefix: row.get("token_prefix"),
-        token_hash: hash_col(row, "token_hash"),
-        next_token_prefix: row.get("next_token_prefix"),
-        next_token_hash: hash_col(row, "next_token_hash"),
-        rotation_started_us: row.get("rotation_started_us"),
-        created_us: row.get("created_us"),
-        last_request_us: row.get("last_request_us"),
-        last_user_agent: row.get("last_user_agent"),
-        detected_idp: row
-            .get::<Option<String>, _>("detected_idp")
-            .and_then(|s| s.parse().ok()),
-        detected_idp_first_seen_us: row.get("detected_idp_first_seen_us"),
-        detected_idp_last_seen_us: row.get("detected_idp_last_seen_us"),
-        policy: ConnectionPolicy::from_stored(row.get::<Option<String>, _>("policy").as_deref()),
-        debug_logging: row.get("debug_logging"),
-        staged_us: row.try_get("staged_us").unwrap_or(None),
-    }
-}
+use crate::rows::connection_of as conn_of;
 
 fn api_key_of(row: &SqliteRow) -> ApiKey {
     ApiKey {
@@ -331,6 +301,22 @@ pub(crate) async fn insert_event(
 ) -> StoreResult<()> {
     group_commit::on_connection(tx, |c| {
         resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(&data))
+    })
+    .await
+}
+
+/// Inserts events, in order, from a sqlx-side write transaction, in one hand-off to the writer.
+pub(crate) async fn insert_all(
+    tx: &mut group_commit::WriteTx,
+    ctx: &WriteContext,
+    events: &[crate::staging::SnapshotEvent],
+) -> StoreResult<()> {
+    group_commit::on_connection(tx, |c| {
+        for (kind, resource, data) in events {
+            let resource = resource.as_ref().map(|(k, id)| (*k, id.as_str()));
+            resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(data))?;
+        }
+        Ok(())
     })
     .await
 }
@@ -1187,12 +1173,7 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(crate::sqlite_events::event_of).collect())
+        self.events_after_impl(after, limit).await
     }
 
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
