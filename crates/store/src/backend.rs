@@ -7,6 +7,7 @@
 //! [`Dialect`] ([`locking!`]).
 
 use crate::audit::RequestLogEntry;
+use crate::guard::HeldRow;
 use crate::model::{Event, ResourceKind, WriteContext};
 use crate::postgres::PostgresStore;
 use crate::rows::{self, Cols};
@@ -73,6 +74,8 @@ pub(crate) trait Tx {
         resource: Option<(ResourceKind, &str)>,
         data: Value,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes events a guard held back to the log, in order, as they were recorded.
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send;
     /// Records events in this transaction, in order.
     fn record_all(
         &mut self,
@@ -164,6 +167,9 @@ impl Tx for crate::sqlite::group_commit::WriteTx {
     async fn record_all(&mut self, ctx: &WriteContext, events: Vec<SnapshotEvent>) -> StoreResult<()> {
         crate::sqlite::insert_all(self, ctx, &events).await
     }
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::sqlite::guard_ops::release(self, held)
+    }
 }
 
 impl Backend for PostgresStore {
@@ -227,6 +233,10 @@ impl Tx for crate::postgres::WriteTx {
         data: Value,
     ) -> impl Future<Output = StoreResult<()>> + Send {
         self.event(ctx, kind, resource, data);
+        std::future::ready(Ok(()))
+    }
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::postgres::guard_ops::release(self, held);
         std::future::ready(Ok(()))
     }
     fn record_all(

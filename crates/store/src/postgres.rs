@@ -39,7 +39,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod guard_ops;
+pub(crate) mod guard_ops;
 pub mod notify;
 mod outbound;
 pub(crate) mod request_log;

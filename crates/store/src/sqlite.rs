@@ -14,7 +14,7 @@ use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResul
 
 pub mod backup;
 pub(crate) mod group_commit;
-mod guard_ops;
+pub(crate) mod guard_ops;
 mod inline_read;
 pub mod lock;
 mod outbound;
