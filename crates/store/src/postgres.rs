@@ -465,37 +465,7 @@ pub fn bind_all(binds: &[Bind]) -> PgArguments {
     args
 }
 
-fn org_of(row: &PgRow) -> Organization {
-    Organization {
-        id: row.get("id"),
-        name: row.get("name"),
-        created_us: row.get("created_us"),
-    }
-}
-
-/// A 32-byte hash column (NULL or malformed: `None`).
-fn hash_col(row: &PgRow, col: &str) -> Option<[u8; 32]> {
-    let v: Option<Vec<u8>> = row.get(col);
-    v.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-}
-
-use crate::rows::connection_of as conn_of;
-
-fn api_key_of(row: &PgRow) -> ApiKey {
-    ApiKey {
-        id: row.get("id"),
-        name: row.get("name"),
-        key_prefix: row.get("key_prefix"),
-        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
-        created_us: row.get("created_us"),
-        revoked_us: row.get("revoked_us"),
-    }
-}
-
-/// The write context of an event about a connection, made by `by`.
-fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
-    by.about(&c.org_id, &c.id)
-}
+use crate::rows::{api_key_of, connection_ctx, connection_of as conn_of, org_name_taken, org_of};
 
 /// Reads and locks a connection inside a write transaction.
 async fn lock_connection(tx: &mut PgConnection, id: &str) -> StoreResult<Option<Connection>> {
@@ -504,15 +474,6 @@ async fn lock_connection(tx: &mut PgConnection, id: &str) -> StoreResult<Option<
         .fetch_optional(&mut *tx)
         .await?;
     Ok(row.as_ref().map(conn_of))
-}
-
-fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "an organization named \"{name}\" already exists"
-        ))),
-        _ => StoreError::Database(e),
-    }
 }
 
 fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {

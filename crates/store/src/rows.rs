@@ -5,7 +5,9 @@ use crate::StoreError;
 use crate::audit::{Actor, RequestLogEntry};
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
-use crate::model::{Connection, ConnectionPolicy, ConnectionStatus, Event, IdpKind};
+use crate::model::{
+    ApiKey, Connection, ConnectionPolicy, ConnectionStatus, Event, IdpKind, Organization, WriteContext,
+};
 use crate::roles::{Role, RoleMapping, RoleMatch};
 use crate::secrets::{self, SecretKeys};
 use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
@@ -70,6 +72,39 @@ where
 /// A 32-byte hash column (NULL or malformed: `None`).
 fn hash_col(row: &impl Cols, col: &str) -> Option<[u8; 32]> {
     row.opt_bytes(col).and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+}
+
+pub(crate) fn org_of(row: &impl Cols) -> Organization {
+    Organization {
+        id: row.text("id"),
+        name: row.text("name"),
+        created_us: row.int("created_us"),
+    }
+}
+
+pub(crate) fn api_key_of(row: &impl Cols) -> ApiKey {
+    ApiKey {
+        id: row.text("id"),
+        name: row.text("name"),
+        key_prefix: row.text("key_prefix"),
+        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
+        created_us: row.int("created_us"),
+        revoked_us: row.opt_int("revoked_us"),
+    }
+}
+
+/// The write context of an event about a connection, made by `by`.
+pub(crate) fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
+}
+
+pub(crate) fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "an organization named \"{name}\" already exists"
+        ))),
+        _ => StoreError::Database(e),
+    }
 }
 
 /// A row of `scim_connections`.
