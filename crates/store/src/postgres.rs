@@ -19,6 +19,7 @@ use crate::model::*;
 use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
+use crate::rows::{conn_of, hash_col};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
@@ -465,7 +466,29 @@ pub fn bind_all(binds: &[Bind]) -> PgArguments {
     args
 }
 
-use crate::rows::{api_key_of, connection_ctx, connection_of as conn_of, org_name_taken, org_of};
+fn org_of(row: &PgRow) -> Organization {
+    Organization {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_us: row.get("created_us"),
+    }
+}
+
+fn api_key_of(row: &PgRow) -> ApiKey {
+    ApiKey {
+        id: row.get("id"),
+        name: row.get("name"),
+        key_prefix: row.get("key_prefix"),
+        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
+        created_us: row.get("created_us"),
+        revoked_us: row.get("revoked_us"),
+    }
+}
+
+/// The write context of an event about a connection, made by `by`.
+fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
+}
 
 /// Reads and locks a connection inside a write transaction.
 async fn lock_connection(tx: &mut PgConnection, id: &str) -> StoreResult<Option<Connection>> {
@@ -474,6 +497,15 @@ async fn lock_connection(tx: &mut PgConnection, id: &str) -> StoreResult<Option<
         .fetch_optional(&mut *tx)
         .await?;
     Ok(row.as_ref().map(conn_of))
+}
+
+fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "an organization named \"{name}\" already exists"
+        ))),
+        _ => StoreError::Database(e),
+    }
 }
 
 fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {

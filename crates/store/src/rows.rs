@@ -5,9 +5,7 @@ use crate::StoreError;
 use crate::audit::{Actor, RequestLogEntry};
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
-use crate::model::{
-    ApiKey, Connection, ConnectionPolicy, ConnectionStatus, Event, IdpKind, Organization, WriteContext,
-};
+use crate::model::{Connection, ConnectionPolicy, ConnectionStatus, IdpKind};
 use crate::roles::{Role, RoleMapping, RoleMatch};
 use crate::secrets::{self, SecretKeys};
 use crate::webhooks::{AttemptOrigin, Webhook, WebhookAttempt, WebhookStatus};
@@ -27,7 +25,7 @@ pub(crate) trait Cols {
     fn bytes(&self, col: &str) -> Vec<u8>;
     fn opt_bytes(&self, col: &str) -> Option<Vec<u8>>;
     /// A nullable integer column the row may not have (`None` then).
-    fn opt_int_if_any(&self, col: &str) -> Option<i64>;
+    fn maybe_int(&self, col: &str) -> Option<i64>;
 }
 
 impl<R> Cols for R
@@ -64,51 +62,18 @@ where
     fn opt_bytes(&self, col: &str) -> Option<Vec<u8>> {
         self.get(col)
     }
-    fn opt_int_if_any(&self, col: &str) -> Option<i64> {
+    fn maybe_int(&self, col: &str) -> Option<i64> {
         self.try_get(col).unwrap_or(None)
     }
 }
 
 /// A 32-byte hash column (NULL or malformed: `None`).
-fn hash_col(row: &impl Cols, col: &str) -> Option<[u8; 32]> {
+pub(crate) fn hash_col(row: &impl Cols, col: &str) -> Option<[u8; 32]> {
     row.opt_bytes(col).and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
 }
 
-pub(crate) fn org_of(row: &impl Cols) -> Organization {
-    Organization {
-        id: row.text("id"),
-        name: row.text("name"),
-        created_us: row.int("created_us"),
-    }
-}
-
-pub(crate) fn api_key_of(row: &impl Cols) -> ApiKey {
-    ApiKey {
-        id: row.text("id"),
-        name: row.text("name"),
-        key_prefix: row.text("key_prefix"),
-        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
-        created_us: row.int("created_us"),
-        revoked_us: row.opt_int("revoked_us"),
-    }
-}
-
-/// The write context of an event about a connection, made by `by`.
-pub(crate) fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
-    by.about(&c.org_id, &c.id)
-}
-
-pub(crate) fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "an organization named \"{name}\" already exists"
-        ))),
-        _ => StoreError::Database(e),
-    }
-}
-
 /// A row of `scim_connections`.
-pub(crate) fn connection_of(row: &impl Cols) -> Connection {
+pub(crate) fn conn_of(row: &impl Cols) -> Connection {
     Connection {
         id: row.text("id"),
         org_id: row.text("org_id"),
@@ -129,7 +94,7 @@ pub(crate) fn connection_of(row: &impl Cols) -> Connection {
         detected_idp_last_seen_us: row.opt_int("detected_idp_last_seen_us"),
         policy: ConnectionPolicy::from_stored(row.opt_text("policy").as_deref()),
         debug_logging: row.flag("debug_logging"),
-        staged_us: row.opt_int_if_any("staged_us"),
+        staged_us: row.maybe_int("staged_us"),
     }
 }
 
@@ -251,9 +216,32 @@ pub(crate) fn directory_member_of(row: &impl Cols) -> directory::DirectoryMember
     }
 }
 
+/// A unique-index violation on a role key as the 409 to answer.
+pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "a role with key \"{key}\" already exists in this organization"
+        ))),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Whether a role key follows the `scim:<group name>` convention.
+pub(crate) fn is_scim_role(key: &str) -> bool {
+    fold(key).starts_with(crate::roles::SCIM_ROLE_PREFIX)
+}
+
+/// The protected e-mail address lookup's userName, folded.
+pub(crate) fn folded_user_name(doc: &Value) -> String {
+    doc.get("userName")
+        .and_then(Value::as_str)
+        .map(fold)
+        .unwrap_or_default()
+}
+
 /// An `events` row, with its `data` and `actor` as each database stores JSON.
-pub(crate) fn event_of(row: &impl Cols, data: Value, actor: Option<String>) -> Event {
-    Event {
+pub(crate) fn event_of(row: &impl Cols, data: Value, actor: Option<String>) -> crate::model::Event {
+    crate::model::Event {
         seq: row.int("seq"),
         id: row.text("id"),
         kind: row.text("type"),
@@ -288,27 +276,4 @@ pub(crate) fn request_log_of(row: &impl Cols) -> RequestLogEntry {
         request_body: row.opt_text("request_body"),
         response_body: row.opt_text("response_body"),
     }
-}
-
-/// A unique-index violation on a role key as the 409 to answer.
-pub(crate) fn key_taken(e: sqlx::Error, key: &str) -> StoreError {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
-            "a role with key \"{key}\" already exists in this organization"
-        ))),
-        _ => StoreError::Database(e),
-    }
-}
-
-/// Whether a role key follows the `scim:<group name>` convention.
-pub(crate) fn is_scim_role(key: &str) -> bool {
-    fold(key).starts_with(crate::roles::SCIM_ROLE_PREFIX)
-}
-
-/// The protected e-mail address lookup's userName, folded.
-pub(crate) fn folded_user_name(doc: &Value) -> String {
-    doc.get("userName")
-        .and_then(Value::as_str)
-        .map(fold)
-        .unwrap_or_default()
 }

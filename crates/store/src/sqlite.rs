@@ -8,6 +8,7 @@ use crate::model::*;
 use crate::roles::{
     NewRole, NewRoleMapping, ProtectedUser, Role, RoleChange, RoleMapping, RolePreview, RoleScope, RoleUpdate,
 };
+use crate::rows::{conn_of, hash_col};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::{DirectoryGroup, DirectoryMember, DirectoryQuery, DirectoryUser, GroupQuery};
 use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResult};
@@ -30,7 +31,9 @@ use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -182,7 +185,7 @@ impl SqliteStore {
     }
 }
 
-pub(crate) fn bind_all(binds: &[Bind]) -> SqliteArguments {
+fn bind_all(binds: &[Bind]) -> SqliteArguments {
     let mut args = SqliteArguments::default();
     for b in binds {
         let r = match b {
@@ -196,7 +199,29 @@ pub(crate) fn bind_all(binds: &[Bind]) -> SqliteArguments {
     args
 }
 
-use crate::rows::{api_key_of, connection_ctx, connection_of as conn_of, org_name_taken, org_of};
+fn org_of(row: &SqliteRow) -> Organization {
+    Organization {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_us: row.get("created_us"),
+    }
+}
+
+fn api_key_of(row: &SqliteRow) -> ApiKey {
+    ApiKey {
+        id: row.get("id"),
+        name: row.get("name"),
+        key_prefix: row.get("key_prefix"),
+        key_hash: hash_col(row, "key_hash").unwrap_or_default(),
+        created_us: row.get("created_us"),
+        revoked_us: row.get("revoked_us"),
+    }
+}
+
+/// The write context of an event about a connection, made by `by`.
+fn connection_ctx(by: &WriteContext, c: &Connection) -> WriteContext {
+    by.about(&c.org_id, &c.id)
+}
 
 /// Reads a connection inside a write transaction.
 async fn connection_in(tx: &mut SqliteConnection, id: &str) -> StoreResult<Option<Connection>> {
@@ -205,6 +230,15 @@ async fn connection_in(tx: &mut SqliteConnection, id: &str) -> StoreResult<Optio
         .fetch_optional(&mut *tx)
         .await?;
     Ok(row.as_ref().map(conn_of))
+}
+
+fn org_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Scim(ScimError::conflict(format!(
+            "an organization named \"{name}\" already exists"
+        ))),
+        _ => StoreError::Database(e),
+    }
 }
 
 /// A row of [`RESOURCE_COLS`] read by the inline reader: its `pk` and the resource.

@@ -31,7 +31,7 @@ use crate::backend::{Backend, Tx};
 use crate::directory::UserStatus;
 use crate::events;
 use crate::model::{Connection, WriteContext};
-use crate::rows::connection_of;
+use crate::rows::conn_of;
 use crate::sql::Dialect;
 use crate::sqlite::now_us;
 use serde::{Deserialize, Serialize};
@@ -317,7 +317,7 @@ macro_rules! staging_store {
                     .bind(id)
                     .fetch_optional(tx.conn())
                     .await?;
-                Ok(row.as_ref().map(connection_of))
+                Ok(row.as_ref().map(conn_of))
             }
 
             /// Sets or clears `staged_us` (`Some`: stage at that time) when it is not so already; the
@@ -337,7 +337,7 @@ macro_rules! staging_store {
                     ),
                 };
                 let row = q.bind(id).fetch_optional(tx.conn()).await?;
-                Ok(row.as_ref().map(connection_of))
+                Ok(row.as_ref().map(conn_of))
             }
 
             /// A connection's rows of `(id, text)` read by `sql` in the transaction.
