@@ -6,10 +6,14 @@
 //! `$n` placeholders (sqlx's SQLite driver numbers them too) and the few real differences behind
 //! [`Dialect`] ([`locking!`]).
 
+use crate::audit::RequestLogEntry;
+use crate::guard::HeldRow;
 use crate::model::{Event, ResourceKind, WriteContext};
 use crate::postgres::PostgresStore;
-use crate::sql::Dialect;
+use crate::rows::{self, Cols};
+use crate::sql::{Bind, Dialect};
 use crate::sqlite::SqliteStore;
+use crate::staging::SnapshotEvent;
 use crate::{StoreError, StoreResult};
 use rollcall_scim::ScimError;
 use serde_json::Value;
@@ -34,13 +38,29 @@ pub(crate) trait Backend: Sync {
     /// Runs one statement as a write of its own (one round trip on PostgreSQL); returns the number
     /// of rows it changed.
     fn write_one(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Runs one statement as a write of its own; returns the rows it returned.
+    fn write_rows(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<Vec<Row<Self>>>> + Send;
     /// An `events` row.
     fn event_of(row: &<Self::Db as sqlx::Database>::Row) -> Event;
+    /// The arguments of a built statement ([`crate::sql::SqlBuilder`]).
+    fn args(binds: &[Bind]) -> <Self::Db as sqlx::Database>::Arguments;
+    /// The error a failed read answers with.
+    fn read_error(e: sqlx::Error) -> StoreError {
+        e.into()
+    }
+    /// Inserts a batch of request log entries in a write transaction ([`crate::event_log`]).
+    fn insert_request_log(
+        conn: &mut <Self::Db as sqlx::Database>::Connection,
+        entries: &[RequestLogEntry],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// A statement of a backend with its arguments.
 pub(crate) type SqlQuery<S> =
     sqlx::query::Query<'static, <S as Backend>::Db, <<S as Backend>::Db as sqlx::Database>::Arguments>;
+
+/// A row of a backend.
+pub(crate) type Row<S> = <<S as Backend>::Db as sqlx::Database>::Row;
 
 /// A write transaction of a backend.
 pub(crate) trait Tx {
@@ -53,6 +73,14 @@ pub(crate) trait Tx {
         kind: &'static str,
         resource: Option<(ResourceKind, &str)>,
         data: Value,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes events a guard held back to the log, in order, as they were recorded.
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records events in this transaction, in order.
+    fn record_all(
+        &mut self,
+        ctx: &WriteContext,
+        events: Vec<SnapshotEvent>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
@@ -101,8 +129,35 @@ impl Backend for SqliteStore {
         tx.commit().await?;
         Ok(n)
     }
+    async fn write_rows(&self, q: SqlQuery<Self>) -> StoreResult<Vec<sqlx::sqlite::SqliteRow>> {
+        let mut tx = self.begin_write().await?;
+        let rows = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
     fn event_of(row: &sqlx::sqlite::SqliteRow) -> Event {
-        crate::sqlite_events::event_of(row)
+        let data = serde_json::from_str(&row.text("data")).unwrap_or(Value::Null);
+        rows::event_of(row, data, row.opt_text("actor"))
+    }
+    fn args(binds: &[Bind]) -> sqlx::sqlite::SqliteArguments {
+        use sqlx::Arguments;
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        for b in binds {
+            let r = match b {
+                Bind::Text(s) => args.add(s.as_str()),
+                Bind::Int(i) => args.add(*i),
+                Bind::Real(f) => args.add(*f),
+                Bind::Bool(v) => args.add(*v),
+            };
+            r.expect("binding a plain value cannot fail");
+        }
+        args
+    }
+    fn insert_request_log(
+        conn: &mut sqlx::SqliteConnection,
+        entries: &[RequestLogEntry],
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::sqlite::request_log::insert(conn, entries)
     }
 }
 
@@ -119,6 +174,12 @@ impl Tx for crate::sqlite::group_commit::WriteTx {
         data: Value,
     ) -> impl Future<Output = StoreResult<()>> + Send {
         crate::sqlite::insert_event(self, ctx, kind, resource, data)
+    }
+    async fn record_all(&mut self, ctx: &WriteContext, events: Vec<SnapshotEvent>) -> StoreResult<()> {
+        crate::sqlite::insert_all(self, ctx, &events).await
+    }
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::sqlite::guard_ops::release(self, held)
     }
 }
 
@@ -146,8 +207,27 @@ impl Backend for PostgresStore {
             .map_err(|e| crate::postgres::finish_error(e.into()))?
             .rows_affected())
     }
+    async fn write_rows(&self, q: SqlQuery<Self>) -> StoreResult<Vec<sqlx::postgres::PgRow>> {
+        let done = q.fetch_all(self.pool()).await;
+        done.map_err(|e| crate::postgres::finish_error(e.into()))
+    }
     fn event_of(row: &sqlx::postgres::PgRow) -> Event {
-        crate::postgres_events::event_of(row)
+        use sqlx::Row;
+        let sqlx::types::Json(data) = row.get("data");
+        let actor: Option<sqlx::types::Json<Value>> = row.get("actor");
+        rows::event_of(row, data, actor.map(|a| a.0.to_string()))
+    }
+    fn args(binds: &[Bind]) -> sqlx::postgres::PgArguments {
+        crate::postgres::bind_all(binds)
+    }
+    fn read_error(e: sqlx::Error) -> StoreError {
+        crate::postgres::finish_error(e.into())
+    }
+    fn insert_request_log(
+        conn: &mut sqlx::PgConnection,
+        entries: &[RequestLogEntry],
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::postgres::request_log::insert(conn, entries)
     }
 }
 
@@ -164,6 +244,20 @@ impl Tx for crate::postgres::WriteTx {
         data: Value,
     ) -> impl Future<Output = StoreResult<()>> + Send {
         self.event(ctx, kind, resource, data);
+        std::future::ready(Ok(()))
+    }
+    fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::postgres::guard_ops::release(self, held);
+        std::future::ready(Ok(()))
+    }
+    fn record_all(
+        &mut self,
+        ctx: &WriteContext,
+        events: Vec<SnapshotEvent>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        for (kind, resource, data) in events {
+            self.event(ctx, kind, resource.as_ref().map(|(k, id)| (*k, id.as_str())), data);
+        }
         std::future::ready(Ok(()))
     }
 }

@@ -7,7 +7,7 @@
 //! node that runs it, so that with several nodes on one PostgreSQL database one connection is
 //! synced by one node at a time, the progress of the run in progress, and the last run's outcome.
 //!
-//! The statements are written once for both databases ([`DirectorySql`]).
+//! The statements are written once for both databases ([`crate::directory_sync_stores`]).
 
 use crate::model::{Connection, IdpKind, WriteContext};
 use crate::secrets::SecretKeys;
@@ -302,7 +302,7 @@ where
     })
 }
 
-/// The statements, with `?` placeholders; PostgreSQL's are numbered by [`DirectorySql::pg`].
+/// Statements written with `?` placeholders, numbered for PostgreSQL by [`DirectorySql::pg`].
 pub(crate) struct DirectorySql;
 
 impl DirectorySql {
@@ -320,57 +320,6 @@ impl DirectorySql {
         }
         out
     }
-
-    pub(crate) const INSERT: &'static str = "INSERT INTO directory_sources (connection_id, provider, settings, \
-         credentials, interval_s, next_run_us, created_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-
-    pub(crate) const GET: &'static str = "SELECT * FROM directory_sources WHERE connection_id = ?";
-
-    /// Binds: settings, credentials, interval_s, next_run_us, updated_us, connection_id.
-    pub(crate) const UPDATE: &'static str = "UPDATE directory_sources SET settings = ?, credentials = ?, \
-         interval_s = ?, next_run_us = ?, updated_us = ? WHERE connection_id = ?";
-
-    /// Binds: now, connection_id.
-    pub(crate) const REQUEST: &'static str =
-        "UPDATE directory_sources SET next_run_us = MIN(next_run_us, ?) WHERE connection_id = ?";
-    pub(crate) const REQUEST_PG: &'static str =
-        "UPDATE directory_sources SET next_run_us = LEAST(next_run_us, $1) WHERE connection_id = $2";
-
-    /// Binds: owner, lease_until, now (running since), now (next run: one interval later, so that a
-    /// "sync now" during the run is seen at its end), then now (lease), only, now, only, limit. The
-    /// PostgreSQL form locks the rows it picks (`FOR UPDATE SKIP LOCKED`).
-    pub(crate) fn claim(postgres: bool) -> String {
-        let lock = if postgres { " FOR UPDATE OF d SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE directory_sources SET lease_owner = ?, lease_until_us = ?, running_since_us = ?,
-                 next_run_us = ? + interval_s * 1000000, progress = NULL
-             WHERE connection_id IN (
-                 SELECT d.connection_id FROM directory_sources d JOIN scim_connections c ON c.id = d.connection_id
-                 WHERE c.status = 'active' AND (d.lease_until_us IS NULL OR d.lease_until_us < ?)
-                   AND ((CAST(? AS TEXT) IS NULL AND d.next_run_us <= ?) OR d.connection_id = CAST(? AS TEXT))
-                 ORDER BY d.next_run_us LIMIT ?{lock})
-             RETURNING *"
-        );
-        if postgres { Self::pg(&sql) } else { sql }
-    }
-
-    /// Binds: progress, lease_until, connection_id, owner.
-    pub(crate) const PROGRESS: &'static str = "UPDATE directory_sources SET progress = ?, lease_until_us = ? \
-         WHERE connection_id = ? AND lease_owner = ?";
-
-    /// Binds: finished, status, error, counts, finished (the next run comes one interval after, unless
-    /// a run was asked for meanwhile: `next_run_us` moved before the one set by the claim),
-    /// connection_id, owner.
-    pub(crate) const FINISH: &'static str = "UPDATE directory_sources SET last_started_us = running_since_us, \
-         last_finished_us = ?, last_status = ?, last_error = ?, last_counts = ?, \
-         next_run_us = CASE WHEN next_run_us < running_since_us + interval_s * 1000000 THEN next_run_us \
-         ELSE ? + interval_s * 1000000 END, \
-         lease_owner = NULL, lease_until_us = NULL, running_since_us = NULL, progress = NULL \
-         WHERE connection_id = ? AND lease_owner = ?";
-    /// Before [`Self::FINISH`], in its transaction: the connection's organization and the last
-    /// run's status, for the event a run's end may raise ([`run_event`]); connection_id, owner.
-    pub(crate) const FINISH_CONTEXT: &'static str = "SELECT c.org_id, d.last_status FROM directory_sources d \
-         JOIN scim_connections c ON c.id = d.connection_id WHERE d.connection_id = ? AND d.lease_owner = ?";
 }
 
 /// The event a run's end raises, if any: `connection.directory_sync_failed` when it ended `failed`

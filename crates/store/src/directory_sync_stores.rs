@@ -1,25 +1,15 @@
-//! Directory connections ([`crate::directory_sync`]) on both databases, from the statements of
-//! [`DirectorySql`].
+//! Directory connections ([`crate::directory_sync`]) on both databases, written once ([`Backend`]).
 
+use crate::StoreResult;
+use crate::backend::{Backend, Tx, locking, no_organization};
 use crate::directory_sync::{
-    self, DirectorySource, DirectorySourceUpdate, DirectorySql, NewDirectoryConnection, SyncCounts, SyncOutcome,
+    self, DirectorySource, DirectorySourceUpdate, NewDirectoryConnection, SyncCounts, SyncOutcome,
 };
 use crate::events;
 use crate::model::{Connection, WriteContext};
-use crate::postgres::PostgresStore;
-use crate::sqlite::{SqliteStore, insert_event, now_us};
-use crate::{StoreError, StoreResult};
-use rollcall_scim::ScimError;
+use crate::sqlite::now_us;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Row};
-
-fn no_organization(org_id: &str) -> StoreError {
-    StoreError::Scim(ScimError::new(
-        404,
-        None,
-        format!("no organization with id \"{org_id}\""),
-    ))
-}
+use sqlx::Row;
 
 fn settings_json(s: &directory_sync::DirectorySettings) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
@@ -99,407 +89,235 @@ fn prepared(new: &NewDirectoryConnection) -> StoreResult<(Connection, DirectoryS
     Ok((c, s))
 }
 
-impl SqliteStore {
-    pub(crate) async fn create_directory_connection_impl(
-        &self,
-        by: &WriteContext,
-        new: NewDirectoryConnection,
-    ) -> StoreResult<(Connection, DirectorySource)> {
-        let (c, s) = prepared(&new)?;
-        let sealed = directory_sync::sealed_credentials(&self.secrets, &c.id, &s.credentials)?;
-        let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = ?")
-            .bind(&c.org_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(no_organization(&c.org_id));
-        }
-        sqlx::query(
-            "INSERT INTO scim_connections (id, org_id, name, idp, kind, status, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&c.id)
-        .bind(&c.org_id)
-        .bind(&c.name)
-        .bind(c.idp.as_str())
-        .bind(c.kind.as_str())
-        .bind(c.status.as_str())
-        .bind(c.created_us)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(DirectorySql::INSERT)
-            .bind(&c.id)
-            .bind(s.kind.as_str())
-            .bind(settings_json(&s.settings))
-            .bind(&sealed)
-            .bind(s.interval_s)
-            .bind(s.next_run_us)
-            .bind(s.created_us)
-            .bind(s.updated_us)
-            .execute(&mut *tx)
-            .await?;
-        insert_event(
-            &mut tx,
-            &by.about(&c.org_id, &c.id),
-            events::CONNECTION_CREATED,
-            None,
-            created_data(&c, &s),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((c, s))
-    }
-
-    pub(crate) async fn directory_source_impl(&self, connection_id: &str) -> StoreResult<Option<DirectorySource>> {
-        let row = sqlx::query(DirectorySql::GET)
-            .bind(connection_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref()
-            .map(|r| directory_sync::source_of(r, &self.secrets))
-            .transpose()
-    }
-
-    pub(crate) async fn update_directory_source_impl(
-        &self,
-        by: &WriteContext,
-        connection_id: &str,
-        update: DirectorySourceUpdate,
-    ) -> StoreResult<Option<DirectorySource>> {
-        let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query(DirectorySql::GET)
-            .bind(connection_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut s = directory_sync::source_of(&row, &self.secrets)?;
-        let org_id: String = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = ?")
-            .bind(connection_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let Some(data) = apply_update(&mut s, update)? else {
-            return Ok(Some(s));
-        };
-        s.updated_us = now_us();
-        let sealed = directory_sync::sealed_credentials(&self.secrets, connection_id, &s.credentials)?;
-        sqlx::query(DirectorySql::UPDATE)
-            .bind(settings_json(&s.settings))
-            .bind(&sealed)
-            .bind(s.interval_s)
-            .bind(s.next_run_us)
-            .bind(s.updated_us)
-            .bind(connection_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_event(
-            &mut tx,
-            &by.about(&org_id, connection_id),
-            events::CONNECTION_UPDATED,
-            None,
-            data,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(s))
-    }
-
-    pub(crate) async fn request_directory_sync_impl(&self, connection_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(DirectorySql::REQUEST)
-            .bind(now)
-            .bind(connection_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn claim_directory_syncs_impl(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until_us: i64,
-        limit: i64,
-        only: Option<&str>,
-    ) -> StoreResult<Vec<DirectorySource>> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(AssertSqlSafe(DirectorySql::claim(false)))
-            .bind(owner)
-            .bind(lease_until_us)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(only)
-            .bind(now)
-            .bind(only)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| directory_sync::source_of(r, &self.secrets))
-            .collect()
-    }
-
-    pub(crate) async fn directory_sync_progress_impl(
-        &self,
-        connection_id: &str,
-        owner: &str,
-        progress: &SyncCounts,
-        lease_until_us: i64,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(DirectorySql::PROGRESS)
-            .bind(counts_json(progress))
-            .bind(lease_until_us)
-            .bind(connection_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn finish_directory_sync_impl(
-        &self,
-        connection_id: &str,
-        owner: &str,
-        outcome: &SyncOutcome,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let before = sqlx::query(DirectorySql::FINISH_CONTEXT)
-            .bind(connection_id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let done = sqlx::query(DirectorySql::FINISH)
-            .bind(outcome.finished_us)
-            .bind(outcome.status.as_str())
-            .bind(outcome.error.as_deref().map(directory_sync::clip_error))
-            .bind(counts_json(&outcome.counts))
-            .bind(outcome.finished_us)
-            .bind(connection_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        let finished = done.rows_affected() == 1;
-        if finished && let Some(row) = before {
-            let previous: Option<String> = row.try_get("last_status")?;
-            if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
-                let org_id: String = row.try_get("org_id")?;
-                let ctx = directory_sync::run_event_context(&org_id, connection_id);
-                insert_event(&mut tx, &ctx, kind, None, data).await?;
+/// The directory connections of a [`Backend`].
+macro_rules! directory_store {
+    ($store:ty) => {
+        impl $store {
+            pub(crate) async fn create_directory_connection_impl(
+                &self,
+                by: &WriteContext,
+                new: NewDirectoryConnection,
+            ) -> StoreResult<(Connection, DirectorySource)> {
+                let (c, s) = prepared(&new)?;
+                let sealed = directory_sync::sealed_credentials(&self.secrets, &c.id, &s.credentials)?;
+                let (conn, source, sealed) = (&c, &s, &sealed);
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
+                        .bind(&conn.org_id)
+                        .fetch_optional(tx.conn())
+                        .await?;
+                    if exists.is_none() {
+                        return Err(no_organization(&conn.org_id));
+                    }
+                    sqlx::query(
+                        "INSERT INTO scim_connections (id, org_id, name, idp, kind, status, created_us)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&conn.id)
+                    .bind(&conn.org_id)
+                    .bind(&conn.name)
+                    .bind(conn.idp.as_str())
+                    .bind(conn.kind.as_str())
+                    .bind(conn.status.as_str())
+                    .bind(conn.created_us)
+                    .execute(tx.conn())
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO directory_sources (connection_id, provider, settings, credentials, interval_s,
+                           next_run_us, created_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&conn.id)
+                    .bind(source.kind.as_str())
+                    .bind(settings_json(&source.settings))
+                    .bind(sealed)
+                    .bind(source.interval_s)
+                    .bind(source.next_run_us)
+                    .bind(source.created_us)
+                    .bind(source.updated_us)
+                    .execute(tx.conn())
+                    .await?;
+                    let ctx = by.about(&conn.org_id, &conn.id);
+                    tx.record(&ctx, events::CONNECTION_CREATED, None, created_data(conn, source))
+                        .await?;
+                    tx.commit().await
+                })
+                .await?;
+                Ok((c, s))
             }
-        }
-        tx.commit().await?;
-        Ok(finished)
-    }
-}
 
-impl PostgresStore {
-    pub(crate) async fn create_directory_connection_impl(
-        &self,
-        by: &WriteContext,
-        new: NewDirectoryConnection,
-    ) -> StoreResult<(Connection, DirectorySource)> {
-        let (c, s) = prepared(&new)?;
-        let sealed = directory_sync::sealed_credentials(&self.secrets, &c.id, &s.credentials)?;
-        self.retrying(|| async {
-            let mut tx = self.begin_write().await?;
-            let exists = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
-                .bind(&c.org_id)
-                .fetch_optional(tx.conn())
-                .await?;
-            if exists.is_none() {
-                return Err(no_organization(&c.org_id));
+            pub(crate) async fn directory_source_impl(
+                &self,
+                connection_id: &str,
+            ) -> StoreResult<Option<DirectorySource>> {
+                let row = sqlx::query("SELECT * FROM directory_sources WHERE connection_id = $1")
+                    .bind(connection_id)
+                    .fetch_optional(self.reads())
+                    .await?;
+                row.as_ref()
+                    .map(|r| directory_sync::source_of(r, &self.secrets))
+                    .transpose()
             }
-            sqlx::query(
-                "INSERT INTO scim_connections (id, org_id, name, idp, kind, status, created_us)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&c.id)
-            .bind(&c.org_id)
-            .bind(&c.name)
-            .bind(c.idp.as_str())
-            .bind(c.kind.as_str())
-            .bind(c.status.as_str())
-            .bind(c.created_us)
-            .execute(tx.conn())
-            .await?;
-            sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::INSERT)))
-                .bind(&c.id)
-                .bind(s.kind.as_str())
-                .bind(settings_json(&s.settings))
-                .bind(&sealed)
-                .bind(s.interval_s)
-                .bind(s.next_run_us)
-                .bind(s.created_us)
-                .bind(s.updated_us)
-                .execute(tx.conn())
-                .await?;
-            tx.event(
-                &by.about(&c.org_id, &c.id),
-                events::CONNECTION_CREATED,
-                None,
-                created_data(&c, &s),
-            );
-            tx.commit().await
-        })
-        .await?;
-        Ok((c, s))
-    }
 
-    pub(crate) async fn directory_source_impl(&self, connection_id: &str) -> StoreResult<Option<DirectorySource>> {
-        let row = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::GET)))
-            .bind(connection_id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref()
-            .map(|r| directory_sync::source_of(r, &self.secrets))
-            .transpose()
-    }
-
-    pub(crate) async fn update_directory_source_impl(
-        &self,
-        by: &WriteContext,
-        connection_id: &str,
-        update: DirectorySourceUpdate,
-    ) -> StoreResult<Option<DirectorySource>> {
-        self.retrying(|| async {
-            let mut tx = self.begin_write().await?;
-            let Some(row) = sqlx::query(AssertSqlSafe(format!(
-                "{} FOR UPDATE",
-                DirectorySql::pg(DirectorySql::GET)
-            )))
-            .bind(connection_id)
-            .fetch_optional(tx.conn())
-            .await?
-            else {
-                return Ok(None);
-            };
-            let mut s = directory_sync::source_of(&row, &self.secrets)?;
-            let org_id: String = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1")
-                .bind(connection_id)
-                .fetch_one(tx.conn())
-                .await?;
-            let Some(data) = apply_update(&mut s, update.clone())? else {
-                return Ok(Some(s));
-            };
-            s.updated_us = now_us();
-            let sealed = directory_sync::sealed_credentials(&self.secrets, connection_id, &s.credentials)?;
-            sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::UPDATE)))
-                .bind(settings_json(&s.settings))
-                .bind(&sealed)
-                .bind(s.interval_s)
-                .bind(s.next_run_us)
-                .bind(s.updated_us)
-                .bind(connection_id)
-                .execute(tx.conn())
-                .await?;
-            tx.event(
-                &by.about(&org_id, connection_id),
-                events::CONNECTION_UPDATED,
-                None,
-                data,
-            );
-            tx.commit().await?;
-            Ok(Some(s))
-        })
-        .await
-    }
-
-    pub(crate) async fn request_directory_sync_impl(&self, connection_id: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(DirectorySql::REQUEST_PG)
-            .bind(now)
-            .bind(connection_id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn claim_directory_syncs_impl(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until_us: i64,
-        limit: i64,
-        only: Option<&str>,
-    ) -> StoreResult<Vec<DirectorySource>> {
-        let rows = sqlx::query(AssertSqlSafe(DirectorySql::claim(true)))
-            .bind(owner)
-            .bind(lease_until_us)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(only)
-            .bind(now)
-            .bind(only)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| directory_sync::source_of(r, &self.secrets))
-            .collect()
-    }
-
-    pub(crate) async fn directory_sync_progress_impl(
-        &self,
-        connection_id: &str,
-        owner: &str,
-        progress: &SyncCounts,
-        lease_until_us: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::PROGRESS)))
-            .bind(counts_json(progress))
-            .bind(lease_until_us)
-            .bind(connection_id)
-            .bind(owner)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn finish_directory_sync_impl(
-        &self,
-        connection_id: &str,
-        owner: &str,
-        outcome: &SyncOutcome,
-    ) -> StoreResult<bool> {
-        self.retrying(|| async {
-            let mut tx = self.begin_write().await?;
-            let before = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::FINISH_CONTEXT)))
-                .bind(connection_id)
-                .bind(owner)
-                .fetch_optional(tx.conn())
-                .await?;
-            let done = sqlx::query(AssertSqlSafe(DirectorySql::pg(DirectorySql::FINISH)))
-                .bind(outcome.finished_us)
-                .bind(outcome.status.as_str())
-                .bind(outcome.error.as_deref().map(directory_sync::clip_error))
-                .bind(counts_json(&outcome.counts))
-                .bind(outcome.finished_us)
-                .bind(connection_id)
-                .bind(owner)
-                .execute(tx.conn())
-                .await?;
-            let finished = done.rows_affected() == 1;
-            if finished && let Some(row) = before {
-                let previous: Option<String> = row.try_get("last_status")?;
-                if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
-                    let org_id: String = row.try_get("org_id")?;
-                    tx.event(
-                        &directory_sync::run_event_context(&org_id, connection_id),
-                        kind,
-                        None,
-                        data,
+            pub(crate) async fn update_directory_source_impl(
+                &self,
+                by: &WriteContext,
+                connection_id: &str,
+                update: DirectorySourceUpdate,
+            ) -> StoreResult<Option<DirectorySource>> {
+                let update = &update;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let sql = locking!(
+                        <$store as Backend>::DIALECT,
+                        "SELECT * FROM directory_sources WHERE connection_id = $1",
+                        "FOR UPDATE"
                     );
-                }
+                    let Some(row) = sqlx::query(sql).bind(connection_id).fetch_optional(tx.conn()).await? else {
+                        return Ok(None);
+                    };
+                    let mut s = directory_sync::source_of(&row, &self.secrets)?;
+                    let org_id: String = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1")
+                        .bind(connection_id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                    let Some(data) = apply_update(&mut s, update.clone())? else {
+                        return Ok(Some(s));
+                    };
+                    s.updated_us = now_us();
+                    let sealed = directory_sync::sealed_credentials(&self.secrets, connection_id, &s.credentials)?;
+                    sqlx::query(
+                        "UPDATE directory_sources SET settings = $1, credentials = $2, interval_s = $3,
+                           next_run_us = $4, updated_us = $5 WHERE connection_id = $6",
+                    )
+                    .bind(settings_json(&s.settings))
+                    .bind(&sealed)
+                    .bind(s.interval_s)
+                    .bind(s.next_run_us)
+                    .bind(s.updated_us)
+                    .bind(connection_id)
+                    .execute(tx.conn())
+                    .await?;
+                    tx.record(&by.about(&org_id, connection_id), events::CONNECTION_UPDATED, None, data)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(s))
+                })
+                .await
             }
-            tx.commit().await?;
-            Ok(finished)
-        })
-        .await
-    }
+
+            pub(crate) async fn request_directory_sync_impl(&self, connection_id: &str, now: i64) -> StoreResult<bool> {
+                let q = sqlx::query(
+                    "UPDATE directory_sources
+                     SET next_run_us = CASE WHEN next_run_us < $1 THEN next_run_us ELSE $1 END
+                     WHERE connection_id = $2",
+                );
+                Ok(self.write_one(q.bind(now).bind(connection_id)).await? == 1)
+            }
+
+            /// Leases the connections due (or `only`), up to `limit`: the next run is set one interval
+            /// later, so that a "sync now" during the run is seen at its end. PostgreSQL locks the
+            /// rows it picks (`SKIP LOCKED`).
+            pub(crate) async fn claim_directory_syncs_impl(
+                &self,
+                owner: &str,
+                now: i64,
+                lease_until_us: i64,
+                limit: i64,
+                only: Option<&str>,
+            ) -> StoreResult<Vec<DirectorySource>> {
+                let sql = locking!(
+                    <$store as Backend>::DIALECT,
+                    "UPDATE directory_sources SET lease_owner = $1, lease_until_us = $2, running_since_us = $3,
+                         next_run_us = $3 + interval_s * 1000000, progress = NULL
+                     WHERE connection_id IN (
+                         SELECT d.connection_id FROM directory_sources d
+                         JOIN scim_connections c ON c.id = d.connection_id
+                         WHERE c.status = 'active' AND (d.lease_until_us IS NULL OR d.lease_until_us < $3)
+                           AND ((CAST($4 AS TEXT) IS NULL AND d.next_run_us <= $3) OR d.connection_id = CAST($4 AS TEXT))
+                         ORDER BY d.next_run_us LIMIT $5",
+                    "FOR UPDATE OF d SKIP LOCKED",
+                    ") RETURNING *"
+                );
+                let q = sqlx::query(sql).bind(owner).bind(lease_until_us).bind(now).bind(only).bind(limit);
+                self.write_rows(q)
+                    .await?
+                    .iter()
+                    .map(|r| directory_sync::source_of(r, &self.secrets))
+                    .collect()
+            }
+
+            pub(crate) async fn directory_sync_progress_impl(
+                &self,
+                connection_id: &str,
+                owner: &str,
+                progress: &SyncCounts,
+                lease_until_us: i64,
+            ) -> StoreResult<bool> {
+                let q = sqlx::query(
+                    "UPDATE directory_sources SET progress = $1, lease_until_us = $2
+                     WHERE connection_id = $3 AND lease_owner = $4",
+                )
+                .bind(counts_json(progress))
+                .bind(lease_until_us)
+                .bind(connection_id)
+                .bind(owner);
+                Ok(self.write_one(q).await? == 1)
+            }
+
+            /// Ends a run: the next comes one interval after, unless one was asked for meanwhile
+            /// (`next_run_us` moved before the one the claim set); the run's end may raise an event
+            /// ([`directory_sync::run_event`]).
+            pub(crate) async fn finish_directory_sync_impl(
+                &self,
+                connection_id: &str,
+                owner: &str,
+                outcome: &SyncOutcome,
+            ) -> StoreResult<bool> {
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let before = sqlx::query(
+                        "SELECT c.org_id, d.last_status FROM directory_sources d
+                         JOIN scim_connections c ON c.id = d.connection_id
+                         WHERE d.connection_id = $1 AND d.lease_owner = $2",
+                    )
+                    .bind(connection_id)
+                    .bind(owner)
+                    .fetch_optional(tx.conn())
+                    .await?;
+                    let done = sqlx::query(
+                        "UPDATE directory_sources SET last_started_us = running_since_us, last_finished_us = $1,
+                           last_status = $2, last_error = $3, last_counts = $4,
+                           next_run_us = CASE WHEN next_run_us < running_since_us + interval_s * 1000000
+                             THEN next_run_us ELSE $1 + interval_s * 1000000 END,
+                           lease_owner = NULL, lease_until_us = NULL, running_since_us = NULL, progress = NULL
+                         WHERE connection_id = $5 AND lease_owner = $6",
+                    )
+                    .bind(outcome.finished_us)
+                    .bind(outcome.status.as_str())
+                    .bind(outcome.error.as_deref().map(directory_sync::clip_error))
+                    .bind(counts_json(&outcome.counts))
+                    .bind(connection_id)
+                    .bind(owner)
+                    .execute(tx.conn())
+                    .await?;
+                    let finished = done.rows_affected() == 1;
+                    if finished && let Some(row) = before {
+                        let previous: Option<String> = row.try_get("last_status")?;
+                        if let Some((kind, data)) = directory_sync::run_event(previous.as_deref(), outcome) {
+                            let org_id: String = row.try_get("org_id")?;
+                            let ctx = directory_sync::run_event_context(&org_id, connection_id);
+                            tx.record(&ctx, kind, None, data).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(finished)
+                })
+                .await
+            }
+        }
+    };
 }
+
+directory_store!(crate::sqlite::SqliteStore);
+directory_store!(crate::postgres::PostgresStore);

@@ -23,6 +23,7 @@ use crate::backend::{Backend, Tx};
 use crate::events;
 use crate::model::{Event, WriteContext};
 use crate::rows::Cols;
+use crate::sql::Dialect;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -267,6 +268,52 @@ pub fn resolved_data(r: &GuardResolution) -> Value {
     })
 }
 
+/// Serializes the guard's steps of one connection on PostgreSQL: a transaction-scoped advisory
+/// lock, taken after a write's row locks and before the events lock, so it joins no cycle (SQLite's
+/// writer is alone).
+pub(crate) const PG_GUARD_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('rollcall.deprovision_guard:' || $1, 0))";
+
+/// A held event taken out of `held_events` by a release, to be written back to the log as it was
+/// recorded ([`crate::backend::Tx::release`]); `data` and `actor` as JSON text.
+pub(crate) struct HeldRow {
+    pub seq: i64,
+    pub user_id: String,
+    pub id: String,
+    pub kind: String,
+    pub org_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub data: String,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub created_us: i64,
+    pub actor: Option<String>,
+    pub member_id: Option<String>,
+}
+
+impl HeldRow {
+    fn of(row: &impl Cols) -> HeldRow {
+        HeldRow {
+            seq: row.int("seq"),
+            user_id: row.text("user_id"),
+            id: row.text("id"),
+            kind: row.text("type"),
+            org_id: row.opt_text("org_id"),
+            connection_id: row.opt_text("connection_id"),
+            resource_type: row.opt_text("resource_type"),
+            resource_id: row.opt_text("resource_id"),
+            data: row.text("data"),
+            user_agent: row.opt_text("user_agent"),
+            request_id: row.opt_text("request_id"),
+            created_us: row.int("created_us"),
+            actor: row.opt_text("actor"),
+            member_id: row.opt_text("member_id"),
+        }
+    }
+}
+
 /// A connection's guard, as the operator sees and resolves it; [`crate::Store`] includes it. (The
 /// guard's step inside every resource write is each backend's own: `*/guard_ops.rs`.)
 #[async_trait::async_trait]
@@ -297,8 +344,8 @@ pub trait GuardStore: Send + Sync {
     ) -> StoreResult<Option<GuardResolution>>;
 }
 
-/// [`GuardStore`] for a [`Backend`]: the reads and the settings written once; resolving moves
-/// events the way each backend's writes record them (`resolve_deprovision_guard_impl`).
+/// [`GuardStore`] for a [`Backend`]; a release writes the held events back the way each backend's
+/// writes record events ([`crate::backend::Tx::release`]).
 macro_rules! guard_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -408,7 +455,65 @@ macro_rules! guard_store {
                 connection_id: &str,
                 release: bool,
             ) -> StoreResult<Option<GuardResolution>> {
-                self.resolve_deprovision_guard_impl(ctx, connection_id, release).await
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    if <$store as Backend>::DIALECT == Dialect::Postgres {
+                        sqlx::query(PG_GUARD_LOCK).bind(connection_id).execute(tx.conn()).await?;
+                    }
+                    // Without a row lock (as in `set_deprovision_guard`).
+                    let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM scim_connections WHERE id = $1")
+                        .bind(connection_id)
+                        .fetch_optional(tx.conn())
+                        .await?;
+                    let Some(org) = org else { return Ok(None) };
+                    let tripped_us: Option<i64> =
+                        sqlx::query_scalar("SELECT tripped_us FROM deprovision_guards WHERE connection_id = $1")
+                            .bind(connection_id)
+                            .fetch_optional(tx.conn())
+                            .await?
+                            .flatten();
+                    let rows = sqlx::query(
+                        "DELETE FROM held_events WHERE connection_id = $1
+                         RETURNING seq, user_id, id, type, org_id, connection_id, resource_type, resource_id,
+                           CAST(data AS TEXT) AS data, user_agent, request_id, created_us,
+                           CAST(actor AS TEXT) AS actor, member_id",
+                    )
+                    .bind(connection_id)
+                    .fetch_all(tx.conn())
+                    .await?;
+                    let mut held: Vec<HeldRow> = rows.iter().map(HeldRow::of).collect();
+                    held.sort_by_key(|h| h.seq);
+                    let users: BTreeSet<&str> = held.iter().map(|h| h.user_id.as_str()).collect();
+                    let resolution = GuardResolution {
+                        events: held.len() as i64,
+                        users: users.len() as i64,
+                        tripped_us,
+                    };
+                    if tripped_us.is_none() && held.is_empty() {
+                        return Ok(Some(resolution));
+                    }
+                    let kind = if release {
+                        events::CONNECTION_DEPROVISION_GUARD_RELEASED
+                    } else {
+                        events::CONNECTION_DEPROVISION_GUARD_DISCARDED
+                    };
+                    let data = resolved_data(&resolution);
+                    tx.record(&ctx.about(&org, connection_id), kind, None, data).await?;
+                    if release {
+                        tx.release(held).await?;
+                    }
+                    sqlx::query("DELETE FROM deprovision_window WHERE connection_id = $1")
+                        .bind(connection_id)
+                        .execute(tx.conn())
+                        .await?;
+                    sqlx::query("UPDATE deprovision_guards SET tripped_us = NULL WHERE connection_id = $1")
+                        .bind(connection_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(resolution))
+                })
+                .await
             }
         }
     };

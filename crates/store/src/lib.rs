@@ -16,6 +16,7 @@ pub mod cursor;
 pub mod directory;
 pub mod directory_sync;
 mod directory_sync_stores;
+mod event_log;
 pub mod events;
 mod grant_rows;
 pub mod guard;
@@ -25,7 +26,6 @@ pub mod migrate;
 pub mod model;
 pub mod outbound;
 pub mod postgres;
-pub mod postgres_events;
 mod resource_doc;
 pub mod roles;
 mod roles_stores;
@@ -37,7 +37,18 @@ pub mod service_settings;
 pub mod sessions;
 pub mod sql;
 pub mod sqlite;
-pub mod sqlite_events;
+/// The Events API's statement on SQLite, with its arguments (public for the EXPLAIN tests).
+pub mod sqlite_events {
+    pub fn query_events_sql(q: &crate::EventQuery) -> (String, sqlx::sqlite::SqliteArguments) {
+        crate::event_log::query_events_statement::<crate::sqlite::SqliteStore>(q)
+    }
+}
+/// The Events API's statement on PostgreSQL, with its arguments (public for the EXPLAIN tests).
+pub mod postgres_events {
+    pub fn query_events_sql(q: &crate::EventQuery) -> (String, sqlx::postgres::PgArguments) {
+        crate::event_log::query_events_statement::<crate::postgres::PostgresStore>(q)
+    }
+}
 pub mod staging;
 mod update;
 pub mod webhooks;

@@ -41,10 +41,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod grant_db;
-mod guard_ops;
+pub(crate) mod guard_ops;
 pub mod notify;
 mod outbound;
-mod staging_ops;
+pub(crate) mod request_log;
 mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -2125,12 +2125,7 @@ impl Store for PostgresStore {
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(crate::postgres_events::event_of).collect())
+        self.events_after_impl(after, limit).await
     }
 
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
@@ -2146,7 +2141,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
-        self.retrying(|| self.append_request_log_impl(entries, keep)).await
+        self.append_request_log_impl(entries, keep).await
     }
 
     async fn request_log(

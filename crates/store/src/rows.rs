@@ -2,6 +2,7 @@
 //! columns with the same meaning, and [`Cols`] reads them from a SQLite or a PostgreSQL row alike.
 
 use crate::StoreError;
+use crate::audit::{Actor, RequestLogEntry};
 use crate::directory::{self, DirectoryGroup, DirectoryUser};
 use crate::index::fold;
 use crate::model::{Connection, ConnectionPolicy, ConnectionStatus, IdpKind};
@@ -18,6 +19,8 @@ pub(crate) trait Cols {
     fn opt_text(&self, col: &str) -> Option<String>;
     fn int(&self, col: &str) -> i64;
     fn opt_int(&self, col: &str) -> Option<i64>;
+    /// A 32-bit integer column (`integer` on PostgreSQL).
+    fn int4(&self, col: &str) -> i32;
     fn flag(&self, col: &str) -> bool;
     fn bytes(&self, col: &str) -> Vec<u8>;
     fn opt_bytes(&self, col: &str) -> Option<Vec<u8>>;
@@ -31,6 +34,7 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
@@ -44,6 +48,9 @@ where
         self.get(col)
     }
     fn opt_int(&self, col: &str) -> Option<i64> {
+        self.get(col)
+    }
+    fn int4(&self, col: &str) -> i32 {
         self.get(col)
     }
     fn flag(&self, col: &str) -> bool {
@@ -240,4 +247,43 @@ pub(crate) fn folded_user_name(doc: &Value) -> String {
         .and_then(Value::as_str)
         .map(fold)
         .unwrap_or_default()
+}
+
+/// An `events` row, with its `data` and `actor` as each database stores JSON.
+pub(crate) fn event_of(row: &impl Cols, data: Value, actor: Option<String>) -> crate::model::Event {
+    crate::model::Event {
+        seq: row.int("seq"),
+        id: row.text("id"),
+        kind: row.text("type"),
+        org_id: row.opt_text("org_id"),
+        connection_id: row.opt_text("connection_id"),
+        resource_type: row.opt_text("resource_type"),
+        resource_id: row.opt_text("resource_id"),
+        data,
+        created_us: row.int("created_us"),
+        actor: Actor::from_json(actor.as_deref()),
+        user_agent: row.opt_text("user_agent"),
+        request_id: row.opt_text("request_id"),
+    }
+}
+
+/// A `request_log` row.
+pub(crate) fn request_log_of(row: &impl Cols) -> RequestLogEntry {
+    RequestLogEntry {
+        seq: row.int("seq"),
+        connection_id: row.text("connection_id"),
+        at_us: row.int("at_us"),
+        method: row.text("method"),
+        path: row.text("path"),
+        status: u16::try_from(row.int4("status")).unwrap_or(0),
+        latency_us: row.int("latency_us"),
+        scim_type: row.opt_text("scim_type"),
+        error_detail: row.opt_text("error_detail"),
+        user_agent: row.opt_text("user_agent"),
+        request_id: row.opt_text("request_id"),
+        token_prefix: row.opt_text("token_prefix"),
+        auth_scheme: row.opt_text("auth_scheme"),
+        request_body: row.opt_text("request_body"),
+        response_body: row.opt_text("response_body"),
+    }
 }

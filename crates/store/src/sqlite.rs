@@ -16,12 +16,12 @@ use crate::{EventQuery, Mutation, RequestLogEntry, Store, StoreError, StoreResul
 pub mod backup;
 mod grant_db;
 pub(crate) mod group_commit;
-mod guard_ops;
+pub(crate) mod guard_ops;
 mod inline_read;
 pub mod lock;
 mod outbound;
+pub(crate) mod request_log;
 mod resource_writes;
-mod staging_ops;
 use async_trait::async_trait;
 use resource_writes::Guarded;
 use rollcall_scim::ScimError;
@@ -277,6 +277,22 @@ pub(crate) async fn insert_event(
 ) -> StoreResult<()> {
     group_commit::on_connection(tx, |c| {
         resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(&data))
+    })
+    .await
+}
+
+/// Inserts events, in order, from a sqlx-side write transaction, in one hand-off to the writer.
+pub(crate) async fn insert_all(
+    tx: &mut group_commit::WriteTx,
+    ctx: &WriteContext,
+    events: &[crate::staging::SnapshotEvent],
+) -> StoreResult<()> {
+    group_commit::on_connection(tx, |c| {
+        for (kind, resource, data) in events {
+            let resource = resource.as_ref().map(|(k, id)| (*k, id.as_str()));
+            resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(data))?;
+        }
+        Ok(())
     })
     .await
 }
@@ -1133,12 +1149,7 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(crate::sqlite_events::event_of).collect())
+        self.events_after_impl(after, limit).await
     }
 
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {

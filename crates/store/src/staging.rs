@@ -27,11 +27,16 @@
 //! server's (it is recomputed on every read, so it follows the identity provider).
 
 use crate::StoreResult;
+use crate::backend::{Backend, Tx};
 use crate::directory::UserStatus;
 use crate::events;
-use crate::model::WriteContext;
+use crate::model::{Connection, WriteContext};
+use crate::rows::conn_of;
+use crate::sql::Dialect;
+use crate::sqlite::now_us;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 
 /// The most accounts one upload may hold.
 pub const MAX_MATCH_ACCOUNTS: usize = 10_000;
@@ -267,81 +272,312 @@ pub trait StagingStore {
     async fn match_users(&self, connection_id: &str) -> StoreResult<Vec<MatchUser>>;
 }
 
-/// The statements, written once (`?` placeholders; PostgreSQL numbers them with
-/// [`crate::directory_sync::DirectorySql::pg`]).
-pub(crate) struct StagingSql;
-
-impl StagingSql {
-    pub(crate) const STAGE: &'static str =
-        "UPDATE scim_connections SET staged_us = ? WHERE id = ? AND staged_us IS NULL";
-    pub(crate) const ACTIVATE: &'static str =
-        "UPDATE scim_connections SET staged_us = NULL WHERE id = ? AND staged_us IS NOT NULL";
-    pub(crate) const HELD: &'static str = "SELECT count(*) FROM held_events WHERE connection_id = ?";
-    pub(crate) const COUNTS: &'static str = "SELECT
-           (SELECT count(*) FROM resources WHERE connection_id = ? AND kind = 'User' AND deleted_us IS NULL),
-           (SELECT count(*) FROM resources WHERE connection_id = ? AND kind = 'Group' AND deleted_us IS NULL)";
-    pub(crate) const MEMBERS: &'static str = "SELECT g.id, m.id FROM resources g
-           JOIN group_members gm ON gm.group_pk = g.pk JOIN resources m ON m.pk = gm.member_pk
-           WHERE g.connection_id = ? AND g.kind = 'Group' AND g.deleted_us IS NULL AND m.deleted_us IS NULL
-           ORDER BY g.pk, m.pk";
-    pub(crate) const ROLES: &'static str = "SELECT r.id, ro.key FROM resources r
-           JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
-           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, ro.key";
-    /// The workspaces of the connection's live users, by user, as `(user id, workspace key)`.
-    pub(crate) const WORKSPACES: &'static str = "SELECT r.id, w.key FROM resources r
-           JOIN user_workspaces uw ON uw.user_pk = r.pk JOIN workspaces w ON w.id = uw.workspace_id
-           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, w.key";
-    pub(crate) const EMAILS: &'static str = "SELECT e.resource_pk, e.value_ci FROM resource_emails e
-           JOIN resources r ON r.pk = e.resource_pk
-           WHERE e.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY e.resource_pk";
-    pub(crate) const ROLES_BY_PK: &'static str = "SELECT ur.user_pk, ro.key FROM resources r
-           JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
-           WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY ur.user_pk, ro.key";
-    pub(crate) const PUT_REPORT_SQLITE: &'static str =
-        "INSERT INTO match_reports (connection_id, accounts, account_count, uploaded_us) VALUES (?, ?, ?, ?)
-         ON CONFLICT (connection_id) DO UPDATE SET accounts = excluded.accounts,
-           account_count = excluded.account_count, uploaded_us = excluded.uploaded_us";
-    pub(crate) const PUT_REPORT_POSTGRES: &'static str =
-        "INSERT INTO match_reports (connection_id, accounts, account_count, uploaded_us) VALUES ($1, $2::jsonb, $3, $4)
-         ON CONFLICT (connection_id) DO UPDATE SET accounts = excluded.accounts,
-           account_count = excluded.account_count, uploaded_us = excluded.uploaded_us";
-    pub(crate) const DELETE_REPORT: &'static str = "DELETE FROM match_reports WHERE connection_id = ?";
-}
-
-/// The statements whose text differs between the databases (how a document is read).
-pub(crate) fn resources_sql(postgres: bool, kind: &str) -> String {
-    let doc = if postgres { "doc::text" } else { "doc" };
-    let sql = format!(
-        "SELECT id, {doc} FROM resources WHERE connection_id = ? AND kind = '{kind}' AND deleted_us IS NULL ORDER BY pk"
-    );
-    if postgres {
-        crate::directory_sync::DirectorySql::pg(&sql)
-    } else {
-        sql
+/// The statement reading a staging connection's users (`match_users`): row key, id, userName,
+/// externalId, active.
+fn match_users_sql(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => {
+            "SELECT pk, id, doc->>'userName' AS user_name, external_id, active IS NOT false AS active FROM resources
+             WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
+        }
+        Dialect::Sqlite => {
+            "SELECT pk, id, json_extract(doc, '$.userName') AS user_name, external_id, coalesce(active, 1) <> 0 AS active
+             FROM resources WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
+        }
     }
 }
 
-pub(crate) fn match_users_sql(postgres: bool) -> String {
-    if postgres {
-        "SELECT pk, id, doc->>'userName' AS user_name, external_id, active IS NOT false AS active FROM resources
-         WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
-            .to_string()
-    } else {
-        "SELECT pk, id, json_extract(doc, '$.userName') AS user_name, external_id, coalesce(active, 1) <> 0 AS active
-         FROM resources WHERE connection_id = ? AND kind = 'User' AND deleted_us IS NULL ORDER BY pk"
-            .to_string()
-    }
+/// Stores a connection's match report (its accounts: JSON text, `jsonb` on PostgreSQL).
+fn put_report_sql(d: Dialect) -> String {
+    let accounts = match d {
+        Dialect::Postgres => "$2::jsonb",
+        Dialect::Sqlite => "$2",
+    };
+    format!(
+        "INSERT INTO match_reports (connection_id, accounts, account_count, uploaded_us) VALUES ($1, {accounts}, $3, $4)
+         ON CONFLICT (connection_id) DO UPDATE SET accounts = excluded.accounts,
+           account_count = excluded.account_count, uploaded_us = excluded.uploaded_us"
+    )
 }
+
+fn parse_doc(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// [`StagingStore`] for a [`Backend`]. Staging and going live change the connection's row with an
+/// `UPDATE` (on PostgreSQL a row lock that the resource writes' foreign keys do not wait for)
+/// before anything else; the statement that writes a transaction's events waits for it when the
+/// connection was in staging, so going live sees every write committed before it, and every later
+/// write reaches the log.
+macro_rules! staging_store {
+    ($store:ty) => {
+        impl $store {
+            async fn connection_plain(tx: &mut <$store as Backend>::Tx, id: &str) -> StoreResult<Option<Connection>> {
+                let row = sqlx::query("SELECT * FROM scim_connections WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+                Ok(row.as_ref().map(conn_of))
+            }
+
+            /// Sets or clears `staged_us` (`Some`: stage at that time) when it is not so already; the
+            /// row as changed, or `None` when nothing changed.
+            async fn flip(
+                tx: &mut <$store as Backend>::Tx,
+                id: &str,
+                stage_at: Option<i64>,
+            ) -> StoreResult<Option<Connection>> {
+                let q = match stage_at {
+                    Some(at) => sqlx::query(
+                        "UPDATE scim_connections SET staged_us = $1 WHERE id = $2 AND staged_us IS NULL RETURNING *",
+                    )
+                    .bind(at),
+                    None => sqlx::query(
+                        "UPDATE scim_connections SET staged_us = NULL WHERE id = $1 AND staged_us IS NOT NULL RETURNING *",
+                    ),
+                };
+                let row = q.bind(id).fetch_optional(tx.conn()).await?;
+                Ok(row.as_ref().map(conn_of))
+            }
+
+            /// A connection's rows of `(id, text)` read by `sql` in the transaction.
+            async fn pairs(
+                tx: &mut <$store as Backend>::Tx,
+                sql: &'static str,
+                id: &str,
+            ) -> StoreResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as(sql).bind(id).fetch_all(tx.conn()).await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl StagingStore for $store {
+            async fn stage_connection(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+            ) -> StoreResult<Option<StagingOutcome>> {
+                let id = connection_id;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM held_events WHERE connection_id = $1")
+                        .bind(id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                    if held > 0 {
+                        return Ok(Self::connection_plain(&mut tx, id)
+                            .await?
+                            .map(|_| StagingOutcome::GuardHolds(held)));
+                    }
+                    let Some(conn) = Self::flip(&mut tx, id, Some(now_us())).await? else {
+                        return Ok(Self::connection_plain(&mut tx, id).await?.map(StagingOutcome::Already));
+                    };
+                    let (users, groups): (i64, i64) = sqlx::query_as(
+                        "SELECT
+                           (SELECT count(*) FROM resources WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL),
+                           (SELECT count(*) FROM resources WHERE connection_id = $1 AND kind = 'Group' AND deleted_us IS NULL)",
+                    )
+                    .bind(id)
+                    .fetch_one(tx.conn())
+                    .await?;
+                    let ctx = ctx.about(&conn.org_id, &conn.id);
+                    tx.record(&ctx, events::CONNECTION_STAGED, None, staged_data(users, groups))
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(StagingOutcome::Done(conn, None)))
+                })
+                .await
+            }
+
+            async fn activate_connection(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+            ) -> StoreResult<Option<StagingOutcome>> {
+                let id = connection_id;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    // The row first: writes of this connection still to record their events wait from here.
+                    let Some(conn) = Self::flip(&mut tx, id, None).await? else {
+                        return Ok(Self::connection_plain(&mut tx, id).await?.map(StagingOutcome::Already));
+                    };
+                    let users = Self::pairs(
+                        &mut tx,
+                        "SELECT id, CAST(doc AS TEXT) FROM resources
+                         WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL ORDER BY pk",
+                        id,
+                    )
+                    .await?;
+                    let groups = Self::pairs(
+                        &mut tx,
+                        "SELECT id, CAST(doc AS TEXT) FROM resources
+                         WHERE connection_id = $1 AND kind = 'Group' AND deleted_us IS NULL ORDER BY pk",
+                        id,
+                    )
+                    .await?;
+                    let members = Self::pairs(
+                        &mut tx,
+                        "SELECT g.id, m.id FROM resources g
+                         JOIN group_members gm ON gm.group_pk = g.pk JOIN resources m ON m.pk = gm.member_pk
+                         WHERE g.connection_id = $1 AND g.kind = 'Group' AND g.deleted_us IS NULL
+                           AND m.deleted_us IS NULL
+                         ORDER BY g.pk, m.pk",
+                        id,
+                    )
+                    .await?;
+                    let roles = Self::pairs(
+                        &mut tx,
+                        "SELECT r.id, ro.key FROM resources r
+                         JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+                         WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, ro.key",
+                        id,
+                    )
+                    .await?;
+                    // The workspaces of the connection's live users, by user, as `(user id, workspace key)`.
+                    let workspaces = Self::pairs(
+                        &mut tx,
+                        "SELECT r.id, w.key FROM resources r
+                         JOIN user_workspaces uw ON uw.user_pk = r.pk JOIN workspaces w ON w.id = uw.workspace_id
+                         WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, w.key",
+                        id,
+                    )
+                    .await?;
+                    let (snapshot, evs) = activation_events(
+                        users.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
+                        groups.into_iter().map(|(id, d)| (id, parse_doc(d))).collect(),
+                        members,
+                        group_roles(roles),
+                        group_roles(workspaces),
+                    );
+                    tx.record_all(&ctx.about(&conn.org_id, &conn.id), evs).await?;
+                    tx.commit().await?;
+                    Ok(Some(StagingOutcome::Done(conn, Some(snapshot))))
+                })
+                .await
+            }
+
+            async fn set_match_accounts(
+                &self,
+                ctx: &WriteContext,
+                connection_id: &str,
+                accounts: &[MatchAccount],
+            ) -> StoreResult<Option<MatchUpload>> {
+                let id = connection_id;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(conn) = Self::connection_plain(&mut tx, id).await? else {
+                        return Ok(None);
+                    };
+                    let now = now_us();
+                    sqlx::query(AssertSqlSafe(put_report_sql(<$store as Backend>::DIALECT)))
+                        .bind(id)
+                        .bind(serde_json::to_string(accounts).expect("accounts serialize"))
+                        .bind(accounts.len() as i32)
+                        .bind(now)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(
+                        &ctx.about(&conn.org_id, &conn.id),
+                        events::CONNECTION_MATCH_REPORT_UPLOADED,
+                        None,
+                        json!({"accounts": accounts.len()}),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Some(MatchUpload {
+                        connection_id: conn.id,
+                        accounts: accounts.to_vec(),
+                        uploaded_us: now,
+                    }))
+                })
+                .await
+            }
+
+            async fn match_accounts(&self, connection_id: &str) -> StoreResult<Option<MatchUpload>> {
+                let row: Option<(String, i64)> = sqlx::query_as(
+                    "SELECT CAST(accounts AS TEXT), uploaded_us FROM match_reports WHERE connection_id = $1",
+                )
+                .bind(connection_id)
+                .fetch_optional(self.reads())
+                .await?;
+                Ok(row.map(|(accounts, uploaded_us)| MatchUpload {
+                    connection_id: connection_id.to_string(),
+                    accounts: serde_json::from_str(&accounts).unwrap_or_default(),
+                    uploaded_us,
+                }))
+            }
+
+            async fn delete_match_accounts(&self, ctx: &WriteContext, connection_id: &str) -> StoreResult<bool> {
+                let id = connection_id;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(conn) = Self::connection_plain(&mut tx, id).await? else {
+                        return Ok(false);
+                    };
+                    let deleted = sqlx::query("DELETE FROM match_reports WHERE connection_id = $1")
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?
+                        .rows_affected();
+                    if deleted == 0 {
+                        return Ok(false);
+                    }
+                    tx.record(
+                        &ctx.about(&conn.org_id, &conn.id),
+                        events::CONNECTION_MATCH_REPORT_DELETED,
+                        None,
+                        json!({}),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await
+            }
+
+            async fn match_users(&self, connection_id: &str) -> StoreResult<Vec<MatchUser>> {
+                // One snapshot for the three reads.
+                let mut rx = self.reads().begin().await?;
+                if <$store as Backend>::DIALECT == Dialect::Postgres {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        .execute(&mut *rx)
+                        .await?;
+                }
+                let users: Vec<UserRow> = sqlx::query_as(match_users_sql(<$store as Backend>::DIALECT))
+                    .bind(connection_id)
+                    .fetch_all(&mut *rx)
+                    .await?;
+                let emails: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT e.resource_pk, e.value_ci FROM resource_emails e
+                     JOIN resources r ON r.pk = e.resource_pk
+                     WHERE e.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY e.resource_pk",
+                )
+                .bind(connection_id)
+                .fetch_all(&mut *rx)
+                .await?;
+                let roles: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT ur.user_pk, ro.key FROM resources r
+                     JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+                     WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY ur.user_pk, ro.key",
+                )
+                .bind(connection_id)
+                .fetch_all(&mut *rx)
+                .await?;
+                rx.commit().await?;
+                Ok(match_users(users, emails, roles))
+            }
+        }
+    };
+}
+
+staging_store!(crate::sqlite::SqliteStore);
+staging_store!(crate::postgres::PostgresStore);
 
 /// A row of [`match_users_sql`]: row key, id, userName, externalId, active.
-pub(crate) type UserRow = (i64, String, Option<String>, Option<String>, bool);
+type UserRow = (i64, String, Option<String>, Option<String>, bool);
 
 /// Puts the users, their e-mails and roles (rows by user row key) together.
-pub(crate) fn match_users(
-    users: Vec<UserRow>,
-    emails: Vec<(i64, String)>,
-    roles: Vec<(i64, String)>,
-) -> Vec<MatchUser> {
+fn match_users(users: Vec<UserRow>, emails: Vec<(i64, String)>, roles: Vec<(i64, String)>) -> Vec<MatchUser> {
     use std::collections::HashMap;
     let mut by_pk: HashMap<i64, (Vec<String>, Vec<String>)> = HashMap::new();
     for (pk, e) in emails {

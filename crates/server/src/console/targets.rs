@@ -274,6 +274,7 @@ impl Draft {
             mapping: AttributeMapping::default(),
             deprovision,
             deletion_threshold: DeletionThreshold::default(),
+            rate_limit: None,
             interval_s: DEFAULT_INTERVAL_S,
         })
     }

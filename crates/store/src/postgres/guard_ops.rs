@@ -1,29 +1,9 @@
 //! PostgreSQL: the guard against mass deprovisioning ([`crate::guard`]): the step every resource
-//! write runs before it commits (on the events it is about to record, still in memory), and the
-//! operator's reads and decisions.
+//! write runs before it commits (on the events it is about to record, still in memory), and how a
+//! release writes held events back.
 
 use super::*;
-use crate::guard::{self, EventView, GuardResolution, GuardSettings};
-
-/// Serializes the guard's steps of one connection (a transaction-scoped advisory lock, taken after
-/// the write's row locks and before the events lock, so it joins no cycle).
-async fn lock_guard(tx: &mut WriteTx, connection_id: &str) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rollcall.deprovision_guard:' || $1, 0))")
-        .bind(connection_id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
-/// A connection, read without a row lock: the resource writes' foreign keys take a share lock on it
-/// while they hold the guard's lock, so waiting for its row lock here could close a cycle.
-async fn connection_of(tx: &mut WriteTx, id: &str) -> StoreResult<Option<Connection>> {
-    let row = sqlx::query("SELECT * FROM scim_connections WHERE id = $1")
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?;
-    Ok(row.as_ref().map(conn_of))
-}
+use crate::guard::{self, EventView, GuardSettings};
 
 async fn guard_row(tx: &mut WriteTx, connection_id: &str) -> StoreResult<(GuardSettings, Option<i64>)> {
     let row: Option<(Option<String>, Option<i64>)> =
@@ -71,7 +51,10 @@ pub(super) async fn after_write(tx: &mut WriteTx, ctx: &WriteContext) -> StoreRe
     if staged == Some(true) {
         return Ok(());
     }
-    lock_guard(tx, &ctx.connection_id).await?;
+    sqlx::query(guard::PG_GUARD_LOCK)
+        .bind(&ctx.connection_id)
+        .execute(tx.conn())
+        .await?;
     let (settings, tripped) = guard_row(tx, &ctx.connection_id).await?;
     if !settings.enabled {
         return Ok(());
@@ -183,102 +166,34 @@ fn view<'a>(e: &'a PendingEvent, data: &'a Value) -> EventView<'a> {
     }
 }
 
-/// A held row as the event it will become (its kind and resource type among the known ones).
-fn pending_of(row: &PgRow) -> PendingEvent {
-    let kind: String = row.get("type");
-    let resource_type: Option<String> = row.get("resource_type");
+/// A held event as the event it will become (its kind and resource type among the known ones).
+fn pending_of(h: guard::HeldRow) -> PendingEvent {
     PendingEvent {
-        id: row.get("id"),
+        id: h.id,
         kind: events::ALL
             .iter()
             .copied()
-            .find(|k| *k == kind)
+            .find(|k| *k == h.kind)
             .unwrap_or(events::USER_UPDATED),
-        org_id: row.get("org_id"),
-        connection_id: row.get("connection_id"),
-        resource_type: resource_type
+        org_id: h.org_id,
+        connection_id: h.connection_id,
+        resource_type: h
+            .resource_type
             .as_deref()
             .and_then(ResourceKind::parse)
             .map(ResourceKind::as_str),
-        resource_id: row.get("resource_id"),
-        data: row.get("data_text"),
-        user_agent: row.get("user_agent"),
-        request_id: row.get("request_id"),
-        created_us: row.get("created_us"),
-        actor: row
-            .get::<Option<String>, _>("actor_text")
-            .unwrap_or_else(|| r#"{"type":"system"}"#.to_string()),
-        member_id: row.get("member_id"),
+        resource_id: h.resource_id,
+        data: h.data,
+        user_agent: h.user_agent,
+        request_id: h.request_id,
+        created_us: h.created_us,
+        actor: h.actor.unwrap_or_else(|| r#"{"type":"system"}"#.to_string()),
+        member_id: h.member_id,
     }
 }
 
-impl PostgresStore {
-    async fn resolve_once(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<GuardResolution>> {
-        let mut tx = self.begin_write().await?;
-        lock_guard(&mut tx, connection_id).await?;
-        let Some(conn) = connection_of(&mut tx, connection_id).await? else {
-            return Ok(None);
-        };
-        let (_, tripped_us) = guard_row(&mut tx, connection_id).await?;
-        let rows = sqlx::query(
-            "DELETE FROM held_events WHERE connection_id = $1
-             RETURNING seq, user_id, id, type, org_id, connection_id, resource_type, resource_id, data::text AS data_text,
-               user_agent, request_id, created_us, actor::text AS actor_text, member_id",
-        )
-        .bind(connection_id)
-        .fetch_all(tx.conn())
-        .await?;
-        let mut held: Vec<(i64, String, PendingEvent)> = rows
-            .iter()
-            .map(|r| (r.get("seq"), r.get("user_id"), pending_of(r)))
-            .collect();
-        held.sort_by_key(|h| h.0);
-        let users: std::collections::BTreeSet<&str> = held.iter().map(|h| h.1.as_str()).collect();
-        let resolution = GuardResolution {
-            events: held.len() as i64,
-            users: users.len() as i64,
-            tripped_us,
-        };
-        if tripped_us.is_none() && held.is_empty() {
-            return Ok(Some(resolution));
-        }
-        let kind = if release {
-            events::CONNECTION_DEPROVISION_GUARD_RELEASED
-        } else {
-            events::CONNECTION_DEPROVISION_GUARD_DISCARDED
-        };
-        tx.event(
-            &ctx.about(&conn.org_id, &conn.id),
-            kind,
-            None,
-            guard::resolved_data(&resolution),
-        );
-        if release {
-            tx.events.extend(held.into_iter().map(|h| h.2));
-        }
-        sqlx::query("DELETE FROM deprovision_window WHERE connection_id = $1")
-            .bind(connection_id)
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("UPDATE deprovision_guards SET tripped_us = NULL WHERE connection_id = $1")
-            .bind(connection_id)
-            .execute(tx.conn())
-            .await?;
-        tx.commit().await?;
-        Ok(Some(resolution))
-    }
-
-    pub(crate) async fn resolve_deprovision_guard_impl(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<GuardResolution>> {
-        self.retrying(|| self.resolve_once(ctx, connection_id, release)).await
-    }
+/// Writes events the guard held back to the log, in order (numbered at the commit, like every
+/// event of the transaction).
+pub(crate) fn release(tx: &mut WriteTx, held: Vec<guard::HeldRow>) {
+    tx.events.extend(held.into_iter().map(pending_of));
 }

@@ -1,8 +1,8 @@
 //! SQLite: the guard against mass deprovisioning ([`crate::guard`]): the step every resource write
-//! runs before it is kept, and the operator's reads and decisions.
+//! runs before it is kept, and how a release writes held events back.
 
 use super::*;
-use crate::guard::{self, EventView, GuardResolution, GuardSettings};
+use crate::guard::{self, EventView, GuardSettings};
 use rusqlite::OptionalExtension;
 
 /// The last event sequence number so far: the events a write records after it are its own (the
@@ -129,57 +129,31 @@ pub(super) fn after_write(c: &rusqlite::Connection, ctx: &WriteContext, since: i
     Ok(())
 }
 
-impl SqliteStore {
-    pub(crate) async fn resolve_deprovision_guard_impl(
-        &self,
-        ctx: &WriteContext,
-        connection_id: &str,
-        release: bool,
-    ) -> StoreResult<Option<GuardResolution>> {
-        let mut tx = self.begin_write().await?;
-        let Some(conn) = connection_in(&mut tx, connection_id).await? else {
-            return Ok(None);
-        };
-        let ctx = ctx.about(&conn.org_id, &conn.id);
-        let resolution = group_commit::on_connection(&mut tx, |c| {
-            let (_, tripped_us) = guard_row(c, connection_id)?;
-            let (events, users): (i64, i64) = c
-                .prepare_cached("SELECT count(*), count(DISTINCT user_id) FROM held_events WHERE connection_id = ?")?
-                .query_row([connection_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let resolution = GuardResolution {
-                events,
-                users,
-                tripped_us,
-            };
-            if tripped_us.is_none() && events == 0 {
-                return Ok(resolution);
-            }
-            let kind = if release {
-                events::CONNECTION_DEPROVISION_GUARD_RELEASED
-            } else {
-                events::CONNECTION_DEPROVISION_GUARD_DISCARDED
-            };
-            resource_writes::insert_events(c, &ctx, kind, None, &[guard::resolved_data(&resolution)])?;
-            if release {
-                c.prepare_cached(
-                    "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
-                           request_id, created_us, actor, member_id)
-                         SELECT id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
-                           request_id, created_us, actor, member_id
-                         FROM held_events WHERE connection_id = ? ORDER BY seq",
-                )?
-                .execute([connection_id])?;
-            }
-            c.prepare_cached("DELETE FROM held_events WHERE connection_id = ?")?
-                .execute([connection_id])?;
-            c.prepare_cached("DELETE FROM deprovision_window WHERE connection_id = ?")?
-                .execute([connection_id])?;
-            c.prepare_cached("UPDATE deprovision_guards SET tripped_us = NULL WHERE connection_id = ?")?
-                .execute([connection_id])?;
-            Ok(resolution)
-        })
-        .await?;
-        tx.commit().await?;
-        Ok(Some(resolution))
-    }
+/// Writes events the guard held back to the log, in order, as they were recorded (a release).
+pub(crate) async fn release(tx: &mut group_commit::WriteTx, held: Vec<guard::HeldRow>) -> StoreResult<()> {
+    group_commit::on_connection(tx, |c| {
+        let mut insert = c.prepare_cached(
+            "INSERT INTO events (id, type, org_id, connection_id, resource_type, resource_id, data, user_agent,
+               request_id, created_us, actor, member_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for h in &held {
+            insert.execute(rusqlite::params![
+                h.id,
+                h.kind,
+                h.org_id,
+                h.connection_id,
+                h.resource_type,
+                h.resource_id,
+                h.data,
+                h.user_agent,
+                h.request_id,
+                h.created_us,
+                h.actor,
+                h.member_id
+            ])?;
+        }
+        Ok(())
+    })
+    .await
 }

@@ -21,6 +21,17 @@ pub(super) enum Guarded<T> {
     Protected(String),
 }
 
+/// Whether connection `id` is in staging ([`crate::staging`]), read in the writer's transaction
+/// (the writer is alone, so this is the state the write commits with).
+fn is_staged(c: &rusqlite::Connection, id: &str) -> StoreResult<bool> {
+    Ok(
+        c.prepare_cached("SELECT staged_us IS NOT NULL FROM scim_connections WHERE id = ?")?
+            .query_row([id], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false),
+    )
+}
+
 /// Maps a unique-index violation on resources to the SCIM 409.
 fn uniqueness(e: rusqlite::Error, kind: ResourceKind, doc: &Value) -> StoreError {
     let unique = e.sqlite_error().is_some_and(|f| {
@@ -57,7 +68,7 @@ pub(crate) fn insert_events(
         return Ok(());
     }
     // A staging connection's user and group events are not written ([`crate::staging`]).
-    if resource.is_some() && !ctx.connection_id.is_empty() && super::staging_ops::is_staged(c, &ctx.connection_id)? {
+    if resource.is_some() && !ctx.connection_id.is_empty() && is_staged(c, &ctx.connection_id)? {
         return Ok(());
     }
     let sql = format!(
