@@ -302,26 +302,6 @@ where
     })
 }
 
-/// Statements written with `?` placeholders, numbered for PostgreSQL by [`DirectorySql::pg`].
-pub(crate) struct DirectorySql;
-
-impl DirectorySql {
-    /// `?` → `$1`, `$2`, … in order.
-    pub(crate) fn pg(sql: &str) -> String {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-}
-
 /// The event a run's end raises, if any: `connection.directory_sync_failed` when it ended `failed`
 /// or `partial`, `connection.directory_sync_recovered` when it succeeded after one that had not.
 /// A run that succeeds like the one before raises none, so routine runs stay quiet.

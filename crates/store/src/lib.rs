@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod outbound;
+mod outbound_stores;
 pub mod postgres;
 mod resource_doc;
 pub mod roles;

@@ -13,11 +13,12 @@
 //! - Run history ([`Run`]).
 //!
 //! Every change is recorded with its `provisioning.*` event in the same transaction. The
-//! statements are written once for both databases ([`OutboundSql`]); the implementations are in
-//! `sqlite/outbound.rs` and `postgres/outbound.rs`.
+//! statements are written once for both databases ([`OutboundSql`]), and so is the store that runs
+//! them (`outbound_stores.rs`, instantiated per backend).
 
 use crate::model::{ResourceKind, WriteContext};
 use crate::secrets::SecretKeys;
+use crate::sql::Dialect;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use rollcall_scim::ScimError;
@@ -925,115 +926,108 @@ pub(crate) fn prepared(new: &NewTarget, cursor_seq: i64, now: i64) -> Target {
     }
 }
 
-/// The statements, with `?` placeholders; PostgreSQL's are numbered by [`OutboundSql::pg`].
+/// The statements, with `$n` placeholders (both databases take them).
 pub(crate) struct OutboundSql;
 
 impl OutboundSql {
-    pub(crate) fn pg(sql: &str) -> String {
-        crate::directory_sync::DirectorySql::pg(sql)
-    }
-
-    /// The statement for the dialect.
-    pub(crate) fn of(sql: &str, postgres: bool) -> String {
-        if postgres { Self::pg(sql) } else { sql.to_string() }
-    }
-
     pub(crate) const INSERT: &'static str = "INSERT INTO provisioning_targets (org_id, id, name, base_url, auth_kind, \
          auth, credentials, profile, scope, mapping, deprovision, status, status_reason, deletion_threshold, \
          rate_limit, approved_us, cursor_seq, interval_s, next_full_us, failures, next_attempt_us, created_us, updated_us) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)";
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $21)";
 
     pub(crate) const HIGH_SEQ: &'static str = "SELECT coalesce(max(seq), 0) FROM events";
-    pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = ?";
+    pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = $1";
     pub(crate) const NAME_TAKEN: &'static str =
-        "SELECT 1 FROM provisioning_targets WHERE org_id = ? AND name = ? AND id <> ?";
-    pub(crate) const LIST: &'static str = "SELECT * FROM provisioning_targets WHERE org_id = ? ORDER BY name, id";
-    pub(crate) const GET: &'static str = "SELECT * FROM provisioning_targets WHERE org_id = ? AND id = ?";
+        "SELECT 1 FROM provisioning_targets WHERE org_id = $1 AND name = $2 AND id <> $3";
+    pub(crate) const LIST: &'static str = "SELECT * FROM provisioning_targets WHERE org_id = $1 ORDER BY name, id";
+    pub(crate) const GET: &'static str = "SELECT * FROM provisioning_targets WHERE org_id = $1 AND id = $2";
 
     /// Binds: every column an update may change, then org_id, id.
-    pub(crate) const UPDATE: &'static str = "UPDATE provisioning_targets SET name = ?, base_url = ?, auth_kind = ?, \
-         auth = ?, credentials = ?, profile = ?, scope = ?, mapping = ?, deprovision = ?, status = ?, \
-         status_reason = ?, deletion_threshold = ?, rate_limit = ?, approved_us = ?, interval_s = ?, failures = ?, \
-         next_attempt_us = ?, updated_us = ? WHERE org_id = ? AND id = ?";
+    pub(crate) const UPDATE: &'static str = "UPDATE provisioning_targets SET name = $1, base_url = $2, auth_kind = $3, \
+         auth = $4, credentials = $5, profile = $6, scope = $7, mapping = $8, deprovision = $9, status = $10, \
+         status_reason = $11, deletion_threshold = $12, rate_limit = $13, approved_us = $14, interval_s = $15, failures = $16, \
+         next_attempt_us = $17, updated_us = $18 WHERE org_id = $19 AND id = $20";
 
-    pub(crate) const DELETE: &'static str = "DELETE FROM provisioning_targets WHERE org_id = ? AND id = ?";
+    pub(crate) const DELETE: &'static str = "DELETE FROM provisioning_targets WHERE org_id = $1 AND id = $2";
 
     /// Binds: now (approved), now (next full run), now (updated), org_id, id.
-    pub(crate) const APPROVE: &'static str = "UPDATE provisioning_targets SET approved_us = ?, \
-         next_full_us = ?, updated_us = ? WHERE org_id = ? AND id = ?";
+    pub(crate) const APPROVE: &'static str = "UPDATE provisioning_targets SET approved_us = $1, \
+         next_full_us = $2, updated_us = $3 WHERE org_id = $4 AND id = $5";
 
     /// Binds: status, reason, now, id.
-    pub(crate) const SET_STATUS: &'static str = "UPDATE provisioning_targets SET status = ?, status_reason = ?, \
-         updated_us = ? WHERE id = ?";
+    pub(crate) const SET_STATUS: &'static str = "UPDATE provisioning_targets SET status = $1, status_reason = $2, \
+         updated_us = $3 WHERE id = $4";
 
     /// Binds: now, org_id, id.
-    pub(crate) const REQUEST: &'static str = "UPDATE provisioning_targets SET next_full_us = CASE WHEN next_full_us < ? \
-         THEN next_full_us ELSE ? END WHERE org_id = ? AND id = ?";
+    pub(crate) const REQUEST: &'static str = "UPDATE provisioning_targets SET next_full_us = CASE WHEN next_full_us < $1 \
+         THEN next_full_us ELSE $2 END WHERE org_id = $3 AND id = $4";
 
     /// Binds: owner, lease_until, now (lease), now (attempt), now (full), now (retry), limit. The PostgreSQL form
     /// locks the rows it picks (`FOR UPDATE SKIP LOCKED`).
-    pub(crate) fn claim(postgres: bool) -> String {
-        let lock = if postgres { " FOR UPDATE OF t SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE provisioning_targets SET lease_owner = ?, lease_until_us = ?
+    pub(crate) fn claim(dialect: Dialect) -> String {
+        let lock = match dialect {
+            Dialect::Postgres => " FOR UPDATE OF t SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        format!(
+            "UPDATE provisioning_targets SET lease_owner = $1, lease_until_us = $2
              WHERE id IN (
                  SELECT t.id FROM provisioning_targets t
                  WHERE t.approved_us IS NOT NULL AND t.status IN ('enabled', 'quarantined')
-                   AND (t.lease_until_us IS NULL OR t.lease_until_us < ?)
-                   AND t.next_attempt_us <= ?
-                   AND (t.next_full_us <= ?
+                   AND (t.lease_until_us IS NULL OR t.lease_until_us < $3)
+                   AND t.next_attempt_us <= $4
+                   AND (t.next_full_us <= $5
                         OR EXISTS (SELECT 1 FROM events e WHERE e.org_id = t.org_id AND e.seq > t.cursor_seq)
                         OR EXISTS (SELECT 1 FROM provisioning_objects o
-                                   WHERE o.target_id = t.id AND o.retry_at_us <= ?))
-                 ORDER BY t.next_attempt_us, t.id LIMIT ?{lock})
+                                   WHERE o.target_id = t.id AND o.retry_at_us <= $6))
+                 ORDER BY t.next_attempt_us, t.id LIMIT $7{lock})
              RETURNING *"
-        );
-        Self::of(&sql, postgres)
+        )
     }
 
     /// Binds: to_seq, lease_until, id, owner, from_seq.
-    pub(crate) const ADVANCE: &'static str = "UPDATE provisioning_targets SET cursor_seq = ?, lease_until_us = ? \
-         WHERE id = ? AND lease_owner = ? AND cursor_seq = ?";
+    pub(crate) const ADVANCE: &'static str = "UPDATE provisioning_targets SET cursor_seq = $1, lease_until_us = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND cursor_seq = $5";
 
     /// Binds: failures, next_attempt, next_full (NULL: unchanged), id, owner.
     pub(crate) const RELEASE: &'static str = "UPDATE provisioning_targets SET lease_owner = NULL, lease_until_us = NULL, \
-         failures = ?, next_attempt_us = ?, next_full_us = coalesce(?, next_full_us) \
-         WHERE id = ? AND lease_owner = ?";
+         failures = $1, next_attempt_us = $2, next_full_us = coalesce($3, next_full_us) \
+         WHERE id = $4 AND lease_owner = $5";
 
-    pub(crate) const OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = ? \
-         AND (CAST(? AS TEXT) IS NULL OR state = CAST(? AS TEXT)) AND (CAST(? AS TEXT) IS NULL OR kind = CAST(? AS TEXT)) \
-         AND (CAST(? AS TEXT) IS NULL OR kind > CAST(? AS TEXT) OR (kind = CAST(? AS TEXT) AND local_id > CAST(? AS TEXT))) \
-         ORDER BY kind, local_id LIMIT ?";
+    pub(crate) const OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR state = CAST($3 AS TEXT)) AND (CAST($4 AS TEXT) IS NULL OR kind = CAST($5 AS TEXT)) \
+         AND (CAST($6 AS TEXT) IS NULL OR kind > CAST($7 AS TEXT) OR (kind = CAST($8 AS TEXT) AND local_id > CAST($9 AS TEXT))) \
+         ORDER BY kind, local_id LIMIT $10";
     pub(crate) const OBJECT: &'static str =
-        "SELECT * FROM provisioning_objects WHERE target_id = ? AND kind = ? AND local_id = ?";
+        "SELECT * FROM provisioning_objects WHERE target_id = $1 AND kind = $2 AND local_id = $3";
     pub(crate) const UPSERT_OBJECT: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
-         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (target_id, kind, local_id) DO UPDATE SET remote_id = excluded.remote_id, sent = excluded.sent, \
          state = excluded.state, error = excluded.error, attempts = excluded.attempts, \
          retry_at_us = excluded.retry_at_us, updated_us = excluded.updated_us";
     /// Binds: target, kind, local_id, now (retry), now (updated).
     pub(crate) const REQUEST_PUSH: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
-         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES (?, ?, ?, NULL, NULL, 'pending', NULL, 0, ?, ?) \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($1, $2, $3, NULL, NULL, 'pending', NULL, 0, $4, $5) \
          ON CONFLICT (target_id, kind, local_id) DO UPDATE SET retry_at_us = excluded.retry_at_us, \
          state = CASE WHEN provisioning_objects.state = 'synced' THEN 'pending' ELSE provisioning_objects.state END";
     /// Binds: target, now, limit. The objects due to be pushed again, the longest waiting first.
-    pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = ? \
-         AND retry_at_us <= ? ORDER BY retry_at_us, kind, local_id LIMIT ?";
+    pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = $1 \
+         AND retry_at_us <= $2 ORDER BY retry_at_us, kind, local_id LIMIT $3";
     pub(crate) const FORGET_OBJECT: &'static str =
-        "DELETE FROM provisioning_objects WHERE target_id = ? AND kind = ? AND local_id = ?";
+        "DELETE FROM provisioning_objects WHERE target_id = $1 AND kind = $2 AND local_id = $3";
     /// Binds: now (retry), now (updated), target, kind, local_id.
     pub(crate) const RETRY_OBJECT: &'static str = "UPDATE provisioning_objects SET state = 'pending', \
-         retry_at_us = ?, updated_us = ? WHERE target_id = ? AND kind = ? AND local_id = ?";
-    pub(crate) const TARGET_ORG: &'static str = "SELECT org_id FROM provisioning_targets WHERE id = ?";
+         retry_at_us = $1, updated_us = $2 WHERE target_id = $3 AND kind = $4 AND local_id = $5";
+    pub(crate) const TARGET_ORG: &'static str = "SELECT org_id FROM provisioning_targets WHERE id = $1";
 
     pub(crate) const INSERT_RUN: &'static str = "INSERT INTO provisioning_runs (target_id, id, kind, status, \
-         started_us, finished_us, counts, error) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL)";
+         started_us, finished_us, counts, error) VALUES ($1, $2, $3, $4, $5, NULL, $6, NULL)";
     pub(crate) const RUN_PROGRESS: &'static str =
-        "UPDATE provisioning_runs SET counts = ? WHERE target_id = ? AND id = ?";
-    pub(crate) const FINISH_RUN: &'static str = "UPDATE provisioning_runs SET status = ?, finished_us = ?, counts = ?, \
-         error = ? WHERE target_id = ? AND id = ?";
-    pub(crate) const RUNS: &'static str = "SELECT * FROM provisioning_runs WHERE target_id = ? \
-         AND (CAST(? AS TEXT) IS NULL OR id < CAST(? AS TEXT)) ORDER BY id DESC LIMIT ?";
+        "UPDATE provisioning_runs SET counts = $1 WHERE target_id = $2 AND id = $3";
+    pub(crate) const FINISH_RUN: &'static str = "UPDATE provisioning_runs SET status = $1, finished_us = $2, counts = $3, \
+         error = $4 WHERE target_id = $5 AND id = $6";
+    pub(crate) const RUNS: &'static str = "SELECT * FROM provisioning_runs WHERE target_id = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR id < CAST($3 AS TEXT)) ORDER BY id DESC LIMIT $4";
 }
 
 /// Values of a target bound to [`OutboundSql::INSERT`] and [`OutboundSql::UPDATE`], as text and

@@ -43,7 +43,6 @@ use std::time::Duration;
 mod grant_db;
 pub(crate) mod guard_ops;
 pub mod notify;
-mod outbound;
 pub(crate) mod request_log;
 mod writes;
 

@@ -19,7 +19,6 @@ pub(crate) mod group_commit;
 pub(crate) mod guard_ops;
 mod inline_read;
 pub mod lock;
-mod outbound;
 pub(crate) mod request_log;
 mod resource_writes;
 use async_trait::async_trait;
