@@ -343,8 +343,9 @@ fn user_matches(db: &Db, id: &str, u: &Value, c: &Cmp) -> bool {
         .any(|v| compare(&c.op, v, &c.value, case_exact))
 }
 
-/// `startIndex`/`count` or `cursor`/`count`.
-fn page(rules: &Rules, query: &HashMap<String, String>, matched: Vec<Value>) -> Res<Value> {
+/// `startIndex`/`count` or `cursor`/`count`. Only the page's items are copied (a full listing of
+/// a large target is read a page at a time).
+fn page(rules: &Rules, query: &HashMap<String, String>, matched: Vec<&Value>) -> Res<Value> {
     let total = matched.len();
     let count = query.get("count").and_then(|c| c.parse::<usize>().ok());
     match rules.paging {
@@ -360,7 +361,7 @@ fn page(rules: &Rules, query: &HashMap<String, String>, matched: Vec<Value>) -> 
                     } else {
                         cursor.parse().map_err(|_| invalid("invalid cursor"))?
                     };
-                    let items: Vec<Value> = matched.into_iter().skip(from).take(count).collect();
+                    let items: Vec<Value> = matched.into_iter().skip(from).take(count).cloned().collect();
                     let mut out = json!({
                         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                         "itemsPerPage": items.len(),
@@ -372,7 +373,7 @@ fn page(rules: &Rules, query: &HashMap<String, String>, matched: Vec<Value>) -> 
                     Ok(out)
                 }
                 None => {
-                    let items: Vec<Value> = matched.into_iter().take(count).collect();
+                    let items: Vec<Value> = matched.into_iter().take(count).cloned().collect();
                     Ok(json!({
                         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                         "totalResults": total, "startIndex": 1, "itemsPerPage": items.len(),
@@ -388,7 +389,7 @@ fn page(rules: &Rules, query: &HashMap<String, String>, matched: Vec<Value>) -> 
                 .unwrap_or(1)
                 .max(1);
             let count = count.unwrap_or(100).min(max);
-            let items: Vec<Value> = matched.into_iter().skip(start - 1).take(count).collect();
+            let items: Vec<Value> = matched.into_iter().skip(start - 1).take(count).cloned().collect();
             Ok(json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                 "totalResults": total, "startIndex": start, "itemsPerPage": items.len(),
@@ -426,10 +427,10 @@ fn list_users(db: &Db, rules: &Rules, query: &str) -> Res<Response> {
             .collect(),
         _ => db.users.iter().collect(),
     };
-    let matched: Vec<Value> = candidates
+    let matched: Vec<&Value> = candidates
         .into_iter()
         .filter(|(id, u)| cmps.iter().all(|c| user_matches(db, id, u, c)))
-        .map(|(_, u)| u.clone())
+        .map(|(_, u)| u)
         .collect();
     Ok(scim_json(200, page(rules, &q, matched)?))
 }
@@ -455,7 +456,7 @@ fn list_groups(db: &Db, rules: &Rules, query: &str) -> Res<Response> {
         })
         .map(|id| db.group_view(id, rules.members_in_get))
         .collect();
-    Ok(scim_json(200, page(rules, &q, matched)?))
+    Ok(scim_json(200, page(rules, &q, matched.iter().collect())?))
 }
 
 // --- users ---
