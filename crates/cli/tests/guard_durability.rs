@@ -8,90 +8,16 @@
 //! Runs on SQLite always, and on PostgreSQL when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`)
 //! names a server (in a database of its own, dropped afterwards).
 
+mod serving;
+
 use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
+use serving::{Server, cli_json, free_address};
 use sqlx::{Connection as _, PgConnection, Row};
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-/// A `rollcall` command on `database`, with the settings the test controls and nothing else.
-fn rollcall(database: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("ROLLCALL_SECRETS_KEY", "45".repeat(32))
-        .env("ROLLCALL_LOG", "warn")
-        .arg("--database")
-        .arg(database);
-    cmd
-}
-
-fn cli_json(database: &str, args: &[&str]) -> Value {
-    let out = rollcall(database).args(args).output().expect("run rollcall");
-    assert!(
-        out.status.success(),
-        "rollcall {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// `rollcall serve`, killed with SIGKILL when dropped.
-struct Server(Child);
-
-impl Server {
-    async fn start(database: &str, listen: &str) -> Server {
-        let child = rollcall(database)
-            .args(["serve", "--listen", listen, "--no-bootstrap"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rollcall serve");
-        let mut server = Server(child);
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("http://{listen}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            if let Ok(Some(status)) = server.0.try_wait() {
-                panic!("rollcall serve exited: {status}");
-            }
-            assert!(Instant::now() < deadline, "rollcall serve did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no graceful shutdown.
-    fn kill(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
 
 /// The users that have a `user.deactivated` event in the log.
 async fn deactivated_in_log(db: &TestDatabase) -> BTreeSet<String> {
@@ -170,7 +96,7 @@ async fn held_across_a_crash(backend: Backend) {
         ],
     );
 
-    let server = Server::start(&url, &listen).await;
+    let server = Server::start(&url, &listen, &reqwest::Client::new()).await;
     let http = reqwest::Client::new();
     let mut users = Vec::new();
     for i in 0..6 {
@@ -204,7 +130,7 @@ async fn held_across_a_crash(backend: Backend) {
     // Started again: the identity provider reactivates one of the held users, then the operator
     // releases the hold. The reactivated user never shows as deactivated.
     // (The command line opens the database itself: on SQLite, with the server stopped.)
-    let server = Server::start(&url, &listen).await;
+    let server = Server::start(&url, &listen, &reqwest::Client::new()).await;
     set_active(&http, &base, &token, &users[2], true).await;
     server.kill();
     let g = cli_json(&url, &["connection", "guard", "show", &id, "--json"]);

@@ -12,177 +12,24 @@
 #[path = "../../outbound/tests/downstream/mod.rs"]
 mod downstream;
 
+mod serving;
+
 use downstream::{Downstream, TOKEN};
+use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use serving::{Server, cli_json, free_address, rand_ms};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const KILLS: usize = 3;
 const WRITERS: usize = 2;
 
-fn pg_admin_url() -> Option<String> {
-    ["ROLLCALL_TEST_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-}
-
-/// The test's database: a SQLite file, or a PostgreSQL database dropped afterwards.
-struct Database {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl Database {
-    async fn sqlite() -> Database {
-        let dir = tempfile::tempdir().unwrap();
-        Database {
-            url: format!("sqlite://{}", dir.path().join("durable.db").display()),
-            _dir: Some(dir),
-            pg: None,
-        }
-    }
-
-    async fn postgres(admin: &str) -> Database {
-        let name = format!("rollcall_durable_{}", uuid::Uuid::new_v4().simple());
-        let mut c = PgConnection::connect(admin).await.expect("connect to PostgreSQL");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-        let _ = c.close().await;
-        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
-        let start = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[start..].find('/').map_or(base.len(), |i| start + i);
-        let mut url = format!("{}/{name}", &base[..host_end]);
-        if let Some(q) = query {
-            url = format!("{url}?{q}");
-        }
-        Database {
-            url,
-            _dir: None,
-            pg: Some((admin.to_string(), name)),
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
-                        let _ = c.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-/// A `rollcall` command on `database`, with the settings the test controls and nothing else.
-fn rollcall(database: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    // Every node of one database has the same secrets key (required on PostgreSQL).
-    cmd.env("ROLLCALL_SECRETS_KEY", "44".repeat(32));
-    cmd.env("ROLLCALL_LOG", "warn")
-        .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
-        .env("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "100")
-        .env("ROLLCALL_WEBHOOK_TIMEOUT_MS", "3000")
-        // Writers as fast as the server goes: without the fair-share limits.
-        .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
-        .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")
-        .arg("--database")
-        .arg(database);
-    cmd
-}
-
-fn cli_json(database: &str, args: &[&str]) -> Value {
-    let out = rollcall(database).args(args).output().expect("run rollcall");
-    assert!(
-        out.status.success(),
-        "rollcall {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// `rollcall serve` on a fixed address, killed with SIGKILL when dropped.
-struct Server(Child);
-
-impl Server {
-    async fn start(database: &str, listen: &str, http: &reqwest::Client) -> Server {
-        let child = rollcall(database)
-            .args(["serve", "--listen", listen, "--no-bootstrap"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rollcall serve");
-        let mut server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("http://{listen}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            if let Ok(Some(status)) = server.0.try_wait() {
-                panic!("rollcall serve exited: {status}");
-            }
-            assert!(Instant::now() < deadline, "rollcall serve did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no graceful shutdown, requests and deliveries cut mid-way.
-    fn kill(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rand_ms(max: u64) -> u64 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64)
-        % max
-}
-
-/// A free loopback address for the server (kept across restarts).
-fn free_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-async fn crash_and_recover(db: Database) {
+async fn crash_and_recover(backend: Backend) {
+    let db = TestDatabase::create(backend, "rollcall_outbound_durable").await;
+    let url = db.url().to_string();
     let down = Downstream::start().await;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -190,21 +37,21 @@ async fn crash_and_recover(db: Database) {
         .build()
         .unwrap();
     let key = cli_json(
-        &db.url,
+        &url,
         &["--create", "api-key", "create", "--name", "durability", "--json"],
     )["secret"]
         .as_str()
         .unwrap()
         .to_string();
-    let org = cli_json(&db.url, &["org", "create", "--name", "acme", "--json"]);
+    let org = cli_json(&url, &["org", "create", "--name", "acme", "--json"]);
     let org_id = org["id"].as_str().unwrap().to_string();
-    let conn = cli_json(&db.url, &["connection", "create", "--org", "acme", "--json"]);
+    let conn = cli_json(&url, &["connection", "create", "--org", "acme", "--json"]);
     let (conn_id, token) = (
         conn["id"].as_str().unwrap().to_string(),
         conn["token"].as_str().unwrap().to_string(),
     );
     let listen = free_address();
-    let mut server = Server::start(&db.url, &listen, &http).await;
+    let mut server = Server::start(&url, &listen, &http).await;
     let targets = format!("http://{listen}/api/v1/organizations/{org_id}/provisioning-targets");
     let t: Value = http
         .post(&targets)
@@ -279,7 +126,7 @@ async fn crash_and_recover(db: Database) {
         tokio::time::sleep(Duration::from_millis(800 + rand_ms(400))).await;
         server.kill();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        server = Server::start(&db.url, &listen, &http).await;
+        server = Server::start(&url, &listen, &http).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -382,14 +229,14 @@ async fn crash_and_recover(db: Database) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_outbound_survives_sigkill_without_duplicates_or_lost_changes() {
-    crash_and_recover(Database::sqlite().await).await;
+    crash_and_recover(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outbound_survives_sigkill_without_duplicates_or_lost_changes() {
-    let Some(admin) = pg_admin_url() else {
-        eprintln!("skipped: set ROLLCALL_TEST_DATABASE_URL to a postgres:// URL");
+    if pg_admin_url().is_none() {
+        skip_note("postgres_outbound_survives_sigkill_without_duplicates_or_lost_changes");
         return;
-    };
-    crash_and_recover(Database::postgres(&admin).await).await;
+    }
+    crash_and_recover(Backend::Postgres).await;
 }

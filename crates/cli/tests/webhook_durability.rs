@@ -10,18 +10,19 @@
 //! Runs on SQLite always, and on PostgreSQL when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`)
 //! names a server (in a database of its own, dropped afterwards).
 
+mod serving;
+
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
+use serving::{Server, cli_json, free_address, rand_ms};
 use sqlx::{Connection as _, PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Server crashes during the run.
 const KILLS: usize = 3;
@@ -56,80 +57,6 @@ impl Database {
             let rows = sqlx::query(sql).bind(after).fetch_all(&mut c).await.unwrap();
             rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
         }
-    }
-}
-
-/// A `rollcall` command on `database`, with the settings the test controls and nothing else.
-fn rollcall(database: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    // Every node of one database has the same secrets key (required on PostgreSQL).
-    cmd.env("ROLLCALL_SECRETS_KEY", "44".repeat(32));
-    cmd.env("ROLLCALL_LOG", "warn")
-        .env("ROLLCALL_WEBHOOK_ALLOW_LOOPBACK", "true")
-        .env("ROLLCALL_WEBHOOK_POLL_INTERVAL_MS", "100")
-        .env("ROLLCALL_WEBHOOK_TIMEOUT_MS", "3000")
-        // Writers as fast as the server goes: without the fair-share limits.
-        .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
-        .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")
-        .arg("--database")
-        .arg(database);
-    cmd
-}
-
-fn cli_json(database: &str, args: &[&str]) -> Value {
-    let out = rollcall(database).args(args).output().expect("run rollcall");
-    assert!(
-        out.status.success(),
-        "rollcall {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// `rollcall serve` on a fixed address, killed with SIGKILL when dropped.
-struct Server(Child);
-
-impl Server {
-    async fn start(database: &str, listen: &str, http: &reqwest::Client) -> Server {
-        let child = rollcall(database)
-            .args(["serve", "--listen", listen, "--no-bootstrap"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rollcall serve");
-        let mut server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("http://{listen}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            if let Ok(Some(status)) = server.0.try_wait() {
-                panic!("rollcall serve exited: {status}");
-            }
-            assert!(Instant::now() < deadline, "rollcall serve did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no graceful shutdown, requests and deliveries cut mid-way.
-    fn kill(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -168,20 +95,6 @@ async fn start_receiver(secret: Arc<Mutex<String>>) -> (String, Arc<Mutex<Receiv
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, got)
-}
-
-fn rand_ms(max: u64) -> u64 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64)
-        % max
-}
-
-/// A free loopback address for the server (kept across restarts).
-fn free_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 async fn crash_and_recover(db: Database) {
