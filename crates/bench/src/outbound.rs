@@ -172,7 +172,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let took = started.elapsed().as_secs_f64();
     let runs = store
         .outbound()
-        .list_runs(&t.id, None, 1)
+        .list_runs(&t.org_id, &t.id, None, 1)
         .await
         .map_err(|e| e.to_string())?;
     let c = &runs[0].counts;
@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     outbound.run_once("bench").await.map_err(|e| e.to_string())?;
     let runs = store
         .outbound()
-        .list_runs(&t.id, None, 1)
+        .list_runs(&t.org_id, &t.id, None, 1)
         .await
         .map_err(|e| e.to_string())?;
     let c = &runs[0].counts;
@@ -250,7 +250,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         let id = &ids[i % (ids.len() / 2).max(1)];
         let remote = store
             .outbound()
-            .target_object(&t.id, ResourceKind::User, id)
+            .target_object(&t.org_id, &t.id, ResourceKind::User, id)
             .await
             .map_err(|e| e.to_string())?
             .and_then(|o| o.remote_id)
@@ -292,7 +292,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     'runs: loop {
         let page = store
             .outbound()
-            .list_runs(&t.id, before.as_deref(), 500)
+            .list_runs(&t.org_id, &t.id, before.as_deref(), 500)
             .await
             .map_err(|e| e.to_string())?;
         let Some(last) = page.last() else { break };

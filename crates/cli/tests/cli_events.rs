@@ -3,7 +3,7 @@
 
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{Actor, EventQuery, Store, WebhookStore};
+use rollcall_store::{Actor, EventQuery, EventStore, ResourceStore, TenancyStore, WebhookStore};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! still answering, with generous bounds, not about speed.
 
 use rollcall_scim::schema::SchemaRegistry;
-use rollcall_store::Store;
+use rollcall_store::EventStore;
 use rollcall_store::sqlite::SqliteStore;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

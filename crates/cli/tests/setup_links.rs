@@ -4,7 +4,7 @@
 
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{Actor, EventQuery, Store};
+use rollcall_store::{Actor, EventQuery, EventStore};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};

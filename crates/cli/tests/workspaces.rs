@@ -5,7 +5,7 @@
 use rollcall_scim::patch::MemberRef;
 use rollcall_scim::schema::SchemaRegistry;
 use rollcall_store::sqlite::SqliteStore;
-use rollcall_store::{DirectoryQuery, ResourceKind, Store, WriteContext};
+use rollcall_store::{DirectoryQuery, ResourceKind, ResourceStore, RoleStore, WriteContext};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Command, Output};

@@ -449,7 +449,7 @@ impl Outbound {
             ..Default::default()
         };
         loop {
-            let page = self.store.outbound().target_objects(&t.id, &q).await?;
+            let page = self.store.outbound().target_objects(&t.org_id, &t.id, &q).await?;
             let Some(last) = page.last() else { break };
             q.after = Some((last.kind, last.local_id.clone()));
             for o in page {
@@ -542,7 +542,7 @@ impl Outbound {
             return Ok(outcome(JitStatus::NotInScope, None, None));
         };
         let ob = self.store.outbound();
-        let row = ob.target_object(&t.id, ResourceKind::User, user_id).await?;
+        let row = ob.target_object(&t.org_id, &t.id, ResourceKind::User, user_id).await?;
         if let Some(r) = &row
             && r.state == ObjectState::Synced
             && r.remote_id.is_some()
@@ -551,12 +551,13 @@ impl Outbound {
             return Ok(outcome(JitStatus::Synced, r.remote_id.clone(), None));
         }
         let asked = now_us();
-        ob.request_push(&t.id, ResourceKind::User, user_id, asked).await?;
+        ob.request_push(&t.org_id, &t.id, ResourceKind::User, user_id, asked)
+            .await?;
         self.wake();
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(10);
         loop {
-            if let Some(r) = ob.target_object(&t.id, ResourceKind::User, user_id).await?
+            if let Some(r) = ob.target_object(&t.org_id, &t.id, ResourceKind::User, user_id).await?
                 && r.updated_us > asked
             {
                 match r.state {
@@ -786,7 +787,7 @@ impl Outbound {
                         Err(e) if e.is_not_found() => {
                             self.store
                                 .outbound()
-                                .forget_object(&t.id, ResourceKind::User, local_id)
+                                .forget_object(&t.org_id, &t.id, ResourceKind::User, local_id)
                                 .await?;
                             Ok(())
                         }
@@ -800,7 +801,7 @@ impl Outbound {
                         .await?;
                     self.store
                         .outbound()
-                        .forget_object(&t.id, ResourceKind::User, local_id)
+                        .forget_object(&t.org_id, &t.id, ResourceKind::User, local_id)
                         .await?;
                     Ok(())
                 }
@@ -962,7 +963,7 @@ impl Outbound {
                 tally.counts.requests = remote.requests();
                 self.store
                     .outbound()
-                    .run_progress(&t.id, &run.id, &tally.counts)
+                    .run_progress(&t.org_id, &t.id, &run.id, &tally.counts)
                     .await?;
             }
         }
@@ -1031,7 +1032,7 @@ impl Outbound {
             }
         }
         // Objects that failed (or whose retry was asked for) and are due again.
-        for o in ob.due_objects(&t.id, now_us(), self.config.batch).await? {
+        for o in ob.due_objects(&t.org_id, &t.id, now_us(), self.config.batch).await? {
             match o.kind {
                 ResourceKind::User => {
                     users.insert(o.local_id);
@@ -1052,7 +1053,7 @@ impl Outbound {
             let mut tally = Tally::default();
             let mut work = Vec::new();
             for id in &users {
-                let row = ob.target_object(&t.id, ResourceKind::User, id).await?;
+                let row = ob.target_object(&t.org_id, &t.id, ResourceKind::User, id).await?;
                 let (_, desired) = self.desired_user(t, remote.profile(), id).await?;
                 // No read-back: the mapping table knows what the target has.
                 match decide_user(desired.as_ref(), row.as_ref(), t.deprovision, |_| (Found::None, None)) {
@@ -1060,7 +1061,7 @@ impl Outbound {
                     // Failed before it reached the target, and no longer wanted there: forgotten
                     // (else it would stay due).
                     None if row.as_ref().is_some_and(|r| r.remote_id.is_none()) => {
-                        ob.forget_object(&t.id, ResourceKind::User, id).await?;
+                        ob.forget_object(&t.org_id, &t.id, ResourceKind::User, id).await?;
                     }
                     None => {}
                 }
@@ -1395,13 +1396,13 @@ impl Outbound {
                 Some(r) => match remote.delete_group(r).await {
                     Ok(()) => {
                         tally.counts.groups_deleted += 1;
-                        ob.forget_object(&t.id, ResourceKind::Group, id).await?;
+                        ob.forget_object(&t.org_id, &t.id, ResourceKind::Group, id).await?;
                     }
                     Err(e) => tracing::warn!(target_id = %t.id, group = %id, error = %e, "deleting a group failed"),
                 },
                 // Never reached the target (its push failed): nothing to delete there.
                 None => {
-                    ob.forget_object(&t.id, ResourceKind::Group, id).await?;
+                    ob.forget_object(&t.org_id, &t.id, ResourceKind::Group, id).await?;
                 }
             }
         }

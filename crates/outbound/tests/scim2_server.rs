@@ -101,6 +101,7 @@ async fn objects(store: &dyn Store, t: &Target) -> Vec<TargetObject> {
     store
         .outbound()
         .target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 limit: 1000,
@@ -166,7 +167,7 @@ async fn plan_approve_push_and_sync(store: Arc<dyn Store>) {
         objs.iter()
             .all(|o| o.state == ObjectState::Synced && o.remote_id.is_some())
     );
-    let runs = store.outbound().list_runs(&t.id, None, 10).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].kind, RunKind::Full);
     assert_eq!(runs[0].status, RunStatus::Succeeded);
@@ -182,14 +183,22 @@ async fn plan_approve_push_and_sync(store: Arc<dyn Store>) {
 
     // Its own events only move the cursor: no run, no request.
     ob.run_once("node-a").await.unwrap();
-    assert_eq!(store.outbound().list_runs(&t.id, None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .outbound()
+            .list_runs(&t.org_id, &t.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // A change in Rollcall reaches the target from the event log, the mapping table saying where.
     set(&*store, &ctx, &ids[0], "title", json!("Manager")).await;
     assert_eq!(ob.run_once("node-a").await.unwrap(), 1);
     let ann = &down.user_named("ann@acme.test").await[0];
     assert_eq!(ann["title"], json!("Manager"));
-    let runs = store.outbound().list_runs(&t.id, None, 10).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(runs[0].kind, RunKind::Events);
     assert_eq!(runs[0].counts.updated, 1);
     assert_eq!(
@@ -221,7 +230,7 @@ async fn plan_approve_push_and_sync(store: Arc<dyn Store>) {
     assert_eq!(cy["active"], json!(false));
     let o = store
         .outbound()
-        .target_object(&t.id, ResourceKind::User, &ids[2])
+        .target_object(&t.org_id, &t.id, ResourceKind::User, &ids[2])
         .await
         .unwrap()
         .unwrap();
@@ -240,7 +249,7 @@ async fn plan_approve_push_and_sync(store: Arc<dyn Store>) {
         .await
         .unwrap();
     ob.run_once("node-a").await.unwrap();
-    let runs = store.outbound().list_runs(&t.id, None, 10).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(runs[0].kind, RunKind::Full);
     assert_eq!(
         (runs[0].counts.created, runs[0].counts.repaired),
@@ -286,7 +295,7 @@ async fn stale_mappings_and_lost_answers(store: Arc<dyn Store>) {
     assert_eq!(again[0]["title"], json!("Lead"));
     let o = store
         .outbound()
-        .target_object(&t.id, ResourceKind::User, &ids[0])
+        .target_object(&t.org_id, &t.id, ResourceKind::User, &ids[0])
         .await
         .unwrap()
         .unwrap();
@@ -304,7 +313,7 @@ async fn stale_mappings_and_lost_answers(store: Arc<dyn Store>) {
         1,
         "no duplicate after a lost answer"
     );
-    let runs = store.outbound().list_runs(&t.id, None, 1).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 1).await.unwrap();
     assert_eq!((runs[0].counts.linked, runs[0].counts.created), (1, 0), "{:?}", runs[0]);
     let pushed = provisioning_events(&*store, events::PROVISIONING_OBJECT_PUSHED).await;
     let last = pushed.last().unwrap();

@@ -124,6 +124,7 @@ async fn objects(store: &dyn Store, t: &Target) -> Vec<TargetObject> {
     store
         .outbound()
         .target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 limit: 10_000,
@@ -186,7 +187,7 @@ async fn a_failing_target_stops_the_run_and_loses_nothing(store: Arc<dyn Store>)
         .unwrap()
         .cursor_seq;
     assert_eq!(ob.run_once("node-a").await.unwrap(), 1);
-    let runs = store.outbound().list_runs(&t.id, None, 10).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(runs[0].status, RunStatus::Failed, "{:?}", runs[0]);
     assert!(
         runs[0].error.as_deref().unwrap_or("").contains("in a row failed"),
@@ -242,7 +243,7 @@ async fn failed_objects_are_pushed_again_on_their_own(store: Arc<dyn Store>) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1);
     assert!(failed[0].retry_at_us.is_some(), "due again");
-    let runs = store.outbound().list_runs(&t.id, None, 10).await.unwrap();
+    let runs = store.outbound().list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(runs[0].status, RunStatus::Partial);
     run_until_idle(&ob).await;
     let remote = remote_by_external(&fake);
@@ -270,7 +271,7 @@ async fn failed_objects_are_pushed_again_on_their_own(store: Arc<dyn Store>) {
     run_until_idle(&ob).await;
     let o = store
         .outbound()
-        .target_object(&t.id, ResourceKind::User, &stubborn)
+        .target_object(&t.org_id, &t.id, ResourceKind::User, &stubborn)
         .await
         .unwrap()
         .unwrap();
@@ -290,14 +291,14 @@ async fn failed_objects_are_pushed_again_on_their_own(store: Arc<dyn Store>) {
     assert!(
         store
             .outbound()
-            .retry_object(&t.id, ResourceKind::User, &stubborn)
+            .retry_object(&t.org_id, &t.id, ResourceKind::User, &stubborn)
             .await
             .unwrap()
     );
     assert_eq!(ob.run_once("node-a").await.unwrap(), 1);
     let o = store
         .outbound()
-        .target_object(&t.id, ResourceKind::User, &stubborn)
+        .target_object(&t.org_id, &t.id, ResourceKind::User, &stubborn)
         .await
         .unwrap()
         .unwrap();
@@ -320,7 +321,7 @@ async fn failed_objects_are_pushed_again_on_their_own(store: Arc<dyn Store>) {
     assert!(
         store
             .outbound()
-            .target_object(&t.id, ResourceKind::User, &gone)
+            .target_object(&t.org_id, &t.id, ResourceKind::User, &gone)
             .await
             .unwrap()
             .is_none()

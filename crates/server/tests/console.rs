@@ -974,7 +974,7 @@ async fn provisioning_targets_in_the_console() {
     eventually("cy's push to fail", || async {
         srv.store
             .outbound()
-            .target_object(&id, rollcall_store::ResourceKind::User, &cy)
+            .target_object(&conn.org_id, &id, rollcall_store::ResourceKind::User, &cy)
             .await
             .unwrap()
             .is_some_and(|o| o.state == rollcall_store::outbound::ObjectState::Failed)

@@ -76,6 +76,9 @@ pub(crate) trait Tx {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Writes events a guard held back to the log, in order, as they were recorded.
     fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Announces at commit that connection `id` changed (its tokens, status or policy), so that
+    /// every node's token cache forgets it (PostgreSQL; SQLite has one node).
+    fn connection_changed(&mut self, _id: &str) {}
     /// Records events in this transaction, in order.
     fn record_all(
         &mut self,
@@ -249,6 +252,9 @@ impl Tx for crate::postgres::WriteTx {
     fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
         crate::postgres::guard_ops::release(self, held);
         std::future::ready(Ok(()))
+    }
+    fn connection_changed(&mut self, id: &str) {
+        crate::postgres::WriteTx::connection_changed(self, id);
     }
     fn record_all(
         &mut self,

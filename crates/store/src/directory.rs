@@ -241,7 +241,11 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
         b.text(id.clone());
     }
     if let Some(e) = &q.email {
-        b.push(" AND r.pk IN (SELECT e.resource_pk FROM resource_emails e WHERE e.value_ci = ");
+        // The e-mail index leads with the connection: name the organization's.
+        b.push(" AND r.pk IN (SELECT e.resource_pk FROM resource_emails e WHERE e.connection_id IN ");
+        b.push("(SELECT c.id FROM scim_connections c WHERE c.org_id = ");
+        b.text(org_id);
+        b.push(") AND e.value_ci = ");
         b.text(e.clone());
         b.push(")");
     }

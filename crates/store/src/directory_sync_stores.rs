@@ -89,11 +89,61 @@ fn prepared(new: &NewDirectoryConnection) -> StoreResult<(Connection, DirectoryS
     Ok((c, s))
 }
 
+/// Directory connections: their settings, credentials and sync runs.
+#[async_trait::async_trait]
+pub trait DirectorySyncStore: Send + Sync {
+    // --- directory connections ([`directory_sync`], issue #17) ----------------------------------
+    /// Creates a directory connection (no token) with its settings and sealed credentials, due to
+    /// sync at once, recording `connection.created`; 404 when the organization does not exist.
+    async fn create_directory_connection(
+        &self,
+        by: &WriteContext,
+        new: NewDirectoryConnection,
+    ) -> StoreResult<(Connection, DirectorySource)>;
+    /// A directory connection's settings and sync state; `None` for a SCIM connection or none.
+    async fn directory_source(&self, connection_id: &str) -> StoreResult<Option<DirectorySource>>;
+    /// Changes a directory connection's settings, credentials or interval, recording
+    /// `connection.updated` (never with the credentials); `None` when it is not one.
+    async fn update_directory_source(
+        &self,
+        by: &WriteContext,
+        connection_id: &str,
+        update: DirectorySourceUpdate,
+    ) -> StoreResult<Option<DirectorySource>>;
+    /// Makes a directory connection's next run due at `now_us` (or earlier, as it was); a run in
+    /// progress is followed by another at its end. False when it is not a directory connection.
+    async fn request_directory_sync(&self, connection_id: &str, now_us: i64) -> StoreResult<bool>;
+    /// Leases to `owner` until `lease_until_us` up to `limit` directory connections of active
+    /// connections that are due at `now_us` (with `only`: that one, due or not) and whose lease has
+    /// expired or was released, marking them running. Concurrent callers never receive the same one.
+    async fn claim_directory_syncs(
+        &self,
+        owner: &str,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        only: Option<&str>,
+    ) -> StoreResult<Vec<DirectorySource>>;
+    /// Records a run's progress and extends its lease; false unless `owner` holds the lease.
+    async fn directory_sync_progress(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        progress: &SyncCounts,
+        lease_until_us: i64,
+    ) -> StoreResult<bool>;
+    /// Records how a run ended and releases the lease; the next run is due one interval later
+    /// (or when asked for during the run). False unless `owner` holds the lease.
+    async fn finish_directory_sync(&self, connection_id: &str, owner: &str, outcome: &SyncOutcome)
+    -> StoreResult<bool>;
+}
+
 /// The directory connections of a [`Backend`].
 macro_rules! directory_store {
     ($store:ty) => {
-        impl $store {
-            pub(crate) async fn create_directory_connection_impl(
+        #[async_trait::async_trait]
+        impl DirectorySyncStore for $store {
+            async fn create_directory_connection(
                 &self,
                 by: &WriteContext,
                 new: NewDirectoryConnection,
@@ -146,7 +196,7 @@ macro_rules! directory_store {
                 Ok((c, s))
             }
 
-            pub(crate) async fn directory_source_impl(
+            async fn directory_source(
                 &self,
                 connection_id: &str,
             ) -> StoreResult<Option<DirectorySource>> {
@@ -159,7 +209,7 @@ macro_rules! directory_store {
                     .transpose()
             }
 
-            pub(crate) async fn update_directory_source_impl(
+            async fn update_directory_source(
                 &self,
                 by: &WriteContext,
                 connection_id: &str,
@@ -206,7 +256,7 @@ macro_rules! directory_store {
                 .await
             }
 
-            pub(crate) async fn request_directory_sync_impl(&self, connection_id: &str, now: i64) -> StoreResult<bool> {
+            async fn request_directory_sync(&self, connection_id: &str, now: i64) -> StoreResult<bool> {
                 let q = sqlx::query(
                     "UPDATE directory_sources
                      SET next_run_us = CASE WHEN next_run_us < $1 THEN next_run_us ELSE $1 END
@@ -218,7 +268,7 @@ macro_rules! directory_store {
             /// Leases the connections due (or `only`), up to `limit`: the next run is set one interval
             /// later, so that a "sync now" during the run is seen at its end. PostgreSQL locks the
             /// rows it picks (`SKIP LOCKED`).
-            pub(crate) async fn claim_directory_syncs_impl(
+            async fn claim_directory_syncs(
                 &self,
                 owner: &str,
                 now: i64,
@@ -247,7 +297,7 @@ macro_rules! directory_store {
                     .collect()
             }
 
-            pub(crate) async fn directory_sync_progress_impl(
+            async fn directory_sync_progress(
                 &self,
                 connection_id: &str,
                 owner: &str,
@@ -268,7 +318,7 @@ macro_rules! directory_store {
             /// Ends a run: the next comes one interval after, unless one was asked for meanwhile
             /// (`next_run_us` moved before the one the claim set); the run's end may raise an event
             /// ([`directory_sync::run_event`]).
-            pub(crate) async fn finish_directory_sync_impl(
+            async fn finish_directory_sync(
                 &self,
                 connection_id: &str,
                 owner: &str,

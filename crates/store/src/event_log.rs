@@ -13,7 +13,7 @@ use rollcall_scim::ScimError;
 use sqlx::AssertSqlSafe;
 use std::collections::BTreeSet;
 
-/// The statement [`crate::Store::query_events`] runs, with its parameters. Each filter is an
+/// The statement [`EventStore::query_events`] runs, with its parameters. Each filter is an
 /// equality on an indexed column ending in seq (see 0003_events.sql).
 ///
 /// On SQLite, types alone are read one index range per type, merged: its planner, judging by
@@ -74,11 +74,39 @@ pub(crate) fn query_events_statement<S: Backend>(q: &EventQuery) -> (String, <S:
     (b.sql, args)
 }
 
+/// The event log: reading it, the Events API, event retention and the request log.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events recorded after `after` (sequence number), oldest first.
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+
+    // --- the Events API, event retention and the request log (issue #6) ------------------------
+    /// Events matching `query`, oldest first (each filter is served by an index).
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// One event by its id.
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>>;
+    /// Deletes up to `batch` of the oldest events recorded before `before_us`; returns how many.
+    /// Safe to run on several nodes at once (PostgreSQL: rows another node is deleting are skipped).
+    async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64>;
+    /// Appends request log entries in one transaction (entries of connections that do not exist
+    /// are dropped), then trims each connection written to down to its newest `keep` entries.
+    async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()>;
+    /// A connection's request log, newest first: up to `limit` entries with `seq` below `before`
+    /// (from the newest, without it).
+    async fn request_log(
+        &self,
+        connection_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RequestLogEntry>>;
+}
+
 /// The events and the request log for a [`Backend`].
 macro_rules! event_log {
     ($store:ty) => {
-        impl $store {
-            pub(crate) async fn events_after_impl(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
+        #[async_trait::async_trait]
+        impl EventStore for $store {
+            async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
                 let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
                     .bind(after)
                     .bind(limit)
@@ -88,7 +116,7 @@ macro_rules! event_log {
                 Ok(rows.iter().map(<$store as Backend>::event_of).collect())
             }
 
-            pub(crate) async fn query_events_impl(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
+            async fn query_events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
                 let (sql, args) = query_events_statement::<$store>(q);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
                     .fetch_all(self.reads())
@@ -97,7 +125,7 @@ macro_rules! event_log {
                 Ok(rows.iter().map(<$store as Backend>::event_of).collect())
             }
 
-            pub(crate) async fn get_event_impl(&self, id: &str) -> StoreResult<Option<Event>> {
+            async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
                 let row = sqlx::query("SELECT * FROM events WHERE id = $1")
                     .bind(id)
                     .fetch_optional(self.reads())
@@ -106,7 +134,7 @@ macro_rules! event_log {
                 Ok(row.as_ref().map(<$store as Backend>::event_of))
             }
 
-            pub(crate) async fn prune_events_impl(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
+            async fn prune_events(&self, before_us: i64, batch: i64) -> StoreResult<u64> {
                 // SKIP LOCKED: PostgreSQL nodes pruning at the same time take different rows instead
                 // of waiting on (or deadlocking with) each other.
                 let sql = locking!(
@@ -120,11 +148,7 @@ macro_rules! event_log {
                     .await
             }
 
-            pub(crate) async fn append_request_log_impl(
-                &self,
-                entries: &[RequestLogEntry],
-                keep: i64,
-            ) -> StoreResult<()> {
+            async fn append_request_log(&self, entries: &[RequestLogEntry], keep: i64) -> StoreResult<()> {
                 if entries.is_empty() {
                     return Ok(());
                 }
@@ -156,7 +180,7 @@ macro_rules! event_log {
                 .await
             }
 
-            pub(crate) async fn request_log_impl(
+            async fn request_log(
                 &self,
                 connection_id: &str,
                 before: Option<i64>,

@@ -493,7 +493,4 @@ pub(crate) trait GrantBackend: Backend {
         change: &RoleChange,
         sample: usize,
     ) -> StoreResult<Option<RolePreview>>;
-    /// Announces at commit that connection `id` changed (PostgreSQL tells the other nodes, whose
-    /// caches forget it; SQLite has no other node).
-    fn connection_changed(tx: &mut Self::Tx, id: &str);
 }

@@ -578,10 +578,18 @@ pub trait OutboundStore: Send + Sync {
     /// Gives the lease back (if `owner` holds it) with the outcome of the work done under it.
     async fn release_target(&self, id: &str, owner: &str, release: &TargetRelease) -> StoreResult<bool>;
 
+    // The methods below name the target's organization (`org_id`) beside its id: the mapping table
+    // and the runs lead with it (docs/scaling.md).
     /// The mapping table of a target, by (kind, local id).
-    async fn target_objects(&self, target_id: &str, query: &ObjectQuery) -> StoreResult<Vec<TargetObject>>;
+    async fn target_objects(
+        &self,
+        org_id: &str,
+        target_id: &str,
+        query: &ObjectQuery,
+    ) -> StoreResult<Vec<TargetObject>>;
     async fn target_object(
         &self,
+        org_id: &str,
         target_id: &str,
         kind: ResourceKind,
         local_id: &str,
@@ -595,26 +603,52 @@ pub trait OutboundStore: Send + Sync {
         event: Option<(&'static str, Value)>,
     ) -> StoreResult<()>;
     /// Removes an object from the mapping table (it is no longer on the target).
-    async fn forget_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool>;
+    async fn forget_object(
+        &self,
+        org_id: &str,
+        target_id: &str,
+        kind: ResourceKind,
+        local_id: &str,
+    ) -> StoreResult<bool>;
     /// Marks an object to push again at once (state `pending`, due now): the worker claims its
     /// target for it. False when it is not in the mapping table.
-    async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool>;
+    async fn retry_object(
+        &self,
+        org_id: &str,
+        target_id: &str,
+        kind: ResourceKind,
+        local_id: &str,
+    ) -> StoreResult<bool>;
     /// Asks for an object to be pushed soon (due at `now_us`), for just-in-time provisioning: a
     /// row `pending` without a remote id when the mapping table has none; a `synced` one becomes
     /// `pending` (pushed whole again); another keeps its state and attempts.
-    async fn request_push(&self, target_id: &str, kind: ResourceKind, local_id: &str, now_us: i64) -> StoreResult<()>;
+    async fn request_push(
+        &self,
+        org_id: &str,
+        target_id: &str,
+        kind: ResourceKind,
+        local_id: &str,
+        now_us: i64,
+    ) -> StoreResult<()>;
     /// Up to `limit` objects of a target due to be pushed again (`retry_at_us <= now_us`), the
     /// longest waiting first.
-    async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>>;
+    async fn due_objects(
+        &self,
+        org_id: &str,
+        target_id: &str,
+        now_us: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<TargetObject>>;
 
     /// Starts a run (status `running`), recording `provisioning.run_started`.
     async fn start_run(&self, by: &WriteContext, target_id: &str, kind: RunKind) -> StoreResult<Run>;
     /// Records a running run's counts.
-    async fn run_progress(&self, target_id: &str, run_id: &str, counts: &RunCounts) -> StoreResult<()>;
+    async fn run_progress(&self, org_id: &str, target_id: &str, run_id: &str, counts: &RunCounts) -> StoreResult<()>;
     /// Records how a run ended, with `provisioning.run_finished`.
     async fn finish_run(&self, by: &WriteContext, run: &Run) -> StoreResult<()>;
     /// Up to `limit` runs of a target started before run `before` (all, without it), newest first.
-    async fn list_runs(&self, target_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Run>>;
+    async fn list_runs(&self, org_id: &str, target_id: &str, before: Option<&str>, limit: i64)
+    -> StoreResult<Vec<Run>>;
 }
 
 pub(crate) fn invalid(detail: impl Into<String>) -> StoreError {
@@ -979,7 +1013,7 @@ impl OutboundSql {
                    AND (t.next_full_us <= $5
                         OR EXISTS (SELECT 1 FROM events e WHERE e.org_id = t.org_id AND e.seq > t.cursor_seq)
                         OR EXISTS (SELECT 1 FROM provisioning_objects o
-                                   WHERE o.target_id = t.id AND o.retry_at_us <= $6))
+                                   WHERE o.org_id = t.org_id AND o.target_id = t.id AND o.retry_at_us <= $6))
                  ORDER BY t.next_attempt_us, t.id LIMIT $7{lock})
              RETURNING *"
         )
@@ -994,39 +1028,42 @@ impl OutboundSql {
          failures = $1, next_attempt_us = $2, next_full_us = coalesce($3, next_full_us) \
          WHERE id = $4 AND lease_owner = $5";
 
-    pub(crate) const OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = $1 \
+    // The mapping table and the runs lead with the organization (docs/scaling.md): every statement
+    // names it, as the last parameter where it is not the first.
+    pub(crate) const OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE org_id = $11 AND target_id = $1 \
          AND (CAST($2 AS TEXT) IS NULL OR state = CAST($3 AS TEXT)) AND (CAST($4 AS TEXT) IS NULL OR kind = CAST($5 AS TEXT)) \
          AND (CAST($6 AS TEXT) IS NULL OR kind > CAST($7 AS TEXT) OR (kind = CAST($8 AS TEXT) AND local_id > CAST($9 AS TEXT))) \
          ORDER BY kind, local_id LIMIT $10";
     pub(crate) const OBJECT: &'static str =
-        "SELECT * FROM provisioning_objects WHERE target_id = $1 AND kind = $2 AND local_id = $3";
-    pub(crate) const UPSERT_OBJECT: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
-         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (target_id, kind, local_id) DO UPDATE SET remote_id = excluded.remote_id, sent = excluded.sent, \
+        "SELECT * FROM provisioning_objects WHERE org_id = $4 AND target_id = $1 AND kind = $2 AND local_id = $3";
+    pub(crate) const UPSERT_OBJECT: &'static str = "INSERT INTO provisioning_objects (org_id, target_id, kind, local_id, \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($11, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (org_id, target_id, kind, local_id) DO UPDATE SET remote_id = excluded.remote_id, sent = excluded.sent, \
          state = excluded.state, error = excluded.error, attempts = excluded.attempts, \
          retry_at_us = excluded.retry_at_us, updated_us = excluded.updated_us";
-    /// Binds: target, kind, local_id, now (retry), now (updated).
-    pub(crate) const REQUEST_PUSH: &'static str = "INSERT INTO provisioning_objects (target_id, kind, local_id, \
-         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($1, $2, $3, NULL, NULL, 'pending', NULL, 0, $4, $5) \
-         ON CONFLICT (target_id, kind, local_id) DO UPDATE SET retry_at_us = excluded.retry_at_us, \
+    /// Binds: target, kind, local_id, now (retry), now (updated), organization.
+    pub(crate) const REQUEST_PUSH: &'static str = "INSERT INTO provisioning_objects (org_id, target_id, kind, local_id, \
+         remote_id, sent, state, error, attempts, retry_at_us, updated_us) VALUES ($6, $1, $2, $3, NULL, NULL, 'pending', NULL, 0, $4, $5) \
+         ON CONFLICT (org_id, target_id, kind, local_id) DO UPDATE SET retry_at_us = excluded.retry_at_us, \
          state = CASE WHEN provisioning_objects.state = 'synced' THEN 'pending' ELSE provisioning_objects.state END";
-    /// Binds: target, now, limit. The objects due to be pushed again, the longest waiting first.
-    pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE target_id = $1 \
+    /// Binds: target, now, limit, organization. The objects due to be pushed again, the longest
+    /// waiting first.
+    pub(crate) const DUE_OBJECTS: &'static str = "SELECT * FROM provisioning_objects WHERE org_id = $4 AND target_id = $1 \
          AND retry_at_us <= $2 ORDER BY retry_at_us, kind, local_id LIMIT $3";
     pub(crate) const FORGET_OBJECT: &'static str =
-        "DELETE FROM provisioning_objects WHERE target_id = $1 AND kind = $2 AND local_id = $3";
-    /// Binds: now (retry), now (updated), target, kind, local_id.
+        "DELETE FROM provisioning_objects WHERE org_id = $4 AND target_id = $1 AND kind = $2 AND local_id = $3";
+    /// Binds: now (retry), now (updated), target, kind, local_id, organization.
     pub(crate) const RETRY_OBJECT: &'static str = "UPDATE provisioning_objects SET state = 'pending', \
-         retry_at_us = $1, updated_us = $2 WHERE target_id = $3 AND kind = $4 AND local_id = $5";
+         retry_at_us = $1, updated_us = $2 WHERE org_id = $6 AND target_id = $3 AND kind = $4 AND local_id = $5";
     pub(crate) const TARGET_ORG: &'static str = "SELECT org_id FROM provisioning_targets WHERE id = $1";
 
-    pub(crate) const INSERT_RUN: &'static str = "INSERT INTO provisioning_runs (target_id, id, kind, status, \
-         started_us, finished_us, counts, error) VALUES ($1, $2, $3, $4, $5, NULL, $6, NULL)";
+    pub(crate) const INSERT_RUN: &'static str = "INSERT INTO provisioning_runs (org_id, target_id, id, kind, status, \
+         started_us, finished_us, counts, error) VALUES ($7, $1, $2, $3, $4, $5, NULL, $6, NULL)";
     pub(crate) const RUN_PROGRESS: &'static str =
-        "UPDATE provisioning_runs SET counts = $1 WHERE target_id = $2 AND id = $3";
+        "UPDATE provisioning_runs SET counts = $1 WHERE org_id = $4 AND target_id = $2 AND id = $3";
     pub(crate) const FINISH_RUN: &'static str = "UPDATE provisioning_runs SET status = $1, finished_us = $2, counts = $3, \
-         error = $4 WHERE target_id = $5 AND id = $6";
-    pub(crate) const RUNS: &'static str = "SELECT * FROM provisioning_runs WHERE target_id = $1 \
+         error = $4 WHERE org_id = $7 AND target_id = $5 AND id = $6";
+    pub(crate) const RUNS: &'static str = "SELECT * FROM provisioning_runs WHERE org_id = $5 AND target_id = $1 \
          AND (CAST($2 AS TEXT) IS NULL OR id < CAST($3 AS TEXT)) ORDER BY id DESC LIMIT $4";
 }
 

@@ -321,7 +321,12 @@ macro_rules! outbound_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn target_objects(&self, target_id: &str, q: &ObjectQuery) -> StoreResult<Vec<TargetObject>> {
+            async fn target_objects(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                q: &ObjectQuery,
+            ) -> StoreResult<Vec<TargetObject>> {
                 let state = q.state.map(|s| s.as_str());
                 let kind = q.kind.map(|k| k.as_str());
                 let (after_kind, after_id) = match &q.after {
@@ -339,6 +344,7 @@ macro_rules! outbound_store {
                     .bind(after_kind)
                     .bind(after_id)
                     .bind(q.limit)
+                    .bind(org_id)
                     .fetch_all(self.reads())
                     .await?;
                 rows.iter().map(ob::object_of).collect()
@@ -346,6 +352,7 @@ macro_rules! outbound_store {
 
             async fn target_object(
                 &self,
+                org_id: &str,
                 target_id: &str,
                 kind: ResourceKind,
                 local_id: &str,
@@ -354,6 +361,7 @@ macro_rules! outbound_store {
                     .bind(target_id)
                     .bind(kind.as_str())
                     .bind(local_id)
+                    .bind(org_id)
                     .fetch_optional(self.reads())
                     .await?;
                 row.as_ref().map(ob::object_of).transpose()
@@ -384,6 +392,7 @@ macro_rules! outbound_store {
                     .bind(o.attempts)
                     .bind(o.retry_at_us)
                     .bind(o.updated_us)
+                    .bind(&org_id)
                     .execute(tx.conn())
                     .await?;
                 if let Some((kind, data)) = event {
@@ -394,19 +403,32 @@ macro_rules! outbound_store {
                 Ok(())
             }
 
-            async fn forget_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool> {
+            async fn forget_object(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                kind: ResourceKind,
+                local_id: &str,
+            ) -> StoreResult<bool> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(Q::FORGET_OBJECT)
                     .bind(target_id)
                     .bind(kind.as_str())
                     .bind(local_id)
+                    .bind(org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn retry_object(&self, target_id: &str, kind: ResourceKind, local_id: &str) -> StoreResult<bool> {
+            async fn retry_object(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                kind: ResourceKind,
+                local_id: &str,
+            ) -> StoreResult<bool> {
                 let mut tx = self.begin().await?;
                 let now = crate::sqlite::now_us();
                 let done = sqlx::query(Q::RETRY_OBJECT)
@@ -415,6 +437,7 @@ macro_rules! outbound_store {
                     .bind(target_id)
                     .bind(kind.as_str())
                     .bind(local_id)
+                    .bind(org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.commit().await?;
@@ -423,6 +446,7 @@ macro_rules! outbound_store {
 
             async fn request_push(
                 &self,
+                org_id: &str,
                 target_id: &str,
                 kind: ResourceKind,
                 local_id: &str,
@@ -435,17 +459,25 @@ macro_rules! outbound_store {
                     .bind(local_id)
                     .bind(now_us)
                     .bind(now_us)
+                    .bind(org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn due_objects(&self, target_id: &str, now_us: i64, limit: i64) -> StoreResult<Vec<TargetObject>> {
+            async fn due_objects(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                now_us: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<TargetObject>> {
                 let rows = sqlx::query(Q::DUE_OBJECTS)
                     .bind(target_id)
                     .bind(now_us)
                     .bind(limit)
+                    .bind(org_id)
                     .fetch_all(self.reads())
                     .await?;
                 rows.iter().map(ob::object_of).collect()
@@ -477,6 +509,7 @@ macro_rules! outbound_store {
                     .bind(run.status.as_str())
                     .bind(run.started_us)
                     .bind(ob::counts_json(&run.counts))
+                    .bind(&org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.record(
@@ -490,12 +523,19 @@ macro_rules! outbound_store {
                 Ok(run)
             }
 
-            async fn run_progress(&self, target_id: &str, run_id: &str, counts: &RunCounts) -> StoreResult<()> {
+            async fn run_progress(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                run_id: &str,
+                counts: &RunCounts,
+            ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 sqlx::query(Q::RUN_PROGRESS)
                     .bind(ob::counts_json(counts))
                     .bind(target_id)
                     .bind(run_id)
+                    .bind(org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.commit().await?;
@@ -518,6 +558,7 @@ macro_rules! outbound_store {
                     .bind(run.error.as_deref().map(ob::clip_error))
                     .bind(&run.target_id)
                     .bind(&run.id)
+                    .bind(&org_id)
                     .execute(tx.conn())
                     .await?;
                 tx.record(
@@ -531,12 +572,19 @@ macro_rules! outbound_store {
                 Ok(())
             }
 
-            async fn list_runs(&self, target_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Run>> {
+            async fn list_runs(
+                &self,
+                org_id: &str,
+                target_id: &str,
+                before: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<Run>> {
                 let rows = sqlx::query(Q::RUNS)
                     .bind(target_id)
                     .bind(before)
                     .bind(before)
                     .bind(limit)
+                    .bind(org_id)
                     .fetch_all(self.reads())
                     .await?;
                 rows.iter().map(ob::run_of).collect()

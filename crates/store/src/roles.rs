@@ -402,7 +402,7 @@ pub fn app_roles_of(doc: &Value) -> Vec<String> {
 }
 
 /// A proposed change to what grants roles on one connection (roles by id), for a preview of its
-/// effect ([`crate::Store::preview_role_change`]).
+/// effect ([`crate::RoleStore::preview_role_change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoleChange {
     /// A new mapping granting `role_id`.

@@ -32,7 +32,85 @@ fn foreign_role(id: &str) -> StoreError {
     )))
 }
 
-/// The role bodies for a [`Backend`], as `*_impl` methods its [`crate::Store`] calls.
+/// Roles, their mappings, default roles, a connection's policy, protected users and the directory of
+/// each organization ([`crate::roles`], [`crate::directory`]).
+#[async_trait::async_trait]
+pub trait RoleStore: Send + Sync {
+    // --- roles, mappings, protected users and policy ([`roles`]) --------------------------------
+    // Every change here recomputes the effective roles it affects in the same transaction.
+    /// Creates a role; 409 when its key is taken in the organization (ignoring case).
+    async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role>;
+    async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>>;
+    /// A role of the organization by id or key (ignoring case).
+    async fn get_role(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>>;
+    async fn update_role(
+        &self,
+        ctx: &WriteContext,
+        org_id: &str,
+        id: &str,
+        update: RoleUpdate,
+    ) -> StoreResult<Option<Role>>;
+    /// Deletes a role with its mappings; users who had it lose it (with their events).
+    async fn delete_role(&self, ctx: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool>;
+    /// Maps a group or app role to a role on a connection; 404 for an unknown connection, 400 for a
+    /// role of another organization, 409 for a duplicate.
+    async fn create_role_mapping(&self, ctx: &WriteContext, new: NewRoleMapping) -> StoreResult<RoleMapping>;
+    async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>>;
+    async fn delete_role_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool>;
+    async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>>;
+    /// What `change` would do to the effective roles of the connection's users, computed from one
+    /// consistent read with the same rules as the change itself, writing nothing: per role, the
+    /// users who would gain and lose it (counts, and the first `sample` of each by creation).
+    /// `None` when the connection, or the mapping to remove, does not exist; 400 for a role of
+    /// another organization and 409 for a mapping the connection has, as the change would answer.
+    async fn preview_role_change(
+        &self,
+        connection_id: &str,
+        change: &RoleChange,
+        sample: usize,
+    ) -> StoreResult<Option<RolePreview>>;
+    /// Replaces a connection's default roles. `None` when the connection does not exist; 400 for a
+    /// role of another organization.
+    async fn set_default_roles(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        role_ids: &[String],
+    ) -> StoreResult<Option<Vec<Role>>>;
+    /// Replaces a connection's attribute and lifecycle policy (validated by the caller).
+    async fn set_connection_policy(
+        &self,
+        ctx: &WriteContext,
+        connection_id: &str,
+        policy: &ConnectionPolicy,
+    ) -> StoreResult<Option<Connection>>;
+    /// Protects a user (by e-mail address or userName) from deactivation and deletion by SCIM; 409
+    /// when it already is.
+    async fn add_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<ProtectedUser>;
+    async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>>;
+    async fn remove_protected_user(&self, ctx: &WriteContext, org_id: &str, email: &str) -> StoreResult<bool>;
+
+    // --- the directory ([`directory`]) ----------------------------------------------------------
+    /// Users of an organization (all its connections) matching `query`, by row key, with their
+    /// effective roles (and groups, when asked).
+    async fn directory_users(
+        &self,
+        org_id: &str,
+        query: &DirectoryQuery,
+        with_groups: bool,
+    ) -> StoreResult<Vec<DirectoryUser>>;
+    /// Live groups of an organization matching `query`, with member counts.
+    async fn directory_groups(&self, org_id: &str, query: &GroupQuery) -> StoreResult<Vec<DirectoryGroup>>;
+    /// Members of a group (by its row key, from [`RoleStore::directory_groups`]) after `after_pk`.
+    async fn directory_group_members(
+        &self,
+        group_pk: i64,
+        after_pk: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DirectoryMember>>;
+}
+
+/// [`RoleStore`] for a [`Backend`]: the same statements and steps on both databases.
 macro_rules! role_store {
     ($store:ty) => {
         impl $store {
@@ -82,7 +160,11 @@ macro_rules! role_store {
                 key.ok_or_else(|| foreign_role(id))
             }
 
-            pub(crate) async fn create_role_impl(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
+        }
+
+        #[async_trait::async_trait]
+        impl RoleStore for $store {
+            async fn create_role(&self, ctx: &WriteContext, new: NewRole) -> StoreResult<Role> {
                 let role = Role {
                     id: uuid::Uuid::now_v7().to_string(),
                     org_id: new.org_id,
@@ -120,7 +202,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn list_roles_impl(&self, org_id: &str) -> StoreResult<Vec<Role>> {
+            async fn list_roles(&self, org_id: &str) -> StoreResult<Vec<Role>> {
                 let rows = sqlx::query("SELECT * FROM roles WHERE org_id = $1 ORDER BY key_ci")
                     .bind(org_id)
                     .fetch_all(self.reads())
@@ -128,7 +210,7 @@ macro_rules! role_store {
                 Ok(rows.iter().map(role_of).collect())
             }
 
-            pub(crate) async fn get_role_impl(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>> {
+            async fn get_role(&self, org_id: &str, id_or_key: &str) -> StoreResult<Option<Role>> {
                 let row = sqlx::query("SELECT * FROM roles WHERE org_id = $1 AND (id = $2 OR key_ci = $3)")
                     .bind(org_id)
                     .bind(id_or_key)
@@ -138,7 +220,7 @@ macro_rules! role_store {
                 Ok(row.as_ref().map(role_of))
             }
 
-            pub(crate) async fn update_role_impl(
+            async fn update_role(
                 &self,
                 ctx: &WriteContext,
                 org_id: &str,
@@ -187,7 +269,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn delete_role_impl(
+            async fn delete_role(
                 &self,
                 ctx: &WriteContext,
                 org_id: &str,
@@ -210,7 +292,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn create_role_mapping_impl(
+            async fn create_role_mapping(
                 &self,
                 ctx: &WriteContext,
                 new: NewRoleMapping,
@@ -257,13 +339,13 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn list_role_mappings_impl(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>> {
+            async fn list_role_mappings(&self, connection_id: &str) -> StoreResult<Vec<RoleMapping>> {
                 let sql = format!("{MAPPING_SELECT} WHERE m.connection_id = $1 ORDER BY m.created_us, m.id");
                 let rows = sqlx::query(AssertSqlSafe(sql)).bind(connection_id).fetch_all(self.reads()).await?;
                 Ok(rows.iter().map(mapping_of).collect())
             }
 
-            pub(crate) async fn delete_role_mapping_impl(
+            async fn delete_role_mapping(
                 &self,
                 ctx: &WriteContext,
                 connection_id: &str,
@@ -294,7 +376,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn preview_role_change_impl(
+            async fn preview_role_change(
                 &self,
                 connection_id: &str,
                 change: &RoleChange,
@@ -303,7 +385,7 @@ macro_rules! role_store {
                 self.preview_grants(GrantKind::Role, connection_id, change, sample).await
             }
 
-            pub(crate) async fn default_roles_impl(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
+            async fn default_roles(&self, connection_id: &str) -> StoreResult<Vec<Role>> {
                 let rows = sqlx::query(
                     "SELECT ro.* FROM connection_default_roles d JOIN roles ro ON ro.id = d.role_id
                      WHERE d.connection_id = $1 ORDER BY ro.key_ci",
@@ -314,7 +396,7 @@ macro_rules! role_store {
                 Ok(rows.iter().map(role_of).collect())
             }
 
-            pub(crate) async fn set_default_roles_impl(
+            async fn set_default_roles(
                 &self,
                 ctx: &WriteContext,
                 connection_id: &str,
@@ -356,10 +438,10 @@ macro_rules! role_store {
                 if !done {
                     return Ok(None);
                 }
-                Ok(Some(self.default_roles_impl(connection_id).await?))
+                Ok(Some(self.default_roles(connection_id).await?))
             }
 
-            pub(crate) async fn set_connection_policy_impl(
+            async fn set_connection_policy(
                 &self,
                 ctx: &WriteContext,
                 connection_id: &str,
@@ -379,7 +461,7 @@ macro_rules! role_store {
                     let ctx = on_connection(ctx, &conn);
                     let data = json!({"before": conn.policy, "after": policy});
                     tx.record(&ctx, events::CONNECTION_POLICY_SET, None, data).await?;
-                    <$store as GrantBackend>::connection_changed(&mut tx, connection_id);
+                    tx.connection_changed(connection_id);
                     tx.commit().await?;
                     conn.policy = policy.clone();
                     Ok(Some(conn))
@@ -387,7 +469,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn add_protected_user_impl(
+            async fn add_protected_user(
                 &self,
                 ctx: &WriteContext,
                 org_id: &str,
@@ -423,7 +505,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn list_protected_users_impl(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>> {
+            async fn list_protected_users(&self, org_id: &str) -> StoreResult<Vec<ProtectedUser>> {
                 let rows = sqlx::query(
                     "SELECT org_id, email, created_us FROM protected_users WHERE org_id = $1 ORDER BY email_ci",
                 )
@@ -440,7 +522,7 @@ macro_rules! role_store {
                     .collect())
             }
 
-            pub(crate) async fn remove_protected_user_impl(
+            async fn remove_protected_user(
                 &self,
                 ctx: &WriteContext,
                 org_id: &str,
@@ -464,7 +546,7 @@ macro_rules! role_store {
                 .await
             }
 
-            pub(crate) async fn directory_users_impl(
+            async fn directory_users(
                 &self,
                 org_id: &str,
                 query: &DirectoryQuery,
@@ -489,7 +571,7 @@ macro_rules! role_store {
                 Ok(users)
             }
 
-            pub(crate) async fn directory_groups_impl(
+            async fn directory_groups(
                 &self,
                 org_id: &str,
                 query: &GroupQuery,
@@ -499,7 +581,7 @@ macro_rules! role_store {
                 Ok(rows.iter().map(directory_group_of).collect())
             }
 
-            pub(crate) async fn directory_group_members_impl(
+            async fn directory_group_members(
                 &self,
                 group_pk: i64,
                 after_pk: i64,

@@ -158,18 +158,22 @@ enum Scope<'a> {
     Related { user_side: bool },
 }
 
-/// Compiles `filter` (already validated against the registry) into a boolean SQL expression.
+/// Compiles `filter` (already validated against the registry) into a boolean SQL expression over
+/// the resources `r` of the connection `connection_id` (which the e-mail lookup names: its index
+/// leads with the tenant).
 pub fn compile_filter(
     b: &mut SqlBuilder,
     registry: &SchemaRegistry,
     rt: &ResourceType,
     kind: ResourceKind,
+    connection_id: &str,
     filter: &Filter,
 ) -> ScimResult<()> {
     let mut c = Compiler {
         registry,
         rt,
         kind,
+        connection_id: Some(connection_id),
         depth: 0,
     };
     c.filter(b, filter, &Scope::Resource)
@@ -187,6 +191,7 @@ pub fn compile_member_filter(
         registry,
         rt,
         kind: ResourceKind::Group,
+        connection_id: None,
         depth: 0,
     };
     c.filter(b, filter, &Scope::Related { user_side: false })
@@ -196,6 +201,8 @@ struct Compiler<'a> {
     registry: &'a SchemaRegistry,
     rt: &'a ResourceType,
     kind: ResourceKind,
+    /// The connection of the resources filtered (none for a group's members).
+    connection_id: Option<&'a str>,
     depth: usize,
 }
 
@@ -426,6 +433,11 @@ impl<'a> Compiler<'a> {
                     // Uncorrelated, so the e-mail index drives the lookup.
                     let not = if negate { "NOT " } else { "" };
                     b.push(&format!("r.pk {not}IN (SELECT x.resource_pk FROM {from} WHERE "));
+                    if let Some(c) = self.connection_id {
+                        b.push("x.connection_id = ");
+                        b.text(c);
+                        b.push(" AND ");
+                    }
                 } else {
                     let not = if negate { "NOT " } else { "" };
                     b.push(&format!("{not}EXISTS (SELECT 1 FROM {from} WHERE {correlate} AND "));
@@ -820,7 +832,7 @@ mod tests {
         let rt = reg.resource_type(kind.as_str()).unwrap().clone();
         let filter = Filter::parse(f).unwrap();
         let mut b = SqlBuilder::new(d);
-        compile_filter(&mut b, &reg, &rt, kind, &filter).unwrap();
+        compile_filter(&mut b, &reg, &rt, kind, "c1", &filter).unwrap();
         b
     }
 
@@ -834,6 +846,9 @@ mod tests {
         assert_eq!(b.binds, vec![Bind::Text("AbC".into())]);
         let b = compile(Dialect::Sqlite, ResourceKind::User, "emails.value eq \"A@B.C\"");
         assert!(b.sql.contains("resource_emails"), "{}", b.sql);
+        // The lookup names the connection: the e-mail index leads with it.
+        assert!(b.sql.contains("x.connection_id = ? AND x.value_ci = ?"), "{}", b.sql);
+        assert_eq!(b.binds[0], Bind::Text("c1".into()));
         let b = compile(
             Dialect::Postgres,
             ResourceKind::Group,

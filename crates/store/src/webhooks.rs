@@ -3,7 +3,7 @@
 //!
 //! An endpoint reads the event log through a cursor of its own (`cursor_seq`, the last event it
 //! acknowledged or skipped), so delivery is at least once and in `seq` order per endpoint. A
-//! dispatcher works on an endpoint only while it holds its lease ([`crate::Store::claim_webhooks`]);
+//! dispatcher works on an endpoint only while it holds its lease ([`WebhookStore::claim_webhooks`]);
 //! every write a dispatcher makes afterwards names the lease owner and the cursor it started from,
 //! so a dispatcher whose lease expired, or whose endpoint was replayed meanwhile, changes nothing.
 
@@ -202,6 +202,8 @@ impl AttemptOrigin {
 /// event).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewWebhookAttempt {
+    /// The endpoint's organization (`None` for a service-wide endpoint): attempts are keyed by it.
+    pub org_id: Option<String>,
     pub endpoint_id: String,
     pub event_id: String,
     pub event_seq: Option<i64>,
@@ -406,9 +408,11 @@ pub trait WebhookStore: Send + Sync {
     async fn release_webhook(&self, id: &str, owner: &str) -> StoreResult<()>;
     /// Records an attempt made outside the dispatcher (redelivery, ping).
     async fn record_webhook_attempt(&self, attempt: NewWebhookAttempt) -> StoreResult<WebhookAttempt>;
-    /// Up to `limit` attempts on an endpoint with an id below `before` (all, without it), newest first.
+    /// Up to `limit` attempts on an endpoint with an id below `before` (all, without it), newest
+    /// first. `org_id`: the endpoint's organization (`None` for a service-wide endpoint).
     async fn list_webhook_attempts(
         &self,
+        org_id: Option<&str>,
         endpoint_id: &str,
         before: Option<i64>,
         limit: i64,
@@ -433,9 +437,10 @@ const WRITE_BACK: &str = "UPDATE webhook_endpoints SET url = $1, description = $
  WHERE id = $11";
 
 /// Records an attempt, numbered per endpoint and event.
-const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts (endpoint_id, event_id, event_seq, event_type, attempt,
-     origin, succeeded, status_code, latency_us, response_excerpt, error, created_us)
- VALUES ($1, $2, $3, $4, (SELECT COUNT(*) + 1 FROM webhook_attempts WHERE endpoint_id = $1 AND event_id = $2),
+const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts (org_id, endpoint_id, event_id, event_seq, event_type,
+     attempt, origin, succeeded, status_code, latency_us, response_excerpt, error, created_us)
+ VALUES ($12, $1, $2, $3, $4,
+     (SELECT COUNT(*) + 1 FROM webhook_attempts WHERE org_id = $12 AND endpoint_id = $1 AND event_id = $2),
      $5, $6, $7, $8, $9, $10, $11)
  RETURNING *";
 
@@ -485,6 +490,7 @@ macro_rules! webhook_store {
                     .bind(a.response_excerpt.as_deref().map(|s| truncate_utf8(s, MAX_EXCERPT_BYTES)))
                     .bind(a.error.as_deref().map(|s| truncate_utf8(s, MAX_EXCERPT_BYTES)))
                     .bind(a.created_us)
+                    .bind(a.org_id.as_deref().unwrap_or(""))
                     .fetch_one(tx.conn())
                     .await?;
                 Ok(attempt_of(&row))
@@ -817,16 +823,18 @@ macro_rules! webhook_store {
 
             async fn list_webhook_attempts(
                 &self,
+                org_id: Option<&str>,
                 endpoint_id: &str,
                 before: Option<i64>,
                 limit: i64,
             ) -> StoreResult<Vec<WebhookAttempt>> {
                 let rows = sqlx::query(
-                    "SELECT * FROM webhook_attempts WHERE endpoint_id = $1 AND pk < $2 ORDER BY pk DESC LIMIT $3",
+                    "SELECT * FROM webhook_attempts WHERE org_id = $4 AND endpoint_id = $1 AND pk < $2 ORDER BY pk DESC LIMIT $3",
                 )
                 .bind(endpoint_id)
                 .bind(before.unwrap_or(i64::MAX))
                 .bind(limit)
+                .bind(org_id.unwrap_or(""))
                 .fetch_all(self.reads())
                 .await?;
                 Ok(rows.iter().map(attempt_of).collect())

@@ -141,7 +141,7 @@ pub trait WorkspaceStore: Send + Sync {
     async fn list_workspace_mappings(&self, connection_id: &str) -> StoreResult<Vec<WorkspaceMapping>>;
     async fn delete_workspace_mapping(&self, ctx: &WriteContext, connection_id: &str, id: &str) -> StoreResult<bool>;
     /// What `change` (workspaces by id in `role_id`) would do to the effective workspaces of the
-    /// connection's users, computed as [`crate::Store::preview_role_change`] computes roles.
+    /// connection's users, computed as [`crate::RoleStore::preview_role_change`] computes roles.
     async fn preview_workspace_change(
         &self,
         connection_id: &str,

@@ -372,8 +372,8 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     failed.retry_at_us = Some(now + 60_000_000);
     ob.record_object(&WriteContext::system(), &failed, None).await.unwrap();
     // A failed object is due again at its retry time, not before.
-    assert!(ob.due_objects(&t.id, now, 10).await.unwrap().is_empty());
-    let due = ob.due_objects(&t.id, now + 60_000_000, 10).await.unwrap();
+    assert!(ob.due_objects(&t.org_id, &t.id, now, 10).await.unwrap().is_empty());
+    let due = ob.due_objects(&t.org_id, &t.id, now + 60_000_000, 10).await.unwrap();
     assert_eq!(due.iter().map(|o| o.local_id.as_str()).collect::<Vec<_>>(), ["u2"]);
     // Replacing keeps one row per object.
     ob.record_object(&WriteContext::system(), &obj("u1", ObjectState::Synced), None)
@@ -381,6 +381,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         .unwrap();
     let all = ob
         .target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 limit: 10,
@@ -398,6 +399,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     );
     let failing = ob
         .target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 state: Some(ObjectState::Failed),
@@ -410,6 +412,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     assert_eq!(failing.iter().map(|o| o.local_id.as_str()).collect::<Vec<_>>(), ["u2"]);
     let page = ob
         .target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 after: Some((ResourceKind::User, "u1".into())),
@@ -426,17 +429,25 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     assert_eq!(pushed[0].resource_id.as_deref(), Some("u1"));
     assert_eq!(pushed[0].resource_type.as_deref(), Some("User"));
     // Retry: pending and due at once.
-    assert!(ob.retry_object(&t.id, ResourceKind::User, "u2").await.unwrap());
-    assert!(!ob.retry_object(&t.id, ResourceKind::User, "nobody").await.unwrap());
+    assert!(
+        ob.retry_object(&t.org_id, &t.id, ResourceKind::User, "u2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ob.retry_object(&t.org_id, &t.id, ResourceKind::User, "nobody")
+            .await
+            .unwrap()
+    );
     let o = ob
-        .target_object(&t.id, ResourceKind::User, "u2")
+        .target_object(&t.org_id, &t.id, ResourceKind::User, "u2")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(o.state, ObjectState::Pending);
     let now2 = rollcall_store::sqlite::now_us();
     assert!(o.retry_at_us.is_some_and(|at| at <= now2));
-    let due = ob.due_objects(&t.id, now2, 10).await.unwrap();
+    let due = ob.due_objects(&t.org_id, &t.id, now2, 10).await.unwrap();
     assert_eq!(due.iter().map(|o| o.local_id.as_str()).collect::<Vec<_>>(), ["u2"]);
     // An object due again is work on its own: with the full run done and the log read, the target
     // is claimed for it, and not once it is gone.
@@ -460,10 +471,14 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     ob.release_target(&t.id, "n", &done).await.unwrap();
     assert_eq!(ob.claim_targets("n", at + 20, at + 30, 10).await.unwrap().len(), 1);
     ob.release_target(&t.id, "n", &done).await.unwrap();
-    assert!(ob.forget_object(&t.id, ResourceKind::User, "u2").await.unwrap());
+    assert!(
+        ob.forget_object(&t.org_id, &t.id, ResourceKind::User, "u2")
+            .await
+            .unwrap()
+    );
     assert!(ob.claim_targets("n", at + 40, at + 50, 10).await.unwrap().is_empty());
     assert!(
-        ob.target_object(&t.id, ResourceKind::User, "u2")
+        ob.target_object(&t.org_id, &t.id, ResourceKind::User, "u2")
             .await
             .unwrap()
             .is_none()
@@ -475,7 +490,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         .await
         .unwrap();
     r1.counts.created = 3;
-    ob.run_progress(&t.id, &r1.id, &r1.counts).await.unwrap();
+    ob.run_progress(&t.org_id, &t.id, &r1.id, &r1.counts).await.unwrap();
     r1.status = RunStatus::Succeeded;
     r1.finished_us = Some(r1.started_us + 1500);
     ob.finish_run(&WriteContext::system(), &r1).await.unwrap();
@@ -483,14 +498,14 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         .start_run(&WriteContext::system(), &t.id, RunKind::Events)
         .await
         .unwrap();
-    let runs = ob.list_runs(&t.id, None, 10).await.unwrap();
+    let runs = ob.list_runs(&t.org_id, &t.id, None, 10).await.unwrap();
     assert_eq!(
         runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [r2.id.as_str(), r1.id.as_str()]
     );
     assert_eq!(runs[1], r1);
     assert_eq!(runs[0].status, RunStatus::Running);
-    assert_eq!(ob.list_runs(&t.id, Some(&r2.id), 10).await.unwrap().len(), 1);
+    assert_eq!(ob.list_runs(&t.org_id, &t.id, Some(&r2.id), 10).await.unwrap().len(), 1);
     let finished = events_of(&*store, "provisioning.run_finished").await;
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].data["counts"]["created"], json!(3));
@@ -503,6 +518,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
     );
     assert!(
         ob.target_objects(
+            &t.org_id,
             &t.id,
             &ObjectQuery {
                 limit: 10,
@@ -513,7 +529,7 @@ async fn mapping_table_and_runs(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty()
     );
-    assert!(ob.list_runs(&t.id, None, 10).await.unwrap().is_empty());
+    assert!(ob.list_runs(&t.org_id, &t.id, None, 10).await.unwrap().is_empty());
 }
 
 contract!(

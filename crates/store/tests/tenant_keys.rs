@@ -29,6 +29,7 @@ const TABLES: &[(&str, Keyed)] = &[
     ("organizations", Keyed::Root),
     ("scim_connections", Keyed::Leads("org_id")),
     ("resources", Keyed::Leads("connection_id")),
+    ("resource_emails", Keyed::Leads("connection_id")),
     ("events", Keyed::Leads("org_id")),
     ("held_events", Keyed::Leads("connection_id")),
     ("request_log", Keyed::Leads("connection_id")),
@@ -37,6 +38,7 @@ const TABLES: &[(&str, Keyed)] = &[
     ("connection_default_roles", Keyed::Leads("connection_id")),
     ("protected_users", Keyed::Leads("org_id")),
     ("webhook_endpoints", Keyed::Leads("org_id")),
+    ("webhook_attempts", Keyed::Leads("org_id")),
     ("setup_links", Keyed::Leads("org_id")),
     ("deprovision_guards", Keyed::Leads("connection_id")),
     ("deprovision_window", Keyed::Leads("connection_id")),
@@ -46,6 +48,8 @@ const TABLES: &[(&str, Keyed)] = &[
     ("workspace_settings", Keyed::Leads("org_id")),
     ("workspace_mappings", Keyed::Leads("connection_id")),
     ("provisioning_targets", Keyed::Leads("org_id")),
+    ("provisioning_objects", Keyed::Leads("org_id")),
+    ("provisioning_runs", Keyed::Leads("org_id")),
     ("api_keys", Keyed::Global("operator API keys act on every organization")),
     (
         "browser_sessions",
@@ -66,22 +70,6 @@ const TABLES: &[(&str, Keyed)] = &[
     (
         "user_workspaces",
         Keyed::Gap("rows name a user by resources.pk; add connection_id and lead the key with it"),
-    ),
-    (
-        "resource_emails",
-        Keyed::Gap("carries connection_id, but its lookup index leads with the address; lead it with connection_id"),
-    ),
-    (
-        "provisioning_objects",
-        Keyed::Gap("rows name their provisioning target, which carries org_id; add org_id and lead the key with it"),
-    ),
-    (
-        "provisioning_runs",
-        Keyed::Gap("rows name their provisioning target, which carries org_id; add org_id and lead the key with it"),
-    ),
-    (
-        "webhook_attempts",
-        Keyed::Gap("rows name their endpoint, which carries org_id; add org_id and lead the key with it"),
     ),
 ];
 

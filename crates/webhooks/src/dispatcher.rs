@@ -205,6 +205,7 @@ impl Worker {
         let outcome = self.hooks.send(&w.url, &event.id, &body, &secrets).await;
         record_delivery(outcome.succeeded, outcome.status_code.is_some(), outcome.latency);
         NewWebhookAttempt {
+            org_id: w.org_id.clone(),
             endpoint_id: w.id.clone(),
             event_id: event.id.clone(),
             event_seq: Some(event.seq),

@@ -152,6 +152,7 @@ fn attempt(
     outcome: Outcome,
 ) -> NewWebhookAttempt {
     NewWebhookAttempt {
+        org_id: w.org_id.clone(),
         endpoint_id: w.id.clone(),
         event_id: event_id.to_string(),
         event_seq,

@@ -78,7 +78,10 @@ async fn deliveries_verify_with_standard_webhooks_and_keep_order(backend: Backen
     })
     .await;
     assert_eq!(done.consecutive_failures, 0);
-    let attempts = store.list_webhook_attempts(&w.id, None, 100).await.unwrap();
+    let attempts = store
+        .list_webhook_attempts(w.org_id.as_deref(), &w.id, None, 100)
+        .await
+        .unwrap();
     assert_eq!(attempts.len(), 20);
     assert!(
         attempts
@@ -117,7 +120,10 @@ async fn failures_are_retried_with_backoff_and_recorded(backend: Backend) {
         (w.failing_since_us, w.last_error.clone(), w.consecutive_failures),
         (None, None, 0)
     );
-    let mut attempts = store.list_webhook_attempts(&w.id, None, 100).await.unwrap();
+    let mut attempts = store
+        .list_webhook_attempts(w.org_id.as_deref(), &w.id, None, 100)
+        .await
+        .unwrap();
     attempts.reverse();
     let numbers: Vec<(i64, bool, Option<u16>)> = attempts
         .iter()
@@ -268,7 +274,10 @@ async fn redirects_are_not_followed(backend: Backend) {
     org(&store, "x").await;
     rx.wait_for("e", 1).await;
     assert!(rx.received("redirected").is_empty(), "the redirect was not followed");
-    let attempts = store.list_webhook_attempts(&w.id, None, 10).await.unwrap();
+    let attempts = store
+        .list_webhook_attempts(w.org_id.as_deref(), &w.id, None, 10)
+        .await
+        .unwrap();
     let first = attempts.last().unwrap();
     assert_eq!(first.status_code, Some(302));
     assert!(!first.succeeded);

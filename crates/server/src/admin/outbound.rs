@@ -345,7 +345,7 @@ impl Admin {
         limit: i64,
     ) -> AdminResult<(Vec<Run>, bool)> {
         self.target(org_id, id).await?;
-        let mut runs = self.store.outbound().list_runs(id, before, limit + 1).await?;
+        let mut runs = self.store.outbound().list_runs(org_id, id, before, limit + 1).await?;
         let more = runs.len() as i64 > limit;
         runs.truncate(limit.max(0) as usize);
         Ok((runs, more))
@@ -366,6 +366,7 @@ impl Admin {
             .store
             .outbound()
             .target_objects(
+                org_id,
                 id,
                 &ObjectQuery {
                     state,
@@ -385,10 +386,10 @@ impl Admin {
         let t = self.target(org_id, id).await?;
         let ob = self.store.outbound();
         for kind in [ResourceKind::User, ResourceKind::Group] {
-            if ob.retry_object(&t.id, kind, object_id).await? {
+            if ob.retry_object(&t.org_id, &t.id, kind, object_id).await? {
                 self.outbound().wake();
                 return ob
-                    .target_object(&t.id, kind, object_id)
+                    .target_object(&t.org_id, &t.id, kind, object_id)
                     .await?
                     .ok_or_else(|| AdminError::not_found("the object left the mapping table"));
             }

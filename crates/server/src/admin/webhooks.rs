@@ -174,8 +174,11 @@ impl Admin {
         before: Option<i64>,
         limit: i64,
     ) -> AdminResult<(Vec<WebhookAttempt>, bool)> {
-        self.webhook(id).await?;
-        let mut attempts = self.store.list_webhook_attempts(id, before, limit + 1).await?;
+        let w = self.webhook(id).await?;
+        let mut attempts = self
+            .store
+            .list_webhook_attempts(w.org_id.as_deref(), &w.id, before, limit + 1)
+            .await?;
         let more = attempts.len() as i64 > limit;
         attempts.truncate(limit.max(0) as usize);
         Ok((attempts, more))

@@ -89,8 +89,4 @@ impl GrantBackend for PostgresStore {
         };
         preview.await.map_err(finish_error)
     }
-
-    fn connection_changed(tx: &mut WriteTx, id: &str) {
-        tx.connection_changed(id);
-    }
 }

@@ -335,7 +335,7 @@ mod tests {
     }
 
     async fn populated(dir: &Path, name: &str) -> (PathBuf, crate::sqlite::SqliteStore) {
-        use crate::Store;
+        use crate::TenancyStore;
         let path = dir.join(name);
         let store = crate::sqlite::SqliteStore::open(
             path.to_str().unwrap(),
@@ -395,7 +395,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let orgs = crate::Store::list_organizations(&names).await.unwrap();
+        let orgs = crate::TenancyStore::list_organizations(&names).await.unwrap();
         assert_eq!(orgs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["live.db"]);
         drop(names);
 

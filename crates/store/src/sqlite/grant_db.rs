@@ -112,6 +112,4 @@ impl GrantBackend for SqliteStore {
             })
             .await
     }
-
-    fn connection_changed(_: &mut group_commit::WriteTx, _: &str) {}
 }

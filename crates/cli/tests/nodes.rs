@@ -1,18 +1,22 @@
-//! Two `rollcall serve` processes on one PostgreSQL database, driven concurrently: uniqueness,
-//! membership changes, conditional writes and the event log must hold across nodes exactly as they
-//! do within one.
+//! Several `rollcall serve` processes on one PostgreSQL database: three driven concurrently, the
+//! load spread over them in turn (uniqueness, membership changes, conditional writes and the event
+//! log must hold across nodes exactly as they do within one, and nothing is lost), and two that
+//! must hear each other's changes at once.
 //!
 //! Runs when `ROLLCALL_TEST_DATABASE_URL` (or `DATABASE_URL`) names a PostgreSQL server (an admin
 //! URL: the test creates a database of its own and drops it afterwards); otherwise it prints a note
 //! and passes.
 
+mod serving;
+
 use reqwest::{Method, StatusCode};
 use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
 use serde_json::{Value, json};
+use serving::{cli_json, rollcall};
 use sqlx::{Connection as _, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -21,7 +25,6 @@ const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SCIM_JSON: &str = "application/scim+json";
-const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 
 /// Phase (a): colliding creates.
 const COLLIDING_NAMES: usize = 20;
@@ -33,43 +36,6 @@ const MEMBERS_PER_PATCH: usize = 5;
 const CONDITIONAL_WRITERS: usize = 10;
 
 // --- database and processes ----------------------------------------------------------------------
-
-/// A `rollcall` command with a clean environment for the settings the test controls.
-fn rollcall(database: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    // The test drives more concurrent requests per connection than an identity provider would:
-    // without the fair-share limits.
-    // Every node of one database has the same secrets key (required on PostgreSQL).
-    cmd.env("ROLLCALL_SECRETS_KEY", "44".repeat(32));
-    cmd.env("ROLLCALL_LOG", "warn")
-        .env("ROLLCALL_RATE_LIMIT_PER_SECOND", "0")
-        .env("ROLLCALL_MAX_IN_FLIGHT_PER_CONNECTION", "1000")
-        .arg("--database")
-        .arg(database);
-    cmd
-}
-
-/// Runs a CLI command that prints JSON and returns it.
-fn cli_json(database: &str, args: &[&str]) -> Value {
-    let out = rollcall(database).args(args).output().expect("run rollcall");
-    assert!(
-        out.status.success(),
-        "rollcall {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "rollcall {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 /// A running `rollcall serve`, killed when dropped.
 struct Node {
@@ -150,7 +116,7 @@ impl Drop for Node {
 
 /// Everything the test started; fields drop in order: the nodes, then the database.
 struct Cluster {
-    nodes: [Node; 2],
+    nodes: Vec<Node>,
     db: TestDatabase,
 }
 
@@ -271,34 +237,42 @@ async fn all<T: Send + 'static>(jobs: Vec<impl Future<Output = T> + Send + 'stat
 // --- the test ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_nodes_share_one_database() {
+async fn three_nodes_share_one_database() {
     if pg_admin_url().is_none() {
-        skip_note("two_nodes_share_one_database");
+        skip_note("three_nodes_share_one_database");
         return;
     }
     let started = Instant::now();
-    let db = TestDatabase::create(Backend::Postgres, "rollcall_two_nodes").await;
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_three_nodes").await;
 
-    // Both nodes start at once on the empty database (their migrations race), then the tenant is
+    // The nodes start at once on the empty database (their migrations race), then the tenant is
     // created with the CLI while they run.
-    let (a, rx_a) = Node::spawn("node-a", db.url());
-    let (b, rx_b) = Node::spawn("node-b", db.url());
-    let mut cluster = Cluster { nodes: [a, b], db };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    cluster.nodes[0].ready(&rx_a, deadline);
-    cluster.nodes[1].ready(&rx_b, deadline);
-    assert_ne!(cluster.nodes[0].origin, cluster.nodes[1].origin);
+    let (nodes, rxs): (Vec<Node>, Vec<_>) = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .map(|name| Node::spawn(name, db.url()))
+        .unzip();
+    let mut cluster = Cluster { nodes, db };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (n, rx) in cluster.nodes.iter_mut().zip(&rxs) {
+        n.ready(rx, deadline);
+    }
+    let origins: BTreeSet<&str> = cluster.nodes.iter().map(|n| n.origin.as_str()).collect();
+    assert_eq!(
+        origins.len(),
+        cluster.nodes.len(),
+        "each node has an address of its own"
+    );
 
     let url = cluster.db.url().to_string();
-    let org = cli_json(&url, &["--create", "org", "create", "--name", "two-nodes", "--json"]);
-    assert_eq!(org["name"], "two-nodes", "{org}");
+    let org = cli_json(&url, &["--create", "org", "create", "--name", "three-nodes", "--json"]);
+    assert_eq!(org["name"], "three-nodes", "{org}");
     let conn = cli_json(
         &url,
         &[
             "connection",
             "create",
             "--org",
-            "two-nodes",
+            "three-nodes",
             "--idp",
             "okta",
             "--public-url",
@@ -328,7 +302,7 @@ async fn two_nodes_share_one_database() {
             token: token.clone(),
         })
         .collect();
-    let node = |i: usize| clients[i % 2].clone();
+    let node = |i: usize| clients[i % clients.len()].clone();
     let mut created: BTreeSet<String> = BTreeSet::new();
 
     // (a) Colliding creates, alternating nodes, in differing case: one 201 per userName.
@@ -359,7 +333,7 @@ async fn two_nodes_share_one_database() {
     }
     eprintln!("(a) {COLLIDING_NAMES} userNames x {ATTEMPTS_PER_NAME} attempts: one 201 each, the rest 409");
 
-    // (b) Members added to one group through both nodes at once: none lost.
+    // (b) Members added to one group through every node at once: none lost.
     let jobs: Vec<_> = (0..MEMBERS)
         .map(|i| {
             let c = node(i);
@@ -416,9 +390,9 @@ async fn two_nodes_share_one_database() {
         assert_eq!(got.len(), MEMBERS, "{}: members of the group", c.node);
         assert_eq!(got, want, "{}: members of the group", c.node);
     }
-    eprintln!("(b) {MEMBERS} members added in batches of {MEMBERS_PER_PATCH} through both nodes: all kept");
+    eprintln!("(b) {MEMBERS} members added in batches of {MEMBERS_PER_PATCH} through every node: all kept");
 
-    // (c) Conditional replacements of one version through both nodes: exactly one wins.
+    // (c) Conditional replacements of one version through every node: exactly one wins.
     let u = clients[0].post("/Users", &user("contended")).await.expect(201).body;
     created.insert(id_of(&u));
     let path = format!("/Users/{}", id_of(&u));
@@ -452,10 +426,10 @@ async fn two_nodes_share_one_database() {
         c.send(Method::PUT, &path, Some(&stale), Some(&v0)).await.expect(412);
     }
     eprintln!(
-        "(c) {CONDITIONAL_WRITERS} PUTs with one If-Match: one 200, the rest 412; stale If-Match 412 on both nodes"
+        "(c) {CONDITIONAL_WRITERS} PUTs with one If-Match: one 200, the rest 412; stale If-Match 412 on every node"
     );
 
-    // (d) Totals agree on both nodes and with the event log.
+    // (d) Totals agree on every node and with the event log.
     for c in &clients {
         let r = c.get("/Users?count=1").await.expect(200);
         assert_eq!(total_of(&r), created.len() as i64, "{}: totalResults of /Users", c.node);
@@ -478,12 +452,12 @@ async fn two_nodes_share_one_database() {
     let with_event: BTreeSet<String> = rows.into_iter().filter_map(|(id, _)| id).collect();
     assert_eq!(with_event, created, "one user.created event per created user");
     eprintln!(
-        "(d) {} users: totalResults and user.created events agree on both nodes ({:.1?} in all)",
+        "(d) {} users: totalResults and user.created events agree on every node ({:.1?} in all)",
         created.len(),
         started.elapsed()
     );
 
-    // Both nodes are still serving (nothing crashed under the load).
+    // Every node is still serving (nothing crashed under the load).
     for n in &mut cluster.nodes {
         assert!(matches!(n.child.try_wait(), Ok(None)), "{} exited", n.name);
     }
@@ -499,7 +473,7 @@ async fn a_node_hears_the_other_nodes_changes_at_once() {
         skip_note("a_node_hears_the_other_nodes_changes_at_once");
         return;
     }
-    let db = TestDatabase::create(Backend::Postgres, "rollcall_two_nodes").await;
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_nodes_hear").await;
     let url = db.url().to_string();
     let key = cli_json(&url, &["--create", "api-key", "create", "--name", "hear", "--json"])["secret"]
         .as_str()
@@ -520,7 +494,7 @@ async fn a_node_hears_the_other_nodes_changes_at_once() {
         &[slow_poll[0], slow_poll[1], ("ROLLCALL_WEBHOOK_DISPATCHER", "false")],
     );
     let (b, rx_b) = Node::spawn_with("node-b", &url, &slow_poll);
-    let mut cluster = Cluster { nodes: [a, b], db };
+    let mut cluster = Cluster { nodes: vec![a, b], db };
     let deadline = Instant::now() + Duration::from_secs(20);
     cluster.nodes[0].ready(&rx_a, deadline);
     cluster.nodes[1].ready(&rx_b, deadline);
