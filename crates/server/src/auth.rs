@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::ScimError;
-use rollcall_store::{Actor, Connection, ConnectionStatus, Store, WriteContext};
+use rollcall_store::{Actor, Connection, ConnectionStatus, TenancyStore, WriteContext};
 use std::sync::Arc;
 
 /// Who is calling: the authenticated connection and request metadata.
@@ -178,7 +178,7 @@ async fn buffer_body(req: Request, limit: usize) -> Result<(Request, Bytes), Res
 const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Records a request as the connection's last one, without holding up the request.
-fn record_activity(store: Arc<dyn Store>, connection_id: &str, user_agent: Option<&str>) {
+fn record_activity(store: Arc<dyn TenancyStore>, connection_id: &str, user_agent: Option<&str>) {
     let id = connection_id.to_string();
     let ua: Option<String> = user_agent.map(|u| u.chars().take(MAX_USER_AGENT_CHARS).collect());
     // The identity provider the User-Agent names (see `rollcall_scim::dialect::CLIENT_SIGNATURES`),

@@ -8,7 +8,7 @@
 //! deleting (`FOR UPDATE SKIP LOCKED`).
 
 use crate::node::Node;
-use rollcall_store::Store;
+use rollcall_store::{SessionStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -118,7 +118,7 @@ pub async fn run_retention(
 /// Every `interval`, deletes the browser sessions (console, setup page) that have expired, in
 /// batches of [`RETENTION_BATCH`], until none is left or `stop` turns true. Expired sessions already
 /// do not work; this only keeps the table small.
-pub async fn run_session_pruning(store: Arc<dyn Store>, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run_session_pruning(store: Arc<dyn SessionStore>, interval: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

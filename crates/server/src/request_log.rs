@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use rollcall_scim::redact::SecretAttributes;
-use rollcall_store::{RequestLogEntry, Store};
+use rollcall_store::{EventStore, RequestLogEntry};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,7 +138,7 @@ fn body_len(e: &RequestLogEntry) -> usize {
 
 /// Writes buffered entries to the store in batches until `shutdown` turns true, then writes what is
 /// left and returns. Does nothing when the flusher already runs.
-pub async fn run_flusher(store: Arc<dyn Store>, log: Arc<RequestLog>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_flusher(store: Arc<dyn EventStore>, log: Arc<RequestLog>, mut shutdown: watch::Receiver<bool>) {
     let Some(mut rx) = log.take_receiver() else {
         tracing::warn!("the request log flusher is already running");
         return;
@@ -180,7 +180,7 @@ pub async fn run_flusher(store: Arc<dyn Store>, log: Arc<RequestLog>, mut shutdo
     }
 }
 
-async fn flush(store: &dyn Store, log: &RequestLog, chunk: &[RequestLogEntry], keep: i64) {
+async fn flush(store: &dyn EventStore, log: &RequestLog, chunk: &[RequestLogEntry], keep: i64) {
     let bytes: usize = chunk.iter().map(body_len).sum();
     let written = store.append_request_log(chunk, keep).await;
     crate::metrics::background_run("request_log_flush", written.is_ok());

@@ -1,8 +1,14 @@
 //! # rollcall-store
 //!
-//! Everything Rollcall keeps, behind one trait ([`Store`]): organizations, SCIM connections (with
-//! hashed bearer tokens), SCIM resources, group membership as rows, and the event log written in the
-//! same transaction as each change. [`sqlite::SqliteStore`] is the embedded default.
+//! Everything Rollcall keeps, behind [`Store`], the sum of one trait per concern: tenancy and keys
+//! ([`TenancyStore`]: organizations, SCIM connections with hashed bearer tokens, API keys),
+//! resources ([`ResourceStore`]: users, groups, membership as rows), roles and the directory
+//! ([`RoleStore`]), the event log ([`EventStore`]), webhooks ([`WebhookStore`]), directory
+//! connections, staging, workspaces, sessions, the deprovisioning guard, and outbound provisioning
+//! ([`outbound::OutboundStore`]). Every change's events are written in the same transaction as the
+//! change. A consumer takes the trait it needs (the webhook dispatcher takes [`WebhookStore`]).
+//! Each concern but resources is written once for both databases (on `backend.rs`'s `Backend`, one
+//! macro per concern); [`sqlite::SqliteStore`] is the embedded default.
 //!
 //! Resources are kept as their canonical SCIM document plus indexed columns derived from it
 //! (`userName`, `externalId`, `displayName`, `active`, timestamps, e-mail addresses) and a
