@@ -1902,7 +1902,6 @@ async fn serve(
         }
         None => None,
     };
-    tracing::info!(listen = %local, public_url = %public_url, database = %redact_url(&s.database), "rollcall serving");
     if s.log_format != LogFormat::Json {
         // With JSON logs the "rollcall serving" line above says it.
         println!("Listening on {scheme}://{local}");
