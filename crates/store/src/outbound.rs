@@ -964,10 +964,11 @@ pub(crate) fn prepared(new: &NewTarget, cursor_seq: i64, now: i64) -> Target {
 pub(crate) struct OutboundSql;
 
 impl OutboundSql {
-    pub(crate) const INSERT: &'static str = "INSERT INTO provisioning_targets (org_id, id, name, base_url, auth_kind, \
-         auth, credentials, profile, scope, mapping, deprovision, status, status_reason, deletion_threshold, \
-         rate_limit, approved_us, cursor_seq, interval_s, next_full_us, failures, next_attempt_us, created_us, updated_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, 0, $20, $21)";
+    /// The binds of [`OutboundSql::UPDATE`] ($1–$20), then cursor_seq, next_full_us, created_us.
+    pub(crate) const INSERT: &'static str = "INSERT INTO provisioning_targets (name, base_url, auth_kind, auth, \
+         credentials, profile, scope, mapping, deprovision, status, status_reason, deletion_threshold, rate_limit, \
+         approved_us, interval_s, failures, next_attempt_us, updated_us, org_id, id, cursor_seq, next_full_us, created_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
 
     pub(crate) const HIGH_SEQ: &'static str = "SELECT coalesce(max(seq), 0) FROM events";
     pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = $1";

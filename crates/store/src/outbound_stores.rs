@@ -20,8 +20,14 @@ fn org_ctx(by: &WriteContext, org_id: &str) -> WriteContext {
 macro_rules! outbound_store {
     ($store:ty) => {
         impl $store {
-            async fn write_target(tx: &mut <$store as Backend>::Tx, t: &Target, b: &TargetBinds) -> StoreResult<()> {
-                sqlx::query(Q::UPDATE)
+            /// `sql` ([`Q::UPDATE`], or [`Q::INSERT`] which continues them) with a target's columns bound.
+            fn target_query<'q>(
+                sql: &'static str,
+                t: &'q Target,
+                b: &'q TargetBinds,
+            ) -> sqlx::query::Query<'q, <$store as Backend>::Db, <<$store as Backend>::Db as sqlx::Database>::Arguments>
+            {
+                sqlx::query(sql)
                     .bind(&t.name)
                     .bind(&t.base_url)
                     .bind(t.auth_kind.as_str())
@@ -42,8 +48,10 @@ macro_rules! outbound_store {
                     .bind(t.updated_us)
                     .bind(&t.org_id)
                     .bind(&t.id)
-                    .execute(tx.conn())
-                    .await?;
+            }
+
+            async fn write_target(tx: &mut <$store as Backend>::Tx, t: &Target, b: &TargetBinds) -> StoreResult<()> {
+                Self::target_query(Q::UPDATE, t, b).execute(tx.conn()).await?;
                 Ok(())
             }
 
@@ -85,28 +93,10 @@ macro_rules! outbound_store {
                     return Err(ob::name_taken(&t.name));
                 }
                 let b = TargetBinds::of(&t, &self.secrets)?;
-                sqlx::query(Q::INSERT)
-                    .bind(&t.org_id)
-                    .bind(&t.id)
-                    .bind(&t.name)
-                    .bind(&t.base_url)
-                    .bind(t.auth_kind.as_str())
-                    .bind(&b.auth)
-                    .bind(&b.sealed)
-                    .bind(&t.profile)
-                    .bind(&b.scope)
-                    .bind(&b.mapping)
-                    .bind(t.deprovision.as_str())
-                    .bind(t.status.as_str())
-                    .bind(&t.status_reason)
-                    .bind(&b.threshold)
-                    .bind(&b.rate_limit)
-                    .bind(t.approved_us)
+                Self::target_query(Q::INSERT, &t, &b)
                     .bind(t.cursor_seq)
-                    .bind(t.interval_s)
                     .bind(t.next_full_us)
                     .bind(t.created_us)
-                    .bind(t.updated_us)
                     .execute(tx.conn())
                     .await?;
                 tx.record(
