@@ -1,5 +1,12 @@
 //! `/Bulk` (RFC 7644 §3.7): operations run in order, `bulkId` references resolved as resources are
 //! created, `failOnErrors` honoured, and the advertised limits enforced.
+//!
+//! Consecutive creates of one resource type that refer to no other operation are written in one
+//! transaction (up to [`CREATES_PER_TRANSACTION`] at a time; [`Scim::create_many`]), each still
+//! answered on its own: when one of them fails they are written one at a time instead, so the
+//! failure is that operation's and the others succeed as they would have alone. With
+//! `failOnErrors` every operation is written on its own, so that the count stops exactly where it
+//! should.
 
 use crate::auth::Caller;
 use crate::handlers::ScimBody;
@@ -52,6 +59,39 @@ fn resolve_path_refs(path: &str, ids: &HashMap<String, String>) -> ScimResult<St
         out.push(v.as_str().unwrap_or_default().to_string());
     }
     Ok(out.join("/"))
+}
+
+/// The most creates of one request written in one transaction: a longer run is written as
+/// several, so that one request holds SQLite's writer (or PostgreSQL's events lock) only briefly.
+pub const CREATES_PER_TRANSACTION: usize = 50;
+
+/// Whether `v` holds a `"bulkId:X"` reference.
+fn has_refs(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.starts_with("bulkId:"),
+        Value::Array(a) => a.iter().any(has_refs),
+        Value::Object(o) => o.values().any(has_refs),
+        _ => false,
+    }
+}
+
+/// The resource type of `op` when it is a create that can share a transaction with its
+/// neighbours: a `POST` with a `bulkId`, a path naming a resource type, no `version`, and data
+/// referring to no other operation.
+fn plain_create(op: &Value) -> Option<ResourceKind> {
+    let method = op.get("method").and_then(Value::as_str)?;
+    if !method.eq_ignore_ascii_case("POST")
+        || op.get("bulkId").and_then(Value::as_str).is_none()
+        || op.get("version").is_some()
+        || !op.get("data").is_some_and(Value::is_object)
+        || op.get("data").is_some_and(has_refs)
+    {
+        return None;
+    }
+    match parse_path(op.get("path").and_then(Value::as_str)?) {
+        Ok((kind, None)) => Some(kind),
+        _ => None,
+    }
 }
 
 /// Status and, for writes, the resource written.
@@ -140,10 +180,48 @@ pub async fn bulk(
     let ctx = c.write_context();
     let policy = &c.connection.policy;
     let dialect = c.dialect();
-    for op in ops {
+    let mut next = 0;
+    while next < ops.len() {
         if fail_on_errors.is_some_and(|max| errors >= max) {
             break;
         }
+        // A run of creates written together (see the module documentation).
+        if fail_on_errors.is_none()
+            && let Some(kind) = plain_create(&ops[next])
+        {
+            let run: Vec<&Value> = ops[next..]
+                .iter()
+                .take(CREATES_PER_TRANSACTION)
+                .take_while(|op| plain_create(op) == Some(kind))
+                .collect();
+            if run.len() > 1 {
+                let bodies: Vec<Value> = run.iter().map(|op| op["data"].clone()).collect();
+                let created = s.create_many(&ctx, policy, kind, &bodies).await;
+                for (op, outcome) in run.iter().zip(created) {
+                    let bulk_id = op["bulkId"].as_str().expect("a plain create has a bulkId").to_string();
+                    let mut result = json!({"method": "POST", "bulkId": bulk_id});
+                    match outcome {
+                        Ok(r) => {
+                            result["location"] = json!(s.location(c.connection_id(), kind, &r.id));
+                            result["version"] = json!(etag(r.version));
+                            result["status"] = json!("201");
+                            ids.insert(bulk_id, r.id);
+                        }
+                        Err(e) => {
+                            let e = unapi(e);
+                            errors += 1;
+                            result["status"] = json!(e.status.to_string());
+                            result["response"] = e.to_json();
+                        }
+                    }
+                    results.push(result);
+                }
+                next += run.len();
+                continue;
+            }
+        }
+        let op = &ops[next];
+        next += 1;
         let method = op
             .get("method")
             .and_then(Value::as_str)

@@ -315,13 +315,14 @@ impl Scim {
         Ok(Value::Object(doc))
     }
 
-    pub async fn create(
+    /// What a create of `body` stores: the document (checked against the schema, the
+    /// connection's attribute policy and the limits) and a group's initial members.
+    fn prepare_create(
         &self,
-        ctx: &WriteContext,
         policy: &ConnectionPolicy,
         kind: ResourceKind,
         body: &Value,
-    ) -> ApiResult<StoredResource> {
+    ) -> ApiResult<(Value, Vec<MemberRef>)> {
         let rt = self.rt(kind);
         let mut doc = prepare(&self.registry, rt, body, None)?;
         let members = if kind == ResourceKind::Group {
@@ -337,7 +338,18 @@ impl Scim {
         let doc = Value::Object(doc);
         self.config.resource_limits.check_resource(&doc, &Excess::default())?;
         IndexFields::of(kind, &doc).check_lengths()?;
-        let mut res = self.store.create_resource(ctx, kind, doc, members.clone()).await?;
+        Ok((doc, members))
+    }
+
+    pub async fn create(
+        &self,
+        ctx: &WriteContext,
+        policy: &ConnectionPolicy,
+        kind: ResourceKind,
+        body: &Value,
+    ) -> ApiResult<StoredResource> {
+        let (doc, members) = self.prepare_create(policy, kind, body)?;
+        let mut res = self.store.create_resource(ctx, kind, doc, members).await?;
         if kind == ResourceKind::Group {
             res = self
                 .store
@@ -346,6 +358,40 @@ impl Scim {
                 .unwrap_or(res);
         }
         Ok(res)
+    }
+
+    /// Creates resources of one kind in one transaction (the creates of a `/Bulk` request), each
+    /// checked as [`Scim::create`] checks it. Every body gets its own answer, in order: when they
+    /// are all valid they are written together, all or none; when that fails (a `userName` taken,
+    /// say) they are written one at a time, so that each failure is that body's own.
+    pub async fn create_many(
+        &self,
+        ctx: &WriteContext,
+        policy: &ConnectionPolicy,
+        kind: ResourceKind,
+        bodies: &[Value],
+    ) -> Vec<ApiResult<StoredResource>> {
+        let prepared: Vec<ApiResult<(Value, Vec<MemberRef>)>> =
+            bodies.iter().map(|b| self.prepare_create(policy, kind, b)).collect();
+        let valid: Vec<(Value, Vec<MemberRef>)> = prepared.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        if bodies.len() > 1
+            && valid.len() == bodies.len()
+            && let Ok(created) = self.store.create_resources(ctx, kind, valid).await
+        {
+            return created.into_iter().map(Ok).collect();
+        }
+        let mut out = Vec::with_capacity(bodies.len());
+        for p in prepared {
+            out.push(match p {
+                Ok((doc, members)) => self
+                    .store
+                    .create_resource(ctx, kind, doc, members)
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     pub async fn get(

@@ -1107,6 +1107,71 @@ async fn bulk_fail_on_errors() {
     assert_eq!(ops[3]["response"]["status"], "404");
 }
 
+/// Consecutive creates are written in one transaction, each still answered on its own: a name
+/// taken inside the run fails only its operation (the run is then written one at a time), and a
+/// run longer than one transaction takes is written as several.
+async fn bulk_creates_share_a_transaction() {
+    let (_srv, c) = server().await;
+    let op = |i: usize, name: &str| {
+        json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+               "data": {"schemas": [USER_SCHEMA], "userName": name}})
+    };
+    let names = ["ann", "ben", "cid", "ANN", "dot"];
+    let ops: Vec<Value> = names.iter().enumerate().map(|(i, n)| op(i, n)).collect();
+    let r = c
+        .post("/Bulk", &json!({"schemas": [BULK_REQUEST], "Operations": ops}))
+        .await
+        .expect(200);
+    let results = r.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = results.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["201", "201", "201", "409", "201"], "{}", r.text);
+    assert_eq!(results[3]["response"]["scimType"], "uniqueness");
+    for (i, res) in results.iter().enumerate().filter(|(i, _)| *i != 3) {
+        assert_eq!(res["bulkId"], format!("b{i}"));
+        let got = c.get(res["location"].as_str().unwrap()).await.expect(200).body;
+        assert_eq!(got["userName"], names[i]);
+        assert_eq!(res["version"], got["meta"]["version"]);
+    }
+    assert_eq!(c.total("/Users").await, 4);
+    // 120 creates: three transactions of at most 50, every one answered 201 with its own id.
+    let ops: Vec<Value> = (0..120).map(|i| op(i, &format!("many-{i}"))).collect();
+    let r = c
+        .post("/Bulk", &json!({"schemas": [BULK_REQUEST], "Operations": ops}))
+        .await
+        .expect(200);
+    let results = r.body["Operations"].as_array().unwrap();
+    assert_eq!(results.len(), 120);
+    let locations: HashSet<&str> = results
+        .iter()
+        .map(|o| {
+            assert_eq!(o["status"], "201", "{o}");
+            o["location"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(locations.len(), 120);
+    assert_eq!(
+        c.total(&format!("/Users?{}", filter("userName sw \"many-\""))).await,
+        120
+    );
+    // A later operation refers to a user created in the run: still resolved.
+    let r = c
+        .post(
+            "/Bulk",
+            &json!({"schemas": [BULK_REQUEST], "Operations": [
+                op(0, "eve"), op(1, "fay"),
+                {"method": "POST", "path": "/Groups", "bulkId": "g",
+                 "data": {"schemas": [GROUP_SCHEMA], "displayName": "pair",
+                          "members": [{"value": "bulkId:b0"}, {"value": "bulkId:b1"}]}}
+            ]}),
+        )
+        .await
+        .expect(200);
+    let results = r.body["Operations"].as_array().unwrap();
+    assert_eq!(results[2]["status"], "201", "{}", r.text);
+    let team = c.get(results[2]["location"].as_str().unwrap()).await.expect(200).body;
+    assert_eq!(member_ids(&team).len(), 2);
+}
+
 async fn bulk_limits() {
     let srv = TestServer::start_with(Setup {
         config: ScimConfig {
@@ -1397,6 +1462,7 @@ backend_tests!(
     bulk_with_bulk_id_references,
     bulk_id_reference_in_path,
     bulk_fail_on_errors,
+    bulk_creates_share_a_transaction,
     bulk_limits,
     service_provider_config,
     resource_types_and_schemas,

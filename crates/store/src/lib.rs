@@ -210,6 +210,17 @@ pub trait ResourceStore: Send + Sync {
         members: Vec<rollcall_scim::patch::MemberRef>,
     ) -> StoreResult<StoredResource>;
 
+    /// Inserts several resources of one kind in one transaction, all or none, as that many
+    /// [`ResourceStore::create_resource`]s would one after the other (the creates of a `/Bulk`
+    /// request). On an error nothing is written: the caller can then create them one at a time to
+    /// learn which of them failed and why.
+    async fn create_resources(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        items: Vec<(Value, Vec<rollcall_scim::patch::MemberRef>)>,
+    ) -> StoreResult<Vec<StoredResource>>;
+
     /// Reads one live resource. `with_members`: whether to read group membership / a user's groups.
     async fn get_resource(
         &self,

@@ -86,6 +86,8 @@ pub struct PostgresStore {
     settings: PgSettings,
     /// The keys secrets are sealed and opened with ([`crate::secrets`]).
     pub(crate) secrets: crate::secrets::SecretKeys,
+    /// Member PATCHes of each group waiting to be written together ([`writes`]).
+    member_queues: writes::MemberQueues,
 }
 
 impl PostgresStore {
@@ -141,6 +143,7 @@ impl PostgresStore {
             registry,
             settings,
             secrets: Default::default(),
+            member_queues: Default::default(),
         })
     }
 
@@ -520,10 +523,30 @@ fn kind_literal(kind: ResourceKind) -> &'static str {
 }
 
 /// Maps a unique-index violation on resources (SQLSTATE 23505) to the SCIM 409.
-fn uniqueness(e: sqlx::Error, kind: ResourceKind, doc: &Value) -> StoreError {
+/// A resource to insert: its new id, its document (without `id` and `meta`) and a group's
+/// initial members.
+pub(crate) struct NewRow {
+    pub id: String,
+    pub doc: Value,
+    pub members: Vec<MemberRef>,
+}
+
+/// The error of a failed insert of `docs`: 409 `uniqueness` naming the taken value when there
+/// is one document, else the database's error.
+fn uniqueness<'a>(e: sqlx::Error, kind: ResourceKind, docs: impl IntoIterator<Item = &'a Value>) -> StoreError {
     if let Some(db) = e.as_database_error()
         && db.is_unique_violation()
     {
+        let mut docs = docs.into_iter();
+        let (Some(doc), None) = (docs.next(), docs.next()) else {
+            return StoreError::Scim(ScimError::uniqueness(format!(
+                "one of the {}s is already taken in this connection",
+                match kind {
+                    ResourceKind::User => "userName",
+                    ResourceKind::Group => "group displayName",
+                }
+            )));
+        };
         let detail = match kind {
             ResourceKind::User => format!(
                 "userName \"{}\" is already taken in this connection",
@@ -900,19 +923,19 @@ impl PostgresStore {
         Err(crate::cursor_not_found(kind, erased))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn create_resource_once(
+    /// Creates one resource in `tx`, the transactional way: the row, its e-mail rows, its event,
+    /// a group's initial members and workspace, and the roles they grant.
+    async fn create_resource_in(
         &self,
+        tx: &mut WriteTx,
         ctx: &WriteContext,
         kind: ResourceKind,
-        id: &str,
-        doc: &Value,
-        members: &[MemberRef],
+        row: &NewRow,
         now: i64,
     ) -> StoreResult<()> {
+        let NewRow { id, doc, members } = row;
         let fields = IndexFields::of(kind, doc);
         let search = search_doc(&self.registry, self.rt(kind), doc);
-        let mut tx = self.begin_write().await?;
         let pk: i64 = sqlx::query_scalar(
             "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) RETURNING pk",
@@ -930,14 +953,14 @@ impl PostgresStore {
         .bind(Json(&search))
         .fetch_one(tx.conn())
         .await
-        .map_err(|e| uniqueness(e, kind, doc))?;
+        .map_err(|e| uniqueness(e, kind, [doc]))?;
         write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
         tx.event(ctx, events::created(kind), Some((kind, id)), json!({"attributes": doc}));
         let affected = match kind {
             ResourceKind::User => vec![pk],
             ResourceKind::Group if !members.is_empty() => {
                 apply_member_changes(
-                    &mut tx,
+                    tx,
                     ctx,
                     &self.registry,
                     pk,
@@ -949,10 +972,10 @@ impl PostgresStore {
             ResourceKind::Group => Vec::new(),
         };
         if kind == ResourceKind::Group {
-            crate::workspaces::group_created(&mut tx, ctx, id, doc).await?;
+            crate::workspaces::group_created(tx, ctx, id, doc).await?;
         }
-        crate::grant_rows::recompute_grants(&mut tx, ctx, RoleScope::Users(affected)).await?;
-        tx.commit().await
+        crate::grant_rows::recompute_grants(tx, ctx, RoleScope::Users(affected)).await?;
+        Ok(())
     }
 
     /// Writes what a mutation computed ([`crate::update`]): locks the row, checks `if_match` and
@@ -1052,7 +1075,7 @@ impl PostgresStore {
             .bind(pk)
             .execute(tx.conn())
             .await
-            .map_err(|e| uniqueness(e, kind, &stored))?;
+            .map_err(|e| uniqueness(e, kind, [&stored]))?;
             write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
             let ev = events::updated(kind, before, doc);
             tx.event(ctx, ev, Some((kind, id)), events::diff(before, doc));
@@ -1220,35 +1243,65 @@ impl ResourceStore for PostgresStore {
         &self,
         ctx: &WriteContext,
         kind: ResourceKind,
-        mut doc: Value,
+        doc: Value,
         members: Vec<MemberRef>,
     ) -> StoreResult<StoredResource> {
-        let id = uuid::Uuid::new_v4().to_string();
-        if let Value::Object(m) = &mut doc {
-            m.remove("id");
-            m.remove("meta");
-        }
+        let mut created = self.create_resources(ctx, kind, vec![(doc, members)]).await?;
+        Ok(created.pop().expect("one resource created"))
+    }
+
+    async fn create_resources(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        items: Vec<(Value, Vec<MemberRef>)>,
+    ) -> StoreResult<Vec<StoredResource>> {
+        let rows: Vec<NewRow> = items
+            .into_iter()
+            .map(|(mut doc, members)| {
+                if let Value::Object(m) = &mut doc {
+                    m.remove("id");
+                    m.remove("meta");
+                }
+                NewRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    doc,
+                    members,
+                }
+            })
+            .collect();
         let now = now_us();
         // One statement when no role computation is needed (see `writes`); else a transaction.
         self.retrying(|| async {
-            if members.is_empty() && self.create_resource_one_statement(ctx, kind, &id, &doc, now).await? {
+            if rows.iter().all(|r| r.members.is_empty())
+                && self.create_resources_one_statement(ctx, kind, &rows, now).await?
+            {
                 return Ok(());
             }
-            self.create_resource_once(ctx, kind, &id, &doc, &members, now).await
+            let mut tx = self.begin_write().await?;
+            for row in &rows {
+                self.create_resource_in(&mut tx, ctx, kind, row, now).await?;
+            }
+            tx.commit().await
         })
         .await?;
-        if let Value::Object(m) = &mut doc {
-            m.insert("id".into(), Value::String(id.clone()));
-        }
-        Ok(StoredResource {
-            id,
-            kind,
-            doc: doc.into(),
-            version: 1,
-            created_us: now,
-            modified_us: now,
-            related: None,
-        })
+        Ok(rows
+            .into_iter()
+            .map(|NewRow { id, mut doc, .. }| {
+                if let Value::Object(m) = &mut doc {
+                    m.insert("id".into(), Value::String(id.clone()));
+                }
+                StoredResource {
+                    id,
+                    kind,
+                    doc: doc.into(),
+                    version: 1,
+                    created_us: now,
+                    modified_us: now,
+                    related: None,
+                }
+            })
+            .collect())
     }
 
     async fn get_resource(

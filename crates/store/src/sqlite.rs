@@ -307,6 +307,24 @@ impl ResourceStore for SqliteStore {
             .await
     }
 
+    async fn create_resources(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        items: Vec<(Value, Vec<MemberRef>)>,
+    ) -> StoreResult<Vec<StoredResource>> {
+        // One writer turn, in one savepoint of the group's transaction: a failure rolls back all.
+        let (registry, ctx) = (self.registry.clone(), ctx.clone());
+        self.group
+            .write(move |c| {
+                items
+                    .into_iter()
+                    .map(|(doc, members)| resource_writes::create(c, &registry, &ctx, kind, doc, members))
+                    .collect()
+            })
+            .await
+    }
+
     async fn get_resource(
         &self,
         connection_id: &str,

@@ -46,6 +46,8 @@ contract!(
     if_match,
     concurrent_creates_same_user_name,
     concurrent_member_adds,
+    concurrent_member_patches_of_one_group,
+    creates_in_one_transaction,
     crossing_updates_both_succeed,
     api_keys,
     organization_paging,
@@ -2186,6 +2188,166 @@ async fn concurrent_member_adds(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(got.version, 3);
+}
+
+/// Many member PATCHes of one group at once (on PostgreSQL those waiting are written together by
+/// one statement): every PATCH is applied once, in some order, with its own events and request
+/// context, and each answers with a version of its own, the group's last one the highest.
+async fn concurrent_member_patches_of_one_group(store: Arc<dyn Store>) {
+    let ctx = tenant(&*store, "acme").await;
+    let mut users = Vec::new();
+    for i in 0..24 {
+        users.push(create_user(&*store, &ctx, user(&format!("u{i}"))).await.id);
+    }
+    // The first eight start in the group.
+    let g = create_group(
+        &*store,
+        &ctx,
+        "G",
+        &users[..8].iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let before = all_events(&*store).await.len();
+    let mut tasks = Vec::new();
+    for (i, id) in users.iter().enumerate() {
+        let (store, gid, id) = (store.clone(), g.id.clone(), id.clone());
+        let ctx = WriteContext {
+            request_id: Some(format!("req-{i}")),
+            ..ctx.clone()
+        };
+        // Members 0..8 are removed then added again (two events each); 8..16 are added with a
+        // display (one event each); 16..24 are removed though they are not members (no event).
+        let change = match i {
+            0..8 => vec![
+                MemberChange::Remove(vec![id.clone()]),
+                MemberChange::Add(vec![mref(&id)]),
+            ],
+            8..16 => vec![MemberChange::Add(vec![MemberRef {
+                display: Some(format!("U{i}")),
+                ..mref(&id)
+            }])],
+            _ => vec![MemberChange::Remove(vec![id.clone()])],
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_resource(&ctx, ResourceKind::Group, &gid, None, members(change))
+                .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap().unwrap().expect("the group exists").version);
+    }
+    assert_eq!(
+        member_ids(&*store, &ctx, &g.id).await,
+        sorted_ids(&users[..16].iter().map(String::as_str).collect::<Vec<_>>())
+    );
+    let events: Vec<Event> = all_events(&*store).await.into_iter().skip(before).collect();
+    let of = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(of("group.member_removed"), 8);
+    assert_eq!(of("group.member_added"), 16);
+    assert_eq!(events.len(), 24);
+    // Each event carries the request that caused it, and names its member.
+    for e in &events {
+        let member = e.data["member"].as_str().unwrap();
+        let i = users.iter().position(|u| u == member).unwrap();
+        assert_eq!(e.request_id.as_deref(), Some(format!("req-{i}").as_str()), "{e:?}");
+    }
+    // A member removed then added: its removal is logged before its addition.
+    for u in &users[..8] {
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e.data["member"] == json!(u))
+            .map(|e| e.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["group.member_removed", "group.member_added"]);
+    }
+    let got = store
+        .get_resource(&ctx.connection_id, ResourceKind::Group, &g.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    // Sixteen PATCHes changed the group: sixteen versions more, each PATCH's own.
+    assert_eq!(got.version, g.version + 16);
+    let mut changing: Vec<i64> = versions[..16].to_vec();
+    changing.sort_unstable();
+    changing.dedup();
+    assert_eq!(changing.len(), 16, "{versions:?}");
+    assert_eq!(*changing.last().unwrap(), got.version);
+    assert!(
+        versions[16..].iter().all(|v| *v >= g.version && *v <= got.version),
+        "{versions:?}"
+    );
+    let displays: HashMap<String, Option<String>> =
+        got.related.unwrap().into_iter().map(|m| (m.id, m.display)).collect();
+    for (i, u) in users[8..16].iter().enumerate() {
+        assert_eq!(displays[u].as_deref(), Some(format!("U{}", i + 8).as_str()));
+    }
+}
+
+/// Several creates in one transaction (a `/Bulk` request's): all written, each with its event,
+/// or, when one of them fails, none.
+async fn creates_in_one_transaction(store: Arc<dyn Store>) {
+    let ctx = tenant(&*store, "acme").await;
+    create_user(&*store, &ctx, user("taken")).await;
+    let before = all_events(&*store).await.len();
+    let docs = |names: &[&str]| names.iter().map(|n| (user(n), vec![])).collect::<Vec<_>>();
+    let created = store
+        .create_resources(&ctx, ResourceKind::User, docs(&["a", "b", "c"]))
+        .await
+        .unwrap();
+    assert_eq!(created.iter().map(name_of).collect::<Vec<_>>(), v(&["a", "b", "c"]));
+    for r in &created {
+        let got = store
+            .get_resource(&ctx.connection_id, ResourceKind::User, &r.id, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.version, 1);
+        assert_eq!(name_of(&got), name_of(r));
+    }
+    let events = all_events(&*store).await;
+    assert_eq!(events.len(), before + 3);
+    assert!(events[before..].iter().all(|e| e.kind == "user.created"));
+    // One name taken (by an earlier user, or twice in the batch): nothing written.
+    for names in [&["d", "TAKEN", "e"][..], &["f", "g", "F"][..]] {
+        let e = store
+            .create_resources(&ctx, ResourceKind::User, docs(names))
+            .await
+            .unwrap_err();
+        assert_eq!(scim(e).scim_type, Some(ScimType::Uniqueness));
+    }
+    assert_eq!(all_events(&*store).await.len(), before + 3);
+    assert_eq!(
+        names(&*store, &ctx, ResourceKind::User, "userName pr").await,
+        v(&["a", "b", "c", "taken"])
+    );
+    // Groups with members take the transactional way: still one transaction.
+    let groups = store
+        .create_resources(
+            &ctx,
+            ResourceKind::Group,
+            vec![(group("G1"), vec![mref(&created[0].id)]), (group("G2"), vec![])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        member_ids(&*store, &ctx, &groups[0].id).await,
+        vec![created[0].id.clone()]
+    );
+    let e = store
+        .create_resources(
+            &ctx,
+            ResourceKind::Group,
+            vec![(group("G3"), vec![]), (group("G4"), vec![mref("no-such-user")])],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(scim(e).status, 400);
+    assert_eq!(
+        names(&*store, &ctx, ResourceKind::Group, "displayName pr").await,
+        v(&["G1", "G2"])
+    );
 }
 
 /// Two updates that lock their own group, then (to add it as a member) the other's: on PostgreSQL

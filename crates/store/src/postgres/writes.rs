@@ -1,33 +1,48 @@
 //! PostgreSQL writes in few round trips.
 //!
-//! A resource create is one statement: data-modifying CTEs write the row, its e-mail rows and its
+//! A resource create (or all the creates of a `/Bulk` request) is one statement: data-modifying CTEs write the row, its e-mail rows and its
 //! event (the events lock taken in the same statement), without a transaction of its own (`BEGIN`
 //! and `COMMIT` are round trips too), so the events lock is held only while the statement runs and
 //! commits. A group's member changes are one statement in a short transaction (below). Each
 //! statement checks in SQL what the transactional write checks in Rust (that the organization has
 //! no roles to recompute, `If-Match`, that the group's document is the one the mutation read, that
 //! every member added exists); when a check fails it writes nothing and the write goes the
-//! transactional way ([`PostgresStore::create_resource_once`], [`PostgresStore::update_write_once`]),
+//! transactional way ([`PostgresStore::create_resource_in`], [`PostgresStore::update_write_once`]),
 //! which gives the exact answer for every case.
 //!
-//! A group member PATCH needs the membership as it is once the group is locked, and a statement
-//! reads the snapshot it started with, which can be older than a lock it then waits for. So a
-//! transaction takes the group's lock with a statement of its own, then runs the member statement
-//! (whose snapshot is then taken holding the lock; it checks that all the same, by the version,
-//! which every membership change bumps under that lock) and commits: the lock is held for the
-//! lock's answer, one statement and the `COMMIT`, where the transactional write held it for about
-//! eight round trips. (A first try without a transaction, `SKIP LOCKED`, committed in one round
-//! trip when the group was free, but with sixteen clients on one group it cost every request a
-//! statement more and lowered the throughput on two cores: 130 against 203 requests/s.)
+//! A group member PATCH takes no lock on the group until its last step. Adds and removes by id
+//! have a final state per member that does not depend on the state before (the last operation on
+//! a member decides: present after an add, absent after a remove), so the statement writes that
+//! state directly (an upsert for a present member, a delete for an absent one) and learns from
+//! what the writes return whether each member was in the group (the upsert inserted or found the
+//! row; the delete found it or not). Those answers are taken on the latest committed rows (an
+//! upsert waits for a concurrent insert of the same row; a delete re-reads a row changed under
+//! it), so they do not depend on the statement's snapshot, and the events are the planned events
+//! of the state each member was actually in. Only then does the statement bump the group's
+//! version (the one row lock on the group, held for the rest of the statement and its commit,
+//! taken after the member rows, so two such statements cannot wait for each other) and take the
+//! events lock. The group is read `FOR KEY SHARE`, which does not wait for other member
+//! statements but does wait for a delete of the group (which locks it `FOR UPDATE`). One round
+//! trip, no transaction of its own. A PATCH with `If-Match`, other operations or a changed
+//! document goes the transactional way.
+//!
+//! The PATCHes of one group that arrive while its statement runs wait and are then written by the
+//! next statement together ([`PostgresStore::queue_members`]): their operations in the order they
+//! arrived, each event with its own request's context, the version raised once per PATCH that
+//! changed the group. A group's row lock is then taken once per statement, not once per PATCH:
+//! sixteen clients on one group wrote 2,400 PATCHes/s, p99 13 ms, where one statement each queued
+//! on the lock (about 500/s, p99 60 ms). (Before: the group locked by a statement of its own in a
+//! transaction, then the member statement and the `COMMIT`, the lock held for three round trips:
+//! sixteen clients on one group queued on it, 360 requests/s, p99 206 ms.)
 
 use super::*;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use tokio::sync::oneshot;
 
 /// What one run of the member statement did.
 enum MembersRun {
     Done(Written),
-    /// The group was changed between the statement's snapshot and its lock: nothing written
-    /// (cannot happen when the lock was taken before the statement; checked all the same).
-    Stale,
     /// Nothing written: the group is missing or a check failed; the transactional write decides.
     Fallback,
 }
@@ -48,23 +63,29 @@ struct MembersPlan {
     if_out: Vec<Outcome>,
     /// Members that some operation adds (they must exist, live, and not be the group).
     adds: Vec<String>,
-    /// Candidate events in operation order: (member, whether it applies when the member was in).
-    events: Vec<(String, bool, &'static str)>,
+    /// Candidate events in operation order: (member, whether it applies when the member was in,
+    /// type, the PATCH it comes from).
+    events: Vec<(String, bool, &'static str, usize)>,
 }
 
 /// A member's outcome and its events (operation number, type), from one initial state.
 type Simulated = (Outcome, Vec<(usize, &'static str)>);
 
-/// The plan of `changes` when they are only adds and removes by id.
-fn members_plan(changes: &[MemberChange]) -> Option<MembersPlan> {
+/// The plan of `changes` (each with the PATCH it comes from, in order) when they are only adds
+/// and removes by id.
+fn members_plan<'a>(changes: impl IntoIterator<Item = (usize, &'a MemberChange)>) -> Option<MembersPlan> {
     // Elementary operations in order: (member, Some(display) for an add, None for a remove).
     let mut ops: Vec<(&str, Option<Option<&str>>)> = Vec::new();
-    for c in changes {
+    // The PATCH of each operation.
+    let mut job_of: Vec<usize> = Vec::new();
+    for (job, c) in changes {
+        let before = ops.len();
         match c {
             MemberChange::Add(ms) => ops.extend(ms.iter().map(|m| (m.value.as_str(), Some(m.display.as_deref())))),
             MemberChange::Remove(ids) => ops.extend(ids.iter().map(|id| (id.as_str(), None))),
             MemberChange::RemoveWhere(_) | MemberChange::ReplaceAll(_) => return None,
         }
+        job_of.resize(job_of.len() + ops.len() - before, job);
     }
     let mut plan = MembersPlan::default();
     for (id, _) in &ops {
@@ -113,32 +134,50 @@ fn members_plan(changes: &[MemberChange]) -> Option<MembersPlan> {
         plan.if_out.push(out_out);
     }
     events.sort_by_key(|e| (e.0, !e.2));
-    plan.events = events.into_iter().map(|(_, id, when_in, k)| (id, when_in, k)).collect();
+    plan.events = events
+        .into_iter()
+        .map(|(n, id, when_in, k)| (id, when_in, k, job_of[n]))
+        .collect();
     Some(plan)
 }
 
 impl PostgresStore {
-    /// Creates a resource in one statement with its e-mail rows and its event, when no role
-    /// computation is needed (a user in an organization without roles, a group without members)
-    /// and the connection is not in staging ([`crate::staging`]). Returns false when nothing was
-    /// written (the organization has roles, or the connection is in staging).
-    pub(super) async fn create_resource_one_statement(
+    /// Creates resources (one, or the creates of a `/Bulk` request) in one statement with their
+    /// e-mail rows and their events, when no role computation is needed (users in an organization
+    /// without roles, groups without members) and the connection is not in staging
+    /// ([`crate::staging`]). Returns false when nothing was written (the organization has roles,
+    /// or the connection is in staging).
+    pub(super) async fn create_resources_one_statement(
         &self,
         ctx: &WriteContext,
         kind: ResourceKind,
-        id: &str,
-        doc: &Value,
+        items: &[NewRow],
         now: i64,
     ) -> StoreResult<bool> {
-        let fields = IndexFields::of(kind, doc);
-        let search = search_doc(&self.registry, self.rt(kind), doc);
-        let event = PendingEvent::new(
-            ctx,
-            events::created(kind),
-            Some((kind, id)),
-            json!({"attributes": doc}),
-            now_us(),
-        );
+        let fields: Vec<IndexFields> = items.iter().map(|i| IndexFields::of(kind, &i.doc)).collect();
+        let search: Vec<Json<Value>> = items
+            .iter()
+            .map(|i| Json(search_doc(&self.registry, self.rt(kind), &i.doc)))
+            .collect();
+        let events: Vec<PendingEvent> = items
+            .iter()
+            .map(|i| {
+                PendingEvent::new(
+                    ctx,
+                    events::created(kind),
+                    Some((kind, &i.id)),
+                    json!({"attributes": i.doc}),
+                    now_us(),
+                )
+            })
+            .collect();
+        let (mut email_ids, mut emails) = (Vec::new(), Vec::new());
+        for (i, f) in items.iter().zip(&fields) {
+            for e in &f.emails_ci {
+                email_ids.push(i.id.as_str());
+                emails.push(e.as_str());
+            }
+        }
         let sql = format!(
             "WITH gate AS (SELECT ($15::bool OR (NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $14)
                                                 AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $14)))
@@ -147,9 +186,14 @@ impl PostgresStore {
                                  AS ok),
              r AS (INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active,
                        version, created_us, modified_us, doc, doc_ci)
-                   SELECT $16, $17, $18, $19, $20, $21, $22, 1, $23, $23, $24, $25 FROM gate WHERE gate.ok RETURNING pk),
+                   SELECT $16, $17, s.id, s.external_id, s.user_name_ci, s.display_name_ci, s.active, 1, $18, $18,
+                          s.doc, s.doc_ci
+                   FROM gate, UNNEST($19::text[], $20::text[], $21::text[], $22::text[], $23::bool[], $24::jsonb[],
+                                     $25::jsonb[]) WITH ORDINALITY
+                          AS s(id, external_id, user_name_ci, display_name_ci, active, doc, doc_ci, n)
+                   WHERE gate.ok ORDER BY s.n RETURNING pk, id),
              em AS (INSERT INTO resource_emails (resource_pk, connection_id, value_ci)
-                    SELECT r.pk, $16, v FROM r, UNNEST($26::text[]) v),
+                    SELECT r.pk, $16, e.v FROM UNNEST($26::text[], $27::text[]) e(id, v) JOIN r ON r.id = e.id),
              lk AS ({}),
              ev AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT {} FROM lk, {} ORDER BY t.n)
              SELECT ok FROM gate",
@@ -157,34 +201,36 @@ impl PostgresStore {
             events_select("t"),
             events_unnest(1, "t"),
         );
-        let written: bool = bind_events(sqlx::query(AssertSqlSafe(sql)), std::slice::from_ref(&event))
+        let written: bool = bind_events(sqlx::query(AssertSqlSafe(sql)), &events)
             .bind(EVENTS_LOCK)
             .bind(&ctx.org_id)
             // A group without members grants no roles: no need to look.
             .bind(kind == ResourceKind::Group)
             .bind(&ctx.connection_id)
             .bind(kind.as_str())
-            .bind(id)
-            .bind(&fields.external_id)
-            .bind(&fields.user_name_ci)
-            .bind(&fields.display_name_ci)
-            .bind(fields.active)
             .bind(now)
-            .bind(Json(doc))
-            .bind(Json(&search))
-            .bind(&fields.emails_ci)
+            .bind(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+            .bind(fields.iter().map(|f| f.external_id.clone()).collect::<Vec<_>>())
+            .bind(fields.iter().map(|f| f.user_name_ci.clone()).collect::<Vec<_>>())
+            .bind(fields.iter().map(|f| f.display_name_ci.clone()).collect::<Vec<_>>())
+            .bind(fields.iter().map(|f| f.active).collect::<Vec<_>>())
+            .bind(items.iter().map(|i| Json(&i.doc)).collect::<Vec<_>>())
+            .bind(&search)
+            .bind(&email_ids)
+            .bind(&emails)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| uniqueness(e, kind, doc))?
+            .map_err(|e| uniqueness(e, kind, items.iter().map(|i| &i.doc)))?
             .get(0);
         if written {
-            crate::metrics::events_written(&[(event.kind.to_string(), 1)]);
+            crate::metrics::events_written(&[(events::created(kind).to_string(), events.len() as u64)]);
         }
         Ok(written)
     }
 
     /// Writes an update: a group's member changes in one statement when they are adds and removes
-    /// by id and the document is unchanged (see the module documentation), else
+    /// by id, the document is unchanged and there is no `If-Match` (see the module documentation),
+    /// together with the other such PATCHes of the group waiting at the time; else
     /// [`PostgresStore::update_write_once`].
     pub(super) async fn write_update(
         &self,
@@ -194,172 +240,288 @@ impl PostgresStore {
         computed: &Computed,
     ) -> StoreResult<Written> {
         if kind == ResourceKind::Group
+            && if_match.is_none()
             && !computed.doc_changed()
             && !computed.member_changes.is_empty()
-            && let Some(plan) = members_plan(&computed.member_changes)
+            && members_plan(computed.member_changes.iter().map(|c| (0, c))).is_some()
         {
-            // In a transaction: wait for the lock with a statement of its own, so that the
-            // member statement's snapshot is taken holding it.
-            let mut tx = self.pool.begin().await?;
-            let locked: Option<i64> = sqlx::query_scalar(
-                "SELECT pk FROM resources WHERE connection_id = $1 AND id = $2 AND kind = 'Group'
-                 AND deleted_us IS NULL FOR UPDATE",
-            )
-            .bind(&ctx.connection_id)
-            .bind(&computed.current.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if locked.is_some()
-                && let MembersRun::Done(w) = self.members_statement(&mut tx, ctx, if_match, computed, &plan).await?
-            {
-                tx.commit().await?;
-                return Ok(w);
+            match self.queue_members(ctx, computed).await {
+                Ok(Ok(MembersRun::Done(w))) => return Ok(w),
+                Ok(Ok(MembersRun::Fallback)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(StoreError::Scim(ScimError::internal(
+                        "the group's member write ended without an answer",
+                    )));
+                }
             }
-            drop(tx);
         }
         self.update_write_once(ctx, kind, if_match, computed).await
     }
 
-    /// Runs the member statement of `plan` once on `conn`, in a transaction holding the group's lock.
-    async fn members_statement(
-        &self,
-        conn: &mut PgConnection,
-        ctx: &WriteContext,
-        if_match: Option<i64>,
-        computed: &Computed,
-        plan: &MembersPlan,
-    ) -> StoreResult<MembersRun> {
-        let group_id = computed.current.id.as_str();
-        let now = now_us();
-        let events: Vec<PendingEvent> = plan
-            .events
-            .iter()
-            .map(|(member, _, kind)| {
-                PendingEvent::new(
-                    ctx,
-                    kind,
-                    Some((ResourceKind::Group, group_id)),
-                    json!({"member": member}),
-                    now,
-                )
-            })
-            .collect();
-        let mut before = computed.before().clone();
-        if let Value::Object(m) = &mut before {
-            m.remove("id");
-        }
-        let sql = format!(
-            "WITH g AS (SELECT pk, version, created_us, modified_us, doc FROM resources
-                        WHERE connection_id = $13 AND id = $14 AND kind = 'Group' AND deleted_us IS NULL
-                        FOR UPDATE),
-             mem AS (SELECT pk, id, deleted_us IS NULL AS live FROM resources
-                     WHERE connection_id = $13 AND id = ANY($21::text[]) FOR SHARE),
-             gate AS (SELECT g.pk,
-                        g.version = (SELECT s.version FROM resources s WHERE s.pk = g.pk) AS fresh,
-                        ($16::int8 IS NULL OR g.version = $16)
-                        AND (g.version = $17 OR g.doc = $18::jsonb)
-                        AND NOT EXISTS (SELECT 1 FROM UNNEST($27::text[]) a(id) WHERE NOT EXISTS
-                              (SELECT 1 FROM mem WHERE mem.id = a.id AND mem.live AND mem.pk <> g.pk))
-                        AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15)
-                        AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $15)
-                        AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $13 AND staged_us IS NOT NULL) AS ok
-                      FROM g),
-             plan AS (SELECT mem.pk, p.id, p.in_present, p.in_set, p.in_display, p.out_present, p.out_display,
-                        EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_pk = gate.pk AND gm.member_pk = mem.pk)
-                          AS was_in
-                      FROM gate, UNNEST($21::text[], $22::bool[], $23::bool[], $24::text[], $25::bool[], $26::text[])
-                             AS p(id, in_present, in_set, in_display, out_present, out_display)
-                      JOIN mem ON mem.id = p.id
-                      WHERE gate.fresh AND gate.ok),
-             del AS (DELETE FROM group_members gm USING plan p, gate
-                     WHERE gm.group_pk = gate.pk AND gm.member_pk = p.pk AND p.was_in AND NOT p.in_present),
-             ins AS (INSERT INTO group_members (group_pk, member_pk, display)
-                     SELECT gate.pk, p.pk, p.out_display FROM plan p, gate WHERE NOT p.was_in AND p.out_present),
-             upd AS (UPDATE group_members gm SET display = p.in_display FROM plan p, gate
-                     WHERE gm.group_pk = gate.pk AND gm.member_pk = p.pk AND p.was_in AND p.in_present AND p.in_set),
-             evs AS (SELECT t.* FROM {unnest}
-                     JOIN UNNEST($28::text[], $29::bool[]) WITH ORDINALITY AS c(member, when_in, n) ON c.n = t.n
-                     JOIN plan p ON p.id = c.member WHERE c.when_in = p.was_in),
-             bump AS (UPDATE resources SET version = version + 1, modified_us = $19 FROM gate
-                      WHERE resources.pk = gate.pk AND EXISTS (SELECT 1 FROM evs) RETURNING resources.version),
-             lk AS ({lock}),
-             ev AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT {select} FROM lk, evs ORDER BY evs.n RETURNING type)
-             SELECT (SELECT fresh FROM gate), (SELECT ok FROM gate), (SELECT version FROM g),
-                    (SELECT created_us FROM g), (SELECT modified_us FROM g), (SELECT version FROM bump),
-                    (SELECT array_agg(type) FROM ev)",
-            unnest = events_unnest(1, "t"),
-            lock = events_lock_cte(20, "EXISTS (SELECT 1 FROM evs)"),
-            select = events_select("evs"),
-        );
-        let display = |o: &Outcome| o.display.clone().flatten();
-        let row = bind_events(sqlx::query(AssertSqlSafe(sql)), &events)
-            .bind(&ctx.connection_id)
-            .bind(group_id)
-            .bind(&ctx.org_id)
-            .bind(if_match)
-            .bind(computed.current.version)
-            .bind(Json(&before))
-            .bind(now)
-            .bind(EVENTS_LOCK)
-            .bind(&plan.ids)
-            .bind(plan.if_in.iter().map(|o| o.present).collect::<Vec<_>>())
-            .bind(plan.if_in.iter().map(|o| o.display.is_some()).collect::<Vec<_>>())
-            .bind(plan.if_in.iter().map(display).collect::<Vec<_>>())
-            .bind(plan.if_out.iter().map(|o| o.present).collect::<Vec<_>>())
-            .bind(plan.if_out.iter().map(display).collect::<Vec<_>>())
-            .bind(&plan.adds)
-            .bind(plan.events.iter().map(|e| e.0.clone()).collect::<Vec<_>>())
-            .bind(plan.events.iter().map(|e| e.1).collect::<Vec<_>>())
-            .fetch_one(&mut *conn)
-            .await?;
-        let fresh: Option<bool> = row.get(0);
-        let ok: Option<bool> = row.get(1);
-        let (Some(fresh), Some(version), Some(created_us), Some(modified_us)) = (
-            fresh,
-            row.get::<Option<i64>, _>(2),
-            row.get::<Option<i64>, _>(3),
-            row.get::<Option<i64>, _>(4),
-        ) else {
-            return Ok(MembersRun::Fallback);
+    /// Queues a member PATCH of a group and, when no statement is writing that group's queue,
+    /// starts one (in a task of its own, so that a cancelled request cannot leave the others
+    /// without an answer): it takes up to [`MAX_MEMBER_PATCHES`] waiting PATCHes at a time and
+    /// writes them in one statement, until the queue is empty.
+    fn queue_members(&self, ctx: &WriteContext, computed: &Computed) -> oneshot::Receiver<StoreResult<MembersRun>> {
+        let (reply, answer) = oneshot::channel();
+        let key = (ctx.connection_id.clone(), computed.current.id.clone());
+        let job = MemberJob {
+            ctx: ctx.clone(),
+            group_id: computed.current.id.clone(),
+            changes: computed.member_changes.clone(),
+            reply,
         };
-        if !fresh {
-            return Ok(MembersRun::Stale);
+        let lead = {
+            let mut queues = self.member_queues.lock().expect("member queues");
+            match queues.entry(key.clone()) {
+                Entry::Occupied(mut e) => {
+                    e.get_mut().push(job);
+                    false
+                }
+                Entry::Vacant(e) => {
+                    e.insert(vec![job]);
+                    true
+                }
+            }
+        };
+        if lead {
+            let (pool, queues) = (self.pool.clone(), self.member_queues.clone());
+            tokio::spawn(async move {
+                loop {
+                    let jobs: Vec<MemberJob> = {
+                        let mut q = queues.lock().expect("member queues");
+                        let Some(waiting) = q.get_mut(&key) else { break };
+                        if waiting.is_empty() {
+                            q.remove(&key);
+                            break;
+                        }
+                        let n = waiting.len().min(MAX_MEMBER_PATCHES);
+                        waiting.drain(..n).collect()
+                    };
+                    write_member_jobs(&pool, jobs).await;
+                }
+            });
         }
-        if ok != Some(true) {
-            return Ok(MembersRun::Fallback);
-        }
-        let bumped: Option<i64> = row.get(5);
-        let types: Option<Vec<String>> = row.get(6);
-        let mut written = Vec::new();
-        for t in types.unwrap_or_default() {
-            crate::metrics::note(&mut written, &t, 1);
-        }
-        // Counted now: outside a transaction the statement has committed; inside one, a failed
-        // COMMIT is rare enough not to matter to a counter.
-        crate::metrics::events_written(&written);
-        Ok(MembersRun::Done(Written::Done(Some(match bumped {
-            Some(version) => StoredResource {
-                id: group_id.to_string(),
-                kind: ResourceKind::Group,
-                doc: computed.doc.clone().into(),
-                version,
-                created_us,
-                modified_us: now,
-                related: None,
-            },
-            None => StoredResource {
-                version,
-                created_us,
-                modified_us,
-                ..computed.current.clone()
-            },
-        }))))
+        answer
     }
+}
+
+/// The most member PATCHes of one group written by one statement.
+const MAX_MEMBER_PATCHES: usize = 64;
+
+/// Member PATCHes waiting to be written, by (connection id, group id).
+pub(crate) type MemberQueues = Arc<std::sync::Mutex<HashMap<(String, String), Vec<MemberJob>>>>;
+
+/// One member PATCH waiting in [`MemberQueues`].
+pub(crate) struct MemberJob {
+    ctx: WriteContext,
+    group_id: String,
+    changes: Vec<MemberChange>,
+    reply: oneshot::Sender<StoreResult<MembersRun>>,
+}
+
+/// Writes `jobs` (member PATCHes of one group, in the order they arrived) with one statement and
+/// answers each: written, or to be written on its own (a check failed, or the statement met a
+/// deadlock), or the error.
+async fn write_member_jobs(pool: &PgPool, jobs: Vec<MemberJob>) {
+    let plan = members_plan(
+        jobs.iter()
+            .enumerate()
+            .flat_map(|(j, job)| job.changes.iter().map(move |c| (j, c))),
+    )
+    .expect("each PATCH was planned before it was queued");
+    match members_statement(pool, &jobs, &plan).await {
+        Ok(Some((group, changed))) => {
+            // Each PATCH answers with the version it made (or found): as if written in turn.
+            let base = group.version - changed.len() as i64;
+            for (j, job) in jobs.into_iter().enumerate() {
+                let version = base + changed.iter().filter(|c| **c <= j).count() as i64;
+                let written = StoredResource {
+                    version,
+                    ..group.clone()
+                };
+                let _ = job.reply.send(Ok(MembersRun::Done(Written::Done(Some(written)))));
+            }
+        }
+        Ok(None) => {
+            for job in jobs {
+                let _ = job.reply.send(Ok(MembersRun::Fallback));
+            }
+        }
+        // Nothing was written: each PATCH goes the transactional way, which retries.
+        Err(e) if is_retryable(&e) => {
+            for job in jobs {
+                let _ = job.reply.send(Ok(MembersRun::Fallback));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let mut first = Some(e);
+            for job in jobs {
+                let e = first
+                    .take()
+                    .unwrap_or_else(|| StoreError::Scim(ScimError::internal(message.clone())));
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Runs the member statement of `plan` (the changes of `jobs`) once, on its own (it commits as
+/// it ends). Returns the group as written with the PATCHes (by position in `jobs`, ascending) that
+/// changed it, or `None` when nothing was written (the group is missing or a check failed). The
+/// version goes up once per PATCH that changed the group, as if they had been written one after
+/// the other in the order they arrived.
+async fn members_statement(
+    pool: &PgPool,
+    jobs: &[MemberJob],
+    plan: &MembersPlan,
+) -> StoreResult<Option<(StoredResource, Vec<usize>)>> {
+    let ctx = &jobs[0].ctx;
+    let group_id = jobs[0].group_id.as_str();
+    let now = now_us();
+    let events: Vec<PendingEvent> = plan
+        .events
+        .iter()
+        .map(|(member, _, kind, job)| {
+            PendingEvent::new(
+                &jobs[*job].ctx,
+                kind,
+                Some((ResourceKind::Group, group_id)),
+                json!({"member": member}),
+                now,
+            )
+        })
+        .collect();
+    // Members in a fixed order (by id), so two statements lock the member rows they share in
+    // the same order. `count(*) FROM evs` reads every row the upsert and the delete return
+    // before the group's row is locked.
+    let mut order: Vec<usize> = (0..plan.ids.len()).collect();
+    order.sort_by(|a, b| plan.ids[*a].cmp(&plan.ids[*b]));
+    let sql = format!(
+        "WITH g AS (SELECT pk, version, created_us, modified_us, doc FROM resources
+                    WHERE connection_id = $13 AND id = $14 AND kind = 'Group' AND deleted_us IS NULL
+                    FOR KEY SHARE),
+         mem AS (SELECT pk, id, deleted_us IS NULL AS live FROM resources
+                 WHERE connection_id = $13 AND id = ANY($18::text[]) FOR SHARE),
+         gate AS (SELECT g.pk,
+                    NOT EXISTS (SELECT 1 FROM UNNEST($22::text[]) a(id) WHERE NOT EXISTS
+                          (SELECT 1 FROM mem WHERE mem.id = a.id AND mem.live AND mem.pk <> g.pk))
+                    AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15)
+                    AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $15)
+                    AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $13 AND staged_us IS NOT NULL) AS ok
+                  FROM g),
+         plan AS (SELECT mem.pk, p.id, p.present, p.in_set, p.display, p.n
+                  FROM gate, UNNEST($18::text[], $19::bool[], $20::bool[], $21::text[]) WITH ORDINALITY
+                         AS p(id, present, in_set, display, n)
+                  JOIN mem ON mem.id = p.id
+                  WHERE gate.ok),
+         del AS (DELETE FROM group_members gm USING plan p, gate
+                 WHERE gm.group_pk = gate.pk AND gm.member_pk = p.pk AND NOT p.present
+                 RETURNING gm.member_pk, true AS was_in),
+         ups AS (INSERT INTO group_members AS gm (group_pk, member_pk, display)
+                 SELECT gate.pk, p.pk, p.display FROM plan p, gate WHERE p.present ORDER BY p.n
+                 ON CONFLICT (group_pk, member_pk) DO UPDATE
+                   SET display = CASE WHEN (SELECT q.in_set FROM plan q WHERE q.pk = EXCLUDED.member_pk)
+                                      THEN EXCLUDED.display ELSE gm.display END
+                 RETURNING gm.member_pk, gm.xmax <> 0 AS was_in),
+         was AS (SELECT * FROM del UNION ALL SELECT * FROM ups),
+         evs AS (SELECT t.*, c.job FROM {unnest}
+                 JOIN UNNEST($23::text[], $24::bool[], $25::int4[]) WITH ORDINALITY AS c(member, when_in, job, n)
+                   ON c.n = t.n
+                 JOIN plan p ON p.id = c.member
+                 LEFT JOIN was w ON w.member_pk = p.pk
+                 WHERE c.when_in = COALESCE(w.was_in, false)),
+         bump AS (UPDATE resources SET version = version + (SELECT count(DISTINCT job) FROM evs), modified_us = $16
+                  FROM gate
+                  WHERE resources.pk = gate.pk AND (SELECT count(*) FROM evs) > 0
+                  RETURNING resources.version, resources.created_us, resources.doc),
+         lk AS ({lock}),
+         ev AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT {select} FROM lk, evs ORDER BY evs.n RETURNING type)
+         SELECT (SELECT ok FROM gate), g.version, g.created_us, g.modified_us, g.doc,
+                b.version, b.created_us, b.doc, (SELECT array_agg(type) FROM ev),
+                (SELECT array_agg(DISTINCT job) FROM evs)
+         FROM g LEFT JOIN bump b ON true",
+        unnest = events_unnest(1, "t"),
+        lock = events_lock_cte(17, "EXISTS (SELECT 1 FROM bump)"),
+        select = events_select("evs"),
+    );
+    let ids: Vec<&String> = order.iter().map(|i| &plan.ids[*i]).collect();
+    // The final state is the same from both initial states, and so is the display whenever
+    // the operations set it (see `members_plan`'s tests).
+    let present: Vec<bool> = order.iter().map(|i| plan.if_out[*i].present).collect();
+    let in_set: Vec<bool> = order.iter().map(|i| plan.if_in[*i].display.is_some()).collect();
+    let display: Vec<Option<String>> = order
+        .iter()
+        .map(|i| plan.if_out[*i].display.clone().flatten())
+        .collect();
+    let row = bind_events(sqlx::query(AssertSqlSafe(sql)), &events)
+        .bind(&ctx.connection_id)
+        .bind(group_id)
+        .bind(&ctx.org_id)
+        .bind(now)
+        .bind(EVENTS_LOCK)
+        .bind(&ids)
+        .bind(&present)
+        .bind(&in_set)
+        .bind(&display)
+        .bind(&plan.adds)
+        .bind(plan.events.iter().map(|e| e.0.clone()).collect::<Vec<_>>())
+        .bind(plan.events.iter().map(|e| e.1).collect::<Vec<_>>())
+        .bind(plan.events.iter().map(|e| e.3 as i32).collect::<Vec<_>>())
+        .fetch_optional(pool)
+        .await?;
+    // No row: the group is missing.
+    let Some(row) = row else { return Ok(None) };
+    if row.get::<Option<bool>, _>(0) != Some(true) {
+        return Ok(None);
+    }
+    let types: Option<Vec<String>> = row.get(8);
+    let mut written = Vec::new();
+    for t in types.unwrap_or_default() {
+        crate::metrics::note(&mut written, &t, 1);
+    }
+    // Counted now: the statement has committed.
+    crate::metrics::events_written(&written);
+    // The group as written (or as found, when the PATCHes changed nothing): its document as
+    // stored, which a concurrent write may have changed since the PATCHes read it.
+    let (version, created_us, modified_us, doc_col) = match row.get::<Option<i64>, _>(5) {
+        Some(version) => (version, row.get(6), now, 7),
+        None => (row.get(1), row.get(2), row.get(3), 4),
+    };
+    let Json(mut doc): Json<Value> = row.get(doc_col);
+    if let Value::Object(m) = &mut doc {
+        m.insert("id".into(), Value::String(group_id.to_string()));
+    }
+    let mut changed: Vec<usize> = row
+        .get::<Option<Vec<i32>>, _>(9)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|j| j as usize)
+        .collect();
+    changed.sort_unstable();
+    Ok(Some((
+        StoredResource {
+            id: group_id.to_string(),
+            kind: ResourceKind::Group,
+            doc: doc.into(),
+            version,
+            created_us,
+            modified_us,
+            related: None,
+        },
+        changed,
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_of(changes: &[MemberChange]) -> MembersPlan {
+        members_plan(changes.iter().map(|c| (0, c))).unwrap()
+    }
 
     fn add(id: &str, display: Option<&str>) -> MemberChange {
         MemberChange::Add(vec![MemberRef {
@@ -371,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_remove_then_add_plans_both_events_for_a_member_and_one_for_a_stranger() {
-        let plan = members_plan(&[MemberChange::Remove(vec!["u".into()]), add("u", Some("U"))]).unwrap();
+        let plan = plan_of(&[MemberChange::Remove(vec!["u".into()]), add("u", Some("U"))]);
         assert_eq!(plan.ids, vec!["u"]);
         assert_eq!(plan.adds, vec!["u"]);
         assert_eq!(
@@ -391,16 +553,16 @@ mod tests {
         assert_eq!(
             plan.events,
             vec![
-                ("u".into(), true, events::GROUP_MEMBER_REMOVED),
-                ("u".into(), true, events::GROUP_MEMBER_ADDED),
-                ("u".into(), false, events::GROUP_MEMBER_ADDED),
+                ("u".into(), true, events::GROUP_MEMBER_REMOVED, 0),
+                ("u".into(), true, events::GROUP_MEMBER_ADDED, 0),
+                ("u".into(), false, events::GROUP_MEMBER_ADDED, 0),
             ]
         );
     }
 
     #[test]
     fn adding_a_member_again_only_sets_its_display_and_filters_are_not_planned() {
-        let plan = members_plan(&[add("a", None), add("b", None), add("a", Some("A"))]).unwrap();
+        let plan = plan_of(&[add("a", None), add("b", None), add("a", Some("A"))]);
         assert_eq!(plan.ids, vec!["a", "b"]);
         assert_eq!(
             plan.if_in[0],
@@ -419,10 +581,41 @@ mod tests {
         assert_eq!(
             plan.events,
             vec![
-                ("a".into(), false, events::GROUP_MEMBER_ADDED),
-                ("b".into(), false, events::GROUP_MEMBER_ADDED),
+                ("a".into(), false, events::GROUP_MEMBER_ADDED, 0),
+                ("b".into(), false, events::GROUP_MEMBER_ADDED, 0),
             ]
         );
-        assert!(members_plan(&[MemberChange::ReplaceAll(vec![])]).is_none());
+        assert!(members_plan([(0, &MemberChange::ReplaceAll(vec![]))]).is_none());
+    }
+
+    proptest::proptest! {
+        /// The statement writes one final state per member whatever the state before, and sets
+        /// the display it inserts whenever the operations set one: both must hold for every
+        /// sequence of adds and removes.
+        #[test]
+        fn the_final_state_does_not_depend_on_the_state_before(
+            ops in proptest::collection::vec((0..3usize, proptest::option::of(proptest::option::of("[A-C]"))), 1..8)
+        ) {
+            let changes: Vec<MemberChange> = ops
+                .iter()
+                .map(|(m, op)| {
+                    let id = format!("m{m}");
+                    match op {
+                        None => MemberChange::Remove(vec![id]),
+                        Some(d) => add(&id, d.as_deref()),
+                    }
+                })
+                .collect();
+            let plan = plan_of(&changes);
+            for (i, o) in plan.if_in.iter().zip(&plan.if_out) {
+                proptest::prop_assert_eq!(i.present, o.present);
+                if o.present {
+                    proptest::prop_assert!(o.display.is_some());
+                    if i.display.is_some() {
+                        proptest::prop_assert_eq!(&i.display, &o.display);
+                    }
+                }
+            }
+        }
     }
 }
