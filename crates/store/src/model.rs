@@ -329,6 +329,22 @@ pub struct StoredResource {
     pub related: Option<Vec<MemberView>>,
 }
 
+impl StoredResource {
+    /// A resource as its create stored it (`doc` with its `id`): version 1, created and modified
+    /// at `now`.
+    pub(crate) fn created(id: String, kind: ResourceKind, doc: Value, now: i64) -> StoredResource {
+        StoredResource {
+            id,
+            kind,
+            doc: doc.into(),
+            version: 1,
+            created_us: now,
+            modified_us: now,
+            related: None,
+        }
+    }
+}
+
 /// Who is writing, recorded with each event.
 ///
 /// For SCIM writes `org_id` and `connection_id` name the tenant the resource belongs to. The

@@ -462,16 +462,21 @@ pub fn bind_all(binds: &[Bind]) -> PgArguments {
     args
 }
 
-fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
-    let Json(mut doc): Json<Value> = row.get("doc");
-    let id: String = row.get("id");
+/// A stored document (stored without its `id`) with its `id`.
+fn with_id(mut doc: Value, id: &str) -> Value {
     if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), Value::String(id.clone()));
+        m.insert("id".into(), Value::String(id.to_string()));
     }
+    doc
+}
+
+fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
+    let Json(doc): Json<Value> = row.get("doc");
+    let id: String = row.get("id");
     StoredResource {
+        doc: with_id(doc, &id).into(),
         id,
         kind,
-        doc: doc.into(),
         version: row.get("version"),
         created_us: row.get("created_us"),
         modified_us: row.get("modified_us"),
@@ -1287,19 +1292,9 @@ impl ResourceStore for PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|NewRow { id, mut doc, .. }| {
-                if let Value::Object(m) = &mut doc {
-                    m.insert("id".into(), Value::String(id.clone()));
-                }
-                StoredResource {
-                    id,
-                    kind,
-                    doc: doc.into(),
-                    version: 1,
-                    created_us: now,
-                    modified_us: now,
-                    related: None,
-                }
+            .map(|NewRow { id, doc, .. }| {
+                let doc = with_id(doc, &id);
+                StoredResource::created(id, kind, doc, now)
             })
             .collect())
     }

@@ -243,7 +243,10 @@ impl PostgresStore {
             && if_match.is_none()
             && !computed.doc_changed()
             && !computed.member_changes.is_empty()
-            && members_plan(computed.member_changes.iter().map(|c| (0, c))).is_some()
+            && computed
+                .member_changes
+                .iter()
+                .all(|c| matches!(c, MemberChange::Add(_) | MemberChange::Remove(_)))
         {
             match self.queue_members(ctx, computed).await {
                 Ok(Ok(MembersRun::Done(w))) => return Ok(w),
@@ -490,10 +493,8 @@ async fn members_statement(
         Some(version) => (version, row.get(6), now, 7),
         None => (row.get(1), row.get(2), row.get(3), 4),
     };
-    let Json(mut doc): Json<Value> = row.get(doc_col);
-    if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), Value::String(group_id.to_string()));
-    }
+    let Json(doc): Json<Value> = row.get(doc_col);
+    let doc = with_id(doc, group_id);
     let mut changed: Vec<usize> = row
         .get::<Option<Vec<i32>>, _>(9)
         .unwrap_or_default()

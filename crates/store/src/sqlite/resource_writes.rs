@@ -181,15 +181,7 @@ pub(super) fn create(
     }
     block(recompute_grants(&mut Inline(c), ctx, RoleScope::Users(affected)))?;
     crate::resource_doc::put_id(&mut doc, &id);
-    Ok(StoredResource {
-        id,
-        kind,
-        doc: doc.into(),
-        version: 1,
-        created_us: now,
-        modified_us: now,
-        related: None,
-    })
+    Ok(StoredResource::created(id, kind, doc, now))
 }
 
 fn resource_type(registry: &SchemaRegistry, kind: ResourceKind) -> &ResourceType {
