@@ -1238,7 +1238,7 @@ impl Outbound {
             let mut members: Vec<String> = Vec::new();
             let mut after = 0;
             loop {
-                let page = self.store.directory_group_members(g.pk, after, 1000).await?;
+                let page = self.store.directory_group_members(&g, after, 1000).await?;
                 let Some(last) = page.last().map(|m| m.pk) else { break };
                 after = last;
                 members.extend(

@@ -159,11 +159,11 @@ fn roles_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {
             "(SELECT json_group_array(k) FROM (SELECT ro.key AS k FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id
-               WHERE ur.user_pk = r.pk ORDER BY ro.key))"
+               WHERE ur.connection_id = r.connection_id AND ur.user_pk = r.pk ORDER BY ro.key))"
         }
         Dialect::Postgres => {
             "(SELECT coalesce(json_agg(ro.key ORDER BY ro.key), '[]')::text FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id
-               WHERE ur.user_pk = r.pk)"
+               WHERE ur.connection_id = r.connection_id AND ur.user_pk = r.pk)"
         }
     }
 }
@@ -173,11 +173,11 @@ fn workspaces_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {
             "(SELECT json_group_array(k) FROM (SELECT w.key AS k FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id
-               WHERE uw.user_pk = r.pk ORDER BY w.key))"
+               WHERE uw.connection_id = r.connection_id AND uw.user_pk = r.pk ORDER BY w.key))"
         }
         Dialect::Postgres => {
             "(SELECT coalesce(json_agg(w.key ORDER BY w.key), '[]')::text FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id
-               WHERE uw.user_pk = r.pk)"
+               WHERE uw.connection_id = r.connection_id AND uw.user_pk = r.pk)"
         }
     }
 }
@@ -259,7 +259,8 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
     }
     if let Some(role) = &q.role {
         b.push(
-            " AND r.pk IN (SELECT ur.user_pk FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id WHERE ro.org_id = ",
+            " AND r.pk IN (SELECT ur.user_pk FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id
+               WHERE ur.connection_id = r.connection_id AND ro.org_id = ",
         );
         b.text(org_id);
         b.push(" AND ro.key_ci = ");
@@ -268,7 +269,8 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
     }
     if let Some(w) = &q.workspace {
         b.push(
-            " AND r.pk IN (SELECT uw.user_pk FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id WHERE w.org_id = ",
+            " AND r.pk IN (SELECT uw.user_pk FROM user_workspaces uw JOIN workspaces w ON w.id = uw.workspace_id
+               WHERE uw.connection_id = r.connection_id AND w.org_id = ",
         );
         b.text(org_id);
         b.push(" AND w.key_ci = ");
@@ -277,10 +279,11 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
     }
     if let Some(g) = &q.group_id {
         b.push(
-            " AND r.pk IN (SELECT m.member_pk FROM group_members m JOIN resources g ON g.pk = m.group_pk WHERE g.id = ",
+            " AND r.pk IN (SELECT m.member_pk FROM group_members m JOIN resources g ON g.pk = m.group_pk
+               WHERE m.connection_id = r.connection_id AND g.connection_id = r.connection_id AND g.id = ",
         );
         b.text(g.clone());
-        b.push(" AND g.kind = 'Group' AND g.connection_id = r.connection_id)");
+        b.push(" AND g.kind = 'Group')");
     }
     b.push(" AND r.pk > ");
     b.bind(Bind::Int(q.after_pk));
@@ -289,14 +292,16 @@ pub fn users_sql(dialect: Dialect, org_id: &str, q: &DirectoryQuery) -> SqlBuild
     b
 }
 
-/// The live groups of user `user_pk`: columns `id, display_name`.
-pub fn user_groups_sql(dialect: Dialect, user_pk: i64) -> SqlBuilder {
+/// The live groups of user `user_pk` of the connection: columns `id, display_name`.
+pub fn user_groups_sql(dialect: Dialect, connection_id: &str, user_pk: i64) -> SqlBuilder {
     let mut b = SqlBuilder::new(dialect);
     b.push(match dialect {
         Dialect::Sqlite => "SELECT g.id, json_extract(g.doc, '$.displayName') AS display_name",
         Dialect::Postgres => "SELECT g.id, g.doc->>'displayName' AS display_name",
     });
-    b.push(" FROM group_members m JOIN resources g ON g.pk = m.group_pk WHERE m.member_pk = ");
+    b.push(" FROM group_members m JOIN resources g ON g.pk = m.group_pk WHERE m.connection_id = ");
+    b.text(connection_id);
+    b.push(" AND m.member_pk = ");
     b.bind(Bind::Int(user_pk));
     b.push(" AND g.deleted_us IS NULL ORDER BY g.pk");
     b
@@ -315,7 +320,7 @@ pub fn groups_sql(dialect: Dialect, org_id: &str, q: &GroupQuery) -> SqlBuilder 
         }
     });
     b.push(
-        " (SELECT count(*) FROM group_members m WHERE m.group_pk = r.pk) AS member_count, r.created_us, r.modified_us
+        " (SELECT count(*) FROM group_members m WHERE m.connection_id = r.connection_id AND m.group_pk = r.pk) AS member_count, r.created_us, r.modified_us
          FROM resources r WHERE r.kind = 'Group' AND r.deleted_us IS NULL AND ",
     );
     in_org(&mut b, org_id, q.connection_id.as_deref(), q.include_staging);
@@ -338,18 +343,21 @@ pub fn groups_sql(dialect: Dialect, org_id: &str, q: &GroupQuery) -> SqlBuilder 
     b
 }
 
-/// The members of group `group_pk` after `after_pk`: columns `pk, id, kind, name, status`.
-pub fn members_sql(dialect: Dialect, group_pk: i64, after_pk: i64, limit: i64) -> SqlBuilder {
+/// The members of group `group_pk` of the connection after `after_pk`: columns `pk, id, kind,
+/// name, status`.
+pub fn members_sql(dialect: Dialect, connection_id: &str, group_pk: i64, after_pk: i64, limit: i64) -> SqlBuilder {
     let mut b = SqlBuilder::new(dialect);
     b.push(&format!(
         "SELECT r.pk, r.id, r.kind, {} AS name, CASE WHEN r.kind = 'User' THEN {} END AS status
-         FROM group_members m JOIN resources r ON r.pk = m.member_pk WHERE m.group_pk = ",
+         FROM group_members m JOIN resources r ON r.pk = m.member_pk WHERE m.connection_id = ",
         match dialect {
             Dialect::Sqlite => "coalesce(json_extract(r.doc, '$.userName'), json_extract(r.doc, '$.displayName'))",
             Dialect::Postgres => "coalesce(r.doc->>'userName', r.doc->>'displayName')",
         },
         status_sql(dialect)
     ));
+    b.text(connection_id);
+    b.push(" AND m.group_pk = ");
     b.bind(Bind::Int(group_pk));
     b.push(" AND m.member_pk > ");
     b.bind(Bind::Int(after_pk));

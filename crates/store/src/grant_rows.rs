@@ -106,7 +106,7 @@ fn scope_sql<'a>(d: Dialect, connection_id: &'a str, scope: &'a RoleScope) -> (S
         }
         RoleScope::MembersOf(g) => {
             args.push(Arg::Int(*g));
-            "r.pk IN (SELECT member_pk FROM group_members WHERE group_pk = $2)".to_string()
+            "r.pk IN (SELECT member_pk FROM group_members WHERE connection_id = $1 AND group_pk = $2)".to_string()
         }
         RoleScope::Connection => "1 = 1".to_string(),
     };
@@ -194,7 +194,7 @@ pub(crate) async fn user_facts<D: GrantDb>(
     let sql = format!(
         "SELECT m.member_pk, g.id, g.external_id, g.display_name_ci
          FROM group_members m JOIN resources g ON g.pk = m.group_pk AND g.deleted_us IS NULL
-         WHERE m.member_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = $1 AND r.kind = 'User' AND {pred})"
+         WHERE m.connection_id = $1 AND m.member_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = $1 AND r.kind = 'User' AND {pred})"
     );
     let index: HashMap<i64, usize> = users.iter().enumerate().map(|(i, u)| (u.pk, i)).collect();
     for mut row in db.rows(&sql, &args).await? {
@@ -220,7 +220,7 @@ async fn stored_grants<D: GrantDb>(
     let (table, column) = kind.held();
     let sql = format!(
         "SELECT ur.user_pk, ur.{column} FROM {table} ur
-         WHERE ur.user_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = $1 AND r.kind = 'User' AND {pred})"
+         WHERE ur.connection_id = $1 AND ur.user_pk IN (SELECT r.pk FROM resources r WHERE r.connection_id = $1 AND r.kind = 'User' AND {pred})"
     );
     let mut out: HashMap<i64, BTreeSet<String>> = HashMap::new();
     for mut row in db.rows(&sql, &args).await? {
@@ -229,33 +229,48 @@ async fn stored_grants<D: GrantDb>(
     Ok(out)
 }
 
-/// Grants `ids` of `kind` to a user.
-async fn grant<D: GrantDb>(db: &mut D, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()> {
+/// Grants `ids` of `kind` to a user of the connection.
+async fn grant<D: GrantDb>(
+    db: &mut D,
+    kind: GrantKind,
+    connection_id: &str,
+    user_pk: i64,
+    ids: &[String],
+) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let (table, column) = kind.held();
     let elements = match D::DIALECT {
-        Dialect::Sqlite => "(SELECT value AS v FROM json_each($2)) AS e",
-        Dialect::Postgres => "UNNEST($2::text[]) AS e(v)",
+        Dialect::Sqlite => "(SELECT value AS v FROM json_each($3)) AS e",
+        Dialect::Postgres => "UNNEST($3::text[]) AS e(v)",
     };
     let sql = format!(
-        "INSERT INTO {table} (user_pk, {column}) SELECT $1, e.v FROM {elements} WHERE true ON CONFLICT DO NOTHING"
+        "INSERT INTO {table} (connection_id, user_pk, {column}) SELECT $1, $2, e.v FROM {elements} WHERE true
+         ON CONFLICT DO NOTHING"
     );
-    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await
+    db.run(&sql, &[Arg::Text(connection_id), Arg::Int(user_pk), Arg::Texts(ids)])
+        .await
 }
 
-/// Takes `ids` of `kind` from a user.
-async fn revoke<D: GrantDb>(db: &mut D, kind: GrantKind, user_pk: i64, ids: &[String]) -> StoreResult<()> {
+/// Takes `ids` of `kind` from a user of the connection.
+async fn revoke<D: GrantDb>(
+    db: &mut D,
+    kind: GrantKind,
+    connection_id: &str,
+    user_pk: i64,
+    ids: &[String],
+) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let (table, column) = kind.held();
     let sql = format!(
-        "DELETE FROM {table} WHERE user_pk = $1 AND {}",
-        in_list(D::DIALECT, column, 2, "text")
+        "DELETE FROM {table} WHERE connection_id = $1 AND user_pk = $2 AND {}",
+        in_list(D::DIALECT, column, 3, "text")
     );
-    db.run(&sql, &[Arg::Int(user_pk), Arg::Texts(ids)]).await
+    db.run(&sql, &[Arg::Text(connection_id), Arg::Int(user_pk), Arg::Texts(ids)])
+        .await
 }
 
 /// Recomputes the effective grants of `kind` (roles or workspaces) of the users in `scope` on one
@@ -294,8 +309,8 @@ pub(crate) async fn recompute<D: GrantDb>(
         }
         let added: Vec<String> = after.difference(&before).cloned().collect();
         let removed: Vec<String> = before.difference(&after).cloned().collect();
-        revoke(db, kind, user.pk, &removed).await?;
-        grant(db, kind, user.pk, &added).await?;
+        revoke(db, kind, connection_id, user.pk, &removed).await?;
+        grant(db, kind, connection_id, user.pk, &added).await?;
         let event_ctx = WriteContext {
             org_id: org_id.to_string(),
             connection_id: user.connection_id.clone(),
@@ -454,11 +469,11 @@ pub(crate) async fn preview<D: GrantDb>(
     let mut refs = HashMap::new();
     if !pks.is_empty() {
         let sql = format!(
-            "SELECT pk, id, {} FROM resources r WHERE {}",
+            "SELECT pk, id, {} FROM resources r WHERE r.connection_id = $1 AND {}",
             doc_text(D::DIALECT, "r"),
-            in_list(D::DIALECT, "pk", 1, "bigint")
+            in_list(D::DIALECT, "pk", 2, "bigint")
         );
-        for mut row in db.rows(&sql, &[Arg::Ints(&pks)]).await? {
+        for mut row in db.rows(&sql, &[Arg::Text(connection_id), Arg::Ints(&pks)]).await? {
             let doc = serde_json::from_str::<Value>(&row[2].text()).unwrap_or(Value::Null);
             refs.insert(row[0].int(), UserRef::of(row[1].text(), &doc));
         }

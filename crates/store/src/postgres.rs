@@ -492,12 +492,13 @@ fn related_column(kind: ResourceKind, with_members: bool) -> &'static str {
         (false, _) => "NULL::jsonb",
         (true, ResourceKind::Group) => {
             "(SELECT COALESCE(jsonb_agg(jsonb_build_array(u.id, u.kind, m.display) ORDER BY m.member_pk), '[]')
-              FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+              FROM group_members m JOIN resources u ON u.pk = m.member_pk
+              WHERE m.connection_id = r.connection_id AND m.group_pk = r.pk)"
         }
         (true, ResourceKind::User) => {
             "(SELECT COALESCE(jsonb_agg(jsonb_build_array(g.id, g.kind, g.doc ->> 'displayName') ORDER BY m.group_pk), '[]')
               FROM group_members m JOIN resources g ON g.pk = m.group_pk
-              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+              WHERE m.connection_id = r.connection_id AND m.member_pk = r.pk AND g.deleted_us IS NULL)"
         }
     }
 }
@@ -609,10 +610,16 @@ async fn member_pk(tx: &mut PgConnection, connection_id: &str, id: &str) -> Stor
     .await?)
 }
 
-async fn remove_member_pk(tx: &mut PgConnection, group_pk: i64, member_pk: i64) -> StoreResult<bool> {
-    let n = sqlx::query("DELETE FROM group_members WHERE group_pk = $1 AND member_pk = $2")
+async fn remove_member_pk(
+    tx: &mut PgConnection,
+    connection_id: &str,
+    group_pk: i64,
+    member_pk: i64,
+) -> StoreResult<bool> {
+    let n = sqlx::query("DELETE FROM group_members WHERE connection_id = $3 AND group_pk = $1 AND member_pk = $2")
         .bind(group_pk)
         .bind(member_pk)
+        .bind(connection_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -640,7 +647,7 @@ async fn apply_member_changes(
             MemberChange::Remove(ids) => {
                 for id in ids {
                     let removed: Option<i64> = sqlx::query_scalar(
-                        "DELETE FROM group_members WHERE group_pk = $1 AND member_pk =
+                        "DELETE FROM group_members WHERE connection_id = $2 AND group_pk = $1 AND member_pk =
                            (SELECT pk FROM resources WHERE connection_id = $2 AND id = $3) RETURNING member_pk",
                     )
                     .bind(group_pk)
@@ -663,8 +670,10 @@ async fn apply_member_changes(
                 let rt = registry.resource_type("Group").expect("Group is registered");
                 let mut b = SqlBuilder::new(Dialect::Postgres);
                 b.push(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ",
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.connection_id = ",
                 );
+                b.bind(Bind::Text(ctx.connection_id.clone()));
+                b.push(" AND m.group_pk = ");
                 b.bind(Bind::Int(group_pk));
                 b.push(" AND ");
                 crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
@@ -675,7 +684,7 @@ async fn apply_member_changes(
                 for row in rows {
                     let pk: i64 = row.get(0);
                     let id: String = row.get(1);
-                    if remove_member_pk(tx.conn(), group_pk, pk).await? {
+                    if remove_member_pk(tx.conn(), &ctx.connection_id, group_pk, pk).await? {
                         touched.push(pk);
                         tx.event(
                             ctx,
@@ -689,14 +698,17 @@ async fn apply_member_changes(
             MemberChange::ReplaceAll(members) => {
                 let current: Vec<(i64, String)> = sqlx::query_as(
                     "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                     WHERE m.group_pk = $1 ORDER BY m.member_pk",
+                     WHERE m.connection_id = $2 AND m.group_pk = $1 ORDER BY m.member_pk",
                 )
                 .bind(group_pk)
+                .bind(&ctx.connection_id)
                 .fetch_all(tx.conn())
                 .await?;
                 let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
                 for (pk, id) in &current {
-                    if !wanted.contains(id.as_str()) && remove_member_pk(tx.conn(), group_pk, *pk).await? {
+                    if !wanted.contains(id.as_str())
+                        && remove_member_pk(tx.conn(), &ctx.connection_id, group_pk, *pk).await?
+                    {
                         touched.push(*pk);
                         tx.event(
                             ctx,
@@ -731,22 +743,27 @@ async fn add_member(
         )));
     }
     let n = sqlx::query(
-        "INSERT INTO group_members (group_pk, member_pk, display) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO group_members (connection_id, group_pk, member_pk, display) VALUES ($4, $1, $2, $3)
+         ON CONFLICT DO NOTHING",
     )
     .bind(group_pk)
     .bind(pk)
     .bind(m.display.as_deref())
+    .bind(&ctx.connection_id)
     .execute(tx.conn())
     .await?
     .rows_affected();
     if n == 0 && m.display.is_some() {
         // Already a member: adding is a no-op, but keep the display the client sent last.
-        sqlx::query("UPDATE group_members SET display = $1 WHERE group_pk = $2 AND member_pk = $3")
-            .bind(m.display.as_deref())
-            .bind(group_pk)
-            .bind(pk)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE group_members SET display = $1 WHERE connection_id = $4 AND group_pk = $2 AND member_pk = $3",
+        )
+        .bind(m.display.as_deref())
+        .bind(group_pk)
+        .bind(pk)
+        .bind(&ctx.connection_id)
+        .execute(tx.conn())
+        .await?;
     }
     if n > 0 {
         tx.event(
@@ -780,6 +797,7 @@ impl PostgresStore {
     /// of `pks` they cover.
     async fn related_many(
         &self,
+        connection_id: &str,
         pks: &[i64],
         kind: ResourceKind,
         budget: usize,
@@ -792,19 +810,22 @@ impl PostgresStore {
             ResourceKind::Group => {
                 "SELECT p.n, m.group_pk, u.id, u.kind, m.display
                  FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
-                 JOIN group_members m ON m.group_pk = p.pk JOIN resources u ON u.pk = m.member_pk
+                 JOIN group_members m ON m.connection_id = $2 AND m.group_pk = p.pk
+                 JOIN resources u ON u.pk = m.member_pk
                  ORDER BY p.n, m.member_pk"
             }
             ResourceKind::User => {
                 "SELECT p.n, m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
                  FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
-                 JOIN group_members m ON m.member_pk = p.pk JOIN resources g ON g.pk = m.group_pk
+                 JOIN group_members m ON m.connection_id = $2 AND m.member_pk = p.pk
+                 JOIN resources g ON g.pk = m.group_pk
                  WHERE g.deleted_us IS NULL ORDER BY p.n, m.group_pk"
             }
         };
         let mut conn = self.pool.acquire().await?;
         let mut rows = sqlx::query_as::<_, (i64, i64, String, String, Option<String>)>(sql)
             .bind(pks)
+            .bind(connection_id)
             .fetch(&mut *conn);
         let (mut used, mut covered) = (0usize, pks.len());
         while let Some((n, owner, id, kind, display)) = rows.try_next().await? {
@@ -1021,9 +1042,10 @@ impl PostgresStore {
             if let Value::Object(m) = &mut stored_before {
                 m.remove("id");
             }
-            let same: bool = sqlx::query_scalar("SELECT doc = $1 FROM resources WHERE pk = $2")
+            let same: bool = sqlx::query_scalar("SELECT doc = $1 FROM resources WHERE connection_id = $3 AND pk = $2")
                 .bind(Json(&stored_before))
                 .bind(pk)
+                .bind(&ctx.connection_id)
                 .fetch_one(tx.conn())
                 .await?;
             if !same {
@@ -1067,7 +1089,7 @@ impl PostgresStore {
             let search = search_doc(&self.registry, self.rt(kind), &stored);
             sqlx::query(
                 "UPDATE resources SET external_id = $1, user_name_ci = $2, display_name_ci = $3, active = $4, version = $5,
-                    modified_us = $6, doc = $7, doc_ci = $8 WHERE pk = $9",
+                    modified_us = $6, doc = $7, doc_ci = $8 WHERE connection_id = $10 AND pk = $9",
             )
             .bind(&fields.external_id)
             .bind(&fields.user_name_ci)
@@ -1078,6 +1100,7 @@ impl PostgresStore {
             .bind(Json(&stored))
             .bind(Json(&search))
             .bind(pk)
+            .bind(&ctx.connection_id)
             .execute(tx.conn())
             .await
             .map_err(|e| uniqueness(e, kind, [&stored]))?;
@@ -1088,10 +1111,11 @@ impl PostgresStore {
                 crate::workspaces::group_renamed(&mut tx, ctx, id, before, doc).await?;
             }
         } else {
-            sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE pk = $3")
+            sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE connection_id = $4 AND pk = $3")
                 .bind(version)
                 .bind(now)
                 .bind(pk)
+                .bind(&ctx.connection_id)
                 .execute(tx.conn())
                 .await?;
         }
@@ -1156,9 +1180,10 @@ impl PostgresStore {
         // lose roles.
         let groups: Vec<String> = sqlx::query_scalar(
             "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
-             WHERE m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY g.pk",
+             WHERE m.connection_id = $2 AND m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY g.pk",
         )
         .bind(pk)
+        .bind(&ctx.connection_id)
         .fetch_all(tx.conn())
         .await?;
         for group_id in &groups {
@@ -1171,36 +1196,47 @@ impl PostgresStore {
         }
         sqlx::query(
             "UPDATE resources SET version = version + 1, modified_us = $1
-             WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = $2)",
+             WHERE connection_id = $3
+               AND pk IN (SELECT group_pk FROM group_members WHERE connection_id = $3 AND member_pk = $2)",
         )
         .bind(now)
         .bind(pk)
+        .bind(&ctx.connection_id)
         .execute(tx.conn())
         .await?;
         let members: Vec<i64> = if kind == ResourceKind::Group {
-            sqlx::query_scalar("SELECT member_pk FROM group_members WHERE group_pk = $1 ORDER BY member_pk")
-                .bind(pk)
-                .fetch_all(tx.conn())
-                .await?
+            sqlx::query_scalar(
+                "SELECT member_pk FROM group_members WHERE connection_id = $2 AND group_pk = $1 ORDER BY member_pk",
+            )
+            .bind(pk)
+            .bind(&ctx.connection_id)
+            .fetch_all(tx.conn())
+            .await?
         } else {
             Vec::new()
         };
         if purge {
             // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
-            sqlx::query("DELETE FROM resources WHERE pk = $1")
+            sqlx::query("DELETE FROM resources WHERE connection_id = $2 AND pk = $1")
                 .bind(pk)
+                .bind(&ctx.connection_id)
                 .execute(tx.conn())
                 .await?;
         } else {
             // The e-mail rows stay, so that the directory and the access check find a deleted user
             // by e-mail as they do by userName or externalId (SCIM reads skip deleted rows).
-            sqlx::query("UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1 WHERE pk = $2")
-                .bind(now)
+            sqlx::query(
+                "UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1
+                 WHERE connection_id = $3 AND pk = $2",
+            )
+            .bind(now)
+            .bind(pk)
+            .bind(&ctx.connection_id)
+            .execute(tx.conn())
+            .await?;
+            sqlx::query("DELETE FROM group_members WHERE connection_id = $2 AND (member_pk = $1 OR group_pk = $1)")
                 .bind(pk)
-                .execute(tx.conn())
-                .await?;
-            sqlx::query("DELETE FROM group_members WHERE member_pk = $1 OR group_pk = $1")
-                .bind(pk)
+                .bind(&ctx.connection_id)
                 .execute(tx.conn())
                 .await?;
         }
@@ -1418,7 +1454,7 @@ impl ResourceStore for PostgresStore {
             // (Only index pages after the first read members apart; their total is counted above.)
             let pks: Vec<i64> = rows.iter().map(|(pk, _)| *pk).collect();
             let (mut related, covered) = self
-                .related_many(&pks, kind, query.max_bytes.saturating_sub(bytes))
+                .related_many(connection_id, &pks, kind, query.max_bytes.saturating_sub(bytes))
                 .await
                 .map_err(finish_error)?;
             rows.truncate(covered.max(1));

@@ -101,10 +101,10 @@ pub trait RoleStore: Send + Sync {
     ) -> StoreResult<Vec<DirectoryUser>>;
     /// Live groups of an organization matching `query`, with member counts.
     async fn directory_groups(&self, org_id: &str, query: &GroupQuery) -> StoreResult<Vec<DirectoryGroup>>;
-    /// Members of a group (by its row key, from [`RoleStore::directory_groups`]) after `after_pk`.
+    /// Members of a group (from [`RoleStore::directory_groups`]) after `after_pk`.
     async fn directory_group_members(
         &self,
-        group_pk: i64,
+        group: &DirectoryGroup,
         after_pk: i64,
         limit: i64,
     ) -> StoreResult<Vec<DirectoryMember>>;
@@ -557,7 +557,7 @@ macro_rules! role_store {
                 let mut users: Vec<DirectoryUser> = rows.iter().map(directory_user_of).collect();
                 if with_groups {
                     for u in &mut users {
-                        let rows = Self::built(directory::user_groups_sql(d, u.pk)).fetch_all(self.reads()).await?;
+                        let rows = Self::built(directory::user_groups_sql(d, &u.connection_id, u.pk)).fetch_all(self.reads()).await?;
                         u.groups = Some(
                             rows.iter()
                                 .map(|r| GroupRef {
@@ -583,11 +583,12 @@ macro_rules! role_store {
 
             async fn directory_group_members(
                 &self,
-                group_pk: i64,
+                group: &DirectoryGroup,
                 after_pk: i64,
                 limit: i64,
             ) -> StoreResult<Vec<DirectoryMember>> {
-                let b = directory::members_sql(<$store as Backend>::DIALECT, group_pk, after_pk, limit);
+                let d = <$store as Backend>::DIALECT;
+                let b = directory::members_sql(d, &group.connection_id, group.pk, after_pk, limit);
                 let rows = Self::built(b).fetch_all(self.reads()).await?;
                 Ok(rows.iter().map(directory_member_of).collect())
             }

@@ -536,12 +536,12 @@ fn related_from(user_side: bool) -> (&'static str, &'static str) {
     if user_side {
         (
             "group_members m JOIN resources u ON u.pk = m.group_pk",
-            "m.member_pk = r.pk AND u.deleted_us IS NULL",
+            "m.connection_id = r.connection_id AND m.member_pk = r.pk AND u.deleted_us IS NULL",
         )
     } else {
         (
             "group_members m JOIN resources u ON u.pk = m.member_pk",
-            "m.group_pk = r.pk",
+            "m.connection_id = r.connection_id AND m.group_pk = r.pk",
         )
     }
 }

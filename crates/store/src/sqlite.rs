@@ -282,12 +282,13 @@ fn related_column(kind: ResourceKind, with_members: bool) -> &'static str {
         (false, _) => "NULL",
         (true, ResourceKind::Group) => {
             "(SELECT json_group_array(json_array(u.id, u.kind, m.display))
-              FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = r.pk)"
+              FROM group_members m JOIN resources u ON u.pk = m.member_pk
+              WHERE m.connection_id = r.connection_id AND m.group_pk = r.pk)"
         }
         (true, ResourceKind::User) => {
             "(SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
               FROM group_members m JOIN resources g ON g.pk = m.group_pk
-              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL)"
+              WHERE m.connection_id = r.connection_id AND m.member_pk = r.pk AND g.deleted_us IS NULL)"
         }
     }
 }

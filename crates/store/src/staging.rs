@@ -418,7 +418,7 @@ macro_rules! staging_store {
                     let members = Self::pairs(
                         &mut tx,
                         "SELECT g.id, m.id FROM resources g
-                         JOIN group_members gm ON gm.group_pk = g.pk JOIN resources m ON m.pk = gm.member_pk
+                         JOIN group_members gm ON gm.connection_id = g.connection_id AND gm.group_pk = g.pk JOIN resources m ON m.pk = gm.member_pk
                          WHERE g.connection_id = $1 AND g.kind = 'Group' AND g.deleted_us IS NULL
                            AND m.deleted_us IS NULL
                          ORDER BY g.pk, m.pk",
@@ -428,7 +428,7 @@ macro_rules! staging_store {
                     let roles = Self::pairs(
                         &mut tx,
                         "SELECT r.id, ro.key FROM resources r
-                         JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+                         JOIN user_roles ur ON ur.connection_id = r.connection_id AND ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
                          WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, ro.key",
                         id,
                     )
@@ -437,7 +437,7 @@ macro_rules! staging_store {
                     let workspaces = Self::pairs(
                         &mut tx,
                         "SELECT r.id, w.key FROM resources r
-                         JOIN user_workspaces uw ON uw.user_pk = r.pk JOIN workspaces w ON w.id = uw.workspace_id
+                         JOIN user_workspaces uw ON uw.connection_id = r.connection_id AND uw.user_pk = r.pk JOIN workspaces w ON w.id = uw.workspace_id
                          WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY r.pk, w.key",
                         id,
                     )
@@ -557,7 +557,7 @@ macro_rules! staging_store {
                 .await?;
                 let roles: Vec<(i64, String)> = sqlx::query_as(
                     "SELECT ur.user_pk, ro.key FROM resources r
-                     JOIN user_roles ur ON ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
+                     JOIN user_roles ur ON ur.connection_id = r.connection_id AND ur.user_pk = r.pk JOIN roles ro ON ro.id = ur.role_id
                      WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_us IS NULL ORDER BY ur.user_pk, ro.key",
                 )
                 .bind(connection_id)

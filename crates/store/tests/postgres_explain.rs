@@ -162,8 +162,8 @@ async fn hot_lookups_are_index_scans() {
     // Every user of `a` in one group, so that reading a user's groups has rows to find (through
     // `group_members_member`, not a scan of every membership).
     sqlx::query(
-        "INSERT INTO group_members (group_pk, member_pk)
-         SELECT (SELECT min(pk) FROM resources WHERE connection_id = $1 AND kind = 'Group'), pk
+        "INSERT INTO group_members (connection_id, group_pk, member_pk)
+         SELECT $1, (SELECT min(pk) FROM resources WHERE connection_id = $1 AND kind = 'Group'), pk
          FROM resources WHERE connection_id = $1 AND kind = 'User'",
     )
     .bind(&a.connection_id)

@@ -84,10 +84,29 @@ async fn a_user_name_filter_with_a_bound_offset_seeks_the_user_name_index() {
     .unwrap();
     let filter = "SELECT r.pk, r.id, r.doc, (SELECT json_group_array(json_array(g.id, g.kind, json_extract(g.doc, '$.displayName')))
               FROM group_members m JOIN resources g ON g.pk = m.group_pk
-              WHERE m.member_pk = r.pk AND g.deleted_us IS NULL) AS related FROM resources r
+              WHERE m.connection_id = r.connection_id AND m.member_pk = r.pk AND g.deleted_us IS NULL) AS related FROM resources r
          WHERE r.connection_id = ? AND r.kind = 'User' AND r.deleted_us IS NULL AND (r.user_name_ci = 'user-42')
          ORDER BY r.pk ASC LIMIT 100 OFFSET ?";
     let found = plan(&mut c, filter).await;
     assert!(found.contains("INDEX resources_user_name"), "{found}");
     assert!(found.contains("INDEX group_members_member"), "{found}");
+}
+
+/// A purged user or group (and every resource of a deleted connection) takes its memberships and
+/// effective grants with it (`ON DELETE CASCADE`): each cascade seeks a key that leads with the
+/// connection, as every other membership and grant statement does (docs/scaling.md).
+#[tokio::test]
+async fn a_purge_cascades_through_keys_that_lead_with_the_connection() {
+    let (_dir, mut c) = migrated_database().await;
+    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut c).await.unwrap();
+    let found = plan(&mut c, "DELETE FROM resources WHERE pk = 5 AND connection_id = ?").await;
+    for step in [
+        "group_members USING COVERING INDEX sqlite_autoindex_group_members_1 (connection_id=? AND group_pk=?)",
+        "group_members USING COVERING INDEX group_members_member (connection_id=? AND member_pk=?)",
+        "user_roles USING PRIMARY KEY (connection_id=? AND user_pk=?)",
+        "user_workspaces USING PRIMARY KEY (connection_id=? AND user_pk=?)",
+    ] {
+        assert!(found.contains(step), "missing {step}:\n{found}");
+    }
+    assert!(!found.contains("SCAN"), "a cascade scans a table:\n{found}");
 }

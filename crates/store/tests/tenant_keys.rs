@@ -2,7 +2,7 @@
 //! database"; docs/scaling.md): a table whose rows belong to one organization or connection must
 //! have an index (its primary key or another) that leads with that tenant column, so its hot queries
 //! can lead with the tenant and the table could be distributed by tenant. Tables without a tenant
-//! column are listed with the reason (service-wide by design, or a known gap with its fix).
+//! column are listed with the reason (service-wide by design).
 //!
 //! The list is exact both ways: a new table fails this test until it is classified here and in
 //! docs/scaling.md, and a gap that gets fixed fails it until it is reclassified.
@@ -21,8 +21,6 @@ enum Keyed {
     Leads(&'static str),
     /// Service-wide, not per tenant (why).
     Global(&'static str),
-    /// Reaches its tenant only through a parent row (why, and the fix): a known gap.
-    Gap(&'static str),
 }
 
 const TABLES: &[(&str, Keyed)] = &[
@@ -59,18 +57,9 @@ const TABLES: &[(&str, Keyed)] = &[
         "service_settings",
         Keyed::Global("settings of the service, shared by every node"),
     ),
-    (
-        "group_members",
-        Keyed::Gap("rows name a group and a member by resources.pk; add connection_id and lead the key with it"),
-    ),
-    (
-        "user_roles",
-        Keyed::Gap("rows name a user by resources.pk; add connection_id and lead the key with it"),
-    ),
-    (
-        "user_workspaces",
-        Keyed::Gap("rows name a user by resources.pk; add connection_id and lead the key with it"),
-    ),
+    ("group_members", Keyed::Leads("connection_id")),
+    ("user_roles", Keyed::Leads("connection_id")),
+    ("user_workspaces", Keyed::Leads("connection_id")),
 ];
 
 /// What one database holds: each table's columns and the column lists of its indexes (primary key
@@ -192,6 +181,7 @@ fn check(shape: &Shape, backend: &str) {
         match keyed {
             Keyed::Root | Keyed::Global(_) => {}
             Keyed::Leads(col) => {
+                assert!(TENANT_COLUMNS.contains(col), "{table}: {col} is not a tenant column");
                 assert!(
                     shape.columns[*table].contains(*col),
                     "{backend}: {table} has no column {col}"
@@ -199,13 +189,6 @@ fn check(shape: &Shape, backend: &str) {
                 assert!(
                     led_by(col),
                     "{backend}: no index of {table} leads with {col}: {indexes:?}"
-                );
-            }
-            Keyed::Gap(why) => {
-                let fixed = TENANT_COLUMNS.iter().any(|c| led_by(c));
-                assert!(
-                    !fixed,
-                    "{backend}: {table} now has an index that leads with its tenant (the gap was: {why}): classify it as Leads here and in docs/scaling.md"
                 );
             }
         }
@@ -232,7 +215,7 @@ fn the_classification_names_each_table_once_with_its_reasons() {
     let mut seen = BTreeSet::new();
     for (t, keyed) in TABLES {
         assert!(seen.insert(*t), "{t} is classified twice");
-        if let Keyed::Global(why) | Keyed::Gap(why) = keyed {
+        if let Keyed::Global(why) = keyed {
             assert!(why.len() > 20, "{t}: say why it has no tenant index");
         }
     }

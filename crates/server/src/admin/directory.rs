@@ -142,10 +142,7 @@ impl Admin {
         limit: i64,
     ) -> AdminResult<DirectoryPage<DirectoryMember>> {
         let group = self.directory_group(org_id, group_id).await?;
-        let members = self
-            .store
-            .directory_group_members(group.pk, after_pk, limit + 1)
-            .await?;
+        let members = self.store.directory_group_members(&group, after_pk, limit + 1).await?;
         Ok(page_of(members, limit, |m| m.pk))
     }
 }

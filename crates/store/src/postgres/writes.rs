@@ -421,11 +421,11 @@ async fn members_statement(
                   JOIN mem ON mem.id = p.id
                   WHERE gate.ok),
          del AS (DELETE FROM group_members gm USING plan p, gate
-                 WHERE gm.group_pk = gate.pk AND gm.member_pk = p.pk AND NOT p.present
+                 WHERE gm.connection_id = $13 AND gm.group_pk = gate.pk AND gm.member_pk = p.pk AND NOT p.present
                  RETURNING gm.member_pk, true AS was_in),
-         ups AS (INSERT INTO group_members AS gm (group_pk, member_pk, display)
-                 SELECT gate.pk, p.pk, p.display FROM plan p, gate WHERE p.present ORDER BY p.n
-                 ON CONFLICT (group_pk, member_pk) DO UPDATE
+         ups AS (INSERT INTO group_members AS gm (connection_id, group_pk, member_pk, display)
+                 SELECT $13, gate.pk, p.pk, p.display FROM plan p, gate WHERE p.present ORDER BY p.n
+                 ON CONFLICT (connection_id, group_pk, member_pk) DO UPDATE
                    SET display = CASE WHEN (SELECT q.in_set FROM plan q WHERE q.pk = EXCLUDED.member_pk)
                                       THEN EXCLUDED.display ELSE gm.display END
                  RETURNING gm.member_pk, gm.xmax <> 0 AS was_in),
@@ -438,7 +438,7 @@ async fn members_statement(
                  WHERE c.when_in = COALESCE(w.was_in, false)),
          bump AS (UPDATE resources SET version = version + (SELECT count(DISTINCT job) FROM evs), modified_us = $16
                   FROM gate
-                  WHERE resources.pk = gate.pk AND (SELECT count(*) FROM evs) > 0
+                  WHERE resources.connection_id = $13 AND resources.pk = gate.pk AND (SELECT count(*) FROM evs) > 0
                   RETURNING resources.version, resources.created_us, resources.doc),
          lk AS ({lock}),
          ev AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT {select} FROM lk, evs ORDER BY evs.n RETURNING type)

@@ -225,8 +225,8 @@ pub(super) fn update(
         // bumps a group's version only), compared as stored text.
         let same = match computed.current.doc.stored_text() {
             Some(text) => c
-                .prepare_cached("SELECT doc = ? FROM resources WHERE pk = ?")?
-                .query_row((text, pk), |r| r.get::<_, bool>(0))?,
+                .prepare_cached("SELECT doc = ? FROM resources WHERE connection_id = ? AND pk = ?")?
+                .query_row((text, &ctx.connection_id, pk), |r| r.get::<_, bool>(0))?,
             None => false,
         };
         if !same {
@@ -276,7 +276,8 @@ pub(super) fn update(
         let fields = IndexFields::of(kind, &stored);
         let search = search_doc(registry, resource_type(registry, kind), &stored);
         c.prepare_cached(
-            "UPDATE resources SET external_id = ?, user_name_ci = ?, display_name_ci = ?, active = ?, version = ?, modified_us = ?, doc = ?, doc_ci = ? WHERE pk = ?",
+            "UPDATE resources SET external_id = ?, user_name_ci = ?, display_name_ci = ?, active = ?, version = ?, modified_us = ?, doc = ?, doc_ci = ?
+             WHERE connection_id = ? AND pk = ?",
         )?
         .execute(rusqlite::params![
             fields.external_id,
@@ -287,6 +288,7 @@ pub(super) fn update(
             now,
             stored.to_string(),
             search.to_string(),
+            ctx.connection_id,
             pk,
         ])
         .map_err(|e| uniqueness(e, kind, &stored))?;
@@ -297,8 +299,8 @@ pub(super) fn update(
             block(workspaces::group_renamed(&mut Inline(c), ctx, id, before, &doc))?;
         }
     } else {
-        c.prepare_cached("UPDATE resources SET version = ?, modified_us = ? WHERE pk = ?")?
-            .execute((version, now, pk))?;
+        c.prepare_cached("UPDATE resources SET version = ?, modified_us = ? WHERE connection_id = ? AND pk = ?")?
+            .execute((version, now, &ctx.connection_id, pk))?;
     }
     // After the row is written: the computation reads the stored status, app roles and names.
     if let Some(scope) = role_scope {
@@ -365,9 +367,9 @@ pub(super) fn delete(
     let groups: Vec<String> = c
         .prepare_cached(
             "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
-             WHERE m.member_pk = ? AND g.deleted_us IS NULL ORDER BY g.pk",
+             WHERE m.connection_id = ? AND m.member_pk = ? AND g.deleted_us IS NULL ORDER BY g.pk",
         )?
-        .query_map([pk], |r| r.get(0))?
+        .query_map((&ctx.connection_id, pk), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for group_id in &groups {
         insert_events(
@@ -379,26 +381,34 @@ pub(super) fn delete(
         )?;
     }
     c.prepare_cached(
-        "UPDATE resources SET version = version + 1, modified_us = ? WHERE pk IN (SELECT group_pk FROM group_members WHERE member_pk = ?)",
+        "UPDATE resources SET version = version + 1, modified_us = ?1
+         WHERE connection_id = ?2 AND pk IN (SELECT group_pk FROM group_members WHERE connection_id = ?2 AND member_pk = ?3)",
     )?
-    .execute((now, pk))?;
+    .execute((now, &ctx.connection_id, pk))?;
     let members: Vec<i64> = if kind == ResourceKind::Group {
-        c.prepare_cached("SELECT member_pk FROM group_members WHERE group_pk = ?")?
-            .query_map([pk], |r| r.get(0))?
+        c.prepare_cached("SELECT member_pk FROM group_members WHERE connection_id = ? AND group_pk = ?")?
+            .query_map((&ctx.connection_id, pk), |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?
     } else {
         Vec::new()
     };
     if purge {
         // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
-        c.prepare_cached("DELETE FROM resources WHERE pk = ?")?.execute([pk])?;
+        c.prepare_cached("DELETE FROM resources WHERE connection_id = ? AND pk = ?")?
+            .execute((&ctx.connection_id, pk))?;
     } else {
         // The e-mail rows stay, so that the directory and the access check find a deleted user by
         // e-mail as they do by userName or externalId (SCIM reads skip deleted rows).
-        c.prepare_cached("UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE pk = ?")?
-            .execute((now, now, pk))?;
-        c.prepare_cached("DELETE FROM group_members WHERE member_pk = ? OR group_pk = ?")?
-            .execute((pk, pk))?;
+        c.prepare_cached(
+            "UPDATE resources SET deleted_us = ?, modified_us = ?, version = version + 1 WHERE connection_id = ? AND pk = ?",
+        )?
+        .execute((now, now, &ctx.connection_id, pk))?;
+        // Two statements, each by its own index (SQLite would serve an OR of the two by the
+        // connection alone).
+        c.prepare_cached("DELETE FROM group_members WHERE connection_id = ? AND member_pk = ?")?
+            .execute((&ctx.connection_id, pk))?;
+        c.prepare_cached("DELETE FROM group_members WHERE connection_id = ? AND group_pk = ?")?
+            .execute((&ctx.connection_id, pk))?;
     }
     let data = if purge { json!({"purged": true}) } else { json!({}) };
     insert_events(c, ctx, events::deleted(kind), Some((kind, id)), &[data])?;
@@ -440,12 +450,12 @@ fn apply_member_changes(
             }
             MemberChange::Remove(ids) => {
                 let mut stmt = c.prepare_cached(
-                    "DELETE FROM group_members WHERE group_pk = ? AND member_pk =
-                       (SELECT pk FROM resources WHERE connection_id = ? AND id = ?) RETURNING member_pk",
+                    "DELETE FROM group_members WHERE connection_id = ?1 AND group_pk = ?2 AND member_pk =
+                       (SELECT pk FROM resources WHERE connection_id = ?1 AND id = ?3) RETURNING member_pk",
                 )?;
                 for id in ids {
                     let removed: Option<i64> = stmt
-                        .query_row((group_pk, &ctx.connection_id, &id), |r| r.get(0))
+                        .query_row((&ctx.connection_id, group_pk, &id), |r| r.get(0))
                         .optional()?;
                     if let Some(pk) = removed {
                         touched.push(pk);
@@ -457,8 +467,10 @@ fn apply_member_changes(
                 let rt = resource_type(registry, ResourceKind::Group);
                 let mut b = SqlBuilder::new(Dialect::Sqlite);
                 b.push(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ",
+                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.connection_id = ",
                 );
+                b.bind(Bind::Text(ctx.connection_id.clone()));
+                b.push(" AND m.group_pk = ");
                 b.bind(Bind::Int(group_pk));
                 b.push(" AND ");
                 crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
@@ -467,7 +479,7 @@ fn apply_member_changes(
                     .query_map(params_from_iter(b.binds.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 for (pk, id) in rows {
-                    remove_member_pk(c, group_pk, pk)?;
+                    remove_member_pk(c, &ctx.connection_id, group_pk, pk)?;
                     touched.push(pk);
                     member_removed(c, ctx, group_id, &id)?;
                 }
@@ -475,14 +487,15 @@ fn apply_member_changes(
             MemberChange::ReplaceAll(members) => {
                 let current: Vec<(i64, String)> = c
                     .prepare_cached(
-                        "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.group_pk = ?",
+                        "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk
+                         WHERE m.connection_id = ? AND m.group_pk = ?",
                     )?
-                    .query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map((&ctx.connection_id, group_pk), |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 let wanted: HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
                 for (pk, id) in &current {
                     if !wanted.contains(id.as_str()) {
-                        remove_member_pk(c, group_pk, *pk)?;
+                        remove_member_pk(c, &ctx.connection_id, group_pk, *pk)?;
                         touched.push(*pk);
                         member_removed(c, ctx, group_id, id)?;
                     }
@@ -494,9 +507,9 @@ fn apply_member_changes(
     Ok(touched)
 }
 
-fn remove_member_pk(c: &rusqlite::Connection, group_pk: i64, member_pk: i64) -> StoreResult<()> {
-    c.prepare_cached("DELETE FROM group_members WHERE group_pk = ? AND member_pk = ?")?
-        .execute((group_pk, member_pk))?;
+fn remove_member_pk(c: &rusqlite::Connection, connection_id: &str, group_pk: i64, member_pk: i64) -> StoreResult<()> {
+    c.prepare_cached("DELETE FROM group_members WHERE connection_id = ? AND group_pk = ? AND member_pk = ?")?
+        .execute((connection_id, group_pk, member_pk))?;
     Ok(())
 }
 
@@ -510,7 +523,7 @@ fn member_removed(c: &rusqlite::Connection, ctx: &WriteContext, group_id: &str, 
     )
 }
 
-/// Rows per multi-row statement when adding members (3 parameters each; SQLite allows 32,766).
+/// Rows per multi-row statement when adding members (4 parameters each; SQLite allows 32,766).
 const MEMBER_ROWS_PER_STATEMENT: usize = 500;
 
 /// Adds `members` to the group in a few statements whatever their number: one lookup of their row
@@ -553,16 +566,17 @@ fn add_members(
     let mut inserted: HashSet<i64> = HashSet::new();
     for chunk in rows.chunks(MEMBER_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT OR IGNORE INTO group_members (group_pk, member_pk, display) VALUES {} RETURNING member_pk",
-            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            "INSERT OR IGNORE INTO group_members (connection_id, group_pk, member_pk, display) VALUES {} RETURNING member_pk",
+            vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut stmt = c.prepare_cached(&sql)?;
         let mut at = 0;
         for (pk, m) in chunk {
-            stmt.raw_bind_parameter(at + 1, group_pk)?;
-            stmt.raw_bind_parameter(at + 2, pk)?;
-            stmt.raw_bind_parameter(at + 3, m.display.as_deref())?;
-            at += 3;
+            stmt.raw_bind_parameter(at + 1, ctx.connection_id.as_str())?;
+            stmt.raw_bind_parameter(at + 2, group_pk)?;
+            stmt.raw_bind_parameter(at + 3, pk)?;
+            stmt.raw_bind_parameter(at + 4, m.display.as_deref())?;
+            at += 4;
         }
         let mut out = stmt.raw_query();
         while let Some(row) = out.next()? {
@@ -578,8 +592,10 @@ fn add_members(
         if first && inserted.contains(pk) {
             added.push((*pk, m.value.as_str()));
         } else if let Some(display) = &m.display {
-            c.prepare_cached("UPDATE group_members SET display = ? WHERE group_pk = ? AND member_pk = ?")?
-                .execute((display, group_pk, *pk))?;
+            c.prepare_cached(
+                "UPDATE group_members SET display = ? WHERE connection_id = ? AND group_pk = ? AND member_pk = ?",
+            )?
+            .execute((display, &ctx.connection_id, group_pk, *pk))?;
         }
     }
     for chunk in added.chunks(MEMBER_ROWS_PER_STATEMENT) {
