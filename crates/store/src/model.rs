@@ -343,6 +343,30 @@ impl StoredResource {
             related: None,
         }
     }
+
+    /// A resource read from its stored columns, `times` being `[version, created_us, modified_us]`.
+    /// The document stays the text it was read as until something reads its values
+    /// ([`ResourceDoc`]): a response with the default projection is written
+    /// from that text.
+    pub(crate) fn read(
+        id: String,
+        kind: ResourceKind,
+        doc: String,
+        times: [i64; 3],
+    ) -> crate::StoreResult<StoredResource> {
+        let doc = ResourceDoc::from_stored_text(doc, &id)
+            .map_err(|e| rollcall_scim::ScimError::internal(format!("stored document is not JSON: {e}")))?;
+        let [version, created_us, modified_us] = times;
+        Ok(StoredResource {
+            id,
+            kind,
+            doc,
+            version,
+            created_us,
+            modified_us,
+            related: None,
+        })
+    }
 }
 
 /// Who is writing, recorded with each event.

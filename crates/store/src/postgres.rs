@@ -25,6 +25,7 @@ use futures::TryStreamExt;
 use rollcall_scim::ScimError;
 use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -470,18 +471,45 @@ fn with_id(mut doc: Value, id: &str) -> Value {
     doc
 }
 
-fn resource_of(row: &PgRow, kind: ResourceKind) -> StoredResource {
-    let Json(doc): Json<Value> = row.get("doc");
-    let id: String = row.get("id");
-    StoredResource {
-        doc: with_id(doc, &id).into(),
-        id,
+/// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
+/// binary form is that text), so that a response with the default projection is written from it
+/// without building a [`Value`]. (Not `doc::text` in the statement: a page's `OFFSET` would
+/// evaluate the cast for every row it skips.)
+fn resource_of(row: &PgRow, kind: ResourceKind) -> StoreResult<StoredResource> {
+    let Json(doc): Json<&RawValue> = row.get("doc");
+    StoredResource::read(
+        row.get("id"),
         kind,
-        version: row.get("version"),
-        created_us: row.get("created_us"),
-        modified_us: row.get("modified_us"),
-        related: None,
+        compact_json(doc.get()),
+        [row.get("version"), row.get("created_us"), row.get("modified_us")],
+    )
+}
+
+/// `jsonb` as text has a space after each `:` and `,`; a response is written from that text, so it
+/// is made as compact as the rest of the response (and as SQLite's stored text): whitespace outside
+/// strings is left out. `text` is JSON.
+fn compact_json(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut from) = (false, false, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+            // Whitespace is ASCII: `i` is a character boundary.
+            out.push_str(&text[from..i]);
+            from = i + 1;
+        }
     }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// A column expression giving a resource's group members (groups) or groups (users) as a JSON
@@ -1355,7 +1383,7 @@ impl ResourceStore for PostgresStore {
         .await
         .map_err(|e| finish_error(e.into()))?;
         let Some(row) = row else { return Ok(None) };
-        let mut res = resource_of(&row, kind);
+        let mut res = resource_of(&row, kind).map_err(finish_error)?;
         if with_members {
             res.related = Some(related_of(&row));
         }
@@ -1420,7 +1448,7 @@ impl ResourceStore for PostgresStore {
                     break;
                 }
                 bytes += raw_len(&row, "doc") + raw_len(&row, "related");
-                let mut r = resource_of(&row, kind);
+                let mut r = resource_of(&row, kind).map_err(finish_error)?;
                 if related_inline {
                     r.related = Some(related_of(&row));
                 }
@@ -1493,5 +1521,51 @@ impl Store for PostgresStore {
 
     async fn reseal_secrets(&self, to: &crate::secrets::SecretBox, which: crate::secrets::Reseal) -> StoreResult<u64> {
         self.reseal_secrets_impl(to, which).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn jsonb_text_is_made_compact_outside_strings() {
+        let text = r#"{"a": [1, 2], "b": {"c": "x, y: \"z\" \\", "d": null}, "e": "\\"}"#;
+        let compact = super::compact_json(text);
+        assert_eq!(compact, r#"{"a":[1,2],"b":{"c":"x, y: \"z\" \\","d":null},"e":"\\"}"#);
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&compact).unwrap(), parsed);
+        assert_eq!(super::compact_json(r#"{"a":1}"#), r#"{"a":1}"#);
+    }
+
+    /// Any JSON value, strings drawn to hold what a compactor could trip on (quotes, backslashes,
+    /// whitespace, `:` and `,`, non-ASCII).
+    fn any_json() -> impl Strategy<Value = Value> {
+        let text = "[a-z \\\\\"\t\n:,{}\\[\\]é😀]{0,12}";
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            text.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((text, inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the whitespace between tokens (`jsonb`'s, or a pretty printer's), the
+        /// compacted text is exactly the value's compact serialization.
+        #[test]
+        fn compacting_leaves_the_compact_serialization(v in any_json()) {
+            let compact = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(super::compact_json(&serde_json::to_string_pretty(&v).unwrap()), compact.clone());
+            prop_assert_eq!(super::compact_json(&compact), compact);
+        }
     }
 }

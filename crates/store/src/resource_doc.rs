@@ -7,13 +7,14 @@ use std::sync::OnceLock;
 
 /// The SCIM document of a [`crate::StoredResource`], with its `id` and without `meta`.
 ///
-/// A resource read from SQLite comes with the JSON text of its document exactly as stored: in
-/// canonical key order, without `id` and `meta`. A GET or a list with the default projection
-/// writes that text into the response as it is
-/// ([`rollcall_scim::json_text::write_stored_members`]), so it is never parsed. Everything else
-/// reads the document as a [`Value`] through `Deref`, which parses it on first use and puts the
-/// `id` in (after `schemas`). The text is checked to be JSON when it is read. A document that was
-/// just written, or read from PostgreSQL, is a `Value` from the start.
+/// A resource read from either database comes with the JSON text of its document, without `id`
+/// and `meta`: SQLite's exactly as stored (canonical key order), PostgreSQL's as `jsonb` writes it
+/// (its own key order, made compact). A GET or a list with the default projection writes that
+/// text into the response member by member, the leading keys first
+/// ([`rollcall_scim::json_text::write_stored_members`]), so it is never parsed into a tree.
+/// Everything else reads the document as a [`Value`] through `Deref`, which parses it on first use
+/// and puts the `id` in (after `schemas` when that comes first). The text is checked to be JSON
+/// when it is read. A document that was just written is a `Value` from the start.
 #[derive(Clone)]
 pub struct ResourceDoc {
     stored: Option<StoredText>,
@@ -39,8 +40,7 @@ impl ResourceDoc {
         })
     }
 
-    /// The stored JSON text (canonical key order, without `id` and `meta`), when the document was
-    /// read as text.
+    /// The stored JSON text (without `id` and `meta`), when the document was read as text.
     pub fn stored_text(&self) -> Option<&str> {
         self.stored.as_ref().map(|s| &*s.json)
     }

@@ -182,7 +182,12 @@ fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResul
     let doc = doc
         .as_str()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, doc.data_type(), Box::new(e)))?;
-    let res = stored_resource(row.get(1)?, kind, doc, [row.get(3)?, row.get(4)?, row.get(5)?])?;
+    let res = StoredResource::read(
+        row.get(1)?,
+        kind,
+        doc.to_string(),
+        [row.get(3)?, row.get(4)?, row.get(5)?],
+    )?;
     Ok((row.get(0)?, res))
 }
 
@@ -193,23 +198,6 @@ fn store_order(doc: &mut Value) {
         m.remove("meta");
         *m = rollcall_scim::resource::canonical_key_order(std::mem::take(m));
     }
-}
-
-/// A resource from its stored columns; `[version, created_us, modified_us]`. The document stays
-/// text until something reads it ([`ResourceDoc`]).
-fn stored_resource(id: String, kind: ResourceKind, doc: &str, times: [i64; 3]) -> StoreResult<StoredResource> {
-    let doc = ResourceDoc::from_stored_text(doc.to_string(), &id)
-        .map_err(|e| ScimError::internal(format!("stored document is not JSON: {e}")))?;
-    let [version, created_us, modified_us] = times;
-    Ok(StoredResource {
-        id,
-        kind,
-        doc,
-        version,
-        created_us,
-        modified_us,
-        related: None,
-    })
 }
 
 /// Reads `[[id, kind, display], ...]` as built by `json_group_array` in [`related_column`].
