@@ -15,6 +15,7 @@
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
+use crate::resource_doc::put_id;
 use crate::roles::RoleScope;
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
@@ -461,14 +462,6 @@ pub fn bind_all(binds: &[Bind]) -> PgArguments {
         r.expect("binding a plain value cannot fail");
     }
     args
-}
-
-/// A stored document (stored without its `id`) with its `id`.
-fn with_id(mut doc: Value, id: &str) -> Value {
-    if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), Value::String(id.to_string()));
-    }
-    doc
 }
 
 /// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
@@ -1356,8 +1349,8 @@ impl ResourceStore for PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|NewRow { id, doc, .. }| {
-                let doc = with_id(doc, &id);
+            .map(|NewRow { id, mut doc, .. }| {
+                put_id(&mut doc, &id);
                 StoredResource::created(id, kind, doc, now)
             })
             .collect())

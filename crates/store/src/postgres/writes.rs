@@ -493,8 +493,8 @@ async fn members_statement(
         Some(version) => (version, row.get(6), now, 7),
         None => (row.get(1), row.get(2), row.get(3), 4),
     };
-    let Json(doc): Json<Value> = row.get(doc_col);
-    let doc = with_id(doc, group_id);
+    let Json(mut doc): Json<Value> = row.get(doc_col);
+    put_id(&mut doc, group_id);
     let mut changed: Vec<usize> = row
         .get::<Option<Vec<i32>>, _>(9)
         .unwrap_or_default()
