@@ -809,6 +809,9 @@ pub struct ListSql {
     /// Whether the page's rows carry their members (groups) or groups (users) in a `related`
     /// column; when members are wanted and this is false, they are read afterwards.
     pub related_inline: bool,
+    /// Whether the page's rows carry the count of every match in a `total` column: on pages after
+    /// the first, which always need it, it comes with the page instead of a second round trip.
+    pub total_inline: bool,
 }
 
 impl PostgresStore {
@@ -894,6 +897,9 @@ impl PostgresStore {
         }
         let mut count = where_.clone();
         count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
+        // The page's statement keeps the count's text and parameters as its first ones: the count
+        // can be a column of the page (an uncorrelated subquery: PostgreSQL computes it once).
+        let count_column = format!("(SELECT COUNT(*) FROM resources r WHERE {})", where_.sql);
         let mut page = where_;
         let (order, limit, offset) = match &query.paging {
             Paging::Cursor { .. } => {
@@ -927,9 +933,16 @@ impl PostgresStore {
         if offset > 0 {
             page.push(" OFFSET ").bind(Bind::Int(offset));
         }
+        // A page after the first always needs the count (`Paging::holds_every_match`).
+        let total_inline = !query.paging.holds_every_match(0, limit);
         page.sql = format!(
-            "SELECT {RESOURCE_COLS}, {} AS related FROM resources r WHERE {}",
+            "SELECT {RESOURCE_COLS}, {} AS related{} FROM resources r WHERE {}",
             related_column(kind, related_inline),
+            if total_inline {
+                format!(", {count_column} AS total")
+            } else {
+                String::new()
+            },
             page.sql
         );
         Ok(ListSql {
@@ -937,6 +950,7 @@ impl PostgresStore {
             page,
             limit,
             related_inline,
+            total_inline,
         })
     }
 
@@ -1428,7 +1442,9 @@ impl ResourceStore for PostgresStore {
             page,
             limit,
             related_inline,
+            total_inline,
         } = self.list_sql(connection_id, kind, query, after_pk)?;
+        let mut total_read = None;
         // Rows are read one at a time, and the page ends once the documents (and membership) read
         // reach `max_bytes` (`cut`), with at least one resource.
         let mut rows: Vec<(i64, StoredResource)> = Vec::new();
@@ -1439,6 +1455,9 @@ impl ResourceStore for PostgresStore {
                 if !rows.is_empty() && bytes >= query.max_bytes {
                     cut = true;
                     break;
+                }
+                if total_inline && total_read.is_none() {
+                    total_read = Some(row.try_get::<i64, _>("total").map_err(|e| finish_error(e.into()))?);
                 }
                 bytes += raw_len(&row, "doc") + raw_len(&row, "related");
                 let mut r = resource_of(&row, kind).map_err(finish_error)?;
@@ -1458,9 +1477,12 @@ impl ResourceStore for PostgresStore {
         } else {
             drop(conn);
         }
-        let total: i64 = if !cut && query.paging.holds_every_match(rows.len(), limit) {
+        let total: i64 = if let Some(total) = total_read {
+            total
+        } else if !cut && query.paging.holds_every_match(rows.len(), limit) {
             rows.len() as i64
         } else {
+            // A first page that is full, or a page past the last match (no row to carry the count).
             sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
                 .fetch_one(&self.pool)
                 .await

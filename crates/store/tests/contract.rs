@@ -1511,6 +1511,7 @@ async fn index_paging(store: Arc<dyn Store>) {
     for i in 0..7 {
         create_user(s, &ctx, user(&format!("u{i}"))).await;
     }
+    create_user(s, &ctx, user("other")).await;
     let page = |start: i64, count: i64| {
         let mut q = query(Some("userName sw \"u\""), ResourceKind::User);
         q.paging = Paging::Index { start_index: start };
@@ -1533,6 +1534,13 @@ async fn index_paging(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(p.resources.iter().map(name_of).collect::<Vec<_>>(), ["u1", "u0"]);
+    assert_eq!(p.total, 7, "a page after the first counts every match (not \"other\")");
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(4, 3))
+        .await
+        .unwrap();
+    assert_eq!(p.resources.iter().map(name_of).collect::<Vec<_>>(), ["u3", "u2", "u1"]);
+    assert_eq!(p.total, 7);
     let p = s
         .list_resources(&ctx.connection_id, ResourceKind::User, &page(20, 3))
         .await
@@ -1567,6 +1575,7 @@ async fn cursor_paging(store: Arc<dyn Store>) {
         pages += 1;
         assert!(p.resources.len() <= 3);
         seen.extend(p.resources.iter().map(|r| r.id.clone()));
+        assert_eq!(p.total, 7, "every page counts every match (not \"other\")");
         match p.next_after {
             Some(n) => {
                 assert_eq!(
