@@ -75,39 +75,43 @@ macro_rules! outbound_store {
         impl ob::OutboundStore for $store {
             async fn create_target(&self, by: &WriteContext, new: NewTarget) -> StoreResult<Target> {
                 ob::check_new(&new)?;
-                let mut tx = self.begin().await?;
-                if sqlx::query(Q::ORG_EXISTS)
-                    .bind(&new.org_id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                    .is_none()
-                {
-                    return Err(ob::not_found(&format!(
-                        "no organization with id \"{}\"",
-                        new.org_id
-                    )));
-                }
-                let high: i64 = sqlx::query_scalar(Q::HIGH_SEQ).fetch_one(tx.conn()).await?;
-                let t = ob::prepared(&new, high, crate::sqlite::now_us());
-                if Self::name_taken(&mut tx, &t.org_id, &t.name, &t.id).await? {
-                    return Err(ob::name_taken(&t.name));
-                }
-                let b = TargetBinds::of(&t, &self.secrets)?;
-                Self::target_query(Q::INSERT, &t, &b)
-                    .bind(t.cursor_seq)
-                    .bind(t.next_full_us)
-                    .bind(t.created_us)
-                    .execute(tx.conn())
+                let new = &new;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    if sqlx::query(Q::ORG_EXISTS)
+                        .bind(&new.org_id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                        .is_none()
+                    {
+                        return Err(ob::not_found(&format!(
+                            "no organization with id \"{}\"",
+                            new.org_id
+                        )));
+                    }
+                    let high: i64 = sqlx::query_scalar(Q::HIGH_SEQ).fetch_one(tx.conn()).await?;
+                    let t = ob::prepared(&new, high, crate::sqlite::now_us());
+                    if Self::name_taken(&mut tx, &t.org_id, &t.name, &t.id).await? {
+                        return Err(ob::name_taken(&t.name));
+                    }
+                    let b = TargetBinds::of(&t, &self.secrets)?;
+                    Self::target_query(Q::INSERT, &t, &b)
+                        .bind(t.cursor_seq)
+                        .bind(t.next_full_us)
+                        .bind(t.created_us)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(
+                        &org_ctx(by, &t.org_id),
+                        events::PROVISIONING_TARGET_CREATED,
+                        None,
+                        ob::target_data(&t),
+                    )
                     .await?;
-                tx.record(
-                    &org_ctx(by, &t.org_id),
-                    events::PROVISIONING_TARGET_CREATED,
-                    None,
-                    ob::target_data(&t),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(t)
+                    tx.commit().await?;
+                    Ok(t)
+                })
+                .await
             }
 
             async fn list_targets(&self, org_id: &str) -> StoreResult<Vec<Target>> {
@@ -131,85 +135,95 @@ macro_rules! outbound_store {
                 id: &str,
                 update: TargetUpdate,
             ) -> StoreResult<Option<Target>> {
-                let mut tx = self.begin().await?;
-                let Some(row) = sqlx::query(Q::GET)
-                    .bind(org_id)
-                    .bind(id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let mut t = ob::target_of(&row, &self.secrets)?;
-                let Some((kind, data)) = ob::apply_update(&mut t, update, crate::sqlite::now_us())? else {
-                    return Ok(Some(t));
-                };
-                if Self::name_taken(&mut tx, org_id, &t.name, &t.id).await? {
-                    return Err(ob::name_taken(&t.name));
-                }
-                let b = TargetBinds::of(&t, &self.secrets)?;
-                Self::write_target(&mut tx, &t, &b).await?;
-                tx.record(&org_ctx(by, org_id), kind, None, data).await?;
-                tx.commit().await?;
-                Ok(Some(t))
+                let update = &update;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(row) = sqlx::query(Q::GET)
+                        .bind(org_id)
+                        .bind(id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut t = ob::target_of(&row, &self.secrets)?;
+                    let Some((kind, data)) = ob::apply_update(&mut t, update.clone(), crate::sqlite::now_us())? else {
+                        return Ok(Some(t));
+                    };
+                    if Self::name_taken(&mut tx, org_id, &t.name, &t.id).await? {
+                        return Err(ob::name_taken(&t.name));
+                    }
+                    let b = TargetBinds::of(&t, &self.secrets)?;
+                    Self::write_target(&mut tx, &t, &b).await?;
+                    tx.record(&org_ctx(by, org_id), kind, None, data).await?;
+                    tx.commit().await?;
+                    Ok(Some(t))
+                })
+                .await
             }
 
             async fn delete_target(&self, by: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let Some(row) = sqlx::query(Q::GET)
-                    .bind(org_id)
-                    .bind(id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                let t = ob::target_of(&row, &self.secrets)?;
-                sqlx::query(Q::DELETE)
-                    .bind(org_id)
-                    .bind(id)
-                    .execute(tx.conn())
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(row) = sqlx::query(Q::GET)
+                        .bind(org_id)
+                        .bind(id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Ok(false);
+                    };
+                    let t = ob::target_of(&row, &self.secrets)?;
+                    sqlx::query(Q::DELETE)
+                        .bind(org_id)
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(
+                        &org_ctx(by, org_id),
+                        events::PROVISIONING_TARGET_DELETED,
+                        None,
+                        ob::target_data(&t),
+                    )
                     .await?;
-                tx.record(
-                    &org_ctx(by, org_id),
-                    events::PROVISIONING_TARGET_DELETED,
-                    None,
-                    ob::target_data(&t),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(true)
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await
             }
 
             async fn approve_target(&self, by: &WriteContext, org_id: &str, id: &str) -> StoreResult<Option<Target>> {
-                let mut tx = self.begin().await?;
-                let now = crate::sqlite::now_us();
-                let done = sqlx::query(Q::APPROVE)
-                    .bind(now)
-                    .bind(now)
-                    .bind(now)
-                    .bind(org_id)
-                    .bind(id)
-                    .execute(tx.conn())
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let now = crate::sqlite::now_us();
+                    let done = sqlx::query(Q::APPROVE)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now)
+                        .bind(org_id)
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(None);
+                    }
+                    let row = sqlx::query(Q::GET)
+                        .bind(org_id)
+                        .bind(id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                    let t = ob::target_of(&row, &self.secrets)?;
+                    tx.record(
+                        &org_ctx(by, org_id),
+                        events::PROVISIONING_TARGET_APPROVED,
+                        None,
+                        ob::target_data(&t),
+                    )
                     .await?;
-                if done.rows_affected() == 0 {
-                    return Ok(None);
-                }
-                let row = sqlx::query(Q::GET)
-                    .bind(org_id)
-                    .bind(id)
-                    .fetch_one(tx.conn())
-                    .await?;
-                let t = ob::target_of(&row, &self.secrets)?;
-                tx.record(
-                    &org_ctx(by, org_id),
-                    events::PROVISIONING_TARGET_APPROVED,
-                    None,
-                    ob::target_data(&t),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Some(t))
+                    tx.commit().await?;
+                    Ok(Some(t))
+                })
+                .await
             }
 
             async fn set_target_status(
@@ -221,37 +235,44 @@ macro_rules! outbound_store {
                 kind: &'static str,
                 data: Value,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                    .bind(id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                sqlx::query(Q::SET_STATUS)
-                    .bind(status.as_str())
-                    .bind(reason.map(ob::clip_error))
-                    .bind(crate::sqlite::now_us())
-                    .bind(id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.record(&org_ctx(by, &org_id), kind, None, data).await?;
-                tx.commit().await?;
-                Ok(true)
+                let data = &data;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
+                        .bind(id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Ok(false);
+                    };
+                    sqlx::query(Q::SET_STATUS)
+                        .bind(status.as_str())
+                        .bind(reason.map(ob::clip_error))
+                        .bind(crate::sqlite::now_us())
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(&org_ctx(by, &org_id), kind, None, data.clone()).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await
             }
 
             async fn request_target_sync(&self, org_id: &str, id: &str, now: i64) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let done = sqlx::query(Q::REQUEST)
-                    .bind(now)
-                    .bind(now)
-                    .bind(org_id)
-                    .bind(id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let done = sqlx::query(Q::REQUEST)
+                        .bind(now)
+                        .bind(now)
+                        .bind(org_id)
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
             }
 
             async fn claim_targets(
@@ -261,19 +282,22 @@ macro_rules! outbound_store {
                 lease_until_us: i64,
                 limit: i64,
             ) -> StoreResult<Vec<Target>> {
-                let mut tx = self.begin().await?;
-                let rows = sqlx::query(AssertSqlSafe(Q::claim(<$store as Backend>::DIALECT)))
-                    .bind(owner)
-                    .bind(lease_until_us)
-                    .bind(now)
-                    .bind(now)
-                    .bind(now)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                rows.iter().map(|r| ob::target_of(r, &self.secrets)).collect()
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let rows = sqlx::query(AssertSqlSafe(Q::claim(<$store as Backend>::DIALECT)))
+                        .bind(owner)
+                        .bind(lease_until_us)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    rows.iter().map(|r| ob::target_of(r, &self.secrets)).collect()
+                })
+                .await
             }
 
             async fn advance_target(
@@ -284,31 +308,37 @@ macro_rules! outbound_store {
                 to_seq: i64,
                 lease_until_us: i64,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let done = sqlx::query(Q::ADVANCE)
-                    .bind(to_seq)
-                    .bind(lease_until_us)
-                    .bind(id)
-                    .bind(owner)
-                    .bind(from_seq)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let done = sqlx::query(Q::ADVANCE)
+                        .bind(to_seq)
+                        .bind(lease_until_us)
+                        .bind(id)
+                        .bind(owner)
+                        .bind(from_seq)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
             }
 
             async fn release_target(&self, id: &str, owner: &str, r: &TargetRelease) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let done = sqlx::query(Q::RELEASE)
-                    .bind(r.failures)
-                    .bind(r.next_attempt_us)
-                    .bind(r.next_full_us)
-                    .bind(id)
-                    .bind(owner)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let done = sqlx::query(Q::RELEASE)
+                        .bind(r.failures)
+                        .bind(r.next_attempt_us)
+                        .bind(r.next_full_us)
+                        .bind(id)
+                        .bind(owner)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
             }
 
             async fn target_objects(
@@ -363,34 +393,43 @@ macro_rules! outbound_store {
                 o: &TargetObject,
                 event: Option<(&'static str, Value)>,
             ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                    .bind(&o.target_id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Err(ob::not_found("the provisioning target was deleted"));
-                };
-                sqlx::query(Q::UPSERT_OBJECT)
-                    .bind(&o.target_id)
-                    .bind(o.kind.as_str())
-                    .bind(&o.local_id)
-                    .bind(&o.remote_id)
-                    .bind(ob::sent_json(o))
-                    .bind(o.state.as_str())
-                    .bind(o.error.as_deref().map(ob::clip_error))
-                    .bind(o.attempts)
-                    .bind(o.retry_at_us)
-                    .bind(o.updated_us)
-                    .bind(&org_id)
-                    .execute(tx.conn())
-                    .await?;
-                if let Some((kind, data)) = event {
-                    tx.record(&org_ctx(by, &org_id), kind, Some((o.kind, &o.local_id)), data)
+                let event = &event;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
+                        .bind(&o.target_id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Err(ob::not_found("the provisioning target was deleted"));
+                    };
+                    sqlx::query(Q::UPSERT_OBJECT)
+                        .bind(&o.target_id)
+                        .bind(o.kind.as_str())
+                        .bind(&o.local_id)
+                        .bind(&o.remote_id)
+                        .bind(ob::sent_json(o))
+                        .bind(o.state.as_str())
+                        .bind(o.error.as_deref().map(ob::clip_error))
+                        .bind(o.attempts)
+                        .bind(o.retry_at_us)
+                        .bind(o.updated_us)
+                        .bind(&org_id)
+                        .execute(tx.conn())
                         .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                    if let Some((kind, data)) = event {
+                        tx.record(
+                            &org_ctx(by, &org_id),
+                            kind,
+                            Some((o.kind, &o.local_id)),
+                            data.clone(),
+                        )
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
             }
 
             async fn forget_object(
@@ -400,16 +439,19 @@ macro_rules! outbound_store {
                 kind: ResourceKind,
                 local_id: &str,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let done = sqlx::query(Q::FORGET_OBJECT)
-                    .bind(target_id)
-                    .bind(kind.as_str())
-                    .bind(local_id)
-                    .bind(org_id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let done = sqlx::query(Q::FORGET_OBJECT)
+                        .bind(target_id)
+                        .bind(kind.as_str())
+                        .bind(local_id)
+                        .bind(org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
             }
 
             async fn retry_object(
@@ -419,19 +461,22 @@ macro_rules! outbound_store {
                 kind: ResourceKind,
                 local_id: &str,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let now = crate::sqlite::now_us();
-                let done = sqlx::query(Q::RETRY_OBJECT)
-                    .bind(now)
-                    .bind(now)
-                    .bind(target_id)
-                    .bind(kind.as_str())
-                    .bind(local_id)
-                    .bind(org_id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let now = crate::sqlite::now_us();
+                    let done = sqlx::query(Q::RETRY_OBJECT)
+                        .bind(now)
+                        .bind(now)
+                        .bind(target_id)
+                        .bind(kind.as_str())
+                        .bind(local_id)
+                        .bind(org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                })
+                .await
             }
 
             async fn request_push(
@@ -442,18 +487,21 @@ macro_rules! outbound_store {
                 local_id: &str,
                 now_us: i64,
             ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query(Q::REQUEST_PUSH)
-                    .bind(target_id)
-                    .bind(kind.as_str())
-                    .bind(local_id)
-                    .bind(now_us)
-                    .bind(now_us)
-                    .bind(org_id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(())
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    sqlx::query(Q::REQUEST_PUSH)
+                        .bind(target_id)
+                        .bind(kind.as_str())
+                        .bind(local_id)
+                        .bind(now_us)
+                        .bind(now_us)
+                        .bind(org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
             }
 
             async fn due_objects(
@@ -484,32 +532,36 @@ macro_rules! outbound_store {
                     counts: RunCounts::default(),
                     error: None,
                 };
-                let mut tx = self.begin().await?;
-                let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                    .bind(target_id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Err(ob::not_found("the provisioning target was deleted"));
-                };
-                sqlx::query(Q::INSERT_RUN)
-                    .bind(target_id)
-                    .bind(&run.id)
-                    .bind(kind.as_str())
-                    .bind(run.status.as_str())
-                    .bind(run.started_us)
-                    .bind(ob::counts_json(&run.counts))
-                    .bind(&org_id)
-                    .execute(tx.conn())
+                let r = &run;
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
+                        .bind(target_id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Err(ob::not_found("the provisioning target was deleted"));
+                    };
+                    sqlx::query(Q::INSERT_RUN)
+                        .bind(target_id)
+                        .bind(&r.id)
+                        .bind(kind.as_str())
+                        .bind(r.status.as_str())
+                        .bind(r.started_us)
+                        .bind(ob::counts_json(&r.counts))
+                        .bind(&org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(
+                        &org_ctx(by, &org_id),
+                        events::PROVISIONING_RUN_STARTED,
+                        None,
+                        ob::run_data(r),
+                    )
                     .await?;
-                tx.record(
-                    &org_ctx(by, &org_id),
-                    events::PROVISIONING_RUN_STARTED,
-                    None,
-                    ob::run_data(&run),
-                )
+                    tx.commit().await
+                })
                 .await?;
-                tx.commit().await?;
                 Ok(run)
             }
 
@@ -520,46 +572,52 @@ macro_rules! outbound_store {
                 run_id: &str,
                 counts: &RunCounts,
             ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query(Q::RUN_PROGRESS)
-                    .bind(ob::counts_json(counts))
-                    .bind(target_id)
-                    .bind(run_id)
-                    .bind(org_id)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                Ok(())
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    sqlx::query(Q::RUN_PROGRESS)
+                        .bind(ob::counts_json(counts))
+                        .bind(target_id)
+                        .bind(run_id)
+                        .bind(org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
             }
 
             async fn finish_run(&self, by: &WriteContext, run: &Run) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                    .bind(&run.target_id)
-                    .fetch_optional(tx.conn())
-                    .await?
-                else {
-                    return Ok(());
-                };
-                sqlx::query(Q::FINISH_RUN)
-                    .bind(run.status.as_str())
-                    .bind(run.finished_us)
-                    .bind(ob::counts_json(&run.counts))
-                    .bind(run.error.as_deref().map(ob::clip_error))
-                    .bind(&run.target_id)
-                    .bind(&run.id)
-                    .bind(&org_id)
-                    .execute(tx.conn())
+                self.writing(move || async move {
+                    let mut tx = self.begin().await?;
+                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
+                        .bind(&run.target_id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                    else {
+                        return Ok(());
+                    };
+                    sqlx::query(Q::FINISH_RUN)
+                        .bind(run.status.as_str())
+                        .bind(run.finished_us)
+                        .bind(ob::counts_json(&run.counts))
+                        .bind(run.error.as_deref().map(ob::clip_error))
+                        .bind(&run.target_id)
+                        .bind(&run.id)
+                        .bind(&org_id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.record(
+                        &org_ctx(by, &org_id),
+                        events::PROVISIONING_RUN_FINISHED,
+                        None,
+                        ob::run_data(run),
+                    )
                     .await?;
-                tx.record(
-                    &org_ctx(by, &org_id),
-                    events::PROVISIONING_RUN_FINISHED,
-                    None,
-                    ob::run_data(run),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
             }
 
             async fn list_runs(

@@ -3,6 +3,7 @@
 //! table and run history.
 
 use rollcall_store::outbound::*;
+use rollcall_store::postgres::PgSettings;
 use rollcall_store::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -537,3 +538,41 @@ contract!(
     one_lease_and_the_cursor,
     mapping_table_and_runs
 );
+
+/// A target write held up past the statement timeout (another session holds the target's row)
+/// answers 503, busy, as every other write of the store does, not a raw database error; once the
+/// row is free the same write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_contended_target_write_is_busy() {
+    let settings = PgSettings {
+        statement_timeout_ms: 300,
+        ..PgSettings::default()
+    };
+    let Some((_db, store)) = pg_db_with(settings).await else {
+        skip_note("postgres_contended_target_write_is_busy");
+        return;
+    };
+    let ctx = tenant(&store, "acme").await;
+    let ob = store.outbound();
+    let t = ob
+        .create_target(&WriteContext::cli(), new_target(&ctx.org_id, "Slack"))
+        .await
+        .unwrap();
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM provisioning_targets WHERE id = $1 FOR UPDATE")
+        .bind(&t.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let busy = ob.delete_target(&WriteContext::cli(), &ctx.org_id, &t.id).await;
+    assert!(
+        matches!(busy, Err(StoreError::Scim(ref e)) if e.status == 503),
+        "{busy:?}"
+    );
+    holder.rollback().await.unwrap();
+    assert!(
+        ob.delete_target(&WriteContext::cli(), &ctx.org_id, &t.id)
+            .await
+            .unwrap()
+    );
+}
