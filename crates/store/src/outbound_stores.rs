@@ -50,6 +50,29 @@ macro_rules! outbound_store {
                     .bind(&t.id)
             }
 
+            /// Target `id` of organization `org_id`, read in `tx`.
+            async fn target_in(
+                &self,
+                tx: &mut <$store as Backend>::Tx,
+                org_id: &str,
+                id: &str,
+            ) -> StoreResult<Option<Target>> {
+                let row = sqlx::query(Q::GET)
+                    .bind(org_id)
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+                row.map(|r| ob::target_of(&r, &self.secrets)).transpose()
+            }
+
+            /// The organization of target `id`, read in `tx` (none once the target is deleted).
+            async fn target_org(tx: &mut <$store as Backend>::Tx, id: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar(Q::TARGET_ORG)
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?)
+            }
+
             async fn write_target(tx: &mut <$store as Backend>::Tx, t: &Target, b: &TargetBinds) -> StoreResult<()> {
                 Self::target_query(Q::UPDATE, t, b).execute(tx.conn()).await?;
                 Ok(())
@@ -138,15 +161,9 @@ macro_rules! outbound_store {
                 let update = &update;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(row) = sqlx::query(Q::GET)
-                        .bind(org_id)
-                        .bind(id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(mut t) = self.target_in(&mut tx, org_id, id).await? else {
                         return Ok(None);
                     };
-                    let mut t = ob::target_of(&row, &self.secrets)?;
                     let Some((kind, data)) = ob::apply_update(&mut t, update.clone(), crate::sqlite::now_us())? else {
                         return Ok(Some(t));
                     };
@@ -165,15 +182,9 @@ macro_rules! outbound_store {
             async fn delete_target(&self, by: &WriteContext, org_id: &str, id: &str) -> StoreResult<bool> {
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(row) = sqlx::query(Q::GET)
-                        .bind(org_id)
-                        .bind(id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(t) = self.target_in(&mut tx, org_id, id).await? else {
                         return Ok(false);
                     };
-                    let t = ob::target_of(&row, &self.secrets)?;
                     sqlx::query(Q::DELETE)
                         .bind(org_id)
                         .bind(id)
@@ -238,11 +249,7 @@ macro_rules! outbound_store {
                 let data = &data;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                        .bind(id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(org_id) = Self::target_org(&mut tx, id).await? else {
                         return Ok(false);
                     };
                     sqlx::query(Q::SET_STATUS)
@@ -260,19 +267,10 @@ macro_rules! outbound_store {
             }
 
             async fn request_target_sync(&self, org_id: &str, id: &str, now: i64) -> StoreResult<bool> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let done = sqlx::query(Q::REQUEST)
-                        .bind(now)
-                        .bind(now)
-                        .bind(org_id)
-                        .bind(id)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected() == 1)
-                })
-                .await
+                Ok(self
+                    .write_one(sqlx::query(Q::REQUEST).bind(now).bind(now).bind(org_id).bind(id))
+                    .await?
+                    == 1)
             }
 
             async fn claim_targets(
@@ -282,22 +280,19 @@ macro_rules! outbound_store {
                 lease_until_us: i64,
                 limit: i64,
             ) -> StoreResult<Vec<Target>> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let rows = sqlx::query(AssertSqlSafe(Q::claim(<$store as Backend>::DIALECT)))
-                        .bind(owner)
-                        .bind(lease_until_us)
-                        .bind(now)
-                        .bind(now)
-                        .bind(now)
-                        .bind(now)
-                        .bind(limit)
-                        .fetch_all(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    rows.iter().map(|r| ob::target_of(r, &self.secrets)).collect()
-                })
-                .await
+                let rows = self
+                    .write_rows(
+                        sqlx::query(AssertSqlSafe(Q::claim(<$store as Backend>::DIALECT)))
+                            .bind(owner)
+                            .bind(lease_until_us)
+                            .bind(now)
+                            .bind(now)
+                            .bind(now)
+                            .bind(now)
+                            .bind(limit),
+                    )
+                    .await?;
+                rows.iter().map(|r| ob::target_of(r, &self.secrets)).collect()
             }
 
             async fn advance_target(
@@ -308,37 +303,31 @@ macro_rules! outbound_store {
                 to_seq: i64,
                 lease_until_us: i64,
             ) -> StoreResult<bool> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let done = sqlx::query(Q::ADVANCE)
-                        .bind(to_seq)
-                        .bind(lease_until_us)
-                        .bind(id)
-                        .bind(owner)
-                        .bind(from_seq)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected() == 1)
-                })
-                .await
+                Ok(self
+                    .write_one(
+                        sqlx::query(Q::ADVANCE)
+                            .bind(to_seq)
+                            .bind(lease_until_us)
+                            .bind(id)
+                            .bind(owner)
+                            .bind(from_seq),
+                    )
+                    .await?
+                    == 1)
             }
 
             async fn release_target(&self, id: &str, owner: &str, r: &TargetRelease) -> StoreResult<bool> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let done = sqlx::query(Q::RELEASE)
-                        .bind(r.failures)
-                        .bind(r.next_attempt_us)
-                        .bind(r.next_full_us)
-                        .bind(id)
-                        .bind(owner)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected() == 1)
-                })
-                .await
+                Ok(self
+                    .write_one(
+                        sqlx::query(Q::RELEASE)
+                            .bind(r.failures)
+                            .bind(r.next_attempt_us)
+                            .bind(r.next_full_us)
+                            .bind(id)
+                            .bind(owner),
+                    )
+                    .await?
+                    == 1)
             }
 
             async fn target_objects(
@@ -396,11 +385,7 @@ macro_rules! outbound_store {
                 let event = &event;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                        .bind(&o.target_id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(org_id) = Self::target_org(&mut tx, &o.target_id).await? else {
                         return Err(ob::not_found("the provisioning target was deleted"));
                     };
                     sqlx::query(Q::UPSERT_OBJECT)
@@ -439,19 +424,16 @@ macro_rules! outbound_store {
                 kind: ResourceKind,
                 local_id: &str,
             ) -> StoreResult<bool> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let done = sqlx::query(Q::FORGET_OBJECT)
-                        .bind(target_id)
-                        .bind(kind.as_str())
-                        .bind(local_id)
-                        .bind(org_id)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected() == 1)
-                })
-                .await
+                Ok(self
+                    .write_one(
+                        sqlx::query(Q::FORGET_OBJECT)
+                            .bind(target_id)
+                            .bind(kind.as_str())
+                            .bind(local_id)
+                            .bind(org_id),
+                    )
+                    .await?
+                    == 1)
             }
 
             async fn retry_object(
@@ -461,22 +443,19 @@ macro_rules! outbound_store {
                 kind: ResourceKind,
                 local_id: &str,
             ) -> StoreResult<bool> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
-                    let now = crate::sqlite::now_us();
-                    let done = sqlx::query(Q::RETRY_OBJECT)
-                        .bind(now)
-                        .bind(now)
-                        .bind(target_id)
-                        .bind(kind.as_str())
-                        .bind(local_id)
-                        .bind(org_id)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected() == 1)
-                })
-                .await
+                let now = crate::sqlite::now_us();
+                Ok(self
+                    .write_one(
+                        sqlx::query(Q::RETRY_OBJECT)
+                            .bind(now)
+                            .bind(now)
+                            .bind(target_id)
+                            .bind(kind.as_str())
+                            .bind(local_id)
+                            .bind(org_id),
+                    )
+                    .await?
+                    == 1)
             }
 
             async fn request_push(
@@ -487,21 +466,17 @@ macro_rules! outbound_store {
                 local_id: &str,
                 now_us: i64,
             ) -> StoreResult<()> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
+                self.write_one(
                     sqlx::query(Q::REQUEST_PUSH)
                         .bind(target_id)
                         .bind(kind.as_str())
                         .bind(local_id)
                         .bind(now_us)
                         .bind(now_us)
-                        .bind(org_id)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
-                })
-                .await
+                        .bind(org_id),
+                )
+                .await?;
+                Ok(())
             }
 
             async fn due_objects(
@@ -535,11 +510,7 @@ macro_rules! outbound_store {
                 let r = &run;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                        .bind(target_id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(org_id) = Self::target_org(&mut tx, target_id).await? else {
                         return Err(ob::not_found("the provisioning target was deleted"));
                     };
                     sqlx::query(Q::INSERT_RUN)
@@ -572,29 +543,21 @@ macro_rules! outbound_store {
                 run_id: &str,
                 counts: &RunCounts,
             ) -> StoreResult<()> {
-                self.writing(move || async move {
-                    let mut tx = self.begin().await?;
+                self.write_one(
                     sqlx::query(Q::RUN_PROGRESS)
                         .bind(ob::counts_json(counts))
                         .bind(target_id)
                         .bind(run_id)
-                        .bind(org_id)
-                        .execute(tx.conn())
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
-                })
-                .await
+                        .bind(org_id),
+                )
+                .await?;
+                Ok(())
             }
 
             async fn finish_run(&self, by: &WriteContext, run: &Run) -> StoreResult<()> {
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
-                    let Some(org_id) = sqlx::query_scalar::<_, String>(Q::TARGET_ORG)
-                        .bind(&run.target_id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                    else {
+                    let Some(org_id) = Self::target_org(&mut tx, &run.target_id).await? else {
                         return Ok(());
                     };
                     sqlx::query(Q::FINISH_RUN)
