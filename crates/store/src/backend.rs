@@ -205,14 +205,20 @@ impl Backend for PostgresStore {
         self.retrying(f)
     }
     async fn write_one(&self, q: SqlQuery<Self>) -> StoreResult<u64> {
-        let done = q.execute(self.pool()).await;
-        Ok(done
+        let mut conn = self.lane.lease().await.map_err(crate::postgres::finish_error)?;
+        let done = q.execute(&mut *conn).await;
+        let n = done
             .map_err(|e| crate::postgres::finish_error(e.into()))?
-            .rows_affected())
+            .rows_affected();
+        conn.done();
+        Ok(n)
     }
     async fn write_rows(&self, q: SqlQuery<Self>) -> StoreResult<Vec<sqlx::postgres::PgRow>> {
-        let done = q.fetch_all(self.pool()).await;
-        done.map_err(|e| crate::postgres::finish_error(e.into()))
+        let mut conn = self.lane.lease().await.map_err(crate::postgres::finish_error)?;
+        let done = q.fetch_all(&mut *conn).await;
+        let rows = done.map_err(|e| crate::postgres::finish_error(e.into()))?;
+        conn.done();
+        Ok(rows)
     }
     fn event_of(row: &sqlx::postgres::PgRow) -> Event {
         use sqlx::Row;

@@ -39,6 +39,7 @@ use std::time::Duration;
 
 mod grant_db;
 pub(crate) mod guard_ops;
+pub(crate) mod lane;
 pub mod notify;
 pub(crate) mod request_log;
 mod writes;
@@ -84,6 +85,8 @@ impl Default for PgSettings {
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// Connections of the hot paths, given back without sqlx's ping ([`lane`]).
+    pub(crate) lane: lane::Lane,
     registry: Arc<SchemaRegistry>,
     settings: PgSettings,
     /// The keys secrets are sealed and opened with ([`crate::secrets`]).
@@ -140,8 +143,10 @@ impl PostgresStore {
             })
             .connect_with(opts)
             .await?;
+        let lane = lane::Lane::new(pool.clone(), lane::lane_cap(settings.max_connections.max(1)));
         Ok(PostgresStore {
             pool,
+            lane,
             registry,
             settings,
             secrets: Default::default(),
@@ -180,8 +185,11 @@ impl PostgresStore {
     }
 
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let mut conn = self.lane.lease().await?;
+        conn.in_transaction();
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         Ok(WriteTx {
-            tx: self.pool.begin().await?,
+            conn,
             events: Vec::new(),
             written: Vec::new(),
             connections: Vec::new(),
@@ -245,7 +253,9 @@ pub(crate) fn finish_error(e: StoreError) -> StoreError {
 
 /// A write transaction and the events it will record.
 pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, Postgres>,
+    /// The transaction's connection: `BEGIN` sent; rolled back if dropped before
+    /// [`WriteTx::commit`] ([`lane::Lease`]).
+    conn: lane::Lease,
     events: Vec<PendingEvent>,
     /// The events' counts by type, for the metrics once committed.
     written: Vec<(String, u64)>,
@@ -362,7 +372,7 @@ fn events_lock_cte(lock: usize, cond: &str) -> String {
 
 impl WriteTx {
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        &mut self.conn
     }
 
     pub(crate) fn event(
@@ -433,17 +443,18 @@ impl WriteTx {
             if !about.is_empty() {
                 q = q.bind(&about);
             }
-            q.execute(&mut *self.tx).await?;
+            q.execute(&mut *self.conn).await?;
         } else if !connections.is_empty() {
             sqlx::query(AssertSqlSafe(format!(
                 "SELECT COUNT(pg_notify('{}', c)) FROM UNNEST($1::text[]) c",
                 notify::CONNECTIONS
             )))
             .bind(&connections)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await?;
         }
-        self.tx.commit().await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await?;
+        self.conn.done();
         crate::metrics::events_written(&self.written);
         Ok(())
     }
@@ -1385,10 +1396,14 @@ impl ResourceStore for PostgresStore {
             kind_literal(kind)
         )))
         .bind(connection_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| finish_error(e.into()))?;
+        .bind(id);
+        let mut conn = self.lane.lease().await.map_err(finish_error)?;
+        let row = row
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| finish_error(e.into()))?;
+        conn.done();
+        drop(conn);
         let Some(row) = row else { return Ok(None) };
         let mut res = resource_of(&row, kind).map_err(finish_error)?;
         if with_members {
@@ -1428,7 +1443,7 @@ impl ResourceStore for PostgresStore {
     }
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
-        let mut conn = self.pool.acquire().await.map_err(|e| finish_error(e.into()))?;
+        let mut conn = self.lane.lease().await.map_err(finish_error)?;
         let after_pk = match &query.paging {
             Paging::Cursor { after: Some(id) } => Some(
                 self.cursor_pk(&mut conn, connection_id, kind, id)
@@ -1467,27 +1482,33 @@ impl ResourceStore for PostgresStore {
                 rows.push((row.get::<i64, _>("pk"), r));
             }
         }
-        if cut {
+        let mut conn = if cut {
             // The server is still sending the rest of the page: rather than read and drop it all
             // (up to `count` large documents), drop this connection's socket, which ends the query
             // (the server's next write fails); the pool opens another connection when it needs one.
             // (Not `close_hard`: its shutdown was seen to wait forever here, the server blocked on a
             // full socket.)
-            drop(conn.detach());
+            conn.discard();
+            None
         } else {
-            drop(conn);
-        }
+            Some(conn)
+        };
         let total: i64 = if let Some(total) = total_read {
             total
         } else if !cut && query.paging.holds_every_match(rows.len(), limit) {
             rows.len() as i64
         } else {
             // A first page that is full, or a page past the last match (no row to carry the count).
-            sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| finish_error(e.into()))?
+            let q = sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds));
+            match conn.as_mut() {
+                Some(c) => q.fetch_one(&mut **c).await,
+                None => q.fetch_one(&self.pool).await,
+            }
+            .map_err(|e| finish_error(e.into()))?
         };
+        if let Some(mut c) = conn {
+            c.done();
+        }
         let mut next_after = None;
         if matches!(query.paging, Paging::Cursor { .. }) && (cut || rows.len() as i64 > query.count) {
             rows.truncate(query.count.max(0) as usize);
@@ -1519,7 +1540,8 @@ impl Store for PostgresStore {
         vec![crate::metrics::PoolStats {
             name: "postgres",
             size: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
+            // The lane's idle connections are lent out as far as the pool knows.
+            idle: (self.pool.num_idle() + self.lane.stats().1) as u32,
         }]
     }
 
