@@ -356,8 +356,13 @@ impl StoredResource {
     ) -> crate::StoreResult<StoredResource> {
         let doc = ResourceDoc::from_stored_text(doc, &id)
             .map_err(|e| rollcall_scim::ScimError::internal(format!("stored document is not JSON: {e}")))?;
+        Ok(StoredResource::with_doc(id, kind, doc, times))
+    }
+
+    /// [`StoredResource::read`] with the document already read.
+    pub(crate) fn with_doc(id: String, kind: ResourceKind, doc: ResourceDoc, times: [i64; 3]) -> StoredResource {
         let [version, created_us, modified_us] = times;
-        Ok(StoredResource {
+        StoredResource {
             id,
             kind,
             doc,
@@ -365,7 +370,7 @@ impl StoredResource {
             created_us,
             modified_us,
             related: None,
-        })
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
-use crate::resource_doc::put_id;
+use crate::resource_doc::{ResourceDoc, put_id};
 use crate::roles::RoleScope;
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
@@ -26,7 +26,6 @@ use futures::TryStreamExt;
 use rollcall_scim::ScimError;
 use rollcall_scim::patch::{MemberChange, MemberRef};
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -478,41 +477,72 @@ pub fn bind_all(binds: &[Bind]) -> PgArguments {
 /// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
 /// binary form is that text), so that a response with the default projection is written from it
 /// without building a [`Value`]. (Not `doc::text` in the statement: a page's `OFFSET` would
-/// evaluate the cast for every row it skips.)
+/// evaluate the cast for every row it skips.) PostgreSQL wrote that text from a `jsonb` value: it
+/// is JSON, and is not parsed to check it again.
 fn resource_of(row: &PgRow, kind: ResourceKind) -> StoreResult<StoredResource> {
-    let Json(doc): Json<&RawValue> = row.get("doc");
-    StoredResource::read(
-        row.get("id"),
+    let id: String = row.try_get("id")?;
+    let doc = ResourceDoc::from_jsonb_text(jsonb_text(row, "doc")?, &id);
+    Ok(StoredResource::with_doc(
+        id,
         kind,
-        compact_json(doc.get()),
-        [row.get("version"), row.get("created_us"), row.get("modified_us")],
-    )
+        doc,
+        [
+            row.try_get("version")?,
+            row.try_get("created_us")?,
+            row.try_get("modified_us")?,
+        ],
+    ))
+}
+
+/// The text of `jsonb` column `col`, made compact ([`compact_json`]). In the binary format sqlx
+/// asks for, a `jsonb` value is a version byte (1) and the text.
+fn jsonb_text(row: &PgRow, col: &str) -> StoreResult<String> {
+    use sqlx::ValueRef;
+    let value = row.try_get_raw(col)?;
+    let binary = matches!(value.format(), sqlx::postgres::PgValueFormat::Binary);
+    let bytes = if value.is_null() { None } else { value.as_bytes().ok() };
+    let text = match bytes {
+        Some([1, text @ ..]) if binary => text,
+        Some(text) if !binary => text,
+        _ => {
+            return Err(StoreError::Scim(ScimError::internal(format!(
+                "column {col} is not a jsonb document"
+            ))));
+        }
+    };
+    String::from_utf8(compact_json(text))
+        .map_err(|e| StoreError::Scim(ScimError::internal(format!("column {col} is not UTF-8: {e}"))))
 }
 
 /// `jsonb` as text has a space after each `:` and `,`; a response is written from that text, so it
 /// is made as compact as the rest of the response (and as SQLite's stored text): whitespace outside
 /// strings is left out. `text` is JSON.
-fn compact_json(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped, mut from) = (false, false, 0);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+fn compact_json(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b' ' | b'\n' | b'\t' | b'\r' => i += 1,
+            b'"' => {
+                // A string, copied to its closing quote (escapes included) in one piece.
+                let mut end = i + 1;
+                while let Some(j) = memchr::memchr2(b'"', b'\\', &text[end..]) {
+                    end += j + 1;
+                    if text[end - 1] == b'"' {
+                        break;
+                    }
+                    end += 1; // the escaped character
+                }
+                let end = end.min(text.len());
+                out.extend_from_slice(&text[i..end]);
+                i = end;
             }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-            // Whitespace is ASCII: `i` is a character boundary.
-            out.push_str(&text[from..i]);
-            from = i + 1;
+            b => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
-    out.push_str(&text[from..]);
     out
 }
 
@@ -1569,11 +1599,15 @@ mod tests {
     #[test]
     fn jsonb_text_is_made_compact_outside_strings() {
         let text = r#"{"a": [1, 2], "b": {"c": "x, y: \"z\" \\", "d": null}, "e": "\\"}"#;
-        let compact = super::compact_json(text);
+        let compact = compacted(text);
         assert_eq!(compact, r#"{"a":[1,2],"b":{"c":"x, y: \"z\" \\","d":null},"e":"\\"}"#);
         let parsed: Value = serde_json::from_str(text).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&compact).unwrap(), parsed);
-        assert_eq!(super::compact_json(r#"{"a":1}"#), r#"{"a":1}"#);
+        assert_eq!(compacted(r#"{"a":1}"#), r#"{"a":1}"#);
+    }
+
+    fn compacted(text: &str) -> String {
+        String::from_utf8(super::compact_json(text.as_bytes())).unwrap()
     }
 
     /// Any JSON value, strings drawn to hold what a compactor could trip on (quotes, backslashes,
@@ -1601,8 +1635,8 @@ mod tests {
         #[test]
         fn compacting_leaves_the_compact_serialization(v in any_json()) {
             let compact = serde_json::to_string(&v).unwrap();
-            prop_assert_eq!(super::compact_json(&serde_json::to_string_pretty(&v).unwrap()), compact.clone());
-            prop_assert_eq!(super::compact_json(&compact), compact);
+            prop_assert_eq!(compacted(&serde_json::to_string_pretty(&v).unwrap()), compact.clone());
+            prop_assert_eq!(compacted(&compact), compact);
         }
     }
 }
