@@ -5,22 +5,73 @@
 //! default projection, a document read as text is written into the response without being parsed
 //! ([`rollcall_scim::json_text`]); otherwise it is rendered as a [`Value`] and projected.
 
-use crate::service::{LIST_RESPONSE, ListPosition, Scim, endpoint_of, rfc3339};
+use crate::service::{LIST_RESPONSE, ListPosition, Scim, endpoint_of};
 use rollcall_scim::json_text::{ObjectWriter, write_stored_members};
 use rollcall_scim::projection::Projection;
 use rollcall_store::{MemberView, ResourceKind, StoredResource};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// A resource's `meta`.
+/// A resource's `meta`. Its values are written as they are serialized, without a string each.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Meta<'a> {
     resource_type: &'a str,
-    created: String,
-    last_modified: String,
-    location: String,
-    version: String,
+    created: Stamp,
+    last_modified: Stamp,
+    location: Location<'a>,
+    version: ETag,
+}
+
+/// A resource's address: `{public URL}/scim/v2/{connection}/{Users|Groups}/{id}`
+/// ([`Scim::location`]).
+struct Location<'a> {
+    public_url: &'a str,
+    connection_id: &'a str,
+    kind: ResourceKind,
+    id: &'a str,
+}
+
+impl Serialize for Location<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!(
+            "{}/scim/v2/{}/{}/{}",
+            self.public_url,
+            self.connection_id,
+            endpoint_of(self.kind),
+            self.id
+        ))
+    }
+}
+
+/// A time in microseconds since the epoch, as RFC 3339 ([`crate::service::rfc3339`]).
+struct Stamp(i64);
+
+impl Serialize for Stamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        let len = {
+            let mut w = &mut buf[..];
+            let written = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
+                .ok()
+                .and_then(|t| {
+                    t.format_into(&mut w, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            // What the writer took (`format_into`'s count was seen short of it).
+            if written.is_some() { 64 - w.len() } else { 0 }
+        };
+        s.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    }
+}
+
+/// A version as its weak entity tag ([`crate::response::etag`]).
+struct ETag(i64);
+
+impl Serialize for ETag {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("W/\"{}\"", self.0))
+    }
 }
 
 /// One of a group's `members` or a user's `groups`.
@@ -28,7 +79,7 @@ struct Meta<'a> {
 struct RelatedItem<'a> {
     value: &'a str,
     #[serde(rename = "$ref")]
-    reference: String,
+    reference: Location<'a>,
     #[serde(rename = "type")]
     item_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,14 +114,19 @@ impl Parts<'_> {
 }
 
 impl Scim {
-    fn parts<'a>(&self, connection_id: &str, res: &'a StoredResource) -> Parts<'a> {
-        let base = self.base_url(connection_id);
+    fn parts<'a>(&'a self, connection_id: &'a str, res: &'a StoredResource) -> Parts<'a> {
+        let location = |kind, id| Location {
+            public_url: &self.config.public_url,
+            connection_id,
+            kind,
+            id,
+        };
         let related = res.related.as_ref().map(|related| {
             related
                 .iter()
                 .map(|r: &MemberView| RelatedItem {
                     value: &r.id,
-                    reference: format!("{base}/{}/{}", endpoint_of(r.kind), r.id),
+                    reference: location(r.kind, &r.id),
                     item_type: match res.kind {
                         ResourceKind::User => "direct",
                         ResourceKind::Group => r.kind.as_str(),
@@ -87,10 +143,10 @@ impl Scim {
             related,
             meta: Meta {
                 resource_type: res.kind.as_str(),
-                created: rfc3339(res.created_us),
-                last_modified: rfc3339(res.modified_us),
-                location: format!("{base}/{}/{}", endpoint_of(res.kind), res.id),
-                version: crate::response::etag(res.version),
+                created: Stamp(res.created_us),
+                last_modified: Stamp(res.modified_us),
+                location: location(res.kind, &res.id),
+                version: ETag(res.version),
             },
         }
     }
@@ -210,5 +266,44 @@ fn canonical_order(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(rollcall_scim::resource::canonical_key_order(m)),
         v => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_values_serialize_as_the_strings_they_stand_for() {
+        for us in [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_765_000_000_123_456,
+            1_765_000_000_000_000,
+            -1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let written = serde_json::to_value(Stamp(us)).unwrap();
+            assert_eq!(written, Value::String(crate::service::rfc3339(us)), "{us}");
+        }
+        for v in [0, 1, 42, i64::MAX] {
+            assert_eq!(
+                serde_json::to_value(ETag(v)).unwrap(),
+                Value::String(crate::response::etag(v))
+            );
+        }
+        let at = Location {
+            public_url: "https://scim.example.com",
+            connection_id: "c1",
+            kind: ResourceKind::Group,
+            id: "g\"1",
+        };
+        assert_eq!(
+            serde_json::to_string(&at).unwrap(),
+            r#""https://scim.example.com/scim/v2/c1/Groups/g\"1""#
+        );
     }
 }
