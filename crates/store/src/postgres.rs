@@ -887,7 +887,7 @@ impl PostgresStore {
                  WHERE g.deleted_us IS NULL ORDER BY p.n, m.group_pk"
             }
         };
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lane.lease().await?;
         let mut rows = sqlx::query_as::<_, (i64, i64, String, String, Option<String>)>(sql)
             .bind(pks)
             .bind(connection_id)
@@ -910,7 +910,9 @@ impl PostgresStore {
         drop(rows);
         if covered < pks.len() {
             // As in `list_resources`: the rest of the answer is not read, the connection goes.
-            drop(conn.detach());
+            conn.discard();
+        } else {
+            conn.done();
         }
         Ok((out, covered))
     }
