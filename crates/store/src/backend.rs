@@ -40,6 +40,12 @@ pub(crate) trait Backend: Sync {
     fn write_one(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Runs one statement as a write of its own; returns the rows it returned.
     fn write_rows(&self, q: SqlQuery<Self>) -> impl Future<Output = StoreResult<Vec<Row<Self>>>> + Send;
+    /// The highest sequence number the event log may be read up to: every event numbered at or
+    /// below it has committed or never will. PostgreSQL numbers events before they commit, several
+    /// transactions at once, so a reader first waits for those numbering to commit
+    /// ([`PostgresStore::wait_events_ceiling`]). `None` where events are numbered in commit order
+    /// (SQLite's one writer): whatever has committed may be read.
+    fn events_ceiling(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
     /// An `events` row.
     fn event_of(row: &<Self::Db as sqlx::Database>::Row) -> Event;
     /// The arguments of a built statement ([`crate::sql::SqlBuilder`]).
@@ -53,6 +59,11 @@ pub(crate) trait Backend: Sync {
         conn: &mut <Self::Db as sqlx::Database>::Connection,
         entries: &[RequestLogEntry],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// The bound of `seq <= $n` for a [`Backend::events_ceiling`]: every number when there is none.
+pub(crate) fn or_all(ceiling: Option<i64>) -> i64 {
+    ceiling.unwrap_or(i64::MAX)
 }
 
 /// A statement of a backend with its arguments.
@@ -138,6 +149,9 @@ impl Backend for SqliteStore {
         tx.commit().await?;
         Ok(rows)
     }
+    async fn events_ceiling(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
     fn event_of(row: &sqlx::sqlite::SqliteRow) -> Event {
         let data = serde_json::from_str(&row.text("data")).unwrap_or(Value::Null);
         rows::event_of(row, data, row.opt_text("actor"))
@@ -219,6 +233,9 @@ impl Backend for PostgresStore {
         let rows = done.map_err(|e| crate::postgres::finish_error(e.into()))?;
         conn.done();
         Ok(rows)
+    }
+    async fn events_ceiling(&self) -> StoreResult<Option<i64>> {
+        self.wait_events_ceiling().await.map(Some)
     }
     fn event_of(row: &sqlx::postgres::PgRow) -> Event {
         use sqlx::Row;

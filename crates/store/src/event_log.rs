@@ -19,7 +19,9 @@ use std::collections::BTreeSet;
 /// On SQLite, types alone are read one index range per type, merged: its planner, judging by
 /// average counts, would otherwise walk the whole log by `seq` looking for a rare type. With another
 /// filter the planner picks that filter's index and checks the type on each row.
-pub(crate) fn query_events_sql(d: Dialect, q: &EventQuery) -> SqlBuilder {
+///
+/// `ceiling` is [`Backend::events_ceiling`]: no event numbered above it is read.
+pub(crate) fn query_events_sql(d: Dialect, q: &EventQuery, ceiling: Option<i64>) -> SqlBuilder {
     let mut b = SqlBuilder::new(d);
     let limit = q.limit.max(0);
     let other_filters = q.org_id.is_some() || q.connection_id.is_some() || q.resource_id.is_some();
@@ -40,6 +42,9 @@ pub(crate) fn query_events_sql(d: Dialect, q: &EventQuery) -> SqlBuilder {
         return b;
     }
     b.push("SELECT * FROM events WHERE seq > ").bind(Bind::Int(q.after_seq));
+    if let Some(c) = ceiling {
+        b.push(" AND seq <= ").bind(Bind::Int(c));
+    }
     if !q.types.is_empty() {
         b.push(" AND type IN (");
         for (i, t) in q.types.iter().enumerate() {
@@ -68,8 +73,11 @@ pub(crate) fn query_events_sql(d: Dialect, q: &EventQuery) -> SqlBuilder {
 }
 
 /// [`query_events_sql`] for a backend, with its arguments.
-pub(crate) fn query_events_statement<S: Backend>(q: &EventQuery) -> (String, <S::Db as sqlx::Database>::Arguments) {
-    let b = query_events_sql(S::DIALECT, q);
+pub(crate) fn query_events_statement<S: Backend>(
+    q: &EventQuery,
+    ceiling: Option<i64>,
+) -> (String, <S::Db as sqlx::Database>::Arguments) {
+    let b = query_events_sql(S::DIALECT, q, ceiling);
     let args = S::args(&b.binds);
     (b.sql, args)
 }
@@ -107,9 +115,11 @@ macro_rules! event_log {
         #[async_trait::async_trait]
         impl EventStore for $store {
             async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-                let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                let ceiling = self.events_ceiling().await?;
+                let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 AND seq <= $3 ORDER BY seq LIMIT $2")
                     .bind(after)
                     .bind(limit)
+                    .bind(crate::backend::or_all(ceiling))
                     .fetch_all(self.reads())
                     .await
                     .map_err(<$store as Backend>::read_error)?;
@@ -117,7 +127,8 @@ macro_rules! event_log {
             }
 
             async fn query_events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
-                let (sql, args) = query_events_statement::<$store>(q);
+                let ceiling = self.events_ceiling().await?;
+                let (sql, args) = query_events_statement::<$store>(q, ceiling);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
                     .fetch_all(self.reads())
                     .await

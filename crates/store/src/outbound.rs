@@ -970,7 +970,10 @@ impl OutboundSql {
          approved_us, interval_s, failures, next_attempt_us, updated_us, org_id, id, cursor_seq, next_full_us, created_us) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
 
-    pub(crate) const HIGH_SEQ: &'static str = "SELECT coalesce(max(seq), 0) FROM events";
+    /// The cursor a new target starts from: the log's ceiling (`$1`, PostgreSQL), or the highest
+    /// number committed.
+    pub(crate) const HIGH_SEQ: &'static str =
+        "SELECT COALESCE(CAST($1 AS BIGINT), (SELECT coalesce(max(seq), 0) FROM events))";
     pub(crate) const ORG_EXISTS: &'static str = "SELECT 1 FROM organizations WHERE id = $1";
     pub(crate) const NAME_TAKEN: &'static str =
         "SELECT 1 FROM provisioning_targets WHERE org_id = $1 AND name = $2 AND id <> $3";

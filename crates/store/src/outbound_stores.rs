@@ -99,6 +99,8 @@ macro_rules! outbound_store {
             async fn create_target(&self, by: &WriteContext, new: NewTarget) -> StoreResult<Target> {
                 ob::check_new(&new)?;
                 let new = &new;
+                // Taken before the transaction, which must not wait for it holding a row.
+                let ceiling = self.events_ceiling().await?;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
                     if sqlx::query(Q::ORG_EXISTS)
@@ -112,7 +114,10 @@ macro_rules! outbound_store {
                             new.org_id
                         )));
                     }
-                    let high: i64 = sqlx::query_scalar(Q::HIGH_SEQ).fetch_one(tx.conn()).await?;
+                    let high: i64 = sqlx::query_scalar(Q::HIGH_SEQ)
+                        .bind(ceiling)
+                        .fetch_one(tx.conn())
+                        .await?;
                     let t = ob::prepared(&new, high, crate::sqlite::now_us());
                     if Self::name_taken(&mut tx, &t.org_id, &t.name, &t.id).await? {
                         return Err(ob::name_taken(&t.name));

@@ -7,10 +7,15 @@
 //! others answer 409 `uniqueness`). Write transactions that fail with a serialization failure or a
 //! deadlock (SQLSTATE 40001, 40P01) are run again, up to [`PgSettings::serialization_retries`] times.
 //!
-//! Events are collected while a transaction runs and inserted just before it commits, under a
-//! transaction-scoped advisory lock: `seq` order is then commit order, as with SQLite's single
-//! writer, so a reader paging through [`crate::EventStore::events_after`] never skips an event that committed
-//! after a later-numbered one.
+//! Events are collected while a transaction runs and inserted just before it commits, holding the
+//! events lock (a transaction-scoped advisory lock) in shared mode for that statement and the
+//! `COMMIT`: transactions number and commit their events side by side, so numbers may commit out of
+//! order. A reader of the log first takes the lock exclusively for one statement, which waits for
+//! the transactions numbering events at that moment to end, and reads the highest number handed
+//! out ([`PostgresStore::wait_events_ceiling`]); it then reads no event above that number. Every event
+//! at or below it has committed or never will, so a reader paging through
+//! [`crate::EventStore::events_after`] never skips an event that committed after a later-numbered
+//! one, as with SQLite's single writer.
 
 use crate::events;
 use crate::index::{IndexFields, search_doc};
@@ -45,8 +50,19 @@ mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The advisory lock taken (per transaction) while a transaction's events are numbered.
+/// The advisory lock held (shared, per transaction) from numbering a transaction's events to its
+/// commit, and taken exclusively by [`PostgresStore::wait_events_ceiling`].
 const EVENTS_LOCK: i64 = 0x526f_6c6c_6576_0001;
+
+/// [`PostgresStore::wait_events_ceiling`]'s statement: the events lock (`$1`) taken exclusively, then
+/// the last number the events' sequence handed out (not read through the statement's snapshot, so
+/// it counts numbers of transactions that committed while the lock was awaited). The sequence is
+/// read in a subquery on the lock's row, so not before the lock is held; the lock is released when
+/// the statement's own transaction ends.
+const EVENTS_CEILING: &str = "SELECT s.high
+     FROM (SELECT pg_advisory_xact_lock($1)::text AS locked) l,
+          LATERAL (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS high
+                   FROM events_seq_seq WHERE l.locked IS NULL OR l.locked IS NOT NULL) s";
 
 /// A pooled connection idle this long is pinged before it is handed out.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
@@ -92,6 +108,8 @@ pub struct PostgresStore {
     pub(crate) secrets: crate::secrets::SecretKeys,
     /// Member PATCHes of each group waiting to be written together ([`writes`]).
     member_queues: writes::MemberQueues,
+    /// Tells every node that events were recorded ([`notify::Announcer`]).
+    pub(crate) announcer: notify::Announcer,
 }
 
 impl PostgresStore {
@@ -143,9 +161,11 @@ impl PostgresStore {
             .connect_with(opts)
             .await?;
         let lane = lane::Lane::new(pool.clone(), lane::lane_cap(settings.max_connections.max(1)));
+        let announcer = notify::Announcer::start(pool.clone());
         Ok(PostgresStore {
             pool,
             lane,
+            announcer,
             registry,
             settings,
             secrets: Default::default(),
@@ -189,6 +209,7 @@ impl PostgresStore {
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         Ok(WriteTx {
             conn,
+            announcer: self.announcer.clone(),
             events: Vec::new(),
             written: Vec::new(),
             connections: Vec::new(),
@@ -212,6 +233,25 @@ impl PostgresStore {
                 other => return other.map_err(finish_error),
             }
         }
+    }
+}
+
+impl PostgresStore {
+    /// The highest event number a reader may read up to (see the module's notes): waits for the
+    /// transactions numbering events right now to commit or roll back. New ones wait behind it for
+    /// the length of one statement. Run again if chosen as a deadlock's victim (a transaction
+    /// holding the lock shared, waiting on a row of one queued behind this statement).
+    pub(crate) async fn wait_events_ceiling(&self) -> StoreResult<i64> {
+        self.retrying(|| async {
+            let mut conn = self.lane.lease().await?;
+            let high: i64 = sqlx::query_scalar(EVENTS_CEILING)
+                .bind(EVENTS_LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+            conn.done();
+            Ok(high)
+        })
+        .await
     }
 }
 
@@ -255,6 +295,7 @@ pub(crate) struct WriteTx {
     /// The transaction's connection: `BEGIN` sent; rolled back if dropped before
     /// [`WriteTx::commit`] ([`lane::Lease`]).
     conn: lane::Lease,
+    announcer: notify::Announcer,
     events: Vec<PendingEvent>,
     /// The events' counts by type, for the metrics once committed.
     written: Vec<(String, u64)>,
@@ -359,14 +400,11 @@ fn bind_events<'q>(
     q
 }
 
-/// A CTE body taking the events lock ([`EVENTS_LOCK`], bound as `$lock`) and announcing new
-/// events to every node ([`notify::EVENTS`]), once, when `cond` (an SQL condition) holds. Joined
-/// with the rows an `INSERT INTO events` reads, it runs before the first of them is numbered.
+/// A CTE body taking the events lock shared ([`EVENTS_LOCK`], bound as `$lock`), once, when `cond`
+/// (an SQL condition) holds. Joined with the rows an `INSERT INTO events` reads, it runs before
+/// the first of them is numbered.
 fn events_lock_cte(lock: usize, cond: &str) -> String {
-    format!(
-        "SELECT pg_advisory_xact_lock(${lock}) AS locked, pg_notify('{}', '') AS notified WHERE {cond}",
-        notify::EVENTS
-    )
+    format!("SELECT pg_advisory_xact_lock_shared(${lock}) AS locked WHERE {cond}")
 }
 
 impl WriteTx {
@@ -389,9 +427,9 @@ impl WriteTx {
         self.connections.push(id.to_string());
     }
 
-    /// Writes the events, numbered under the events lock (held until the commit), and commits.
-    /// The lock, the events and the notifications are one statement: the lock is held for that
-    /// statement and the `COMMIT`, not for a round trip more.
+    /// Writes the events, numbered under the events lock (held shared until the commit), and
+    /// commits; then has the events announced. The lock, the events and the connections'
+    /// notifications are one statement: the lock is held for that statement and the `COMMIT`.
     pub(crate) async fn commit(mut self) -> StoreResult<()> {
         let ev = std::mem::take(&mut self.events);
         let connections = std::mem::take(&mut self.connections);
@@ -454,6 +492,9 @@ impl WriteTx {
         }
         sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await?;
         self.conn.done();
+        if !ev.is_empty() {
+            self.announcer.committed();
+        }
         crate::metrics::events_written(&self.written);
         Ok(())
     }
@@ -1640,5 +1681,104 @@ mod tests {
             prop_assert_eq!(compacted(&serde_json::to_string_pretty(&v).unwrap()), compact.clone());
             prop_assert_eq!(compacted(&compact), compact);
         }
+    }
+}
+
+#[cfg(test)]
+mod event_order_tests {
+    use super::*;
+    use crate::{EventStore, TenancyStore, WebhookStore};
+    use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
+
+    async fn store(name: &str) -> Option<(TestDatabase, PostgresStore)> {
+        if pg_admin_url().is_none() {
+            skip_note(name);
+            return None;
+        }
+        let db = TestDatabase::create(Backend::Postgres, "rollcall_event_order").await;
+        let store = PostgresStore::open(db.url(), Arc::new(SchemaRegistry::standard()), PgSettings::default())
+            .await
+            .unwrap();
+        Some((db, store))
+    }
+
+    /// Opens a transaction that numbers one event as a store write does (the events lock shared,
+    /// then the row) and stops before its `COMMIT`; returns the connection and the number.
+    async fn numbering(store: &PostgresStore) -> (sqlx::pool::PoolConnection<Postgres>, i64) {
+        let mut conn = store.pool.acquire().await.unwrap();
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+        let seq: i64 = sqlx::query_scalar(
+            "WITH lk AS (SELECT pg_advisory_xact_lock_shared($1) AS locked)
+             INSERT INTO events (id, type, data, created_us) SELECT 'slow', 'organization.created', '{}', 0 FROM lk
+             RETURNING seq",
+        )
+        .bind(EVENTS_LOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        (conn, seq)
+    }
+
+    /// Waits until a statement of the database waits for an advisory lock, or `task` ends.
+    async fn until_waiting_on_the_lock<T>(store: &PostgresStore, task: &tokio::task::JoinHandle<T>) {
+        while !task.is_finished() {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// An event numbered before another but committed after it is not skipped: the reader waits
+    /// for the transaction numbering it, then reads both, in number order.
+    #[tokio::test]
+    async fn a_reader_waits_for_a_lower_number_still_committing() {
+        let Some((_db, store)) = store("a_reader_waits_for_a_lower_number_still_committing").await else {
+            return;
+        };
+        let (mut slow, slow_seq) = numbering(&store).await;
+        // A later write numbers its event above and commits first (the lock is shared).
+        store.create_organization(&WriteContext::cli(), "Acme").await.unwrap();
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.events_after(0, 100).await.unwrap() })
+        };
+        until_waiting_on_the_lock(&store, &reader).await;
+        sqlx::raw_sql("COMMIT").execute(&mut *slow).await.unwrap();
+        let seqs: Vec<(i64, String)> = reader.await.unwrap().into_iter().map(|e| (e.seq, e.kind)).collect();
+        assert_eq!(seqs.len(), 2, "{seqs:?}");
+        assert_eq!(seqs[0].0, slow_seq);
+        assert!(seqs[1].0 > slow_seq);
+        assert_eq!(seqs[1].1, "organization.created");
+    }
+
+    /// A number handed out to a transaction that rolls back is left behind; the ceiling passes it.
+    /// Webhook deliveries and new webhooks start after the ceiling.
+    #[tokio::test]
+    async fn the_ceiling_passes_a_rolled_back_number() {
+        let Some((_db, store)) = store("the_ceiling_passes_a_rolled_back_number").await else {
+            return;
+        };
+        assert_eq!(store.wait_events_ceiling().await.unwrap(), 0);
+        let (mut slow, slow_seq) = numbering(&store).await;
+        let ceiling = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_events_ceiling().await.unwrap() })
+        };
+        until_waiting_on_the_lock(&store, &ceiling).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut *slow).await.unwrap();
+        assert_eq!(ceiling.await.unwrap(), slow_seq);
+        store.create_organization(&WriteContext::cli(), "Acme").await.unwrap();
+        let events = store.webhook_events(None, 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(events[0].seq > slow_seq);
+        assert_eq!(store.wait_events_ceiling().await.unwrap(), events[0].seq);
     }
 }

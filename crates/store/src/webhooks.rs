@@ -556,6 +556,9 @@ macro_rules! webhook_store {
                 let id = uuid::Uuid::now_v7().to_string();
                 let sealed = self.secrets.seal(&new.secret, &secrets::webhook_secret_context(&id))?;
                 let (new, id, sealed) = (&new, &id, &sealed);
+                // Deliveries start after the events committed so far: below the log's ceiling
+                // (taken before the transaction, which must not wait for it holding a row).
+                let ceiling = self.events_ceiling().await?;
                 self.writing(move || async move {
                     let mut tx = self.begin().await?;
                     if let Some(org) = &new.org_id {
@@ -570,7 +573,8 @@ macro_rules! webhook_store {
                     let row = sqlx::query(
                         "INSERT INTO webhook_endpoints (id, org_id, url, description, event_types, secret, status,
                              cursor_seq, next_attempt_us, created_us, updated_us)
-                         VALUES ($1, $2, $3, $4, $5, $6, 'active', (SELECT COALESCE(MAX(seq), 0) FROM events), $7, $7, $7)
+                         VALUES ($1, $2, $3, $4, $5, $6, 'active',
+                                 COALESCE(CAST($8 AS BIGINT), (SELECT COALESCE(MAX(seq), 0) FROM events)), $7, $7, $7)
                          RETURNING *",
                     )
                     .bind(id)
@@ -580,6 +584,7 @@ macro_rules! webhook_store {
                     .bind(serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into()))
                     .bind(sealed)
                     .bind(now)
+                    .bind(ceiling)
                     .fetch_one(tx.conn())
                     .await?;
                     let w = webhook_of(&row, &self.secrets)?;
@@ -702,19 +707,24 @@ macro_rules! webhook_store {
                 limit: i64,
             ) -> StoreResult<Vec<Event>> {
                 // Two statements: each uses its own index (the log's key; organization and sequence).
+                let ceiling = crate::backend::or_all(self.events_ceiling().await?);
                 let rows = match org_id {
                     Some(org) => {
-                        sqlx::query("SELECT * FROM events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-                            .bind(org)
-                            .bind(after_seq)
-                            .bind(limit)
-                            .fetch_all(self.reads())
-                            .await?
+                        sqlx::query(
+                            "SELECT * FROM events WHERE org_id = $1 AND seq > $2 AND seq <= $4 ORDER BY seq LIMIT $3",
+                        )
+                        .bind(org)
+                        .bind(after_seq)
+                        .bind(limit)
+                        .bind(ceiling)
+                        .fetch_all(self.reads())
+                        .await?
                     }
                     None => {
-                        sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                        sqlx::query("SELECT * FROM events WHERE seq > $1 AND seq <= $3 ORDER BY seq LIMIT $2")
                             .bind(after_seq)
                             .bind(limit)
+                            .bind(ceiling)
                             .fetch_all(self.reads())
                             .await?
                     }

@@ -1,8 +1,9 @@
 //! Nodes that hear each other: PostgreSQL `LISTEN/NOTIFY`.
 //!
-//! Every write transaction that records events sends a notification on [`EVENTS`] in the statement
-//! that inserts them (delivered when it commits), and one that changes a connection (its tokens,
-//! status, policy, or deletes it) sends the connection's id on [`CONNECTIONS`]. Each `rollcall
+//! Each node announces on [`EVENTS`] that events were recorded once the transactions that recorded
+//! them have committed ([`Announcer`]: one notification for the commits of a moment), and a write
+//! transaction that changes a connection (its tokens, status, policy, or deletes it) sends the
+//! connection's id on [`CONNECTIONS`] in the transaction (delivered when it commits). Each `rollcall
 //! serve` node runs a [`listen`] task on a connection of its own, which wakes its webhook
 //! dispatcher and makes its token cache forget the connection at once, instead of at the next poll
 //! or when the cache entry expires. Notifications are a shortcut, not the record: a node that
@@ -10,13 +11,54 @@
 //! expiry, and after reconnecting it hears [`Heard::Reconnected`] so it can catch up at once.
 
 use super::PostgresStore;
+use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The channel announcing that events were recorded (empty payload).
 pub const EVENTS: &str = "rollcall_events";
 /// The channel announcing that a connection changed (payload: its id).
 pub const CONNECTIONS: &str = "rollcall_connections";
+
+/// Announces on [`EVENTS`] that events were recorded, after the transactions that recorded them
+/// committed: one notification for every commit announced while the previous one was being sent.
+///
+/// Not a `NOTIFY` in each write's transaction: PostgreSQL serializes the commits of notifying
+/// transactions (a database-wide lock held from before the commit record is written until the
+/// transaction ends, so that notifications queue in commit order), which would make every write
+/// commit one after another.
+#[derive(Clone)]
+pub(crate) struct Announcer {
+    /// Holds at most one waiting announcement: one more sent after the one in flight covers all.
+    poke: mpsc::Sender<()>,
+}
+
+impl Announcer {
+    /// Starts the task sending the announcements on `pool`; it ends when the last clone is dropped.
+    pub(crate) fn start(pool: PgPool) -> Announcer {
+        let (poke, mut pokes) = mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while pokes.recv().await.is_some() {
+                let sent = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(EVENTS)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    // Nodes still see the events at their next poll.
+                    tracing::warn!(error = %e, "cannot announce new events to the other nodes");
+                }
+            }
+        });
+        Announcer { poke }
+    }
+
+    /// Called once a transaction that recorded events has committed.
+    pub(crate) fn committed(&self) {
+        // Full: an announcement is waiting, and it will be sent after this commit.
+        let _ = self.poke.try_send(());
+    }
+}
 
 /// What a node heard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +132,7 @@ impl PostgresStore {
         })
     }
 
-    /// Sends a notification on `channel` now (tests; writes send theirs in their transaction).
+    /// Sends a notification on `channel` now (tests).
     pub async fn notify(&self, channel: &str, payload: &str) -> crate::StoreResult<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
