@@ -666,9 +666,10 @@ macro_rules! webhook_store {
                 lease_until_us: i64,
                 limit: i64,
             ) -> StoreResult<Vec<Webhook>> {
+                // One statement, a write of its own (one round trip on PostgreSQL): each node's
+                // dispatcher runs it whenever events were announced, with or without endpoints.
                 let rows = self
-                    .writing(move || async move {
-                        let mut tx = self.begin().await?;
+                    .writing(move || {
                         let sql = locking!(
                             <$store as Backend>::DIALECT,
                             "UPDATE webhook_endpoints SET lease_owner = $1, lease_expires_us = $2
@@ -686,15 +687,13 @@ macro_rules! webhook_store {
                                AND (lease_expires_us IS NULL OR lease_expires_us < $3)
                              RETURNING *"
                         );
-                        let rows = sqlx::query(sql)
-                            .bind(owner)
-                            .bind(lease_until_us)
-                            .bind(now)
-                            .bind(limit)
-                            .fetch_all(tx.conn())
-                            .await?;
-                        tx.commit().await?;
-                        Ok(rows)
+                        self.write_rows(
+                            sqlx::query(sql)
+                                .bind(owner.to_owned())
+                                .bind(lease_until_us)
+                                .bind(now)
+                                .bind(limit),
+                        )
                     })
                     .await?;
                 rows.iter().map(|r| webhook_of(r, &self.secrets)).collect()
