@@ -452,7 +452,7 @@ impl ResourceStore for SqliteStore {
                     let Some(pk) = pk else {
                         let erased: bool = conn
                             .prepare_cached(
-                                "SELECT EXISTS (SELECT 1 FROM events
+                                "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_resource_id
                                  WHERE connection_id = ?1 AND resource_id = ?2 AND resource_type = ?3)",
                             )?
                             .query_row((&connection_id, id, kind.as_str()), |r| r.get(0))?;
