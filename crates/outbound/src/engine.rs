@@ -260,6 +260,10 @@ impl<'a> LeaseKeeper<'a> {
 /// Failed runs in a row after which a target is quarantined.
 const QUARANTINE_AFTER_FAILED_RUNS: i64 = 3;
 
+/// The shortest time between the start of a round of the worker and the next round started by a
+/// wake-up ([`Outbound::run_worker`]).
+pub const WAKE_GAP: Duration = Duration::from_millis(5);
+
 /// A run stops after this many objects in a row failed because of the target.
 const MAX_FAILING_STREAK: u64 = 20;
 
@@ -1506,12 +1510,16 @@ impl Outbound {
             .min(self.config.max_backoff)
     }
 
-    /// Runs the worker until `shutdown` completes: leases targets with work and runs them.
+    /// Runs the worker until `shutdown` completes: leases targets with work and runs them. Every
+    /// write on this node wakes the worker, and every round is a claim statement; as in the webhook
+    /// dispatcher, wake-ups within [`WAKE_GAP`] of a round's start start one round when it has
+    /// passed (a wake-up after a quiet moment starts one at once).
     pub async fn run_worker(self: Arc<Self>, node: String, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         tracing::info!(node = %node, "outbound provisioning worker running");
         loop {
+            let round = tokio::time::Instant::now();
             let free = self.config.concurrency.saturating_sub(tasks.len());
             if free > 0 {
                 let now = now_us();
@@ -1533,7 +1541,7 @@ impl Outbound {
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => tokio::time::sleep_until(round + WAKE_GAP).await,
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
