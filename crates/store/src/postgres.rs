@@ -46,6 +46,7 @@ pub(crate) mod guard_ops;
 pub(crate) mod lane;
 pub mod notify;
 pub(crate) mod request_log;
+mod statistics;
 mod writes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -110,6 +111,8 @@ pub struct PostgresStore {
     member_queues: writes::MemberQueues,
     /// Tells every node that events were recorded ([`notify::Announcer`]).
     pub(crate) announcer: notify::Announcer,
+    /// Keeps the planner's statistics up with connections that grow fast ([`statistics`]).
+    statistics: statistics::Statistics,
 }
 
 impl PostgresStore {
@@ -162,10 +165,12 @@ impl PostgresStore {
             .await?;
         let lane = lane::Lane::new(pool.clone(), lane::lane_cap(settings.max_connections.max(1)));
         let announcer = notify::Announcer::start(pool.clone());
+        let statistics = statistics::Statistics::new(pool.clone());
         Ok(PostgresStore {
             pool,
             lane,
             announcer,
+            statistics,
             registry,
             settings,
             secrets: Default::default(),
@@ -210,6 +215,7 @@ impl PostgresStore {
         Ok(WriteTx {
             conn,
             announcer: self.announcer.clone(),
+            statistics: self.statistics.clone(),
             events: Vec::new(),
             written: Vec::new(),
             connections: Vec::new(),
@@ -296,6 +302,7 @@ pub(crate) struct WriteTx {
     /// [`WriteTx::commit`] ([`lane::Lease`]).
     conn: lane::Lease,
     announcer: notify::Announcer,
+    statistics: statistics::Statistics,
     events: Vec<PendingEvent>,
     /// The events' counts by type, for the metrics once committed.
     written: Vec<(String, u64)>,
@@ -494,6 +501,8 @@ impl WriteTx {
         self.conn.done();
         if !ev.is_empty() {
             self.announcer.committed();
+            self.statistics
+                .written(ev.iter().map(|e| (e.kind, e.connection_id.as_deref())));
         }
         crate::metrics::events_written(&self.written);
         Ok(())

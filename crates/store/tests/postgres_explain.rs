@@ -265,3 +265,68 @@ async fn hot_lookups_are_index_scans() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A connection that was empty when the tables were last analyzed (a new tenant, an initial sync)
+/// is estimated at one row, and a lookup by id may then read the whole connection through any index
+/// that leads with it. The store analyzes the resource tables itself once the connection has grown
+/// (`postgres::statistics`): after 1,000 users the statistics know the connection and the lookup by
+/// id uses `resources_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_grows_is_analyzed_by_the_store() {
+    if pg_admin_url().is_none() {
+        skip_note("a_connection_that_grows_is_analyzed_by_the_store");
+        return;
+    }
+    let db = TestDatabase::create(Backend::Postgres, "rollcall_test").await;
+    let registry = Arc::new(SchemaRegistry::standard());
+    let store = PostgresStore::open(db.url(), registry.clone(), PgSettings::default())
+        .await
+        .unwrap();
+    let old = tenant(&store, "old").await;
+    let new = tenant(&store, "new").await;
+    seed(&store, &old, "old", 300, false).await;
+    // Statistics from before the new connection had any user.
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    let known = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE tablename = 'resources' AND attname = 'connection_id'
+                            AND $1 = ANY(most_common_vals::text::text[]))",
+        )
+        .bind(&new.connection_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    assert!(!known().await);
+    seed(&store, &new, "new", 1000, false).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !known().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not analyze the resource tables after the connection grew by 1,000 users"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id: String = sqlx::query_scalar("SELECT id FROM resources WHERE connection_id = $1 LIMIT 1")
+        .bind(&new.connection_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let query = ListQuery {
+        filter: Some(Filter::parse(&format!("id eq \"{id}\"")).unwrap()),
+        sort: None,
+        paging: Paging::Index { start_index: 1 },
+        count: 100,
+        with_members: false,
+        max_bytes: ListQuery::DEFAULT_MAX_BYTES,
+    };
+    let sql = store
+        .list_sql(&new.connection_id, ResourceKind::User, &query, None)
+        .unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    let plan = plan_lines(&mut conn, &sql.page.sql, bind_all(&sql.page.binds)).await;
+    assert!(
+        plan.contains("resources_id"),
+        "the lookup by id does not use resources_id:\n{plan}"
+    );
+}

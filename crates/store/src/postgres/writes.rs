@@ -37,6 +37,7 @@
 
 use super::lane::Lane;
 use super::notify::Announcer;
+use super::statistics::Statistics;
 use super::*;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -63,8 +64,8 @@ struct MembersPlan {
     ids: Vec<String>,
     if_in: Vec<Outcome>,
     if_out: Vec<Outcome>,
-    /// Members that some operation adds (they must exist, live, and not be the group).
-    adds: Vec<String>,
+    /// For each of `ids`: whether some operation adds it (it must exist, live, and not be the group).
+    adds: Vec<bool>,
     /// Candidate events in operation order: (member, whether it applies when the member was in,
     /// type, the PATCH it comes from).
     events: Vec<(String, bool, &'static str, usize)>,
@@ -90,22 +91,26 @@ fn members_plan<'a>(changes: impl IntoIterator<Item = (usize, &'a MemberChange)>
         job_of.resize(job_of.len() + ops.len() - before, job);
     }
     let mut plan = MembersPlan::default();
-    for (id, _) in &ops {
-        if !plan.ids.iter().any(|i| i == id) {
-            plan.ids.push(id.to_string());
+    // Each member's operations (their places in `ops`), members in order of first appearance.
+    let mut ops_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (n, (id, _)) in ops.iter().enumerate() {
+        match ops_of.entry(id) {
+            Entry::Occupied(mut e) => e.get_mut().push(n),
+            Entry::Vacant(e) => {
+                plan.ids.push(id.to_string());
+                e.insert(vec![n]);
+            }
         }
     }
     let mut per_member: Vec<[Simulated; 2]> = Vec::new();
     for id in &plan.ids {
+        let mine = &ops_of[id.as_str()];
         let sim = |initially: bool| {
             let mut present = initially;
             let mut display: Option<Option<String>> = None;
             let mut evs = Vec::new();
-            for (n, (m, op)) in ops.iter().enumerate() {
-                if m != id {
-                    continue;
-                }
-                match op {
+            for &n in mine {
+                match ops[n].1 {
                     Some(d) if !present => {
                         present = true;
                         display = Some(d.map(str::to_string));
@@ -123,9 +128,7 @@ fn members_plan<'a>(changes: impl IntoIterator<Item = (usize, &'a MemberChange)>
             }
             (Outcome { present, display }, evs)
         };
-        if ops.iter().any(|(m, op)| m == id && op.is_some()) {
-            plan.adds.push(id.clone());
-        }
+        plan.adds.push(mine.iter().any(|&n| ops[n].1.is_some()));
         per_member.push([sim(true), sim(false)]);
     }
     let mut events: Vec<(usize, String, bool, &'static str)> = Vec::new();
@@ -229,6 +232,7 @@ impl PostgresStore {
         conn.done();
         if written {
             self.announcer.committed();
+            self.statistics.added(&ctx.connection_id, items.len() as u64);
             crate::metrics::events_written(&[(events::created(kind).to_string(), events.len() as u64)]);
         }
         Ok(written)
@@ -295,7 +299,8 @@ impl PostgresStore {
             }
         };
         if lead {
-            let (lane, queues, announcer) = (self.lane.clone(), self.member_queues.clone(), self.announcer.clone());
+            let (lane, queues) = (self.lane.clone(), self.member_queues.clone());
+            let (announcer, statistics) = (self.announcer.clone(), self.statistics.clone());
             tokio::spawn(async move {
                 loop {
                     let jobs: Vec<MemberJob> = {
@@ -308,7 +313,7 @@ impl PostgresStore {
                         let n = waiting.len().min(MAX_MEMBER_PATCHES);
                         waiting.drain(..n).collect()
                     };
-                    write_member_jobs(&lane, &announcer, jobs).await;
+                    write_member_jobs(&lane, &announcer, &statistics, jobs).await;
                 }
             });
         }
@@ -333,14 +338,14 @@ pub(crate) struct MemberJob {
 /// Writes `jobs` (member PATCHes of one group, in the order they arrived) with one statement and
 /// answers each: written, or to be written on its own (a check failed, or the statement met a
 /// deadlock), or the error.
-async fn write_member_jobs(lane: &Lane, announcer: &Announcer, jobs: Vec<MemberJob>) {
+async fn write_member_jobs(lane: &Lane, announcer: &Announcer, statistics: &Statistics, jobs: Vec<MemberJob>) {
     let plan = members_plan(
         jobs.iter()
             .enumerate()
             .flat_map(|(j, job)| job.changes.iter().map(move |c| (j, c))),
     )
     .expect("each PATCH was planned before it was queued");
-    match members_statement(lane, announcer, &jobs, &plan).await {
+    match members_statement(lane, announcer, statistics, &jobs, &plan).await {
         Ok(Some((group, changed))) => {
             // Each PATCH answers with the version it made (or found): as if written in turn.
             let base = group.version - changed.len() as i64;
@@ -385,6 +390,7 @@ async fn write_member_jobs(lane: &Lane, announcer: &Announcer, jobs: Vec<MemberJ
 async fn members_statement(
     lane: &Lane,
     announcer: &Announcer,
+    statistics: &Statistics,
     jobs: &[MemberJob],
     plan: &MembersPlan,
 ) -> StoreResult<Option<(StoredResource, Vec<usize>)>> {
@@ -415,18 +421,18 @@ async fn members_statement(
                     FOR KEY SHARE),
          mem AS (SELECT pk, id, deleted_us IS NULL AS live FROM resources
                  WHERE connection_id = $13 AND id = ANY($18::text[]) FOR SHARE),
+         pm AS (SELECT mem.pk, mem.live, p.id, p.present, p.in_set, p.display, p.added, p.n
+                FROM UNNEST($18::text[], $19::bool[], $20::bool[], $21::text[], $22::bool[]) WITH ORDINALITY
+                       AS p(id, present, in_set, display, added, n)
+                JOIN mem ON mem.id = p.id),
          gate AS (SELECT g.pk,
-                    NOT EXISTS (SELECT 1 FROM UNNEST($22::text[]) a(id) WHERE NOT EXISTS
-                          (SELECT 1 FROM mem WHERE mem.id = a.id AND mem.live AND mem.pk <> g.pk))
+                    (SELECT count(*) FROM pm WHERE pm.added AND pm.live AND pm.pk <> g.pk)
+                      = (SELECT count(*) FROM UNNEST($22::bool[]) a WHERE a)
                     AND NOT EXISTS (SELECT 1 FROM roles WHERE org_id = $15)
                     AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $15)
                     AND NOT EXISTS (SELECT 1 FROM scim_connections WHERE id = $13 AND staged_us IS NOT NULL) AS ok
                   FROM g),
-         plan AS (SELECT mem.pk, p.id, p.present, p.in_set, p.display, p.n
-                  FROM gate, UNNEST($18::text[], $19::bool[], $20::bool[], $21::text[]) WITH ORDINALITY
-                         AS p(id, present, in_set, display, n)
-                  JOIN mem ON mem.id = p.id
-                  WHERE gate.ok),
+         plan AS (SELECT pm.pk, pm.id, pm.present, pm.in_set, pm.display, pm.n FROM pm, gate WHERE gate.ok),
          del AS (DELETE FROM group_members gm USING plan p, gate
                  WHERE gm.connection_id = $13 AND gm.group_pk = gate.pk AND gm.member_pk = p.pk AND NOT p.present
                  RETURNING gm.member_pk, true AS was_in),
@@ -476,7 +482,7 @@ async fn members_statement(
         .bind(&present)
         .bind(&in_set)
         .bind(&display)
-        .bind(&plan.adds)
+        .bind(order.iter().map(|i| plan.adds[*i]).collect::<Vec<_>>())
         .bind(plan.events.iter().map(|e| e.0.clone()).collect::<Vec<_>>())
         .bind(plan.events.iter().map(|e| e.1).collect::<Vec<_>>())
         .bind(plan.events.iter().map(|e| e.3 as i32).collect::<Vec<_>>());
@@ -492,6 +498,12 @@ async fn members_statement(
     let types: Option<Vec<String>> = row.get(8);
     if types.as_ref().is_some_and(|t| !t.is_empty()) {
         announcer.committed();
+        statistics.written(
+            types
+                .iter()
+                .flatten()
+                .map(|t| (t.as_str(), Some(ctx.connection_id.as_str()))),
+        );
     }
     let mut written = Vec::new();
     for t in types.unwrap_or_default() {
@@ -548,7 +560,7 @@ mod tests {
     fn a_remove_then_add_plans_both_events_for_a_member_and_one_for_a_stranger() {
         let plan = plan_of(&[MemberChange::Remove(vec!["u".into()]), add("u", Some("U"))]);
         assert_eq!(plan.ids, vec!["u"]);
-        assert_eq!(plan.adds, vec!["u"]);
+        assert_eq!(plan.adds, vec![true]);
         assert_eq!(
             plan.if_in,
             vec![Outcome {
