@@ -667,7 +667,8 @@ macro_rules! webhook_store {
                 limit: i64,
             ) -> StoreResult<Vec<Webhook>> {
                 // One statement, a write of its own (one round trip on PostgreSQL): each node's
-                // dispatcher runs it whenever events were announced, with or without endpoints.
+                // dispatcher runs it each round, with or without endpoints; a round starts on its
+                // poll or on announced events, at most once every `WAKE_GAP` (5 ms) for the latter.
                 let rows = self
                     .writing(move || {
                         let sql = locking!(
