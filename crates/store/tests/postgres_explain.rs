@@ -120,18 +120,26 @@ async fn plans(conn: &mut PgConnection, stmt: &SqlBuilder) -> Vec<(&'static str,
     vec![("custom", custom), ("generic", generic)]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_lookups_are_index_scans() {
+/// A store on a fresh PostgreSQL database (kept while the returned database lives), or `None`
+/// with a note when there is no PostgreSQL server to test on.
+async fn pg_store(test: &str) -> Option<(TestDatabase, PostgresStore, Arc<SchemaRegistry>)> {
     if pg_admin_url().is_none() {
-        skip_note("hot_lookups_are_index_scans");
-        return;
+        skip_note(test);
+        return None;
     }
     let db = TestDatabase::create(Backend::Postgres, "rollcall_test").await;
-    let url = db.url().to_string();
     let registry = Arc::new(SchemaRegistry::standard());
-    let store = PostgresStore::open(&url, registry.clone(), PgSettings::default())
+    let store = PostgresStore::open(db.url(), registry.clone(), PgSettings::default())
         .await
         .unwrap();
+    Some((db, store, registry))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_lookups_are_index_scans() {
+    let Some((_db, store, registry)) = pg_store("hot_lookups_are_index_scans").await else {
+        return;
+    };
 
     // Two tenants, so that the connection id is selective too; some deleted users.
     let a = tenant(&store, "a").await;
@@ -273,15 +281,9 @@ async fn hot_lookups_are_index_scans() {
 /// id uses `resources_id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_grows_is_analyzed_by_the_store() {
-    if pg_admin_url().is_none() {
-        skip_note("a_connection_that_grows_is_analyzed_by_the_store");
+    let Some((_db, store, _)) = pg_store("a_connection_that_grows_is_analyzed_by_the_store").await else {
         return;
-    }
-    let db = TestDatabase::create(Backend::Postgres, "rollcall_test").await;
-    let registry = Arc::new(SchemaRegistry::standard());
-    let store = PostgresStore::open(db.url(), registry.clone(), PgSettings::default())
-        .await
-        .unwrap();
+    };
     let old = tenant(&store, "old").await;
     let new = tenant(&store, "new").await;
     seed(&store, &old, "old", 300, false).await;
