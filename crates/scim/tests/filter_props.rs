@@ -289,7 +289,10 @@ proptest! {
         use rollcall_scim::dialect::{BareValue, bare_filter_value};
         prop_assume!(bare_filter_value(&word) == BareValue::Str);
         prop_assume!(!["true", "false", "null"].iter().any(|k| word.eq_ignore_ascii_case(k)));
-        prop_assume!(!["and", "or"].iter().any(|k| junk.eq_ignore_ascii_case(k)));
+        // Junk that begins with a logical operator as a word of its own (`or`, `oR""`, `and(`) is
+        // read as that operator: what fails then is what follows it, not the value.
+        let lead: String = junk.chars().take_while(char::is_ascii_alphanumeric).collect();
+        prop_assume!(!["and", "or"].iter().any(|k| lead.eq_ignore_ascii_case(k)));
         for text in [format!("externalId eq {word} {junk}"), format!("externalId eq {word}{junk}")] {
             if text == format!("externalId eq {word}{junk}") && !junk.starts_with(['"', '(', '[']) {
                 // Glued letters just make a longer word.
