@@ -45,8 +45,6 @@ struct Inner {
     grown: Mutex<HashMap<String, Growth>>,
     /// An `ANALYZE` of this node is running.
     running: AtomicBool,
-    /// `ANALYZE` failed for lack of privilege: not tried again.
-    refused: AtomicBool,
 }
 
 /// Rows one connection added before this node's last `ANALYZE` for it, and since.
@@ -69,7 +67,6 @@ impl Statistics {
                 pool,
                 grown: Mutex::new(HashMap::new()),
                 running: AtomicBool::new(false),
-                refused: AtomicBool::new(false),
             }),
         }
     }
@@ -102,23 +99,18 @@ impl Statistics {
     /// Starts an `ANALYZE` unless one is running (the connections still due start the next when
     /// they add a row).
     fn analyze(&self) {
-        if self.inner.refused.load(Ordering::Relaxed) || self.inner.running.swap(true, Ordering::AcqRel) {
+        if self.inner.running.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             // Taken before the sample is read: rows added meanwhile count toward the next.
             let analyzed = take_due(&mut inner.grown.lock().expect("statistics"));
+            // A role that does not own the tables is not refused: PostgreSQL skips them with a
+            // warning in its own log, and the statement succeeds having done nothing.
             match sqlx::raw_sql(ANALYZE).execute(&inner.pool).await {
                 Ok(_) => tracing::debug!(connections = analyzed, "analyzed the resource tables"),
-                Err(e) => {
-                    let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
-                    // 42501: insufficient privilege (the tables belong to another role).
-                    if code.as_deref() == Some("42501") {
-                        inner.refused.store(true, Ordering::Relaxed);
-                    }
-                    tracing::warn!(error = %e, "cannot analyze the resource tables");
-                }
+                Err(e) => tracing::warn!(error = %e, "cannot analyze the resource tables"),
             }
             inner.running.store(false, Ordering::Release);
         });
