@@ -929,12 +929,15 @@ impl PostgresStore {
                  JOIN resources u ON u.pk = m.member_pk
                  ORDER BY p.n, m.member_pk"
             }
+            // A user's groups by the member index, the users' keys as its condition: joined to
+            // the keys unnested, a small connection's generic plan read every membership into a
+            // hash for each page. `n` is the user's place on the page, as above.
             ResourceKind::User => {
-                "SELECT p.n, m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
-                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
-                 JOIN group_members m ON m.connection_id = $2 AND m.member_pk = p.pk
-                 JOIN resources g ON g.pk = m.group_pk
-                 WHERE g.deleted_us IS NULL ORDER BY p.n, m.group_pk"
+                "SELECT array_position($1::bigint[], m.member_pk)::bigint AS n, m.member_pk, g.id, g.kind,
+                        g.doc ->> 'displayName'
+                 FROM group_members m JOIN resources g ON g.connection_id = $2 AND g.pk = m.group_pk
+                 WHERE m.connection_id = $2 AND m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL
+                 ORDER BY 1, m.group_pk"
             }
         };
         let mut conn = self.lane.lease().await?;

@@ -25,6 +25,7 @@ contract!(
     if_match_is_checked_when_writing,
     index_pages_end_at_the_byte_budget,
     cursor_pages_end_at_the_byte_budget,
+    users_on_a_later_page_carry_their_own_groups,
     a_cursor_belongs_to_its_connection_and_list,
     a_cursor_naming_an_erased_resource_is_refused,
 );
@@ -549,6 +550,96 @@ async fn cursor_pages_end_at_the_byte_budget(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(p.resources.len(), 2);
     assert!(p.resources.iter().all(|g| g.related.as_ref().unwrap().len() == 20));
+}
+
+/// A page of users after the first (which PostgreSQL reads its groups for apart from the page)
+/// gives each user its own groups, in the page's order, and leaves a deleted group out; a sorted
+/// page holds the same users in the same order as reading every user in that order.
+async fn users_on_a_later_page_carry_their_own_groups(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ctx = tenant(s, "acme").await;
+    let mut users = Vec::new();
+    for i in 0..9 {
+        users.push(create_user(s, &ctx, user(&format!("u{i}"))).await.id);
+    }
+    let member = |id: &String| MemberRef {
+        value: id.clone(),
+        kind: None,
+        display: None,
+    };
+    // "even" holds u0, u2, …; "low" holds u0-u4; "gone" holds every user and is deleted.
+    let mut groups = Vec::new();
+    for (name, members) in [
+        ("even", users.iter().step_by(2).map(member).collect::<Vec<_>>()),
+        ("low", users[..5].iter().map(member).collect()),
+        ("gone", users.iter().map(member).collect()),
+    ] {
+        let doc = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name});
+        groups.push(
+            s.create_resource(&ctx, ResourceKind::Group, doc, members)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    s.delete_resource(&ctx, ResourceKind::Group, &groups[2], None)
+        .await
+        .unwrap();
+    let expected = |i: usize| {
+        let mut g = Vec::new();
+        if i.is_multiple_of(2) {
+            g.push(groups[0].clone());
+        }
+        if i < 5 {
+            g.push(groups[1].clone());
+        }
+        g.sort();
+        g
+    };
+    let page = |start: i64, sort: Option<SortOrder>| {
+        let mut q = list(4, Paging::Index { start_index: start }, ListQuery::DEFAULT_MAX_BYTES);
+        q.with_members = true;
+        q.sort = sort.map(|order| Sort {
+            path: AttrPath::parse("userName").unwrap(),
+            order,
+        });
+        q
+    };
+    let p = s
+        .list_resources(&ctx.connection_id, ResourceKind::User, &page(4, None))
+        .await
+        .unwrap();
+    assert_eq!(p.total, 9);
+    assert_eq!(
+        p.resources.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        users[3..7]
+    );
+    for (r, i) in p.resources.iter().zip(3..) {
+        let mut got: Vec<String> = r.related.as_ref().unwrap().iter().map(|m| m.id.clone()).collect();
+        got.sort();
+        assert_eq!(got, expected(i), "the groups of u{i}");
+    }
+    // Descending by userName, from the fifth: u4 to u1.
+    let p = s
+        .list_resources(
+            &ctx.connection_id,
+            ResourceKind::User,
+            &page(5, Some(SortOrder::Descending)),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = p
+        .resources
+        .iter()
+        .map(|r| r.doc["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["u4", "u3", "u2", "u1"]);
+    for r in &p.resources {
+        let i: usize = r.doc["userName"].as_str().unwrap()[1..].parse().unwrap();
+        let mut got: Vec<String> = r.related.as_ref().unwrap().iter().map(|m| m.id.clone()).collect();
+        got.sort();
+        assert_eq!(got, expected(i), "the groups of u{i}");
+    }
 }
 
 // --- lists: cursors --------------------------------------------------------------------------------
