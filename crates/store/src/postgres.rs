@@ -983,7 +983,7 @@ impl PostgresStore {
         let rt = self.rt(kind);
         let mut where_ = SqlBuilder::new(Dialect::Postgres);
         where_.push("r.connection_id = ").text(connection_id);
-        // The connection's placeholder, named again where a page joins its rows back (below).
+        // The connection's placeholder, named again where a later page reads its rows by key.
         let connection_param = where_.sql["r.connection_id = ".len()..].to_string();
         where_.push(&format!(
             " AND r.kind = {} AND r.deleted_us IS NULL",
@@ -1017,8 +1017,10 @@ impl PostgresStore {
         };
         // The members come in the same statement when nothing is skipped (a filter, the first
         // page, a cursor page). A page with an offset reads them afterwards for its own rows only
-        // (`related_many`): a column subquery would also run for every row the OFFSET skips
-        // (PostgreSQL computes the select list below the limit when the order comes from an index).
+        // (`related_many`): when it read its rows in one scan, a column subquery ran for every row
+        // the OFFSET skipped; with the rows found by key (below) it would not, but as a column
+        // each row's members are built as `jsonb` and written out as text, which measured slower
+        // than the second statement's plain columns (benchmarks.md, 7 Dec 2026, 03:45).
         let related_inline = query.with_members && offset == 0;
         // The offset is bound, so that every page is the same prepared statement (written into the
         // text, each offset was a statement of its own for sqlx to prepare and cache); the limit, a
