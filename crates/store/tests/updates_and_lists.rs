@@ -553,8 +553,8 @@ async fn cursor_pages_end_at_the_byte_budget(store: Arc<dyn Store>) {
 }
 
 /// A page of users after the first (which PostgreSQL reads its groups for apart from the page)
-/// gives each user its own groups, in the page's order, and leaves a deleted group out; a sorted
-/// page holds the same users in the same order as reading every user in that order.
+/// gives each user its own groups, in the page's order, and leaves a deleted group out; so does a
+/// later page sorted by userName, which holds the users at its place in that order.
 async fn users_on_a_later_page_carry_their_own_groups(store: Arc<dyn Store>) {
     let s = &*store;
     let ctx = tenant(s, "acme").await;
@@ -596,6 +596,11 @@ async fn users_on_a_later_page_carry_their_own_groups(store: Arc<dyn Store>) {
         g.sort();
         g
     };
+    let groups_of = |r: &StoredResource| {
+        let mut got: Vec<String> = r.related.as_ref().unwrap().iter().map(|m| m.id.clone()).collect();
+        got.sort();
+        got
+    };
     let page = |start: i64, sort: Option<SortOrder>| {
         let mut q = list(4, Paging::Index { start_index: start }, ListQuery::DEFAULT_MAX_BYTES);
         q.with_members = true;
@@ -615,9 +620,7 @@ async fn users_on_a_later_page_carry_their_own_groups(store: Arc<dyn Store>) {
         users[3..7]
     );
     for (r, i) in p.resources.iter().zip(3..) {
-        let mut got: Vec<String> = r.related.as_ref().unwrap().iter().map(|m| m.id.clone()).collect();
-        got.sort();
-        assert_eq!(got, expected(i), "the groups of u{i}");
+        assert_eq!(groups_of(r), expected(i), "the groups of u{i}");
     }
     // Descending by userName, from the fifth: u4 to u1.
     let p = s
@@ -636,9 +639,7 @@ async fn users_on_a_later_page_carry_their_own_groups(store: Arc<dyn Store>) {
     assert_eq!(names, ["u4", "u3", "u2", "u1"]);
     for r in &p.resources {
         let i: usize = r.doc["userName"].as_str().unwrap()[1..].parse().unwrap();
-        let mut got: Vec<String> = r.related.as_ref().unwrap().iter().map(|m| m.id.clone()).collect();
-        got.sort();
-        assert_eq!(got, expected(i), "the groups of u{i}");
+        assert_eq!(groups_of(r), expected(i), "the groups of u{i}");
     }
 }
 
