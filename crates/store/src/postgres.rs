@@ -109,6 +109,8 @@ pub struct PostgresStore {
     pub(crate) secrets: crate::secrets::SecretKeys,
     /// Member PATCHes of each group waiting to be written together ([`writes`]).
     member_queues: writes::MemberQueues,
+    /// Single creates of each connection waiting to be written together ([`writes`]).
+    create_queues: writes::CreateQueues,
     /// Tells every node that events were recorded ([`notify::Announcer`]).
     pub(crate) announcer: notify::Announcer,
     /// Keeps the planner's statistics up with connections that grow fast ([`statistics`]).
@@ -175,6 +177,7 @@ impl PostgresStore {
             settings,
             secrets: Default::default(),
             member_queues: Default::default(),
+            create_queues: Default::default(),
         })
     }
 
@@ -383,27 +386,27 @@ fn events_select(t: &str) -> String {
 }
 
 /// Binds the twelve arrays of `events` (see [`events_unnest`]).
-fn bind_events<'q>(
+fn bind_events<'q, 'e>(
     mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
-    ev: &[PendingEvent],
+    ev: impl Iterator<Item = &'e PendingEvent> + Clone,
 ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
     q = q
-        .bind(ev.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.org_id.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.connection_id.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.id.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.kind.to_string()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.org_id.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.connection_id.clone()).collect::<Vec<_>>())
         .bind(
-            ev.iter()
+            ev.clone()
                 .map(|e| e.resource_type.map(str::to_string))
                 .collect::<Vec<_>>(),
         )
-        .bind(ev.iter().map(|e| e.resource_id.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.created_us).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.actor.clone()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.member_id.clone()).collect::<Vec<_>>());
+        .bind(ev.clone().map(|e| e.resource_id.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.data.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.user_agent.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.request_id.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.created_us).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.actor.clone()).collect::<Vec<_>>())
+        .bind(ev.clone().map(|e| e.member_id.clone()).collect::<Vec<_>>());
     q
 }
 
@@ -481,7 +484,7 @@ impl WriteTx {
                     events_unnest(1, "t"),
                 )
             };
-            let mut q = bind_events(sqlx::query(AssertSqlSafe(sql)), &ev)
+            let mut q = bind_events(sqlx::query(AssertSqlSafe(sql)), ev.iter())
                 .bind(EVENTS_LOCK)
                 .bind(&connections);
             if !about.is_empty() {
@@ -1464,10 +1467,14 @@ impl ResourceStore for PostgresStore {
         let now = now_us();
         // One statement when no role computation is needed (see `writes`); else a transaction.
         self.retrying(|| async {
-            if rows.iter().all(|r| r.members.is_empty())
-                && self.create_resources_one_statement(ctx, kind, &rows, now).await?
-            {
-                return Ok(());
+            if rows.iter().all(|r| r.members.is_empty()) {
+                let written = match rows.as_slice() {
+                    [row] => self.create_queued(ctx, kind, row, now).await?,
+                    _ => self.create_resources_one_statement(ctx, kind, &rows, now).await?,
+                };
+                if written {
+                    return Ok(());
+                }
             }
             let mut tx = self.begin_write().await?;
             for row in &rows {

@@ -45,6 +45,7 @@ contract!(
     events_per_change,
     if_match,
     concurrent_creates_same_user_name,
+    concurrent_creates_each_answered_for_itself,
     concurrent_member_adds,
     concurrent_member_patches_of_one_group,
     creates_in_one_transaction,
@@ -2158,6 +2159,81 @@ async fn concurrent_creates_same_user_name(store: Arc<dyn Store>) {
         .filter(|e| e.kind == "user.created")
         .count();
     assert_eq!(created, 1);
+}
+
+/// Many creates at once, of new users, of users that exist and of the same new user twice (on
+/// PostgreSQL those that arrive while a create statement runs are written together by the next
+/// one; on SQLite they share transactions): each is answered for itself, a conflict with 409
+/// `uniqueness` and nothing written, and each create stored is read back as it was answered, with
+/// one event carrying its own request's context.
+async fn concurrent_creates_each_answered_for_itself(store: Arc<dyn Store>) {
+    let base = tenant(&*store, "acme").await;
+    for n in 0..4 {
+        create_user(&*store, &base, user(&format!("taken{n}"))).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let store = store.clone();
+        let ctx = WriteContext {
+            request_id: Some(format!("req-{i}")),
+            user_agent: Some(format!("agent-{i}")),
+            ..base.clone()
+        };
+        // Every sixth a user that exists; "twin" twice; the rest new.
+        let name = match i {
+            _ if i % 6 == 0 => format!("taken{}", i / 6 % 4),
+            7 | 8 => "twin".to_string(),
+            _ => format!("new{i}"),
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = store
+                .create_resource(&ctx, ResourceKind::User, user(&name), vec![])
+                .await;
+            (i, name, r)
+        }));
+    }
+    let mut created = HashMap::new();
+    let mut twins = 0;
+    for t in tasks {
+        let (i, name, r) = t.await.unwrap();
+        match r {
+            Ok(u) => {
+                assert!(!name.starts_with("taken"), "{name} was created twice");
+                twins += usize::from(name == "twin");
+                created.insert(u.id.clone(), (i, name, u));
+            }
+            Err(e) => {
+                let e = scim(e);
+                assert_eq!((e.status, e.scim_type), (409, Some(ScimType::Uniqueness)), "{name}");
+                assert!(name.starts_with("taken") || name == "twin", "{name} refused");
+            }
+        }
+    }
+    assert_eq!(twins, 1, "one of the twins is created");
+    assert_eq!(created.len(), 48 - 8 - 1);
+    for (id, (_, name, answered)) in &created {
+        let stored = store
+            .get_resource(&base.connection_id, ResourceKind::User, id, false)
+            .await
+            .unwrap()
+            .expect("an answered create is stored");
+        assert_eq!(stored.doc.into_value()["userName"], json!(name));
+        assert_eq!(
+            (stored.created_us, stored.modified_us, stored.version),
+            (answered.created_us, answered.created_us, 1)
+        );
+    }
+    let events: Vec<Event> = all_events(&*store)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "user.created" && e.request_id != base.request_id)
+        .collect();
+    assert_eq!(events.len(), created.len(), "one event per create");
+    for e in events {
+        let (i, _, _) = &created[e.resource_id.as_deref().unwrap()];
+        assert_eq!(e.request_id, Some(format!("req-{i}")));
+        assert_eq!(e.user_agent, Some(format!("agent-{i}")));
+    }
 }
 
 async fn concurrent_member_adds(store: Arc<dyn Store>) {
