@@ -262,6 +262,7 @@ impl PostgresStore {
             let (lane, queues) = (self.lane.clone(), self.create_queues.clone());
             let (announcer, statistics) = (self.announcer.clone(), self.statistics.clone());
             tokio::spawn(async move {
+                let _unwind = ForgetOnPanic(&queues, &key);
                 while let Some(jobs) = next_jobs(&queues, &key, MAX_CREATES) {
                     let org_id = jobs[0].org_id.clone();
                     let (items, replies): (Vec<CreateItem>, Vec<_>) =
@@ -342,6 +343,7 @@ impl PostgresStore {
             let (lane, queues) = (self.lane.clone(), self.member_queues.clone());
             let (announcer, statistics) = (self.announcer.clone(), self.statistics.clone());
             tokio::spawn(async move {
+                let _unwind = ForgetOnPanic(&queues, &key);
                 while let Some(jobs) = next_jobs(&queues, &key, MAX_MEMBER_PATCHES) {
                     write_member_jobs(&lane, &announcer, &statistics, jobs).await;
                 }
@@ -486,6 +488,21 @@ fn next_jobs<K: std::hash::Hash + Eq, J>(queues: &WriteQueues<K, J>, key: &K, ma
     }
     let n = q.jobs.len().min(max);
     Some(q.jobs.drain(..n).collect())
+}
+
+/// Held by a queue's writer: were the writer to panic, its queue is dropped (the jobs waiting in
+/// it are answered with an error as their senders drop), so the next job starts a new writer
+/// instead of waiting for this one forever.
+struct ForgetOnPanic<'a, K: std::hash::Hash + Eq, J>(&'a WriteQueues<K, J>, &'a K);
+
+impl<K: std::hash::Hash + Eq, J> Drop for ForgetOnPanic<'_, K, J> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(mut queues) = self.0.lock()
+        {
+            queues.remove(self.1);
+        }
+    }
 }
 
 /// The most member PATCHes of one group written by one statement.
@@ -710,6 +727,49 @@ async fn members_statement(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_is_written_in_order_by_at_most_its_writers_and_forgotten_when_empty() {
+        let queues: WriteQueues<&str, u32> = Default::default();
+        assert!(lead_queue(&queues, "c1", 1, 1), "the first job starts a writer");
+        assert!(!lead_queue(&queues, "c1", 2, 1), "one writer at most");
+        assert!(!lead_queue(&queues, "c1", 3, 1));
+        assert!(lead_queue(&queues, "c2", 9, 1), "another queue has a writer of its own");
+        assert_eq!(next_jobs(&queues, &"c1", 2), Some(vec![1, 2]));
+        assert!(!lead_queue(&queues, "c1", 4, 1), "its writer still runs");
+        assert_eq!(next_jobs(&queues, &"c1", 2), Some(vec![3, 4]));
+        assert_eq!(next_jobs(&queues, &"c1", 2), None, "empty: the writer stops");
+        assert!(!queues.lock().unwrap().contains_key("c1"));
+        assert!(lead_queue(&queues, "c1", 5, 1), "the next job starts a new writer");
+        assert!(lead_queue(&queues, "c3", 1, 2) && lead_queue(&queues, "c3", 2, 2));
+        assert!(!lead_queue(&queues, "c3", 3, 2), "two writers at most");
+        assert_eq!(next_jobs(&queues, &"c3", 8), Some(vec![1, 2, 3]));
+        assert_eq!(next_jobs(&queues, &"c3", 8), None);
+        assert!(queues.lock().unwrap().contains_key("c3"), "the other writer still runs");
+        assert_eq!(next_jobs(&queues, &"c3", 8), None);
+        assert!(!queues.lock().unwrap().contains_key("c3"));
+    }
+
+    #[test]
+    fn a_writer_that_panics_leaves_its_queue_to_the_next_job() {
+        let queues: WriteQueues<&str, u32> = Default::default();
+        assert!(lead_queue(&queues, "c1", 1, 1));
+        assert!(!lead_queue(&queues, "c1", 2, 1));
+        let writer = {
+            let queues = queues.clone();
+            std::thread::spawn(move || {
+                let _unwind = ForgetOnPanic(&queues, &"c1");
+                let _ = next_jobs(&queues, &"c1", 1);
+                panic!("the writer fails");
+            })
+        };
+        assert!(writer.join().is_err());
+        assert!(
+            !queues.lock().unwrap().contains_key("c1"),
+            "the waiting job went with it"
+        );
+        assert!(lead_queue(&queues, "c1", 3, 1), "the next job starts a new writer");
+    }
 
     fn plan_of(changes: &[MemberChange]) -> MembersPlan {
         members_plan(changes.iter().map(|c| (0, c))).unwrap()
