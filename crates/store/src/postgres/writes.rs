@@ -268,12 +268,12 @@ impl PostgresStore {
                     let (items, replies): (Vec<CreateItem>, Vec<_>) =
                         jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
                     let run = create_statement(&lane, &announcer, &statistics, &org_id, &key.0, key.1, &items).await;
-                    let mut answers: Vec<StoreResult<CreateRun>> = match run {
+                    let answers: Vec<StoreResult<CreateRun>> = match run {
                         Ok(written) => replies.iter().map(|_| Ok(CreateRun::Done(written))).collect(),
                         Err(e) if replies.len() == 1 => vec![Err(e)],
                         Err(_) => replies.iter().map(|_| Ok(CreateRun::Alone)).collect(),
                     };
-                    for (reply, answer) in replies.into_iter().zip(answers.drain(..)) {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
                     }
                 }
