@@ -157,18 +157,7 @@ impl Backend for SqliteStore {
         rows::event_of(row, data, row.opt_text("actor"))
     }
     fn args(binds: &[Bind]) -> sqlx::sqlite::SqliteArguments {
-        use sqlx::Arguments;
-        let mut args = sqlx::sqlite::SqliteArguments::default();
-        for b in binds {
-            let r = match b {
-                Bind::Text(s) => args.add(s.as_str()),
-                Bind::Int(i) => args.add(*i),
-                Bind::Real(f) => args.add(*f),
-                Bind::Bool(v) => args.add(*v),
-            };
-            r.expect("binding a plain value cannot fail");
-        }
-        args
+        crate::sql::bind_all::<sqlx::Sqlite>(binds)
     }
     fn insert_request_log(
         conn: &mut sqlx::SqliteConnection,

@@ -20,10 +20,14 @@ use std::collections::{BTreeSet, HashMap};
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Arg<'a> {
     Int(i64),
+    Real(f64),
     Text(&'a str),
-    /// A list, for [`in_list`]: a JSON array on SQLite, an array on PostgreSQL.
+    OptText(Option<&'a str>),
+    OptBool(Option<bool>),
+    /// A list, for [`in_list`] and [`elements`]: a JSON array on SQLite, an array on PostgreSQL.
     Ints(&'a [i64]),
     Texts(&'a [String]),
+    OptTexts(&'a [Option<String>]),
 }
 
 /// A value read from a row (a boolean reads as 0 or 1).
@@ -64,6 +68,14 @@ pub(crate) trait GrantDb {
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Vec<Cell>>>;
     /// Runs a statement.
     async fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<()>;
+    /// Records events of one type and resource in the transaction, one per item of `data`.
+    async fn record_events(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &'static str,
+        resource: Option<(ResourceKind, &str)>,
+        data: Vec<Value>,
+    ) -> StoreResult<()>;
     /// Records an event in the transaction.
     async fn grant_event(
         &mut self,
@@ -71,7 +83,13 @@ pub(crate) trait GrantDb {
         kind: &'static str,
         resource: Option<(ResourceKind, &str)>,
         data: Value,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.record_events(ctx, kind, resource, vec![data]).await
+    }
+    /// A mark of the events recorded so far, for [`GrantDb::guard`].
+    async fn events_mark(&mut self) -> StoreResult<i64>;
+    /// The guard against mass deprovisioning ([`crate::guard`]) on the events recorded since `mark`.
+    async fn guard(&mut self, ctx: &WriteContext, mark: i64) -> StoreResult<()>;
 }
 
 /// The first row of a statement.
@@ -80,15 +98,23 @@ pub(crate) async fn first<D: GrantDb>(db: &mut D, sql: &str, args: &[Arg<'_>]) -
 }
 
 /// `expr` is one of the list bound at `$n` (of SQL type `ty` on PostgreSQL).
-fn in_list(d: Dialect, expr: &str, n: u8, ty: &str) -> String {
+pub(crate) fn in_list(d: Dialect, expr: &str, n: u8, ty: &str) -> String {
     match d {
         Dialect::Sqlite => format!("{expr} IN (SELECT value FROM json_each(${n}))"),
         Dialect::Postgres => format!("{expr} = ANY(${n}::{ty}[])"),
     }
 }
 
+/// The rows `e(v)` of the list bound at `$n` (of SQL type `ty` on PostgreSQL), for a `FROM`.
+pub(crate) fn elements(d: Dialect, n: u8, ty: &str) -> String {
+    match d {
+        Dialect::Sqlite => format!("(SELECT value AS v FROM json_each(${n})) AS e"),
+        Dialect::Postgres => format!("UNNEST(${n}::{ty}[]) AS e(v)"),
+    }
+}
+
 /// A resource's document as text.
-fn doc_text(d: Dialect, alias: &str) -> String {
+pub(crate) fn doc_text(d: Dialect, alias: &str) -> String {
     match d {
         Dialect::Sqlite => format!("{alias}.doc"),
         Dialect::Postgres => format!("{alias}.doc::text"),
@@ -241,13 +267,10 @@ async fn grant<D: GrantDb>(
         return Ok(());
     }
     let (table, column) = kind.held();
-    let elements = match D::DIALECT {
-        Dialect::Sqlite => "(SELECT value AS v FROM json_each($3)) AS e",
-        Dialect::Postgres => "UNNEST($3::text[]) AS e(v)",
-    };
     let sql = format!(
-        "INSERT INTO {table} (connection_id, user_pk, {column}) SELECT $1, $2, e.v FROM {elements} WHERE true
-         ON CONFLICT DO NOTHING"
+        "INSERT INTO {table} (connection_id, user_pk, {column}) SELECT $1, $2, e.v FROM {} WHERE true
+         ON CONFLICT DO NOTHING",
+        elements(D::DIALECT, 3, "text")
     );
     db.run(&sql, &[Arg::Text(connection_id), Arg::Int(user_pk), Arg::Texts(ids)])
         .await

@@ -34,6 +34,7 @@ pub mod outbound;
 mod outbound_stores;
 pub mod postgres;
 mod resource_doc;
+mod resource_rows;
 pub mod roles;
 mod roles_stores;
 mod rows;

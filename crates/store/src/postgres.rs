@@ -21,7 +21,7 @@ use crate::events;
 use crate::index::{IndexFields, search_doc};
 use crate::model::*;
 use crate::resource_doc::{ResourceDoc, put_id};
-use crate::roles::RoleScope;
+use crate::resource_rows::{self, Guarded, uniqueness};
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
@@ -514,17 +514,7 @@ impl WriteTx {
 
 /// The arguments for a compiled statement's binds.
 pub fn bind_all(binds: &[Bind]) -> PgArguments {
-    let mut args = PgArguments::default();
-    for b in binds {
-        let r = match b {
-            Bind::Text(s) => args.add(s.as_str()),
-            Bind::Int(i) => args.add(*i),
-            Bind::Real(f) => args.add(*f),
-            Bind::Bool(v) => args.add(*v),
-        };
-        r.expect("binding a plain value cannot fail");
-    }
-    args
+    crate::sql::bind_all::<Postgres>(binds)
 }
 
 /// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
@@ -643,252 +633,12 @@ fn kind_literal(kind: ResourceKind) -> &'static str {
     }
 }
 
-/// Maps a unique-index violation on resources (SQLSTATE 23505) to the SCIM 409.
 /// A resource to insert: its new id, its document (without `id` and `meta`) and a group's
 /// initial members.
 pub(crate) struct NewRow {
     pub id: String,
     pub doc: Value,
     pub members: Vec<MemberRef>,
-}
-
-/// The error of a failed insert of `docs`: 409 `uniqueness` naming the taken value when there
-/// is one document, else the database's error.
-fn uniqueness<'a>(e: sqlx::Error, kind: ResourceKind, docs: impl IntoIterator<Item = &'a Value>) -> StoreError {
-    if let Some(db) = e.as_database_error()
-        && db.is_unique_violation()
-    {
-        let mut docs = docs.into_iter();
-        let (Some(doc), None) = (docs.next(), docs.next()) else {
-            return StoreError::Scim(ScimError::uniqueness(format!(
-                "one of the {}s is already taken in this connection",
-                match kind {
-                    ResourceKind::User => "userName",
-                    ResourceKind::Group => "group displayName",
-                }
-            )));
-        };
-        let detail = match kind {
-            ResourceKind::User => format!(
-                "userName \"{}\" is already taken in this connection",
-                doc.get("userName").and_then(Value::as_str).unwrap_or_default()
-            ),
-            ResourceKind::Group => format!(
-                "a group named \"{}\" already exists in this connection",
-                doc.get("displayName").and_then(Value::as_str).unwrap_or_default()
-            ),
-        };
-        return StoreError::Scim(ScimError::uniqueness(detail));
-    }
-    StoreError::Database(e)
-}
-
-fn precondition(version: i64, wanted: i64) -> StoreError {
-    StoreError::Scim(ScimError::precondition_failed(format!(
-        "the resource has changed: its version is W/\"{version}\", not W/\"{wanted}\""
-    )))
-}
-
-fn unknown_member(id: &str) -> StoreError {
-    StoreError::Scim(ScimError::invalid_value(format!(
-        "member \"{id}\" is not a user or group of this SCIM connection"
-    )))
-}
-
-async fn write_emails(tx: &mut PgConnection, pk: i64, connection_id: &str, emails: &[String]) -> StoreResult<()> {
-    sqlx::query("DELETE FROM resource_emails WHERE resource_pk = $1")
-        .bind(pk)
-        .execute(&mut *tx)
-        .await?;
-    if !emails.is_empty() {
-        sqlx::query(
-            "INSERT INTO resource_emails (resource_pk, connection_id, value_ci) SELECT $1, $2, v FROM UNNEST($3::text[]) v",
-        )
-        .bind(pk)
-        .bind(connection_id)
-        .bind(emails)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Looks up (and share-locks, so it cannot be deleted before this transaction ends) a live member
-/// candidate in the connection.
-async fn member_pk(tx: &mut PgConnection, connection_id: &str, id: &str) -> StoreResult<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT pk FROM resources WHERE connection_id = $1 AND id = $2 AND deleted_us IS NULL FOR SHARE",
-    )
-    .bind(connection_id)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?)
-}
-
-async fn remove_member_pk(
-    tx: &mut PgConnection,
-    connection_id: &str,
-    group_pk: i64,
-    member_pk: i64,
-) -> StoreResult<bool> {
-    let n = sqlx::query("DELETE FROM group_members WHERE connection_id = $3 AND group_pk = $1 AND member_pk = $2")
-        .bind(group_pk)
-        .bind(member_pk)
-        .bind(connection_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    Ok(n > 0)
-}
-
-/// Applies membership changes to a group in the open transaction, recording one event per member
-/// added or removed. Returns the row keys of the members added or removed.
-async fn apply_member_changes(
-    tx: &mut WriteTx,
-    ctx: &WriteContext,
-    registry: &SchemaRegistry,
-    group_pk: i64,
-    group_id: &str,
-    changes: Vec<MemberChange>,
-) -> StoreResult<Vec<i64>> {
-    let mut touched = Vec::new();
-    for change in changes {
-        match change {
-            MemberChange::Add(members) => {
-                for m in &members {
-                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
-                }
-            }
-            MemberChange::Remove(ids) => {
-                for id in ids {
-                    let removed: Option<i64> = sqlx::query_scalar(
-                        "DELETE FROM group_members WHERE connection_id = $2 AND group_pk = $1 AND member_pk =
-                           (SELECT pk FROM resources WHERE connection_id = $2 AND id = $3) RETURNING member_pk",
-                    )
-                    .bind(group_pk)
-                    .bind(&ctx.connection_id)
-                    .bind(&id)
-                    .fetch_optional(tx.conn())
-                    .await?;
-                    if let Some(pk) = removed {
-                        touched.push(pk);
-                        tx.event(
-                            ctx,
-                            events::GROUP_MEMBER_REMOVED,
-                            Some((ResourceKind::Group, group_id)),
-                            json!({"member": id}),
-                        );
-                    }
-                }
-            }
-            MemberChange::RemoveWhere(filter) => {
-                let rt = registry.resource_type("Group").expect("Group is registered");
-                let mut b = SqlBuilder::new(Dialect::Postgres);
-                b.push(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk WHERE m.connection_id = ",
-                );
-                b.bind(Bind::Text(ctx.connection_id.clone()));
-                b.push(" AND m.group_pk = ");
-                b.bind(Bind::Int(group_pk));
-                b.push(" AND ");
-                crate::sql::compile_member_filter(&mut b, registry, rt, &filter)?;
-                b.push(" ORDER BY m.member_pk");
-                let rows = sqlx::query_with(AssertSqlSafe(b.sql.clone()), bind_all(&b.binds))
-                    .fetch_all(tx.conn())
-                    .await?;
-                for row in rows {
-                    let pk: i64 = row.get(0);
-                    let id: String = row.get(1);
-                    if remove_member_pk(tx.conn(), &ctx.connection_id, group_pk, pk).await? {
-                        touched.push(pk);
-                        tx.event(
-                            ctx,
-                            events::GROUP_MEMBER_REMOVED,
-                            Some((ResourceKind::Group, group_id)),
-                            json!({"member": id}),
-                        );
-                    }
-                }
-            }
-            MemberChange::ReplaceAll(members) => {
-                let current: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT u.pk, u.id FROM group_members m JOIN resources u ON u.pk = m.member_pk
-                     WHERE m.connection_id = $2 AND m.group_pk = $1 ORDER BY m.member_pk",
-                )
-                .bind(group_pk)
-                .bind(&ctx.connection_id)
-                .fetch_all(tx.conn())
-                .await?;
-                let wanted: std::collections::HashSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
-                for (pk, id) in &current {
-                    if !wanted.contains(id.as_str())
-                        && remove_member_pk(tx.conn(), &ctx.connection_id, group_pk, *pk).await?
-                    {
-                        touched.push(*pk);
-                        tx.event(
-                            ctx,
-                            events::GROUP_MEMBER_REMOVED,
-                            Some((ResourceKind::Group, group_id)),
-                            json!({"member": id}),
-                        );
-                    }
-                }
-                for m in &members {
-                    touched.extend(add_member(tx, ctx, group_pk, group_id, m).await?);
-                }
-            }
-        }
-    }
-    Ok(touched)
-}
-
-async fn add_member(
-    tx: &mut WriteTx,
-    ctx: &WriteContext,
-    group_pk: i64,
-    group_id: &str,
-    m: &MemberRef,
-) -> StoreResult<Option<i64>> {
-    let Some(pk) = member_pk(tx.conn(), &ctx.connection_id, &m.value).await? else {
-        return Err(unknown_member(&m.value));
-    };
-    if pk == group_pk {
-        return Err(StoreError::Scim(ScimError::invalid_value(
-            "a group cannot be a member of itself",
-        )));
-    }
-    let n = sqlx::query(
-        "INSERT INTO group_members (connection_id, group_pk, member_pk, display) VALUES ($4, $1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(group_pk)
-    .bind(pk)
-    .bind(m.display.as_deref())
-    .bind(&ctx.connection_id)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    if n == 0 && m.display.is_some() {
-        // Already a member: adding is a no-op, but keep the display the client sent last.
-        sqlx::query(
-            "UPDATE group_members SET display = $1 WHERE connection_id = $4 AND group_pk = $2 AND member_pk = $3",
-        )
-        .bind(m.display.as_deref())
-        .bind(group_pk)
-        .bind(pk)
-        .bind(&ctx.connection_id)
-        .execute(tx.conn())
-        .await?;
-    }
-    if n > 0 {
-        tx.event(
-            ctx,
-            events::GROUP_MEMBER_ADDED,
-            Some((ResourceKind::Group, group_id)),
-            json!({"member": m.value}),
-        );
-    }
-    Ok((n > 0).then_some(pk))
 }
 
 /// The SQL of a list request (see [`PostgresStore::list_sql`]).
@@ -1102,64 +852,8 @@ impl PostgresStore {
         Err(crate::cursor_not_found(kind, erased))
     }
 
-    /// Creates one resource in `tx`, the transactional way: the row, its e-mail rows, its event,
-    /// a group's initial members and workspace, and the roles they grant.
-    async fn create_resource_in(
-        &self,
-        tx: &mut WriteTx,
-        ctx: &WriteContext,
-        kind: ResourceKind,
-        row: &NewRow,
-        now: i64,
-    ) -> StoreResult<()> {
-        let NewRow { id, doc, members } = row;
-        let fields = IndexFields::of(kind, doc);
-        let search = search_doc(&self.registry, self.rt(kind), doc);
-        let pk: i64 = sqlx::query_scalar(
-            "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version, created_us, modified_us, doc, doc_ci)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) RETURNING pk",
-        )
-        .bind(&ctx.connection_id)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(&fields.external_id)
-        .bind(&fields.user_name_ci)
-        .bind(&fields.display_name_ci)
-        .bind(fields.active)
-        .bind(now)
-        .bind(now)
-        .bind(Json(doc))
-        .bind(Json(&search))
-        .fetch_one(tx.conn())
-        .await
-        .map_err(|e| uniqueness(e, kind, [doc]))?;
-        write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
-        tx.event(ctx, events::created(kind), Some((kind, id)), json!({"attributes": doc}));
-        let affected = match kind {
-            ResourceKind::User => vec![pk],
-            ResourceKind::Group if !members.is_empty() => {
-                apply_member_changes(
-                    tx,
-                    ctx,
-                    &self.registry,
-                    pk,
-                    id,
-                    vec![MemberChange::Add(members.to_vec())],
-                )
-                .await?
-            }
-            ResourceKind::Group => Vec::new(),
-        };
-        if kind == ResourceKind::Group {
-            crate::workspaces::group_created(tx, ctx, id, doc).await?;
-        }
-        crate::grant_rows::recompute_grants(tx, ctx, RoleScope::Users(affected)).await?;
-        Ok(())
-    }
-
-    /// Writes what a mutation computed ([`crate::update`]): locks the row, checks `if_match` and
-    /// that the stored document is still the one the mutation read, then writes the document,
-    /// membership rows, events and roles. Run again as a whole after a serialization failure or
+    /// Writes what a mutation computed ([`crate::update`]) in a transaction of its own
+    /// ([`resource_rows::update`]). Run again as a whole after a serialization failure or
     /// deadlock ([`PostgresStore::retrying`]), with the same computation: the checks are redone.
     async fn update_write_once(
         &self,
@@ -1168,125 +862,19 @@ impl PostgresStore {
         if_match: Option<i64>,
         computed: &Computed,
     ) -> StoreResult<Written> {
-        let id = computed.current.id.as_str();
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT pk, version, created_us, modified_us FROM resources
-             WHERE connection_id = $1 AND id = $2 AND kind = $3 AND deleted_us IS NULL FOR UPDATE",
-        )
-        .bind(&ctx.connection_id)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some((pk, current_version, created_us, modified_us)) = row else {
-            return Ok(Written::Done(None));
-        };
-        if let Some(v) = if_match
-            && v != current_version
-        {
-            return Err(precondition(current_version, v));
-        }
-        let before = computed.before();
-        if current_version != computed.current.version {
-            // Written since it was read: still good if the document is the same (a membership
-            // change bumps a group's version only).
-            let mut stored_before = before.clone();
-            if let Value::Object(m) = &mut stored_before {
-                m.remove("id");
+        match resource_rows::update(&mut tx, &self.registry, ctx, kind, if_match, computed).await? {
+            Guarded::Done(written) => {
+                tx.commit().await?;
+                Ok(written)
             }
-            let same: bool = sqlx::query_scalar("SELECT doc = $1 FROM resources WHERE connection_id = $3 AND pk = $2")
-                .bind(Json(&stored_before))
-                .bind(pk)
-                .bind(&ctx.connection_id)
-                .fetch_one(tx.conn())
-                .await?;
-            if !same {
-                return Ok(Written::Changed);
+            Guarded::Protected(email) => {
+                drop(tx);
+                Err(self
+                    .refuse_protected(ctx, &computed.current.id, &email, "deactivate")
+                    .await)
             }
         }
-        let doc = &computed.doc;
-        let doc_changed = computed.doc_changed();
-        if kind == ResourceKind::User
-            && doc.get("active").and_then(Value::as_bool) == Some(false)
-            && before.get("active").and_then(Value::as_bool) != Some(false)
-            && let Some(email) = crate::grant_rows::protected_match(&mut tx, &ctx.org_id, pk, before).await?
-        {
-            drop(tx);
-            return Err(self.refuse_protected(ctx, id, &email, "deactivate").await);
-        }
-        let touched = if kind == ResourceKind::Group && !computed.member_changes.is_empty() {
-            apply_member_changes(&mut tx, ctx, &self.registry, pk, id, computed.member_changes.clone()).await?
-        } else {
-            Vec::new()
-        };
-        let members_changed = !touched.is_empty();
-        let role_scope = RoleScope::after_update(kind, pk, before, doc, touched);
-        if !doc_changed && !members_changed {
-            tx.commit().await?;
-            return Ok(Written::Done(Some(StoredResource {
-                version: current_version,
-                created_us,
-                modified_us,
-                ..computed.current.clone()
-            })));
-        }
-        let now = now_us();
-        let version = current_version + 1;
-        let mut stored = doc.clone();
-        if let Value::Object(m) = &mut stored {
-            m.remove("id");
-        }
-        if doc_changed {
-            let fields = IndexFields::of(kind, &stored);
-            let search = search_doc(&self.registry, self.rt(kind), &stored);
-            sqlx::query(
-                "UPDATE resources SET external_id = $1, user_name_ci = $2, display_name_ci = $3, active = $4, version = $5,
-                    modified_us = $6, doc = $7, doc_ci = $8 WHERE connection_id = $10 AND pk = $9",
-            )
-            .bind(&fields.external_id)
-            .bind(&fields.user_name_ci)
-            .bind(&fields.display_name_ci)
-            .bind(fields.active)
-            .bind(version)
-            .bind(now)
-            .bind(Json(&stored))
-            .bind(Json(&search))
-            .bind(pk)
-            .bind(&ctx.connection_id)
-            .execute(tx.conn())
-            .await
-            .map_err(|e| uniqueness(e, kind, [&stored]))?;
-            write_emails(tx.conn(), pk, &ctx.connection_id, &fields.emails_ci).await?;
-            let ev = events::updated(kind, before, doc);
-            tx.event(ctx, ev, Some((kind, id)), events::diff(before, doc));
-            if kind == ResourceKind::Group {
-                crate::workspaces::group_renamed(&mut tx, ctx, id, before, doc).await?;
-            }
-        } else {
-            sqlx::query("UPDATE resources SET version = $1, modified_us = $2 WHERE connection_id = $4 AND pk = $3")
-                .bind(version)
-                .bind(now)
-                .bind(pk)
-                .bind(&ctx.connection_id)
-                .execute(tx.conn())
-                .await?;
-        }
-        // After the row is written: the computation reads the stored status, app roles and names.
-        if let Some(scope) = role_scope {
-            crate::grant_rows::recompute_grants(&mut tx, ctx, scope).await?;
-        }
-        guard_ops::after_write(&mut tx, ctx).await?;
-        tx.commit().await?;
-        Ok(Written::Done(Some(StoredResource {
-            id: id.to_string(),
-            kind,
-            doc: doc.clone().into(),
-            version,
-            created_us,
-            modified_us: now,
-            related: None,
-        })))
     }
 
     async fn delete_resource_once(
@@ -1297,117 +885,16 @@ impl PostgresStore {
         if_match: Option<i64>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64, Json<Value>)> = sqlx::query_as(
-            "SELECT pk, version, doc FROM resources
-             WHERE connection_id = $1 AND id = $2 AND kind = $3 AND deleted_us IS NULL FOR UPDATE",
-        )
-        .bind(&ctx.connection_id)
-        .bind(id)
-        .bind(kind.as_str())
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some((pk, version, Json(doc))) = row else {
-            return Ok(false);
-        };
-        if let Some(v) = if_match
-            && v != version
-        {
-            return Err(precondition(version, v));
-        }
-        let mut purge = false;
-        if kind == ResourceKind::User {
-            if let Some(email) = crate::grant_rows::protected_match(&mut tx, &ctx.org_id, pk, &doc).await? {
-                drop(tx);
-                return Err(self.refuse_protected(ctx, id, &email, "delete").await);
+        match resource_rows::delete(&mut tx, ctx, kind, id, if_match).await? {
+            Guarded::Done(deleted) => {
+                tx.commit().await?;
+                Ok(deleted)
             }
-            let policy: Option<String> = sqlx::query_scalar("SELECT policy FROM scim_connections WHERE id = $1")
-                .bind(&ctx.connection_id)
-                .fetch_optional(tx.conn())
-                .await?
-                .flatten();
-            purge = ConnectionPolicy::from_stored(policy.as_deref()).on_delete == OnDelete::Purge;
+            Guarded::Protected(email) => {
+                drop(tx);
+                Err(self.refuse_protected(ctx, id, &email, "delete").await)
+            }
         }
-        let now = now_us();
-        // Membership goes with the resource, each removal recorded (so the event log alone tells who
-        // is in each group); groups the member was in change version; a deleted group's members may
-        // lose roles.
-        let groups: Vec<String> = sqlx::query_scalar(
-            "SELECT g.id FROM group_members m JOIN resources g ON g.pk = m.group_pk
-             WHERE m.connection_id = $2 AND m.member_pk = $1 AND g.deleted_us IS NULL ORDER BY g.pk",
-        )
-        .bind(pk)
-        .bind(&ctx.connection_id)
-        .fetch_all(tx.conn())
-        .await?;
-        for group_id in &groups {
-            tx.event(
-                ctx,
-                events::GROUP_MEMBER_REMOVED,
-                Some((ResourceKind::Group, group_id)),
-                json!({"member": id, "reason": "member_deleted"}),
-            );
-        }
-        sqlx::query(
-            "UPDATE resources SET version = version + 1, modified_us = $1
-             WHERE connection_id = $3
-               AND pk IN (SELECT group_pk FROM group_members WHERE connection_id = $3 AND member_pk = $2)",
-        )
-        .bind(now)
-        .bind(pk)
-        .bind(&ctx.connection_id)
-        .execute(tx.conn())
-        .await?;
-        let members: Vec<i64> = if kind == ResourceKind::Group {
-            sqlx::query_scalar(
-                "SELECT member_pk FROM group_members WHERE connection_id = $2 AND group_pk = $1 ORDER BY member_pk",
-            )
-            .bind(pk)
-            .bind(&ctx.connection_id)
-            .fetch_all(tx.conn())
-            .await?
-        } else {
-            Vec::new()
-        };
-        if purge {
-            // Emails, membership and effective roles go with the row (ON DELETE CASCADE).
-            sqlx::query("DELETE FROM resources WHERE connection_id = $2 AND pk = $1")
-                .bind(pk)
-                .bind(&ctx.connection_id)
-                .execute(tx.conn())
-                .await?;
-        } else {
-            // The e-mail rows stay, so that the directory and the access check find a deleted user
-            // by e-mail as they do by userName or externalId (SCIM reads skip deleted rows).
-            sqlx::query(
-                "UPDATE resources SET deleted_us = $1, modified_us = $1, version = version + 1
-                 WHERE connection_id = $3 AND pk = $2",
-            )
-            .bind(now)
-            .bind(pk)
-            .bind(&ctx.connection_id)
-            .execute(tx.conn())
-            .await?;
-            sqlx::query("DELETE FROM group_members WHERE connection_id = $2 AND (member_pk = $1 OR group_pk = $1)")
-                .bind(pk)
-                .bind(&ctx.connection_id)
-                .execute(tx.conn())
-                .await?;
-        }
-        let data = if purge { json!({"purged": true}) } else { json!({}) };
-        tx.event(ctx, events::deleted(kind), Some((kind, id)), data);
-        let affected = match kind {
-            ResourceKind::User if !purge => vec![pk],
-            ResourceKind::User => Vec::new(),
-            ResourceKind::Group => members,
-        };
-        crate::grant_rows::recompute_grants(&mut tx, ctx, RoleScope::Users(affected)).await?;
-        if kind == ResourceKind::Group {
-            // After its members lost it (with their events).
-            crate::workspaces::group_deleted(&mut tx, ctx, id).await?;
-        }
-        guard_ops::after_write(&mut tx, ctx).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Records (in its own transaction: the change itself was rolled back) that SCIM tried to
@@ -1477,8 +964,8 @@ impl ResourceStore for PostgresStore {
                 }
             }
             let mut tx = self.begin_write().await?;
-            for row in &rows {
-                self.create_resource_in(&mut tx, ctx, kind, row, now).await?;
+            for NewRow { id, doc, members } in &rows {
+                resource_rows::create(&mut tx, &self.registry, ctx, kind, id, doc, members, now).await?;
             }
             tx.commit().await
         })

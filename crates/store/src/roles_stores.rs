@@ -15,7 +15,7 @@ use crate::rows::{
     Cols, conn_of, directory_group_of, directory_member_of, directory_user_of, is_scim_role, key_taken, mapping_of,
     mapping_taken, role_of, taken,
 };
-use crate::sql::{Bind, SqlBuilder};
+use crate::sql::SqlBuilder;
 use crate::sqlite::now_us;
 use crate::workspaces::{on_connection, with_org};
 use crate::{StoreError, StoreResult};
@@ -116,16 +116,7 @@ macro_rules! role_store {
         impl $store {
             /// A statement built with its parameters ([`SqlBuilder`]).
             fn built(b: SqlBuilder) -> SqlQuery<$store> {
-                let mut q = sqlx::query(AssertSqlSafe(b.sql));
-                for v in b.binds {
-                    q = match v {
-                        Bind::Text(s) => q.bind(s),
-                        Bind::Int(i) => q.bind(i),
-                        Bind::Real(f) => q.bind(f),
-                        Bind::Bool(x) => q.bind(x),
-                    };
-                }
-                q
+                sqlx::query_with(AssertSqlSafe(b.sql), <$store as Backend>::args(&b.binds))
             }
 
             /// A connection's row, locked for the write on PostgreSQL.

@@ -39,6 +39,28 @@ pub struct SqlBuilder {
     pub binds: Vec<Bind>,
 }
 
+/// The arguments of a built statement's binds, for either database.
+pub fn bind_all<DB: sqlx::Database>(binds: &[Bind]) -> DB::Arguments
+where
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> f64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    use sqlx::Arguments;
+    let mut args = DB::Arguments::default();
+    for b in binds {
+        let r = match b {
+            Bind::Text(s) => args.add(s.as_str()),
+            Bind::Int(i) => args.add(*i),
+            Bind::Real(f) => args.add(*f),
+            Bind::Bool(v) => args.add(*v),
+        };
+        r.expect("binding a plain value cannot fail");
+    }
+    args
+}
+
 impl SqlBuilder {
     pub fn new(dialect: Dialect) -> Self {
         SqlBuilder {

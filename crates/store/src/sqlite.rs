@@ -2,31 +2,29 @@
 //! that concurrent writes share (group commit, [`group_commit`]), a pool of reader connections.
 
 use crate::events;
-use crate::index::{IndexFields, search_doc};
 use crate::model::*;
-use crate::roles::RoleScope;
 use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
 use crate::{Mutation, ResourceStore, Store, StoreError, StoreResult};
 
 pub mod backup;
+mod event_rows;
 mod grant_db;
 pub(crate) mod group_commit;
 pub(crate) mod guard_ops;
 mod inline_read;
 pub mod lock;
 pub(crate) mod request_log;
-mod resource_writes;
+use crate::resource_rows::{self, Guarded, store_order};
 use async_trait::async_trait;
-use resource_writes::Guarded;
+use grant_db::{Inline, block};
 use rollcall_scim::ScimError;
 use rollcall_scim::filter::Filter;
-use rollcall_scim::patch::{MemberChange, MemberRef};
+use rollcall_scim::patch::MemberRef;
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,13 +189,29 @@ fn resource_of_inline(row: &rusqlite::Row<'_>, kind: ResourceKind) -> StoreResul
     Ok((row.get(0)?, res))
 }
 
-/// The document as stored: without `id` and `meta`, keys in canonical order.
-fn store_order(doc: &mut Value) {
-    if let Value::Object(m) = doc {
-        m.remove("id");
-        m.remove("meta");
-        *m = rollcall_scim::resource::canonical_key_order(std::mem::take(m));
-    }
+/// Creates a user or group on the writer's handle ([`resource_rows::create`]).
+fn create_on(
+    c: &rusqlite::Connection,
+    registry: &SchemaRegistry,
+    ctx: &WriteContext,
+    kind: ResourceKind,
+    mut doc: Value,
+    members: Vec<MemberRef>,
+) -> StoreResult<StoredResource> {
+    let (id, now) = (uuid::Uuid::new_v4().to_string(), now_us());
+    store_order(&mut doc);
+    block(resource_rows::create(
+        &mut Inline(c),
+        registry,
+        ctx,
+        kind,
+        &id,
+        &doc,
+        &members,
+        now,
+    ))?;
+    crate::resource_doc::put_id(&mut doc, &id);
+    Ok(StoredResource::created(id, kind, doc, now))
 }
 
 /// Reads `[[id, kind, display], ...]` as built by `json_group_array` in [`related_column`].
@@ -207,7 +221,7 @@ fn parse_related(text: Option<&str>) -> Vec<MemberView> {
 
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
 
-/// Inserts one event from a sqlx-side write transaction (see [`resource_writes::insert_events`]).
+/// Inserts one event from a sqlx-side write transaction (see [`event_rows::insert_events`]).
 pub(crate) async fn insert_event(
     tx: &mut group_commit::WriteTx,
     ctx: &WriteContext,
@@ -216,7 +230,7 @@ pub(crate) async fn insert_event(
     data: Value,
 ) -> StoreResult<()> {
     group_commit::on_connection(tx, |c| {
-        resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(&data))
+        event_rows::insert_events(c, ctx, kind, resource, std::slice::from_ref(&data))
     })
     .await
 }
@@ -230,7 +244,7 @@ pub(crate) async fn insert_all(
     group_commit::on_connection(tx, |c| {
         for (kind, resource, data) in events {
             let resource = resource.as_ref().map(|(k, id)| (*k, id.as_str()));
-            resource_writes::insert_events(c, ctx, kind, resource, std::slice::from_ref(data))?;
+            event_rows::insert_events(c, ctx, kind, resource, std::slice::from_ref(data))?;
         }
         Ok(())
     })
@@ -292,7 +306,7 @@ impl ResourceStore for SqliteStore {
     ) -> StoreResult<StoredResource> {
         let (registry, ctx) = (self.registry.clone(), ctx.clone());
         self.group
-            .write(move |c| resource_writes::create(c, &registry, &ctx, kind, doc, members))
+            .write(move |c| create_on(c, &registry, &ctx, kind, doc, members))
             .await
     }
 
@@ -308,7 +322,7 @@ impl ResourceStore for SqliteStore {
             .write(move |c| {
                 items
                     .into_iter()
-                    .map(|(doc, members)| resource_writes::create(c, &registry, &ctx, kind, doc, members))
+                    .map(|(doc, members)| create_on(c, &registry, &ctx, kind, doc, members))
                     .collect()
             })
             .await
@@ -357,7 +371,16 @@ impl ResourceStore for SqliteStore {
             let (registry, write_ctx) = (self.registry.clone(), ctx.clone());
             let written = self
                 .group
-                .write(move |c| resource_writes::update(c, &registry, &write_ctx, kind, if_match, computed))
+                .write(move |c| {
+                    block(resource_rows::update(
+                        &mut Inline(c),
+                        &registry,
+                        &write_ctx,
+                        kind,
+                        if_match,
+                        &computed,
+                    ))
+                })
                 .await?;
             match written {
                 Guarded::Done(w) => Ok(w),
@@ -377,7 +400,15 @@ impl ResourceStore for SqliteStore {
         let (write_ctx, write_id) = (ctx.clone(), id.to_string());
         let written = self
             .group
-            .write(move |c| resource_writes::delete(c, &write_ctx, kind, &write_id, if_match))
+            .write(move |c| {
+                block(resource_rows::delete(
+                    &mut Inline(c),
+                    &write_ctx,
+                    kind,
+                    &write_id,
+                    if_match,
+                ))
+            })
             .await?;
         match written {
             Guarded::Done(deleted) => Ok(deleted),

@@ -9,9 +9,13 @@ fn args_of(args: &[Arg<'_>]) -> PgArguments {
     for a in args {
         match *a {
             Arg::Int(v) => out.add(v),
+            Arg::Real(v) => out.add(v),
             Arg::Text(s) => out.add(s),
+            Arg::OptText(s) => out.add(s),
+            Arg::OptBool(v) => out.add(v),
             Arg::Ints(v) => out.add(v),
             Arg::Texts(v) => out.add(v),
+            Arg::OptTexts(v) => out.add(v),
         }
         .expect("binding a plain value cannot fail");
     }
@@ -55,15 +59,26 @@ impl GrantDb for WriteTx {
         Ok(())
     }
 
-    async fn grant_event(
+    async fn record_events(
         &mut self,
         ctx: &WriteContext,
         kind: &'static str,
         resource: Option<(ResourceKind, &str)>,
-        data: Value,
+        data: Vec<Value>,
     ) -> StoreResult<()> {
-        self.event(ctx, kind, resource, data);
+        for d in data {
+            self.event(ctx, kind, resource, d);
+        }
         Ok(())
+    }
+
+    /// The guard reads the transaction's events, still in memory: every one is after the mark.
+    async fn events_mark(&mut self) -> StoreResult<i64> {
+        Ok(0)
+    }
+
+    async fn guard(&mut self, ctx: &WriteContext, _mark: i64) -> StoreResult<()> {
+        guard_ops::after_write(self, ctx).await
     }
 }
 

@@ -433,7 +433,7 @@ async fn create_statement(
     let written: bool = written
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| uniqueness(e, kind, items.iter().map(|i| &i.doc)))?
+        .map_err(|e| uniqueness(e.into(), kind, items.iter().map(|i| &i.doc)))?
         .get(0);
     conn.done();
     if written {

@@ -37,9 +37,13 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> StoreResult<()>
             .ok_or_else(|| StoreError::Scim(ScimError::internal("a statement parameter has no value")))?;
         match arg {
             Arg::Int(v) => stmt.raw_bind_parameter(i, v),
+            Arg::Real(v) => stmt.raw_bind_parameter(i, v),
             Arg::Text(s) => stmt.raw_bind_parameter(i, s),
+            Arg::OptText(s) => stmt.raw_bind_parameter(i, s),
+            Arg::OptBool(v) => stmt.raw_bind_parameter(i, v),
             Arg::Ints(v) => stmt.raw_bind_parameter(i, serde_json::to_string(v).expect("integers serialize")),
             Arg::Texts(v) => stmt.raw_bind_parameter(i, serde_json::to_string(v).expect("strings serialize")),
+            Arg::OptTexts(v) => stmt.raw_bind_parameter(i, serde_json::to_string(v).expect("strings serialize")),
         }?;
     }
     Ok(())
@@ -76,14 +80,22 @@ impl GrantDb for Inline<'_> {
         Ok(())
     }
 
-    async fn grant_event(
+    async fn record_events(
         &mut self,
         ctx: &WriteContext,
         kind: &'static str,
         resource: Option<(ResourceKind, &str)>,
-        data: Value,
+        data: Vec<Value>,
     ) -> StoreResult<()> {
-        resource_writes::insert_events(self.0, ctx, kind, resource, &[data])
+        event_rows::insert_events(self.0, ctx, kind, resource, &data)
+    }
+
+    async fn events_mark(&mut self) -> StoreResult<i64> {
+        guard_ops::events_high(self.0)
+    }
+
+    async fn guard(&mut self, ctx: &WriteContext, mark: i64) -> StoreResult<()> {
+        guard_ops::after_write(self.0, ctx, mark)
     }
 }
 

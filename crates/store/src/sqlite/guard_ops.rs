@@ -105,7 +105,7 @@ pub(super) fn after_write(c: &rusqlite::Connection, ctx: &WriteContext, since: i
              ON CONFLICT (connection_id) DO UPDATE SET tripped_us = excluded.tripped_us",
         )?
         .execute((&ctx.connection_id, now))?;
-        resource_writes::insert_events(
+        event_rows::insert_events(
             c,
             ctx,
             events::CONNECTION_DEPROVISION_GUARD_TRIPPED,
