@@ -21,6 +21,7 @@
 use crate::StoreResult;
 use crate::backend::{Backend, Tx};
 use crate::events;
+use crate::grant_rows::{Arg, Cell, GrantDb, elements, first, in_list};
 use crate::model::{Event, WriteContext};
 use crate::rows::Cols;
 use crate::sql::Dialect;
@@ -266,6 +267,96 @@ pub fn resolved_data(r: &GuardResolution) -> Value {
         "users": r.users,
         "tripped_at": r.tripped_us.map(crate::sessions::rfc3339),
     })
+}
+
+/// The guard's step on what a resource write's events did ([`classify`]), in its transaction, on
+/// both databases: forgets the held changes of the users it restored; when it deprovisioned users and the
+/// connection's guard is on (and not in staging, whose user events never reach the log), adds them
+/// to the window, and trips the guard when a rule says so. Returns the users whose events are to be
+/// held (none, when the guard is off or has not tripped); the caller moves their events
+/// ([`held_subject`]) to `held_events`.
+pub(crate) async fn step<D: GrantDb>(
+    db: &mut D,
+    ctx: &WriteContext,
+    classified: Classified,
+) -> StoreResult<BTreeSet<String>> {
+    let connection_id = ctx.connection_id.as_str();
+    if !classified.restored.is_empty() {
+        let restored: Vec<String> = classified.restored.into_iter().collect();
+        let sql = format!(
+            "DELETE FROM held_events WHERE connection_id = $1 AND {}",
+            in_list(D::DIALECT, "user_id", 2, "text")
+        );
+        db.run(&sql, &[Arg::Text(connection_id), Arg::Texts(&restored)]).await?;
+    }
+    let none = Ok(BTreeSet::new());
+    if classified.deprovisioned.is_empty() {
+        return none;
+    }
+    let staged = first(
+        db,
+        "SELECT staged_us FROM scim_connections WHERE id = $1",
+        &[Arg::Text(connection_id)],
+    )
+    .await?;
+    if staged.is_some_and(|r| r[0] != Cell::Null) {
+        return none;
+    }
+    if D::DIALECT == Dialect::Postgres {
+        db.run(PG_GUARD_LOCK, &[Arg::Text(connection_id)]).await?;
+    }
+    let sql = "SELECT settings, tripped_us FROM deprovision_guards WHERE connection_id = $1";
+    let (settings, tripped) = match first(db, sql, &[Arg::Text(connection_id)]).await? {
+        Some(mut r) => (GuardSettings::from_stored(r[0].opt_text().as_deref()), r[1].opt_int()),
+        None => (GuardSettings::from_stored(None), None),
+    };
+    if !settings.enabled {
+        return none;
+    }
+    if tripped.is_none() {
+        let now = crate::sqlite::now_us();
+        let users: Vec<String> = classified.deprovisioned.iter().cloned().collect();
+        let window = "DELETE FROM deprovision_window WHERE connection_id = $1 AND at_us <= $2";
+        db.run(
+            window,
+            &[Arg::Text(connection_id), Arg::Int(now - settings.window_us())],
+        )
+        .await?;
+        let add = format!(
+            "INSERT INTO deprovision_window (connection_id, at_us, user_id) SELECT $1, $2, e.v FROM {}",
+            elements(D::DIALECT, 3, "text")
+        );
+        db.run(&add, &[Arg::Text(connection_id), Arg::Int(now), Arg::Texts(&users)])
+            .await?;
+        let count = "SELECT count(DISTINCT user_id) FROM deprovision_window WHERE connection_id = $1";
+        let count = first(db, count, &[Arg::Text(connection_id)])
+            .await?
+            .map_or(0, |r| r[0].int())
+            .max(0) as u64;
+        let active = if settings.needs_active_count(count) {
+            let sql = "SELECT count(*) FROM resources
+                       WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL AND active IS NOT FALSE";
+            Some(
+                first(db, sql, &[Arg::Text(connection_id)])
+                    .await?
+                    .map_or(0, |r| r[0].int())
+                    .max(0) as u64,
+            )
+        } else {
+            None
+        };
+        let active_before = active.map(|a| a + count);
+        let Some(rule) = settings.trips(count, active_before.unwrap_or(u64::MAX)) else {
+            return none;
+        };
+        let sql = "INSERT INTO deprovision_guards (connection_id, tripped_us) VALUES ($1, $2)
+                   ON CONFLICT (connection_id) DO UPDATE SET tripped_us = excluded.tripped_us";
+        db.run(sql, &[Arg::Text(connection_id), Arg::Int(now)]).await?;
+        let data = tripped_data(rule, count, active_before, &settings);
+        db.grant_event(ctx, events::CONNECTION_DEPROVISION_GUARD_TRIPPED, None, data)
+            .await?;
+    }
+    Ok(classified.deprovisioned)
 }
 
 /// Serializes the guard's steps of one connection on PostgreSQL: a transaction-scoped advisory

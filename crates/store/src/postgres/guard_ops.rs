@@ -3,23 +3,10 @@
 //! release writes held events back.
 
 use super::*;
-use crate::guard::{self, EventView, GuardSettings};
+use crate::guard::{self, EventView};
 
-async fn guard_row(tx: &mut WriteTx, connection_id: &str) -> StoreResult<(GuardSettings, Option<i64>)> {
-    let row: Option<(Option<String>, Option<i64>)> =
-        sqlx::query_as("SELECT settings, tripped_us FROM deprovision_guards WHERE connection_id = $1")
-            .bind(connection_id)
-            .fetch_optional(tx.conn())
-            .await?;
-    let (settings, tripped) = row.unwrap_or((None, None));
-    Ok((GuardSettings::from_stored(settings.as_deref()), tripped))
-}
-
-/// The guard's step at the end of a resource write: the events the write is about to record are
-/// sorted ([`guard::classify`]); held events of users it restored are dropped; its deprovisions
-/// are counted in the window, and when they trip the guard (or it had tripped) their events are
-/// written to `held_events` instead of the log, with `connection.deprovision_guard_tripped`
-/// recorded when it trips now. A write that deprovisions nobody costs no round trip.
+/// The guard's step ([`guard::step`]) on the events the transaction is about to record, still in
+/// memory: the events of the users it holds go to `held_events` instead of the log.
 pub(super) async fn after_write(tx: &mut WriteTx, ctx: &WriteContext) -> StoreResult<()> {
     let data: Vec<Value> = tx
         .events
@@ -29,92 +16,20 @@ pub(super) async fn after_write(tx: &mut WriteTx, ctx: &WriteContext) -> StoreRe
             _ => Value::Null,
         })
         .collect();
-    let classified = {
-        let views = tx.events.iter().zip(&data).map(|(e, d)| view(e, d));
-        guard::classify(views)
-    };
-    if !classified.restored.is_empty() {
-        sqlx::query("DELETE FROM held_events WHERE connection_id = $1 AND user_id = ANY($2)")
-            .bind(&ctx.connection_id)
-            .bind(classified.restored.iter().cloned().collect::<Vec<_>>())
-            .execute(tx.conn())
-            .await?;
-    }
-    if classified.deprovisioned.is_empty() {
+    let classified = guard::classify(tx.events.iter().zip(&data).map(|(e, d)| view(e, d)));
+    if classified == guard::Classified::default() {
         return Ok(());
     }
-    // A staging connection's user events never reach the log ([`crate::staging`]): nothing to hold.
-    let staged: Option<bool> = sqlx::query_scalar("SELECT staged_us IS NOT NULL FROM scim_connections WHERE id = $1")
-        .bind(&ctx.connection_id)
-        .fetch_optional(tx.conn())
-        .await?;
-    if staged == Some(true) {
-        return Ok(());
-    }
-    sqlx::query(guard::PG_GUARD_LOCK)
-        .bind(&ctx.connection_id)
-        .execute(tx.conn())
-        .await?;
-    let (settings, tripped) = guard_row(tx, &ctx.connection_id).await?;
-    if !settings.enabled {
+    let users = guard::step(tx, ctx, classified).await?;
+    if users.is_empty() {
         return Ok(());
     }
     let now = now_us();
-    if tripped.is_none() {
-        // Prune, add this write's users and count, in one round trip (the count sees the table as
-        // the statement started, so the new rows are counted from the array).
-        let users: Vec<String> = classified.deprovisioned.iter().cloned().collect();
-        let count: i64 = sqlx::query_scalar(
-            "WITH pruned AS (DELETE FROM deprovision_window WHERE connection_id = $1 AND at_us <= $2),
-                  added AS (INSERT INTO deprovision_window (connection_id, at_us, user_id)
-                            SELECT $1, $3, u FROM UNNEST($4::text[]) AS u)
-             SELECT count(DISTINCT u) FROM (
-               SELECT user_id AS u FROM deprovision_window WHERE connection_id = $1 AND at_us > $2
-               UNION ALL SELECT u FROM UNNEST($4::text[]) AS u) x",
-        )
-        .bind(&ctx.connection_id)
-        .bind(now - settings.window_us())
-        .bind(now)
-        .bind(&users)
-        .fetch_one(tx.conn())
-        .await?;
-        let count = count.max(0) as u64;
-        let active: Option<u64> = if settings.needs_active_count(count) {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM resources WHERE connection_id = $1 AND kind = 'User' AND deleted_us IS NULL
-                   AND active IS NOT FALSE",
-            )
-            .bind(&ctx.connection_id)
-            .fetch_one(tx.conn())
-            .await?;
-            Some(n.max(0) as u64)
-        } else {
-            None
-        };
-        let active_before = active.map(|a| a + count);
-        let Some(rule) = settings.trips(count, active_before.unwrap_or(u64::MAX)) else {
-            return Ok(());
-        };
-        sqlx::query(
-            "INSERT INTO deprovision_guards (connection_id, tripped_us) VALUES ($1, $2)
-             ON CONFLICT (connection_id) DO UPDATE SET tripped_us = excluded.tripped_us",
-        )
-        .bind(&ctx.connection_id)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        tx.event(
-            ctx,
-            events::CONNECTION_DEPROVISION_GUARD_TRIPPED,
-            None,
-            guard::tripped_data(rule, count, active_before, &settings),
-        );
-    }
     let pending = std::mem::take(&mut tx.events);
     let mut held: Vec<(String, PendingEvent)> = Vec::new();
     for (i, e) in pending.into_iter().enumerate() {
         let d = data.get(i).unwrap_or(&Value::Null);
-        match guard::held_subject(&view(&e, d), &classified.deprovisioned).map(str::to_string) {
+        match guard::held_subject(&view(&e, d), &users).map(str::to_string) {
             Some(user) => held.push((user, e)),
             None => tx.events.push(e),
         }
