@@ -7,7 +7,7 @@
 //! statement checks in SQL what the transactional write checks in Rust (that the organization has
 //! no roles to recompute, `If-Match`, that the group's document is the one the mutation read, that
 //! every member added exists); when a check fails it writes nothing and the write goes the
-//! transactional way ([`PostgresStore::create_resource_in`], [`PostgresStore::update_write_once`]),
+//! transactional way ([`crate::resource_rows`], as on SQLite),
 //! which gives the exact answer for every case.
 //!
 //! Single creates of one connection that arrive while its create statement runs wait and are
