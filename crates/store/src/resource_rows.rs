@@ -61,17 +61,28 @@ pub(crate) fn uniqueness<'a>(
     if !is_unique_violation(&e) {
         return e;
     }
-    let (attribute, what) = match kind {
-        ResourceKind::User => ("userName", "userName"),
-        ResourceKind::Group => ("displayName", "group displayName"),
+    let value = |doc: &Value, attribute: &str| {
+        doc.get(attribute)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
     let mut docs = docs.into_iter();
-    let detail = match (docs.next(), docs.next()) {
-        (Some(doc), None) => format!(
-            "{what} \"{}\" is already taken in this connection",
-            doc.get(attribute).and_then(Value::as_str).unwrap_or_default()
-        ),
-        _ => format!("one of the {what}s is already taken in this connection"),
+    let detail = match (docs.next(), docs.next(), kind) {
+        (Some(doc), None, ResourceKind::User) => {
+            format!(
+                "userName \"{}\" is already taken in this connection",
+                value(doc, "userName")
+            )
+        }
+        (Some(doc), None, ResourceKind::Group) => {
+            format!(
+                "a group named \"{}\" already exists in this connection",
+                value(doc, "displayName")
+            )
+        }
+        (_, _, ResourceKind::User) => "one of the userNames is already taken in this connection".to_string(),
+        (_, _, ResourceKind::Group) => "one of the group displayNames is already taken in this connection".to_string(),
     };
     StoreError::Scim(ScimError::uniqueness(detail))
 }
@@ -599,4 +610,43 @@ async fn member_events<D: GrantDb>(
     let data = members.iter().map(|(_, id)| json!({"member": id.as_ref()})).collect();
     db.record_events(ctx, kind, Some((ResourceKind::Group, group_id)), data)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unique_violation() -> StoreError {
+        let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, None))
+    }
+
+    fn detail(e: StoreError) -> String {
+        match e {
+            StoreError::Scim(e) => e.to_string(),
+            other => panic!("not a SCIM error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_taken_name_answers_409_naming_it_and_other_errors_pass() {
+        let user = json!({"userName": "bjensen"});
+        let group = json!({"displayName": "Admins"});
+        let one_user = detail(uniqueness(unique_violation(), ResourceKind::User, [&user]));
+        assert!(one_user.contains("userName \"bjensen\" is already taken"), "{one_user}");
+        let one_group = detail(uniqueness(unique_violation(), ResourceKind::Group, [&group]));
+        assert!(
+            one_group.contains("a group named \"Admins\" already exists"),
+            "{one_group}"
+        );
+        let two = detail(uniqueness(unique_violation(), ResourceKind::User, [&user, &user]));
+        assert!(two.contains("one of the userNames is already taken"), "{two}");
+        let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
+        let other = uniqueness(
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(busy, None)),
+            ResourceKind::User,
+            [&user],
+        );
+        assert!(matches!(other, StoreError::Sqlite(_)));
+    }
 }

@@ -9,15 +9,15 @@ use futures::FutureExt;
 use rusqlite::types::ValueRef;
 use std::future::Future;
 
-/// The grant engine's connection: a rusqlite handle. Its statements never wait, so the engine's
-/// futures complete in one poll ([`block`]).
+/// The connection of the grant engine and of the resource writes ([`crate::resource_rows`]): a
+/// rusqlite handle. Its statements never wait, so their futures complete in one poll ([`block`]).
 pub(super) struct Inline<'a>(pub &'a rusqlite::Connection);
 
-/// Runs a future of the grant engine on an [`Inline`] connection to its end.
+/// Runs a future of the grant engine or a resource write on an [`Inline`] connection to its end.
 pub(super) fn block<T>(f: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     f.now_or_never().unwrap_or_else(|| {
         Err(StoreError::Scim(ScimError::internal(
-            "role computation waited on the writer",
+            "a write on the writer's handle waited",
         )))
     })
 }
