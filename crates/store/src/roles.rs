@@ -228,10 +228,12 @@ impl RoleConfig {
     ) -> RoleConfig {
         let mut scim_roles = HashMap::new();
         for (id, key) in &roles {
-            if key.len() > SCIM_ROLE_PREFIX.len()
+            // `get`, not an index: a key may have a multi-byte character where the prefix ends.
+            if let Some(name) = key.get(SCIM_ROLE_PREFIX.len()..)
+                && !name.is_empty()
                 && key[..SCIM_ROLE_PREFIX.len()].eq_ignore_ascii_case(SCIM_ROLE_PREFIX)
             {
-                scim_roles.insert(fold(&key[SCIM_ROLE_PREFIX.len()..]), id.clone());
+                scim_roles.insert(fold(name), id.clone());
             }
         }
         RoleConfig {
@@ -612,6 +614,25 @@ impl RoleScope {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn role_keys_with_multibyte_characters_where_the_prefix_ends_are_not_scim_roles() {
+        let roles = [
+            "sci\u{e9}x",
+            "abc\u{20ac}d",
+            "\u{20ac}\u{20ac}",
+            "SCIM:\u{c9}quipe",
+            "scim:",
+        ];
+        let roles = roles
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("r{i}"), k.to_string()))
+            .collect();
+        let config = RoleConfig::new(roles, Vec::new(), Vec::new());
+        let expected: HashMap<String, String> = [(fold("\u{c9}quipe"), "r3".to_string())].into();
+        assert_eq!(config.scim_roles, expected);
+    }
 
     fn config() -> RoleConfig {
         RoleConfig::new(
