@@ -90,6 +90,8 @@ pub(crate) trait Tx {
     /// Announces at commit that connection `id` changed (its tokens, status or policy), so that
     /// every node's token cache forgets it (PostgreSQL; SQLite has one node).
     fn connection_changed(&mut self, _id: &str) {}
+    /// Commits the transaction.
+    fn commit(self) -> impl Future<Output = StoreResult<()>> + Send;
     /// Records events in this transaction, in order.
     fn record_all(
         &mut self,
@@ -187,6 +189,9 @@ impl Tx for crate::sqlite::group_commit::WriteTx {
     fn release(&mut self, held: Vec<HeldRow>) -> impl Future<Output = StoreResult<()>> + Send {
         crate::sqlite::guard_ops::release(self, held)
     }
+    fn commit(self) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::sqlite::group_commit::WriteTx::commit(self)
+    }
 }
 
 impl Backend for PostgresStore {
@@ -233,7 +238,7 @@ impl Backend for PostgresStore {
         rows::event_of(row, data, actor.map(|a| a.0.to_string()))
     }
     fn args(binds: &[Bind]) -> sqlx::postgres::PgArguments {
-        crate::postgres::bind_all(binds)
+        crate::sql::bind_all::<sqlx::Postgres>(binds)
     }
     fn read_error(e: sqlx::Error) -> StoreError {
         crate::postgres::finish_error(e.into())
@@ -267,6 +272,9 @@ impl Tx for crate::postgres::WriteTx {
     }
     fn connection_changed(&mut self, id: &str) {
         crate::postgres::WriteTx::connection_changed(self, id);
+    }
+    fn commit(self) -> impl Future<Output = StoreResult<()>> + Send {
+        crate::postgres::WriteTx::commit(self)
     }
     fn record_all(
         &mut self,

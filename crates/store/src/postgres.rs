@@ -22,7 +22,7 @@ use crate::index::{IndexFields, search_doc};
 use crate::model::*;
 use crate::resource_doc::{ResourceDoc, put_id};
 use crate::resource_rows::{self, Guarded, uniqueness};
-use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::sql::{Bind, Dialect, ListPlan, SqlBuilder, bind_all, list_plan};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
 use crate::{Mutation, ResourceStore, Store, StoreError, StoreResult};
@@ -512,11 +512,6 @@ impl WriteTx {
     }
 }
 
-/// The arguments for a compiled statement's binds.
-pub fn bind_all(binds: &[Bind]) -> PgArguments {
-    crate::sql::bind_all::<Postgres>(binds)
-}
-
 /// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
 /// binary form is that text), so that a response with the default projection is written from it
 /// without building a [`Value`]. (Not `doc::text` in the statement: a page's `OFFSET` would
@@ -733,41 +728,29 @@ impl PostgresStore {
         query: &ListQuery,
         after_pk: Option<i64>,
     ) -> StoreResult<ListSql> {
-        let rt = self.rt(kind);
-        let mut where_ = SqlBuilder::new(Dialect::Postgres);
-        where_.push("r.connection_id = ").text(connection_id);
-        // The connection's placeholder, named again where a later page reads its rows by key.
-        let connection_param = where_.sql["r.connection_id = ".len()..].to_string();
-        where_.push(&format!(
-            " AND r.kind = {} AND r.deleted_us IS NULL",
-            kind_literal(kind)
-        ));
-        if let Some(f) = &query.filter {
-            where_.push(" AND (");
-            compile_filter(&mut where_, &self.registry, rt, kind, connection_id, f)?;
-            where_.push(")");
-        }
-        let mut count = where_.clone();
-        count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
+        let ListPlan {
+            matches,
+            mut page,
+            order,
+            limit,
+            offset,
+            ..
+        } = list_plan(
+            Dialect::Postgres,
+            &self.registry,
+            self.rt(kind),
+            kind,
+            connection_id,
+            query,
+            after_pk,
+        )?;
+        // The connection's placeholder (the first), named again where a later page reads its rows by key.
+        let connection_param = "$1::text";
+        let mut count = matches.clone();
+        count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", matches.sql);
         // The page's statement keeps the count's text and parameters as its first ones: the count
         // can be a column of the page (an uncorrelated subquery: PostgreSQL computes it once).
-        let count_column = format!("(SELECT COUNT(*) FROM resources r WHERE {})", where_.sql);
-        let mut page = where_;
-        let (order, limit, offset) = match &query.paging {
-            Paging::Cursor { .. } => {
-                if let Some(pk) = after_pk {
-                    page.push(" AND r.pk > ").bind(Bind::Int(pk));
-                }
-                ("r.pk ASC".to_string(), query.count + 1, 0)
-            }
-            Paging::Index { start_index } => {
-                let order = match &query.sort {
-                    Some(s) => order_by(Dialect::Postgres, &self.registry, rt, kind, &s.path, s.order)?,
-                    None => "r.pk ASC".to_string(),
-                };
-                (order, query.count, start_index.saturating_sub(1).max(0))
-            }
-        };
+        let count_column = format!("(SELECT COUNT(*) FROM resources r WHERE {})", matches.sql);
         // The members come in the same statement when nothing is skipped (a filter, the first
         // page, a cursor page). A page with an offset reads them afterwards for its own rows only
         // (`related_many`): when it read its rows in one scan, a column subquery ran for every row
@@ -863,18 +846,12 @@ impl PostgresStore {
         computed: &Computed,
     ) -> StoreResult<Written> {
         let mut tx = self.begin_write().await?;
-        match resource_rows::update(&mut tx, &self.registry, ctx, kind, if_match, computed).await? {
-            Guarded::Done(written) => {
-                tx.commit().await?;
-                Ok(written)
-            }
-            Guarded::Protected(email) => {
-                drop(tx);
-                Err(self
-                    .refuse_protected(ctx, &computed.current.id, &email, "deactivate")
-                    .await)
-            }
+        let guarded = resource_rows::update(&mut tx, &self.registry, ctx, kind, if_match, computed).await?;
+        match &guarded {
+            Guarded::Done(_) => tx.commit().await?,
+            Guarded::Protected(_) => drop(tx),
         }
+        guarded.answer(self, ctx, &computed.current.id, "deactivate").await
     }
 
     async fn delete_resource_once(
@@ -885,36 +862,12 @@ impl PostgresStore {
         if_match: Option<i64>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        match resource_rows::delete(&mut tx, ctx, kind, id, if_match).await? {
-            Guarded::Done(deleted) => {
-                tx.commit().await?;
-                Ok(deleted)
-            }
-            Guarded::Protected(email) => {
-                drop(tx);
-                Err(self.refuse_protected(ctx, id, &email, "delete").await)
-            }
+        let guarded = resource_rows::delete(&mut tx, ctx, kind, id, if_match).await?;
+        match &guarded {
+            Guarded::Done(_) => tx.commit().await?,
+            Guarded::Protected(_) => drop(tx),
         }
-    }
-
-    /// Records (in its own transaction: the change itself was rolled back) that SCIM tried to
-    /// deactivate or delete a protected user, and returns the error to answer with.
-    async fn refuse_protected(&self, ctx: &WriteContext, id: &str, email: &str, action: &str) -> StoreError {
-        let error = StoreError::Scim(crate::roles::protected_error(email, action));
-        let recorded = async {
-            let mut tx = self.begin_write().await?;
-            tx.event(
-                ctx,
-                events::USER_PROTECTION_REFUSED,
-                Some((ResourceKind::User, id)),
-                json!({"action": action, "protected": email}),
-            );
-            tx.commit().await
-        };
-        match recorded.await {
-            Ok(()) => error,
-            Err(e) => e,
-        }
+        guarded.answer(self, ctx, id, "delete").await
     }
 }
 
@@ -1063,7 +1016,8 @@ impl ResourceStore for PostgresStore {
         let mut rows: Vec<(i64, StoredResource)> = Vec::new();
         let (mut bytes, mut cut) = (0usize, false);
         if limit > 0 {
-            let mut stream = sqlx::query_with(AssertSqlSafe(page.sql), bind_all(&page.binds)).fetch(&mut *conn);
+            let mut stream =
+                sqlx::query_with(AssertSqlSafe(page.sql), bind_all::<Postgres>(&page.binds)).fetch(&mut *conn);
             while let Some(row) = stream.try_next().await.map_err(|e| finish_error(e.into()))? {
                 if !rows.is_empty() && bytes >= query.max_bytes {
                     cut = true;
@@ -1097,7 +1051,7 @@ impl ResourceStore for PostgresStore {
             rows.len() as i64
         } else {
             // A first page that is full, or a page past the last match (no row to carry the count).
-            let q = sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all(&count.binds));
+            let q = sqlx::query_scalar_with(AssertSqlSafe(count.sql), bind_all::<Postgres>(&count.binds));
             match conn.as_mut() {
                 Some(c) => q.fetch_one(&mut **c).await,
                 None => q.fetch_one(&self.pool).await,

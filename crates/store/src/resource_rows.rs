@@ -7,6 +7,7 @@
 //! PATCHes take a shorter way when they can ([`crate::postgres`]'s write queues) and come here
 //! when they cannot.
 
+use crate::backend::{Backend, Tx};
 use crate::grant_rows::{Arg, GrantDb, doc_text, elements, first, in_list, protected_match, recompute_grants};
 use crate::index::{IndexFields, search_doc};
 use crate::model::{ConnectionPolicy, OnDelete, ResourceKind, StoredResource, WriteContext};
@@ -26,6 +27,28 @@ use std::collections::{HashMap, HashSet};
 pub(crate) enum Guarded<T> {
     Done(T),
     Protected(String),
+}
+
+impl<T> Guarded<T> {
+    /// What the write answers: its result, or the refusal to `action` (`deactivate`, `delete`) a
+    /// protected user, recorded as an event in a transaction of its own (the write's was rolled back).
+    pub(crate) async fn answer<B: Backend>(self, b: &B, ctx: &WriteContext, id: &str, action: &str) -> StoreResult<T> {
+        let email = match self {
+            Guarded::Done(t) => return Ok(t),
+            Guarded::Protected(email) => email,
+        };
+        let mut tx = b.begin().await?;
+        let data = json!({"action": action, "protected": email});
+        tx.record(
+            ctx,
+            events::USER_PROTECTION_REFUSED,
+            Some((ResourceKind::User, id)),
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Err(StoreError::Scim(crate::roles::protected_error(&email, action)))
+    }
 }
 
 /// The document as stored: without `id` and `meta`, keys in canonical order.

@@ -779,6 +779,69 @@ fn code_point_order(d: Dialect, expr: String) -> String {
     }
 }
 
+/// What a list request reads, the same on both databases ([`list_plan`]).
+pub(crate) struct ListPlan {
+    /// The matches: the connection's live resources of the kind that pass the filter (`r`).
+    pub matches: SqlBuilder,
+    /// The matches after the cursor's row key, when there is one; `ORDER BY` and the rest follow.
+    pub page: SqlBuilder,
+    /// Where the cursor's row key is among the page's binds.
+    pub after_at: Option<usize>,
+    pub order: String,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The statement parts of a list request. `after_pk`: a cursor page's row key of the resource its
+/// cursor names. The kind is a literal, not bound: only then can the planners see that the partial
+/// indexes (`WHERE kind = 'User' AND deleted_us IS NULL`) apply, even with a generic plan.
+pub(crate) fn list_plan(
+    d: Dialect,
+    registry: &SchemaRegistry,
+    rt: &ResourceType,
+    kind: ResourceKind,
+    connection_id: &str,
+    query: &crate::model::ListQuery,
+    after_pk: Option<i64>,
+) -> ScimResult<ListPlan> {
+    let mut matches = SqlBuilder::new(d);
+    matches.push("r.connection_id = ").text(connection_id).push(match kind {
+        ResourceKind::User => " AND r.kind = 'User' AND r.deleted_us IS NULL",
+        ResourceKind::Group => " AND r.kind = 'Group' AND r.deleted_us IS NULL",
+    });
+    if let Some(f) = &query.filter {
+        matches.push(" AND (");
+        compile_filter(&mut matches, registry, rt, kind, connection_id, f)?;
+        matches.push(")");
+    }
+    let mut page = matches.clone();
+    let mut after_at = None;
+    let (order, limit, offset) = match &query.paging {
+        crate::model::Paging::Cursor { .. } => {
+            if let Some(pk) = after_pk {
+                after_at = Some(page.binds.len());
+                page.push(" AND r.pk > ").bind(Bind::Int(pk));
+            }
+            ("r.pk ASC".to_string(), query.count + 1, 0)
+        }
+        crate::model::Paging::Index { start_index } => {
+            let order = match &query.sort {
+                Some(s) => order_by(d, registry, rt, kind, &s.path, s.order)?,
+                None => "r.pk ASC".to_string(),
+            };
+            (order, query.count, start_index.saturating_sub(1).max(0))
+        }
+    };
+    Ok(ListPlan {
+        matches,
+        page,
+        after_at,
+        order,
+        limit,
+        offset,
+    })
+}
+
 /// The `ORDER BY` clause for `sortBy`, ending with the primary key so pages are stable.
 pub fn order_by(
     d: Dialect,

@@ -3,7 +3,7 @@
 
 use crate::events;
 use crate::model::*;
-use crate::sql::{Bind, Dialect, SqlBuilder, compile_filter, order_by};
+use crate::sql::{Bind, Dialect, ListPlan, list_plan};
 use crate::{Mutation, ResourceStore, Store, StoreError, StoreResult};
 
 pub mod backup;
@@ -14,7 +14,7 @@ pub(crate) mod guard_ops;
 mod inline_read;
 pub mod lock;
 pub(crate) mod request_log;
-use crate::resource_rows::{self, Guarded, store_order};
+use crate::resource_rows::{self, store_order};
 use async_trait::async_trait;
 use grant_db::{Inline, block};
 use rollcall_scim::ScimError;
@@ -22,7 +22,7 @@ use rollcall_scim::filter::Filter;
 use rollcall_scim::patch::MemberRef;
 use rollcall_scim::schema::{ResourceType, SchemaRegistry};
 use rusqlite::OptionalExtension;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
 use std::str::FromStr;
@@ -251,31 +251,6 @@ pub(crate) async fn insert_all(
     .await
 }
 
-impl SqliteStore {
-    /// Records (in its own transaction: the change itself was rolled back) that SCIM tried to
-    /// deactivate or delete a protected user, and returns the error to answer with.
-    async fn refuse_protected(&self, ctx: &WriteContext, id: &str, email: &str, action: &str) -> StoreError {
-        let error = StoreError::Scim(crate::roles::protected_error(email, action));
-        let recorded = async {
-            let mut tx = self.begin_write().await?;
-            insert_event(
-                &mut tx,
-                ctx,
-                events::USER_PROTECTION_REFUSED,
-                Some((ResourceKind::User, id)),
-                json!({"action": action, "protected": email}),
-            )
-            .await?;
-            tx.commit().await?;
-            StoreResult::Ok(())
-        };
-        match recorded.await {
-            Ok(()) => error,
-            Err(e) => e,
-        }
-    }
-}
-
 /// A column expression giving a resource's group members (groups) or groups (users) as
 /// `[[id, kind, display], ...]` JSON beside its row (`r`), read by [`parse_related`]; `NULL` when
 /// they are not wanted.
@@ -382,10 +357,7 @@ impl ResourceStore for SqliteStore {
                     ))
                 })
                 .await?;
-            match written {
-                Guarded::Done(w) => Ok(w),
-                Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "deactivate").await),
-            }
+            written.answer(self, ctx, id, "deactivate").await
         };
         crate::update::run(&mutation, if_match, read, write).await
     }
@@ -410,72 +382,53 @@ impl ResourceStore for SqliteStore {
                 ))
             })
             .await?;
-        match written {
-            Guarded::Done(deleted) => Ok(deleted),
-            Guarded::Protected(email) => Err(self.refuse_protected(ctx, id, &email, "delete").await),
-        }
+        written.answer(self, ctx, id, "delete").await
     }
 
     async fn list_resources(&self, connection_id: &str, kind: ResourceKind, query: &ListQuery) -> StoreResult<Page> {
-        let rt = self.rt(kind);
-        let mut where_ = SqlBuilder::new(Dialect::Sqlite);
-        // The kind is written as a literal, not bound: only then can SQLite see that the partial
-        // indexes (`WHERE kind = 'User' AND deleted_us IS NULL`) apply.
-        where_
-            .push("r.connection_id = ")
-            .text(connection_id)
-            .push(match kind {
-                ResourceKind::User => " AND r.kind = 'User'",
-                ResourceKind::Group => " AND r.kind = 'Group'",
-            })
-            .push(" AND r.deleted_us IS NULL");
-        if let Some(f) = &query.filter {
-            where_.push(" AND (");
-            compile_filter(&mut where_, &self.registry, rt, kind, connection_id, f)?;
-            where_.push(")");
-        }
-        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", where_.sql);
-        let mut sql = where_.clone();
-        // For a cursor page: where the row key of the resource the cursor names goes among the
-        // binds, once it is looked up (in the read's snapshot).
-        let mut after: Option<(usize, String)> = None;
-        let (order, limit, offset) = match &query.paging {
-            Paging::Cursor { after: after_id } => {
-                if let Some(id) = after_id {
-                    after = Some((sql.binds.len(), id.clone()));
-                    sql.push(" AND r.pk > ").bind(Bind::Int(0));
-                }
-                ("r.pk ASC".to_string(), query.count + 1, 0)
-            }
-            Paging::Index { start_index } => {
-                let order = match &query.sort {
-                    Some(s) => order_by(Dialect::Sqlite, &self.registry, rt, kind, &s.path, s.order)?,
-                    None => "r.pk ASC".to_string(),
-                };
-                (order, query.count, start_index.saturating_sub(1).max(0))
-            }
+        // A cursor's row key is looked up in the read's snapshot, then bound at `after_at`.
+        let after = match &query.paging {
+            Paging::Cursor { after: Some(id) } => Some(id.clone()),
+            _ => None,
         };
+        let ListPlan {
+            matches,
+            mut page,
+            after_at,
+            order,
+            limit,
+            offset,
+        } = list_plan(
+            Dialect::Sqlite,
+            &self.registry,
+            self.rt(kind),
+            kind,
+            connection_id,
+            query,
+            after.as_ref().map(|_| 0),
+        )?;
+        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", matches.sql);
         // The offset is bound, not written into the text, so the statement stays the same from page to
         // page and is prepared once per reader, not once per request (preparing was 8 % of a page's
         // CPU). The limit (a handful of values in practice) stays in the text: SQLite's planner uses
         // a bound limit's value, so each new binding made it prepare the statement again
         // (`sqlite3Reprepare` in the profile; a filter's CPU per request doubled).
-        sql.push(&format!(" ORDER BY {order} LIMIT {limit} OFFSET "))
+        page.push(&format!(" ORDER BY {order} LIMIT {limit} OFFSET "))
             .bind(Bind::Int(offset));
         // The members (or groups) of each resource come in the same statement (`related_column`).
         let full = format!(
             "SELECT {RESOURCE_COLS}, {} AS related FROM resources r WHERE {}",
             related_column(kind, query.with_members),
-            sql.sql
+            page.sql
         );
         let (paging, count, with_members) = (query.paging.clone(), query.count, query.with_members);
         let max_bytes = query.max_bytes;
-        let (count_binds, page_binds) = (where_.binds, sql.binds);
+        let (count_binds, page_binds) = (matches.binds, page.binds);
         let connection_id = connection_id.to_string();
         self.inline
             .read(move |conn| {
                 let mut binds = std::borrow::Cow::Borrowed(&page_binds);
-                if let Some((at, id)) = &after {
+                if let (Some(at), Some(id)) = (after_at, &after) {
                     let pk: Option<i64> = conn
                         .prepare_cached("SELECT pk FROM resources WHERE connection_id = ?1 AND id = ?2 AND kind = ?3")?
                         .query_row((&connection_id, id, kind.as_str()), |r| r.get(0))
@@ -489,7 +442,7 @@ impl ResourceStore for SqliteStore {
                             .query_row((&connection_id, id, kind.as_str()), |r| r.get(0))?;
                         return Err(crate::cursor_not_found(kind, erased));
                     };
-                    binds.to_mut()[*at] = Bind::Int(pk);
+                    binds.to_mut()[at] = Bind::Int(pk);
                 }
                 let mut rows = Vec::new();
                 // Bytes of documents and membership read so far; once they reach `max_bytes`, the

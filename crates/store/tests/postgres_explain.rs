@@ -7,7 +7,8 @@
 
 use rollcall_scim::filter::Filter;
 use rollcall_scim::schema::SchemaRegistry;
-use rollcall_store::postgres::{PgSettings, PostgresStore, bind_all};
+use rollcall_store::postgres::{PgSettings, PostgresStore};
+use rollcall_store::sql::bind_all;
 use rollcall_store::sql::{Bind, SqlBuilder};
 use rollcall_store::*;
 use rollcall_testkit::{Backend, TestDatabase, pg_admin_url, skip_note};
@@ -102,7 +103,7 @@ async fn plan_lines(conn: &mut PgConnection, sql: &str, args: sqlx::postgres::Pg
 
 /// The plans of `stmt`: with its parameters bound, and generic.
 async fn plans(conn: &mut PgConnection, stmt: &SqlBuilder) -> Vec<(&'static str, String)> {
-    let custom = plan_lines(conn, &stmt.sql, bind_all(&stmt.binds)).await;
+    let custom = plan_lines(conn, &stmt.sql, bind_all::<sqlx::Postgres>(&stmt.binds)).await;
     sqlx::query(AssertSqlSafe(format!("PREPARE rollcall_explain AS {}", stmt.sql)))
         .execute(&mut *conn)
         .await
@@ -334,7 +335,7 @@ async fn a_connection_that_grows_is_analyzed_by_the_store() {
         .list_sql(&new.connection_id, ResourceKind::User, &query, None)
         .unwrap();
     let mut conn = store.pool().acquire().await.unwrap();
-    let plan = plan_lines(&mut conn, &sql.page.sql, bind_all(&sql.page.binds)).await;
+    let plan = plan_lines(&mut conn, &sql.page.sql, bind_all::<sqlx::Postgres>(&sql.page.binds)).await;
     assert!(
         plan.contains("resources_id"),
         "the lookup by id does not use resources_id:\n{plan}"
