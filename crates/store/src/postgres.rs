@@ -677,15 +677,19 @@ impl PostgresStore {
                  JOIN resources u ON u.pk = m.member_pk
                  ORDER BY p.n, m.member_pk"
             }
-            // A user's groups by the member index, the users' keys as its condition: joined to
-            // the keys unnested, a small connection's generic plan read every membership into a
-            // hash for each page. `n` is the user's place on the page, as above.
+            // A user's groups by the member index, looked up for each user in turn: the subquery
+            // is kept apart (`OFFSET 0`), since joined to the keys unnested, a small connection's
+            // generic plan read every membership into a hash for each page. (With the users' keys
+            // as an `= ANY` condition instead, placing each row on the page by `array_position`
+            // took as long as the lookup.) `n` is the user's place on the page, as above.
             ResourceKind::User => {
-                "SELECT array_position($1::bigint[], m.member_pk)::bigint AS n, m.member_pk, g.id, g.kind,
-                        g.doc ->> 'displayName'
-                 FROM group_members m JOIN resources g ON g.connection_id = $2 AND g.pk = m.group_pk
-                 WHERE m.connection_id = $2 AND m.member_pk = ANY($1::bigint[]) AND g.deleted_us IS NULL
-                 ORDER BY 1, m.group_pk"
+                "SELECT p.n, m.member_pk, g.id, g.kind, g.doc ->> 'displayName'
+                 FROM UNNEST($1::bigint[]) WITH ORDINALITY AS p(pk, n)
+                 CROSS JOIN LATERAL (SELECT m.member_pk, m.group_pk FROM group_members m
+                                     WHERE m.connection_id = $2 AND m.member_pk = p.pk OFFSET 0) m
+                 JOIN resources g ON g.connection_id = $2 AND g.pk = m.group_pk
+                 WHERE g.deleted_us IS NULL
+                 ORDER BY p.n, m.group_pk"
             }
         };
         let mut conn = self.lane.lease().await?;
@@ -783,7 +787,7 @@ impl PostgresStore {
         );
         page.sql = if offset > 0 {
             // The rows the OFFSET skips are found by their keys alone (an index-only scan of
-            // `resources_live` when nothing else is asked), and only the page's own rows are then
+            // `resources_live_users` when nothing else is asked), and only the page's own rows are then
             // read whole, by key, in the same order (the order ends with `r.pk`: it is total).
             // Read in one scan, each skipped row was fetched from the table: a thousand rows for
             // page 11. (The keys as an array, not a join: joined, a small table's generic plan
