@@ -69,7 +69,9 @@ enum Kind {
     Bool,
     Float,
     Text,
-    Json,
+    /// JSON text, cast to the column's type (`json` or `jsonb`): a `json` column keeps the text
+    /// SQLite holds as it is.
+    Json(&'static str),
     Bytes,
 }
 
@@ -99,7 +101,8 @@ async fn columns(dst: &PostgresStore, table: &str) -> StoreResult<Vec<Column>> {
                 "boolean" => Kind::Bool,
                 "double precision" | "real" => Kind::Float,
                 "text" | "character varying" => Kind::Text,
-                "jsonb" | "json" => Kind::Json,
+                "jsonb" => Kind::Json("::jsonb"),
+                "json" => Kind::Json("::json"),
                 "bytea" => Kind::Bytes,
                 other => {
                     return Err(refused(format!(
@@ -118,7 +121,7 @@ fn read(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column, table: &str) -> Sto
         Kind::Int => Value::Int(row.try_get(i).map_err(wrong)?),
         Kind::Bool => Value::Bool(row.try_get(i).map_err(wrong)?),
         Kind::Float => Value::Float(row.try_get(i).map_err(wrong)?),
-        Kind::Text | Kind::Json => Value::Text(row.try_get(i).map_err(wrong)?),
+        Kind::Text | Kind::Json(_) => Value::Text(row.try_get(i).map_err(wrong)?),
         Kind::Bytes => Value::Bytes(row.try_get(i).map_err(wrong)?),
     })
 }
@@ -181,8 +184,8 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PostgresStore) -> Store
             q.push_values(values, |mut b, row| {
                 for (v, c) in row.into_iter().zip(&cols) {
                     match (v, c.kind) {
-                        (Value::Text(t), Kind::Json) => {
-                            b.push_bind(t).push_unseparated("::jsonb");
+                        (Value::Text(t), Kind::Json(cast)) => {
+                            b.push_bind(t).push_unseparated(cast);
                         }
                         (Value::Int(x), _) => {
                             b.push_bind(x);

@@ -22,7 +22,7 @@ use crate::index::{IndexFields, search_doc};
 use crate::model::*;
 use crate::resource_doc::{ResourceDoc, put_id};
 use crate::resource_rows::{self, Guarded, uniqueness};
-use crate::sql::{Bind, Dialect, ListPlan, SqlBuilder, bind_all, list_plan};
+use crate::sql::{Bind, Dialect, ListPlan, SqlBuilder, bind_all, list_plan, live_kind};
 use crate::sqlite::now_us;
 use crate::update::{Computed, Written};
 use crate::{Mutation, ResourceStore, Store, StoreError, StoreResult};
@@ -512,14 +512,13 @@ impl WriteTx {
     }
 }
 
-/// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (`jsonb`'s
-/// binary form is that text), so that a response with the default projection is written from it
-/// without building a [`Value`]. (Not `doc::text` in the statement: a page's `OFFSET` would
-/// evaluate the cast for every row it skips.) PostgreSQL wrote that text from a `jsonb` value: it
-/// is JSON, and is not parsed to check it again.
+/// A row of [`RESOURCE_COLS`]: the document is kept as the JSON text PostgreSQL sent (a `json`
+/// column sends its stored text as it is: migration 0019), so that a response with the default
+/// projection is written from it without building a [`Value`]. PostgreSQL checked that text when
+/// it was stored: it is JSON, and is not parsed to check it again.
 fn resource_of(row: &PgRow, kind: ResourceKind) -> StoreResult<StoredResource> {
     let id: String = row.try_get("id")?;
-    let doc = ResourceDoc::from_jsonb_text(jsonb_text(row, "doc")?, &id);
+    let doc = ResourceDoc::from_jsonb_text(doc_text(row, "doc")?, &id);
     Ok(StoredResource::with_doc(
         id,
         kind,
@@ -532,23 +531,32 @@ fn resource_of(row: &PgRow, kind: ResourceKind) -> StoreResult<StoredResource> {
     ))
 }
 
-/// The text of `jsonb` column `col`, made compact ([`compact_json`]). In the binary format sqlx
-/// asks for, a `jsonb` value is a version byte (1) and the text.
-fn jsonb_text(row: &PgRow, col: &str) -> StoreResult<String> {
-    use sqlx::ValueRef;
+/// The text of the JSON document column `col`, `json` or `jsonb` (in the binary format sqlx asks
+/// for, a `jsonb` value is a version byte, 1, and the text), made compact ([`compact_json`]) when it
+/// is `jsonb`'s text: a `jsonb` column's, or a document stored before migration 0019 made `doc`
+/// `json`. `jsonb`'s text puts `": ` after every key; the store's own compact text has no `": `
+/// outside strings, and within them compacting changes nothing, so the check needs no parse.
+fn doc_text(row: &PgRow, col: &str) -> StoreResult<String> {
+    use sqlx::{TypeInfo, ValueRef};
     let value = row.try_get_raw(col)?;
     let binary = matches!(value.format(), sqlx::postgres::PgValueFormat::Binary);
+    let jsonb = value.type_info().name() == "JSONB";
     let bytes = if value.is_null() { None } else { value.as_bytes().ok() };
     let text = match bytes {
-        Some([1, text @ ..]) if binary => text,
-        Some(text) if !binary => text,
+        Some([1, text @ ..]) if binary && jsonb => text,
+        Some(text) if !(binary && jsonb) => text,
         _ => {
             return Err(StoreError::Scim(ScimError::internal(format!(
-                "column {col} is not a jsonb document"
+                "column {col} is not a JSON document"
             ))));
         }
     };
-    String::from_utf8(compact_json(text))
+    let text = if memchr::memmem::find(text, b"\": ").is_some() {
+        compact_json(text)
+    } else {
+        text.to_vec()
+    };
+    String::from_utf8(text)
         .map_err(|e| StoreError::Scim(ScimError::internal(format!("column {col} is not UTF-8: {e}"))))
 }
 
@@ -618,15 +626,6 @@ fn raw_len(row: &PgRow, col: &str) -> usize {
 }
 
 const RESOURCE_COLS: &str = "r.pk, r.id, r.doc, r.version, r.created_us, r.modified_us";
-
-/// `kind` as an SQL literal: naming it (rather than binding it) lets the planner use the partial
-/// unique indexes on `userName` and group `displayName` even with a generic plan.
-fn kind_literal(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::User => "'User'",
-        ResourceKind::Group => "'Group'",
-    }
-}
 
 /// A resource to insert: its new id, its document (without `id` and `meta`) and a group's
 /// initial members.
@@ -735,6 +734,7 @@ impl PostgresStore {
         let ListPlan {
             matches,
             mut page,
+            connection,
             order,
             limit,
             offset,
@@ -748,8 +748,6 @@ impl PostgresStore {
             query,
             after_pk,
         )?;
-        // The connection's placeholder (the first), named again where a later page reads its rows by key.
-        let connection_param = "$1::text";
         let mut count = matches.clone();
         count.sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", matches.sql);
         // The page's statement keeps the count's text and parameters as its first ones: the count
@@ -793,7 +791,7 @@ impl PostgresStore {
             // page 11. (The keys as an array, not a join: joined, a small table's generic plan
             // read the whole table into a hash.)
             format!(
-                "{select} FROM resources r WHERE r.connection_id = {connection_param}
+                "{select} FROM resources r WHERE r.connection_id = {connection}
                  AND r.pk = ANY(ARRAY(SELECT r.pk FROM resources r WHERE {})) ORDER BY {order}",
                 page.sql
             )
@@ -947,8 +945,8 @@ impl ResourceStore for PostgresStore {
         let related = related_column(kind, with_members);
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RESOURCE_COLS}, {related} AS related FROM resources r
-             WHERE r.connection_id = $1 AND r.id = $2 AND r.kind = {} AND r.deleted_us IS NULL",
-            kind_literal(kind)
+             WHERE r.connection_id = $1 AND r.id = $2{}",
+            live_kind(kind)
         )))
         .bind(connection_id)
         .bind(id);

@@ -116,8 +116,17 @@ fn unknown_member(id: &str) -> StoreError {
     )))
 }
 
-/// Parameter `$n` as a JSON document (bound as its text).
-fn json_param(d: Dialect, n: u8) -> String {
+/// Parameter `$n` as a resource's `doc` (bound as its text). On PostgreSQL the document is `json`,
+/// kept as written (migration 0019); its search form `doc_ci` is `jsonb` ([`search_param`]).
+fn doc_param(d: Dialect, n: u8) -> String {
+    match d {
+        Dialect::Sqlite => format!("${n}"),
+        Dialect::Postgres => format!("${n}::json"),
+    }
+}
+
+/// Parameter `$n` as a resource's `doc_ci`, which filters and sorts read (bound as its text).
+fn search_param(d: Dialect, n: u8) -> String {
     match d {
         Dialect::Sqlite => format!("${n}"),
         Dialect::Postgres => format!("${n}::jsonb"),
@@ -185,8 +194,8 @@ pub(crate) async fn create<D: GrantDb>(
         "INSERT INTO resources (connection_id, kind, id, external_id, user_name_ci, display_name_ci, active, version,
            created_us, modified_us, doc, doc_ci)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, {}, {}) RETURNING pk",
-        json_param(d, 9),
-        json_param(d, 10)
+        doc_param(d, 9),
+        search_param(d, 10)
     );
     let args = [
         Arg::Text(&ctx.connection_id),
@@ -259,10 +268,13 @@ pub(crate) async fn update<D: GrantDb>(
                 stored.to_string()
             }
         };
-        let sql = format!(
-            "SELECT doc = {} FROM resources WHERE connection_id = $2 AND pk = $3",
-            json_param(d, 1)
-        );
+        // Compared as values on PostgreSQL: a document stored before migration 0019 keeps
+        // `jsonb`'s text, which the store read compacted.
+        let same_doc = match d {
+            Dialect::Sqlite => "doc = $1",
+            Dialect::Postgres => "doc::jsonb = $1::jsonb",
+        };
+        let sql = format!("SELECT {same_doc} FROM resources WHERE connection_id = $2 AND pk = $3");
         let same = first(db, &sql, &[Arg::Text(&text), Arg::Text(connection_id), Arg::Int(pk)]).await?;
         if same.is_none_or(|r| r[0].int() == 0) {
             return Ok(Guarded::Done(Written::Changed));
@@ -305,8 +317,8 @@ pub(crate) async fn update<D: GrantDb>(
         let sql = format!(
             "UPDATE resources SET external_id = $1, user_name_ci = $2, display_name_ci = $3, active = $4, version = $5,
                modified_us = $6, doc = {}, doc_ci = {} WHERE connection_id = $9 AND pk = $10",
-            json_param(d, 7),
-            json_param(d, 8)
+            doc_param(d, 7),
+            search_param(d, 8)
         );
         let args = [
             Arg::OptText(fields.external_id.as_deref()),

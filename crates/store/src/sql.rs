@@ -787,14 +787,15 @@ pub(crate) struct ListPlan {
     pub page: SqlBuilder,
     /// Where the cursor's row key is among the page's binds.
     pub after_at: Option<usize>,
+    /// The connection's placeholder in `matches` and `page` (PostgreSQL's `$n` can be named again).
+    pub connection: String,
     pub order: String,
     pub limit: i64,
     pub offset: i64,
 }
 
 /// The statement parts of a list request. `after_pk`: a cursor page's row key of the resource its
-/// cursor names. The kind is a literal, not bound: only then can the planners see that the partial
-/// indexes (`WHERE kind = 'User' AND deleted_us IS NULL`) apply, even with a generic plan.
+/// cursor names. The kind is a literal ([`live_kind`]).
 pub(crate) fn list_plan(
     d: Dialect,
     registry: &SchemaRegistry,
@@ -805,10 +806,9 @@ pub(crate) fn list_plan(
     after_pk: Option<i64>,
 ) -> ScimResult<ListPlan> {
     let mut matches = SqlBuilder::new(d);
-    matches.push("r.connection_id = ").text(connection_id).push(match kind {
-        ResourceKind::User => " AND r.kind = 'User' AND r.deleted_us IS NULL",
-        ResourceKind::Group => " AND r.kind = 'Group' AND r.deleted_us IS NULL",
-    });
+    matches.push("r.connection_id = ").text(connection_id);
+    let connection = matches.sql["r.connection_id = ".len()..].to_string();
+    matches.push(live_kind(kind));
     if let Some(f) = &query.filter {
         matches.push(" AND (");
         compile_filter(&mut matches, registry, rt, kind, connection_id, f)?;
@@ -836,10 +836,21 @@ pub(crate) fn list_plan(
         matches,
         page,
         after_at,
+        connection,
         order,
         limit,
         offset,
     })
+}
+
+/// ` AND` the resource `r` is a live one of `kind`. The kind is a literal, not bound: only then can
+/// the planners see that the partial indexes (`WHERE kind = 'User' AND deleted_us IS NULL`, the
+/// unique `userName` and group `displayName`) apply, even with a generic plan.
+pub(crate) fn live_kind(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => " AND r.kind = 'User' AND r.deleted_us IS NULL",
+        ResourceKind::Group => " AND r.kind = 'Group' AND r.deleted_us IS NULL",
+    }
 }
 
 /// The `ORDER BY` clause for `sortBy`, ending with the primary key so pages are stable.

@@ -398,6 +398,7 @@ impl ResourceStore for SqliteStore {
             order,
             limit,
             offset,
+            ..
         } = list_plan(
             Dialect::Sqlite,
             &self.registry,

@@ -14,28 +14,12 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
-use std::path::Path;
 
 /// The first migration that adds the connection to these tables, per database.
 fn upgrade(backend: Backend) -> (&'static str, i64) {
     match backend {
         Backend::Sqlite => ("sqlite", 17),
         Backend::Postgres => ("postgres", 16),
-    }
-}
-
-/// The migrations before the upgrade, copied to `dir` (so their checksums are the ones the store
-/// finds when it applies the rest).
-fn migrations_before(backend: Backend, dir: &Path) {
-    let (folder, first) = upgrade(backend);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(folder);
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let version: i64 = name.split('_').next().unwrap().parse().unwrap();
-        if version < first {
-            std::fs::copy(&path, dir.join(&name)).unwrap();
-        }
     }
 }
 
@@ -74,7 +58,8 @@ macro_rules! upgrade_test {
                 .await
                 .unwrap();
             let dir = tempfile::tempdir().unwrap();
-            migrations_before(backend, dir.path());
+            let (folder, first) = upgrade(backend);
+            harness::migrations_before(folder, first, dir.path());
             Migrator::new(dir.path()).await.unwrap().run(&pool).await.unwrap();
             for sql in SEED {
                 sqlx::query(AssertSqlSafe(*sql)).execute(&pool).await.unwrap();

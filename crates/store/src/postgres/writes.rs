@@ -384,7 +384,7 @@ async fn create_statement(
                    version, created_us, modified_us, doc, doc_ci)
                SELECT $16, $17, s.id, s.external_id, s.user_name_ci, s.display_name_ci, s.active, 1, s.at, s.at,
                       s.doc, s.doc_ci
-               FROM gate, UNNEST($19::text[], $20::text[], $21::text[], $22::text[], $23::bool[], $24::jsonb[],
+               FROM gate, UNNEST($19::text[], $20::text[], $21::text[], $22::text[], $23::bool[], $24::json[],
                                  $25::jsonb[], $18::int8[]) WITH ORDINALITY
                       AS s(id, external_id, user_name_ci, display_name_ci, active, doc, doc_ci, at, n)
                WHERE gate.ok ORDER BY s.n RETURNING pk, id),
@@ -425,7 +425,7 @@ async fn create_statement(
                 .collect::<Vec<_>>(),
         )
         .bind(items.iter().map(|i| i.fields.active).collect::<Vec<_>>())
-        .bind(items.iter().map(|i| Json(&i.doc)).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.doc.to_string()).collect::<Vec<_>>())
         .bind(items.iter().map(|i| Json(&i.search)).collect::<Vec<_>>())
         .bind(&email_ids)
         .bind(&emails);

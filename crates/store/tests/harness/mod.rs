@@ -44,6 +44,23 @@ pub async fn sqlite_db() -> TestDb {
     }
 }
 
+/// The store's migrations for `folder` (`sqlite`, `postgres`) numbered below `first`, copied to
+/// `dir` (so their checksums are the ones the store finds when it applies the rest): a database as
+/// an earlier release left it, for upgrade tests.
+pub fn migrations_before(folder: &str, first: i64, dir: &std::path::Path) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(folder);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let version: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if version < first {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+}
+
 /// A fresh PostgreSQL database (`None` without a PostgreSQL URL), not yet opened by a store.
 pub async fn pg_database() -> Option<TestDatabase> {
     pg_admin_url()?;
