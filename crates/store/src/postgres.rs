@@ -518,7 +518,7 @@ impl WriteTx {
 /// it was stored: it is JSON, and is not parsed to check it again.
 fn resource_of(row: &PgRow, kind: ResourceKind) -> StoreResult<StoredResource> {
     let id: String = row.try_get("id")?;
-    let doc = ResourceDoc::from_jsonb_text(doc_text(row, "doc")?, &id);
+    let doc = ResourceDoc::from_checked_text(doc_text(row, "doc")?, &id);
     Ok(StoredResource::with_doc(
         id,
         kind,

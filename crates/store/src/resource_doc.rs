@@ -31,12 +31,12 @@ impl ResourceDoc {
     /// A document from its stored JSON text and the resource's id. Fails if the text is not JSON.
     pub fn from_stored_text(json: String, id: &str) -> Result<ResourceDoc, serde_json::Error> {
         serde_json::from_str::<serde::de::IgnoredAny>(&json)?;
-        Ok(ResourceDoc::from_jsonb_text(json, id))
+        Ok(ResourceDoc::from_checked_text(json, id))
     }
 
-    /// A document from JSON text PostgreSQL wrote from a `jsonb` value, which is JSON by
-    /// construction: not checked again.
-    pub(crate) fn from_jsonb_text(json: String, id: &str) -> ResourceDoc {
+    /// A document from text already known to be JSON (PostgreSQL checked it when it stored it):
+    /// not checked again.
+    pub(crate) fn from_checked_text(json: String, id: &str) -> ResourceDoc {
         ResourceDoc {
             stored: Some(StoredText {
                 json: json.into_boxed_str(),
